@@ -1,0 +1,63 @@
+"""`becomingone` command line. Subcommands are registered by name and imported
+lazily, so `becomingone --help` stays fast and a broken optional piece cannot
+stop the others. Each command module defines `add_arguments(parser)` and
+`run(args) -> int`."""
+import argparse
+import importlib
+import sys
+
+from host.errors import UserError
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "run": ("host.commands.run", "run the coordinator (links, Master, ledger)"),
+    "status": ("host.commands.status", "show the state of a coordinator's data folder"),
+    "emulate": ("host.commands.emulate", "run N emulated devices (real firmware) against a host"),
+    "ledger": ("host.commands.ledger", "verify, show, export, prove and checkpoint the ledger"),
+    "memory": ("host.commands.memory", "query temporal signatures (range, reconstruct, similar)"),
+    "device": ("host.commands.device", "list devices, change config (undo/redo/goto), clear, push model"),
+    "flash": ("host.commands.flash", "compile and deploy the firmware to a board with mpremote"),
+    "bench": ("host.commands.bench", "benchmarks: protocol, device, ledger, ingest"),
+}
+
+
+def _top_help():
+    lines = ["usage: becomingone COMMAND [options]", "", "commands:"]
+    for name, (_mod, hlp) in COMMANDS.items():
+        lines.append("  %-9s %s" % (name, hlp))
+    lines.append("")
+    lines.append("`becomingone COMMAND --help` for the options of one command.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_top_help())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print("becomingone: unknown command %r (allowed: %s)" % (name, ", ".join(COMMANDS)), file=sys.stderr)
+        return 2
+    modname, hlp = COMMANDS[name]
+    try:
+        mod = importlib.import_module(modname)
+    except ModuleNotFoundError as e:
+        if e.name and (e.name == modname or modname.startswith(e.name + ".")):
+            print("becomingone: command %r is not available in this build" % name, file=sys.stderr)
+            return 2
+        raise
+    parser = argparse.ArgumentParser(prog="becomingone " + name, description=hlp)
+    mod.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(mod.run(args) or 0)
+    except UserError as e:
+        print("becomingone: %s" % e, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

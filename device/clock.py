@@ -1,0 +1,184 @@
+"""Device time and deadline arithmetic on a wrapping microsecond tick counter.
+
+The tick source wraps at 2^30 on the Pico (``time.ticks_us`` is a small int there); every value
+here is masked to 30 bits on every runtime, so the 64-bit unix port and CPython behave exactly as
+the Pico does.  Device time is ``era * 2^30 + off`` microseconds since boot, kept as two small
+ints (``era``, ``off < 2^30``) and never formed as a bigint.  ``now()`` must be called at least
+once per 2^30 us (17.9 minutes); the beat calls it every beat.
+
+No intermediate ever reaches 2^30 (the first non-small int on a 32-bit port): sums that could are
+written as ``rem = MASK - a; if b > rem: ...``.
+
+Clocks (all expose ``ticks() -> int < 2^30`` and ``sleep_us(us)``):
+- ``Clock()``: the runtime's tick counter (``time.ticks_us``/``sleep_us`` on MicroPython,
+  ``time.monotonic_ns`` on CPython), masked to 30 bits.
+- ``VirtualClock(start, cost_us)``: a simulated counter for tests and fast emulation; it starts
+  anywhere (e.g. just below the 2^30 wrap), ``sleep_us`` advances it, and every ``ticks()`` call
+  can charge ``cost_us`` of simulated work.
+"""
+import time
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+MASK = const(0x3FFFFFFF)   # 2^30 - 1: the tick counter wraps at 2^30
+HALF = const(0x20000000)   # 2^29: differences beyond +-HALF are taken as the other sign
+
+_HAS_TICKS = hasattr(time, "ticks_us")
+
+
+def tdiff(a, b):
+    """Signed a - b on the 2^30 tick circle, in [-2^29, 2^29)."""
+    d = (a - b) & MASK
+    if d >= HALF:
+        d = d - MASK - 1
+    return d
+
+
+def tadd(a, n):
+    """(a + n) mod 2^30 for 0 <= a < 2^30 and 0 <= n < 2^30, without forming 2^30."""
+    rem = MASK - a
+    if n > rem:
+        return n - rem - 1
+    return a + n
+
+
+class Clock:
+    """The runtime's microsecond tick counter, masked to 30 bits."""
+
+    def __init__(self):
+        if _HAS_TICKS:
+            self._t = time.ticks_us
+            self._s = time.sleep_us
+        else:
+            self._t = None
+            self._s = None
+
+    def ticks(self):
+        if self._t is not None:
+            return self._t() & MASK
+        return (time.monotonic_ns() // 1000) & MASK
+
+    def sleep_us(self, us):
+        if us <= 0:
+            return
+        if self._s is not None:
+            self._s(us)
+        else:
+            time.sleep(us / 1e6)
+
+
+class VirtualClock:
+    """Simulated tick counter: ``sleep_us`` advances it; each ``ticks()`` call charges
+    ``cost_us`` (simulated work) after reading.  ``advance(us)`` charges work explicitly."""
+
+    def __init__(self, start=0, cost_us=0):
+        if not 0 <= start <= MASK:
+            raise ValueError("VirtualClock start must be in 0..2^30-1, got %r" % (start,))
+        self.t = start
+        self.cost_us = cost_us
+        self.slept_us = 0
+
+    def ticks(self):
+        t = self.t
+        if self.cost_us:
+            self.t = tadd(self.t, self.cost_us)
+        return t
+
+    def advance(self, us):
+        if us > 0:
+            self.t = tadd(self.t, us)
+
+    def sleep_us(self, us):
+        if us > 0:
+            self.t = tadd(self.t, us)
+            self.slept_us += us
+
+
+class DeviceTime:
+    """Device time since boot as (era, off) from a 30-bit tick clock; never wraps.
+
+    ``update()`` reads the clock, advances (era, off) by the elapsed ticks and returns the raw
+    30-bit tick value read."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._last = clock.ticks()
+        self.era = 0
+        self.off = 0
+
+    def update(self):
+        t = self.clock.ticks()
+        d = (t - self._last) & MASK
+        self._last = t
+        rem = MASK - self.off
+        if d > rem:
+            self.off = d - rem - 1
+            self.era += 1
+        else:
+            self.off += d
+        return t
+
+    def us_since(self, era, off):
+        """Microseconds from (era, off) to now-as-last-updated, capped at 2^30 - 1."""
+        de = self.era - era
+        if de == 0:
+            return self.off - off
+        if de == 1:
+            a = MASK - off
+            if self.off >= MASK - a:
+                return MASK
+            return a + 1 + self.off
+        return MASK
+
+    def ms(self):
+        """Milliseconds since boot as a host-side (possibly big) int; not for the beat path."""
+        return (self.era * (MASK + 1) + self.off) // 1000
+
+
+class Deadline:
+    """Deadline schedule on the tick circle: next = previous + period, never drifting.
+
+    The period is ``period_us`` plus a Q16 fraction of a microsecond, accumulated, so a T_Lambda of
+    4210.526 us keeps its mean exactly over hours.  ``lateness`` (us, >= 0 when late) is set by
+    ``due(now)``."""
+
+    def __init__(self, start_ticks, period_us_q16):
+        self.at = start_ticks & MASK
+        self._frac = 0
+        self.set_period_q16(period_us_q16)
+
+    def set_period_q16(self, period_us_q16):
+        """Set the period in Q16 microseconds (period_us * 65536); must be in [1 us, 2^29 us)."""
+        whole = period_us_q16 >> 16
+        if whole < 1 or whole >= HALF:
+            raise ValueError("beat period must be in 1 us .. 2^29 us, got %r us (Q16 %r)"
+                             % (whole, period_us_q16))
+        self.period_us = whole
+        self.period_frac = period_us_q16 & 0xFFFF
+
+    def advance(self):
+        """Move to the next deadline (previous + period)."""
+        f = self._frac + self.period_frac
+        step = self.period_us
+        if f >= 0x10000:
+            f -= 0x10000
+            step += 1
+        self._frac = f
+        self.at = tadd(self.at, step)
+
+    def remaining(self, now):
+        """us until the deadline (negative when late)."""
+        return tdiff(self.at, now)
+
+    def resync(self, now):
+        """After a stall of more than one period, skip missed beats (counted by the caller);
+        the schedule stays on the same phase grid.  Returns how many beats were skipped."""
+        skipped = 0
+        while tdiff(now, self.at) >= self.period_us:
+            self.advance()
+            skipped += 1
+        return skipped

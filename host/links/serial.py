@@ -1,0 +1,53 @@
+"""Serial link: pyserial's `serial_for_url` (device paths, pty paths, socket://, loop://,
+rfc2217://); COBS framing with 0x00 delimiters (shared/cobs.py).
+
+Query options after `?` in a pyserial URL are passed through; `baudrate` defaults to 115200
+(ignored by USB CDC and ptys). When the port disappears (board unplugged: pyserial raises
+SerialException, an OSError), the base class closes it and reopens the same path with
+backoff, so the board is picked up again when it is plugged back.
+"""
+import serial
+
+from host.links.base import Link
+
+__all__ = ["SerialLink"]
+
+
+class SerialLink(Link):
+    scheme = "serial"
+    datagram = False
+
+    def __init__(self, url, *, baudrate=115200, **kw):
+        super().__init__(url, **kw)
+        self.port = url[len("serial:"):] if url.startswith("serial:") and "://" not in url else url
+        self.baudrate = baudrate
+        self.ser = None
+
+    def _open(self):
+        try:
+            self.ser = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.1,
+                                             write_timeout=1.0, exclusive=None)
+        except TypeError:
+            self.ser = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.1,
+                                             write_timeout=1.0)
+        except ValueError as e:      # pyserial: bad URL / option
+            raise OSError("cannot open %s: %s" % (self.port, e)) from None
+
+    def _close(self):
+        if self.ser is not None:
+            try:
+                self.ser.close()
+            finally:
+                self.ser = None
+
+    def _read(self, timeout):
+        s = self.ser
+        s.timeout = timeout
+        first = s.read(1)
+        if not first:
+            return b""
+        n = s.in_waiting
+        return first + s.read(n) if n else first
+
+    def _write(self, data, addr):
+        self.ser.write(data)

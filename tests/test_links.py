@@ -1,0 +1,145 @@
+import os
+import socket
+import time
+
+import pytest
+
+from host.errors import UserError
+from host.links import SCHEMES, link_class, make_link, open_link, register_scheme
+from host.links.serial import SerialLink
+from host.links.udp import UdpLink
+from shared import cobs
+
+
+def test_registry_by_url():
+    assert link_class("udp://127.0.0.1:0") is UdpLink
+    for u in ("/dev/ttyACM0", "serial:/dev/ttyUSB0", "socket://localhost:7777", "loop://"):
+        assert link_class(u) is SerialLink
+    with pytest.raises(UserError, match="unknown link scheme 'http'"):
+        link_class("http://x")
+    with pytest.raises(UserError, match="cannot tell"):
+        link_class("ttyACM0")
+    with pytest.raises(UserError, match="bad UDP link URL"):
+        make_link("udp://nohostport")
+    with pytest.raises(UserError, match="bad port"):
+        make_link("udp://1.2.3.4:99999")
+
+
+def test_register_custom_scheme():
+    register_scheme("fakeudp", "host.links.udp:UdpLink")
+    try:
+        assert link_class("fakeudp://127.0.0.1:0") is UdpLink
+    finally:
+        del SCHEMES["fakeudp"]
+    with pytest.raises(ValueError):
+        register_scheme("x", "nocolon")
+
+
+def test_udp_batch_drain_and_reply():
+    link = open_link("udp://127.0.0.1:0")
+    try:
+        host, port = link.local_url[6:].rsplit(":", 1)
+        dev = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dev.bind(("127.0.0.1", 0))
+        for i in range(500):
+            dev.sendto(b"frame%03d" % i, (host, int(port)))
+        dev.sendto(b"x" * 600, (host, int(port)))        # oversize: dropped and counted
+        got = []
+        deadline = time.time() + 2
+        while len(got) < 500 and time.time() < deadline:
+            got += link.recv(0.1)
+        assert [g[0] for g in got] == [b"frame%03d" % i for i in range(500)]
+        assert got[0][1] == dev.getsockname()
+        assert link.recv(0.05) == []
+        assert link.counters["oversize"] == 1 and link.counters["frames_in"] == 500
+        assert link.send(b"ack", got[0][1])
+        assert dev.recv(100) == b"ack"
+        assert not link.send(b"ack", None)             # no address: refused, counted
+        assert link.counters["send_failures"] == 1
+    finally:
+        link.close()
+        dev.close()
+
+
+def test_udp_port_in_use_is_clear():
+    a = open_link("udp://127.0.0.1:0")
+    try:
+        with pytest.raises(OSError, match="cannot listen on"):
+            open_link(a.local_url)
+    finally:
+        a.close()
+
+
+def test_serial_loop_cobs_and_noise_resync():
+    link = open_link("loop://")
+    try:
+        link.send(b"\x00hello\x00")
+        link.ser.write(b"\r\x02garbage")                 # stray bytes, no delimiter yet
+        link.send(b"world")
+        frames = []
+        deadline = time.time() + 2
+        while len(frames) < 2 and time.time() < deadline:
+            frames += [f for f, _ in link.recv(0.05)]
+        assert frames[0] == b"\x00hello\x00"
+        assert frames[-1] == b"world"
+        assert link.counters["cobs"] + len(frames) >= 2
+    finally:
+        link.close()
+
+
+def _pty():
+    m, s = os.openpty()
+    return m, s, os.ttyname(s)
+
+
+def test_serial_unplug_and_replug(tmp_path):
+    import tty
+    path = str(tmp_path / "ttyBOARD")
+    m, s, name = _pty()
+    tty.setraw(m)
+    os.symlink(name, path)
+    link = SerialLink(path, reopen_min=0.02, reopen_max=0.1)
+    link.open()
+    try:
+        os.write(m, cobs.encode(b"one"))
+        got = []
+        deadline = time.time() + 2
+        while not got and time.time() < deadline:
+            got = link.recv(0.05)
+        assert got == [(b"one", None)]
+        # unplug: the device end disappears
+        os.close(m)
+        os.close(s)
+        deadline = time.time() + 2
+        while link.is_open and time.time() < deadline:
+            link.recv(0.05)
+        assert not link.is_open and link.counters["disconnects"] == 1
+        os.unlink(path)
+        for _ in range(5):
+            assert link.recv(0.02) == []                 # port gone: retries with backoff
+        assert link.counters["open_failures"] >= 1
+        assert not link.send(b"lost")
+        # plug back (a new pty under the same path)
+        m2, s2, name2 = _pty()
+        tty.setraw(m2)
+        os.symlink(name2, path)
+        deadline = time.time() + 3
+        got = []
+        while time.time() < deadline and not got:
+            if link.is_open:
+                os.write(m2, cobs.encode(b"two"))
+            got = link.recv(0.05)
+        assert got and got[0][0] == b"two"
+        assert link.counters["opens"] == 2
+        assert link.send(b"back")
+        time.sleep(0.05)
+        assert os.read(m2, 100) == cobs.encode(b"back")
+        os.close(m2)
+        os.close(s2)
+    finally:
+        link.close()
+
+
+def test_serial_missing_port_first_open_raises():
+    with pytest.raises(OSError):
+        open_link("/dev/does-not-exist-becomingone")

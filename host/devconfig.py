@@ -1,0 +1,230 @@
+"""Device configuration as an event-sourced history per device (ET Eq 29, "TimeTraveler":
+S_t = S_0 ∘ D_1 ∘ … ∘ D_t, undo = S_t ∘ D_t^{-1}).
+
+Every change is an event D_v = {key: [old, new]} (version v = 1, 2, …); the state at version
+v is the defaults S_0 with D_1..D_v applied. `apply` records a new event (dropping any redo
+tail), `undo`/`redo` move one version, `goto(v)` moves to any version 0..latest; each returns
+the *effective change* {key: value} that brings the device from its current state to the
+new one. `DeviceConfigs` (the coordinator's part) sends that change to the device in a CONFIG
+frame, resends it every `retry_s` until the device ACKs it or `timeout_s` passes, and writes a
+ledger entry of kind "config" with status "acked" or "timeout". Histories persist as JSON in
+the data folder (devconfig.json), so undo/redo survive a restart. When a device starts a new
+boot, its whole current configuration (what differs from the defaults) is sent again.
+"""
+import json
+import os
+import tempfile
+import time
+
+from host.errors import UserError
+
+__all__ = ["ConfigHistory", "DeviceConfigs"]
+
+
+class ConfigHistory:
+    def __init__(self, defaults, events=None, position=None):
+        self.defaults = dict(defaults)
+        self.events = [dict(e) for e in (events or [])]
+        self.position = len(self.events) if position is None else int(position)
+        if not 0 <= self.position <= len(self.events):
+            raise ValueError("config position %d outside 0..%d" % (self.position, len(self.events)))
+
+    @property
+    def latest(self):
+        return len(self.events)
+
+    def state(self, version=None):
+        v = self.position if version is None else version
+        s = dict(self.defaults)
+        for ev in self.events[:v]:
+            for k, (_old, new) in ev["delta"].items():
+                s[k] = new
+        return s
+
+    def validate(self, changes):
+        if not isinstance(changes, dict) or not changes:
+            raise UserError("a config change is a non-empty mapping key -> value")
+        bad = sorted(k for k in changes if k not in self.defaults)
+        if bad:
+            raise UserError("unknown config key(s) %s (allowed: %s)"
+                            % (", ".join(map(str, bad)), ", ".join(sorted(self.defaults))))
+        for k, v in changes.items():
+            d = self.defaults[k]
+            if isinstance(d, bool) or not isinstance(d, (int, float)):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise UserError("config %s must be a number (got %r)" % (k, v))
+            if isinstance(d, int) and not isinstance(v, int):
+                if float(v).is_integer():
+                    changes[k] = int(v)
+                else:
+                    raise UserError("config %s must be an integer (got %r)" % (k, v))
+
+    def apply(self, changes, note=None):
+        changes = dict(changes)
+        self.validate(changes)
+        cur = self.state()
+        delta = {k: [cur[k], v] for k, v in changes.items() if cur[k] != v}
+        if not delta:
+            return {}
+        del self.events[self.position:]
+        self.events.append({"version": len(self.events) + 1, "delta": delta,
+                            "t": time.time(), "note": note})
+        self.position = len(self.events)
+        return {k: nv for k, (_o, nv) in delta.items()}
+
+    def goto(self, version):
+        try:
+            version = int(version)
+        except (TypeError, ValueError):
+            raise UserError("config version must be an integer (got %r)" % (version,)) from None
+        if not 0 <= version <= self.latest:
+            raise UserError("config version %d does not exist (allowed: 0..%d)"
+                            % (version, self.latest))
+        before = self.state()
+        self.position = version
+        after = self.state()
+        return {k: v for k, v in after.items() if before.get(k) != v}
+
+    def undo(self):
+        if self.position == 0:
+            raise UserError("nothing to undo (already at version 0)")
+        return self.goto(self.position - 1)
+
+    def redo(self):
+        if self.position >= self.latest:
+            raise UserError("nothing to redo (at the latest version %d)" % self.latest)
+        return self.goto(self.position + 1)
+
+    def to_dict(self):
+        return {"position": self.position, "events": self.events}
+
+
+class DeviceConfigs:
+    """Histories of all devices + CONFIG delivery with ACK/retry + ledger entries.
+
+    send(device_id, changes) -> frame seq or None (device unreachable);
+    ledger_append(kind, data) records the outcome."""
+
+    def __init__(self, defaults, path=None, send=None, ledger_append=None,
+                 retry_s=0.5, timeout_s=10.0, clock=time.monotonic):
+        self.defaults = dict(defaults)
+        self.path = path
+        self.send = send
+        self.ledger_append = ledger_append
+        self.retry_s = retry_s
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.histories = {}
+        self.pending = {}      # device -> dict(version, changes, op, seq, sent, first, attempts)
+        self.counters = {"sent": 0, "acked": 0, "timeouts": 0, "retries": 0}
+        if path and os.path.exists(path):
+            self._load()
+
+    def _load(self):
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+            for d, h in data.get("devices", {}).items():
+                self.histories[int(d)] = ConfigHistory(self.defaults, h["events"], h["position"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError("device config history %s is damaged (%s)" % (self.path, e)) from None
+
+    def _save(self):
+        if not self.path:
+            return
+        data = {"devices": {str(d): h.to_dict() for d, h in self.histories.items()}}
+        folder = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(prefix=".devconfig", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def history(self, device_id):
+        h = self.histories.get(device_id)
+        if h is None:
+            h = self.histories[device_id] = ConfigHistory(self.defaults)
+        return h
+
+    def _change(self, device_id, op, changes):
+        self._save()
+        h = self.history(device_id)
+        if changes:
+            self._deliver(device_id, op, h.position, changes)
+        return {"device_id": device_id, "op": op, "version": h.position, "latest": h.latest,
+                "changes": changes, "state": h.state()}
+
+    def apply(self, device_id, changes, note=None):
+        return self._change(device_id, "apply", self.history(device_id).apply(changes, note))
+
+    def undo(self, device_id):
+        return self._change(device_id, "undo", self.history(device_id).undo())
+
+    def redo(self, device_id):
+        return self._change(device_id, "redo", self.history(device_id).redo())
+
+    def goto(self, device_id, version):
+        return self._change(device_id, "goto", self.history(device_id).goto(version))
+
+    def resync(self, device_id):
+        """A device started a new boot: send its whole non-default configuration again."""
+        h = self.histories.get(device_id)
+        if h is None:
+            return None
+        diff = {k: v for k, v in h.state().items() if self.defaults[k] != v}
+        if diff:
+            self._deliver(device_id, "resync", h.position, diff)
+        return diff
+
+    def _deliver(self, device_id, op, version, changes):
+        old = self.pending.pop(device_id, None)
+        if old is not None:        # superseded: merge so nothing is lost on the device
+            merged = dict(old["changes"])
+            merged.update(changes)
+            changes = merged
+            self._record(device_id, old, "superseded")
+        now = self.clock()
+        p = {"version": version, "changes": dict(changes), "op": op, "seq": None,
+             "first": now, "sent": None, "attempts": 0}
+        self.pending[device_id] = p
+        self._send(device_id, p, now)
+
+    def _send(self, device_id, p, now):
+        p["sent"] = now
+        p["attempts"] += 1
+        if p["attempts"] > 1:
+            self.counters["retries"] += 1
+        self.counters["sent"] += 1
+        if self.send is not None:
+            p["seq"] = self.send(device_id, p["changes"])
+
+    def on_ack(self, device_id, acked_seq):
+        p = self.pending.get(device_id)
+        if p is None or p["seq"] is None or acked_seq != p["seq"]:
+            return False
+        del self.pending[device_id]
+        self.counters["acked"] += 1
+        self._record(device_id, p, "acked")
+        return True
+
+    def tick(self, now=None):
+        now = self.clock() if now is None else now
+        for d, p in list(self.pending.items()):
+            if now - p["first"] >= self.timeout_s:
+                del self.pending[d]
+                self.counters["timeouts"] += 1
+                self._record(d, p, "timeout")
+            elif now - p["sent"] >= self.retry_s:
+                self._send(d, p, now)
+
+    def _record(self, device_id, p, status):
+        if self.ledger_append is not None:
+            self.ledger_append("config", {"device_id": device_id, "op": p["op"],
+                                          "version": p["version"], "changes": p["changes"],
+                                          "status": status, "attempts": p["attempts"]})
+
+    def listing(self, device_id):
+        h = self.history(device_id)
+        return {"device_id": device_id, "version": h.position, "latest": h.latest,
+                "state": h.state(), "events": h.events,
+                "pending": self.pending.get(device_id)}

@@ -1,0 +1,176 @@
+# Frame authentication (HMAC-SHA256 truncated to 8 bytes) and replay windows, both runtimes.
+#
+# MicroPython has no hmac module, so HMAC (RFC 2104) is written here from hashlib.sha256;
+# tests check it against CPython's hmac. Keys are 32 bytes. A key never appears in a repr,
+# a log line or an error message.
+#
+# Auth(key):           .tag_into(buf, n) writes HMAC(key, buf[0:n])[:8] at buf[n:n+8]
+#                      .verify(buf, n) -> bool, constant-time compare with buf[n:n+8]
+# hmac_sha256(key, msg) -> 32-byte digest
+# ReplayWindow(size):  sliding window over sequence numbers (bytearray bitmap)
+#                      .check(seq) -> bool (no state change), .accept(seq) (state change)
+# ReplayGuard(size, max_streams): one ReplayWindow per (device_id, boot_id)
+import hashlib
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+KEY_LEN = const(32)
+TAG_LEN = const(8)
+_BLOCK = const(64)
+
+
+def _pads(key):
+    if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_LEN:
+        # never echo the key; say what is allowed
+        raise ValueError("auth key must be %d bytes (got %s)" % (
+            KEY_LEN, "%d bytes" % len(key) if isinstance(key, (bytes, bytearray))
+            else type(key).__name__))
+    ipad = bytearray(_BLOCK)
+    opad = bytearray(_BLOCK)
+    for i in range(_BLOCK):
+        k = key[i] if i < KEY_LEN else 0
+        ipad[i] = k ^ 0x36
+        opad[i] = k ^ 0x5C
+    return bytes(ipad), bytes(opad)
+
+
+def hmac_sha256(key, msg):
+    """HMAC-SHA256 of msg with a 32-byte key (RFC 2104)."""
+    ipad, opad = _pads(key)
+    inner = hashlib.sha256(ipad)
+    inner.update(msg)
+    outer = hashlib.sha256(opad)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+class Auth:
+    """One device key, ready to tag and verify frames."""
+
+    def __init__(self, key):
+        self._ipad, self._opad = _pads(key)
+        self._mac = bytearray(32)
+
+    def __repr__(self):
+        return "<Auth key=***>"
+
+    def _digest(self, buf, n):
+        inner = hashlib.sha256(self._ipad)
+        inner.update(memoryview(buf)[:n] if n != len(buf) else buf)
+        outer = hashlib.sha256(self._opad)
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def tag_into(self, buf, n):
+        """Write the 8-byte tag of buf[0:n] at buf[n:n+8]."""
+        d = self._digest(buf, n)
+        for i in range(TAG_LEN):
+            buf[n + i] = d[i]
+
+    def verify(self, buf, n):
+        """True when buf[n:n+8] is the tag of buf[0:n] (compare without early exit)."""
+        if len(buf) < n + TAG_LEN:
+            return False
+        d = self._digest(buf, n)
+        diff = 0
+        for i in range(TAG_LEN):
+            diff |= d[i] ^ buf[n + i]
+        return diff == 0
+
+
+class ReplayWindow:
+    """Accepts each sequence number at most once: anything above the highest seen, or within
+    `size` below it and not yet seen. Bitmap bit i set <=> (highest - i) was seen."""
+
+    def __init__(self, size=256):
+        if size < 8 or size % 8:
+            raise ValueError("replay window size must be a multiple of 8, >= 8 (got %r)" % (size,))
+        self.size = size
+        self.highest = -1
+        self._bits = bytearray(size // 8)
+
+    def __repr__(self):
+        return "<ReplayWindow size=%d highest=%d>" % (self.size, self.highest)
+
+    def check(self, seq):
+        """True when seq would be accepted. Changes nothing."""
+        if seq > self.highest:
+            return True
+        d = self.highest - seq
+        if d >= self.size:
+            return False
+        return not (self._bits[d >> 3] & (1 << (d & 7)))
+
+    def accept(self, seq):
+        """Record seq as seen (call only after the frame was authenticated and decoded)."""
+        bits = self._bits
+        if seq > self.highest:
+            shift = seq - self.highest if self.highest >= 0 else self.size
+            self._shift(shift)
+            self.highest = seq
+            bits[0] |= 1
+        else:
+            d = self.highest - seq
+            if d < self.size:
+                bits[d >> 3] |= 1 << (d & 7)
+
+    def _shift(self, k):
+        bits = self._bits
+        nb = len(bits)
+        if k >= self.size:
+            for i in range(nb):
+                bits[i] = 0
+            return
+        byte_shift = k >> 3
+        bit_shift = k & 7
+        i = nb - 1
+        while i >= 0:
+            src = i - byte_shift
+            v = 0
+            if src >= 0:
+                v = (bits[src] << bit_shift) & 0xFF
+                if bit_shift and src - 1 >= 0:
+                    v |= bits[src - 1] >> (8 - bit_shift)
+            bits[i] = v
+            i -= 1
+
+
+class ReplayGuard:
+    """Replay windows per (device_id, boot_id). Keeps at most max_streams windows; the least
+    recently used one is forgotten first (a frame of a forgotten stream starts a new window)."""
+
+    def __init__(self, size=256, max_streams=64):
+        self.size = size
+        self.max_streams = max_streams
+        self._windows = {}
+        self._tick = 0
+
+    def __repr__(self):
+        return "<ReplayGuard streams=%d size=%d>" % (len(self._windows), self.size)
+
+    def check(self, device_id, boot_id, seq):
+        w = self._windows.get((device_id, boot_id))
+        return True if w is None else w[0].check(seq)
+
+    def accept(self, device_id, boot_id, seq):
+        key = (device_id, boot_id)
+        self._tick += 1
+        w = self._windows.get(key)
+        if w is None:
+            if len(self._windows) >= self.max_streams:
+                oldest = None
+                for k in self._windows:
+                    if oldest is None or self._windows[k][1] < self._windows[oldest][1]:
+                        oldest = k
+                del self._windows[oldest]
+            w = [ReplayWindow(self.size), 0]
+            self._windows[key] = w
+        w[1] = self._tick
+        w[0].accept(seq)
+
+    def forget(self, device_id, boot_id):
+        self._windows.pop((device_id, boot_id), None)

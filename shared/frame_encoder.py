@@ -1,0 +1,194 @@
+# The device's frame encoder: one preallocated buffer per frame kind, header and payload
+# written with struct.pack_into, CRC stored in place. Without AUTH an encode allocates 0 bytes
+# on MicroPython (tests/mpy/test_protocol_alloc.py measures it); with AUTH the SHA-256 objects
+# and digests allocate a little per frame.
+#
+#   enc = Encoder(device_id, boot_id, auth=None, cobs=False)
+#   buf = enc.telemetry(era, off, beat, period_us, ...)   -> bytearray (or memoryview) to send
+#
+# Every method takes the device time (time_era, time_off) of the frame first, returns the
+# bytes to write (the raw frame for UDP, or 0x00|COBS|0x00 when cobs=True) and advances
+# enc.seq. The returned object is reused by the next call of the same method: send it before
+# encoding the next frame of that kind. Integers passed in must be small ints (< 2^30 in
+# magnitude): the beat path never holds bigints. Values that can overflow their field
+# (lateness, counters) are saturated here.
+import struct
+
+from shared import cobs
+from shared import protocol as P
+from shared.auth import TAG_LEN
+from shared.crc import crc32_store
+
+_HDR = P.HEADER_FMT
+_HL = P.HEADER_LEN
+SEQ_ROLL = P.SEQ_LIMIT - 0x10000  # roll the boot id once enc.seq passes this
+
+
+def _sat16(v):
+    return 0 if v < 0 else (0xFFFF if v > 0xFFFF else v)
+
+
+class _Slot:
+    """Buffers of one frame kind: raw frame and its COBS-framed copy, views per length."""
+
+    def __init__(self, msg_type, payload_max, auth, counts=None):
+        self.type = msg_type
+        tag = TAG_LEN if auth else 0
+        self.raw = bytearray(_HL + payload_max + tag + P.CRC_LEN)
+        self.framed = bytearray(cobs.encoded_size(len(self.raw)))
+        self.raw_views = None
+        self.framed_views = None
+        if counts:  # variable-length kind (batch): one view per record count, made once
+            self.raw_views = []
+            self.framed_views = []
+            mr = memoryview(self.raw)
+            mf = memoryview(self.framed)
+            for c in range(counts + 1):
+                n = P.frame_size(msg_type, auth, c)
+                self.raw_views.append(mr[:n])
+                self.framed_views.append(mf[:cobs.encoded_size(n)])
+
+
+class Encoder:
+    def __init__(self, device_id, boot_id, auth=None, cobs=False, batch_max=P.MAX_BATCH):
+        if not 1 <= device_id <= 0xFFFF:
+            raise ValueError("device_id %r outside 1..65535" % (device_id,))
+        if not 1 <= batch_max <= P.MAX_BATCH:
+            raise ValueError("batch_max %r outside 1..%d" % (batch_max, P.MAX_BATCH))
+        self.device_id = device_id
+        self.auth = auth
+        self.use_cobs = cobs
+        self.batch_max = batch_max
+        self.set_boot(boot_id)
+        a = auth is not None
+        self._vf = (P.VERSION << 4) | (P.FLAG_AUTH if a else 0)
+        self._hello = _Slot(P.HELLO, 29, a)
+        self._tel = _Slot(P.TELEMETRY, P.TELEMETRY_LEN, a)
+        self._batch = _Slot(P.TELEMETRY, 1 + P.TELEMETRY_LEN * batch_max, a, batch_max)
+        self._wit = _Slot(P.WITNESS, 23, a)
+        self._ack = _Slot(P.ACK, 6, a)
+        self._hb = _Slot(P.HEARTBEAT, 29, a)
+        self._err = _Slot(P.ERROR, 22, a)
+        self._sync = _Slot(P.TIME_SYNC, 15, a)
+        self.batch_count = 0
+
+    def __repr__(self):
+        return "<Encoder dev=%d boot=%d seq=%d auth=%s>" % (
+            self.device_id, self.boot_id, self.seq, "on" if self.auth is not None else "off")
+
+    def set_boot(self, boot_id):
+        """Start a new (device, boot) stream: seq restarts at 0."""
+        if not 1 <= boot_id <= 0xFFFF:
+            raise ValueError("boot_id %r outside 1..65535" % (boot_id,))
+        self.boot_id = boot_id
+        self.seq = 0
+        self.batch_count = 0
+
+    @property
+    def needs_new_boot(self):
+        return self.seq >= SEQ_ROLL
+
+    # ---- common tail: header, tag, CRC, optional COBS
+    def _finish(self, slot, era, off, end, flags=0, count=-1):
+        if self.seq >= P.SEQ_LIMIT:
+            raise ValueError("seq reached 2^30: call set_boot() with a new boot id first")
+        buf = slot.raw
+        struct.pack_into(_HDR, buf, 0, self._vf | flags, slot.type, self.device_id,
+                         self.boot_id, self.seq, era, off)
+        if self.auth is not None:
+            self.auth.tag_into(buf, end)
+            end += TAG_LEN
+        crc32_store(buf, end)
+        end += P.CRC_LEN
+        self.seq += 1
+        if self.use_cobs:
+            cobs.encode_into(buf, end, slot.framed, 0)
+            return slot.framed if count < 0 else slot.framed_views[count]
+        return buf if count < 0 else slot.raw_views[count]
+
+    def hello(self, era, off, board, fw_major, fw_minor, fw_patch, capabilities, fs_hz,
+              period_us, phase_step, lag_samples, adc_bits, sum_shift, pow_bits,
+              telemetry_every):
+        """board: bytes of at most 8 ASCII characters (keep it a constant)."""
+        s = self._hello
+        struct.pack_into(P.HELLO_FMT, s.raw, _HL, board, fw_major, fw_minor, fw_patch,
+                         capabilities, fs_hz, period_us, phase_step, lag_samples, adc_bits,
+                         sum_shift, pow_bits, telemetry_every)
+        return self._finish(s, era, off, _HL + 29)
+
+    def telemetry(self, era, off, beat, period_us, lateness_us, dT_re, dT_im, dE0, dEL,
+                  n_samples, coherence, pid_error, pid_output, threat, o_weight,
+                  decision_state):
+        s = self._tel
+        struct.pack_into(P.TELEMETRY_FMT, s.raw, _HL, beat, period_us, _sat16(lateness_us),
+                         dT_re, dT_im, dE0, dEL, n_samples, coherence, pid_error, pid_output,
+                         threat, o_weight, decision_state)
+        return self._finish(s, era, off, _HL + P.TELEMETRY_LEN)
+
+    def batch_add(self, beat, period_us, lateness_us, dT_re, dT_im, dE0, dEL, n_samples,
+                  coherence, pid_error, pid_output, threat, o_weight, decision_state):
+        """Append one beat to the pending BATCH frame; returns the number of beats held.
+        When it equals batch_max, call batch_flush() before adding more."""
+        c = self.batch_count
+        if c >= self.batch_max:
+            raise ValueError("batch full (%d beats): call batch_flush() first" % c)
+        struct.pack_into(P.TELEMETRY_FMT, self._batch.raw, _HL + 1 + c * P.TELEMETRY_LEN,
+                         beat, period_us, _sat16(lateness_us), dT_re, dT_im, dE0, dEL,
+                         n_samples, coherence, pid_error, pid_output, threat, o_weight,
+                         decision_state)
+        self.batch_count = c + 1
+        return c + 1
+
+    def batch_flush(self, era, off):
+        """The BATCH frame of the beats added so far (time of the last beat), or None."""
+        c = self.batch_count
+        if c == 0:
+            return None
+        s = self._batch
+        s.raw[_HL] = c
+        self.batch_count = 0
+        return self._finish(s, era, off, _HL + 1 + c * P.TELEMETRY_LEN, P.FLAG_BATCH, c)
+
+    def witness(self, era, off, witness_id, kind, beat, decision, threat, coherence, value,
+                pow_bits, nonce):
+        s = self._wit
+        struct.pack_into(P.WITNESS_FMT, s.raw, _HL, witness_id, kind, beat, decision, threat,
+                         coherence, value, pow_bits, nonce)
+        return self._finish(s, era, off, _HL + 23)
+
+    def ack(self, era, off, acked_type, status, ref):
+        s = self._ack
+        struct.pack_into(P.ACK_FMT, s.raw, _HL, acked_type, status, ref)
+        return self._finish(s, era, off, _HL + 6)
+
+    def heartbeat(self, era, off, beats, late_p50_us, late_p99_us, late_max_us, heap_free,
+                  witness_queue, rx_ok, rx_crc, rx_cobs, rx_auth, rx_replay, rx_other,
+                  tx_dropped):
+        s = self._hb
+        struct.pack_into(P.HEARTBEAT_FMT, s.raw, _HL, beats, _sat16(late_p50_us),
+                         _sat16(late_p99_us), _sat16(late_max_us), heap_free,
+                         witness_queue if witness_queue < 255 else 255, _sat16(rx_ok),
+                         _sat16(rx_crc), _sat16(rx_cobs), _sat16(rx_auth), _sat16(rx_replay),
+                         _sat16(rx_other), _sat16(tx_dropped))
+        return self._finish(s, era, off, _HL + 29)
+
+    def error(self, era, off, code, ref_type, ref, text):
+        """text: bytes of at most 16 ASCII characters (keep it a constant)."""
+        s = self._err
+        struct.pack_into(P.ERROR_FMT, s.raw, _HL, code, ref_type, ref, text)
+        return self._finish(s, era, off, _HL + 22)
+
+    def time_sync_reply(self, era, off, host_t1_us, rx_era, rx_off):
+        """Reply to a TIME_SYNC request: echo the host's t1, give the device receive time;
+        the header time (era, off) is the device transmit time."""
+        s = self._sync
+        struct.pack_into(P.TIME_SYNC_FMT, s.raw, _HL, P.SYNC_REPLY, host_t1_us, rx_era, rx_off)
+        return self._finish(s, era, off, _HL + 15)
+
+
+def witness_record_into(buf, off, device_id, boot_id, witness_id, kind, beat, decision, threat,
+                        coherence, value, pow_bits):
+    """Write the 23-byte WITNESS proof-of-work record into buf at off (no allocation)."""
+    struct.pack_into(P.WITNESS_RECORD_FMT, buf, off, device_id, boot_id, witness_id, kind, beat,
+                     decision, threat, coherence, value, pow_bits)
+    return 23

@@ -1,0 +1,530 @@
+# The BecomingONE wire protocol: catalogue, generic encode, the one decoder (both runtimes).
+# docs/PROTOCOL.md is the byte-exact reference; shared/frame_encoder.py is the device's
+# allocation-free encoder, which must produce the same bytes as encode() here.
+#
+# encode(msg_type, fields, device_id, boot_id, seq, time_era=0, time_off=0, auth=None,
+#        batch=False) -> bytes
+# decode(data, auth=None, replay=None) -> Frame      (raises a shared.wire_errors error)
+# frame_size(msg_type, auth=False, count=None) -> int
+import struct
+
+from shared.auth import Auth, TAG_LEN
+from shared.crc import crc32_check, crc32_store
+from shared.wire_errors import (AuthError, CrcError, FieldError, LengthError, OversizeError,
+                                ReplayError, ShortFrameError, UnknownTypeError, VersionError)
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+VERSION = const(1)
+FLAG_AUTH = const(0x01)
+FLAG_BATCH = const(0x02)
+_FLAGS_KNOWN = const(0x03)
+
+HEADER_LEN = const(16)
+CRC_LEN = const(4)
+MAX_FRAME = const(254)        # so COBS adds exactly one byte (see shared/cobs.py)
+SEQ_LIMIT = const(0x40000000)  # seq and time_off are < 2^30
+MAX_BATCH = const(5)          # 16 + 1 + 5*39 + 8 + 4 = 224 <= MAX_FRAME
+MAX_CONFIG_PAIRS = const(32)  # 16 + 5 + 32*5 + 8 + 4 = 193
+
+HELLO = const(1)
+TELEMETRY = const(2)
+WITNESS = const(3)
+ACK = const(4)
+CONFIG = const(5)
+MODEL = const(6)
+TIME_SYNC = const(7)
+CLEAR = const(8)
+HEARTBEAT = const(9)
+ERROR = const(10)
+
+TYPE_NAMES = {HELLO: "HELLO", TELEMETRY: "TELEMETRY", WITNESS: "WITNESS", ACK: "ACK",
+              CONFIG: "CONFIG", MODEL: "MODEL", TIME_SYNC: "TIME_SYNC", CLEAR: "CLEAR",
+              HEARTBEAT: "HEARTBEAT", ERROR: "ERROR"}
+TYPE_IDS = {}
+for _k in TYPE_NAMES:
+    TYPE_IDS[TYPE_NAMES[_k]] = _k
+
+# Who may send a type: "d" device (device_id 1..65535), "h" host (device_id 0), "b" both.
+DIRECTION = {HELLO: "d", TELEMETRY: "d", WITNESS: "d", HEARTBEAT: "d", CONFIG: "h",
+             MODEL: "h", CLEAR: "h", ACK: "b", ERROR: "b", TIME_SYNC: "b"}
+
+# Header: ver_flags, type, device_id, boot_id, seq, time_era, time_off
+HEADER_FMT = "<BBHHIHI"
+_HEADER_HALVES = "<BBHHHHHHH"  # the same 16 bytes with seq/time_off as u16 halves (no bigints)
+
+# Fixed payloads: (struct format, field names). Strings ("Ns") are ASCII, NUL padded.
+TELEMETRY_FMT = "<IIHiiIIHHhHHHB"
+TELEMETRY_FIELDS = ("beat", "period_us", "lateness_us", "dT_re", "dT_im", "dE0", "dEL",
+                    "n_samples", "coherence", "pid_error", "pid_output", "threat", "o_weight",
+                    "decision_state")
+TELEMETRY_LEN = const(39)
+HELLO_FMT = "<8sBBBHHIIHBBBB"
+HELLO_FIELDS = ("board", "fw_major", "fw_minor", "fw_patch", "capabilities", "fs_hz",
+                "period_us", "phase_step", "lag_samples", "adc_bits", "sum_shift", "pow_bits",
+                "telemetry_every")
+WITNESS_FMT = "<IBIBHHiBI"
+WITNESS_FIELDS = ("witness_id", "kind", "beat", "decision", "threat", "coherence", "value",
+                  "pow_bits", "nonce")
+WITNESS_RECORD_FMT = "<HHIBIBHHiB"  # device_id, boot_id, then the witness body without nonce
+ACK_FMT = "<BBI"
+ACK_FIELDS = ("acked_type", "status", "ref")
+MODEL_FMT = "<Iff"
+MODEL_FIELDS = ("model_version", "w", "b")
+TIME_SYNC_FMT = "<BQHI"
+TIME_SYNC_FIELDS = ("mode", "host_t1_us", "rx_era", "rx_off")
+CLEAR_FMT = "<BI"
+CLEAR_FIELDS = ("reason", "ref")
+HEARTBEAT_FMT = "<IHHHIBHHHHHHH"
+HEARTBEAT_FIELDS = ("beats", "late_p50_us", "late_p99_us", "late_max_us", "heap_free",
+                    "witness_queue", "rx_ok", "rx_crc", "rx_cobs", "rx_auth", "rx_replay",
+                    "rx_other", "tx_dropped")
+ERROR_FMT = "<BBI16s"
+ERROR_FIELDS = ("code", "ref_type", "ref", "text")
+CONFIG_HEAD_FMT = "<IB"   # config_version, count; then count x "<Bi" (key id, value)
+CONFIG_PAIR_FMT = "<Bi"
+
+LAYOUTS = {HELLO: (HELLO_FMT, HELLO_FIELDS), TELEMETRY: (TELEMETRY_FMT, TELEMETRY_FIELDS),
+           WITNESS: (WITNESS_FMT, WITNESS_FIELDS), ACK: (ACK_FMT, ACK_FIELDS),
+           MODEL: (MODEL_FMT, MODEL_FIELDS), TIME_SYNC: (TIME_SYNC_FMT, TIME_SYNC_FIELDS),
+           CLEAR: (CLEAR_FMT, CLEAR_FIELDS), HEARTBEAT: (HEARTBEAT_FMT, HEARTBEAT_FIELDS),
+           ERROR: (ERROR_FMT, ERROR_FIELDS)}
+
+# Capability bits (HELLO.capabilities)
+CAP_AUTH = const(0x0001)
+CAP_UDP = const(0x0002)
+CAP_SERIAL = const(0x0004)
+CAP_PWM = const(0x0008)
+CAP_ADC = const(0x0010)
+CAP_POW = const(0x0020)
+CAP_BATCH = const(0x0040)
+CAP_TIME_SYNC = const(0x0080)
+CAP_MODEL = const(0x0100)
+CAP_WDT = const(0x0200)
+CAP_DUAL_CORE = const(0x0400)
+
+# decision_state (TELEMETRY) and decision (WITNESS)
+DECISION_NOOP = const(0)
+DECISION_APPLY_BALANCE = const(1)
+DECISION_APPLY_OPTIMIZE = const(2)
+DECISION_ALERT = const(3)
+DECISION_QUARANTINE = const(4)
+DECISION_MASK = const(0x07)
+STATE_QUARANTINE_LATCHED = const(0x80)
+STATE_COLLAPSE = const(0x40)
+DECISION_NAMES = ("NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE", "ALERT", "QUARANTINE")
+
+# WITNESS.kind
+WITNESS_DECISION = const(1)
+WITNESS_COLLAPSE = const(2)
+WITNESS_CONFIG_APPLIED = const(3)
+WITNESS_QUARANTINE_CLEARED = const(4)
+WITNESS_MODEL_APPLIED = const(5)
+WITNESS_BOOT = const(6)
+WITNESS_KIND_MAX = const(6)
+
+# ACK.status
+ACK_OK = const(0)
+ACK_REJECTED = const(1)
+ACK_UNSUPPORTED = const(2)
+ACK_BAD_VALUE = const(3)
+ACK_STALE = const(4)
+ACK_BUSY = const(5)
+ACK_STATUS_MAX = const(5)
+
+# TIME_SYNC.mode
+SYNC_REQUEST = const(0)
+SYNC_REPLY = const(1)
+
+# CLEAR.reason
+CLEAR_OPERATOR = const(1)
+CLEAR_AUTO = const(2)
+CLEAR_TEST = const(3)
+CLEAR_REASON_MAX = const(3)
+
+# ERROR.code
+ERR_BAD_FRAME = const(1)
+ERR_CRC = const(2)
+ERR_AUTH = const(3)
+ERR_REPLAY = const(4)
+ERR_UNSUPPORTED = const(5)
+ERR_CONFIG_KEY = const(6)
+ERR_CONFIG_VALUE = const(7)
+ERR_BUSY = const(8)
+ERR_INTERNAL = const(9)
+ERR_CODE_MAX = const(9)
+
+# CONFIG key ids -> (name, scale). Values are i32; scale "q16" means value / 65536.
+CONFIG_KEYS = {
+    1: ("telemetry_every", "int"), 2: ("pow_bits", "int"), 3: ("coherence_threshold", "q16"),
+    4: ("period_us", "int"), 5: ("pid_kp", "q16"), 6: ("pid_ki", "q16"), 7: ("pid_kd", "q16"),
+    8: ("setpoint", "q16"), 9: ("alert_threshold", "q16"), 10: ("quarantine_threshold", "q16"),
+    11: ("batch_beats", "int"), 12: ("heartbeat_every", "int"), 13: ("lag_samples", "int"),
+    14: ("omega", "q16"), 15: ("anomaly_z", "q16"), 16: ("output_safe", "q16"),
+}
+
+_PAYLOAD_LEN = {}
+for _k in LAYOUTS:
+    _PAYLOAD_LEN[_k] = struct.calcsize(LAYOUTS[_k][0])
+
+
+def payload_size(msg_type, count=None):
+    """Payload bytes of a type; count = beats (TELEMETRY with BATCH) or pairs (CONFIG)."""
+    if msg_type == CONFIG:
+        return 5 + 5 * (count or 0)
+    if msg_type == TELEMETRY and count is not None:
+        return 1 + TELEMETRY_LEN * count
+    return _PAYLOAD_LEN[msg_type]
+
+
+def frame_size(msg_type, auth=False, count=None):
+    return HEADER_LEN + payload_size(msg_type, count) + (TAG_LEN if auth else 0) + CRC_LEN
+
+
+class Frame:
+    """A decoded frame: header fields as attributes, payload as the dict `fields`
+    (BATCH TELEMETRY: fields = {"records": [dict, ...]}, oldest beat first)."""
+
+    def __init__(self, ver_flags, msg_type, device_id, boot_id, seq, time_era, time_off, fields):
+        self.version = ver_flags >> 4
+        self.flags = ver_flags & 0x0F
+        self.type = msg_type
+        self.device_id = device_id
+        self.boot_id = boot_id
+        self.seq = seq
+        self.time_era = time_era
+        self.time_off = time_off
+        self.fields = fields
+
+    @property
+    def name(self):
+        return TYPE_NAMES[self.type]
+
+    @property
+    def auth(self):
+        return bool(self.flags & FLAG_AUTH)
+
+    @property
+    def batch(self):
+        return bool(self.flags & FLAG_BATCH)
+
+    @property
+    def time_us(self):
+        """Device time in µs since boot (era * 2^30 + off); host side (may be a bigint)."""
+        return self.time_era * SEQ_LIMIT + self.time_off
+
+    def header(self):
+        return {"type": TYPE_NAMES[self.type], "auth": self.auth, "batch": self.batch,
+                "device_id": self.device_id, "boot_id": self.boot_id, "seq": self.seq,
+                "time_era": self.time_era, "time_off": self.time_off}
+
+    def __repr__(self):
+        return "<Frame %s dev=%d boot=%d seq=%d>" % (self.name, self.device_id, self.boot_id,
+                                                      self.seq)
+
+
+# ---------------------------------------------------------------- encoding (generic)
+
+def _ascii(value, size, name):
+    if isinstance(value, str):
+        try:
+            value = value.encode("ascii")
+        except (UnicodeError, ValueError):
+            raise FieldError("%s must be ASCII text" % name)
+    if not isinstance(value, (bytes, bytearray)):
+        raise FieldError("%s must be text of at most %d ASCII bytes" % (name, size))
+    if len(value) > size:
+        raise FieldError("%s is %d bytes, at most %d allowed" % (name, len(value), size))
+    for b in value:
+        if b == 0 or b > 126:
+            raise FieldError("%s must be printable ASCII without NUL" % name)
+    return bytes(value)
+
+
+def _pack_fixed(msg_type, fields, buf, off):
+    fmt, names = LAYOUTS[msg_type]
+    vals = []
+    for nm in names:
+        if nm not in fields:
+            raise FieldError("%s payload needs field %r" % (TYPE_NAMES[msg_type], nm))
+        v = fields[nm]
+        if nm == "board":
+            v = _ascii(v, 8, nm)
+        elif nm == "text":
+            v = _ascii(v, 16, nm)
+        vals.append(v)
+    try:
+        struct.pack_into(fmt, buf, off, *vals)
+    except (struct.error, OverflowError, TypeError, ValueError) as e:
+        raise FieldError("%s payload does not fit its layout %s: %s"
+                         % (TYPE_NAMES[msg_type], fmt, e))
+
+
+def encode(msg_type, fields, device_id, boot_id, seq, time_era=0, time_off=0, auth=None,
+           batch=False):
+    """Build one frame. `fields` is the payload dict (BATCH: {"records": [...]}, CONFIG:
+    {"config_version": v, "pairs": [[key, value], ...]}). `auth` is an Auth or None."""
+    if msg_type not in TYPE_NAMES:
+        raise UnknownTypeError("message type %r unknown (allowed: 1..10)" % (msg_type,))
+    if batch and msg_type != TELEMETRY:
+        raise FieldError("BATCH is only defined for TELEMETRY")
+    count = None
+    if batch:
+        recs = fields.get("records") if isinstance(fields, dict) else None
+        if not recs or len(recs) > MAX_BATCH:
+            raise FieldError("BATCH needs 1..%d records" % MAX_BATCH)
+        count = len(recs)
+    elif msg_type == CONFIG:
+        pairs = fields.get("pairs", [])
+        if len(pairs) > MAX_CONFIG_PAIRS:
+            raise FieldError("CONFIG carries at most %d pairs (got %d)"
+                             % (MAX_CONFIG_PAIRS, len(pairs)))
+        count = len(pairs)
+    n = frame_size(msg_type, auth is not None, count)
+    buf = bytearray(n)
+    _check_header_values(msg_type, device_id, boot_id, seq, time_era, time_off)
+    flags = (FLAG_AUTH if auth is not None else 0) | (FLAG_BATCH if batch else 0)
+    struct.pack_into(HEADER_FMT, buf, 0, (VERSION << 4) | flags, msg_type, device_id, boot_id,
+                     seq, time_era, time_off)
+    off = HEADER_LEN
+    if batch:
+        buf[off] = count
+        off += 1
+        for r in fields["records"]:
+            _validate_fields(TELEMETRY, r)
+            _pack_fixed(TELEMETRY, r, buf, off)
+            off += TELEMETRY_LEN
+    elif msg_type == CONFIG:
+        try:
+            struct.pack_into(CONFIG_HEAD_FMT, buf, off, fields["config_version"], count)
+            off += 5
+            for p in fields["pairs"]:
+                struct.pack_into(CONFIG_PAIR_FMT, buf, off, p[0], p[1])
+                off += 5
+        except (struct.error, OverflowError, TypeError, ValueError, KeyError, IndexError) as e:
+            raise FieldError("CONFIG payload invalid (config_version u32, pairs of (key u8, "
+                             "value i32)): %r" % (e,))
+        _validate_fields(CONFIG, fields)
+    else:
+        _validate_fields(msg_type, fields)
+        _pack_fixed(msg_type, fields, buf, off)
+        off += _PAYLOAD_LEN[msg_type]
+    if auth is not None:
+        auth.tag_into(buf, off)
+        off += TAG_LEN
+    crc32_store(buf, off)
+    return bytes(buf)
+
+
+# ---------------------------------------------------------------- validation (both ways)
+
+def _check_header_values(msg_type, device_id, boot_id, seq, time_era, time_off):
+    d = DIRECTION[msg_type]
+    if not 0 <= device_id <= 0xFFFF:
+        raise FieldError("device_id %r outside 0..65535" % (device_id,))
+    if d == "d" and device_id == 0:
+        raise FieldError("%s is sent by devices only: device_id must be 1..65535, not 0"
+                         % TYPE_NAMES[msg_type])
+    if d == "h" and device_id != 0:
+        raise FieldError("%s is sent by the host only: device_id must be 0 (got %d)"
+                         % (TYPE_NAMES[msg_type], device_id))
+    if not 1 <= boot_id <= 0xFFFF:
+        raise FieldError("boot_id %r outside 1..65535 (0 is not a valid boot id)" % (boot_id,))
+    if not 0 <= seq < SEQ_LIMIT:
+        raise FieldError("seq %r outside 0..2^30-1 (the device rolls its boot id before 2^30)"
+                         % (seq,))
+    if not 0 <= time_era <= 0xFFFF:
+        raise FieldError("time_era %r outside 0..65535" % (time_era,))
+    if not 0 <= time_off < SEQ_LIMIT:
+        raise FieldError("time_off %r outside 0..2^30-1" % (time_off,))
+
+
+def _range(name, v, lo, hi):
+    if not lo <= v <= hi:
+        raise FieldError("%s = %r outside %d..%d" % (name, v, lo, hi))
+
+
+def _validate_fields(msg_type, f):
+    """Semantic checks shared by encode and decode (what the tables in PROTOCOL.md allow)."""
+    if msg_type == TELEMETRY:
+        s = f["decision_state"]
+        if (s & DECISION_MASK) > DECISION_QUARANTINE or s & 0x38:
+            raise FieldError("decision_state 0x%02x: low 3 bits must be 0..4 and bits 3-5 zero"
+                             % s)
+    elif msg_type == HELLO:
+        _range("adc_bits", f["adc_bits"], 1, 16)
+        _range("fs_hz", f["fs_hz"], 1, 0xFFFF)
+        _range("period_us", f["period_us"], 1, 0xFFFFFFFF)
+        _range("phase_step", f["phase_step"], 0, SEQ_LIMIT - 1)
+        _range("pow_bits", f["pow_bits"], 0, 32)
+        _range("telemetry_every", f["telemetry_every"], 1, 255)
+    elif msg_type == WITNESS:
+        _range("kind", f["kind"], 1, WITNESS_KIND_MAX)
+        _range("decision", f["decision"], 0, DECISION_QUARANTINE)
+        _range("pow_bits", f["pow_bits"], 0, 32)
+    elif msg_type == ACK:
+        _range("acked_type", f["acked_type"], 1, ERROR)
+        _range("status", f["status"], 0, ACK_STATUS_MAX)
+    elif msg_type == CONFIG:
+        for p in f["pairs"]:
+            _range("config key", p[0], 1, 255)
+    elif msg_type == TIME_SYNC:
+        _range("mode", f["mode"], SYNC_REQUEST, SYNC_REPLY)
+    elif msg_type == CLEAR:
+        _range("reason", f["reason"], 1, CLEAR_REASON_MAX)
+    elif msg_type == ERROR:
+        _range("code", f["code"], 1, ERR_CODE_MAX)
+        _range("ref_type", f["ref_type"], 0, ERROR)
+
+
+# ---------------------------------------------------------------- decoding (both sides)
+
+def _key_for(auth, device_id):
+    if auth is None:
+        return None
+    if isinstance(auth, Auth):
+        return auth
+    return auth.get(device_id)  # a mapping device_id -> Auth
+
+
+def _text(raw, name):
+    end = len(raw)
+    while end and raw[end - 1] == 0:
+        end -= 1
+    for i in range(end):
+        b = raw[i]
+        if b == 0 or b > 126:
+            raise FieldError("%s holds a non-ASCII or embedded NUL byte at %d" % (name, i))
+    return bytes(raw[:end]).decode("ascii")
+
+
+def _unpack_fixed(msg_type, data, off):
+    fmt, names = LAYOUTS[msg_type]
+    vals = struct.unpack_from(fmt, data, off)
+    f = {}
+    for i in range(len(names)):
+        nm = names[i]
+        v = vals[i]
+        if nm == "board" or nm == "text":
+            v = _text(v, nm)
+        f[nm] = v
+    return f
+
+
+def decode(data, auth=None, replay=None):
+    """Decode one frame (no COBS; one datagram or one deframed segment).
+    auth: None, an Auth, or a mapping device_id -> Auth. When a key is known for the frame's
+    device_id the frame must carry a valid tag; a tagged frame needs a known key.
+    replay: None or a ReplayGuard, checked after the tag and updated only once the whole frame
+    decoded. Raises a ProtocolError subclass on any bad input."""
+    n = len(data)
+    if n < HEADER_LEN + CRC_LEN:
+        raise ShortFrameError("frame is %d bytes, at least %d needed" % (n, HEADER_LEN + CRC_LEN))
+    if n > MAX_FRAME:
+        raise OversizeError("frame is %d bytes, at most %d allowed" % (n, MAX_FRAME))
+    if not crc32_check(data, n - CRC_LEN):
+        raise CrcError("CRC-32 mismatch over %d bytes" % (n - CRC_LEN))
+    (vf, mt, device_id, boot_id, seq_lo, seq_hi, era, off_lo,
+     off_hi) = struct.unpack_from(_HEADER_HALVES, data, 0)
+    if vf >> 4 != VERSION:
+        raise VersionError("protocol version %d unsupported (this side speaks %d)"
+                           % (vf >> 4, VERSION))
+    flags = vf & 0x0F
+    if flags & ~_FLAGS_KNOWN:
+        raise FieldError("unknown flag bits 0x%x (known: AUTH 0x1, BATCH 0x2)"
+                         % (flags & ~_FLAGS_KNOWN))
+    if mt not in TYPE_NAMES:
+        raise UnknownTypeError("message type %d unknown (allowed: 1..10)" % mt)
+    end = n - CRC_LEN
+    key = _key_for(auth, device_id)
+    if flags & FLAG_AUTH:
+        if end - TAG_LEN < HEADER_LEN:
+            raise ShortFrameError("AUTH frame is %d bytes, at least %d needed"
+                                  % (n, HEADER_LEN + TAG_LEN + CRC_LEN))
+        end -= TAG_LEN
+        if key is None:
+            raise AuthError("frame from device %d is signed but no key is configured for it"
+                            % device_id)
+        if not key.verify(data, end):
+            raise AuthError("bad authentication tag (device %d)" % device_id)
+    elif key is not None:
+        raise AuthError("unsigned frame from device %d, which has a key: signing required"
+                        % device_id)
+    if seq_hi >= 0x4000 or off_hi >= 0x4000:
+        raise FieldError("seq and time_off must be < 2^30")
+    if boot_id == 0:
+        raise FieldError("boot_id 0 is not valid (1..65535)")
+    d = DIRECTION[mt]
+    if (d == "d" and device_id == 0) or (d == "h" and device_id != 0):
+        raise FieldError("%s with device_id %d: %s" % (
+            TYPE_NAMES[mt], device_id, "device frames need 1..65535" if d == "d"
+            else "host frames carry device_id 0"))
+    seq = seq_lo | (seq_hi << 16)
+    if replay is not None and not replay.check(device_id, boot_id, seq):
+        raise ReplayError("seq %d of device %d boot %d already seen or older than the window"
+                          % (seq, device_id, boot_id))
+    plen = end - HEADER_LEN
+    p = HEADER_LEN
+    if flags & FLAG_BATCH:
+        if mt != TELEMETRY:
+            raise FieldError("BATCH flag on %s (only TELEMETRY batches)" % TYPE_NAMES[mt])
+        if plen < 1:
+            raise LengthError("BATCH payload is empty (needs a count byte)")
+        count = data[p]
+        if not 1 <= count <= MAX_BATCH:
+            raise FieldError("BATCH count %d outside 1..%d" % (count, MAX_BATCH))
+        if plen != 1 + TELEMETRY_LEN * count:
+            raise LengthError("BATCH payload is %d bytes, %d expected for %d records"
+                              % (plen, 1 + TELEMETRY_LEN * count, count))
+        recs = []
+        for i in range(count):
+            r = _unpack_fixed(TELEMETRY, data, p + 1 + i * TELEMETRY_LEN)
+            _validate_fields(TELEMETRY, r)
+            recs.append(r)
+        fields = {"records": recs}
+    elif mt == CONFIG:
+        if plen < 5:
+            raise LengthError("CONFIG payload is %d bytes, at least 5 needed" % plen)
+        version, count = struct.unpack_from(CONFIG_HEAD_FMT, data, p)
+        if count > MAX_CONFIG_PAIRS:
+            raise FieldError("CONFIG count %d, at most %d" % (count, MAX_CONFIG_PAIRS))
+        if plen != 5 + 5 * count:
+            raise LengthError("CONFIG payload is %d bytes, %d expected for %d pairs"
+                              % (plen, 5 + 5 * count, count))
+        pairs = []
+        for i in range(count):
+            k, v = struct.unpack_from(CONFIG_PAIR_FMT, data, p + 5 + 5 * i)
+            pairs.append([k, v])
+        fields = {"config_version": version, "pairs": pairs}
+        _validate_fields(CONFIG, fields)
+    else:
+        want = _PAYLOAD_LEN[mt]
+        if plen != want:
+            raise LengthError("%s payload is %d bytes, %d expected"
+                              % (TYPE_NAMES[mt], plen, want))
+        fields = _unpack_fixed(mt, data, p)
+        _validate_fields(mt, fields)
+    if replay is not None:
+        replay.accept(device_id, boot_id, seq)
+    return Frame(vf, mt, device_id, boot_id, seq, era, off_lo | (off_hi << 16), fields)
+
+
+def witness_record(device_id, boot_id, f):
+    """The bytes the WITNESS proof of work covers: device_id u16 | boot_id u16 | witness body
+    without the nonce (PROTOCOL.md, "WITNESS")."""
+    return struct.pack(WITNESS_RECORD_FMT, device_id, boot_id, f["witness_id"], f["kind"],
+                       f["beat"], f["decision"], f["threat"], f["coherence"], f["value"],
+                       f["pow_bits"])
+
+
+def config_value(key_id, value):
+    """A CONFIG value as a number: ints as is, q16 keys as value / 65536 (host side)."""
+    k = CONFIG_KEYS.get(key_id)
+    if k is None:
+        raise FieldError("config key %d unknown (known: %s)"
+                         % (key_id, ", ".join(str(i) for i in sorted(CONFIG_KEYS))))
+    return value / 65536 if k[1] == "q16" else value

@@ -1,0 +1,47 @@
+"""Verifiable ledger: append-only SQLite (WAL) store of hash-chained entries, an RFC 9162-style
+Merkle tree (SHA3-256) with stored nodes, inclusion/consistency proofs and Ed25519-signed
+checkpoints. docs/LEDGER.md gives the bytes; this docstring is the stable API.
+
+    from host.ledger import Ledger
+    led = Ledger("DATA/ledger.db", checkpoint_every=10000)   # == Ledger.open(path, ...)
+    e = led.append("action", {"action": "reboot", "device": 3})   # -> Entry, durable on return
+    es = led.append_many([("witness", {...}), ("pulse", {...})])  # one transaction
+    fut = led.submit("witness", {"device": 3, "layer": "micro", ...}, callback=None)
+    entry = fut.result()              # concurrent.futures.Future, resolved after COMMIT
+    entry = await asyncio.wrap_future(fut)           # from an asyncio loop
+    led.flush(); led.close()          # or `with Ledger(path) as led:`
+
+    led.size, led.get(i) -> Entry, led.entries(start, stop) -> iterator of Entry
+    led.root(size=None) -> 32 bytes
+    led.inclusion_proof(index, size=None) -> {"type","index","tree_size","entry_hash","leaf_hash","root","path"}
+    led.consistency_proof(old, new=None) -> {"type","old_size","new_size","old_root","new_root","path"}
+    led.checkpoint() -> note text (signed now); led.latest_checkpoint() -> text | None
+    led.verify() -> VerifyResult(.ok, .first_bad {"index","part","what"}, .size, .root, .to_dict())
+    led.export(folder) -> manifest dict
+    led.public_key_pem() -> str; led.origin -> str
+
+Entry: .index, .timestamp (float Unix s), .data (dict with "kind"), .data_json (canonical text),
+.previous_hash, .hash (64 hex), .to_dict(), .to_json().
+Kinds (host.ledger.kinds.KINDS): action, pulse, flow, witness, collapse, config (+ genesis at 0).
+PulseRecorder(sink, device, every=N) writes pulse summaries every N beats (N=1: every beat).
+Outside verifiers: host.ledger.merkle.verify_inclusion / verify_consistency (hashlib only),
+host.ledger.checkpoint.verify_note.
+
+Errors: bad kind/data -> UserError (KindError) raised at append/submit; a corrupted or locked
+database -> LedgerCorrupt / LedgerLocked (UserErrors naming the file and what to do).
+
+Thread-safety: one Ledger object may be shared by threads (an asyncio loop thread, the writer
+thread it owns, worker threads): every method takes an internal lock around its SQLite work;
+submit() only validates and queues (never blocks on I/O), so it is safe to call from an event
+loop. A commit holds the lock for the duration of one batch (typically < 50 ms). Only ONE
+process may write a ledger (a second writer is detected and refused); any number may read and
+`verify` (separate read-only connections on WAL snapshots).
+"""
+from host.ledger.canonical import CanonicalError
+from host.ledger.db import LedgerCorrupt, LedgerError, LedgerLocked
+from host.ledger.kinds import KINDS, KindError, PulseRecorder
+from host.ledger.store import Entry, Ledger
+from host.ledger.verify import VerifyResult, verify_path
+
+__all__ = ["Ledger", "Entry", "VerifyResult", "verify_path", "KINDS", "KindError", "PulseRecorder",
+           "LedgerError", "LedgerCorrupt", "LedgerLocked", "CanonicalError"]

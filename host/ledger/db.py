@@ -1,0 +1,96 @@
+"""SQLite access for the ledger: schema, pragmas and turning SQLite failures into clear
+UserErrors (corrupted file, locked database) instead of tracebacks."""
+import contextlib
+import os
+import sqlite3
+
+from host.errors import UserError
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # one row per entry; prev and hash are the raw 32 bytes of the hex strings that are hashed
+    "CREATE TABLE IF NOT EXISTS entries(idx INTEGER PRIMARY KEY, ts REAL NOT NULL, "
+    "data TEXT NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL)",
+    # complete subtrees of level >= 1: subtree (level, k) is stored at pos = (k+1) << level,
+    # the tree size at which it completed, so a scan in key order is the order of creation
+    "CREATE TABLE IF NOT EXISTS nodes(pos INTEGER NOT NULL, level INTEGER NOT NULL, "
+    "hash BLOB NOT NULL, PRIMARY KEY(pos, level)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, timestamp_ms INTEGER NOT NULL, "
+    "root BLOB NOT NULL, note TEXT NOT NULL)",
+)
+
+
+class LedgerError(UserError):
+    """A ledger problem the user must act on (message names the file and what to do)."""
+
+
+class LedgerCorrupt(LedgerError):
+    pass
+
+
+class LedgerLocked(LedgerError):
+    pass
+
+
+def translate(path, e):
+    """A LedgerError for an sqlite3 error raised while using the ledger at `path`."""
+    msg = str(e)
+    low = msg.lower()
+    if "locked" in low or "busy" in low:
+        return LedgerLocked("ledger database %s is locked by another process (%s); stop the other "
+                            "writer (e.g. a running `becomingone run`) or retry later" % (path, msg))
+    if isinstance(e, sqlite3.DatabaseError) and ("not a database" in low or "malformed" in low
+                                                 or "corrupt" in low or "no such table" in low
+                                                 or "disk i/o" in low):
+        return LedgerCorrupt("ledger database %s is corrupted or not a ledger (%s); restore it from "
+                             "a backup or an export (`becomingone ledger export`), or move it away "
+                             "to start a new ledger" % (path, msg))
+    if "readonly" in low or "unable to open" in low or "permission" in low:
+        return LedgerError("cannot open ledger database %s (%s); check that the folder exists and "
+                           "is writable" % (path, msg))
+    return LedgerError("ledger database %s: %s" % (path, msg))
+
+
+@contextlib.contextmanager
+def guarded(path):
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise translate(path, e) from None
+
+
+def connect(path, readonly=False, busy_timeout=5.0):
+    """Open the ledger database (WAL, synchronous=FULL so a commit is durable on return)."""
+    with guarded(path):
+        if readonly:
+            if not os.path.exists(path):
+                raise LedgerError("no ledger database at %s (start the coordinator or pass --db/--data)" % path)
+            con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=busy_timeout,
+                                  isolation_level=None, check_same_thread=False)
+        else:
+            d = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(d):
+                raise LedgerError("folder %s of ledger database %s does not exist" % (d, path))
+            con = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                                  check_same_thread=False)
+        try:
+            con.execute("PRAGMA busy_timeout=%d" % int(busy_timeout * 1000))
+            if not readonly:
+                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise LedgerError("ledger database %s could not switch to WAL mode (got %s)" % (path, mode))
+                con.execute("PRAGMA synchronous=FULL")
+            # touch the schema: fails here on a corrupted file or a file that is not a database
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not readonly:
+                if tables and "entries" not in tables:
+                    raise LedgerCorrupt("%s is an SQLite database but not a ledger (tables: %s); pass "
+                                        "the ledger's file" % (path, ", ".join(sorted(tables))))
+                for stmt in SCHEMA:
+                    con.execute(stmt)
+            elif "entries" not in tables or "nodes" not in tables:
+                raise LedgerCorrupt("%s is not a ledger database (no entries/nodes tables)" % path)
+        except BaseException:
+            con.close()
+            raise
+        return con

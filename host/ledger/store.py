@@ -1,0 +1,385 @@
+"""The Ledger: append-only SQLite store with a stored Merkle tree, proofs and checkpoints.
+See the package docstring (host/ledger/__init__.py) for the API and thread-safety rules."""
+import base64
+import collections
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from concurrent.futures import Future
+
+from host.errors import UserError
+from host.ledger import canonical, checkpoint as ckpt, kinds, merkle
+from host.ledger.db import LedgerError, connect, guarded, translate
+
+GENESIS_ORIGIN = "becomingone.ledger"
+LEDGER_VERSION = 1
+
+
+class Entry:
+    """One ledger entry. `hash` and `previous_hash` are 64-char lowercase hex."""
+
+    __slots__ = ("index", "timestamp", "data_json", "previous_hash", "hash", "_data")
+
+    def __init__(self, index, timestamp, data_json, previous_hash, hash, data=None):
+        self.index, self.timestamp, self.data_json = index, timestamp, data_json
+        self.previous_hash, self.hash, self._data = previous_hash, hash, data
+
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = json.loads(self.data_json)
+        return self._data
+
+    @property
+    def kind(self):
+        return self.data.get("kind")
+
+    def to_dict(self):
+        return {"index": self.index, "timestamp": self.timestamp, "data": self.data,
+                "previous_hash": self.previous_hash, "hash": self.hash}
+
+    def to_json(self):
+        """Canonical JSON line of the whole entry (the export format, docs/LEDGER.md §7)."""
+        return ('{"data":%s,"hash":"%s","index":%d,"previous_hash":"%s","timestamp":%s}'
+                % (self.data_json, self.hash, self.index, self.previous_hash,
+                   float.__repr__(self.timestamp)))
+
+    def __repr__(self):
+        return "Entry(%d, %s, %s)" % (self.index, self.kind, self.hash[:16])
+
+
+class Ledger:
+    """Open (creating on first use, with its genesis entry) the ledger at `path`.
+
+    checkpoint_every: sign a checkpoint automatically each time the size crosses a multiple of
+    this many entries (None: only on demand). key_folder: where the Ed25519 key lives (default:
+    the database's folder)."""
+
+    def __init__(self, path, checkpoint_every=None, key_folder=None, busy_timeout=5.0,
+                 max_batch=8192):
+        if checkpoint_every is not None and (type(checkpoint_every) is not int or checkpoint_every < 1):
+            raise UserError("checkpoint_every must be an integer >= 1 or None, got %r" % (checkpoint_every,))
+        self.path = os.path.abspath(path)
+        self.key_folder = key_folder or os.path.dirname(self.path)
+        self.checkpoint_every = checkpoint_every
+        self.max_batch = max_batch
+        self._lock = threading.RLock()
+        self._con = connect(self.path, busy_timeout=busy_timeout)
+        self._key = None
+        self._node_cache = {}
+        self._closed = False
+        self.origin = None
+        self._writer = None
+        self._queue = collections.deque()
+        self._cv = threading.Condition(threading.Lock())
+        try:
+            with guarded(self.path):
+                self._load_state()
+        except BaseException:
+            self._con.close()
+            raise
+
+    open = classmethod(lambda cls, path, **kw: cls(path, **kw))
+
+    # ---------------------------------------------------------------- state
+    def _load_state(self):
+        con = self._con
+        row = con.execute("SELECT idx, hash FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
+        if row is None:
+            self._size, self._last = 0, bytes(32)
+            self._frontier = merkle.Frontier()
+            data = {"kind": "genesis", "origin": GENESIS_ORIGIN, "version": LEDGER_VERSION}
+            self._commit([(canonical.dumps(data), data, time.time())])
+        else:
+            self._size, self._last = row[0] + 1, row[1]
+            stack = []
+            for level, k in merkle.decompose(0, self._size):
+                stack.append((level, self._hash_at(level, k)))
+            self._frontier = merkle.Frontier(self._size, stack)
+        g = con.execute("SELECT hash FROM entries WHERE idx=0").fetchone()
+        if g is None:
+            raise translate(self.path, sqlite3.DatabaseError("malformed: no genesis entry"))
+        self.origin = "%s/%s" % (GENESIS_ORIGIN, g[0].hex()[:16])
+
+    def _hash_at(self, level, k):
+        """Hash of complete subtree (level, k); level 0 is the leaf of entry k."""
+        if level == 0:
+            r = self._con.execute("SELECT hash FROM entries WHERE idx=?", (k,)).fetchone()
+            if r is None:
+                raise LedgerError("ledger %s: entry %d is missing" % (self.path, k))
+            return merkle.leaf_hash(r[0])
+        h = self._node_cache.get((level, k))
+        if h is not None:
+            return h
+        r = self._con.execute("SELECT hash FROM nodes WHERE pos=? AND level=?",
+                              ((k + 1) << level, level)).fetchone()
+        if r is None:
+            raise LedgerError("ledger %s: tree node (level %d, index %d) is missing; run "
+                              "`becomingone ledger verify`" % (self.path, level, k))
+        if level >= 8:
+            self._node_cache[(level, k)] = r[0]
+        return r[0]
+
+    @property
+    def size(self):
+        return self._size
+
+    def __len__(self):
+        return self._size
+
+    # ---------------------------------------------------------------- appends
+    @staticmethod
+    def _prepare(kind, data, timestamp):
+        d = kinds.build(kind, data)
+        try:
+            text = canonical.dumps(d)
+            ts = canonical.check_timestamp(time.time() if timestamp is None else timestamp)
+        except canonical.CanonicalError as e:
+            raise UserError("ledger %s entry: %s" % (kind, e)) from None
+        return text, d, ts
+
+    def _commit(self, prepared):
+        """Append prepared (data_json, data, ts) rows in ONE transaction; returns Entries after
+        the commit is durable. In-memory state changes only after a successful commit."""
+        with self._lock:
+            if self._closed:
+                raise LedgerError("ledger %s is closed" % self.path)
+            n0 = n = self._size
+            prev = self._last
+            fr = self._frontier.copy()
+            rows, nodes, out = [], [], []
+            sha3 = hashlib.sha3_256
+            leaf = merkle.leaf_hash
+            for text, d, ts in prepared:
+                ph = prev.hex()
+                h = sha3(canonical.hash_input(n, ts, text, ph)).digest()
+                rows.append((n, ts, text, prev, h))
+                fr.push(leaf(h), nodes)
+                out.append(Entry(n, ts, text, ph, h.hex(), d))
+                n += 1
+                prev = h
+            con = self._con
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    top = con.execute("SELECT max(idx) FROM entries").fetchone()[0]
+                    if (top is None and n0 != 0) or (top is not None and top != n0 - 1):
+                        raise LedgerError("ledger %s was changed by another process (size %s, expected "
+                                          "%d); only one writer may use a ledger" % (self.path, top, n0))
+                    con.executemany("INSERT INTO entries(idx, ts, data, prev, hash) VALUES (?,?,?,?,?)", rows)
+                    con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)",
+                                    [((k + 1) << lv, lv, h) for lv, k, h in nodes])
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise translate(self.path, e) from None
+            self._size, self._last, self._frontier = n, prev, fr
+            ce = self.checkpoint_every
+            if ce and self.origin and n0 // ce != n // ce:
+                self.checkpoint()
+            return out
+
+    def append(self, kind, data, timestamp=None):
+        """Append one entry; returns its Entry once committed (durable)."""
+        return self._commit([self._prepare(kind, data, timestamp)])[0]
+
+    def append_many(self, items, timestamp=None):
+        """Append [(kind, data), ...] in one transaction (group commit); -> [Entry]."""
+        prepared = [self._prepare(k, d, timestamp) for k, d in items]
+        return self._commit(prepared) if prepared else []
+
+    def submit(self, kind, data, timestamp=None, callback=None):
+        """Queue an entry for the group-commit writer thread. Returns a
+        concurrent.futures.Future resolved with the Entry only after its batch committed (or
+        with the error). callback(entry, error) runs in the writer thread after the commit.
+        Bad kind/data raise here, at once. From asyncio: `await asyncio.wrap_future(fut)`."""
+        item = self._prepare(kind, data, timestamp)
+        fut = Future()
+        with self._cv:
+            if self._closed:
+                raise LedgerError("ledger %s is closed" % self.path)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._writer_loop, name="ledger-writer", daemon=True)
+                self._writer.start()
+            self._queue.append((item, fut, callback))
+            self._cv.notify()
+        return fut
+
+    def _writer_loop(self):
+        q = self._queue
+        while True:
+            with self._cv:
+                while not q and not self._closed:
+                    self._cv.wait()
+                if not q and self._closed:
+                    return
+                batch = [q.popleft() for _ in range(min(len(q), self.max_batch))]
+            try:
+                entries = self._commit([b[0] for b in batch])
+                err = None
+            except BaseException as e:  # the futures carry the error; the writer keeps going
+                entries, err = [None] * len(batch), e
+            for (_item, fut, cb), e in zip(batch, entries):
+                if err is None:
+                    fut.set_result(e)
+                else:
+                    fut.set_exception(err)
+                if cb is not None:
+                    try:
+                        cb(e, err)
+                    except Exception:
+                        pass
+
+    def flush(self, timeout=None):
+        """Wait until every submitted entry is committed (or failed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cv:
+                pending = bool(self._queue)
+            if not pending:
+                break
+            time.sleep(0.0005)
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+        with self._lock:  # the batch being committed, if any, holds the lock
+            return True
+
+    def close(self):
+        with self._cv:
+            if self._closed:
+                return
+            self._closed = True
+            self._cv.notify_all()
+        if self._writer is not None:
+            self._writer.join()
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---------------------------------------------------------------- reads
+    def get(self, index):
+        with self._lock, guarded(self.path):
+            r = self._con.execute("SELECT idx, ts, data, prev, hash FROM entries WHERE idx=?",
+                                  (index,)).fetchone()
+        if r is None:
+            raise UserError("no entry %d (ledger size %d; indices 0..%d)" % (index, self._size, self._size - 1))
+        return Entry(r[0], r[1], r[2], r[3].hex(), r[4].hex())
+
+    def entries(self, start=0, stop=None):
+        """Entries with start <= index < stop, in order (reads in chunks)."""
+        stop = self._size if stop is None else min(stop, self._size)
+        i = max(0, start)
+        while i < stop:
+            j = min(stop, i + 4096)
+            with self._lock, guarded(self.path):
+                rows = self._con.execute("SELECT idx, ts, data, prev, hash FROM entries WHERE idx>=? "
+                                         "AND idx<? ORDER BY idx", (i, j)).fetchall()
+            for r in rows:
+                yield Entry(r[0], r[1], r[2], r[3].hex(), r[4].hex())
+            i = j
+
+    def _check_size(self, size, what="tree size"):
+        if size is None:
+            return self._size
+        if type(size) is not int or not 0 <= size <= self._size:
+            raise UserError("%s %r out of range (allowed: 0..%d)" % (what, size, self._size))
+        return size
+
+    def _resolve(self, plan):
+        return [merkle.fold([self._hash_at(lv, k) for lv, k in item]) for item in plan]
+
+    def root(self, size=None):
+        """Merkle root (32 bytes) of the first `size` entries (default: all)."""
+        with self._lock, guarded(self.path):
+            size = self._check_size(size)
+            if size == self._size:
+                return self._frontier.root()
+            return merkle.fold([self._hash_at(lv, k) for lv, k in merkle.root_plan(size)]) \
+                if size else merkle.EMPTY_ROOT
+
+    def inclusion_proof(self, index, size=None):
+        """-> dict(index, tree_size, entry_hash, leaf_hash, root, path): hex strings."""
+        with self._lock, guarded(self.path):
+            size = self._check_size(size)
+            if type(index) is not int or not 0 <= index < size:
+                raise UserError("entry index %r out of range (allowed: 0..%d)" % (index, size - 1))
+            path = self._resolve(merkle.inclusion_plan(index, size))
+            eh = self._con.execute("SELECT hash FROM entries WHERE idx=?", (index,)).fetchone()[0]
+            root = self.root(size)
+        return {"type": "inclusion", "index": index, "tree_size": size, "entry_hash": eh.hex(),
+                "leaf_hash": merkle.leaf_hash(eh).hex(), "root": root.hex(),
+                "path": [p.hex() for p in path]}
+
+    def consistency_proof(self, old_size, new_size=None):
+        """-> dict(old_size, new_size, old_root, new_root, path): hex strings."""
+        with self._lock, guarded(self.path):
+            new_size = self._check_size(new_size, "new size")
+            if type(old_size) is not int or not 0 <= old_size <= new_size:
+                raise UserError("old size %r out of range (allowed: 0..%d)" % (old_size, new_size))
+            path = self._resolve(merkle.consistency_plan(old_size, new_size))
+            return {"type": "consistency", "old_size": old_size, "new_size": new_size,
+                    "old_root": self.root(old_size).hex(), "new_root": self.root(new_size).hex(),
+                    "path": [p.hex() for p in path]}
+
+    # ---------------------------------------------------------------- checkpoints
+    def _signing_key(self):
+        if self._key is None:
+            self._key = ckpt.load_or_create_key(self.key_folder)
+        return self._key
+
+    def public_key_pem(self):
+        pub = self._signing_key()[1]
+        from cryptography.hazmat.primitives import serialization
+        return pub.public_bytes(serialization.Encoding.PEM,
+                                serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+    def checkpoint(self):
+        """Sign and store a checkpoint of the current tree; returns the note text."""
+        with self._lock:
+            size, root = self._size, self._frontier.root()
+            ts_ms = int(time.time() * 1000)
+            note = ckpt.sign_note(self._signing_key()[0], self.origin, size, root, ts_ms)
+            with guarded(self.path):
+                self._con.execute("INSERT OR REPLACE INTO checkpoints(size, timestamp_ms, root, note) "
+                                  "VALUES (?,?,?,?)", (size, ts_ms, root, note))
+            return note
+
+    def latest_checkpoint(self):
+        """Note text of the newest checkpoint, or None."""
+        with self._lock, guarded(self.path):
+            r = self._con.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return r[0] if r else None
+
+    def checkpoints(self):
+        with self._lock, guarded(self.path):
+            return [r[0] for r in self._con.execute("SELECT note FROM checkpoints ORDER BY size")]
+
+    # ---------------------------------------------------------------- whole-ledger
+    def verify(self, progress=None):
+        """Full check of chain, stored tree and checkpoints -> verify.VerifyResult."""
+        from host.ledger.verify import verify_path
+        return verify_path(self.path, key_folder=self.key_folder, progress=progress)
+
+    def export(self, folder):
+        from host.ledger.export import export_ledger
+        return export_ledger(self, folder)
+
+    def info(self):
+        cp = self.latest_checkpoint()
+        return {"path": self.path, "size": self._size, "root": self.root().hex(),
+                "origin": self.origin, "checkpoint_size": ckpt.parse_note(cp)["size"] if cp else None}
+
+
+def b64(b):
+    return base64.b64encode(b).decode("ascii")

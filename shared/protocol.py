@@ -165,6 +165,7 @@ CONFIG_KEYS = {
     8: ("setpoint", "q16"), 9: ("alert_threshold", "q16"), 10: ("quarantine_threshold", "q16"),
     11: ("batch_beats", "int"), 12: ("heartbeat_every", "int"), 13: ("lag_samples", "int"),
     14: ("omega", "q16"), 15: ("anomaly_z", "q16"), 16: ("output_safe", "q16"),
+    17: ("pulse_k", "q16"), 18: ("pulse_p", "q16"),  # T_Lambda k and P (k*P must be > 1)
 }
 
 _PAYLOAD_LEN = {}

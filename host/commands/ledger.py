@@ -1,0 +1,154 @@
+"""`becomingone ledger verify|show|export|proof|checkpoint`.
+
+The ledger file is --db PATH, else --data DIR/ledger.sqlite, else the config's ledger path
+(--config FILE, default ~/.becomingone/ledger.sqlite). The signing key lives next to the file."""
+import json
+import os
+import sys
+
+from host.errors import UserError
+
+
+def _common(p):
+    p.add_argument("--db", metavar="PATH", help="ledger database file")
+    p.add_argument("--data", metavar="DIR", help="data folder (ledger file DIR/ledger.sqlite)")
+    p.add_argument("--config", metavar="FILE", help="becomingone.yaml to take the ledger path from")
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    p = sub.add_parser("verify", help="check chain, stored Merkle tree and checkpoint signatures")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p = sub.add_parser("show", help="list entries")
+    _common(p)
+    p.add_argument("--from", dest="start", type=int, default=None, metavar="I", help="first index (default: last 20)")
+    p.add_argument("--to", dest="stop", type=int, default=None, metavar="J", help="last index, inclusive")
+    p.add_argument("--kind", default=None, help="only entries of this kind")
+    p.add_argument("--json", action="store_true", help="JSON Lines: one entry per line")
+    p = sub.add_parser("export", help="write entries, checkpoint and public key for outside verification")
+    _common(p)
+    p.add_argument("out", help="folder to write (must not already hold an export)")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p = sub.add_parser("proof", help="inclusion proof of an entry or consistency proof between sizes")
+    _common(p)
+    p.add_argument("index", type=int, nargs="?", help="entry index for an inclusion proof")
+    p.add_argument("--size", type=int, default=None, help="tree size of the inclusion proof (default: current)")
+    p.add_argument("--consistency", type=int, nargs="+", metavar="SIZE",
+                   help="OLD [NEW]: consistency proof from tree size OLD to NEW (default: current)")
+    p.add_argument("--json", action="store_true", help="print the proof as JSON")
+    p = sub.add_parser("checkpoint", help="sign a checkpoint of the current tree (or --show the latest)")
+    _common(p)
+    p.add_argument("--show", action="store_true", help="show the latest checkpoint, do not sign a new one")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def ledger_path(args):
+    if args.db:
+        return args.db
+    if args.data:
+        return os.path.join(os.path.expanduser(args.data), "ledger.sqlite")
+    from host.config import load_config
+    return load_config(args.config).ledger_path()
+
+
+def _open(args):
+    from host.ledger import Ledger
+    path = ledger_path(args)
+    if not os.path.exists(path):
+        raise UserError("no ledger at %s (pass --db PATH or --data DIR; the coordinator creates it)" % path)
+    return Ledger(path)
+
+
+def _out(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+
+
+def run(args):
+    return {"verify": _verify, "show": _show, "export": _export, "proof": _proof,
+            "checkpoint": _checkpoint}[args.action](args)
+
+
+def _verify(args):
+    from host.ledger import verify_path
+    path = ledger_path(args)
+    res = verify_path(path)
+    if args.json:
+        _out(res.to_dict())
+    else:
+        print(res.message(), file=sys.stdout if res.ok else sys.stderr)
+    return 0 if res.ok else 1
+
+
+def _show(args):
+    with _open(args) as led:
+        stop = led.size if args.stop is None else args.stop + 1
+        start = args.start if args.start is not None else max(0, stop - 20)
+        if start < 0 or stop > led.size or start > stop:
+            raise UserError("range %d..%d out of bounds (entries 0..%d)" % (start, stop - 1, led.size - 1))
+        for e in led.entries(start, stop):
+            if args.kind and e.kind != args.kind:
+                continue
+            if args.json:
+                sys.stdout.write(e.to_json() + "\n")
+            else:
+                print("%8d  %.6f  %-9s %s  %s" % (e.index, e.timestamp, e.kind, e.hash[:16],
+                                                   json.dumps({k: v for k, v in e.data.items() if k != "kind"},
+                                                              sort_keys=True)[:100]))
+    return 0
+
+
+def _export(args):
+    with _open(args) as led:
+        manifest = led.export(args.out)
+    if args.json:
+        _out(manifest)
+    else:
+        print("exported %d entries of %s to %s (entries.jsonl, checkpoint.txt, public_key.pem, manifest.json)"
+              % (manifest["size"], manifest["origin"], args.out))
+    return 0
+
+
+def _proof(args):
+    from host.ledger import merkle
+    with _open(args) as led:
+        if args.consistency:
+            if args.index is not None or len(args.consistency) > 2:
+                raise UserError("use either INDEX (inclusion) or --consistency OLD [NEW], not both")
+            old = args.consistency[0]
+            new = args.consistency[1] if len(args.consistency) == 2 else None
+            p = led.consistency_proof(old, new)
+            p["verified"] = merkle.verify_consistency(p["old_size"], p["new_size"], bytes.fromhex(p["old_root"]),
+                                                      bytes.fromhex(p["new_root"]), [bytes.fromhex(x) for x in p["path"]])
+        elif args.index is not None:
+            p = led.inclusion_proof(args.index, args.size)
+            p["verified"] = merkle.verify_inclusion(p["index"], p["tree_size"], bytes.fromhex(p["leaf_hash"]),
+                                                    [bytes.fromhex(x) for x in p["path"]], bytes.fromhex(p["root"]))
+        else:
+            raise UserError("give an entry INDEX (inclusion proof) or --consistency OLD [NEW]")
+    if args.json:
+        _out(p)
+    else:
+        for k, v in p.items():
+            if k != "path":
+                print("%-11s %s" % (k, v))
+        print("path        %d hashes" % len(p["path"]))
+        for h in p["path"]:
+            print("  " + h)
+    return 0 if p["verified"] else 1
+
+
+def _checkpoint(args):
+    from host.ledger import checkpoint as ckpt
+    with _open(args) as led:
+        note = led.latest_checkpoint() if args.show else led.checkpoint()
+    if note is None:
+        raise UserError("the ledger has no checkpoint yet (run `becomingone ledger checkpoint` to sign one)")
+    if args.json:
+        n = ckpt.parse_note(note)
+        _out({"origin": n["origin"], "size": n["size"], "root": n["root"].hex(),
+              "timestamp_ms": n["timestamp_ms"], "note": note})
+    else:
+        sys.stdout.write(note)
+    return 0

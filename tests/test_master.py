@@ -1,0 +1,174 @@
+"""Master: exact window sums against a naive recompute, loss/coverage, late/dup, reboots,
+batch vs per-frame ingest, many devices, long streams (ring wrap and block alignment)."""
+import numpy as np
+import pytest
+
+from host.master import Master, NF, partial_scales
+
+
+def make_rows(rng, n, first=0, loss=0.0):
+    beats = np.arange(first, first + n, dtype=np.int64)
+    p = np.empty((n, 5), dtype=np.int64)
+    p[:, 0:2] = rng.integers(-2 ** 31, 2 ** 31, (n, 2))      # i32 dT
+    p[:, 2:4] = rng.integers(0, 2 ** 32, (n, 2))             # u32 dE
+    p[:, 4] = rng.integers(3, 6, n)
+    keep = rng.random(n) >= loss
+    return beats[keep], p[keep]
+
+
+def naive(beats, parts, lo, hi):
+    sel = (beats >= lo) & (beats <= hi)
+    s = [int(x) for x in parts[sel].sum(axis=0, dtype=object)] if sel.any() else [0] * 5
+    return tuple(s) + (int(sel.sum()),)
+
+
+def check_all(m, dev, beats, parts, seconds_list):
+    for w in seconds_list:
+        r = m.window(dev, w)
+        assert r["sums"] == naive(beats, parts, r["first_beat"], r["last_beat"]), w
+        span = r["last_beat"] - r["first_beat"] + 1
+        assert r["span_beats"] == span
+        assert r["coverage"] == pytest.approx(r["beats"] / span)
+        # window length: exact below fine span, within 1 % above (block-aligned start)
+        want = min(round(w / m.beat_s[m.index_of(dev)]), int(r["last_beat"] - beats[0] + 1))
+        assert abs(span - want) <= max(1, 0.01 * want), (w, span, want)
+
+
+def test_exact_sums_with_loss_batches_of_all_sizes():
+    rng = np.random.default_rng(7)
+    m = Master(windows=(1, 10, 60, 300), tau_max=300, fine_span=2.0, beat_s=0.004)
+    i = m.open_stream(3, 11, 1000, 4000)
+    beats, parts = make_rows(rng, 120000, first=17, loss=0.02)
+    pos = 0
+    while pos < beats.shape[0]:
+        k = int(rng.integers(1, 3000))
+        sl = slice(pos, pos + k)
+        m.ingest_batch(i, beats[sl], parts[sl, 0], parts[sl, 1], parts[sl, 2], parts[sl, 3], parts[sl, 4])
+        pos += k
+        if rng.random() < 0.05:
+            check_all(m, 3, beats[:pos], parts[:pos], (0.5, 1, 3, 10, 45.5, 60, 299, 300))
+    check_all(m, 3, beats, parts, (0.004, 1, 2.05, 10, 60, 123.4, 300))
+    st = m.stream(3)
+    assert st["lost"] == (beats[-1] - beats[0] + 1) - beats.shape[0]
+    assert st["beats"] == beats.shape[0]
+
+
+def test_per_frame_equals_batch_and_big_gaps():
+    rng = np.random.default_rng(1)
+    a = Master(windows=(10, 60), tau_max=60, beat_s=0.005)
+    b = Master(windows=(10, 60), tau_max=60, beat_s=0.005)
+    ia = a.open_stream(1, 1, 800, 5000)
+    ib = b.open_stream(1, 1, 800, 5000)
+    beats, parts = make_rows(rng, 30000, first=0, loss=0.01)
+    beats = beats.copy()
+    beats[10000:] += 50000          # a long outage: gap far longer than every ring
+    beats[20000:] += 700            # and a medium one
+    for bt, p in zip(beats.tolist(), parts.tolist()):
+        assert a.ingest(ia, bt, *p)
+    b.ingest_batch(ib, beats, parts[:, 0], parts[:, 1], parts[:, 2], parts[:, 3], parts[:, 4])
+    for w in (0.5, 10, 33, 60):
+        ra, rb = a.window(1, w), b.window(1, w)
+        assert ra["sums"] == rb["sums"]
+        assert ra["sums"] == naive(beats, parts, ra["first_beat"], ra["last_beat"])
+    for ra_, rb_ in zip(a.rings, b.rings):
+        assert np.array_equal(ra_[ia], rb_[ib])
+
+
+def test_late_duplicate_stale_and_reboot():
+    m = Master(windows=(10,), tau_max=10, beat_s=0.01)
+    i = m.open_stream(9, 100, 100, 10000)
+    assert m.ingest(i, 5, 1, 2, 3, 4, 1)
+    assert not m.ingest(i, 5, 1, 2, 3, 4, 1)        # duplicate
+    assert not m.ingest(i, 4, 1, 2, 3, 4, 1)        # late
+    n = m.ingest_batch([i, i, i, i], [7, 6, 7, 3], [1] * 4, [1] * 4, [1] * 4, [1] * 4, [1] * 4,
+                       boot=[100, 100, 100, 99])
+    assert n == 2                                    # 6 and 7; 7 again dup; boot 99 stale
+    st = m.stream(9)
+    assert (st["dup"], st["late"], st["stale"]) == (2, 1, 1)
+    assert st["beats"] == 3 and st["lost"] == 0
+    assert m.open_stream(9, 100, 100, 10000) == i     # repeated HELLO keeps the stream
+    assert m.stream(9)["beats"] == 3
+    m.open_stream(9, 101, 100, 10000)                 # new boot: a new stream
+    assert m.stream(9)["beats"] == 0
+    assert m.window(9, 10)["beats"] == 0 and m.window(9, 10)["first_beat"] is None
+    m.ingest(i, 0, 0, 0, 0, 0, 1)
+    assert m.window(9, 10)["sums"] == (0, 0, 0, 0, 1, 1)
+
+
+def test_many_devices_mixed_batches_and_query_all():
+    rng = np.random.default_rng(3)
+    m = Master(windows=(1, 10, 60), tau_max=60, beat_s=0.004, capacity=2)
+    D = 40
+    data = {}
+    for d in range(D):
+        m.open_stream(100 + d, 1, 1000, 4000 if d % 2 else 5000)
+        data[d] = make_rows(rng, 18000, first=int(rng.integers(0, 1000)), loss=0.03 * (d % 3))
+    cursor = [0] * D
+    while True:
+        idx, bt, pp = [], [], []
+        for d in range(D):
+            k = int(rng.integers(0, 400))
+            b, p = data[d]
+            sl = slice(cursor[d], cursor[d] + k)
+            cursor[d] += k
+            idx.append(np.full(b[sl].shape[0], m.index_of(100 + d)))
+            bt.append(b[sl])
+            pp.append(p[sl])
+        idx, bt, pp = np.concatenate(idx), np.concatenate(bt), np.concatenate(pp)
+        if idx.shape[0] == 0:
+            break
+        perm = rng.permutation(idx.shape[0])         # arbitrary order inside a batch
+        m.ingest_batch(idx[perm], bt[perm], *[pp[perm, j] for j in range(5)])
+    q = m.query_all()
+    assert q["C"].shape == (D, 3)
+    for d in range(D):
+        b, p = data[d]
+        for j, w in enumerate(m.window_seconds):
+            r = m.window(100 + d, w)
+            assert r["sums"] == naive(b, p, r["first_beat"], r["last_beat"])
+            assert tuple(int(x) for x in q["sums"][d, j]) == r["sums"]
+            assert q["T_hat"][d, j] == pytest.approx(r["T_hat"])
+            assert 0 <= r["coverage"] <= 1
+
+
+def test_physical_scaling_and_scale_free_coherence():
+    ts, es = partial_scales(1000, sum_shift=2)
+    assert es == 4000.0 and ts == 4000.0 / 16384
+    m = Master(windows=(1,), tau_max=1, beat_s=0.01)
+    i = m.open_stream(1, 1, 1000, 10000, sum_shift=2)
+    # one beat: dT = 16384 * 3 (i.e. 3.0 in Q14), dE0 = 4, dEL = 9 -> |T|^2/(E0 EL) = 9*16/(4*16*9) ...
+    m.ingest(i, 0, 3 * 16384, 0, 3, 3, 10)
+    r = m.window(1, 1)
+    assert r["T"] == pytest.approx(complex(3 * 4000, 0))
+    assert r["E0"] == 12000 and r["EL"] == 12000
+    assert r["C"] == pytest.approx((3 * 4000) ** 2 / (12000 * 12000))
+    assert abs(r["T_hat"]) ** 2 == pytest.approx(r["C"])
+    assert r["seconds"] == pytest.approx(0.01)
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError):
+        Master(windows=(10, 7200), tau_max=3600)
+    m = Master(windows=(10,), tau_max=10, beat_s=0.004)
+    with pytest.raises(ValueError):
+        m.open_stream(1, 1, 1000, 500)               # beat far shorter than the rings allow
+    with pytest.raises(KeyError):
+        m.window(42, 10)
+    i = m.open_stream(1, 1, 1000, 4000)
+    with pytest.raises(IndexError):
+        m.ingest_batch([i + 1], [0], [0], [0], [0], [0])
+    with pytest.raises(ValueError):
+        m.window(1, 11)
+
+
+def test_int64_prefix_wraps_but_windows_stay_exact():
+    m = Master(windows=(1,), tau_max=1, fine_span=0.5, beat_s=0.01)
+    i = m.open_stream(1, 1, 100, 10000)
+    m.carry[i, 2] = np.iinfo(np.int64).max - 5       # as if the stream had run for ages
+    big = 2 ** 32 - 1
+    beats = np.arange(500)
+    with np.errstate(over="ignore"):
+        m.ingest_batch(i, beats, np.zeros(500), np.zeros(500), np.full(500, big), np.full(500, big),
+                       np.ones(500))
+    r = m.window(1, 1)
+    assert r["sums"][2] == big * r["beats"] and r["sums"][3] == big * r["beats"]

@@ -84,7 +84,8 @@ class Auth:
 
 class ReplayWindow:
     """Accepts each sequence number at most once: anything above the highest seen, or within
-    `size` below it and not yet seen. Bitmap bit i set <=> (highest - i) was seen."""
+    `size` below it and not yet seen. The bitmap is a ring: bit (seq mod size) is set when seq
+    (highest - size < seq <= highest) was seen; advancing clears the bits of the skipped seqs."""
 
     def __init__(self, size=256):
         if size < 8 or size % 8:
@@ -100,43 +101,30 @@ class ReplayWindow:
         """True when seq would be accepted. Changes nothing."""
         if seq > self.highest:
             return True
-        d = self.highest - seq
-        if d >= self.size:
+        if self.highest - seq >= self.size:
             return False
-        return not (self._bits[d >> 3] & (1 << (d & 7)))
+        i = seq % self.size
+        return not (self._bits[i >> 3] & (1 << (i & 7)))
 
     def accept(self, seq):
         """Record seq as seen (call only after the frame was authenticated and decoded)."""
         bits = self._bits
+        size = self.size
         if seq > self.highest:
-            shift = seq - self.highest if self.highest >= 0 else self.size
-            self._shift(shift)
+            if seq - self.highest >= size or self.highest < 0:
+                for j in range(len(bits)):
+                    bits[j] = 0
+            else:
+                s = self.highest + 1
+                while s < seq:
+                    i = s % size
+                    bits[i >> 3] &= ~(1 << (i & 7)) & 0xFF
+                    s += 1
             self.highest = seq
-            bits[0] |= 1
-        else:
-            d = self.highest - seq
-            if d < self.size:
-                bits[d >> 3] |= 1 << (d & 7)
-
-    def _shift(self, k):
-        bits = self._bits
-        nb = len(bits)
-        if k >= self.size:
-            for i in range(nb):
-                bits[i] = 0
+        elif self.highest - seq >= size:
             return
-        byte_shift = k >> 3
-        bit_shift = k & 7
-        i = nb - 1
-        while i >= 0:
-            src = i - byte_shift
-            v = 0
-            if src >= 0:
-                v = (bits[src] << bit_shift) & 0xFF
-                if bit_shift and src - 1 >= 0:
-                    v |= bits[src - 1] >> (8 - bit_shift)
-            bits[i] = v
-            i -= 1
+        i = seq % size
+        bits[i >> 3] |= 1 << (i & 7)
 
 
 class ReplayGuard:

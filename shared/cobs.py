@@ -12,6 +12,8 @@
 # decode(segment) -> bytes, raises FramingError.
 # Deframer(max_frame): feed(data) -> list of decoded frames; counts dropped segments in
 #   .errors {"cobs": n, "oversize": n}; never raises on any input.
+import sys
+
 from shared.wire_errors import FramingError, OversizeError
 
 try:
@@ -56,6 +58,47 @@ def encode_into(src, n, dst, off=0):
     dst[code_pos] = code
     dst[w] = 0
     return w + 1 - off
+
+
+if sys.implementation.name == "micropython":
+    import micropython
+
+    _encode_into_py = encode_into
+
+    @micropython.viper
+    def _cobs_viper(src, n: int, dst, off: int) -> int:
+        s = ptr8(src)
+        d = ptr8(dst)
+        d[off] = 0
+        code_pos = off + 1
+        w = off + 2
+        code = 1
+        i = 0
+        while i < n:
+            b = s[i]
+            if b == 0:
+                d[code_pos] = code
+                code_pos = w
+                w += 1
+                code = 1
+            else:
+                d[w] = b
+                w += 1
+                code += 1
+                if code == 0xFF:
+                    d[code_pos] = code
+                    code_pos = w
+                    w += 1
+                    code = 1
+            i += 1
+        d[code_pos] = code
+        d[w] = 0
+        return w + 1 - off
+
+    def encode_into(src, n, dst, off=0):  # noqa: F811 - same contract, machine-code speed
+        if len(dst) < off + encoded_size(n) or len(src) < n:
+            return _encode_into_py(src, n, dst, off)  # raises IndexError like the Python one
+        return _cobs_viper(src, n, dst, off)
 
 
 def encode(data):

@@ -1,0 +1,121 @@
+"""Config: defaults without a file, the example file, overrides, and every kind of rejection
+(unknown keys, wrong types, out-of-range values, inconsistent combinations)."""
+import math
+import os
+
+import pytest
+
+from host.config import SCHEMA, Config, iter_leaves, load_config
+from host.errors import ConfigError, UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "docs", "becomingone.example.yaml")
+CONFIG_MD = os.path.join(ROOT, "docs", "CONFIG.md")
+
+
+def test_defaults_need_no_file():
+    c = load_config()
+    assert c.becomingone.name == "becomingone-primary"
+    assert c.kairos.coherence_threshold == 0.95 and c.kairos.omega == 2.0
+    assert c.master.tau_max == 3600.0 and c.window_seconds() == [10.0, 60.0, 600.0, 3600.0]
+    assert c.emissary.tau_max == 1.0 and c.sync.phase_threshold == 0.1
+    assert c.witnessing.layers == ["micro", "meso", "macro", "meta"]
+    assert c.beat_period() == pytest.approx(0.004211, abs=5e-7)     # SPEC 4.5 validation number
+    assert c["master"]["windows"] == c.get("master.windows")
+    assert c.get("no.such.key", "x") == "x"
+    assert c.memory_path().endswith("memory.sqlite") and c.ledger_path().endswith("ledger.sqlite")
+    assert isinstance(c.to_dict(), dict) and c.source is None
+    with pytest.raises(AttributeError):
+        c.master.nope
+    with pytest.raises(AttributeError):
+        c.master = 1
+
+
+def test_example_file_loads_and_equals_defaults_where_documented(tmp_path):
+    c = load_config(EXAMPLE)
+    assert c.source == EXAMPLE
+    assert c.sync.mesh.peers[0].port == 18789
+    assert c.admission.unknown_devices in ("reject", "observe", "accept")
+
+
+def test_every_key_is_in_docs_and_example():
+    text = open(CONFIG_MD, encoding="utf-8").read()
+    example = open(EXAMPLE, encoding="utf-8").read()
+    for path, _leaf in iter_leaves():
+        assert "`%s`" % path in text, path
+        assert path.rsplit(".", 1)[-1] + ":" in example, path
+
+
+def test_yaml_file_and_overrides(tmp_path):
+    p = tmp_path / "b.yaml"
+    p.write_text("master:\n  tau_max: 600\n  windows: [5, 60, 600]\nkairos:\n  tau_scale: 1\n"
+                 "links: ['udp://0.0.0.0:9000', '/dev/ttyACM0', 'socket://localhost:7000']\n"
+                 "sync:\n  mesh:\n    peers:\n      - host: a\n      - {host: b, port: 1}\n")
+    c = load_config(str(p), overrides={"kairos.omega": 3, "master": {"witness_interval": 0.5}})
+    assert c.master.tau_max == 600.0 and c.window_seconds() == [5.0, 60.0, 600.0]
+    assert c.kairos.omega == 3.0 and isinstance(c.kairos.omega, float)
+    assert c.master.witness_interval == 0.5
+    assert [(x.host, x.port) for x in c.sync.mesh.peers] == [("a", 18789), ("b", 1)]
+    assert load_config(overrides={"kairos.tau_scale": 2.0, "master.windows": [5]}).window_seconds() == [10.0]
+    empty = tmp_path / "e.yaml"
+    empty.write_text("")
+    assert load_config(str(empty)) == load_config()
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"master.tau_maxx": 1}, ["master.tau_maxx", "unknown", "tau_max"]),
+    ({"kairoz": {}}, ["kairoz", "unknown", "kairos"]),
+    ({"sync.mesh.peers": [{"host": "a", "prt": 1}]}, ["sync.mesh.peers[0].prt", "unknown", "port"]),
+    ({"master.tau_max": "3600"}, ["master.tau_max", "expected a number"]),
+    ({"master.enabled": 1}, ["master.enabled", "true or false"]),
+    ({"admission.pow_bits": 12.5}, ["admission.pow_bits", "integer"]),
+    ({"admission.pow_bits": True}, ["admission.pow_bits", "integer"]),
+    ({"master.windows": "10"}, ["master.windows", "list"]),
+    ({"master.windows": []}, ["master.windows", "at least 1"]),
+    ({"master.windows": [10, 10]}, ["master.windows[1]", "duplicate"]),
+    ({"kairos": 3}, ["kairos", "mapping"]),
+    ({"kairos.coherence_threshold": 1.5}, ["kairos.coherence_threshold", "out of range", "1.0"]),
+    ({"kairos.coherence_threshold": 0}, ["kairos.coherence_threshold", "out of range"]),
+    ({"kairos.omega": float("nan")}, ["kairos.omega", "not finite"]),
+    ({"admission.pow_bits": 33}, ["admission.pow_bits", "out of range", "32"]),
+    ({"sync.mesh.peers": [{"host": "a", "port": 70000}]}, ["sync.mesh.peers[0].port", "65535"]),
+    ({"sync.mesh.peers": [{"port": 1}]}, ["sync.mesh.peers[0].host", "required"]),
+    ({"admission.unknown_devices": "maybe"}, ["admission.unknown_devices", "reject", "observe", "accept"]),
+    ({"security.transport": "tls"}, ["security.transport", "hmac", "none"]),
+    ({"witnessing.layers": ["micro", "nano"]}, ["witnessing.layers[1]", "nano", "meso"]),
+    ({"logging.level": "info"}, ["logging.level", "INFO"]),
+    ({"links": ["udp://host"]}, ["links[0]", "udp://HOST:PORT"]),
+    ({"links": ["tcp://h:1"]}, ["links[0]", "scheme"]),
+    ({"pulse.k": 0.2}, ["pulse.k", "k*P", "> 1"]),
+    ({"master.windows": [10, 7200]}, ["master.windows[1]", "tau_max"]),
+    ({"emissary.tau_max": 10, "master.tau_max": 5, "master.windows": [5]}, ["emissary.tau_max"]),
+    ({"sync.hysteresis": 0.96}, ["sync.hysteresis", "coherence_threshold"]),
+])
+def test_rejections_name_key_and_allowed(over, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=over)
+    msg = str(e.value)
+    for w in words:
+        assert w in msg, (w, msg)
+    assert isinstance(e.value, UserError)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "missing.yaml"))
+    p = tmp_path / "bad.yaml"
+    p.write_text("master: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(p))
+    p.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(str(p))
+
+
+def test_schema_defaults_are_valid():
+    for path, leaf in iter_leaves():
+        if leaf.default is not None:
+            leaf.check(path, leaf.default)
+    assert set(SCHEMA) >= {"becomingone", "kairos", "master", "emissary", "sync", "memory",
+                           "witnessing", "security", "logging", "pulse", "links", "ledger",
+                           "admission", "devices", "data_dir"}

@@ -17,8 +17,51 @@ import tempfile
 import time
 
 from host.errors import UserError
+from shared import protocol as P
 
-__all__ = ["ConfigHistory", "DeviceConfigs"]
+__all__ = ["ConfigHistory", "DeviceConfigs", "DEVICE_DEFAULTS", "device_defaults", "to_pairs"]
+
+# Version 0 of every device's history: the documented firmware defaults (SPEC §3-§4), with
+# the host config's values laid over them by device_defaults(cfg). Keys and wire scaling come
+# from shared/protocol.py CONFIG_KEYS ("q16" values are sent as round(value * 65536)).
+DEVICE_DEFAULTS = {
+    "telemetry_every": 1, "pow_bits": 16, "coherence_threshold": 0.95, "period_us": 4211,
+    "pid_kp": 0.6, "pid_ki": 0.1, "pid_kd": 0.05, "setpoint": 0.5, "alert_threshold": 0.6,
+    "quarantine_threshold": 0.85, "batch_beats": 1, "heartbeat_every": 238, "lag_samples": 10,
+    "omega": 2.0, "anomaly_z": 3.0, "output_safe": 0.0, "pulse_k": 4.0, "pulse_p": 5.0,
+}
+KEY_IDS = {}
+for _kid, (_name, _scale) in P.CONFIG_KEYS.items():
+    KEY_IDS[_name] = (_kid, _scale)
+
+
+def device_defaults(cfg=None):
+    """DEVICE_DEFAULTS restricted to the keys the protocol knows, overlaid with host config."""
+    d = {k: v for k, v in DEVICE_DEFAULTS.items() if k in KEY_IDS}
+    for name, (_kid, scale) in KEY_IDS.items():
+        d.setdefault(name, 0.0 if scale == "q16" else 0)
+    if cfg is not None:
+        d["pow_bits"] = int(cfg.admission.pow_bits)
+        d["telemetry_every"] = int(cfg.devices.telemetry_every)
+        d["coherence_threshold"] = float(cfg.kairos.coherence_threshold)
+        d["omega"] = float(cfg.kairos.omega)
+        d["period_us"] = int(round(cfg.beat_period() * 1e6))
+        d["pulse_k"] = float(cfg.pulse.k)
+        d["pulse_p"] = float(cfg.pulse.P)
+    return d
+
+
+def to_pairs(changes):
+    """{name: value} -> CONFIG pairs [[key id, i32], ...] (q16 values scaled by 65536)."""
+    out = []
+    for name, v in sorted(changes.items()):
+        kid, scale = KEY_IDS[name]
+        iv = int(round(v * 65536)) if scale == "q16" else int(v)
+        if not -0x80000000 <= iv <= 0x7FFFFFFF:
+            raise UserError("config %s = %r does not fit the wire (i32%s)"
+                            % (name, v, ", value x 65536" if scale == "q16" else ""))
+        out.append([kid, iv])
+    return out
 
 
 class ConfigHistory:
@@ -103,8 +146,10 @@ class ConfigHistory:
 class DeviceConfigs:
     """Histories of all devices + CONFIG delivery with ACK/retry + ledger entries.
 
-    send(device_id, changes) -> frame seq or None (device unreachable);
-    ledger_append(kind, data) records the outcome."""
+    send(device_id, changes, config_version) sends one CONFIG frame (config_version: a
+    per-device counter that only grows, persisted, so a device can tell a retry or a stale
+    frame; the device's ACK carries it in `ref`); ledger_append(kind, data) records the
+    outcome."""
 
     def __init__(self, defaults, path=None, send=None, ledger_append=None,
                  retry_s=0.5, timeout_s=10.0, clock=time.monotonic):
@@ -117,6 +162,7 @@ class DeviceConfigs:
         self.clock = clock
         self.histories = {}
         self.pending = {}      # device -> dict(version, changes, op, seq, sent, first, attempts)
+        self.cfg_seq = {}      # device -> last config_version used on the wire
         self.counters = {"sent": 0, "acked": 0, "timeouts": 0, "retries": 0}
         if path and os.path.exists(path):
             self._load()
@@ -127,13 +173,16 @@ class DeviceConfigs:
                 data = json.load(f)
             for d, h in data.get("devices", {}).items():
                 self.histories[int(d)] = ConfigHistory(self.defaults, h["events"], h["position"])
+            for d, v in data.get("cfg_seq", {}).items():
+                self.cfg_seq[int(d)] = int(v)
         except (ValueError, KeyError, TypeError) as e:
             raise UserError("device config history %s is damaged (%s)" % (self.path, e)) from None
 
     def _save(self):
         if not self.path:
             return
-        data = {"devices": {str(d): h.to_dict() for d, h in self.histories.items()}}
+        data = {"devices": {str(d): h.to_dict() for d, h in self.histories.items()},
+                "cfg_seq": {str(d): v for d, v in self.cfg_seq.items()}}
         folder = os.path.dirname(os.path.abspath(self.path))
         fd, tmp = tempfile.mkstemp(prefix=".devconfig", dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -184,7 +233,9 @@ class DeviceConfigs:
             changes = merged
             self._record(device_id, old, "superseded")
         now = self.clock()
-        p = {"version": version, "changes": dict(changes), "op": op, "seq": None,
+        seq = self.cfg_seq[device_id] = self.cfg_seq.get(device_id, 0) + 1
+        self._save()
+        p = {"version": version, "changes": dict(changes), "op": op, "seq": seq,
              "first": now, "sent": None, "attempts": 0}
         self.pending[device_id] = p
         self._send(device_id, p, now)
@@ -196,15 +247,22 @@ class DeviceConfigs:
             self.counters["retries"] += 1
         self.counters["sent"] += 1
         if self.send is not None:
-            p["seq"] = self.send(device_id, p["changes"])
+            self.send(device_id, p["changes"], p["seq"])
 
-    def on_ack(self, device_id, acked_seq):
+    def on_ack(self, device_id, ref, status=0):
+        """A device's ACK of CONFIG (ref = config_version). status 0 (OK) or 4 (STALE: it had
+        applied this version already) count as delivered; other statuses mean the device
+        refused the change (recorded as "refused")."""
         p = self.pending.get(device_id)
-        if p is None or p["seq"] is None or acked_seq != p["seq"]:
+        if p is None or ref != p["seq"]:
             return False
         del self.pending[device_id]
-        self.counters["acked"] += 1
-        self._record(device_id, p, "acked")
+        if status in (0, 4):
+            self.counters["acked"] += 1
+            self._record(device_id, p, "acked")
+        else:
+            self.counters["refused"] = self.counters.get("refused", 0) + 1
+            self._record(device_id, p, "refused", ack_status=status)
         return True
 
     def tick(self, now=None):
@@ -217,11 +275,13 @@ class DeviceConfigs:
             elif now - p["sent"] >= self.retry_s:
                 self._send(d, p, now)
 
-    def _record(self, device_id, p, status):
+    def _record(self, device_id, p, status, **extra):
         if self.ledger_append is not None:
-            self.ledger_append("config", {"device_id": device_id, "op": p["op"],
-                                          "version": p["version"], "changes": p["changes"],
-                                          "status": status, "attempts": p["attempts"]})
+            data = {"target": "device:%d" % device_id, "device": device_id, "op": p["op"],
+                    "version": p["version"], "change": p["changes"], "status": status,
+                    "attempts": p["attempts"], "config_version": p["seq"]}
+            data.update(extra)
+            self.ledger_append("config", data)
 
     def listing(self, device_id):
         h = self.history(device_id)

@@ -51,26 +51,26 @@ class Clock:
 def test_delivery_retry_ack_and_ledger(tmp_path):
     sent, ledger, clock = [], [], Clock()
 
-    def send(dev, changes):
-        sent.append((dev, dict(changes)))
-        return 100 + len(sent)
+    def send(dev, changes, cfg_version):
+        sent.append((dev, dict(changes), cfg_version))
 
     path = str(tmp_path / "devconfig.json")
     dc = DeviceConfigs(DEFAULTS, path, send, lambda k, d: ledger.append((k, d)),
                        retry_s=0.5, timeout_s=3.0, clock=clock)
     r = dc.apply(7, {"pow_bits": 20})
-    assert r["version"] == 1 and sent == [(7, {"pow_bits": 20})]
+    assert r["version"] == 1 and sent == [(7, {"pow_bits": 20}, 1)]
     clock.t = 0.2
     dc.tick()
     assert len(sent) == 1
     clock.t = 0.6
     dc.tick()                                   # no ACK yet: resent
     assert len(sent) == 2 and dc.counters["retries"] == 1
-    assert not dc.on_ack(7, 101)               # ACK of the superseded transmission
-    assert dc.on_ack(7, 102)
-    assert ledger == [("config", {"device_id": 7, "op": "apply", "version": 1,
-                                  "changes": {"pow_bits": 20}, "status": "acked",
-                                  "attempts": 2})]
+    assert sent[1] == (7, {"pow_bits": 20}, 1)  # a retry keeps its config_version
+    assert not dc.on_ack(7, 0)                 # not the pending version
+    assert dc.on_ack(7, 1)
+    assert ledger == [("config", {"target": "device:7", "device": 7, "op": "apply",
+                                  "version": 1, "change": {"pow_bits": 20}, "status": "acked",
+                                  "attempts": 2, "config_version": 1})]
     dc.undo(7)
     clock.t = 10.0
     dc.tick()
@@ -79,6 +79,8 @@ def test_delivery_retry_ack_and_ledger(tmp_path):
     dc2 = DeviceConfigs(DEFAULTS, path)
     assert dc2.history(7).position == 0 and dc2.history(7).latest == 1
     dc2.goto(7, 1)
+    assert dc2.pending[7]["seq"] == 3          # config_version keeps growing across restarts
+    assert dc2.on_ack(7, 3, status=3)          # BAD_VALUE: refused, recorded
     assert dc2.resync(7) == {"pow_bits": 20}
     assert dc2.resync(99) is None
 

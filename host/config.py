@@ -219,6 +219,8 @@ SCHEMA = {
     },
     "sync": {
         "phase_threshold": Leaf("float", 0.1, "coherent when Delta_phase < this (SPEC 4.3)", lo=0.0, lo_open=True, hi=2.0),
+        "master_window": Leaf("float", 10.0, "seconds of the Master window compared with the Emissary "
+                              "(<= master.tau_max)", lo=0.0, lo_open=True, hi=86400.0),
         "hysteresis": Leaf("float", 0.02, "a collapse ends when |T_sync|^2 < I_c - hysteresis", lo=0.0, hi=1.0),
         "mesh_enabled": Leaf("bool", False, "exchange state with the peers below (mesh)"),
         "mesh": {
@@ -401,6 +403,9 @@ def _cross_checks(d):
     if d["emissary"]["tau_max"] > tau_max:
         raise ConfigError("config key emissary.tau_max: %r s is longer than master.tau_max %r s"
                           % (d["emissary"]["tau_max"], tau_max))
+    if d["sync"]["master_window"] > tau_max + 1e-9:
+        raise ConfigError("config key sync.master_window: %r s is longer than master.tau_max %r s"
+                          % (d["sync"]["master_window"], tau_max))
     if d["sync"]["hysteresis"] >= d["kairos"]["coherence_threshold"]:
         raise ConfigError("config key sync.hysteresis: %r must be below kairos.coherence_threshold %r"
                           % (d["sync"]["hysteresis"], d["kairos"]["coherence_threshold"]))

@@ -97,3 +97,23 @@ def test_real_clock_is_monotonic_on_short_scale():
     c.sleep_us(2000)
     b = c.ticks()
     assert 1500 <= tdiff(b, a) < 500000
+
+
+def test_lateness_histogram_percentiles():
+    from device.lateness import LatenessHistogram
+    h = LatenessHistogram()
+    assert h.percentile(50) == 0
+    for i in range(100):
+        h.add(i * 10)          # 0, 10, ..., 990
+    assert h.count == 100 and h.max_us == 990
+    assert h.percentile(50) == 499
+    assert h.percentile(99) == 989
+    assert h.percentile(100) == 990
+    h.add(100000)
+    h.add(-5)
+    assert h.max_us == 100000
+    assert h.percentile(100) == 100000
+    h.add(10 ** 8)            # overflow bucket
+    assert h.percentile(100) == 10 ** 8
+    h.reset()
+    assert h.count == 0 and h.percentile(99) == 0

@@ -157,7 +157,8 @@ def _frame_dtype(count, auth):
 
 
 def _reject(rejects, reason, n=1):
-    rejects[reason] = rejects.get(reason, 0) + int(n)
+    if n:
+        rejects[reason] = rejects.get(reason, 0) + int(n)
 
 
 def _check_group(arr, raw, size, count, auth_map, rejects):

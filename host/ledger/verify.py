@@ -52,10 +52,10 @@ def _node_what(level, k, what):
     return "stored tree node (level %d, index %d, covering entries %d..%d) %s" % (level, k, a, b, what)
 
 
-def verify_path(path, key_folder=None, progress=None, chunk=20000):
+def verify_path(path, key_folder=None, progress=None, chunk=20000, busy_timeout=5.0):
     t0 = time.perf_counter()
     res = VerifyResult(os.path.abspath(path))
-    con = connect(path, readonly=True)
+    con = connect(path, readonly=True, busy_timeout=busy_timeout)
     try:
         with guarded(path):
             con.execute("BEGIN")  # one read snapshot for everything below

@@ -17,7 +17,7 @@ Public API
                      "beats", "seconds", "span_beats", "first_beat", "last_beat", plus "device_id"
     m.index_of(device_id) -> int or None;  m.stream(device_id) -> dict (boot, params, counters)
     m.device_ids() -> list;  m.window_seconds -> tuple of floats
-    partial_scales(fs_hz, sum_shift=0, phase_bits=PHASE_BITS) -> (t_scale, e_scale)
+    partial_scales(fs_hz, sum_shift=0) -> (t_scale, e_scale)
 
 Exactness.  Every partial is an integer.  Per device and per stream the Master keeps cumulative
 prefix sums of (dT_re, dT_im, dE0, dEL, n_samples, beats present) as int64 in rings; a window is
@@ -42,8 +42,9 @@ than the stream's latest beat (late or duplicate) are dropped and counted (`late
 of a previous boot id (when `boot` is given) are dropped and counted (`stale`).
 
 Physical values (SPEC 4.2): with d in ADC counts, T = f_s * sum(d d_L e^{i w t}) and
-E0 = f_s * sum(d^2); the device sends the sums right-shifted by `sum_shift`, and dT is in units of
-2^-PHASE_BITS (the phasor is Q14), hence T = t_scale * dT, E = e_scale * dE.  C = |T|^2/(E0 EL) and
+E0 = f_s * sum(d^2); the device sends each term rounded and divided by 2^sum_shift (the Q14
+phasor is already divided out), hence T = t_scale * dT, E = e_scale * dE with
+t_scale = e_scale = f_s * 2^sum_shift.  C = |T|^2/(E0 EL) and
 T_hat = T/sqrt(E0 EL) are scale-free; C = 0 and T_hat = 0 when E0*EL = 0.  C is not clipped: with a
 quantized phasor it can exceed 1 by a few 2^-14 at most.
 """
@@ -51,17 +52,19 @@ import time
 
 import numpy as np
 
-PHASE_BITS = 14          # the device's phasor is Q14 (docs/ARCHITECTURE.md "Device arithmetic")
 RATIO = 8                # block size ratio between ring levels
 NF = 6                   # prefix fields
 F_TRE, F_TIM, F_E0, F_EL, F_N, F_BEATS = range(NF)
 _KEY_SHIFT = 40          # sort key = device index << 40 | beat  (beats are u32 on the wire)
 
 
-def partial_scales(fs_hz, sum_shift=0, phase_bits=PHASE_BITS):
-    """(t_scale, e_scale): multiply the integer partials by these to get T and E0/EL (SPEC 4.2)."""
+def partial_scales(fs_hz, sum_shift=0):
+    """(t_scale, e_scale): multiply the integer partials by these to get T and E0/EL (SPEC 4.2).
+    The device's partials are sums of d*d_L*cos/sin and d^2 in counts^2, each term rounded and
+    divided by 2^sum_shift (shared/kairos.py, docs/DEVICE.md); d_phys = d * f_s, so
+    T = f_s * 2^sum_shift * dT and E = f_s * 2^sum_shift * dE."""
     e = float(fs_hz) * float(2 ** int(sum_shift))
-    return e / float(2 ** int(phase_bits)), e
+    return e, e
 
 
 class Master:
@@ -127,7 +130,7 @@ class Master:
 
     # ---------------------------------------------------------------- streams
     def open_stream(self, device_id, boot_id, fs_hz, period_us, sum_shift=0, phase_step=0,
-                    lag_samples=1, phase_bits=PHASE_BITS):
+                    lag_samples=1):
         """Start (or restart, on a new boot id) the stream of a device; returns its index.
         Opening the same (device, boot, parameters) again keeps the stream (a repeated HELLO)."""
         device_id, boot_id = int(device_id), int(boot_id)
@@ -139,8 +142,7 @@ class Master:
                              "(>= %.0f us; set pulse.* so the nominal beat is at most 4x longer)"
                              % (device_id, period_us, self.min_beat_s * 1e6))
         params = dict(fs_hz=float(fs_hz), period_us=float(period_us), sum_shift=int(sum_shift),
-                      phase_step=int(phase_step), lag_samples=int(lag_samples),
-                      phase_bits=int(phase_bits))
+                      phase_step=int(phase_step), lag_samples=int(lag_samples))
         i = self._ids.get(device_id)
         if i is not None and self.boot[i] == boot_id and self.params[i] == params:
             return i
@@ -160,7 +162,7 @@ class Master:
         self.carry[i] = 0
         self.fs[i] = fs_hz
         self.beat_s[i] = beat_s
-        self.t_scale[i], self.e_scale[i] = partial_scales(fs_hz, sum_shift, phase_bits)
+        self.t_scale[i], self.e_scale[i] = partial_scales(fs_hz, sum_shift)
         self.late[i] = self.dup[i] = self.stale[i] = 0
         self.last_rx[i] = 0.0
         return i

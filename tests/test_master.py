@@ -133,11 +133,10 @@ def test_many_devices_mixed_batches_and_query_all():
 
 def test_physical_scaling_and_scale_free_coherence():
     ts, es = partial_scales(1000, sum_shift=2)
-    assert es == 4000.0 and ts == 4000.0 / 16384
+    assert es == 4000.0 and ts == 4000.0
     m = Master(windows=(1,), tau_max=1, beat_s=0.01)
     i = m.open_stream(1, 1, 1000, 10000, sum_shift=2)
-    # one beat: dT = 16384 * 3 (i.e. 3.0 in Q14), dE0 = 4, dEL = 9 -> |T|^2/(E0 EL) = 9*16/(4*16*9) ...
-    m.ingest(i, 0, 3 * 16384, 0, 3, 3, 10)
+    m.ingest(i, 0, 3, 0, 3, 3, 10)
     r = m.window(1, 1)
     assert r["T"] == pytest.approx(complex(3 * 4000, 0))
     assert r["E0"] == 12000 and r["EL"] == 12000

@@ -1,0 +1,250 @@
+"""One general PID controller in integer fixed point (SPEC 4.4), for the genomic PID and the
+actuator loop (sensor -> setpoint -> PWM duty).
+
+Values (setpoint, measurement, error, output) are Q16 ints: 65536 = 1.0. Inputs are expected
+normalised (sensor counts scaled to 0..1, duty 0..1); the error and the measurement change are
+saturated at +-1.0. Gains are floats at configuration time and become (mantissa, shift) pairs
+K = m / 2^s with |m| <= 2^13, 1 <= s <= 29, so |K| < 4096 and every product m*e < 2^30 (13-bit
+mantissa: relative gain resolution 2^-12 or better). The integral is kept in Q24 output units.
+update() allocates nothing on MicroPython and keeps every intermediate below 2^30.
+Rounding of every product: round half up, (m*e + 2^(s-1)) >> s (arithmetic shift).
+
+Public API
+----------
+PID(kp, ki, kd, setpoint=0.0, sample_time=0.01, output_limits=(-1.0, 1.0),
+    integral_limits=None, epsilon=0.0, d_on_measurement=True)
+    .update(measurement_q16) -> output_q16     one step of exactly sample_time (e = sp - meas)
+    .update_error(error_q16) -> output_q16     one step with the caller's error (derivative on
+                                               error; used by the genomic PID: e = dT)
+    .tick(measurement_q16, elapsed_us) -> output_q16
+                     sample-time gate: steps only once sample_time has elapsed (remainder
+                     carried, backlog beyond one period dropped and counted in .missed),
+                     otherwise returns the last output
+    .setpoint (Q16 int, writable on the beat path), .output, .p_term, .i_term, .d_term (Q16)
+    .set_setpoint(float), .set_gains(kp, ki, kd), .set_sample_time(seconds),
+    .set_output_limits(lo, hi), .set_integral_limits(lims or None), .set_epsilon(eps),
+    .reset()         config-time setters (floats OK), ValueError with the rule on bad values
+genomic_pid(period_s) -> PID   the VENOM genomic PID: Kp 0.6, Ki 0.1, Kd 0.05, integral of e
+                               clamped to [-1, 1], eps-reset |e| < 1e-4, output limited to
+                               [-0.05, 0.05] (the caller applies dO = -output), derivative on error
+to_q16(x: float) -> int, from_q16(v: int) -> float
+"""
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+ONE = const(65536)
+_EMAX = const(65536)        # error and measurement change saturate at +-1.0
+_LIM = const(32)            # output / integral limits within +-32.0 (Q24 integral < 2^29)
+
+
+def to_q16(x):
+    return int(round(x * 65536.0))
+
+
+def from_q16(v):
+    return v / 65536.0
+
+
+def _gain(k, what):
+    """(m, s) with k ~= m / 2^s, |m| <= 8192, 1 <= s <= 29."""
+    if not -4096.0 < k < 4096.0:
+        raise ValueError("%s = %r out of range: |gain| must be < 4096 (per Q16 unit)" % (what, k))
+    if k == 0:
+        return 0, 1
+    s = 1
+    a = -k if k < 0 else k
+    while a * (1 << s) < 4096.0 and s < 29:
+        s += 1
+    return int(round(k * (1 << s))), s
+
+
+class PID:
+    def __init__(self, kp, ki, kd, setpoint=0.0, sample_time=0.01, output_limits=(-1.0, 1.0),
+                 integral_limits=None, epsilon=0.0, d_on_measurement=True):
+        self.kp = self.ki = self.kd = 0.0
+        self.sample_time = 0.0
+        self.sample_us = 1
+        self.d_on_measurement = bool(d_on_measurement)
+        self.setpoint = to_q16(setpoint)
+        self.out_min = -ONE
+        self.out_max = ONE
+        self.integral_limits = None
+        self._i_lo = -(ONE << 8)
+        self._i_hi = ONE << 8
+        self.eps = 0
+        self.missed = 0
+        self.reset()
+        self.set_output_limits(output_limits[0], output_limits[1])
+        self.set_sample_time(sample_time)       # also sets the gains' scaled forms
+        self.set_gains(kp, ki, kd)
+        self.set_integral_limits(integral_limits)
+        self.set_epsilon(epsilon)
+
+    # --- configuration (floats allowed) ---
+    def set_gains(self, kp, ki, kd):
+        pm, ps = _gain(kp, "Kp")
+        im, is_ = _gain(ki * self.sample_time * 256.0, "Ki*sample_time*256")
+        dm, ds = _gain(kd / self.sample_time, "Kd/sample_time")
+        self.kp, self.ki, self.kd = kp, ki, kd
+        self._pm, self._ps, self._ph = pm, ps, 1 << (ps - 1)
+        self._im, self._is, self._ih = im, is_, 1 << (is_ - 1)
+        self._dm, self._ds, self._dh = dm, ds, 1 << (ds - 1)
+        self._bounds()
+
+    def set_sample_time(self, seconds):
+        if not 1e-6 <= seconds <= 500.0:
+            raise ValueError("sample_time must be in [1e-6, 500] s, got %r" % (seconds,))
+        self.sample_time = seconds
+        self.sample_us = max(1, int(round(seconds * 1e6)))
+        if self.kp or self.ki or self.kd:
+            self.set_gains(self.kp, self.ki, self.kd)
+
+    def set_output_limits(self, lo, hi):
+        if not (-_LIM <= lo < hi <= _LIM):
+            raise ValueError("output limits must satisfy -32 <= lo < hi <= 32, got (%r, %r)"
+                             % (lo, hi))
+        self.out_min = to_q16(lo)
+        self.out_max = to_q16(hi)
+        self._bounds()
+        self.output = min(self.out_max, max(self.out_min, self.output))
+
+    def set_integral_limits(self, lims):
+        """Bounds on the integral of the error (error * seconds), or None (then only the output
+        limits bound the integral term: anti-windup)."""
+        if lims is not None:
+            lo, hi = lims
+            if not lo < hi:
+                raise ValueError("integral limits need lo < hi, got (%r, %r)" % (lo, hi))
+        self.integral_limits = lims
+        self._bounds()
+
+    def set_epsilon(self, eps):
+        if not 0.0 <= eps < 1.0:
+            raise ValueError("epsilon must be in [0, 1), got %r" % (eps,))
+        self.eps = to_q16(eps)
+
+    def set_setpoint(self, sp):
+        self.setpoint = to_q16(sp)
+
+    def _bounds(self):
+        # integral term bounds in Q24: output limits (anti-windup), intersected with Ki * limits
+        lo = self.out_min << 8
+        hi = self.out_max << 8
+        lims = self.integral_limits
+        if lims is not None and self.ki != 0:
+            a = self.ki * lims[0]
+            b = self.ki * lims[1]
+            if a > b:
+                a, b = b, a
+            a = int(round(a * 16777216.0))
+            b = int(round(b * 16777216.0))
+            if a > lo:
+                lo = a
+            if b < hi:
+                hi = b
+            if lo > hi:
+                lo = hi = 0
+        self._i_lo = lo
+        self._i_hi = hi
+        if self.i_acc < lo:
+            self.i_acc = lo
+        elif self.i_acc > hi:
+            self.i_acc = hi
+
+    def reset(self):
+        self.i_acc = 0
+        self.output = 0
+        self.p_term = 0
+        self.i_term = 0
+        self.d_term = 0
+        self._prev = 0
+        self._have_prev = False
+        self._acc_us = 0
+
+    # --- the beat path: integers only, no allocation ---
+    def update(self, measurement):
+        e = self.setpoint - measurement
+        if e > _EMAX:
+            e = _EMAX
+        elif e < -_EMAX:
+            e = -_EMAX
+        if self.d_on_measurement:
+            if self._have_prev:
+                dd = self._prev - measurement
+                if dd > _EMAX:
+                    dd = _EMAX
+                elif dd < -_EMAX:
+                    dd = -_EMAX
+            else:
+                dd = 0
+            self._prev = measurement
+        else:
+            dd = e - self._prev if self._have_prev else 0
+            if dd > _EMAX:
+                dd = _EMAX
+            elif dd < -_EMAX:
+                dd = -_EMAX
+            self._prev = e
+        self._have_prev = True
+        return self._step(e, dd)
+
+    def update_error(self, e):
+        if e > _EMAX:
+            e = _EMAX
+        elif e < -_EMAX:
+            e = -_EMAX
+        dd = e - self._prev if self._have_prev else 0
+        if dd > _EMAX:
+            dd = _EMAX
+        elif dd < -_EMAX:
+            dd = -_EMAX
+        self._prev = e
+        self._have_prev = True
+        return self._step(e, dd)
+
+    def _step(self, e, dd):
+        p = (self._pm * e + self._ph) >> self._ps
+        i = self.i_acc + ((self._im * e + self._ih) >> self._is)
+        if i > self._i_hi:
+            i = self._i_hi
+        elif i < self._i_lo:
+            i = self._i_lo
+        eps = self.eps
+        if -eps < e < eps:
+            i = 0
+        self.i_acc = i
+        i = (i + 128) >> 8
+        d = (self._dm * dd + self._dh) >> self._ds
+        self.p_term = p
+        self.i_term = i
+        self.d_term = d
+        o = p + i + d
+        if o > self.out_max:
+            o = self.out_max
+        elif o < self.out_min:
+            o = self.out_min
+        self.output = o
+        return o
+
+    def tick(self, measurement, elapsed_us):
+        a = self._acc_us + elapsed_us
+        st = self.sample_us
+        if a < st:
+            self._acc_us = a
+            return self.output
+        a -= st
+        if a >= st:
+            self.missed += 1
+            a = 0
+        self._acc_us = a
+        return self.update(measurement)
+
+
+def genomic_pid(period_s):
+    """The VENOM genomic PID (SPEC 4.4) stepping once per beat of period_s seconds."""
+    return PID(0.6, 0.1, 0.05, setpoint=0.0, sample_time=period_s,
+               output_limits=(-0.05, 0.05), integral_limits=(-1.0, 1.0), epsilon=1e-4,
+               d_on_measurement=False)

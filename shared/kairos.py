@@ -1,0 +1,587 @@
+"""KAIROS temporal resonance in integer fixed point (SPEC 4.2): the Emissary's streaming sums.
+
+Runs unmodified on MicroPython and CPython. The per-sample and per-beat paths allocate nothing
+on MicroPython and keep every intermediate integer below 2^30 in magnitude (Pico small ints).
+docs/DEVICE.md "KAIROS integer definition" is the byte-exact reference a host must reproduce.
+
+Public API
+----------
+Emissary(f_s=1000, omega=2.0, tau_bar=0.05, adc_bits=12, max_samples_per_beat=32,
+         window_s=1.0, capacity=None, threshold=0.95, lag=None, phase_step=None,
+         anomaly_z=3.0, anomaly_k=6, warmup=None)
+    em.add(x) -> bool          one ADC sample (counts, 0 <= x < 2^adc_bits; out-of-range values
+                               are clamped and counted in em.clipped). O(1), 0 alloc.
+                               False (sample NOT consumed, em.overruns += 1) when the current beat
+                               already holds max_samples_per_beat samples: call end_beat() first.
+    em.room() -> int           samples the current beat can still take
+    em.end_beat() -> int       close the beat: publish the partials below, slide the window,
+                               update the coherence; returns em.coherence (Q16). 0 alloc.
+    after end_beat():
+      em.dT_re, em.dT_im       i32 wire fields (|v| < 2^29): sums of rnd(p*cos), rnd(p*sin)
+      em.dE0, em.dEL           u32 wire fields (0 <= v < 2^29): sums of rnd(d^2), rnd(d_L^2)
+      em.n                     samples in the beat
+      em.anoms                 anomalous samples in the beat (|z| > anomaly_z, see DEVICE.md)
+      em.coherence             C = |T|^2/(E0*EL) over the window, Q16 (0..65535); 0 if E0*EL = 0
+      em.collapsed             C >= threshold (bool); em.collapse_edge True on the rising beat
+      em.collapses             rising edges so far
+      em.window_anoms, em.window_n, em.window_beats
+    em.lag, em.phase_step, em.sum_shift, em.adc_bits   (values for HELLO)
+    em.set_threshold(c: float) / em.threshold_q16 ; em.reset() (new stream: phase 0, delay line
+    zero, window empty, anomaly statistics restarted)
+    em.window_totals() -> (T_re, T_im, E0, EL, n)   Python ints (bigints on CPython). Test/debug
+                          only: allocates.
+
+Helpers (config time / host; floats allowed)
+    phase_step_for(omega, f_s) -> int          round(omega / (2 pi f_s) * 2^30) mod 2^30
+    quantized_omega(phase_step, f_s) -> float  the omega the device really uses (float64 on host)
+    lag_for(tau_bar, f_s) -> int               max(1, round(tau_bar * f_s))
+    sum_shift_for(adc_bits, max_samples_per_beat) -> int
+    cos_sin_q14(theta) -> (c, s)               the Q14 phasor of a 30-bit phase (as add() does)
+    COS_Q14                                    array('h'), 1025 entries, cos table of one turn
+    coherence_q16(t_re, t_im, e0, el) -> int   the integer coherence of four Python ints
+    beat_partials(samples, beat_sizes, **emissary_kwargs) -> list of
+        (dT_re, dT_im, dE0, dEL, n, anoms, coherence)   same code path as the device
+"""
+import array
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+PHASE_MASK = const(0x3FFFFFFF)   # the phase accumulator is 30 bits: 2^30 = one turn
+QUARTER = const(0x10000000)      # pi/2 in phase units
+FRAC_MASK = const(0xFFFFF)       # low 20 bits of the phase: interpolation fraction
+FRAC_HALF = const(0x80000)
+LIMB_MASK = const(0xFFFFFF)      # window totals are hi * 2^24 + lo with 0 <= lo < 2^24
+BEAT_LIMIT = const(0x20000000)   # 2^29: every per-beat partial stays below this magnitude
+C_MAX = const(65535)
+
+# round(16384 * cos(pi * j / 512)) for j = 0..256 (a quarter turn), int16 little-endian.
+# A literal, so every runtime (rp2 floats are 32-bit) gets identical values;
+# tests/test_kairos_reference.py re-derives it in float64.
+_QUARTER_HEX = (
+    "00400040ff3ffd3ffb3ff83ff53ff13fec3fe73fe13fdb3fd43fcc3fc43fbb3f"
+    "b13fa73f9c3f913f853f783f6b3f5d3f4f3f403f303f203f0f3ffd3eeb3ed83e"
+    "c53eb13e9d3e883e723e5c3e453e2d3e153efc3de33dc93daf3d933d783d5b3d"
+    "3f3d213d033de43cc53ca53c853c643c423c203cfd3bda3bb63b923b6d3b473b"
+    "213bfa3ad33aab3a823a593a303a063adb39b039843958392b39fd38cf38a138"
+    "713842381238e137b0377e374b371837e536b1367d3648361236dc35a5356e35"
+    "3735ff34c6348d3453341934df33a33368332c33ef32b23274323632f831b931"
+    "79313931f930b83076303430f22faf2f6c2f282fe42e9f2e5a2e152ecf2d882d"
+    "412dfa2cb22c6a2c212cd82b8f2b452bfb2ab02a652a1a2ace2981293529e728"
+    "9a284c28fe27af2760271127c12671262026cf257e252c25da2488243524e223"
+    "8e233b23e72292223d22e82193213d21e72091203a20e31f8c1f341fdc1e841e"
+    "2b1ed31d791d201dc61c6c1c121cb81b5d1b021ba71a4b1aef1993193719db18"
+    "7e182118c41766170917ab164c16ee1590153115d21473141314b4135413f412"
+    "94123412d31173111211b1105010ee0f8d0f2b0fca0e680e060ea40d410ddf0c"
+    "7c0c1a0cb70b540bf10a8e0a2b0ac709640901099d083908d60772070e07aa06"
+    "4606e2057e051a05b5045104ed0388032403c0025b02f70192012e01c9006500"
+    "0000"
+)
+
+
+def _build_table():
+    import binascii
+    quarter = array.array("h", binascii.unhexlify(_QUARTER_HEX))
+    t = array.array("h", [0] * 1025)
+    for i in range(1025):
+        k = i & 1023
+        quad = k >> 8
+        j = k & 255
+        if quad == 0:
+            v = quarter[j]
+        elif quad == 1:
+            v = -quarter[256 - j]
+        elif quad == 2:
+            v = -quarter[j]
+        else:
+            v = quarter[256 - j]
+        t[i] = v
+    return t
+
+
+COS_Q14 = _build_table()
+
+
+def cos_sin_q14(theta):
+    """(cos, sin) of the 30-bit phase theta in Q14: table of 1024 steps per turn, linear
+    interpolation rounded half up: c = T[i] + (((T[i+1] - T[i]) * f + 2^19) >> 20)."""
+    tab = COS_Q14
+    i = theta >> 20
+    f = theta & FRAC_MASK
+    c0 = tab[i]
+    c = c0 + (((tab[i + 1] - c0) * f + FRAC_HALF) >> 20)
+    ts = (theta - QUARTER) & PHASE_MASK
+    i = ts >> 20
+    f = ts & FRAC_MASK
+    s0 = tab[i]
+    s = s0 + (((tab[i + 1] - s0) * f + FRAC_HALF) >> 20)
+    return c, s
+
+
+def phase_step_for(omega, f_s):
+    """Phase increment per sample: round(omega / (2 pi f_s) * 2^30) mod 2^30 (negative omega
+    wraps, i.e. is the same as 2 pi f_s - |omega|)."""
+    import math
+    if f_s <= 0:
+        raise ValueError("f_s must be > 0 Hz, got %r" % (f_s,))
+    return int(round(omega / (2.0 * math.pi * f_s) * 1073741824.0)) & PHASE_MASK
+
+
+def quantized_omega(phase_step, f_s):
+    """The angular frequency (rad/s) the device actually uses for a phase_step."""
+    import math
+    return phase_step * 2.0 * math.pi * f_s / 1073741824.0
+
+
+def lag_for(tau_bar, f_s):
+    """L = max(1, round(tau_bar * f_s)) samples (Python round: half to even)."""
+    if tau_bar < 0:
+        raise ValueError("tau_bar must be >= 0 s, got %r" % (tau_bar,))
+    return max(1, int(round(tau_bar * f_s)))
+
+
+def _rnd(v, k):
+    # round half away from zero of v / 2^k (k >= 0)
+    if k == 0:
+        return v
+    if v >= 0:
+        return (v + (1 << (k - 1))) >> k
+    return -((-v + (1 << (k - 1))) >> k)
+
+
+def sum_shift_for(adc_bits, max_samples_per_beat):
+    """Smallest S >= 0 such that max_samples_per_beat * rnd((2^b - 1)^2 / 2^S) < 2^29, so every
+    per-beat partial fits an i32/u32 wire field and a MicroPython small int."""
+    if not 1 <= adc_bits <= 15:
+        raise ValueError("adc_bits must be in 1..15 (d*d_L must stay < 2^30), got %r" % (adc_bits,))
+    if max_samples_per_beat < 1:
+        raise ValueError("max_samples_per_beat must be >= 1, got %r" % (max_samples_per_beat,))
+    big = ((1 << adc_bits) - 1) ** 2
+    s = 0
+    while max_samples_per_beat * _rnd(big, s) >= BEAT_LIMIT:
+        s += 1
+    return s
+
+
+def _bitlen(v):
+    # bit length of 0 <= v < 2^32 without int.bit_length (absent on MicroPython)
+    n = 0
+    if v >= 0x10000:
+        v >>= 16
+        n += 16
+    if v >= 0x100:
+        v >>= 8
+        n += 8
+    if v >= 0x10:
+        v >>= 4
+        n += 4
+    if v >= 4:
+        v >>= 2
+        n += 2
+    if v >= 2:
+        v >>= 1
+        n += 1
+    return n + v
+
+
+def _limb_exp(h, lo, bits):
+    # exponent e >= 0 such that |h*2^24 + lo| >> e < 2^bits (a safe upper bound)
+    if h == 0:
+        m = lo
+    elif h == -1:
+        m = (1 << 24) - lo
+    else:
+        if h < 0:
+            h = -h
+        return _bitlen(h + 1) + 24 - bits if _bitlen(h + 1) + 24 > bits else 0
+    nb = _bitlen(m)
+    return nb - bits if nb > bits else 0
+
+
+def _limb_shr(h, lo, e):
+    # floor((h * 2^24 + lo) / 2^e), caller guarantees the result is small
+    if e >= 24:
+        return h >> (e - 24)
+    return (h << (24 - e)) + (lo >> e)
+
+
+def _ratio_q16(num, den, k):
+    # min(C_MAX, floor(num * 2^k / den)) for 0 <= num < 2^30, 0 < den < 2^30, any k
+    if den >= 0x400000:
+        s = _bitlen(den) - 22
+        den >>= s
+        k -= s
+    if k < 0:
+        if k <= -30:
+            return 0
+        num >>= -k
+        k = 0
+    q = num // den
+    r = num - q * den
+    if q > C_MAX:
+        return C_MAX
+    while k > 0:
+        s = 8 if k >= 8 else k
+        r <<= s
+        d = r // den
+        q = (q << s) + d
+        r -= d * den
+        k -= s
+        if q > C_MAX:
+            return C_MAX
+    return q
+
+
+def _coherence_limbs(rh, rl, ih, il, eh, el, lh, ll):
+    # C = (T_re^2 + T_im^2) / (E0 * EL) in Q16 from 24-bit-limb totals (see DEVICE.md)
+    if (eh == 0 and el == 0) or (lh == 0 and ll == 0):
+        return 0
+    et = _limb_exp(rh, rl, 14)
+    e2 = _limb_exp(ih, il, 14)
+    if e2 > et:
+        et = e2
+    mr = _limb_shr(rh, rl, et)
+    mi = _limb_shr(ih, il, et)
+    e0 = _limb_exp(eh, el, 15)
+    el_ = _limb_exp(lh, ll, 15)
+    m0 = _limb_shr(eh, el, e0)
+    ml = _limb_shr(lh, ll, el_)
+    if m0 == 0 or ml == 0:
+        return 0
+    return _ratio_q16(mr * mr + mi * mi, m0 * ml, 16 + 2 * et - e0 - el_)
+
+
+def coherence_q16(t_re, t_im, e0, el):
+    """The device's integer coherence of window totals given as plain Python ints (host/tests).
+    Identical to what Emissary.end_beat computes from the same totals."""
+    return _coherence_limbs(t_re >> 24, t_re & LIMB_MASK, t_im >> 24, t_im & LIMB_MASK,
+                            e0 >> 24, e0 & LIMB_MASK, el >> 24, el & LIMB_MASK)
+
+
+class Emissary:
+    def __init__(self, f_s=1000, omega=2.0, tau_bar=0.05, adc_bits=12, max_samples_per_beat=32,
+                 window_s=1.0, capacity=None, threshold=0.95, lag=None, phase_step=None,
+                 anomaly_z=3.0, anomaly_k=6, warmup=None):
+        if f_s <= 0:
+            raise ValueError("f_s must be > 0 Hz, got %r" % (f_s,))
+        self.f_s = f_s
+        self.adc_bits = adc_bits
+        self.sum_shift = sum_shift_for(adc_bits, max_samples_per_beat)
+        self.max_samples = max_samples_per_beat
+        self.lag = lag_for(tau_bar, f_s) if lag is None else int(lag)
+        if self.lag < 1:
+            raise ValueError("lag must be >= 1 sample, got %r" % (lag,))
+        self.phase_step = (phase_step_for(omega, f_s) if phase_step is None
+                           else int(phase_step) & PHASE_MASK)
+        self.window_samples = max(1, int(round(window_s * f_s)))
+        if self.window_samples < max_samples_per_beat:
+            raise ValueError("window_s * f_s (%d samples) must be >= max_samples_per_beat (%d)"
+                             % (self.window_samples, max_samples_per_beat))
+        if capacity is None:
+            capacity = self.window_samples + 1
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1 beat, got %r" % (capacity,))
+        self.capacity = capacity
+        if not 1 <= anomaly_k <= 12:
+            raise ValueError("anomaly_k must be in 1..12 (EWMA alpha = 2^-k), got %r" % (anomaly_k,))
+        if anomaly_z < 1.0 or anomaly_z > 100.0:
+            raise ValueError("anomaly_z must be in [1, 100], got %r" % (anomaly_z,))
+        self.anomaly_z = anomaly_z
+        self._zq = int(round(anomaly_z * anomaly_z * 16))   # z^2 in Q4
+        self._ak = anomaly_k
+        sh = 2 * adc_bits + anomaly_k - 30
+        self._ag = sh if sh > 0 else 0                     # pre-shift of squared deviations
+        self._vfloor = (1 << anomaly_k) >> self._ag        # 1 count^2 in variance units
+        if self._vfloor < 1:
+            self._vfloor = 1
+        self.warmup = (4 << anomaly_k) if warmup is None else int(warmup)
+        self._sh = 14 + self.sum_shift
+        self._half = 1 << (self._sh - 1)
+        self._eh = (1 << (self.sum_shift - 1)) if self.sum_shift else 0
+        self._xmax = (1 << adc_bits) - 1
+        self._dl = array.array("i", [0] * self.lag)
+        n = capacity
+        self._w_re = array.array("i", [0] * n)
+        self._w_im = array.array("i", [0] * n)
+        self._w_e0 = array.array("i", [0] * n)
+        self._w_el = array.array("i", [0] * n)
+        self._w_n = array.array("i", [0] * n)
+        self._w_an = array.array("i", [0] * n)
+        self.overruns = 0
+        self.clipped = 0
+        self.collapses = 0
+        self.set_threshold(threshold)
+        self.reset()
+
+    def set_threshold(self, c):
+        if not 0.0 <= c <= 1.0:
+            raise ValueError("coherence threshold I_c must be in [0, 1], got %r" % (c,))
+        self.threshold_q16 = min(C_MAX, int(round(c * 65536)))
+
+    def reset(self):
+        """Start a new stream (new boot id): phase 0, zero delay line, empty window."""
+        dl = self._dl
+        for i in range(len(dl)):
+            dl[i] = 0
+        self._di = 0
+        self._prev = -1
+        self._theta = 0
+        self._are = 0
+        self._aim = 0
+        self._ae0 = 0
+        self._ael = 0
+        self._n = 0
+        self._an = 0
+        self._mean = 0
+        self._var = 0
+        self._seen = 0
+        self.dT_re = 0
+        self.dT_im = 0
+        self.dE0 = 0
+        self.dEL = 0
+        self.n = 0
+        self.anoms = 0
+        self._wh = 0          # index of the oldest beat
+        self._wc = 0          # beats in the window
+        self._tre_h = 0
+        self._tre_l = 0
+        self._tim_h = 0
+        self._tim_l = 0
+        self._te0_h = 0
+        self._te0_l = 0
+        self._tel_h = 0
+        self._tel_l = 0
+        self.window_n = 0
+        self.window_anoms = 0
+        self.window_beats = 0
+        self.coherence = 0
+        self.collapsed = False
+        self.collapse_edge = False
+
+    def room(self):
+        return self.max_samples - self._n
+
+    def add(self, x):
+        if self._n >= self.max_samples:
+            self.overruns += 1
+            return False
+        if x < 0:
+            x = 0
+            self.clipped += 1
+        elif x > self._xmax:
+            x = self._xmax
+            self.clipped += 1
+        # anomaly: squared deviation from the EWMA mean against the EWMA variance
+        k = self._ak
+        seen = self._seen
+        if seen == 0:
+            self._mean = x << k
+        m = self._mean
+        dx = x - ((m + (1 << (k - 1))) >> k)
+        q = ((dx * dx) >> self._ag) << k
+        if seen >= self.warmup:
+            v = self._var
+            if v < self._vfloor:
+                v = self._vfloor
+            zq = self._zq
+            if ((q // zq) << 4) + (((q % zq) << 4) // zq) > v:
+                self._an += 1
+        else:
+            self._seen = seen + 1
+        self._mean = m + (((x << k) - m) >> k)
+        self._var += (q - self._var) >> k
+        # KAIROS terms
+        p = self._prev
+        d = 0 if p < 0 else x - p
+        self._prev = x
+        i = self._di
+        dl = self._dl[i]
+        self._dl[i] = d
+        i += 1
+        if i == self.lag:
+            i = 0
+        self._di = i
+        s = self.sum_shift
+        if s:
+            h = self._eh
+            self._ae0 += (d * d + h) >> s
+            self._ael += (dl * dl + h) >> s
+        else:
+            self._ae0 += d * d
+            self._ael += dl * dl
+        self._n += 1
+        th = self._theta
+        self._theta = (th + self.phase_step) & PHASE_MASK
+        p = d * dl
+        if p == 0:
+            return True
+        tab = COS_Q14
+        j = th >> 20
+        f = th & FRAC_MASK
+        c0 = tab[j]
+        c = c0 + (((tab[j + 1] - c0) * f + FRAC_HALF) >> 20)
+        th = (th - QUARTER) & PHASE_MASK
+        j = th >> 20
+        f = th & FRAC_MASK
+        c0 = tab[j]
+        sn = c0 + (((tab[j + 1] - c0) * f + FRAC_HALF) >> 20)
+        neg = p < 0
+        a = -p if neg else p
+        sh = self._sh
+        half = self._half
+        if a < 0x10000:
+            # a * |c| < 2^30: direct
+            if c < 0:
+                tr = -((a * -c + half) >> sh)
+            else:
+                tr = (a * c + half) >> sh
+            if sn < 0:
+                ti = -((a * -sn + half) >> sh)
+            else:
+                ti = (a * sn + half) >> sh
+        else:
+            # a = ah * 2^15 + al; (ah*|c|*2^15 + al*|c| + half) >> sh without a 2^30 overflow
+            ah = a >> 15
+            al = a & 0x7FFF
+            cc = -c if c < 0 else c
+            x_ = ah * cc
+            z = al * cc + half
+            if sh == 14:
+                r = (x_ << 1) + (z >> 14)
+            else:
+                r = (x_ + (z >> 15)) >> (sh - 15)
+            tr = -r if c < 0 else r
+            cc = -sn if sn < 0 else sn
+            x_ = ah * cc
+            z = al * cc + half
+            if sh == 14:
+                r = (x_ << 1) + (z >> 14)
+            else:
+                r = (x_ + (z >> 15)) >> (sh - 15)
+            ti = -r if sn < 0 else r
+        if neg:
+            self._are -= tr
+            self._aim -= ti
+        else:
+            self._are += tr
+            self._aim += ti
+        return True
+
+    def end_beat(self):
+        n = self._n
+        re = self._are
+        im = self._aim
+        e0 = self._ae0
+        el = self._ael
+        an = self._an
+        self.dT_re = re
+        self.dT_im = im
+        self.dE0 = e0
+        self.dEL = el
+        self.n = n
+        self.anoms = an
+        self._are = 0
+        self._aim = 0
+        self._ae0 = 0
+        self._ael = 0
+        self._n = 0
+        self._an = 0
+        # slide: drop the oldest beats until the new one fits in window_samples and capacity
+        cap = self.capacity
+        while self._wc > 0 and (self._wc >= cap or self.window_n + n > self.window_samples):
+            o = self._wh
+            self._sub(self._w_re[o], self._w_im[o], self._w_e0[o], self._w_el[o])
+            self.window_n -= self._w_n[o]
+            self.window_anoms -= self._w_an[o]
+            o += 1
+            if o == cap:
+                o = 0
+            self._wh = o
+            self._wc -= 1
+        t = self._wh + self._wc
+        if t >= cap:
+            t -= cap
+        self._w_re[t] = re
+        self._w_im[t] = im
+        self._w_e0[t] = e0
+        self._w_el[t] = el
+        self._w_n[t] = n
+        self._w_an[t] = an
+        self._wc += 1
+        self.window_beats = self._wc
+        self.window_n += n
+        self.window_anoms += an
+        lo = self._tre_l + re
+        self._tre_h += lo >> 24
+        self._tre_l = lo & LIMB_MASK
+        lo = self._tim_l + im
+        self._tim_h += lo >> 24
+        self._tim_l = lo & LIMB_MASK
+        lo = self._te0_l + e0
+        self._te0_h += lo >> 24
+        self._te0_l = lo & LIMB_MASK
+        lo = self._tel_l + el
+        self._tel_h += lo >> 24
+        self._tel_l = lo & LIMB_MASK
+        c = _coherence_limbs(self._tre_h, self._tre_l, self._tim_h, self._tim_l,
+                             self._te0_h, self._te0_l, self._tel_h, self._tel_l)
+        self.coherence = c
+        was = self.collapsed
+        now = c >= self.threshold_q16 and self._te0_h | self._te0_l != 0
+        self.collapsed = now
+        self.collapse_edge = now and not was
+        if self.collapse_edge:
+            self.collapses += 1
+        return c
+
+    def _sub(self, re, im, e0, el):
+        lo = self._tre_l - re
+        self._tre_h += lo >> 24
+        self._tre_l = lo & LIMB_MASK
+        lo = self._tim_l - im
+        self._tim_h += lo >> 24
+        self._tim_l = lo & LIMB_MASK
+        lo = self._te0_l - e0
+        self._te0_h += lo >> 24
+        self._te0_l = lo & LIMB_MASK
+        lo = self._tel_l - el
+        self._tel_h += lo >> 24
+        self._tel_l = lo & LIMB_MASK
+
+    def window_totals(self):
+        """(T_re, T_im, E0, EL, n) of the window as Python ints (allocates; tests/debug)."""
+        return ((self._tre_h << 24) + self._tre_l, (self._tim_h << 24) + self._tim_l,
+                (self._te0_h << 24) + self._te0_l, (self._tel_h << 24) + self._tel_l,
+                self.window_n)
+
+
+def beat_partials(samples, beat_sizes, **kwargs):
+    """Run the device Emissary over a list of samples cut into beats of the given sizes (a list,
+    or an int for equal beats). Returns [(dT_re, dT_im, dE0, dEL, n, anoms, coherence), ...].
+    Same code path as the device; used by tests, the emulator and host cross-checks."""
+    if isinstance(beat_sizes, int):
+        if beat_sizes < 1:
+            raise ValueError("beat size must be >= 1 sample, got %r" % (beat_sizes,))
+        sizes = [beat_sizes] * ((len(samples) + beat_sizes - 1) // beat_sizes)
+    else:
+        sizes = beat_sizes
+    if "max_samples_per_beat" not in kwargs:
+        kwargs["max_samples_per_beat"] = max(max(sizes) if sizes else 1, 1)
+    em = Emissary(**kwargs)
+    out = []
+    i = 0
+    total = len(samples)
+    for sz in sizes:
+        for _ in range(sz):
+            if i >= total:
+                break
+            if not em.add(samples[i]):
+                raise ValueError("beat of %d samples exceeds max_samples_per_beat=%d"
+                                 % (sz, em.max_samples))
+            i += 1
+        em.end_beat()
+        out.append((em.dT_re, em.dT_im, em.dE0, em.dEL, em.n, em.anoms, em.coherence))
+    return out

@@ -1,0 +1,526 @@
+"""The host coordinator: links -> decode -> admission -> session -> Master / ledger / devices.
+
+    c = Coordinator(cfg, links=["udp://127.0.0.1:0"])   # cfg: host.config.Config (data_dir set)
+    c.start()                # opens links (workers under supervisors), control socket, ledger
+    c.run(duration=None)     # processing loop in this thread until stop() or the duration
+    c.stop()                 # clean shutdown: drain, flush the ledger, ACK what committed
+    c.status() -> dict       # what `becomingone status` / the emulator summary show
+    c.call(fn, *args)        # run fn in the processing thread (thread-safe), returns its result
+
+Threads: one reader per link (supervised, host/supervisor.py) feeding `inbox`; the processing
+loop (the caller of run()) owns sessions, Master and device state; the ledger's writer thread
+commits entries and its callbacks post back to `inbox` (a WITNESS is ACKed only after its
+entry is committed); the control socket thread posts commands to `inbox` too.
+Data folder layout: docs/HOST.md.
+"""
+import collections
+import json
+import os
+import queue
+import tempfile
+import threading
+import time
+from concurrent.futures import Future
+
+from host.admission import FULL, Admission
+from host.control import SOCKET_NAME, ControlServer
+from host.devconfig import DeviceConfigs, device_defaults, to_pairs
+from host.errors import UserError
+from host.ingest import Ingest, _now_us
+from host.keystore import Keystore, parse_device_id
+from host.ledger import Ledger
+from host.links import make_link
+from host.sessions import Sessions
+from host.supervisor import Supervisor
+from host.wire import Receiver
+from shared import protocol as P
+
+__all__ = ["Coordinator", "WITNESS_LAYER"]
+
+# WITNESS.kind -> witnessing layer of its ledger entry
+WITNESS_LAYER = {P.WITNESS_DECISION: "micro", P.WITNESS_COLLAPSE: "macro",
+                 P.WITNESS_CONFIG_APPLIED: "micro", P.WITNESS_QUARANTINE_CLEARED: "micro",
+                 P.WITNESS_MODEL_APPLIED: "micro", P.WITNESS_BOOT: "micro"}
+WITNESS_KIND_NAMES = {1: "decision", 2: "collapse", 3: "config_applied", 4: "quarantine_cleared",
+                      5: "model_applied", 6: "boot"}
+TIME_SYNC_EVERY_S = 10.0
+TICK_S = 0.05
+
+
+class Coordinator:
+    def __init__(self, cfg, links=None, ready_file=None, control=True, master=True):
+        self.cfg = cfg
+        self.data_dir = os.path.abspath(cfg.data_path())
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.ready_file = ready_file
+        self.link_urls = list(links if links else cfg.links)
+        self.links = [make_link(u) for u in self.link_urls]
+        self.counters = collections.Counter()
+        self.rejected = collections.Counter()
+        self.inbox = queue.SimpleQueue()
+        self.stop_event = threading.Event()
+        self.started = None
+        self.keystore = Keystore(cfg.keystore_path())
+        a = cfg.admission
+        self.admission = Admission(self.keystore, policy=a.unknown_devices, pow_bits=a.pow_bits,
+                                   pow_required=cfg.security.intrinsic,
+                                   rate_capacity=a.rate.capacity, rate_refill=a.rate.refill,
+                                   transport=cfg.security.transport)
+        self.receiver = Receiver(replay=False)
+        self.receiver.auth = self.admission.auths
+        self.sessions = Sessions(os.path.join(self.data_dir, "sessions.json"),
+                                 timeout_s=cfg.devices.session_timeout_s)
+        self.devconfig = DeviceConfigs(device_defaults(cfg),
+                                       os.path.join(self.data_dir, "devconfig.json"),
+                                       send=self._send_config, ledger_append=self._ledger_submit)
+        self.master = None
+        if master and cfg.master.enabled:
+            from host.master import Master
+            self.master = Master.from_config(cfg)
+        self.ledger = None
+        self.ingest = Ingest(self)
+        self.supervisors = []
+        self.control = None
+        self._want_control = control
+        self.witness_pending = set()
+        self.witness_done = collections.OrderedDict()      # (dev, boot, wid) -> ledger index
+        self.model_version = 0
+        self.health = {}
+        self._last_rx_us = None
+        self._ingest_lag_us = 0
+        self._next = collections.defaultdict(float)
+        self.pulse_every = int(cfg.ledger.pulse_summary_every)
+        self._t0_us = _now_us()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self):
+        cfg = self.cfg
+        self.ledger = Ledger(cfg.ledger_path(), checkpoint_every=cfg.ledger.checkpoint_every or None)
+        for link in self.links:
+            try:
+                link.open()
+            except OSError as e:
+                if link.datagram:
+                    self.ledger.close()
+                    for other in self.links:
+                        other.close()
+                    raise UserError(str(e)) from None
+                link.wanted = True        # a serial board not plugged in yet: keep trying
+                link.last_error = str(e)
+        for link in self.links:
+            sup = Supervisor("link " + link.local_url, self._reader(link), base_delay=0.05,
+                             max_delay=5.0, on_error=self._worker_error)
+            self.supervisors.append(sup.start())
+        if self._want_control:
+            self.control = ControlServer(os.path.join(self.data_dir, SOCKET_NAME),
+                                         self._control).start()
+        self.started = time.time()
+        self.write_status()
+        if self.ready_file:
+            self._atomic_json(self.ready_file, self.ready_info())
+        return self
+
+    def ready_info(self):
+        return {"pid": os.getpid(), "data_dir": self.data_dir,
+                "links": [l.local_url for l in self.links],
+                "control": os.path.join(self.data_dir, SOCKET_NAME) if self.control else None,
+                "ledger": self.ledger.path if self.ledger else None}
+
+    def _worker_error(self, name, err):
+        self.counters["worker_crashes"] += 1
+
+    def _reader(self, link):
+        inbox = self.inbox
+
+        def work(stop):
+            while not stop.is_set():
+                frames = link.recv(0.1)
+                if frames:
+                    inbox.put(("rx", link, frames, _now_us()))
+        return work
+
+    def run(self, duration=None):
+        """Process until stop() (or SIGINT/SIGTERM via the run command) or `duration` s."""
+        end = None if duration is None else time.monotonic() + duration
+        next_tick = 0.0
+        get = self.inbox.get
+        while not self.stop_event.is_set():
+            try:
+                item = get(timeout=TICK_S)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._handle(item)
+                for _ in range(256):
+                    try:
+                        self._handle(self.inbox.get_nowait())
+                    except queue.Empty:
+                        break
+            now = time.monotonic()
+            if now >= next_tick:
+                self._tick(now)
+                next_tick = now + TICK_S
+            if end is not None and now >= end:
+                break
+        self.shutdown()
+
+    def stop(self):
+        self.stop_event.set()
+
+    def shutdown(self):
+        for sup in self.supervisors:
+            sup.stop()
+        while True:                       # what the readers already queued
+            try:
+                self._handle(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        if self.ledger is not None:
+            self.ledger.flush(10)
+            while True:                   # commit callbacks: ACK what is durable
+                try:
+                    self._handle(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+        for link in self.links:
+            link.close()
+        self.sessions.save()
+        self.write_status(running=False)
+        if self.control is not None:
+            self.control.stop()
+        if self.ledger is not None:
+            self.ledger.close()
+        if self.ready_file and os.path.exists(self.ready_file):
+            os.unlink(self.ready_file)
+
+    # ------------------------------------------------------------------ processing thread
+    def _handle(self, item):
+        kind = item[0]
+        if kind == "rx":
+            _, link, frames, t_us = item
+            self._ingest_lag_us = _now_us() - t_us
+            self.ingest.frames(link, frames, t_us)
+        elif kind == "committed":
+            self._witness_committed(*item[1:])
+        elif kind == "call":
+            _, fn, args, fut = item
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as e:
+                fut.set_exception(e)
+
+    def call(self, fn, *args, timeout=10.0):
+        """Run fn(*args) in the processing thread and return its result."""
+        if threading.current_thread() is threading.main_thread() and self.stop_event.is_set():
+            return fn(*args)
+        fut = Future()
+        self.inbox.put(("call", fn, args, fut))
+        return fut.result(timeout)
+
+    def reject(self, reason, n=1):
+        self.rejected[reason] += n
+        self.counters["frames_rejected"] += n
+
+    def _tick(self, now):
+        self.devconfig.tick()
+        for s in self.sessions.expire():
+            self.counters["sessions_offline"] += 1
+        if now >= self._next["sync"]:
+            self._next["sync"] = now + 1.0
+            for s in self.sessions.current.values():
+                if s.online and s.hello is not None and \
+                        now - s.extra.get("_last_sync", -1e9) >= TIME_SYNC_EVERY_S:
+                    s.extra["_last_sync"] = now
+                    self.time_sync(s)
+        if now >= self._next["health"]:
+            self._next["health"] = now + float(self.cfg.witnessing.meta_interval)
+            self.health = self.meta_health()
+        if now >= self._next["status"]:
+            self._next["status"] = now + 1.0
+            self.write_status()
+        if now >= self._next["save"]:
+            self._next["save"] = now + 5.0
+            self.sessions.save()
+
+    # ------------------------------------------------------------------ sending
+    def send(self, s, mtype, fields):
+        """Encode a host frame (device_id 0, the session's boot id, the host's seq for that
+        session, signed when the device has a key) and send it over the session's link."""
+        if s.link is None:
+            return False
+        t = (_now_us() - self._t0_us) & ((1 << 46) - 1)
+        frame = P.encode(mtype, fields, 0, s.boot_id, s.next_host_seq(), t >> 30,
+                         t & (P.SEQ_LIMIT - 1), auth=self.admission.auths.get(s.device_id))
+        ok = s.link.send(frame, s.addr)
+        self.counters["frames_sent" if ok else "send_failures"] += 1
+        return ok
+
+    def _send_config(self, device_id, changes, cfg_version):
+        s = self.sessions.get(device_id)
+        if s is None or not s.online:
+            return False
+        return self.send(s, P.CONFIG, {"config_version": cfg_version, "pairs": to_pairs(changes)})
+
+    def time_sync(self, s):
+        self.counters["time_sync_sent"] += 1
+        return self.send(s, P.TIME_SYNC, {"mode": P.SYNC_REQUEST, "host_t1_us": _now_us(),
+                                          "rx_era": 0, "rx_off": 0})
+
+    def _ledger_submit(self, kind, data, callback=None):
+        self.counters["ledger_submitted"] += 1
+        return self.ledger.submit(kind, data, callback=callback)
+
+    # ------------------------------------------------------------------ events from ingest
+    def master_index(self, s):
+        if s.extra.get("_mboot") != s.boot_id:
+            self.open_master_stream(s)
+        return s.extra["_midx"]
+
+    def open_master_stream(self, s):
+        if self.master is None:
+            return None
+        h = s.hello or {}
+        try:
+            idx = self.master.open_stream(
+                s.device_id, s.boot_id, h.get("fs_hz", 1000), h.get("period_us", 4211),
+                sum_shift=h.get("sum_shift", 0), phase_step=h.get("phase_step", 0),
+                lag_samples=h.get("lag_samples", 1))
+        except ValueError as e:
+            self.counters["master_errors"] += 1
+            s.extra["master_error"] = str(e)
+            idx = self.master.open_stream(s.device_id, s.boot_id, h.get("fs_hz", 1000) or 1000,
+                                          max(4211, h.get("period_us", 4211)))
+        s.extra["_midx"], s.extra["_mboot"] = idx, s.boot_id
+        return idx
+
+    def on_hello(self, s):
+        """First HELLO of a session: resend the device's configuration, align its PoW
+        difficulty with what the host requires, start time sync."""
+        dev = s.device_id
+        self.devconfig.resync(dev)
+        need = self.admission.pow_bits_for(dev)
+        if self.admission.pow_required and s.hello.get("pow_bits") != need and \
+                self.devconfig.history(dev).state()["pow_bits"] == need and \
+                dev not in self.devconfig.pending:
+            self.devconfig._deliver(dev, "resync", self.devconfig.history(dev).position,
+                                    {"pow_bits": need})
+        s.extra["_last_sync"] = time.monotonic()
+        self.time_sync(s)
+
+    def on_beats(self, s, last_beat, n, rows):
+        every = self.pulse_every
+        if every <= 0:
+            return
+        nxt = s.extra.get("_pulse_next")
+        if nxt is None:
+            nxt = s.extra["_pulse_next"] = (last_beat // every + 1) * every
+            return
+        if last_beat < nxt:
+            return
+        rec = s.last_telemetry
+        emitted = 0
+        while last_beat >= nxt and emitted < 64:
+            data = {"device": s.device_id, "boot": s.boot_id, "beat": int(nxt), "beats": every}
+            try:
+                data.update(coherence=int(rec["coherence"]) / 65535.0,
+                            threat=int(rec["threat"]) / 65535.0,
+                            decision_state=int(rec["decision_state"]),
+                            period_us=int(rec["period_us"]))
+            except (KeyError, IndexError, ValueError, TypeError):
+                pass
+            self._ledger_submit("pulse", data)
+            self.counters["pulse_entries"] += 1
+            nxt += every
+            emitted += 1
+        s.extra["_pulse_next"] = (last_beat // every + 1) * every
+
+    # ------------------------------------------------------------------ WITNESS
+    def on_witness(self, s, f, level):
+        c = self.counters
+        c["witness_received"] += 1
+        s.witness += 1
+        fl = f.fields
+        key = (s.device_id, s.boot_id, fl["witness_id"])
+        if key in self.witness_done:
+            c["witness_duplicate"] += 1
+            self._ack_witness(s, fl["witness_id"], P.ACK_OK)
+            return
+        if key in self.witness_pending:
+            c["witness_duplicate"] += 1
+            return
+        if level != FULL:
+            c["witness_observed"] += 1
+            self._ack_witness(s, fl["witness_id"], P.ACK_REJECTED)
+            return
+        if self.admission.check_witness(f) is not None:
+            c["witness_rejected_pow"] += 1
+            self.reject("pow")
+            self._ack_witness(s, fl["witness_id"], P.ACK_REJECTED)
+            return
+        data = {"device": s.device_id, "layer": WITNESS_LAYER.get(fl["kind"], "micro"),
+                "boot": s.boot_id, "seq": f.seq, "device_time_us": f.time_us,
+                "witness_id": fl["witness_id"], "witness": WITNESS_KIND_NAMES.get(fl["kind"], "?"),
+                "beat": fl["beat"], "decision": P.DECISION_NAMES[fl["decision"]],
+                "threat": fl["threat"] / 65535.0, "coherence": fl["coherence"] / 65535.0,
+                "value": fl["value"], "pow_bits": fl["pow_bits"], "nonce": fl["nonce"]}
+        self.witness_pending.add(key)
+        inbox = self.inbox
+        self._ledger_submit("witness", data,
+                            callback=lambda e, err: inbox.put(("committed", key, e, err)))
+
+    def _witness_committed(self, key, entry, err):
+        self.witness_pending.discard(key)
+        if err is not None:
+            self.counters["witness_ledger_errors"] += 1
+            return                         # no ACK: the device sends it again
+        self.counters["witness_committed"] += 1
+        self.witness_done[key] = entry.index
+        while len(self.witness_done) > 100000:
+            self.witness_done.popitem(last=False)
+        s = self.sessions.get(key[0])
+        if s is not None and s.boot_id == key[1]:
+            self._ack_witness(s, key[2], P.ACK_OK)
+            self.counters["witness_acked"] += 1
+
+    def _ack_witness(self, s, wid, status):
+        self.send(s, P.ACK, {"acked_type": P.WITNESS, "status": status, "ref": wid})
+
+    # ------------------------------------------------------------------ operator actions
+    def _session(self, device_id):
+        d = parse_device_id(device_id)
+        s = self.sessions.get(d)
+        if s is None:
+            raise UserError("device %d has not been seen by this coordinator" % d)
+        return s
+
+    def clear(self, device_id):
+        s = self._session(device_id)
+        ok = self.send(s, P.CLEAR, {"reason": P.CLEAR_OPERATOR, "ref": 0})
+        self._ledger_submit("action", {"action": "clear", "device": s.device_id, "sent": ok})
+        return {"device_id": s.device_id, "sent": ok}
+
+    def push_model(self, device, w, b):
+        w, b = float(w), float(b)
+        targets = list(self.sessions.current.values()) if device in ("all", None) \
+            else [self._session(device)]
+        self.model_version += 1
+        sent = []
+        for s in targets:
+            if self.send(s, P.MODEL, {"model_version": self.model_version, "w": w, "b": b}):
+                sent.append(s.device_id)
+        self._ledger_submit("action", {"action": "model", "model_version": self.model_version,
+                                       "w": w, "b": b, "devices": sent})
+        return {"model_version": self.model_version, "sent_to": sent}
+
+    def set_pow_bits(self, device_id, bits):
+        d = parse_device_id(device_id)
+        self.admission.set_pow_bits(d, bits)
+        return self.devconfig.apply(d, {"pow_bits": int(bits)}, note="pow difficulty")
+
+    # ------------------------------------------------------------------ status
+    def meta_health(self):
+        lost = sum(s.lost for s in self.sessions.current.values())
+        got = sum(s.frames for s in self.sessions.current.values())
+        return {"ingest_lag_ms": round(self._ingest_lag_us / 1000.0, 3),
+                "inbox_depth": self.inbox.qsize(),
+                "ledger_queue": len(getattr(self.ledger, "_queue", ())),
+                "loss": round(lost / (lost + got), 6) if lost + got else 0.0,
+                "witness_pending": len(self.witness_pending),
+                "config_pending": len(self.devconfig.pending)}
+
+    def status(self):
+        c = self.counters
+        led = self.ledger
+        return {
+            "running": not self.stop_event.is_set(), "pid": os.getpid(),
+            "started": self.started, "uptime_s": time.time() - self.started if self.started else 0,
+            "data_dir": self.data_dir,
+            "links": [l.stats() for l in self.links],
+            "workers": [s.metrics() for s in self.supervisors],
+            "devices_seen": len(self.sessions.current),
+            "devices_online": sum(1 for s in self.sessions.current.values() if s.online),
+            "frames_received": c["frames_received"], "frames_accepted": c["frames_accepted"],
+            "frames_rejected": dict(self.rejected), "frames_sent": c["frames_sent"],
+            "beats": c["beats"],
+            "witness": {"received": c["witness_received"], "committed": c["witness_committed"],
+                        "acked": c["witness_acked"], "duplicate": c["witness_duplicate"],
+                        "rejected_pow": c["witness_rejected_pow"],
+                        "observed": c["witness_observed"], "pending": len(self.witness_pending)},
+            "ledger": {"path": led.path if led else None, "size": led.size if led else None},
+            "counters": dict(c), "health": self.meta_health(),
+            "admission": self.admission.summary(), "devconfig": dict(self.devconfig.counters),
+            "sessions": self.sessions.summary()["sessions"],
+        }
+
+    def write_status(self, running=True):
+        try:
+            st = self.status()
+            st["running"] = running
+            self._atomic_json(os.path.join(self.data_dir, "status.json"), st)
+        except OSError:
+            self.counters["status_write_errors"] += 1
+
+    @staticmethod
+    def _atomic_json(path, data):
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp", dir=folder)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, default=str, sort_keys=True)
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ control socket
+    def _control(self, req):
+        cmd = req["cmd"]
+        if cmd == "ping":
+            return "pong"
+        fn = _COMMANDS.get(cmd)
+        if fn is None:
+            raise UserError("unknown control command %r (allowed: ping, %s)"
+                            % (cmd, ", ".join(sorted(_COMMANDS))))
+        return self.call(fn, self, req)
+
+
+def _dev_list(c, req):
+    return [s.summary() for _, s in sorted(c.sessions.current.items())]
+
+
+def _config(c, req):
+    d = parse_device_id(req["device"])
+    if req.get("changes"):
+        return c.devconfig.apply(d, req["changes"], note=req.get("note"))
+    return c.devconfig.listing(d)
+
+
+def _stop(c, req):
+    c.stop()
+    return "stopping"
+
+
+def _verify(c, req):
+    c.ledger.flush(10)
+    from host.ledger import verify_path
+    return verify_path(c.ledger.path).to_dict()
+
+
+def _keys_reload(c, req):
+    c.keystore.load() if os.path.exists(c.keystore.path) else None
+    c.admission.reload_keys()
+    c.receiver.auth = c.admission.auths
+    return {"keyed_devices": sorted(c.admission.auths)}
+
+
+_COMMANDS = {
+    "status": lambda c, r: c.status(),
+    "devices": _dev_list,
+    "device": lambda c, r: c._session(r["device"]).summary(),
+    "config": _config,
+    "undo": lambda c, r: c.devconfig.undo(parse_device_id(r["device"])),
+    "redo": lambda c, r: c.devconfig.redo(parse_device_id(r["device"])),
+    "goto": lambda c, r: c.devconfig.goto(parse_device_id(r["device"]), r["version"]),
+    "clear": lambda c, r: c.clear(r["device"]),
+    "model": lambda c, r: c.push_model(r.get("device", "all"), r["w"], r["b"]),
+    "pow": lambda c, r: c.set_pow_bits(r["device"], r["bits"]),
+    "keys_reload": _keys_reload,
+    "verify": _verify,
+    "stop": _stop,
+}

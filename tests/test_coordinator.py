@@ -1,0 +1,238 @@
+"""In-process coordinator fed by a fake device speaking the real protocol over loopback UDP."""
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from host.config import load_config
+from host.control import request
+from host.coordinator import Coordinator
+from host.errors import UserError
+from host.keystore import Keystore
+from host.ledger import verify_path
+from shared import protocol as P
+from shared.auth import Auth
+
+HELLO = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0x02FF,
+         "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
+         "adc_bits": 12, "sum_shift": 0, "pow_bits": 0, "telemetry_every": 1}
+
+
+def tel(beat):
+    return {"beat": beat, "period_us": 4211, "lateness_us": 3, "dT_re": 1000 + beat,
+            "dT_im": -50, "dE0": 4000, "dEL": 3900, "n_samples": 4, "coherence": 60000,
+            "pid_error": 0, "pid_output": 32768, "threat": 100, "o_weight": 22938,
+            "decision_state": 0}
+
+
+class FakeDevice:
+    def __init__(self, addr, device_id=17, boot_id=0x2A5C, key=None):
+        self.addr = addr
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2.0)
+        self.device_id, self.boot_id, self.seq = device_id, boot_id, 0
+        self.auth = Auth(key) if key else None
+        self.t = 0
+
+    def frame(self, mtype, fields, batch=False, seq=None):
+        if seq is None:
+            seq, self.seq = self.seq, self.seq + 1
+        self.t += 4211
+        return P.encode(mtype, fields, self.device_id, self.boot_id, seq, 0, self.t,
+                        auth=self.auth, batch=batch)
+
+    def send(self, mtype, fields, **kw):
+        data = self.frame(mtype, fields, **kw)
+        self.sock.sendto(data, self.addr)
+        return data
+
+    def recv(self, want_type=None, timeout=3.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                data = self.sock.recv(512)
+            except socket.timeout:
+                break
+            f = P.decode(data, auth=self.auth)
+            if want_type is None or f.type == want_type:
+                return f
+        raise AssertionError("no frame of type %r from the host" % (want_type,))
+
+
+def make_coord(tmp_path, **over):
+    o = {"data_dir": str(tmp_path / "data"), "security.intrinsic": False,
+         "ledger.pulse_summary_every": 0}
+    o.update(over)
+    cfg = load_config(overrides=o)
+    c = Coordinator(cfg, links=["udp://127.0.0.1:0"]).start()
+    th = threading.Thread(target=c.run, daemon=True)
+    th.start()
+    host, port = c.links[0].local_url[6:].rsplit(":", 1)
+    return c, th, (host, int(port))
+
+
+def wait(pred, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def stop(c, th):
+    c.stop()
+    th.join(10)
+    assert not th.is_alive()
+
+
+def test_hello_telemetry_witness_ack_after_commit(tmp_path):
+    c, th, addr = make_coord(tmp_path)
+    try:
+        dev = FakeDevice(addr)
+        dev.send(P.HELLO, HELLO)
+        sync = dev.recv(P.TIME_SYNC)                    # host starts time sync at HELLO
+        assert sync.fields["mode"] == P.SYNC_REQUEST and sync.device_id == 0
+        assert sync.boot_id == dev.boot_id
+        dev.send(P.TIME_SYNC, {"mode": P.SYNC_REPLY, "host_t1_us": sync.fields["host_t1_us"],
+                               "rx_era": 0, "rx_off": dev.t + 10})
+        for b in range(1, 41):
+            dev.send(P.TELEMETRY, tel(b))
+        dev.send(P.TELEMETRY, {"records": [tel(41), tel(42), tel(43)]}, batch=True)
+        assert wait(lambda: c.counters["beats"] >= 43)
+        w = c.call(c.master.window, 17, 10.0)
+        assert w["beats"] == 43
+        assert w["T"].real != 0
+        wit = {"witness_id": 5, "kind": 1, "beat": 40, "decision": 3, "threat": 42000,
+               "coherence": 30000, "value": -1, "pow_bits": 0, "nonce": 0}
+        dev.send(P.WITNESS, wit)
+        ack = dev.recv(P.ACK)
+        assert ack.fields == {"acked_type": P.WITNESS, "status": P.ACK_OK, "ref": 5}
+        # the entry is durable before the ACK went out
+        led = [e.data for e in c.ledger.entries()]
+        wits = [d for d in led if d["kind"] == "witness"]
+        assert len(wits) == 1 and wits[0]["witness_id"] == 5 and wits[0]["layer"] == "micro"
+        # resent witness (ACK lost): ACKed again, not stored twice
+        dev.send(P.WITNESS, wit)
+        assert dev.recv(P.ACK).fields["ref"] == 5
+        assert c.counters["witness_duplicate"] == 1
+        st = c.call(c.status)
+        assert st["devices_seen"] == 1 and st["witness"]["committed"] == 1
+        sess = st["sessions"]["17"]
+        assert sess["hello"]["board"] == "emu" and sess["clock"]["samples"] == 1
+        # replayed frame (same seq): refused and counted
+        dev.sock.sendto(P.encode(P.TELEMETRY, tel(44), 17, dev.boot_id, 3, 0, 1), addr)
+        assert wait(lambda: c.rejected["duplicate"] >= 1)
+        # garbage and a bad CRC
+        dev.sock.sendto(b"\x10\x02garbage-garbage-garbage", addr)
+        bad = bytearray(dev.frame(P.TELEMETRY, tel(45)))
+        bad[20] ^= 0xFF
+        dev.sock.sendto(bytes(bad), addr)
+        assert wait(lambda: c.rejected["crc"] >= 2)
+    finally:
+        stop(c, th)
+    res = verify_path(str(tmp_path / "data" / "ledger.sqlite"))
+    assert res.ok
+    st = json.load(open(tmp_path / "data" / "status.json"))
+    assert st["running"] is False and st["witness"]["acked"] >= 1
+
+
+def test_reboot_new_session_and_old_boot_refused(tmp_path):
+    c, th, addr = make_coord(tmp_path)
+    try:
+        a = FakeDevice(addr, boot_id=100)
+        a.send(P.HELLO, HELLO)
+        old_tel = a.frame(P.TELEMETRY, tel(1))
+        a.sock.sendto(old_tel, addr)
+        assert wait(lambda: c.counters["beats"] == 1)
+        b = FakeDevice(addr, boot_id=200)               # the same device after a reboot
+        b.send(P.HELLO, HELLO)
+        b.send(P.TELEMETRY, tel(1))
+        assert wait(lambda: c.counters["beats"] == 2)
+        assert c.sessions.get(17).boot_id == 200
+        a.sock.sendto(old_tel, addr)                    # replay of the earlier boot
+        a.send(P.TELEMETRY, tel(2))
+        assert wait(lambda: c.rejected["stale_boot"] == 2)
+    finally:
+        stop(c, th)
+
+
+def test_keyed_device_forged_and_unknown_policy(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    ks = Keystore(str(data / "keys.json"))
+    key = ks.add(17)
+    assert oct(os.stat(data / "keys.json").st_mode & 0o777) == "0o600"
+    c, th, addr = make_coord(tmp_path, **{"admission.unknown_devices": "reject"})
+    try:
+        good = FakeDevice(addr, key=key)
+        good.send(P.HELLO, HELLO)
+        good.recv(P.TIME_SYNC)                         # signed reply from the host
+        forged = FakeDevice(addr, key=os.urandom(32))
+        forged.seq = 50
+        forged.send(P.TELEMETRY, tel(9))
+        unsigned = FakeDevice(addr)
+        unsigned.seq = 60
+        unsigned.send(P.TELEMETRY, tel(10))            # fast path: unsigned from a keyed device
+        stranger = FakeDevice(addr, device_id=99)
+        stranger.send(P.HELLO, HELLO)
+        stranger.send(P.TELEMETRY, tel(1))
+        assert wait(lambda: c.rejected["auth"] >= 2 and c.rejected["unknown_device"] >= 2)
+        assert c.sessions.get(99) is None
+        assert c.counters["beats"] == 0
+    finally:
+        stop(c, th)
+
+
+def test_observe_policy_never_reaches_ledger(tmp_path):
+    c, th, addr = make_coord(tmp_path, **{"admission.unknown_devices": "observe"})
+    try:
+        d = FakeDevice(addr, device_id=5)
+        d.send(P.HELLO, HELLO)
+        d.send(P.TELEMETRY, tel(1))
+        d.send(P.WITNESS, {"witness_id": 1, "kind": 1, "beat": 1, "decision": 3, "threat": 1,
+                           "coherence": 1, "value": 0, "pow_bits": 0, "nonce": 0})
+        ack = d.recv(P.ACK)
+        assert ack.fields["status"] == P.ACK_REJECTED
+        assert c.counters["beats"] == 1
+        assert all(e.data["kind"] != "witness" for e in c.ledger.entries())
+    finally:
+        stop(c, th)
+
+
+def test_control_socket_config_undo_and_ack(tmp_path):
+    c, th, addr = make_coord(tmp_path)
+    sock = os.path.join(c.data_dir, "control.sock")
+    try:
+        assert request(sock, {"cmd": "ping"}) == "pong"
+        d = FakeDevice(addr)
+        d.send(P.HELLO, HELLO)
+        d.recv(P.TIME_SYNC)
+        r = request(sock, {"cmd": "config", "device": 17, "changes": {"telemetry_every": 4}})
+        assert r["version"] == 1
+        cf = d.recv(P.CONFIG)
+        assert cf.fields["pairs"] == [[1, 4]]
+        d.send(P.ACK, {"acked_type": P.CONFIG, "status": P.ACK_OK,
+                       "ref": cf.fields["config_version"]})
+        assert wait(lambda: c.devconfig.counters["acked"] == 1)
+        r = request(sock, {"cmd": "undo", "device": 17})
+        assert r["version"] == 0 and r["changes"] == {"telemetry_every": 1}
+        assert d.recv(P.CONFIG).fields["pairs"] == [[1, 1]]
+        with pytest.raises(UserError, match="unknown config key"):
+            request(sock, {"cmd": "config", "device": 17, "changes": {"nope": 1}})
+        with pytest.raises(UserError, match="unknown control command"):
+            request(sock, {"cmd": "dance"})
+        r = request(sock, {"cmd": "clear", "device": 17})
+        assert r["sent"] and d.recv(P.CLEAR).fields["reason"] == P.CLEAR_OPERATOR
+        r = request(sock, {"cmd": "model", "device": "all", "w": 0.2, "b": -1.0})
+        assert r["sent_to"] == [17]
+        assert abs(d.recv(P.MODEL).fields["w"] - 0.2) < 1e-6
+        ledger_cfg = [e.data for e in c.ledger.entries() if e.data["kind"] == "config"]
+        assert ledger_cfg and ledger_cfg[0]["status"] == "acked"
+    finally:
+        stop(c, th)
+    assert not os.path.exists(sock)

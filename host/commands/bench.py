@@ -58,7 +58,12 @@ def run(args):
     p = argparse.ArgumentParser(prog="becomingone bench " + args.name)
     if hasattr(mod, "add_arguments"):
         mod.add_arguments(p)
-    bargs = p.parse_args(args.rest)
+    rest = list(args.rest)  # REMAINDER swallows flags given after NAME: take ours back
+    for flag in ("--json", "--quick"):
+        while flag in rest:
+            rest.remove(flag)
+            setattr(args, flag[2:], True)
+    bargs = p.parse_args(rest)
     bargs.quick = args.quick
     rows = mod.collect(bargs)
     if args.json:

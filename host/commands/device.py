@@ -1,0 +1,170 @@
+"""`becomingone device ACTION ...`: devices of a running coordinator (through its control
+socket, docs/HOST.md) and the keystore.
+
+    device list                         sessions: device, boot, board, frames, lost, witness
+    device config DEV [KEY=VALUE ...]   show the config history, or apply a change (CONFIG, ACKed)
+    device undo DEV | redo DEV | goto DEV VERSION
+    device clear DEV                    leave QUARANTINE (CLEAR frame)
+    device model DEV|all --w W --b B    push entropy model weights (MODEL frame)
+    device pow DEV BITS                 proof-of-work difficulty required from DEV (also sent)
+    device keys list | add DEV [--key-file F] | remove DEV    keystore (keys are never shown)
+"""
+import json
+import os
+
+from host.commands.run import resolve_data_dir
+from host.control import SOCKET_NAME, request
+from host.errors import UserError
+
+ACTIONS = ("list", "config", "undo", "redo", "goto", "clear", "model", "pow", "keys")
+
+
+def _common(p):
+    p.add_argument("--data", metavar="DIR", help="data folder of the coordinator (default as for `run`)")
+    p.add_argument("--config", metavar="FILE", help="becomingone.yaml (for data_dir and keystore path)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    p = sub.add_parser("list", help="devices seen by the running coordinator")
+    _common(p)
+    p = sub.add_parser("config", help="show a device's config history or apply KEY=VALUE changes")
+    _common(p)
+    p.add_argument("device")
+    p.add_argument("changes", nargs="*", metavar="KEY=VALUE")
+    for name, hlp in (("undo", "go back one config version"), ("redo", "go forward one version"),
+                      ("clear", "send CLEAR (leave QUARANTINE)")):
+        p = sub.add_parser(name, help=hlp)
+        _common(p)
+        p.add_argument("device")
+    p = sub.add_parser("goto", help="go to config version N (0 = defaults)")
+    _common(p)
+    p.add_argument("device")
+    p.add_argument("version", type=int)
+    p = sub.add_parser("model", help="push entropy model weights w, b")
+    _common(p)
+    p.add_argument("device", help="device id or 'all'")
+    p.add_argument("--w", type=float, required=True)
+    p.add_argument("--b", type=float, required=True)
+    p = sub.add_parser("pow", help="set the proof-of-work difficulty (bits) required from a device")
+    _common(p)
+    p.add_argument("device")
+    p.add_argument("bits", type=int)
+    p = sub.add_parser("keys", help="keystore: list | add DEV | remove DEV")
+    _common(p)
+    p.add_argument("op", choices=("list", "add", "remove"))
+    p.add_argument("device", nargs="?")
+    p.add_argument("--key-file", metavar="F", help="add: read the key (64 hex digits) from F "
+                   "instead of generating one")
+    p.add_argument("--replace", action="store_true", help="add: replace an existing key")
+
+
+def _value(s):
+    import yaml
+    try:
+        return yaml.safe_load(s)
+    except yaml.YAMLError:
+        raise UserError("bad value %r" % s) from None
+
+
+def _changes(items):
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise UserError("a change is KEY=VALUE (got %r)" % it)
+        k, v = it.split("=", 1)
+        out[k.strip()] = _value(v)
+    return out
+
+
+def _print(args, result, text=None):
+    if args.json or text is None:
+        print(json.dumps(result, sort_keys=True, default=str))
+    else:
+        print(text)
+
+
+def _keystore_path(args, data):
+    if args.config:
+        from host.config import load_config
+        cfg = load_config(args.config, {"data_dir": data})
+        return cfg.keystore_path()
+    return os.path.join(data, "keys.json")
+
+
+def _keys(args, data, sock):
+    from host.keystore import Keystore
+    ks = Keystore(_keystore_path(args, data))
+    if args.op == "list":
+        rows = ks.listing()
+        _print(args, rows, "\n".join("%5d  %s" % (r["device_id"], r["fingerprint"]) for r in rows)
+               or "(no keys)")
+        return 0
+    if args.device is None:
+        raise UserError("device keys %s needs a device id" % args.op)
+    if args.op == "add":
+        key = None
+        if args.key_file:
+            with open(args.key_file) as f:
+                key = f.read().strip()
+        ks.add(args.device, key, replace=args.replace)
+        msg = "key for device %s stored in %s" % (args.device, ks.path)
+    else:
+        ks.remove(args.device)
+        msg = "key of device %s removed" % args.device
+    if os.path.exists(sock):
+        try:
+            request(sock, {"cmd": "keys_reload"})
+            msg += " (running coordinator reloaded its keys)"
+        except UserError:
+            pass
+    _print(args, {"ok": True, "keystore": ks.path}, msg)
+    return 0
+
+
+def run(args):
+    data = resolve_data_dir(args.data, args.config)
+    sock = os.path.join(data, SOCKET_NAME)
+    a = args.action
+    if a == "keys":
+        return _keys(args, data, sock)
+    if a == "list":
+        rows = request(sock, {"cmd": "devices"})
+        if args.json:
+            _print(args, rows)
+            return 0
+        print("%6s %6s %-8s %-7s %9s %7s %5s %8s" % ("device", "boot", "board", "state", "frames",
+                                                     "lost", "dup", "witness"))
+        for r in rows:
+            print("%6d %6d %-8s %-7s %9d %7d %5d %8d" % (
+                r["device_id"], r["boot_id"], (r.get("hello") or {}).get("board", "?"),
+                "online" if r["online"] else "offline", r["frames"], r["lost"], r["duplicates"],
+                r["witness"]))
+        return 0
+    req = {"cmd": a, "device": args.device}
+    if a == "config":
+        ch = _changes(args.changes)
+        if ch:
+            req["changes"] = ch
+    elif a == "goto":
+        req["version"] = args.version
+    elif a == "model":
+        req.update(w=args.w, b=args.b)
+    elif a == "pow":
+        req["bits"] = args.bits
+    res = request(sock, req)
+    text = None
+    if a in ("config", "undo", "redo", "goto", "pow") and isinstance(res, dict) and "state" in res:
+        lines = ["device %s config version %s of %s" % (res["device_id"], res["version"], res["latest"])]
+        if res.get("changes"):
+            lines.append("sent: " + ", ".join("%s=%s" % kv for kv in sorted(res["changes"].items())))
+        if a == "config" and "events" in res:
+            for ev in res["events"]:
+                lines.append("  v%d  %s" % (ev["version"], ", ".join(
+                    "%s: %s -> %s" % (k, o, n) for k, (o, n) in sorted(ev["delta"].items()))))
+        lines.append("state: " + ", ".join("%s=%s" % kv for kv in sorted(res["state"].items())))
+        text = "\n".join(lines)
+    _print(args, res, text)
+    return 0

@@ -1,0 +1,71 @@
+"""`becomingone status [--data DIR] [--config FILE] [--json] [--verify]`: the state of a
+coordinator: live through its control socket when it runs, else the last status.json it
+wrote in the data folder."""
+import json
+import os
+
+from host.commands.run import resolve_data_dir
+from host.control import SOCKET_NAME, request
+from host.errors import UserError
+
+
+def add_arguments(p):
+    p.add_argument("--data", metavar="DIR", help="data folder (default as for `run`)")
+    p.add_argument("--config", metavar="FILE", help="becomingone.yaml (for its data_dir)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--verify", action="store_true", help="also verify the ledger (chain, tree, checkpoints)")
+
+
+def get_status(data_dir):
+    sock = os.path.join(data_dir, SOCKET_NAME)
+    if os.path.exists(sock):
+        try:
+            return request(sock, {"cmd": "status"}, timeout=5)
+        except UserError:
+            pass
+    path = os.path.join(data_dir, "status.json")
+    if not os.path.exists(path):
+        raise UserError("no coordinator state in %s (no control socket, no status.json): start one "
+                        "with `becomingone run --data %s`" % (data_dir, data_dir))
+    try:
+        with open(path) as f:
+            st = json.load(f)
+    except ValueError as e:
+        raise UserError("%s is damaged (%s)" % (path, e)) from None
+    st["running"] = False
+    return st
+
+
+def run(args):
+    data = resolve_data_dir(args.data, args.config)
+    st = get_status(data)
+    if args.verify:
+        from host.ledger import verify_path
+        lp = (st.get("ledger") or {}).get("path") or os.path.join(data, "ledger.sqlite")
+        st["ledger"]["verify"] = verify_path(lp).to_dict()
+    if args.json:
+        print(json.dumps(st, sort_keys=True, default=str))
+        return 0
+    rej = st.get("frames_rejected", {})
+    w = st.get("witness", {})
+    h = st.get("health", {})
+    print("coordinator  %s (pid %s), data %s" % ("running" if st.get("running") else "stopped",
+                                                 st.get("pid"), st.get("data_dir")))
+    for l in st.get("links", []):
+        print("link         %s  %s  in %d  out %d" % (l["url"], "open" if l["open"] else "closed",
+                                                     l["frames_in"], l["frames_out"]))
+    print("devices      %d seen, %d online" % (st.get("devices_seen", 0), st.get("devices_online", 0)))
+    print("frames       %d received, %d accepted, %d rejected %s" % (
+        st.get("frames_received", 0), st.get("frames_accepted", 0), sum(rej.values()),
+        ", ".join("%s %d" % kv for kv in sorted(rej.items()))))
+    print("witness      %d received, %d committed, %d acked, %d rejected (pow), %d pending" % (
+        w.get("received", 0), w.get("committed", 0), w.get("acked", 0), w.get("rejected_pow", 0),
+        w.get("pending", 0)))
+    led = st.get("ledger", {})
+    line = "ledger       %s entries  %s" % (led.get("size"), led.get("path"))
+    if "verify" in led:
+        line += "  verify: %s" % ("ok" if led["verify"].get("ok") else "FAILED %s" % led["verify"].get("first_bad"))
+    print(line)
+    print("health       lag %s ms, loss %s, inbox %s, ledger queue %s" % (
+        h.get("ingest_lag_ms"), h.get("loss"), h.get("inbox_depth"), h.get("ledger_queue")))
+    return 0 if not ("verify" in led and not led["verify"].get("ok")) else 1

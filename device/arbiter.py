@@ -121,8 +121,8 @@ class Arbiter:
         if not 1 <= a_max <= 8191:
             raise ValueError("a_max must be in 1..8191 anomalies, got %r" % (a_max,))
         self.a_max = a_max
-        self._table = array.array("H", [0] * (a_max + 1))
-        ex = array.array("H", [0] * EXP_LEN)
+        self._table = array.array("H", bytes(2 * (a_max + 1)))
+        ex = array.array("H", bytes(2 * EXP_LEN))
         for t in range(EXP_LEN):
             ex[t] = q16(math.exp(-t / 50.0))
         self._exp = ex

@@ -7,8 +7,10 @@ docs/DEVICE.md "KAIROS integer definition" is the byte-exact reference a host mu
 Public API
 ----------
 Emissary(f_s=1000, omega=2.0, tau_bar=0.05, adc_bits=12, max_samples_per_beat=32,
-         window_s=1.0, capacity=None, threshold=0.95, lag=None, phase_step=None,
+         window_s=1.0, capacity=256, threshold=0.95, lag=None, phase_step=None,
          anomaly_z=3.0, anomaly_k=6, warmup=None)
+        window = the most recent beats holding at most window_s * f_s samples and at most
+        `capacity` beats (ring of 6 int32 per beat: size it ceil(window_s / period) + margin)
     em.add(x) -> bool          one ADC sample (counts, 0 <= x < 2^adc_bits; out-of-range values
                                are clamped and counted in em.clipped). O(1), 0 alloc.
                                False (sample NOT consumed, em.overruns += 1) when the current beat
@@ -85,7 +87,7 @@ _QUARTER_HEX = (
 def _build_table():
     import binascii
     quarter = array.array("h", binascii.unhexlify(_QUARTER_HEX))
-    t = array.array("h", [0] * 1025)
+    t = array.array("h", bytes(2050))
     for i in range(1025):
         k = i & 1023
         quad = k >> 8
@@ -164,6 +166,11 @@ def sum_shift_for(adc_bits, max_samples_per_beat):
     while max_samples_per_beat * _rnd(big, s) >= BEAT_LIMIT:
         s += 1
     return s
+
+
+def _zeros(n):
+    # array('i') of n zeros (int32 on every port) without a temporary list
+    return array.array("i", bytes(4 * n))
 
 
 def _bitlen(v):
@@ -263,7 +270,7 @@ def coherence_q16(t_re, t_im, e0, el):
 
 class Emissary:
     def __init__(self, f_s=1000, omega=2.0, tau_bar=0.05, adc_bits=12, max_samples_per_beat=32,
-                 window_s=1.0, capacity=None, threshold=0.95, lag=None, phase_step=None,
+                 window_s=1.0, capacity=256, threshold=0.95, lag=None, phase_step=None,
                  anomaly_z=3.0, anomaly_k=6, warmup=None):
         if f_s <= 0:
             raise ValueError("f_s must be > 0 Hz, got %r" % (f_s,))
@@ -281,7 +288,7 @@ class Emissary:
             raise ValueError("window_s * f_s (%d samples) must be >= max_samples_per_beat (%d)"
                              % (self.window_samples, max_samples_per_beat))
         if capacity is None:
-            capacity = self.window_samples + 1
+            capacity = 256
         if capacity < 1:
             raise ValueError("capacity must be >= 1 beat, got %r" % (capacity,))
         self.capacity = capacity
@@ -302,14 +309,14 @@ class Emissary:
         self._half = 1 << (self._sh - 1)
         self._eh = (1 << (self.sum_shift - 1)) if self.sum_shift else 0
         self._xmax = (1 << adc_bits) - 1
-        self._dl = array.array("i", [0] * self.lag)
+        self._dl = _zeros(self.lag)
         n = capacity
-        self._w_re = array.array("i", [0] * n)
-        self._w_im = array.array("i", [0] * n)
-        self._w_e0 = array.array("i", [0] * n)
-        self._w_el = array.array("i", [0] * n)
-        self._w_n = array.array("i", [0] * n)
-        self._w_an = array.array("i", [0] * n)
+        self._w_re = _zeros(n)
+        self._w_im = _zeros(n)
+        self._w_e0 = _zeros(n)
+        self._w_el = _zeros(n)
+        self._w_n = _zeros(n)
+        self._w_an = _zeros(n)
         self.overruns = 0
         self.clipped = 0
         self.collapses = 0
@@ -560,21 +567,25 @@ class Emissary:
 
 def beat_partials(samples, beat_sizes, **kwargs):
     """Run the device Emissary over a list of samples cut into beats of the given sizes (a list,
-    or an int for equal beats). Returns [(dT_re, dT_im, dE0, dEL, n, anoms, coherence), ...].
-    Same code path as the device; used by tests, the emulator and host cross-checks."""
+    or an int for equal beats, the last one possibly shorter). Returns
+    [(dT_re, dT_im, dE0, dEL, n, anoms, coherence), ...]. Same code path as the device; used by
+    tests, the emulator and host cross-checks."""
+    total = len(samples)
     if isinstance(beat_sizes, int):
         if beat_sizes < 1:
             raise ValueError("beat size must be >= 1 sample, got %r" % (beat_sizes,))
-        sizes = [beat_sizes] * ((len(samples) + beat_sizes - 1) // beat_sizes)
+        nb = (total + beat_sizes - 1) // beat_sizes
+        biggest = beat_sizes
     else:
-        sizes = beat_sizes
+        nb = len(beat_sizes)
+        biggest = max(beat_sizes) if nb else 1
     if "max_samples_per_beat" not in kwargs:
-        kwargs["max_samples_per_beat"] = max(max(sizes) if sizes else 1, 1)
+        kwargs["max_samples_per_beat"] = max(biggest, 1)
     em = Emissary(**kwargs)
     out = []
     i = 0
-    total = len(samples)
-    for sz in sizes:
+    for b in range(nb):
+        sz = beat_sizes if isinstance(beat_sizes, int) else beat_sizes[b]
         for _ in range(sz):
             if i >= total:
                 break

@@ -1,0 +1,457 @@
+"""Temporal-signature memory (the manifest's "Memory and Persistence"), stored in SQLite.
+
+No pickle: rows hold numbers, JSON text and little-endian float64 vectors (numpy .tobytes()).
+
+Public API
+----------
+    mem = Memory(path, retention=7*86400, max_rows=2_000_000, flush_rows=2000, flush_s=0.5, timeout=5.0,
+                 enabled=("temporal_signatures", "coherence_history", "witness_logs", "mesh_sync"))
+    mem = Memory.from_config(cfg)              # memory.* keys; path = cfg.memory_path()
+    Memory.open_readonly(path)                 # for the CLI; MemoryStoreError if missing/corrupt
+    writes (buffered, committed by flush() or automatically every flush_rows rows / flush_s s):
+      mem.snapshot(device_id, t, windows, boot_id=None)
+          windows: list of dicts (window, T_hat, C, coverage, beats, seconds, last_beat), e.g.
+          Master.windows(device); stores one phase_snapshots row per window and one signature
+          vector [Re T_hat_w, Im T_hat_w for every window] for similarity search
+      mem.snapshot_many(t, query_all_result)  every stream of Master.query_all() at once
+      mem.coherence(device_id, t, kind, c, window=None, coverage=None, boot_id=None, extra=None)
+          kind: "master", "emissary", "sync" (a sync row also carries delta_phase etc. in extra)
+      mem.witness(record)                      a witnessing record dict (layer, kind, t, device_id, ...)
+      mem.mesh_state(t, peer, T_hat, weight=None, device_id=None, extra=None)
+      mem.flush(); mem.prune(now=None) -> rows deleted; mem.close()
+    reads (flush first):
+      mem.query(table, device_id=None, since=None, until=None, limit=1000, layer=None, kind=None)
+          table in TABLES; rows as dicts, oldest first
+      mem.reconstruct(device_id, t) -> dict or None: the coherence state at time t = the nearest
+          phase snapshot at or before t (every window: T_hat, C = |T_hat|^2, coverage, ...), the
+          latest coherence rows (master per window, emissary, sync) at or before t, and the age
+      mem.similar(vector=None, device_id=None, t=None, top=5, since=None, until=None,
+                  exclude_device=False) -> [ {id, t, device_id, similarity, theta}, ... ]
+          cosine similarity of signature vectors (ET Eq 24): theta = arccos(cos), similarity =
+          1 - theta/pi in [0, 1] (1 = same direction, 0.5 = orthogonal, 0 = opposite); the query is
+          a given vector or the signature of device_id at (or before) time t
+      mem.counts() -> {table: rows}
+
+Retention: rows older than `retention` seconds (relative to the newest write time, or `now`)
+are deleted, and each table keeps at most `max_rows` rows (oldest deleted first); prune() runs
+after every flush that crossed 10 % of max_rows or a minute of wall time, so the file stays
+bounded (about 150 bytes per snapshot row; ~ max_rows x 4 tables at worst).
+"""
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+
+import numpy as np
+
+from host.errors import UserError
+
+TABLES = ("phase_snapshots", "coherence_history", "witness_log", "mesh_sync", "signatures")
+KINDS = ("temporal_signatures", "coherence_history", "witness_logs", "mesh_sync")
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS phase_snapshots (
+  id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
+  window REAL NOT NULL, t_re REAL NOT NULL, t_im REAL NOT NULL, c REAL NOT NULL,
+  coverage REAL, beats INTEGER, seconds REAL, last_beat INTEGER);
+CREATE INDEX IF NOT EXISTS phase_snapshots_dt ON phase_snapshots(device_id, t);
+CREATE INDEX IF NOT EXISTS phase_snapshots_t ON phase_snapshots(t);
+CREATE TABLE IF NOT EXISTS signatures (
+  id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
+  dim INTEGER NOT NULL, vec BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS signatures_dt ON signatures(device_id, t);
+CREATE INDEX IF NOT EXISTS signatures_t ON signatures(t);
+CREATE TABLE IF NOT EXISTS coherence_history (
+  id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
+  kind TEXT NOT NULL, window REAL, c REAL NOT NULL, coverage REAL, extra TEXT);
+CREATE INDEX IF NOT EXISTS coherence_history_dt ON coherence_history(device_id, t);
+CREATE INDEX IF NOT EXISTS coherence_history_t ON coherence_history(t);
+CREATE TABLE IF NOT EXISTS witness_log (
+  id INTEGER PRIMARY KEY, t REAL NOT NULL, layer TEXT NOT NULL, kind TEXT NOT NULL,
+  device_id INTEGER, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS witness_log_t ON witness_log(t);
+CREATE INDEX IF NOT EXISTS witness_log_dt ON witness_log(device_id, t);
+CREATE TABLE IF NOT EXISTS mesh_sync (
+  id INTEGER PRIMARY KEY, t REAL NOT NULL, peer TEXT NOT NULL, device_id INTEGER,
+  t_re REAL NOT NULL, t_im REAL NOT NULL, weight REAL, extra TEXT);
+CREATE INDEX IF NOT EXISTS mesh_sync_t ON mesh_sync(t);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+FORMAT_VERSION = "1"
+
+
+class MemoryStoreError(UserError):
+    """The memory database cannot be opened or read (missing, locked, corrupt)."""
+
+
+def _json(v):
+    return json.dumps(v, sort_keys=True, separators=(",", ":"), default=_jdefault, allow_nan=False)
+
+
+def _jdefault(o):
+    if isinstance(o, complex):
+        return [o.real, o.imag]
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError("not JSON serialisable: %r" % (type(o).__name__,))
+
+
+def _clean(v):
+    """NaN/inf are not valid JSON: store them as null."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, complex):
+        return [_clean(v.real), _clean(v.imag)]
+    if isinstance(v, np.generic):
+        return _clean(v.item())
+    return v
+
+
+class Memory:
+    def __init__(self, path, retention=7 * 86400.0, max_rows=2000000, flush_rows=2000, flush_s=0.5,
+                 enabled=KINDS, readonly=False, timeout=5.0):
+        self.path = path
+        self.retention = float(retention)
+        self.max_rows = int(max_rows)
+        self.flush_rows = int(flush_rows)
+        self.flush_s = float(flush_s)
+        self.enabled = set(enabled)
+        for k in self.enabled:
+            if k not in KINDS:
+                raise ValueError("unknown memory kind %r (allowed: %s)" % (k, ", ".join(KINDS)))
+        self.readonly = readonly
+        self.timeout = float(timeout)
+        self._lock = threading.RLock()
+        self._pending = {t: [] for t in TABLES}
+        self._npending = 0
+        self._last_flush = time.monotonic()
+        self._last_prune = time.monotonic()
+        self._since_prune = 0
+        self._newest_t = 0.0
+        self.written = {t: 0 for t in TABLES}
+        self.flush_seconds = 0.0
+        self._db = self._open()
+
+    def _open(self):
+        try:
+            if self.readonly:
+                if not os.path.exists(self.path):
+                    raise MemoryStoreError("no memory database at %s (run the coordinator first, or "
+                                       "pass --data DIR of a coordinator's data folder)" % self.path)
+                db = sqlite3.connect("file:%s?mode=ro" % self.path, uri=True, timeout=self.timeout,
+                                     check_same_thread=False)
+            else:
+                d = os.path.dirname(os.path.abspath(self.path))
+                os.makedirs(d, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA_SQL)
+                cur = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+                if cur is None:
+                    db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT_VERSION,))
+                    db.commit()
+                elif cur[0] != FORMAT_VERSION:
+                    raise MemoryStoreError("memory database %s has format %s; this build reads format %s"
+                                       % (self.path, cur[0], FORMAT_VERSION))
+            db.execute("SELECT count(*) FROM phase_snapshots").fetchone()
+            return db
+        except sqlite3.DatabaseError as e:
+            raise MemoryStoreError("memory database %s cannot be used: %s" % (self.path, e)) from None
+
+    @classmethod
+    def from_config(cls, cfg, **kw):
+        m = cfg.memory
+        enabled = [k for k in ("temporal_signatures", "coherence_history", "witness_logs")
+                   if getattr(m, k)] + ["mesh_sync"]
+        return cls(cfg.memory_path(), retention=m.retention, max_rows=m.max_rows, enabled=enabled, **kw)
+
+    @classmethod
+    def open_readonly(cls, path):
+        return cls(path, readonly=True)
+
+    # ------------------------------------------------------------------ writes
+    def _add(self, table, row, t):
+        if self.readonly:
+            raise MemoryStoreError("memory database %s is open read-only" % self.path)
+        with self._lock:
+            self._pending[table].append(row)
+            self._npending += 1
+            if t > self._newest_t:
+                self._newest_t = t
+            if self._npending >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
+                self.flush()
+
+    def snapshot(self, device_id, t, windows, boot_id=None):
+        if "temporal_signatures" not in self.enabled or not windows:
+            return False
+        t = float(t)
+        vec = []
+        for w in windows:
+            th = complex(w["T_hat"])
+            self._add("phase_snapshots", (t, int(device_id), boot_id, float(w["window"]), th.real, th.imag,
+                                          float(w.get("C", abs(th) ** 2)), w.get("coverage"),
+                                          w.get("beats"), w.get("seconds"), w.get("last_beat")), t)
+            vec.extend((th.real, th.imag))
+        v = np.asarray(vec, dtype="<f8")
+        self._add("signatures", (t, int(device_id), boot_id, v.shape[0], v.tobytes()), t)
+        return True
+
+    def snapshot_many(self, t, q, boot_ids=None):
+        """Snapshot every stream with data of a Master.query_all() result."""
+        if "temporal_signatures" not in self.enabled:
+            return 0
+        n = 0
+        for d in range(q["device_id"].shape[0]):
+            if q["last_beat"][d, 0] < 0:
+                continue
+            ws = [dict(window=float(q["window"][j]), T_hat=complex(q["T_hat"][d, j]), C=float(q["C"][d, j]),
+                       coverage=float(q["coverage"][d, j]), beats=int(q["beats"][d, j]),
+                       seconds=float(q["seconds"][d, j]), last_beat=int(q["last_beat"][d, j]))
+                  for j in range(q["window"].shape[0])]
+            self.snapshot(int(q["device_id"][d]), t, ws,
+                          None if boot_ids is None else int(boot_ids[d]))
+            n += 1
+        return n
+
+    def coherence(self, device_id, t, kind, c, window=None, coverage=None, boot_id=None, extra=None):
+        if "coherence_history" not in self.enabled:
+            return False
+        self._add("coherence_history", (float(t), int(device_id), boot_id, str(kind),
+                                        None if window is None else float(window), float(c),
+                                        None if coverage is None else float(coverage),
+                                        None if extra is None else _json(_clean(extra))), float(t))
+        return True
+
+    def witness(self, record):
+        if "witness_logs" not in self.enabled:
+            return False
+        t = float(record.get("t", time.time()))
+        dev = record.get("device_id")
+        self._add("witness_log", (t, str(record.get("layer", "")), str(record.get("kind", "")),
+                                  None if dev is None else int(dev), _json(_clean(record))), t)
+        return True
+
+    def mesh_state(self, t, peer, T_hat, weight=None, device_id=None, extra=None):
+        if "mesh_sync" not in self.enabled:
+            return False
+        th = complex(T_hat)
+        self._add("mesh_sync", (float(t), str(peer), device_id, th.real, th.imag,
+                                None if weight is None else float(weight),
+                                None if extra is None else _json(_clean(extra))), float(t))
+        return True
+
+    _INSERT = {
+        "phase_snapshots": "INSERT INTO phase_snapshots (t, device_id, boot_id, window, t_re, t_im, c, "
+                           "coverage, beats, seconds, last_beat) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        "signatures": "INSERT INTO signatures (t, device_id, boot_id, dim, vec) VALUES (?,?,?,?,?)",
+        "coherence_history": "INSERT INTO coherence_history (t, device_id, boot_id, kind, window, c, "
+                             "coverage, extra) VALUES (?,?,?,?,?,?,?,?)",
+        "witness_log": "INSERT INTO witness_log (t, layer, kind, device_id, data) VALUES (?,?,?,?,?)",
+        "mesh_sync": "INSERT INTO mesh_sync (t, peer, device_id, t_re, t_im, weight, extra) "
+                     "VALUES (?,?,?,?,?,?,?)",
+    }
+
+    def flush(self):
+        with self._lock:
+            self._last_flush = time.monotonic()
+            if self._npending == 0 or self.readonly:
+                return 0
+            t0 = time.perf_counter()
+            n = self._npending
+            try:
+                with self._db:
+                    for table, rows in self._pending.items():
+                        if rows:
+                            self._db.executemany(self._INSERT[table], rows)
+                            self.written[table] += len(rows)
+            except sqlite3.DatabaseError as e:
+                raise MemoryStoreError("memory database %s: write failed: %s" % (self.path, e)) from None
+            self._pending = {t: [] for t in TABLES}
+            self._npending = 0
+            self._since_prune += n
+            self.flush_seconds += time.perf_counter() - t0
+            if self._since_prune >= max(1, self.max_rows // 10) or time.monotonic() - self._last_prune > 60:
+                self.prune()
+            return n
+
+    def prune(self, now=None):
+        """Delete rows older than `retention` and beyond `max_rows` per table; rows deleted."""
+        with self._lock:
+            self._last_prune = time.monotonic()
+            self._since_prune = 0
+            if self.readonly:
+                return 0
+            if now is None:
+                now = self._newest_t if self._newest_t > 0 else time.time()
+            now = float(now)
+            cut = now - self.retention
+            deleted = 0
+            with self._db:
+                for table in TABLES:
+                    deleted += self._db.execute("DELETE FROM %s WHERE t < ?" % table, (cut,)).rowcount
+                    top = self._db.execute("SELECT max(id) FROM %s" % table).fetchone()[0]
+                    if top is not None and top > self.max_rows:
+                        deleted += self._db.execute("DELETE FROM %s WHERE id <= ?" % table,
+                                                    (top - self.max_rows,)).rowcount
+            return deleted
+
+    def close(self):
+        with self._lock:
+            if self._db is None:
+                return
+            try:
+                self.flush()
+            finally:
+                self._db.close()
+                self._db = None
+
+    # ------------------------------------------------------------------ reads
+    def _rows(self, sql, args):
+        self.flush()
+        try:
+            cur = self._db.execute(sql, args)
+        except sqlite3.DatabaseError as e:
+            raise MemoryStoreError("memory database %s: read failed: %s" % (self.path, e)) from None
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def counts(self):
+        self.flush()
+        return {t: self._db.execute("SELECT count(*) FROM %s" % t).fetchone()[0] for t in TABLES}
+
+    def query(self, table, device_id=None, since=None, until=None, limit=1000, layer=None, kind=None):
+        if table not in TABLES:
+            raise UserError("unknown memory table %r (allowed: %s)" % (table, ", ".join(TABLES)))
+        where, args = [], []
+        if device_id is not None:
+            where.append("device_id = ?")
+            args.append(int(device_id))
+        if since is not None:
+            where.append("t >= ?")
+            args.append(float(since))
+        if until is not None:
+            where.append("t <= ?")
+            args.append(float(until))
+        if layer is not None:
+            if table != "witness_log":
+                raise UserError("--layer applies to witness_log only")
+            where.append("layer = ?")
+            args.append(layer)
+        if kind is not None:
+            if table not in ("witness_log", "coherence_history"):
+                raise UserError("--kind applies to witness_log and coherence_history only")
+            where.append("kind = ?")
+            args.append(kind)
+        sql = "SELECT * FROM %s%s ORDER BY t DESC, id DESC LIMIT ?" % (
+            table, (" WHERE " + " AND ".join(where)) if where else "")
+        rows = self._rows(sql, args + [int(limit)])
+        rows.reverse()
+        for r in rows:
+            for k in ("data", "extra"):
+                if r.get(k) is not None:
+                    r[k] = json.loads(r[k])
+            if "vec" in r:
+                r["vec"] = np.frombuffer(r["vec"], dtype="<f8").tolist()
+            if "t_re" in r:
+                r["T_hat"] = [r.pop("t_re"), r.pop("t_im")]
+        return rows
+
+    def reconstruct(self, device_id, t):
+        """Coherence state of a device at time t (see module docstring); None if nothing at or
+        before t."""
+        t = float(t)
+        row = self._rows("SELECT t FROM phase_snapshots WHERE device_id = ? AND t <= ? "
+                         "ORDER BY t DESC LIMIT 1", (int(device_id), t))
+        coh = self._rows("SELECT c.* FROM coherence_history c JOIN (SELECT kind, window, max(t) AS mt "
+                         "FROM coherence_history WHERE device_id = ? AND t <= ? GROUP BY kind, window) "
+                         "m ON c.kind = m.kind AND c.window IS m.window AND c.t = m.mt "
+                         "WHERE c.device_id = ? ORDER BY c.kind, c.window",
+                         (int(device_id), t, int(device_id)))
+        if not row and not coh:
+            return None
+        out = dict(device_id=int(device_id), t=t, snapshot_t=None, age_s=None, boot_id=None, windows=[],
+                   coherence=[])
+        if row:
+            st = row[0]["t"]
+            ws = self._rows("SELECT * FROM phase_snapshots WHERE device_id = ? AND t = ? ORDER BY window",
+                            (int(device_id), st))
+            out["snapshot_t"] = st
+            out["age_s"] = t - st
+            out["boot_id"] = ws[0]["boot_id"] if ws else None
+            out["windows"] = [dict(window=w["window"], T_hat=[w["t_re"], w["t_im"]],
+                                   C=w["t_re"] ** 2 + w["t_im"] ** 2, coverage=w["coverage"],
+                                   beats=w["beats"], seconds=w["seconds"], last_beat=w["last_beat"])
+                              for w in ws]
+        seen = set()
+        for c in coh:
+            key = (c["kind"], c["window"])
+            if key in seen:
+                continue
+            seen.add(key)
+            out["coherence"].append(dict(kind=c["kind"], window=c["window"], t=c["t"], C=c["c"],
+                                         coverage=c["coverage"],
+                                         extra=json.loads(c["extra"]) if c["extra"] else None))
+        return out
+
+    def signature_at(self, device_id, t=None):
+        args = [int(device_id)]
+        sql = "SELECT id, t, vec FROM signatures WHERE device_id = ?"
+        if t is not None:
+            sql += " AND t <= ?"
+            args.append(float(t))
+        r = self._rows(sql + " ORDER BY t DESC LIMIT 1", args)
+        if not r:
+            return None
+        return r[0]["id"], r[0]["t"], np.frombuffer(r[0]["vec"], dtype="<f8")
+
+    def similar(self, vector=None, device_id=None, t=None, top=5, since=None, until=None,
+                exclude_device=False):
+        """Nearest signatures by angle (ET Eq 24): similarity = 1 - arccos(cos)/pi."""
+        qid = None
+        if vector is None:
+            if device_id is None:
+                raise UserError("similar needs a vector or a device (and optionally a time)")
+            s = self.signature_at(device_id, t)
+            if s is None:
+                raise UserError("device %s has no signature%s" % (
+                    device_id, "" if t is None else " at or before t=%s" % t))
+            qid, _qt, q = s
+        else:
+            q = np.asarray(vector, dtype=np.float64).ravel()
+        qn = float(np.linalg.norm(q))
+        if qn == 0 or not np.all(np.isfinite(q)):
+            raise UserError("the query vector must be finite and non-zero")
+        where, args = ["dim = ?"], [int(q.shape[0])]
+        if since is not None:
+            where.append("t >= ?")
+            args.append(float(since))
+        if until is not None:
+            where.append("t <= ?")
+            args.append(float(until))
+        if exclude_device and device_id is not None:
+            where.append("device_id != ?")
+            args.append(int(device_id))
+        rows = self._rows("SELECT id, t, device_id, vec FROM signatures WHERE " + " AND ".join(where), args)
+        rows = [r for r in rows if r["id"] != qid]
+        if not rows:
+            return []
+        m = np.frombuffer(b"".join(r["vec"] for r in rows), dtype="<f8").reshape(len(rows), q.shape[0])
+        norms = np.linalg.norm(m, axis=1)
+        ok = norms > 0
+        cos = np.zeros(len(rows))
+        cos[ok] = (m[ok] @ q) / (norms[ok] * qn)
+        theta = np.arccos(np.clip(cos, -1.0, 1.0))
+        sim = np.where(ok, 1.0 - theta / np.pi, 0.0)
+        k = min(int(top), len(rows))
+        order = np.argsort(-sim, kind="stable")[:k]
+        return [dict(id=rows[j]["id"], t=rows[j]["t"], device_id=rows[j]["device_id"],
+                     similarity=float(sim[j]), theta=float(theta[j])) for j in order]

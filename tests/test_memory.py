@@ -1,0 +1,158 @@
+"""Temporal-signature memory: snapshots, coherence history, witness logs, mesh states; range
+queries, reconstruction at a time t, cosine similarity (1 - theta/pi), retention, bad files."""
+import cmath
+import math
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+
+from host.config import load_config
+from host.master import Master
+from host.memory import Memory, MemoryStoreError
+
+
+def wins(mags, phase=0.0, last_beat=100):
+    return [dict(window=w, T_hat=cmath.rect(m, phase), C=m * m, coverage=1.0, beats=10, seconds=0.04,
+                 last_beat=last_beat) for w, m in zip((10.0, 60.0, 600.0), mags)]
+
+
+def test_snapshot_query_reconstruct(tmp_path):
+    mem = Memory(str(tmp_path / "m.sqlite"))
+    for k in range(10):
+        mem.snapshot(1, 100.0 + k, wins((0.1 * k, 0.2, 0.3), last_beat=k), boot_id=5)
+        mem.coherence(1, 100.0 + k, "sync", 0.01 * k, window=10.0, extra={"delta_phase": 0.5})
+        mem.coherence(1, 100.0 + k, "emissary", 0.02 * k, window=1.0)
+    mem.snapshot(2, 103.0, wins((0.9, 0.9, 0.9)))
+    rows = mem.query("phase_snapshots", device_id=1, since=102, until=104)
+    assert [r["t"] for r in rows] == [102.0] * 3 + [103.0] * 3 + [104.0] * 3
+    assert rows[0]["T_hat"] == pytest.approx([0.2, 0.0])
+    st = mem.reconstruct(1, 104.5)
+    assert st["snapshot_t"] == 104.0 and st["age_s"] == pytest.approx(0.5) and st["boot_id"] == 5
+    assert [w["window"] for w in st["windows"]] == [10.0, 60.0, 600.0]
+    assert st["windows"][0]["C"] == pytest.approx(0.16) and st["windows"][0]["last_beat"] == 4
+    coh = {c["kind"]: c for c in st["coherence"]}
+    assert coh["sync"]["C"] == pytest.approx(0.04) and coh["sync"]["extra"] == {"delta_phase": 0.5}
+    assert coh["emissary"]["t"] == 104.0
+    assert mem.reconstruct(1, 99.0) is None
+    assert mem.reconstruct(1, 1e9)["snapshot_t"] == 109.0
+    mem.close()
+
+
+def test_similarity_is_one_minus_theta_over_pi(tmp_path):
+    mem = Memory(str(tmp_path / "m.sqlite"))
+    mem.snapshot(1, 1.0, [dict(window=10.0, T_hat=1 + 0j)])          # vec (1, 0)
+    mem.snapshot(2, 1.0, [dict(window=10.0, T_hat=1j)])              # (0, 1): 90 degrees
+    mem.snapshot(3, 1.0, [dict(window=10.0, T_hat=-1 + 0j)])         # opposite
+    mem.snapshot(4, 1.0, [dict(window=10.0, T_hat=cmath.rect(2, math.pi / 4))])
+    mem.snapshot(5, 1.0, [dict(window=10.0, T_hat=0j)])              # zero vector
+    mem.snapshot(6, 1.0, wins((0.5, 0.5, 0.5)))                      # other dimension: skipped
+    r = mem.similar(vector=[1.0, 0.0], top=10)
+    got = {x["device_id"]: x["similarity"] for x in r}
+    assert got[1] == pytest.approx(1.0) and got[4] == pytest.approx(0.75)
+    assert got[2] == pytest.approx(0.5) and got[3] == pytest.approx(0.0) and got[5] == 0.0
+    assert 6 not in got
+    assert [x["device_id"] for x in r[:3]] == [1, 4, 2]
+    r = mem.similar(device_id=4, top=2)                              # its own row is excluded
+    assert [x["device_id"] for x in r] == [1, 2]
+    with pytest.raises(Exception, match="non-zero"):
+        mem.similar(vector=[0.0, 0.0])
+    with pytest.raises(Exception, match="no signature"):
+        mem.similar(device_id=99)
+
+
+def test_similarity_matches_brute_force(tmp_path):
+    rng = np.random.default_rng(4)
+    mem = Memory(str(tmp_path / "m.sqlite"))
+    vecs = rng.normal(size=(300, 3)) + 1j * rng.normal(size=(300, 3))
+    for k, v in enumerate(vecs):
+        mem.snapshot(k % 7, float(k), [dict(window=float(w), T_hat=v[w]) for w in range(3)])
+    q = rng.normal(size=6)
+    r = mem.similar(vector=q, top=5)
+    flat = np.stack([np.ravel(np.column_stack([v.real, v.imag])) for v in vecs])
+    cos = flat @ q / (np.linalg.norm(flat, axis=1) * np.linalg.norm(q))
+    best = np.argsort(-cos)[:5]
+    assert [x["t"] for x in r] == [float(b) for b in best]
+    assert r[0]["similarity"] == pytest.approx(1 - np.arccos(cos[best[0]]) / np.pi)
+
+
+def test_witness_and_mesh_and_toggles(tmp_path):
+    mem = Memory(str(tmp_path / "m.sqlite"), enabled=("witness_logs", "mesh_sync"))
+    assert mem.snapshot(1, 1.0, wins((0.1, 0.1, 0.1))) is False
+    assert mem.coherence(1, 1.0, "sync", 0.5) is False
+    mem.witness(dict(layer="macro", kind="collapse", t=5.0, device_id=3, T_sync=[0.9, 0.1], C=float("nan")))
+    mem.witness(dict(layer="meta", kind="health", t=6.0, lag_ms=3.2))
+    mem.mesh_state(7.0, "cell-b:18789", 0.3 + 0.4j, weight=0.5, extra={"beats": 10})
+    w = mem.query("witness_log", layer="macro")
+    assert len(w) == 1 and w[0]["data"]["T_sync"] == [0.9, 0.1] and w[0]["data"]["C"] is None
+    assert mem.query("witness_log", kind="health")[0]["t"] == 6.0
+    assert mem.query("mesh_sync")[0]["T_hat"] == [0.3, 0.4]
+    assert mem.counts()["phase_snapshots"] == 0
+    with pytest.raises(Exception, match="allowed"):
+        mem.query("nope")
+
+
+def test_retention_and_max_rows(tmp_path):
+    mem = Memory(str(tmp_path / "m.sqlite"), retention=100.0, max_rows=1000, flush_rows=50)
+    for k in range(3000):
+        mem.coherence(1, float(k), "sync", 0.1)
+    mem.flush()
+    mem.prune(now=3000.0)
+    rows = mem.query("coherence_history", limit=10 ** 6)
+    assert len(rows) <= 100 and rows[0]["t"] >= 2900.0 and rows[-1]["t"] == 2999.0
+    mem2 = Memory(str(tmp_path / "n.sqlite"), retention=1e9, max_rows=1000, flush_rows=100)
+    for k in range(5000):
+        mem2.coherence(1, float(k), "sync", 0.1)
+    mem2.flush()
+    mem2.prune()
+    assert mem2.counts()["coherence_history"] <= 1000
+    assert mem2.query("coherence_history", limit=1)[0]["t"] == 4999.0
+
+
+def test_bad_databases(tmp_path):
+    with pytest.raises(MemoryStoreError, match="no memory database"):
+        Memory.open_readonly(str(tmp_path / "missing.sqlite"))
+    p = tmp_path / "junk.sqlite"
+    p.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(MemoryStoreError, match="cannot be used"):
+        Memory(str(p))
+    good = str(tmp_path / "g.sqlite")
+    Memory(good).close()
+    db = sqlite3.connect(good)
+    db.execute("UPDATE meta SET value='99' WHERE key='format'")
+    db.commit()
+    db.close()
+    with pytest.raises(MemoryStoreError, match="format 99"):
+        Memory(good)
+
+
+def test_locked_database_gives_clear_error(tmp_path):
+    p = str(tmp_path / "l.sqlite")
+    Memory(p).close()
+    other = sqlite3.connect(p)
+    other.execute("PRAGMA journal_mode=DELETE")
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(MemoryStoreError, match="locked"):
+            m = Memory(p, flush_rows=1, timeout=0.2)
+            m.coherence(1, 1.0, "sync", 0.5)
+    finally:
+        other.rollback()
+        other.close()
+
+
+def test_from_config_and_master_snapshots(tmp_path):
+    cfg = load_config(overrides={"data_dir": str(tmp_path), "memory.coherence_history": False})
+    mem = Memory.from_config(cfg)
+    assert mem.path == os.path.join(str(tmp_path), "memory.sqlite")
+    assert "coherence_history" not in mem.enabled
+    m = Master.from_config(cfg)
+    i = m.open_stream(4, 2, 1000, 4210)
+    m.ingest_batch(i, np.arange(100), np.full(100, 50), np.zeros(100), np.full(100, 100),
+                   np.full(100, 100), np.full(100, 4))
+    m.open_stream(5, 2, 1000, 4210)                 # no data yet: not snapshotted
+    assert mem.snapshot_many(10.0, m.query_all(), boot_ids=m.boot) == 1
+    st = mem.reconstruct(4, 10.0)
+    assert len(st["windows"]) == 4 and st["windows"][0]["C"] == pytest.approx(0.25)
+    mem.close()

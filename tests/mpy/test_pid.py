@@ -1,0 +1,170 @@
+# Fixed-point PID (device/pid.py). Runs under pytest and tests/mpy_runner.py (MicroPython).
+import sys
+import gc
+
+from device.pid import PID, genomic_pid, to_q16, from_q16
+
+MPY = sys.implementation.name == "micropython"
+ONE = 65536
+
+
+def _raises(fn, *a, **kw):
+    try:
+        fn(*a, **kw)
+    except ValueError as e:
+        return str(e)
+    raise AssertionError("no ValueError")
+
+
+def test_proportional_and_gain_resolution():
+    p = PID(2.0, 0.0, 0.0, setpoint=0.5, sample_time=0.01)
+    assert p.update(to_q16(0.4)) == 2 * (to_q16(0.5) - to_q16(0.4))
+    for k in (0.6, 0.05, 1.2345, 37.5, -0.3, 1e-3, 4095.0):
+        q = PID(k, 0.0, 0.0, output_limits=(-32, 32))
+        e = to_q16(0.001) if abs(k) > 100 else to_q16(0.25)
+        got = q.update_error(e)
+        want = k * e
+        assert abs(got - want) <= 1 + abs(want) * 2.5e-4, (k, got, want)
+
+
+def test_matches_float_pid_without_saturation():
+    kp, ki, kd, dt = 0.8, 2.0, 0.01, 0.005
+    p = PID(kp, ki, kd, setpoint=0.6, sample_time=dt, output_limits=(-8, 8))
+    integ = 0.0
+    prev = None
+    m = 0.1
+    worst = 0.0
+    for i in range(400):
+        m = 0.1 + 0.5 * ((i * 37) % 101) / 101.0
+        mq = to_q16(m)
+        out = from_q16(p.update(mq))
+        e = 0.6 - from_q16(mq)
+        integ += ki * e * dt
+        d = 0.0 if prev is None else -kd * (from_q16(mq) - prev) / dt
+        prev = from_q16(mq)
+        worst = max(worst, abs(out - (kp * e + integ + d)))
+    assert worst < 2e-3, worst
+
+
+def test_anti_windup_integral_bounded_by_output_limits():
+    p = PID(0.0, 1.0, 0.0, setpoint=1.0, sample_time=0.01, output_limits=(-1.0, 1.0))
+    for _ in range(1000):                       # +1 error for 10 s: a naive integral reaches 10
+        p.update(0)
+    assert p.output == ONE and p.i_term == ONE
+    p.set_setpoint(0.0)
+    out = p.update(ONE)                         # error -1: leaves saturation at once
+    assert abs(out - to_q16(0.99)) <= 2, out
+
+
+def test_integral_limits_on_error_integral():
+    p = PID(0.0, 0.5, 0.0, setpoint=1.0, sample_time=0.01, output_limits=(-10, 10),
+            integral_limits=(-1.0, 1.0))
+    for _ in range(500):                        # integral of e would be 5: clamped to 1
+        p.update(0)
+    assert abs(p.i_term - to_q16(0.5)) <= 1, p.i_term
+
+
+def test_epsilon_reset():
+    p = PID(0.0, 1.0, 0.0, sample_time=0.1, output_limits=(-5, 5), epsilon=1e-4)
+    for _ in range(10):
+        p.update_error(to_q16(0.5))
+    assert abs(p.i_term - to_q16(0.5)) <= 2
+    p.update_error(6)                           # 6/65536 = 9.2e-5 < 1e-4: integral reset
+    assert p.i_acc == 0 and p.i_term == 0
+    p.update_error(to_q16(0.5))
+    p.update_error(7)                           # 1.07e-4: not reset
+    assert p.i_term > 0
+
+
+def test_genomic_pid_seed_numbers_and_delta_o_clamp():
+    g = genomic_pid(0.004211)
+    dT = -1035                                  # round(-0.015789 * 65536)
+    out = g.update_error(dT)
+    # output = Kp*e + Ki*e*dt (first step, no derivative): -0.009474 - 0.0000066
+    assert abs(out - (0.6 * dT + 0.1 * dT * 0.004211)) <= 1, out
+    assert -out > 0                             # dO = -output raises O while T_Lambda < 0.02
+    g.reset()
+    assert g.update_error(to_q16(-0.5)) == to_q16(0.05) * -1   # output limited: dO = +0.05
+    g.reset()
+    assert g.update_error(to_q16(0.5)) == to_q16(0.05)          # dO = -0.05
+    # integral of e clamped to [-1, 1]: Ki * 1 = 0.1 > 0.05, so the output limit binds
+    g.reset()
+    for _ in range(3000):
+        g.update_error(to_q16(0.9))
+    assert g.i_term == to_q16(0.05)
+
+
+def test_derivative_on_measurement_no_kick():
+    p = PID(0.0, 0.0, 0.1, setpoint=0.2, sample_time=0.01, output_limits=(-10, 10))
+    p.update(to_q16(0.3))
+    p.set_setpoint(0.9)                         # setpoint step, measurement constant
+    assert p.update(to_q16(0.3)) == 0 and p.d_term == 0
+    q = PID(0.0, 0.0, 0.1, setpoint=0.2, sample_time=0.01, output_limits=(-10, 10),
+            d_on_measurement=False)
+    q.update(to_q16(0.3))
+    q.set_setpoint(0.9)
+    assert abs(q.update(to_q16(0.3)) - to_q16(0.1 * 0.7 / 0.01)) <= 8   # the kick
+    # a measurement ramp of ~+0.01 per 10 ms step: d = -Kd * dm/dt ~= -0.1
+    p.update(to_q16(0.31))
+    dm = to_q16(0.31) - to_q16(0.3)
+    assert abs(p.d_term - (-0.1 * dm / 0.01)) <= 2, p.d_term
+
+
+def test_output_limits_clamp():
+    p = PID(10.0, 0.0, 0.0, sample_time=0.01, output_limits=(0.0, 1.0))
+    assert p.update_error(to_q16(0.5)) == ONE
+    assert p.update_error(to_q16(-0.5)) == 0
+    p.set_output_limits(-0.25, 0.25)
+    assert p.update_error(to_q16(0.5)) == to_q16(0.25)
+
+
+def test_sample_time_gate():
+    p = PID(1.0, 0.0, 0.0, setpoint=0.5, sample_time=0.01)
+    assert p.sample_us == 10000
+    assert p.tick(0, 3000) == 0 and p.tick(0, 3000) == 0 and p.tick(0, 3000) == 0
+    assert p.tick(0, 3000) == to_q16(0.5)       # 12 ms >= 10 ms: one step, 2 ms carried
+    p.set_setpoint(0.25)
+    assert p.tick(0, 7000) == to_q16(0.5)       # 9 ms: not yet
+    assert p.tick(0, 1000) == to_q16(0.25)
+    p.tick(0, 35000)                            # 3.5 periods late: one step, backlog dropped
+    assert p.missed == 1
+
+
+def test_bad_config_rejected_with_rule():
+    assert "4096" in _raises(PID, 5000.0, 0, 0)
+    assert "lo < hi" in _raises(PID, 1, 0, 0, output_limits=(1, -1))
+    _raises(PID, 1, 0, 0, output_limits=(-40, 1))
+    _raises(PID, 1, 0, 0, sample_time=0)
+    _raises(PID, 1, 0, 0, integral_limits=(1, 1))
+    _raises(PID, 1, 0, 0, epsilon=-1)
+    _raises(PID, 0.0, 0.0, 50.0, sample_time=0.001)     # Kd/dt = 50000 is too large
+
+
+def test_extreme_values_stay_small_ints():
+    p = PID(4095.0, 1000.0, 0.0, sample_time=0.01, output_limits=(-32, 32))
+    for e in (ONE * 4, -ONE * 4, ONE, -ONE, 1, -1):
+        o = p.update_error(e)
+        assert -(1 << 29) < p.i_acc < (1 << 29) and -(1 << 30) < o < (1 << 30)
+
+
+def test_zero_alloc_per_step():
+    if not MPY:
+        return
+    p = PID(0.6, 0.1, 0.05, setpoint=0.5, sample_time=0.004, output_limits=(0, 1))
+    g = genomic_pid(0.004211)
+    for i in range(10):
+        p.update(i * 100)
+        g.update_error(-1035)
+        p.tick(i, 1500)
+    gc.collect()
+    gc.disable()
+    try:
+        a0 = gc.mem_alloc()
+        for i in range(500):
+            p.update(i * 100)
+            g.update_error(-1035)
+            p.tick(i, 1500)
+        a1 = gc.mem_alloc()
+    finally:
+        gc.enable()
+    assert a1 - a0 == 0, a1 - a0

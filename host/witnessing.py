@@ -1,0 +1,212 @@
+"""Witnessing layers (the manifest's "Witnessing Dynamics"): micro, meso, macro, meta.
+
+| layer | what is witnessed                                  | when                                 | stored in            |
+|-------|----------------------------------------------------|--------------------------------------|----------------------|
+| micro | individual operations (config applied, model pushed, quarantine cleared, device WITNESS records, ...) | as they happen | memory witness_log |
+| meso  | transducer state per integration cycle: every device's Master windows (C, coverage) and its Emissary window, and the sync state | at most every master.witness_interval / emissary.witness_interval per device | memory coherence_history (kinds master, emissary, sync) |
+| macro | system coherence: collapse events of the sync layer | on each collapse (edge) | memory witness_log + the ledger (on_macro callback) |
+| meta  | the host observing itself: ingest lag, loss, queue depths (from the caller), plus the witnessing's own counters and the memory's write load | every witnessing.meta_interval | memory witness_log |
+
+Each layer is on when witnessing.enabled is true and the layer is in witnessing.layers.  A
+collapse is always handed to on_macro (the ledger is the system of record, whatever the
+witnessing config); the macro layer only decides whether it is also kept in memory.  Phase
+snapshots (temporal signatures) are taken every memory.snapshot_interval per device by
+observe(), independent of the layers (they are memory, not witnessing).
+
+Public API
+----------
+    w = Witnessing(memory=None, enabled=True, layers=LAYERS, master_interval=0.1,
+                   emissary_interval=0.01, meta_interval=1.0, snapshot_interval=1.0,
+                   on_macro=None, logger=None)
+    w = Witnessing.from_config(cfg, memory=None, on_macro=None, logger=None)
+    w.on(layer) -> bool
+    w.micro(kind, device_id=None, t=None, **data) -> record or None
+    w.macro(event) -> record or None        usable as SyncLayer(on_collapse=w.macro)
+    w.meta(health, t=None, force=False) -> record or None   (rate-limited by meta_interval)
+    w.observe(master, sync=None, t=None, emissary_s=1.0, master_s=10.0, device_c=None) -> dict
+        one integration cycle over every stream of the Master: runs the sync layer (collapses go
+        to sync.on_collapse, normally w.macro), writes meso rows and phase snapshots when their
+        intervals are due; returns counts {devices, meso_master, meso_emissary, snapshots,
+        collapsed}
+    w.stats() -> dict (records per layer, suppressed, memory writes)
+A record is a dict: layer, kind, t, device_id (or None), plus the fields of the event.
+"""
+import logging
+import time
+
+import numpy as np
+
+from host.sync import sync_from_master
+
+LAYERS = ("micro", "meso", "macro", "meta")
+
+
+class Witnessing:
+    def __init__(self, memory=None, enabled=True, layers=LAYERS, master_interval=0.1,
+                 emissary_interval=0.01, meta_interval=1.0, snapshot_interval=1.0, on_macro=None,
+                 logger=None):
+        for layer in layers:
+            if layer not in LAYERS:
+                raise ValueError("unknown witnessing layer %r (allowed: %s)" % (layer, ", ".join(LAYERS)))
+        self.memory = memory
+        self.enabled = bool(enabled)
+        self.layers = frozenset(layers)
+        self.master_interval = float(master_interval)
+        self.emissary_interval = float(emissary_interval)
+        self.meta_interval = float(meta_interval)
+        self.snapshot_interval = float(snapshot_interval)
+        self.on_macro = on_macro
+        self.log = logger
+        self.counts = {layer: 0 for layer in LAYERS}
+        self.suppressed = {layer: 0 for layer in LAYERS}
+        self.macro_forwarded = 0
+        self._next_meta = 0.0
+        self._next_master = {}       # device_id -> t of its next meso master record
+        self._next_emissary = {}
+        self._next_snapshot = {}
+        self._boot = {}
+        self.cycles = 0
+        self.cycle_seconds = 0.0
+
+    @classmethod
+    def from_config(cls, cfg, memory=None, on_macro=None, logger=None):
+        w = cfg.witnessing
+        return cls(memory=memory, enabled=w.enabled, layers=w.layers,
+                   master_interval=cfg.master.witness_interval,
+                   emissary_interval=cfg.emissary.witness_interval, meta_interval=w.meta_interval,
+                   snapshot_interval=cfg.memory.snapshot_interval, on_macro=on_macro,
+                   logger=logger if logger is not None or not cfg.logging.witness_logs
+                   else logging.getLogger("becomingone.witness"))
+
+    def on(self, layer):
+        return self.enabled and layer in self.layers
+
+    def _record(self, layer, kind, t, device_id, data):
+        rec = dict(data)
+        rec.update(layer=layer, kind=kind, t=time.time() if t is None else float(t),
+                   device_id=None if device_id is None else int(device_id))
+        self.counts[layer] += 1
+        if self.memory is not None:
+            self.memory.witness(rec)
+        if self.log is not None:
+            self.log.debug("witness %s", rec)
+        return rec
+
+    # ------------------------------------------------------------------ layers
+    def micro(self, kind, device_id=None, t=None, **data):
+        if not self.on("micro"):
+            self.suppressed["micro"] += 1
+            return None
+        return self._record("micro", kind, t, device_id, data)
+
+    def macro(self, event):
+        """A collapse (or other system-coherence event) of the sync layer."""
+        ev = dict(event)
+        if self.on_macro is not None:
+            self.on_macro(dict(event))
+            self.macro_forwarded += 1
+        if not self.on("macro"):
+            self.suppressed["macro"] += 1
+            return None
+        return self._record("macro", ev.pop("kind", "collapse"), ev.pop("t", None),
+                            ev.pop("device_id", None), ev)
+
+    def meta(self, health, t=None, force=False):
+        t = time.time() if t is None else float(t)
+        if not self.on("meta"):
+            self.suppressed["meta"] += 1
+            return None
+        if not force and t < self._next_meta:
+            return None
+        self._next_meta = t + self.meta_interval
+        data = dict(health or {})
+        data["witnessing"] = self.stats()
+        return self._record("meta", "health", t, None, data)
+
+    def stats(self):
+        out = dict(records=dict(self.counts), suppressed=dict(self.suppressed),
+                   macro_forwarded=self.macro_forwarded, cycles=self.cycles,
+                   cycle_seconds=round(self.cycle_seconds, 6))
+        m = self.memory
+        if m is not None:
+            out["memory"] = dict(written=dict(m.written), flush_seconds=round(m.flush_seconds, 6))
+        return out
+
+    # ------------------------------------------------------------------ integration cycle
+    def _due(self, table, dev, boot, t, interval):
+        if self._boot.get(dev) != boot:          # a new stream: everything is due at once
+            self._boot[dev] = boot
+            self._next_master.pop(dev, None)
+            self._next_emissary.pop(dev, None)
+            self._next_snapshot.pop(dev, None)
+        if t >= table.get(dev, -np.inf):
+            table[dev] = t + interval
+            return True
+        return False
+
+    def observe(self, master, sync=None, t=None, emissary_s=1.0, master_s=10.0, device_c=None):
+        t0 = time.perf_counter()
+        t = time.time() if t is None else float(t)
+        out = dict(devices=0, meso_master=0, meso_emissary=0, snapshots=0, collapsed=0)
+        n = len(master.device_ids())
+        if n == 0:
+            return out
+        has = master.last[:n] >= master.first[:n]
+        if not has.any():
+            return out
+        idx = np.flatnonzero(has)
+        ids = master.dev_id[idx].tolist()
+        boots = master.boot[idx].tolist()
+        out["devices"] = len(ids)
+        r = None
+        if sync is not None:
+            r = sync_from_master(master, sync, emissary_s, master_s, t=t, emissary_c_device=device_c)
+            out["collapsed"] = int(r["collapsed"].sum()) if r is not None else 0
+        meso = self.on("meso") and self.memory is not None
+        if not meso:
+            self.suppressed["meso"] += 1
+        want_m = [self._due(self._next_master, d, b, t, self.master_interval) for d, b in zip(ids, boots)]
+        want_e = [self._due(self._next_emissary, d, b, t, self.emissary_interval) for d, b in zip(ids, boots)]
+        want_s = [self._due(self._next_snapshot, d, b, t, self.snapshot_interval) for d, b in zip(ids, boots)]
+        mem = self.memory
+        if meso and any(want_m) or (mem is not None and any(want_s)):
+            q = master.query_all()
+            W = q["window"]
+            for j, i in enumerate(idx.tolist()):
+                d, b = ids[j], boots[j]
+                if meso and want_m[j]:
+                    for k in range(W.shape[0]):
+                        mem.coherence(d, t, "master", q["C"][i, k], window=W[k],
+                                      coverage=q["coverage"][i, k], boot_id=b)
+                    out["meso_master"] += 1
+                    self.counts["meso"] += 1
+                if mem is not None and want_s[j]:
+                    ws = [dict(window=float(W[k]), T_hat=complex(q["T_hat"][i, k]), C=float(q["C"][i, k]),
+                               coverage=float(q["coverage"][i, k]), beats=int(q["beats"][i, k]),
+                               seconds=float(q["seconds"][i, k]), last_beat=int(q["last_beat"][i, k]))
+                          for k in range(W.shape[0])]
+                    if mem.snapshot(d, t, ws, boot_id=b):
+                        out["snapshots"] += 1
+        if meso and any(want_e):
+            qe = master.query(idx, emissary_s)
+            for j in range(len(ids)):
+                if not want_e[j]:
+                    continue
+                extra = None
+                if r is not None:
+                    extra = dict(T_hat=[float(qe["T_hat"][j].real), float(qe["T_hat"][j].imag)])
+                    if device_c and ids[j] in device_c:
+                        extra["device_c"] = float(device_c[ids[j]])
+                mem.coherence(ids[j], t, "emissary", qe["C"][j], window=emissary_s,
+                              coverage=qe["coverage"][j], boot_id=boots[j], extra=extra)
+                if r is not None:
+                    mem.coherence(ids[j], t, "sync", r["C_sync"][j], window=master_s, boot_id=boots[j],
+                                  extra=dict(delta_phase=float(r["delta_phase"][j]),
+                                             coherent=bool(r["coherent"][j]),
+                                             collapsed=bool(r["collapsed"][j]),
+                                             T_sync=[float(r["T_sync"][j].real), float(r["T_sync"][j].imag)]))
+                out["meso_emissary"] += 1
+                self.counts["meso"] += 1
+        self.cycles += 1
+        self.cycle_seconds += time.perf_counter() - t0
+        return out

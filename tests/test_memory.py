@@ -156,3 +156,44 @@ def test_from_config_and_master_snapshots(tmp_path):
     st = mem.reconstruct(4, 10.0)
     assert len(st["windows"]) == 4 and st["windows"][0]["C"] == pytest.approx(0.25)
     mem.close()
+
+
+def test_cli_query_reconstruct_similar(tmp_path, capsys):
+    import json as _json
+    from host.cli import main
+    from host.commands.memory import parse_time
+    mem = Memory(str(tmp_path / "memory.sqlite"))
+    for k in range(5):
+        mem.snapshot(1, 1000.0 + k, wins((0.5, 0.4, 0.3), phase=0.1 * k, last_beat=k), boot_id=2)
+        mem.snapshot(2, 1000.0 + k, wins((0.5, 0.4, 0.3), phase=2.0), boot_id=2)
+    mem.witness(dict(layer="macro", kind="collapse", t=1002.5, device_id=1, C_sync=0.97))
+    mem.close()
+    d = str(tmp_path)
+    assert main(["memory", "query", "--data", d, "--device", "1", "--since", "1001", "--until",
+                 "1002", "--json"]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    assert out["table"] == "phase_snapshots" and len(out["rows"]) == 6
+    assert main(["memory", "query", "--data", d, "--table", "witness", "--layer", "macro"]) == 0
+    assert "collapse" in capsys.readouterr().out
+    assert main(["memory", "reconstruct", "--data", d, "--device", "1", "--at", "1003.5", "--json"]) == 0
+    st = _json.loads(capsys.readouterr().out)
+    assert st["snapshot_t"] == 1003.0 and len(st["windows"]) == 3
+    assert main(["memory", "reconstruct", "--data", d, "--device", "1", "--at", "1003.5"]) == 0
+    assert "age 0.500 s" in capsys.readouterr().out
+    assert main(["memory", "similar", "--data", d, "--device", "1", "--at", "1000", "--top", "3",
+                 "--json"]) == 0
+    res = _json.loads(capsys.readouterr().out)["results"]
+    assert [r["device_id"] for r in res] == [1, 1, 1] and res[0]["t"] == 1001.0
+    assert main(["memory", "similar", "--data", d, "--device", "1", "--other-devices", "--json"]) == 0
+    assert {r["device_id"] for r in _json.loads(capsys.readouterr().out)["results"]} == {2}
+    # user mistakes: message and exit 2, no traceback
+    assert main(["memory", "reconstruct", "--data", d, "--device", "9"]) == 2
+    assert "nothing in memory" in capsys.readouterr().err
+    assert main(["memory", "query", "--data", str(tmp_path / "nope")]) == 2
+    assert "no memory database" in capsys.readouterr().err
+    assert main(["memory", "query", "--data", d, "--since", "yesterday-ish"]) == 2
+    assert "bad time" in capsys.readouterr().err
+    assert main(["memory", "query", "--data", d, "--table", "bogus"]) == 2
+    assert "allowed" in capsys.readouterr().err
+    assert parse_time("-10m", now=1000.0) == 400.0
+    assert parse_time("1970-01-01T00:01:00Z") == 60.0

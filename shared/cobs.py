@@ -110,9 +110,10 @@ def encode(data):
 
 def decode(seg):
     """Decode one COBS segment (no delimiters). Raises FramingError on a bad segment."""
+    if not isinstance(seg, bytes):
+        seg = bytes(seg)
     n = len(seg)
-    out = bytearray(n)
-    w = 0
+    out = bytearray()
     i = 0
     while i < n:
         code = seg[i]
@@ -122,18 +123,14 @@ def decode(seg):
         if end > n:
             raise FramingError("COBS code %d at offset %d runs past the segment end (%d bytes)"
                                % (code, i, n))
-        i += 1
-        while i < end:
-            b = seg[i]
-            if b == 0:
-                raise FramingError("COBS segment contains 0x00 at offset %d" % i)
-            out[w] = b
-            w += 1
-            i += 1
+        block = seg[i + 1:end]
+        if b"\x00" in block:
+            raise FramingError("COBS segment contains 0x00 after offset %d" % i)
+        out += block
+        i = end
         if code != 0xFF and i < n:
-            out[w] = 0
-            w += 1
-    return bytes(out[:w])
+            out.append(0)
+    return bytes(out)
 
 
 class Deframer:
@@ -152,26 +149,37 @@ class Deframer:
         self._overflow = False
 
     def feed(self, data):
+        """Consume bytes; return the list of frames (bytes) completed by them."""
+        if not isinstance(data, (bytes, bytearray)):
+            data = bytes(data)
         frames = []
         buf = self._buf
-        cap = self._cap - 2
-        for b in data:
-            if b == 0:
-                if self._overflow:
-                    self.errors["oversize"] += 1
-                elif self._n:
-                    try:
-                        frames.append(decode(memoryview(buf)[:self._n]))
-                    except FramingError:
-                        self.errors["cobs"] += 1
-                self._n = 0
-                self._overflow = False
-            elif not self._overflow:
-                if self._n >= cap:
+        cap = self._cap - 2  # longest legal segment without its delimiters
+        n = len(data)
+        i = 0
+        while i < n:
+            j = data.find(b"\x00", i)
+            end = n if j < 0 else j
+            k = end - i  # bytes of this piece before the delimiter (or the chunk end)
+            if k and not self._overflow:
+                if self._n + k > cap:
                     self._overflow = True
                 else:
-                    buf[self._n] = b
-                    self._n += 1
+                    buf[self._n:self._n + k] = data[i:end]
+                    self._n += k
+            if j < 0:
+                break
+            # a delimiter: close the segment
+            if self._overflow:
+                self.errors["oversize"] += 1
+            elif self._n:
+                try:
+                    frames.append(decode(memoryview(buf)[:self._n]))
+                except FramingError:
+                    self.errors["cobs"] += 1
+            self._n = 0
+            self._overflow = False
+            i = j + 1
         return frames
 
 

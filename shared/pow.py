@@ -1,0 +1,196 @@
+"""Proof of traversal (hashcash, SPEC 4.6 / ET Eq 26): find a u32 nonce such that
+SHA-256(record || nonce as 4 bytes little-endian) has at least `bits` leading zero bits
+(bit 7 of byte 0 first). Minting is incremental, in bounded slices a beat can afford; verifying
+is one hash. Both runtimes.
+
+Allocation: every SHA-256 on MicroPython allocates its hash object and the 32-byte digest
+(hashlib has no in-place API and no copy()); nothing else is allocated per hash (the nonce is
+written into a preallocated buffer, the counter is two 16-bit small ints) and nothing at all
+when idle. start() allocates the record buffer only when the record length changes.
+
+Public API
+----------
+Miner()
+    .start(record: bytes-like, bits: int)   begin minting (0 <= bits <= 32); nonces 0, 1, 2, ...
+    .step(max_hashes: int) -> bool          try up to max_hashes nonces; True once found
+    .done (bool), .active (bool), .hashes (hashes tried in this job, saturates at 2^30 - 1)
+    .nonce_lo16, .nonce_hi16                the found nonce as halves (no bigint on the Pico)
+    .nonce                                  the found nonce as an int (a bigint on a 32-bit port
+                                            when >= 2^30: read it off the beat path)
+    .exhausted (bool)                       all 2^32 nonces tried without success
+    .cancel()
+verify(record, nonce, bits) -> bool         one hash
+leading_zero_bits(digest) -> int
+mint(record, bits, limit=None) -> int       blocking convenience (host, tests); ValueError when the
+                                            nonce space (or limit) is exhausted
+expected_hashes(bits) -> int                2^bits (mean work)
+"""
+import hashlib
+import struct
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+MAX_BITS = const(32)
+_HASH_CAP = const(0x3FFFFFFF)
+
+
+def _check_bits(bits):
+    if not (isinstance(bits, int) and 0 <= bits <= MAX_BITS):
+        raise ValueError("difficulty must be an int in 0..32 leading zero bits, got %r" % (bits,))
+
+
+def leading_zero_bits(digest):
+    n = 0
+    for b in digest:
+        if b == 0:
+            n += 8
+            continue
+        m = 0x80
+        while not b & m:
+            n += 1
+            m >>= 1
+        return n
+    return n
+
+
+def _meets(d, nfull, mask):
+    for i in range(nfull):
+        if d[i]:
+            return False
+    if mask and nfull < 32:
+        return not (d[nfull] & mask)
+    return True
+
+
+def verify(record, nonce, bits):
+    """True when SHA-256(record || nonce u32 LE) has >= bits leading zero bits."""
+    _check_bits(bits)
+    if not 0 <= nonce <= 0xFFFFFFFF:
+        return False
+    h = hashlib.sha256(record)
+    h.update(struct.pack("<HH", nonce & 0xFFFF, (nonce >> 16) & 0xFFFF))
+    return _meets(h.digest(), bits >> 3, (0xFF << (8 - (bits & 7))) & 0xFF)
+
+
+def expected_hashes(bits):
+    return 1 << bits
+
+
+class Miner:
+    def __init__(self):
+        self._buf = bytearray(0)
+        self._off = 0
+        self._nfull = 0
+        self._mask = 0
+        self._m0 = 0
+        self._b0 = 0
+        self._b1 = 0
+        self._hi = 0
+        self.hashes = 0
+        self.nonce_lo16 = 0
+        self.nonce_hi16 = 0
+        self.done = False
+        self.active = False
+        self.exhausted = False
+        self.bits = 0
+
+    def start(self, record, bits):
+        _check_bits(bits)
+        n = len(record)
+        if len(self._buf) != n + 4:
+            self._buf = bytearray(n + 4)
+        buf = self._buf
+        buf[0:n] = record
+        buf[n] = buf[n + 1] = buf[n + 2] = buf[n + 3] = 0
+        self._off = n
+        self.bits = bits
+        self._nfull = bits >> 3
+        self._mask = (0xFF << (8 - (bits & 7))) & 0xFF
+        # first-byte filter: every candidate must pass it (all 8 bits when bits >= 8)
+        self._m0 = 0xFF if bits >= 8 else self._mask
+        self._b0 = 0
+        self._b1 = 0
+        self._hi = 0
+        self.hashes = 0
+        self.done = False
+        self.exhausted = False
+        self.active = True
+
+    def cancel(self):
+        self.active = False
+
+    def step(self, max_hashes):
+        if not self.active:
+            return self.done
+        buf = self._buf
+        o = self._off
+        m0 = self._m0
+        b0 = self._b0
+        sha = hashlib.sha256
+        for i in range(max_hashes):
+            d = sha(buf).digest()
+            if not (d[0] & m0) and _meets(d, self._nfull, self._mask):
+                self._b0 = b0
+                self._count(i + 1)
+                self._found()
+                return True
+            b0 += 1
+            if b0 == 256:
+                b0 = 0
+                if self._carry():
+                    self._b0 = 0
+                    return False
+            buf[o] = b0
+        self._b0 = b0
+        self._count(max_hashes)
+        return False
+
+    def _count(self, n):
+        h = self.hashes + n
+        self.hashes = h if h < _HASH_CAP else _HASH_CAP
+
+    def _carry(self):
+        # advance nonce bytes 1..3 after byte 0 wrapped; True when all 2^32 nonces are used
+        o = self._off
+        buf = self._buf
+        b1 = self._b1 + 1
+        if b1 == 256:
+            b1 = 0
+            hi = self._hi + 1
+            if hi == 65536:
+                self.active = False
+                self.exhausted = True
+                return True
+            self._hi = hi
+            buf[o + 2] = hi & 0xFF
+            buf[o + 3] = hi >> 8
+        self._b1 = b1
+        buf[o + 1] = b1
+        return False
+
+    def _found(self):
+        self.nonce_lo16 = self._b0 | (self._b1 << 8)
+        self.nonce_hi16 = self._hi
+        self.done = True
+        self.active = False
+
+    @property
+    def nonce(self):
+        return (self.nonce_hi16 << 16) | self.nonce_lo16
+
+
+def mint(record, bits, limit=None):
+    """Blocking mint (host/tests): the smallest nonce that meets `bits`."""
+    m = Miner()
+    m.start(record, bits)
+    tried = 0
+    while True:
+        if m.step(4096):
+            return m.nonce
+        tried += 4096
+        if m.exhausted or (limit is not None and tried >= limit):
+            raise ValueError("no nonce with %d leading zero bits in %d hashes" % (bits, tried))

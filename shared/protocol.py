@@ -373,6 +373,11 @@ def _validate_fields(msg_type, f):
     elif msg_type == CONFIG:
         for p in f["pairs"]:
             _range("config key", p[0], 1, 255)
+    elif msg_type == MODEL:
+        for nm in ("w", "b"):
+            v = f[nm]
+            if v - v != 0:  # NaN or infinity
+                raise FieldError("MODEL %s must be a finite number (got %r)" % (nm, v))
     elif msg_type == TIME_SYNC:
         _range("mode", f["mode"], SYNC_REQUEST, SYNC_REPLY)
     elif msg_type == CLEAR:

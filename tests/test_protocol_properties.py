@@ -28,8 +28,8 @@ _SPECIAL = {
     P.CLEAR: {"reason": st.integers(1, P.CLEAR_REASON_MAX)},
     P.ERROR: {"code": st.integers(1, P.ERR_CODE_MAX), "ref_type": st.integers(0, 10),
               "text": st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ abc:=0123456789", max_size=16)},
-    P.MODEL: {"w": st.floats(width=32, allow_nan=False), "b": st.floats(width=32,
-                                                                        allow_nan=False)},
+    P.MODEL: {"w": st.floats(width=32, allow_nan=False, allow_infinity=False),
+              "b": st.floats(width=32, allow_nan=False, allow_infinity=False)},
 }
 
 
@@ -182,6 +182,20 @@ def test_cobs_stream_with_noise(payloads, noise, data):
         if p == b"":
             continue  # an empty frame is an empty segment, which the deframer skips
         assert any(g == p for g in it)
+
+
+def test_model_rejects_non_finite():
+    import pytest
+    from shared.wire_errors import FieldError
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(FieldError):
+            P.encode(P.MODEL, {"model_version": 1, "w": bad, "b": 0.0}, 0, 5, 0)
+    good = bytearray(P.encode(P.MODEL, {"model_version": 1, "w": 1.0, "b": 0.0}, 0, 5, 0))
+    struct.pack_into("<f", good, 20, float("nan"))
+    from shared.crc import crc32_store
+    crc32_store(good, len(good) - 4)
+    with pytest.raises(FieldError):
+        P.decode(bytes(good))
 
 
 def test_seq_field_written_as_u32():

@@ -82,6 +82,7 @@ def test_allocation_idle_zero_and_per_hash_small():
     m.step(10)                                 # warm the call paths
     m.start(bytes(48), 30)
     m.step(10)
+    rec = bytes(48)
     gc.collect()
     gc.disable()
     try:
@@ -90,7 +91,7 @@ def test_allocation_idle_zero_and_per_hash_small():
         for _ in range(100):
             m.step(50)                         # idle: nothing
         a1 = gc.mem_alloc()
-        m.start(bytes(48), 30)
+        m.start(rec, 30)
         a2 = gc.mem_alloc()
         m.step(200)
         a3 = gc.mem_alloc()

@@ -144,7 +144,15 @@ def describe(plan, staging_hint="<staging>"):
     known = sum(it.size or it.source_size or 0 for it in plan["items"])
     lines.append("  total about %d bytes (sources; compiled .mpy files are smaller)" % known
                  if any(it.size is None for it in plan["items"]) else "  total %d bytes" % known)
-    if plan["board"] != "pizero":
+    if plan["board"] == "pizero":
+        from tools.deploy import pizero as Z
+        out = plan["out"] or Z.default_out(plan)
+        for name, data, mode in Z.bundle_extras(plan):
+            lines.append("  %-34s %7d B  generated (mode %o)" % (name, len(data), mode))
+        lines.append("")
+        lines.append("bundle: %s/ and %s.tar.gz (mode 0600: it holds the device key)" % (out, out))
+        lines.extend(Z.describe_steps(out))
+    else:
         lines.append("")
         lines.append("mpremote commands (what the deploy does, over one connection):")
         for c in cli_commands(plan["port"], plan["items"], staging_hint, plan["dirs"],

@@ -1,0 +1,128 @@
+"""Deploy for real: `tools/flash.py` (= `becomingone flash`) against a fake board (the MicroPython
+unix port confined by bubblewrap to its board folder, on a pty): the compiled files, the board
+config and the key land in the board folder, the key equals the keystore's and is never printed,
+the board resets, boots the firmware, and its authenticated HELLO reaches a UDP socket here.
+Also `mpremote mip install` of package.json onto the same kind of board."""
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from host.keystore import Keystore
+from shared import protocol
+from shared.auth import Auth
+from tools.deploy import plan as P
+from tools.deploy.fakeboard_host import FakeBoard, missing_tools
+
+MISSING = missing_tools()
+pytestmark = pytest.mark.skipif(bool(MISSING), reason="fake board needs: " + ", ".join(MISSING))
+ROOT = P.ROOT
+
+
+@pytest.fixture
+def fakeboard(tmp_path):
+    d = tmp_path / "board"
+    d.mkdir()
+    fb = FakeBoard(str(d), network=True, link=str(tmp_path / "ttyFAKE"))
+    fb.start()
+    try:
+        fb.wait_console(b">>> ", 15)
+        yield fb, d
+    finally:
+        fb.stop()
+
+
+def _udp_host():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+def _wait_hello(sock, key, device_id, timeout):
+    auth = Auth(key)
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            data, _addr = sock.recvfrom(2048)
+        except socket.timeout:
+            break
+        f = protocol.decode(data, auth={device_id: auth})  # the tag must verify with the key
+        seen.append(f.name)
+        if f.type == protocol.HELLO:
+            return f, seen
+    raise AssertionError("no HELLO within %.0f s (frames seen: %s)" % (timeout, seen))
+
+
+@pytest.mark.slow
+def test_flash_lands_files_boots_and_hello_reaches_host(fakeboard, tmp_path):
+    fb, board = fakeboard
+    data = tmp_path / "hostdata"
+    host = _udp_host()
+    port = host.getsockname()[1]
+    expected = P.source_modules("emulator")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "flash.py"), "--board", "emulator",
+                        "--port", fb.port, "--data", str(data), "--device-id", "23",
+                        "--host-url", "udp://127.0.0.1:%d" % port, "--set", "boot_grace_ms=200",
+                        "--set", "pow_bits=8"],
+                       capture_output=True, timeout=60, cwd=str(tmp_path))
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out.decode(errors="replace")
+    flash_s = time.monotonic() - t0
+
+    # files landed: every module compiled, config, key, main.py
+    for rel in expected:
+        f = board / (rel[:-3] + ".mpy")
+        assert f.is_file() and f.read_bytes()[:2] == b"M\x06", rel
+    cfg = json.loads((board / "boardcfg.json").read_text())
+    assert cfg["board"] == "emulator" and cfg["device_id"] == 23
+    assert cfg["link"] == "udp://127.0.0.1:%d" % port
+    assert (board / "main.py").read_bytes() == P.root_main_source()
+
+    # the key on the board is the one registered in the keystore (0600), never printed
+    ks_path = data / "keys.json"
+    assert stat.S_IMODE(os.stat(ks_path).st_mode) == 0o600
+    key = Keystore(str(ks_path)).get(23)
+    assert key is not None and len(key) == 32
+    assert (board / "device.key").read_bytes() == key
+    assert key not in out and key.hex().encode() not in out and key.hex().upper().encode() not in out
+    assert key not in bytes(fb.console)
+
+    # the board was reset (machine.reset() -> a fresh interpreter) and boots the firmware
+    deadline = time.monotonic() + 10
+    while fb.boots < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fb.boots == 2 and fb.exit_codes[:1] == [42]
+    hello, seen = _wait_hello(host, key, 23, timeout=25)
+    host.close()
+    assert hello.device_id == 23 and hello.auth
+    board_name = hello.fields["board"]
+    assert (board_name.decode() if isinstance(board_name, bytes) else board_name).rstrip("\0") == "emulator"
+    print("flash %.1f s, HELLO after %.1f s, frames %s" % (flash_s, time.monotonic() - t0, seen[:5]))
+
+
+@pytest.mark.slow
+def test_mip_install_of_package_json(fakeboard):
+    fb, board = fakeboard
+    pkg = os.path.join(ROOT, "package.json")
+    p = subprocess.run([sys.executable, "-m", "mpremote", "connect", fb.port, "mip", "install",
+                        "--target", "lib", pkg], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+    with open(pkg) as f:
+        urls = json.load(f)["urls"]
+    for target, src in urls:
+        with open(os.path.join(ROOT, src), "rb") as f:
+            assert (board / "lib" / target).read_bytes() == f.read(), target
+    # the installed firmware imports on the board from /lib
+    p = subprocess.run([sys.executable, "-m", "mpremote", "connect", fb.port, "exec",
+                        "import sys; sys.path.append('/lib'); import device.cli; "
+                        "print(device.cli.parse_args(['--board', 'pico']).board)"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout.strip().endswith("pico"), p.stdout + p.stderr

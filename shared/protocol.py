@@ -410,14 +410,11 @@ def _text(raw, name):
 
 def _unpack_fixed(msg_type, data, off):
     fmt, names = LAYOUTS[msg_type]
-    vals = struct.unpack_from(fmt, data, off)
-    f = {}
-    for i in range(len(names)):
-        nm = names[i]
-        v = vals[i]
-        if nm == "board" or nm == "text":
-            v = _text(v, nm)
-        f[nm] = v
+    f = dict(zip(names, struct.unpack_from(fmt, data, off)))
+    if msg_type == HELLO:
+        f["board"] = _text(f["board"], "board")
+    elif msg_type == ERROR:
+        f["text"] = _text(f["text"], "text")
     return f
 
 

@@ -209,3 +209,25 @@ def test_witness_record_bytes():
     f = {"witness_id": 9, "kind": 1, "beat": 100, "decision": 3, "threat": 40000,
          "coherence": 30000, "value": -7, "pow_bits": 16, "nonce": 5}
     assert bytes(buf) == P.witness_record(42, 777, f)
+
+
+def test_crc32_store_and_check_match_binascii():
+    import binascii
+    import random
+    from shared.crc import crc32_check
+    b = bytearray(b"123456789\x00\x00\x00\x00")
+    crc32_store(b, 9)
+    assert bytes(b[9:]) == b"\x26\x39\xf4\xcb"  # 0xCBF43926 little-endian
+    random.seed(5)
+    for n in (0, 1, 3, 4, 55, 63, 250):
+        d = bytearray(n + 4)
+        for i in range(n):
+            d[i] = random.getrandbits(8)
+        crc32_store(d, n)
+        assert int.from_bytes(bytes(d[n:]), "little") == binascii.crc32(bytes(d[:n])), n
+        assert crc32_check(d, n) and crc32_check(bytes(d), n)
+        d[n + 3] ^= 0x10
+        assert not crc32_check(d, n) and not crc32_check(bytes(d), n)
+    longer = bytearray(70)  # check a CRC in the middle of a larger buffer
+    crc32_store(longer, 20)
+    assert crc32_check(longer, 20)

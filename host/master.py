@@ -411,16 +411,45 @@ class Master:
         (None when the stream has no data), T, E0, EL, and sums: the exact integer totals
         (dT_re, dT_im, dE0, dEL, n_samples, beats present) over [first_beat, last_beat]."""
         i = self._need(device_id)
-        q = self.query([i], seconds)
-        has = self.last[i] >= self.first[i]
-        out = dict(window=float(seconds), T_hat=complex(q["T_hat"][0]), C=float(q["C"][0]),
-                   coverage=float(q["coverage"][0]), beats=int(q["beats"][0]),
-                   seconds=float(q["seconds"][0]), span_beats=int(q["span_beats"][0]),
-                   first_beat=int(q["first_beat"][0]) if has else None,
-                   last_beat=int(q["last_beat"][0]) if has else None,
-                   T=complex(q["T"][0]), E0=float(q["E0"][0]), EL=float(q["EL"][0]),
-                   sums=tuple(int(x) for x in q["sums"][0]))
-        return out
+        if not 0 < seconds <= self.tau_max + 1e-9:
+            raise ValueError("window %r s outside (0, tau_max=%r]" % (seconds, self.tau_max))
+        now, first = int(self.last[i]), int(self.first[i])
+        if now < first:
+            return dict(window=float(seconds), T_hat=0j, C=0.0, coverage=0.0, beats=0, seconds=0.0,
+                        span_beats=0, first_beat=None, last_beat=None, T=0j, E0=0.0, EL=0.0,
+                        sums=(0,) * NF)
+        nb = max(1, int(round(seconds / float(self.beat_s[i]))))
+        slots = self.slots
+        top = self.rings[0][i, now % slots]
+        start_exact = now - nb + 1
+        base, start = None, first
+        if start_exact > first:
+            for block, ring in zip(self.blocks, self.rings):
+                kb = (start_exact + block // 2) // block
+                st = kb * block
+                if st <= first:
+                    break
+                k = kb - 1
+                kdone = (now + 1) // block - 1
+                if k <= kdone and kdone - k <= slots - 1:
+                    base, start = ring[i, k % slots], st
+                    break
+        sums = (top - base if base is not None else top).tolist()   # int64 wrap-around difference
+        es = float(self.e_scale[i])
+        ts = float(self.t_scale[i])
+        T = complex(sums[F_TRE] * ts, sums[F_TIM] * ts)
+        E0, EL = sums[F_E0] * es, sums[F_EL] * es
+        den = E0 * EL
+        if den > 0:
+            C = (T.real * T.real + T.imag * T.imag) / den
+            T_hat = T / den ** 0.5
+        else:
+            C, T_hat = 0.0, 0j
+        span = now - start + 1
+        return dict(window=float(seconds), T_hat=T_hat, C=C, coverage=sums[F_BEATS] / span,
+                    beats=sums[F_BEATS], seconds=sums[F_N] / float(self.fs[i]), span_beats=span,
+                    first_beat=start, last_beat=now, T=T, E0=float(E0), EL=float(EL),
+                    sums=tuple(sums))
 
     def windows(self, device_id):
         """Every configured window of a device (list in window order)."""

@@ -63,10 +63,10 @@ def test_sync_from_master_uses_its_windows():
     n = 3000
     # device 5: perfectly coherent partials (T = E), device 6: phase rotating every beat
     ph = np.exp(1j * np.arange(n) * 2.0)
-    m.ingest_batch(np.full(n, i), np.arange(n), np.full(n, 16384 * 100), np.zeros(n),
+    m.ingest_batch(np.full(n, i), np.arange(n), np.full(n, 100), np.zeros(n),
                    np.full(n, 100), np.full(n, 100), np.full(n, 4))
-    m.ingest_batch(np.full(n, j), np.arange(n), (ph.real * 16384 * 100).astype(np.int64),
-                   (ph.imag * 16384 * 100).astype(np.int64), np.full(n, 100), np.full(n, 100),
+    m.ingest_batch(np.full(n, j), np.arange(n), (ph.real * 100).astype(np.int64),
+                   (ph.imag * 100).astype(np.int64), np.full(n, 100), np.full(n, 100),
                    np.full(n, 4))
     r = sync_from_master(m, s, cfg.emissary.tau_max, cfg.sync.master_window, t=1.0,
                          emissary_c_device={5: 1.0})

@@ -15,6 +15,7 @@ BENCHES = {
     "ledger": "tools.bench_ledger",
     "ingest": "tools.bench_ingest",
     "mesh": "tools.bench_mesh",
+    "master": "tools.bench_master",
 }
 
 

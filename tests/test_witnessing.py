@@ -104,3 +104,40 @@ def test_emissary_interval_controls_meso_rate(tmp_path):
     counts = [w.observe(m, sync, t=k * 0.1, master_s=10.0) for k in range(20)]
     assert sum(c["meso_emissary"] for c in counts) == 4       # t = 0, 0.5, 1.0, 1.5
     assert sum(c["meso_master"] for c in counts) == 2         # t = 0, 1.0
+
+
+def test_integration_object_end_to_end(tmp_path):
+    from host.integration import Integration
+    cfg = load_config(overrides={"data_dir": str(tmp_path), "master.windows": [1, 10],
+                                 "master.tau_max": 10, "master.witness_interval": 0.5,
+                                 "emissary.witness_interval": 0.5, "witnessing.meta_interval": 1.0})
+    m = Master.from_config(cfg)
+    ledger = []
+    core = Integration(cfg, m, ledger_submit=lambda kind, data: ledger.append((kind, data)))
+    m.open_stream(3, 4, 1000, 4210)
+    feed(m, 3, 3000)
+    core.telemetry_coherence(3, 65535)
+    out = core.tick(now=50.0, health={"ingest_lag_ms": 0.4, "queues": {"inbox": 0}})
+    assert out["collapsed"] == 1 and out["snapshots"] == 1
+    assert ledger[0][0] == "collapse" and ledger[0][1]["device_id"] == 3
+    assert ledger[0][1]["emissary_c_device"] == pytest.approx(65535 / 65536)
+    assert core.tick(now=50.1) is None                        # not due
+    core.micro("model_push", device_id=3, w=0.2, b=-1.0)
+    core.new_stream(3)
+    assert core.status()["collapses"] == 1
+    core.close()
+    mem = Memory.open_readonly(cfg.memory_path())
+    layers = {r["layer"] for r in mem.query("witness_log")}
+    assert layers == {"macro", "meta", "micro"}
+    assert mem.reconstruct(3, 51.0)["windows"][0]["C"] == pytest.approx(1.0)
+
+    def broken(kind, data):
+        raise RuntimeError("disk full")
+    cfg2 = load_config(overrides={"data_dir": str(tmp_path / "b"), "master.windows": [1, 10],
+                                  "master.tau_max": 10})
+    m2 = Master.from_config(cfg2)
+    core2 = Integration(cfg2, m2, ledger_submit=broken, memory=False)
+    m2.open_stream(1, 1, 1000, 4210)
+    feed(m2, 1, 3000)
+    core2.tick(now=1.0)
+    assert core2.ledger_errors == 1

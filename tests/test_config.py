@@ -1,11 +1,10 @@
 """Config: defaults without a file, the example file, overrides, and every kind of rejection
 (unknown keys, wrong types, out-of-range values, inconsistent combinations)."""
-import math
 import os
 
 import pytest
 
-from host.config import SCHEMA, Config, iter_leaves, load_config
+from host.config import SCHEMA, iter_leaves, load_config
 from host.errors import ConfigError, UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,7 +3,7 @@ batch vs per-frame ingest, many devices, long streams (ring wrap and block align
 import numpy as np
 import pytest
 
-from host.master import Master, NF, partial_scales
+from host.master import Master, partial_scales
 
 
 def make_rows(rng, n, first=0, loss=0.0):

@@ -133,6 +133,12 @@ class Coordinator:
         inbox = self.inbox
 
         def work(stop):
+            if getattr(link, "block_mode", False):
+                while not stop.is_set():
+                    blk = link.recv_block(0.1)
+                    if blk is not None:
+                        inbox.put(("rxb", link, blk, _now_us()))
+                return
             while not stop.is_set():
                 frames = link.recv(0.1)
                 if frames:
@@ -200,6 +206,10 @@ class Coordinator:
             _, link, frames, t_us = item
             self._ingest_lag_us = _now_us() - t_us
             self.ingest.frames(link, frames, t_us)
+        elif kind == "rxb":
+            _, link, blk, t_us = item
+            self._ingest_lag_us = _now_us() - t_us
+            self.ingest.block(link, blk, t_us)
         elif kind == "committed":
             self._witness_committed(*item[1:])
         elif kind == "call":

@@ -103,7 +103,7 @@ def test_hello_telemetry_witness_ack_after_commit(tmp_path):
         for b in range(1, 41):
             dev.send(P.TELEMETRY, tel(b))
         dev.send(P.TELEMETRY, {"records": [tel(41), tel(42), tel(43)]}, batch=True)
-        assert wait(lambda: c.counters["beats"] >= 43)
+        assert wait(lambda: c.counters["beats"] >= 43), (c.counters, c.rejected)
         w = c.call(c.master.window, 17, 10.0)
         assert w["beats"] == 43
         assert w["T"].real != 0
@@ -181,7 +181,8 @@ def test_keyed_device_forged_and_unknown_policy(tmp_path):
         stranger = FakeDevice(addr, device_id=99)
         stranger.send(P.HELLO, HELLO)
         stranger.send(P.TELEMETRY, tel(1))
-        assert wait(lambda: c.rejected["auth"] >= 2 and c.rejected["unknown_device"] >= 2)
+        assert wait(lambda: c.rejected["auth"] >= 2 and c.rejected["unknown_device"] >= 2), \
+            (c.counters, c.rejected)
         assert c.sessions.get(99) is None
         assert c.counters["beats"] == 0
     finally:

@@ -143,3 +143,31 @@ def test_serial_unplug_and_replug(tmp_path):
 def test_serial_missing_port_first_open_raises():
     with pytest.raises(OSError):
         open_link("/dev/does-not-exist-becomingone")
+
+
+def test_udp_block_mode_recvmmsg():
+    link = open_link("udp://127.0.0.1:0")
+    if not link.block_mode:
+        link.close()
+        pytest.skip("recvmmsg not available")
+    try:
+        host, port = link.local_url[6:].rsplit(":", 1)
+        dev = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dev.bind(("127.0.0.1", 0))
+        sent = [b"f%04d" % i + b"x" * (i % 7) for i in range(300)]
+        for d in sent:
+            dev.sendto(d, (host, int(port)))
+        dev.sendto(b"y" * 400, (host, int(port)))          # oversize
+        got = []
+        deadline = time.time() + 2
+        while len(got) < 300 and time.time() < deadline:
+            blk = link.recv_block(0.1)
+            if blk is not None:
+                got += blk.items()
+        assert [g[0] for g in got] == sent
+        assert got[0][1] == dev.getsockname()
+        assert link.counters["oversize"] == 1 and link.counters["frames_in"] == 300
+        assert link.recv_block(0.02) is None
+    finally:
+        link.close()
+        dev.close()

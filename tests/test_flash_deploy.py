@@ -60,7 +60,6 @@ def _wait_hello(sock, key, device_id, timeout):
     raise AssertionError("no HELLO within %.0f s (frames seen: %s)" % (timeout, seen))
 
 
-@pytest.mark.slow
 def test_flash_lands_files_boots_and_hello_reaches_host(fakeboard, tmp_path):
     fb, board = fakeboard
     data = tmp_path / "hostdata"
@@ -108,18 +107,20 @@ def test_flash_lands_files_boots_and_hello_reaches_host(fakeboard, tmp_path):
     print("flash %.1f s, HELLO after %.1f s, frames %s" % (flash_s, time.monotonic() - t0, seen[:5]))
 
 
-@pytest.mark.slow
 def test_mip_install_of_package_json(fakeboard):
     fb, board = fakeboard
     pkg = os.path.join(ROOT, "package.json")
+    with open(pkg) as f:
+        urls = json.load(f)["urls"]
+    sources = {}
+    for target, src in urls:
+        with open(os.path.join(ROOT, src), "rb") as f:
+            sources[target] = f.read()
     p = subprocess.run([sys.executable, "-m", "mpremote", "connect", fb.port, "mip", "install",
                         "--target", "lib", pkg], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert p.returncode == 0, p.stdout + p.stderr
-    with open(pkg) as f:
-        urls = json.load(f)["urls"]
-    for target, src in urls:
-        with open(os.path.join(ROOT, src), "rb") as f:
-            assert (board / "lib" / target).read_bytes() == f.read(), target
+    for target, data in sources.items():
+        assert (board / "lib" / target).read_bytes() == data, target
     # the installed firmware imports on the board from /lib
     p = subprocess.run([sys.executable, "-m", "mpremote", "connect", fb.port, "exec",
                         "import sys; sys.path.append('/lib'); import device.cli; "

@@ -10,7 +10,7 @@ import shlex
 
 from host.errors import UserError
 
-CHUNK = 512  # bytes per raw-paste write (mpremote's CLI uses 256)
+CHUNK = 1024  # bytes per raw-paste write (mpremote's CLI uses 256; raw-paste flow control makes any size safe)
 RESET_CODE = "import time, machine; time.sleep_ms(100); machine.reset()"
 
 

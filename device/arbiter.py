@@ -42,10 +42,16 @@ import array
 import math
 
 try:
+    import micropython
     from micropython import const
 except ImportError:
     def const(x):
         return x
+
+    class micropython:          # CPython stand-in: the code emitter decorators are no-ops
+        @staticmethod
+        def native(f):
+            return f
 
 from device.pid import genomic_pid
 
@@ -192,6 +198,7 @@ class Arbiter:
         return self._table[anoms if anoms <= self.a_max else self.a_max]
 
     # --- the beat path ---
+    @micropython.native
     def step(self, window_anoms, act_err_q16=0):
         a = window_anoms + self.risk_anoms
         if a < 0:
@@ -233,6 +240,7 @@ class Arbiter:
         self.decision = d
         return d
 
+    @micropython.native
     def recalibrate(self, dT_q16):
         out = self.pid.update_error(dT_q16)
         self.dO = -out

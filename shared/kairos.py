@@ -47,10 +47,16 @@ Helpers (config time / host; floats allowed)
 import array
 
 try:
+    import micropython
     from micropython import const
 except ImportError:
     def const(x):
         return x
+
+    class micropython:          # CPython stand-in: the code emitter decorators are no-ops
+        @staticmethod
+        def native(f):
+            return f
 
 PHASE_MASK = const(0x3FFFFFFF)   # the phase accumulator is 30 bits: 2^30 = one turn
 QUARTER = const(0x10000000)      # pi/2 in phase units
@@ -371,6 +377,7 @@ class Emissary:
     def room(self):
         return self.max_samples - self._n
 
+    @micropython.native
     def add(self, x):
         if self._n >= self.max_samples:
             self.overruns += 1
@@ -477,6 +484,7 @@ class Emissary:
             self._aim += ti
         return True
 
+    @micropython.native
     def end_beat(self):
         n = self._n
         re = self._are
@@ -544,6 +552,7 @@ class Emissary:
             self.collapses += 1
         return c
 
+    @micropython.native
     def _sub(self, re, im, e0, el):
         lo = self._tre_l - re
         self._tre_h += lo >> 24

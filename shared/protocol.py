@@ -296,8 +296,8 @@ def encode(msg_type, fields, device_id, boot_id, seq, time_era=0, time_off=0, au
         buf[off] = count
         off += 1
         for r in fields["records"]:
-            _validate_fields(TELEMETRY, r)
             _pack_fixed(TELEMETRY, r, buf, off)
+            _validate_fields(TELEMETRY, r)
             off += TELEMETRY_LEN
     elif msg_type == CONFIG:
         try:
@@ -311,8 +311,8 @@ def encode(msg_type, fields, device_id, boot_id, seq, time_era=0, time_off=0, au
                              "value i32)): %r" % (e,))
         _validate_fields(CONFIG, fields)
     else:
-        _validate_fields(msg_type, fields)
         _pack_fixed(msg_type, fields, buf, off)
+        _validate_fields(msg_type, fields)
         off += _PAYLOAD_LEN[msg_type]
     if auth is not None:
         auth.tag_into(buf, off)

@@ -195,6 +195,21 @@ class Master:
         """One TELEMETRY record of stream `idx`; False if dropped (late or duplicate)."""
         i, beat = int(idx), int(beat)
         last = int(self.last[i])
+        if beat == last + 1 and nbeats == 1 and last >= int(self.first[i]):
+            # fast path: the next beat, no gap; level j gets a prefix when a block completes
+            row = self.carry[i]
+            row += (dT_re, dT_im, dE0, dEL, n_samples, 1)
+            slots = self.slots
+            self.rings[0][i, beat % slots] = row
+            b1 = beat + 1
+            for j in range(1, len(self.blocks)):
+                block = self.blocks[j]
+                if b1 % block:
+                    break
+                self.rings[j][i, (b1 // block - 1) % slots] = row
+            self.last[i] = beat
+            self.last_rx[i] = time.time()
+            return True
         if last >= int(self.first[i]):
             if beat <= last:
                 if beat == last:

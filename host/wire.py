@@ -164,9 +164,8 @@ def _crc_ok_rows(raw, n, size, frame_list=None):
     frame with its CRC appended has the constant CRC 0x2144DF1C), so zlib runs over whole frames
     in one C-level map with no slicing when the frames are given as a list."""
     crc = zlib.crc32
-    if frame_list is None:
-        mv = memoryview(raw)
-        frame_list = [mv[i:i + size] for i in range(0, n * size, size)]
+    if frame_list is None:  # numpy void scalars expose their bytes without a Python slice
+        frame_list = np.frombuffer(raw, dtype="V%d" % size, count=n)
     return np.fromiter(map(crc, frame_list), dtype=np.uint32, count=n) == _CRC_RESIDUE
 
 

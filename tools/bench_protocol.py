@@ -2,7 +2,8 @@
 unsigned and signed), JSON and CBOR, carrying the same content.
 
 Rows: becomingone (per-frame decode), becomingone-auth (HMAC tag), becomingone-batch (numpy batch
-decode), mavlink2, mavlink2-signed, json, cbor. Columns: bytes of one telemetry frame (one beat),
+decode of single-beat frames; extra columns for BATCH frames of 5 beats), mavlink2,
+mavlink2-signed, json, cbor. Columns: bytes of one telemetry frame (one beat),
 encode_per_s, decode_per_s; our rows also mpy_encode_per_s and mpy_alloc_bytes (per encode),
 measured by running a script under the `micropython` command (-X heapsize=192K).
 
@@ -125,7 +126,25 @@ def _batch(n):
     for _ in range(P.MAX_BATCH):
         enc.batch_add(*args)
     bsize = len(enc.batch_flush(0, 0))
-    return _rate(dec_list, n), _rate(dec_blob, n), bsize
+    m = max(1, n // P.MAX_BATCH)
+    bframes = []
+    for i in range(m):
+        for _ in range(P.MAX_BATCH):
+            enc.batch_add(*args)
+        bframes.append(bytes(enc.batch_flush(0, i)))
+
+    def dec_b5(k):
+        decode_telemetry_batch(bframes)
+
+    def enc_b5(k):  # k beats, batched by MAX_BATCH
+        for _ in range(k // P.MAX_BATCH):
+            enc.seq = 0
+            for _ in range(P.MAX_BATCH):
+                enc.batch_add(*args)
+            enc.batch_flush(0, 0)
+    beats = m * P.MAX_BATCH
+    return (_rate(dec_list, n), _rate(dec_blob, n), bsize,
+            _rate(dec_b5, m) * P.MAX_BATCH, _rate(enc_b5, beats))
 
 
 def _mavlink_module(tmp):
@@ -281,9 +300,11 @@ def collect(args):
     r = {"name": "becomingone", "bytes": size, "encode_per_s": e, "decode_per_s": d}
     size_a, e_a, d_a, _ = _ours(n, True)
     ra = {"name": "becomingone-auth", "bytes": size_a, "encode_per_s": e_a, "decode_per_s": d_a}
-    dl, db, bsize = _batch(n)
+    dl, db, bsize, d5, e5 = _batch(n)
+    k = P.MAX_BATCH
     rb = {"name": "becomingone-batch", "bytes": size, "encode_per_s": e, "decode_per_s": dl,
-          "decode_blob_per_s": db, "bytes_per_beat_batch%d" % P.MAX_BATCH: bsize / P.MAX_BATCH}
+          "decode_blob_per_s": db, "bytes_per_beat_batch%d" % k: bsize / k,
+          "batch%d_encode_beats_per_s" % k: e5, "batch%d_decode_beats_per_s" % k: d5}
     if mpy:
         for row, k in ((r, "single"), (ra, "auth"), (rb, "batch")):
             row["mpy_encode_per_s"] = mpy[k]["per_s"]

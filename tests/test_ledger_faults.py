@@ -199,3 +199,27 @@ def test_sigkill_during_appends_loses_no_acked_entry(tmp_path):
         stored = {e.index: e.hash for e in led.entries()}
     assert all(stored.get(i) == h for i, h in acked.items())
     assert time.monotonic() - t0 < 60
+
+
+def test_parallel_verify_matches_and_locates(tmp_path):
+    """Two worker processes over two chunks of 16384 entries plus a tail; the level-15 node
+    above the chunks is checked by the parent."""
+    p = str(tmp_path / "ledger.sqlite")
+    with Ledger(p, checkpoint_every=20000) as led:
+        for j in range(0, 2 * 16384 + 99, 8192):
+            led.append_many([("witness", W(i)) for i in range(j, min(j + 8192, 2 * 16384 + 99))])
+        led.checkpoint()
+        root = led.root()
+    one, two = verify_path(p, workers=1), verify_path(p, workers=2)
+    assert one.ok and two.ok and one.root == two.root == root and one.nodes == two.nodes
+    assert two.checkpoints == 2
+    (h,) = _sql(p, "SELECT hash FROM nodes WHERE pos=? AND level=15", (32768,))[0]
+    _sql(p, "UPDATE nodes SET hash=? WHERE pos=? AND level=15", (_flip(h, 0), 32768))
+    for w in (1, 2):
+        r = verify_path(p, workers=w)
+        assert not r.ok and r.first_bad["index"] == 32767 and "level 15" in r.first_bad["what"], r.message()
+    (d,) = _sql(p, "SELECT data FROM entries WHERE idx=20000")[0]
+    _sql(p, "UPDATE entries SET data=? WHERE idx=20000", (d.replace('"micro"', '"macro"'),))
+    for w in (1, 2):
+        r = verify_path(p, workers=w)
+        assert not r.ok and r.first_bad["index"] == 20000 and r.first_bad["part"] == "entry", r.message()

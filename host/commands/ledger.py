@@ -21,6 +21,8 @@ def add_arguments(parser):
     p = sub.add_parser("verify", help="check chain, stored Merkle tree and checkpoint signatures")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--deep", action="store_true", help="also re-parse every entry's data and check it is canonical JSON")
+    p.add_argument("--workers", type=int, default=None, help="verify processes (default: up to 4 on large ledgers)")
     p = sub.add_parser("show", help="list entries")
     _common(p)
     p.add_argument("--from", dest="start", type=int, default=None, metavar="I", help="first index (default: last 20)")
@@ -73,7 +75,9 @@ def run(args):
 def _verify(args):
     from host.ledger import verify_path
     path = ledger_path(args)
-    res = verify_path(path)
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers must be >= 1, got %d" % args.workers)
+    res = verify_path(path, deep=args.deep, workers=args.workers)
     if args.json:
         _out(res.to_dict())
     else:

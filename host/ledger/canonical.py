@@ -22,6 +22,18 @@ ZERO_HASH = "0" * 64
 
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                             allow_nan=False, check_circular=False)
+try:  # the C encoder with the same settings, built once (JSONEncoder.encode rebuilds it per call)
+    from json.encoder import c_make_encoder as _cme, encode_basestring_ascii as _eba
+    _c_encode = _cme(None, None, _eba, None, ":", ",", True, False, False)
+except (ImportError, TypeError):  # pragma: no cover - pure-Python json
+    _c_encode = None
+
+
+def encode(value):
+    """json text of an already validated value (canonical settings)."""
+    if _c_encode is not None:
+        return "".join(_c_encode(value, 0))
+    return _encoder.encode(value)
 
 
 class CanonicalError(ValueError):
@@ -38,8 +50,44 @@ def _is_lone_surrogate_free(s):
 
 def _check(value, path, depth=0):
     """Walk `value`; raise CanonicalError for anything not allowed.
-    Returns True when a -0.0 was seen (the caller then normalises)."""
+    Returns True when a -0.0 was seen (the caller then normalises).
+    Scalars inside dicts and lists are checked inline (this runs for every entry)."""
     t = type(value)
+    if t is dict:
+        if depth > 64:
+            raise CanonicalError("%s: nesting deeper than 64 levels" % path)
+        neg = False
+        for k, v in value.items():
+            if type(k) is not str:
+                raise CanonicalError("%s: key %r is a %s (only str keys are allowed)" % (path, k, type(k).__name__))
+            if not k.isascii() and not _is_lone_surrogate_free(k):
+                raise CanonicalError("%s: key contains a lone surrogate" % path)
+            tv = type(v)
+            if tv is str:
+                if v.isascii():
+                    continue
+            elif tv is int:
+                if INT_MIN <= v <= INT_MAX:
+                    continue
+            elif tv is float:
+                if v - v == 0.0 and v != 0.0:
+                    continue
+            elif tv is bool or v is None:
+                continue
+            if _check(v, path + "." + k, depth + 1):
+                neg = True
+        return neg
+    if t is list:
+        if depth > 64:
+            raise CanonicalError("%s: nesting deeper than 64 levels" % path)
+        neg = False
+        for i, v in enumerate(value):
+            tv = type(v)
+            if (tv is int and INT_MIN <= v <= INT_MAX) or (tv is float and v - v == 0.0 and v != 0.0):
+                continue
+            if _check(v, "%s[%d]" % (path, i), depth + 1):
+                neg = True
+        return neg
     if t is str:
         if not value.isascii() and not _is_lone_surrogate_free(value):
             raise CanonicalError("%s: string contains a lone surrogate (only valid Unicode text is allowed)" % path)
@@ -54,24 +102,6 @@ def _check(value, path, depth=0):
         return value == 0.0 and math.copysign(1.0, value) < 0
     if value is None or t is bool:
         return False
-    if depth > 64:
-        raise CanonicalError("%s: nesting deeper than 64 levels" % path)
-    if t is dict:
-        neg = False
-        for k, v in value.items():
-            if type(k) is not str:
-                raise CanonicalError("%s: key %r is a %s (only str keys are allowed)" % (path, k, type(k).__name__))
-            if not k.isascii() and not _is_lone_surrogate_free(k):
-                raise CanonicalError("%s: key contains a lone surrogate" % path)
-            if _check(v, path + "." + k, depth + 1):
-                neg = True
-        return neg
-    if t is list:
-        neg = False
-        for i, v in enumerate(value):
-            if _check(v, "%s[%d]" % (path, i), depth + 1):
-                neg = True
-        return neg
     if t in (bytes, bytearray, memoryview):
         raise CanonicalError("%s: bytes are not allowed (write them as a hex string)" % path)
     if t is tuple:
@@ -103,7 +133,7 @@ def canonicalize(value, path="data"):
 
 def dumps(value, path="data"):
     """Canonical JSON text (str, ASCII only) of `value`."""
-    return _encoder.encode(canonicalize(value, path))
+    return encode(canonicalize(value, path))
 
 
 def hash_input(index, timestamp, data_json, previous_hash):

@@ -70,6 +70,7 @@ class Ledger:
         self._con = connect(self.path, busy_timeout=busy_timeout)
         self._key = None
         self._node_cache = {}
+        self._root_cache = None
         self._closed = False
         self.origin = None
         self._writer = None
@@ -152,15 +153,18 @@ class Ledger:
             fr = self._frontier.copy()
             rows, nodes, out = [], [], []
             sha3 = hashlib.sha3_256
-            leaf = merkle.leaf_hash
+            hinput = canonical.hash_input
+            push = fr.push
+            ph = prev.hex()
             for text, d, ts in prepared:
-                ph = prev.hex()
-                h = sha3(canonical.hash_input(n, ts, text, ph)).digest()
+                hh = sha3(hinput(n, ts, text, ph))
+                h = hh.digest()
                 rows.append((n, ts, text, prev, h))
-                fr.push(leaf(h), nodes)
-                out.append(Entry(n, ts, text, ph, h.hex(), d))
+                push(sha3(b"\x00" + h).digest(), nodes)
+                hx = hh.hexdigest()
+                out.append(Entry(n, ts, text, ph, hx, d))
                 n += 1
-                prev = h
+                prev, ph = h, hx
             con = self._con
             try:
                 con.execute("BEGIN IMMEDIATE")
@@ -296,17 +300,70 @@ class Ledger:
             raise UserError("%s %r out of range (allowed: 0..%d)" % (what, size, self._size))
         return size
 
-    def _resolve(self, plan):
-        return [merkle.fold([self._hash_at(lv, k) for lv, k in item]) for item in plan]
+    def _fetch(self, coords, entries=()):
+        """Hashes of complete subtrees `coords` [(level, k)] and raw entry hashes of `entries`,
+        in ONE query: -> ({(level, k): hash}, {index: entry hash bytes})."""
+        cache = self._node_cache
+        got, ent = {}, {}
+        nodes_q, nodes_a, idx = [], [], set(entries)
+        for lv, k in coords:
+            if lv == 0:
+                idx.add(k)
+            else:
+                h = cache.get((lv, k))
+                if h is None:
+                    nodes_q.append("(pos=? AND level=?)")
+                    nodes_a += ((k + 1) << lv, lv)
+                else:
+                    got[(lv, k)] = h
+        parts, args = [], []
+        if nodes_q:
+            parts.append("SELECT pos, level, hash FROM nodes WHERE " + " OR ".join(nodes_q))
+            args += nodes_a
+        if idx:
+            parts.append("SELECT idx, -1, hash FROM entries WHERE idx IN (%s)" % ",".join("?" * len(idx)))
+            args += idx
+        if parts:
+            for pos, lv, h in self._con.execute(" UNION ALL ".join(parts), args):
+                if lv < 0:
+                    ent[pos] = h
+                else:
+                    k = (pos >> lv) - 1
+                    got[(lv, k)] = h
+                    if lv >= 8:
+                        cache[(lv, k)] = h
+        for lv, k in coords:
+            if lv == 0:
+                if k not in ent:
+                    raise LedgerError("ledger %s: entry %d is missing" % (self.path, k))
+                got[(0, k)] = merkle.leaf_hash(ent[k])
+            elif (lv, k) not in got:
+                raise LedgerError("ledger %s: tree node (level %d, index %d) is missing; run "
+                                  "`becomingone ledger verify`" % (self.path, lv, k))
+        for i in entries:
+            if i not in ent:
+                raise LedgerError("ledger %s: entry %d is missing" % (self.path, i))
+        return got, ent
+
+    def _resolve(self, plan, entries=()):
+        got, ent = self._fetch([c for item in plan for c in item], entries)
+        return [merkle.fold([got[c] for c in item]) for item in plan], ent
+
+    def _root_of(self, size):
+        if size == self._size:
+            rc = self._root_cache
+            if rc is None or rc[0] != size:
+                rc = self._root_cache = (size, self._frontier.root())
+            return rc[1]
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        got, _ = self._fetch(merkle.root_plan(size))
+        return merkle.fold([got[c] for c in merkle.root_plan(size)])
 
     def root(self, size=None):
         """Merkle root (32 bytes) of the first `size` entries (default: all)."""
         with self._lock, guarded(self.path):
-            size = self._check_size(size)
-            if size == self._size:
-                return self._frontier.root()
-            return merkle.fold([self._hash_at(lv, k) for lv, k in merkle.root_plan(size)]) \
-                if size else merkle.EMPTY_ROOT
+            return self._root_of(self._check_size(size))
 
     def inclusion_proof(self, index, size=None):
         """-> dict(index, tree_size, entry_hash, leaf_hash, root, path): hex strings."""
@@ -314,9 +371,9 @@ class Ledger:
             size = self._check_size(size)
             if type(index) is not int or not 0 <= index < size:
                 raise UserError("entry index %r out of range (allowed: 0..%d)" % (index, size - 1))
-            path = self._resolve(merkle.inclusion_plan(index, size))
-            eh = self._con.execute("SELECT hash FROM entries WHERE idx=?", (index,)).fetchone()[0]
-            root = self.root(size)
+            path, ent = self._resolve(merkle.inclusion_plan(index, size), (index,))
+            root = self._root_of(size)
+        eh = ent[index]
         return {"type": "inclusion", "index": index, "tree_size": size, "entry_hash": eh.hex(),
                 "leaf_hash": merkle.leaf_hash(eh).hex(), "root": root.hex(),
                 "path": [p.hex() for p in path]}
@@ -327,9 +384,9 @@ class Ledger:
             new_size = self._check_size(new_size, "new size")
             if type(old_size) is not int or not 0 <= old_size <= new_size:
                 raise UserError("old size %r out of range (allowed: 0..%d)" % (old_size, new_size))
-            path = self._resolve(merkle.consistency_plan(old_size, new_size))
+            path, _ = self._resolve(merkle.consistency_plan(old_size, new_size))
             return {"type": "consistency", "old_size": old_size, "new_size": new_size,
-                    "old_root": self.root(old_size).hex(), "new_root": self.root(new_size).hex(),
+                    "old_root": self._root_of(old_size).hex(), "new_root": self._root_of(new_size).hex(),
                     "path": [p.hex() for p in path]}
 
     # ---------------------------------------------------------------- checkpoints
@@ -347,7 +404,7 @@ class Ledger:
     def checkpoint(self):
         """Sign and store a checkpoint of the current tree; returns the note text."""
         with self._lock:
-            size, root = self._size, self._frontier.root()
+            size, root = self._size, self._root_of(self._size)
             ts_ms = int(time.time() * 1000)
             note = ckpt.sign_note(self._signing_key()[0], self.origin, size, root, ts_ms)
             with guarded(self.path):

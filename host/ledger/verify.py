@@ -8,11 +8,11 @@ import os
 import time
 
 from host.ledger import canonical, checkpoint as ckpt, merkle
-from host.ledger.db import connect, guarded
+from host.ledger.db import LedgerError, connect, guarded
 
 _loads = json.loads
 d_origin_prefix = "becomingone.ledger"
-_enc = canonical._encoder.encode
+_enc = canonical.encode
 
 
 class VerifyResult:
@@ -52,14 +52,19 @@ def _node_what(level, k, what):
     return "stored tree node (level %d, index %d, covering entries %d..%d) %s" % (level, k, a, b, what)
 
 
-def verify_path(path, key_folder=None, progress=None, chunk=20000, busy_timeout=5.0):
+def verify_path(path, key_folder=None, progress=None, deep=False, busy_timeout=5.0, workers=None):
+    """Verify the ledger at `path`. deep=True also re-parses every entry's data and checks it
+    is canonical JSON (slower; the export verifier always does this). workers: processes for
+    large ledgers (default: min(cpu count, 4) when there are >= 8 chunks of 16384 entries;
+    1 = one pass in this process under one read snapshot)."""
     t0 = time.perf_counter()
     res = VerifyResult(os.path.abspath(path))
+    key_folder = key_folder or os.path.dirname(os.path.abspath(path))
     con = connect(path, readonly=True, busy_timeout=busy_timeout)
     try:
         with guarded(path):
-            con.execute("BEGIN")  # one read snapshot for everything below
-            _verify(con, res, key_folder or os.path.dirname(os.path.abspath(path)), progress, chunk)
+            con.execute("BEGIN")  # one read snapshot (workers read the same append-only prefix)
+            _verify(con, res, path, key_folder, progress, deep, workers, busy_timeout)
             con.execute("COMMIT")
     finally:
         con.close()
@@ -67,85 +72,257 @@ def verify_path(path, key_folder=None, progress=None, chunk=20000, busy_timeout=
     return res
 
 
-def _verify(con, res, key_folder, progress, chunk):
-    cps = con.execute("SELECT size, timestamp_ms, root, note FROM checkpoints ORDER BY size").fetchall()
-    want_roots = {c[0] for c in cps}
-    roots = {0: merkle.EMPTY_ROOT} if 0 in want_roots else {}
+CHUNK_LEVEL = 14
+CHUNK = 1 << CHUNK_LEVEL  # leaves per aligned chunk: its subtrees are recomputed level by level
 
-    ecur = con.execute("SELECT idx, ts, data, prev, hash FROM entries ORDER BY idx")
-    ncur = con.cursor()
-    ncur.execute("SELECT pos, level, hash FROM nodes ORDER BY pos, level")
-    nbuf, npos = [], 0
 
+def _diagnose(rows, expect, prev, deep):
+    """Row-by-row check of one chunk: (index, what) of its first bad entry, or None."""
     sha3 = hashlib.sha3_256
-    hinput = canonical.hash_input
-    fr = merkle.Frontier()
-    push = fr.push
-    created = []
-    expect = 0
-    prev = bytes(32)
-    while True:
-        rows = ecur.fetchmany(chunk)
-        if not rows:
-            break
-        for idx, ts, data, prevb, h in rows:
-            if idx != expect:
-                return res.fail(expect, "entry", "entry %d is missing (the next stored index is %d)" % (expect, idx))
-            if type(ts) is not float or type(data) is not str or type(prevb) is not bytes \
-                    or type(h) is not bytes or len(prevb) != 32 or len(h) != 32:
-                return res.fail(idx, "entry", "stored fields have the wrong type or length "
-                                "(timestamp real, data text, previous_hash/hash 32-byte blobs)")
-            if prevb != prev:
-                what = ("previous_hash of the genesis entry is not 64 zeros" if idx == 0 else
-                        "previous_hash %s does not equal the hash of entry %d (%s)" % (prevb.hex(), idx - 1, prev.hex()))
-                return res.fail(idx, "entry", what)
-            try:
-                calc = sha3(hinput(idx, ts, data, prevb.hex())).digest()
-            except UnicodeEncodeError:
-                return res.fail(idx, "entry", "data is not ASCII canonical JSON")
-            if calc != h:
-                return res.fail(idx, "entry", "stored hash %s differs from SHA3-256 of the entry's fields (%s): "
-                                "data, timestamp or hash was altered" % (h.hex(), calc.hex()))
+    for idx, ts, data, prevb, h in rows:
+        if idx != expect:
+            return expect, "entry %d is missing (the next stored index is %d)" % (expect, idx)
+        if type(ts) is not float or type(data) is not str or type(prevb) is not bytes \
+                or type(h) is not bytes or len(prevb) != 32 or len(h) != 32:
+            return idx, ("stored fields have the wrong type or length "
+                         "(timestamp real, data text, previous_hash/hash 32-byte blobs)")
+        if prevb != prev:
+            return idx, ("previous_hash of the genesis entry is not 64 zeros" if idx == 0 else
+                         "previous_hash %s does not equal the hash of entry %d (%s)" % (prevb.hex(), idx - 1, prev.hex()))
+        try:
+            calc = sha3(canonical.hash_input(idx, ts, data, prevb.hex())).digest()
+        except UnicodeEncodeError:
+            return idx, "data is not ASCII canonical JSON"
+        if calc != h:
+            return idx, ("stored hash %s differs from SHA3-256 of the entry's fields (%s): "
+                         "data, timestamp or hash was altered" % (h.hex(), calc.hex()))
+        if deep or idx == 0:
             try:
                 d = _loads(data)
                 canon = _enc(d) == data and type(d) is dict and type(d.get("kind")) is str
             except ValueError:
                 canon = False
             if not canon:
-                return res.fail(idx, "entry", "data is not a canonical JSON object with a \"kind\"")
-            if idx == 0:
-                if d.get("kind") != "genesis":
-                    return res.fail(0, "entry", "entry 0 is not a genesis entry")
-                res.genesis_hash = h
-            push(sha3(b"\x00" + h).digest(), created)
-            if created:
-                for level, k, nh in created:
-                    if npos >= len(nbuf):
-                        nbuf, npos = ncur.fetchmany(chunk), 0
-                    pos = (k + 1) << level
-                    if npos >= len(nbuf) or nbuf[npos][0] != pos or nbuf[npos][1] != level:
-                        return res.fail(idx, "tree", _node_what(level, k, "is missing"))
-                    if nbuf[npos][2] != nh:
-                        return res.fail(idx, "tree", _node_what(level, k, "differs from the recomputed hash"))
-                    npos += 1
-                    res.nodes += 1
-                created.clear()
-            expect = idx + 1
-            prev = h
-            if expect in want_roots:
-                roots[expect] = fr.root()
-        res.size = expect
+                return idx, "data is not a canonical JSON object with a \"kind\""
+            if (idx == 0) != (d["kind"] == "genesis"):
+                return idx, "entry 0 must be the only genesis entry"
+        expect += 1
+        prev = h
+    return None
+
+
+def _chunk_ok(rows, expect, prev):
+    """Vectorised chain check of one chunk; False means: run _diagnose."""
+    if rows[0][0] != expect or rows[-1][0] != expect + len(rows) - 1:
+        return False
+    sha3 = hashlib.sha3_256
+    try:
+        calc = [sha3(('{"data":%s,"index":%d,"previous_hash":"%s","timestamp":%r}'
+                      % (d, i, p.hex(), ts)).encode("ascii")).digest()
+                for i, ts, d, p, _h in rows]
+    except (AttributeError, UnicodeEncodeError, TypeError):
+        return False
+    hs = [r[4] for r in rows]
+    if calc != hs or rows[0][3] != prev:
+        return False
+    if [r[3] for r in rows[1:]] != hs[:-1]:
+        return False
+    return all(type(r[1]) is float for r in rows)
+
+
+def _local_nodes(levels, base):
+    """Expected stored nodes of levels 1..CHUNK_LEVEL of one chunk as sorted (pos, level, hash)."""
+    out = []
+    for lv in range(1, len(levels)):
+        k0 = base >> lv
+        for j, h in enumerate(levels[lv]):
+            out.append(((k0 + j + 1) << lv, lv, h))
+    out.sort()
+    return out
+
+
+def _node_fail(stored, expected):
+    """(index, what) for the first difference of two sorted node lists, or None."""
+    for i in range(max(len(stored), len(expected))):
+        s = stored[i] if i < len(stored) else None
+        e = expected[i] if i < len(expected) else None
+        if s == e:
+            continue
+        if s is not None and e is not None and s[:2] == e[:2]:
+            return e[0] - 1, _node_what(e[1], (e[0] >> e[1]) - 1, "differs from the recomputed hash")
+        if e is None or (s is not None and s[:2] < e[:2]):
+            return (s[0] - 1 if s[0] > 0 else None,
+                    "stored tree has an unexpected node (pos %d, level %d)" % (s[0], s[1]))
+        return e[0] - 1, _node_what(e[1], (e[0] >> e[1]) - 1, "is missing")
+    return None
+
+
+def _scan(con, a, b, deep, need, progress=None):
+    """Check entries [a, b) (a is a multiple of CHUNK) and the stored nodes of levels
+    1..CHUNK_LEVEL inside them. Returns a dict (picklable, for worker processes)."""
+    out = {"bad": None, "nodes": 0, "got": {}, "roots": [], "tail": [], "end": a, "genesis": None}
+    sha3 = hashlib.sha3_256
+    if a == 0:
+        prev = bytes(32)
+    else:
+        r = con.execute("SELECT hash FROM entries WHERE idx=?", (a - 1,)).fetchone()
+        prev = r[0] if r else None
+    cur = con.execute("SELECT idx, ts, data, prev, hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (a, b))
+    expect = a
+    while expect < b:
+        rows = cur.fetchmany(CHUNK)
+        if not rows:
+            out["bad"] = (expect, "entry", "entry %d is missing (no stored entries from here to %d)" % (expect, b - 1))
+            return out
+        if not _chunk_ok(rows, expect, prev) or deep or expect == 0:
+            bad = _diagnose(rows, expect, prev, deep)
+            if bad is not None:
+                out["bad"] = (bad[0], "entry", bad[1])
+                return out
+        base = expect
+        hs = [r[4] for r in rows]
+        if base == 0:
+            out["genesis"] = hs[0]
+        level = [sha3(b"\x00" + h).digest() for h in hs]
+        levels = [level]
+        while len(level) > 1:
+            level = [sha3(b"\x01" + x + y).digest() for x, y in zip(level[0::2], level[1::2])]
+            levels.append(level)
+        end = base + len(rows)
+        for lv, k in need:
+            if lv < len(levels) and base <= (k << lv) and ((k + 1) << lv) <= end:
+                out["got"][(lv, k)] = levels[lv][k - (base >> lv)]
+        expected = _local_nodes(levels, base)
+        stored = con.execute("SELECT pos, level, hash FROM nodes WHERE pos > ? AND pos <= ? AND level <= ? "
+                             "ORDER BY pos, level", (base, end, CHUNK_LEVEL)).fetchall()
+        if stored != expected:
+            f = _node_fail(stored, expected)
+            out["bad"] = (f[0], "tree", f[1])
+            return out
+        out["nodes"] += len(expected)
+        if len(rows) == CHUNK:
+            out["roots"].append(levels[CHUNK_LEVEL][0])
+        else:
+            out["tail"] = [(lv, levels[lv][k - (base >> lv)]) for lv, k in merkle.decompose(base, end)]
+        expect = out["end"] = end
+        prev = hs[-1]
         if progress:
             progress(expect)
-    if npos < len(nbuf) or ncur.fetchone() is not None:
-        extra = nbuf[npos] if npos < len(nbuf) else None
-        return res.fail(None, "tree", "stored tree has nodes beyond its %d entries%s" % (
-            expect, " (pos %d level %d)" % (extra[0], extra[1]) if extra else ""))
-    if expect == 0:
+    return out
+
+
+def _scan_path(path, a, b, deep, need, busy_timeout):
+    con = connect(path, readonly=True, busy_timeout=busy_timeout)
+    try:
+        with guarded(path):
+            return _scan(con, a, b, deep, need)
+    finally:
+        con.close()
+
+
+def _run_workers(path, bounds, deep, need, busy_timeout):
+    """Scan ranges in parallel worker processes (python -m host.ledger.verify_worker)."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    needj = json.dumps(sorted(need))
+    procs = []
+    for a, b in bounds:
+        p = subprocess.Popen([sys.executable, "-m", "host.ledger.verify_worker", os.path.abspath(path), str(a), str(b),
+                              "1" if deep else "0", str(busy_timeout)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, env=env, cwd=root)
+        p.stdin.write(needj.encode())
+        p.stdin.close()
+        procs.append(p)
+    parts = []
+    for p in procs:
+        raw = p.stdout.read()
+        p.wait()
+        try:
+            d = json.loads(raw)
+        except ValueError:
+            raise LedgerError("ledger %s: a verify worker failed (exit %s)" % (path, p.returncode)) from None
+        if "error" in d:
+            raise LedgerError(d["error"])
+        parts.append({"bad": tuple(d["bad"]) if d["bad"] else None, "nodes": d["nodes"], "end": d["end"],
+                      "genesis": bytes.fromhex(d["genesis"]) if d["genesis"] else None,
+                      "got": {(lv, k): bytes.fromhex(h) for lv, k, h in d["got"]},
+                      "roots": [bytes.fromhex(h) for h in d["roots"]],
+                      "tail": [(lv, bytes.fromhex(h)) for lv, h in d["tail"]]})
+    return parts
+
+
+def _verify(con, res, path, key_folder, progress, deep, workers, busy_timeout):
+    cps = con.execute("SELECT size, timestamp_ms, root, note FROM checkpoints ORDER BY size").fetchall()
+    need = set()
+    for c in cps:
+        need.update(merkle.root_plan(c[0]))
+    top = con.execute("SELECT max(idx) FROM entries").fetchone()[0]
+    if top is None:
         return res.fail(0, "entry", "the ledger has no genesis entry")
-    res.root = fr.root()
+    n = top + 1
+    nchunks = (n + CHUNK - 1) // CHUNK
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 4) if nchunks >= 8 else 1
+    workers = max(1, min(workers, nchunks))
+    if workers == 1:
+        parts = [_scan(con, 0, n, deep, need, progress)]
+    else:
+        per = (nchunks + workers - 1) // workers
+        bounds = [(i * per * CHUNK, min(n, (i + 1) * per * CHUNK)) for i in range(workers) if i * per * CHUNK < n]
+        parts = _run_workers(path, bounds, deep, need, busy_timeout)
+    bad = None
+    got, roots, tail = {}, [], []
+    for part in parts:
+        res.nodes += part["nodes"]
+        got.update(part["got"])
+        if part["genesis"] is not None:
+            res.genesis_hash = part["genesis"]
+        if part["bad"] is not None:
+            bad = part["bad"]
+            res.size = part["end"]
+            break
+        roots.extend(part["roots"])
+        tail = part["tail"]
+        res.size = part["end"]
+    # levels above the chunks: recomputed from the chunk roots, compared with the stored ones
+    sha3 = hashlib.sha3_256
+    upper, expected = [], []
+    for c, h in enumerate(roots):
+        lv, end = CHUNK_LEVEL, (c + 1) * CHUNK
+        while upper and upper[-1][0] == lv:
+            h = sha3(b"\x01" + upper.pop()[1] + h).digest()
+            lv += 1
+            expected.append((end, lv, h))
+            if (lv, (end >> lv) - 1) in need:
+                got[(lv, (end >> lv) - 1)] = h
+        upper.append((lv, h))
+    limit = res.size if bad is None else (bad[0] if bad[0] is not None else res.size)
+    stored = con.execute("SELECT pos, level, hash FROM nodes WHERE level > ? AND pos <= ? ORDER BY pos, level",
+                         (CHUNK_LEVEL, len(roots) * CHUNK)).fetchall()
+    res.nodes += len(expected)
+    f = _node_fail(stored, expected)
+    if f is not None and (bad is None or (f[0] is not None and f[0] < limit)):
+        bad = (f[0], "tree", f[1])
+    if bad is not None:
+        return res.fail(*bad)
+    extra = con.execute("SELECT pos, level FROM nodes WHERE pos > ? OR (level > ? AND pos > ?) "
+                        "ORDER BY pos, level LIMIT 1", (n, CHUNK_LEVEL, len(roots) * CHUNK)).fetchone()
+    if extra:
+        return res.fail(None, "tree", "stored tree has nodes beyond its %d entries (pos %d level %d)"
+                        % (n, extra[0], extra[1]))
+    res.root = merkle.fold([h for _l, h in upper + tail])
     if cps:
-        return _verify_checkpoints(res, cps, roots, key_folder)
+        rts = {}
+        for c in cps:
+            size = c[0]
+            if size == 0:
+                rts[0] = merkle.EMPTY_ROOT
+            elif size <= res.size:
+                rts[size] = merkle.fold([got[x] for x in merkle.root_plan(size)])
+        return _verify_checkpoints(res, cps, rts, key_folder)
     return res
 
 

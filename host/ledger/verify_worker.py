@@ -1,0 +1,28 @@
+"""Worker process of a parallel `ledger verify`: checks one chunk-aligned range of entries.
+
+    python -m host.ledger.verify_worker PATH A B DEEP BUSY_TIMEOUT  < needed-coords JSON
+prints one JSON object (hashes hex) on stdout; see host.ledger.verify._scan."""
+import json
+import sys
+
+from host.ledger.verify import _scan_path
+
+
+def main():
+    path, a, b, deep, busy = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", float(sys.argv[5])
+    need = {tuple(c) for c in json.load(sys.stdin)}
+    try:
+        out = _scan_path(path, a, b, deep, need, busy)
+    except Exception as e:  # reported by the parent as a LedgerError naming the file
+        json.dump({"error": str(e)}, sys.stdout)
+        return 0
+    json.dump({"bad": out["bad"], "nodes": out["nodes"], "end": out["end"],
+               "genesis": out["genesis"].hex() if out["genesis"] else None,
+               "got": [[lv, k, h.hex()] for (lv, k), h in out["got"].items()],
+               "roots": [h.hex() for h in out["roots"]],
+               "tail": [[lv, h.hex()] for lv, h in out["tail"]]}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -106,6 +106,12 @@ def test_flash_lands_files_boots_and_hello_reaches_host(fakeboard, tmp_path):
     assert (board_name.decode() if isinstance(board_name, bytes) else board_name).rstrip("\0") == "emulator"
     print("flash %.1f s, HELLO after %.1f s, frames %s" % (flash_s, time.monotonic() - t0, seen[:5]))
 
+    # the running firmware (UDP link) still answers mpremote's Ctrl-C: it can be re-flashed
+    p = subprocess.run([sys.executable, "-m", "mpremote", "connect", fb.port, "exec",
+                        "import os; print(sorted(os.listdir('/')))"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "boardcfg.json" in p.stdout, p.stdout + p.stderr
+
 
 def test_mip_install_of_package_json(fakeboard):
     fb, board = fakeboard

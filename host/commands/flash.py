@@ -47,6 +47,9 @@ def add_arguments(p):
     p.add_argument("--config-only", action="store_true", help="only the board config, key, Wi-Fi and "
                    "main.py (for firmware frozen into the image with boards/manifest_*.py)")
     p.add_argument("--no-reset", action="store_true", help="do not reset the board after copying")
+    p.add_argument("--wait", type=int, default=0, metavar="S", help="wait up to S seconds for the "
+                   "port to appear (replug a board whose firmware holds the serial port, see "
+                   "docs/FLASHING.md)")
     p.add_argument("--out", help="pizero: bundle folder to create (default dist/pizero-device-ID)")
 
 
@@ -110,7 +113,7 @@ def make_plan(args):
             "keystore": ks, "device_id": device_id, "policy": policy, "key_sentence": key_sentence,
             "config": config, "items": items, "dirs": P.remote_dirs(items),
             "stale_dirs": () if args.config_only else P.STALE_DIRS,
-            "reset": not args.no_reset, "out": args.out}
+            "reset": not args.no_reset, "out": args.out, "wait": max(0, args.wait)}
 
 
 def describe(plan, staging_hint="<staging>"):
@@ -229,7 +232,7 @@ def flash_board(plan):
         print("copying %d files (%d bytes) to %s with mpremote ..." % (len(items), n, plan["port"]), flush=True)
         with _Progress(n) as prog:
             res = deploy(plan["port"], items, plan["dirs"], plan["stale_dirs"], reset=plan["reset"],
-                         progress=prog,
+                         progress=prog, wait=plan["wait"],
                          before_reset=lambda: V.register_key(plan["keystore"], plan["device_id"], key,
                                                              plan["policy"]))
         for r in res["removed"]:

@@ -384,3 +384,45 @@ class FakeBoard:
             with self._cond:
                 self.stderr += data
                 self._cond.notify_all()
+
+
+def main(argv=None):
+    """python -m tools.deploy.fakeboard_host BOARD_DIR [--link PATH] [--network]: run a fake
+    board until Ctrl-C (then `becomingone flash --board emulator --port PATH ...` against it)."""
+    import argparse
+    ap = argparse.ArgumentParser(description="a fake MicroPython board (unix port in bwrap) on a pty")
+    ap.add_argument("board_dir", help="the board's filesystem (a folder; created if missing)")
+    ap.add_argument("--link", default=None, help="also make this symlink to the pty (e.g. /tmp/fakeboard)")
+    ap.add_argument("--network", action="store_true", help="share the host's network (UDP link)")
+    ap.add_argument("--heapsize", default="512K")
+    a = ap.parse_args(argv)
+    missing = missing_tools()
+    if missing:
+        print("fake board needs: " + ", ".join(missing), file=sys.stderr)
+        return 2
+    os.makedirs(a.board_dir, exist_ok=True)
+
+    def _term(_sig, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    fb = FakeBoard(a.board_dir, network=a.network, heapsize=a.heapsize, link=a.link).start()
+    print("fake board on %s (filesystem %s); Ctrl-C stops it" % (fb.port, fb.board_dir), flush=True)
+    try:
+        seen = 0
+        while True:
+            time.sleep(0.5)
+            if not fb.running and fb.exit_codes and fb.exit_codes[-1] != HARD_RESET_EXIT:
+                print("board powered off (exit %s)" % fb.exit_codes[-1])
+                return 1
+            if fb.boots != seen:
+                seen = fb.boots
+                print("boot %d" % seen, flush=True)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        fb.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,14 +30,14 @@ def cli_commands(port, items, staging_hint, dirs, stale_dirs, reset=True):
     return lines
 
 
-def _transport(port):
+def _transport(port, wait=0):
     try:
         from mpremote.transport_serial import SerialTransport
         from mpremote.transport import TransportError
     except ImportError:
         raise UserError("mpremote is not installed (pip install mpremote)") from None
     try:
-        t = SerialTransport(port, baudrate=115200)
+        t = SerialTransport(port, baudrate=115200, wait=int(wait))
     except TransportError as e:
         raise UserError("cannot open %s: %s (is the board plugged in, and is no other program "
                         "such as a serial monitor using it?)" % (port, e.args[0] if e.args else e)) from None
@@ -63,21 +63,24 @@ def _remote_walk(t, top):
     return files, dirs
 
 
-def deploy(port, items, dirs, stale_dirs, reset=True, progress=None, before_reset=None):
+def deploy(port, items, dirs, stale_dirs, reset=True, progress=None, before_reset=None, wait=0):
     """Copy staged items to the board on `port`. `progress(item, done_bytes, total_bytes)` is
     called as bytes go out; `before_reset()` once every file is on the board (the key is
     registered then, so a failed copy leaves the keystore as it was).
     Returns {"removed": [...], "written": [...], "reset": bool}."""
     from mpremote.transport import TransportError, TransportExecError
 
-    t = _transport(port)
+    t = _transport(port, wait)
     removed, written = [], []
     try:
         try:
             t.enter_raw_repl(soft_reset=True)
         except TransportError as e:
-            raise UserError("%s does not answer like a MicroPython board (%s): is MicroPython "
-                            "flashed on it (hold BOOTSEL, plug in, copy the .uf2)?" % (port, e)) from None
+            raise UserError("%s does not answer like a MicroPython board (%s). Is MicroPython "
+                            "on it (hold BOOTSEL, plug in, copy the .uf2)? Is the firmware running "
+                            "with the serial link (it turns Ctrl-C off)? Then run flash with "
+                            "--wait 30 and unplug/replug the board: flash connects within the "
+                            "firmware's boot grace period (docs/FLASHING.md)" % (port, e)) from None
         keep = set(it.remote for it in items)
         for top in stale_dirs:
             files, subdirs = _remote_walk(t, top)

@@ -313,6 +313,7 @@ def encode(msg_type, fields, device_id, boot_id, seq, time_era=0, time_off=0, au
     else:
         _pack_fixed(msg_type, fields, buf, off)
         _validate_fields(msg_type, fields)
+        _check_sync_direction(msg_type, fields, device_id)
         off += _PAYLOAD_LEN[msg_type]
     if auth is not None:
         auth.tag_into(buf, off)
@@ -385,6 +386,13 @@ def _validate_fields(msg_type, f):
     elif msg_type == ERROR:
         _range("code", f["code"], 1, ERR_CODE_MAX)
         _range("ref_type", f["ref_type"], 0, ERROR)
+
+
+def _check_sync_direction(msg_type, f, device_id):
+    if msg_type == TIME_SYNC and (f["mode"] == SYNC_REQUEST) != (device_id == 0):
+        raise FieldError("TIME_SYNC %s with device_id %d: requests come from the host (0), "
+                         "replies from a device (1..65535)"
+                         % ("request" if f["mode"] == SYNC_REQUEST else "reply", device_id))
 
 
 # ---------------------------------------------------------------- decoding (both sides)
@@ -511,6 +519,7 @@ def decode(data, auth=None, replay=None):
                               % (TYPE_NAMES[mt], plen, want))
         fields = _unpack_fixed(mt, data, p)
         _validate_fields(mt, fields)
+        _check_sync_direction(mt, fields, device_id)
     if replay is not None:
         replay.accept(device_id, boot_id, seq)
     return Frame(vf, mt, device_id, boot_id, seq, era, off_lo | (off_hi << 16), fields)

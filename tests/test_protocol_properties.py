@@ -72,6 +72,8 @@ def frames(draw):
     d = P.DIRECTION[t]
     dev = 0 if d == "h" else draw(st.integers(1, 0xFFFF)) if d == "d" else draw(
         st.integers(0, 0xFFFF))
+    if t == P.TIME_SYNC:
+        dev = 0 if fields["mode"] == P.SYNC_REQUEST else draw(st.integers(1, 0xFFFF))
     hdr = (dev, draw(st.integers(1, 0xFFFF)), draw(st.integers(0, 2**30 - 1)),
            draw(st.integers(0, 0xFFFF)), draw(st.integers(0, 2**30 - 1)))
     auth = draw(st.booleans())

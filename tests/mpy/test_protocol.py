@@ -101,6 +101,11 @@ def test_host_frames():
     assert m.fields["w"] == 0.125 and m.fields["b"] == -1.5
     _raises(FieldError, P.encode, P.CONFIG, {"config_version": 1, "pairs": []}, 4, 5, 0)
     _raises(FieldError, P.encode, P.TELEMETRY, {}, 0, 5, 0)
+    req = {"mode": P.SYNC_REQUEST, "host_t1_us": 5, "rx_era": 0, "rx_off": 0}
+    assert P.decode(P.encode(P.TIME_SYNC, req, 0, 5, 0)).fields["mode"] == P.SYNC_REQUEST
+    _raises(FieldError, P.encode, P.TIME_SYNC, req, 3, 5, 0)  # a request from a device
+    rep = {"mode": P.SYNC_REPLY, "host_t1_us": 5, "rx_era": 0, "rx_off": 0}
+    _raises(FieldError, P.encode, P.TIME_SYNC, rep, 0, 5, 0)  # a reply from the host
 
 
 def test_errors_are_typed():

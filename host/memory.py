@@ -13,9 +13,15 @@ Public API
           windows: list of dicts (window, T_hat, C, coverage, beats, seconds, last_beat), e.g.
           Master.windows(device); stores one phase_snapshots row per window and one signature
           vector [Re T_hat_w, Im T_hat_w for every window] for similarity search
-      mem.snapshot_many(t, query_all_result)  every stream of Master.query_all() at once
-      mem.coherence(device_id, t, kind, c, window=None, coverage=None, boot_id=None, extra=None)
-          kind: "master", "emissary", "sync" (a sync row also carries delta_phase etc. in extra)
+      mem.snapshot_many(t, query_all_result, boot_ids=None, select=None)
+                                               every stream of Master.query_all() at once
+      mem.coherence(device_id, t, kind, c, window=None, coverage=None, boot_id=None, T_hat=None,
+                    delta_phase=None, flags=None, device_c=None, extra=None)
+          kind: "master" (T_hat of that window), "emissary" (T_hat of the Emissary window,
+          device_c = the device's own Q16 value / 65536), "sync" (T_hat = T_sync, delta_phase,
+          flags: 1 coherent | 2 collapsed); extra: optional JSON-able dict
+      mem.coherence_rows(rows)   bulk: tuples (t, device_id, boot_id, kind, window, c, coverage,
+                                 t_re, t_im, delta_phase, flags, device_c, extra_json_or_None)
       mem.witness(record)                      a witnessing record dict (layer, kind, t, device_id, ...)
       mem.mesh_state(t, peer, T_hat, weight=None, device_id=None, extra=None)
       mem.flush(); mem.prune(now=None) -> rows deleted; mem.close()
@@ -33,7 +39,7 @@ Public API
       mem.counts() -> {table: rows}
 
 Retention: rows older than `retention` seconds (relative to the newest write time, or `now`)
-are deleted, and each table keeps at most `max_rows` rows (oldest deleted first); prune() runs
+are deleted (rows are appended in time order, so the cut is found by binary search over ids), and each table keeps at most `max_rows` rows (oldest deleted first); prune() runs
 after every flush that crossed 10 % of max_rows or a minute of wall time, so the file stays
 bounded (about 150 bytes per snapshot row; ~ max_rows x 4 tables at worst).
 """
@@ -57,29 +63,25 @@ CREATE TABLE IF NOT EXISTS phase_snapshots (
   window REAL NOT NULL, t_re REAL NOT NULL, t_im REAL NOT NULL, c REAL NOT NULL,
   coverage REAL, beats INTEGER, seconds REAL, last_beat INTEGER);
 CREATE INDEX IF NOT EXISTS phase_snapshots_dt ON phase_snapshots(device_id, t);
-CREATE INDEX IF NOT EXISTS phase_snapshots_t ON phase_snapshots(t);
 CREATE TABLE IF NOT EXISTS signatures (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
   dim INTEGER NOT NULL, vec BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS signatures_dt ON signatures(device_id, t);
-CREATE INDEX IF NOT EXISTS signatures_t ON signatures(t);
 CREATE TABLE IF NOT EXISTS coherence_history (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
-  kind TEXT NOT NULL, window REAL, c REAL NOT NULL, coverage REAL, extra TEXT);
+  kind TEXT NOT NULL, window REAL, c REAL NOT NULL, coverage REAL, t_re REAL, t_im REAL,
+  delta_phase REAL, flags INTEGER, device_c REAL, extra TEXT);
 CREATE INDEX IF NOT EXISTS coherence_history_dt ON coherence_history(device_id, t);
-CREATE INDEX IF NOT EXISTS coherence_history_t ON coherence_history(t);
 CREATE TABLE IF NOT EXISTS witness_log (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, layer TEXT NOT NULL, kind TEXT NOT NULL,
   device_id INTEGER, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS witness_log_t ON witness_log(t);
 CREATE INDEX IF NOT EXISTS witness_log_dt ON witness_log(device_id, t);
 CREATE TABLE IF NOT EXISTS mesh_sync (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, peer TEXT NOT NULL, device_id INTEGER,
   t_re REAL NOT NULL, t_im REAL NOT NULL, weight REAL, extra TEXT);
-CREATE INDEX IF NOT EXISTS mesh_sync_t ON mesh_sync(t);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 
 class MemoryStoreError(UserError):
@@ -205,31 +207,74 @@ class Memory:
         self._add("signatures", (t, int(device_id), boot_id, v.shape[0], v.tobytes()), t)
         return True
 
-    def snapshot_many(self, t, q, boot_ids=None):
-        """Snapshot every stream with data of a Master.query_all() result."""
+    def snapshot_many(self, t, q, boot_ids=None, select=None):
+        """Snapshot every stream with data of a Master.query_all() result (rows where `select`,
+        a bool per device row, is true); boot_ids aligned with q's device rows."""
         if "temporal_signatures" not in self.enabled:
             return 0
-        n = 0
-        for d in range(q["device_id"].shape[0]):
-            if q["last_beat"][d, 0] < 0:
-                continue
-            ws = [dict(window=float(q["window"][j]), T_hat=complex(q["T_hat"][d, j]), C=float(q["C"][d, j]),
-                       coverage=float(q["coverage"][d, j]), beats=int(q["beats"][d, j]),
-                       seconds=float(q["seconds"][d, j]), last_beat=int(q["last_beat"][d, j]))
-                  for j in range(q["window"].shape[0])]
-            self.snapshot(int(q["device_id"][d]), t, ws,
-                          None if boot_ids is None else int(boot_ids[d]))
-            n += 1
-        return n
+        has = q["last_beat"][:, 0] >= 0
+        if select is not None:
+            has = has & np.asarray(select, dtype=bool)
+        rows_i = np.flatnonzero(has)
+        if rows_i.shape[0] == 0:
+            return 0
+        t = float(t)
+        W = [float(w) for w in q["window"]]
+        th = q["T_hat"][rows_i]
+        re, im = th.real.tolist(), th.imag.tolist()
+        C = q["C"][rows_i].tolist()
+        cov = q["coverage"][rows_i].tolist()
+        beats = q["beats"][rows_i].tolist()
+        secs = q["seconds"][rows_i].tolist()
+        lb = q["last_beat"][rows_i].tolist()
+        ids = q["device_id"][rows_i].tolist()
+        boots = [None] * len(ids) if boot_ids is None else np.asarray(boot_ids)[rows_i].tolist()
+        vec = np.empty((rows_i.shape[0], 2 * len(W)), dtype="<f8")
+        vec[:, 0::2] = th.real
+        vec[:, 1::2] = th.imag
+        snap, sig = [], []
+        for j, d in enumerate(ids):
+            b = boots[j]
+            for k, w in enumerate(W):
+                snap.append((t, d, b, w, re[j][k], im[j][k], C[j][k], cov[j][k], beats[j][k],
+                             secs[j][k], lb[j][k]))
+            sig.append((t, d, b, 2 * len(W), vec[j].tobytes()))
+        self._bulk("phase_snapshots", snap, t)
+        self._bulk("signatures", sig, t)
+        return len(ids)
 
-    def coherence(self, device_id, t, kind, c, window=None, coverage=None, boot_id=None, extra=None):
+    def coherence(self, device_id, t, kind, c, window=None, coverage=None, boot_id=None, T_hat=None,
+                  delta_phase=None, flags=None, device_c=None, extra=None):
         if "coherence_history" not in self.enabled:
             return False
+        th = None if T_hat is None else complex(T_hat)
         self._add("coherence_history", (float(t), int(device_id), boot_id, str(kind),
                                         None if window is None else float(window), float(c),
                                         None if coverage is None else float(coverage),
+                                        None if th is None else th.real, None if th is None else th.imag,
+                                        None if delta_phase is None else float(delta_phase),
+                                        None if flags is None else int(flags),
+                                        None if device_c is None else float(device_c),
                                         None if extra is None else _json(_clean(extra))), float(t))
         return True
+
+    def coherence_rows(self, rows):
+        """Bulk coherence rows (see the module docstring for the tuple layout)."""
+        if "coherence_history" not in self.enabled or not rows:
+            return 0
+        self._bulk("coherence_history", rows, max(r[0] for r in rows))
+        return len(rows)
+
+    def _bulk(self, table, rows, t):
+        if self.readonly:
+            raise MemoryStoreError("memory database %s is open read-only" % self.path)
+        with self._lock:
+            self._pending[table].extend(rows)
+            self._npending += len(rows)
+            if t > self._newest_t:
+                self._newest_t = t
+            if self._npending >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
+                self.flush()
 
     def witness(self, record):
         if "witness_logs" not in self.enabled:
@@ -254,7 +299,8 @@ class Memory:
                            "coverage, beats, seconds, last_beat) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         "signatures": "INSERT INTO signatures (t, device_id, boot_id, dim, vec) VALUES (?,?,?,?,?)",
         "coherence_history": "INSERT INTO coherence_history (t, device_id, boot_id, kind, window, c, "
-                             "coverage, extra) VALUES (?,?,?,?,?,?,?,?)",
+                             "coverage, t_re, t_im, delta_phase, flags, device_c, extra) "
+                             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
         "witness_log": "INSERT INTO witness_log (t, layer, kind, device_id, data) VALUES (?,?,?,?,?)",
         "mesh_sync": "INSERT INTO mesh_sync (t, peer, device_id, t_re, t_im, weight, extra) "
                      "VALUES (?,?,?,?,?,?,?)",
@@ -283,8 +329,28 @@ class Memory:
                 self.prune()
             return n
 
+    def _id_before(self, table, cut):
+        """Largest id whose row has t < cut, by binary search over ids (rows are appended in
+        time order: the writer stamps them with the host clock), O(log n) lookups."""
+        lo, hi = self._db.execute("SELECT min(id), max(id) FROM %s" % table).fetchone()
+        if lo is None:
+            return None
+        if self._db.execute("SELECT t FROM %s WHERE id = ?" % table, (lo,)).fetchone()[0] >= cut:
+            return None
+        while lo < hi:                    # invariant: row `lo` exists and has t < cut
+            mid = (lo + hi + 1) // 2
+            r = self._db.execute("SELECT id, t FROM %s WHERE id >= ? AND id <= ? ORDER BY id LIMIT 1"
+                                 % table, (mid, hi)).fetchone()
+            if r is not None and r[1] < cut:
+                lo = r[0]
+            else:
+                hi = mid - 1
+        return lo
+
     def prune(self, now=None):
-        """Delete rows older than `retention` and beyond `max_rows` per table; rows deleted."""
+        """Delete rows older than `retention` and beyond `max_rows` per table; rows deleted.
+        Age pruning finds the cut by binary search over ids (time-ordered appends), so no
+        time index is needed."""
         with self._lock:
             self._last_prune = time.monotonic()
             self._since_prune = 0
@@ -292,12 +358,14 @@ class Memory:
                 return 0
             if now is None:
                 now = self._newest_t if self._newest_t > 0 else time.time()
-            now = float(now)
-            cut = now - self.retention
+            cut = float(now) - self.retention
             deleted = 0
             with self._db:
                 for table in TABLES:
-                    deleted += self._db.execute("DELETE FROM %s WHERE t < ?" % table, (cut,)).rowcount
+                    last_old = self._id_before(table, cut)
+                    if last_old is not None:
+                        deleted += self._db.execute("DELETE FROM %s WHERE id <= ?" % table,
+                                                    (last_old,)).rowcount
                     top = self._db.execute("SELECT max(id) FROM %s" % table).fetchone()[0]
                     if top is not None and top > self.max_rows:
                         deleted += self._db.execute("DELETE FROM %s WHERE id <= ?" % table,
@@ -362,7 +430,8 @@ class Memory:
             if "vec" in r:
                 r["vec"] = np.frombuffer(r["vec"], dtype="<f8").tolist()
             if "t_re" in r:
-                r["T_hat"] = [r.pop("t_re"), r.pop("t_im")]
+                re_, im_ = r.pop("t_re"), r.pop("t_im")
+                r["T_hat"] = None if re_ is None else [re_, im_]
         return rows
 
     def reconstruct(self, device_id, t):
@@ -399,6 +468,9 @@ class Memory:
             seen.add(key)
             out["coherence"].append(dict(kind=c["kind"], window=c["window"], t=c["t"], C=c["c"],
                                          coverage=c["coverage"],
+                                         T_hat=None if c["t_re"] is None else [c["t_re"], c["t_im"]],
+                                         delta_phase=c["delta_phase"], flags=c["flags"],
+                                         device_c=c["device_c"],
                                          extra=json.loads(c["extra"]) if c["extra"] else None))
         return out
 

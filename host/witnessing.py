@@ -165,48 +165,56 @@ class Witnessing:
         meso = self.on("meso") and self.memory is not None
         if not meso:
             self.suppressed["meso"] += 1
-        want_m = [self._due(self._next_master, d, b, t, self.master_interval) for d, b in zip(ids, boots)]
-        want_e = [self._due(self._next_emissary, d, b, t, self.emissary_interval) for d, b in zip(ids, boots)]
-        want_s = [self._due(self._next_snapshot, d, b, t, self.snapshot_interval) for d, b in zip(ids, boots)]
+        want_m = np.array([self._due(self._next_master, d, b, t, self.master_interval)
+                           for d, b in zip(ids, boots)], dtype=bool)
+        want_e = np.array([self._due(self._next_emissary, d, b, t, self.emissary_interval)
+                           for d, b in zip(ids, boots)], dtype=bool)
+        want_s = np.array([self._due(self._next_snapshot, d, b, t, self.snapshot_interval)
+                           for d, b in zip(ids, boots)], dtype=bool)
         mem = self.memory
-        if meso and any(want_m) or (mem is not None and any(want_s)):
+        rows = []
+        if (meso and want_m.any()) or (mem is not None and want_s.any()):
             q = master.query_all()
-            W = q["window"]
-            for j, i in enumerate(idx.tolist()):
+            if meso and want_m.any():
+                W = q["window"].tolist()
+                sel = idx[want_m]
+                th = q["T_hat"][sel]
+                re, im = th.real.tolist(), th.imag.tolist()
+                C = q["C"][sel].tolist()
+                cov = q["coverage"][sel].tolist()
+                for j, (d, b) in enumerate(zip(master.dev_id[sel].tolist(), master.boot[sel].tolist())):
+                    for k, w in enumerate(W):
+                        rows.append((t, d, b, "master", w, C[j][k], cov[j][k], re[j][k], im[j][k],
+                                     None, None, None, None))
+                out["meso_master"] = int(sel.shape[0])
+            if mem is not None and want_s.any():
+                sel = np.zeros(n, dtype=bool)
+                sel[idx[want_s]] = True
+                out["snapshots"] = mem.snapshot_many(t, q, boot_ids=master.boot[:n], select=sel)
+        if meso and want_e.any():
+            je = np.flatnonzero(want_e)
+            qe = master.query(idx[je], emissary_s)
+            the = qe["T_hat"]
+            ere, eim = the.real.tolist(), the.imag.tolist()
+            ec, ecov = qe["C"].tolist(), qe["coverage"].tolist()
+            if r is not None:
+                ts = r["T_sync"][je]
+                sre, sim = ts.real.tolist(), ts.imag.tolist()
+                sc = r["C_sync"][je].tolist()
+                dp = r["delta_phase"][je].tolist()
+                fl = (r["coherent"][je].astype(np.int64) | (r["collapsed"][je].astype(np.int64) << 1)).tolist()
+            for jj, j in enumerate(je.tolist()):
                 d, b = ids[j], boots[j]
-                if meso and want_m[j]:
-                    for k in range(W.shape[0]):
-                        mem.coherence(d, t, "master", q["C"][i, k], window=W[k],
-                                      coverage=q["coverage"][i, k], boot_id=b)
-                    out["meso_master"] += 1
-                    self.counts["meso"] += 1
-                if mem is not None and want_s[j]:
-                    ws = [dict(window=float(W[k]), T_hat=complex(q["T_hat"][i, k]), C=float(q["C"][i, k]),
-                               coverage=float(q["coverage"][i, k]), beats=int(q["beats"][i, k]),
-                               seconds=float(q["seconds"][i, k]), last_beat=int(q["last_beat"][i, k]))
-                          for k in range(W.shape[0])]
-                    if mem.snapshot(d, t, ws, boot_id=b):
-                        out["snapshots"] += 1
-        if meso and any(want_e):
-            qe = master.query(idx, emissary_s)
-            for j in range(len(ids)):
-                if not want_e[j]:
-                    continue
-                extra = None
+                dc = device_c.get(d) if device_c else None
+                rows.append((t, d, b, "emissary", float(emissary_s), ec[jj], ecov[jj], ere[jj], eim[jj],
+                             None, None, dc, None))
                 if r is not None:
-                    extra = dict(T_hat=[float(qe["T_hat"][j].real), float(qe["T_hat"][j].imag)])
-                    if device_c and ids[j] in device_c:
-                        extra["device_c"] = float(device_c[ids[j]])
-                mem.coherence(ids[j], t, "emissary", qe["C"][j], window=emissary_s,
-                              coverage=qe["coverage"][j], boot_id=boots[j], extra=extra)
-                if r is not None:
-                    mem.coherence(ids[j], t, "sync", r["C_sync"][j], window=master_s, boot_id=boots[j],
-                                  extra=dict(delta_phase=float(r["delta_phase"][j]),
-                                             coherent=bool(r["coherent"][j]),
-                                             collapsed=bool(r["collapsed"][j]),
-                                             T_sync=[float(r["T_sync"][j].real), float(r["T_sync"][j].imag)]))
-                out["meso_emissary"] += 1
-                self.counts["meso"] += 1
+                    rows.append((t, d, b, "sync", float(master_s), sc[jj], None, sre[jj], sim[jj],
+                                 dp[jj], fl[jj], None, None))
+            out["meso_emissary"] = int(je.shape[0])
+        if rows:
+            mem.coherence_rows(rows)
+        self.counts["meso"] += out["meso_master"] + out["meso_emissary"]
         self.cycles += 1
         self.cycle_seconds += time.perf_counter() - t0
         return out

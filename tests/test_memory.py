@@ -22,7 +22,8 @@ def test_snapshot_query_reconstruct(tmp_path):
     mem = Memory(str(tmp_path / "m.sqlite"))
     for k in range(10):
         mem.snapshot(1, 100.0 + k, wins((0.1 * k, 0.2, 0.3), last_beat=k), boot_id=5)
-        mem.coherence(1, 100.0 + k, "sync", 0.01 * k, window=10.0, extra={"delta_phase": 0.5})
+        mem.coherence(1, 100.0 + k, "sync", 0.01 * k, window=10.0, T_hat=0.1j * k, delta_phase=0.5,
+                      flags=1, extra={"note": "x"})
         mem.coherence(1, 100.0 + k, "emissary", 0.02 * k, window=1.0)
     mem.snapshot(2, 103.0, wins((0.9, 0.9, 0.9)))
     rows = mem.query("phase_snapshots", device_id=1, since=102, until=104)
@@ -33,7 +34,9 @@ def test_snapshot_query_reconstruct(tmp_path):
     assert [w["window"] for w in st["windows"]] == [10.0, 60.0, 600.0]
     assert st["windows"][0]["C"] == pytest.approx(0.16) and st["windows"][0]["last_beat"] == 4
     coh = {c["kind"]: c for c in st["coherence"]}
-    assert coh["sync"]["C"] == pytest.approx(0.04) and coh["sync"]["extra"] == {"delta_phase": 0.5}
+    assert coh["sync"]["C"] == pytest.approx(0.04) and coh["sync"]["extra"] == {"note": "x"}
+    assert coh["sync"]["T_hat"] == pytest.approx([0.0, 0.4]) and coh["sync"]["delta_phase"] == 0.5
+    assert coh["sync"]["flags"] == 1 and coh["emissary"]["T_hat"] is None
     assert coh["emissary"]["t"] == 104.0
     assert mem.reconstruct(1, 99.0) is None
     assert mem.reconstruct(1, 1e9)["snapshot_t"] == 109.0
@@ -197,3 +200,18 @@ def test_cli_query_reconstruct_similar(tmp_path, capsys):
     assert "allowed" in capsys.readouterr().err
     assert parse_time("-10m", now=1000.0) == 400.0
     assert parse_time("1970-01-01T00:01:00Z") == 60.0
+
+
+def test_prune_by_age_binary_search_with_gaps(tmp_path):
+    mem = Memory(str(tmp_path / "m.sqlite"), retention=100.0, max_rows=10 ** 6, flush_rows=10 ** 6)
+    for k in range(2000):
+        mem.witness(dict(layer="meta", kind="health", t=float(k)))
+    mem.flush()
+    mem._db.execute("DELETE FROM witness_log WHERE id % 3 = 0")     # holes in the ids
+    mem._db.commit()
+    for cut in (0.5, 1.0, 17.0, 1000.2, 1999.0, 5000.0):
+        want = mem._db.execute("SELECT max(id) FROM witness_log WHERE t < ?", (cut,)).fetchone()[0]
+        assert mem._id_before("witness_log", cut) == want, cut
+    mem.prune(now=1500.0)
+    ts = [r["t"] for r in mem.query("witness_log", limit=10 ** 6)]
+    assert min(ts) >= 1400.0 and max(ts) == 1999.0

@@ -47,7 +47,10 @@ def test_full_cycle_collapse_reaches_ledger_and_memory(tmp_path):
     out = w.observe(m, sync, t=100.2, master_s=10.0)
     assert out["meso_master"] == 2 and out["snapshots"] == 0
     sync_rows = mem.query("coherence_history", device_id=1, kind="sync")
-    assert sync_rows[-1]["extra"]["collapsed"] is True and sync_rows[-1]["c"] == pytest.approx(1.0)
+    assert sync_rows[-1]["flags"] == 3 and sync_rows[-1]["c"] == pytest.approx(1.0)   # coherent|collapsed
+    assert sync_rows[-1]["T_hat"] == pytest.approx([1.0, 0.0]) and sync_rows[-1]["delta_phase"] < 1e-9
+    em = mem.query("coherence_history", device_id=2, kind="emissary")
+    assert em[-1]["window"] == 1.0 and em[-1]["T_hat"] is not None and em[-1]["device_c"] is None
     st = mem.reconstruct(1, 100.3)
     assert st["snapshot_t"] == 100.0 and {c["kind"] for c in st["coherence"]} == {"master", "emissary", "sync"}
     # a new boot id: a new stream, due at once, and it can collapse again

@@ -419,8 +419,23 @@ class Memory:
                 raise UserError("--kind applies to witness_log and coherence_history only")
             where.append("kind = ?")
             args.append(kind)
-        sql = "SELECT * FROM %s%s ORDER BY t DESC, id DESC LIMIT ?" % (
-            table, (" WHERE " + " AND ".join(where)) if where else "")
+        order = "t DESC, id DESC"
+        if device_id is None:
+            # no (device, t) index to use: rows are appended in time order, so bound the ids by
+            # binary search and walk the primary key (the t conditions above keep it exact)
+            self.flush()
+            order = "id DESC"
+            if since is not None:
+                b = self._id_before(table, float(since))
+                if b is not None:
+                    where.append("id > ?")
+                    args.append(b)
+            if until is not None:
+                b = self._id_before(table, math.nextafter(float(until), math.inf))
+                where.append("id <= ?")
+                args.append(-1 if b is None else b)
+        sql = "SELECT * FROM %s%s ORDER BY %s LIMIT ?" % (
+            table, (" WHERE " + " AND ".join(where)) if where else "", order)
         rows = self._rows(sql, args + [int(limit)])
         rows.reverse()
         for r in rows:

@@ -215,3 +215,14 @@ def test_prune_by_age_binary_search_with_gaps(tmp_path):
     mem.prune(now=1500.0)
     ts = [r["t"] for r in mem.query("witness_log", limit=10 ** 6)]
     assert min(ts) >= 1400.0 and max(ts) == 1999.0
+
+
+def test_time_range_query_without_device_uses_id_bounds(tmp_path):
+    mem = Memory(str(tmp_path / "m.sqlite"))
+    for k in range(500):
+        mem.witness(dict(layer="meta", kind="health", t=float(k)))
+    rows = mem.query("witness_log", since=100, until=104.0)
+    assert [r["t"] for r in rows] == [100.0, 101.0, 102.0, 103.0, 104.0]
+    assert mem.query("witness_log", until=-1) == []
+    assert [r["t"] for r in mem.query("witness_log", since=497)] == [497.0, 498.0, 499.0]
+    assert [r["t"] for r in mem.query("witness_log", limit=2)] == [498.0, 499.0]

@@ -21,7 +21,7 @@ from shared.auth import Auth, ReplayGuard, TAG_LEN
 from shared.wire_errors import REASONS, ProtocolError
 
 __all__ = ["Receiver", "decode_telemetry_batch", "BatchResult", "TELEMETRY_DTYPE",
-           "BEAT_DTYPE", "as_auth_map"]
+           "BEAT_DTYPE", "as_auth_map", "host_seq_after"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,17 @@ def as_auth_map(keys):
     for dev, k in dict(keys).items():
         out[int(dev)] = k if isinstance(k, Auth) else Auth(bytes(k))
     return out
+
+
+def host_seq_after(prev=None, now=None):
+    """The seq of the host's next frame to a (device, boot): the larger of prev + 1 and the
+    wall clock in 0.1 s units (mod 2^30). A restarted host (prev=None) thus starts above every
+    seq it used before the restart, and the device's replay window accepts it (PROTOCOL.md §4).
+    More than 10 frames per 0.1 s simply run ahead of the clock."""
+    import time
+    clock = int((time.time() if now is None else now) * 10) & (P.SEQ_LIMIT - 1)
+    nxt = clock if prev is None else max(prev + 1, clock)
+    return nxt if nxt < P.SEQ_LIMIT else clock
 
 
 class Receiver:

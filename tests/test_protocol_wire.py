@@ -140,3 +140,15 @@ def test_golden_vector_file_is_current():
     p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_vectors.py"),
                         "--check"], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_host_seq_after_restart_stays_above():
+    from host.wire import host_seq_after
+    t = 1763784000.0
+    s = host_seq_after(None, t)
+    seqs = [s]
+    for i in range(100):  # a burst faster than the clock runs ahead
+        seqs.append(host_seq_after(seqs[-1], t + i * 0.001))
+    assert all(b == a + 1 for a, b in zip(seqs, seqs[1:]))
+    restarted = host_seq_after(None, t + 20.0)  # 20 s later, previous seq forgotten
+    assert restarted > seqs[-1] and restarted < P.SEQ_LIMIT

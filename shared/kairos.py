@@ -28,8 +28,9 @@ Emissary(f_s=1000, omega=2.0, tau_bar=0.05, adc_bits=12, max_samples_per_beat=32
       em.collapses             rising edges so far
       em.window_anoms, em.window_n, em.window_beats
     em.lag, em.phase_step, em.sum_shift, em.adc_bits   (values for HELLO)
-    em.set_threshold(c: float) / em.threshold_q16 ; em.reset() (new stream: phase 0, delay line
-    zero, window empty, anomaly statistics restarted)
+    em.set_threshold(c: float) (threshold_q16), em.set_anomaly_z(z: float) (1..100)
+    em.reset()                 new stream: phase 0, delay line zero, window empty, anomaly
+                               statistics restarted
     em.window_totals() -> (T_re, T_im, E0, EL, n)   Python ints (bigints on CPython). Test/debug
                           only: allocates.
 
@@ -300,10 +301,7 @@ class Emissary:
         self.capacity = capacity
         if not 1 <= anomaly_k <= 12:
             raise ValueError("anomaly_k must be in 1..12 (EWMA alpha = 2^-k), got %r" % (anomaly_k,))
-        if anomaly_z < 1.0 or anomaly_z > 100.0:
-            raise ValueError("anomaly_z must be in [1, 100], got %r" % (anomaly_z,))
-        self.anomaly_z = anomaly_z
-        self._zq = int(round(anomaly_z * anomaly_z * 16))   # z^2 in Q4
+        self.set_anomaly_z(anomaly_z)
         self._ak = anomaly_k
         sh = 2 * adc_bits + anomaly_k - 30
         self._ag = sh if sh > 0 else 0                     # pre-shift of squared deviations
@@ -328,6 +326,13 @@ class Emissary:
         self.collapses = 0
         self.set_threshold(threshold)
         self.reset()
+
+    def set_anomaly_z(self, z):
+        """|z| threshold of the anomaly test (CONFIG anomaly_z), 1 <= z <= 100."""
+        if not 1.0 <= z <= 100.0:
+            raise ValueError("anomaly_z must be in [1, 100], got %r" % (z,))
+        self.anomaly_z = z
+        self._zq = int(round(z * z * 16))   # z^2 in Q4
 
     def set_threshold(self, c):
         if not 0.0 <= c <= 1.0:

@@ -267,6 +267,17 @@ def test_anomalies_spike_counted_after_warmup():
                 count += em.anoms
     assert 2 <= count <= 8, count                  # the spikes, and few false positives
     assert em.window_anoms >= 2
+    em.set_anomaly_z(100.0)                        # nothing is 100 sigma away
+    em.add(4095)
+    em.end_beat()
+    assert em.anoms == 0
+    em.set_anomaly_z(1.0)
+    for bad in (0.5, 101.0):
+        try:
+            em.set_anomaly_z(bad)
+        except ValueError:
+            continue
+        raise AssertionError(bad)
 
 
 def test_bad_config_rejected():

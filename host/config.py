@@ -23,6 +23,8 @@ master.tau_max) raise ConfigError.  Booleans are never accepted as numbers, numb
 booleans; an int is accepted where a float is expected.
 """
 import copy
+import json
+import logging
 import math
 import os
 
@@ -382,6 +384,15 @@ class Config:
         p = self._data["admission"]["keystore"]
         return os.path.expanduser(p) if p else self.data_path("keys.json")
 
+    def lag_samples(self, fs_hz):
+        """kairos.tau_bar as the device's lag in samples at fs_hz: max(1, round(tau_bar * f_s))."""
+        return max(1, int(round(self._data["kairos"]["tau_bar"] * float(fs_hz))))
+
+    def heartbeat_beats(self, period_s=None):
+        """devices.heartbeat_s in beats of period_s (default: the pulse's beat), at least 1."""
+        p = self.beat_period() if period_s is None else float(period_s)
+        return max(1, int(round(self._data["devices"]["heartbeat_s"] / p)))
+
     def beat_period(self):
         """T_Lambda = T1 ln(U) / (1 - 1/(kP)), never below 1e-6 s (SPEC 4.1)."""
         p = self._data["pulse"]
@@ -473,6 +484,38 @@ def load_config(path=None, overrides=None):
 
 def default_config():
     return load_config()
+
+
+class _JsonFormatter(logging.Formatter):
+    _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+    def format(self, record):
+        out = {"t": round(record.created, 6), "level": record.levelname, "logger": record.name,
+               "msg": record.getMessage()}
+        for k, v in record.__dict__.items():
+            if k not in self._SKIP:
+                out[k] = v
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, separators=(",", ":"))
+
+
+def configure_logging(cfg, stream=None):
+    """Set up the "becomingone" logger from logging.level / logging.format (idempotent)."""
+    log = logging.getLogger("becomingone")
+    log.setLevel(cfg.logging.level)
+    for h in list(log.handlers):
+        if getattr(h, "_becomingone", False):
+            log.removeHandler(h)
+    h = logging.StreamHandler(stream)
+    h._becomingone = True
+    if cfg.logging.format == "structured":
+        h.setFormatter(_JsonFormatter())
+    else:
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(h)
+    log.propagate = False
+    return log
 
 
 def iter_leaves(spec=None, prefix=""):

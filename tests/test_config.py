@@ -118,3 +118,23 @@ def test_schema_defaults_are_valid():
     assert set(SCHEMA) >= {"becomingone", "kairos", "master", "emissary", "sync", "memory",
                            "witnessing", "security", "logging", "pulse", "links", "ledger",
                            "admission", "devices", "data_dir"}
+
+
+def test_derived_helpers_and_logging():
+    import io
+    import json as _json
+    from host.config import configure_logging
+    c = load_config(overrides={"kairos.tau_bar": 0.0123, "devices.heartbeat_s": 1.0})
+    assert c.lag_samples(1000) == 12 and c.lag_samples(10) == 1
+    assert c.heartbeat_beats() == round(1.0 / c.beat_period()) and c.heartbeat_beats(0.5) == 2
+    buf = io.StringIO()
+    log = configure_logging(load_config(overrides={"logging.level": "WARNING"}), stream=buf)
+    log.info("hidden")
+    log.getChild("master").warning("lag %d ms", 7, extra={"device_id": 3})
+    rec = _json.loads(buf.getvalue().strip())
+    assert rec["level"] == "WARNING" and rec["msg"] == "lag 7 ms" and rec["device_id"] == 3
+    assert rec["logger"] == "becomingone.master"
+    buf2 = io.StringIO()
+    log = configure_logging(load_config(overrides={"logging.format": "text"}), stream=buf2)
+    log.info("plain")
+    assert "INFO becomingone: plain" in buf2.getvalue() and buf.getvalue().count("\n") == 1

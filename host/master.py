@@ -132,7 +132,10 @@ class Master:
     def open_stream(self, device_id, boot_id, fs_hz, period_us, sum_shift=0, phase_step=0,
                     lag_samples=1):
         """Start (or restart, on a new boot id) the stream of a device; returns its index.
-        Opening the same (device, boot, parameters) again keeps the stream (a repeated HELLO)."""
+        Opening the same (device, boot, parameters) again keeps the stream (a repeated HELLO);
+        the same boot with only a new period_us keeps it too (windows then convert seconds to
+        beats with the new period); any other parameter change (fs, sum_shift, phase_step,
+        lag) restarts the stream, since the partials change meaning."""
         device_id, boot_id = int(device_id), int(boot_id)
         if fs_hz <= 0 or period_us <= 0:
             raise ValueError("fs_hz and period_us must be > 0 (got %r, %r)" % (fs_hz, period_us))
@@ -144,8 +147,16 @@ class Master:
         params = dict(fs_hz=float(fs_hz), period_us=float(period_us), sum_shift=int(sum_shift),
                       phase_step=int(phase_step), lag_samples=int(lag_samples))
         i = self._ids.get(device_id)
-        if i is not None and self.boot[i] == boot_id and self.params[i] == params:
-            return i
+        if i is not None and self.boot[i] == boot_id:
+            if self.params[i] == params:
+                return i
+            same = {k: v for k, v in params.items() if k != "period_us"}
+            if {k: v for k, v in self.params[i].items() if k != "period_us"} == same:
+                # only the beat period changed (a CONFIG of period_us): the partials keep their
+                # meaning, so the stream goes on; windows convert seconds with the new period
+                self.params[i] = params
+                self.beat_s[i] = beat_s
+                return i
         if i is None:
             if self._n == self._cap:
                 self._alloc(self._cap * 2)

@@ -171,3 +171,51 @@ def test_int64_prefix_wraps_but_windows_stay_exact():
                        np.ones(500))
     r = m.window(1, 1)
     assert r["sums"][2] == big * r["beats"] and r["sums"][3] == big * r["beats"]
+
+
+def test_period_change_keeps_stream_other_changes_restart():
+    m = Master(windows=(1,), tau_max=1, beat_s=0.004)
+    i = m.open_stream(1, 5, 1000, 4000)
+    m.ingest_batch(i, np.arange(100), np.ones(100), np.ones(100), np.ones(100), np.ones(100), np.ones(100))
+    assert m.open_stream(1, 5, 1000, 5000) == i and m.stream(1)["beats"] == 100
+    assert m.window(1, 1.0)["span_beats"] == 100                     # 1 s = 200 beats at 5 ms; 100 exist
+    assert m.beat_s[i] == 0.005
+    m.open_stream(1, 5, 1000, 5000, sum_shift=1)                      # partials change meaning
+    assert m.stream(1)["beats"] == 0
+
+
+def test_property_random_gaps_orders_and_mixed_apis():
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+
+    @hyp.settings(max_examples=60, deadline=None)
+    @hyp.given(st.lists(st.tuples(st.integers(1, 40), st.integers(0, 300), st.booleans()), min_size=1, max_size=25),
+               st.lists(st.floats(0.001, 2.0), min_size=1, max_size=6), st.integers(0, 2 ** 16))
+    def run(chunks, wins, seed):
+        rng = np.random.default_rng(seed)
+        m = Master(windows=(2.0,), tau_max=2.0, fine_span=0.2, beat_s=0.005)
+        i = m.open_stream(1, 1, 1000, 5000)
+        beat = int(rng.integers(0, 1000))
+        allb, allp = [], []
+        for size, gap, per_frame in chunks:
+            beat += gap
+            bs = np.arange(beat, beat + size)
+            beat += size
+            p = rng.integers(-1000, 1000, (size, 5))
+            p[:, 2:] = np.abs(p[:, 2:])
+            if per_frame:
+                for b, row in zip(bs.tolist(), p.tolist()):
+                    m.ingest(i, b, *row)
+            else:
+                perm = rng.permutation(size)
+                m.ingest_batch(i, bs[perm], *[p[perm, j] for j in range(5)])
+            allb.append(bs)
+            allp.append(p)
+        b = np.concatenate(allb)
+        p = np.concatenate(allp)
+        for w in wins:
+            r = m.window(1, w)
+            assert r["sums"] == naive(b, p, r["first_beat"], r["last_beat"])
+            q = m.query([i], w)
+            assert tuple(int(x) for x in q["sums"][0]) == r["sums"]
+    run()

@@ -15,6 +15,8 @@ Rows (name + figures), all measured in this one process:
   kairos-sample  us (Emissary.add), alloc_bytes
   kairos-beat    us (Emissary.end_beat with a full 1 s window), alloc_bytes
   arbiter-beat   us (Arbiter.step + recalibrate), alloc_bytes
+From CPython: collect_micropython(quick=False) runs this script under the unix port and returns
+the rows (for tools/bench_device.py).
 Timing: best of `repeat` runs of `n` calls (ticks_us on MicroPython, perf_counter on CPython).
 """
 import sys
@@ -42,7 +44,9 @@ def _root():
     i = script.rfind("/")
     d = script[:i] if i >= 0 else "."
     j = d.rfind("/")
-    return d[:j] if j >= 0 else (".." if d not in (".", "") and d != "tools" else ".")
+    if j >= 0:
+        return d[:j]                      # .../ROOT/tools/mpy_bench_math.py
+    return "." if d == "tools" else ".."  # tools/mpy_bench_math.py, or run from inside tools/
 
 
 def _alloc():
@@ -212,6 +216,35 @@ def bench_kairos(n, repeat):
             {"name": "kairos-beat", "us": per_beat, "alloc_bytes": _alloc_per(beats, n // 4),
              "mixed_us_per_sample_4_per_beat": t_mixed / n},
             {"name": "arbiter-beat", "us": t_arb / (n // 4), "alloc_bytes": _alloc_per(arb, n // 4)}]
+
+
+def collect_micropython(quick=False, micropython=None, heap="192K", timeout=300):
+    """CPython side (tools/bench_device.py): run this script under the MicroPython unix port with
+    simple_pid's directory on its path and return its rows (each tagged runtime=micropython)."""
+    import importlib.util
+    import os
+    import shutil
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    exe = micropython or shutil.which("micropython") or os.path.join(
+        os.path.dirname(sys.executable), "micropython")
+    cmd = [exe, "-X", "heapsize=" + heap, os.path.join(here, "mpy_bench_math.py"),
+           "--root", root]
+    spec = importlib.util.find_spec("simple_pid")
+    if spec is not None and spec.origin:
+        cmd += ["--simple-pid-path", os.path.dirname(os.path.dirname(spec.origin))]
+    if quick:
+        cmd.append("--quick")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError("micropython bench failed (%d): %s" % (out.returncode,
+                                                                 out.stderr.strip()[-500:]))
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1]
+    rows = json.loads(line)["rows"]
+    for r in rows:
+        r["runtime"] = "micropython"
+    return rows
 
 
 def main(argv):

@@ -219,3 +219,20 @@ def test_property_random_gaps_orders_and_mixed_apis():
             q = m.query([i], w)
             assert tuple(int(x) for x in q["sums"][0]) == r["sums"]
     run()
+
+
+def test_ingest_records_with_the_batch_decoders_dtype():
+    from host.wire import BEAT_DTYPE
+    rec = np.zeros(50, dtype=BEAT_DTYPE)
+    rec["device_id"], rec["boot_id"] = 7, 3
+    rec["beat"] = np.arange(50) + 2 ** 31          # u32 beats above 2^31
+    rec["dT_re"], rec["dT_im"] = -5, 2 ** 30
+    rec["dE0"], rec["dEL"] = 2 ** 32 - 1, 2 ** 31
+    rec["n_samples"] = 4
+    rec["boot_id"][:5] = 2                          # an old boot: stale
+    m = Master(windows=(1,), tau_max=1, beat_s=0.004)
+    i = m.open_stream(7, 3, 1000, 4000)
+    assert m.ingest_records(i, rec, boot=rec["boot_id"]) == 45
+    r = m.window(7, 1)
+    assert r["sums"] == (-5 * 45, 2 ** 30 * 45, (2 ** 32 - 1) * 45, 2 ** 31 * 45, 180, 45)
+    assert m.stream(7)["stale"] == 5 and r["first_beat"] == 2 ** 31 + 5

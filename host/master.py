@@ -2,7 +2,8 @@
 
 Public API
 ----------
-    m = Master(windows=(10, 60, 600, 3600), tau_max=3600.0, fine_span=2.0)
+    m = Master(windows=(10, 60, 600, 3600), tau_max=3600.0, fine_span=2.0, beat_s=T_Lambda, capacity=8)
+        beat_s: the nominal beat (sizes the rings; streams may have beats down to beat_s/4)
     m = Master.from_config(cfg)                       # master.windows x kairos.tau_scale, tau_max, fine_span
     idx = m.open_stream(device_id, boot_id, fs_hz, period_us, sum_shift=0, phase_step=0,
                         lag_samples=1)                 # on HELLO; a new boot id = a new stream
@@ -11,10 +12,13 @@ Public API
     m.ingest_records(idx, rec, boot=None)               # a structured array with TELEMETRY field names
     m.ingest(idx, beat, dT_re, dT_im, dE0, dEL, n_samples=0, nbeats=1) -> bool   # one record
     m.windows(device_id) -> [ {window, T_hat (complex), C, coverage, beats, seconds, span_beats,
-                               first_beat, last_beat, T (complex), E0, EL}, ... ]   one per window
+                               first_beat, last_beat, T (complex), E0, EL, sums}, ... ]  per window
+        sums = the exact integer totals (dT_re, dT_im, dE0, dEL, n_samples, beats present)
     m.window(device_id, seconds) -> the same dict for any window <= tau_max (O(1))
+    m.query(idx_array, seconds) -> dict of arrays over the streams idx_array (vectorised)
     m.query_all() -> dict of numpy arrays shaped (devices, windows): "T_hat", "C", "coverage",
-                     "beats", "seconds", "span_beats", "first_beat", "last_beat", plus "device_id"
+                     "beats", "seconds", "span_beats", "first_beat", "last_beat" (-1: no data),
+                     "T", "E0", "EL", "sums" (devices, windows, 6), plus "device_id", "window"
     m.index_of(device_id) -> int or None;  m.stream(device_id) -> dict (boot, params, counters)
     m.device_ids() -> list;  m.window_seconds -> tuple of floats
     partial_scales(fs_hz, sum_shift=0) -> (t_scale, e_scale)
@@ -29,10 +33,10 @@ age of the stream, and a query costs O(1) per window.
 
 Rings.  Level 0 holds one prefix per beat for the last `fine_span` seconds; level j holds one
 prefix per block of 8^j beats, with the same number of slots, up to the level that covers
-`tau_max` (memory per device = about 5 x fine_span/beat slots x 48 bytes: ~100 KB at the default
-4.21 ms beat).  A window shorter than the level-0 span is exact to the beat; a longer one starts
-on the nearest block boundary of the finest level that still holds it, so its length is within
-4/fine_span_beats (< 1 %) of the asked length; the dict reports the beat range actually summed
+`tau_max` for beats down to beat_s/4 (memory per device = levels x slots x 48 bytes: 6 x 485 x 48
+= 137 KB at the defaults).  A window shorter than the level-0 span is exact to the beat; a longer
+one starts on the nearest block boundary of the finest level that still holds it, so its length
+is within 4/(slots-2) (< 1 %) of the asked length; the dict reports the beat range actually summed
 (`first_beat`, `last_beat`), `span_beats` and `seconds`, and the sums over that range are exact.
 
 Windows end at the device's latest beat (not the wall clock): a silent device's windows freeze;

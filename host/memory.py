@@ -118,6 +118,8 @@ def _clean(v):
 
 
 class Memory:
+    SIMILAR_CHUNK = 65536        # signature rows scored per numpy batch in similar()
+
     def __init__(self, path, retention=7 * 86400.0, max_rows=2000000, flush_rows=2000, flush_s=0.5,
                  enabled=KINDS, readonly=False, timeout=5.0):
         self.path = path
@@ -527,18 +529,35 @@ class Memory:
         if exclude_device and device_id is not None:
             where.append("device_id != ?")
             args.append(int(device_id))
-        rows = self._rows("SELECT id, t, device_id, vec FROM signatures WHERE " + " AND ".join(where), args)
-        rows = [r for r in rows if r["id"] != qid]
-        if not rows:
-            return []
-        m = np.frombuffer(b"".join(r["vec"] for r in rows), dtype="<f8").reshape(len(rows), q.shape[0])
-        norms = np.linalg.norm(m, axis=1)
-        ok = norms > 0
-        cos = np.zeros(len(rows))
-        cos[ok] = (m[ok] @ q) / (norms[ok] * qn)
-        theta = np.arccos(np.clip(cos, -1.0, 1.0))
-        sim = np.where(ok, 1.0 - theta / np.pi, 0.0)
-        k = min(int(top), len(rows))
-        order = np.argsort(-sim, kind="stable")[:k]
-        return [dict(id=rows[j]["id"], t=rows[j]["t"], device_id=rows[j]["device_id"],
-                     similarity=float(sim[j]), theta=float(theta[j])) for j in order]
+        if int(top) < 1:
+            raise UserError("top must be >= 1")
+        self.flush()
+        try:
+            cur = self._db.execute("SELECT id, t, device_id, vec FROM signatures WHERE "
+                                   + " AND ".join(where) + " ORDER BY id", args)
+        except sqlite3.DatabaseError as e:
+            raise MemoryStoreError("memory database %s: read failed: %s" % (self.path, e)) from None
+        # stream in chunks, keeping the best `top` so far: memory stays O(chunk), not O(rows)
+        best = []                                   # (similarity, -id, id, t, device, theta)
+        while True:
+            chunk = cur.fetchmany(self.SIMILAR_CHUNK)
+            if not chunk:
+                break
+            chunk = [r for r in chunk if r[0] != qid]
+            if not chunk:
+                continue
+            m = np.frombuffer(b"".join(r[3] for r in chunk), dtype="<f8").reshape(len(chunk), q.shape[0])
+            norms = np.linalg.norm(m, axis=1)
+            ok = norms > 0
+            cos = np.zeros(len(chunk))
+            cos[ok] = (m[ok] @ q) / (norms[ok] * qn)
+            theta = np.arccos(np.clip(cos, -1.0, 1.0))
+            sim = np.where(ok, 1.0 - theta / np.pi, 0.0)
+            k = min(int(top), len(chunk))
+            part = np.argpartition(-sim, k - 1)[:k] if k < len(chunk) else np.arange(len(chunk))
+            for j in part.tolist():
+                r = chunk[j]
+                best.append((float(sim[j]), -r[0], r[0], r[1], r[2], float(theta[j])))
+            best.sort(reverse=True)
+            del best[int(top):]
+        return [dict(id=b[2], t=b[3], device_id=b[4], similarity=b[0], theta=b[5]) for b in best]

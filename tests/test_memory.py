@@ -72,6 +72,7 @@ def test_similarity_matches_brute_force(tmp_path):
     for k, v in enumerate(vecs):
         mem.snapshot(k % 7, float(k), [dict(window=float(w), T_hat=v[w]) for w in range(3)])
     q = rng.normal(size=6)
+    mem.SIMILAR_CHUNK = 37                         # several chunks: top-k merged across them
     r = mem.similar(vector=q, top=5)
     flat = np.stack([np.ravel(np.column_stack([v.real, v.imag])) for v in vecs])
     cos = flat @ q / (np.linalg.norm(flat, axis=1) * np.linalg.norm(q))

@@ -27,7 +27,10 @@ Arbiter(w=0.12, b=0.0, period_s=0.004211, a_max=1024, genome=(0.25, 0.25, 0.15, 
         optimize_gain=0.1)
     .step(window_anoms, act_err_q16=0) -> decision     cores + decision (0 alloc)
     .recalibrate(dT_q16) -> None                       genome update (0 alloc)
-    .set_model(w, b)          rebuild the threat table (MODEL frame; between beats; allocates)
+    .set_model(w, b)          rebuild the threat table now (MODEL frame; between beats; allocates)
+    .stage_model(w, b); .stage_step(max_entries) -> bool; .model_pending
+                              the same in slices: build the spare table in idle time, swap when
+                              complete (no beat pays for the whole table)
     .set_period(period_s)     genomic PID sample time follows the pulse
     .set_thresholds(quarantine=None, alert=None)
     .set_genome(R, B, E, O)   floats, normalised
@@ -120,6 +123,22 @@ def normalise4(r, b, e, o):
     return r, b, e, o
 
 
+def _check_model(w, b):
+    if not (-1e6 < w < 1e6 and -1e6 < b < 1e6):
+        raise ValueError("entropy model w, b must be finite and |.| < 1e6, got (%r, %r)" % (w, b))
+
+
+def _fill(t, i, j, w, b):
+    for a in range(i, j):
+        z = w * a + b
+        if z >= 0:
+            s = 1.0 / (1.0 + math.exp(-z)) if z < 700 else 1.0
+        else:
+            ez = math.exp(z) if z > -700 else 0.0
+            s = ez / (1.0 + ez)
+        t[a] = q16(s)
+
+
 class Arbiter:
     def __init__(self, w=0.12, b=0.0, period_s=0.004211, a_max=1024,
                  genome=(0.25, 0.25, 0.15, 0.35), quarantine=0.85, alert=0.60,
@@ -128,6 +147,8 @@ class Arbiter:
             raise ValueError("a_max must be in 1..8191 anomalies, got %r" % (a_max,))
         self.a_max = a_max
         self._table = array.array("H", bytes(2 * (a_max + 1)))
+        self._staged = array.array("H", bytes(2 * (a_max + 1)))
+        self._stage_at = -1          # next entry of a staged model, -1 when none
         ex = array.array("H", bytes(2 * EXP_LEN))
         for t in range(EXP_LEN):
             ex[t] = q16(math.exp(-t / 50.0))
@@ -157,20 +178,44 @@ class Arbiter:
 
     # --- configuration (floats allowed) ---
     def set_model(self, w, b):
-        """Rebuild the threat table: TABLE[a] = round(65536*sigmoid(w*a + b)), capped 65535."""
-        if not (-1e6 < w < 1e6 and -1e6 < b < 1e6):
-            raise ValueError("entropy model w, b must be finite and |.| < 1e6, got (%r, %r)" % (w, b))
-        t = self._table
-        for a in range(self.a_max + 1):
-            z = w * a + b
-            if z >= 0:
-                s = 1.0 / (1.0 + math.exp(-z)) if z < 700 else 1.0
-            else:
-                ez = math.exp(z) if z > -700 else 0.0
-                s = ez / (1.0 + ez)
-            t[a] = q16(s)
+        """Rebuild the threat table now: TABLE[a] = round(65536*sigmoid(w*a + b)), capped 65535
+        (A_MAX + 1 float evaluations: ~1 ms for 1025 entries on the unix port)."""
+        _check_model(w, b)
+        _fill(self._table, 0, self.a_max + 1, w, b)
         self.w = w
         self.b = b
+        self._stage_at = -1
+
+    def stage_model(self, w, b):
+        """Start building a new table in the spare buffer; stage_step() fills it in slices (in a
+        beat's idle time) and swaps it in when complete, so no beat pays for the whole table."""
+        _check_model(w, b)
+        self._sw = w
+        self._sb = b
+        self._stage_at = 0
+
+    def stage_step(self, max_entries):
+        """Fill up to max_entries staged entries; True when the new model became active."""
+        i = self._stage_at
+        if i < 0:
+            return False
+        j = i + max_entries
+        n = self.a_max + 1
+        if j > n:
+            j = n
+        _fill(self._staged, i, j, self._sw, self._sb)
+        if j < n:
+            self._stage_at = j
+            return False
+        self._table, self._staged = self._staged, self._table
+        self.w = self._sw
+        self.b = self._sb
+        self._stage_at = -1
+        return True
+
+    @property
+    def model_pending(self):
+        return self._stage_at >= 0
 
     def set_thresholds(self, quarantine=None, alert=None):
         qv = self.quarantine_q16 / 65536.0 if quarantine is None else quarantine

@@ -202,16 +202,14 @@ def _bitlen(v):
 
 
 def _limb_exp(h, lo, bits):
-    # exponent e >= 0 such that |h*2^24 + lo| >> e < 2^bits (a safe upper bound)
+    # smallest-safe e >= 0 with |h*2^24 + lo| >> e < 2^bits (exact bit length when h is 0 or -1,
+    # else the bound |v| < (|h| + 1) * 2^24)
     if h == 0:
-        m = lo
+        nb = _bitlen(lo)
     elif h == -1:
-        m = (1 << 24) - lo
+        nb = _bitlen((1 << 24) - lo)
     else:
-        if h < 0:
-            h = -h
-        return _bitlen(h + 1) + 24 - bits if _bitlen(h + 1) + 24 > bits else 0
-    nb = _bitlen(m)
+        nb = _bitlen((-h if h < 0 else h) + 1) + 24
     return nb - bits if nb > bits else 0
 
 

@@ -39,6 +39,23 @@ def test_threat_table_matches_sigmoid_and_model_change():
         raise AssertionError("inf weight accepted")
 
 
+def test_staged_model_swaps_when_complete():
+    a = Arbiter(a_max=100)
+    old = a.threat_q16(5)
+    a.stage_model(0.5, -1.0)
+    assert a.model_pending
+    steps = 0
+    while not a.stage_step(30):
+        steps += 1
+        assert a.threat_q16(5) == old          # the old table serves until the swap
+    assert steps == 3 and not a.model_pending
+    assert a.threat_q16(5) == round(_sig(1.5) * 65536) and a.w == 0.5 and a.b == -1.0
+    assert a.stage_step(30) is False           # nothing staged
+    b = Arbiter(a_max=100)
+    b.set_model(0.5, -1.0)
+    assert [a.threat_q16(i) for i in range(101)] == [b.threat_q16(i) for i in range(101)]
+
+
 def test_threat_thresholds():
     a = Arbiter()                              # w = 0.12, b = 0
     assert a.step(3) == A.NOOP                 # 0.589

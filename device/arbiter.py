@@ -85,12 +85,14 @@ def q16(x):
     return 0 if v < 0 else (Q16_MAX if v > Q16_MAX else v)
 
 
+@micropython.native
 def mul16(a, b):
     """round-ish(a * b / 65536) for 0 <= a, b <= 65536 without intermediates >= 2^30:
     (a*(b>>8) + ((a*(b&255) + 128) >> 8) + 128) >> 8  (within 1 LSB of the exact rounding)."""
     return (a * (b >> 8) + ((a * (b & 255) + 128) >> 8) + 128) >> 8
 
 
+@micropython.native
 def _div16(x, total):
     # round(x * 65536 / total) for 0 <= x <= total < 2^21, in two 8-bit long-division steps
     y = x << 8

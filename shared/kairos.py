@@ -180,6 +180,7 @@ def _zeros(n):
     return array.array("i", bytes(4 * n))
 
 
+@micropython.native
 def _bitlen(v):
     # bit length of 0 <= v < 2^32 without int.bit_length (absent on MicroPython)
     n = 0
@@ -201,6 +202,7 @@ def _bitlen(v):
     return n + v
 
 
+@micropython.native
 def _limb_exp(h, lo, bits):
     # smallest-safe e >= 0 with |h*2^24 + lo| >> e < 2^bits (exact bit length when h is 0 or -1,
     # else the bound |v| < (|h| + 1) * 2^24)
@@ -213,6 +215,7 @@ def _limb_exp(h, lo, bits):
     return nb - bits if nb > bits else 0
 
 
+@micropython.native
 def _limb_shr(h, lo, e):
     # floor((h * 2^24 + lo) / 2^e), caller guarantees the result is small
     if e >= 24:
@@ -220,6 +223,7 @@ def _limb_shr(h, lo, e):
     return (h << (24 - e)) + (lo >> e)
 
 
+@micropython.native
 def _ratio_q16(num, den, k):
     # min(C_MAX, floor(num * 2^k / den)) for 0 <= num < 2^30, 0 < den < 2^30, any k
     if den >= 0x400000:
@@ -247,6 +251,7 @@ def _ratio_q16(num, den, k):
     return q
 
 
+@micropython.native
 def _coherence_limbs(rh, rl, ih, il, eh, el, lh, ll):
     # C = (T_re^2 + T_im^2) / (E0 * EL) in Q16 from 24-bit-limb totals (see DEVICE.md)
     if (eh == 0 and el == 0) or (lh == 0 and ll == 0):

@@ -261,7 +261,7 @@ def main(argv):
     repeat = 2 if quick else 5
     rows = []
     rows += bench_pid(n, repeat, spp)
-    rows += bench_pow(n // 4, repeat)
+    rows += bench_pow(n * 2 if not quick else n, repeat + 2)
     rows += bench_kairos(n, repeat)
     print(json.dumps({"runtime": sys.implementation.name, "quick": quick, "rows": rows}))
 

@@ -312,3 +312,24 @@ def test_zero_alloc_per_sample_and_beat():
     finally:
         gc.enable()
     assert a1 - a0 == 0, a1 - a0
+
+
+def test_capacity_bounds_window_and_reset_restarts_stream():
+    xs = _noise(17, 200)
+    em = K.Emissary(f_s=1000, max_samples_per_beat=4, capacity=10, lag=3)
+    for i in range(200):
+        em.add(xs[i])
+        if i % 2 == 1:
+            em.end_beat()
+    assert em.window_beats == 10 and em.window_n == 20
+    em.reset()
+    assert em.window_beats == 0 and em.window_totals() == (0, 0, 0, 0, 0) and em.coherence == 0
+    fresh = K.Emissary(f_s=1000, max_samples_per_beat=4, capacity=10, lag=3)
+    for i in range(40):
+        em.add(xs[i])
+        fresh.add(xs[i])
+        if i % 4 == 3:
+            em.end_beat()
+            fresh.end_beat()
+            assert (em.dT_re, em.dT_im, em.dE0, em.dEL, em.coherence) == \
+                (fresh.dT_re, fresh.dT_im, fresh.dE0, fresh.dEL, fresh.coherence)

@@ -20,6 +20,7 @@ from shared.auth import TAG_LEN
 from shared.crc import crc32_store
 
 _HDR = P.HEADER_FMT
+_WITNESS_HALVES = "<IBIBHHiBHH"  # WITNESS_FMT with the u32 nonce as two u16 halves
 _HL = P.HEADER_LEN
 try:
     from micropython import const
@@ -157,10 +158,13 @@ class Encoder:
         return self._finish(s, era, off, _HL + 1 + c * P.TELEMETRY_LEN, P.FLAG_BATCH, c)
 
     def witness(self, era, off, witness_id, kind, beat, decision, threat, coherence, value,
-                pow_bits, nonce):
+                pow_bits, nonce, nonce_hi=0):
+        """nonce: the u32 nonce, or (to stay clear of bigints on a Pico) its bits 0..29 with
+        bits 30..31 in nonce_hi; written as two u16 halves either way."""
         s = self._wit
-        struct.pack_into(P.WITNESS_FMT, s.raw, _HL, witness_id, kind, beat, decision, threat,
-                         coherence, value, pow_bits, nonce)
+        struct.pack_into(_WITNESS_HALVES, s.raw, _HL, witness_id, kind, beat, decision, threat,
+                         coherence, value, pow_bits, nonce & 0xFFFF,
+                         (nonce >> 16) | (nonce_hi << 14))
         return self._finish(s, era, off, _HL + 23)
 
     def ack(self, era, off, acked_type, status, ref):

@@ -48,6 +48,7 @@ def _kinds(enc):
     def witness():
         witness_record_into(rec, 0, 17, 99, 7, 1, 100, 3, 40000, 30000, -250, 16)
         enc.witness(0, 5, 7, 1, 100, 3, 40000, 30000, -250, 16, 91823)
+        enc.witness(0, 5, 7, 1, 100, 3, 40000, 30000, -250, 16, 0x3FFFFFFF, 3)  # nonce 2^32-1
 
     def ack():
         enc.ack(0, 6, P.CONFIG, P.ACK_OK, 3)
@@ -94,3 +95,13 @@ def test_seq_is_bounded_and_boot_roll():
     assert enc.needs_new_boot
     enc.set_boot(100)
     assert enc.seq == 0 and not enc.needs_new_boot
+
+
+def test_witness_nonce_halves():
+    enc = Encoder(17, 99)
+    for lo30, hi, want in ((91823, 0, 91823), (0x3FFFFFFF, 3, 0xFFFFFFFF), (5, 1, 0x40000005),
+                           (0x12345, 2, 0x80012345)):
+        f = P.decode(bytes(enc.witness(0, 5, 7, 1, 100, 3, 40000, 30000, -250, 16, lo30, hi)))
+        assert f.fields["nonce"] == want, (lo30, hi)
+    f = P.decode(bytes(enc.witness(0, 5, 7, 1, 100, 3, 40000, 30000, -250, 16, 0xFFFFFFFF)))
+    assert f.fields["nonce"] == 0xFFFFFFFF

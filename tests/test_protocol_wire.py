@@ -152,3 +152,22 @@ def test_host_seq_after_restart_stays_above():
     assert all(b == a + 1 for a, b in zip(seqs, seqs[1:]))
     restarted = host_seq_after(None, t + 20.0)  # 20 s later, previous seq forgotten
     assert restarted > seqs[-1] and restarted < P.SEQ_LIMIT
+
+
+def test_witness_record_works_with_pow():
+    from shared import pow as pow_
+    from shared.frame_encoder import witness_record_into
+    f = {"witness_id": 7, "kind": 1, "beat": 1234, "decision": 3, "threat": 42316,
+         "coherence": 30000, "value": -250, "pow_bits": 10, "nonce": 0}
+    rec = P.witness_record(17, 0x2A5C, f)
+    assert len(rec) == 23 and rec[:4] == bytes.fromhex("11005c2a")
+    buf = bytearray(23)
+    witness_record_into(buf, 0, 17, 0x2A5C, 7, 1, 1234, 3, 42316, 30000, -250, 10)
+    assert bytes(buf) == rec
+    f["nonce"] = pow_.mint(rec, 10)
+    frame = Encoder(17, 0x2A5C).witness(0, 1, *[f[n] for n in P.WITNESS_FIELDS])
+    got = P.decode(bytes(frame))
+    assert pow_.verify(P.witness_record(got.device_id, got.boot_id, got.fields),
+                       got.fields["nonce"], got.fields["pow_bits"])
+    other = P.witness_record(18, 0x2A5C, got.fields)  # another device cannot reuse the stamp
+    assert not pow_.verify(other, got.fields["nonce"], 10)  # fixed inputs: deterministic

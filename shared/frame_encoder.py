@@ -184,9 +184,20 @@ class Encoder:
         return self._finish(s, era, off, _HL + 29)
 
     def error(self, era, off, code, ref_type, ref, text):
-        """text: bytes of at most 16 ASCII characters (keep it a constant)."""
+        """text: bytes, at most 16 used; bytes outside printable ASCII are sent as '?'."""
         s = self._err
-        struct.pack_into(P.ERROR_FMT, s.raw, _HL, code, ref_type, ref, text)
+        raw = s.raw
+        struct.pack_into(P.ERROR_FMT, raw, _HL, code, ref_type, ref, text)
+        # keep the frame decodable whatever the text: non-printable bytes become '?', and
+        # everything after the first NUL is NUL (in place, no allocation)
+        pad = False
+        for i in range(_HL + 6, _HL + 22):
+            b = raw[i]
+            if pad or b == 0:
+                pad = True
+                raw[i] = 0
+            elif b < 0x20 or b > 0x7E:
+                raw[i] = 0x3F
         return self._finish(s, era, off, _HL + 22)
 
     def time_sync_reply(self, era, off, host_t1_us, rx_era, rx_off):

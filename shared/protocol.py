@@ -171,8 +171,8 @@ def _ascii(value, size, name):
     if len(value) > size:
         raise FieldError("%s is %d bytes, at most %d allowed" % (name, len(value), size))
     for b in value:
-        if b == 0 or b > 126:
-            raise FieldError("%s must be printable ASCII without NUL" % name)
+        if b < 0x20 or b > 0x7E:
+            raise FieldError("%s must be printable ASCII (0x20..0x7E)" % name)
     return bytes(value)
 
 
@@ -341,8 +341,9 @@ def _text(raw, name):
         end -= 1
     for i in range(end):
         b = raw[i]
-        if b == 0 or b > 126:
-            raise FieldError("%s holds a non-ASCII or embedded NUL byte at %d" % (name, i))
+        if b < 0x20 or b > 0x7E:
+            raise FieldError("%s byte %d is 0x%02x: printable ASCII 0x20..0x7E, then NUL "
+                             "padding, allowed" % (name, i, b))
     return bytes(raw[:end]).decode("ascii")
 
 

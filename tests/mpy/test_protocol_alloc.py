@@ -105,3 +105,12 @@ def test_witness_nonce_halves():
         assert f.fields["nonce"] == want, (lo30, hi)
     f = P.decode(bytes(enc.witness(0, 5, 7, 1, 100, 3, 40000, 30000, -250, 16, 0xFFFFFFFF)))
     assert f.fields["nonce"] == 0xFFFFFFFF
+
+
+def test_error_text_is_sanitised():
+    enc = Encoder(17, 99)
+    f = P.decode(bytes(enc.error(0, 1, P.ERR_CONFIG_VALUE, P.CONFIG, 3,
+                                 b"bad\nvalue \xc2\xb5s and more text")))
+    assert f.fields["text"] == "bad?value ??s an"
+    f = P.decode(bytes(enc.error(0, 1, P.ERR_CONFIG_VALUE, P.CONFIG, 3, b"ab\x00cd")))
+    assert f.fields["text"] == "ab"

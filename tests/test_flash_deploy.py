@@ -133,3 +133,36 @@ def test_mip_install_of_package_json(fakeboard):
                         "print(device.cli.parse_args(['--board', 'pico']).board)"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0 and p.stdout.strip().endswith("pico"), p.stdout + p.stderr
+
+
+def test_pico_deploy_copies_armv6m_build_and_cleans_stale_files(fakeboard, tmp_path):
+    """The pico's armv6m .mpy files cannot run on the fake board (x86 unix port), so this checks
+    the copy only (--no-reset): what lands, stale-file removal, and re-flash with --keep-key."""
+    if not os.path.exists(P.board_module_path("pico")):
+        pytest.skip("boards/pico.py is not in the tree yet")
+    fb, board = fakeboard
+    (board / "device").mkdir()
+    (board / "device" / "old_module.py").write_text("raise RuntimeError('stale')\n")
+    (board / "device" / "beat.py").write_text("raise RuntimeError('stale')\n")  # would shadow beat.mpy
+    data = tmp_path / "hostdata"
+    args = [sys.executable, os.path.join(ROOT, "tools", "flash.py"), "--board", "pico", "--port", fb.port,
+            "--data", str(data), "--device-id", "9", "--no-reset"]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not (board / "device" / "old_module.py").exists() and not (board / "device" / "beat.py").exists()
+    assert "removed stale device/old_module.py" in p.stdout
+    archs = set()
+    for rel in P.source_modules("pico"):
+        head = (board / (rel[:-3] + ".mpy")).read_bytes()[:4]
+        assert head[:2] == b"M\x06" and head[3] == 31, rel  # 31-bit small ints: a 32-bit port
+        archs.add(head[2] >> 2)
+    assert archs - {0}  # some modules carry native (viper) armv6m code
+    key = (board / "device.key").read_bytes()
+    assert key == Keystore(str(data / "keys.json")).get(9)
+    assert fb.boots == 1  # --no-reset
+    # re-flash: the same id is refused without a key policy, accepted with --keep-key
+    p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "already has a key" in p.stderr
+    p = subprocess.run(args + ["--keep-key"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (board / "device.key").read_bytes() == key

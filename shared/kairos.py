@@ -316,6 +316,8 @@ class Emissary:
         self._half = 1 << (self._sh - 1)
         self._eh = (1 << (self.sum_shift - 1)) if self.sum_shift else 0
         self._xmax = (1 << adc_bits) - 1
+        # direct product when a*|c| + half < 2^30: a < 2^16 with S = 0 (half = 2^13), else a < 2^15
+        self._fast = 0x10000 if self.sum_shift == 0 else 0x8000
         self._dl = _zeros(self.lag)
         n = capacity
         self._w_re = _zeros(n)
@@ -454,8 +456,8 @@ class Emissary:
         a = -p if neg else p
         sh = self._sh
         half = self._half
-        if a < 0x10000:
-            # a * |c| < 2^30: direct
+        if a < self._fast:
+            # a * |c| + half < 2^30: direct
             if c < 0:
                 tr = -((a * -c + half) >> sh)
             else:

@@ -3,8 +3,8 @@ Pico's small-int range; the 64-bit unix port would silently use bigints past it)
 
 Checked on CPython with a line tracer: after every line of the beat-path functions of
 shared/kairos.py, device/pid.py and device/arbiter.py, every int local and every int attribute
-of `self` must satisfy |v| < 2^30, under worst-case and random inputs. (Sub-expression
-temporaries are covered by the bounds argued in docs/DEVICE.md.)"""
+of `self` must satisfy |v| < 2^30, under worst-case and random inputs; and with `_Checked`
+inputs (an int subclass that checks every arithmetic result) the expression temporaries too."""
 import random
 import sys
 
@@ -132,3 +132,78 @@ def test_arbiter_extremes():
             a.step(3, 0)
             a.recalibrate(0)
     _Bounds().run(work)
+
+
+# ---------- temporaries: ints that check every arithmetic result ----------
+
+class _Checked(int):
+    """An int whose every arithmetic result (with any int) is checked against 2^30 and stays
+    _Checked, so expression temporaries inside the device code are covered too."""
+    worst = 0
+
+
+def _wrap(name):
+    base = getattr(int, name)
+
+    def op(self, *args):
+        r = base(self, *args)
+        if r is NotImplemented:
+            return r
+        a = -r if r < 0 else r
+        if a > _Checked.worst:
+            _Checked.worst = a
+        assert a < LIMIT, "%s(%d, %r) = %d reaches 2^30" % (name, int(self), args, r)
+        return _Checked(r)
+    return op
+
+
+for _n in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__lshift__",
+           "__rlshift__", "__rshift__", "__rrshift__", "__floordiv__", "__rfloordiv__", "__mod__",
+           "__rmod__", "__and__", "__rand__", "__or__", "__ror__", "__neg__", "__abs__"):
+    setattr(_Checked, _n, _wrap(_n))
+
+
+def test_checked_int_catches_overflow():
+    with pytest.raises(AssertionError):
+        _Checked(1 << 15) * (1 << 15)
+    assert _Checked(3) * 4 == 12 and type(_Checked(3) + 1) is _Checked
+
+
+@pytest.mark.parametrize("bits,per_beat,omega", [(12, 32, 0.0), (12, 64, 0.0), (15, 8, 2.0),
+                                                  (14, 40, 0.0), (12, 200, 31.0)])
+def test_emissary_temporaries_below_2_30(bits, per_beat, omega):
+    top = (1 << bits) - 1
+    rnd = random.Random(per_beat)
+    _Checked.worst = 0
+    em = K.Emissary(f_s=1000, omega=omega, lag=1, adc_bits=bits, max_samples_per_beat=per_beat,
+                    window_s=max(1.0, per_beat / 1000.0), capacity=64, warmup=4)
+    pat = [0, top, 0, top, 255, 0, 257, 257 + 255, 0, top // 2]   # also d*d_L = 255*257 = 65535
+    for rep in range(4):
+        for i in range(per_beat * 2):
+            x = pat[i % len(pat)] if rep < 2 else rnd.randrange(top + 1)
+            em.add(_Checked(x))
+            if em.room() == 0:
+                em.end_beat()
+        em.end_beat()
+    assert _Checked.worst > 1 << 20
+
+
+def test_pid_and_arbiter_temporaries_below_2_30():
+    _Checked.worst = 0
+    for kp, ki, kd in ((4095.0, 100.0, 0.0), (0.0, 0.0, 40.0), (-4095.0, -100.0, -40.0)):
+        p = PID(kp, ki, kd, sample_time=0.01, output_limits=(-32, 32))
+        for m in (65536 * 3, -65536 * 3, 65536, -65536, 1, 0) * 5:
+            p.update(_Checked(m))
+            p.update_error(_Checked(m))
+            p.tick(_Checked(m), _Checked(9000))
+    a = Arbiter(a_max=8191)
+    for anoms in (0, 8191, 9000):
+        for err in (65536, -(1 << 29)):
+            a.step(_Checked(anoms), _Checked(err))
+            a.recalibrate(_Checked(-65536 * 3))
+    a.set_model(0.0, 50.0)
+    a.set_genome(0.0, 0.0, 0.01, 1.0)
+    for _ in range(80):
+        a.step(_Checked(3))
+        a.recalibrate(_Checked(0))
+    assert _Checked.worst > 1 << 20

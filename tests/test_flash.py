@@ -140,6 +140,8 @@ def test_wifi_sources(tmp_path, monkeypatch):
     with pytest.raises(V.UserError) as e:
         V.load_wifi(str(short), environ={})
     assert "tiny" not in str(e.value) and "8..63" in str(e.value)
+    with pytest.raises(V.UserError, match="contains ':'"):
+        V.load_wifi(None, environ={V.ENV_SSID: "a:b", V.ENV_PASSWORD: "abcdefgh"})
     with pytest.raises(V.UserError, match="inside the repository"):
         V.load_wifi(os.path.join(ROOT, "pyproject.toml"), environ={})
 

@@ -94,6 +94,10 @@ def load_wifi(wifi_file=None, environ=None, root=ROOT):
     pw = d.get("password", "")
     if not isinstance(ssid, str) or not 1 <= len(ssid.encode()) <= 32:
         raise UserError("%s: ssid must be 1..32 bytes" % origin)
+    if ":" in ssid:
+        # the firmware takes --wifi SSID:PASSWORD and splits at the first colon
+        raise UserError("%s: ssid %r contains ':', which the firmware's --wifi SSID:PASSWORD flag "
+                        "cannot carry" % (origin, ssid))
     if not isinstance(pw, str) or not (pw == "" or 8 <= len(pw) <= 63):
         # the length is safe to say; the password itself is never shown
         raise UserError("%s: password must be 8..63 characters (WPA2) or empty for an open network "

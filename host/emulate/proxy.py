@@ -8,6 +8,7 @@ SerialFaultProxy: two pseudo-terminal pairs in raw mode, `device_path` for the f
 `host_path` for pyserial on the host; a thread copies bytes between the masters and flips a
 random bit of a byte with probability `biterr`.
 """
+import collections
 import os
 import random
 import select
@@ -36,8 +37,9 @@ class _Direction:
 class UdpFaultProxy:
     """Relay for one device: device <-> proxy <-> host (UDP), with faults."""
 
-    def __init__(self, host_addr, faults=None, seed=1, bind="127.0.0.1"):
+    def __init__(self, host_addr, faults=None, seed=1, bind="127.0.0.1", observer=None):
         self.host_addr = host_addr
+        self.observer = observer  # called with each device frame before faults apply
         self.loss = getattr(faults, "loss", 0.0) if faults else 0.0
         self.dup = getattr(faults, "dup", 0.0) if faults else 0.0
         self.reorder = getattr(faults, "reorder", 0.0) if faults else 0.0
@@ -48,6 +50,7 @@ class UdpFaultProxy:
         self.host_sock.bind((bind, 0))
         self.device_addr = self.dev_sock.getsockname()
         self.device_peer = None
+        self.captured = collections.deque(maxlen=16)  # recent device frames (for replay tests)
         self.up = _Direction("device->host")
         self.down = _Direction("host->device")
         self._stop = threading.Event()
@@ -121,6 +124,9 @@ class UdpFaultProxy:
                     continue
                 if s is self.dev_sock:
                     self.device_peer = src
+                    self.captured.append(data)
+                    if self.observer is not None:
+                        self.observer(data)
                     self._relay(self.host_sock, self.up, data, self.host_addr)
                 else:
                     self._relay(self.dev_sock, self.down, data, self.device_peer)
@@ -137,8 +143,13 @@ def _raw_pty():
 class SerialFaultProxy:
     """Two raw pty pairs joined by a byte pump that can flip bits."""
 
-    def __init__(self, biterr=0.0, seed=1):
+    def __init__(self, biterr=0.0, seed=1, observer=None):
         self.biterr = biterr
+        self.observer = observer  # called with each device frame (COBS-decoded) before faults
+        self._deframer = None
+        if observer is not None:
+            from shared.cobs import Deframer
+            self._deframer = Deframer()
         self.rng = random.Random(seed)
         self.dev_master, self._dev_slave, self.device_path = _raw_pty()
         self.host_master, self._host_slave, self.host_path = _raw_pty()
@@ -191,6 +202,9 @@ class SerialFaultProxy:
                     continue
                 if not data:
                     continue
+                if fd == self.dev_master and self._deframer is not None:
+                    for frame in self._deframer.feed(data):
+                        self.observer(bytes(frame))
                 data = self._corrupt(data)
                 dst = self.host_master if fd == self.dev_master else self.dev_master
                 try:

@@ -1,0 +1,108 @@
+"""`becomingone emulate`: N devices running the real firmware (MicroPython unix port by default)
+against a host with embedded defaults, with faults on demand. Ctrl-C stops everything cleanly."""
+import json
+import os
+import sys
+
+from host.emulate.faults import ALLOWED, parse_faults
+from host.errors import UserError
+
+
+def add_arguments(p):
+    p.add_argument("--devices", type=int, default=3, help="number of emulated devices (default 3)")
+    p.add_argument("--duration", type=float, default=60.0,
+                   help="seconds to run (default 60; 0 = until Ctrl-C)")
+    p.add_argument("--transport", default="udp", choices=("udp", "serial"),
+                   help="device links: UDP datagrams or a pseudo-terminal serial pair per device")
+    p.add_argument("--serial-devices", type=int, default=0,
+                   help="with --transport udp: the last K devices use a serial pty instead")
+    p.add_argument("--runtime", default="micropython", choices=("micropython", "cpython"),
+                   help="runtime of the device processes (default: the MicroPython unix port)")
+    p.add_argument("--faults", default="",
+                   help="comma-separated faults, names: " + ", ".join(ALLOWED)
+                   + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5)")
+    p.add_argument("--data", default=None, help="data folder (default: var/emulate)")
+    p.add_argument("--pow-bits", type=int, default=None, help="proof-of-work bits of the devices")
+    p.add_argument("--summary-json", default=None, help="write the summary JSON here")
+    p.add_argument("--no-live", action="store_true", help="no live table (plain progress lines)")
+
+
+def _live_table(emu):
+    from rich.table import Table
+    st = emu.status()
+    t = Table(title="BecomingONE emulation  t=%.0fs  data: %s" % (emu.elapsed(), emu.data_dir),
+              expand=False)
+    for col in ("device", "boot", "online", "frames", "beats", "gaps", "witness", "link"):
+        t.add_column(col)
+    sessions = st.get("sessions") or []
+    by_dev = {s.get("device_id"): s for s in sessions} if isinstance(sessions, list) else {}
+    for dev in emu.devices:
+        s = by_dev.get(dev.device_id, {})
+        t.add_row(str(dev.device_id), str(s.get("boot_id", "-")), str(s.get("online", "-")),
+                  str(s.get("frames", "-")), str(s.get("beats", "-")), str(s.get("gaps", "-")),
+                  str(s.get("witness", "-")), dev.link_url)
+    w = st.get("witness", {})
+    t.caption = ("received %s  accepted %s  rejected %s  witness committed %s/%s  ledger %s" % (
+        st.get("frames_received"), st.get("frames_accepted"),
+        json.dumps(st.get("frames_rejected", {})), w.get("committed"), w.get("received"),
+        (st.get("ledger") or {}).get("size")))
+    return t
+
+
+def run(args):
+    from host.emulate.runner import Emulation, write_summary
+    faults = parse_faults(args.faults)
+    if args.duration < 0:
+        raise UserError("--duration must be >= 0 (0 = until Ctrl-C)")
+    emu = Emulation(devices=args.devices, duration=args.duration or None,
+                    transport=args.transport, runtime=args.runtime, faults=faults,
+                    data_dir=args.data, serial_devices=args.serial_devices,
+                    pow_bits=args.pow_bits)
+    print("emulating %d device(s) on %s over %s for %s; host data in %s; device logs in %s"
+          % (args.devices, args.runtime, args.transport,
+             ("%gs" % args.duration) if args.duration else "ever (Ctrl-C stops)",
+             emu.data_dir, os.path.join(emu.data_dir, "logs")))
+    sys.stdout.flush()
+    live = None
+    live_ctx = None
+    if not args.no_live and sys.stdout.isatty():
+        from rich.live import Live
+        live_ctx = Live(refresh_per_second=2, transient=False)
+
+        def live(e):
+            live_ctx.update(_live_table(e))
+    else:
+        state = {"next": 0.0}
+
+        def live(e):
+            if e.elapsed() >= state["next"]:
+                st = e.status()
+                print("t=%4.0fs devices=%s frames=%s rejected=%s witness=%s ledger=%s" % (
+                    e.elapsed(), st.get("devices_seen"), st.get("frames_received"),
+                    sum((st.get("frames_rejected") or {}).values()),
+                    (st.get("witness") or {}).get("committed"),
+                    (st.get("ledger") or {}).get("size")))
+                sys.stdout.flush()
+                state["next"] += 5.0
+    emu.start()
+    try:
+        if live_ctx is not None:
+            with live_ctx:
+                emu.wait(live=live)
+        else:
+            emu.wait(live=live)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping: devices, then the host (flushing the ledger)...")
+        emu.shutdown()
+    summary = emu.summary()
+    path = args.summary_json or os.path.join(emu.data_dir, "summary.json")
+    write_summary(summary, path)
+    short = {k: summary[k] for k in (
+        "runtime", "devices_seen", "frames_sent", "frames_received", "frames_rejected",
+        "lateness_us", "collapses", "decisions", "witness_sent", "witness_in_ledger",
+        "ledger_entries", "ledger_verified")}
+    print(json.dumps(short, indent=1, sort_keys=True))
+    print("summary: %s\nledger:  becomingone ledger verify --data %s" % (path, emu.data_dir))
+    return 0 if summary["ledger_verified"] else 1

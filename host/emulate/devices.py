@@ -1,0 +1,235 @@
+"""Emulated device processes (the real firmware, device/main.py) and the misbehaving senders
+(a flooding device, a forger that also replays captured frames).
+
+Each device gets a distinct, deterministic signal: odd devices are coherent (a clean vibration:
+the emulator board's signal with its sensor noise only), even devices carry extra white noise
+for the whole run; a `fault=D@T` item of --faults injects a strong noise burst into device D at
+T seconds (raises ALERT, then QUARANTINE once the threat climbs).
+"""
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from shared import protocol as P
+from shared.auth import Auth
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_FOREVER_MS = 10 ** 9
+
+
+def runtime_command(runtime):
+    """argv prefix that runs device/main.py under the chosen runtime."""
+    if runtime == "micropython":
+        exe = os.path.join(os.path.dirname(sys.executable), "micropython")
+        if not os.path.exists(exe):
+            import shutil
+            exe = shutil.which("micropython") or exe
+        return [exe, "-X", "heapsize=192K"]
+    return [sys.executable]
+
+
+def sensor_faults(index, events):
+    """--faults for the emulator sensor of device `index` (1-based): even devices are noisy
+    all the time; `events` = [(device, seconds)] noise bursts of the fault=D@T items."""
+    parts = []
+    if index % 2 == 0:
+        parts.append("noise@0+%d*600" % _FOREVER_MS)
+    for dev, at in events:
+        if dev == index:
+            parts.append("noise@%d+%d*2000" % (int(at * 1000), _FOREVER_MS))
+    return ",".join(parts)
+
+
+class DeviceProcess:
+    """One firmware process; restart() is a reboot (new process, new boot id)."""
+
+    def __init__(self, index, device_id, link_url, runtime, log_dir, key_file=None,
+                 faults="", pow_bits=None, extra=()):
+        self.index = index
+        self.device_id = device_id
+        self.link_url = link_url
+        self.runtime = runtime
+        self.key_file = key_file
+        self.faults = faults
+        self.pow_bits = pow_bits
+        self.extra = list(extra)
+        self.log_path = os.path.join(log_dir, "device-%d.log" % device_id)
+        self.proc = None
+        self.boots = 0
+        self.reports = []       # closing JSON of every boot that ended cleanly
+
+    def argv(self):
+        a = runtime_command(self.runtime) + [
+            os.path.join("device", "main.py"), "--board", "emulator", "--beats", "0",
+            "--link", self.link_url, "--device-id", str(self.device_id),
+            "--seed", str(1000 + self.device_id)]
+        if self.faults:
+            a += ["--faults", self.faults]
+        if self.key_file:
+            a += ["--key-file", self.key_file]
+        if self.pow_bits is not None:
+            a += ["--pow-bits", str(self.pow_bits)]
+        return a + self.extra
+
+    def start(self):
+        self.boots += 1
+        log = open(self.log_path, "ab")
+        log.write(("--- boot %d: %s\n" % (self.boots, " ".join(self.argv()))).encode())
+        log.flush()
+        self.proc = subprocess.Popen(self.argv(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=5.0):
+        """SIGINT (the firmware prints its closing JSON), then SIGKILL."""
+        p = self.proc
+        if p is None:
+            return
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGINT)
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.proc = None
+        self._collect_report()
+
+    def kill(self):
+        """A crash / power cut: no closing report."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def reboot(self):
+        self.kill()
+        self.start()
+
+    def _collect_report(self):
+        import json
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return
+        for line in reversed(lines):
+            line = line.strip()
+            if line.startswith("{") and line.endswith("}"):
+                try:
+                    self.reports.append(json.loads(line))
+                except ValueError:
+                    pass
+                return
+
+    def tail(self, n=5):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace").splitlines()[-n:]
+        except OSError:
+            return []
+
+
+class Flooder(threading.Thread):
+    """A keyed device that sends valid HEARTBEAT frames far faster than a device should:
+    the host's cost-based rate limiter must shed it."""
+
+    def __init__(self, sock_addr, device_id, key, rate_hz=3000.0):
+        super().__init__(name="flooder-%d" % device_id, daemon=True)
+        import socket
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addr = sock_addr
+        self.device_id = device_id
+        self.auth = Auth(key) if key else None
+        self.rate_hz = rate_hz
+        self.boot_id = random.randint(1, 65535)
+        self.sent = 0
+        self.stop_event = threading.Event()
+
+    def run(self):
+        period = 1.0 / self.rate_hz
+        seq = 0
+        fields = {"beats": 0, "late_p50_us": 0, "late_p99_us": 0, "late_max_us": 0,
+                  "heap_free": 0, "witness_queue": 0, "rx_ok": 0, "rx_crc": 0, "rx_cobs": 0,
+                  "rx_auth": 0, "rx_replay": 0, "rx_other": 0, "tx_dropped": 0}
+        hello = {"board": "flooder", "fw_major": 0, "fw_minor": 1, "fw_patch": 0,
+                 "capabilities": 0, "fs_hz": 1000, "period_us": 4211, "phase_step": 0,
+                 "lag_samples": 10, "adc_bits": 12, "sum_shift": 0, "pow_bits": 16,
+                 "telemetry_every": 1}
+        self._send(P.encode(P.HELLO, hello, self.device_id, self.boot_id, seq, auth=self.auth))
+        nxt = time.monotonic()
+        while not self.stop_event.is_set():
+            seq += 1
+            fields["beats"] = seq
+            self._send(P.encode(P.HEARTBEAT, fields, self.device_id, self.boot_id, seq,
+                                auth=self.auth))
+            nxt += period
+            d = nxt - time.monotonic()
+            if d > 0:
+                time.sleep(d)
+
+    def _send(self, data):
+        try:
+            self.sock.sendto(data, self.addr)
+            self.sent += 1
+        except OSError:
+            pass
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(timeout=2)
+        self.sock.close()
+
+
+class Forger(threading.Thread):
+    """Sends frames claiming a keyed device but tagged with a wrong key, and replays frames
+    captured from that device's real traffic (through its UDP proxy)."""
+
+    def __init__(self, sock_addr, device_id, capture=None, rate_hz=20.0):
+        super().__init__(name="forger-%d" % device_id, daemon=True)
+        import socket
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addr = sock_addr
+        self.device_id = device_id
+        self.capture = capture      # a UdpFaultProxy (its .captured deque) or None
+        self.rate_hz = rate_hz
+        self.auth = Auth(os.urandom(32))   # not the device's key
+        self.forged_sent = 0
+        self.replayed_sent = 0
+        self.stop_event = threading.Event()
+
+    def run(self):
+        seq = 1 << 20
+        boot = random.randint(1, 65535)
+        hb = {"beats": 1, "late_p50_us": 0, "late_p99_us": 0, "late_max_us": 0, "heap_free": 0,
+              "witness_queue": 0, "rx_ok": 0, "rx_crc": 0, "rx_cobs": 0, "rx_auth": 0,
+              "rx_replay": 0, "rx_other": 0, "tx_dropped": 0}
+        while not self.stop_event.wait(1.0 / self.rate_hz):
+            seq += 1
+            try:
+                self.sock.sendto(P.encode(P.HEARTBEAT, hb, self.device_id, boot, seq,
+                                          auth=self.auth), self.addr)
+                self.forged_sent += 1
+            except OSError:
+                pass
+            cap = getattr(self.capture, "captured", None)
+            if cap:
+                old = cap[0]   # an already-delivered frame: a replay
+                try:
+                    self.sock.sendto(old, self.addr)
+                    self.replayed_sent += 1
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(timeout=2)
+        self.sock.close()

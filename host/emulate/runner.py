@@ -1,0 +1,309 @@
+"""`becomingone emulate`: the host (in this process) plus N device processes running the real
+firmware, with faults injected by link proxies.
+
+    emu = Emulation(devices=3, duration=20, transport="udp", runtime="micropython",
+                    faults=parse_faults("loss=0.05"), data_dir="var/emulate")
+    summary = emu.run(live=None)      # blocks for `duration` s (or until stop()), returns the summary
+
+Device i (1-based) has device id i; with transport "udp" the last `serial_devices` of them use
+a pseudo-terminal serial link instead (pyserial on the host side). Every device gets a key
+(provisioned into the host keystore and a key file in the data folder), so frames are tagged and
+a forged frame is caught. The data folder holds the host's data (ledger, sessions, memory), the
+device logs (logs/device-N.log) and the summary.
+"""
+import collections
+import json
+import os
+import threading
+import time
+
+from host.config import load_config
+from host.emulate.devices import DeviceProcess, Flooder, Forger, sensor_faults
+from host.emulate.faults import FaultSpec
+from host.emulate.proxy import SerialFaultProxy, UdpFaultProxy
+from host.errors import UserError
+from shared import protocol as P
+from shared.auth import Auth
+
+FLOOD_ID_BASE = 60000   # flooding senders get their own keyed device ids
+
+
+class _WitnessObserver:
+    """Decodes the frames devices emit (before link faults) and records every WITNESS."""
+
+    def __init__(self, keys):
+        self.auth = {d: Auth(k) for d, k in keys.items()}
+        self.sent = set()           # (device, boot, witness_id)
+        self.frames = collections.Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, data):
+        try:
+            f = P.decode(bytes(data), auth=self.auth)
+        except Exception:
+            return
+        with self.lock:
+            self.frames[f.device_id] += 1
+            if f.type == P.WITNESS:
+                self.sent.add((f.device_id, f.boot_id, f.fields["witness_id"]))
+
+
+class Emulation:
+    def __init__(self, devices=3, duration=60.0, transport="udp", runtime="micropython",
+                 faults=None, data_dir=None, serial_devices=0, config_overrides=None,
+                 pow_bits=None, device_args=()):
+        if devices < 1 or devices > 200:
+            raise UserError("--devices must be 1..200, got %d" % devices)
+        if transport not in ("udp", "serial"):
+            raise UserError("--transport must be udp or serial, got %r" % (transport,))
+        if runtime not in ("micropython", "cpython"):
+            raise UserError("--runtime must be micropython or cpython, got %r" % (runtime,))
+        if not 0 <= serial_devices <= devices:
+            raise UserError("--serial-devices must be 0..%d, got %d" % (devices, serial_devices))
+        self.n = devices
+        self.duration = duration
+        self.transport = transport
+        self.runtime = runtime
+        self.faults = faults or FaultSpec()
+        self.serial_count = devices if transport == "serial" else serial_devices
+        self.data_dir = os.path.abspath(data_dir or os.path.join("var", "emulate"))
+        self.pow_bits = pow_bits
+        self.device_args = list(device_args)
+        overrides = {"data_dir": self.data_dir}
+        overrides.update(config_overrides or {})
+        self.cfg = load_config(overrides=overrides)
+        self.coordinator = None
+        self.devices = []
+        self.proxies = {}
+        self.extras = []           # flooders and forgers
+        self.observer = None
+        self._thread = None
+        self._stop = threading.Event()
+        self.started = None
+        self.events_done = []
+        self.final_status = None
+
+    # ---------------------------------------------------------------- setup
+    def _fresh_data_dir(self):
+        os.makedirs(self.data_dir, exist_ok=True)
+        for name in os.listdir(self.data_dir):
+            if name.startswith(("ledger", "sessions", "devconfig", "memory", "status", "keystore",
+                                "summary")):
+                p = os.path.join(self.data_dir, name)
+                if os.path.isfile(p):
+                    os.unlink(p)
+        for sub in ("logs", "keys"):
+            os.makedirs(os.path.join(self.data_dir, sub), exist_ok=True)
+            for name in os.listdir(os.path.join(self.data_dir, sub)):
+                os.unlink(os.path.join(self.data_dir, sub, name))
+
+    def _provision_keys(self, keystore, ids):
+        keys = {}
+        for d in ids:
+            k = keystore.add(d, replace=True)
+            keys[d] = k
+            path = os.path.join(self.data_dir, "keys", "device-%d.key" % d)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(k.hex())
+        return keys
+
+    def start(self):
+        from host.coordinator import Coordinator
+        self._fresh_data_dir()
+        n_udp = self.n - self.serial_count
+        serial_ids = list(range(n_udp + 1, self.n + 1))
+        serial_proxies = {}
+        # keys first: the coordinator loads the keystore when it starts
+        from host.keystore import Keystore
+        ks = Keystore(self.cfg.keystore_path())
+        flood_ids = [FLOOD_ID_BASE + d for d in self.faults.flood]
+        keys = self._provision_keys(ks, list(range(1, self.n + 1)) + flood_ids)
+        self.observer = _WitnessObserver({d: keys[d] for d in range(1, self.n + 1)})
+        for d in serial_ids:
+            serial_proxies[d] = SerialFaultProxy(biterr=self.faults.biterr,
+                                                 seed=self.faults.seed + d,
+                                                 observer=self.observer).start()
+        links = (["udp://127.0.0.1:0"] if n_udp or self.faults.flood or self.faults.forge else [])
+        links += [serial_proxies[d].host_path for d in serial_ids]
+        self.coordinator = Coordinator(self.cfg, links=links, control=True)
+        self.coordinator.start()
+        host_addr = None
+        if links and links[0].startswith("udp://"):
+            u = self.coordinator.links[0]
+            host_addr = ("127.0.0.1", u.port)
+        log_dir = os.path.join(self.data_dir, "logs")
+        for d in range(1, self.n + 1):
+            if d in serial_proxies:
+                proxy = serial_proxies[d]
+                url = proxy.device_path
+            else:
+                proxy = UdpFaultProxy(host_addr, faults=self.faults, seed=self.faults.seed + d,
+                                      observer=self.observer).start()
+                url = proxy.url
+            self.proxies[d] = proxy
+            key_file = os.path.join(self.data_dir, "keys", "device-%d.key" % d)
+            dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
+                                faults=sensor_faults(d, self.faults.fault),
+                                pow_bits=self.pow_bits, extra=self.device_args)
+            self.devices.append(dev.start())
+        for d in self.faults.flood:
+            fid = FLOOD_ID_BASE + d
+            self.extras.append(Flooder(host_addr, fid, keys[fid]))
+        for d in self.faults.forge:
+            self.extras.append(Forger(host_addr, d, capture=self.proxies.get(d)))
+        for x in self.extras:
+            x.start()
+        self._thread = threading.Thread(target=self.coordinator.run, name="coordinator",
+                                        daemon=True)
+        self._thread.start()
+        self.started = time.monotonic()
+        return self
+
+    # ---------------------------------------------------------------- running
+    def elapsed(self):
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+    def _events(self):
+        t = self.elapsed()
+        for dev, at in self.faults.reboot:
+            if (dev, at) not in self.events_done and t >= at and dev <= self.n:
+                self.devices[dev - 1].reboot()
+                self.events_done.append((dev, at))
+
+    def stop(self):
+        self._stop.set()
+
+    def wait(self, live=None, interval=0.5):
+        """Run until the duration ends or stop(); `live(emu)` is called every interval."""
+        end = None if self.duration is None else self.started + self.duration
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if end is not None and now >= end:
+                    break
+                self._events()
+                for dev in self.devices:   # a crashed firmware is restarted, like a watchdog
+                    if not dev.alive():
+                        dev.start()
+                if live is not None:
+                    live(self)
+                self._stop.wait(min(interval, max(0.01, (end - now) if end else interval)))
+        except KeyboardInterrupt:
+            pass
+
+    def status(self):
+        c = self.coordinator
+        return c.status() if c is not None else {}
+
+    def shutdown(self):
+        for x in self.extras:
+            x.stop()
+        for dev in self.devices:
+            dev.stop()
+        c = self.coordinator
+        if c is not None:
+            time.sleep(0.3)            # let the last frames and commits arrive
+            c.stop()
+            if self._thread is not None:
+                self._thread.join(timeout=30)
+            self.final_status = c.status()
+        for p in self.proxies.values():
+            p.stop()
+
+    def run(self, live=None):
+        self.start()
+        try:
+            self.wait(live=live)
+        finally:
+            self.shutdown()
+        return self.summary()
+
+    # ---------------------------------------------------------------- results
+    def ledger_facts(self):
+        from host.ledger import Ledger
+        path = self.cfg.ledger_path()
+        with Ledger(path) as led:
+            res = led.verify()
+            in_ledger = {}
+            kinds = collections.Counter()
+            host_collapses = 0
+            for e in led.entries():
+                data = e.data
+                k = data.get("kind")
+                kinds[k] += 1
+                if k == "witness" and "witness_id" in data:
+                    in_ledger[(data["device"], data["boot"], data["witness_id"])] = e.index
+                elif k == "collapse":
+                    host_collapses += 1
+            size = led.size
+            proofs_ok = 0
+            from host.ledger.merkle import verify_inclusion
+            for key, index in in_ledger.items():
+                pr = led.inclusion_proof(index)
+                if verify_inclusion(pr["index"], pr["tree_size"], bytes.fromhex(pr["leaf_hash"]),
+                                    [bytes.fromhex(h) for h in pr["path"]],
+                                    bytes.fromhex(pr["root"])):
+                    proofs_ok += 1
+        return {"verified": bool(res.ok), "first_bad": res.first_bad, "entries": size,
+                "witness_index": in_ledger, "kinds": dict(kinds),
+                "host_collapses": host_collapses, "proofs_ok": proofs_ok}
+
+    def summary(self):
+        st = self.final_status or self.status()
+        reports = [r for dev in self.devices for r in dev.reports]
+        p50s = [r["lateness_us"]["p50"] for r in reports if r.get("lateness_us")]
+        p99s = [r["lateness_us"]["p99"] for r in reports if r.get("lateness_us")]
+        decisions = collections.Counter()
+        dev_collapses = 0
+        frames_sent = 0
+        for r in reports:
+            decisions.update(r.get("decisions", {}))
+            dev_collapses += r.get("collapses", 0)
+            frames_sent += r.get("link", {}).get("tx_frames", 0)
+        lf = self.ledger_facts()
+        sent = self.observer.sent if self.observer else set()
+        witness_in_ledger = sum(1 for k in sent if k in lf["witness_index"])
+        missing = sorted(k for k in sent if k not in lf["witness_index"])
+        out = {
+            "runtime": self.runtime,
+            "transport": self.transport,
+            "devices": self.n,
+            "serial_devices": self.serial_count,
+            "duration_s": round(self.elapsed(), 2),
+            "faults": self.faults.as_dict(),
+            "devices_seen": st.get("devices_seen", 0),
+            "frames_sent": frames_sent,
+            "frames_received": st.get("frames_received", 0),
+            "frames_accepted": st.get("frames_accepted", 0),
+            "frames_rejected": st.get("frames_rejected", {}),
+            "lateness_us": {"p50": sorted(p50s)[len(p50s) // 2] if p50s else None,
+                            "p99": max(p99s) if p99s else None},
+            "collapses": {"emissary": dev_collapses, "sync": lf["host_collapses"],
+                          "total": dev_collapses + lf["host_collapses"]},
+            "decisions": dict(decisions),
+            "witness_sent": len(sent),
+            "witness_in_ledger": witness_in_ledger,
+            "witness_missing": [list(k) for k in missing[:20]],
+            "witness_proofs_ok": lf["proofs_ok"],
+            "ledger_entries": lf["entries"],
+            "ledger_kinds": lf["kinds"],
+            "ledger_verified": lf["verified"],
+            "ledger_first_bad": lf["first_bad"],
+            "device_boots": {d.device_id: d.boots for d in self.devices},
+            "sessions": st.get("sessions"),
+            "proxies": {d: p.stats() for d, p in self.proxies.items()},
+            "extras": [{"name": x.name, "sent": getattr(x, "sent", None),
+                        "forged_sent": getattr(x, "forged_sent", None),
+                        "replayed_sent": getattr(x, "replayed_sent", None)} for x in self.extras],
+            "device_reports": reports,
+            "data_dir": self.data_dir,
+        }
+        return out
+
+
+def write_summary(summary, path):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)

@@ -213,7 +213,8 @@ SCHEMA = {
                           "boundary (see docs/CONFIG.md)", lo=0.1, hi=600.0),
     },
     "emissary": {
-        "enabled": Leaf("bool", True, "use the devices' Emissary values (telemetry) in the sync layer"),
+        "enabled": Leaf("bool", True, "run the sync layer (Master vs Emissary); false: no sync rows, "
+                        "no collapse events"),
         "tau_max": Leaf("float", 1.0, "Emissary window in seconds (the Master's short window used as "
                         "Emissary reference)", lo=0.001, hi=60.0),
         "witness_interval": Leaf("float", 0.01, "seconds between meso records of a device's Emissary state",

@@ -42,10 +42,13 @@ Helpers (config time / host; floats allowed)
     cos_sin_q14(theta) -> (c, s)               the Q14 phasor of a 30-bit phase (as add() does)
     COS_Q14                                    array('h'), 1025 entries, cos table of one turn
     coherence_q16(t_re, t_im, e0, el) -> int   the integer coherence of four Python ints
+        (these three live in shared/qmath.py and are re-exported here)
     beat_partials(samples, beat_sizes, **emissary_kwargs) -> list of
         (dT_re, dT_im, dE0, dEL, n, anoms, coherence)   same code path as the device
 """
 import array
+
+from shared.qmath import COS_Q14, cos_sin_q14, coherence_q16, coherence_limbs  # noqa: F401
 
 try:
     import micropython
@@ -66,68 +69,6 @@ FRAC_HALF = const(0x80000)
 LIMB_MASK = const(0xFFFFFF)      # window totals are hi * 2^24 + lo with 0 <= lo < 2^24
 BEAT_LIMIT = const(0x20000000)   # 2^29: every per-beat partial stays below this magnitude
 C_MAX = const(65535)
-
-# round(16384 * cos(pi * j / 512)) for j = 0..256 (a quarter turn), int16 little-endian.
-# A literal, so every runtime (rp2 floats are 32-bit) gets identical values;
-# tests/test_kairos_reference.py re-derives it in float64.
-_QUARTER_HEX = (
-    "00400040ff3ffd3ffb3ff83ff53ff13fec3fe73fe13fdb3fd43fcc3fc43fbb3f"
-    "b13fa73f9c3f913f853f783f6b3f5d3f4f3f403f303f203f0f3ffd3eeb3ed83e"
-    "c53eb13e9d3e883e723e5c3e453e2d3e153efc3de33dc93daf3d933d783d5b3d"
-    "3f3d213d033de43cc53ca53c853c643c423c203cfd3bda3bb63b923b6d3b473b"
-    "213bfa3ad33aab3a823a593a303a063adb39b039843958392b39fd38cf38a138"
-    "713842381238e137b0377e374b371837e536b1367d3648361236dc35a5356e35"
-    "3735ff34c6348d3453341934df33a33368332c33ef32b23274323632f831b931"
-    "79313931f930b83076303430f22faf2f6c2f282fe42e9f2e5a2e152ecf2d882d"
-    "412dfa2cb22c6a2c212cd82b8f2b452bfb2ab02a652a1a2ace2981293529e728"
-    "9a284c28fe27af2760271127c12671262026cf257e252c25da2488243524e223"
-    "8e233b23e72292223d22e82193213d21e72091203a20e31f8c1f341fdc1e841e"
-    "2b1ed31d791d201dc61c6c1c121cb81b5d1b021ba71a4b1aef1993193719db18"
-    "7e182118c41766170917ab164c16ee1590153115d21473141314b4135413f412"
-    "94123412d31173111211b1105010ee0f8d0f2b0fca0e680e060ea40d410ddf0c"
-    "7c0c1a0cb70b540bf10a8e0a2b0ac709640901099d083908d60772070e07aa06"
-    "4606e2057e051a05b5045104ed0388032403c0025b02f70192012e01c9006500"
-    "0000"
-)
-
-
-def _build_table():
-    import binascii
-    quarter = array.array("h", binascii.unhexlify(_QUARTER_HEX))
-    t = array.array("h", bytes(2050))
-    for i in range(1025):
-        k = i & 1023
-        quad = k >> 8
-        j = k & 255
-        if quad == 0:
-            v = quarter[j]
-        elif quad == 1:
-            v = -quarter[256 - j]
-        elif quad == 2:
-            v = -quarter[j]
-        else:
-            v = quarter[256 - j]
-        t[i] = v
-    return t
-
-
-COS_Q14 = _build_table()
-
-
-def cos_sin_q14(theta):
-    """(cos, sin) of the 30-bit phase theta in Q14: table of 1024 steps per turn, linear
-    interpolation rounded half up: c = T[i] + (((T[i+1] - T[i]) * f + 2^19) >> 20)."""
-    tab = COS_Q14
-    i = theta >> 20
-    f = theta & FRAC_MASK
-    c0 = tab[i]
-    c = c0 + (((tab[i + 1] - c0) * f + FRAC_HALF) >> 20)
-    ts = (theta - QUARTER) & PHASE_MASK
-    i = ts >> 20
-    f = ts & FRAC_MASK
-    s0 = tab[i]
-    s = s0 + (((tab[i + 1] - s0) * f + FRAC_HALF) >> 20)
-    return c, s
 
 
 def phase_step_for(omega, f_s):
@@ -178,104 +119,6 @@ def sum_shift_for(adc_bits, max_samples_per_beat):
 def _zeros(n):
     # array('i') of n zeros (int32 on every port) without a temporary list
     return array.array("i", bytes(4 * n))
-
-
-@micropython.native
-def _bitlen(v):
-    # bit length of 0 <= v < 2^32 without int.bit_length (absent on MicroPython)
-    n = 0
-    if v >= 0x10000:
-        v >>= 16
-        n += 16
-    if v >= 0x100:
-        v >>= 8
-        n += 8
-    if v >= 0x10:
-        v >>= 4
-        n += 4
-    if v >= 4:
-        v >>= 2
-        n += 2
-    if v >= 2:
-        v >>= 1
-        n += 1
-    return n + v
-
-
-@micropython.native
-def _limb_exp(h, lo, bits):
-    # smallest-safe e >= 0 with |h*2^24 + lo| >> e < 2^bits (exact bit length when h is 0 or -1,
-    # else the bound |v| < (|h| + 1) * 2^24)
-    if h == 0:
-        nb = _bitlen(lo)
-    elif h == -1:
-        nb = _bitlen((1 << 24) - lo)
-    else:
-        nb = _bitlen((-h if h < 0 else h) + 1) + 24
-    return nb - bits if nb > bits else 0
-
-
-@micropython.native
-def _limb_shr(h, lo, e):
-    # floor((h * 2^24 + lo) / 2^e), caller guarantees the result is small
-    if e >= 24:
-        return h >> (e - 24)
-    return (h << (24 - e)) + (lo >> e)
-
-
-@micropython.native
-def _ratio_q16(num, den, k):
-    # min(C_MAX, floor(num * 2^k / den)) for 0 <= num < 2^30, 0 < den < 2^30, any k
-    if den >= 0x400000:
-        s = _bitlen(den) - 22
-        den >>= s
-        k -= s
-    if k < 0:
-        if k <= -30:
-            return 0
-        num >>= -k
-        k = 0
-    q = num // den
-    r = num - q * den
-    if q > C_MAX:
-        return C_MAX
-    while k > 0:
-        s = 8 if k >= 8 else k
-        r <<= s
-        d = r // den
-        q = (q << s) + d
-        r -= d * den
-        k -= s
-        if q > C_MAX:
-            return C_MAX
-    return q
-
-
-@micropython.native
-def _coherence_limbs(rh, rl, ih, il, eh, el, lh, ll):
-    # C = (T_re^2 + T_im^2) / (E0 * EL) in Q16 from 24-bit-limb totals (see DEVICE.md)
-    if (eh == 0 and el == 0) or (lh == 0 and ll == 0):
-        return 0
-    et = _limb_exp(rh, rl, 14)
-    e2 = _limb_exp(ih, il, 14)
-    if e2 > et:
-        et = e2
-    mr = _limb_shr(rh, rl, et)
-    mi = _limb_shr(ih, il, et)
-    e0 = _limb_exp(eh, el, 15)
-    el_ = _limb_exp(lh, ll, 15)
-    m0 = _limb_shr(eh, el, e0)
-    ml = _limb_shr(lh, ll, el_)
-    if m0 == 0 or ml == 0:
-        return 0
-    return _ratio_q16(mr * mr + mi * mi, m0 * ml, 16 + 2 * et - e0 - el_)
-
-
-def coherence_q16(t_re, t_im, e0, el):
-    """The device's integer coherence of window totals given as plain Python ints (host/tests).
-    Identical to what Emissary.end_beat computes from the same totals."""
-    return _coherence_limbs(t_re >> 24, t_re & LIMB_MASK, t_im >> 24, t_im & LIMB_MASK,
-                            e0 >> 24, e0 & LIMB_MASK, el >> 24, el & LIMB_MASK)
 
 
 class Emissary:
@@ -551,7 +394,7 @@ class Emissary:
         lo = self._tel_l + el
         self._tel_h += lo >> 24
         self._tel_l = lo & LIMB_MASK
-        c = _coherence_limbs(self._tre_h, self._tre_l, self._tim_h, self._tim_l,
+        c = coherence_limbs(self._tre_h, self._tre_l, self._tim_h, self._tim_l,
                              self._te0_h, self._te0_l, self._tel_h, self._tel_l)
         self.coherence = c
         was = self.collapsed

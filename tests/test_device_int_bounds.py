@@ -2,9 +2,10 @@
 Pico's small-int range; the 64-bit unix port would silently use bigints past it).
 
 Checked on CPython with a line tracer: after every line of the beat-path functions of
-shared/kairos.py, device/pid.py and device/arbiter.py, every int local and every int attribute
-of `self` must satisfy |v| < 2^30, under worst-case and random inputs; and with `_Checked`
-inputs (an int subclass that checks every arithmetic result) the expression temporaries too."""
+shared/kairos.py, shared/qmath.py, device/pid.py and device/arbiter.py, every int local and
+every int attribute of `self` must satisfy |v| < 2^30, under worst-case and random inputs; and
+with `_Checked` inputs (an int subclass that checks every arithmetic result) the expression
+temporaries too."""
 import random
 import sys
 
@@ -15,9 +16,9 @@ from device.pid import PID, genomic_pid
 from device.arbiter import Arbiter
 
 LIMIT = 1 << 30
-HOT = {"add", "end_beat", "_sub", "_coherence_limbs", "_limb_exp", "_limb_shr", "_ratio_q16",
-       "_bitlen", "update", "update_error", "tick", "step", "recalibrate", "mul16", "_div16"}
-FILES = ("kairos.py", "pid.py", "arbiter.py")
+HOT = {"add", "end_beat", "_sub", "coherence_limbs", "_limb_exp", "_limb_shr", "_ratio_q16",
+       "bitlen", "update", "update_error", "tick", "step", "recalibrate", "mul16", "_div16"}
+FILES = ("kairos.py", "qmath.py", "pid.py", "arbiter.py")
 
 
 class _Bounds:

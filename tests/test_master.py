@@ -236,3 +236,12 @@ def test_ingest_records_with_the_batch_decoders_dtype():
     r = m.window(7, 1)
     assert r["sums"] == (-5 * 45, 2 ** 30 * 45, (2 ** 32 - 1) * 45, 2 ** 31 * 45, 180, 45)
     assert m.stream(7)["stale"] == 5 and r["first_beat"] == 2 ** 31 + 5
+
+
+def test_bench_master_quick_rows():
+    import argparse
+    from tools.bench_master import collect
+    rows = collect(argparse.Namespace(quick=True))
+    names = [r["name"] for r in rows]
+    assert names == ["master", "naive", "integration"]
+    assert rows[0]["queries_per_s"] > 0 and rows[1]["queries_per_s"] > 0 and rows[2]["cycle_ms"] > 0

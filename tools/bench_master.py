@@ -7,12 +7,18 @@ Rows (collect(args), included by the ingest benchmark):
           devices, windows, beats_per_device, ring_kb_per_device, speedup_vs_naive
   naive   queries_per_s: the same windows recomputed by summing the stored per-beat partials
           (numpy over the int32 arrays, int64 accumulator)
+  integration  cycle_ms: one host/integration.py cycle (sync layer, meso rows, snapshots into a
+          temporary SQLite memory) for `--cycle-devices` devices (default 100), mean and max of 40
 Every naive result is compared with the Master's exact integer sums (a mismatch raises).
 """
+import shutil
+import tempfile
 import time
 
 import numpy as np
 
+from host.config import load_config
+from host.integration import Integration
 from host.master import Master
 
 PERIOD_US = 4210
@@ -22,6 +28,7 @@ def add_arguments(p):
     p.add_argument("--devices", type=int, default=8, help="devices (default 8)")
     p.add_argument("--seconds", type=float, default=3700.0, help="stream length per device (default 3700 s)")
     p.add_argument("--queries", type=int, default=2000, help="timed single-window queries (default 2000)")
+    p.add_argument("--cycle-devices", type=int, default=100, help="devices in the integration cycle row")
 
 
 def _stream(rng, nbeats):
@@ -77,6 +84,7 @@ def collect(args):
         if tuple(int(x) for x in s) != r["sums"][:5]:
             raise AssertionError("Master and naive sums differ: %r vs %r" % (r["sums"], s))
     del store
+    cyc = _cycle(10 if quick else int(getattr(args, "cycle_devices", 100)), 10 if quick else 40)
     mq = nq / t_master
     nqps = nq / t_naive
     return [
@@ -87,4 +95,32 @@ def collect(args):
              speedup_vs_naive=round(mq / nqps, 2)),
         dict(name="naive", queries_per_s=round(nqps, 1), devices=D,
              windows=list(windows), beats_per_device=nb),
+        cyc,
     ]
+
+
+def _cycle(D, cycles):
+    """Integration cycles at the manifest's witness intervals, every cycle due (0.1 s apart)."""
+    d = tempfile.mkdtemp(prefix="bench-master-")
+    try:
+        cfg = load_config(overrides={"data_dir": d})
+        m = Master.from_config(cfg)
+        rng = np.random.default_rng(2)
+        for k in range(D):
+            m.open_stream(k + 1, 1, 1000, PERIOD_US)
+        n = 2400                                      # 10 s of beats
+        idx = np.repeat(np.arange(D, dtype=np.int64), n)
+        beats = np.tile(np.arange(n, dtype=np.int64), D)
+        p = rng.integers(0, 1000, (D * n, 4))
+        m.ingest_batch(idx, beats, p[:, 0], p[:, 1], p[:, 2], p[:, 3], np.full(D * n, 4))
+        core = Integration(cfg, m, ledger_submit=lambda kind, data: None)
+        ts = []
+        for c in range(cycles):
+            t0 = time.perf_counter()
+            core.tick(now=1000.0 + 0.1 * c, health={"bench": c})
+            ts.append(time.perf_counter() - t0)
+        core.close()
+        return dict(name="integration", devices=D, cycle_ms=round(1e3 * float(np.mean(ts)), 2),
+                    cycle_ms_max=round(1e3 * float(np.max(ts)), 2))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

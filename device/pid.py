@@ -23,7 +23,9 @@ PID(kp, ki, kd, setpoint=0.0, sample_time=0.01, output_limits=(-1.0, 1.0),
     .setpoint (Q16 int, writable on the beat path), .output, .p_term, .i_term, .d_term (Q16)
     .set_setpoint(float), .set_gains(kp, ki, kd), .set_sample_time(seconds),
     .set_output_limits(lo, hi), .set_integral_limits(lims or None), .set_epsilon(eps),
-    .reset()         config-time setters (floats OK), ValueError with the rule on bad values
+    .reset()         config-time setters (floats OK), ValueError with the rule on bad values,
+                     raised before anything changes
+    .check_gains(kp, ki, kd, sample_time=None)   validate only (CONFIG planning)
 genomic_pid(period_s) -> PID   the VENOM genomic PID: Kp 0.6, Ki 0.1, Kd 0.05, integral of e
                                clamped to [-1, 1], eps-reset |e| < 1e-4, output limited to
                                [-0.05, 0.05] (the caller applies dO = -output), derivative on error
@@ -90,6 +92,15 @@ class PID:
         self.set_epsilon(epsilon)
 
     # --- configuration (floats allowed) ---
+    def check_gains(self, kp, ki, kd, sample_time=None):
+        """Raise ValueError (naming the rule) if set_gains/set_sample_time would; change nothing."""
+        st = self.sample_time if sample_time is None else sample_time
+        if not 1e-6 <= st <= 500.0:
+            raise ValueError("sample_time must be in [1e-6, 500] s, got %r" % (st,))
+        _gain(kp, "Kp")
+        _gain(ki * st * 256.0, "Ki*sample_time*256")
+        _gain(kd / st, "Kd/sample_time")
+
     def set_gains(self, kp, ki, kd):
         pm, ps = _gain(kp, "Kp")
         im, is_ = _gain(ki * self.sample_time * 256.0, "Ki*sample_time*256")

@@ -138,6 +138,12 @@ def test_bad_config_rejected_with_rule():
     _raises(PID, 1, 0, 0, integral_limits=(1, 1))
     _raises(PID, 1, 0, 0, epsilon=-1)
     _raises(PID, 0.0, 0.0, 50.0, sample_time=0.001)     # Kd/dt = 50000 is too large
+    p = PID(1.0, 0.5, 0.01, sample_time=0.01)
+    p.check_gains(2.0, 1.0, 0.02)
+    assert "Kd/sample_time" in _raises(p.check_gains, 1.0, 0.0, 41.0)
+    _raises(p.check_gains, 1.0, 0.0, 0.01, sample_time=0.0)
+    assert "Kd/sample_time" in _raises(p.set_gains, 1.0, 0.0, 41.0)
+    assert p.kp == 1.0 and p.kd == 0.01                 # unchanged after the refusal
 
 
 def test_extreme_values_stay_small_ints():

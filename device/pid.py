@@ -112,8 +112,7 @@ class PID:
         self._bounds()
 
     def set_sample_time(self, seconds):
-        if not 1e-6 <= seconds <= 500.0:
-            raise ValueError("sample_time must be in [1e-6, 500] s, got %r" % (seconds,))
+        self.check_gains(self.kp, self.ki, self.kd, seconds)   # raises before any change
         self.sample_time = seconds
         self.sample_us = max(1, int(round(seconds * 1e6)))
         if self.kp or self.ki or self.kd:

@@ -144,6 +144,8 @@ def test_bad_config_rejected_with_rule():
     _raises(p.check_gains, 1.0, 0.0, 0.01, sample_time=0.0)
     assert "Kd/sample_time" in _raises(p.set_gains, 1.0, 0.0, 41.0)
     assert p.kp == 1.0 and p.kd == 0.01                 # unchanged after the refusal
+    _raises(p.set_sample_time, 1e-6)                    # Kd/dt would be 10000
+    assert p.sample_time == 0.01 and p.sample_us == 10000
 
 
 def test_extreme_values_stay_small_ints():

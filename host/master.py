@@ -43,7 +43,9 @@ Windows end at the device's latest beat (not the wall clock): a silent device's 
 `last_beat` and the stream's `last_rx` tell the caller how old they are.  Coverage = beats present
 / beats in the range (lost frames are gaps in the beat index).  Records whose beat is not newer
 than the stream's latest beat (late or duplicate) are dropped and counted (`late`, `dup`); records
-of a previous boot id (when `boot` is given) are dropped and counted (`stale`).
+of a previous boot id (when `boot` is given) are dropped and counted (`stale`).  Beats are u32 on
+the wire; a device rolls to a new boot id (a new stream here) long before its counter could wrap
+(docs/PROTOCOL.md), so a wrap inside one stream would show up as `late` records.
 
 Physical values (SPEC 4.2): with d in ADC counts, T = f_s * sum(d d_L e^{i w t}) and
 E0 = f_s * sum(d^2); the device sends each term rounded and divided by 2^sum_shift (the Q14

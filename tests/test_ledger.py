@@ -224,3 +224,13 @@ def test_checkpoints_signed_and_key_private(tmp_path):
     assert mode == 0o600
     r = Ledger(p).verify()
     assert r.ok and r.checkpoints == 3, r.message()
+
+
+def test_group_commit_linger_and_bad_options(tmp_path):
+    with Ledger(str(tmp_path / "l.sqlite"), group_commit_ms=2, max_batch=64) as led:
+        futs = [led.submit("witness", W(i)) for i in range(300)]
+        assert [f.result(timeout=10).index for f in futs] == list(range(1, 301))
+        assert led.submit("action", {"action": "one"}).result(timeout=10).index == 301
+    for kw in ({"group_commit_ms": -1}, {"max_batch": 0}, {"checkpoint_every": -5}):
+        with pytest.raises(UserError):
+            Ledger(str(tmp_path / "x.sqlite"), **kw)

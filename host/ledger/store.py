@@ -55,13 +55,20 @@ class Ledger:
     """Open (creating on first use, with its genesis entry) the ledger at `path`.
 
     checkpoint_every: sign a checkpoint automatically each time the size crosses a multiple of
-    this many entries (None: only on demand). key_folder: where the Ed25519 key lives (default:
-    the database's folder)."""
+    this many entries (None or 0: only on demand). key_folder: where the Ed25519 key lives
+    (default: the database's folder). The group-commit writer commits everything queued, up
+    to max_batch entries per transaction; group_commit_ms > 0 makes it wait up to that long
+    after the first queued entry for more (bigger batches, higher latency)."""
 
     def __init__(self, path, checkpoint_every=None, key_folder=None, busy_timeout=5.0,
-                 max_batch=8192):
-        if checkpoint_every is not None and (type(checkpoint_every) is not int or checkpoint_every < 1):
-            raise UserError("checkpoint_every must be an integer >= 1 or None, got %r" % (checkpoint_every,))
+                 max_batch=8192, group_commit_ms=0.0):
+        if checkpoint_every is not None and (type(checkpoint_every) is not int or checkpoint_every < 0):
+            raise UserError("checkpoint_every must be an integer >= 0 or None, got %r" % (checkpoint_every,))
+        if type(group_commit_ms) not in (int, float) or not 0 <= group_commit_ms <= 10000:
+            raise UserError("group_commit_ms must be a number of milliseconds in 0..10000, got %r" % (group_commit_ms,))
+        if type(max_batch) is not int or max_batch < 1:
+            raise UserError("max_batch must be an integer >= 1, got %r" % (max_batch,))
+        self.linger = group_commit_ms / 1000.0
         self.path = os.path.abspath(path)
         self.key_folder = key_folder or os.path.dirname(self.path)
         self.checkpoint_every = checkpoint_every
@@ -212,7 +219,8 @@ class Ledger:
                 self._writer = threading.Thread(target=self._writer_loop, name="ledger-writer", daemon=True)
                 self._writer.start()
             self._queue.append((item, fut, callback))
-            self._cv.notify()
+            if len(self._queue) == 1 or len(self._queue) >= self.max_batch or not self.linger:
+                self._cv.notify()
         return fut
 
     def _writer_loop(self):
@@ -223,6 +231,13 @@ class Ledger:
                     self._cv.wait()
                 if not q and self._closed:
                     return
+                if self.linger and len(q) < self.max_batch and not self._closed:
+                    end = time.monotonic() + self.linger
+                    while len(q) < self.max_batch and not self._closed:
+                        left = end - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cv.wait(left)
                 batch = [q.popleft() for _ in range(min(len(q), self.max_batch))]
             try:
                 entries = self._commit([b[0] for b in batch])

@@ -3,7 +3,8 @@ Merkle tree (SHA3-256) with stored nodes, inclusion/consistency proofs and Ed255
 checkpoints. docs/LEDGER.md gives the bytes; this docstring is the stable API.
 
     from host.ledger import Ledger
-    led = Ledger("DATA/ledger.db", checkpoint_every=10000)   # == Ledger.open(path, ...)
+    led = Ledger("DATA/ledger.sqlite", checkpoint_every=10000, group_commit_ms=0.0, max_batch=8192)
+                                      # == Ledger.open(path, ...); creates file, genesis, key on first use
     e = led.append("action", {"action": "reboot", "device": 3})   # -> Entry, durable on return
     es = led.append_many([("witness", {...}), ("pulse", {...})])  # one transaction
     fut = led.submit("witness", {"device": 3, "layer": "micro", ...}, callback=None)
@@ -16,7 +17,9 @@ checkpoints. docs/LEDGER.md gives the bytes; this docstring is the stable API.
     led.inclusion_proof(index, size=None) -> {"type","index","tree_size","entry_hash","leaf_hash","root","path"}
     led.consistency_proof(old, new=None) -> {"type","old_size","new_size","old_root","new_root","path"}
     led.checkpoint() -> note text (signed now); led.latest_checkpoint() -> text | None
-    led.verify() -> VerifyResult(.ok, .first_bad {"index","part","what"}, .size, .root, .to_dict())
+    led.verify(deep=False, workers=None) -> VerifyResult(.ok, .first_bad {"index","part","what"},
+                                      .size, .root, .message(), .to_dict())
+    verify_path(path, deep=False, workers=None) -> VerifyResult   (no Ledger needed, read-only)
     led.export(folder) -> manifest dict
     led.public_key_pem() -> str; led.origin -> str
 

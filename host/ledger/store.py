@@ -15,6 +15,8 @@ from host.ledger import canonical, checkpoint as ckpt, kinds, merkle
 from host.ledger.db import LedgerError, connect, guarded, translate
 
 GENESIS_ORIGIN = "becomingone.ledger"
+CACHE_LEVEL = 5       # stored nodes of this level and up are cached in memory once read (immutable)
+CACHE_MAX = 200000    # ... at most this many (about 30 MB); the cache is emptied when full
 LEDGER_VERSION = 1
 
 
@@ -78,6 +80,7 @@ class Ledger:
         self._key = None
         self._node_cache = {}
         self._root_cache = None
+        self._suffix_memo = {}
         self._closed = False
         self.origin = None
         self._writer = None
@@ -127,7 +130,7 @@ class Ledger:
         if r is None:
             raise LedgerError("ledger %s: tree node (level %d, index %d) is missing; run "
                               "`becomingone ledger verify`" % (self.path, level, k))
-        if level >= 8:
+        if level >= CACHE_LEVEL:
             self._node_cache[(level, k)] = r[0]
         return r[0]
 
@@ -219,8 +222,8 @@ class Ledger:
                 self._writer = threading.Thread(target=self._writer_loop, name="ledger-writer", daemon=True)
                 self._writer.start()
             self._queue.append((item, fut, callback))
-            if len(self._queue) == 1 or len(self._queue) >= self.max_batch or not self.linger:
-                self._cv.notify()
+            if len(self._queue) == 1 or len(self._queue) >= self.max_batch:
+                self._cv.notify()  # the writer only sleeps on an empty queue or while lingering
         return fut
 
     def _writer_loop(self):
@@ -345,7 +348,9 @@ class Ledger:
                 else:
                     k = (pos >> lv) - 1
                     got[(lv, k)] = h
-                    if lv >= 8:
+                    if lv >= CACHE_LEVEL:
+                        if len(cache) >= CACHE_MAX:
+                            cache.clear()
                         cache[(lv, k)] = h
         for lv, k in coords:
             if lv == 0:
@@ -380,16 +385,87 @@ class Ledger:
         with self._lock, guarded(self.path):
             return self._root_of(self._check_size(size))
 
+    def _suffix(self, lo, n, got):
+        """MTH(D[lo:n]) for a subtree boundary lo, memoised per tree size while n is current."""
+        if n == self._size:
+            memo = self._suffix_memo
+            if memo.get(None) != n:
+                memo.clear()
+                memo[None] = n
+            h = memo.get(lo)
+            if h is None:
+                h = memo[lo] = merkle.fold([got[c] for c in merkle.decompose(lo, n)])
+            return h
+        return merkle.fold([got[c] for c in merkle.decompose(lo, n)])
+
     def inclusion_proof(self, index, size=None):
         """-> dict(index, tree_size, entry_hash, leaf_hash, root, path): hex strings."""
         with self._lock, guarded(self.path):
-            size = self._check_size(size)
-            if type(index) is not int or not 0 <= index < size:
-                raise UserError("entry index %r out of range (allowed: 0..%d)" % (index, size - 1))
-            path, ent = self._resolve(merkle.inclusion_plan(index, size), (index,))
-            root = self._root_of(size)
+            n = self._check_size(size)
+            if type(index) is not int or not 0 <= index < n:
+                raise UserError("entry index %r out of range (allowed: 0..%d)" % (index, n - 1))
+            # RFC 9162 PATH(m, D[0:n]): left siblings are complete subtrees; right siblings are
+            # complete too once the descent went left, else suffixes D[lo:n] (memoised)
+            items, coords = [], []
+            lo, hi, m = 0, n, index
+            while hi - lo > 1:
+                k = 1 << ((hi - lo - 1).bit_length() - 1)
+                if m < lo + k:
+                    if hi == n and (n - lo - k) & (n - lo - k - 1):
+                        items.append(("s", lo + k))
+                        memo = self._suffix_memo
+                        if n != self._size or memo.get(None) != n or (lo + k) not in memo:
+                            coords.extend(merkle.decompose(lo + k, n))
+                    else:
+                        c = ((hi - lo - k).bit_length() - 1, (lo + k) // (hi - lo - k))
+                        items.append(c)
+                        coords.append(c)
+                    hi = lo + k
+                else:
+                    c = (k.bit_length() - 1, lo // k)
+                    items.append(c)
+                    coords.append(c)
+                    lo = lo + k
+            cache = self._node_cache
+            got, terms, args, idx = {}, [], [], [index]
+            for c in coords:
+                h = cache.get(c)
+                if h is not None:
+                    got[c] = h
+                elif c[0] == 0:
+                    idx.append(c[1])
+                else:
+                    terms.append("(pos=? AND level=?)")
+                    args += ((c[1] + 1) << c[0], c[0])
+            sql = "SELECT idx, -1, hash FROM entries WHERE idx IN (%s)" % ",".join("?" * len(idx))
+            if terms:
+                sql = "SELECT pos, level, hash FROM nodes WHERE %s UNION ALL %s" % (" OR ".join(terms), sql)
+            ent = {}
+            for pos, lv, h in self._con.execute(sql, args + idx):
+                if lv < 0:
+                    ent[pos] = h
+                else:
+                    c = (lv, (pos >> lv) - 1)
+                    got[c] = h
+                    if lv >= CACHE_LEVEL:
+                        if len(cache) >= CACHE_MAX:
+                            cache.clear()
+                        cache[c] = h
+            leaf = merkle.leaf_hash
+            for c in coords:
+                if c not in got:
+                    if c[0] == 0 and c[1] in ent:
+                        got[c] = leaf(ent[c[1]])
+                    else:
+                        raise LedgerError("ledger %s: %s is missing; run `becomingone ledger verify`"
+                                          % (self.path, "entry %d" % c[1] if c[0] == 0 else
+                                             "tree node (level %d, index %d)" % c))
+            if index not in ent:
+                raise LedgerError("ledger %s: entry %d is missing" % (self.path, index))
+            path = [self._suffix(c[1], n, got) if c[0] == "s" else got[c] for c in reversed(items)]
+            root = self._root_of(n)
         eh = ent[index]
-        return {"type": "inclusion", "index": index, "tree_size": size, "entry_hash": eh.hex(),
+        return {"type": "inclusion", "index": index, "tree_size": n, "entry_hash": eh.hex(),
                 "leaf_hash": merkle.leaf_hash(eh).hex(), "root": root.hex(),
                 "path": [p.hex() for p in path]}
 
@@ -438,10 +514,11 @@ class Ledger:
             return [r[0] for r in self._con.execute("SELECT note FROM checkpoints ORDER BY size")]
 
     # ---------------------------------------------------------------- whole-ledger
-    def verify(self, progress=None):
+    def verify(self, deep=False, workers=None, progress=None):
         """Full check of chain, stored tree and checkpoints -> verify.VerifyResult."""
         from host.ledger.verify import verify_path
-        return verify_path(self.path, key_folder=self.key_folder, progress=progress)
+        return verify_path(self.path, key_folder=self.key_folder, progress=progress, deep=deep,
+                           workers=workers)
 
     def export(self, folder):
         from host.ledger.export import export_ledger

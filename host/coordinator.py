@@ -282,9 +282,9 @@ class Coordinator:
 
     # ------------------------------------------------------------------ events from ingest
     def master_index(self, s):
-        if s.extra.get("_mboot") != s.boot_id:
+        if s.mboot != s.boot_id:
             self.open_master_stream(s)
-        return s.extra["_midx"]
+        return s.midx
 
     def open_master_stream(self, s):
         if self.master is None:
@@ -300,7 +300,7 @@ class Coordinator:
             s.extra["master_error"] = str(e)
             idx = self.master.open_stream(s.device_id, s.boot_id, h.get("fs_hz", 1000) or 1000,
                                           max(4211, h.get("period_us", 4211)))
-        s.extra["_midx"], s.extra["_mboot"] = idx, s.boot_id
+        s.midx, s.mboot = idx, s.boot_id
         return idx
 
     def on_hello(self, s):
@@ -318,12 +318,14 @@ class Coordinator:
         self.time_sync(s)
 
     def on_beats(self, s, last_beat, n, rows):
+        """Pulse summary entries: one each time a device's beat crosses a multiple of
+        ledger.pulse_summary_every (1 = every beat, 0 = none)."""
         every = self.pulse_every
         if every <= 0:
             return
-        nxt = s.extra.get("_pulse_next")
+        nxt = s.pulse_next
         if nxt is None:
-            nxt = s.extra["_pulse_next"] = (last_beat // every + 1) * every
+            s.pulse_next = (last_beat // every + 1) * every
             return
         if last_beat < nxt:
             return
@@ -342,7 +344,7 @@ class Coordinator:
             self.counters["pulse_entries"] += 1
             nxt += every
             emitted += 1
-        s.extra["_pulse_next"] = (last_beat // every + 1) * every
+        s.pulse_next = (last_beat // every + 1) * every
 
     # ------------------------------------------------------------------ WITNESS
     def on_witness(self, s, f, level):

@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from host.admission import FULL
+from host.links.udp import DatagramBlock
+from host.ratelimit import frame_complexity, variance_cost
 from host.wire import decode_telemetry_batch
 from shared import protocol as P
 
@@ -89,8 +90,9 @@ class Ingest:
             devs = d[idx, 2].astype(np.int64) | (d[idx, 3].astype(np.int64) << 8)
             u, last = np.unique(devs[::-1], return_index=True)
             rows = idx[len(idx) - 1 - last]
-            addrs = {int(dv): blk.addr(blk.names[r]) for dv, r in zip(u.tolist(), rows.tolist())}
-            self.telemetry_batch(link, blob, addrs, frame_size=size)
+            raw = blk.names[rows, :8].tobytes()
+            addrs = {dv: raw[8 * j:8 * j + 8] for j, dv in enumerate(u.tolist())}
+            self.telemetry_batch(link, blob, addrs, frame_size=size, raw_addrs=True)
 
     def _admit(self, dev, boot, mtype, nbytes):
         c = self.c
@@ -176,83 +178,151 @@ class Ingest:
         c.on_beats(s, recs[-1]["beat"], len(recs), None)
 
     # ------------------------------------------------------------------ batch telemetry
-    def telemetry_batch(self, link, datas, addrs, frame_size=None):
+    def telemetry_batch(self, link, datas, addrs, frame_size=None, raw_addrs=False):
+        """Decoded TELEMETRY rows, grouped per (device, boot) with one stable sort; per-group
+        work is scalar Python (a few µs), per-row work is numpy."""
         c = self.c
         res = decode_telemetry_batch(datas, frame_size=frame_size)
         for reason, n in res.rejects.items():
             if n:
                 c.reject(reason, n)
         beats = res.beats
-        if not len(beats):
+        n = len(beats)
+        if not n:
             return
+        key = (beats["device_id"].astype(np.int64) << 16) | beats["boot_id"]
+        if n > 1 and not np.all(key[1:] >= key[:-1]):
+            order = np.argsort(key, kind="stable")
+            beats = beats[order]
+            key = key[order]
+        cut = np.flatnonzero(key[1:] != key[:-1]) + 1
+        starts = np.concatenate(([0], cut))
+        ends = np.concatenate((cut, [n]))
+        first = beats["index"] == 0
+        seq = beats["seq"].astype(np.int64)
+        cnt = beats["count"]
+        # frames per group, and whether a group's seqs strictly increase frame to frame
+        nfr = np.add.reduceat(first.astype(np.int64), starts)
+        if n > 1:
+            d = np.diff(seq)
+            badrow = np.zeros(n, dtype=np.int64)
+            badrow[1:] = (d < 0) | ((d == 0) & first[1:])
+            badrow[starts] = 0
+            mono = np.add.reduceat(badrow, starts) == 0
+        else:
+            mono = np.ones(1, dtype=bool)
+        single = bool(np.all(cnt == 1))
+        G = len(starts)
+        st, en = starts.tolist(), ends.tolist()
+        g_dev = (key[starts] >> 16).tolist()
+        g_boot = (key[starts] & 0xFFFF).tolist()
+        g_nf = nfr.tolist()
+        g_fs, g_ls = seq[starts].tolist(), seq[ends - 1].tolist()
+        g_mono = mono.tolist()
+        g_beat = beats["beat"][ends - 1].tolist()
+        keep = np.ones(n, dtype=bool)
+        midx = [-1] * G
         keyed = c.admission.auths
-        key = (beats["device_id"].astype(np.uint32) << 16) | beats["boot_id"]
-        order = np.argsort(key, kind="stable")
-        ks = key[order]
-        cuts = np.flatnonzero(np.diff(ks)) + 1
-        starts = np.concatenate(([0], cuts))
-        ends = np.concatenate((cuts, [len(ks)]))
-        take_idx, take_rows = [], []
+        adm = c.admission
+        rate = adm.rate
+        rate_on = rate.enabled
+        buckets = rate.buckets
+        tmono = time.monotonic()
+        cost1 = variance_cost(frame_complexity(P.TELEMETRY, P.TELEMETRY_LEN))
+        open_all = adm.policy == "accept"
+        current = c.sessions.current
+        lookup = c.sessions.lookup
+        master = c.master
+        pulse = c.pulse_every > 0
         now = time.time()
-        for a, b in zip(starts.tolist(), ends.tolist()):
-            rows = beats[order[a:b]]
-            dev = int(rows["device_id"][0])
-            boot = int(rows["boot_id"][0])
-            first = rows["index"] == 0
-            nframes = int(first.sum())
-            if dev in keyed:                   # a keyed device must sign: refused
-                c.reject("auth", nframes)
+        rej = c.rejected
+        TEL = P.TELEMETRY
+        tl = P.TELEMETRY_LEN
+        accepted = 0
+        nbeats = 0
+        for g in range(G):
+            dev, a, b, nf = g_dev[g], st[g], en[g], g_nf[g]
+            if dev in keyed:                    # a keyed device must sign: refused
+                rej["auth"] += nf
+                keep[a:b] = False
                 continue
-            if c.admission.level(dev) is None:
-                c.reject("unknown_device", nframes)
-                c.admission.rejected["unknown_device"] += nframes
+            if not open_all and adm.level(dev) is None:
+                rej["unknown_device"] += nf
+                adm.rejected["unknown_device"] += nf
+                keep[a:b] = False
                 continue
-            counts = rows["count"][first]
-            plens = np.where(counts > 1, 1 + P.TELEMETRY_LEN * counts.astype(np.int64),
-                             P.TELEMETRY_LEN)
-            k = c.admission.rate.allow_many(dev, np.full(nframes, P.TELEMETRY), plens)
-            if k < nframes:
-                c.reject("rate_limited", nframes - k)
-                c.admission.rejected["rate_limited"] += nframes - k
-                fno = np.cumsum(first) - 1
-                rows = rows[fno < k]
-                first = first[fno < k]
-                nframes = k
-                if not nframes:
+            if not rate_on:
+                k = nf
+            elif single:
+                bk = buckets.get(dev) or rate.bucket(dev, tmono)
+                k = bk.request_n(cost1, nf, tmono)
+            else:
+                fr = first[a:b]
+                cc = cnt[a:b][fr].astype(np.int64)
+                k = rate.allow_many(dev, np.full(nf, TEL), np.where(cc > 1, 1 + tl * cc, tl))
+            s = current.get(dev)
+            if s is None or s.boot_id != g_boot[g]:
+                s, reason = lookup(dev, g_boot[g], TEL)
+                if s is None:
+                    rej[reason] += nf
+                    keep[a:b] = False
                     continue
-            s, reason = c.sessions.lookup(dev, boot, P.TELEMETRY)
-            if s is None:
-                c.reject(reason, nframes)
-                continue
-            seqs = rows["seq"][first].astype(np.int64)
-            if not (nframes == 1 or np.all(np.diff(seqs) > 0)) or \
-                    not s.note_seq_run(int(seqs[0]), int(seqs[-1]), nframes):
-                keep_f = np.array([s.note_seq(q) in ("new", "reordered") for q in seqs.tolist()])
-                ndup = nframes - int(keep_f.sum())
+            if k < nf:
+                rej["rate_limited"] += nf - k
+                adm.rejected["rate_limited"] += nf - k
+                fno = np.cumsum(first[a:b]) - 1
+                keep[a:b] &= fno < k
+                nf = k
+                if not nf:
+                    continue
+                fast_ok = False
+            else:
+                fast_ok = g_mono[g] and s.note_seq_run(g_fs[g], g_ls[g], nf)
+            if not fast_ok:                     # frame by frame: dups, reorder, holes
+                fr = first[a:b]
+                rows_keep = keep[a:b]
+                fidx = np.flatnonzero(fr & rows_keep)
+                ok = [s.note_seq(q) in ("new", "reordered") for q in seq[a:b][fidx].tolist()]
+                ndup = len(ok) - sum(ok)
                 if ndup:
-                    c.reject("duplicate", ndup)
-                    fno = np.cumsum(first) - 1
-                    rows = rows[keep_f[fno]]
-                    nframes -= ndup
-                    if not nframes:
+                    rej["duplicate"] += ndup
+                    fno = np.cumsum(fr) - 1
+                    okf = np.zeros(int(fr.sum()), dtype=bool)
+                    okf[(np.cumsum(fr) - 1)[fidx]] = ok
+                    keep[a:b] &= okf[fno]
+                    nf -= ndup
+                    if not nf:
                         continue
-            s.frames += nframes
-            s.bytes += int(nframes * _TEL_SINGLE)
-            s.by_type[P.TELEMETRY] += nframes
+                s._tel = (beats, int(np.flatnonzero(keep[a:b])[-1]) + a)
+            else:
+                s._tel = (beats, b - 1)
+            s.frames += nf
+            s.bytes += nf * _TEL_SINGLE
+            s.by_type[TEL] += nf
             s.last_seen = now
             s.online = True
             s.link = link
             ad = addrs.get(dev)
             if ad is not None:
-                s.addr = ad
-            if c.master is not None:
-                take_idx.append(np.full(len(rows), c.master_index(s), dtype=np.int64))
-                take_rows.append(rows)
-            s.last_telemetry = rows[-1]
-            c.counters["beats"] += len(rows)
-            c.counters["frames_accepted"] += nframes
-            c.on_beats(s, int(rows["beat"][-1]), len(rows), rows)
-        if take_rows:
-            rows = take_rows[0] if len(take_rows) == 1 else np.concatenate(take_rows)
-            idx = take_idx[0] if len(take_idx) == 1 else np.concatenate(take_idx)
-            c.master.ingest_records(idx, rows)
+                if raw_addrs:
+                    if ad != s.raw_addr:
+                        s.raw_addr = ad
+                        s.addr = DatagramBlock.addr(ad)
+                else:
+                    s.addr = ad
+            if master is not None:
+                midx[g] = s.midx if s.mboot == s.boot_id else c.master_index(s)
+            accepted += nf
+            nrows = b - a
+            nbeats += nrows
+            if pulse:
+                c.on_beats(s, g_beat[g], nrows, None)
+        c.counters["frames_accepted"] += accepted
+        c.counters["beats"] += nbeats
+        if c.master is not None and nbeats:
+            idx = np.repeat(np.asarray(midx, dtype=np.int64), ends - starts)
+            keep &= idx >= 0
+            if keep.all():
+                c.master.ingest_records(idx, beats)
+            else:
+                c.master.ingest_records(idx[keep], beats[keep])

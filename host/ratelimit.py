@@ -84,6 +84,16 @@ class TokenBucket:
         self.refused += n - k
         return k
 
+    def request_n(self, cost, n, now=None):
+        """n frames of the same cost: how many of them (from the first) fit. Scalar math."""
+        self._refill(time.monotonic() if now is None else now)
+        k = n if cost <= 0 else min(n, int(self.tokens / cost + 1e-9))
+        if k:
+            self.tokens = max(0.0, self.tokens - k * cost)
+        self.allowed += k
+        self.refused += n - k
+        return k
+
     def remaining(self, now=None):
         self._refill(time.monotonic() if now is None else now)
         return self.tokens
@@ -131,6 +141,13 @@ class RateLimiter:
         c = np.where(np.isin(t, list(_ONE)), 1.0, c)
         c = np.where(t == WITNESS, c + 1.0, c)
         return self.bucket(device_id, now).request_many(c ** EXPONENT, now)
+
+    def allow_same(self, device_id, msg_type, payload_len, n, now=None):
+        """n frames of one type and size (the batch path): how many, from the first, fit."""
+        if not self.enabled:
+            return n
+        return self.bucket(device_id, now).request_n(
+            variance_cost(frame_complexity(msg_type, payload_len)), n, now)
 
     def metrics(self):
         return {str(d): {"allowed": b.allowed, "refused": b.refused,

@@ -33,7 +33,8 @@ HELLO = 1
 class Session:
     __slots__ = ("device_id", "boot_id", "hello", "opened", "last_seen", "frames", "bytes",
                  "highest", "seen", "lost", "duplicates", "reordered", "by_type", "clock",
-                 "link", "addr", "host_seq", "last_telemetry", "witness", "online", "extra")
+                 "link", "addr", "host_seq", "_tel", "witness", "online", "extra", "midx", "mboot",
+                 "pulse_next", "raw_addr")
 
     def __init__(self, device_id, boot_id, now):
         self.device_id = device_id
@@ -53,10 +54,27 @@ class Session:
         self.link = None
         self.addr = None
         self.host_seq = 0
-        self.last_telemetry = None
+        self._tel = None        # the last TELEMETRY record: a dict, or (beats array, row)
         self.witness = 0
+        self.midx = None        # Master stream index, and the boot it was opened for
+        self.mboot = None
+        self.pulse_next = None  # next beat at which a pulse summary is due
+        self.raw_addr = None
         self.online = True
         self.extra = {}
+
+    @property
+    def last_telemetry(self):
+        t = self._tel
+        if isinstance(t, tuple):
+            arr, i = t
+            rec = arr[i]
+            t = self._tel = {k: rec[k].item() for k in arr.dtype.names}
+        return t
+
+    @last_telemetry.setter
+    def last_telemetry(self, value):
+        self._tel = value
 
     def note_seq(self, seq):
         """'new' | 'reordered' | 'duplicate' | 'old_seq' (the last two must be refused)."""
@@ -110,7 +128,7 @@ class Session:
              "opened": self.opened, "last_seen": self.last_seen, "frames": self.frames,
              "bytes": self.bytes, "highest_seq": self.highest, "lost": self.lost,
              "duplicates": self.duplicates, "reordered": self.reordered,
-             "witness": self.witness,
+             "witness": self.witness, "last_telemetry": self.last_telemetry,
              "by_type": dict(self.by_type), "hello": self.hello,
              "link": getattr(self.link, "local_url", None),
              "addr": list(self.addr) if isinstance(self.addr, tuple) else self.addr,

@@ -113,13 +113,19 @@ class MmsgReceiver:
             (ctypes.c_uint * (vlen * (ctypes.sizeof(_mmsghdr) // 4))).from_address(
                 ctypes.addressof(self.msgs))).reshape(vlen, -1)[:, _mmsghdr.msg_len.offset // 4]
         self._p = ctypes.c_void_p(ctypes.addressof(self.msgs))
+        self._used = vlen
+        for i in range(vlen):
+            self.msgs[i].msg_hdr.msg_namelen = 16
+        self._namelen = np.ctypeslib.as_array(
+            (ctypes.c_uint32 * (vlen * (ctypes.sizeof(_mmsghdr) // 4))).from_address(
+                ctypes.addressof(self.msgs))).reshape(vlen, -1)[:, _msghdr.msg_namelen.offset // 4]
 
     def recv(self):
         """(rows, lengths, names) of the datagrams waiting now (non-blocking); rows is a view
         into the receiver's buffer, valid until the next call."""
-        for i in range(self.vlen):
-            self.msgs[i].msg_hdr.msg_namelen = 16
+        self._namelen[:self._used] = 16       # the kernel rewrote these in the last call
         r = _libc.recvmmsg(self.fd, self._p, self.vlen, MSG_DONTWAIT, None)
+        self._used = max(r, 0)
         if r <= 0:
             return self.data[:0], self.lens[:0], self.names[:0]
         return self.data[:r], self.lens[:r].copy(), self.names[:r]

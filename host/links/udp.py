@@ -161,7 +161,7 @@ class UdpLink(Link):
                 return None
         w = int(lens.max())
         c["frames_in"] += n
-        return DatagramBlock(np.ascontiguousarray(rows[:, :w]), lens, names.copy())
+        return DatagramBlock(rows[:, :w].copy(), lens, names.copy())   # never a view
 
     def _write(self, data, addr):
         if addr is None:

@@ -69,10 +69,12 @@ class Coordinator:
         self.receiver = Receiver(replay=False)
         self.receiver.auth = self.admission.auths
         self.sessions = Sessions(os.path.join(self.data_dir, "sessions.json"),
-                                 timeout_s=cfg.devices.session_timeout_s)
+                                 timeout_s=cfg.devices.session_timeout_s,
+                                 on_new_session=self._on_new_session)
         self.devconfig = DeviceConfigs(device_defaults(cfg),
                                        os.path.join(self.data_dir, "devconfig.json"),
-                                       send=self._send_config, ledger_append=self._ledger_submit)
+                                       send=self._send_config, ledger_append=self._config_record)
+        self.core = None          # host/integration.py: sync layer, witnessing, memory
         self.master = None
         if master and cfg.master.enabled:
             from host.master import Master
@@ -93,9 +95,12 @@ class Coordinator:
         self._t0_us = _now_us()
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self):
+    def start(self, integration=True):
         cfg = self.cfg
         self.ledger = Ledger(cfg.ledger_path(), checkpoint_every=cfg.ledger.checkpoint_every or None)
+        if integration:
+            from host.integration import Integration
+            self.core = Integration(cfg, self.master, ledger_submit=self._ledger_submit)
         for link in self.links:
             try:
                 link.open()
@@ -194,6 +199,9 @@ class Coordinator:
         self.write_status(running=False)
         if self.control is not None:
             self.control.stop()
+        if self.core is not None:
+            self.ledger.flush(10) if self.ledger is not None else None
+            self.core.close()
         if self.ledger is not None:
             self.ledger.close()
         if self.ready_file and os.path.exists(self.ready_file):
@@ -242,9 +250,21 @@ class Coordinator:
                         now - s.extra.get("_last_sync", -1e9) >= TIME_SYNC_EVERY_S:
                     s.extra["_last_sync"] = now
                     self.time_sync(s)
+        health = None
         if now >= self._next["health"]:
             self._next["health"] = now + float(self.cfg.witnessing.meta_interval)
-            self.health = self.meta_health()
+            health = self.health = self.meta_health()
+        if self.core is not None:
+            core = self.core
+            for s in self.sessions.current.values():
+                if s._tel is not None and s.extra.get("_c_tel") is not s._tel:
+                    s.extra["_c_tel"] = s._tel
+                    core.telemetry_coherence(s.device_id, s.last_telemetry["coherence"])
+            try:
+                core.tick(health=health)
+            except Exception as e:            # counted; the ingest loop keeps running
+                self.counters["integration_errors"] += 1
+                self.health["integration_error"] = "%s: %s" % (type(e).__name__, e)
         if now >= self._next["status"]:
             self._next["status"] = now + 1.0
             self.write_status()
@@ -275,6 +295,22 @@ class Coordinator:
         self.counters["time_sync_sent"] += 1
         return self.send(s, P.TIME_SYNC, {"mode": P.SYNC_REQUEST, "host_t1_us": _now_us(),
                                           "rx_era": 0, "rx_off": 0})
+
+    def _on_new_session(self, s):
+        if self.core is not None:
+            self.core.new_stream(s.device_id)
+
+    def _micro(self, kind, device_id=None, **data):
+        if self.core is not None:
+            try:
+                self.core.micro(kind, device_id=device_id, **data)
+            except Exception:
+                self.counters["integration_errors"] += 1
+
+    def _config_record(self, kind, data):
+        self._micro("config", device_id=data.get("device"), **{k: v for k, v in data.items()
+                                                                if k not in ("device", "kind")})
+        return self._ledger_submit(kind, data)
 
     def _ledger_submit(self, kind, data, callback=None):
         self.counters["ledger_submitted"] += 1
@@ -387,6 +423,9 @@ class Coordinator:
             return                         # no ACK: the device sends it again
         self.counters["witness_committed"] += 1
         self.witness_done[key] = entry.index
+        d = entry.data
+        self._micro("device_witness", device_id=key[0], boot=key[1], witness_id=key[2],
+                    witness=d.get("witness"), decision=d.get("decision"), ledger_index=entry.index)
         while len(self.witness_done) > 100000:
             self.witness_done.popitem(last=False)
         s = self.sessions.get(key[0])
@@ -409,6 +448,7 @@ class Coordinator:
         s = self._session(device_id)
         ok = self.send(s, P.CLEAR, {"reason": P.CLEAR_OPERATOR, "ref": 0})
         self._ledger_submit("action", {"action": "clear", "device": s.device_id, "sent": ok})
+        self._micro("clear", device_id=s.device_id, sent=ok)
         return {"device_id": s.device_id, "sent": ok}
 
     def push_model(self, device, w, b):
@@ -422,6 +462,7 @@ class Coordinator:
                 sent.append(s.device_id)
         self._ledger_submit("action", {"action": "model", "model_version": self.model_version,
                                        "w": w, "b": b, "devices": sent})
+        self._micro("model", model_version=self.model_version, w=w, b=b, devices=sent)
         return {"model_version": self.model_version, "sent_to": sent}
 
     def set_pow_bits(self, device_id, bits):
@@ -462,6 +503,7 @@ class Coordinator:
             "counters": dict(c), "health": self.meta_health(),
             "admission": self.admission.summary(), "devconfig": dict(self.devconfig.counters),
             "sessions": self.sessions.summary()["sessions"],
+            "integration": self.core.status() if self.core is not None else None,
         }
 
     def write_status(self, running=True):

@@ -237,3 +237,39 @@ def test_control_socket_config_undo_and_ack(tmp_path):
     finally:
         stop(c, th)
     assert not os.path.exists(sock)
+
+
+def test_witness_pow_at_host_difficulty(tmp_path):
+    from shared import pow as POW
+    c, th, addr = make_coord(tmp_path, **{"security.intrinsic": True, "admission.pow_bits": 10})
+    try:
+        d = FakeDevice(addr)
+        d.send(P.HELLO, dict(HELLO, pow_bits=10))
+        w = {"witness_id": 1, "kind": 2, "beat": 7, "decision": 0, "threat": 0,
+             "coherence": 64000, "value": 0, "pow_bits": 10, "nonce": 0}
+        w["nonce"] = POW.mint(P.witness_record(17, d.boot_id, w), 10)
+        d.send(P.WITNESS, w)
+        ack = d.recv(P.ACK)
+        assert ack.fields["status"] == P.ACK_OK and ack.fields["ref"] == 1
+        bad = dict(w, witness_id=2)
+        if POW.verify(P.witness_record(17, d.boot_id, bad), bad["nonce"], 10):
+            bad["nonce"] += 1
+        d.send(P.WITNESS, bad)
+        ack = d.recv(P.ACK)
+        assert ack.fields["status"] == P.ACK_REJECTED and ack.fields["ref"] == 2
+        wits = [e.data for e in c.ledger.entries() if e.data["kind"] == "witness"]
+        assert [x["witness_id"] for x in wits] == [1] and wits[0]["layer"] == "macro"
+        assert c.rejected["pow"] == 1
+        # the host raises device 17's difficulty at run time: CONFIG pow_bits goes out
+        c.call(c.set_pow_bits, 17, 12)
+        cf = d.recv(P.CONFIG)
+        assert [2, 12] in cf.fields["pairs"]
+        w3 = dict(w, witness_id=3, pow_bits=10)
+        w3["nonce"] = POW.mint(P.witness_record(17, d.boot_id, w3), 10)
+        if not POW.verify(P.witness_record(17, d.boot_id, w3), w3["nonce"], 12):
+            d.send(P.WITNESS, w3)
+            assert d.recv(P.ACK).fields["status"] == P.ACK_REJECTED
+        st = c.call(c.status)
+        assert st["integration"] is not None
+    finally:
+        stop(c, th)

@@ -166,3 +166,54 @@ def test_pico_deploy_copies_armv6m_build_and_cleans_stale_files(fakeboard, tmp_p
     p = subprocess.run(args + ["--keep-key"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
     assert (board / "device.key").read_bytes() == key
+
+
+def test_serial_link_hello_over_the_same_port(fakeboard, tmp_path):
+    """The pico's way: no --host-url, the firmware's link is the USB serial port itself (COBS
+    frames on stdout). After the reset the host reads the board's port and finds the HELLO."""
+    import serial
+
+    from shared.cobs import Deframer
+
+    fb, board = fakeboard
+    data = tmp_path / "hostdata"
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "flash.py"), "--board", "emulator",
+                        "--port", fb.port, "--data", str(data), "--device-id", "31",
+                        "--set", "boot_grace_ms=2500", "--set", "pow_bits=8"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert json.loads((board / "boardcfg.json").read_text())["link"] == "serial"
+    key = Keystore(str(data / "keys.json")).get(31)
+    auth = {31: Auth(key)}
+    deframer = Deframer()
+    port = serial.Serial(fb.port, 115200, timeout=0.2)
+    try:
+        deadline = time.monotonic() + 25
+        names = []
+        while time.monotonic() < deadline:
+            for raw in deframer.feed(port.read(4096)):
+                try:
+                    f = protocol.decode(raw, auth=auth)
+                except Exception:
+                    continue  # REPL text before the firmware took the port is not a frame
+                names.append(f.name)
+                if f.type == protocol.HELLO:
+                    assert f.device_id == 31 and f.auth
+                    break
+            if "HELLO" in names:
+                break
+        else:
+            raise AssertionError("no HELLO on the serial port within 25 s (frames: %s, console tail %r)"
+                                 % (names, bytes(fb.console[-300:])))
+    finally:
+        port.close()
+
+    # The serial firmware turned Ctrl-C off (binary frames on the port). Re-flashing it the
+    # documented way: replug, and flash connects within the boot grace period of main.py.
+    fb.power_cycle()
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "flash.py"), "--board", "emulator",
+                        "--port", fb.port, "--data", str(data), "--device-id", "31", "--keep-key",
+                        "--wait", "5", "--no-reset"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr + repr(bytes(fb.console[-300:]))
+    assert (board / "device.key").read_bytes() == key

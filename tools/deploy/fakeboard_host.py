@@ -179,6 +179,7 @@ class FakeBoard:
         self._proc = None
         self._pid = None
         self._stopping = False
+        self._cycling = False
         self._threads = []
         self._master = self._slave = None
 
@@ -225,6 +226,20 @@ class FakeBoard:
         rt = os.path.join(self.board_dir, RT.lstrip("/"))
         if os.path.isdir(rt) and not os.listdir(rt):
             os.rmdir(rt)
+
+    def power_cycle(self, timeout=5.0):
+        """Unplug and plug back in: the board's process is killed and a fresh one boots (the
+        pty stays, as a USB port name comes back after a replug)."""
+        with self._lock:
+            proc = self._proc
+            self._cycling = True
+            boots = self.boots
+        proc.kill()
+        deadline = time.monotonic() + timeout
+        while self.boots == boots and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.boots == boots:
+            raise TimeoutError("the fake board did not power back on within %.1f s" % timeout)
 
     def __enter__(self):
         return self.start()
@@ -298,8 +313,9 @@ class FakeBoard:
             with self._lock:
                 self.exit_codes.append(rc)
                 stopping = self._stopping
+                cycling, self._cycling = self._cycling, False
                 self._cond.notify_all()
-            if stopping or rc != HARD_RESET_EXIT:
+            if stopping or (rc != HARD_RESET_EXIT and not cycling):
                 return
             self._spawn()
 

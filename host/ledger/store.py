@@ -15,8 +15,8 @@ from host.ledger import canonical, checkpoint as ckpt, kinds, merkle
 from host.ledger.db import LedgerError, connect, guarded, translate
 
 GENESIS_ORIGIN = "becomingone.ledger"
-CACHE_LEVEL = 5       # stored nodes of this level and up are cached in memory once read (immutable)
-CACHE_MAX = 200000    # ... at most this many (about 30 MB); the cache is emptied when full
+CACHE_LEVEL = 3       # stored nodes of this level and up are cached in memory once read (immutable)
+CACHE_MAX = 150000    # ... at most this many (about 20 MB; all of levels >= 3 of a 1M-entry tree); emptied when full
 LEDGER_VERSION = 1
 
 

@@ -139,3 +139,13 @@ def test_export_verified_independently_and_tamper_rejected(db, tmp_path, capsys)
     assert "no signature by the given key" in tampered("t5", other_key)
     with pytest.raises(verify_export.Bad, match="pinned"):
         verify_export.verify(out, pin_b64="AAAA")
+
+
+def test_bench_ledger_smoke():
+    import argparse
+    import bench_ledger
+    rows = bench_ledger.collect(argparse.Namespace(quick=True, entries=300, verify_entries=3000, proofs=30))
+    by = {r["name"]: r for r in rows}
+    assert set(by) == {"becomingone", "pymerkle", "sqlite-raw", "verify-1m"}
+    assert by["becomingone"]["append_per_s"] > 0 and by["becomingone"]["proof_per_s"] > 0
+    assert by["verify-1m"]["entries"] == 3000 and "not 1M" in by["verify-1m"]["note"]

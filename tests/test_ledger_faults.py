@@ -223,3 +223,15 @@ def test_parallel_verify_matches_and_locates(tmp_path):
     for w in (1, 2):
         r = verify_path(p, workers=w)
         assert not r.ok and r.first_bad["index"] == 20000 and r.first_bad["part"] == "entry", r.message()
+
+
+def test_garbage_pages_in_database_never_give_a_traceback(tmp_path):
+    p = _make(tmp_path, n=3000)
+    size = os.path.getsize(p)
+    with open(p, "r+b") as f:
+        f.seek(size // 2)
+        f.write(os.urandom(8192))
+    r = subprocess.run([sys.executable, "-m", "host.cli", "ledger", "verify", "--db", p],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode in (1, 2) and "Traceback" not in r.stderr, r.stderr
+    assert ("FAILED at" in r.stderr) or r.stderr.startswith("becomingone: ledger database " + p)

@@ -118,7 +118,7 @@ def proofs_pymerkle(row, tree, idx):
     tree.cache_clear()
     dt, proofs = _best(lambda: [tree.prove_inclusion(i + 1) for i in idx], 1)
     row["_proof_s"] = min(row.get("_proof_s", dt), dt)
-    root = tree.get_state()
+    root = tree.get_root()
     bases = [tree.get_leaf(i + 1) for i in idx]
 
     def check():

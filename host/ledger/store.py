@@ -1,9 +1,7 @@
 """The Ledger: append-only SQLite store with a stored Merkle tree, proofs and checkpoints.
 See the package docstring (host/ledger/__init__.py) for the API and thread-safety rules."""
-import base64
 import collections
 import hashlib
-import json
 import os
 import sqlite3
 import threading
@@ -13,44 +11,12 @@ from concurrent.futures import Future
 from host.errors import UserError
 from host.ledger import canonical, checkpoint as ckpt, kinds, merkle
 from host.ledger.db import LedgerError, connect, guarded, translate
+from host.ledger.entry import Entry  # noqa: F401  (re-exported)
 
 GENESIS_ORIGIN = "becomingone.ledger"
 CACHE_LEVEL = 3       # stored nodes of this level and up are cached in memory once read (immutable)
 CACHE_MAX = 150000    # ... at most this many (about 20 MB; all of levels >= 3 of a 1M-entry tree); emptied when full
 LEDGER_VERSION = 1
-
-
-class Entry:
-    """One ledger entry. `hash` and `previous_hash` are 64-char lowercase hex."""
-
-    __slots__ = ("index", "timestamp", "data_json", "previous_hash", "hash", "_data")
-
-    def __init__(self, index, timestamp, data_json, previous_hash, hash, data=None):
-        self.index, self.timestamp, self.data_json = index, timestamp, data_json
-        self.previous_hash, self.hash, self._data = previous_hash, hash, data
-
-    @property
-    def data(self):
-        if self._data is None:
-            self._data = json.loads(self.data_json)
-        return self._data
-
-    @property
-    def kind(self):
-        return self.data.get("kind")
-
-    def to_dict(self):
-        return {"index": self.index, "timestamp": self.timestamp, "data": self.data,
-                "previous_hash": self.previous_hash, "hash": self.hash}
-
-    def to_json(self):
-        """Canonical JSON line of the whole entry (the export format, docs/LEDGER.md §7)."""
-        return ('{"data":%s,"hash":"%s","index":%d,"previous_hash":"%s","timestamp":%s}'
-                % (self.data_json, self.hash, self.index, self.previous_hash,
-                   float.__repr__(self.timestamp)))
-
-    def __repr__(self):
-        return "Entry(%d, %s, %s)" % (self.index, self.kind, self.hash[:16])
 
 
 class Ledger:
@@ -528,7 +494,3 @@ class Ledger:
         cp = self.latest_checkpoint()
         return {"path": self.path, "size": self._size, "root": self.root().hex(),
                 "origin": self.origin, "checkpoint_size": ckpt.parse_note(cp)["size"] if cp else None}
-
-
-def b64(b):
-    return base64.b64encode(b).decode("ascii")

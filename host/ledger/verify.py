@@ -174,11 +174,15 @@ def _scan(con, a, b, deep, need, progress=None):
         if not rows:
             out["bad"] = (expect, "entry", "entry %d is missing (no stored entries from here to %d)" % (expect, b - 1))
             return out
-        if not _chunk_ok(rows, expect, prev) or deep or expect == 0:
+        if not _chunk_ok(rows, expect, prev) or deep:
             bad = _diagnose(rows, expect, prev, deep)
-            if bad is not None:
-                out["bad"] = (bad[0], "entry", bad[1])
-                return out
+        elif expect == 0:  # the genesis entry's data is always re-parsed
+            bad = _diagnose(rows[:1], 0, prev, False)
+        else:
+            bad = None
+        if bad is not None:
+            out["bad"] = (bad[0], "entry", bad[1])
+            return out
         base = expect
         hs = [r[4] for r in rows]
         if base == 0:

@@ -59,6 +59,7 @@ class Coordinator:
         self.counters = collections.Counter()
         self.rejected = collections.Counter()
         self.overload_frames = 0
+        self._tel_seen = {}       # device -> last TELEMETRY record handed to the sync layer
         self.inbox = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self.started = None
@@ -162,12 +163,7 @@ class Coordinator:
             except queue.Empty:
                 item = None
             if item is not None:
-                self._handle(item)
-                for _ in range(256):
-                    try:
-                        self._handle(self.inbox.get_nowait())
-                    except queue.Empty:
-                        break
+                self._drain(item)
             now = time.monotonic()
             if now >= next_tick:
                 self._tick(now)
@@ -175,6 +171,27 @@ class Coordinator:
             if end is not None and now >= end:
                 break
         self.shutdown()
+
+    def _drain(self, item, limit=256, merge_frames=16384):
+        """Handle `item` and what else is queued (up to `limit` items). Consecutive recvmmsg
+        blocks of one link are merged (up to `merge_frames` datagrams) so that when the
+        processing thread is behind, each device's frames form larger groups."""
+        get = self.inbox.get_nowait
+        pending = item
+        for _ in range(limit):
+            try:
+                nxt = get()
+            except queue.Empty:
+                nxt = None
+            if nxt is not None and pending[0] == "rxb" and nxt[0] == "rxb" and \
+                    nxt[1] is pending[1] and len(pending[2]) + len(nxt[2]) <= merge_frames:
+                pending = ("rxb", pending[1], pending[2].merge(nxt[2]), pending[3])
+                continue
+            self._handle(pending)
+            if nxt is None:
+                return
+            pending = nxt
+        self._handle(pending)
 
     def stop(self):
         self.stop_event.set()
@@ -257,10 +274,11 @@ class Coordinator:
             health = self.health = self.meta_health()
         if self.core is not None:
             core = self.core
+            seen = self._tel_seen
             for s in self.sessions.current.values():
-                if s._tel is not None and s.extra.get("_c_tel") is not s._tel:
-                    s.extra["_c_tel"] = s._tel
+                if s._tel is not None and seen.get(s.device_id) is not s._tel:
                     core.telemetry_coherence(s.device_id, s.last_telemetry["coherence"])
+                    seen[s.device_id] = s._tel
             try:
                 core.tick(health=health)
             except Exception as e:            # counted; the ingest loop keeps running
@@ -506,8 +524,15 @@ class Coordinator:
             "counters": dict(c), "health": self.meta_health(),
             "admission": self.admission.summary(), "devconfig": dict(self.devconfig.counters),
             "sessions": self.sessions.summary()["sessions"],
-            "integration": self.core.status() if self.core is not None else None,
+            "integration": self._core_status(),
         }
+
+    def _core_status(self):
+        if self.core is None:
+            return None
+        st = dict(self.core.status())
+        st.pop("last_cycle", None)        # per-device arrays: see `memory` / the Master instead
+        return st
 
     def write_status(self, running=True):
         try:

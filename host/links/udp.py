@@ -30,6 +30,17 @@ class DatagramBlock:
     def __len__(self):
         return len(self.lens)
 
+    def merge(self, other):
+        """A new block: this one's datagrams, then other's."""
+        a, b = self.data, other.data
+        w = max(a.shape[1], b.shape[1])
+        if a.shape[1] != w:
+            a = np.pad(a, ((0, 0), (0, w - a.shape[1])))
+        if b.shape[1] != w:
+            b = np.pad(b, ((0, 0), (0, w - b.shape[1])))
+        return DatagramBlock(np.concatenate((a, b)), np.concatenate((self.lens, other.lens)),
+                             np.concatenate((self.names, other.names)))
+
     @staticmethod
     def addr(name):
         return socket.inet_ntoa(bytes(name[4:8])), (int(name[2]) << 8) | int(name[3])

@@ -18,6 +18,7 @@ COMMANDS = {
     "device": ("host.commands.device", "list devices, change config (undo/redo/goto), clear, push model"),
     "flash": ("host.commands.flash", "compile and deploy the firmware to a board with mpremote"),
     "bench": ("host.commands.bench", "benchmarks: protocol, device, ledger, ingest"),
+    "mesh": ("host.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
 }
 
 

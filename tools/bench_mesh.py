@@ -1,0 +1,100 @@
+"""`becomingone bench mesh [--json] [--quick]`: consensus simulation rounds/messages to a relative
+error of 1e-6 at N = 100, 1,000, 10,000 (--quick: up to 1,000) for each algorithm, on the seed's
+Watts-Strogatz graph (rows `sim-<algo>-<N>`) and with full membership (rows
+`sim-<algo>-complete-<N>`); placement (ring) and archive (seal/restore) rows. The target
+(<= 2 log2 N rounds) is reported per row as `target_rounds` / `within_target`."""
+import os
+import tempfile
+import time
+
+from host.mesh.consensus import simulate
+
+WS_ALGOS = ("pushsum", "emtd", "swarm", "versioned")
+COMPLETE_ALGOS = ("pushsum", "swarm", "versioned")
+
+
+def add_arguments(p):
+    p.add_argument("--max-rounds", type=int, default=3000, help="round cap per simulation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sizes", default=None, help="comma-separated N (default 100,1000,10000)")
+
+
+def _sim_row(name, res):
+    keep = ("algo", "graph", "nodes", "rounds", "messages", "converged", "rounds_run", "agreement_round",
+            "final_error", "target_rounds", "within_target", "seconds", "values_sent")
+    row = {"name": name}
+    row.update({k: res[k] for k in keep if k in res})
+    return row
+
+
+def sim_rows(sizes, max_rounds, seed):
+    rows = []
+    for n in sizes:
+        for algo in WS_ALGOS:
+            rows.append(_sim_row("sim-%s-%d" % (algo, n),
+                                 simulate(n, algo, seed=seed, max_rounds=max_rounds, graph="ws")))
+        for algo in COMPLETE_ALGOS:
+            rows.append(_sim_row("sim-%s-complete-%d" % (algo, n),
+                                 simulate(n, algo, seed=seed, max_rounds=max_rounds, graph="complete")))
+    return rows
+
+
+def ring_rows(quick):
+    from host.mesh.ring import Ring
+    cells = {"cell-%02d" % i: (1.0, 0.0) for i in range(20)}
+    keys = ["shard-%d" % i for i in range(20000 if quick else 200000)]
+    t = time.perf_counter()
+    ring = Ring(cells)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    before = [ring.get(k) for k in keys]
+    per_get = (time.perf_counter() - t) / len(keys)
+    ring.set_load("cell-00", 3.0)                 # one hot cell: weight 1/(1+3)
+    after = [ring.get(k) for k in keys]
+    moved = sum(a != b for a, b in zip(before, after)) / len(keys)
+    share = after.count("cell-00") / len(keys)
+    return [{"name": "ring", "cells": 20, "vnodes_per_unit": ring.vnodes, "build_seconds": build,
+             "get_us": per_get * 1e6, "hot_cell_share": share, "fair_share": 1 / 20,
+             "moved_fraction": moved, "move_bound": ring.last_move_bound}]
+
+
+def archive_rows(quick):
+    from host.ledger import Ledger
+    from host.mesh.archive import restore, seal_to_cells
+    from host.mesh.ring import Ring
+    n_entries = 5000 if quick else 50000
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        db = os.path.join(d, "src", "ledger.sqlite")
+        os.makedirs(os.path.dirname(db))
+        with Ledger(db) as led:
+            led.append_many([("action", {"action": "bench", "i": i}) for i in range(n_entries - 1)])
+        cells = Ring({"cell-%d" % i: (1.0, 0.0) for i in range(6)})
+        t = time.perf_counter()
+        info = seal_to_cells(db, 0, None, 4, 6, cells, os.path.join(d, "cells"))
+        seal_s = time.perf_counter() - t
+        used = [os.path.dirname(s["path"]) for s in info["shards"]][2:]   # lose 2 of 6 cells
+        t = time.perf_counter()
+        res = restore(used, 4, os.path.join(d, "restored.sqlite"))
+        rest_s = time.perf_counter() - t
+        rows.append({"name": "archive-seal", "entries": n_entries, "k": 4, "n": 6,
+                     "seconds": seal_s, "entries_per_s": n_entries / seal_s,
+                     "segment_bytes": info["segment_bytes"], "shard_bytes": info["shard_bytes"]})
+        rows.append({"name": "archive-restore", "entries": res["size"], "k": 4, "n": 6,
+                     "seconds": rest_s, "entries_per_s": res["size"] / rest_s})
+    return rows
+
+
+def collect(args):
+    quick = bool(getattr(args, "quick", False))
+    if args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    else:
+        sizes = [100, 1000] if quick else [100, 1000, 10000]
+    rows = sim_rows(sizes, args.max_rounds, args.seed)
+    try:
+        rows += ring_rows(quick)
+        rows += archive_rows(quick)
+    except ImportError:
+        pass
+    return rows

@@ -49,13 +49,16 @@ def ring_rows(quick):
     t = time.perf_counter()
     before = [ring.get(k) for k in keys]
     per_get = (time.perf_counter() - t) / len(keys)
-    ring.set_load("cell-00", 3.0)                 # one hot cell: weight 1/(1+3)
+    share0 = ring.shares()["cell-00"]
+    moved_space = ring.set_load("cell-00", 3.0)   # one hot cell: weight 1/(1+3)
     after = [ring.get(k) for k in keys]
     moved = sum(a != b for a, b in zip(before, after)) / len(keys)
     share = after.count("cell-00") / len(keys)
     return [{"name": "ring", "cells": 20, "vnodes_per_unit": ring.vnodes, "build_seconds": build,
-             "get_us": per_get * 1e6, "hot_cell_share": share, "fair_share": 1 / 20,
-             "moved_fraction": moved, "move_bound": ring.last_move_bound}]
+             "get_us": per_get * 1e6, "hot_cell_share_before": share0, "hot_cell_share": share,
+             "fair_share_1_of_20": 1 / 20, "moved_keys_fraction": moved,
+             "moved_space_fraction": moved_space,
+             "hot_cell_share_change": share0 - ring.shares()["cell-00"]}]
 
 
 def archive_rows(quick):

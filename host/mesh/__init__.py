@@ -4,4 +4,10 @@
     simulate(n, algo, seed=0, max_rounds=2000, tol=1e-6, graph="ws", progress=None) -> dict
         algo in emtd | swarm | pushsum | versioned; graph in ws | complete; the dict has rounds
         (None if not converged), messages, converged, rounds_run, final_error, seconds, ...
+
+    from host.mesh.ring import Ring, parse_cells, key_position
+    ring = Ring({"a": (capacity, load), ...} | ["a", "b"], vnodes=100)   weight = capacity/(1+load)
+    ring.get(key) -> cell; ring.get_n(key, n) -> [n distinct cells]; ring.shares() -> {cell: f}
+    ring.set_load(cell, load) / set_capacity / add / remove -> fraction of the key space moved
+    ring.assign_devices(ids) -> {id: cell}
 """

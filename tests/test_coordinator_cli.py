@@ -6,8 +6,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 from tests.test_coordinator import HELLO, FakeDevice, tel, wait
 from shared import protocol as P
 

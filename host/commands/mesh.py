@@ -1,5 +1,5 @@
-"""`becomingone mesh simulate`: consensus simulations, erasure-coded ledger
-archives across cells, the mesh CA. docs/MESH.md describes each."""
+"""`becomingone mesh simulate|seal|restore`: consensus simulations, erasure-coded ledger
+archives across cells. docs/MESH.md describes each."""
 import contextlib
 import json
 import sys
@@ -18,13 +18,30 @@ def add_arguments(parser):
     p.add_argument("--max-rounds", type=int, default=2000, help="round cap (default 2000)")
     p.add_argument("--tol", type=float, default=1e-6, help="relative error to reach (default 1e-6)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser("seal", help="erasure-code ledger entries [A, B) into k-of-n shards placed on cells")
+    p.add_argument("--db", required=True, metavar="LEDGER_DB", help="ledger database to read")
+    p.add_argument("--from", dest="start", type=int, default=0, metavar="A", help="first entry (default 0)")
+    p.add_argument("--to", dest="stop", type=int, default=None, metavar="B", help="end, exclusive (default: size)")
+    p.add_argument("--k", type=int, required=True, help="shards needed to restore")
+    p.add_argument("--n", type=int, required=True, help="shards written (k <= n <= 256)")
+    p.add_argument("--cells", required=True, help="comma-separated cell names, or name=capacity:load,...")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder holding one sub-folder per cell")
+    p.add_argument("--json", action="store_true", help="print the placement as JSON")
+    p = sub.add_parser("restore", help="rebuild a ledger from any k shards, verified before writing")
+    p.add_argument("--from", dest="dirs", nargs="+", required=True, metavar="DIR", help="folders holding shards (searched recursively)")
+    p.add_argument("--k", type=int, required=True, help="shards needed (as sealed)")
+    p.add_argument("--to", dest="db", required=True, metavar="LEDGER_DB", help="ledger database to create (must not exist)")
+    p.add_argument("--pubkey", metavar="PEM", default=None,
+                   help="the origin's Ed25519 public key to trust (PEM file); without it the key "
+                        "carried by the shards is used and its fingerprint printed: pin it")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 @contextlib.contextmanager
 def _progress(label, total, enabled):
     """A rich progress bar on stderr (only on a terminal); yields update(done, info)."""
     if not enabled or not sys.stderr.isatty():
-        yield lambda done, info="": None
+        yield lambda done, info="", total=None: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -32,7 +49,8 @@ def _progress(label, total, enabled):
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as prog:
         task = prog.add_task(label, total=total, info="")
-        yield lambda done, info="": prog.update(task, completed=done, info=info)
+        yield lambda done, info="", total=None: prog.update(task, completed=done, info=info,
+                                                             **({"total": total} if total else {}))
 
 
 def _simulate(args):
@@ -53,5 +71,47 @@ def _simulate(args):
     return 0 if res["converged"] else 1
 
 
+def _parse_cells(text):
+    from host.mesh.ring import parse_cells
+    return parse_cells(text)
+
+
+def _seal(args):
+    from host.mesh.archive import seal_to_cells
+    info = seal_to_cells(args.db, args.start, args.stop, args.k, args.n, _parse_cells(args.cells), args.out)
+    if args.json:
+        print(json.dumps(info, sort_keys=True))
+    else:
+        print("sealed entries [%d, %d) of %s: %d-of-%d shards, segment sha3-256 %s"
+              % (info["start"], info["stop"], info["origin"], info["k"], info["n"], info["segment_sha3"]))
+        for s in info["shards"]:
+            print("  shard %3d -> %-16s %s" % (s["index"], s["cell"], s["path"]))
+    return 0
+
+
+def _restore(args):
+    from host.mesh.archive import restore
+    pub = None
+    if args.pubkey:
+        try:
+            with open(args.pubkey, "rb") as f:
+                pub = f.read()
+        except OSError as e:
+            raise UserError("cannot read --pubkey %s: %s" % (args.pubkey, e.strerror)) from None
+    with _progress("restore", 1, not args.json) as upd:
+        def prog(done, total, what):
+            upd(done, what, total)
+        res = restore(args.dirs, args.k, args.db, public_key_pem=pub, progress=prog)
+    if args.json:
+        print(json.dumps(res, sort_keys=True))
+    else:
+        print("restored %d entries of %s into %s (root %s, checkpoint size %d verified; %d shards "
+              "used, %d rejected)" % (res["size"], res["origin"], res["db"], res["root"],
+                                       res["checkpoint_size"], res["shards_used"], len(res["rejected"])))
+        for r in res["rejected"]:
+            print("  rejected %s: %s" % (r["path"], r["why"]))
+    return 0
+
+
 def run(args):
-    return {"simulate": _simulate}[args.action](args)
+    return {"simulate": _simulate, "seal": _seal, "restore": _restore}[args.action](args)

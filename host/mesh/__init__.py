@@ -10,4 +10,10 @@
     ring.get(key) -> cell; ring.get_n(key, n) -> [n distinct cells]; ring.shares() -> {cell: f}
     ring.set_load(cell, load) / set_capacity / add / remove -> fraction of the key space moved
     ring.assign_devices(ids) -> {id: cell}
+
+    from host.mesh.archive import seal_to_cells, restore, ArchiveError
+    seal_to_cells(ledger_or_db_path, start, stop_or_None, k, n, ring, out_dir) -> placement dict
+        (shards written as out_dir/<cell>/<origin>_<a>-<b>_<i>of<n>.shard)
+    restore(dirs, k, new_db_path, public_key_pem=None, progress=None) -> summary dict
+        (verifies chain, root, signed checkpoint before writing; ArchiveError if < k valid shards)
 """

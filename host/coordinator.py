@@ -59,6 +59,7 @@ class Coordinator(OperatorMixin):
         self.rejected = collections.Counter()
         self.overload_frames = 0
         self._tel_seen = {}       # device -> last TELEMETRY record handed to the sync layer
+        self._proc_thread = None  # the thread running run(), while it runs
         self.inbox = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self.started = None
@@ -154,6 +155,7 @@ class Coordinator(OperatorMixin):
     def run(self, duration=None):
         """Process until stop() (or SIGINT/SIGTERM via the run command) or `duration` s."""
         end = None if duration is None else time.monotonic() + duration
+        self._proc_thread = threading.current_thread()
         next_tick = 0.0
         get = self.inbox.get
         while not self.stop_event.is_set():
@@ -196,6 +198,7 @@ class Coordinator(OperatorMixin):
         self.stop_event.set()
 
     def shutdown(self):
+        self._proc_thread = None
         for sup in self.supervisors:
             sup.stop()
         while True:                       # what the readers already queued
@@ -245,8 +248,10 @@ class Coordinator(OperatorMixin):
                 fut.set_exception(e)
 
     def call(self, fn, *args, timeout=10.0):
-        """Run fn(*args) in the processing thread and return its result."""
-        if threading.current_thread() is threading.main_thread() and self.stop_event.is_set():
+        """Run fn(*args) in the processing thread and return its result (directly when the
+        processing loop is not running, or when called from it)."""
+        proc = self._proc_thread
+        if proc is None or proc is threading.current_thread():
             return fn(*args)
         fut = Future()
         self.inbox.put(("call", fn, args, fut))

@@ -60,6 +60,14 @@ class OperatorMixin:
                 "config_pending": len(self.devconfig.pending)}
 
     def status(self):
+        """The status object (docs/HOST.md). Thread-safe: from another thread it is built in
+        the processing thread."""
+        try:
+            return self.call(self._status_now, timeout=10.0)
+        except TimeoutError:
+            return self._status_now()
+
+    def _status_now(self):
         c = self.counters
         led = self.ledger
         return {

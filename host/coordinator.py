@@ -101,6 +101,7 @@ class Coordinator(OperatorMixin):
     def start(self, integration=True):
         cfg = self.cfg
         self.ledger = Ledger(cfg.ledger_path(), checkpoint_every=cfg.ledger.checkpoint_every or None)
+        self._recall_witnesses()
         if integration:
             from host.integration import Integration
             self.core = Integration(cfg, self.master, ledger_submit=self._ledger_submit)
@@ -127,6 +128,19 @@ class Coordinator(OperatorMixin):
         if self.ready_file:
             self._atomic_json(self.ready_file, self.ready_info())
         return self
+
+    def _recall_witnesses(self, last=100000):
+        """Committed WITNESS keys from the ledger's last entries, so that a device resending a
+        record after a host restart (its ACK was lost) is ACKed, not stored twice."""
+        size = self.ledger.size
+        for e in self.ledger.entries(max(0, size - last), size):
+            if '"kind":"witness"' in e.data_json and '"witness_id"' in e.data_json:
+                d = e.data
+                try:
+                    self.witness_done[(d["device"], d["boot"], d["witness_id"])] = e.index
+                except KeyError:
+                    continue
+        self.counters["witness_recalled"] = len(self.witness_done)
 
     def ready_info(self):
         return {"pid": os.getpid(), "data_dir": self.data_dir,

@@ -139,6 +139,17 @@ def test_hello_telemetry_witness_ack_after_commit(tmp_path):
     assert res.ok
     st = json.load(open(tmp_path / "data" / "status.json"))
     assert st["running"] is False and st["witness"]["acked"] >= 1
+    # host restarted; the device resends the record whose ACK it never saw: ACKed, not stored
+    c, th, addr = make_coord(tmp_path)
+    try:
+        assert c.counters["witness_recalled"] == 1
+        dev2 = FakeDevice(addr)
+        dev2.seq = 100
+        dev2.send(P.WITNESS, wit)
+        assert dev2.recv(P.ACK).fields == {"acked_type": P.WITNESS, "status": P.ACK_OK, "ref": 5}
+        assert sum(e.data["kind"] == "witness" for e in c.ledger.entries()) == 1
+    finally:
+        stop(c, th)
 
 
 def test_reboot_new_session_and_old_boot_refused(tmp_path):

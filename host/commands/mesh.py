@@ -1,5 +1,5 @@
-"""`becomingone mesh simulate|seal|restore`: consensus simulations, erasure-coded ledger
-archives across cells. docs/MESH.md describes each."""
+"""`becomingone mesh simulate|seal|restore|init`: consensus simulations, erasure-coded ledger
+archives across cells, the mesh CA and cell certificates (mutual TLS). docs/MESH.md describes each."""
 import contextlib
 import json
 import sys
@@ -35,6 +35,12 @@ def add_arguments(parser):
                    help="the origin's Ed25519 public key to trust (PEM file); without it the key "
                         "carried by the shards is used and its fingerprint printed: pin it")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser("init", help="make a mesh CA and per-cell certificates (mutual TLS)")
+    p.add_argument("--dir", default="~/.becomingone/mesh", help="folder for ca.pem, ca.key and cells/CELL.pem|.key (default ~/.becomingone/mesh)")
+    p.add_argument("--cells", required=True, help="comma-separated cell names")
+    p.add_argument("--days", type=int, default=825, help="certificate lifetime in days")
+    p.add_argument("--json", action="store_true", help="print the written files as JSON")
 
 
 @contextlib.contextmanager
@@ -113,5 +119,17 @@ def _restore(args):
     return 0
 
 
+def _init(args):
+    from host.mesh.tls import init_mesh
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    files = init_mesh(args.dir, cells, days=args.days)
+    if args.json:
+        print(json.dumps(files, sort_keys=True))
+    else:
+        for k, v in files.items():
+            print("%-12s %s" % (k, v))
+    return 0
+
+
 def run(args):
-    return {"simulate": _simulate, "seal": _seal, "restore": _restore}[args.action](args)
+    return {"simulate": _simulate, "seal": _seal, "restore": _restore, "init": _init}[args.action](args)

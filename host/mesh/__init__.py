@@ -16,4 +16,10 @@
         (shards written as out_dir/<cell>/<origin>_<a>-<b>_<i>of<n>.shard)
     restore(dirs, k, new_db_path, public_key_pem=None, progress=None) -> summary dict
         (verifies chain, root, signed checkpoint before writing; ArchiveError if < k valid shards)
+
+    from host.mesh.tls import init_mesh, MeshServer, connect, MeshTLSError
+    init_mesh(folder, ["cell-a", ...], days=825) -> {name: path}   (ECDSA P-256, keys 0600)
+    srv = MeshServer(folder, cell, async handler(peer_cell, payload) -> bytes)
+    port = await srv.start(host, port=18789); await srv.close()
+    peer = await connect(folder, cell, host, port, expect=None); await peer.request(b) -> bytes
 """

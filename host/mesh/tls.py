@@ -1,0 +1,244 @@
+"""Mesh CA, per-cell certificates and a mutual-TLS asyncio TCP transport (stdlib ssl).
+
+Keys are ECDSA P-256 (every TLS stack has it, including the brokers of the cluster backend;
+Ed25519 certificates are not accepted by all of them). `init_mesh(folder, cells)` writes
+
+    folder/ca.pem  folder/ca.key            the mesh CA (key mode 0600)
+    folder/cells/<cell>.pem  <cell>.key     one certificate per cell, CN = SAN = the cell name,
+                                            signed by the CA, for serverAuth and clientAuth
+
+Running `init_mesh` again with new cell names signs them with the existing CA; an existing cell
+is never overwritten. Copy ca.pem and the cell's own pair to each host; ca.key stays offline.
+
+Transport: one TCP connection carries request/reply frames (u32 big-endian length, then that many
+bytes, at most MAX_FRAME). Both sides present a certificate and require the peer's to chain to
+the mesh CA (TLS 1.3 minimum); the server learns the peer's cell name from its certificate, a
+client may require a given name (`expect`). A peer without a certificate, with one from another
+CA, or with an unexpected name is refused before any frame is handled.
+
+    srv = MeshServer(folder, "cell-a", handler)      # async handler(peer_cell, payload) -> bytes
+    await srv.start("127.0.0.1", 18789); ...; await srv.close()
+    peer = await connect(folder, "cell-b", host, port, expect="cell-a")
+    reply = await peer.request(b"..."); await peer.close()
+"""
+import asyncio
+import datetime
+import os
+import ssl
+import struct
+
+from host.errors import UserError
+
+DEFAULT_PORT = 18789
+MAX_FRAME = 16 << 20
+
+
+class MeshTLSError(UserError):
+    """Certificates missing or refused (the message names the file or the peer)."""
+
+
+def _write_private(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_cell_name(name):
+    import re
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+        raise MeshTLSError("cell name %r: use 1-63 letters, digits, '.', '_' or '-' (starting with a "
+                           "letter or digit)" % (name,))
+    return name
+
+
+def _name(cn):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "BecomingONE mesh")])
+
+
+def init_mesh(folder, cells, days=825):
+    """Create (or extend) the mesh CA in `folder` and a certificate per new cell -> {name: path}."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    if type(days) is not int or not 1 <= days <= 3650:
+        raise MeshTLSError("--days must be an integer in 1..3650, got %r" % (days,))
+    cells = [_check_cell_name(c) for c in cells]
+    if not cells or len(set(cells)) != len(cells):
+        raise MeshTLSError("give one or more distinct cell names, got %r" % (cells,))
+    folder = os.path.expanduser(folder)
+    os.makedirs(os.path.join(folder, "cells"), exist_ok=True)
+    ca_pem, ca_key_path = os.path.join(folder, "ca.pem"), os.path.join(folder, "ca.key")
+    for c in cells:
+        if os.path.exists(os.path.join(folder, "cells", c + ".pem")):
+            raise MeshTLSError("cell %r already has a certificate in %s; choose a new name or remove "
+                               "it first" % (c, os.path.join(folder, "cells")))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = {}
+    if os.path.exists(ca_pem):
+        if not os.path.exists(ca_key_path):
+            raise MeshTLSError("%s exists but %s does not: new cells need the CA key" % (ca_pem, ca_key_path))
+        with open(ca_key_path, "rb") as f:
+            ca_key = serialization.load_pem_private_key(f.read(), password=None)
+        with open(ca_pem, "rb") as f:
+            ca_cert = x509.load_pem_x509_certificate(f.read())
+    else:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_cert = (x509.CertificateBuilder().subject_name(_name("BecomingONE mesh CA"))
+                   .issuer_name(_name("BecomingONE mesh CA")).public_key(ca_key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=3650))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                   .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                                content_commitment=False, key_encipherment=False,
+                                                data_encipherment=False, key_agreement=False,
+                                                encipher_only=False, decipher_only=False), critical=True)
+                   .sign(ca_key, hashes.SHA256()))
+        _write_private(ca_key_path, ca_key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+        with open(ca_pem, "wb") as f:
+            f.write(ca_cert.public_bytes(serialization.Encoding.PEM))
+        out["ca"] = ca_pem
+        out["ca_key"] = ca_key_path
+    for c in cells:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(_name(c)).issuer_name(ca_cert.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=days))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(c)]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                      ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        kp = os.path.join(folder, "cells", c + ".key")
+        _write_private(kp, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+        cp = os.path.join(folder, "cells", c + ".pem")
+        with open(cp, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        out[c] = cp
+    return out
+
+
+def _context(folder, cell, server):
+    folder = os.path.expanduser(folder)
+    ca = os.path.join(folder, "ca.pem")
+    cert, key = (os.path.join(folder, "cells", cell + ext) for ext in (".pem", ".key"))
+    for p in (ca, cert, key):
+        if not os.path.exists(p):
+            raise MeshTLSError("missing %s (run `becomingone mesh init --dir %s --cells %s`)" % (p, folder, cell))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(cafile=ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = False        # peers are named by their certificate, checked below
+    return ctx
+
+
+def peer_cell(ssl_object):
+    """The cell name (certificate CN) of a verified peer."""
+    cert = ssl_object.getpeercert() if ssl_object is not None else None
+    if not cert:
+        return None
+    for rdn in cert.get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                return v
+    return None
+
+
+async def _read_frame(reader):
+    n = struct.unpack(">I", await reader.readexactly(4))[0]
+    if n > MAX_FRAME:
+        raise MeshTLSError("frame of %d bytes exceeds the %d-byte limit" % (n, MAX_FRAME))
+    return await reader.readexactly(n)
+
+
+def _frame(payload):
+    if len(payload) > MAX_FRAME:
+        raise MeshTLSError("frame of %d bytes exceeds the %d-byte limit" % (len(payload), MAX_FRAME))
+    return struct.pack(">I", len(payload)) + payload
+
+
+class MeshServer:
+    def __init__(self, folder, cell, handler):
+        self.cell = _check_cell_name(cell)
+        self.ctx = _context(folder, cell, server=True)
+        self.handler = handler
+        self.server = None
+        self.served = 0           # frames answered (failed handshakes never reach the handler)
+
+    async def start(self, host="127.0.0.1", port=DEFAULT_PORT):
+        self.server = await asyncio.start_server(self._client, host, port, ssl=self.ctx)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _client(self, reader, writer):
+        name = peer_cell(writer.get_extra_info("ssl_object"))
+        try:
+            if name is None:
+                return
+            while True:
+                try:
+                    payload = await _read_frame(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                reply = await self.handler(name, payload)
+                writer.write(_frame(reply or b""))
+                await writer.drain()
+                self.served += 1
+        except (ssl.SSLError, ConnectionError, MeshTLSError):
+            return
+        finally:
+            writer.close()
+
+    async def close(self):
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+class MeshPeer:
+    def __init__(self, reader, writer, name):
+        self.reader, self.writer, self.name = reader, writer, name
+
+    async def request(self, payload):
+        self.writer.write(_frame(payload))
+        await self.writer.drain()
+        try:
+            return await _read_frame(self.reader)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as e:
+            raise MeshTLSError("peer %s closed the connection (refused our certificate?): %s"
+                               % (self.name, e)) from None
+
+    async def close(self):
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ssl.SSLError, ConnectionError):
+            pass
+
+
+async def connect(folder, cell, host, port=DEFAULT_PORT, expect=None, timeout=10.0):
+    """Mutual-TLS connection to a peer cell; `expect`: the peer's cell name must be this."""
+    ctx = _context(folder, _check_cell_name(cell), server=False)
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), timeout)
+    except ssl.SSLCertVerificationError as e:
+        raise MeshTLSError("peer %s:%d is not certified by this mesh's CA (%s)" % (host, port, e.verify_message)) from None
+    except (ssl.SSLError, OSError, asyncio.TimeoutError) as e:
+        raise MeshTLSError("cannot connect to peer %s:%d: %s" % (host, port, e)) from None
+    name = peer_cell(writer.get_extra_info("ssl_object"))
+    if expect is not None and name != expect:
+        writer.close()
+        raise MeshTLSError("peer %s:%d presents cell %r, expected %r" % (host, port, name, expect))
+    return MeshPeer(reader, writer, name)

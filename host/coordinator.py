@@ -390,21 +390,21 @@ class Coordinator(OperatorMixin):
         s.extra["_last_sync"] = time.monotonic()
         self.time_sync(s)
 
-    def on_beats(self, s, last_beat, n, rows):
+    def on_beats(self, s, last_beat, n, first_beat=None):
         """Pulse summary entries: one each time a device's beat crosses a multiple of
         ledger.pulse_summary_every (1 = every beat, 0 = none)."""
         every = self.pulse_every
         if every <= 0:
             return
         nxt = s.pulse_next
-        if nxt is None:
-            s.pulse_next = (last_beat // every + 1) * every
-            return
+        if nxt is None:           # the stream's first beats: the next multiple after them
+            first = last_beat - n + 1 if first_beat is None else first_beat
+            nxt = s.pulse_next = (first // every + 1) * every
         if last_beat < nxt:
             return
         rec = s.last_telemetry
         emitted = 0
-        while last_beat >= nxt and emitted < 64:
+        while last_beat >= nxt and emitted < max(64, n):
             data = {"device": s.device_id, "boot": s.boot_id, "beat": int(nxt), "beats": every}
             try:
                 data.update(coherence=int(rec["coherence"]) / 65535.0,

@@ -175,7 +175,7 @@ class Ingest:
                                 r["n_samples"], 1)
         s.last_telemetry = dict(recs[-1])
         c.counters["beats"] += len(recs)
-        c.on_beats(s, recs[-1]["beat"], len(recs), None)
+        c.on_beats(s, recs[-1]["beat"], len(recs), recs[0]["beat"])
 
     # ------------------------------------------------------------------ batch telemetry
     def telemetry_batch(self, link, datas, addrs, frame_size=None, raw_addrs=False):
@@ -220,6 +220,7 @@ class Ingest:
         g_fs, g_ls = seq[starts].tolist(), seq[ends - 1].tolist()
         g_mono = mono.tolist()
         g_beat = beats["beat"][ends - 1].tolist()
+        g_first = beats["beat"][starts].tolist()
         keep = np.ones(n, dtype=bool)
         midx = [-1] * G
         keyed = c.admission.auths
@@ -316,7 +317,7 @@ class Ingest:
             nrows = b - a
             nbeats += nrows
             if pulse:
-                c.on_beats(s, g_beat[g], nrows, None)
+                c.on_beats(s, g_beat[g], nrows, g_first[g])
         c.counters["frames_accepted"] += accepted
         c.counters["beats"] += nbeats
         if c.master is not None and nbeats:

@@ -284,3 +284,40 @@ def test_witness_pow_at_host_difficulty(tmp_path):
         assert st["integration"] is not None
     finally:
         stop(c, th)
+
+
+def test_pulse_summaries_and_supervised_reader_restart(tmp_path):
+    c, th, addr = make_coord(tmp_path, **{"ledger.pulse_summary_every": 10})
+    link = c.links[0]
+    real = link.recv_block if link.block_mode else link.recv
+    crashed = []
+
+    def flaky(timeout=0.1):
+        if not crashed:
+            crashed.append(1)
+            raise RuntimeError("injected reader crash")
+        return real(timeout)
+
+    if link.block_mode:
+        link.recv_block = flaky
+    else:
+        link.recv = flaky
+    try:
+        assert wait(lambda: c.supervisors[0].metrics()["restarts"] == 1)
+        m = c.supervisors[0].metrics()
+        assert m["last_error"] == "RuntimeError: injected reader crash"
+        d = FakeDevice(addr)
+        d.send(P.HELLO, HELLO)
+        for b in range(1, 36):
+            d.send(P.TELEMETRY, tel(b))
+        assert wait(lambda: c.counters["beats"] == 35)
+
+        def pulses():
+            return [e.data for e in c.ledger.entries() if e.data["kind"] == "pulse"]
+        assert wait(lambda: len(pulses()) == 3), (c.counters, [e.data["kind"] for e in c.ledger.entries()])
+        pulses = pulses()
+        assert [p["beat"] for p in pulses] == [10, 20, 30]
+        assert pulses[0]["beats"] == 10 and pulses[0]["device"] == 17
+        assert c.call(c.status)["workers"][0]["state"] == "running"
+    finally:
+        stop(c, th)

@@ -106,3 +106,15 @@ def test_cli_simulate_table_and_exit_code_when_not_converged(capsys):
     assert rc == 1 and "converged          False" in out
     assert main(["mesh", "simulate", "--nodes", "100", "--algo", "bogus"]) == 2
     assert "algo must be one of" in capsys.readouterr().err
+
+
+def test_bench_mesh_quick_rows():
+    import argparse
+    from tools import bench_mesh
+    args = argparse.Namespace(quick=True, sizes="100", max_rounds=3000, seed=0)
+    rows = {r["name"]: r for r in bench_mesh.collect(args)}
+    for algo in ("pushsum", "emtd", "swarm", "versioned"):
+        assert "sim-%s-100" % algo in rows
+    assert rows["sim-versioned-complete-100"]["within_target"] is True
+    assert rows["ring"]["moved_space_fraction"] == pytest.approx(rows["ring"]["hot_cell_share_change"])
+    assert rows["archive-restore"]["entries"] == rows["archive-seal"]["entries"] == 5000

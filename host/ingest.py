@@ -145,6 +145,8 @@ class Ingest:
         elif t == P.ERROR:
             c.counters["device_errors"] += 1
             s.extra["last_error"] = dict(f.fields)
+            if f.fields["ref_type"] == P.CONFIG:     # the device refused a CONFIG
+                c.devconfig.on_ack(s.device_id, f.fields["ref"], P.ACK_BAD_VALUE)
         c.counters["frames_accepted"] += 1
 
     def _hello(self, s, f):

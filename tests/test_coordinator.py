@@ -221,6 +221,7 @@ def test_control_socket_config_undo_and_ack(tmp_path):
     sock = os.path.join(c.data_dir, "control.sock")
     try:
         assert request(sock, {"cmd": "ping"}) == "pong"
+        assert os.stat(sock).st_mode & 0o777 == 0o600
         d = FakeDevice(addr)
         d.send(P.HELLO, HELLO)
         d.recv(P.TIME_SYNC)
@@ -233,7 +234,11 @@ def test_control_socket_config_undo_and_ack(tmp_path):
         assert wait(lambda: c.devconfig.counters["acked"] == 1)
         r = request(sock, {"cmd": "undo", "device": 17})
         assert r["version"] == 0 and r["changes"] == {"telemetry_every": 1}
-        assert d.recv(P.CONFIG).fields["pairs"] == [[1, 1]]
+        cf = d.recv(P.CONFIG)
+        assert cf.fields["pairs"] == [[1, 1]]
+        d.send(P.ERROR, {"code": P.ERR_CONFIG_VALUE, "ref_type": P.CONFIG,
+                         "ref": cf.fields["config_version"], "text": "bad value"})
+        assert wait(lambda: c.devconfig.counters.get("refused") == 1)
         with pytest.raises(UserError, match="unknown config key"):
             request(sock, {"cmd": "config", "device": 17, "changes": {"nope": 1}})
         with pytest.raises(UserError, match="unknown control command"):

@@ -35,16 +35,18 @@ class Ingest:
     def frames(self, link, frames, t_us):
         c = self.c
         c.counters["frames_received"] += len(frames)
-        fast, slow, addrs = [], [], {}
+        fast, fast_signed, slow, addrs = [], [], [], {}
         for item in frames:
             data = item[0]
-            if len(data) > 16 and data[1] == 2 and not data[0] & 1:
-                fast.append(data)
+            if len(data) > 16 and data[1] == 2:
+                (fast_signed if data[0] & 1 else fast).append(data)
                 addrs[data[2] | data[3] << 8] = item[1]
             else:
                 slow.append(item)
         if fast:
             self.telemetry_batch(link, fast, addrs)
+        if fast_signed:
+            self.telemetry_batch(link, fast_signed, addrs, signed=True)
         for data, addr in slow:
             f = c.receiver.decode(data)
             if f is None:
@@ -62,7 +64,7 @@ class Ingest:
         c.counters["frames_received"] += n
         d, lens = blk.data, blk.lens
         if d.shape[1] > 16:
-            fast = (d[:, 1] == 2) & ((d[:, 0] & 1) == 0) & (lens > 16)
+            fast = (d[:, 1] == 2) & (lens > 16)
         else:
             fast = np.zeros(n, dtype=bool)
         if fast.all():
@@ -81,18 +83,31 @@ class Ingest:
                 self.frame(link, addr, f, len(data), t_us)
 
     def _fast_rows(self, link, blk, idx_all):
+        """TELEMETRY rows: one batch decode per (frame size, signed or not)."""
         d = blk.data
-        flens = blk.lens[idx_all]
+        flens = blk.lens[idx_all].astype(np.int64) * 2 + (d[idx_all, 0] & 1)
         sizes = np.unique(flens)
-        for size in sizes.tolist():
-            idx = idx_all if len(sizes) == 1 else idx_all[flens == size]
+        for code in sizes.tolist():
+            size, signed = code >> 1, code & 1
+            idx = idx_all if len(sizes) == 1 else idx_all[flens == code]
             blob = d[idx, :size].tobytes()
             devs = d[idx, 2].astype(np.int64) | (d[idx, 3].astype(np.int64) << 8)
             u, last = np.unique(devs[::-1], return_index=True)
             rows = idx[len(idx) - 1 - last]
             raw = blk.names[rows, :8].tobytes()
             addrs = {dv: raw[8 * j:8 * j + 8] for j, dv in enumerate(u.tolist())}
-            self.telemetry_batch(link, blob, addrs, frame_size=size, raw_addrs=True)
+            # a device seen from two addresses in one block (a forger among them): keep its
+            # reply address as it was rather than guess
+            nm = blk.names[idx, 2:8].astype(np.int64)
+            where = (nm[:, 0] << 40) | (nm[:, 1] << 32) | (nm[:, 2] << 24) | (nm[:, 3] << 16) | \
+                (nm[:, 4] << 8) | nm[:, 5]
+            pairs = np.unique(np.stack((devs, where), axis=1), axis=0)
+            if len(pairs) != len(u):
+                dv, k = np.unique(pairs[:, 0], return_counts=True)
+                for x in dv[k > 1].tolist():
+                    addrs.pop(x, None)
+            self.telemetry_batch(link, blob, addrs, frame_size=size, raw_addrs=True,
+                                 signed=bool(signed))
 
     def _admit(self, dev, boot, mtype, nbytes):
         c = self.c
@@ -180,11 +195,18 @@ class Ingest:
         c.on_beats(s, recs[-1]["beat"], len(recs), recs[0]["beat"])
 
     # ------------------------------------------------------------------ batch telemetry
-    def telemetry_batch(self, link, datas, addrs, frame_size=None, raw_addrs=False):
+    def telemetry_batch(self, link, datas, addrs, frame_size=None, raw_addrs=False,
+                        signed=False):
         """Decoded TELEMETRY rows, grouped per (device, boot) with one stable sort; per-group
-        work is scalar Python (a few µs), per-row work is numpy."""
+        work is scalar Python (a few µs), per-row work is numpy. signed: the frames carry AUTH
+        tags, checked against the keystore (a device without a key is refused as "auth")."""
         c = self.c
-        res = decode_telemetry_batch(datas, frame_size=frame_size)
+        keyed = c.admission.auths
+        if signed and not keyed:
+            n = len(datas) // frame_size if frame_size else len(datas)
+            c.reject("auth", n)
+            return
+        res = decode_telemetry_batch(datas, frame_size=frame_size, keys=keyed if signed else None)
         for reason, n in res.rejects.items():
             if n:
                 c.reject(reason, n)
@@ -225,7 +247,8 @@ class Ingest:
         g_first = beats["beat"][starts].tolist()
         keep = np.ones(n, dtype=bool)
         midx = [-1] * G
-        keyed = c.admission.auths
+        if signed:
+            keyed = ()                          # tags verified by the decoder
         adm = c.admission
         rate = adm.rate
         rate_on = rate.enabled

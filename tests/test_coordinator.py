@@ -183,6 +183,10 @@ def test_keyed_device_forged_and_unknown_policy(tmp_path):
         good = FakeDevice(addr, key=key)
         good.send(P.HELLO, HELLO)
         good.recv(P.TIME_SYNC)                         # signed reply from the host
+        for b in range(1, 4):
+            good.send(P.TELEMETRY, tel(b))             # signed telemetry: batch path
+        good.send(P.TELEMETRY, {"records": [tel(4), tel(5)]}, batch=True)
+        assert wait(lambda: c.counters["beats"] == 5)
         forged = FakeDevice(addr, key=os.urandom(32))
         forged.seq = 50
         forged.send(P.TELEMETRY, tel(9))
@@ -195,7 +199,8 @@ def test_keyed_device_forged_and_unknown_policy(tmp_path):
         assert wait(lambda: c.rejected["auth"] >= 2 and c.rejected["unknown_device"] >= 2), \
             (c.counters, c.rejected)
         assert c.sessions.get(99) is None
-        assert c.counters["beats"] == 0
+        assert c.counters["beats"] == 5
+        assert c.sessions.get(17).addr == good.sock.getsockname()
     finally:
         stop(c, th)
 

@@ -1,7 +1,8 @@
 """`becomingone bench mesh [--json] [--quick]`: consensus simulation rounds/messages to a relative
 error of 1e-6 at N = 100, 1,000, 10,000 (--quick: up to 1,000) for each algorithm, on the seed's
 Watts-Strogatz graph (rows `sim-<algo>-<N>`) and with full membership (rows
-`sim-<algo>-complete-<N>`); placement (ring) and archive (seal/restore) rows. The target
+`sim-<algo>-complete-<N>`); placement (ring), archive (seal/restore) and gossip (versioned
+T_global anti-entropy over mutual TLS, 5 cells) rows. The target
 (<= 2 log2 N rounds) is reported per row as `target_rounds` / `within_target`."""
 import os
 import tempfile
@@ -88,6 +89,47 @@ def archive_rows(quick):
     return rows
 
 
+def gossip_rows(quick, cells=5, interval=1.0):
+    """Anti-entropy of the versioned T_global map over mutual TLS on loopback: every cell
+    publishes a new value and runs one exchange per interval (1 s, the live default)."""
+    import asyncio
+    import random
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from host.mesh.aggregate import VersionedAggregate
+    from host.mesh.antientropy import AntiEntropy
+    from host.mesh.tls import init_mesh
+    names = ["cell-%d" % i for i in range(cells)]
+    rounds = 10 if quick else 40
+    with tempfile.TemporaryDirectory() as d:
+        init_mesh(d, names)
+        priv = {c: Ed25519PrivateKey.generate() for c in names}
+        pub = {c: k.public_key() for c, k in priv.items()}
+
+        async def go():
+            aggs = {c: VersionedAggregate(c, priv[c], pub) for c in names}
+            nodes = {c: AntiEntropy(aggs[c], d, c, rng=random.Random(i)) for i, c in enumerate(names)}
+            ports = {c: await nodes[c].start("127.0.0.1", 0) for c in names}
+            for c in names:
+                nodes[c].peers = [("127.0.0.1", ports[p], p) for p in names if p != c]
+            rng = random.Random(0)
+            t = time.perf_counter()
+            for _ in range(rounds):
+                for c in names:
+                    aggs[c].publish(complex(rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5)), rng.randint(1, 9))
+                await asyncio.gather(*(n.exchange() for n in nodes.values()))
+            wall = time.perf_counter() - t
+            for n in nodes.values():
+                await n.close()
+            sent = sum(n.bytes_sent for n in nodes.values())
+            return wall, sent, sum(n.failures for n in nodes.values())
+        wall, sent, failures = asyncio.run(go())
+    per_round = sent / cells / rounds
+    return [{"name": "gossip", "cells": cells, "rounds": rounds, "interval_s": interval,
+             "bytes_per_cell_per_s": per_round / interval, "bytes_per_cell_per_round": per_round,
+             "exchange_ms": wall / rounds * 1000, "failures": failures,
+             "note": "application bytes (frames + JSON), TLS record overhead not counted"}]
+
+
 def collect(args):
     quick = bool(getattr(args, "quick", False))
     if args.sizes:
@@ -98,6 +140,7 @@ def collect(args):
     try:
         rows += ring_rows(quick)
         rows += archive_rows(quick)
+        rows += gossip_rows(quick)
     except ImportError:
         pass
     return rows

@@ -22,4 +22,12 @@
     srv = MeshServer(folder, cell, async handler(peer_cell, payload) -> bytes)
     port = await srv.start(host, port=18789); await srv.close()
     peer = await connect(folder, cell, host, port, expect=None); await peer.request(b) -> bytes
+
+    from host.mesh.aggregate import VersionedAggregate       (T_global = sum w_P T_hat_P)
+    agg = VersionedAggregate(origin, signing_key=ed25519_priv, keys={origin: pub}, ttl=30.0)
+    agg.publish(T_hat, devices) -> entry; agg.merge(entries) -> changed; agg.digest();
+    agg.delta(peer_digest) -> entries; agg.t_global() -> (complex, {origin: weight})
+    from host.mesh.antientropy import AntiEntropy            (push-pull over mutual TLS)
+    ae = AntiEntropy(agg, tls_folder, cell, peers=[(host, port, cell), ...])
+    await ae.start(host, port); await ae.exchange(); await ae.run(interval=1.0); await ae.close()
 """

@@ -200,7 +200,9 @@ class Coordinator(OperatorMixin):
                 nxt = None
             if nxt is not None and pending[0] == "rxb" and nxt[0] == "rxb" and \
                     nxt[1] is pending[1] and len(pending[2]) + len(nxt[2]) <= merge_frames:
-                pending = ("rxb", pending[1], pending[2].merge(nxt[2]), pending[3])
+                # the later receive time: a TIME_SYNC reply in `nxt` must not look older
+                # than the request it answers
+                pending = ("rxb", pending[1], pending[2].merge(nxt[2]), nxt[3])
                 continue
             self._handle(pending)
             if nxt is None:

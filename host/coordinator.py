@@ -284,8 +284,9 @@ class Coordinator(OperatorMixin):
         if now >= self._next["sync"]:
             self._next["sync"] = now + 1.0
             for s in self.sessions.current.values():
+                every = 1.0 if s.clock.count < 8 else TIME_SYNC_EVERY_S   # 8 quick samples first
                 if s.online and s.hello is not None and \
-                        now - s.extra.get("_last_sync", -1e9) >= TIME_SYNC_EVERY_S:
+                        now - s.extra.get("_last_sync", -1e9) >= every:
                     s.extra["_last_sync"] = now
                     self.time_sync(s)
         health = None

@@ -30,4 +30,11 @@
     from host.mesh.antientropy import AntiEntropy            (push-pull over mutual TLS)
     ae = AntiEntropy(agg, tls_folder, cell, peers=[(host, port, cell), ...])
     await ae.start(host, port); await ae.exchange(); await ae.run(interval=1.0); await ae.close()
+
+    from host.mesh.replica import ReplicaStore, ReplicaError   (verified replicas, split views)
+    store = ReplicaStore(folder, keys={origin: ed25519_pub}); store.observe(origin, note) -> status
+    store.apply(origin, export_lines, note_of_new_size) -> n; store.size/root/latest/entries
+    from host.mesh.replication import Replicator               (serve + pull over mutual TLS)
+    rep = Replicator(ledger_or_None, store, tls_folder, cell, peers); await rep.start(host, port)
+    await rep.pull((host, port, cell)) -> {"applied", "refused", "alerts", "error"}
 """

@@ -1,0 +1,206 @@
+"""Verified replicas of other cells' ledgers, and split-view (fork) evidence.
+
+Each cell is the only writer of its own ledger. Another cell keeps a replica per origin in
+FOLDER/<origin id>/ledger.sqlite (the ledger schema, docs/LEDGER.md; with the origin's public key
+as ledger-signing.pub beside it, so `becomingone ledger verify --db` checks a replica too).
+
+Nothing is accepted on a server's word: entries [size, n) are accepted only if they chain from
+the replica's last hash, every entry hash is right, and the root of size n computed from the
+replica's stored tree plus the new leaves equals the root of a checkpoint of size n signed by the
+origin's pinned Ed25519 key. A forged entry therefore cannot get in (its root would differ).
+
+Split view: a validly signed checkpoint whose size we already hold but whose root differs from
+ours (or from another signed checkpoint of that size) proves that the origin signed two
+histories. Both checkpoints are kept in FOLDER/evidence/, the origin is marked untrusted
+(FOLDER/untrusted.json) and nothing more is accepted from it; `observe` returns the alert.
+
+    store = ReplicaStore(folder, keys={origin: Ed25519PublicKey, ...})
+    store.size(origin); store.root(origin, size=None); store.latest(origin) -> note | None
+    store.observe(origin, note) -> {"status": "ok"|"ahead"|"split-view"|"untrusted", ...}
+    store.apply(origin, lines, note) -> entries added  (ReplicaError if anything is wrong)
+"""
+import hashlib
+import json
+import os
+import time
+
+from host.errors import UserError
+from host.ledger import canonical, checkpoint as ckpt, merkle
+from host.ledger.db import connect
+
+ZERO = "0" * 64
+
+
+class ReplicaError(UserError):
+    pass
+
+
+def origin_id(origin):
+    return origin.rsplit("/", 1)[-1] if "/" in origin else hashlib.sha256(origin.encode()).hexdigest()[:16]
+
+
+class _Replica:
+    def __init__(self, folder, origin, pub):
+        self.origin, self.pub = origin, pub
+        os.makedirs(folder, exist_ok=True)
+        self.path = os.path.join(folder, "ledger.sqlite")
+        self.con = connect(self.path)
+        pem = ckpt.load_public_key(pub) if isinstance(pub, (bytes, str)) else pub
+        self.pubkey = pem
+        from cryptography.hazmat.primitives import serialization
+        with open(os.path.join(folder, ckpt.PUB_FILE), "wb") as f:
+            f.write(pem.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        row = self.con.execute("SELECT idx, hash FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
+        self.size = 0 if row is None else row[0] + 1
+        self.last = ZERO if row is None else row[1].hex()
+        self.frontier = merkle.Frontier(self.size, [(lv, self._hash_at(lv, k))
+                                                    for lv, k in merkle.decompose(0, self.size)])
+
+    def _hash_at(self, level, k):
+        if level == 0:
+            r = self.con.execute("SELECT hash FROM entries WHERE idx=?", (k,)).fetchone()
+            return merkle.leaf_hash(r[0])
+        r = self.con.execute("SELECT hash FROM nodes WHERE pos=? AND level=?", ((k + 1) << level, level)).fetchone()
+        if r is None:
+            raise ReplicaError("replica %s: tree node (%d, %d) missing" % (self.path, level, k))
+        return r[0]
+
+    def root(self, size=None):
+        size = self.size if size is None else size
+        if not 0 <= size <= self.size:
+            raise ReplicaError("replica of %s holds %d entries, no root of size %d" % (self.origin, self.size, size))
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return merkle.fold([self._hash_at(lv, k) for lv, k in merkle.decompose(0, size)])
+
+    def notes(self):
+        return [(r[0], r[1], r[2]) for r in
+                self.con.execute("SELECT size, root, note FROM checkpoints ORDER BY size")]
+
+
+class ReplicaStore:
+    def __init__(self, folder, keys):
+        self.folder = folder
+        self.keys = dict(keys)
+        os.makedirs(os.path.join(folder, "evidence"), exist_ok=True)
+        self._reps = {}
+        upath = os.path.join(folder, "untrusted.json")
+        self.untrusted = set(json.load(open(upath))) if os.path.exists(upath) else set()
+
+    def _rep(self, origin):
+        if origin not in self.keys:
+            raise ReplicaError("no pinned public key for origin %r (known: %s)" % (origin, ", ".join(sorted(self.keys))))
+        r = self._reps.get(origin)
+        if r is None:
+            r = self._reps[origin] = _Replica(os.path.join(self.folder, origin_id(origin)), origin, self.keys[origin])
+        return r
+
+    def size(self, origin):
+        return self._rep(origin).size
+
+    def root(self, origin, size=None):
+        return self._rep(origin).root(size)
+
+    def latest(self, origin):
+        n = self._rep(origin).notes()
+        return n[-1][2] if n else None
+
+    def entries(self, origin, start, stop):
+        """Export lines [start, stop) of a replica (to serve other cells)."""
+        rep = self._rep(origin)
+        rows = rep.con.execute("SELECT idx, ts, data, prev, hash FROM entries WHERE idx>=? AND idx<? "
+                               "ORDER BY idx", (start, stop)).fetchall()
+        return ['{"data":%s,"hash":"%s","index":%d,"previous_hash":"%s","timestamp":%s}'
+                % (d, h.hex(), i, p.hex(), float.__repr__(ts)) for i, ts, d, p, h in rows]
+
+    def _verify_note(self, origin, note):
+        rep = self._rep(origin)
+        try:
+            p = ckpt.verify_note(note, rep.pubkey)
+        except ckpt.CheckpointError as e:
+            raise ReplicaError("checkpoint for %s refused: %s" % (origin, e)) from None
+        if p["origin"] != origin:
+            raise ReplicaError("checkpoint names origin %r, expected %r" % (p["origin"], origin))
+        return rep, p
+
+    def _split_view(self, origin, note, p, other_note, why):
+        ev = {"origin": origin, "size": p["size"], "why": why, "checkpoints": [other_note, note],
+              "detected_at": time.time()}
+        path = os.path.join(self.folder, "evidence", "%s-%d-%d.json" % (origin_id(origin), p["size"],
+                                                                          int(time.time() * 1e6)))
+        with open(path, "w") as f:
+            json.dump(ev, f, indent=1)
+        self.untrusted.add(origin)
+        with open(os.path.join(self.folder, "untrusted.json"), "w") as f:
+            json.dump(sorted(self.untrusted), f)
+        return {"status": "split-view", "origin": origin, "size": p["size"], "evidence": path, "why": why}
+
+    def observe(self, origin, note):
+        """Check a signed checkpoint of `origin` against what we hold (see module docstring)."""
+        if origin in self.untrusted:
+            return {"status": "untrusted", "origin": origin}
+        rep, p = self._verify_note(origin, note)
+        for size, root, other in rep.notes():
+            if size == p["size"] and root != p["root"]:
+                return self._split_view(origin, note, p, other, "two signed roots for size %d" % size)
+        if p["size"] <= rep.size:
+            if rep.root(p["size"]) != p["root"]:
+                notes = rep.notes()
+                return self._split_view(origin, note, p, notes[-1][2] if notes else "",
+                                        "signed root of size %d differs from the verified replica" % p["size"])
+            rep.con.execute("INSERT OR IGNORE INTO checkpoints(size, timestamp_ms, root, note) VALUES (?,?,?,?)",
+                            (p["size"], p["timestamp_ms"], p["root"], note))
+            return {"status": "ok", "origin": origin, "size": p["size"]}
+        return {"status": "ahead", "origin": origin, "size": p["size"], "have": rep.size}
+
+    def apply(self, origin, lines, note):
+        """Append entries [size, size+len(lines)) of `origin`, checked against the signed `note`
+        of exactly the new size. -> entries added."""
+        if origin in self.untrusted:
+            raise ReplicaError("origin %s is untrusted (split view evidence in %s)" % (origin, self.folder))
+        rep, p = self._verify_note(origin, note)
+        a, n = rep.size, rep.size + len(lines)
+        if p["size"] != n:
+            raise ReplicaError("checkpoint size %d does not match entries [%d, %d)" % (p["size"], a, n))
+        fr, prev, rows = rep.frontier.copy(), rep.last, []
+        nodes = []
+        for off, line in enumerate(lines):
+            i = a + off
+            try:
+                e = json.loads(line)
+                data_json = canonical.dumps(e["data"])
+                ts = canonical.check_timestamp(e["timestamp"])
+                ok = isinstance(e, dict) and sorted(e) == ["data", "hash", "index", "previous_hash", "timestamp"]
+            except (ValueError, KeyError, TypeError, canonical.CanonicalError):
+                ok = False
+            if not ok or e["index"] != i or e["previous_hash"] != prev:
+                raise ReplicaError("%s entry %d: not the next entry of the replica (index or hash chain)" % (origin, i))
+            h = canonical.entry_hash(i, ts, data_json, prev)
+            if h != e["hash"]:
+                raise ReplicaError("%s entry %d: hash does not match its contents (forged)" % (origin, i))
+            hb = bytes.fromhex(h)
+            fr.push(merkle.leaf_hash(hb), nodes)
+            rows.append((i, ts, data_json, bytes.fromhex(prev), hb))
+            prev = h
+        if fr.root() != p["root"]:
+            raise ReplicaError("%s entries [%d, %d): their root differs from the signed checkpoint "
+                               "(forged or reordered entries)" % (origin, a, n))
+        con = rep.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.executemany("INSERT INTO entries(idx, ts, data, prev, hash) VALUES (?,?,?,?,?)", rows)
+            con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)",
+                            [((k + 1) << lv, lv, hh) for lv, k, hh in nodes])
+            con.execute("INSERT OR IGNORE INTO checkpoints(size, timestamp_ms, root, note) VALUES (?,?,?,?)",
+                        (p["size"], p["timestamp_ms"], p["root"], note))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        rep.size, rep.last, rep.frontier = n, prev, fr
+        return len(rows)
+
+    def close(self):
+        for r in self._reps.values():
+            r.con.close()
+        self._reps.clear()

@@ -1,0 +1,133 @@
+"""Ledger replication between cells over the mutual-TLS transport (host/mesh/tls.py).
+
+A cell serves its own ledger and the replicas it holds:
+    {"op": "heads"}                               -> {"heads": {origin: latest checkpoint note}}
+    {"op": "entries", "origin", "start", "stop"}  -> {"lines": [export lines]} (at most MAX_LINES)
+A puller checks every head it is given against its ReplicaStore (split views are detected there,
+whoever serves the head), and for an origin that is ahead fetches the missing entries in chunks
+and applies them only if they reach the signed root (host/mesh/replica.py). A cell never accepts
+entries of its own origin from others.
+
+    rep = Replicator(ledger, store, tls_folder, "cell-b", peers=[(host, port, "cell-a")])
+    port = await rep.start("127.0.0.1", 0); report = await rep.pull(peer); await rep.close()
+"""
+import json
+
+from host.ledger import checkpoint as ckpt
+from host.mesh.replica import ReplicaError
+from host.mesh.tls import MeshServer, MeshTLSError, connect
+
+MAX_LINES = 5000
+
+
+def _enc(obj):
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("ascii")
+
+
+class Replicator:
+    def __init__(self, ledger, store, folder, cell, peers=()):
+        self.ledger, self.store, self.folder, self.cell = ledger, store, folder, cell
+        self.peers = list(peers)
+        self.server = MeshServer(folder, cell, self._handle)
+        self.alerts = []            # split-view reports
+        self.entries_applied = 0
+
+    async def start(self, host="127.0.0.1", port=18789):
+        return await self.server.start(host, port)
+
+    async def close(self):
+        await self.server.close()
+
+    # ------------------------------------------------------------ serving
+    def heads(self):
+        out = {}
+        if self.ledger is not None:
+            note = self.ledger.latest_checkpoint()
+            if note is not None:
+                out[self.ledger.origin] = note
+        for origin in self.store.keys:
+            if self.ledger is not None and origin == self.ledger.origin:
+                continue
+            if origin not in self.store.untrusted:
+                note = self.store.latest(origin)
+                if note is not None:
+                    out[origin] = note
+        return out
+
+    async def _handle(self, peer, payload):
+        try:
+            msg = json.loads(payload)
+            if not isinstance(msg, dict):
+                raise ValueError("not an object")
+            if msg.get("op") == "heads":
+                return _enc({"heads": self.heads()})
+            if msg.get("op") == "entries":
+                o, a, b = msg.get("origin"), msg.get("start"), msg.get("stop")
+                if type(a) is not int or type(b) is not int or not 0 <= a <= b:
+                    raise ValueError("start/stop must be ints with 0 <= start <= stop")
+                b = min(b, a + MAX_LINES)
+                if self.ledger is not None and o == self.ledger.origin:
+                    lines = [e.to_json() for e in self.ledger.entries(a, b)]
+                elif o in self.store.keys and o not in self.store.untrusted:
+                    lines = self.store.entries(o, a, b)
+                else:
+                    raise ValueError("no ledger of origin %r here" % (o,))
+                return _enc({"lines": lines})
+            raise ValueError("unknown op %r" % (msg.get("op"),))
+        except (ValueError, ReplicaError) as e:
+            return _enc({"error": "%s: %s" % (peer, e)})
+
+    # ------------------------------------------------------------ pulling
+    async def _req(self, conn, obj):
+        msg = json.loads(await conn.request(_enc(obj)))
+        if not isinstance(msg, dict) or "error" in msg:
+            raise ReplicaError("peer %s answered %r" % (conn.name, msg))
+        return msg
+
+    async def pull(self, peer=None):
+        """Fetch heads from `peer` (host, port, expected cell) and catch up every pinned origin.
+        -> {"applied": {origin: n}, "refused": {origin: why}, "alerts": [...], "error": str|None}"""
+        host, port, expect = peer or self.peers[0]
+        report = {"applied": {}, "refused": {}, "alerts": [], "error": None}
+        try:
+            conn = await connect(self.folder, self.cell, host, port, expect=expect)
+        except MeshTLSError as e:
+            report["error"] = str(e)
+            return report
+        try:
+            heads = (await self._req(conn, {"op": "heads"})).get("heads") or {}
+            for origin, note in sorted(heads.items()):
+                if origin not in self.store.keys or (self.ledger is not None and origin == self.ledger.origin):
+                    continue
+                try:
+                    seen = self.store.observe(origin, note)
+                except ReplicaError as e:
+                    report["refused"][origin] = str(e)
+                    continue
+                if seen["status"] == "split-view":
+                    report["alerts"].append(seen)
+                    self.alerts.append(seen)
+                    continue
+                if seen["status"] != "ahead":
+                    continue
+                target = ckpt.parse_note(note)["size"]
+                lines = []
+                start = self.store.size(origin)
+                while start + len(lines) < target:
+                    a = start + len(lines)
+                    got = (await self._req(conn, {"op": "entries", "origin": origin, "start": a,
+                                                  "stop": target})).get("lines") or []
+                    if not got:
+                        break
+                    lines += got
+                try:
+                    n = self.store.apply(origin, lines, note)
+                    report["applied"][origin] = n
+                    self.entries_applied += n
+                except ReplicaError as e:
+                    report["refused"][origin] = str(e)
+        except (ReplicaError, MeshTLSError, ValueError) as e:
+            report["error"] = str(e)
+        finally:
+            await conn.close()
+        return report

@@ -37,4 +37,9 @@
     from host.mesh.replication import Replicator               (serve + pull over mutual TLS)
     rep = Replicator(ledger_or_None, store, tls_folder, cell, peers); await rep.start(host, port)
     await rep.pull((host, port, cell)) -> {"applied", "refused", "alerts", "error"}
+
+    from host.mesh.swim import Swim, ALIVE, SUSPECT, DEAD       (SWIM core, transport-agnostic)
+    from host.mesh.swimnet import SwimNode                      (SWIM over mutual TLS)
+    node = SwimNode(tls_folder, cell, host, port, seeds=["h:p"], interval=1.0, timeout=0.3)
+    await node.start(); await node.run(report=None); node.swim.view() -> {cell: (state, inc)}
 """

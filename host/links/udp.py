@@ -3,8 +3,8 @@
 One frame per datagram. `recv()` waits up to the timeout for the first datagram, then drains
 what the socket already holds (up to `max_batch` datagrams, recvmmsg-like) so that the
 ingest path decodes in batches. Replies go to the address given with send() (the source
-address of the device's datagrams). The receive buffer is raised to `rcvbuf` bytes
-(the kernel may cap it at net.core.rmem_max).
+address of the device's datagrams). The receive buffer is raised to `rcvbuf` bytes (16 MB;
+beyond net.core.rmem_max only with CAP_NET_ADMIN, see set_rcvbuf).
 """
 import select
 import socket
@@ -15,7 +15,27 @@ from host.errors import UserError
 from host.links import mmsg
 from host.links.base import Link
 
-__all__ = ["UdpLink", "DatagramBlock", "parse_udp_url"]
+__all__ = ["UdpLink", "DatagramBlock", "parse_udp_url", "set_rcvbuf"]
+
+
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if hasattr(socket, "AF_NETLINK") else None)
+
+
+def set_rcvbuf(sock, nbytes):
+    """Ask for an `nbytes` receive buffer: SO_RCVBUFFORCE when the process may exceed
+    net.core.rmem_max (CAP_NET_ADMIN), else SO_RCVBUF (capped by the kernel). Returns the size
+    the kernel reports. A large buffer rides out scheduling hiccups without loss."""
+    if SO_RCVBUFFORCE is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, nbytes)
+            return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError:
+            pass
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+    except OSError:
+        pass
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
 class DatagramBlock:
@@ -72,7 +92,7 @@ class UdpLink(Link):
     scheme = "udp"
     datagram = True
 
-    def __init__(self, url, *, max_batch=4096, rcvbuf=8 << 20, block=None, **kw):
+    def __init__(self, url, *, max_batch=4096, rcvbuf=16 << 20, block=None, **kw):
         super().__init__(url, **kw)
         self.host, self.port = parse_udp_url(url)
         self.max_batch = max_batch
@@ -93,10 +113,7 @@ class UdpLink(Link):
     def _open(self):
         fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_DGRAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
-        except OSError:
-            pass
+        set_rcvbuf(s, self.rcvbuf)
         try:
             s.bind((self.host, self.port))
         except OSError as e:

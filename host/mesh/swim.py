@@ -197,6 +197,8 @@ class Swim:
 
     async def probe_once(self):
         """One protocol period's probe; then expire suspects. -> name probed or None."""
+        if not any(m.state != DEAD for m in self.members.values()) and self.seeds:
+            await self.join()             # alone (seed not up yet, or everyone dead): retry the seeds
         now = self.clock()
         for m in list(self.members.values()):
             if m.state == SUSPECT and now - m.since >= self.suspicion_timeout():

@@ -48,6 +48,7 @@ def tadd(a, n):
 
 class Clock:
     """The runtime's microsecond tick counter, masked to 30 bits."""
+    spin_ok = True
 
     def __init__(self):
         if _HAS_TICKS:
@@ -73,7 +74,9 @@ class Clock:
 
 class VirtualClock:
     """Simulated tick counter: ``sleep_us`` advances it; each ``ticks()`` call charges
-    ``cost_us`` (simulated work) after reading.  ``advance(us)`` charges work explicitly."""
+    ``cost_us`` (simulated work) after reading.  ``advance(us)`` charges work explicitly.
+    ``spin_ok`` is False: waiting loops must sleep, since spinning would never see time pass."""
+    spin_ok = False
 
     def __init__(self, start=0, cost_us=0):
         if not 0 <= start <= MASK:

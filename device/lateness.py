@@ -1,15 +1,15 @@
 """Lateness statistics without allocation: a fixed histogram of lateness buckets.
 
-Buckets: 10 us wide from 0 to 2550 us (256 buckets), then 1 ms wide up to 258 ms (256 buckets),
+Buckets: 20 us wide from 0 to 2560 us (128 buckets), then 1 ms wide up to 66.56 ms (64 buckets),
 then one overflow bucket.  ``add(us)`` is O(1) and allocates nothing; ``percentile(p)`` walks the
 histogram (O(buckets), called for reports, not every beat) and returns the upper edge of the
-bucket holding the p-th value (so p50/p99 are exact to 10 us below 2.56 ms, 1 ms above);
+bucket holding the p-th value (so p50/p99 are exact to 20 us below 2.56 ms, 1 ms above);
 ``max_us`` is exact.  Early wake-ups count as lateness 0."""
 from array import array
 
-_FINE = 256
-_FINE_US = 10
-_COARSE = 256
+_FINE = 128
+_FINE_US = 20
+_COARSE = 64
 _COARSE_US = 1000
 _FINE_END = _FINE * _FINE_US           # 2560
 _N = _FINE + _COARSE + 1
@@ -17,7 +17,7 @@ _N = _FINE + _COARSE + 1
 
 class LatenessHistogram:
     def __init__(self):
-        self.h = array("i", [0] * _N)
+        self.h = array("i", bytes(4 * _N))
         self.count = 0
         self.max_us = 0
         self.late_count = 0   # beats later than one period (counted by the beat)

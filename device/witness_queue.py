@@ -63,8 +63,8 @@ class WitnessQueue:
         self.quar = bytearray(capacity)          # 1 = QUARANTINE record
         self.rec_id = array("i", [0] * capacity)  # record id (per boot, < 2^30)
         self.order = array("i", [0] * capacity)   # insertion order, for "oldest"
-        self.nonce = array("i", [0] * capacity)
-        self.nonce_hi = array("H", [0] * capacity)  # nonce bits 30..31 go in two u16 halves
+        self.nonce_lo = array("H", [0] * capacity)  # the u32 nonce as two u16 halves
+        self.nonce_hi = array("H", [0] * capacity)  # (no bigint on the Pico)
         self.sent_at = array("i", [0] * capacity)
         self.wait_ms = array("i", [0] * capacity)
         self.sends = array("H", [0] * capacity)
@@ -119,7 +119,7 @@ class WitnessQueue:
             self._next_id = 1
         self.order[slot] = self._next_order
         self._next_order = (self._next_order + 1) & _MASK
-        self.nonce[slot] = 0
+        self.nonce_lo[slot] = 0
         self.nonce_hi[slot] = 0
         self.sends[slot] = 0
         self.wait_ms[slot] = self.timeout_ms
@@ -145,12 +145,20 @@ class WitnessQueue:
                     best = i
         return best
 
-    def mined(self, slot, nonce_lo30, nonce_hi=0):
-        """Store the found nonce (bits 0..29 in ``nonce_lo30``, bits 30.. in ``nonce_hi``)."""
+    def mined(self, slot, nonce_lo16, nonce_hi16=0):
+        """Store the found nonce (as its low and high 16-bit halves); the record is ready."""
         if self.state[slot] == MINING:
-            self.nonce[slot] = nonce_lo30
-            self.nonce_hi[slot] = nonce_hi
+            self.nonce_lo[slot] = nonce_lo16
+            self.nonce_hi[slot] = nonce_hi16
             self.state[slot] = READY
+
+    def drop(self, slot):
+        """Give a record up (e.g. its nonce space was exhausted); counted in ``dropped``."""
+        if self.state[slot] != FREE:
+            self.state[slot] = FREE
+            self.quar[slot] = 0
+            self.count -= 1
+            self.dropped += 1
 
     # -- sending ---------------------------------------------------------------------------
     def due(self, now_ms):

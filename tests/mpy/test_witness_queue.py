@@ -16,7 +16,7 @@ def test_lifecycle_mine_send_ack():
     assert q.state[s] == MINING and q.pending() == 1
     assert q.due(0) == -1          # not mined yet: nothing to send
     assert q.next_to_mine() == s
-    q.mined(s, 12345)
+    q.mined(s, 12345, 1)
     assert q.state[s] == READY
     assert q.due(0) == s
     q.sent(s, 0)

@@ -1,0 +1,484 @@
+"""The device beat (SPEC section 3), in order, on a deadline schedule.
+
+One ``Beat.step()`` is one beat:
+  1. pulse: wait for the deadline (done by ``idle()`` at the end of the previous beat); record the
+     lateness (now - deadline) in a fixed histogram; the next deadline = previous + period (Q16
+     microseconds, so a fractional T_Lambda never drifts); a stall longer than a period skips the
+     missed beats (counted) instead of bursting to catch up.
+  2. read the samples the sampler took since the last beat;
+  3. Emissary update (streaming KAIROS sums, shared.kairos);
+  4. anomalies + entropy model -> threat;
+  5. arbiter: cores, decision vector, decision;
+  6. act: actuator PID -> PWM duty; ALERT -> LED; QUARANTINE -> output to its safe value, latched
+     until the host's CLEAR;
+  7. recalibrate: genomic PID on the pulse error, genome update and normalisation;
+  8. emit: TELEMETRY (every ``telemetry_every`` beats, optionally batched ``batch_beats`` per
+     frame), WITNESS records for events (queued, see device/witness_queue.py);
+then ``idle()`` until the next deadline:
+  9. host frames (device/hostframes.py), a controlled GC when the heap runs low, proof-of-work
+     slices for pending witness records, witness (re)sends, HEARTBEAT; a slice is only started when
+     its measured cost fits before the deadline with a margin, so mining never makes a beat late;
+     then sleep (and spin the last ``spin_us``) until the deadline.
+
+Steps 1-8 allocate nothing on MicroPython in the steady state (measured per beat with
+``gc.mem_alloc`` and reported as ``alloc_bytes_per_beat``).  Idle work that allocates (mining,
+host frames) only runs while the heap has ``gc_low`` bytes free, and the beat collects in idle
+time (when the measured collection time fits) below that, so the automatic GC (left enabled as
+a safety net) does not run inside a beat.
+"""
+import gc
+import struct
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+from array import array
+
+from device.clock import DeviceTime, Deadline, tdiff, MASK
+from device.lateness import LatenessHistogram
+from device.witness_queue import WitnessQueue
+from shared import protocol as P
+from shared.frame_encoder import witness_record_into
+
+_HAS_MEM = hasattr(gc, "mem_alloc")
+_NDEC = const(5)
+_WARMUP = const(20)
+
+
+def _mem_alloc():
+    return gc.mem_alloc() if _HAS_MEM else 0
+
+
+class Settings:
+    """Run-time settings (CONFIG keys of shared.protocol act on these, via hostframes)."""
+
+    def __init__(self):
+        self.telemetry_every = 1      # send a TELEMETRY record every N beats (partials summed)
+        self.batch_beats = 1          # records per TELEMETRY frame (1 = no BATCH flag)
+        self.heartbeat_every = 0      # beats between HEARTBEATs (0 = about once a second)
+        self.pow_bits = 16
+        self.output_safe = 0          # PWM duty in QUARANTINE (0..65535)
+        self.witness_repeat_beats = 0  # same decision re-witnessed after N beats (0 = 1 min)
+        self.spin_us = 150            # busy-wait the last microseconds before a deadline
+        self.slice_hashes = 64        # proof-of-work hashes per slice (bounded)
+        self.margin_us = 200          # idle work must end this long before the deadline
+        self.gc_low = 12 * 1024       # collect in idle time below this many free bytes
+        self.link_timeout_ms = 3000   # no host frame for this long: the link is down
+
+
+class Beat:
+    """The beat loop state.  ``maths`` is a device.maths.Maths bundle (pulse, Emissary, PIDs,
+    arbiter, miner); ``hw`` a board's Hardware; ``link`` a device.hw.links link; ``enc`` a
+    shared.frame_encoder.Encoder."""
+
+    def __init__(self, hw, link, enc, maths, settings=None, host=None):
+        self.hw = hw
+        self.clock = hw.clock
+        self.link = link
+        self.enc = enc
+        self.m = maths
+        self.s = settings or Settings()
+        self.host = host              # device.hostframes.HostFrames (set by main)
+        self.time = DeviceTime(self.clock)
+        self.queue = WitnessQueue(capacity=8, rec_max=24)
+        self.lateness = LatenessHistogram()
+        self.samples = array("H", [0] * maths.max_samples())
+        self.beat = 0
+        self.skipped = 0
+        self.decisions = array("i", [0] * _NDEC)
+        self.collapses = 0
+        self.quarantined = False
+        self.collapse_prev = False
+        self.last_decision = 0
+        self.last_witness_beat = 0
+        self.late_last = 0
+        self.now_ms = 0
+        self._ms_rem = 0
+        self._last_ticks = 0
+        self.last_rx_ms = 0
+        self.link_up = False
+        # telemetry accumulation over telemetry_every beats
+        self.acc_n = 0
+        self.acc_re = 0
+        self.acc_im = 0
+        self.acc_e0 = 0
+        self.acc_el = 0
+        self.acc_samples = 0
+        self.beats_since_hb = 0
+        # allocation measurement
+        self.alloc_total = 0
+        self.alloc_beats = 0
+        self.alloc_max = 0
+        self.gc_in_beat = 0
+        self.gc_runs = 0
+        # mining
+        self.mining_slot = -1
+        self.mining_id = 0
+        self.slice_est_us = 0
+        self.gc_est_us = 1000
+        self.hashes = 0
+        self.records_mined = 0
+        self.mined_late = 0
+        self.pwm_duty = 0
+        self.mean_x = 0
+        self.deadline = None
+
+    # ------------------------------------------------------------------ start
+    def start(self):
+        """Boot: HELLO, boot witness, schedule the first deadline one period from now."""
+        t = self.time.update()
+        self._last_ticks = t
+        self.deadline = Deadline(t, self.m.period_q16())
+        self.deadline.advance()
+        self.hw.sampler.start(t)
+        if _HAS_MEM:
+            gc.collect()
+        self.send_hello()
+        self.witness(P.WITNESS_BOOT, 0, 0)
+
+    # ------------------------------------------------------------------ the beat
+    def step(self):
+        """Run steps 1-8 of one beat (the deadline has been reached by ``idle``)."""
+        a0 = _mem_alloc()
+        # 1. pulse: lateness against the deadline, next deadline
+        t = self.time.update()
+        self._tick_ms(t)
+        dl = self.deadline
+        late = -dl.remaining(t)
+        if late >= dl.period_us:
+            self.skipped += dl.resync(t)
+            late = -dl.remaining(t)
+        self.lateness.add(late)
+        self.late_last = late
+        dl.advance()
+        # 2. samples since the last beat
+        smp = self.hw.sampler
+        smp.poll(t)
+        n = smp.drain(self.samples)
+        m = self.m
+        if n > 0:
+            tot = 0
+            smp_buf = self.samples
+            for i in range(n):
+                tot += smp_buf[i]
+            self.mean_x = tot // n
+        m.measure(self.mean_x)
+        # 3.-5. Emissary, anomalies, threat, arbiter
+        m.emissary_feed(self.samples, n)
+        collapse = m.collapse()
+        if collapse and not self.collapse_prev:
+            self.collapses += 1
+        decision = m.decide()
+        self.decisions[decision] += 1
+        # 6. act
+        entered = decision == P.DECISION_QUARANTINE and not self.quarantined
+        if entered:
+            self.quarantined = True
+        if self.quarantined:
+            self.hw.pwm.safe()
+            self.pwm_duty = self.hw.pwm.duty
+            self.hw.led.set(1)
+        else:
+            self.pwm_duty = m.actuate()
+            self.hw.pwm.write(self.pwm_duty)
+            self.hw.led.set(1 if decision == P.DECISION_ALERT else 0)
+        # 7. recalibrate
+        m.recalibrate()
+        # 8. emit
+        self._telemetry(decision, collapse)
+        self._witness_events(decision, collapse, entered)
+        self.collapse_prev = collapse
+        self.last_decision = decision
+        self.beat += 1
+        self.beats_since_hb += 1
+        self.hw.watchdog.feed()
+        if _HAS_MEM and self.beat > _WARMUP:
+            d = _mem_alloc() - a0
+            if d < 0:
+                self.gc_in_beat += 1
+            else:
+                self.alloc_total += d
+                self.alloc_beats += 1
+                if d > self.alloc_max:
+                    self.alloc_max = d
+
+    def _tick_ms(self, t):
+        d = (t - self._last_ticks) & MASK
+        self._last_ticks = t
+        q = d // 1000
+        r = self._ms_rem + d - q * 1000
+        if r >= 1000:
+            r -= 1000
+            q += 1
+        self._ms_rem = r
+        self.now_ms = (self.now_ms + q) & MASK
+
+    def state_byte(self, decision, collapse):
+        s = decision
+        if self.quarantined:
+            s |= P.STATE_QUARANTINE_LATCHED
+        if collapse:
+            s |= P.STATE_COLLAPSE
+        return s
+
+    def _telemetry(self, decision, collapse):
+        m = self.m
+        self.acc_re += m.dT_re()
+        self.acc_im += m.dT_im()
+        self.acc_e0 += m.dE0()
+        self.acc_el += m.dEL()
+        self.acc_samples += m.n_samples()
+        self.acc_n += 1
+        if self.acc_n < self.s.telemetry_every:
+            return
+        st = self.state_byte(decision, collapse)
+        enc = self.enc
+        tm = self.time
+        if self.s.batch_beats > 1:
+            c = enc.batch_add(self.beat, self.deadline.period_us, self.late_last, self.acc_re,
+                              self.acc_im, self.acc_e0, self.acc_el, self.acc_samples,
+                              m.coherence_q16(), m.pid_error(), m.pid_output(), m.threat_q16(),
+                              m.o_weight_q16(), st)
+            if c >= self.s.batch_beats:
+                self.link.send(enc.batch_flush(tm.era, tm.off))
+        else:
+            self.link.send(enc.telemetry(tm.era, tm.off, self.beat, self.deadline.period_us,
+                                         self.late_last, self.acc_re, self.acc_im, self.acc_e0,
+                                         self.acc_el, self.acc_samples, m.coherence_q16(),
+                                         m.pid_error(), m.pid_output(), m.threat_q16(),
+                                         m.o_weight_q16(), st))
+        self.acc_n = 0
+        self.acc_re = 0
+        self.acc_im = 0
+        self.acc_e0 = 0
+        self.acc_el = 0
+        self.acc_samples = 0
+
+    def _witness_events(self, decision, collapse, entered):
+        """Witness policy: a collapse edge; entering QUARANTINE (exactly one record per latch, so
+        the queue's "QUARANTINE never dropped" promise holds); while not latched, a change to a
+        non-NOOP decision, or the same non-NOOP decision again after ``witness_repeat_beats``.
+        Every beat's decision is in TELEMETRY in any case."""
+        if collapse and not self.collapse_prev:
+            self.witness(P.WITNESS_COLLAPSE, decision, self.m.coherence_q16())
+        if entered:
+            self.witness(P.WITNESS_DECISION, decision, self.pwm_duty)
+        elif decision != P.DECISION_NOOP and not self.quarantined and \
+                decision != P.DECISION_QUARANTINE:
+            rep = self.s.witness_repeat_beats or 14250   # ~1 min at the default 4.21 ms beat
+            if decision != self.last_decision or self.beat - self.last_witness_beat >= rep:
+                self.witness(P.WITNESS_DECISION, decision, self.pwm_duty)
+
+    def witness(self, kind, decision, value):
+        """Queue a WITNESS record (mined and sent in idle time).  Returns its id or -1."""
+        q = self.queue
+        quar = kind == P.WITNESS_DECISION and decision == P.DECISION_QUARANTINE
+        slot = q.alloc(quar)
+        if slot < 0:
+            return -1
+        m = self.m
+        n = witness_record_into(q.rec[slot], 0, self.enc.device_id, self.enc.boot_id,
+                                q.rec_id[slot], kind, self.beat, decision, m.threat_q16(),
+                                m.coherence_q16(), value, self.s.pow_bits)
+        q.commit(slot, n)
+        self.last_witness_beat = self.beat
+        if self.s.pow_bits == 0:
+            q.mined(slot, 0)
+        return q.rec_id[slot]
+
+    def set_period(self, period_q16):
+        """A new beat period (CONFIG pulse_k/pulse_p/period_us): the schedule keeps its phase,
+        the next deadline moves by the new period; HELLO tells the host."""
+        self.deadline.set_period_q16(period_q16)
+        self.send_hello()
+
+    def clear_quarantine(self):
+        """CLEAR from the host (checked by hostframes): the output returns to the PID."""
+        self.quarantined = False
+        self.m.act.reset()
+
+    # ------------------------------------------------------------------ idle (step 9)
+    def idle(self):
+        """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
+        the deadline.  Work is only started when it fits before the deadline."""
+        clk = self.clock
+        dl = self.deadline
+        s = self.s
+        host_done = False
+        sends_done = False
+        hb_done = False
+        gc_done = False
+        while True:
+            now = clk.ticks()
+            rem = tdiff(dl.at, now)
+            if rem <= 0:
+                return
+            budget = rem - s.margin_us
+            if not host_done:
+                host_done = True
+                if self.host is not None and budget > 0:
+                    self.host.poll(budget)
+                continue
+            if not sends_done:
+                sends_done = True
+                if budget > 0:
+                    self._send_due()
+                continue
+            if not hb_done:
+                hb_done = True
+                hbe = s.heartbeat_every or (1000000 // dl.period_us)
+                if self.beats_since_hb >= hbe and budget > 0:
+                    self.beats_since_hb = 0
+                    self.send_heartbeat()
+                continue
+            low = _HAS_MEM and gc.mem_free() < s.gc_low
+            if low and not gc_done and budget > self.gc_est_us:
+                gc_done = True
+                t0 = clk.ticks()
+                gc.collect()
+                c = tdiff(clk.ticks(), t0)
+                g = self.gc_est_us
+                self.gc_est_us = c if c > g else g - ((g - c) >> 3)
+                self.gc_runs += 1
+                continue
+            # mining allocates (hash objects): only with heap to spare, so the automatic GC
+            # never has to run inside a beat
+            if not low and budget > self.slice_est_us and self._mine_slice(clk):
+                continue
+            # nothing else to do: sleep, then spin the last spin_us (sleep overshoots)
+            if not clk.spin_ok:
+                clk.sleep_us(rem)
+                continue
+            if rem > s.spin_us:
+                clk.sleep_us(rem - s.spin_us)
+            while tdiff(dl.at, clk.ticks()) > 0:
+                pass
+            return
+
+    def _mine_slice(self, clk):
+        """One bounded proof-of-work slice; returns False when there is nothing to mine."""
+        q = self.queue
+        miner = self.m.miner
+        slot = self.mining_slot
+        if slot < 0 or q.state[slot] != 1 or q.rec_id[slot] != self.mining_id:
+            slot = q.next_to_mine()
+            if slot < 0:
+                return False
+            self.mining_slot = slot
+            self.mining_id = q.rec_id[slot]
+            n = q.length[slot]
+            rec = q.rec[slot]
+            # the record's last byte is its pow_bits (shared.protocol WITNESS_RECORD_FMT)
+            miner.start(memoryview(rec)[:n], rec[n - 1])
+        t0 = clk.ticks()
+        found = miner.step(self.s.slice_hashes)
+        cost = tdiff(clk.ticks(), t0)
+        h = self.hashes + self.s.slice_hashes
+        self.hashes = h if h < MASK else MASK
+        # the estimate follows a rise at once and decays slowly (1/16 per slice)
+        est = self.slice_est_us
+        self.slice_est_us = cost if cost > est else est - ((est - cost) >> 4)
+        if found:
+            q.mined(slot, miner.nonce_lo16, miner.nonce_hi16)
+            self.records_mined += 1
+            self.mining_slot = -1
+        elif miner.exhausted:
+            q.drop(slot)
+            self.mining_slot = -1
+        return True
+
+    def _send_due(self):
+        q = self.queue
+        slot = q.due(self.now_ms)
+        if slot < 0:
+            return
+        f = struct.unpack_from(P.WITNESS_RECORD_FMT, q.rec[slot], 0)
+        nonce = q.nonce_lo[slot] | (q.nonce_hi[slot] << 16)
+        tm = self.time
+        self.link.send(self.enc.witness(tm.era, tm.off, f[2], f[3], f[4], f[5], f[6], f[7],
+                                        f[8], f[9], nonce))
+        q.sent(slot, self.now_ms)
+
+    # ------------------------------------------------------------------ frames
+    def send_hello(self):
+        m = self.m
+        tm = self.time
+        self.link.send(self.enc.hello(tm.era, tm.off, self.hw.board_id, 0, 1, 0,
+                                      self.capabilities(), self.hw.f_s, self.deadline.period_us,
+                                      m.phase_step(), m.lag_samples(), self.hw.adc_bits,
+                                      m.sum_shift(), self.s.pow_bits, self.s.telemetry_every))
+
+    def capabilities(self):
+        c = P.CAP_POW | P.CAP_BATCH | P.CAP_TIME_SYNC | P.CAP_MODEL | P.CAP_PWM | P.CAP_ADC
+        if self.enc.auth is not None:
+            c |= P.CAP_AUTH
+        if getattr(self.link, "cobs", False):
+            c |= P.CAP_SERIAL
+        elif self.link.name == "udp":
+            c |= P.CAP_UDP
+        if getattr(self.hw, "has_wdt", False):
+            c |= P.CAP_WDT
+        if getattr(self.hw, "dual_core", False):
+            c |= P.CAP_DUAL_CORE
+        return c
+
+    def send_heartbeat(self):
+        tm = self.time
+        lt = self.lateness
+        h = self.host
+        free = gc.mem_free() if _HAS_MEM else 0
+        self.link.send(self.enc.heartbeat(
+            tm.era, tm.off, self.beat & MASK, lt.percentile(50), lt.percentile(99), lt.max_us,
+            free, self.queue.pending(),
+            h.rx_ok if h else 0, h.rx_crc if h else 0, h.rx_cobs if h else 0,
+            h.rx_auth if h else 0, h.rx_replay if h else 0, h.rx_other if h else 0,
+            self.queue.dropped + self.link.send_errors))
+
+    # ------------------------------------------------------------------ run / report
+    def run(self, beats):
+        """Run ``beats`` beats (0 = forever)."""
+        if self.deadline is None:
+            self.start()
+        i = 0
+        while beats == 0 or i < beats:
+            self.idle()
+            self.step()
+            i += 1
+
+    def alloc_per_beat(self):
+        """Mean bytes allocated by steps 1-8 over the steady beats (None on CPython)."""
+        if not _HAS_MEM or self.alloc_beats == 0:
+            return None
+        return self.alloc_total // self.alloc_beats if self.alloc_total % self.alloc_beats == 0 \
+            else self.alloc_total / self.alloc_beats
+
+    def report(self):
+        lt = self.lateness
+        dec = {}
+        for i in range(_NDEC):
+            dec[P.DECISION_NAMES[i]] = self.decisions[i]
+        q = self.queue
+        r = {
+            "beats": self.beat,
+            "period_us": self.deadline.period_us if self.deadline else 0,
+            "lateness_us": {"p50": lt.percentile(50), "p99": lt.percentile(99),
+                            "max": lt.max_us},
+            "skipped_beats": self.skipped,
+            "decisions": dec,
+            "collapses": self.collapses,
+            "quarantined": self.quarantined,
+            "heap_free": gc.mem_free() if _HAS_MEM else None,
+            "alloc_bytes_per_beat": self.alloc_per_beat(),
+            "alloc_bytes_max_beat": self.alloc_max if _HAS_MEM else None,
+            "gc_in_beat": self.gc_in_beat,
+            "gc_idle_runs": self.gc_runs,
+            "witness": {"pushed": q.pushed, "mined": self.records_mined, "acked": q.acked,
+                        "resent": q.resent, "dropped": q.dropped, "pending": q.pending()},
+            "pow_hashes": self.hashes,
+            "link": {"name": self.link.name, "tx_frames": self.link.tx_frames,
+                     "rx_frames": self.link.rx_frames, "send_errors": self.link.send_errors},
+        }
+        return r

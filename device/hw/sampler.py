@@ -1,0 +1,120 @@
+"""Sampling at f_s, decoupled from the beat.
+
+All samplers fill a ``Ring`` (single producer, single consumer, preallocated ``array('H')``);
+the beat drains it with ``drain(dst) -> n`` once per beat.  When the consumer falls behind, the
+oldest unread samples are overwritten and counted in ``overruns``.
+
+(``TimerSampler`` and ``ThreadSampler`` are in device/hw/rp2_sampler.py.)
+- ``TimerSampler(adc, f_s, timer)``: a ``machine.Timer`` at f_s calls ``adc.read_u16() >> 4``
+  (12-bit counts on the RP2040).  rp2 timers run callbacks as soft IRQs, so a long beat delays
+  samples slightly but does not lose them while the ring has room.
+- ``ThreadSampler(adc, f_s, clock)``: a loop on the rp2's second core (``_thread``), pacing itself
+  on a deadline schedule (next = previous + 1/f_s) with ``sleep_us``; stops when ``stop()`` is
+  called.  Only the producer index is written by that core; Python ints and array stores are
+  atomic under the GIL-less rp2 port for single-word values, which is what the ring relies on.
+- ``PullSampler(source, f_s, clock)``: computes how many sample instants have passed since the last
+  call (exact, in integer microseconds) and asks ``source.sample()`` for each one.  Used by the
+  emulator (a synthetic sensor is evaluated at each sample instant) and by any ADC that is read
+  on demand (e.g. an ADS1115 in continuous mode, read once per sample instant due).
+"""
+from array import array
+
+from device.clock import tdiff
+
+
+class Ring:
+    def __init__(self, capacity=256):
+        if capacity < 2:
+            raise ValueError("sample ring capacity must be >= 2, got %r" % (capacity,))
+        self.buf = array("H", bytes(2 * capacity))
+        self.cap = capacity
+        self.head = 0   # next write
+        self.tail = 0   # next read
+        self.overruns = 0
+
+    def put(self, v):
+        h = self.head
+        self.buf[h] = v
+        h += 1
+        if h == self.cap:
+            h = 0
+        if h == self.tail:   # full: drop the oldest
+            t = self.tail + 1
+            self.tail = 0 if t == self.cap else t
+            self.overruns += 1
+        self.head = h
+
+    def available(self):
+        d = self.head - self.tail
+        return d if d >= 0 else d + self.cap
+
+    def drain(self, dst):
+        """Move up to len(dst) samples into dst; returns how many."""
+        n = 0
+        m = len(dst)
+        t = self.tail
+        h = self.head
+        buf = self.buf
+        cap = self.cap
+        while t != h and n < m:
+            dst[n] = buf[t]
+            n += 1
+            t += 1
+            if t == cap:
+                t = 0
+        self.tail = t
+        return n
+
+
+def _check_fs(f_s):
+    if not 1 <= f_s <= 100000:
+        raise ValueError("sample rate f_s must be 1..100000 Hz, got %r" % (f_s,))
+
+
+class PullSampler:
+    """Sample instants are k * 1e6 / f_s us after ``start``; ``poll(now)`` takes every instant
+    that has passed (at most the ring's capacity at once: a longer stall counts overruns)."""
+
+    def __init__(self, source, f_s, ring=None):
+        _check_fs(f_s)
+        self.source = source
+        self.f_s = f_s
+        self.ring = ring or Ring()
+        self._last = 0
+        self._acc = 0          # microseconds * f_s not yet turned into samples
+        self.taken = 0
+        self._maxd = 1000000000 // f_s
+
+    def start(self, now):
+        self._last = now
+        self._acc = 0
+
+    def poll(self, now):
+        d = tdiff(now, self._last)
+        if d <= 0:
+            return
+        self._last = now
+        cap = self.ring.cap
+        maxd = self._maxd          # keeps d * f_s below 2^30 (small ints on the Pico)
+        if d > maxd:               # a long stall: the skipped instants are overruns
+            self.ring.overruns += (d - maxd) // 1000 * self.f_s // 1000
+            d = maxd
+        acc = self._acc + d * self.f_s
+        n = acc // 1000000
+        self._acc = acc - n * 1000000
+        if n > cap:
+            self.ring.overruns += n - cap
+            for _ in range(n - cap):
+                self.source.sample()       # keep the synthetic signal's time base exact
+            n = cap
+        src = self.source
+        ring = self.ring
+        for _ in range(n):
+            ring.put(src.sample())
+        self.taken += n
+
+    def drain(self, dst):
+        return self.ring.drain(dst)
+
+    def stop(self):
+        pass

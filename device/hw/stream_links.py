@@ -1,0 +1,172 @@
+"""COBS-framed links on byte streams: stdin/stdout (USB CDC), UART, pty (see device/hw/links.py)."""
+import sys
+
+try:
+    import select
+except ImportError:
+    select = None
+
+from shared import cobs
+
+_MAX = 254
+_IS_MPY = sys.implementation.name == "micropython"
+
+
+class StreamLink:
+    """COBS frames over a byte stream.  ``write(view)`` writes bytes; ``read_avail(dst) -> n``
+    reads whatever is available now without blocking (0 if nothing)."""
+    name = "serial"
+    cobs = True
+
+    def __init__(self, write, read_avail, close=None):
+        self._write = write
+        self._read = read_avail
+        self._close = close
+        self._rx = bytearray(256)
+        self._deframer = cobs.Deframer(_MAX)
+        self._pending = []
+        self.tx_frames = self.tx_bytes = self.rx_frames = self.rx_bytes = 0
+        self.send_errors = self.rx_dropped = 0
+
+    def send(self, data):
+        try:
+            self._write(data)
+        except OSError:
+            self.send_errors += 1
+            return
+        self.tx_frames += 1
+        self.tx_bytes += len(data)
+
+    def recv(self):
+        if not self._pending:
+            try:
+                n = self._read(self._rx)
+            except OSError:
+                n = 0
+            if not n:
+                return None
+            self.rx_bytes += n
+            before = self._deframer.errors.get("cobs", 0) + self._deframer.errors.get("oversize", 0)
+            frames = self._deframer.feed(self._rx[:n])
+            after = self._deframer.errors.get("cobs", 0) + self._deframer.errors.get("oversize", 0)
+            self.rx_dropped += after - before
+            if not frames:
+                return None
+            self._pending = frames
+        self.rx_frames += 1
+        return self._pending.pop(0)
+
+    def close(self):
+        if self._close:
+            self._close()
+
+
+def _poller(obj):
+    p = select.poll()
+    p.register(obj, select.POLLIN)
+    return p
+
+
+def _readable(p):
+    for _ in p.ipoll(0) if hasattr(p, "ipoll") else p.poll(0):
+        return True
+    return False
+
+
+def stdio_link():
+    """Binary frames on stdin/stdout (USB CDC on a Pico, a pipe or pty under emulation)."""
+    try:
+        import micropython
+        micropython.kbd_intr(-1)
+    except (ImportError, AttributeError):
+        pass
+    rd = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+    wr = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+    p = _poller(sys.stdin)
+    byte_at_a_time = _IS_MPY and sys.platform not in ("linux", "darwin")
+
+    def write(view):
+        wr.write(view)
+        if not _IS_MPY:
+            wr.flush()
+
+    def read_avail(dst):
+        if byte_at_a_time:       # rp2 stdio: read(n) would wait for n bytes
+            n = 0
+            while n < len(dst) and _readable(p):
+                b = rd.read(1)
+                if not b:
+                    break
+                dst[n] = b[0]
+                n += 1
+            return n
+        if not _readable(p):
+            return 0
+        if _IS_MPY:
+            return rd.readinto(dst) or 0
+        import os
+        data = os.read(sys.stdin.fileno(), len(dst))
+        dst[0:len(data)] = data
+        return len(data)
+
+    link = StreamLink(write, read_avail)
+    link.name = "serial"
+    link.uses_stdout = True
+    return link
+
+
+def uart_link(uart):
+    def write(view):
+        uart.write(view)
+
+    def read_avail(dst):
+        if not uart.any():
+            return 0
+        return uart.readinto(dst) or 0
+
+    link = StreamLink(write, read_avail)
+    link.name = "uart"
+    return link
+
+
+def pty_link(path):
+    """A pseudo-terminal or other character device path (emulation over a serial pty)."""
+    if _IS_MPY:
+        f = open(path, "r+b")
+        p = _poller(f)
+
+        def write(view):
+            f.write(view)
+
+        def read_avail(dst):
+            if not _readable(p):
+                return 0
+            return f.readinto(dst) or 0
+
+        link = StreamLink(write, read_avail, f.close)
+    else:
+        import os
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            import termios
+            import tty
+            tty.setraw(fd)
+        except (ImportError, OSError):
+            pass
+
+        def write(view):
+            os.write(fd, view)
+
+        def read_avail(dst):
+            try:
+                data = os.read(fd, len(dst))
+            except BlockingIOError:
+                return 0
+            dst[0:len(data)] = data
+            return len(data)
+
+        link = StreamLink(write, read_avail, lambda: os.close(fd))
+    link.name = "pty"
+    return link
+
+

@@ -1,0 +1,47 @@
+"""One frame per UDP datagram (pico_w, emulation); see device/hw/links.py."""
+from device.hw.stream_links import _poller, _readable
+
+
+class UdpLink:
+    name = "udp"
+    cobs = False
+
+    def __init__(self, host, port, local_port=0):
+        import socket
+        if not 0 < port < 65536:
+            raise ValueError("UDP port must be 1..65535, got %r" % (port,))
+        self.addr = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if local_port:
+            self.sock.bind(socket.getaddrinfo("0.0.0.0", local_port)[0][-1])
+        self.sock.setblocking(False)
+        self._poll = _poller(self.sock)
+        self.tx_frames = self.tx_bytes = self.rx_frames = self.rx_bytes = 0
+        self.send_errors = self.rx_dropped = 0
+
+    def send(self, data):
+        try:
+            self.sock.sendto(data, self.addr)
+        except OSError:
+            self.send_errors += 1
+            return
+        self.tx_frames += 1
+        self.tx_bytes += len(data)
+
+    def recv(self):
+        if not _readable(self._poll):
+            return None
+        try:
+            data = self.sock.recv(512)
+        except OSError:
+            return None
+        if not data:
+            return None
+        self.rx_frames += 1
+        self.rx_bytes += len(data)
+        return data
+
+    def close(self):
+        self.sock.close()
+
+

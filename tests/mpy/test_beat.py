@@ -1,0 +1,62 @@
+# The device beat on the emulator board with a virtual clock (both runtimes). The scenarios are
+# in beat_scenarios.py; under MicroPython each runs in its own process with a fresh 192K heap
+# (the whole firmware plus the test runner does not fit one heap shared with every other test).
+import sys
+
+MPY = sys.implementation.name == "micropython"
+
+
+def _run(name):
+    if MPY:
+        import os
+        root = __file__.rsplit("/tests/", 1)[0] if "/tests/" in __file__ else "."
+        rc = os.system("%s -X heapsize=192K %s/tests/mpy/beat_scenarios.py %s %s"
+                       % (sys.executable, root, root, name))
+        assert rc == 0, "scenario %s failed (exit status %r)" % (name, rc)
+    else:
+        from tests.mpy import beat_scenarios
+        getattr(beat_scenarios, "sc_" + name)()
+
+
+def test_steady_beat_allocates_nothing():
+    _run('steady_beat_allocates_nothing')
+
+
+def test_ticks_wrap_and_deadline_schedule():
+    _run('ticks_wrap_and_deadline_schedule')
+
+
+def test_telemetry_every_beat_and_hello_first():
+    _run('telemetry_every_beat_and_hello_first')
+
+
+def test_telemetry_every_n_sums_partials_and_batches():
+    _run('telemetry_every_n_sums_partials_and_batches')
+
+
+def test_quarantine_latched_until_clear():
+    _run('quarantine_latched_until_clear')
+
+
+def test_witness_resent_after_link_drop_until_acked():
+    _run('witness_resent_after_link_drop_until_acked')
+
+
+def test_mining_never_makes_a_beat_late():
+    _run('mining_never_makes_a_beat_late')
+
+
+def test_config_changes_P_at_run_time_and_rejects_kP_le_1():
+    _run('config_changes_P_at_run_time_and_rejects_kP_le_1')
+
+
+def test_config_other_keys_and_unknown_key():
+    _run('config_other_keys_and_unknown_key')
+
+
+def test_time_sync_reply_and_model():
+    _run('time_sync_reply_and_model')
+
+
+def test_bad_host_frames_counted_not_raised():
+    _run('bad_host_frames_counted_not_raised')

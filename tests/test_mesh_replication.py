@@ -86,6 +86,13 @@ def test_forged_entries_are_refused_and_nothing_is_written(tmp_path):
     bad[7] = bad[7].replace('"i":6', '"i":66')
     with pytest.raises(ReplicaError, match="entry 7: hash does not match"):
         store.apply(a.origin, bad, note)
+    for junk, what in ((lines[:3] + ["hello"] + lines[4:], "not a ledger export line"),
+                       (lines[:3] + [lines[3][:lines[3].rfind('"timestamp":') + 12] + "1e3}"] + lines[4:],
+                        "canonical float"),
+                       (lines[:3] + ['{"data":[1],' + lines[3][lines[3].rfind('"hash":'):]] + lines[4:],
+                        "not a JSON object")):
+        with pytest.raises(ReplicaError, match=what):
+            store.apply(a.origin, junk, note)
     assert store.size(a.origin) == 0
     assert store.apply(a.origin, lines, note) == 31 and store.root(a.origin) == a.root()
     # a checkpoint signed by another key is refused outright

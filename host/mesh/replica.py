@@ -21,7 +21,9 @@ histories. Both checkpoints are kept in FOLDER/evidence/, the origin is marked u
 """
 import hashlib
 import json
+import math
 import os
+import re
 import time
 
 from host.errors import UserError
@@ -37,6 +39,34 @@ class ReplicaError(UserError):
 
 def origin_id(origin):
     return origin.rsplit("/", 1)[-1] if "/" in origin else hashlib.sha256(origin.encode()).hexdigest()[:16]
+
+
+_SUFFIX = re.compile(r',"hash":"([0-9a-f]{64})","index":(0|[1-9][0-9]*),"previous_hash":"([0-9a-f]{64})",'
+                     r'"timestamp":([-+.0-9eE]+)}$')
+
+
+def _split_line(line):
+    """An export line (docs/LEDGER.md §7) -> (data_json, hash, index, previous_hash, timestamp),
+    without re-serialising `data`: the entry hash covers data_json byte for byte and the signed
+    root covers the hashes, so the bytes the origin wrote are what is checked and stored. `data`
+    must still be a JSON object and the timestamp in canonical float form."""
+    if not isinstance(line, str) or not line.startswith('{"data":'):
+        raise ReplicaError("not a ledger export line: %.60r" % (line,))
+    k = line.rfind(',"hash":"')
+    m = _SUFFIX.match(line, k) if k > 8 else None
+    if m is None:
+        raise ReplicaError("not a ledger export line: %.60r" % (line,))
+    data_json = line[8:k]
+    try:
+        ts = float(m.group(4))
+        ok = float.__repr__(ts) == m.group(4) and math.isfinite(ts) and data_json[:1] == "{" \
+            and isinstance(json.loads(data_json), dict)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ReplicaError("export line of entry %s: data is not a JSON object or the timestamp is "
+                           "not a canonical float" % m.group(2))
+    return data_json, m.group(1), int(m.group(2)), m.group(3), ts
 
 
 class _Replica:
@@ -166,17 +196,11 @@ class ReplicaStore:
         nodes = []
         for off, line in enumerate(lines):
             i = a + off
-            try:
-                e = json.loads(line)
-                data_json = canonical.dumps(e["data"])
-                ts = canonical.check_timestamp(e["timestamp"])
-                ok = isinstance(e, dict) and sorted(e) == ["data", "hash", "index", "previous_hash", "timestamp"]
-            except (ValueError, KeyError, TypeError, canonical.CanonicalError):
-                ok = False
-            if not ok or e["index"] != i or e["previous_hash"] != prev:
+            data_json, h_given, idx, prev_given, ts = _split_line(line)
+            if idx != i or prev_given != prev:
                 raise ReplicaError("%s entry %d: not the next entry of the replica (index or hash chain)" % (origin, i))
             h = canonical.entry_hash(i, ts, data_json, prev)
-            if h != e["hash"]:
+            if h != h_given:
                 raise ReplicaError("%s entry %d: hash does not match its contents (forged)" % (origin, i))
             hb = bytes.fromhex(h)
             fr.push(merkle.leaf_hash(hb), nodes)

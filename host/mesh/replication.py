@@ -2,7 +2,8 @@
 
 A cell serves its own ledger and the replicas it holds:
     {"op": "heads"}                               -> {"heads": {origin: latest checkpoint note}}
-    {"op": "entries", "origin", "start", "stop"}  -> {"lines": [export lines]} (at most MAX_LINES)
+    {"op": "entries", "origin", "start", "stop"}  -> b"LINES\n" + export lines joined by "\n"
+                                                     (at most MAX_LINES; errors come back as JSON)
 A puller checks every head it is given against its ReplicaStore (split views are detected there,
 whoever serves the head), and for an origin that is ahead fetches the missing entries in chunks
 and applies them only if they reach the signed root (host/mesh/replica.py). A cell never accepts
@@ -18,6 +19,7 @@ from host.mesh.replica import ReplicaError
 from host.mesh.tls import MeshServer, MeshTLSError, connect
 
 MAX_LINES = 5000
+LINES_MAGIC = b"LINES\n"
 
 
 def _enc(obj):
@@ -72,7 +74,8 @@ class Replicator:
                     lines = self.store.entries(o, a, b)
                 else:
                     raise ValueError("no ledger of origin %r here" % (o,))
-                return _enc({"lines": lines})
+                # raw lines (ASCII, no newlines inside: canonical JSON escapes them), not JSON in JSON
+                return LINES_MAGIC + "\n".join(lines).encode("ascii")
             raise ValueError("unknown op %r" % (msg.get("op"),))
         except (ValueError, ReplicaError) as e:
             return _enc({"error": "%s: %s" % (peer, e)})
@@ -83,6 +86,16 @@ class Replicator:
         if not isinstance(msg, dict) or "error" in msg:
             raise ReplicaError("peer %s answered %r" % (conn.name, msg))
         return msg
+
+    async def _lines(self, conn, obj):
+        rep = await conn.request(_enc(obj))
+        if not rep.startswith(LINES_MAGIC):
+            raise ReplicaError("peer %s answered %r" % (conn.name, rep[:200]))
+        body = rep[len(LINES_MAGIC):]
+        try:
+            return body.decode("ascii").split("\n") if body else []
+        except UnicodeDecodeError:
+            raise ReplicaError("peer %s sent non-ASCII entry lines" % conn.name) from None
 
     async def pull(self, peer=None):
         """Fetch heads from `peer` (host, port, expected cell) and catch up every pinned origin.
@@ -115,8 +128,8 @@ class Replicator:
                 start = self.store.size(origin)
                 while start + len(lines) < target:
                     a = start + len(lines)
-                    got = (await self._req(conn, {"op": "entries", "origin": origin, "start": a,
-                                                  "stop": target})).get("lines") or []
+                    got = await self._lines(conn, {"op": "entries", "origin": origin, "start": a,
+                                                   "stop": target})
                     if not got:
                         break
                     lines += got

@@ -21,8 +21,9 @@ Restore trusts nothing in a shard header: a shard whose bytes do not match its o
 skipped; shards are grouped by (origin, range, k, n, segment SHA3); k of them are decoded and
 the result must hash to the segment SHA3 (other k-subsets are tried if one fails), then every
 other shard is checked against the segment re-encoded (a forged shard with a matching header
-hash is named and skipped); finally the decoded segment is verified entry by entry (canonical
-lines, indices, hash chain, entry hashes), its root of size b recomputed from the prefix, the
+hash is named and skipped); finally the decoded segment is verified entry by entry (export line
+shape, data a JSON object, canonical timestamps, indices, hash chain, entry hashes over the exact
+data bytes), its root of size b recomputed from the prefix, the
 checkpoint's Ed25519 signature checked with the trusted key, its origin against the genesis
 entry, and its root against ours (equal size) or through the consistency proof (larger size).
 """
@@ -34,13 +35,13 @@ import zlib
 
 from host.errors import UserError
 from host.ledger import canonical, checkpoint as ckpt, merkle
+from host.mesh.replica import ReplicaError, split_line
 
 SEGMENT_FORMAT = "becomingone-archive-segment/1"
 SHARD_FORMAT = "becomingone-archive-shard/1"
 MAGIC = b"BOSHARD1\n"
 MAX_SUBSETS = 256          # k-subsets tried per segment when a decode does not match its SHA3
 ZERO_HASH = "0" * 64
-ENTRY_KEYS = ("data", "hash", "index", "previous_hash", "timestamp")
 
 
 class ArchiveError(UserError):
@@ -264,28 +265,18 @@ def verify_segment(h, lines, pub, prev_hash=None, frontier=None):
     for off, line in enumerate(lines):
         i = a + off
         try:
-            e = json.loads(line)
-            ok = isinstance(e, dict) and tuple(sorted(e)) == ENTRY_KEYS
-            data_json = canonical.dumps(e["data"]) if ok else None
-            ts = canonical.check_timestamp(e["timestamp"]) if ok else None
-        except (ValueError, canonical.CanonicalError):
-            ok = False
-        if not ok or type(e["index"]) is not int or not isinstance(e["hash"], str) \
-                or not isinstance(e["previous_hash"], str):
-            raise ArchiveError("%s: entry %d is not a ledger export line" % (where, i))
-        if e["index"] != i:
-            raise ArchiveError("%s: line %d holds index %r" % (where, i, e["index"]))
-        if e["previous_hash"] != prev:
+            data_json, h_given, idx, prev_given, ts, data = split_line(line)
+        except ReplicaError as e:
+            raise ArchiveError("%s: entry %d: %s" % (where, i, e)) from None
+        if idx != i:
+            raise ArchiveError("%s: line %d holds index %r" % (where, i, idx))
+        if prev_given != prev:
             raise ArchiveError("%s: entry %d does not link to the entry before it (hash chain broken)" % (where, i))
-        if (i == 0) != (isinstance(e["data"], dict) and e["data"].get("kind") == "genesis"):
+        if (i == 0) != (data.get("kind") == "genesis"):
             raise ArchiveError("%s: entry %d: only entry 0 is the genesis entry" % (where, i))
         h_hex = canonical.entry_hash(i, ts, data_json, prev)
-        if h_hex != e["hash"]:
+        if h_hex != h_given:
             raise ArchiveError("%s: entry %d: its hash does not match its contents" % (where, i))
-        canon = ('{"data":%s,"hash":"%s","index":%d,"previous_hash":"%s","timestamp":%s}'
-                 % (data_json, h_hex, i, prev, float.__repr__(ts)))
-        if canon != line:
-            raise ArchiveError("%s: entry %d is not in canonical form" % (where, i))
         hb = bytes.fromhex(h_hex)
         rows.append((i, ts, data_json, bytes.fromhex(prev), hb))
         fr.push(merkle.leaf_hash(hb), [])

@@ -45,8 +45,8 @@ _SUFFIX = re.compile(r',"hash":"([0-9a-f]{64})","index":(0|[1-9][0-9]*),"previou
                      r'"timestamp":([-+.0-9eE]+)}$')
 
 
-def _split_line(line):
-    """An export line (docs/LEDGER.md §7) -> (data_json, hash, index, previous_hash, timestamp),
+def split_line(line):
+    """An export line (docs/LEDGER.md §7) -> (data_json, hash, index, previous_hash, timestamp, data),
     without re-serialising `data`: the entry hash covers data_json byte for byte and the signed
     root covers the hashes, so the bytes the origin wrote are what is checked and stored. `data`
     must still be a JSON object and the timestamp in canonical float form."""
@@ -57,16 +57,17 @@ def _split_line(line):
     if m is None:
         raise ReplicaError("not a ledger export line: %.60r" % (line,))
     data_json = line[8:k]
+    data = None
     try:
         ts = float(m.group(4))
-        ok = float.__repr__(ts) == m.group(4) and math.isfinite(ts) and data_json[:1] == "{" \
-            and isinstance(json.loads(data_json), dict)
+        data = json.loads(data_json) if data_json[:1] == "{" else None
+        ok = float.__repr__(ts) == m.group(4) and math.isfinite(ts) and isinstance(data, dict)
     except ValueError:
         ok = False
     if not ok:
         raise ReplicaError("export line of entry %s: data is not a JSON object or the timestamp is "
                            "not a canonical float" % m.group(2))
-    return data_json, m.group(1), int(m.group(2)), m.group(3), ts
+    return data_json, m.group(1), int(m.group(2)), m.group(3), ts, data
 
 
 class _Replica:
@@ -196,7 +197,7 @@ class ReplicaStore:
         nodes = []
         for off, line in enumerate(lines):
             i = a + off
-            data_json, h_given, idx, prev_given, ts = _split_line(line)
+            data_json, h_given, idx, prev_given, ts, _data = split_line(line)
             if idx != i or prev_given != prev:
                 raise ReplicaError("%s entry %d: not the next entry of the replica (index or hash chain)" % (origin, i))
             h = canonical.entry_hash(i, ts, data_json, prev)

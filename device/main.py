@@ -54,7 +54,7 @@ try:
     import gc
     # Keep one large hole in the heap for the long-lived tables: the unix port compiles every
     # source into the same 192K heap and leaves it fragmented into small free blocks.
-    _reserve = bytearray(24 * 1024) if hasattr(gc, "mem_alloc") else None
+    _reserve = bytearray(12 * 1024) if hasattr(gc, "mem_alloc") else None
 except MemoryError:
     _reserve = None
 

@@ -1,0 +1,73 @@
+"""device/main.py, the entry point, run as a script from the repo root on both runtimes."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MPY = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable), "micropython")
+KEYS = ("beats", "lateness_us", "decisions", "collapses", "heap_free", "alloc_bytes_per_beat")
+
+
+def _run(cmd, **kw):
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120, **kw)
+    return p
+
+
+def _report(stdout):
+    line = stdout.decode().strip().splitlines()[-1]
+    return json.loads(line)
+
+
+@pytest.mark.skipif(not os.path.exists(MPY), reason="MicroPython unix port not installed")
+def test_micropython_entry_point_prints_report_last():
+    p = _run([MPY, "-X", "heapsize=192K", "device/main.py", "--board", "emulator", "--beats",
+              "300", "--link", "none"])
+    assert p.returncode == 0, p.stderr.decode()[-800:]
+    r = _report(p.stdout)
+    for k in KEYS:
+        assert k in r, k
+    assert r["beats"] == 300 and sum(r["decisions"].values()) == 300
+    assert set(r["lateness_us"]) >= {"p50", "p99", "max"}
+    assert r["alloc_bytes_per_beat"] == 0
+    assert r["heap_free"] > 0
+
+
+def test_cpython_entry_point_virtual_clock():
+    p = _run([sys.executable, "device/main.py", "--board", "emulator", "--beats", "500",
+              "--link", "none", "--clock", "virtual", "--faults",
+              "spike@600*3000,spike@700*3000,spike@800*3000,spike@900*3000,spike@1000*3000"])
+    assert p.returncode == 0, p.stderr.decode()[-800:]
+    r = _report(p.stdout)
+    assert r["beats"] == 500 and r["alloc_bytes_per_beat"] is None
+    assert r["lateness_us"]["max"] == 0              # virtual time: never late
+    assert r["decisions"]["ALERT"] > 0               # 5 spikes in the 1 s window: threat 0.6457
+
+
+def test_bad_flags_are_rejected_with_a_clear_message():
+    for args, msg in ((["--board", "esp32"], "allowed"), (["--pulse-k", "0.1"], "k"),
+                      (["--beats", "x"], "integer"), (["--link", "carrier-pigeon"], "none"),
+                      (["--bogus", "1"], "unknown option")):
+        p = _run([sys.executable, "device/main.py", "--clock", "virtual"] + args)
+        assert p.returncode == 2, args
+        assert msg in p.stderr.decode(), (args, p.stderr)
+
+
+def test_serial_link_on_stdin_stdout_answers_time_sync():
+    """--link serial: COBS frames on stdin/stdout, the JSON report on stderr."""
+    from shared import cobs
+    from shared import protocol as P
+    req = P.encode(P.TIME_SYNC, {"mode": 0, "host_t1_us": 42, "rx_era": 0, "rx_off": 0},
+                   0, 4242, 0)
+    p = _run([sys.executable, "device/main.py", "--beats", "60", "--link", "serial",
+              "--clock", "virtual", "--boot-id", "4242"], input=cobs.encode(req))
+    assert p.returncode == 0, p.stderr.decode()[-800:]
+    frames = [P.decode(cobs.decode(seg)) for seg in p.stdout.split(b"\x00") if seg]
+    types = [f.type for f in frames]
+    assert types[0] == P.HELLO and types.count(P.TELEMETRY) == 60
+    sync = [f for f in frames if f.type == P.TIME_SYNC]
+    assert sync and sync[0].fields["host_t1_us"] == 42 and sync[0].fields["mode"] == P.SYNC_REPLY
+    assert json.loads(p.stderr.decode().strip().splitlines()[-1])["beats"] == 60

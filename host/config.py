@@ -209,7 +209,7 @@ SCHEMA = {
         "windows": Leaf("list", [10.0, 60.0, 600.0, 3600.0],
                         "window lengths in units of kairos.tau_scale seconds, each <= tau_max",
                         item=Item(Leaf("float", None, "", lo=0.0, lo_open=True)), min_len=1, unique=True),
-        "fine_span": Leaf("float", 10.0, "seconds kept at beat resolution; longer windows start on a block "
+        "fine_span": Leaf("float", 2.0, "seconds kept at beat resolution; longer windows start on a block "
                           "boundary (see docs/CONFIG.md)", lo=0.1, hi=600.0),
     },
     "emissary": {

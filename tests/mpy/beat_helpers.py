@@ -24,9 +24,11 @@ class FakeLink:
     def send(self, data):
         self.tx_frames += 1
         # TELEMETRY is kept only when asked (keep_telemetry): 192K heap
-        if self.keep and (self.keep_telemetry or data[1] != P.TELEMETRY):
+        if not self.keep:
+            return
+        if self.keep_telemetry or data[1] != P.TELEMETRY:
             self.sent.append(bytes(data))
-        elif data[1] == P.TELEMETRY:
+        else:
             self.last_telemetry = bytes(data)
 
     def recv(self):

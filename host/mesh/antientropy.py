@@ -76,7 +76,7 @@ class AntiEntropy:
     async def exchange(self, peer=None):
         """One push-pull exchange with `peer` (host, port, expected cell) or a random one.
         -> True on success; failures are counted (`failures`, `last_error`), not raised."""
-        if not self.peers:
+        if peer is None and not self.peers:
             return False
         host, port, expect = peer or self.rng.choice(self.peers)
         try:

@@ -1,0 +1,147 @@
+"""One cell's mesh services on ONE mutual-TLS listener: SWIM membership, anti-entropy of the
+versioned T_global map, and verified ledger replication, with peers taken from the live
+membership. Messages are dispatched by shape: {"type": ...} -> SWIM, {"op": "digest"|"push"}
+-> anti-entropy, {"op": "heads"|"entries"} -> replication.
+
+Trust: a folder of `<cell>.json` files {"cell", "origin", "public_key_pem"} (one per cell: its
+ledger origin and Ed25519 key, which also signs its T_global entries). Written by `write_trust`.
+
+Process entry (used by the multi-process tests; prints one JSON status line per period):
+    python -m host.mesh.node --tls DIR --trust DIR --cell NAME --ledger DB --replicas DIR
+        --port P [--host H] [--seed H:P ...] [--interval 0.5] [--t-hat RE,IM] [--devices N]
+        [--append-every K]
+"""
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+
+from host.ledger import checkpoint as ckpt
+from host.mesh.aggregate import VersionedAggregate
+from host.mesh.antientropy import AntiEntropy
+from host.mesh.replica import ReplicaStore
+from host.mesh.replication import Replicator
+from host.mesh.swimnet import SwimNode
+
+
+def write_trust(folder, cell, ledger):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, cell + ".json"), "w") as f:
+        json.dump({"cell": cell, "origin": ledger.origin, "public_key_pem": ledger.public_key_pem()}, f)
+
+
+def load_trust(folder):
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                t = json.load(f)
+            out[t["cell"]] = (t["origin"], ckpt.load_public_key(t["public_key_pem"].encode("ascii")))
+    return out
+
+
+class MeshNode:
+    def __init__(self, tls, trust, cell, ledger, replicas, host="127.0.0.1", port=0, seeds=(),
+                 interval=0.5, timeout=0.3, rng=None):
+        self.cell, self.ledger = cell, ledger
+        self.rng = rng or random.Random()
+        self.trust = trust
+        key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(ledger.path)))
+        self.agg = VersionedAggregate(cell, signing_key=key, keys={c: p for c, (_o, p) in trust.items()},
+                                      ttl=max(5.0, 10 * interval))
+        self.store = ReplicaStore(replicas, {o: p for c, (o, p) in trust.items() if c != cell})
+        self.swim = SwimNode(tls, cell, host, port, seeds=seeds, interval=interval, timeout=timeout, rng=self.rng)
+        self.ae = AntiEntropy(self.agg, tls, cell, rng=self.rng)
+        self.rep = Replicator(ledger, self.store, tls, cell)
+        # one listener: SWIM's server dispatches to the other services by message shape
+        self.swim.server.handler = self._dispatch
+        self.alerts = []
+
+    async def _dispatch(self, peer, payload):
+        try:
+            msg = json.loads(payload)
+        except ValueError:
+            msg = None
+        if isinstance(msg, dict) and msg.get("op") in ("digest", "push"):
+            return await self.ae._handle(peer, payload)
+        if isinstance(msg, dict) and msg.get("op") in ("heads", "entries"):
+            return await self.rep._handle(peer, payload)
+        return await self.swim._handle(peer, payload)
+
+    async def start(self):
+        return await self.swim.start()
+
+    def _peers(self):
+        out = []
+        for m in self.swim.swim.members.values():
+            if m.state == "alive" and m.addr:
+                host, _, port = m.addr.rpartition(":")
+                out.append((host, int(port), m.name))
+        return out
+
+    async def period(self, t_hat=None, devices=0):
+        """One protocol period: probe, publish, one anti-entropy exchange and one pull."""
+        await self.swim.swim.probe_once()
+        if t_hat is not None:
+            self.agg.publish(t_hat, devices)
+        peers = self._peers()
+        if peers:
+            peer = self.rng.choice(peers)
+            await self.ae.exchange(peer)
+            rep = await self.rep.pull(peer)
+            self.alerts += rep["alerts"]
+
+    def status(self):
+        t, w = self.agg.t_global()
+        return {"cell": self.cell, "view": self.swim.swim.view(), "t_global": [t.real, t.imag],
+                "weights": w, "size": self.ledger.size,
+                "replicas": {c: self.store.size(o) for c, (o, _p) in self.trust.items() if c != self.cell},
+                "alerts": len(self.alerts), "refused_values": self.agg.refused,
+                "exchange_failures": self.ae.failures, "last_error": self.ae.last_error}
+
+    async def close(self):
+        await self.swim.close()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m host.mesh.node")
+    for flag in ("--tls", "--trust", "--cell", "--ledger", "--replicas"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=18789)
+    p.add_argument("--seed", action="append", default=[])
+    p.add_argument("--interval", type=float, default=0.5)
+    p.add_argument("--timeout", type=float, default=0.3)
+    p.add_argument("--t-hat", default="0,0")
+    p.add_argument("--devices", type=int, default=1)
+    p.add_argument("--append-every", type=int, default=0, help="append an entry and sign a checkpoint every K periods")
+    a = p.parse_args(argv)
+    from host.ledger import Ledger
+    re_, im_ = (float(x) for x in a.t_hat.split(","))
+
+    async def go():
+        led = Ledger(a.ledger)
+        node = MeshNode(a.tls, load_trust(a.trust), a.cell, led, a.replicas, a.host, a.port,
+                        seeds=a.seed, interval=a.interval, timeout=a.timeout)
+        await node.start()
+        k = 0
+        while True:
+            k += 1
+            if a.append_every and k % a.append_every == 0:
+                led.append("action", {"action": "tick", "period": k})
+                led.checkpoint()
+            await node.period(complex(re_, im_), a.devices)
+            sys.stdout.write(json.dumps(node.status(), sort_keys=True) + "\n")
+            sys.stdout.flush()
+            await asyncio.sleep(a.interval)
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

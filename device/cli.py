@@ -9,9 +9,21 @@ class UsageError(Exception):
 BOARDS = ("emulator", "pico", "pico_w", "pizero")
 
 
+def default_board():
+    """pico / pico_w on an rp2 (a Pico runs main.py without arguments), else emulator."""
+    import sys
+    if sys.platform == "rp2":
+        try:
+            import network  # noqa: F401  (only the Pico W firmware has it)
+            return "pico_w"
+        except ImportError:
+            return "pico"
+    return "emulator"
+
+
 class Options:
     def __init__(self):
-        self.board = "emulator"
+        self.board = default_board()
         self.beats = 0
         self.link = ""
         self.device_id = 1

@@ -17,4 +17,4 @@ include("$(BOARD_DIR)/manifest.py")
 
 package("shared", base_path="..")
 package("device", base_path="..")
-package("boards", files=("__init__.py", "pico_w.py"), base_path="..")
+package("boards", files=("__init__.py", "pico_w.py", "pico.py"), base_path="..")  # pico_w builds on pico

@@ -204,3 +204,62 @@ def test_unreachable_port_fails_cleanly_and_registers_no_key(ks, tmp_path, capsy
     assert "cannot open" in cap.err and "no-such-tty" in cap.err
     assert _snapshot(str(ks)) == before  # the key is registered only once the files are on the board
     assert "device.key" in cap.out  # the plan was shown before the copy was tried
+
+
+def test_board_definitions_a_board_imports_are_deployed_with_it():
+    assert P.board_closure("pico_w") == ["pico_w", "pico"]  # boards/pico_w.py: from boards import pico
+    mods = P.source_modules("pico_w")
+    assert "boards/pico.py" in mods and "boards/pico_w.py" in mods and "boards/pizero.py" not in mods
+    with pytest.raises(P.UserError, match="boards/nosuch.py is missing"):
+        P.source_modules("nosuch")
+
+
+@pytest.mark.parametrize("board", ["pico", "pico_w", "pizero", "emulator"])
+def test_every_project_import_of_a_deployed_module_is_deployed(board):
+    """Static import closure: an `import device.x` / `from shared import y` / `from boards
+    import z` in a deployed module names a deployed module (else the board raises ImportError)."""
+    import ast
+
+    mods = set(P.source_modules(board))
+
+    def provided(dotted):
+        base = dotted.replace(".", "/")
+        return base + ".py" in mods or base + "/__init__.py" in mods
+
+    def defined(dotted):
+        base = dotted.replace(".", "/")
+        path = base + ".py" if base + ".py" in mods else base + "/__init__.py"
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        out = {"*"}
+        for node in ast.walk(tree):  # also names defined under try/if (viper fallbacks, ...)
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                out.add(node.name)
+            elif isinstance(node, ast.Assign):
+                out.update(t.id for t in node.targets if isinstance(t, ast.Name))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                out.update((a.asname or a.name).split(".")[0] for a in node.names)
+        return out
+
+    missing = []
+    for rel in mods:
+        with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
+            tree = ast.parse(f.read(), rel)
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [node.module + "." + a.name for a in node.names]
+            for n in names:
+                top = n.split(".")[0]
+                if top not in ("device", "shared", "boards") or n in ("device", "shared", "boards"):
+                    continue
+                if provided(n):
+                    continue
+                parent = n.rsplit(".", 1)[0]
+                if (isinstance(node, ast.ImportFrom) and n != node.module and provided(parent)
+                        and n.rsplit(".", 1)[1] in defined(parent)):
+                    continue  # `from pkg.mod import name`: a name defined in a deployed module
+                missing.append("%s imports %s" % (rel, n))
+    assert not missing, missing

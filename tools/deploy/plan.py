@@ -13,6 +13,7 @@ A plan is a list of `Item`s, each one file on the board:
 """
 import json
 import os
+import re
 import subprocess
 import tempfile
 
@@ -88,11 +89,35 @@ def source_modules(board, root=ROOT):
             for f in sorted(filenames):
                 if f.endswith(".py"):
                     out.append(os.path.relpath(os.path.join(dirpath, f), root))
-    for rel in ("boards/__init__.py", "boards/%s.py" % board):
-        if not os.path.exists(os.path.join(root, rel)):
-            raise UserError("board definition %s is missing from %s" % (rel, root))
-        out.append(rel)
+    if not os.path.exists(os.path.join(root, "boards", "__init__.py")):
+        raise UserError("boards/__init__.py is missing from %s" % root)
+    out.append("boards/__init__.py")
+    for name in board_closure(board, root):
+        out.append("boards/%s.py" % name)
     return out
+
+
+_BOARD_IMPORT = re.compile(r"^\s*(?:from\s+boards\s+import\s+([\w, ]+)|import\s+boards\.(\w+)"
+                           r"|from\s+boards\.(\w+)\s+import)", re.M)
+
+
+def board_closure(board, root=ROOT):
+    """The board's definition and the board definitions it imports (pico_w builds on pico),
+    in a stable order: the board first."""
+    order, todo = [], [board]
+    while todo:
+        name = todo.pop(0)
+        if name in order:
+            continue
+        path = os.path.join(root, "boards", name + ".py")
+        if not os.path.exists(path):
+            raise UserError("board definition boards/%s.py is missing from %s" % (name, root))
+        order.append(name)
+        with open(path, encoding="utf-8") as f:
+            for m in _BOARD_IMPORT.finditer(f.read()):
+                names = m.group(1).split(",") if m.group(1) else [m.group(2) or m.group(3)]
+                todo.extend(n.strip() for n in names if n.strip())
+    return order
 
 
 def root_main_source():

@@ -106,3 +106,36 @@ def test_pizero_bundle(tmp_path, capsys):
         assert "bundle/device.key" in names and "bundle/install.sh" in names
         assert tar.getmember("bundle/device.key").mode & 0o077 == 0
     assert "scp" in text and "install.sh" in text
+
+
+def test_pizero_bundle_start_py_runs_the_firmware_on_cpython(tmp_path, capsys):
+    """start.py of the bundle on CPython (as systemd runs it), with the board swapped for the
+    emulator (no I2C here): the bundled sources are complete and the HELLO reaches a host."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    from shared import protocol
+    from shared.auth import Auth
+
+    host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    host.bind(("127.0.0.1", 0))
+    host.settimeout(20)
+    data, out = tmp_path / "data", tmp_path / "pz"
+    rc = cli(["flash", "--board", "pizero", "--host-url", "udp://127.0.0.1:%d" % host.getsockname()[1],
+              "--data", str(data), "--out", str(out), "--device-id", "12", "--set", "beats=30",
+              "--set", "clock=virtual", "--set", "boot_grace_ms=0", "--set", "quiet=true"])
+    capsys.readouterr()
+    assert rc == 0
+    cfg = json.loads((out / "boardcfg.json").read_text())
+    cfg["board"] = "emulator"
+    (out / "boardcfg.json").write_text(json.dumps(cfg))
+    shutil.copy(os.path.join(ROOT, "boards", "emulator.py"), str(out / "boards" / "emulator.py"))
+    p = subprocess.run([sys.executable, "-I", "start.py"], cwd=str(out), capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    key = Keystore(str(data / "keys.json")).get(12)
+    f = protocol.decode(host.recvfrom(2048)[0], auth={12: Auth(key)})
+    host.close()
+    assert f.type == protocol.HELLO and f.device_id == 12

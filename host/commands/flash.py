@@ -76,7 +76,8 @@ def _link(args, board):
     if not args.host_url:
         raise UserError("--board %s needs --host-url udp://HOST:PORT (the host's address on the "
                         "board's network, port %d by default)" % (board, V.DEFAULT_HOST_PORT))
-    host, port = V.parse_host_url(args.host_url, allow_loopback=(board == "emulator"))
+    # a Pi Zero may run the host coordinator itself; a Pico W never can
+    host, port = V.parse_host_url(args.host_url, allow_loopback=board in ("emulator", "pizero"))
     return "udp://%s:%d" % (host, port)
 
 

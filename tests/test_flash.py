@@ -263,3 +263,16 @@ def test_every_project_import_of_a_deployed_module_is_deployed(board):
                     continue  # `from pkg.mod import name`: a name defined in a deployed module
                 missing.append("%s imports %s" % (rel, n))
     assert not missing, missing
+
+
+def test_root_main_passes_wifi_from_wifi_json(tmp_path, monkeypatch):
+    src = P.root_main_source().decode()
+    ns = {}
+    exec(compile(src.rstrip()[:-len("_start()")], "main.py", "exec"), ns)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / P.WIFI_FILE).write_bytes(V.wifi_bytes({"ssid": "Lab", "password": "pa:ss-word", "_origin": "x"}))
+    argv = ns["_argv"]({"board": "pico_w", "wifi_file": P.WIFI_FILE, "link": "udp://10.0.0.2:18790"})
+    assert argv == ["--board", "pico_w", "--link", "udp://10.0.0.2:18790", "--wifi", "Lab:pa:ss-word"]
+    # the firmware's own parser accepts it (the board splits SSID:PASSWORD at the first colon)
+    P.check_device_flags({"board": "pico_w", "wifi_file": P.WIFI_FILE, "link": "udp://10.0.0.2:18790"},
+                         {"ssid": "Lab", "password": "pa:ss-word"})

@@ -35,6 +35,28 @@ def _print_exc(e):
         traceback.print_exception(type(e), e, e.__traceback__)
 
 
+_BASE_MODULES = []
+
+
+def _forget_new_modules():
+    """Drop the modules the previous test file imported (and their attributes on parent
+    packages) so every file starts with the same free heap: 192K does not hold them all."""
+    if not _BASE_MODULES:
+        _BASE_MODULES.extend(sys.modules)
+        return
+    for name in list(sys.modules):
+        if name in _BASE_MODULES:
+            continue
+        del sys.modules[name]
+        i = name.rfind(".")
+        if i > 0 and name[:i] in sys.modules:
+            try:
+                delattr(sys.modules[name[:i]], name[i + 1:])
+            except (AttributeError, TypeError):
+                pass
+    gc.collect()
+
+
 def main():
     root = _root()
     # fakes first: a fake machine.py replaces the built-in one
@@ -60,6 +82,7 @@ def main():
     passed = failed = 0
     failures = []
     for modname in files:
+        _forget_new_modules()
         try:
             mod = __import__("tests.mpy." + modname, None, None, ["*"])
         except Exception as e:

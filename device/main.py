@@ -72,7 +72,12 @@ def main(argv=None):
     global _reserve
     from device.runner import prepare, build, report_json
     try:
-        prepare(opts)
+        try:
+            prepare(opts)
+        except MemoryError:          # the compiler needed the reserved block: give it back
+            _reserve = None
+            gc.collect()
+            prepare(opts)
         _reserve = None
         gc.collect()
         beat = build(opts)

@@ -15,14 +15,19 @@ def main(argv):
     root = argv[1] if len(argv) > 1 else "."
     for p in (root + "/tests/fakes", root):
         sys.path.insert(0, p)
-    reserve = bytearray(16 * 1024)   # noqa: F841  (see device/main.py)
+    reserve = bytearray(12 * 1024)   # noqa: F841  (see device/main.py)
     n = 2000
     if "--beats" in argv:
         n = int(argv[argv.index("--beats") + 1])
     from device import runner
     from device.cli import parse_args
     o = parse_args(["--clock", "virtual", "--pow-bits", "0"])
-    runner.prepare(o)
+    try:
+        runner.prepare(o)
+    except MemoryError:              # the compiler needed the reserved block
+        reserve = None
+        gc.collect()
+        runner.prepare(o)
     reserve = None
     gc.collect()
     b = runner.build(o)

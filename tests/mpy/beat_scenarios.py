@@ -240,7 +240,12 @@ def sc_bad_host_frames_counted_not_raised():
 if __name__ == "__main__":
     from device import runner
     from device.cli import parse_args
-    runner.prepare(parse_args(["--clock", "virtual"]))
+    try:
+        runner.prepare(parse_args(["--clock", "virtual"]))
+    except MemoryError:
+        _reserve = None
+        gc.collect()
+        runner.prepare(parse_args(["--clock", "virtual"]))
     import tests.mpy.beat_helpers  # noqa: F401
     _reserve = None
     gc.collect()

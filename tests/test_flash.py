@@ -276,3 +276,28 @@ def test_root_main_passes_wifi_from_wifi_json(tmp_path, monkeypatch):
     # the firmware's own parser accepts it (the board splits SSID:PASSWORD at the first colon)
     P.check_device_flags({"board": "pico_w", "wifi_file": P.WIFI_FILE, "link": "udp://10.0.0.2:18790"},
                          {"ssid": "Lab", "password": "pa:ss-word"})
+
+
+def test_keystore_is_the_one_the_host_uses(tmp_path, monkeypatch, capsys):
+    from host.commands.flash import keystore_path
+    import argparse
+
+    monkeypatch.chdir(tmp_path)
+    a = argparse.Namespace(keystore=None, data=None, config=None)
+    assert keystore_path(a) == str(tmp_path / "var" / "becomingone" / "keys.json")  # `run`'s default
+    cfg = tmp_path / "becomingone.yaml"
+    cfg.write_text("data_dir: %s\n" % (tmp_path / "d2"))
+    a.config = str(cfg)
+    assert keystore_path(a) == str(tmp_path / "d2" / "keys.json")
+    a.data = str(tmp_path / "d3")
+    assert keystore_path(a) == str(tmp_path / "d3" / "keys.json")
+    a.keystore = "k.json"
+    assert keystore_path(a) == str(tmp_path / "k.json")
+    # with the defaults, `becomingone device keys list` sees the key flash registered
+    rc = cli(["flash", "--board", "pizero", "--host-url", "udp://10.0.0.2:18790", "--device-id", "44"])
+    out = capsys.readouterr().out
+    assert rc == 0 and str(tmp_path / "var" / "becomingone" / "keys.json") in out
+    fp = out.split("fingerprint ")[1][:8]
+    assert cli(["device", "keys", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "44" in listing and fp in listing

@@ -35,9 +35,10 @@ def add_arguments(p):
                    "pizero; emulator: UDP instead of serial)")
     p.add_argument("--wifi-file", help="pico_w Wi-Fi credentials: JSON {\"ssid\",\"password\"} or INI "
                    "[wifi]; default: $%s / $%s" % (V.ENV_SSID, V.ENV_PASSWORD))
-    p.add_argument("--data", default=os.path.expanduser("~/.becomingone"),
-                   help="the host's data folder (keystore DATA/keys.json); default ~/.becomingone")
-    p.add_argument("--keystore", help="keystore file (default DATA/keys.json)")
+    p.add_argument("--data", metavar="DIR", help="the host's data folder, as for `becomingone run` "
+                   "(default: the config's data_dir, else ./var/becomingone); keystore DIR/keys.json")
+    p.add_argument("--config", metavar="FILE", help="becomingone.yaml (data_dir, admission.keystore)")
+    p.add_argument("--keystore", help="keystore file (default: the host's, see --data/--config)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--rotate-key", action="store_true", help="replace the device's registered key")
     g.add_argument("--keep-key", action="store_true", help="deploy the key already registered")
@@ -81,6 +82,19 @@ def _link(args, board):
     return "udp://%s:%d" % (host, port)
 
 
+def keystore_path(args):
+    """The keystore the host coordinator uses: --keystore, else the config's
+    admission.keystore, else DATA/keys.json with DATA resolved as `becomingone run` does."""
+    if args.keystore:
+        return os.path.abspath(os.path.expanduser(args.keystore))
+    from host.commands.run import resolve_data_dir
+    data = resolve_data_dir(args.data, args.config)
+    if args.config:
+        from host.config import load_config
+        return load_config(args.config, {"data_dir": data}).keystore_path()
+    return os.path.join(data, "keys.json")
+
+
 def make_plan(args):
     """Everything decided before anything is touched. Returns a dict (the plan)."""
     board = args.board
@@ -94,7 +108,7 @@ def make_plan(args):
     wifi = V.load_wifi(args.wifi_file) if board == "pico_w" else None
     if wifi is None and args.wifi_file:
         raise UserError("--wifi-file is for pico_w only (the %s board has no Wi-Fi set up by flash)" % board)
-    ks_path = args.keystore or os.path.join(args.data, "keys.json")
+    ks_path = keystore_path(args)
     ks = V.open_keystore(ks_path)
     device_id = V.choose_device_id(ks, args.device_id)
     policy = "rotate" if args.rotate_key else ("keep" if args.keep_key else "new")

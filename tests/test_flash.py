@@ -105,6 +105,8 @@ def test_dry_run_never_shows_secrets(ks, monkeypatch, capsys):
     (["--board", "emulator", "--port", "p", "--set", "fs=99999"], "--fs must be"),
     (["--board", "emulator", "--port", "p", "--set", "bogus=1"], "unknown option"),
     (["--board", "emulator", "--port", "p", "--set", "link=serial"], "set by flash"),
+    (["--board", "emulator", "--port", "p", "--set", "wifi_file=x.json"], "--wifi-file"),
+    (["--board", "emulator", "--port", "p", "--set", "boot_grace_ms=-5"], "0..60000"),
     (["--board", "emulator", "--port", "p", "--wifi-file", "/nonexistent"], "pico_w only"),
 ])
 def test_bad_input_is_refused_with_a_clear_message(ks, capsys, monkeypatch, args, msg):

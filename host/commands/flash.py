@@ -64,6 +64,11 @@ def _extra(sets):
             out[k] = json.loads(v)
         except ValueError:
             out[k] = v
+    if "wifi_file" in out:
+        raise UserError("--set wifi_file: Wi-Fi comes from --wifi-file or the environment (pico_w)")
+    g = out.get("boot_grace_ms")
+    if g is not None and not (isinstance(g, int) and not isinstance(g, bool) and 0 <= g <= 60000):
+        raise UserError("--set boot_grace_ms must be an integer 0..60000 (ms), got %r" % (g,))
     return out
 
 

@@ -74,8 +74,7 @@ def _elf_interpreter(path):
         if ptype == 3:  # PT_INTERP
             p_offset, = struct.unpack_from("<Q", data, off + 8)
             p_filesz, = struct.unpack_from("<Q", data, off + 32)
-            f = open(path, "rb")
-            with f:
+            with open(path, "rb") as f:
                 f.seek(p_offset)
                 return f.read(p_filesz).rstrip(b"\0").decode()
     raise RuntimeError("%s has no program interpreter" % path)

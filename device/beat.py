@@ -64,6 +64,9 @@ class Settings:
         self.witness_repeat_beats = 0  # same decision re-witnessed after N beats (0 = 1 min)
         self.spin_us = 150            # busy-wait the last microseconds before a deadline
         self.slice_hashes = 64        # proof-of-work hashes per slice (bounded)
+        self.mine_margin_us = 800     # mining stops this much earlier still: the process then
+        #                               sleeps before each deadline (an OS scheduler wakes a
+        #                               sleeper sooner than a process that used its time slice)
         self.margin_us = 200          # idle work must end this long before the deadline
         self.gc_low = 12 * 1024       # collect in idle time below this many free bytes
         self.link_timeout_ms = 3000   # no host frame for this long: the link is down
@@ -346,7 +349,8 @@ class Beat:
                 continue
             # mining allocates (hash objects): only with heap to spare, so the automatic GC
             # never has to run inside a beat
-            if not low and budget > self.slice_est_us and self._mine_slice(clk):
+            if not low and budget - s.mine_margin_us > self.slice_est_us and \
+                    self._mine_slice(clk):
                 continue
             # nothing else to do: sleep, then spin the last spin_us (sleep overshoots)
             if not clk.spin_ok:

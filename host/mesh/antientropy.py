@@ -27,8 +27,9 @@ def _enc(obj):
 
 
 class AntiEntropy:
-    def __init__(self, agg, folder, cell, peers=(), rng=None):
+    def __init__(self, agg, folder, cell, peers=(), rng=None, timeout=10.0):
         self.agg, self.folder, self.cell = agg, folder, cell
+        self.timeout = timeout        # connect and each request (a cut link never answers)
         self.peers = list(peers)
         self.rng = rng or random.Random()
         self.server = MeshServer(folder, cell, self._handle)
@@ -66,7 +67,7 @@ class AntiEntropy:
     async def _req(self, conn, obj):
         data = _enc(obj)
         self.bytes_sent += len(data) + 4
-        rep = await conn.request(data)
+        rep = await asyncio.wait_for(conn.request(data), self.timeout)
         self.bytes_received += len(rep) + 4
         msg = json.loads(rep)
         if not isinstance(msg, dict) or "error" in msg:
@@ -80,7 +81,7 @@ class AntiEntropy:
             return False
         host, port, expect = peer or self.rng.choice(self.peers)
         try:
-            conn = await connect(self.folder, self.cell, host, port, expect=expect)
+            conn = await connect(self.folder, self.cell, host, port, expect=expect, timeout=self.timeout)
         except MeshTLSError as e:
             self.failures += 1
             self.last_error = str(e)
@@ -91,7 +92,7 @@ class AntiEntropy:
             await self._req(conn, {"op": "push", "entries": self.agg.delta(got.get("digest") or {})})
             self.exchanges += 1
             return True
-        except (MeshTLSError, AggregateError, ValueError, OSError) as e:
+        except (MeshTLSError, AggregateError, ValueError, OSError, asyncio.TimeoutError) as e:
             self.failures += 1
             self.last_error = str(e)
             return False

@@ -53,8 +53,9 @@ class MeshNode:
                                       ttl=max(5.0, 10 * interval))
         self.store = ReplicaStore(replicas, {o: p for c, (o, p) in trust.items() if c != cell})
         self.swim = SwimNode(tls, cell, host, port, seeds=seeds, interval=interval, timeout=timeout, rng=self.rng)
-        self.ae = AntiEntropy(self.agg, tls, cell, rng=self.rng)
-        self.rep = Replicator(ledger, self.store, tls, cell)
+        io_timeout = max(1.0, 4 * timeout)
+        self.ae = AntiEntropy(self.agg, tls, cell, rng=self.rng, timeout=io_timeout)
+        self.rep = Replicator(ledger, self.store, tls, cell, timeout=io_timeout)
         # one listener: SWIM's server dispatches to the other services by message shape
         self.swim.server.handler = self._dispatch
         self.alerts = []

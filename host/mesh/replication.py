@@ -12,6 +12,7 @@ entries of its own origin from others.
     rep = Replicator(ledger, store, tls_folder, "cell-b", peers=[(host, port, "cell-a")])
     port = await rep.start("127.0.0.1", 0); report = await rep.pull(peer); await rep.close()
 """
+import asyncio
 import json
 
 from host.ledger import checkpoint as ckpt
@@ -27,8 +28,9 @@ def _enc(obj):
 
 
 class Replicator:
-    def __init__(self, ledger, store, folder, cell, peers=()):
+    def __init__(self, ledger, store, folder, cell, peers=(), timeout=10.0):
         self.ledger, self.store, self.folder, self.cell = ledger, store, folder, cell
+        self.timeout = timeout        # connect and each request (a cut link never answers)
         self.peers = list(peers)
         self.server = MeshServer(folder, cell, self._handle)
         self.alerts = []            # split-view reports
@@ -82,13 +84,13 @@ class Replicator:
 
     # ------------------------------------------------------------ pulling
     async def _req(self, conn, obj):
-        msg = json.loads(await conn.request(_enc(obj)))
+        msg = json.loads(await asyncio.wait_for(conn.request(_enc(obj)), self.timeout))
         if not isinstance(msg, dict) or "error" in msg:
             raise ReplicaError("peer %s answered %r" % (conn.name, msg))
         return msg
 
     async def _lines(self, conn, obj):
-        rep = await conn.request(_enc(obj))
+        rep = await asyncio.wait_for(conn.request(_enc(obj)), self.timeout)
         if not rep.startswith(LINES_MAGIC):
             raise ReplicaError("peer %s answered %r" % (conn.name, rep[:200]))
         body = rep[len(LINES_MAGIC):]
@@ -103,7 +105,7 @@ class Replicator:
         host, port, expect = peer or self.peers[0]
         report = {"applied": {}, "refused": {}, "alerts": [], "error": None}
         try:
-            conn = await connect(self.folder, self.cell, host, port, expect=expect)
+            conn = await connect(self.folder, self.cell, host, port, expect=expect, timeout=self.timeout)
         except MeshTLSError as e:
             report["error"] = str(e)
             return report
@@ -139,8 +141,8 @@ class Replicator:
                     self.entries_applied += n
                 except ReplicaError as e:
                     report["refused"][origin] = str(e)
-        except (ReplicaError, MeshTLSError, ValueError) as e:
-            report["error"] = str(e)
+        except (ReplicaError, MeshTLSError, ValueError, OSError, asyncio.TimeoutError) as e:
+            report["error"] = str(e) or type(e).__name__
         finally:
             await conn.close()
         return report

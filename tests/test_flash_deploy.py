@@ -217,3 +217,25 @@ def test_serial_link_hello_over_the_same_port(fakeboard, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr + repr(bytes(fb.console[-300:]))
     assert (board / "device.key").read_bytes() == key
+
+
+def test_deploy_refused_when_the_board_filesystem_is_too_small(tmp_path):
+    """A board whose filesystem cannot take the firmware (statvfs on the board): refused before
+    any file is written, nothing registered in the keystore."""
+    fb = FakeBoard(str(tmp_path), fs_bytes=48 * 1024, link=str(tmp_path / "ttySMALL"))
+    fb.start()
+    try:
+        fb.wait_console(b">>> ", 15)
+        data = tmp_path / "hostdata"
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "flash.py"), "--board", "emulator",
+                            "--port", fb.port, "--data", str(data)],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert "bytes free; this deploy needs" in p.stderr
+        assert not (data / "keys.json").exists()
+        p = subprocess.run([sys.executable, "-m", "mpremote", "connect", fb.port, "exec",
+                            "import os; print([n for n in os.listdir('/') if n != '.rt'])"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
+    finally:
+        fb.stop()

@@ -116,8 +116,11 @@ class Runtime:
         raise RuntimeError("%s is neither under /usr nor under %s: the sandbox cannot reach it"
                            % (host_path, self.prefix))
 
-    def command(self, board_dir, network=False, heapsize="512K", program=PROGRAM, info_fd=None):
-        """The bwrap command line that runs `program` as the board."""
+    def command(self, board_dir, network=False, heapsize="512K", program=PROGRAM, info_fd=None,
+                fs_bytes=None):
+        """The bwrap command line that runs `program` as the board. fs_bytes: the board's `/`
+        is then a tmpfs of that size inside the sandbox (nothing lands on the host; for tests
+        of a full filesystem) instead of board_dir."""
         so_name = os.path.basename(self.mp_so)
         argv = ["micropython", "-X", "heapsize=" + heapsize, RT + "/mp/fakeboard.py"]
         boot = ("import signal,sys\nsignal.signal(signal.SIGINT,signal.SIG_IGN)\n"
@@ -125,9 +128,12 @@ class Runtime:
         cmd = ["bwrap", "--unshare-all"]
         if network:
             cmd.append("--share-net")
-        cmd += ["--die-with-parent", "--as-pid-1", "--new-session",
-                "--bind", board_dir, "/",
-                "--tmpfs", RT,
+        cmd += ["--die-with-parent", "--as-pid-1", "--new-session"]
+        if fs_bytes:
+            cmd += ["--size", str(int(fs_bytes)), "--tmpfs", "/"]
+        else:
+            cmd += ["--bind", board_dir, "/"]
+        cmd += ["--tmpfs", RT,
                 "--ro-bind", "/usr", RT + "/usr",
                 "--ro-bind", self.prefix, RT + "/py",
                 "--ro-bind", self.mp_so, RT + "/mp/" + so_name,
@@ -155,7 +161,8 @@ def _die_with_us():
 
 
 class FakeBoard:
-    def __init__(self, board_dir, network=False, heapsize="512K", link=None, console_limit=1 << 20):
+    def __init__(self, board_dir, network=False, heapsize="512K", link=None, console_limit=1 << 20,
+                 fs_bytes=None):
         self.board_dir = os.path.realpath(board_dir)
         if not os.path.isdir(self.board_dir):
             raise ValueError("board folder %s does not exist" % board_dir)
@@ -163,6 +170,7 @@ class FakeBoard:
             raise ValueError("the board folder must not be /")
         self.network = network
         self.heapsize = heapsize
+        self.fs_bytes = fs_bytes
         self.link = link
         self.console = bytearray()
         self.console_limit = console_limit
@@ -271,7 +279,8 @@ class FakeBoard:
     # ---- internals
     def _spawn(self):
         rfd, wfd = os.pipe()
-        cmd = self._rt.command(self.board_dir, self.network, self.heapsize, info_fd=wfd)
+        cmd = self._rt.command(self.board_dir, self.network, self.heapsize, info_fd=wfd,
+                               fs_bytes=self.fs_bytes)
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, pass_fds=(wfd,), preexec_fn=_die_with_us,
                                 bufsize=0)

@@ -63,6 +63,34 @@ def _remote_walk(t, top):
     return files, dirs
 
 
+def _blocks(n, bsize):
+    return -(-n // bsize) * bsize if n else 0
+
+
+def check_space(t, items, doomed):
+    """Refuse the deploy if the board's filesystem cannot take it: the new files (rounded up to
+    its blocks) minus what they replace or what is removed must fit in the free space
+    (`os.statvfs('/')` on the board). Returns (free, needed) in bytes, or None when the board
+    cannot tell."""
+    from mpremote.transport import TransportExecError
+
+    try:
+        st = t.eval("__import__('os').statvfs('/')")
+    except (TransportExecError, ValueError, SyntaxError):
+        return None
+    bsize, free = st[0] or 4096, st[0] * st[4]
+    paths = sorted(set(it.remote for it in items) | set(doomed))
+    code = ("import os\n_t = 0\nfor _p in %r:\n try:\n  _t += -(-os.stat(_p)[6] // %d) * %d\n"
+            " except OSError:\n  pass\nprint(_t)" % (paths, bsize, bsize))
+    reclaim = int(t.exec(code).strip() or 0)
+    needed = sum(_blocks(it.size, bsize) for it in items) - reclaim
+    if needed > free:
+        raise UserError("the board's filesystem has %d bytes free; this deploy needs %d more "
+                        "(remove files on the board, or freeze the firmware into the image: "
+                        "boards/manifest_*.py and --config-only)" % (free, needed))
+    return free, needed
+
+
 def deploy(port, items, dirs, stale_dirs, reset=True, progress=None, before_reset=None, wait=0):
     """Copy staged items to the board on `port`. `progress(item, done_bytes, total_bytes)` is
     called as bytes go out; `before_reset()` once every file is on the board (the key is
@@ -82,8 +110,9 @@ def deploy(port, items, dirs, stale_dirs, reset=True, progress=None, before_rese
                             "--wait 30 and unplug/replug the board: flash connects within the "
                             "firmware's boot grace period (docs/FLASHING.md)" % (port, e)) from None
         keep = set(it.remote for it in items)
-        for top in stale_dirs:
-            files, subdirs = _remote_walk(t, top)
+        walked = [(top,) + _remote_walk(t, top) for top in stale_dirs]
+        check_space(t, items, [f for _top, files, _d in walked for f in files if f not in keep])
+        for top, files, subdirs in walked:
             for f in files:
                 if f not in keep:
                     t.fs_rmfile(f)

@@ -136,6 +136,13 @@ class ReplicaStore:
         n = self._rep(origin).notes()
         return n[-1][2] if n else None
 
+    def note_of_size(self, origin, size):
+        """The stored checkpoint note of exactly `size` for `origin`, or None."""
+        for sz, _root, note in self._rep(origin).notes():
+            if sz == size:
+                return note
+        return None
+
     def entries(self, origin, start, stop):
         """Export lines [start, stop) of a replica (to serve other cells)."""
         rep = self._rep(origin)

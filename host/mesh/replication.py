@@ -2,10 +2,12 @@
 
 A cell serves its own ledger and the replicas it holds:
     {"op": "heads"}                               -> {"heads": {origin: latest checkpoint note}}
+    {"op": "checkpoint", "origin", "size"}        -> {"note": the signed checkpoint of that size | null}
     {"op": "entries", "origin", "start", "stop"}  -> b"LINES\n" + export lines joined by "\n"
                                                      (at most MAX_LINES; errors come back as JSON)
 A puller checks every head it is given against its ReplicaStore (split views are detected there,
-whoever serves the head), and for an origin that is ahead fetches the missing entries in chunks
+whoever serves the head); for an origin that is ahead it first asks for the server's signed
+checkpoint of the size it already holds (a different root there is a split view), then fetches the missing entries in chunks
 and applies them only if they reach the signed root (host/mesh/replica.py). A cell never accepts
 entries of its own origin from others.
 
@@ -78,6 +80,16 @@ class Replicator:
                     raise ValueError("no ledger of origin %r here" % (o,))
                 # raw lines (ASCII, no newlines inside: canonical JSON escapes them), not JSON in JSON
                 return LINES_MAGIC + "\n".join(lines).encode("ascii")
+            if msg.get("op") == "checkpoint":
+                o, size = msg.get("origin"), msg.get("size")
+                if type(size) is not int or size < 0:
+                    raise ValueError("size must be an int >= 0")
+                note = None
+                if self.ledger is not None and o == self.ledger.origin:
+                    note = next((t for t in self.ledger.checkpoints() if ckpt.parse_note(t)["size"] == size), None)
+                elif o in self.store.keys and o not in self.store.untrusted:
+                    note = self.store.note_of_size(o, size)
+                return _enc({"note": note})
             raise ValueError("unknown op %r" % (msg.get("op"),))
         except (ValueError, ReplicaError) as e:
             return _enc({"error": "%s: %s" % (peer, e)})
@@ -125,6 +137,20 @@ class Replicator:
                     continue
                 if seen["status"] != "ahead":
                     continue
+                # cross-check: the server's signed checkpoint of OUR size, if it has one, must
+                # have our root (else the origin signed two histories: split view)
+                have = self.store.size(origin)
+                other = (await self._req(conn, {"op": "checkpoint", "origin": origin, "size": have})).get("note")
+                if isinstance(other, str) and have > 0:
+                    try:
+                        seen = self.store.observe(origin, other)
+                    except ReplicaError as e:
+                        report["refused"][origin] = str(e)
+                        continue
+                    if seen["status"] == "split-view":
+                        report["alerts"].append(seen)
+                        self.alerts.append(seen)
+                        continue
                 target = ckpt.parse_note(note)["size"]
                 lines = []
                 start = self.store.size(origin)

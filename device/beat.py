@@ -347,11 +347,22 @@ class Beat:
                 self.gc_est_us = c if c > g else g - ((g - c) >> 3)
                 self.gc_runs += 1
                 continue
+            if low and not gc_done:
+                # passed over for lack of time: let the estimate decay (1/8 per beat), or one
+                # slow collection (the OS preempting it) would starve GC, and so mining, for good
+                gc_done = True
+                g = self.gc_est_us
+                self.gc_est_us = g - (g >> 3)
             # mining allocates (hash objects): only with heap to spare, so the automatic GC
             # never has to run inside a beat
             if not low and budget - s.mine_margin_us > self.slice_est_us and \
                     self._mine_slice(clk):
                 continue
+            if not low and self.queue.pending() and budget - s.mine_margin_us > 0:
+                # a slice that did not fit: decay its estimate (1/16), or one preempted slice
+                # would keep mining out of every later beat
+                e = self.slice_est_us
+                self.slice_est_us = e - (e >> 4)
             # nothing else to do: sleep, then spin the last spin_us (sleep overshoots)
             if not clk.spin_ok:
                 clk.sleep_us(rem)

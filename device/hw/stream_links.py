@@ -138,10 +138,20 @@ def pty_link(path):
         def write(view):
             f.write(view)
 
+        one = bytearray(1)
+
+        # MicroPython's readinto() on a blocking fd loops until the whole buffer is full
+        # (mp_stream_rw), so read only the bytes poll() says are there, one at a time, into a
+        # preallocated byte (no allocation; host traffic is a few frames a second).
         def read_avail(dst):
-            if not _readable(p):
-                return 0
-            return f.readinto(dst) or 0
+            n = 0
+            lim = len(dst)
+            while n < lim and _readable(p):
+                if f.readinto(one) != 1:
+                    break
+                dst[n] = one[0]
+                n += 1
+            return n
 
         link = StreamLink(write, read_avail, f.close)
     else:

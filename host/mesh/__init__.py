@@ -42,4 +42,8 @@
     from host.mesh.swimnet import SwimNode                      (SWIM over mutual TLS)
     node = SwimNode(tls_folder, cell, host, port, seeds=["h:p"], interval=1.0, timeout=0.3)
     await node.start(); await node.run(report=None); node.swim.view() -> {cell: (state, inc)}
+
+    from host.mesh.node import MeshNode, write_trust, load_trust   (one cell: all of the above)
+    node = MeshNode(tls, load_trust(trust_dir), cell, ledger, replicas_dir, host, port, seeds)
+    await node.start(); await node.period(T_hat, devices); node.status() -> dict
 """

@@ -46,4 +46,9 @@
     from host.mesh.node import MeshNode, write_trust, load_trust   (one cell: all of the above)
     node = MeshNode(tls, load_trust(trust_dir), cell, ledger, replicas_dir, host, port, seeds)
     await node.start(); await node.period(T_hat, devices); node.status() -> dict
+
+    from host.mesh.natsbackend import NatsCell                  (cluster scale, NATS JetStream)
+    cell = NatsCell(url, cell, ledger=led, store=store, agg=agg, replicas=1, member_ttl=5.0)
+    await cell.connect(); await cell.publish_ledger(); await cell.pull(origin); heartbeat/members;
+    await cell.publish_value(T_hat, devices); await cell.fetch_values(); await cell.close()
 """

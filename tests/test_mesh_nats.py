@@ -1,0 +1,160 @@
+"""The NATS JetStream backend (host/mesh/natsbackend.py) against a real nats-server (Debian
+package) started on 127.0.0.1 with JetStream and stopped by PID: ledger replication through a
+stream (verified), a message injected into a cell's stream is caught, membership and T_global
+through key-value buckets."""
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from host.ledger import Ledger
+from host.ledger import checkpoint as ckpt
+from host.mesh.aggregate import VersionedAggregate
+from host.mesh.replica import ReplicaError, ReplicaStore
+
+nats = pytest.importorskip("nats")
+SERVER = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
+pytestmark = pytest.mark.skipif(SERVER is None, reason="nats-server (Debian package) not installed")
+
+
+@pytest.fixture
+def nats_url(tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen([SERVER, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "js")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.time() + 10
+        while time.time() < end:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield "nats://127.0.0.1:%d" % port
+    finally:
+        proc.terminate()                      # by PID: the server we started
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _ledger(path, n):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    led = Ledger(path)
+    led.append_many([("action", {"action": "a", "i": i}) for i in range(n)])
+    return led
+
+
+def test_replication_through_jetstream(nats_url, tmp_path):
+    from host.mesh.natsbackend import NatsCell
+    a = _ledger(str(tmp_path / "a" / "ledger.sqlite"), 3000)
+    pub = ckpt.load_public_key(a.public_key_pem().encode())
+    store = ReplicaStore(str(tmp_path / "b"), {a.origin: pub})
+
+    async def go():
+        ca = NatsCell(nats_url, "cell-a", ledger=a)
+        cb = NatsCell(nats_url, "cell-b", store=store)
+        await ca.connect()
+        await cb.connect()
+        n1 = await ca.publish_ledger()
+        again = await ca.publish_ledger()                # nothing new: nothing sent
+        got1 = await cb.pull(a.origin)
+        a.append_many([("action", {"action": "b", "i": i}) for i in range(500)])
+        n2 = await ca.publish_ledger()
+        got2 = await cb.pull(a.origin)
+        up = await cb.pull(a.origin)
+        await ca.close()
+        await cb.close()
+        return n1, again, got1, n2, got2, up
+    n1, again, got1, n2, got2, up = asyncio.run(asyncio.wait_for(go(), 60))
+    assert (n1, again, got1, n2, got2, up) == (3001, 0, 3001, 500, 500, 0)
+    assert store.root(a.origin) == a.root() and store.size(a.origin) == a.size
+    a.close()
+
+
+INJECTED = ('{"data":{"action":"steal","kind":"action"},"hash":"' + "0" * 64 + '","index":51,'
+            '"previous_hash":"' + "0" * 64 + '","timestamp":1.0}')
+
+
+def test_injected_message_is_caught_by_owner_and_replica(nats_url, tmp_path):
+    from host.mesh.natsbackend import NatsBackendError, NatsCell, subject
+    a = _ledger(str(tmp_path / "a" / "ledger.sqlite"), 50)
+    pub = ckpt.load_public_key(a.public_key_pem().encode())
+    store = ReplicaStore(str(tmp_path / "b"), {a.origin: pub})
+
+    async def go():
+        ca = NatsCell(nats_url, "cell-a", ledger=a)
+        cb = NatsCell(nats_url, "cell-b", store=store)
+        await ca.connect()
+        await cb.connect()
+        await ca.publish_ledger()
+        await cb.pull(a.origin)
+        evil = await nats.connect(nats_url)           # an intruder appends to cell-a's stream
+        await evil.jetstream().publish(subject(a.origin), INJECTED.encode())
+        await evil.close()
+        a.append_many([("action", {"action": "c"})] * 5)
+        out = []
+        try:
+            await ca.publish_ledger()
+        except NatsBackendError as e:
+            out.append(str(e))
+        note = a.checkpoint()                         # the owner's real head, size 56
+        await ca.kv["bo_checkpoints"].put(a.origin.rsplit("/", 1)[1], note.encode())
+        try:
+            await cb.pull(a.origin)
+        except ReplicaError as e:
+            out.append(str(e))
+        await ca.close()
+        await cb.close()
+        return out, note
+    out, note = asyncio.run(asyncio.wait_for(go(), 60))
+    assert "written by someone else" in out[0]
+    assert "holds entries only up to 52" in out[1]
+    # even with the owner's real entries after it, the injected line cannot get in
+    real = [e.to_json() for e in a.entries(51, a.size)]
+    with pytest.raises(ReplicaError, match="not the next entry|forged"):
+        store.apply(a.origin, [INJECTED] + real[1:], note)
+    assert store.size(a.origin) == 51
+    a.close()
+
+
+def test_membership_and_t_global_through_key_value(nats_url, tmp_path):
+    from host.mesh.natsbackend import NatsCell
+    names = ["c0", "c1", "c2"]
+    priv = {c: Ed25519PrivateKey.generate() for c in names}
+    pub = {c: k.public_key() for c, k in priv.items()}
+    vals = {"c0": (0.5 + 0.1j, 3), "c1": (-0.2 + 0.4j, 1), "c2": (0.9j, 4)}
+
+    async def go():
+        cells = {c: NatsCell(nats_url, c, agg=VersionedAggregate(c, priv[c], pub), member_ttl=2.0) for c in names}
+        for c in cells.values():
+            await c.connect()
+        for c, cell in cells.items():
+            await cell.heartbeat()
+            await cell.publish_value(*vals[c])
+        for cell in cells.values():
+            await cell.fetch_values()
+        members = await cells["c0"].members()
+        tg = {c: cells[c].agg.t_global()[0] for c in names}
+        await cells["c1"].close()
+        await asyncio.sleep(2.6)                        # c1 stops refreshing: it expires
+        await cells["c0"].heartbeat()
+        await cells["c2"].heartbeat()
+        after = await cells["c0"].members()
+        for c in ("c0", "c2"):
+            await cells[c].close()
+        return members, tg, after
+    members, tg, after = asyncio.run(asyncio.wait_for(go(), 60))
+    want = sum(n * v for v, n in vals.values()) / 8
+    assert members == names and after == ["c0", "c2"]
+    assert all(abs(t - want) < 1e-12 for t in tg.values())

@@ -9,7 +9,12 @@ PID loop closes.  Faults are injected on demand (``--faults``):
     noise@START+DUR*AMP   extra white noise of amplitude AMP counts
     stuck@START+DUR       the sensor repeats its last value (d = 0: no energy, no coherence)
     spike@START*AMP       one sample offset by AMP counts
+    spikes@START+DUR*AMP  a spike of AMP counts every 25 samples for DUR (an impacting machine)
     drift@START+DUR*AMP   an offset ramping to AMP counts over DUR, then held
+
+The signal itself can be shaped with ``--signal f0=HZ,octaves=N,noise=N,amp=N`` (fundamental
+in Hz instead of the seed's, number of octaves 1..8, white-noise and sine amplitudes in counts):
+``--signal f0=5,octaves=1,noise=0`` is a clean, coherent vibration.
 
 START and DUR in milliseconds of sensor time (sample index / f_s), e.g.
 ``--faults noise@3000+2000*900,spike@1000*1500``.
@@ -32,7 +37,10 @@ _TABLE_BITS = 8
 _PHASE_BITS = 20                      # phase accumulator modulo 2^20
 _PHASE_MASK = (1 << _PHASE_BITS) - 1
 _SHIFT = _PHASE_BITS - _TABLE_BITS
-_KINDS = {"noise": 1, "stuck": 2, "spike": 3, "drift": 4}
+_TMASK = (1 << _TABLE_BITS) - 1
+_FMASK = (1 << _SHIFT) - 1
+_KINDS = {"noise": 1, "stuck": 2, "spike": 3, "drift": 4, "spikes": 5}
+_SPIKE_EVERY = 25   # samples between spikes of a "spikes" fault
 _MAX_FAULTS = 8
 
 
@@ -62,7 +70,7 @@ def parse_faults(spec):
         start = int(rest)
         if start < 0 or dur < 0 or not 0 <= amp <= 4095:
             raise ValueError("fault %r: START, DUR >= 0 ms and 0 <= AMP <= 4095 counts" % part)
-        if kind in ("noise", "stuck", "drift") and dur == 0:
+        if kind in ("noise", "stuck", "drift", "spikes") and dur == 0:
             raise ValueError("fault %r: %s needs +DUR (ms)" % (part, kind))
         out.append((_KINDS[kind], start, dur, amp))
     if len(out) > _MAX_FAULTS:
@@ -107,7 +115,7 @@ class SyntheticSensor:
     """12-bit samples: offset + plant + sum_i (amp/i) sin(i * 2*pi*f0 * t + phi_i) + noise."""
 
     def __init__(self, seed=42, f_s=1000, octaves=3, amp=400, offset=1000, noise=24,
-                 plant=None, faults=()):
+                 plant=None, faults=(), f0_hz=None):
         if not 1 <= octaves <= 8:
             raise ValueError("octaves must be 1..8, got %r" % (octaves,))
         if not 1 <= f_s <= 20000:
@@ -119,6 +127,10 @@ class SyntheticSensor:
         # D_seed: the fundamental, 8..40 Hz from the seed (deterministic)
         self.rng = (seed * 2654435761 % 65521) + 1          # xorshift16 state, non-zero
         f0_centi = 800 + (seed * 7919) % 3200              # 8.00 .. 39.99 Hz
+        if f0_hz is not None:
+            if not 0.01 <= f0_hz <= f_s / 4:
+                raise ValueError("signal f0 must be 0.01..%g Hz (f_s/4), got %r" % (f_s / 4, f0_hz))
+            f0_centi = int(round(f0_hz * 100))
         self.f0_centi = f0_centi
         base = (f0_centi << _PHASE_BITS) // (100 * f_s)
         self.octaves = octaves
@@ -164,7 +176,12 @@ class SyntheticSensor:
         for i in range(self.octaves):
             p = (self.phase[i] + self.step[i]) & _PHASE_MASK
             self.phase[i] = p
-            v += (self.amp[i] * tbl[p >> _SHIFT]) >> 14
+            # linear interpolation between table entries: without it the phase rounding adds
+            # ~10 % jitter to the sample-to-sample difference (what KAIROS correlates)
+            j = p >> _SHIFT
+            t0 = tbl[j]
+            t0 += ((tbl[(j + 1) & _TMASK] - t0) * (p & _FMASK)) >> _SHIFT
+            v += (self.amp[i] * t0) >> 14
         v += ((self._rand() - 32768) * self.noise) >> 15
         if self.plant is not None:
             v += self.plant.step()
@@ -175,6 +192,9 @@ class SyntheticSensor:
                     self.drift_q16 += self.f_ramp_q16[i]
                 if n >= self.f_start[i]:
                     v += self.drift_q16 >> 16
+            elif k == 5:
+                if self.f_start[i] <= n < self.f_end[i] and (n - self.f_start[i]) % _SPIKE_EVERY == 0:
+                    v += self.f_amp[i]
             elif k == 3:
                 if n == self.f_start[i]:
                     v += self.f_amp[i]
@@ -192,7 +212,35 @@ class Hardware:
     pass
 
 
-def build(clock, f_s=1000, seed=42, faults="", safe_duty=0, octaves=3, **_):
+def parse_signal(spec):
+    """'f0=HZ,octaves=N,noise=N,amp=N' -> dict of SyntheticSensor keyword arguments."""
+    out = {}
+    if not spec:
+        return out
+    names = {"f0": ("f0_hz", float, 0.01, 5000.0), "octaves": ("octaves", int, 1, 8),
+             "noise": ("noise", int, 0, 2047), "amp": ("amp", int, 0, 2047)}
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError("signal item %r: expected NAME=VALUE with NAME one of %s"
+                             % (part, ", ".join(sorted(names))))
+        k, v = part.split("=", 1)
+        if k not in names:
+            raise ValueError("signal item %r unknown (allowed: %s)" % (k, ", ".join(sorted(names))))
+        key, typ, lo, hi = names[k]
+        try:
+            x = typ(v)
+        except ValueError:
+            raise ValueError("signal %s=%r: not a number" % (k, v))
+        if not lo <= x <= hi:
+            raise ValueError("signal %s=%r: allowed %r..%r" % (k, v, lo, hi))
+        out[key] = x
+    return out
+
+
+def build(clock, f_s=1000, seed=42, faults="", safe_duty=0, octaves=3, signal="", **_):
     hw = Hardware()
     hw.name = NAME
     hw.board_id = b"emulator"
@@ -200,8 +248,9 @@ def build(clock, f_s=1000, seed=42, faults="", safe_duty=0, octaves=3, **_):
     hw.f_s = f_s
     hw.clock = clock
     hw.plant = Plant()
-    hw.sensor = SyntheticSensor(seed=seed, f_s=f_s, octaves=octaves, plant=hw.plant,
-                                faults=faults)
+    kw = {"octaves": octaves}
+    kw.update(parse_signal(signal))
+    hw.sensor = SyntheticSensor(seed=seed, f_s=f_s, plant=hw.plant, faults=faults, **kw)
     hw.sampler = PullSampler(hw.sensor, f_s)
     hw.pwm = PlantPwm(hw.plant, safe_duty)
     hw.led = NullLed()

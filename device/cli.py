@@ -41,6 +41,7 @@ class Options:
         self.omega = 2.0
         self.clock = "real"
         self.wifi = ""
+        self.signal = ""
         self.quiet = False
 
 
@@ -64,6 +65,7 @@ _FLAGS = {
     "--omega": ("omega", "f", None, None),
     "--clock": ("clock", "s", None, None),
     "--wifi": ("wifi", "s", None, None),
+    "--signal": ("signal", "s", None, None),
 }
 
 

@@ -50,11 +50,25 @@ def _setup_path():
 
 _setup_path()
 
+def _precompiled():
+    """True when the firmware's modules are .mpy files (a flashed board, the emulator's build)."""
+    import os
+    for p in sys.path:
+        try:
+            os.stat((p or ".") + "/device/beat.mpy")
+            return True
+        except OSError:
+            pass
+    return False
+
+
 try:
     import gc
     # Keep one large hole in the heap for the long-lived tables: the unix port compiles every
-    # source into the same 192K heap and leaves it fragmented into small free blocks.
-    _reserve = bytearray(12 * 1024) if hasattr(gc, "mem_alloc") else None
+    # source into the same 192K heap and leaves it fragmented into small free blocks. Loading
+    # .mpy files makes no compiler garbage, and there the reserve only crowds the code out.
+    _reserve = (bytearray(12 * 1024) if hasattr(gc, "mem_alloc") and not _precompiled()
+                else None)
 except MemoryError:
     _reserve = None
 

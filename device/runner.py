@@ -72,7 +72,8 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     gc.collect()
     if hw is None:
         hw = board.build(clock=clock, f_s=opts.fs, seed=opts.seed,
-                                          faults=opts.faults, wifi=opts.wifi)
+                                          faults=opts.faults, wifi=opts.wifi,
+                                          signal=opts.signal)
         if hw.adc_bits != adc_bits:
             raise ValueError("board %s has a %d-bit ADC; the beat was built for %d bits"
                              % (hw.name, hw.adc_bits, adc_bits))

@@ -45,6 +45,7 @@ def device_defaults(cfg=None):
         d["telemetry_every"] = int(cfg.devices.telemetry_every)
         d["coherence_threshold"] = float(cfg.kairos.coherence_threshold)
         d["omega"] = float(cfg.kairos.omega)
+        d["lag_samples"] = cfg.lag_samples(1000)       # kairos.tau_bar at the default f_s
         d["period_us"] = int(round(cfg.beat_period() * 1e6))
         d["pulse_k"] = float(cfg.pulse.k)
         d["pulse_p"] = float(cfg.pulse.P)

@@ -28,6 +28,35 @@ from host.sync import SyncLayer
 from host.witnessing import Witnessing
 
 
+def _native(v):
+    """numpy scalars/arrays and tuples -> plain JSON types (the ledger checks exact types)."""
+    if isinstance(v, dict):
+        return {str(k): _native(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_native(x) for x in v]
+    if hasattr(v, "tolist"):          # numpy scalar or array
+        return _native(v.tolist())
+    if isinstance(v, complex):
+        return [v.real, v.imag]
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    return str(v)
+
+
+def ledger_event(event):
+    """A sync-layer collapse event as a ledger `collapse` entry: native types, and the
+    collapse's coherence |T_sync|^2 under the field name the entry kind requires."""
+    data = _native(dict(event))
+    data["coherence"] = float(data.get("C_sync", 0.0))
+    if data.get("device_id") is not None:
+        data.setdefault("device", int(data["device_id"]))
+    return data
+
+
 class Integration:
     def __init__(self, cfg, master, ledger_submit=None, memory=True):
         self.cfg = cfg
@@ -49,7 +78,7 @@ class Integration:
         if self.ledger_submit is None:
             return
         try:
-            self.ledger_submit("collapse", event)
+            self.ledger_submit("collapse", ledger_event(event))
         except Exception:       # counted and logged: a ledger failure must not stop the loop
             self.ledger_errors += 1
             logging.getLogger("becomingone.integration").exception("collapse not written to the ledger")

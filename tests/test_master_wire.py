@@ -55,7 +55,13 @@ def test_frames_to_memory(tmp_path, capsys):
     idx = m.open_stream(21, 0x1234, FS, PERIOD_US, sum_shift=em.sum_shift, phase_step=em.phase_step,
                         lag_samples=em.lag)
     ledger = []
-    core = Integration(cfg, m, ledger_submit=lambda kind, data: ledger.append((kind, data)))
+    from host.ledger import Ledger
+    real = Ledger(str(tmp_path / "ledger.db"))   # the entry kinds' checks, for real
+
+    def submit(kind, data):
+        ledger.append((kind, data))
+        real.append(kind, data)
+    core = Integration(cfg, m, ledger_submit=submit)
     now = 1000.0
     for a in range(0, len(frames), 500):
         res = decode_telemetry_batch(frames[a:a + 500])
@@ -84,6 +90,8 @@ def test_frames_to_memory(tmp_path, capsys):
     assert ledger and all(k == "collapse" and d["device_id"] == 21 and d["boot_id"] == 0x1234
                           and d["C_sync"] >= 0.95 for k, d in ledger)
     assert core.sync.collapses == len(ledger)
+    assert core.ledger_errors == 0 and real.size == 1 + len(ledger) and real.verify().ok
+    real.close()
     core.close()
     # what memory kept: snapshots of every window, meso rows, meta health
     assert main(["memory", "reconstruct", "--data", str(tmp_path), "--device", "21", "--at", str(now),

@@ -23,6 +23,11 @@ def add_arguments(p):
                    + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5)")
     p.add_argument("--data", default=None, help="data folder (default: var/emulate)")
     p.add_argument("--pow-bits", type=int, default=None, help="proof-of-work bits of the devices")
+    p.add_argument("--omega", type=float, default=0.0,
+                   help="KAIROS omega in rad/s for host and devices (default 0: at the spec's 2 "
+                   "rad/s no window longer than 0.39 s can reach the collapse threshold)")
+    p.add_argument("--tau-bar", type=float, default=0.002,
+                   help="KAIROS lag tau-bar in seconds (default 0.002 = 2 samples at 1 kHz)")
     p.add_argument("--summary-json", default=None, help="write the summary JSON here")
     p.add_argument("--no-live", action="store_true", help="no live table (plain progress lines)")
 
@@ -57,7 +62,7 @@ def run(args):
     emu = Emulation(devices=args.devices, duration=args.duration or None,
                     transport=args.transport, runtime=args.runtime, faults=faults,
                     data_dir=args.data, serial_devices=args.serial_devices,
-                    pow_bits=args.pow_bits)
+                    pow_bits=args.pow_bits, omega=args.omega, tau_bar=args.tau_bar)
     print("emulating %d device(s) on %s over %s for %s; host data in %s; device logs in %s"
           % (args.devices, args.runtime, args.transport,
              ("%gs" % args.duration) if args.duration else "ever (Ctrl-C stops)",

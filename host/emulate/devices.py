@@ -1,10 +1,11 @@
 """Emulated device processes (the real firmware, device/main.py) and the misbehaving senders
 (a flooding device, a forger that also replays captured frames).
 
-Each device gets a distinct, deterministic signal: odd devices are coherent (a clean vibration:
-the emulator board's signal with its sensor noise only), even devices carry extra white noise
-for the whole run; a `fault=D@T` item of --faults injects a strong noise burst into device D at
-T seconds (raises ALERT, then QUARANTINE once the threat climbs).
+Each device gets a distinct, deterministic signal (its seed is 1000 + id): odd devices are
+coherent (a clean 5 Hz vibration, `--signal f0=5,octaves=1,noise=0`), even devices run the
+emulator's default multi-octave signal with extra white noise for the whole run; a `fault=D@T`
+item of --faults gives device D an impacting-machine fault at T seconds (a spike every 25 ms
+for 1.5 s: the anomalies fill the Emissary window, so ALERT comes first, then QUARANTINE).
 """
 import os
 import random
@@ -40,7 +41,7 @@ def sensor_faults(index, events):
         parts.append("noise@0+%d*600" % _FOREVER_MS)
     for dev, at in events:
         if dev == index:
-            parts.append("noise@%d+%d*2000" % (int(at * 1000), _FOREVER_MS))
+            parts.append("spikes@%d+1500*1500" % int(at * 1000))
     return ",".join(parts)
 
 
@@ -48,7 +49,7 @@ class DeviceProcess:
     """One firmware process; restart() is a reboot (new process, new boot id)."""
 
     def __init__(self, index, device_id, link_url, runtime, log_dir, key_file=None,
-                 faults="", pow_bits=None, extra=()):
+                 faults="", pow_bits=None, extra=(), main=None):
         self.index = index
         self.device_id = device_id
         self.link_url = link_url
@@ -57,6 +58,7 @@ class DeviceProcess:
         self.faults = faults
         self.pow_bits = pow_bits
         self.extra = list(extra)
+        self.main = main or os.path.join("device", "main.py")   # a built firmware's main.py
         self.log_path = os.path.join(log_dir, "device-%d.log" % device_id)
         self.proc = None
         self.boots = 0
@@ -64,7 +66,7 @@ class DeviceProcess:
 
     def argv(self):
         a = runtime_command(self.runtime) + [
-            os.path.join("device", "main.py"), "--board", "emulator", "--beats", "0",
+            self.main, "--board", "emulator", "--beats", "0",
             "--link", self.link_url, "--device-id", str(self.device_id),
             "--seed", str(1000 + self.device_id)]
         if self.faults:

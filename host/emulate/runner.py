@@ -26,6 +26,7 @@ from shared import protocol as P
 from shared.auth import Auth
 
 FLOOD_ID_BASE = 60000   # flooding senders get their own keyed device ids
+COHERENT_SIGNAL = "f0=5,octaves=1,noise=0"   # odd devices: a clean 5 Hz vibration
 
 
 class _WitnessObserver:
@@ -51,7 +52,7 @@ class _WitnessObserver:
 class Emulation:
     def __init__(self, devices=3, duration=60.0, transport="udp", runtime="micropython",
                  faults=None, data_dir=None, serial_devices=0, config_overrides=None,
-                 pow_bits=None, device_args=()):
+                 pow_bits=None, device_args=(), omega=0.0, tau_bar=0.002):
         if devices < 1 or devices > 200:
             raise UserError("--devices must be 1..200, got %d" % devices)
         if transport not in ("udp", "serial"):
@@ -69,7 +70,16 @@ class Emulation:
         self.data_dir = os.path.abspath(data_dir or os.path.join("var", "emulate"))
         self.pow_bits = pow_bits
         self.device_args = list(device_args)
-        overrides = {"data_dir": self.data_dir}
+        # KAIROS scenario: omega and tau_bar reach the host config and the devices alike.
+        # omega = 0 by default here: at the spec's 2 rad/s a window of W seconds has
+        # C <= sinc^2(omega*W/2), so no window longer than 0.39 s could reach I_c = 0.95.
+        if omega < 0 or not 0 < tau_bar <= 1.0:
+            raise UserError("--omega must be >= 0 and --tau-bar in (0, 1] s (got %r, %r)"
+                            % (omega, tau_bar))
+        self.omega = float(omega)
+        self.tau_bar = float(tau_bar)
+        overrides = {"data_dir": self.data_dir, "kairos.omega": self.omega,
+                     "kairos.tau_bar": self.tau_bar}
         overrides.update(config_overrides or {})
         self.cfg = load_config(overrides=overrides)
         self.coordinator = None
@@ -92,6 +102,8 @@ class Emulation:
                 p = os.path.join(self.data_dir, name)
                 if os.path.isfile(p):
                     os.unlink(p)
+        import shutil
+        shutil.rmtree(os.path.join(self.data_dir, "firmware"), ignore_errors=True)
         for sub in ("logs", "keys"):
             os.makedirs(os.path.join(self.data_dir, sub), exist_ok=True)
             for name in os.listdir(os.path.join(self.data_dir, sub)):
@@ -133,6 +145,10 @@ class Emulation:
             u = self.coordinator.links[0]
             host_addr = ("127.0.0.1", u.port)
         log_dir = os.path.join(self.data_dir, "logs")
+        main = None
+        if self.runtime == "micropython":
+            from host.emulate.firmware import build_firmware
+            main = build_firmware(os.path.join(self.data_dir, "firmware"))
         for d in range(1, self.n + 1):
             if d in serial_proxies:
                 proxy = serial_proxies[d]
@@ -143,9 +159,14 @@ class Emulation:
                 url = proxy.url
             self.proxies[d] = proxy
             key_file = os.path.join(self.data_dir, "keys", "device-%d.key" % d)
+            lag = self.cfg.lag_samples(1000)
+            extra = ["--omega", repr(self.omega), "--lag", str(lag)]
+            if d % 2 == 1:
+                extra += ["--signal", COHERENT_SIGNAL]
             dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
                                 faults=sensor_faults(d, self.faults.fault),
-                                pow_bits=self.pow_bits, extra=self.device_args)
+                                pow_bits=self.pow_bits, extra=extra + self.device_args,
+                                main=main)
             self.devices.append(dev.start())
         for d in self.faults.flood:
             fid = FLOOD_ID_BASE + d

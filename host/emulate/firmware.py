@@ -1,0 +1,45 @@
+"""Build the firmware the way a board gets it: device/, shared/ and boards/ compiled with
+mpy-cross for this machine's architecture (the unix port loads native code only for its own),
+device/main.py kept as source. Running precompiled modules also spares the 192K heap the
+compiler's peak, as on a real Pico that is flashed with .mpy files."""
+import os
+import platform
+import subprocess
+
+from host.errors import UserError
+from tools.mpy_check import ROOT, mpy_cross_cmd
+
+PACKAGES = ("device", "shared", "boards")
+_MARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86",
+          "armv7l": "armv7m", "armv6l": "armv6"}
+
+
+def host_march():
+    """mpy-cross -march for this machine, or None when it has no native emitter for it."""
+    return _MARCH.get(platform.machine().lower())
+
+
+def build_firmware(out, march=None, root=ROOT):
+    """Compile the firmware into `out`; returns the path of out/device/main.py."""
+    march = march or host_march()
+    if march is None:
+        raise UserError("no mpy-cross native target for this machine (%s); use --runtime cpython"
+                        % platform.machine())
+    for pkg in PACKAGES:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, pkg)):
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            for f in filenames:
+                if not f.endswith(".py"):
+                    continue
+                rel = os.path.relpath(os.path.join(dirpath, f), root)
+                dst = os.path.join(out, rel)
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                if rel == os.path.join("device", "main.py"):
+                    with open(os.path.join(root, rel), "rb") as s, open(dst, "wb") as d:
+                        d.write(s.read())
+                    continue
+                cmd = mpy_cross_cmd() + ["-march=" + march, "-s", rel, "-o", dst[:-3] + ".mpy", rel]
+                p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise UserError("mpy-cross failed on %s: %s" % (rel, (p.stderr or p.stdout).strip()))
+    return os.path.join(out, "device", "main.py")

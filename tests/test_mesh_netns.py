@@ -5,7 +5,6 @@ every cell is alive again, T_global is the same everywhere and the ledgers writt
 partition are replicated."""
 import os
 import subprocess
-import time
 
 import pytest
 

@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 
-import pytest
 
 from host.ledger import Ledger
 from host.mesh.node import write_trust

@@ -148,3 +148,66 @@ def test_forked_head_smaller_than_replica_is_caught(tmp_path):
     assert alert["status"] == "split-view" and "differs from the verified replica" in alert["why"]
     l1.close()
     l2.close()
+
+
+def _fork(tmp_path, base_n, a_extra, b_extra):
+    base = str(tmp_path / "x1" / "ledger.sqlite")
+    led = _ledger(base, base_n)
+    origin, pub = led.origin, _pub(led)
+    led.close()
+    shutil.copytree(str(tmp_path / "x1"), str(tmp_path / "x2"))
+    l1, l2 = Ledger(base), Ledger(str(tmp_path / "x2" / "ledger.sqlite"))
+    l1.append_many([("action", {"action": "a"})] * a_extra)
+    l2.append_many([("action", {"action": "b"})] * b_extra)
+    return origin, pub, l1, l2, l1.checkpoint(), l2.checkpoint()
+
+
+@pytest.mark.parametrize("a_extra,b_extra", [(5, 5), (8, 3)])
+def test_split_view_evidence_convinces_other_cells_and_bogus_evidence_does_not(tmp_path, a_extra, b_extra):
+    origin, pub, l1, l2, n1, n2 = _fork(tmp_path, 10, a_extra, b_extra)
+    st = ReplicaStore(str(tmp_path / "b"), {origin: pub})
+    st.apply(origin, [e.to_json() for e in l1.entries(0, l1.size)], n1)
+    assert st.observe(origin, n2)["status"] == "split-view"
+    ev = st.evidence()[0]
+    other = ReplicaStore(str(tmp_path / "c"), {origin: pub})   # holds nothing of this origin
+    assert other.check_evidence(json.loads(json.dumps(ev))) is True
+    assert other.observe(origin, n1)["status"] == "untrusted"
+    # bogus: one history's notes only (consistent), or a tampered proof
+    third = ReplicaStore(str(tmp_path / "d"), {origin: pub})
+    old = l1.checkpoints()[0]
+    with pytest.raises(ReplicaError, match="consistent|same root|does not verify|need a consistency"):
+        third.check_evidence({"origin": origin, "checkpoints": [old, n1],
+                              "consistency": {"old_size": 11, "new_size": l1.size,
+                                              "old_root": l1.root(11).hex(),
+                                              "path": [h for h in l1.consistency_proof(11)["path"]]}})
+    if "consistency" in ev:
+        bad = json.loads(json.dumps(ev))
+        bad["consistency"]["path"][0] = "00" * 32
+        with pytest.raises(ReplicaError, match="does not verify"):
+            third.check_evidence(bad)
+    assert third.untrusted == set()
+    l1.close()
+    l2.close()
+
+
+def test_evidence_travels_with_heads_over_tls(tmp_path):
+    tls = str(tmp_path / "tls")
+    init_mesh(tls, ["cell-b", "cell-c"])
+    origin, pub, l1, l2, n1, n2 = _fork(tmp_path, 10, 4, 4)
+    sb = ReplicaStore(str(tmp_path / "b"), {origin: pub})
+    sb.apply(origin, [e.to_json() for e in l1.entries(0, l1.size)], n1)
+    assert sb.observe(origin, n2)["status"] == "split-view"
+    sc = ReplicaStore(str(tmp_path / "c"), {origin: pub})
+
+    async def go():
+        rb = Replicator(None, sb, tls, "cell-b")
+        port = await rb.start("127.0.0.1", 0)
+        rc = Replicator(None, sc, tls, "cell-c")
+        rep = await rc.pull(("127.0.0.1", port, "cell-b"))
+        await rb.close()
+        return rep
+    rep = _run(go())
+    assert rep["alerts"] and rep["alerts"][0]["origin"] == origin
+    assert origin in sc.untrusted and sc.size(origin) == 0
+    l1.close()
+    l2.close()

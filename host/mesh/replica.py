@@ -13,6 +13,8 @@ Split view: a validly signed checkpoint whose size we already hold but whose roo
 ours (or from another signed checkpoint of that size) proves that the origin signed two
 histories. Both checkpoints are kept in FOLDER/evidence/, the origin is marked untrusted
 (FOLDER/untrusted.json) and nothing more is accepted from it; `observe` returns the alert.
+Evidence is self-contained (two signed notes, plus a consistency proof when their sizes differ),
+so other cells check it on their own (`check_evidence`) and stop trusting the origin too.
 
     store = ReplicaStore(folder, keys={origin: Ed25519PublicKey, ...})
     store.size(origin); store.root(origin, size=None); store.latest(origin) -> note | None
@@ -104,6 +106,11 @@ class _Replica:
             return merkle.EMPTY_ROOT
         return merkle.fold([self._hash_at(lv, k) for lv, k in merkle.decompose(0, size)])
 
+    def consistency_path(self, m, n):
+        """RFC 9162 consistency proof from size m to n (<= held size), hex list."""
+        return [merkle.fold([self._hash_at(lv, k) for lv, k in item]).hex()
+                for item in merkle.consistency_plan(m, n)]
+
     def notes(self):
         return [(r[0], r[1], r[2]) for r in
                 self.con.execute("SELECT size, root, note FROM checkpoints ORDER BY size")]
@@ -161,17 +168,71 @@ class ReplicaStore:
             raise ReplicaError("checkpoint names origin %r, expected %r" % (p["origin"], origin))
         return rep, p
 
-    def _split_view(self, origin, note, p, other_note, why):
+    def _split_view(self, origin, note, p, other_note, why, consistency=None):
         ev = {"origin": origin, "size": p["size"], "why": why, "checkpoints": [other_note, note],
               "detected_at": time.time()}
-        path = os.path.join(self.folder, "evidence", "%s-%d-%d.json" % (origin_id(origin), p["size"],
+        if consistency is not None:
+            ev["consistency"] = consistency
+        self._keep_evidence(origin, ev)
+        path = ev["path"]
+        return {"status": "split-view", "origin": origin, "size": p["size"], "evidence": path, "why": why}
+
+    def _keep_evidence(self, origin, ev):
+        path = os.path.join(self.folder, "evidence", "%s-%d-%d.json" % (origin_id(origin), ev["size"],
                                                                           int(time.time() * 1e6)))
         with open(path, "w") as f:
             json.dump(ev, f, indent=1)
+        ev["path"] = path
         self.untrusted.add(origin)
         with open(os.path.join(self.folder, "untrusted.json"), "w") as f:
             json.dump(sorted(self.untrusted), f)
-        return {"status": "split-view", "origin": origin, "size": p["size"], "evidence": path, "why": why}
+
+    def evidence(self):
+        """Every piece of split-view evidence held (to hand to other cells)."""
+        out = []
+        d = os.path.join(self.folder, "evidence")
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name)) as f:
+                ev = json.load(f)
+            ev.pop("path", None)
+            out.append(ev)
+        return out
+
+    def check_evidence(self, ev):
+        """Verify split-view evidence from another cell on its own (no trust in the sender):
+        two checkpoints signed by the origin's pinned key that cannot both be true — the same size
+        with different roots, or a smaller one whose root is not the one the larger one commits to
+        (shown by a consistency proof). Valid evidence marks the origin untrusted here too.
+        -> True if accepted (or already untrusted), ReplicaError if it proves nothing."""
+        try:
+            origin = ev["origin"]
+            a, b = ev["checkpoints"]
+        except (KeyError, TypeError, ValueError):
+            raise ReplicaError("evidence must have origin and two checkpoints") from None
+        if origin in self.untrusted:
+            return True
+        pa, pb = (self._verify_note(origin, n)[1] for n in (a, b))
+        if pa["size"] > pb["size"]:
+            pa, pb, a, b = pb, pa, b, a
+        if pa["size"] == pb["size"]:
+            if pa["root"] == pb["root"]:
+                raise ReplicaError("evidence for %s: both checkpoints have the same root" % origin)
+        else:
+            c = ev.get("consistency") or {}
+            try:
+                old_root = bytes.fromhex(c["old_root"])
+                path = [bytes.fromhex(x) for x in c["path"]]
+            except (KeyError, TypeError, ValueError):
+                raise ReplicaError("evidence for %s: checkpoints of different sizes need a consistency "
+                                   "proof" % origin) from None
+            if not merkle.verify_consistency(pa["size"], pb["size"], old_root, pb["root"], path):
+                raise ReplicaError("evidence for %s: its consistency proof does not verify" % origin)
+            if old_root == pa["root"]:
+                raise ReplicaError("evidence for %s: the checkpoints are consistent" % origin)
+        self._keep_evidence(origin, {"origin": origin, "size": pa["size"], "why": "evidence from a peer",
+                                     "checkpoints": [a, b], "consistency": ev.get("consistency"),
+                                     "detected_at": time.time()})
+        return True
 
     def observe(self, origin, note):
         """Check a signed checkpoint of `origin` against what we hold (see module docstring)."""
@@ -183,9 +244,13 @@ class ReplicaStore:
                 return self._split_view(origin, note, p, other, "two signed roots for size %d" % size)
         if p["size"] <= rep.size:
             if rep.root(p["size"]) != p["root"]:
-                notes = rep.notes()
-                return self._split_view(origin, note, p, notes[-1][2] if notes else "",
-                                        "signed root of size %d differs from the verified replica" % p["size"])
+                notes = rep.notes()            # the newest checkpoint we verified commits to root(size)
+                top_size, _r, top = notes[-1]
+                cons = {"old_size": p["size"], "new_size": top_size, "old_root": rep.root(p["size"]).hex(),
+                        "path": rep.consistency_path(p["size"], top_size)}
+                return self._split_view(origin, note, p, top,
+                                        "signed root of size %d differs from the verified replica" % p["size"],
+                                        consistency=cons)
             rep.con.execute("INSERT OR IGNORE INTO checkpoints(size, timestamp_ms, root, note) VALUES (?,?,?,?)",
                             (p["size"], p["timestamp_ms"], p["root"], note))
             return {"status": "ok", "origin": origin, "size": p["size"]}

@@ -1,7 +1,8 @@
 """Ledger replication between cells over the mutual-TLS transport (host/mesh/tls.py).
 
 A cell serves its own ledger and the replicas it holds:
-    {"op": "heads"}                               -> {"heads": {origin: latest checkpoint note}}
+    {"op": "heads"}                               -> {"heads": {origin: latest checkpoint note},
+                                                      "evidence": [split-view evidence held]}
     {"op": "checkpoint", "origin", "size"}        -> {"note": the signed checkpoint of that size | null}
     {"op": "entries", "origin", "start", "stop"}  -> b"LINES\n" + export lines joined by "\n"
                                                      (at most MAX_LINES; errors come back as JSON)
@@ -9,7 +10,9 @@ A puller checks every head it is given against its ReplicaStore (split views are
 whoever serves the head); for an origin that is ahead it first asks for the server's signed
 checkpoint of the size it already holds (a different root there is a split view), then fetches the missing entries in chunks
 and applies them only if they reach the signed root (host/mesh/replica.py). A cell never accepts
-entries of its own origin from others.
+entries of its own origin from others. Split-view evidence another cell holds is checked on its
+own (two signed checkpoints that cannot both be true) and then shared: the origin is untrusted
+here too.
 
     rep = Replicator(ledger, store, tls_folder, "cell-b", peers=[(host, port, "cell-a")])
     port = await rep.start("127.0.0.1", 0); report = await rep.pull(peer); await rep.close()
@@ -66,7 +69,7 @@ class Replicator:
             if not isinstance(msg, dict):
                 raise ValueError("not an object")
             if msg.get("op") == "heads":
-                return _enc({"heads": self.heads()})
+                return _enc({"heads": self.heads(), "evidence": self.store.evidence()})
             if msg.get("op") == "entries":
                 o, a, b = msg.get("origin"), msg.get("start"), msg.get("stop")
                 if type(a) is not int or type(b) is not int or not 0 <= a <= b:
@@ -122,7 +125,18 @@ class Replicator:
             report["error"] = str(e)
             return report
         try:
-            heads = (await self._req(conn, {"op": "heads"})).get("heads") or {}
+            got = await self._req(conn, {"op": "heads"})
+            heads = got.get("heads") or {}
+            for ev in got.get("evidence") or []:          # split views other cells proved
+                if isinstance(ev, dict) and ev.get("origin") in self.store.keys \
+                        and ev.get("origin") not in self.store.untrusted:
+                    try:
+                        self.store.check_evidence(ev)
+                        alert = {"status": "split-view", "origin": ev["origin"], "why": "evidence from %s" % conn.name}
+                        report["alerts"].append(alert)
+                        self.alerts.append(alert)
+                    except ReplicaError as e:
+                        report["refused"][ev.get("origin")] = str(e)
             for origin, note in sorted(heads.items()):
                 if origin not in self.store.keys or (self.ledger is not None and origin == self.ledger.origin):
                     continue

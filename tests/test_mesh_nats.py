@@ -1,7 +1,7 @@
 """The NATS JetStream backend (host/mesh/natsbackend.py) against a real nats-server (Debian
 package) started on 127.0.0.1 with JetStream and stopped by PID: ledger replication through a
-stream (verified), a message injected into a cell's stream is caught, membership and T_global
-through key-value buckets."""
+stream of entry blocks (verified, incremental from the middle of a block), a message injected into
+a cell's stream is caught, membership and T_global through key-value buckets."""
 import asyncio
 import os
 import shutil
@@ -57,9 +57,14 @@ def _ledger(path, n):
 
 def test_replication_through_jetstream(nats_url, tmp_path):
     from host.mesh.natsbackend import NatsCell
-    a = _ledger(str(tmp_path / "a" / "ledger.sqlite"), 3000)
+    a = _ledger(str(tmp_path / "a" / "ledger.sqlite"), 1233)
+    mid_note = a.checkpoint()                              # size 1234: inside the block [1000, 1500)
+    mid_lines = [e.to_json() for e in a.entries(0, 1234)]
+    a.append_many([("action", {"action": "a2", "i": i}) for i in range(1767)])
     pub = ckpt.load_public_key(a.public_key_pem().encode())
     store = ReplicaStore(str(tmp_path / "b"), {a.origin: pub})
+    mid = ReplicaStore(str(tmp_path / "m"), {a.origin: pub})
+    mid.apply(a.origin, mid_lines, mid_note)
 
     async def go():
         ca = NatsCell(nats_url, "cell-a", ledger=a)
@@ -73,12 +78,17 @@ def test_replication_through_jetstream(nats_url, tmp_path):
         n2 = await ca.publish_ledger()
         got2 = await cb.pull(a.origin)
         up = await cb.pull(a.origin)
-        await ca.close()
-        await cb.close()
-        return n1, again, got1, n2, got2, up
-    n1, again, got1, n2, got2, up = asyncio.run(asyncio.wait_for(go(), 60))
+        cm = NatsCell(nats_url, "cell-m", store=mid)       # resumes from the middle of a block
+        await cm.connect()
+        got_mid = await cm.pull(a.origin)
+        for c in (ca, cb, cm):
+            await c.close()
+        return n1, again, got1, n2, got2, up, got_mid
+    n1, again, got1, n2, got2, up, got_mid = asyncio.run(asyncio.wait_for(go(), 60))
     assert (n1, again, got1, n2, got2, up) == (3001, 0, 3001, 500, 500, 0)
-    assert store.root(a.origin) == a.root() and store.size(a.origin) == a.size
+    assert got_mid == a.size - 1234
+    for st in (store, mid):
+        assert st.root(a.origin) == a.root() and st.size(a.origin) == a.size
     a.close()
 
 
@@ -119,7 +129,7 @@ def test_injected_message_is_caught_by_owner_and_replica(nats_url, tmp_path):
         return out, note
     out, note = asyncio.run(asyncio.wait_for(go(), 60))
     assert "written by someone else" in out[0]
-    assert "holds entries only up to 52" in out[1]
+    assert "message 2 is not a block of entries" in out[1]
     # even with the owner's real entries after it, the injected line cannot get in
     real = [e.to_json() for e in a.entries(51, a.size)]
     with pytest.raises(ReplicaError, match="not the next entry|forged"):

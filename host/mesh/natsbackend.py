@@ -1,11 +1,13 @@
 """Cluster-scale backend (`sync.backend: nats`): the same messages over NATS JetStream.
 
 - Each cell's ledger is a stream `BO_LEDGER_<origin id>` on subject `bo.ledger.<origin id>`
-  (`replicas` configurable): message i carries export line i (docs/LEDGER.md §7), published with
-  `Nats-Expected-Last-Sequence: i` and `Nats-Msg-Id: <origin id>-<i>`, so stream sequence =
-  index + 1 exactly: a re-publish is deduplicated, and before publishing the owner checks that
-  the stream's last message is its own entry, so a message inserted by anyone else stops the
-  owner with an error (and a replica refuses it: it cannot reach the signed root).
+  (`replicas` configurable): each message is a block of up to BLOCK consecutive export lines
+  (docs/LEDGER.md §7) joined by newlines, with headers `Bo-First` / `Bo-Count`, published with
+  `Nats-Expected-Last-Sequence` (the block count so far) and `Nats-Msg-Id: <origin id>-<first>`:
+  blocks are contiguous, a re-publish is deduplicated, and before publishing the owner checks
+  that the stream's last message is its own block, so a message inserted by anyone else stops
+  the owner with an error (and a replica refuses it: not a block, or it cannot reach the signed
+  root). A reader finds the block holding its next entry by binary search on block headers.
 - Signed checkpoints live in the key-value bucket `bo_checkpoints` (key = origin id).
 - T_global entries (host/mesh/aggregate.py, signed) live in the bucket `bo_tglobal` (key = cell).
 - Membership follows from the cluster: each cell refreshes its key in the bucket `bo_members`,
@@ -28,7 +30,22 @@ from host.ledger import checkpoint as ckpt
 from host.mesh.replica import ReplicaError, origin_id
 
 CKPT_BUCKET, VALUE_BUCKET, MEMBER_BUCKET = "bo_checkpoints", "bo_tglobal", "bo_members"
-FETCH_BATCH = 2000
+FETCH_BATCH = 64          # messages per fetch
+BLOCK = 500               # entries per stream message
+
+
+def _block(origin, seq, headers, data):
+    """(first, count, lines) of a stream message; ReplicaError if it is not one of our blocks."""
+    try:
+        first, count = int((headers or {})["Bo-First"]), int((headers or {})["Bo-Count"])
+        lines = data.decode("ascii").split("\n")
+    except (KeyError, ValueError, UnicodeDecodeError):
+        raise ReplicaError("stream %s message %d is not a block of entries (no Bo-First/Bo-Count "
+                           "headers or not ASCII)" % (stream_name(origin), seq)) from None
+    if first < 0 or count != len(lines) or count < 1:
+        raise ReplicaError("stream %s message %d: header says %d entries, it holds %d"
+                           % (stream_name(origin), seq, count, len(lines)))
+    return first, count, lines
 
 
 class NatsBackendError(UserError):
@@ -86,31 +103,49 @@ class NatsCell:
                                                          storage=StorageType.FILE,
                                                          duplicate_window=120.0))
 
+    async def _last_block(self, origin, seq):
+        """(first index, count, lines) of stream message `seq` (a block of entries)."""
+        m = await self.js.get_msg(stream_name(origin), seq=seq)
+        return _block(origin, seq, m.headers, m.data)
+
     async def publish_ledger(self):
-        """Publish our entries the stream lacks, then our latest checkpoint. -> entries published."""
+        """Publish our entries the stream lacks (in blocks), then our latest checkpoint.
+        -> entries published."""
         led = self.ledger
         info = await self._ensure_stream(led.origin)
-        have = info.state.last_seq
-        if have > led.size:
-            raise NatsBackendError("stream %s holds %d messages but ledger %s has %d entries: the "
-                                   "stream was written by someone else" % (stream_name(led.origin), have,
-                                                                         led.origin, led.size))
-        if have > 0:
-            # the stream's last message must be OUR entry of that index (an injected message
-            # would otherwise take an index slot and our next publish would follow it)
-            last = await self.js.get_msg(stream_name(led.origin), seq=have)
-            if last.data != led.get(have - 1).to_json().encode("ascii"):
-                raise NatsBackendError("stream %s message %d is not our entry %d: the stream was "
-                                       "written by someone else" % (stream_name(led.origin), have, have - 1))
+        blocks = info.state.last_seq
+        have = 0
+        if blocks > 0:
+            # the stream's last message must be OUR block (a message injected by anyone else
+            # would otherwise sit in the middle of our ledger)
+            try:
+                first, count, lines = await self._last_block(led.origin, blocks)
+            except ReplicaError as e:
+                raise NatsBackendError("stream %s was written by someone else: %s" % (stream_name(led.origin), e)) from None
+            mine = [x.to_json() for x in led.entries(first, first + count)]
+            if lines != mine:
+                raise NatsBackendError("stream %s message %d is not our entries [%d, %d): the stream was "
+                                       "written by someone else" % (stream_name(led.origin), blocks, first, first + count))
+            have = first + count
         subj, oid = subject(led.origin), origin_id(led.origin)
-        futs = []
-        for e in led.entries(have, led.size):
+        futs, block, seq = [], [], blocks
+
+        async def flush(block, seq):
+            first = block[0].index
             futs.append(await self.js.publish_async(
-                subj, e.to_json().encode("ascii"),
-                headers={"Nats-Expected-Last-Sequence": str(e.index), "Nats-Msg-Id": "%s-%d" % (oid, e.index)}))
-            if len(futs) >= 4096:
-                await self._settle(futs)
-                futs = []
+                subj, "\n".join(e.to_json() for e in block).encode("ascii"),
+                headers={"Nats-Expected-Last-Sequence": str(seq), "Nats-Msg-Id": "%s-%d" % (oid, first),
+                         "Bo-First": str(first), "Bo-Count": str(len(block))}))
+        for e in led.entries(have, led.size):
+            block.append(e)
+            if len(block) == BLOCK:
+                await flush(block, seq)
+                seq, block = seq + 1, []
+                if len(futs) >= 256:
+                    await self._settle(futs)
+                    futs = []
+        if block:
+            await flush(block, seq)
         await self._settle(futs)
         note = led.latest_checkpoint()
         if note is None or ckpt.parse_note(note)["size"] != led.size:
@@ -125,9 +160,24 @@ class NatsCell:
             raise NatsBackendError("JetStream refused a ledger message (%s): another writer touched "
                                    "our stream?" % e) from None
 
+    async def _seq_of(self, origin, index):
+        """Stream sequence of the block holding entry `index` (binary search on block headers)."""
+        info = await self.js.stream_info(stream_name(origin))
+        lo, hi = 1, info.state.last_seq
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            first, count, _ = await self._last_block(origin, mid)
+            if index < first:
+                hi = mid - 1
+            elif index >= first + count:
+                lo = mid + 1
+            else:
+                return mid
+        return None
+
     async def pull(self, origin):
         """Catch up the replica of `origin` to its checkpoint in the bucket (verified).
-        -> entries applied (0 when up to date); split views are returned by store.observe."""
+        -> entries applied (0 when up to date). A split view raises ReplicaError (evidence kept)."""
         import nats.errors
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import KeyNotFoundError
@@ -141,24 +191,34 @@ class NatsCell:
         if seen["status"] != "ahead":
             return 0
         have, target = self.store.size(origin), ckpt.parse_note(note)["size"]
+        seq = await self._seq_of(origin, have)
+        if seq is None:
+            raise ReplicaError("stream %s holds no block with entry %d, the signed checkpoint of %s "
+                               "says %d" % (stream_name(origin), have, origin, target))
         # no acks: reading a ledger is not work to hand out (and acks would cap us at
         # max_ack_pending messages in flight)
-        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=have + 1,
+        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq,
                              ack_policy=AckPolicy.NONE, inactive_threshold=30.0)
         sub = await self.js.pull_subscribe(subject(origin), durable=None, stream=stream_name(origin), config=cfg)
         lines = []
         try:
             while have + len(lines) < target:
                 try:
-                    msgs = await sub.fetch(min(FETCH_BATCH, target - have - len(lines)), timeout=2.0)
+                    msgs = await sub.fetch(FETCH_BATCH, timeout=2.0)
                 except nats.errors.TimeoutError:
                     raise ReplicaError("stream %s holds entries only up to %d, the signed checkpoint "
                                        "of %s says %d" % (stream_name(origin), have + len(lines), origin,
                                                           target)) from None
                 for m in msgs:
-                    seq = m.metadata.sequence.stream
-                    if seq == have + len(lines) + 1 and seq <= target:
-                        lines.append(m.data.decode("ascii"))
+                    first, count, block = _block(origin, m.metadata.sequence.stream, m.headers, m.data)
+                    nxt = have + len(lines)
+                    if not first <= nxt < first + count:
+                        raise ReplicaError("stream %s block %d holds entries [%d, %d), expected entry %d next"
+                                           % (stream_name(origin), m.metadata.sequence.stream, first,
+                                              first + count, nxt))
+                    lines += block[nxt - first: target - first]
+                    if have + len(lines) >= target:
+                        break
         finally:
             await sub.unsubscribe()
         return self.store.apply(origin, lines, note)

@@ -211,3 +211,27 @@ def test_evidence_travels_with_heads_over_tls(tmp_path):
     assert origin in sc.untrusted and sc.size(origin) == 0
     l1.close()
     l2.close()
+
+
+def test_head_not_consistent_with_our_replica_is_refused_before_download(tmp_path):
+    """The origin serves another history whose head is beyond ours and which has no checkpoint of
+    our size: the RFC 9162 consistency proof from our size to its head fails, nothing is fetched."""
+    tls = str(tmp_path / "tls")
+    init_mesh(tls, ["cell-x", "cell-b"])
+    origin, pub, l1, l2, n1, n2 = _fork(tmp_path, 10, 3, 8)          # n1: size 14 (A), n2: size 19 (B)
+    sb = ReplicaStore(str(tmp_path / "b"), {origin: pub})
+    sb.apply(origin, [e.to_json() for e in l1.entries(0, l1.size)], n1)
+    assert [ckpt.parse_note(t)["size"] for t in l2.checkpoints()] == [11, 19]
+
+    async def go():
+        rx = Replicator(l2, ReplicaStore(str(tmp_path / "x-rep"), {}), tls, "cell-x")
+        port = await rx.start("127.0.0.1", 0)
+        rb = Replicator(None, sb, tls, "cell-b")
+        rep = await rb.pull(("127.0.0.1", port, "cell-x"))
+        await rx.close()
+        return rep
+    rep = _run(go())
+    assert "not consistent with our verified size 14" in rep["refused"][origin]
+    assert sb.size(origin) == 14 and rep["applied"] == {}
+    l1.close()
+    l2.close()

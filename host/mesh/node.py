@@ -67,7 +67,7 @@ class MeshNode:
             msg = None
         if isinstance(msg, dict) and msg.get("op") in ("digest", "push"):
             return await self.ae._handle(peer, payload)
-        if isinstance(msg, dict) and msg.get("op") in ("heads", "entries", "checkpoint"):
+        if isinstance(msg, dict) and msg.get("op") in ("heads", "entries", "checkpoint", "consistency"):
             return await self.rep._handle(peer, payload)
         return await self.swim._handle(peer, payload)
 

@@ -4,11 +4,13 @@ A cell serves its own ledger and the replicas it holds:
     {"op": "heads"}                               -> {"heads": {origin: latest checkpoint note},
                                                       "evidence": [split-view evidence held]}
     {"op": "checkpoint", "origin", "size"}        -> {"note": the signed checkpoint of that size | null}
+    {"op": "consistency", "origin", "old", "new"} -> {"path": RFC 9162 consistency proof, hex}
     {"op": "entries", "origin", "start", "stop"}  -> b"LINES\n" + export lines joined by "\n"
                                                      (at most MAX_LINES; errors come back as JSON)
 A puller checks every head it is given against its ReplicaStore (split views are detected there,
 whoever serves the head); for an origin that is ahead it first asks for the server's signed
-checkpoint of the size it already holds (a different root there is a split view), then fetches the missing entries in chunks
+checkpoint of the size it already holds (a different root there is a split view), then checks
+an RFC 9162 consistency proof from its verified size to the head, then fetches the missing entries in chunks
 and applies them only if they reach the signed root (host/mesh/replica.py). A cell never accepts
 entries of its own origin from others. Split-view evidence another cell holds is checked on its
 own (two signed checkpoints that cannot both be true) and then shared: the origin is untrusted
@@ -20,7 +22,7 @@ here too.
 import asyncio
 import json
 
-from host.ledger import checkpoint as ckpt
+from host.ledger import checkpoint as ckpt, merkle
 from host.mesh.replica import ReplicaError
 from host.mesh.tls import MeshServer, MeshTLSError, connect
 
@@ -83,6 +85,21 @@ class Replicator:
                     raise ValueError("no ledger of origin %r here" % (o,))
                 # raw lines (ASCII, no newlines inside: canonical JSON escapes them), not JSON in JSON
                 return LINES_MAGIC + "\n".join(lines).encode("ascii")
+            if msg.get("op") == "consistency":
+                o, m, n = msg.get("origin"), msg.get("old"), msg.get("new")
+                if type(m) is not int or type(n) is not int or not 0 <= m <= n:
+                    raise ValueError("old/new must be ints with 0 <= old <= new")
+                if self.ledger is not None and o == self.ledger.origin:
+                    if n > self.ledger.size:
+                        raise ValueError("new size %d beyond our ledger (%d)" % (n, self.ledger.size))
+                    path = self.ledger.consistency_proof(m, n)["path"] if 0 < m < n else []
+                elif o in self.store.keys and o not in self.store.untrusted:
+                    if n > self.store.size(o):
+                        raise ValueError("new size %d beyond our replica (%d)" % (n, self.store.size(o)))
+                    path = self.store._rep(o).consistency_path(m, n)
+                else:
+                    raise ValueError("no ledger of origin %r here" % (o,))
+                return _enc({"path": path})
             if msg.get("op") == "checkpoint":
                 o, size = msg.get("origin"), msg.get("size")
                 if type(size) is not int or size < 0:
@@ -166,6 +183,18 @@ class Replicator:
                         self.alerts.append(seen)
                         continue
                 target = ckpt.parse_note(note)["size"]
+                if have > 0:
+                    # the new head must extend what we verified: RFC 9162 consistency proof
+                    # from our size to the head, checked before downloading anything
+                    path = (await self._req(conn, {"op": "consistency", "origin": origin, "old": have,
+                                                   "new": target})).get("path")
+                    ok = isinstance(path, list) and all(isinstance(x, str) and len(x) == 64 for x in path)
+                    if not ok or not merkle.verify_consistency(
+                            have, target, self.store.root(origin), ckpt.parse_note(note)["root"],
+                            [bytes.fromhex(x) for x in path]):
+                        report["refused"][origin] = ("%s's head of size %d is not consistent with our verified "
+                                                     "size %d (proof from %s fails)" % (origin, target, have, conn.name))
+                        continue
                 lines = []
                 start = self.store.size(origin)
                 while start + len(lines) < target:

@@ -35,6 +35,7 @@ class _WitnessObserver:
     def __init__(self, keys):
         self.auth = {d: Auth(k) for d, k in keys.items()}
         self.sent = set()           # (device, boot, witness_id)
+        self.kinds = {}             # (device, boot, witness_id) -> WITNESS kind code
         self.frames = collections.Counter()
         self.lock = threading.Lock()
 
@@ -46,7 +47,9 @@ class _WitnessObserver:
         with self.lock:
             self.frames[f.device_id] += 1
             if f.type == P.WITNESS:
-                self.sent.add((f.device_id, f.boot_id, f.fields["witness_id"]))
+                key = (f.device_id, f.boot_id, f.fields["witness_id"])
+                self.sent.add(key)
+                self.kinds[key] = f.fields["kind"]
 
 
 class Emulation:
@@ -212,6 +215,11 @@ class Emulation:
                 self._stop.wait(min(interval, max(0.01, (end - now) if end else interval)))
         except KeyboardInterrupt:
             pass
+
+    def committed(self, key):
+        """True once the coordinator has committed the WITNESS (device, boot, witness_id)."""
+        c = self.coordinator
+        return c is not None and c.call(lambda: key in c.witness_done)
 
     def status(self):
         c = self.coordinator

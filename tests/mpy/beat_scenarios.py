@@ -7,7 +7,15 @@ if __name__ == "__main__":
     _root = sys.argv[1]
     for _p in (_root + "/tests/fakes", _root):
         sys.path.insert(0, _p)
-    _reserve = bytearray(8 * 1024)   # one large hole for the tables (see device/main.py)
+    import os
+    _fw = os.getenv("BECOMINGONE_FIRMWARE")
+    if _fw:
+        # the firmware precompiled with mpy-cross (tools/test.sh builds it), as on a board:
+        # loading .mpy files needs no compiler heap, so no reserve either
+        sys.path.insert(0, _fw)
+        _reserve = None
+    else:
+        _reserve = bytearray(8 * 1024)   # one large hole for the tables (see device/main.py)
 
 from device.clock import MASK
 from shared import protocol as P

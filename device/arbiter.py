@@ -44,17 +44,7 @@ normalise4(r, b, e, o) -> (r, b, e, o)   exact-sum Q16 normalisation (tests/host
 import array
 import math
 
-try:
-    import micropython
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-    class micropython:          # CPython stand-in: the code emitter decorators are no-ops
-        @staticmethod
-        def native(f):
-            return f
+from shared.compat import micropython, const  # noqa: F401
 
 from device.pid import genomic_pid
 

@@ -31,17 +31,7 @@ genomic_pid(period_s) -> PID   the VENOM genomic PID: Kp 0.6, Ki 0.1, Kd 0.05, i
                                [-0.05, 0.05] (the caller applies dO = -output), derivative on error
 to_q16(x: float) -> int, from_q16(v: int) -> float
 """
-try:
-    import micropython
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-    class micropython:          # CPython stand-in: the code emitter decorators are no-ops
-        @staticmethod
-        def native(f):
-            return f
+from shared.compat import micropython, const  # noqa: F401
 
 ONE = const(65536)
 _EMAX = const(65536)        # error and measurement change saturate at +-1.0

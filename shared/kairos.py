@@ -50,17 +50,7 @@ import array
 
 from shared.qmath import COS_Q14, cos_sin_q14, coherence_q16, coherence_limbs  # noqa: F401
 
-try:
-    import micropython
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-    class micropython:          # CPython stand-in: the code emitter decorators are no-ops
-        @staticmethod
-        def native(f):
-            return f
+from shared.compat import micropython, const  # noqa: F401
 
 PHASE_MASK = const(0x3FFFFFFF)   # the phase accumulator is 30 bits: 2^30 = one turn
 QUARTER = const(0x10000000)      # pi/2 in phase units

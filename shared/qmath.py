@@ -14,17 +14,7 @@ docs/DEVICE.md "KAIROS integer definition" describes every rounding.
 """
 import array
 
-try:
-    import micropython
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-    class micropython:          # CPython stand-in: the code emitter decorators are no-ops
-        @staticmethod
-        def native(f):
-            return f
+from shared.compat import micropython, const  # noqa: F401
 
 PHASE_MASK = const(0x3FFFFFFF)   # 2^30 = one turn
 QUARTER = const(0x10000000)      # pi/2 in phase units

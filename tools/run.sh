@@ -5,15 +5,6 @@
 # Extra arguments go to `becomingone emulate` (e.g. bash tools/run.sh --devices 5 --duration 120).
 set -u
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv || exit 1
-fi
-if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1
-  .venv/bin/pip install -q -e '.[dev]' || exit 1
-  touch .venv/.installed
-fi
-export PATH="$PWD/.venv/bin:$PATH"
+. tools/venv.sh
 if [ $# -eq 0 ]; then set -- --devices 3 --duration 60; fi
 exec becomingone emulate "$@"

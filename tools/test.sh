@@ -6,16 +6,7 @@
 # Extra arguments go to pytest (e.g. bash tools/test.sh -k protocol).
 set -u
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv || exit 1
-fi
-if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1
-  .venv/bin/pip install -q -e '.[dev]' || exit 1
-  touch .venv/.installed
-fi
-export PATH="$PWD/.venv/bin:$PATH"
+. tools/venv.sh
 status=0
 
 echo "== lane 1: pytest (CPython)"

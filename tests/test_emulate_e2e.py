@@ -180,3 +180,21 @@ def test_emulation_lossy_links_reboot_and_forgery(tmp_path):
     assert sum(v for k, v in rej.items() if k in ("replay", "duplicate", "stale_boot")) > 0, rej
     forger = [x for x in s["extras"] if x["name"].startswith("forger")][0]
     assert forger["forged_sent"] > 0 and forger["replayed_sent"] > 0
+
+
+@pytest.mark.skipif(not _micropython(), reason="the micropython command is not installed")
+def test_emulation_serial_bit_errors_and_flooding_device(tmp_path):
+    emu = Emulation(devices=2, duration=12, transport="serial", runtime="micropython",
+                    faults=parse_faults("biterr=0.0005,flood=1,seed=3"),
+                    data_dir=str(tmp_path / "noisy"))
+    s = emu.run()
+    flipped = sum(p["bits_flipped"] for p in s["proxies"].values())
+    rej = s["frames_rejected"]
+    assert flipped > 0
+    # corrupted frames are caught by the CRC (or COBS/length checks), never reach the ledger
+    assert sum(v for k, v in rej.items() if k in ("crc", "cobs", "short", "length", "oversize")) > 0, rej
+    # the flooding device is shed by the cost-based rate limiter
+    assert rej.get("rate_limited", 0) > 0, rej
+    assert s["devices_seen"] >= 2
+    assert s["ledger_verified"], s["ledger_first_bad"]
+    assert s["witness_sent"] > 0 and s["witness_in_ledger"] == s["witness_sent"], s["witness_missing"]

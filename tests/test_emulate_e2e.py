@@ -102,6 +102,10 @@ def test_emulation_end_to_end_udp_and_serial(tmp_path):
     op = _Operator(emu, 3)
     op.start()
 
+    def sync_collapses():
+        c = emu.coordinator
+        return c.call(lambda: c.core.sync.collapses if c.core is not None else 0)
+
     def cleared_committed():
         keys = [k for k, kind in list(emu.observer.kinds.items())
                 if k[0] == 3 and kind == P.WITNESS_QUARANTINE_CLEARED]
@@ -112,7 +116,8 @@ def test_emulation_end_to_end_udp_and_serial(tmp_path):
         t0 = time.monotonic()
         while time.monotonic() - t0 < 60:
             time.sleep(0.5)
-            if time.monotonic() - t0 >= 20 and op.released_after_clear and cleared_committed():
+            if (time.monotonic() - t0 >= 20 and op.released_after_clear and cleared_committed()
+                    and sync_collapses() > 0):
                 break
         # Master windows filled while running
         c = emu.coordinator

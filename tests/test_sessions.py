@@ -78,3 +78,22 @@ def test_damaged_state_file(tmp_path):
     p.write_text("[1,2")
     ss = Sessions(str(p))
     assert ss.counters["state_file_damaged"] == 1
+
+
+def test_host_seq_survives_a_host_restart():
+    """A restarted host (fresh session state) must not reuse sequence numbers a keyed device
+    already accepted: its seq starts from the wall clock, above what it sent before."""
+    import time
+    from host.sessions import Session
+    a = Session.__new__(Session)
+    a.host_seq = 0
+    first = [a.next_host_seq() for _ in range(50)]       # a burst runs ahead of the clock
+    assert first == sorted(first) and len(set(first)) == 50
+    time.sleep(5.2)                    # host traffic is a few frames/s: the clock catches up
+    for _ in range(5):
+        first.append(a.next_host_seq())
+        time.sleep(0.1)
+    time.sleep(0.15)
+    b = Session.__new__(Session)      # the host restarted: no memory of `a`
+    b.host_seq = 0
+    assert b.next_host_seq() > max(first)

@@ -198,6 +198,11 @@ class PID:
                 dd = -_EMAX
             self._prev = e
         self._have_prev = True
+        return self._step(e, dd)
+
+    @micropython.native
+    def _step(self, e, dd):
+        """P + I (anti-windup clamp, epsilon reset) + D, output limits; e, dd clamped Q16."""
         p = (self._pm * e + self._ph) >> self._ps
         i = self.i_acc + ((self._im * e + self._ih) >> self._is)
         if i > self._i_hi:
@@ -233,27 +238,7 @@ class PID:
             dd = -_EMAX
         self._prev = e
         self._have_prev = True
-        p = (self._pm * e + self._ph) >> self._ps
-        i = self.i_acc + ((self._im * e + self._ih) >> self._is)
-        if i > self._i_hi:
-            i = self._i_hi
-        elif i < self._i_lo:
-            i = self._i_lo
-        if -self.eps < e < self.eps:
-            i = 0
-        self.i_acc = i
-        i = (i + 128) >> 8
-        d = (self._dm * dd + self._dh) >> self._ds
-        self.p_term = p
-        self.i_term = i
-        self.d_term = d
-        o = p + i + d
-        if o > self.out_max:
-            o = self.out_max
-        elif o < self.out_min:
-            o = self.out_min
-        self.output = o
-        return o
+        return self._step(e, dd)
 
     def tick(self, measurement, elapsed_us):
         a = self._acc_us + elapsed_us

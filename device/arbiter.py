@@ -307,6 +307,7 @@ class Arbiter:
             e = E_LOW
         r = self.R
         b = self.B
+        # normalise4() inlined: its returned tuple would allocate on the beat path
         t = r + b + e + o
         r = _div16(r, t)
         b = _div16(b, t)

@@ -41,7 +41,7 @@ from device.clock import DeviceTime, Deadline, tdiff, MASK
 from device.lateness import LatenessHistogram
 from device.witness_queue import WitnessQueue
 from shared import protocol as P
-from shared.frame_encoder import witness_record_into
+from shared.frame_encoder import ERA_ROLL, witness_record_into
 
 _HAS_MEM = hasattr(gc, "mem_alloc")
 _NDEC = const(5)
@@ -235,7 +235,10 @@ class Beat:
         self.acc_el += m.dEL()
         self.acc_samples += m.n_samples()
         self.acc_n += 1
-        if self.acc_n < self.s.telemetry_every:
+        # n_samples is a u8 on the wire: a record summing telemetry_every beats goes out early
+        # once one more beat could take its count past 255 (exact; the host adds records)
+        if self.acc_n < self.s.telemetry_every and \
+                self.acc_samples + m.max_samples() <= P.MAX_BEAT_SAMPLES:
             return
         st = self.state_byte(decision, collapse)
         enc = self.enc
@@ -292,6 +295,33 @@ class Beat:
             q.mined(slot, 0)
         return q.rec_id[slot]
 
+    def new_epoch(self, boot_id=None):
+        """Start a new (device, boot) epoch without rebooting: the pending BATCH goes out
+        under the old boot id, then a new boot id, seq 0, device time 0 and beat 0, and HELLO.
+        Queued witness records are re-stamped with the new boot id (their proof of work
+        covers it) and mined again, so none is lost. Rare (every 76 h or 2^30 frames)."""
+        enc = self.enc
+        tm = self.time
+        if enc.batch_count:
+            self.link.send(enc.batch_flush(tm.era, tm.off))
+        if boot_id is None:
+            import os
+            b = os.urandom(2)
+            boot_id = b[0] | (b[1] << 8)
+        old = enc.boot_id
+        while boot_id == 0 or boot_id == old:
+            boot_id = (boot_id + 1) & 0xFFFF
+        enc.set_boot(boot_id)
+        tm.update()
+        tm.era = 0
+        tm.off = 0
+        self.beat = 0
+        self.last_witness_beat = 0
+        self.mining_slot = -1
+        self.queue.rebind(boot_id)
+        self.send_hello()
+        return boot_id
+
     def set_period(self, period_q16):
         """A new beat period (CONFIG pulse_k/pulse_p/period_us): the schedule keeps its phase,
         the next deadline moves by the new period; HELLO tells the host."""
@@ -307,6 +337,8 @@ class Beat:
     def idle(self):
         """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
         the deadline.  Work is only started when it fits before the deadline."""
+        if self.enc.needs_new_boot or self.time.era >= ERA_ROLL:
+            self.new_epoch()
         clk = self.clock
         dl = self.deadline
         s = self.s

@@ -119,6 +119,10 @@ class Emissary:
             raise ValueError("f_s must be > 0 Hz, got %r" % (f_s,))
         self.f_s = f_s
         self.adc_bits = adc_bits
+        if not 1 <= max_samples_per_beat <= 255:
+            # TELEMETRY carries a beat's sample count in a u8 (docs/PROTOCOL.md 2.2)
+            raise ValueError("max_samples_per_beat must be in 1..255 (TELEMETRY n_samples is "
+                             "a u8), got %r" % (max_samples_per_beat,))
         self.sum_shift = sum_shift_for(adc_bits, max_samples_per_beat)
         self.max_samples = max_samples_per_beat
         self.lag = lag_for(tau_bar, f_s) if lag is None else int(lag)

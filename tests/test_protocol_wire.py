@@ -119,7 +119,7 @@ def test_batch_decode_blob_and_replay_and_auth():
     frames = [bytes(enc.telemetry(0, i, *_tel(i))) for i in range(50)]
     blob = b"".join(frames + frames[:5]) + b"\x01\x02\x03"
     g = ReplayGuard()
-    res = decode_telemetry_batch(blob, frame_size=59, replay=g)
+    res = decode_telemetry_batch(blob, frame_size=55, replay=g)
     assert len(res.beats) == 50 and res.rejects == {"length": 1, "replay": 5}
     assert np.array_equal(res.beats["beat"], np.arange(50))
     a = Auth(KEY)

@@ -296,31 +296,9 @@ class Beat:
         return q.rec_id[slot]
 
     def new_epoch(self, boot_id=None):
-        """Start a new (device, boot) epoch without rebooting: the pending BATCH goes out
-        under the old boot id, then a new boot id, seq 0, device time 0 and beat 0, and HELLO.
-        Queued witness records are re-stamped with the new boot id (their proof of work
-        covers it) and mined again, so none is lost. Rare (every 76 h or 2^30 frames)."""
-        enc = self.enc
-        tm = self.time
-        if enc.batch_count:
-            self.link.send(enc.batch_flush(tm.era, tm.off))
-        if boot_id is None:
-            import os
-            b = os.urandom(2)
-            boot_id = b[0] | (b[1] << 8)
-        old = enc.boot_id
-        while boot_id == 0 or boot_id == old:
-            boot_id = (boot_id + 1) & 0xFFFF
-        enc.set_boot(boot_id)
-        tm.update()
-        tm.era = 0
-        tm.off = 0
-        self.beat = 0
-        self.last_witness_beat = 0
-        self.mining_slot = -1
-        self.queue.rebind(boot_id)
-        self.send_hello()
-        return boot_id
+        """Start a new (device, boot) epoch (device/epoch.py, loaded only when needed)."""
+        from device.epoch import new_epoch
+        return new_epoch(self, boot_id)
 
     def set_period(self, period_q16):
         """A new beat period (CONFIG pulse_k/pulse_p/period_us): the schedule keeps its phase,

@@ -195,25 +195,6 @@ class WitnessQueue:
         self.unknown_acks += 1
         return False
 
-    def rebind(self, boot_id):
-        """A new epoch (new boot id): every queued record's proof of work covers the boot id
-        (bytes 2..3 of the record), so it is re-stamped with the new one and mined again
-        (READY at once when its pow_bits, the record's last byte, is 0). Nothing is dropped.
-        Returns the number of records re-stamped."""
-        n = 0
-        for i in range(self.capacity):
-            if self.state[i] != FREE and self.length[i] >= 4:
-                rec = self.rec[i]
-                rec[2] = boot_id & 0xFF
-                rec[3] = (boot_id >> 8) & 0xFF
-                self.nonce_lo[i] = 0
-                self.nonce_hi[i] = 0
-                self.sends[i] = 0
-                self.wait_ms[i] = self.timeout_ms
-                self.state[i] = READY if rec[self.length[i] - 1] == 0 else MINING
-                n += 1
-        return n
-
     def link_restored(self, now_ms):
         """The link came back (or the host restarted): resend every unacknowledged record now,
         with the backoff reset."""

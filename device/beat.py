@@ -41,7 +41,7 @@ from device.clock import DeviceTime, Deadline, tdiff, MASK
 from device.lateness import LatenessHistogram
 from device.witness_queue import WitnessQueue
 from shared import protocol as P
-from shared.frame_encoder import ERA_ROLL, witness_record_into
+from shared.frame_encoder import witness_record_into
 
 _HAS_MEM = hasattr(gc, "mem_alloc")
 _NDEC = const(5)
@@ -238,7 +238,7 @@ class Beat:
         # n_samples is a u8 on the wire: a record summing telemetry_every beats goes out early
         # once one more beat could take its count past 255 (exact; the host adds records)
         if self.acc_n < self.s.telemetry_every and \
-                self.acc_samples + m.max_samples() <= P.MAX_BEAT_SAMPLES:
+                self.acc_samples + m.max_samples() <= 255:
             return
         st = self.state_byte(decision, collapse)
         enc = self.enc
@@ -295,11 +295,6 @@ class Beat:
             q.mined(slot, 0)
         return q.rec_id[slot]
 
-    def new_epoch(self, boot_id=None):
-        """Start a new (device, boot) epoch (device/epoch.py, loaded only when needed)."""
-        from device.epoch import new_epoch
-        return new_epoch(self, boot_id)
-
     def set_period(self, period_q16):
         """A new beat period (CONFIG pulse_k/pulse_p/period_us): the schedule keeps its phase,
         the next deadline moves by the new period; HELLO tells the host."""
@@ -315,8 +310,9 @@ class Beat:
     def idle(self):
         """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
         the deadline.  Work is only started when it fits before the deadline."""
-        if self.enc.needs_new_boot or self.time.era >= ERA_ROLL:
-            self.new_epoch()
+        if self.enc.needs_new_boot or self.time.era >= 255:  # time_era is a u8
+            from device.epoch import new_epoch   # rare: loaded only then
+            new_epoch(self)
         clk = self.clock
         dl = self.deadline
         s = self.s

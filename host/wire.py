@@ -47,7 +47,7 @@ def telemetry_period_us(period_us, hello=None):
     (the device re-sends HELLO whenever its period changes). Without a HELLO the saturated
     value is returned as is (a lower bound)."""
     p = int(period_us)
-    if p >= P.PERIOD_SAT and hello:
+    if p >= 0xFFFF and hello:
         hp = hello.get("period_us") if hasattr(hello, "get") else None
         if hp:
             return int(hp)

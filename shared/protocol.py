@@ -28,9 +28,9 @@ HEADER_LEN = const(15)
 CRC_LEN = const(4)
 MAX_FRAME = const(254)        # so COBS adds exactly one byte (see shared/cobs.py)
 SEQ_LIMIT = const(0x40000000)  # seq and time_off are < 2^30
-ERA_LIMIT = const(256)        # time_era is a u8: device time < 2^38 us (76.4 h) per boot
-PERIOD_SAT = const(0xFFFF)    # TELEMETRY period_us saturates here: the exact period is HELLO's
-MAX_BEAT_SAMPLES = const(255)  # TELEMETRY n_samples is a u8
+_ERA_LIMIT = const(256)       # time_era is a u8: device time < 2^38 us (76.4 h) per boot
+# TELEMETRY period_us (u16) saturates at 65535, the exact period is then HELLO's; TELEMETRY
+# n_samples is a u8 (0..255). No module-level names for these: every global costs device heap.
 MAX_BATCH = const(5)          # 15 + 1 + 5*36 + 8 + 4 = 208 <= MAX_FRAME (6 = 244 would fit
 #                               too; 5 is kept, the CONFIG batch_beats range is 1..5)
 MAX_CONFIG_PAIRS = const(32)  # 15 + 5 + 32*5 + 8 + 4 = 192
@@ -273,9 +273,8 @@ def _check_header_values(msg_type, device_id, boot_id, seq, time_era, time_off):
     if not 0 <= seq < SEQ_LIMIT:
         raise FieldError("seq %r outside 0..2^30-1 (the device rolls its boot id before 2^30)"
                          % (seq,))
-    if not 0 <= time_era < ERA_LIMIT:
-        raise FieldError("time_era %r outside 0..255 (the device rolls its boot id before "
-                         "era 256)" % (time_era,))
+    if not 0 <= time_era < _ERA_LIMIT:
+        raise FieldError("time_era %r outside 0..255" % (time_era,))
     if not 0 <= time_off < SEQ_LIMIT:
         raise FieldError("time_off %r outside 0..2^30-1" % (time_off,))
 

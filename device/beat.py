@@ -235,7 +235,10 @@ class Beat:
         self.acc_el += m.dEL()
         self.acc_samples += m.n_samples()
         self.acc_n += 1
-        if self.acc_n < self.s.telemetry_every:
+        # n_samples is a u8 on the wire: a record summing telemetry_every beats goes out early
+        # once one more beat could take its count past 255 (exact; the host adds records)
+        if self.acc_n < self.s.telemetry_every and \
+                self.acc_samples + m.max_samples() <= 255:
             return
         st = self.state_byte(decision, collapse)
         enc = self.enc
@@ -307,6 +310,9 @@ class Beat:
     def idle(self):
         """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
         the deadline.  Work is only started when it fits before the deadline."""
+        if self.enc.needs_new_boot or self.time.era >= 255:  # time_era is a u8
+            from device.epoch import new_epoch   # rare: loaded only then
+            new_epoch(self)
         clk = self.clock
         dl = self.deadline
         s = self.s

@@ -31,7 +31,7 @@ from host.ledger import Ledger
 from host.links import make_link
 from host.sessions import Sessions
 from host.supervisor import Supervisor
-from host.wire import Receiver
+from host.wire import Receiver, telemetry_period_us
 from shared import protocol as P
 
 __all__ = ["Coordinator", "WITNESS_LAYER"]
@@ -413,7 +413,7 @@ class Coordinator(OperatorMixin):
                 data.update(coherence=int(rec["coherence"]) / 65535.0,
                             threat=int(rec["threat"]) / 65535.0,
                             decision_state=int(rec["decision_state"]),
-                            period_us=int(rec["period_us"]))
+                            period_us=telemetry_period_us(rec["period_us"], s.hello))
             except (KeyError, IndexError, ValueError, TypeError):
                 pass
             self._ledger_submit("pulse", data)

@@ -21,24 +21,37 @@ from shared.auth import Auth, ReplayGuard, TAG_LEN
 from shared.wire_errors import REASONS, ProtocolError
 
 __all__ = ["Receiver", "decode_telemetry_batch", "BatchResult", "TELEMETRY_DTYPE",
-           "BEAT_DTYPE", "as_auth_map", "host_seq_after"]
+           "BEAT_DTYPE", "as_auth_map", "host_seq_after", "telemetry_period_us"]
 
 log = logging.getLogger(__name__)
 
-_PAYLOAD_DTYPE = [("beat", "<u4"), ("period_us", "<u4"), ("lateness_us", "<u2"),
+_PAYLOAD_DTYPE = [("beat", "<u4"), ("period_us", "<u2"), ("lateness_us", "<u2"),
                   ("dT_re", "<i4"), ("dT_im", "<i4"), ("dE0", "<u4"), ("dEL", "<u4"),
-                  ("n_samples", "<u2"), ("coherence", "<u2"), ("pid_error", "<i2"),
+                  ("n_samples", "u1"), ("coherence", "<u2"), ("pid_error", "<i2"),
                   ("pid_output", "<u2"), ("threat", "<u2"), ("o_weight", "<u2"),
                   ("decision_state", "u1")]
 _HEADER_DTYPE = [("ver_flags", "u1"), ("type", "u1"), ("device_id", "<u2"), ("boot_id", "<u2"),
-                 ("seq", "<u4"), ("time_era", "<u2"), ("time_off", "<u4")]
+                 ("seq", "<u4"), ("time_era", "u1"), ("time_off", "<u4")]
 RECORD_DTYPE = np.dtype(_PAYLOAD_DTYPE)
-# One single-beat TELEMETRY frame without AUTH, byte for byte (59 bytes).
+# One single-beat TELEMETRY frame without AUTH, byte for byte (55 bytes).
 TELEMETRY_DTYPE = np.dtype(_HEADER_DTYPE + _PAYLOAD_DTYPE + [("crc", "<u4")])
 # One row per beat in the batch decoder's output.
 BEAT_DTYPE = np.dtype([("device_id", "<u2"), ("boot_id", "<u2"), ("seq", "<u4"),
                        ("time_us", "<u8"), ("index", "u1"), ("count", "u1")] + _PAYLOAD_DTYPE)
-assert RECORD_DTYPE.itemsize == P.TELEMETRY_LEN and TELEMETRY_DTYPE.itemsize == 59
+assert RECORD_DTYPE.itemsize == P.TELEMETRY_LEN and TELEMETRY_DTYPE.itemsize == 55
+
+
+def telemetry_period_us(period_us, hello=None):
+    """The beat period of a TELEMETRY record in µs. The record's u16 period_us saturates at
+    65535 (PROTOCOL.md 2.2): then the exact period is the u32 period_us of the boot's HELLO
+    (the device re-sends HELLO whenever its period changes). Without a HELLO the saturated
+    value is returned as is (a lower bound)."""
+    p = int(period_us)
+    if p >= 0xFFFF and hello:
+        hp = hello.get("period_us") if hasattr(hello, "get") else None
+        if hp:
+            return int(hp)
+    return p
 
 
 def as_auth_map(keys):

@@ -11,7 +11,10 @@
 # enc.seq. The returned object is reused by the next call of the same method: send it before
 # encoding the next frame of that kind. Integers passed in must be small ints (< 2^30 in
 # magnitude): the beat path never holds bigints. Values that can overflow their field
-# (lateness, counters) are saturated here.
+# (lateness, TELEMETRY period_us, counters) are saturated here. The era (u8) is checked (a
+# ValueError past 255, never truncated). n_samples (u8) must be 0..255: the device guarantees it
+# (shared/kairos.py bounds a beat to 255 samples; device/beat.py sends a summed record before it
+# could pass 255); CPython's struct refuses more, MicroPython's would keep the low byte.
 import struct
 
 from shared import cobs
@@ -29,6 +32,7 @@ except ImportError:
         return x
 
 SEQ_ROLL = const(0x3FFF0000)  # roll the boot id once enc.seq passes this (2^30 - 2^16)
+# ... and device/beat.py rolls once the device time reaches era 255 (time_era is a u8)
 _SEQ_MAX = const(0x3FFFFFFF)  # 2^30 - 1: the largest small int on a 32-bit port
 
 
@@ -94,12 +98,17 @@ class Encoder:
 
     @property
     def needs_new_boot(self):
+        """True once seq passed SEQ_ROLL: the device must start a new epoch (set_boot with a new
+        boot id, device time from 0) before seq reaches 2^30; it does the same once its time
+        reaches era 255 (device/beat.py; PROTOCOL.md 1.1). _finish refuses era > 255."""
         return self.seq >= SEQ_ROLL
 
     # ---- common tail: header, tag, CRC, optional COBS
     def _finish(self, slot, era, off, end, flags=0, count=-1):
         if self.seq > _SEQ_MAX:
             raise ValueError("seq reached 2^30: call set_boot() with a new boot id first")
+        if era > 0xFF:
+            raise ValueError("era > 255")
         buf = slot.raw
         struct.pack_into(_HDR, buf, 0, self._vf | flags, slot.type, self.device_id,
                          self.boot_id, self.seq, era, off)
@@ -128,9 +137,9 @@ class Encoder:
                   n_samples, coherence, pid_error, pid_output, threat, o_weight,
                   decision_state):
         s = self._tel
-        struct.pack_into(P.TELEMETRY_FMT, s.raw, _HL, beat, period_us, _sat16(lateness_us),
-                         dT_re, dT_im, dE0, dEL, n_samples, coherence, pid_error, pid_output,
-                         threat, o_weight, decision_state)
+        struct.pack_into(P.TELEMETRY_FMT, s.raw, _HL, beat, _sat16(period_us),
+                         _sat16(lateness_us), dT_re, dT_im, dE0, dEL, n_samples, coherence,
+                         pid_error, pid_output, threat, o_weight, decision_state)
         return self._finish(s, era, off, _HL + P.TELEMETRY_LEN)
 
     def batch_add(self, beat, period_us, lateness_us, dT_re, dT_im, dE0, dEL, n_samples,
@@ -141,7 +150,7 @@ class Encoder:
         if c >= self.batch_max:
             raise ValueError("batch full (%d beats): call batch_flush() first" % c)
         struct.pack_into(P.TELEMETRY_FMT, self._batch.raw, _HL + 1 + c * P.TELEMETRY_LEN,
-                         beat, period_us, _sat16(lateness_us), dT_re, dT_im, dE0, dEL,
+                         beat, _sat16(period_us), _sat16(lateness_us), dT_re, dT_im, dE0, dEL,
                          n_samples, coherence, pid_error, pid_output, threat, o_weight,
                          decision_state)
         self.batch_count = c + 1

@@ -94,11 +94,13 @@ def _rnd(v, k):
 
 def sum_shift_for(adc_bits, max_samples_per_beat):
     """Smallest S >= 0 such that max_samples_per_beat * rnd((2^b - 1)^2 / 2^S) < 2^29, so every
-    per-beat partial fits an i32/u32 wire field and a MicroPython small int."""
+    per-beat partial fits an i32/u32 wire field and a MicroPython small int.
+    max_samples_per_beat must be 1..255: TELEMETRY carries a count in a u8 (PROTOCOL.md 2.2)."""
     if not 1 <= adc_bits <= 15:
         raise ValueError("adc_bits must be in 1..15 (d*d_L must stay < 2^30), got %r" % (adc_bits,))
-    if max_samples_per_beat < 1:
-        raise ValueError("max_samples_per_beat must be >= 1, got %r" % (max_samples_per_beat,))
+    if not 1 <= max_samples_per_beat <= 255:
+        raise ValueError("max_samples_per_beat must be 1..255 (TELEMETRY n_samples is a u8), "
+                         "got %r" % (max_samples_per_beat,))
     big = ((1 << adc_bits) - 1) ** 2
     s = 0
     while max_samples_per_beat * _rnd(big, s) >= BEAT_LIMIT:
@@ -119,6 +121,7 @@ class Emissary:
             raise ValueError("f_s must be > 0 Hz, got %r" % (f_s,))
         self.f_s = f_s
         self.adc_bits = adc_bits
+        # sum_shift_for also bounds max_samples_per_beat to 1..255 (a ValueError otherwise)
         self.sum_shift = sum_shift_for(adc_bits, max_samples_per_beat)
         self.max_samples = max_samples_per_beat
         self.lag = lag_for(tau_bar, f_s) if lag is None else int(lag)

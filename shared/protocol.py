@@ -24,12 +24,16 @@ FLAG_AUTH = const(0x01)
 FLAG_BATCH = const(0x02)
 _FLAGS_KNOWN = const(0x03)
 
-HEADER_LEN = const(16)
+HEADER_LEN = const(15)
 CRC_LEN = const(4)
 MAX_FRAME = const(254)        # so COBS adds exactly one byte (see shared/cobs.py)
 SEQ_LIMIT = const(0x40000000)  # seq and time_off are < 2^30
-MAX_BATCH = const(5)          # 16 + 1 + 5*39 + 8 + 4 = 224 <= MAX_FRAME
-MAX_CONFIG_PAIRS = const(32)  # 16 + 5 + 32*5 + 8 + 4 = 193
+_ERA_LIMIT = const(256)       # time_era is a u8: device time < 2^38 us (76.4 h) per boot
+# TELEMETRY period_us (u16) saturates at 65535, the exact period is then HELLO's; TELEMETRY
+# n_samples is a u8 (0..255). No module-level names for these: every global costs device heap.
+MAX_BATCH = const(5)          # 15 + 1 + 5*36 + 8 + 4 = 208 <= MAX_FRAME (6 = 244 would fit
+#                               too; 5 is kept, the CONFIG batch_beats range is 1..5)
+MAX_CONFIG_PAIRS = const(32)  # 15 + 5 + 32*5 + 8 + 4 = 192
 
 HELLO = const(1)
 TELEMETRY = const(2)
@@ -54,15 +58,15 @@ DIRECTION = {HELLO: "d", TELEMETRY: "d", WITNESS: "d", HEARTBEAT: "d", CONFIG: "
              MODEL: "h", CLEAR: "h", ACK: "b", ERROR: "b", TIME_SYNC: "b"}
 
 # Header: ver_flags, type, device_id, boot_id, seq, time_era, time_off
-HEADER_FMT = "<BBHHIHI"
-_HEADER_HALVES = "<BBHHHHHHH"  # the same 16 bytes with seq/time_off as u16 halves (no bigints)
+HEADER_FMT = "<BBHHIBI"
+_HEADER_HALVES = "<BBHHHHBHH"  # the same 15 bytes with seq/time_off as u16 halves (no bigints)
 
 # Fixed payloads: (struct format, field names). Strings ("Ns") are ASCII, NUL padded.
-TELEMETRY_FMT = "<IIHiiIIHHhHHHB"
+TELEMETRY_FMT = "<IHHiiIIBHhHHHB"
 TELEMETRY_FIELDS = ("beat", "period_us", "lateness_us", "dT_re", "dT_im", "dE0", "dEL",
                     "n_samples", "coherence", "pid_error", "pid_output", "threat", "o_weight",
                     "decision_state")
-TELEMETRY_LEN = const(39)
+TELEMETRY_LEN = const(36)
 HELLO_FMT = "<8sBBBHHIIHBBBB"
 HELLO_FIELDS = ("board", "fw_major", "fw_minor", "fw_patch", "capabilities", "fs_hz",
                 "period_us", "phase_step", "lag_samples", "adc_bits", "sum_shift", "pow_bits",
@@ -269,8 +273,8 @@ def _check_header_values(msg_type, device_id, boot_id, seq, time_era, time_off):
     if not 0 <= seq < SEQ_LIMIT:
         raise FieldError("seq %r outside 0..2^30-1 (the device rolls its boot id before 2^30)"
                          % (seq,))
-    if not 0 <= time_era <= 0xFFFF:
-        raise FieldError("time_era %r outside 0..65535" % (time_era,))
+    if not 0 <= time_era < _ERA_LIMIT:
+        raise FieldError("time_era %r outside 0..255" % (time_era,))
     if not 0 <= time_off < SEQ_LIMIT:
         raise FieldError("time_off %r outside 0..2^30-1" % (time_off,))
 

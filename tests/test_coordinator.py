@@ -331,3 +331,22 @@ def test_pulse_summaries_and_supervised_reader_restart(tmp_path):
         assert c.call(c.status)["workers"][0]["state"] == "running"
     finally:
         stop(c, th)
+
+
+def test_saturated_telemetry_period_taken_from_hello(tmp_path):
+    # TELEMETRY period_us is a u16 saturating at 65535: a 100 ms beat is sent as 65535 and the
+    # host takes the exact period from HELLO's u32 period_us (PROTOCOL.md 2.2)
+    c, th, addr = make_coord(tmp_path, **{"ledger.pulse_summary_every": 5})
+    try:
+        d = FakeDevice(addr)
+        d.send(P.HELLO, dict(HELLO, period_us=100000))
+        for b in range(1, 12):
+            d.send(P.TELEMETRY, dict(tel(b), period_us=65535))
+
+        def pulses():
+            return [e.data for e in c.ledger.entries() if e.data["kind"] == "pulse"]
+        assert wait(lambda: len(pulses()) == 2), c.counters
+        assert [p["period_us"] for p in pulses()] == [100000, 100000]
+        assert c.master.params[c.sessions.get(17).midx]["period_us"] == 100000.0
+    finally:
+        stop(c, th)

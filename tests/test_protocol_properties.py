@@ -75,7 +75,7 @@ def frames(draw):
     if t == P.TIME_SYNC:
         dev = 0 if fields["mode"] == P.SYNC_REQUEST else draw(st.integers(1, 0xFFFF))
     hdr = (dev, draw(st.integers(1, 0xFFFF)), draw(st.integers(0, 2**30 - 1)),
-           draw(st.integers(0, 0xFFFF)), draw(st.integers(0, 2**30 - 1)))
+           draw(st.integers(0, 0xFF)), draw(st.integers(0, 2**30 - 1)))
     auth = draw(st.booleans())
     return t, fields, hdr, auth, batch
 
@@ -193,7 +193,7 @@ def test_model_rejects_non_finite():
         with pytest.raises(FieldError):
             P.encode(P.MODEL, {"model_version": 1, "w": bad, "b": 0.0}, 0, 5, 0)
     good = bytearray(P.encode(P.MODEL, {"model_version": 1, "w": 1.0, "b": 0.0}, 0, 5, 0))
-    struct.pack_into("<f", good, 20, float("nan"))
+    struct.pack_into("<f", good, P.HEADER_LEN + 4, float("nan"))
     from shared.crc import crc32_store
     crc32_store(good, len(good) - 4)
     with pytest.raises(FieldError):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from host.wire import BEAT_DTYPE, Receiver, decode_telemetry_batch
 from shared import protocol as P
@@ -119,7 +120,7 @@ def test_batch_decode_blob_and_replay_and_auth():
     frames = [bytes(enc.telemetry(0, i, *_tel(i))) for i in range(50)]
     blob = b"".join(frames + frames[:5]) + b"\x01\x02\x03"
     g = ReplayGuard()
-    res = decode_telemetry_batch(blob, frame_size=59, replay=g)
+    res = decode_telemetry_batch(blob, frame_size=55, replay=g)
     assert len(res.beats) == 50 and res.rejects == {"length": 1, "replay": 5}
     assert np.array_equal(res.beats["beat"], np.arange(50))
     a = Auth(KEY)
@@ -171,3 +172,38 @@ def test_witness_record_works_with_pow():
                        got.fields["nonce"], got.fields["pow_bits"])
     other = P.witness_record(18, 0x2A5C, got.fields)  # another device cannot reuse the stamp
     assert not pow_.verify(other, got.fields["nonce"], 10)  # fixed inputs: deterministic
+
+
+def test_telemetry_period_saturates_and_hello_gives_the_exact_one():
+    from host.wire import telemetry_period_us
+    from shared.frame_encoder import Encoder
+    enc = Encoder(17, 0x2A5C)
+    args = (3, 0, 10, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0)
+    for period, wire in ((4211, 4211), (65534, 65534), (65535, 65535), (100000, 65535),
+                         (2**29, 65535)):
+        f = P.decode(bytes(enc.telemetry(0, 1, args[0], period, *args[2:])))
+        assert f.fields["period_us"] == wire
+        assert telemetry_period_us(wire, {"period_us": period}) == period
+    assert telemetry_period_us(4211, {"period_us": 9999}) == 4211   # not saturated: as sent
+    assert telemetry_period_us(65535, None) == 65535                 # no HELLO: a lower bound
+    res = decode_telemetry_batch([bytes(enc.telemetry(0, 2, 5, 100000, *args[2:]))])
+    assert res.beats["period_us"][0] == 65535
+
+
+def test_header_era_u8_and_n_samples_u8_bounds():
+    from shared.frame_encoder import Encoder
+    from shared.wire_errors import FieldError
+    fields = {"reason": 1, "ref": 0}
+    assert P.decode(P.encode(P.CLEAR, fields, 0, 5, 0, 255, 7)).time_era == 255
+    with pytest.raises(FieldError, match="time_era 256"):
+        P.encode(P.CLEAR, fields, 0, 5, 0, 256, 7)
+    enc = Encoder(17, 5)
+    f = P.decode(bytes(enc.telemetry(255, 9, 1, 4211, 0, 0, 0, 0, 0, 255, 0, 0, 0, 0, 0, 0)))
+    assert f.time_era == 255 and f.fields["n_samples"] == 255
+    with pytest.raises(ValueError, match="era > 255"):
+        enc.telemetry(256, 9, 1, 4211, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0)
+    from shared.frame_encoder import SEQ_ROLL
+    enc.seq = SEQ_ROLL
+    assert enc.needs_new_boot
+    enc.set_boot(6)
+    assert not enc.needs_new_boot and enc.seq == 0

@@ -19,7 +19,7 @@ Rows
 Columns: frames_per_s, lost (= sent - accepted), sent, offered_per_s, ratio_vs_bare.
 
 The load generator is a separate process (`python -m tools.bench_ingest --gen ...`) sending
-pre-encoded single-beat TELEMETRY frames (59 bytes, 500 devices round-robin, increasing
+pre-encoded single-beat TELEMETRY frames (55 bytes, 500 devices round-robin, increasing
 seq/beat) with sendmmsg (tools: host/links/mmsg.py). Each target is first offered the
 generator's full speed; when frames are lost the run is repeated at 0.85x the rate it
 sustained (each rate is tried twice before lowering it), until a run loses nothing (at most 6

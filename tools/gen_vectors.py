@@ -26,7 +26,7 @@ DOC = {
                                      "capabilities", "fs_hz", "period_us", "phase_step",
                                      "lag_samples", "adc_bits", "sum_shift", "pow_bits",
                                      "telemetry_every"]),
-    "TELEMETRY": (2, "<IIHiiIIHHhHHHB", ["beat", "period_us", "lateness_us", "dT_re", "dT_im",
+    "TELEMETRY": (2, "<IHHiiIIBHhHHHB", ["beat", "period_us", "lateness_us", "dT_re", "dT_im",
                                          "dE0", "dEL", "n_samples", "coherence", "pid_error",
                                          "pid_output", "threat", "o_weight", "decision_state"]),
     "WITNESS": (3, "<IBIBHHiBI", ["witness_id", "kind", "beat", "decision", "threat",
@@ -47,8 +47,8 @@ TEL_A = {"beat": 1234, "period_us": 4211, "lateness_us": 37, "dT_re": -1234567,
          "dT_im": 7654321, "dE0": 3000000000, "dEL": 2999999999, "n_samples": 4,
          "coherence": 62259, "pid_error": -517, "pid_output": 39321, "threat": 42316,
          "o_weight": 22938, "decision_state": 0xC3}
-TEL_B = {"beat": 0, "period_us": 1, "lateness_us": 65535, "dT_re": -2147483648,
-         "dT_im": 2147483647, "dE0": 0, "dEL": 4294967295, "n_samples": 0, "coherence": 0,
+TEL_B = {"beat": 0, "period_us": 65535, "lateness_us": 65535, "dT_re": -2147483648,
+         "dT_im": 2147483647, "dE0": 0, "dEL": 4294967295, "n_samples": 255, "coherence": 0,
          "pid_error": -32768, "pid_output": 65535, "threat": 0, "o_weight": 65535,
          "decision_state": 0x04}
 TEL_C = {"beat": 1235, "period_us": 4211, "lateness_us": 0, "dT_re": 0, "dT_im": 0,
@@ -61,7 +61,7 @@ CASES = [
       "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10, "adc_bits": 12,
       "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1}),
     ("telemetry", "TELEMETRY", 17, 0x2A5C, 1, 0, 5411, TEL_A),
-    ("telemetry_extremes", "TELEMETRY", 65535, 0xFFFF, 0x3FFFFFFF, 0xFFFF, 0x3FFFFFFF, TEL_B),
+    ("telemetry_extremes", "TELEMETRY", 65535, 0xFFFF, 0x3FFFFFFF, 0xFF, 0x3FFFFFFF, TEL_B),
     ("telemetry_batch", "TELEMETRY", 17, 0x2A5C, 2, 1, 12, {"records": [TEL_A, TEL_C]}),
     ("witness", "WITNESS", 17, 0x2A5C, 3, 0, 9000,
      {"witness_id": 7, "kind": 1, "beat": 1234, "decision": 3, "threat": 42316,
@@ -111,7 +111,7 @@ def cobs_reference(data):
 def build(type_name, device_id, boot_id, seq, era, off, fields, auth, batch):
     code, fmt, names = DOC[type_name]
     flags = (1 if auth else 0) | (2 if batch else 0)
-    head = struct.pack("<BBHHIHI", 0x10 | flags, code, device_id, boot_id, seq, era, off)
+    head = struct.pack("<BBHHIBI", 0x10 | flags, code, device_id, boot_id, seq, era, off)
     if batch:
         body = bytes([len(fields["records"])]) + b"".join(
             struct.pack(fmt, *[r[n] for n in names]) for r in fields["records"])

@@ -160,11 +160,11 @@ def sc_mining_never_makes_a_beat_late():
         b.m.miner = SlowMiner(clk, 40)
         b.run(400)
         return b
-    plain = run(0)
+    plain_max = run(0).lateness.max_us
+    gc.collect()                                  # the first beat's heap back (192K is tight)
     mined = run(20)
-    assert mined.hashes > 10000                   # it really mined in the idle time
-    assert mined.lateness.max_us <= plain.lateness.max_us + 2, (
-        mined.lateness.max_us, plain.lateness.max_us)
+    assert mined.hashes > 10000, mined.hashes     # it really mined in the idle time
+    assert mined.lateness.max_us <= plain_max + 2, (mined.lateness.max_us, plain_max)
     assert mined.skipped == 0 and mined.lateness.percentile(99) <= 10
 
 

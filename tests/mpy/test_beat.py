@@ -6,16 +6,19 @@ import sys
 MPY = sys.implementation.name == "micropython"
 
 
-def _run(name):
+def _run(name, module="beat_scenarios"):
     if MPY:
         import os
         root = __file__.rsplit("/tests/", 1)[0] if "/tests/" in __file__ else "."
-        rc = os.system("%s -X heapsize=192K %s/tests/mpy/beat_scenarios.py %s %s"
-                       % (sys.executable, root, root, name))
+        rc = os.system("%s -X heapsize=192K %s/tests/mpy/%s.py %s %s"
+                       % (sys.executable, root, module, root, name))
         assert rc == 0, "scenario %s failed (exit status %r)" % (name, rc)
-    else:
+    elif module == "beat_scenarios":
         from tests.mpy import beat_scenarios
         getattr(beat_scenarios, "sc_" + name)()
+    else:
+        from tests.mpy import beat_scenarios_epoch
+        getattr(beat_scenarios_epoch, "sc_" + name)()
 
 
 def test_steady_beat_allocates_nothing():
@@ -60,3 +63,15 @@ def test_time_sync_reply_and_model():
 
 def test_bad_host_frames_counted_not_raised():
     _run('bad_host_frames_counted_not_raised')
+
+
+def test_epoch_roll_before_era_256():
+    _run('epoch_roll_before_era_256', 'beat_scenarios_epoch')
+
+
+def test_epoch_roll_before_seq_2_30():
+    _run('epoch_roll_before_seq_2_30', 'beat_scenarios_epoch')
+
+
+def test_telemetry_every_n_keeps_n_samples_in_a_byte():
+    _run('telemetry_every_n_keeps_n_samples_in_a_byte', 'beat_scenarios_epoch')

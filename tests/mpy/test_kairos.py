@@ -99,12 +99,12 @@ def test_helpers():
     assert K.sum_shift_for(12, 32) == 0 and K.sum_shift_for(12, 33) == 1
     assert K.sum_shift_for(15, 1) == 1
     for b in (8, 10, 12, 14, 15):
-        for m in (1, 5, 32, 100, 1000):
+        for m in (1, 5, 32, 100, 255):
             s = K.sum_shift_for(b, m)
             assert m * _rnd(((1 << b) - 1) ** 2, s) < (1 << 29)
             if s:
                 assert m * _rnd(((1 << b) - 1) ** 2, s - 1) >= (1 << 29)
-    for bad in ((0, 4), (16, 4), (12, 0)):
+    for bad in ((0, 4), (16, 4), (12, 0), (12, 256)):
         try:
             K.sum_shift_for(*bad)
         except ValueError:
@@ -146,7 +146,7 @@ def test_partials_bit_exact_with_sum_shift():
 
 def test_worst_case_bounds():
     # alternating 0 / full scale maximises every |d| and d*d_L: partials stay < 2^29
-    for bits, m in ((12, 32), (12, 200), (15, 8), (10, 1000)):
+    for bits, m in ((12, 32), (12, 200), (15, 8), (10, 255)):
         top = (1 << bits) - 1
         xs = [top if i & 1 else 0 for i in range(3 * m)]
         out = K.beat_partials(xs, m, f_s=1000, omega=0.0, lag=2, adc_bits=bits,
@@ -288,6 +288,18 @@ def test_bad_config_rejected():
         except ValueError:
             continue
         raise AssertionError(kw)
+
+
+def test_max_samples_per_beat_fits_telemetry_u8():
+    # TELEMETRY n_samples is a u8: the Emissary refuses more than 255 samples per beat
+    K.Emissary(max_samples_per_beat=255, window_s=1.0)
+    for bad in (0, 256, 1000):
+        try:
+            K.Emissary(max_samples_per_beat=bad, window_s=2.0)
+        except ValueError as e:
+            assert "1..255" in str(e), str(e)
+            continue
+        raise AssertionError(bad)
 
 
 def test_zero_alloc_per_sample_and_beat():

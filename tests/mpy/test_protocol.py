@@ -34,7 +34,7 @@ def _refix_crc(b, auth=None):
 def test_telemetry_roundtrip_and_size():
     enc = Encoder(7, 0x1234)
     b = bytes(enc.telemetry(2, 77, *TEL))
-    assert len(b) == 59 == P.frame_size(P.TELEMETRY)
+    assert len(b) == 55 == P.frame_size(P.TELEMETRY)
     f = P.decode(b)
     assert f.type == P.TELEMETRY and f.device_id == 7 and f.boot_id == 0x1234
     assert f.seq == 0 and f.time_era == 2 and f.time_off == 77

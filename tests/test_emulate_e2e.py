@@ -155,6 +155,11 @@ def test_emulation_end_to_end_udp_and_serial(tmp_path):
     assert s["witness_sent"] > 0
     assert s["witness_in_ledger"] == s["witness_sent"], s["witness_missing"]
     assert s["witness_proofs_ok"] >= s["witness_in_ledger"]
+    # the clean stop signed the tree head of everything written
+    from host.ledger import Ledger
+    with Ledger(emu.cfg.ledger_path()) as led:
+        note = led.latest_checkpoint()
+        assert note is not None and int(note.split("\n")[1]) == led.size
 
 
 @pytest.mark.skipif(not _micropython(), reason="the micropython command is not installed")

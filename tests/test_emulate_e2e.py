@@ -208,3 +208,38 @@ def test_emulation_serial_bit_errors_and_flooding_device(tmp_path):
     assert s["devices_seen"] >= 2
     assert s["ledger_verified"], s["ledger_first_bad"]
     assert s["witness_sent"] > 0 and s["witness_in_ledger"] == s["witness_sent"], s["witness_missing"]
+
+
+@pytest.mark.skipif(not _micropython(), reason="the micropython command is not installed")
+def test_emulate_command_stops_cleanly_on_ctrl_c(tmp_path):
+    """`becomingone emulate` with no duration: SIGINT (Ctrl-C) stops the devices (their closing
+    reports are collected), then the host; the summary is written and the ledger verifies."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    data = tmp_path / "ctrlc"
+    exe = os.path.join(os.path.dirname(sys.executable), "becomingone")
+    p = subprocess.Popen([exe, "emulate", "--devices", "2", "--duration", "0", "--no-live",
+                          "--data", str(data)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 60
+        seen = False
+        for line in p.stdout:
+            if line.startswith("t=") and "devices=2" in line:
+                seen = True
+                break
+            if time.monotonic() > deadline:
+                break
+        assert seen, "the emulation never showed both devices"
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, out
+    s = json.loads((data / "summary.json").read_text())
+    assert s["ledger_verified"] and s["devices_seen"] == 2
+    assert len(s["device_reports"]) == 2        # each firmware printed its closing report

@@ -89,6 +89,12 @@ def run(args):
                     (st.get("ledger") or {}).get("size")))
                 sys.stdout.flush()
                 state["next"] += 5.0
+    import signal
+
+    def _stop(signum, frame):          # Ctrl-C or SIGTERM: stop devices, then the host
+        emu.stop()
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     emu.start()
     try:
         if live_ctx is not None:

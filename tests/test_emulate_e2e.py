@@ -239,7 +239,9 @@ def test_emulate_command_stops_cleanly_on_ctrl_c(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 0, out
+    logs = {f.name: f.read_text()[-600:] for f in (data / "logs").glob("*.log")}
+    assert p.returncode == 0, (out, logs)
     s = json.loads((data / "summary.json").read_text())
-    assert s["ledger_verified"] and s["devices_seen"] == 2
-    assert len(s["device_reports"]) == 2        # each firmware printed its closing report
+    assert s["ledger_verified"] and s["devices_seen"] == 2, (s["ledger_first_bad"], out)
+    # each firmware printed its closing report
+    assert len(s["device_reports"]) == 2, (out, logs)

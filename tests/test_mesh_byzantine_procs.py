@@ -6,12 +6,11 @@ until it is told (not part of this test: evidence gossip)."""
 import json
 import os
 import shutil
-import socket
 
 from host.ledger import Ledger
 from host.ledger import checkpoint as ckpt
 from host.mesh.replica import ReplicaStore
-from tests.test_mesh_node_procs import CELLS, Proc, setup_cells, wait
+from tests.test_mesh_node_procs import CELLS, setup_cells, start_cells, wait
 
 
 def test_forked_cell_is_caught_by_a_peer_process(tmp_path):
@@ -35,17 +34,9 @@ def test_forked_cell_is_caught_by_a_peer_process(tmp_path):
     # cell-2's process runs on the fork (history B)
     shutil.rmtree(c2)
     shutil.copytree(os.path.join(base, "cell-2-fork"), c2)
-    ports = {}
-    for c in CELLS:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        ports[c] = s.getsockname()[1]
-        s.close()
-    seed = "127.0.0.1:%d" % ports["cell-0"]
     procs = {}
     try:
-        for c, (t, n) in CELLS.items():
-            procs[c] = Proc(base, tls, trust, c, ports[c], ([] if c == "cell-0" else [seed], "127.0.0.1"), t, n)
+        start_cells(base, tls, trust, CELLS, procs)
         assert wait(lambda: procs["cell-0"].status["alerts"] >= 1, 30), procs["cell-0"].status
         ev_dir = os.path.join(base, "cell-0", "replicas", "evidence")
         evs = [json.load(open(os.path.join(ev_dir, f))) for f in os.listdir(ev_dir)]

@@ -88,21 +88,28 @@ def converged(procs, names, want):
     return True
 
 
-def test_three_cell_processes_converge_and_drop_a_dead_cell(tmp_path):
-    base = str(tmp_path)
-    tls, trust = setup_cells(base, CELLS)
+def start_cells(base, tls, trust, cells, procs):
+    """Start one process per cell on free loopback ports, cell-0 being every other cell's seed;
+    fills `procs` as it goes so the caller's cleanup sees every started process."""
     import socket
     ports = {}
-    for c in CELLS:
+    for c in cells:
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         ports[c] = s.getsockname()[1]
         s.close()
     seed = "127.0.0.1:%d" % ports["cell-0"]
+    for c, (t, n) in cells.items():
+        procs[c] = Proc(base, tls, trust, c, ports[c], ([] if c == "cell-0" else [seed], "127.0.0.1"), t, n)
+    return procs
+
+
+def test_three_cell_processes_converge_and_drop_a_dead_cell(tmp_path):
+    base = str(tmp_path)
+    tls, trust = setup_cells(base, CELLS)
     procs = {}
     try:
-        for c, (t, n) in CELLS.items():
-            procs[c] = Proc(base, tls, trust, c, ports[c], ([] if c == "cell-0" else [seed], "127.0.0.1"), t, n)
+        start_cells(base, tls, trust, CELLS, procs)
         want = expected_t(CELLS)
         assert wait(lambda: converged(procs, list(CELLS), want), 30), \
             {c: (p.status, p.proc.poll(), p.proc.poll() is not None and p.proc.stderr.read()[-2000:])

@@ -190,7 +190,7 @@ SCHEMA = {
     "becomingone": {
         "name": Leaf("str", "becomingone-primary", "name of this host (cell); in ledger checkpoints and mesh"),
     },
-    "data_dir": Leaf("str", "~/.becomingone", "folder of the ledger, memory, keystore (~ expanded)"),
+    "data_dir": Leaf("str", "var/becomingone", "folder of the ledger, memory, keystore (~ expanded; relative to the working directory)"),
     "kairos": {
         "tau_scale": Leaf("float", 1.0, "unit of master.windows in seconds (window s = value x tau_scale)",
                           lo=0.0, lo_open=True, hi=3600.0),

@@ -1,7 +1,8 @@
 """`becomingone ledger verify|show|export|proof|checkpoint`.
 
-The ledger file is --db PATH, else --data DIR/ledger.sqlite, else the config's ledger path
-(--config FILE, default ~/.becomingone/ledger.sqlite). The signing key lives next to the file."""
+The ledger file is --db PATH, else the ledger of the data folder `run` uses: --data DIR, else
+the config file's data_dir, else ./var/becomingone (a config's ledger.path wins over
+DATA/ledger.sqlite). The signing key lives next to the file."""
 import json
 import os
 import sys
@@ -49,10 +50,10 @@ def add_arguments(parser):
 def ledger_path(args):
     if args.db:
         return args.db
-    if args.data:
-        return os.path.join(os.path.expanduser(args.data), "ledger.sqlite")
+    from host.commands.run import resolve_data_dir
     from host.config import load_config
-    return load_config(args.config).ledger_path()
+    data = resolve_data_dir(args.data, args.config)   # the same folder `run` uses
+    return load_config(args.config, {"data_dir": data}).ledger_path()
 
 
 def _open(args):

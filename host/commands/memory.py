@@ -46,7 +46,7 @@ def parse_time(s, now=None):
 
 def add_arguments(p):
     p.add_argument("action", choices=("query", "reconstruct", "similar"))
-    p.add_argument("--data", metavar="DIR", help="coordinator data folder (default: data_dir of the config)")
+    p.add_argument("--data", metavar="DIR", help="coordinator data folder (default as for `run`)")
     p.add_argument("--config", metavar="FILE", help="becomingone.yaml (for data_dir / memory.storage.path)")
     p.add_argument("--db", metavar="FILE", help="memory database file (overrides --data)")
     p.add_argument("--table", default="snapshots",
@@ -67,10 +67,10 @@ def add_arguments(p):
 def db_path(args):
     if args.db:
         return args.db
-    if args.data:
-        return os.path.join(args.data, "memory.sqlite")
+    from host.commands.run import resolve_data_dir
     from host.config import load_config
-    return load_config(args.config).memory_path()
+    data = resolve_data_dir(args.data, args.config)   # the same folder `run` uses
+    return load_config(args.config, {"data_dir": data}).memory_path()
 
 
 def _fmt_t(t):

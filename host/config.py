@@ -225,13 +225,46 @@ SCHEMA = {
         "master_window": Leaf("float", 10.0, "seconds of the Master window compared with the Emissary "
                               "(<= master.tau_max)", lo=0.0, lo_open=True, hi=86400.0),
         "hysteresis": Leaf("float", 0.02, "a collapse ends when |T_sync|^2 < I_c - hysteresis", lo=0.0, hi=1.0),
-        "mesh_enabled": Leaf("bool", False, "exchange state with the peers below (mesh)"),
+        "mesh_enabled": Leaf("bool", False, "run the mesh between cells (docs/MESH.md): membership, "
+                             "T_global, ledger replication with the peers below"),
+        "backend": Leaf("str", "embedded", "mesh transport: embedded = TCP + mutual TLS between cells "
+                        "(no server); nats = an existing NATS JetStream cluster (sync.nats.*)",
+                        choices=("embedded", "nats")),
         "mesh": {
-            "port": Leaf("int", 18789, "UDP port this host's mesh listens on", lo=1, hi=65535),
-            "peers": Leaf("list", [], "mesh peers", item=Item(section={
+            "port": Leaf("int", 18789, "TCP port of this cell's mesh listener (mutual TLS)", lo=0, hi=65535),
+            "listen": Leaf("str", "0.0.0.0", "address the mesh listener binds"),
+            "advertise": Leaf("str", None, "address other cells reach this cell at (default: the local "
+                              "address used to reach the first peer, else 127.0.0.1)", nullable=True),
+            "cell": Leaf("str", None, "this cell's name in the mesh = its certificate's name "
+                         "(default becomingone.name)", nullable=True),
+            "tls_dir": Leaf("str", None, "folder of ca.pem and cells/CELL.pem|.key written by `becomingone "
+                            "mesh init` (default DATA_DIR/mesh/tls)", nullable=True),
+            "trust_dir": Leaf("str", None, "folder of CELL.json (ledger origin + Ed25519 key of each cell; "
+                              "default DATA_DIR/mesh/trust)", nullable=True),
+            "pin_peers": Leaf("bool", True, "pin a peer's ledger key in trust_dir on first contact over "
+                              "mutual TLS (its certificate names the cell); false: only trust_dir files"),
+            "interval": Leaf("float", 1.0, "seconds per mesh period (probe, publish T_hat, one exchange "
+                             "and one pull)", lo=0.05, hi=3600.0),
+            "probe_timeout": Leaf("float", 0.3, "seconds a SWIM probe waits for its ack",
+                                  lo=0.01, hi=60.0),
+            "replication_fanout": Leaf("int", 3, "cells that keep a full replica of each cell's ledger "
+                                       "(chosen by the ring); the others keep its verified head only",
+                                       lo=1, hi=100000),
+            "checkpoint_interval": Leaf("float", 5.0, "seconds between the checkpoints the mesh signs "
+                                        "while the ledger grows (what peers replicate up to)",
+                                        lo=0.05, hi=86400.0),
+            "pulse_follows_mesh": Leaf("bool", True, "the T_Lambda pulse's P = cells alive in the mesh, "
+                                       "sent to devices (CONFIG pulse_p) when it changes"),
+            "peers": Leaf("list", [], "seed cells to join through", item=Item(section={
                 "host": Leaf("str", None, "peer host name or address"),
-                "port": Leaf("int", 18789, "peer UDP port", lo=1, hi=65535),
+                "port": Leaf("int", 18789, "peer's mesh TCP port", lo=1, hi=65535),
             })),
+        },
+        "nats": {
+            "url": Leaf("str", "nats://127.0.0.1:4222", "NATS server URL (sync.backend: nats)"),
+            "replicas": Leaf("int", 1, "JetStream replicas of each ledger stream and bucket", lo=1, hi=5),
+            "member_ttl": Leaf("float", 5.0, "seconds a cell stays a member without refreshing its key",
+                               lo=0.5, hi=3600.0),
         },
     },
     "memory": {

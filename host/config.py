@@ -336,6 +336,30 @@ SCHEMA = {
         "session_timeout_s": Leaf("float", 10.0, "a device silent this long is marked offline",
                                   lo=0.1, hi=86400.0),
     },
+    "integrations": {
+        "mqtt": {     # host/integrations/mqtt.py, docs/MQTT.md
+            "enabled": Leaf("bool", False, "bridge device state to an MQTT broker with Home Assistant "
+                            "discovery (needs host)"),
+            "host": Leaf("str", None, "broker host name or address", nullable=True),
+            "port": Leaf("int", 1883, "broker port (8883 is the usual TLS port)", lo=1, hi=65535),
+            "protocol": Leaf("str", "v5", "MQTT version: v5 (retained commands always recognised) or "
+                             "v311 (MQTT 3.1.1)", choices=("v5", "v311")),
+            "username": Leaf("str", None, "user name, or null for anonymous", nullable=True),
+            "password_file": Leaf("str", None, "file holding the password (mode 0600, one line; "
+                                  "needs username); the password never goes in the config",
+                                  nullable=True),
+            "client_id": Leaf("str", None, "MQTT client id (default becomingone-NAME, NAME = becomingone.name)",
+                              nullable=True),
+            "base_topic": Leaf("str", None, "topic prefix of states, availability and commands "
+                               "(default becomingone/NAME, NAME = becomingone.name)", nullable=True),
+            "discovery_prefix": Leaf("str", "homeassistant", "Home Assistant discovery prefix"),
+            "interval": Leaf("float", 10.0, "seconds between state publishes (a decision change is "
+                             "published at once)", lo=0.05, hi=86400.0),
+            "keepalive": Leaf("int", 60, "MQTT keepalive in seconds", lo=5, hi=65535),
+            "tls": Leaf("bool", False, "connect with TLS (server certificate verified)"),
+            "ca_file": Leaf("str", None, "CA bundle for tls (null: the system's CAs)", nullable=True),
+        },
+    },
 }
 
 
@@ -454,6 +478,37 @@ def _cross_checks(d):
     if d["sync"]["hysteresis"] >= d["kairos"]["coherence_threshold"]:
         raise ConfigError("config key sync.hysteresis: %r must be below kairos.coherence_threshold %r"
                           % (d["sync"]["hysteresis"], d["kairos"]["coherence_threshold"]))
+    _mqtt_checks(d["integrations"]["mqtt"])
+
+
+_TOPIC_BAD = ("+", "#", "\x00")
+
+
+def _mqtt_checks(m):
+    """integrations.mqtt: keys that only make sense together (file existence is checked when the
+    bridge starts: host/integrations/mqtt.py)."""
+    k = "config key integrations.mqtt."
+    for key in ("base_topic", "discovery_prefix", "client_id"):
+        v = m[key]
+        if v is None:
+            continue
+        if key != "client_id" and (not v or v.startswith("/") or v.endswith("/") or "//" in v):
+            raise ConfigError(k + "%s: %r is not a topic prefix (allowed: non-empty levels separated "
+                              "by '/', no leading or trailing '/')" % (key, v))
+        if any(c in v for c in _TOPIC_BAD) or not v:
+            raise ConfigError(k + "%s: %r may not be empty or contain the wildcards + and # "
+                              "(allowed: plain topic text)" % (key, v))
+    if not m["enabled"]:
+        return
+    if not m["host"]:
+        raise ConfigError(k + "host is required when integrations.mqtt.enabled is true "
+                          "(allowed: the broker's host name or address)")
+    if m["password_file"] and not m["username"]:
+        raise ConfigError(k + "password_file needs integrations.mqtt.username (MQTT sends a "
+                          "password only with a user name)")
+    if m["ca_file"] and not m["tls"]:
+        raise ConfigError(k + "ca_file is set but integrations.mqtt.tls is false (allowed: set tls: "
+                          "true, or ca_file: null)")
 
 
 def _merge(base, over):

@@ -328,13 +328,14 @@ class Coordinator(OperatorMixin):
             self.sessions.save()
 
     # ------------------------------------------------------------------ sending
-    def send(self, s, mtype, fields):
+    def send(self, s, mtype, fields, boot_id=None):
         """Encode a host frame (device_id 0, the session's boot id, the host's seq for that
         session, signed when the device has a key) and send it over the session's link."""
         if s.link is None:
             return False
         t = (_now_us() - self._t0_us) & ((1 << 46) - 1)
-        frame = P.encode(mtype, fields, 0, s.boot_id, s.next_host_seq(), t >> 30,
+        frame = P.encode(mtype, fields, 0, s.boot_id if boot_id is None else boot_id,
+                         s.next_host_seq(), t >> 30,
                          t & (P.SEQ_LIMIT - 1), auth=self.admission.auths.get(s.device_id))
         ok = s.link.send(frame, s.addr)
         self.counters["frames_sent" if ok else "send_failures"] += 1
@@ -373,9 +374,30 @@ class Coordinator(OperatorMixin):
 
     # ------------------------------------------------------------------ events from ingest
     def master_index(self, s):
+        """The session's Master stream, or -1 while its HELLO is missing: the stream needs
+        the device's sampling parameters (fs, period, sum shift, phase step, lag), and
+        integrating with guessed ones would be wrong for the whole boot. Such telemetry is
+        counted (telemetry_before_hello) and the device is asked for its HELLO."""
         if s.mboot != s.boot_id:
+            if s.hello is None:
+                self.counters["telemetry_before_hello"] += 1
+                self.request_hello(s)
+                return -1
             self.open_master_stream(s)
         return s.midx
+
+    def request_hello(self, s, every_s=1.0):
+        """Ask a device for its HELLO (ours was lost, or this host restarted): any valid
+        frame for another boot id makes the device send HELLO again (device/hostframes.py).
+        At most once per `every_s` per session."""
+        now = time.monotonic()
+        if now - s.extra.get("_hello_req", -1e9) < every_s:
+            return False
+        s.extra["_hello_req"] = now
+        self.counters["hello_requests"] += 1
+        return self.send(s, P.TIME_SYNC, {"mode": P.SYNC_REQUEST, "host_t1_us": _now_us(),
+                                          "rx_era": 0, "rx_off": 0},
+                         boot_id=(s.boot_id + 1) & 0xFFFF)
 
     def open_master_stream(self, s):
         if self.master is None:

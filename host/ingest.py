@@ -187,7 +187,7 @@ class Ingest:
         c = self.c
         if c.master is not None:
             idx = c.master_index(s)
-            for r in recs:
+            for r in recs if idx >= 0 else ():
                 c.master.ingest(idx, r["beat"], r["dT_re"], r["dT_im"], r["dE0"], r["dEL"],
                                 r["n_samples"], 1)
         s.last_telemetry = dict(recs[-1])

@@ -350,3 +350,31 @@ def test_saturated_telemetry_period_taken_from_hello(tmp_path):
         assert c.master.params[c.sessions.get(17).midx]["period_us"] == 100000.0
     finally:
         stop(c, th)
+
+
+def test_telemetry_before_hello_is_not_integrated_and_hello_is_requested(tmp_path):
+    """A lost HELLO: the Master would need the device's sampling parameters, so telemetry
+    waits (counted) and the host asks for HELLO with a frame for another boot id, which
+    makes a device resend it (device/hostframes.py); after HELLO, integration starts with
+    the right parameters."""
+    c, th, addr = make_coord(tmp_path)
+    try:
+        dev = FakeDevice(addr, device_id=21)
+        for b in range(1, 11):
+            dev.send(P.TELEMETRY, tel(b))
+        req = dev.recv(P.TIME_SYNC)
+        assert req.device_id == 0 and req.boot_id != dev.boot_id     # "send your HELLO"
+        assert wait(lambda: c.counters["beats"] >= 10)
+        assert c.counters["hello_requests"] == 1                    # at most once a second
+        assert c.counters["telemetry_before_hello"] >= 1
+        with pytest.raises(Exception):
+            c.call(c.master.window, 21, 10.0)                       # no stream was opened
+        dev.send(P.HELLO, dict(HELLO, period_us=5000, phase_step=999))
+        for b in range(11, 31):
+            dev.send(P.TELEMETRY, tel(b))
+        assert wait(lambda: c.counters["beats"] >= 30)
+        w = c.call(c.master.window, 21, 10.0)
+        assert w["beats"] == 20 and w["first_beat"] == 11
+        assert c.master.params[c.sessions.get(21).midx]["period_us"] == 5000.0
+    finally:
+        stop(c, th)

@@ -272,6 +272,11 @@ SCHEMA = {
         "coherence_history": Leaf("bool", True, "store coherence history (C per window)"),
         "witness_logs": Leaf("bool", True, "store witness records (micro/meso/macro/meta)"),
         "snapshot_interval": Leaf("float", 1.0, "seconds between phase snapshots of a device", lo=0.01, hi=86400.0),
+        "telemetry": Leaf("bool", True, "store TELEMETRY samples and HEARTBEAT lateness per device "
+                          "(memory tables telemetry, heartbeats; `becomingone plot`)"),
+        "telemetry_interval": Leaf("float", 0.1, "seconds between stored TELEMETRY samples of a device; "
+                                   "0 = every record received (100 devices at 0.1 s = 1000 rows/s)",
+                                   lo=0.0, hi=86400.0),
         "retention": Leaf("float", 7 * 86400.0, "seconds of memory kept; older rows are pruned",
                           lo=60.0, hi=3.2e9),
         "max_rows": Leaf("int", 2000000, "bound on rows per memory table; oldest pruned first",

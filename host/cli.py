@@ -19,6 +19,7 @@ COMMANDS = {
     "flash": ("host.commands.flash", "compile and deploy the firmware to a board with mpremote"),
     "bench": ("host.commands.bench", "benchmarks: protocol, device, ledger, ingest"),
     "mesh": ("host.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
+    "model": ("host.commands.model", "entropy model: train on labelled history, show, push to devices"),
 }
 
 

@@ -182,6 +182,7 @@ class Emulation:
                                         daemon=True)
         self._thread.start()
         self.started = time.monotonic()
+        self.started_wall = time.time()     # summary "started": fault times are relative to it
         return self
 
     # ---------------------------------------------------------------- running
@@ -299,6 +300,7 @@ class Emulation:
             "transport": self.transport,
             "devices": self.n,
             "serial_devices": self.serial_count,
+            "started": getattr(self, "started_wall", None),
             "duration_s": round(self.elapsed(), 2),
             "faults": self.faults.as_dict(),
             "devices_seen": st.get("devices_seen", 0),

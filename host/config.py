@@ -365,6 +365,19 @@ SCHEMA = {
             "ca_file": Leaf("str", None, "CA bundle for tls (null: the system's CAs)", nullable=True),
         },
     },
+    "http": {     # host/http/, docs/HTTP.md
+        "enabled": Leaf("bool", True, "serve the HTTP API, the live dashboard and /metrics "
+                        "(`--no-http` or BECOMINGONE_HTTP=off switch it off)"),
+        "host": Leaf("str", "127.0.0.1", "address the HTTP server binds; any address other than "
+                     "loopback needs a token"),
+        "port": Leaf("int", 8000, "HTTP port (0 = a free port, printed at start)", lo=0, hi=65535),
+        "token": Leaf("str", None, "bearer token the API and dashboard require (at least 16 "
+                      "characters; BECOMINGONE_HTTP_TOKEN overrides)", nullable=True),
+        "token_file": Leaf("str", None, "file holding the token (mode 0600, one line); instead of "
+                           "http.token", nullable=True),
+        "sse_interval": Leaf("float", 0.5, "seconds between dashboard snapshots (one snapshot "
+                             "shared by every live client)", lo=0.05, hi=60.0),
+    },
 }
 
 
@@ -484,6 +497,12 @@ def _cross_checks(d):
         raise ConfigError("config key sync.hysteresis: %r must be below kairos.coherence_threshold %r"
                           % (d["sync"]["hysteresis"], d["kairos"]["coherence_threshold"]))
     _mqtt_checks(d["integrations"]["mqtt"])
+    h = d["http"]
+    if h["token"] is not None and h["token_file"] is not None:
+        raise ConfigError("config keys http.token and http.token_file: set one of them, not both")
+    if h["token"] is not None and len(h["token"].strip()) < 16:
+        raise ConfigError("config key http.token: a token needs at least 16 characters (got %d)"
+                          % len(h["token"].strip()))
 
 
 _TOPIC_BAD = ("+", "#", "\x00")

@@ -78,6 +78,7 @@ class Coordinator(OperatorMixin):
                                        os.path.join(self.data_dir, "devconfig.json"),
                                        send=self._send_config, ledger_append=self._config_record)
         self.core = None          # host/integration.py: sync layer, witnessing, memory
+        self.tel_history = None   # host/telemetry_history.py: telemetry/heartbeat rows in memory
         self.master = None
         if master and cfg.master.enabled:
             from host.master import Master
@@ -105,6 +106,8 @@ class Coordinator(OperatorMixin):
         if integration:
             from host.integration import Integration
             self.core = Integration(cfg, self.master, ledger_submit=self._ledger_submit)
+            from host.telemetry_history import TelemetryHistory
+            self.tel_history = TelemetryHistory.from_config(cfg, self.core.memory)
         for link in self.links:
             try:
                 link.open()
@@ -316,6 +319,8 @@ class Coordinator(OperatorMixin):
                     core.telemetry_coherence(s.device_id, s.last_telemetry["coherence"])
                     seen[s.device_id] = s._tel
             try:
+                if self.tel_history is not None:
+                    self.tel_history.tick(self.sessions.current.values())
                 core.tick(health=health)
             except Exception as e:            # counted; the ingest loop keeps running
                 self.counters["integration_errors"] += 1

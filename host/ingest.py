@@ -191,6 +191,8 @@ class Ingest:
                 c.master.ingest(idx, r["beat"], r["dT_re"], r["dT_im"], r["dE0"], r["dEL"],
                                 r["n_samples"], 1)
         s.last_telemetry = dict(recs[-1])
+        if c.tel_history is not None and c.tel_history.every_record:
+            c.tel_history.records(s, recs)
         c.counters["beats"] += len(recs)
         c.on_beats(s, recs[-1]["beat"], len(recs), recs[0]["beat"])
 
@@ -345,6 +347,9 @@ class Ingest:
                 c.on_beats(s, g_beat[g], nrows, g_first[g])
         c.counters["frames_accepted"] += accepted
         c.counters["beats"] += nbeats
+        th = c.tel_history
+        if th is not None and th.every_record and nbeats:   # memory.telemetry_interval: 0
+            th.beats(beats if keep.all() else beats[keep])
         if c.master is not None and nbeats:
             idx = np.repeat(np.asarray(midx, dtype=np.int64), ends - starts)
             keep &= idx >= 0

@@ -24,6 +24,7 @@ Public API
                                  t_re, t_im, delta_phase, flags, device_c, extra_json_or_None)
       mem.witness(record)                      a witnessing record dict (layer, kind, t, device_id, ...)
       mem.mesh_state(t, peer, T_hat, weight=None, device_id=None, extra=None)
+      mem.table_rows("telemetry"|"heartbeats", rows, t)   bulk rows (host/telemetry_history.py)
       mem.flush(); mem.prune(now=None) -> rows deleted; mem.close()
     reads (flush first):
       mem.query(table, device_id=None, since=None, until=None, limit=1000, layer=None, kind=None)
@@ -54,8 +55,10 @@ import numpy as np
 
 from host.errors import UserError
 
-TABLES = ("phase_snapshots", "coherence_history", "witness_log", "mesh_sync", "signatures")
-KINDS = ("temporal_signatures", "coherence_history", "witness_logs", "mesh_sync")
+from host import telemetry_history as _th
+
+TABLES = ("phase_snapshots", "coherence_history", "witness_log", "mesh_sync", "signatures") + _th.TABLES
+KINDS = ("temporal_signatures", "coherence_history", "witness_logs", "mesh_sync", "telemetry")
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS phase_snapshots (
@@ -80,7 +83,7 @@ CREATE TABLE IF NOT EXISTS mesh_sync (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, peer TEXT NOT NULL, device_id INTEGER,
   t_re REAL NOT NULL, t_im REAL NOT NULL, weight REAL, extra TEXT);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+""" + _th.SCHEMA_SQL
 FORMAT_VERSION = "2"
 
 
@@ -174,7 +177,7 @@ class Memory:
     @classmethod
     def from_config(cls, cfg, **kw):
         m = cfg.memory
-        enabled = [k for k in ("temporal_signatures", "coherence_history", "witness_logs")
+        enabled = [k for k in ("temporal_signatures", "coherence_history", "witness_logs", "telemetry")
                    if getattr(m, k)] + ["mesh_sync"]
         return cls(cfg.memory_path(), retention=m.retention, max_rows=m.max_rows, enabled=enabled, **kw)
 
@@ -278,6 +281,13 @@ class Memory:
             if self._npending >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
                 self.flush()
 
+    def table_rows(self, table, rows, t):
+        """Bulk rows of the telemetry/heartbeats tables (host/telemetry_history.py layouts)."""
+        if "telemetry" not in self.enabled or not rows:
+            return 0
+        self._bulk(table, rows, float(t))
+        return len(rows)
+
     def witness(self, record):
         if "witness_logs" not in self.enabled:
             return False
@@ -306,6 +316,7 @@ class Memory:
         "witness_log": "INSERT INTO witness_log (t, layer, kind, device_id, data) VALUES (?,?,?,?,?)",
         "mesh_sync": "INSERT INTO mesh_sync (t, peer, device_id, t_re, t_im, weight, extra) "
                      "VALUES (?,?,?,?,?,?,?)",
+        **_th.INSERT,
     }
 
     def flush(self):

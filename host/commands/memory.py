@@ -20,7 +20,8 @@ import time
 from host.errors import UserError
 
 TABLE_ALIASES = {"snapshots": "phase_snapshots", "coherence": "coherence_history",
-                 "witness": "witness_log", "mesh": "mesh_sync", "signatures": "signatures"}
+                 "witness": "witness_log", "mesh": "mesh_sync", "signatures": "signatures",
+                 "telemetry": "telemetry", "heartbeats": "heartbeats"}
 
 
 def parse_time(s, now=None):
@@ -50,7 +51,8 @@ def add_arguments(p):
     p.add_argument("--config", metavar="FILE", help="becomingone.yaml (for data_dir / memory.storage.path)")
     p.add_argument("--db", metavar="FILE", help="memory database file (overrides --data)")
     p.add_argument("--table", default="snapshots",
-                   help="query: snapshots, coherence, witness, mesh or signatures (default snapshots)")
+                   help="query: snapshots, coherence, witness, mesh, signatures, telemetry or "
+                        "heartbeats (default snapshots)")
     p.add_argument("--device", type=int, help="device id")
     p.add_argument("--since", help="query: from this time")
     p.add_argument("--until", help="query: up to this time")

@@ -96,11 +96,15 @@ class Coordinator(OperatorMixin):
         self._ingest_lag_us = 0
         self._next = collections.defaultdict(float)
         self.pulse_every = int(cfg.ledger.pulse_summary_every)
+        self.mqtt = None          # host/integrations/mqtt.py (integrations.mqtt.enabled)
         self._t0_us = _now_us()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, integration=True):
         cfg = self.cfg
+        if cfg.integrations.mqtt.enabled:      # checks its files first: ConfigError, nothing open
+            from host.integrations.mqtt import MqttBridge
+            self.mqtt = MqttBridge.from_config(self)
         self.ledger = Ledger(cfg.ledger_path(), checkpoint_every=cfg.ledger.checkpoint_every or None)
         self._recall_witnesses()
         if integration:
@@ -127,6 +131,8 @@ class Coordinator(OperatorMixin):
             self.control = ControlServer(os.path.join(self.data_dir, SOCKET_NAME),
                                          self._control).start()
         self.started = time.time()
+        if self.mqtt is not None:
+            self.mqtt.start()                 # own threads; never blocks processing
         self.write_status()
         if self.ready_file:
             self._atomic_json(self.ready_file, self.ready_info())
@@ -218,6 +224,8 @@ class Coordinator(OperatorMixin):
 
     def shutdown(self):
         self._proc_thread = None
+        if self.mqtt is not None:             # availability "offline", disconnect
+            self.mqtt.stop()
         for sup in self.supervisors:
             sup.stop()
         while True:                       # what the readers already queued

@@ -92,6 +92,7 @@ class OperatorMixin:
             "admission": self.admission.summary(), "devconfig": dict(self.devconfig.counters),
             "sessions": self.sessions.summary()["sessions"],
             "integration": self._core_status(),
+            "mqtt": self.mqtt.stats() if getattr(self, "mqtt", None) is not None else None,
         }
 
     def _core_status(self):

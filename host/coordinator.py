@@ -97,6 +97,7 @@ class Coordinator(OperatorMixin):
         self._next = collections.defaultdict(float)
         self.pulse_every = int(cfg.ledger.pulse_summary_every)
         self.mqtt = None          # host/integrations/mqtt.py (integrations.mqtt.enabled)
+        self.mesh = None          # host/coordinator_mesh.py (sync.mesh_enabled)
         self._t0_us = _now_us()
 
     # ------------------------------------------------------------------ lifecycle
@@ -112,6 +113,15 @@ class Coordinator(OperatorMixin):
             self.core = Integration(cfg, self.master, ledger_submit=self._ledger_submit)
             from host.telemetry_history import TelemetryHistory
             self.tel_history = TelemetryHistory.from_config(cfg, self.core.memory)
+        if cfg.sync.mesh_enabled:             # TLS material checked first: UserError naming the fix
+            from host.coordinator_mesh import MeshBridge
+            try:
+                self.mesh = MeshBridge(self).start()      # own thread and asyncio loop
+            except BaseException:
+                if self.core is not None:
+                    self.core.close()
+                self.ledger.close()
+                raise
         for link in self.links:
             try:
                 link.open()
@@ -226,6 +236,8 @@ class Coordinator(OperatorMixin):
         self._proc_thread = None
         if self.mqtt is not None:             # availability "offline", disconnect
             self.mqtt.stop()
+        if self.mesh is not None:             # the mesh thread leaves; the ledger stays ours
+            self.mesh.stop()
         for sup in self.supervisors:
             sup.stop()
         while True:                       # what the readers already queued
@@ -333,6 +345,12 @@ class Coordinator(OperatorMixin):
             except Exception as e:            # counted; the ingest loop keeps running
                 self.counters["integration_errors"] += 1
                 self.health["integration_error"] = "%s: %s" % (type(e).__name__, e)
+        if self.mesh is not None:
+            try:
+                self.mesh.tick(now)
+            except Exception as e:            # counted; the ingest loop keeps running
+                self.counters["mesh_errors"] += 1
+                self.health["mesh_error"] = "%s: %s" % (type(e).__name__, e)
         if now >= self._next["status"]:
             self._next["status"] = now + 1.0
             self.write_status()

@@ -93,6 +93,7 @@ class OperatorMixin:
             "sessions": self.sessions.summary()["sessions"],
             "integration": self._core_status(),
             "mqtt": self.mqtt.stats() if getattr(self, "mqtt", None) is not None else None,
+            "mesh": self.mesh.status() if getattr(self, "mesh", None) is not None else {"enabled": False},
         }
 
     def _core_status(self):

@@ -12,7 +12,9 @@ whoever serves the head); for an origin that is ahead it first asks for the serv
 checkpoint of the size it already holds (a different root there is a split view), then checks
 an RFC 9162 consistency proof from its verified size to the head, then fetches the missing entries in chunks
 and applies them only if they reach the signed root (host/mesh/replica.py). A cell never accepts
-entries of its own origin from others. Split-view evidence another cell holds is checked on its
+entries of its own origin from others. Origins beyond `replicate(origin)` (the replication
+fan-out) are followed by their verified head only: a newer signed head is accepted with a
+consistency proof from the held one, nothing downloaded (host/mesh/heads.py). Split-view evidence another cell holds is checked on its
 own (two signed checkpoints that cannot both be true) and then shared: the origin is untrusted
 here too.
 
@@ -35,13 +37,17 @@ def _enc(obj):
 
 
 class Replicator:
-    def __init__(self, ledger, store, folder, cell, peers=(), timeout=10.0):
+    def __init__(self, ledger, store, folder, cell, peers=(), timeout=10.0, replicate=None, heads=None):
         self.ledger, self.store, self.folder, self.cell = ledger, store, folder, cell
         self.timeout = timeout        # connect and each request (a cut link never answers)
         self.peers = list(peers)
         self.server = MeshServer(folder, cell, self._handle)
-        self.alerts = []            # split-view reports
+        self.alerts = []            # split-view / forged-entry reports
         self.entries_applied = 0
+        # replicate(origin) -> bool: keep a full replica (default: every pinned origin); the
+        # others are followed by their verified head only (host/mesh/heads.py HeadTracker)
+        self.replicate = replicate or (lambda origin: True)
+        self.head_tracker = heads
 
     async def start(self, host="127.0.0.1", port=18789):
         return await self.server.start(host, port)
@@ -59,7 +65,7 @@ class Replicator:
         for origin in self.store.keys:
             if self.ledger is not None and origin == self.ledger.origin:
                 continue
-            if origin not in self.store.untrusted:
+            if origin not in self.store.untrusted and self.replicate(origin):
                 note = self.store.latest(origin)
                 if note is not None:
                     out[origin] = note
@@ -131,6 +137,25 @@ class Replicator:
         except UnicodeDecodeError:
             raise ReplicaError("peer %s sent non-ASCII entry lines" % conn.name) from None
 
+    def _alert(self, report, alert):
+        report["alerts"].append(alert)
+        self.alerts.append(alert)
+
+    async def _check_head(self, conn, origin, note, report):
+        """An origin we do not replicate: check its signed head against the verified head we
+        hold with a consistency proof only (no entries downloaded)."""
+        async def prove(old, new):
+            got = await self._req(conn, {"op": "consistency", "origin": origin, "old": old, "new": new})
+            return got.get("path")
+        seen = await self.head_tracker.check(origin, note, prove)
+        report.setdefault("heads", {})[origin] = seen["status"]
+        if seen["status"] == "split-view":
+            self._alert(report, seen)
+        elif seen["status"] == "refused" and "not consistent" in seen.get("why", ""):
+            report["refused"][origin] = seen["why"]
+            self._alert(report, {"status": "inconsistent-head", "origin": origin, "peer": conn.name,
+                                 "why": seen["why"]})
+
     async def pull(self, peer=None):
         """Fetch heads from `peer` (host, port, expected cell) and catch up every pinned origin.
         -> {"applied": {origin: n}, "refused": {origin: why}, "alerts": [...], "error": str|None}"""
@@ -157,10 +182,16 @@ class Replicator:
             for origin, note in sorted(heads.items()):
                 if origin not in self.store.keys or (self.ledger is not None and origin == self.ledger.origin):
                     continue
+                if not self.replicate(origin):
+                    if self.head_tracker is not None:
+                        await self._check_head(conn, origin, note, report)
+                    continue
                 try:
                     seen = self.store.observe(origin, note)
                 except ReplicaError as e:
                     report["refused"][origin] = str(e)
+                    self._alert(report, {"status": "bad-checkpoint", "origin": origin, "peer": conn.name,
+                                         "why": str(e)})
                     continue
                 if seen["status"] == "split-view":
                     report["alerts"].append(seen)
@@ -194,6 +225,8 @@ class Replicator:
                             [bytes.fromhex(x) for x in path]):
                         report["refused"][origin] = ("%s's head of size %d is not consistent with our verified "
                                                      "size %d (proof from %s fails)" % (origin, target, have, conn.name))
+                        self._alert(report, {"status": "inconsistent-head", "origin": origin, "peer": conn.name,
+                                             "why": report["refused"][origin]})
                         continue
                 lines = []
                 start = self.store.size(origin)
@@ -210,6 +243,7 @@ class Replicator:
                     self.entries_applied += n
                 except ReplicaError as e:
                     report["refused"][origin] = str(e)
+                    self._alert(report, {"status": "forged", "origin": origin, "peer": conn.name, "why": str(e)})
         except (ReplicaError, MeshTLSError, ValueError, OSError, asyncio.TimeoutError) as e:
             report["error"] = str(e) or type(e).__name__
         finally:

@@ -1,6 +1,7 @@
 """SWIM (host/mesh/swim.py) over the mutual-TLS request/reply transport (host/mesh/tls.py).
 
-A member's address is "host:port"; its name is its certificate's cell name, and a message whose
+A member's address is "host:port" (the advertised address: a cell bound to 0.0.0.0 advertises
+the address its peers reach it at); its name is its certificate's cell name, and a message whose
 "from" differs from the certificate of the connection it came on is refused (a certified cell
 cannot speak for another). Each message uses one short connection (probe timeouts bound it).
 
@@ -21,16 +22,18 @@ from host.mesh.tls import MeshServer, MeshTLSError, connect
 
 
 class SwimNode:
-    def __init__(self, tls_folder, cell, host, port, seeds=(), interval=1.0, timeout=0.3, rng=None):
+    def __init__(self, tls_folder, cell, host, port, seeds=(), interval=1.0, timeout=0.3, rng=None,
+                 advertise=None):
         self.tls, self.cell, self.host, self.port = tls_folder, cell, host, port
-        self.swim = Swim(cell, "%s:%d" % (host, port), self._send, seeds=seeds, probe_interval=interval,
-                         probe_timeout=timeout, rng=rng or random.Random())
+        self.advertise = advertise or host     # the address other cells reach us at
+        self.swim = Swim(cell, "%s:%d" % (self.advertise, port), self._send, seeds=seeds,
+                         probe_interval=interval, probe_timeout=timeout, rng=rng or random.Random())
         self.server = MeshServer(tls_folder, cell, self._handle)
         self.refused = 0
 
     async def start(self):
         self.port = await self.server.start(self.host, self.port)
-        self.swim.addr = "%s:%d" % (self.host, self.port)
+        self.swim.addr = "%s:%d" % (self.advertise, self.port)
         self.swim._queue_update(self.swim._self_update())
         return self.port
 

@@ -1,0 +1,185 @@
+"""The coordinator's side of the mesh (`sync.mesh_enabled: true`; docs/MESH.md "In the coordinator").
+
+MeshBridge runs in the coordinator's processing thread (tick) and talks to the mesh thread
+(host/mesh/service.py) only through snapshots:
+- every mesh interval it publishes this cell's T_hat: the mean of the sync layer's T_sync over
+  the devices evaluated in the last STALE_S seconds (|T_hat| <= 1), with their number as n_P
+  (T_global's weight, SPEC 4.3), and records T_global and each live cell's value and weight in
+  memory's mesh_sync table;
+- it signs a ledger checkpoint every sync.mesh.checkpoint_interval while the ledger grows (what
+  peers replicate up to);
+- a split view, forged entries or an inconsistent head from a peer become a `witness` ledger
+  entry (layer meta, device 0, witness "mesh_alert");
+- sync.mesh.pulse_follows_mesh: the T_Lambda pulse's P = cells alive in the mesh (alive or
+  suspect, this one included), once the count has held for two mesh periods; every online
+  device gets CONFIG pulse_p through DeviceConfigs (ACK, retry, ledger `config` entry per
+  device), devices that come online later get it on their next mesh tick, and the change itself
+  is one ledger `config` entry (target "mesh:pulse").
+"""
+import cmath
+import json
+import math
+import os
+import time
+
+STALE_S = 10.0
+
+
+def pulse_period_s(k, P, T1, U):
+    """T_Lambda = T1 ln(U) / (1 - 1/(kP)), never below 1e-6 s (SPEC 4.1); None when k*P <= 1."""
+    if not k * P > 1.0:
+        return None
+    return max(1e-6, T1 * math.log(U) / (1.0 - 1.0 / (k * P)))
+
+
+class MeshBridge:
+    def __init__(self, coord):
+        from host.mesh.service import MeshService
+        self.c = coord
+        cfg = coord.cfg
+        self.svc = MeshService(cfg, coord.ledger, coord.data_dir)
+        self.interval = float(cfg.sync.mesh.interval)
+        self.ckpt_every = float(cfg.sync.mesh.checkpoint_interval)
+        self.follow = bool(cfg.sync.mesh.pulse_follows_mesh)
+        self._next = self._next_ckpt = 0.0
+        self._alerts_taken = 0
+        self._last_period = -1
+        self._count_seen = (None, 0)        # (alive count, consecutive periods seen)
+        self.pulse_path = os.path.join(coord.data_dir, "mesh", "pulse.json")
+        self.pulse = {"P": float(cfg.pulse.P), "version": 0, "cells_alive": None,
+                      "period_us": int(round(coord.cfg.beat_period() * 1e6))}
+        if os.path.exists(self.pulse_path):
+            try:
+                with open(self.pulse_path) as f:
+                    self.pulse.update(json.load(f))
+            except (ValueError, OSError):
+                pass
+        self.counters = {"published": 0, "alerts": 0, "pulse_changes": 0, "checkpoints": 0,
+                         "pulse_sent": 0}
+
+    def start(self):
+        self.svc.start()
+        return self
+
+    def stop(self):
+        self.svc.stop()
+
+    def status(self):
+        st = self.svc.status()
+        st["pulse"] = dict(self.pulse, follows_mesh=self.follow)
+        st["bridge"] = dict(self.counters)
+        return st
+
+    # ------------------------------------------------------------ processing thread
+    def local_value(self, now_wall=None):
+        """(T_hat, devices): the mean T_sync of the devices the sync layer evaluated recently."""
+        core = self.c.core
+        if core is None:
+            return 0j, 0
+        now_wall = time.time() if now_wall is None else now_wall
+        vals = [st["T_sync"] for st in core.sync._in.values() if now_wall - st["t"] <= STALE_S]
+        if not vals:
+            return 0j, 0
+        t = sum(vals, 0j) / len(vals)
+        if abs(t) > 1.0:                       # rounding only: |T_sync| <= 1 per device
+            t = cmath.rect(1.0, cmath.phase(t))
+        return t, len(vals)
+
+    def tick(self, now):
+        if now < self._next:
+            return
+        self._next = now + min(self.interval, 1.0)
+        t_hat, n = self.local_value()
+        self.svc.publish(t_hat, n)
+        self.counters["published"] += 1
+        self._checkpoint(now)
+        self._take_alerts()
+        st = self.svc.status()
+        if st.get("periods", 0) != self._last_period and st.get("running"):
+            self._last_period = st["periods"]
+            self._record(st)
+            if self.follow:
+                self._follow(st)
+        if self.follow:
+            self._tell_devices()
+
+    def _checkpoint(self, now):
+        led = self.c.ledger
+        if now < self._next_ckpt:
+            return
+        self._next_ckpt = now + self.ckpt_every
+        last = led.latest_checkpoint()
+        if led.size > (int(last.split("\n")[1]) if last else 0):
+            led.checkpoint()
+            self.counters["checkpoints"] += 1
+
+    def _take_alerts(self):
+        alerts, self._alerts_taken = self.svc.alerts_since(self._alerts_taken)
+        for a in alerts:
+            self.counters["alerts"] += 1
+            data = {"device": 0, "layer": "meta", "witness": "mesh_alert", "status": str(a.get("status")),
+                    "origin": str(a.get("origin")), "cell": a.get("cell"), "peer": a.get("peer"),
+                    "why": str(a.get("why", "")), "evidence": a.get("evidence")}
+            self.c._ledger_submit("witness", {k: v for k, v in data.items() if v is not None})
+            self.c._micro("mesh_alert", **{k: v for k, v in data.items() if k not in ("device", "layer")})
+
+    def _record(self, st):
+        core = self.c.core
+        mem = None if core is None else core.memory
+        if mem is None:
+            return
+        t = time.time()
+        tg = st.get("t_global") or [0.0, 0.0]
+        mem.mesh_state(t, "T_global", complex(tg[0], tg[1]), weight=1.0,
+                       extra={"cell": st.get("cell"), "alive": st.get("alive"),
+                              "members": {c: m["state"] for c, m in st.get("members", {}).items()}})
+        for origin, w in (st.get("weights") or {}).items():
+            v = (st.get("values") or {}).get(origin)
+            if v is not None:
+                mem.mesh_state(t, origin, complex(v[0], v[1]), weight=w, extra={"devices": v[2]})
+
+    # ------------------------------------------------------------ the pulse follows the mesh
+    def _follow(self, st):
+        n = st.get("alive")
+        if not isinstance(n, int) or n < 1:
+            return
+        cnt, k = self._count_seen
+        self._count_seen = (n, k + 1 if cnt == n else 1)
+        if self._count_seen[1] < 2 or float(n) == self.pulse["P"]:
+            return
+        p = self.c.cfg.pulse
+        period = pulse_period_s(float(p.k), float(n), float(p.T1), float(p.U))
+        if period is None:                    # k*P <= 1: T_Lambda undefined, keep the pulse
+            self.pulse["skipped"] = "k*P = %g <= 1 at %d cells" % (p.k * n, n)
+            return
+        old = self.pulse["P"]
+        self.pulse.update(P=float(n), version=int(self.pulse["version"]) + 1, cells_alive=n,
+                          period_us=int(round(period * 1e6)), t=time.time())
+        self.pulse.pop("skipped", None)
+        self._save_pulse()
+        self.counters["pulse_changes"] += 1
+        alive = sorted(c for c, m in st.get("members", {}).items() if m["state"] != "dead")
+        self.c._ledger_submit("config", {"target": "mesh:pulse", "version": self.pulse["version"],
+                                         "change": {"pulse_p": [old, float(n)]}, "cells_alive": n,
+                                         "cells": alive, "period_us": self.pulse["period_us"],
+                                         "k": float(p.k), "T1": float(p.T1)})
+
+    def _save_pulse(self):
+        os.makedirs(os.path.dirname(self.pulse_path), exist_ok=True)
+        tmp = self.pulse_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.pulse, f, sort_keys=True)
+        os.replace(tmp, self.pulse_path)
+
+    def _tell_devices(self):
+        if not self.pulse.get("version"):
+            return                            # the mesh has not moved the pulse: config defaults hold
+        want = self.pulse["P"]
+        dc = self.c.devconfig
+        for s in list(self.c.sessions.current.values()):
+            if not s.online or s.hello is None:
+                continue
+            if dc.history(s.device_id).state().get("pulse_p") != want:
+                dc.apply(s.device_id, {"pulse_p": want},
+                         note="mesh: %s cells alive" % self.pulse.get("cells_alive"))
+                self.counters["pulse_sent"] += 1

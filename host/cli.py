@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": ("host.commands.bench", "benchmarks: protocol, device, ledger, ingest"),
     "mesh": ("host.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
     "model": ("host.commands.model", "entropy model: train on labelled history, show, push to devices"),
+    "plot": ("host.commands.plot", "PNG charts of a device: coherence, PID response, lateness"),
 }
 
 

@@ -48,8 +48,10 @@ MAX_INBOX = 2048          # queued receive batches; beyond this a link drops (co
 
 
 class Coordinator(OperatorMixin):
-    def __init__(self, cfg, links=None, ready_file=None, control=True, master=True):
+    def __init__(self, cfg, links=None, ready_file=None, control=True, master=True, http=None):
         self.cfg = cfg
+        self._http_arg = http     # host/http: None = config + BECOMINGONE_HTTP, False = off, "HOST:PORT"
+        self.http = None          # host/http/server.py HttpServer while it serves
         self.data_dir = os.path.abspath(cfg.data_path())
         os.makedirs(self.data_dir, exist_ok=True)
         self.ready_file = ready_file
@@ -102,6 +104,22 @@ class Coordinator(OperatorMixin):
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, integration=True):
+        from host.http import HttpServer, resolve_settings
+        settings = resolve_settings(self.cfg, self._http_arg)
+        # bound first: a port in use (or a missing token) fails before anything else opens
+        self.http = HttpServer(self, settings) if settings is not None else None
+        try:
+            self._start(integration)
+        except BaseException:
+            if self.http is not None:
+                self.http.close()
+                self.http = None
+            raise
+        if self.http is not None:
+            self.http.start()
+        return self
+
+    def _start(self, integration):
         cfg = self.cfg
         if cfg.integrations.mqtt.enabled:      # checks its files first: ConfigError, nothing open
             from host.integrations.mqtt import MqttBridge
@@ -165,7 +183,8 @@ class Coordinator(OperatorMixin):
         return {"pid": os.getpid(), "data_dir": self.data_dir,
                 "links": [l.local_url for l in self.links],
                 "control": os.path.join(self.data_dir, SOCKET_NAME) if self.control else None,
-                "ledger": self.ledger.path if self.ledger else None}
+                "ledger": self.ledger.path if self.ledger else None,
+                "http": self.http.url if self.http is not None else None}
 
     def _worker_error(self, name, err):
         self.counters["worker_crashes"] += 1
@@ -234,6 +253,8 @@ class Coordinator(OperatorMixin):
 
     def shutdown(self):
         self._proc_thread = None
+        if self.http is not None:             # no request reaches a stopping coordinator
+            self.http.close()
         if self.mqtt is not None:             # availability "offline", disconnect
             self.mqtt.stop()
         if self.mesh is not None:             # the mesh thread leaves; the ledger stays ours

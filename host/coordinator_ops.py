@@ -92,6 +92,7 @@ class OperatorMixin:
             "admission": self.admission.summary(), "devconfig": dict(self.devconfig.counters),
             "sessions": self.sessions.summary()["sessions"],
             "integration": self._core_status(),
+            "http": self.http.stats() if getattr(self, "http", None) is not None else None,
             "mqtt": self.mqtt.stats() if getattr(self, "mqtt", None) is not None else None,
             "mesh": self.mesh.status() if getattr(self, "mesh", None) is not None else {"enabled": False},
         }

@@ -1,0 +1,461 @@
+"""The HTTP API's routes and handlers (docs/HTTP.md; the OpenAPI document is host/http/openapi.py).
+
+Every handler reaches the coordinator's state through `Api.call(fn)`: fn(coordinator) runs in
+the processing thread (Coordinator.call) with a short timeout, so a request never holds the
+processing loop for more than one small read, and a busy coordinator answers 503. The ledger
+(thread-safe) and a read-only connection to the memory database are read in the HTTP thread.
+Operator actions reuse the control socket's functions (host/coordinator_ops.py COMMANDS).
+"""
+import json
+import math
+import re
+import threading
+
+from host.errors import UserError
+from host.keystore import parse_device_id
+
+__all__ = ["Api", "ApiError", "Raw", "ROUTES", "match_route", "decode_telemetry", "to_jsonable"]
+
+CALL_TIMEOUT = 2.0
+MAX_LEDGER_PAGE = 500
+
+
+class ApiError(Exception):
+    def __init__(self, status, message, allow=None):
+        super().__init__(message)
+        self.status, self.message, self.allow = status, message, allow
+
+
+class Raw:
+    """A non-JSON response (the metrics text, the OpenAPI document as prepared bytes)."""
+    __slots__ = ("status", "body", "content_type")
+
+    def __init__(self, body, content_type, status=200):
+        self.status, self.body, self.content_type = status, body, content_type
+
+
+class Route:
+    __slots__ = ("method", "path", "handler", "summary", "response", "query", "body", "stream",
+                 "tag", "regex", "raw")
+
+    def __init__(self, method, path, handler, summary, response=None, query=(), body=None,
+                 stream=False, tag="coordinator", raw=None):
+        self.method, self.path, self.handler, self.summary = method, path, handler, summary
+        self.response, self.query, self.body, self.stream, self.tag = response, query, body, stream, tag
+        self.raw = raw                  # content type of a non-JSON response
+        self.regex = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$")
+
+
+def to_jsonable(v):
+    """numpy values, complex numbers ([re, im]), tuples and non-finite floats (null) -> JSON."""
+    if isinstance(v, dict):
+        return {str(k): to_jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [to_jsonable(x) for x in v]
+    if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, complex):
+        return [to_jsonable(v.real), to_jsonable(v.imag)]
+    if hasattr(v, "tolist"):
+        return to_jsonable(v.tolist())
+    return str(v)
+
+
+def decode_telemetry(rec, hello=None):
+    """A session's last TELEMETRY record in physical units (docs/PROTOCOL.md scales)."""
+    if not rec:
+        return None
+    from host.wire import telemetry_period_us
+    from shared.protocol import DECISION_NAMES
+    st = int(rec["decision_state"])
+    code = st & 7
+    return {"beat": int(rec["beat"]), "period_us": telemetry_period_us(rec["period_us"], hello),
+            "lateness_us": int(rec["lateness_us"]), "coherence": int(rec["coherence"]) / 65536.0,
+            "pid_error": int(rec["pid_error"]) / 32768.0, "pid_output": int(rec["pid_output"]) / 65536.0,
+            "threat": int(rec["threat"]) / 65536.0, "o_weight": int(rec["o_weight"]) / 65536.0,
+            "decision": DECISION_NAMES[code] if code < len(DECISION_NAMES) else "INVALID",
+            "decision_code": code, "collapse": bool(st & 0x40), "quarantined": bool(st & 0x80)}
+
+
+def device_view(c, s):
+    d = {k: v for k, v in s.summary().items() if not k.startswith("_")}
+    d["telemetry"] = decode_telemetry(d.get("last_telemetry"), s.hello)
+    return d
+
+
+def window_view(w):
+    return {"window": w["window"], "C": w["C"], "T_hat": w["T_hat"], "coverage": w["coverage"],
+            "beats": int(w["beats"]), "seconds": w["seconds"], "span_beats": int(w["span_beats"]),
+            "first_beat": w["first_beat"], "last_beat": w["last_beat"]}
+
+
+def sync_view(device_id, st):
+    if st is None:
+        return None
+    return {"device_id": int(device_id), "t": st["t"], "C_sync": st["C_sync"],
+            "delta_phase": st["delta_phase"], "T_sync": st["T_sync"], "coherent": st["coherent"],
+            "collapsed": st["collapsed"], "since": st["since"]}
+
+
+def _int(q, name, default=None, lo=None, hi=None):
+    v = q.get(name)
+    if v is None or v == "":
+        return default
+    try:
+        n = int(v)
+    except ValueError:
+        raise ApiError(400, "query parameter %s must be an integer (got %r)" % (name, v)) from None
+    if (lo is not None and n < lo) or (hi is not None and n > hi):
+        raise ApiError(400, "query parameter %s=%d is out of range (allowed: %s..%s)"
+                       % (name, n, lo if lo is not None else "", hi if hi is not None else ""))
+    return n
+
+
+def _time(q, name):
+    v = q.get(name)
+    if not v:
+        return None
+    from host.commands.memory import parse_time
+    return parse_time(v)
+
+
+class Api:
+    def __init__(self, coordinator, server):
+        from host.http.events import Hub
+        self.c = coordinator
+        self.server = server
+        self.hub = Hub(coordinator, server.settings.sse_interval)
+        self._mem = None
+        self._mem_lock = threading.Lock()
+        self._openapi = None
+        self._metrics = None
+
+    # ------------------------------------------------------------------ plumbing
+    def call(self, fn, timeout=CALL_TIMEOUT):
+        c = self.c
+        try:
+            return c.call(fn, c, timeout=timeout)
+        except TimeoutError:
+            raise ApiError(503, "the coordinator did not answer within %.0f s (busy); try again"
+                           % timeout) from None
+
+    def dumps(self, obj):
+        return json.dumps(to_jsonable(obj), separators=(",", ":")).encode()
+
+    def handle(self, route, params, query, body):
+        try:
+            return route.handler(self, params, query, body)
+        except ApiError:
+            raise
+        except KeyError as e:              # the Master's "no stream" and missing fields
+            msg = e.args[0] if e.args and isinstance(e.args[0], str) and " " in e.args[0] \
+                else "missing %s" % e
+            raise ApiError(404 if "no stream" in msg else 400, msg) from None
+        except (UserError, ValueError, TypeError) as e:
+            msg = str(e)
+            raise ApiError(404 if ("has not been seen" in msg or msg.startswith("no entry")
+                                   or " has no " in msg) else 400, msg) from None
+
+    def memory(self):
+        c = self.c
+        if c.core is None or c.core.memory is None:
+            raise ApiError(404, "memory is not enabled on this coordinator")
+        with self._mem_lock:
+            if self._mem is None:
+                from host.memory import Memory
+                self._mem = Memory.open_readonly(c.core.memory.path)
+            return self._mem
+
+    def close(self):
+        with self._mem_lock:
+            if self._mem is not None:
+                self._mem.close()
+                self._mem = None
+
+
+def _dev(p):
+    return parse_device_id(p["device"])
+
+
+# ---------------------------------------------------------------------- handlers
+def h_status(api, p, q, b):
+    return api.call(lambda c: c.status())
+
+
+def h_devices(api, p, q, b):
+    return {"devices": api.call(lambda c: [device_view(c, s)
+                                           for _, s in sorted(c.sessions.current.items())])}
+
+
+def h_device(api, p, q, b):
+    d = _dev(p)
+
+    def read(c):
+        s = c._session(d)
+        out = device_view(c, s)
+        out["windows"] = [window_view(w) for w in c.master.windows(d)] \
+            if c.master is not None and c.master.index_of(d) is not None else []
+        out["sync"] = sync_view(d, c.core.sync.state(d)) if c.core is not None else None
+        out["config"] = c.devconfig.history(d).state()
+        return out
+    return api.call(read)
+
+
+def h_windows(api, p, q, b):
+    d = _dev(p)
+    secs = q.get("seconds")
+    try:
+        secs = None if secs in (None, "") else float(secs)
+    except ValueError:
+        raise ApiError(400, "query parameter seconds must be a number (got %r)" % secs) from None
+
+    def read(c):
+        if c.master is None:
+            raise ApiError(404, "the Master is not running (master.enabled: false)")
+        c._session(d)
+        ws = [c.master.window(d, secs)] if secs is not None else c.master.windows(d)
+        return {"device_id": d, "windows": [window_view(w) for w in ws]}
+    return api.call(read)
+
+
+def h_sync(api, p, q, b):
+    def read(c):
+        if c.core is None:
+            return {"enabled": False, "collapses": 0, "releases": 0, "devices": []}
+        sy = c.core.sync
+        return {"enabled": bool(c.core.use_sync), "collapses": sy.collapses, "releases": sy.releases,
+                "I_c": sy.I_c, "phase_threshold": sy.phase_threshold, "hysteresis": sy.hysteresis,
+                "devices": [v for v in (sync_view(d, sy.state(d)) for d in sorted(c.sessions.current))
+                            if v is not None]}
+    out = api.call(read)
+    out["recent"] = api.hub.collapses(limit=_int(q, "limit", 50, 1, 1000))
+    return out
+
+
+def h_decisions(api, p, q, b):
+    dev = q.get("device")
+    dev = parse_device_id(dev) if dev not in (None, "") else None
+    return {"events": api.hub.decisions(device=dev, limit=_int(q, "limit", 100, 1, 1000)),
+            "counts": api.hub.decision_counts()}
+
+
+def _post(cmd, fields=()):
+    def handler(api, p, q, b):
+        from host.coordinator_ops import COMMANDS
+        req = dict(b or {})
+        if "device" in p:
+            req["device"] = _dev(p)
+        for f in fields:
+            if f not in req:
+                raise ApiError(400, "the request body needs %r (a JSON object with: %s)"
+                               % (f, ", ".join(fields)))
+        return api.call(lambda c: COMMANDS[cmd](c, req), timeout=10.0)
+    return handler
+
+
+def h_config_get(api, p, q, b):
+    from host.coordinator_ops import COMMANDS
+    d = _dev(p)
+    return api.call(lambda c: COMMANDS["config"](c, {"device": d}))
+
+
+def h_ledger(api, p, q, b):
+    led = api.c.ledger
+    cp = api.hub.checkpoint()
+    return {"size": led.size, "root": led.root().hex(), "origin": led.origin,
+            "checkpoint": cp, "public_key": led.public_key_pem()}
+
+
+def h_checkpoint(api, p, q, b):
+    cp = api.hub.checkpoint()
+    if cp is None:
+        raise ApiError(404, "the ledger has no checkpoint yet")
+    return cp
+
+
+def h_entries(api, p, q, b):
+    led = api.c.ledger
+    size = led.size
+    limit = _int(q, "limit", 50, 1, MAX_LEDGER_PAGE)
+    start = _int(q, "start", max(0, size - limit), 0)
+    stop = min(size, start + limit)
+    return {"size": size, "start": start,
+            "entries": [e.to_dict() for e in led.entries(start, stop)] if start < size else []}
+
+
+def h_entry(api, p, q, b):
+    led = api.c.ledger
+    try:
+        index = int(p["index"])
+    except ValueError:
+        raise ApiError(400, "entry index must be an integer (got %r)" % p["index"]) from None
+    size = _int(q, "size", None, 1)
+    e = led.get(index)
+    return {"entry": e.to_dict(), "proof": led.inclusion_proof(index, size)}
+
+
+TABLE_ALIASES = {"snapshots": "phase_snapshots", "coherence": "coherence_history",
+                 "witness": "witness_log", "mesh": "mesh_sync"}
+
+
+def h_memory_table(api, p, q, b):
+    from host.memory import TABLES
+    table = TABLE_ALIASES.get(p["table"], p["table"])
+    if table not in TABLES:
+        raise ApiError(404, "unknown memory table %r (allowed: %s)"
+                       % (p["table"], ", ".join(TABLES + tuple(TABLE_ALIASES))))
+    dev = q.get("device")
+    mem = api.memory()
+    with api._mem_lock:
+        rows = mem.query(table, device_id=parse_device_id(dev) if dev else None,
+                         since=_time(q, "since"), until=_time(q, "until"),
+                         limit=_int(q, "limit", 100, 1, 10000), layer=q.get("layer") or None,
+                         kind=q.get("kind") or None)
+    return {"table": table, "rows": rows}
+
+
+def h_reconstruct(api, p, q, b):
+    import time
+    if not q.get("device"):
+        raise ApiError(400, "reconstruct needs ?device=N (and optionally at=TIME)")
+    d = parse_device_id(q["device"])
+    at = _time(q, "at") or time.time()
+    mem = api.memory()
+    with api._mem_lock:
+        st = mem.reconstruct(d, at)
+    if st is None:
+        raise ApiError(404, "device %d has nothing in memory at or before t=%s" % (d, at))
+    return st
+
+
+def h_similar(api, p, q, b):
+    vec = q.get("vector")
+    if vec:
+        try:
+            vec = [float(x) for x in vec.split(",")]
+        except ValueError:
+            raise ApiError(400, "vector must be comma-separated numbers") from None
+    elif not q.get("device"):
+        raise ApiError(400, "similar needs ?device=N (its signature at ?at=TIME) or ?vector=v1,v2,...")
+    dev = parse_device_id(q["device"]) if q.get("device") else None
+    mem = api.memory()
+    other = q.get("other_devices") in ("1", "true", "yes")
+    with api._mem_lock:
+        res = mem.similar(vector=vec or None, device_id=dev, t=_time(q, "at"),
+                          top=_int(q, "top", 5, 1, 1000), exclude_device=other)
+    return {"results": res}
+
+
+def h_mesh(api, p, q, b):
+    mesh = api.call(lambda c: c.status().get("mesh"))
+    if not mesh:
+        return {"enabled": False, "reason": "this coordinator runs no mesh (sync.mesh_enabled: "
+                                            "false, or the mesh is not wired into it)"}
+    out = dict(mesh)
+    out.setdefault("enabled", True)
+    return out
+
+
+def h_snapshot(api, p, q, b):
+    return Raw(api.hub.get().json, "application/json")
+
+
+def h_events(api, p, q, b):           # served by the server's stream loop (route.stream)
+    raise ApiError(500, "the event stream is served by the server")
+
+
+def h_metrics(api, p, q, b):
+    from host.http.metrics import render
+    body, ctype = render(api)
+    return Raw(body, ctype)
+
+
+def h_openapi(api, p, q, b):
+    if api._openapi is None:
+        from host.http.openapi import document
+        api._openapi = json.dumps(document(), indent=1).encode()
+    return Raw(api._openapi, "application/json")
+
+
+Q_LIMIT = ("limit", "integer", "rows to return")
+ROUTES = [
+    Route("GET", "/api/status", h_status, "The coordinator's status object (as `becomingone status --json`)",
+          "Status"),
+    Route("GET", "/api/devices", h_devices, "Every device's current session, with its last TELEMETRY "
+          "in physical units", "DeviceList", tag="devices"),
+    Route("GET", "/api/devices/{device}", h_device, "One device: session, telemetry, Master windows, "
+          "sync state, configuration", "DeviceDetail", tag="devices"),
+    Route("GET", "/api/devices/{device}/windows", h_windows, "The device's Master windows (every "
+          "configured one, or one of `seconds`)", "Windows",
+          query=(("seconds", "number", "one window of this length (s), <= master.tau_max"),),
+          tag="devices"),
+    Route("GET", "/api/devices/{device}/config", h_config_get, "The device's configuration history "
+          "and current state", "ConfigListing", tag="devices"),
+    Route("POST", "/api/devices/{device}/clear", _post("clear"), "Send CLEAR: the device leaves "
+          "QUARANTINE (a ledger `action` entry)", "ClearResult", body="Empty", tag="actions"),
+    Route("POST", "/api/devices/{device}/config", _post("config", ("changes",)), "Apply a "
+          "configuration change (CONFIG frame, resent until ACKed)", "ConfigChange",
+          body="ConfigRequest", tag="actions"),
+    Route("POST", "/api/devices/{device}/undo", _post("undo"), "Undo the last configuration change",
+          "ConfigMove", body="Empty", tag="actions"),
+    Route("POST", "/api/devices/{device}/redo", _post("redo"), "Redo a configuration change",
+          "ConfigMove", body="Empty", tag="actions"),
+    Route("POST", "/api/devices/{device}/goto", _post("goto", ("version",)), "Move to a "
+          "configuration version", "ConfigMove", body="GotoRequest", tag="actions"),
+    Route("POST", "/api/devices/{device}/pow", _post("pow", ("bits",)), "Set the proof-of-work "
+          "difficulty required from the device", "ConfigChange", body="PowRequest", tag="actions"),
+    Route("POST", "/api/model", _post("model", ("w", "b")), "Send a MODEL (w, b) to one device "
+          "or all", "ModelResult", body="ModelRequest", tag="actions"),
+    Route("GET", "/api/sync", h_sync, "Sync layer: per-device Master vs Emissary state, collapse "
+          "counts, recent collapse entries", "Sync", query=(Q_LIMIT,), tag="sync"),
+    Route("GET", "/api/decisions", h_decisions, "Decision timeline: devices' decision WITNESS "
+          "records, quarantine releases and CLEAR actions from the ledger", "Decisions",
+          query=(("device", "integer", "only this device"), Q_LIMIT), tag="sync"),
+    Route("GET", "/api/ledger", h_ledger, "Ledger size, root, origin, public key, latest checkpoint",
+          "Ledger", tag="ledger"),
+    Route("GET", "/api/ledger/checkpoint", h_checkpoint, "The latest signed checkpoint",
+          "Checkpoint", tag="ledger"),
+    Route("GET", "/api/ledger/entries", h_entries, "A page of ledger entries (default: the last 50)",
+          "LedgerEntries", query=(("start", "integer", "first index"), Q_LIMIT), tag="ledger"),
+    Route("GET", "/api/ledger/entries/{index}", h_entry, "One entry with its Merkle inclusion proof",
+          "EntryProof", query=(("size", "integer", "tree size of the proof (default: now)"),),
+          tag="ledger"),
+    Route("GET", "/api/memory/tables/{table}", h_memory_table, "Rows of a memory table, newest "
+          "`limit`, oldest first", "MemoryRows",
+          query=(("device", "integer", "device id"), ("since", "string", "time (epoch s, ISO 8601, "
+                 "now, -10m)"), ("until", "string", "time"), ("layer", "string", "witness_log: layer"),
+                 ("kind", "string", "witness_log / coherence_history: kind"), Q_LIMIT), tag="memory"),
+    Route("GET", "/api/memory/reconstruct", h_reconstruct, "A device's coherence state at a time",
+          "Reconstruct", query=(("device", "integer", "device id"), ("at", "string", "time")),
+          tag="memory"),
+    Route("GET", "/api/memory/similar", h_similar, "Nearest temporal signatures (ET Eq 24)",
+          "Similar", query=(("device", "integer", "device id"), ("at", "string", "time"),
+                            ("vector", "string", "comma-separated signature"),
+                            ("top", "integer", "results"),
+                            ("other_devices", "boolean", "only other devices")), tag="memory"),
+    Route("GET", "/api/mesh", h_mesh, "Mesh status: peers, T_global (or enabled: false)", "Mesh",
+          tag="sync"),
+    Route("GET", "/api/snapshot", h_snapshot, "The dashboard snapshot (what the event stream sends)",
+          "Snapshot", tag="dashboard"),
+    Route("GET", "/api/events", h_events, "Server-sent events: one `snapshot` event every "
+          "http.sse_interval s", None, stream=True, tag="dashboard",
+          query=(("max_events", "integer", "close after this many events"),), raw="text/event-stream"),
+    Route("GET", "/metrics", h_metrics, "Prometheus metrics (text exposition format)", None,
+          tag="metrics", raw="text/plain"),
+    Route("GET", "/openapi.json", h_openapi, "This OpenAPI document", None, tag="meta",
+          raw="application/json"),
+]
+
+
+def match_route(method, path):
+    """(route, params) or (None, "method") when the path exists for another method, or (None, None)."""
+    other = False
+    for r in ROUTES:
+        m = r.regex.match(path)
+        if m:
+            if r.method == method:
+                return r, m.groupdict()
+            other = True
+    return None, ("method" if other else None)

@@ -1,0 +1,186 @@
+"""Dashboard snapshots and the ledger's decision/collapse timeline (docs/HTTP.md, "Events").
+
+One Hub per server. `hub.get()` returns the current Snapshot and rebuilds it when it is older
+than http.sse_interval: the first caller after that rebuilds (one Coordinator.call reading
+status, sync states and the Master's windows), the others wait for it and share the result,
+so N dashboards cost one snapshot per interval. The timeline comes from the ledger, read
+incrementally (only entries appended since the last look) outside the processing thread:
+devices' decision WITNESS records, quarantine_cleared records, CLEAR actions, and the sync
+layer's collapse entries.
+"""
+import collections
+import json
+import threading
+import time
+
+from host.http.api import decode_telemetry, to_jsonable
+
+__all__ = ["Hub", "Snapshot", "collect"]
+
+TAIL_AT_START = 20000        # ledger entries read back when the server starts
+KEEP_DECISIONS = 2000
+KEEP_COLLAPSES = 500
+
+
+class Snapshot:
+    __slots__ = ("seq", "built", "data", "json", "sse")
+
+    def __init__(self, seq, built, data):
+        self.seq, self.built, self.data = seq, built, data
+        self.json = json.dumps(data, separators=(",", ":")).encode()
+        self.sse = b"id: %d\nevent: snapshot\ndata: %s\n\n" % (seq, self.json)
+
+
+def collect(c):
+    """Runs in the processing thread: the status object, each device's sync state and its
+    Master windows' coherence (one vectorised query)."""
+    st = c.status()
+    sync = {}
+    if c.core is not None:
+        for d in c.sessions.current:
+            s = c.core.sync.state(d)
+            if s is not None:
+                sync[d] = {"C_sync": s["C_sync"], "delta_phase": s["delta_phase"],
+                           "coherent": s["coherent"], "collapsed": s["collapsed"], "since": s["since"]}
+    windows = {}
+    if c.master is not None and c.master.device_ids():
+        q = c.master.query_all()
+        C, cov, last = q["C"].tolist(), q["coverage"].tolist(), q["last_beat"].tolist()
+        ws = q["window"].tolist()
+        for i, d in enumerate(q["device_id"].tolist()):
+            windows[d] = [{"window": w, "C": C[i][j], "coverage": cov[i][j]}
+                          for j, w in enumerate(ws) if last[i][j] >= 0]
+    return st, sync, windows
+
+
+class Hub:
+    def __init__(self, coordinator, interval):
+        self.c = coordinator
+        self.interval = float(interval)
+        self._snap = None
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._scan_lock = threading.Lock()
+        self._scanned = None
+        self._decisions = collections.deque(maxlen=KEEP_DECISIONS)
+        self._collapses = collections.deque(maxlen=KEEP_COLLAPSES)
+        self._counts = collections.Counter()
+        self._cp_text = None
+        self._cp = None
+        self.errors = 0
+
+    # ------------------------------------------------------------------ ledger timeline
+    def scan(self):
+        """Read the ledger entries appended since the last call (thread-safe)."""
+        led = self.c.ledger
+        if led is None:
+            return
+        with self._scan_lock:
+            size = led.size
+            start = max(0, size - TAIL_AT_START) if self._scanned is None else self._scanned
+            if start >= size:
+                self._scanned = size
+                return
+            for e in led.entries(start, size):
+                j = e.data_json
+                if '"kind":"witness"' in j:
+                    if '"witness":"decision"' in j or '"witness":"quarantine_cleared"' in j:
+                        d = e.data
+                        ev = {"index": e.index, "t": e.timestamp, "device": d.get("device"),
+                              "boot": d.get("boot"), "beat": d.get("beat"),
+                              "event": d.get("witness"), "decision": d.get("decision"),
+                              "threat": d.get("threat")}
+                        self._decisions.append(ev)
+                        self._counts[ev["decision"] if ev["event"] == "decision" else ev["event"]] += 1
+                elif '"kind":"action"' in j and '"action":"clear"' in j:
+                    d = e.data
+                    self._decisions.append({"index": e.index, "t": e.timestamp, "device": d.get("device"),
+                                            "boot": None, "beat": None, "event": "clear",
+                                            "decision": None, "threat": None, "sent": d.get("sent")})
+                    self._counts["clear"] += 1
+                elif '"kind":"collapse"' in j:
+                    d = e.data
+                    self._collapses.append({"index": e.index, "t": e.timestamp,
+                                            "device": d.get("device", d.get("device_id")),
+                                            "C_sync": d.get("C_sync"), "delta_phase": d.get("delta_phase")})
+            self._scanned = size
+
+    def decisions(self, device=None, limit=100):
+        self.scan()
+        with self._scan_lock:
+            evs = [e for e in self._decisions if device is None or e["device"] == device]
+        return evs[-limit:]
+
+    def decision_counts(self):
+        self.scan()
+        with self._scan_lock:
+            return dict(self._counts)
+
+    def collapses(self, limit=50):
+        self.scan()
+        with self._scan_lock:
+            return list(self._collapses)[-limit:]
+
+    def checkpoint(self):
+        led = self.c.ledger
+        text = led.latest_checkpoint() if led is not None else None
+        if text is None:
+            return None
+        if text != self._cp_text:
+            from host.ledger.checkpoint import parse_note
+            n = parse_note(text)
+            self._cp = {"size": n["size"], "root": n["root"].hex(), "origin": n["origin"],
+                        "timestamp": n["timestamp_ms"] / 1000.0, "note": text}
+            self._cp_text = text
+        return self._cp
+
+    # ------------------------------------------------------------------ snapshots
+    def get(self):
+        with self._lock:
+            s = self._snap
+            if s is None or time.monotonic() - s.built >= self.interval:
+                try:
+                    s = self._snap = self._build()
+                except Exception:          # keep serving the last one; counted
+                    self.errors += 1
+                    if s is None:
+                        raise
+            return s
+
+    def _build(self):
+        c = self.c
+        st, sync, windows = c.call(collect, c, timeout=2.0)
+        self.scan()
+        devices = []
+        for key, s in sorted((st.get("sessions") or {}).items(), key=lambda kv: int(kv[0])):
+            d = int(key)
+            devices.append({
+                "device_id": d, "boot_id": s.get("boot_id"), "online": s.get("online"),
+                "last_seen": s.get("last_seen"), "frames": s.get("frames"), "lost": s.get("lost"),
+                "witness": s.get("witness"),
+                "telemetry": decode_telemetry(s.get("last_telemetry"), s.get("hello")),
+                "windows": windows.get(d, []), "sync": sync.get(d)})
+        cp = self.checkpoint()
+        integ = st.get("integration") or {}
+        with self._scan_lock:
+            decisions = list(self._decisions)[-100:]
+            collapses = list(self._collapses)[-20:]
+        mesh = st.get("mesh") or {"enabled": False}
+        self._seq += 1
+        data = {
+            "seq": self._seq, "t": time.time(), "uptime_s": st.get("uptime_s"),
+            "running": st.get("running"), "name": c.cfg.becomingone.name,
+            "I_c": c.cfg.kairos.coherence_threshold, "windows": c.cfg.window_seconds(),
+            "interval": self.interval,
+            "frames": {"received": st.get("frames_received"), "accepted": st.get("frames_accepted"),
+                       "sent": st.get("frames_sent"), "rejected": st.get("frames_rejected")},
+            "devices_seen": st.get("devices_seen"), "devices_online": st.get("devices_online"),
+            "devices": devices, "decisions": decisions,
+            "collapses": {"sync": integ.get("collapses", 0), "releases": integ.get("releases", 0),
+                          "recent": collapses},
+            "ledger": {"size": (st.get("ledger") or {}).get("size"),
+                       "checkpoint": None if cp is None else {k: cp[k] for k in
+                                                              ("size", "root", "timestamp")}},
+            "mesh": mesh,
+        }
+        return Snapshot(self._seq, time.monotonic(), to_jsonable(data))

@@ -1,0 +1,146 @@
+"""`/metrics`: Prometheus text exposition through prometheus-client's custom Collector API.
+
+Nothing is counted twice: at scrape time the collector reads the coordinator's own counters
+and state (one Coordinator.call: status, sync states, Master windows; host/http/events.py
+`collect`), the ledger's size and latest checkpoint, and the ledger timeline's decision counts.
+The metric names are listed in docs/HTTP.md.
+"""
+from host.http.api import decode_telemetry
+
+__all__ = ["CoordinatorCollector", "render"]
+
+P = "becomingone_"
+
+
+class CoordinatorCollector:
+    def __init__(self, api):
+        self.api = api
+
+    def describe(self):
+        return []          # described at collect time (the label sets depend on the devices)
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily as Cn, GaugeMetricFamily as G
+        from host.http.events import collect
+        from shared.protocol import DECISION_NAMES
+        api = self.api
+        st, sync, windows = api.call(collect)
+
+        def counter(name, doc, value):
+            m = Cn(P + name, doc)
+            m.add_metric([], float(value or 0))
+            return m
+
+        def gauge(name, doc, value):
+            m = G(P + name, doc)
+            m.add_metric([], float(value or 0))
+            return m
+
+        yield gauge("uptime_seconds", "Seconds since the coordinator started", st.get("uptime_s"))
+        yield counter("frames_received", "Frames received on every link", st.get("frames_received"))
+        yield counter("frames_accepted", "Frames admitted (decoded, authenticated, in sequence)",
+                      st.get("frames_accepted"))
+        yield counter("frames_sent", "Frames the host sent to devices", st.get("frames_sent"))
+        rej = Cn(P + "frames_rejected", "Frames refused, by reason", labels=["reason"])
+        for reason, n in sorted((st.get("frames_rejected") or {}).items()):
+            rej.add_metric([reason], float(n))
+        yield rej
+        yield counter("beats", "TELEMETRY beats integrated", st.get("beats"))
+        yield gauge("devices_seen", "Devices with a current session", st.get("devices_seen"))
+        yield gauge("devices_online", "Devices heard from within devices.session_timeout_s",
+                    st.get("devices_online"))
+        w = st.get("witness") or {}
+        wit = Cn(P + "witness", "WITNESS records, by outcome", labels=["outcome"])
+        for k in ("received", "committed", "acked", "duplicate", "rejected_pow", "observed"):
+            wit.add_metric([k], float(w.get(k) or 0))
+        yield wit
+        yield gauge("witness_pending", "WITNESS records waiting for their ledger commit", w.get("pending"))
+        h = st.get("health") or {}
+        yield gauge("ingest_lag_seconds", "Age of the last receive batch when it was processed",
+                    (h.get("ingest_lag_ms") or 0) / 1000.0)
+        yield gauge("inbox_depth", "Receive batches queued for the processing thread", h.get("inbox_depth"))
+
+        per = {name: G(P + "device_" + name, doc, labels=["device"]) for name, doc in (
+            ("online", "1 when the device was heard from recently"),
+            ("lateness_microseconds", "How late the device's last beat started"),
+            ("coherence", "The device's Emissary coherence C (last TELEMETRY, 0..1)"),
+            ("threat", "Entropy-model threat (last TELEMETRY, 0..1)"),
+            ("pid_error", "PID error (last TELEMETRY, -1..1)"),
+            ("pid_output", "PID output (last TELEMETRY, 0..1)"),
+            ("quarantined", "1 while the device is latched in QUARANTINE"),
+            ("frames_lost", "Sequence gaps of the current session"),
+            ("sync_coherence", "Sync layer |T_sync|^2 (Master vs Emissary)"),
+            ("sync_collapsed", "1 while the device is in a sync-layer collapse"))}
+        decision = G(P + "device_decision", "The device's current decision (1 for the current one)",
+                     labels=["device", "decision"])
+        for key, s in sorted((st.get("sessions") or {}).items(), key=lambda kv: int(kv[0])):
+            dev = str(key)
+            per["online"].add_metric([dev], 1.0 if s.get("online") else 0.0)
+            per["frames_lost"].add_metric([dev], float(s.get("lost") or 0))
+            t = decode_telemetry(s.get("last_telemetry"), s.get("hello"))
+            if t is not None:
+                per["lateness_microseconds"].add_metric([dev], float(t["lateness_us"]))
+                per["coherence"].add_metric([dev], t["coherence"])
+                per["threat"].add_metric([dev], t["threat"])
+                per["pid_error"].add_metric([dev], t["pid_error"])
+                per["pid_output"].add_metric([dev], t["pid_output"])
+                per["quarantined"].add_metric([dev], 1.0 if t["quarantined"] else 0.0)
+                for name in DECISION_NAMES:
+                    decision.add_metric([dev, name], 1.0 if t["decision"] == name else 0.0)
+            sy = sync.get(int(key))
+            if sy is not None:
+                per["sync_coherence"].add_metric([dev], float(sy["C_sync"]))
+                per["sync_collapsed"].add_metric([dev], 1.0 if sy["collapsed"] else 0.0)
+        yield from per.values()
+        yield decision
+        mw = G(P + "master_coherence", "C of the device's Master window", labels=["device", "window"])
+        for d, ws in sorted(windows.items()):
+            for x in ws:
+                mw.add_metric([str(d), "%g" % x["window"]], float(x["C"]))
+        yield mw
+        integ = st.get("integration") or {}
+        yield counter("sync_collapses", "Sync-layer collapse events", integ.get("collapses"))
+        yield counter("sync_releases", "Sync-layer collapse ends", integ.get("releases"))
+        dec = Cn(P + "ledger_decision_records", "Decision records read from the ledger (its last "
+                 "20000 entries at server start, then every new one), by decision or event",
+                 labels=["decision"])
+        for k, n in sorted(api.hub.decision_counts().items()):
+            dec.add_metric([str(k)], float(n))
+        yield dec
+        led = api.c.ledger
+        yield gauge("ledger_entries", "Entries in the ledger", led.size if led is not None else 0)
+        cp = api.hub.checkpoint()
+        yield gauge("ledger_checkpoint_size", "Tree size of the latest signed checkpoint",
+                    cp["size"] if cp else 0)
+        mesh = st.get("mesh") or {}
+        yield gauge("mesh_enabled", "1 when this coordinator runs the mesh", 1 if mesh and
+                    mesh.get("enabled", True) else 0)
+        view = mesh.get("view") or mesh.get("peers")
+        if isinstance(view, dict):
+            peers = G(P + "mesh_peers", "Mesh members by SWIM state", labels=["state"])
+            counts = {}
+            for v in view.values():
+                state = v[0] if isinstance(v, (list, tuple)) and v else v.get("state") \
+                    if isinstance(v, dict) else v
+                counts[str(state)] = counts.get(str(state), 0) + 1
+            for k, n in sorted(counts.items()):
+                peers.add_metric([k], float(n))
+            yield peers
+        tg = mesh.get("t_global")
+        if isinstance(tg, (list, tuple)) and len(tg) == 2:
+            yield gauge("mesh_t_global_magnitude", "|T_global| of the mesh", abs(complex(*tg)))
+        req = Cn(P + "http_requests", "HTTP requests answered, by status", labels=["code"])
+        for code, n in sorted(api.server.stats()["requests"].items()):
+            req.add_metric([code], float(n))
+        yield req
+
+
+def render(api):
+    """(body bytes, content type) of one scrape."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    if api._metrics is None:
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(CoordinatorCollector(api))
+        api._metrics = reg
+    return generate_latest(api._metrics), CONTENT_TYPE_LATEST

@@ -1,0 +1,197 @@
+"""The OpenAPI 3.1 description of the HTTP API, built from the route table (host/http/api.py
+ROUTES) and the schemas below (JSON Schema 2020-12, as OpenAPI 3.1 uses). Served at
+/openapi.json; tests/test_http_openapi.py checks that every route is described and that real
+responses validate against these schemas."""
+__all__ = ["document", "SCHEMAS"]
+
+
+def _obj(props, required=(), extra=True):
+    return {"type": "object", "properties": props, "required": list(required),
+            "additionalProperties": extra}
+
+
+NUM = {"type": "number"}
+INT = {"type": "integer"}
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+NUM_N = {"type": ["number", "null"]}
+INT_N = {"type": ["integer", "null"]}
+STR_N = {"type": ["string", "null"]}
+COMPLEX = {"type": "array", "items": NUM_N, "minItems": 2, "maxItems": 2,
+           "description": "a complex number as [re, im]"}
+DECISION = {"type": "string", "enum": ["NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE", "ALERT",
+                                       "QUARANTINE", "INVALID"]}
+REF = lambda name: {"$ref": "#/components/schemas/" + name}   # noqa: E731
+NULLABLE = lambda name: {"oneOf": [REF(name), {"type": "null"}]}   # noqa: E731
+
+SCHEMAS = {
+    "Error": _obj({"error": STR}, ["error"]),
+    "Empty": _obj({}, extra=True),
+    "Telemetry": _obj({
+        "beat": INT, "period_us": INT, "lateness_us": INT, "coherence": NUM, "pid_error": NUM,
+        "pid_output": NUM, "threat": NUM, "o_weight": NUM, "decision": DECISION,
+        "decision_code": INT, "collapse": BOOL, "quarantined": BOOL},
+        ["beat", "lateness_us", "coherence", "pid_error", "pid_output", "threat", "decision",
+         "quarantined"], extra=False),
+    "Device": _obj({
+        "device_id": INT, "boot_id": INT, "online": BOOL, "opened": NUM, "last_seen": NUM,
+        "frames": INT, "bytes": INT, "highest_seq": INT, "lost": INT, "duplicates": INT,
+        "reordered": INT, "witness": INT, "last_telemetry": {"type": ["object", "null"]},
+        "telemetry": NULLABLE("Telemetry"), "by_type": {"type": "object"},
+        "hello": {"type": ["object", "null"]}, "link": STR_N, "addr": {},
+        "clock": {"type": "object"}},
+        ["device_id", "boot_id", "online", "frames", "lost", "telemetry"]),
+    "DeviceList": _obj({"devices": {"type": "array", "items": REF("Device")}}, ["devices"]),
+    "Window": _obj({
+        "window": NUM, "C": NUM_N, "T_hat": COMPLEX, "coverage": NUM_N, "beats": INT,
+        "seconds": NUM, "span_beats": INT, "first_beat": INT_N, "last_beat": INT_N},
+        ["window", "C", "T_hat", "coverage", "beats"], extra=False),
+    "SyncState": _obj({
+        "device_id": INT, "t": NUM, "C_sync": NUM_N, "delta_phase": NUM_N, "T_sync": COMPLEX,
+        "coherent": BOOL, "collapsed": BOOL, "since": NUM},
+        ["device_id", "C_sync", "delta_phase", "coherent", "collapsed"], extra=False),
+    "DeviceDetail": {"allOf": [REF("Device"), _obj({
+        "windows": {"type": "array", "items": REF("Window")}, "sync": NULLABLE("SyncState"),
+        "config": {"type": "object"}}, ["windows", "sync", "config"])]},
+    "Windows": _obj({"device_id": INT, "windows": {"type": "array", "items": REF("Window")}},
+                    ["device_id", "windows"], extra=False),
+    "ConfigListing": _obj({"device_id": INT, "version": INT, "latest": INT, "state": {"type": "object"},
+                           "events": {"type": "array"}, "pending": {}},
+                          ["device_id", "version", "latest", "state", "events"]),
+    "ConfigMove": _obj({"device_id": INT, "op": STR, "version": INT, "latest": INT,
+                        "changes": {"type": "object"}, "state": {"type": "object"}},
+                       ["device_id", "op", "version", "latest", "changes", "state"]),
+    "ClearResult": _obj({"device_id": INT, "sent": BOOL}, ["device_id", "sent"], extra=False),
+    "ModelResult": _obj({"model_version": INT, "sent_to": {"type": "array", "items": INT}},
+                        ["model_version", "sent_to"], extra=False),
+    "ConfigRequest": _obj({"changes": {"type": "object", "description": "CONFIG keys "
+                                       "(docs/PROTOCOL.md) -> new values"}, "note": STR_N},
+                          ["changes"], extra=False),
+    "GotoRequest": _obj({"version": INT}, ["version"], extra=False),
+    "PowRequest": _obj({"bits": {"type": "integer", "minimum": 0, "maximum": 32}}, ["bits"], extra=False),
+    "ModelRequest": _obj({"device": {"oneOf": [INT, {"const": "all"}]}, "w": NUM, "b": NUM},
+                         ["w", "b"], extra=False),
+    "TimelineEvent": _obj({
+        "index": INT, "t": NUM, "device": INT_N, "boot": INT_N, "beat": INT_N,
+        "event": {"type": "string", "enum": ["decision", "quarantine_cleared", "clear"]},
+        "decision": {"oneOf": [DECISION, {"type": "null"}]}, "threat": NUM_N, "sent": BOOL},
+        ["index", "t", "device", "event", "decision"], extra=False),
+    "CollapseEvent": _obj({"index": INT, "t": NUM, "device": INT_N, "C_sync": NUM_N,
+                           "delta_phase": NUM_N}, ["index", "t", "device"], extra=False),
+    "Sync": _obj({
+        "enabled": BOOL, "collapses": INT, "releases": INT, "I_c": NUM, "phase_threshold": NUM,
+        "hysteresis": NUM, "devices": {"type": "array", "items": REF("SyncState")},
+        "recent": {"type": "array", "items": REF("CollapseEvent")}},
+        ["enabled", "collapses", "releases", "devices", "recent"], extra=False),
+    "Decisions": _obj({"events": {"type": "array", "items": REF("TimelineEvent")},
+                       "counts": {"type": "object", "additionalProperties": INT}},
+                      ["events", "counts"], extra=False),
+    "Checkpoint": _obj({"size": INT, "root": STR, "origin": STR, "timestamp": NUM, "note": STR},
+                       ["size", "root", "origin", "timestamp", "note"], extra=False),
+    "Ledger": _obj({"size": INT, "root": STR, "origin": STR, "checkpoint": NULLABLE("Checkpoint"),
+                    "public_key": STR}, ["size", "root", "origin", "checkpoint", "public_key"],
+                   extra=False),
+    "Entry": _obj({"index": INT, "timestamp": NUM, "data": _obj({"kind": STR}, ["kind"]),
+                   "previous_hash": STR, "hash": STR},
+                  ["index", "timestamp", "data", "previous_hash", "hash"], extra=False),
+    "LedgerEntries": _obj({"size": INT, "start": INT, "entries": {"type": "array", "items": REF("Entry")}},
+                          ["size", "start", "entries"], extra=False),
+    "InclusionProof": _obj({"type": STR, "index": INT, "tree_size": INT, "entry_hash": STR,
+                            "leaf_hash": STR, "root": STR, "path": {"type": "array", "items": STR}},
+                           ["type", "index", "tree_size", "leaf_hash", "root", "path"]),
+    "EntryProof": _obj({"entry": REF("Entry"), "proof": REF("InclusionProof")}, ["entry", "proof"],
+                       extra=False),
+    "MemoryRows": _obj({"table": STR, "rows": {"type": "array", "items": {"type": "object"}}},
+                       ["table", "rows"], extra=False),
+    "Reconstruct": _obj({"device_id": INT, "t": NUM, "snapshot_t": NUM_N, "age_s": NUM_N,
+                         "boot_id": INT_N, "windows": {"type": "array"}, "coherence": {"type": "array"}},
+                        ["device_id", "t", "windows", "coherence"]),
+    "Similar": _obj({"results": {"type": "array", "items": _obj({
+        "id": INT, "t": NUM, "device_id": INT, "similarity": NUM, "theta": NUM},
+        ["id", "t", "device_id", "similarity", "theta"])}}, ["results"], extra=False),
+    "Mesh": _obj({"enabled": BOOL, "reason": STR, "cell": STR, "view": {"type": "object"},
+                  "t_global": COMPLEX}, ["enabled"]),
+    "Status": _obj({
+        "running": BOOL, "pid": INT, "uptime_s": NUM, "data_dir": STR,
+        "devices_seen": INT, "devices_online": INT, "frames_received": INT, "frames_accepted": INT,
+        "frames_rejected": {"type": "object", "additionalProperties": INT}, "frames_sent": INT,
+        "beats": INT, "witness": {"type": "object"}, "ledger": {"type": "object"},
+        "sessions": {"type": "object", "additionalProperties": REF("Device")}},
+        ["running", "devices_seen", "frames_received", "frames_accepted", "frames_rejected",
+         "frames_sent", "ledger", "sessions"]),
+    "SnapshotDevice": _obj({
+        "device_id": INT, "boot_id": INT, "online": BOOL, "last_seen": NUM, "frames": INT,
+        "lost": INT, "witness": INT, "telemetry": NULLABLE("Telemetry"),
+        "windows": {"type": "array", "items": _obj({"window": NUM, "C": NUM_N, "coverage": NUM_N},
+                                                   ["window", "C"], extra=False)},
+        "sync": {"oneOf": [{"type": "null"}, _obj({
+            "C_sync": NUM_N, "delta_phase": NUM_N, "coherent": BOOL, "collapsed": BOOL, "since": NUM},
+            ["C_sync", "collapsed"], extra=False)]}},
+        ["device_id", "online", "telemetry", "windows", "sync"], extra=False),
+    "Snapshot": _obj({
+        "seq": INT, "t": NUM, "uptime_s": NUM, "running": BOOL, "name": STR, "I_c": NUM,
+        "windows": {"type": "array", "items": NUM}, "interval": NUM,
+        "frames": _obj({"received": INT, "accepted": INT, "sent": INT,
+                        "rejected": {"type": "object", "additionalProperties": INT}},
+                       ["received", "accepted", "sent", "rejected"]),
+        "devices_seen": INT, "devices_online": INT,
+        "devices": {"type": "array", "items": REF("SnapshotDevice")},
+        "decisions": {"type": "array", "items": REF("TimelineEvent")},
+        "collapses": _obj({"sync": INT, "releases": INT,
+                           "recent": {"type": "array", "items": REF("CollapseEvent")}},
+                          ["sync", "releases", "recent"], extra=False),
+        "ledger": _obj({"size": INT_N, "checkpoint": {"oneOf": [{"type": "null"}, _obj({
+            "size": INT, "root": STR, "timestamp": NUM}, ["size", "root", "timestamp"], extra=False)]}},
+            ["size", "checkpoint"], extra=False),
+        "mesh": REF("Mesh")},
+        ["seq", "t", "frames", "devices", "decisions", "collapses", "ledger", "mesh"], extra=False),
+}
+
+PATH_PARAMS = {"device": ("integer", "device id 1..65535"), "index": ("integer", "ledger entry index"),
+               "table": ("string", "phase_snapshots, coherence_history, witness_log, mesh_sync, "
+                                   "signatures (or snapshots, coherence, witness, mesh)")}
+
+
+def _operation(r):
+    import re
+    op = {"summary": r.summary, "tags": [r.tag], "operationId": "%s_%s" % (
+        r.method.lower(), re.sub(r"[^a-z0-9]+", "_", r.path.lower()).strip("_")), "parameters": []}
+    for name in re.findall(r"\{(\w+)\}", r.path):
+        t, desc = PATH_PARAMS[name]
+        op["parameters"].append({"name": name, "in": "path", "required": True,
+                                 "description": desc, "schema": {"type": t}})
+    for name, t, desc in r.query:
+        op["parameters"].append({"name": name, "in": "query", "required": False,
+                                 "description": desc, "schema": {"type": t}})
+    err = {"description": "error", "content": {"application/json": {"schema": REF("Error")}}}
+    if r.raw is not None:
+        ok = {"description": r.summary, "content": {r.raw: {"schema": {"type": "string"}}}}
+    else:
+        ok = {"description": r.summary, "content": {"application/json": {"schema": REF(r.response)}}}
+    op["responses"] = {"200": ok, "400": err, "401": err, "404": err, "503": err}
+    if r.body is not None:
+        op["requestBody"] = {"required": r.body != "Empty", "content": {
+            "application/json": {"schema": REF(r.body)}}}
+    return op
+
+
+def document():
+    from host.http.api import ROUTES
+    paths = {}
+    for r in ROUTES:
+        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r)
+    paths["/"] = {"get": {"summary": "The live dashboard (HTML)", "tags": ["dashboard"],
+                          "operationId": "get_dashboard",
+                          "responses": {"200": {"description": "the page", "content": {
+                              "text/html": {"schema": {"type": "string"}}}}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "BecomingONE host coordinator", "version": "1",
+                 "description": "Devices, Master windows, sync state, decisions, ledger with proofs, "
+                                "memory, mesh, operator actions (docs/HTTP.md). With a token, send "
+                                "Authorization: Bearer TOKEN."},
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}, {}],
+        "paths": paths,
+    }

@@ -1,0 +1,118 @@
+"""`becomingone plot` on the memory of a real short emulation (firmware under CPython, device 1's
+sensor turns into an impacting machine at 2 s: ALERT, QUARANTINE), and its error cases."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from host.cli import main
+from host.memory import Memory
+from host.plots import DPI, FIGSIZE, decision_runs
+
+W, H = int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI)
+
+
+@pytest.fixture(scope="module")
+def emu_data(tmp_path_factory):
+    from host.emulate.faults import parse_faults
+    from host.emulate.runner import Emulation
+    data = str(tmp_path_factory.mktemp("emu") / "data")
+    emu = Emulation(devices=2, duration=5.0, runtime="cpython", faults=parse_faults("fault=1@2"),
+                    data_dir=data, pow_bits=4)
+    emu.run(live=None)
+    return data
+
+
+def _png_ok(path):
+    import matplotlib.image as mpimg
+    assert os.path.getsize(path) > 5000
+    img = mpimg.imread(path)
+    assert img.shape[:2] == (H, W)
+    rgb = img[..., :3].reshape(-1, 3)
+    # not blank: many distinct colours, and a real share of non-white pixels
+    assert len(np.unique((rgb * 255).astype(np.uint8), axis=0)) > 20
+    assert (rgb.min(axis=1) < 0.9).mean() > 0.01
+    return img
+
+
+def test_all_charts_written_and_decode(emu_data, tmp_path, capsys):
+    out = str(tmp_path / "plots")
+    assert main(["plot", "--data", emu_data, "--device", "1", "--out", out, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert sorted(res["files"]) == ["coherence", "lateness", "pid"] and res["skipped"] == {}
+    for k, path in res["files"].items():
+        assert path == os.path.abspath(os.path.join(out, "device-1-%s.png" % k))
+        _png_ok(path)
+    assert res["rows"]["telemetry"] > 10 and res["rows"]["emissary"] > 10
+    assert set(res["rows"]["master"]) == {"10.0", "60.0", "600.0", "3600.0"}
+    lat = res["lateness"]
+    assert lat["p50_us"] <= lat["p99_us"] <= lat["max_us"]
+    assert lat["heartbeat"]["reports"] >= 1
+    # plain output: one path per line
+    assert main(["plot", "--data", emu_data, "--device", "2", "--out", out, "--kind", "pid",
+                 "--last", "2s"]) == 0
+    lines = capsys.readouterr().out.split()
+    assert lines == [os.path.abspath(os.path.join(out, "device-2-pid.png"))]
+    _png_ok(lines[0])
+
+
+def test_the_fault_shows_in_the_decisions(emu_data):
+    mem = Memory.open_readonly(os.path.join(emu_data, "memory.sqlite"))
+    try:
+        rows = mem.query("telemetry", device_id=1, limit=100000)
+    finally:
+        mem.close()
+    decisions = {r["decision"] for r in rows}
+    assert decisions & {3, 4}, decisions          # ALERT or QUARANTINE sampled after the fault
+
+
+def test_decision_runs():
+    t = np.array([0.0, 1, 2, 3, 4, 5])
+    d = np.array([0, 3, 3, 4, 4, 0])
+    assert decision_runs(t, d) == [(0.0, 1.0, 0), (1.0, 3.0, 3), (3.0, 5.0, 4), (5.0, 5.0, 0)]
+    assert decision_runs(np.empty(0), np.empty(0)) == []
+
+
+def _err(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("becomingone: ") and "Traceback" not in err
+    return err
+
+
+def test_errors(emu_data, tmp_path, capsys):
+    base = ["plot", "--data", emu_data, "--out", str(tmp_path / "p")]
+    err = _err(capsys, base + ["--device", "9"])
+    assert "device 9 has no data" in err and "1, 2" in err
+    err = _err(capsys, base + ["--device", "1", "--until", "1000"])
+    assert "no device has data" in err and "1, 2" in err
+    err = _err(capsys, base + ["--device", "1", "--since", "now", "--until=-1h"])
+    assert "empty time range" in err
+    err = _err(capsys, base + ["--device", "1", "--since", "yesterday"])
+    assert "bad time 'yesterday'" in err and "ISO 8601" in err
+    err = _err(capsys, base + ["--device", "1", "--last", "5x"])
+    assert "bad --last '5x'" in err and "10m" in err
+    err = _err(capsys, ["plot", "--data", str(tmp_path / "none"), "--device", "1"])
+    assert "no memory database" in err
+    assert not os.path.exists(tmp_path / "p")
+
+
+def test_missing_kind_and_empty_memory(tmp_path, capsys):
+    db = str(tmp_path / "m.sqlite")
+    mem = Memory(db)
+    mem.close()
+    err = _err(capsys, ["plot", "--db", db, "--device", "1"])
+    assert "no telemetry or coherence rows yet" in err
+    mem = Memory(db)
+    mem.table_rows("telemetry", [(100.0 + i, 1, 7, i, 10 * i, 0.5, 0.1, 0.2, 0.0, 0.3, 3 if i > 5 else 0, 0)
+                                 for i in range(10)], 110.0)
+    mem.close()
+    err = _err(capsys, ["plot", "--db", db, "--device", "1", "--kind", "coherence"])
+    assert "no coherence data" in err and "coherence_history" in err
+    out = str(tmp_path / "o")
+    assert main(["plot", "--db", db, "--device", "1", "--out", out, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert sorted(res["files"]) == ["lateness", "pid"] and "coherence" in res["skipped"]
+    for p in res["files"].values():
+        _png_ok(p)

@@ -15,6 +15,7 @@ types, non-str keys, ints out of range) raises CanonicalError naming the path of
 import hashlib
 import json
 import math
+import re
 
 INT_MIN = -(2 ** 63)
 INT_MAX = 2 ** 63 - 1
@@ -131,8 +132,66 @@ def canonicalize(value, path="data"):
     return value
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_CONTAINERS = _SCALARS | {dict, list}
+_STR_KEYS = frozenset((str,))
+# after a fast encode, any of these sends the value through the full check (which either
+# accepts it with the same text or names the problem): a lone or paired surrogate escape, a run
+# of 19+ digits (an int that may be out of range; no canonical float has more than 17), a -0.0
+_FAST_RECHECK = re.compile(r"\\ud[89a-f]|[0-9]{19}|-0\.0(?![0-9])")
+
+
+def _fast_dict(d, depth):
+    """True when `d` is made only of exact dicts (str keys), lists and scalars, at most 32
+    deep: then the C encoder's text is canonical unless _FAST_RECHECK matches it (or it
+    raises for NaN/Infinity). Anything else goes through _check."""
+    if depth > 32:
+        return False
+    if d and set(map(type, d)) != _STR_KEYS:
+        return False
+    vt = set(map(type, d.values()))
+    if vt <= _SCALARS:
+        return True
+    if not vt <= _CONTAINERS:
+        return False
+    for v in d.values():
+        t = type(v)
+        if (t is dict and not _fast_dict(v, depth + 1)) or (t is list and not _fast_list(v, depth + 1)):
+            return False
+    return True
+
+
+def _fast_list(a, depth):
+    if depth > 32:
+        return False
+    vt = set(map(type, a))
+    if vt <= _SCALARS:
+        return True
+    if not vt <= _CONTAINERS:
+        return False
+    for v in a:
+        t = type(v)
+        if (t is dict and not _fast_dict(v, depth + 1)) or (t is list and not _fast_list(v, depth + 1)):
+            return False
+    return True
+
+
 def dumps(value, path="data"):
-    """Canonical JSON text (str, ASCII only) of `value`."""
+    """Canonical JSON text (str, ASCII only) of `value`. Common values (dicts of plain types)
+    take a pre-checked fast path whose output is byte-identical to reference_dumps (property
+    tested); anything unusual, and every refusal, goes through the full check."""
+    if type(value) is dict and _c_encode is not None and _fast_dict(value, 0):
+        try:
+            text = "".join(_c_encode(value, 0))
+        except ValueError:          # NaN / Infinity: the full check names the path
+            text = None
+        if text is not None and _FAST_RECHECK.search(text) is None:
+            return text
+    return encode(canonicalize(value, path))
+
+
+def reference_dumps(value, path="data"):
+    """The full check then the encoder, without the fast path (the reference for tests)."""
     return encode(canonicalize(value, path))
 
 

@@ -6,12 +6,15 @@ import sqlite3
 
 from host.errors import UserError
 
+FORMAT = 2            # on-disk format written by this version (meta key 'format'; absent = 1)
+NODE_LEVEL = 3        # format 2 stores tree nodes of level >= 3 only (format 1: level >= 1)
+
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # one row per entry; prev and hash are the raw 32 bytes of the hex strings that are hashed
     "CREATE TABLE IF NOT EXISTS entries(idx INTEGER PRIMARY KEY, ts REAL NOT NULL, "
     "data TEXT NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL)",
-    # complete subtrees of level >= 1: subtree (level, k) is stored at pos = (k+1) << level,
+    # complete subtrees of level >= NODE_LEVEL: subtree (level, k) is stored at pos = (k+1) << level,
     # the tree size at which it completed, so a scan in key order is the order of creation
     "CREATE TABLE IF NOT EXISTS nodes(pos INTEGER NOT NULL, level INTEGER NOT NULL, "
     "hash BLOB NOT NULL, PRIMARY KEY(pos, level)) WITHOUT ROWID",
@@ -59,8 +62,15 @@ def guarded(path):
         raise translate(path, e) from None
 
 
-def connect(path, readonly=False, busy_timeout=5.0):
-    """Open the ledger database (WAL, synchronous=FULL so a commit is durable on return)."""
+SYNCHRONOUS = ("FULL", "NORMAL")
+
+
+def connect(path, readonly=False, busy_timeout=5.0, synchronous="FULL"):
+    """Open the ledger database in WAL mode. synchronous="FULL" (default): a commit has fsynced
+    the WAL when it returns (survives power loss); "NORMAL": a commit survives a crash or kill
+    of the process, not a power loss or OS crash (the WAL is fsynced at checkpoints only)."""
+    if synchronous not in SYNCHRONOUS:
+        raise LedgerError("ledger synchronous must be one of %s, got %r" % (", ".join(SYNCHRONOUS), synchronous))
     with guarded(path):
         if readonly:
             if not os.path.exists(path):
@@ -79,7 +89,7 @@ def connect(path, readonly=False, busy_timeout=5.0):
                 mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if mode.lower() != "wal":
                     raise LedgerError("ledger database %s could not switch to WAL mode (got %s)" % (path, mode))
-                con.execute("PRAGMA synchronous=FULL")
+                con.execute("PRAGMA synchronous=%s" % synchronous)
             # touch the schema: fails here on a corrupted file or a file that is not a database
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not readonly:
@@ -88,9 +98,42 @@ def connect(path, readonly=False, busy_timeout=5.0):
                                         "the ledger's file" % (path, ", ".join(sorted(tables))))
                 for stmt in SCHEMA:
                     con.execute(stmt)
-            elif "entries" not in tables or "nodes" not in tables:
-                raise LedgerCorrupt("%s is not a ledger database (no entries/nodes tables)" % path)
+                if not tables:
+                    con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?)", (str(FORMAT),))
+            elif "entries" not in tables or "nodes" not in tables or "meta" not in tables:
+                raise LedgerCorrupt("%s is not a ledger database (no entries/nodes/meta tables)" % path)
+            fmt = format_of(con)[0]
+            if fmt > FORMAT:
+                raise LedgerError("ledger database %s has on-disk format %d, newer than this becomingone "
+                                  "reads (formats 1..%d); use a newer becomingone" % (path, fmt, FORMAT))
+            if fmt < FORMAT and not readonly:
+                _upgrade_v1(con)
         except BaseException:
             con.close()
             raise
         return con
+
+
+def format_of(con):
+    """(format, node_level) of an open ledger database; format 1 files have no 'format' row."""
+    r = con.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+    try:
+        fmt = int(r[0]) if r else 1
+    except ValueError:
+        raise sqlite3.DatabaseError("malformed meta row format=%r" % (r[0],)) from None
+    return fmt, (NODE_LEVEL if fmt >= 2 else 1)
+
+
+def _upgrade_v1(con):
+    """Format 1 -> 2 in one transaction: drop the stored nodes of levels below NODE_LEVEL (they
+    are recomputed from the entry hashes); entries, hashes and checkpoints are untouched."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if format_of(con)[0] < FORMAT:
+            con.execute("DELETE FROM nodes WHERE level < ?", (NODE_LEVEL,))
+            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('format', ?)", (str(FORMAT),))
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise

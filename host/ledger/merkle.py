@@ -194,6 +194,32 @@ class Frontier:
         st.append((level, h))
         self.size = n
 
+    def extend(self, leaves, store_from=1):
+        """Append many leaf hashes at once (level by level, one list comprehension per level).
+        Returns the completed internal nodes of level >= store_from as (pos, level, hash) rows,
+        pos = (k+1) << level (the tree size at which subtree (level, k) completed)."""
+        n0 = self.size
+        n1 = n0 + len(leaves)
+        have = dict(self.stack)                       # old complete subtrees, by level
+        sha3 = hashlib.sha3_256
+        out, stack = [], []
+        cur, lv = list(leaves), 0
+        while n1 >> lv:
+            k0 = n0 >> lv                             # first node of this level new in the batch
+            if k0 & 1:                                # its left sibling is an old frontier subtree
+                cur.insert(0, have[lv])
+                k0 -= 1
+            if (n1 >> lv) & 1:
+                stack.append((lv, cur[-1]))
+            cur = [sha3(b"\x01" + x + y).digest() for x, y in zip(cur[0::2], cur[1::2])]
+            lv += 1
+            if lv >= store_from and cur:
+                k = k0 >> 1
+                out.extend([((k + j + 1) << lv, lv, h) for j, h in enumerate(cur)])
+        stack.reverse()
+        self.size, self.stack = n1, stack
+        return out
+
     def root(self):
         if not self.stack:
             return EMPTY_ROOT

@@ -9,14 +9,14 @@ import time
 from concurrent.futures import Future
 
 from host.errors import UserError
-from host.ledger import canonical, checkpoint as ckpt, kinds, merkle
-from host.ledger.db import LedgerError, connect, guarded, translate
+from host.ledger import canonical, checkpoint as ckpt, kinds, merkle, tree
+from host.ledger.db import NODE_LEVEL, LedgerError, connect, guarded, translate
 from host.ledger.entry import Entry  # noqa: F401  (re-exported)
 
 GENESIS_ORIGIN = "becomingone.ledger"
-CACHE_LEVEL = 3       # stored nodes of this level and up are cached in memory once read (immutable)
-CACHE_MAX = 150000    # ... at most this many (about 20 MB; all of levels >= 3 of a 1M-entry tree); emptied when full
-LEDGER_VERSION = 1
+CACHE_MAX = 300000    # stored nodes (immutable) are cached in memory once read, at most this many
+                      # (about 40 MB: all stored nodes of a 1M-entry tree); emptied when full
+LEDGER_VERSION = 1    # genesis "version" (the hashed data format; the on-disk format is db.FORMAT)
 
 
 class Ledger:
@@ -26,10 +26,12 @@ class Ledger:
     this many entries (None or 0: only on demand). key_folder: where the Ed25519 key lives
     (default: the database's folder). The group-commit writer commits everything queued, up
     to max_batch entries per transaction; group_commit_ms > 0 makes it wait up to that long
-    after the first queued entry for more (bigger batches, higher latency)."""
+    after the first queued entry for more (bigger batches, higher latency). synchronous: "FULL"
+    (default, a commit survives power loss) or "NORMAL" (survives a crash/kill of the process,
+    not a power loss), see docs/LEDGER.md §9."""
 
     def __init__(self, path, checkpoint_every=None, key_folder=None, busy_timeout=5.0,
-                 max_batch=8192, group_commit_ms=0.0):
+                 max_batch=8192, group_commit_ms=0.0, synchronous="FULL"):
         if checkpoint_every is not None and (type(checkpoint_every) is not int or checkpoint_every < 0):
             raise UserError("checkpoint_every must be an integer >= 0 or None, got %r" % (checkpoint_every,))
         if type(group_commit_ms) not in (int, float) or not 0 <= group_commit_ms <= 10000:
@@ -42,11 +44,11 @@ class Ledger:
         self.checkpoint_every = checkpoint_every
         self.max_batch = max_batch
         self._lock = threading.RLock()
-        self._con = connect(self.path, busy_timeout=busy_timeout)
+        self.synchronous = synchronous
+        self._con = connect(self.path, busy_timeout=busy_timeout, synchronous=synchronous)
         self._key = None
         self._node_cache = {}
-        self._root_cache = None
-        self._suffix_memo = {}
+        self._suffix_memo = (None, None)
         self._closed = False
         self.origin = None
         self._writer = None
@@ -72,33 +74,13 @@ class Ledger:
             self._commit([(canonical.dumps(data), data, time.time())])
         else:
             self._size, self._last = row[0] + 1, row[1]
-            stack = []
-            for level, k in merkle.decompose(0, self._size):
-                stack.append((level, self._hash_at(level, k)))
-            self._frontier = merkle.Frontier(self._size, stack)
+            plan = merkle.decompose(0, self._size)
+            got = self._fetch(plan)[0]
+            self._frontier = merkle.Frontier(self._size, [(lv, got[(lv, k)]) for lv, k in plan])
         g = con.execute("SELECT hash FROM entries WHERE idx=0").fetchone()
         if g is None:
             raise translate(self.path, sqlite3.DatabaseError("malformed: no genesis entry"))
         self.origin = "%s/%s" % (GENESIS_ORIGIN, g[0].hex()[:16])
-
-    def _hash_at(self, level, k):
-        """Hash of complete subtree (level, k); level 0 is the leaf of entry k."""
-        if level == 0:
-            r = self._con.execute("SELECT hash FROM entries WHERE idx=?", (k,)).fetchone()
-            if r is None:
-                raise LedgerError("ledger %s: entry %d is missing" % (self.path, k))
-            return merkle.leaf_hash(r[0])
-        h = self._node_cache.get((level, k))
-        if h is not None:
-            return h
-        r = self._con.execute("SELECT hash FROM nodes WHERE pos=? AND level=?",
-                              ((k + 1) << level, level)).fetchone()
-        if r is None:
-            raise LedgerError("ledger %s: tree node (level %d, index %d) is missing; run "
-                              "`becomingone ledger verify`" % (self.path, level, k))
-        if level >= CACHE_LEVEL:
-            self._node_cache[(level, k)] = r[0]
-        return r[0]
 
     @property
     def size(self):
@@ -126,21 +108,20 @@ class Ledger:
                 raise LedgerError("ledger %s is closed" % self.path)
             n0 = n = self._size
             prev = self._last
-            fr = self._frontier.copy()
-            rows, nodes, out = [], [], []
+            rows, hashes, out = [], [], []
             sha3 = hashlib.sha3_256
-            hinput = canonical.hash_input
-            push = fr.push
             ph = prev.hex()
-            for text, d, ts in prepared:
-                hh = sha3(hinput(n, ts, text, ph))
-                h = hh.digest()
+            for text, d, ts in prepared:   # the hash input of docs/LEDGER.md §2, inlined
+                h = sha3(('{"data":%s,"index":%d,"previous_hash":"%s","timestamp":%r}'
+                          % (text, n, ph, ts)).encode("ascii")).digest()
                 rows.append((n, ts, text, prev, h))
-                push(sha3(b"\x00" + h).digest(), nodes)
-                hx = hh.hexdigest()
+                hashes.append(h)
+                hx = h.hex()
                 out.append(Entry(n, ts, text, ph, hx, d))
                 n += 1
                 prev, ph = h, hx
+            fr = self._frontier.copy()
+            nodes = fr.extend([sha3(b"\x00" + h).digest() for h in hashes], NODE_LEVEL)
             con = self._con
             try:
                 con.execute("BEGIN IMMEDIATE")
@@ -150,8 +131,8 @@ class Ledger:
                         raise LedgerError("ledger %s was changed by another process (size %s, expected "
                                           "%d); only one writer may use a ledger" % (self.path, top, n0))
                     con.executemany("INSERT INTO entries(idx, ts, data, prev, hash) VALUES (?,?,?,?,?)", rows)
-                    con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)",
-                                    [((k + 1) << lv, lv, h) for lv, k, h in nodes])
+                    if nodes:
+                        con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)", nodes)
                     con.execute("COMMIT")
                 except BaseException:
                     if con.in_transaction:
@@ -288,81 +269,40 @@ class Ledger:
         """Hashes of complete subtrees `coords` [(level, k)] and raw entry hashes of `entries`,
         in ONE query: -> ({(level, k): hash}, {index: entry hash bytes})."""
         cache = self._node_cache
-        got, ent = {}, {}
-        nodes_q, nodes_a, idx = [], [], set(entries)
-        for lv, k in coords:
-            if lv == 0:
-                idx.add(k)
-            else:
-                h = cache.get((lv, k))
-                if h is None:
-                    nodes_q.append("(pos=? AND level=?)")
-                    nodes_a += ((k + 1) << lv, lv)
-                else:
-                    got[(lv, k)] = h
-        parts, args = [], []
-        if nodes_q:
-            parts.append("SELECT pos, level, hash FROM nodes WHERE " + " OR ".join(nodes_q))
-            args += nodes_a
-        if idx:
-            parts.append("SELECT idx, -1, hash FROM entries WHERE idx IN (%s)" % ",".join("?" * len(idx)))
-            args += idx
-        if parts:
-            for pos, lv, h in self._con.execute(" UNION ALL ".join(parts), args):
-                if lv < 0:
-                    ent[pos] = h
-                else:
-                    k = (pos >> lv) - 1
-                    got[(lv, k)] = h
-                    if lv >= CACHE_LEVEL:
-                        if len(cache) >= CACHE_MAX:
-                            cache.clear()
-                        cache[(lv, k)] = h
-        for lv, k in coords:
-            if lv == 0:
-                if k not in ent:
-                    raise LedgerError("ledger %s: entry %d is missing" % (self.path, k))
-                got[(0, k)] = merkle.leaf_hash(ent[k])
-            elif (lv, k) not in got:
-                raise LedgerError("ledger %s: tree node (level %d, index %d) is missing; run "
-                                  "`becomingone ledger verify`" % (self.path, lv, k))
-        for i in entries:
-            if i not in ent:
-                raise LedgerError("ledger %s: entry %d is missing" % (self.path, i))
-        return got, ent
+        if len(cache) >= CACHE_MAX:
+            cache.clear()
+        return tree.fetch(self._con, coords, entries, NODE_LEVEL, cache, "ledger %s" % self.path)
 
-    def _resolve(self, plan, entries=()):
-        got, ent = self._fetch([c for item in plan for c in item], entries)
-        return [merkle.fold([got[c] for c in item]) for item in plan], ent
+    def _suffixes(self):
+        """{start: MTH(D[start:size])} for the subtree boundaries of the current size (from the
+        in-memory frontier; memoised until the next append). start 0 gives the root."""
+        size, folds = self._suffix_memo
+        if size != self._size:
+            st = self._frontier.stack
+            starts, off = [], 0
+            for lv, _h in st:
+                starts.append(off)
+                off += 1 << lv
+            folds, r = {}, None
+            for (_lv, h), a in zip(reversed(st), reversed(starts)):
+                r = h if r is None else merkle.node_hash(h, r)
+                folds[a] = r
+            self._suffix_memo = (self._size, folds)
+        return folds
 
     def _root_of(self, size):
-        if size == self._size:
-            rc = self._root_cache
-            if rc is None or rc[0] != size:
-                rc = self._root_cache = (size, self._frontier.root())
-            return rc[1]
         if size == 0:
             return merkle.EMPTY_ROOT
-        got, _ = self._fetch(merkle.root_plan(size))
-        return merkle.fold([got[c] for c in merkle.root_plan(size)])
+        if size == self._size:
+            return self._suffixes()[0]
+        plan = merkle.root_plan(size)
+        got = self._fetch(plan)[0]
+        return merkle.fold([got[c] for c in plan])
 
     def root(self, size=None):
         """Merkle root (32 bytes) of the first `size` entries (default: all)."""
         with self._lock, guarded(self.path):
             return self._root_of(self._check_size(size))
-
-    def _suffix(self, lo, n, got):
-        """MTH(D[lo:n]) for a subtree boundary lo, memoised per tree size while n is current."""
-        if n == self._size:
-            memo = self._suffix_memo
-            if memo.get(None) != n:
-                memo.clear()
-                memo[None] = n
-            h = memo.get(lo)
-            if h is None:
-                h = memo[lo] = merkle.fold([got[c] for c in merkle.decompose(lo, n)])
-            return h
-        return merkle.fold([got[c] for c in merkle.decompose(lo, n)])
 
     def inclusion_proof(self, index, size=None):
         """-> dict(index, tree_size, entry_hash, leaf_hash, root, path): hex strings."""
@@ -370,70 +310,46 @@ class Ledger:
             n = self._check_size(size)
             if type(index) is not int or not 0 <= index < n:
                 raise UserError("entry index %r out of range (allowed: 0..%d)" % (index, n - 1))
-            # RFC 9162 PATH(m, D[0:n]): left siblings are complete subtrees; right siblings are
-            # complete too once the descent went left, else suffixes D[lo:n] (memoised)
+            current = n == self._size
+            # RFC 9162 PATH(m, D[0:n]) top-down: a sibling is a complete subtree, or (only while
+            # the range still ends at n) a suffix D[a:n], folded from the frontier for the
+            # current size or from its complete subtrees for an older size
             items, coords = [], []
             lo, hi, m = 0, n, index
             while hi - lo > 1:
                 k = 1 << ((hi - lo - 1).bit_length() - 1)
                 if m < lo + k:
-                    if hi == n and (n - lo - k) & (n - lo - k - 1):
-                        items.append(("s", lo + k))
-                        memo = self._suffix_memo
-                        if n != self._size or memo.get(None) != n or (lo + k) not in memo:
+                    r = hi - lo - k
+                    if r & (r - 1):
+                        items.append(lo + k)
+                        if not current:
                             coords.extend(merkle.decompose(lo + k, n))
                     else:
-                        c = ((hi - lo - k).bit_length() - 1, (lo + k) // (hi - lo - k))
+                        lv = r.bit_length() - 1
+                        c = (lv, (lo + k) >> lv)
                         items.append(c)
                         coords.append(c)
                     hi = lo + k
                 else:
-                    c = (k.bit_length() - 1, lo // k)
+                    lv = k.bit_length() - 1
+                    c = (lv, lo >> lv)
                     items.append(c)
                     coords.append(c)
-                    lo = lo + k
-            cache = self._node_cache
-            got, terms, args, idx = {}, [], [], [index]
-            for c in coords:
-                h = cache.get(c)
-                if h is not None:
-                    got[c] = h
-                elif c[0] == 0:
-                    idx.append(c[1])
+                    lo += k
+            got, ent = self._fetch(coords, (index,))
+            sfx = self._suffixes() if current else None
+            path = []
+            for c in reversed(items):
+                if type(c) is tuple:
+                    path.append(got[c].hex())
+                elif sfx is not None:
+                    path.append(sfx[c].hex())
                 else:
-                    terms.append("(pos=? AND level=?)")
-                    args += ((c[1] + 1) << c[0], c[0])
-            sql = "SELECT idx, -1, hash FROM entries WHERE idx IN (%s)" % ",".join("?" * len(idx))
-            if terms:
-                sql = "SELECT pos, level, hash FROM nodes WHERE %s UNION ALL %s" % (" OR ".join(terms), sql)
-            ent = {}
-            for pos, lv, h in self._con.execute(sql, args + idx):
-                if lv < 0:
-                    ent[pos] = h
-                else:
-                    c = (lv, (pos >> lv) - 1)
-                    got[c] = h
-                    if lv >= CACHE_LEVEL:
-                        if len(cache) >= CACHE_MAX:
-                            cache.clear()
-                        cache[c] = h
-            leaf = merkle.leaf_hash
-            for c in coords:
-                if c not in got:
-                    if c[0] == 0 and c[1] in ent:
-                        got[c] = leaf(ent[c[1]])
-                    else:
-                        raise LedgerError("ledger %s: %s is missing; run `becomingone ledger verify`"
-                                          % (self.path, "entry %d" % c[1] if c[0] == 0 else
-                                             "tree node (level %d, index %d)" % c))
-            if index not in ent:
-                raise LedgerError("ledger %s: entry %d is missing" % (self.path, index))
-            path = [self._suffix(c[1], n, got) if c[0] == "s" else got[c] for c in reversed(items)]
+                    path.append(merkle.fold([got[x] for x in merkle.decompose(c, n)]).hex())
             root = self._root_of(n)
         eh = ent[index]
         return {"type": "inclusion", "index": index, "tree_size": n, "entry_hash": eh.hex(),
-                "leaf_hash": merkle.leaf_hash(eh).hex(), "root": root.hex(),
-                "path": [p.hex() for p in path]}
+                "leaf_hash": merkle.leaf_hash(eh).hex(), "root": root.hex(), "path": path}
 
     def consistency_proof(self, old_size, new_size=None):
         """-> dict(old_size, new_size, old_root, new_root, path): hex strings."""
@@ -441,7 +357,9 @@ class Ledger:
             new_size = self._check_size(new_size, "new size")
             if type(old_size) is not int or not 0 <= old_size <= new_size:
                 raise UserError("old size %r out of range (allowed: 0..%d)" % (old_size, new_size))
-            path, _ = self._resolve(merkle.consistency_plan(old_size, new_size))
+            plan = merkle.consistency_plan(old_size, new_size)
+            got = self._fetch([c for item in plan for c in item])[0]
+            path = [merkle.fold([got[c] for c in item]) for item in plan]
             return {"type": "consistency", "old_size": old_size, "new_size": new_size,
                     "old_root": self._root_of(old_size).hex(), "new_root": self._root_of(new_size).hex(),
                     "path": [p.hex() for p in path]}

@@ -8,7 +8,7 @@ import os
 import time
 
 from host.ledger import canonical, checkpoint as ckpt, merkle
-from host.ledger.db import LedgerError, connect, guarded
+from host.ledger.db import LedgerError, connect, format_of, guarded
 
 _loads = json.loads
 d_origin_prefix = "becomingone.ledger"
@@ -130,10 +130,10 @@ def _chunk_ok(rows, expect, prev):
     return all(type(r[1]) is float for r in rows)
 
 
-def _local_nodes(levels, base):
-    """Expected stored nodes of levels 1..CHUNK_LEVEL of one chunk as sorted (pos, level, hash)."""
+def _local_nodes(levels, base, node_level):
+    """Expected stored nodes of levels node_level..CHUNK_LEVEL of one chunk as sorted (pos, level, hash)."""
     out = []
-    for lv in range(1, len(levels)):
+    for lv in range(node_level, len(levels)):
         k0 = base >> lv
         for j, h in enumerate(levels[lv]):
             out.append(((k0 + j + 1) << lv, lv, h))
@@ -157,9 +157,10 @@ def _node_fail(stored, expected):
     return None
 
 
-def _scan(con, a, b, deep, need, progress=None):
+def _scan(con, a, b, deep, need, progress=None, node_level=1):
     """Check entries [a, b) (a is a multiple of CHUNK) and the stored nodes of levels
-    1..CHUNK_LEVEL inside them. Returns a dict (picklable, for worker processes)."""
+    node_level..CHUNK_LEVEL inside them (none below may be stored). Returns a dict (picklable,
+    for worker processes)."""
     out = {"bad": None, "nodes": 0, "got": {}, "roots": [], "tail": [], "end": a, "genesis": None}
     sha3 = hashlib.sha3_256
     if a == 0:
@@ -196,7 +197,7 @@ def _scan(con, a, b, deep, need, progress=None):
         for lv, k in need:
             if lv < len(levels) and base <= (k << lv) and ((k + 1) << lv) <= end:
                 out["got"][(lv, k)] = levels[lv][k - (base >> lv)]
-        expected = _local_nodes(levels, base)
+        expected = _local_nodes(levels, base, node_level)
         stored = con.execute("SELECT pos, level, hash FROM nodes WHERE pos > ? AND pos <= ? AND level <= ? "
                              "ORDER BY pos, level", (base, end, CHUNK_LEVEL)).fetchall()
         if stored != expected:
@@ -215,16 +216,16 @@ def _scan(con, a, b, deep, need, progress=None):
     return out
 
 
-def _scan_path(path, a, b, deep, need, busy_timeout):
+def _scan_path(path, a, b, deep, need, busy_timeout, node_level):
     con = connect(path, readonly=True, busy_timeout=busy_timeout)
     try:
         with guarded(path):
-            return _scan(con, a, b, deep, need)
+            return _scan(con, a, b, deep, need, None, node_level)
     finally:
         con.close()
 
 
-def _run_workers(path, bounds, deep, need, busy_timeout):
+def _run_workers(path, bounds, deep, need, busy_timeout, node_level):
     """Scan ranges in parallel worker processes (python -m host.ledger.verify_worker)."""
     import subprocess
     import sys
@@ -235,7 +236,7 @@ def _run_workers(path, bounds, deep, need, busy_timeout):
     procs = []
     for a, b in bounds:
         p = subprocess.Popen([sys.executable, "-m", "host.ledger.verify_worker", os.path.abspath(path), str(a), str(b),
-                              "1" if deep else "0", str(busy_timeout)], stdin=subprocess.PIPE,
+                              "1" if deep else "0", str(busy_timeout), str(node_level)], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, env=env, cwd=root)
         p.stdin.write(needj.encode())
         p.stdin.close()
@@ -271,12 +272,13 @@ def _verify(con, res, path, key_folder, progress, deep, workers, busy_timeout):
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if nchunks >= 8 else 1
     workers = max(1, min(workers, nchunks))
+    node_level = format_of(con)[1]
     if workers == 1:
-        parts = [_scan(con, 0, n, deep, need, progress)]
+        parts = [_scan(con, 0, n, deep, need, progress, node_level)]
     else:
         per = (nchunks + workers - 1) // workers
         bounds = [(i * per * CHUNK, min(n, (i + 1) * per * CHUNK)) for i in range(workers) if i * per * CHUNK < n]
-        parts = _run_workers(path, bounds, deep, need, busy_timeout)
+        parts = _run_workers(path, bounds, deep, need, busy_timeout, node_level)
     bad = None
     got, roots, tail = {}, [], []
     for part in parts:

@@ -34,7 +34,7 @@ import os
 import zlib
 
 from host.errors import UserError
-from host.ledger import canonical, checkpoint as ckpt, merkle
+from host.ledger import canonical, checkpoint as ckpt, merkle, tree
 from host.mesh.replica import ReplicaError, split_line
 
 SEGMENT_FORMAT = "becomingone-archive-segment/1"
@@ -320,8 +320,7 @@ def _write_db(db, rows, notes, pub_pem):
                 fr.push(merkle.leaf_hash(r[4]), nodes)
             con.execute("BEGIN IMMEDIATE")
             con.executemany("INSERT INTO entries(idx, ts, data, prev, hash) VALUES (?,?,?,?,?)", rows)
-            con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)",
-                            [((k + 1) << lv, lv, h) for lv, k, h in nodes])
+            con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)", tree.node_rows(nodes))
             con.executemany("INSERT OR REPLACE INTO checkpoints(size, timestamp_ms, root, note) "
                             "VALUES (?,?,?,?)",
                             [(p["size"], p["timestamp_ms"], p["root"], t) for t, p in notes])

@@ -29,8 +29,8 @@ import re
 import time
 
 from host.errors import UserError
-from host.ledger import canonical, checkpoint as ckpt, merkle
-from host.ledger.db import connect
+from host.ledger import canonical, checkpoint as ckpt, merkle, tree
+from host.ledger.db import LedgerError, connect
 
 ZERO = "0" * 64
 
@@ -90,13 +90,10 @@ class _Replica:
                                                     for lv, k in merkle.decompose(0, self.size)])
 
     def _hash_at(self, level, k):
-        if level == 0:
-            r = self.con.execute("SELECT hash FROM entries WHERE idx=?", (k,)).fetchone()
-            return merkle.leaf_hash(r[0])
-        r = self.con.execute("SELECT hash FROM nodes WHERE pos=? AND level=?", ((k + 1) << level, level)).fetchone()
-        if r is None:
-            raise ReplicaError("replica %s: tree node (%d, %d) missing" % (self.path, level, k))
-        return r[0]
+        try:  # stored node, or recomputed from the entry hashes below the stored levels
+            return tree.fetch(self.con, [(level, k)], what="replica %s" % self.path)[0][(level, k)]
+        except LedgerError as e:
+            raise ReplicaError(str(e)) from None
 
     def root(self, size=None):
         size = self.size if size is None else size
@@ -286,8 +283,7 @@ class ReplicaStore:
         con.execute("BEGIN IMMEDIATE")
         try:
             con.executemany("INSERT INTO entries(idx, ts, data, prev, hash) VALUES (?,?,?,?,?)", rows)
-            con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)",
-                            [((k + 1) << lv, lv, hh) for lv, k, hh in nodes])
+            con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)", tree.node_rows(nodes))
             con.execute("INSERT OR IGNORE INTO checkpoints(size, timestamp_ms, root, note) VALUES (?,?,?,?)",
                         (p["size"], p["timestamp_ms"], p["root"], note))
             con.execute("COMMIT")

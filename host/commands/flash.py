@@ -15,7 +15,6 @@ as the fake board of tools/deploy/fakeboard_host.py, for testing deploys).
 import json
 import os
 import shutil
-import sys
 
 from host.errors import UserError
 from host.keystore import fingerprint
@@ -185,31 +184,27 @@ def describe(plan, staging_hint="<staging>"):
 
 
 class _Progress:
-    """rich progress bar by bytes on a terminal; one line per file otherwise."""
+    """A bar by bytes on stderr when it is a terminal (host/progress.py); otherwise one line per
+    file on stdout."""
 
-    def __init__(self, total):
+    def __init__(self, total, console=None):
+        from host.progress import progress_bar, wants_progress
         self.total = total
-        self.tty = sys.stdout.isatty()
+        self.bar = console is not None or wants_progress()
         self.last = None
-        self.bar = None
-        if self.tty:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-            self.bar = Progress(TextColumn("{task.description:<34}"), BarColumn(), DownloadColumn(),
-                                TimeRemainingColumn())
-            self.task = self.bar.add_task("copying", total=total)
+        self._cm = progress_bar("copying", total, enabled=self.bar, console=console, unit="bytes")
+        self._update = None
 
     def __enter__(self):
-        if self.bar:
-            self.bar.start()
+        self._update = self._cm.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
+        return self._cm.__exit__(*exc)
 
     def __call__(self, item, done, total):
         if self.bar:
-            self.bar.update(self.task, completed=done, description=item.remote)
+            self._update(done, item.remote, total)
         elif item.remote != self.last:
             self.last = item.remote
             print("  copying %-34s %7d B" % (item.remote, item.size), flush=True)

@@ -1,8 +1,6 @@
 """`becomingone mesh simulate|seal|restore|init`: consensus simulations, erasure-coded ledger
 archives across cells, the mesh CA and cell certificates (mutual TLS). docs/MESH.md describes each."""
-import contextlib
 import json
-import sys
 
 from host.errors import UserError
 
@@ -43,28 +41,19 @@ def add_arguments(parser):
     p.add_argument("--json", action="store_true", help="print the written files as JSON")
 
 
-@contextlib.contextmanager
-def _progress(label, total, enabled):
-    """A rich progress bar on stderr (only on a terminal); yields update(done, info)."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda done, info="", total=None: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    with Progress(TextColumn("[bold]%s" % label), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as prog:
-        task = prog.add_task(label, total=total, info="")
-        yield lambda done, info="", total=None: prog.update(task, completed=done, info=info,
-                                                             **({"total": total} if total else {}))
+def _progress(label, total, args):
+    """A rich progress bar on stderr (only on a terminal, not with --json): host/progress.py."""
+    from host.progress import progress_bar, wants_progress
+    return progress_bar(label, total, enabled=wants_progress(args))
 
 
 def _simulate(args):
     from host.mesh.consensus import simulate
-    with _progress("%s n=%d" % (args.algo, args.nodes), args.max_rounds, not args.json) as upd:
+    with _progress("%s n=%d" % (args.algo, args.nodes), args.max_rounds, args) as upd:
         res = simulate(args.nodes, args.algo, seed=args.seed, max_rounds=args.max_rounds,
                        tol=float(args.tol), graph=args.graph,
                        progress=lambda r, err: upd(r, "error %.2e" % err))
+        upd(res["rounds_run"], "done", max(1, res["rounds_run"]))   # converged early: full bar
     if args.json:
         print(json.dumps(res, sort_keys=True))
         return 0
@@ -104,7 +93,7 @@ def _restore(args):
                 pub = f.read()
         except OSError as e:
             raise UserError("cannot read --pubkey %s: %s" % (args.pubkey, e.strerror)) from None
-    with _progress("restore", 1, not args.json) as upd:
+    with _progress("restore", 1, args) as upd:
         def prog(done, total, what):
             upd(done, what, total)
         res = restore(args.dirs, args.k, args.db, public_key_pem=pub, progress=prog)

@@ -348,7 +348,9 @@ def _write_db(db, rows, notes, pub_pem):
 def restore(dirs, k, db, public_key_pem=None, progress=None):
     """Rebuild a ledger into the new database `db` from the shards found under `dirs`, using any
     k valid shards per segment; segments must chain from entry 0. Everything is verified before
-    anything is written. progress(done, total, what). -> summary dict."""
+    anything is written. progress(done, total, what): done never decreases, total grows once the
+    segments are known (shards read + segments + 1 write step), the last call has done == total.
+    -> summary dict."""
     if type(k) is not int or not 1 <= k <= 256:
         raise ArchiveError("--k must be an integer in 1..256, got %r" % (k,))
     folder = os.path.dirname(os.path.abspath(db))
@@ -408,6 +410,8 @@ def restore(dirs, k, db, public_key_pem=None, progress=None):
     # chain segments from 0, verifying each before taking the next
     pos, prev, fr, rows, notes, origin, pem, used, errors = 0, ZERO_HASH, merkle.Frontier(), [], [], None, None, 0, []
     total = sum(len(v) for v in segments.values())
+    base = len(paths)                      # progress steps: shards read, segments, the write
+    prog(base, base + total + 1, "shards read")
     while pos in segments:
         took = False
         for sh, lines, nshards in sorted(segments[pos], key=lambda s: -s[0]["stop"]):
@@ -434,7 +438,7 @@ def restore(dirs, k, db, public_key_pem=None, progress=None):
             notes.append((sh["checkpoint"], note))
             used += nshards
             took = True
-            prog(len(notes), total + 1, "verified [%d, %d)" % (sh["start"], sh["stop"]))
+            prog(base + len(notes), base + total + 1, "verified [%d, %d)" % (sh["start"], sh["stop"]))
             break
         if not took:
             break
@@ -447,7 +451,7 @@ def restore(dirs, k, db, public_key_pem=None, progress=None):
         raise ArchiveError("cannot restore: the restored entries [0, %d) have no signed checkpoint of "
                        "a size <= %d to store (%s); nothing written" % (size, size, "; ".join(errors)))
     res = _write_db(db, rows, keep, pem)
-    prog(total + 1, total + 1, "written")
+    prog(base + total + 1, base + total + 1, "written")
     fp = hashlib.sha256(ckpt.raw_public(ckpt.load_public_key(pem))).hexdigest()[:16]
     return {"db": db, "origin": origin, "size": size, "root": res.root.hex() if isinstance(res.root, bytes) else res.root,
             "checkpoint_size": max(p["size"] for _t, p in keep), "segments": len(notes),

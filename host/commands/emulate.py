@@ -30,6 +30,8 @@ def add_arguments(p):
                    help="KAIROS lag tau-bar in seconds (default 0.002 = 2 samples at 1 kHz)")
     p.add_argument("--summary-json", default=None, help="write the summary JSON here")
     p.add_argument("--no-live", action="store_true", help="no live table (plain progress lines)")
+    from host.commands.run import add_http_arguments
+    add_http_arguments(p)
 
 
 def _live_table(emu):
@@ -55,6 +57,7 @@ def _live_table(emu):
 
 
 def run(args):
+    from host.commands.run import http_arg
     from host.emulate.runner import Emulation, write_summary
     faults = parse_faults(args.faults)
     if args.duration < 0:
@@ -62,7 +65,8 @@ def run(args):
     emu = Emulation(devices=args.devices, duration=args.duration or None,
                     transport=args.transport, runtime=args.runtime, faults=faults,
                     data_dir=args.data, serial_devices=args.serial_devices,
-                    pow_bits=args.pow_bits, omega=args.omega, tau_bar=args.tau_bar)
+                    pow_bits=args.pow_bits, omega=args.omega, tau_bar=args.tau_bar,
+                    http=http_arg(args))
     print("emulating %d device(s) on %s over %s for %s; host data in %s; device logs in %s"
           % (args.devices, args.runtime, args.transport,
              ("%gs" % args.duration) if args.duration else "ever (Ctrl-C stops)",
@@ -96,6 +100,9 @@ def run(args):
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     emu.start()
+    if emu.coordinator.http is not None:
+        print("becomingone: dashboard %s" % emu.coordinator.http.url)
+        sys.stdout.flush()
     try:
         if live_ctx is not None:
             with live_ctx:

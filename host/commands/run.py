@@ -30,6 +30,24 @@ def add_arguments(p):
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="override a config key (dotted, YAML value), e.g. --set admission.pow_bits=12")
     p.add_argument("--quiet", action="store_true", help="print only the ready line")
+    add_http_arguments(p)
+
+
+def add_http_arguments(p):
+    """--http HOST:PORT / --no-http (docs/HTTP.md); `run` and `emulate` share them."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--http", metavar="HOST:PORT", default=None,
+                   help="serve the HTTP API, dashboard and /metrics here (default: http.host and "
+                        "http.port, 127.0.0.1:8000; :0 picks a free port; any non-loopback address "
+                        "needs a token: http.token, http.token_file or BECOMINGONE_HTTP_TOKEN)")
+    g.add_argument("--no-http", action="store_true", help="no HTTP server")
+
+
+def http_arg(args):
+    """The Coordinator's `http` argument from --http / --no-http."""
+    if getattr(args, "no_http", False):
+        return False
+    return getattr(args, "http", None)
 
 
 def resolve_data_dir(data, config_path):
@@ -69,7 +87,7 @@ def run(args):
         raise UserError("--duration must be > 0 seconds (got %r)" % args.duration)
     cfg = load(args)
     from host.coordinator import Coordinator
-    c = Coordinator(cfg, links=args.link, ready_file=args.ready_file)
+    c = Coordinator(cfg, links=args.link, ready_file=args.ready_file, http=http_arg(args))
     c.start()
 
     def _stop(signum, frame):
@@ -83,6 +101,8 @@ def run(args):
         for u in info["links"]:
             print("becomingone: listening on %s" % u)
         print("becomingone: control socket %s" % info["control"])
+        if info.get("http"):
+            print("becomingone: dashboard %s" % info["http"])
     print("ready " + json.dumps(info, sort_keys=True))
     sys.stdout.flush()
     c.run(args.duration)

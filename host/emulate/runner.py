@@ -55,7 +55,7 @@ class _WitnessObserver:
 class Emulation:
     def __init__(self, devices=3, duration=60.0, transport="udp", runtime="micropython",
                  faults=None, data_dir=None, serial_devices=0, config_overrides=None,
-                 pow_bits=None, device_args=(), omega=0.0, tau_bar=0.002):
+                 pow_bits=None, device_args=(), omega=0.0, tau_bar=0.002, http=None):
         if devices < 1 or devices > 200:
             raise UserError("--devices must be 1..200, got %d" % devices)
         if transport not in ("udp", "serial"):
@@ -72,6 +72,7 @@ class Emulation:
         self.serial_count = devices if transport == "serial" else serial_devices
         self.data_dir = os.path.abspath(data_dir or os.path.join("var", "emulate"))
         self.pow_bits = pow_bits
+        self.http = http        # the Coordinator's http argument (host/http): None, False, "HOST:PORT"
         self.device_args = list(device_args)
         # KAIROS scenario: omega and tau_bar reach the host config and the devices alike.
         # omega = 0 by default here: at the spec's 2 rad/s a window of W seconds has
@@ -141,7 +142,7 @@ class Emulation:
                                                  observer=self.observer).start()
         links = (["udp://127.0.0.1:0"] if n_udp or self.faults.flood or self.faults.forge else [])
         links += [serial_proxies[d].host_path for d in serial_ids]
-        self.coordinator = Coordinator(self.cfg, links=links, control=True)
+        self.coordinator = Coordinator(self.cfg, links=links, control=True, http=self.http)
         self.coordinator.start()
         host_addr = None
         if links and links[0].startswith("udp://"):

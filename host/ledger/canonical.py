@@ -135,10 +135,17 @@ def canonicalize(value, path="data"):
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 _CONTAINERS = _SCALARS | {dict, list}
 _STR_KEYS = frozenset((str,))
-# after a fast encode, any of these sends the value through the full check (which either
-# accepts it with the same text or names the problem): a lone or paired surrogate escape, a run
-# of 19+ digits (an int that may be out of range; no canonical float has more than 17), a -0.0
-_FAST_RECHECK = re.compile(r"\\ud[89a-f]|[0-9]{19}|-0\.0(?![0-9])")
+# after a fast encode, either of these sends the value through the full check (which either
+# accepts it with the same text or names the problem): a surrogate escape (lone surrogates are
+# refused), a -0.0 (normalised); searched only when the text contains "\\ud" or "-0.0"
+_FAST_RECHECK = re.compile(r"\\ud[89a-f]|-0\.0(?![0-9])")
+
+
+def _ints_in_range(values):
+    for v in values:
+        if type(v) is int and (v > INT_MAX or v < INT_MIN):
+            return False
+    return True
 
 
 def _fast_dict(d, depth):
@@ -150,6 +157,8 @@ def _fast_dict(d, depth):
     if d and set(map(type, d)) != _STR_KEYS:
         return False
     vt = set(map(type, d.values()))
+    if int in vt and not _ints_in_range(d.values()):
+        return False
     if vt <= _SCALARS:
         return True
     if not vt <= _CONTAINERS:
@@ -165,6 +174,8 @@ def _fast_list(a, depth):
     if depth > 32:
         return False
     vt = set(map(type, a))
+    if int in vt and not _ints_in_range(a):
+        return False
     if vt <= _SCALARS:
         return True
     if not vt <= _CONTAINERS:
@@ -185,7 +196,8 @@ def dumps(value, path="data"):
             text = "".join(_c_encode(value, 0))
         except ValueError:          # NaN / Infinity: the full check names the path
             text = None
-        if text is not None and _FAST_RECHECK.search(text) is None:
+        if text is not None and (("-0.0" not in text and "\\ud" not in text)
+                                 or _FAST_RECHECK.search(text) is None):
             return text
     return encode(canonicalize(value, path))
 

@@ -47,6 +47,17 @@
     node = MeshNode(tls, load_trust(trust_dir), cell, ledger, replicas_dir, host, port, seeds)
     await node.start(); await node.period(T_hat, devices); node.status() -> dict
 
+    node = MeshNode(..., advertise=None, trust_dir=None, pin=False, fanout=None)   pin peers'
+        ledger keys over mTLS (op identity); node.replicates(origin): full replica by the ring
+    from host.mesh.heads import HeadTracker                  (verified heads, no entries)
+    heads = HeadTracker(path_json, store); await heads.check(origin, note, prove) -> status
+    Replicator(..., replicate=pred, heads=heads)              origins beyond pred: head only
+
+    from host.mesh.service import MeshService                 (the mesh in a coordinator)
+    svc = MeshService(cfg, ledger, data_dir); svc.check(); svc.start(); svc.publish(T, n)
+    svc.status() -> dict; svc.alerts_since(n) -> (alerts, n'); svc.stop()
+    (host/coordinator_mesh.py MeshBridge: T_hat from the sync layer, alerts -> ledger, pulse P)
+
     from host.mesh.natsbackend import NatsCell                  (cluster scale, NATS JetStream)
     cell = NatsCell(url, cell, ledger=led, store=store, agg=agg, replicas=1, member_ttl=5.0)
     await cell.connect(); await cell.publish_ledger(); await cell.pull(origin); heartbeat/members;

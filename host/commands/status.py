@@ -68,4 +68,21 @@ def run(args):
     print(line)
     print("health       lag %s ms, loss %s, inbox %s, ledger queue %s" % (
         h.get("ingest_lag_ms"), h.get("loss"), h.get("inbox_depth"), h.get("ledger_queue")))
+    _mesh_lines(st.get("mesh") or {})
     return 0 if not ("verify" in led and not led["verify"].get("ok")) else 1
+
+
+def _mesh_lines(m):
+    """`mesh` of the status object (docs/MESH.md §0) in a few lines."""
+    if not m.get("enabled"):
+        return
+    tg = m.get("t_global") or [0.0, 0.0]
+    print("mesh         cell %s (%s), %s alive, T_global %.4f%+.4fj, pulse P %s, %d alert(s)%s" % (
+        m.get("cell"), m.get("backend"), m.get("alive"), tg[0], tg[1], (m.get("pulse") or {}).get("P"),
+        m.get("alert_count", 0), ", untrusted: " + ", ".join(m["split_views"]) if m.get("split_views") else ""))
+    for cell, mb in sorted((m.get("members") or {}).items()):
+        r = (m.get("replicas") or {}).get(cell)
+        rep = "" if r is None else "  %s %d%s%s" % (r["mode"], r["size"], " verified" if r["verified"] else "",
+                                                    " UNTRUSTED" if r.get("untrusted") else "")
+        print("  %-16s %-7s inc %-3s w %.3f%s" % (cell, mb.get("state"), mb.get("incarnation"),
+                                                   (m.get("weights") or {}).get(cell, 0.0), rep))

@@ -396,7 +396,7 @@ ROUTES = [
     Route("POST", "/api/devices/{device}/clear", _post("clear"), "Send CLEAR: the device leaves "
           "QUARANTINE (a ledger `action` entry)", "ClearResult", body="Empty", tag="actions"),
     Route("POST", "/api/devices/{device}/config", _post("config", ("changes",)), "Apply a "
-          "configuration change (CONFIG frame, resent until ACKed)", "ConfigChange",
+          "configuration change (CONFIG frame, resent until ACKed)", "ConfigMove",
           body="ConfigRequest", tag="actions"),
     Route("POST", "/api/devices/{device}/undo", _post("undo"), "Undo the last configuration change",
           "ConfigMove", body="Empty", tag="actions"),
@@ -405,7 +405,7 @@ ROUTES = [
     Route("POST", "/api/devices/{device}/goto", _post("goto", ("version",)), "Move to a "
           "configuration version", "ConfigMove", body="GotoRequest", tag="actions"),
     Route("POST", "/api/devices/{device}/pow", _post("pow", ("bits",)), "Set the proof-of-work "
-          "difficulty required from the device", "ConfigChange", body="PowRequest", tag="actions"),
+          "difficulty required from the device", "ConfigMove", body="PowRequest", tag="actions"),
     Route("POST", "/api/model", _post("model", ("w", "b")), "Send a MODEL (w, b) to one device "
           "or all", "ModelResult", body="ModelRequest", tag="actions"),
     Route("GET", "/api/sync", h_sync, "Sync layer: per-device Master vs Emissary state, collapse "

@@ -24,6 +24,13 @@ DECISION = {"type": "string", "enum": ["NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE"
 REF = lambda name: {"$ref": "#/components/schemas/" + name}   # noqa: E731
 NULLABLE = lambda name: {"oneOf": [REF(name), {"type": "null"}]}   # noqa: E731
 
+SESSION = {
+    "device_id": INT, "boot_id": INT, "online": BOOL, "opened": NUM, "last_seen": NUM,
+    "frames": INT, "bytes": INT, "highest_seq": INT, "lost": INT, "duplicates": INT,
+    "reordered": INT, "witness": INT, "last_telemetry": {"type": ["object", "null"]},
+    "by_type": {"type": "object"}, "hello": {"type": ["object", "null"]}, "link": STR_N,
+    "addr": {}, "clock": {"type": "object"}}
+
 SCHEMAS = {
     "Error": _obj({"error": STR}, ["error"]),
     "Empty": _obj({}, extra=True),
@@ -33,14 +40,9 @@ SCHEMAS = {
         "decision_code": INT, "collapse": BOOL, "quarantined": BOOL},
         ["beat", "lateness_us", "coherence", "pid_error", "pid_output", "threat", "decision",
          "quarantined"], extra=False),
-    "Device": _obj({
-        "device_id": INT, "boot_id": INT, "online": BOOL, "opened": NUM, "last_seen": NUM,
-        "frames": INT, "bytes": INT, "highest_seq": INT, "lost": INT, "duplicates": INT,
-        "reordered": INT, "witness": INT, "last_telemetry": {"type": ["object", "null"]},
-        "telemetry": NULLABLE("Telemetry"), "by_type": {"type": "object"},
-        "hello": {"type": ["object", "null"]}, "link": STR_N, "addr": {},
-        "clock": {"type": "object"}},
-        ["device_id", "boot_id", "online", "frames", "lost", "telemetry"]),
+    "Session": _obj(SESSION, ["device_id", "boot_id", "online", "frames", "lost"]),
+    "Device": _obj(dict(SESSION, telemetry=NULLABLE("Telemetry")),
+                   ["device_id", "boot_id", "online", "frames", "lost", "telemetry"]),
     "DeviceList": _obj({"devices": {"type": "array", "items": REF("Device")}}, ["devices"]),
     "Window": _obj({
         "window": NUM, "C": NUM_N, "T_hat": COMPLEX, "coverage": NUM_N, "beats": INT,
@@ -116,7 +118,7 @@ SCHEMAS = {
         "devices_seen": INT, "devices_online": INT, "frames_received": INT, "frames_accepted": INT,
         "frames_rejected": {"type": "object", "additionalProperties": INT}, "frames_sent": INT,
         "beats": INT, "witness": {"type": "object"}, "ledger": {"type": "object"},
-        "sessions": {"type": "object", "additionalProperties": REF("Device")}},
+        "sessions": {"type": "object", "additionalProperties": REF("Session")}},
         ["running", "devices_seen", "frames_received", "frames_accepted", "frames_rejected",
          "frames_sent", "ledger", "sessions"]),
     "SnapshotDevice": _obj({

@@ -1,0 +1,145 @@
+"""HTTP API against a real coordinator fed by a fake device over loopback UDP."""
+import pytest
+
+from host.ledger.merkle import verify_inclusion
+from shared import protocol as P
+from tests.http_helpers import Host, witness
+from tests.test_coordinator import tel, wait
+
+
+@pytest.fixture
+def host(tmp_path):
+    h = Host(tmp_path)
+    yield h
+    h.stop()
+
+
+def test_devices_windows_sync_and_status(host):
+    host.device(17, beats=60)
+    devs = host.get("/api/devices")["devices"]
+    assert [d["device_id"] for d in devs] == [17]
+    d = devs[0]
+    assert d["online"] and d["frames"] == 61 and d["hello"]["board"] == "emu"
+    t = d["telemetry"]             # tel(): coherence 60000 Q16, pid_output 32768, threat 100
+    assert t["beat"] == 60 and t["decision"] == "NOOP" and not t["quarantined"]
+    assert t["coherence"] == pytest.approx(60000 / 65536) and t["pid_output"] == pytest.approx(0.5)
+    assert t["lateness_us"] == 3 and t["period_us"] == 4211
+
+    one = host.get("/api/devices/17")
+    assert one["device_id"] == 17 and one["config"]["pow_bits"] == 16
+    assert [w["window"] for w in one["windows"]] == [10.0, 60.0, 600.0, 3600.0]
+    assert one["windows"][0]["beats"] == 60 and len(one["windows"][0]["T_hat"]) == 2
+    w = host.get("/api/devices/17/windows?seconds=0.1")["windows"]
+    assert len(w) == 1 and w[0]["window"] == 0.1 and 0 < w[0]["beats"] < 60
+
+    st = host.get("/api/status")
+    assert st["frames_accepted"] >= 61 and st["http"]["url"] == host.url
+    sync = host.get("/api/sync")
+    assert sync["enabled"] is True and sync["I_c"] == 0.95
+    assert host.get("/api/mesh")["enabled"] is False       # sync.mesh_enabled: false
+
+
+def test_errors_are_clear(host):
+    host.device(17, beats=5)
+    status, body, _ = host.request("/api/devices/99")
+    assert status == 404 and "device 99 has not been seen" in body["error"]
+    status, body, _ = host.request("/api/devices/abc")
+    assert status == 400 and "device id must be an integer" in body["error"]
+    status, body, _ = host.request("/api/devices/17/windows?seconds=x")
+    assert status == 400 and "seconds" in body["error"]
+    status, body, _ = host.request("/api/nothing")
+    assert status == 404 and "no such" in body["error"]
+    status, body, _ = host.request("/api/devices/17/clear")          # GET on a POST route
+    assert status == 405
+    # POST needs a JSON content type (a cross-site form cannot send one)
+    status, body, _ = host.request("/api/devices/17/clear", method="POST", body=b"{}",
+                                   headers={"Content-Type": "text/plain"})
+    assert status == 415 and "application/json" in body["error"]
+    status, body, _ = host.request("/api/devices/17/config", method="POST", body={"nope": 1})
+    assert status == 400 and "changes" in body["error"]
+    status, body, _ = host.request("/api/devices/17/config", method="POST",
+                                   body={"changes": {"no_such_key": 1}})
+    assert status == 400 and "no_such_key" in body["error"]
+    status, body, _ = host.request("/api/ledger/entries?limit=0")
+    assert status == 400 and "limit" in body["error"]
+
+
+def test_clear_sends_the_frame_and_writes_the_ledger(host):
+    dev = host.device(17, beats=5)
+    status, body, _ = host.request("/api/devices/17/clear", method="POST", body={})
+    assert status == 200 and body == {"device_id": 17, "sent": True}
+    f = dev.recv(P.CLEAR)
+    assert f.fields["reason"] == P.CLEAR_OPERATOR
+    c = host.c
+    c.ledger.flush(5)
+    actions = [e.data for e in c.ledger.entries() if e.data["kind"] == "action"]
+    assert {"action": "clear", "device": 17, "sent": True}.items() <= actions[-1].items()
+    ev = host.get("/api/decisions?device=17")["events"]
+    assert ev[-1]["event"] == "clear" and ev[-1]["device"] == 17
+
+
+def test_config_undo_and_model(host):
+    dev = host.device(17, beats=5)
+    r = host.get("/api/devices/17/config")
+    assert r["version"] == 0
+    status, r, _ = host.request("/api/devices/17/config", method="POST",
+                                body={"changes": {"telemetry_every": 4}, "note": "from the API"})
+    assert status == 200 and r["op"] == "apply" and r["changes"] == {"telemetry_every": 4}
+    assert dev.recv(P.CONFIG).fields["config_version"] >= 1
+    status, r, _ = host.request("/api/devices/17/undo", method="POST", body={})
+    assert status == 200 and r["version"] == 0
+    status, r, _ = host.request("/api/model", method="POST", body={"device": "all", "w": 0.1, "b": 0})
+    assert status == 200 and r["sent_to"] == [17]
+    assert dev.recv(P.MODEL).fields["w"] == pytest.approx(0.1)
+
+
+def test_decision_timeline_and_ledger_proofs(host):
+    dev = host.device(17, beats=5)
+    dev.send(P.WITNESS, witness(1, P.DECISION_ALERT, beat=3))
+    dev.recv(P.ACK)
+    dev.send(P.WITNESS, witness(2, P.DECISION_QUARANTINE, beat=4))
+    dev.recv(P.ACK)
+    ev = host.get("/api/decisions")["events"]
+    assert [(e["device"], e["decision"]) for e in ev] == [(17, "ALERT"), (17, "QUARANTINE")]
+    assert host.get("/api/decisions")["counts"] == {"ALERT": 1, "QUARANTINE": 1}
+    led = host.get("/api/ledger")
+    assert led["size"] >= 3 and led["checkpoint"] is None and "BEGIN PUBLIC KEY" in led["public_key"]
+    page = host.get("/api/ledger/entries?start=0&limit=2")
+    assert [e["index"] for e in page["entries"]] == [0, 1]
+    idx = ev[-1]["index"]
+    got = host.get("/api/ledger/entries/%d" % idx)
+    assert got["entry"]["data"]["decision"] == "QUARANTINE"
+    pr = got["proof"]
+    assert verify_inclusion(pr["index"], pr["tree_size"], bytes.fromhex(pr["leaf_hash"]),
+                            [bytes.fromhex(h) for h in pr["path"]], bytes.fromhex(pr["root"]))
+    assert pr["root"] == host.c.ledger.root(pr["tree_size"]).hex()
+    status, body, _ = host.request("/api/ledger/entries/%d" % (led["size"] + 50))
+    assert status == 404 and "no entry" in body["error"]
+    assert host.request("/api/ledger/checkpoint")[0] == 404
+    host.c.call(host.c.ledger.checkpoint)
+    cp = host.get("/api/ledger/checkpoint")
+    assert cp["size"] == host.c.ledger.size and cp["note"].startswith(cp["origin"])
+
+
+def test_memory_queries(host):
+    dev = host.device(17, beats=30)
+    # snapshots are taken on the coordinator's tick (memory.snapshot_interval 1 s): keep beating
+    beat = [30]
+
+    def more():
+        for _ in range(20):
+            beat[0] += 1
+            dev.send(P.TELEMETRY, tel(beat[0]))
+        rows = host.get("/api/memory/tables/snapshots?device=17&limit=5")["rows"]
+        return len(rows) > 0
+    assert wait(more, 15)
+    rows = host.get("/api/memory/tables/snapshots?device=17&limit=5")["rows"]
+    assert rows[0]["device_id"] == 17 and len(rows[0]["T_hat"]) == 2
+    rec = host.get("/api/memory/reconstruct?device=17")
+    assert rec["device_id"] == 17 and rec["windows"]
+    sim = host.get("/api/memory/similar?device=17&top=3")
+    assert isinstance(sim["results"], list)
+    status, body, _ = host.request("/api/memory/tables/nope")
+    assert status == 404 and "phase_snapshots" in body["error"]
+    status, body, _ = host.request("/api/memory/tables/witness?layer=bad&since=yesterday")
+    assert status == 400 and "bad time" in body["error"]

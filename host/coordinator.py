@@ -145,6 +145,8 @@ class Coordinator(OperatorMixin):
                 link.open()
             except OSError as e:
                 if link.datagram:
+                    if self.mesh is not None:
+                        self.mesh.stop()
                     self.ledger.close()
                     for other in self.links:
                         other.close()
@@ -555,6 +557,8 @@ class Coordinator(OperatorMixin):
         d = entry.data
         self._micro("device_witness", device_id=key[0], boot=key[1], witness_id=key[2],
                     witness=d.get("witness"), decision=d.get("decision"), ledger_index=entry.index)
+        if self.mqtt is not None:             # a decision change: published at once
+            self.mqtt.on_witness(key[0], d)
         while len(self.witness_done) > 100000:
             self.witness_done.popitem(last=False)
         s = self.sessions.get(key[0])

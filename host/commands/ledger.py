@@ -78,7 +78,11 @@ def _verify(args):
     path = ledger_path(args)
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be >= 1, got %d" % args.workers)
-    res = verify_path(path, deep=args.deep, workers=args.workers)
+    from host.progress import progress_bar, wants_progress
+    show = wants_progress(args)        # a bar on stderr only on a terminal, never with --json
+    with progress_bar("verify", None, enabled=show) as upd:
+        res = verify_path(path, deep=args.deep, workers=args.workers,
+                          progress=(lambda done, total: upd(done, "entries", total)) if show else None)
     if args.json:
         _out(res.to_dict())
     else:

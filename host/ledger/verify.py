@@ -56,7 +56,8 @@ def verify_path(path, key_folder=None, progress=None, deep=False, busy_timeout=5
     """Verify the ledger at `path`. deep=True also re-parses every entry's data and checks it
     is canonical JSON (slower; the export verifier always does this). workers: processes for
     large ledgers (default: min(cpu count, 4) when there are >= 8 chunks of 16384 entries;
-    1 = one pass in this process under one read snapshot)."""
+    1 = one pass in this process under one read snapshot). progress(done, total): entries
+    checked so far (never decreasing) of the ledger's size, after each chunk of 16384."""
     t0 = time.perf_counter()
     res = VerifyResult(os.path.abspath(path))
     key_folder = key_folder or os.path.dirname(os.path.abspath(path))
@@ -216,16 +217,50 @@ def _scan(con, a, b, deep, need, progress=None, node_level=1):
     return out
 
 
-def _scan_path(path, a, b, deep, need, busy_timeout, node_level):
+def _scan_path(path, a, b, deep, need, busy_timeout, node_level, progress=None):
     con = connect(path, readonly=True, busy_timeout=busy_timeout)
     try:
         with guarded(path):
-            return _scan(con, a, b, deep, need, None, node_level)
+            return _scan(con, a, b, deep, need, progress, node_level)
     finally:
         con.close()
 
 
-def _run_workers(path, bounds, deep, need, busy_timeout, node_level):
+def _read_workers(procs, bounds, progress, n):
+    """Read every worker's stdout to its end at once (selectors). With `progress`, a worker
+    writes "P END\n" after each chunk before its JSON line: progress(sum of entries done, n)."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    bufs = [bytearray() for _ in procs]
+    done = [0] * len(procs)
+    for i, p in enumerate(procs):
+        sel.register(p.stdout, selectors.EVENT_READ, i)
+    left = len(procs)
+    while left:
+        for key, _ev in sel.select():
+            i = key.data
+            chunk = os.read(key.fd, 1 << 16)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                left -= 1
+                continue
+            buf = bufs[i]
+            buf += chunk
+            moved = False
+            while progress and buf[:2] == b"P ":
+                j = buf.find(b"\n")
+                if j < 0:
+                    break
+                done[i] = int(buf[2:j]) - bounds[i][0]
+                del buf[:j + 1]
+                moved = True
+            if moved:
+                progress(sum(done), n)
+    sel.close()
+    return [bytes(b) for b in bufs]
+
+
+def _run_workers(path, bounds, deep, need, busy_timeout, node_level, progress=None, n=0):
     """Scan ranges in parallel worker processes (python -m host.ledger.verify_worker)."""
     import subprocess
     import sys
@@ -236,14 +271,15 @@ def _run_workers(path, bounds, deep, need, busy_timeout, node_level):
     procs = []
     for a, b in bounds:
         p = subprocess.Popen([sys.executable, "-m", "host.ledger.verify_worker", os.path.abspath(path), str(a), str(b),
-                              "1" if deep else "0", str(busy_timeout), str(node_level)], stdin=subprocess.PIPE,
+                              "1" if deep else "0", str(busy_timeout), str(node_level),
+                              "1" if progress else "0"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, env=env, cwd=root)
         p.stdin.write(needj.encode())
         p.stdin.close()
         procs.append(p)
     parts = []
-    for p in procs:
-        raw = p.stdout.read()
+    raws = _read_workers(procs, bounds, progress, n)
+    for p, raw in zip(procs, raws):
         p.wait()
         try:
             d = json.loads(raw)
@@ -274,11 +310,11 @@ def _verify(con, res, path, key_folder, progress, deep, workers, busy_timeout):
     workers = max(1, min(workers, nchunks))
     node_level = format_of(con)[1]
     if workers == 1:
-        parts = [_scan(con, 0, n, deep, need, progress, node_level)]
+        parts = [_scan(con, 0, n, deep, need, progress and (lambda done: progress(done, n)), node_level)]
     else:
         per = (nchunks + workers - 1) // workers
         bounds = [(i * per * CHUNK, min(n, (i + 1) * per * CHUNK)) for i in range(workers) if i * per * CHUNK < n]
-        parts = _run_workers(path, bounds, deep, need, busy_timeout, node_level)
+        parts = _run_workers(path, bounds, deep, need, busy_timeout, node_level, progress, n)
     bad = None
     got, roots, tail = {}, [], []
     for part in parts:

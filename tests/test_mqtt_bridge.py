@@ -92,6 +92,7 @@ def test_discovery_states_availability_and_clean_offline(tmp_path, broker):
             assert wait(lambda: discovery_topics(17) <= {t for t, _, r in rec2.msgs if r})
         finally:
             rec2.close()
+        assert wait(lambda: c.status()["mqtt"]["discovery_published"] == 3 * len(ENTITIES))
         m = c.status()["mqtt"]
         assert m["connected"] and m["published"] > 0 and m["errors"] == 0
         assert m["discovery_published"] == 3 * len(ENTITIES) and m["devices"] == 3
@@ -119,7 +120,25 @@ def test_decision_change_is_published_at_once_and_clear_command(tmp_path, broker
         dev.send(P.TELEMETRY, q)
         assert wait(lambda: any(s["decision"] == "QUARANTINE" and s["quarantined"]
                                 for s in states(rec, 17)))
+        latched = tel(8)                               # latched: QUARANTINE until a CLEAR
+        latched["decision_state"] = P.DECISION_NOOP | P.STATE_QUARANTINE_LATCHED
+        dev.send(P.TELEMETRY, latched)
+        assert wait(lambda: c.counters["beats"] >= 8)
         assert len(states(rec, 17)) == n + 2          # interval 1 h: only the two changes
+        # a decision WITNESS (committed to the ledger) is published at once, even when the
+        # snapshots never saw that decision in telemetry
+        dev2 = FakeDevice(addr, device_id=18, boot_id=0x118)
+        hello_and_beats(dev2)
+        assert wait(lambda: states(rec, 18))
+        dev2.send(P.WITNESS, {"witness_id": 1, "kind": P.WITNESS_DECISION, "beat": 5,
+                              "decision": P.DECISION_ALERT, "threat": 42000, "coherence": 30000,
+                              "value": 0, "pow_bits": 0, "nonce": 0})
+        assert dev2.recv(P.ACK).fields["status"] == P.ACK_OK
+        assert wait(lambda: any(s["decision"] == "ALERT" for s in states(rec, 18)))
+        w = [s for s in states(rec, 18) if s["decision"] == "ALERT"][0]
+        assert w["threat"] == pytest.approx(42000 / 65535, abs=1e-4) and w["beat"] == 5
+        assert wait(lambda: c.mqtt.stats()["decisions_published"] == 1)
+        assert wait(lambda: states(rec, 18)[-1]["decision"] == "NOOP")   # telemetry: NOOP
         # CLEAR from MQTT (what Home Assistant's button sends)
         rec.publish(TOPICS.clear(17), "PRESS")
         f = dev.recv(P.CLEAR)
@@ -190,7 +209,7 @@ def test_broker_restart_reconnects_and_republishes(tmp_path, broker):
             # announced again (the restarted broker kept nothing)
             assert wait(lambda: discovery_topics(17) <= {t for t, _, _ in rec.msgs}), \
                 (rec.msgs, c.mqtt.stats())
-            assert c.mqtt.stats()["discovery_published"] == 2 * len(ENTITIES)
+            assert wait(lambda: c.mqtt.stats()["discovery_published"] == 2 * len(ENTITIES))
             rec.wait(lambda m: m[0] == TOPICS.state(17), what="state after reconnect")
             rec.wait(lambda m: m[0] == TOPICS.status and m[1] == b"online", what="online")
         finally:
@@ -260,3 +279,59 @@ def test_bad_config_names_the_key(tmp_path):
     assert load_config().integrations.mqtt.enabled is False
     assert Coordinator(load_config(overrides={"data_dir": data}),
                        links=["udp://127.0.0.1:0"]).mqtt is None
+
+
+def _micropython():
+    import shutil
+    import sys
+    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
+    return os.path.exists(exe) or shutil.which("micropython")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _micropython(), reason="the micropython command is not installed")
+def test_emulation_quarantine_cleared_from_mqtt(tmp_path, broker):
+    """Real firmware (MicroPython unix port): device 2's sensor faults at 3 s -> ALERT, then
+    QUARANTINE, seen on MQTT; a Home Assistant button press (PRESS on the CLEAR command topic),
+    sent once the fault has passed, releases the quarantine."""
+    from host.emulate.faults import parse_faults
+    from host.emulate.runner import Emulation
+    emu = Emulation(devices=2, duration=None, transport="udp", runtime="micropython",
+                    faults=parse_faults("fault=2@3"), data_dir=str(tmp_path / "emu"),
+                    config_overrides=mqtt_over(broker.port, interval=0.5))
+    rec = Recorder(broker.port, ["homeassistant/#", BASE + "/#"])
+    emu.start()
+    pressed = None
+    try:
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            time.sleep(0.2)
+            st = states(rec, 2)
+            if pressed is None and st and st[-1]["quarantined"] and st[-1]["threat"] < 0.6:
+                rec.publish(TOPICS.clear(2), "PRESS")      # the fault has passed: release
+                pressed = len(st)
+            elif pressed is not None and not st[-1]["quarantined"]:
+                break
+        st = states(rec, 2)
+
+        def cleared_committed():     # the device's quarantine_cleared WITNESS (mined, sent, ACKed)
+            keys = [k for k, kind in list(emu.observer.kinds.items())
+                    if k[0] == 2 and kind == P.WITNESS_QUARANTINE_CLEARED]
+            return bool(keys) and all(emu.committed(k) for k in keys)
+        wait(cleared_committed, timeout=max(5.0, end - time.monotonic()))
+    finally:
+        emu.shutdown()
+        rec.close()
+    decisions = [s["decision"] for s in st]
+    assert "ALERT" in decisions and "QUARANTINE" in decisions, (pressed, st)
+    assert decisions.index("ALERT") < decisions.index("QUARANTINE"), decisions[-30:]
+    assert pressed is not None, "device 2 never latched QUARANTINE with the fault passed"
+    assert not st[-1]["quarantined"], st[-5:]
+    assert discovery_topics(1) | discovery_topics(2) <= {t for t, _, _ in rec.msgs}
+    from host.ledger import Ledger
+    with Ledger(emu.cfg.ledger_path()) as led:
+        data = [e.data for e in led.entries()]
+    assert [d["device"] for d in data if d.get("kind") == "action" and
+            d.get("action") == "clear"] == [2]
+    assert any(d.get("kind") == "witness" and d["device"] == 2 and
+               d["witness"] == "quarantine_cleared" for d in data)

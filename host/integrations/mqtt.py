@@ -12,7 +12,9 @@ command is queued for the bridge's worker thread. The worker asks the coordinato
 thread for a small snapshot of every device (an ("call", fn, args, Future) item on its inbox,
 the same path as Coordinator.call()) every POLL_S seconds, publishes discovery configs for
 devices it has not announced on this connection, a device's state at once when its decision
-changed, every device's state every `interval` seconds, and runs queued CLEARs through
+changed (seen in a snapshot, or a decision WITNESS committed: Coordinator hook on_witness(),
+which catches an ALERT lasting only a few beats), every device's state every `interval`
+seconds, and runs queued CLEARs through
 Coordinator.clear (which sends CLEAR and writes the ledger's `action` entry). Waiting on the
 processing thread is bounded and gives up when the bridge stops, so a slow or stopping
 coordinator never blocks the bridge, and the broker going away never blocks the coordinator:
@@ -22,7 +24,8 @@ stats() say what happened.
 Topics (BASE = base_topic, default becomingone/<slug of becomingone.name>):
     BASE/status                      "online" / "offline", retained; the will is "offline"
     BASE/device/<id>/state           JSON {coherence, threat, decision, quarantined, collapse,
-                                     beat, online}, not retained
+                                     beat, online}, not retained; decision is QUARANTINE while
+                                     the device is latched
     BASE/device/<id>/availability    "online" / "offline" (the device's session), retained
     BASE/device/<id>/clear           command: payload PRESS -> Coordinator.clear(<id>).
                                      A retained message here is never executed: it is counted
@@ -129,12 +132,16 @@ def device_snapshot(c):
 
 
 def state_payload(online, tel):
+    """The state JSON from a snapshot's telemetry: `decision` is the beat's decision, or
+    QUARANTINE while the device is latched in quarantine (until a CLEAR)."""
     coh, thr, ds, beat = tel
     dec = ds & P.DECISION_MASK
+    quarantined = bool(ds & P.STATE_QUARANTINE_LATCHED) or dec == P.DECISION_QUARANTINE
     return {"coherence": round(coh / 65535.0, 4), "threat": round(thr / 65535.0, 4),
-            "decision": DECISIONS[dec] if dec < len(DECISIONS) else "NOOP",
-            "quarantined": bool(ds & P.STATE_QUARANTINE_LATCHED) or dec == P.DECISION_QUARANTINE,
-            "collapse": bool(ds & P.STATE_COLLAPSE), "beat": beat, "online": online}
+            "decision": "QUARANTINE" if quarantined else
+                        DECISIONS[dec] if dec < len(DECISIONS) else "NOOP",
+            "quarantined": quarantined, "collapse": bool(ds & P.STATE_COLLAPSE), "beat": beat,
+            "online": online}
 
 
 def read_password(path):
@@ -197,11 +204,12 @@ class MqttBridge:
         self._lock = threading.Lock()
         self.counters = {"connects": 0, "disconnects": 0, "connect_failures": 0, "published": 0,
                          "publish_failures": 0, "discovery_published": 0, "states_published": 0,
-                         "commands": 0, "commands_retained_ignored": 0, "commands_invalid": 0,
+                         "decisions_published": 0, "commands": 0,
+                         "commands_retained_ignored": 0, "commands_invalid": 0,
                          "errors": 0}
         self.connected = False
         self.last_error = None
-        self._commands = queue.SimpleQueue()
+        self._commands = queue.SimpleQueue()   # ("clear", dev) | ("decision", dev, data)
         self._resync = threading.Event()       # (re)connected or HA restarted: announce again
         self._stop = threading.Event()
         self._worker = None
@@ -309,9 +317,18 @@ class MqttBridge:
                 log.warning("mqtt bridge: command on %s ignored: payload %r (allowed: %r)",
                             msg.topic, msg.payload[:32], PRESS)
                 return
-            self._commands.put(dev)
+            self._commands.put(("clear", dev))
         except Exception as e:                  # never let a callback kill the network thread
             self._error("message on %s: %s: %s" % (msg.topic, type(e).__name__, e))
+
+    # ------------------------------------------------------------------ processing thread
+    def on_witness(self, dev, data):
+        """Coordinator hook (processing thread), a WITNESS committed to the ledger: a decision
+        record (the device sends one per change to a non-NOOP decision and on entering
+        QUARANTINE; an ALERT may last a few beats, between two snapshots) is published at once.
+        Only queues."""
+        if data.get("witness") == "decision":
+            self._commands.put(("decision", dev, data))
 
     # ------------------------------------------------------------------ worker thread
     def _call(self, fn, *args):
@@ -334,22 +351,28 @@ class MqttBridge:
 
     def _work(self):
         poll = min(POLL_S, self.interval)
-        next_states = 0.0
+        now = time.monotonic()
+        next_poll, next_states = now, now
         while not self._stop.is_set():
             try:
-                dev = self._commands.get(timeout=poll)
+                item = self._commands.get(timeout=max(0.0, next_poll - time.monotonic()))
             except queue.Empty:
-                dev = None
+                item = None
             try:
-                if dev is not None:
-                    self._clear(dev)
-                    continue                        # more commands queued: run them first
-                snap = self._call(device_snapshot, self.c)
+                if item is not None:
+                    if item[0] == "clear":
+                        self._clear(item[1])
+                    else:
+                        self._publish_decision(item[1], item[2])
+                    continue                        # more queued: run them first
                 now = time.monotonic()
+                # on a fixed grid (a late round does not push the next ones back), never
+                # more than one round behind
+                next_poll = max(next_poll + poll, now)
                 every = now >= next_states
                 if every:
-                    next_states = now + self.interval
-                self._publish_snapshot(snap, every)
+                    next_states = max(next_states + self.interval, now)
+                self._publish_snapshot(self._call(device_snapshot, self.c), every)
             except _Stopped:
                 continue
             except Exception as e:                  # counted; the bridge keeps going
@@ -365,6 +388,21 @@ class MqttBridge:
             return
         self._count("commands")
         log.info("mqtt bridge: CLEAR device %d (sent: %s)", dev, res.get("sent"))
+
+    def _publish_decision(self, dev, w):
+        """A decision WITNESS (ledger entry data): its decision, threat and coherence."""
+        if not self.connected or dev not in self._announced:
+            return                     # the next round announces the device and its state
+        prev = self._last.get(dev)
+        online = prev[1] if prev else True
+        st = {"coherence": round(float(w.get("coherence", 0.0)), 4),
+              "threat": round(float(w.get("threat", 0.0)), 4), "decision": w.get("decision"),
+              "quarantined": w.get("decision") == "QUARANTINE", "collapse": None,
+              "beat": w.get("beat"), "online": online}
+        if self._publish(self.topics.state(dev), json.dumps(st, separators=(",", ":"))):
+            self._count("states_published")
+            self._count("decisions_published")
+        self._last[dev] = (st["decision"], online)
 
     def _publish(self, topic, payload, qos=0, retain=False):
         info = self.client.publish(topic, payload, qos=qos, retain=retain)

@@ -52,7 +52,7 @@ def discovery_topics(dev):
     return {TOPICS.discovery(dev, e) for e in ENTITIES}
 
 
-def test_discovery_states_availability_and_clean_offline(tmp_path, broker):
+def test_discovery_states_availability_and_clean_offline(tmp_path, broker, capsys):
     rec = Recorder(broker.port, ["homeassistant/#", BASE + "/#"])
     c, th, addr = make_coord(tmp_path, **mqtt_over(broker.port))
     try:
@@ -96,6 +96,11 @@ def test_discovery_states_availability_and_clean_offline(tmp_path, broker):
         m = c.status()["mqtt"]
         assert m["connected"] and m["published"] > 0 and m["errors"] == 0
         assert m["discovery_published"] == 3 * len(ENTITIES) and m["devices"] == 3
+        from types import SimpleNamespace
+        from host.commands import status as status_cmd
+        status_cmd.run(SimpleNamespace(data=c.data_dir, config=None, json=False, verify=False))
+        line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("mqtt")]
+        assert line and "connected to 127.0.0.1:%d" % broker.port in line[0], line
     finally:
         stop(c, th)
     rec.wait(lambda m: m[0] == TOPICS.status and m[1] == b"offline", what="offline")

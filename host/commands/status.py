@@ -69,6 +69,13 @@ def run(args):
     print("health       lag %s ms, loss %s, inbox %s, ledger queue %s" % (
         h.get("ingest_lag_ms"), h.get("loss"), h.get("inbox_depth"), h.get("ledger_queue")))
     _mesh_lines(st.get("mesh") or {})
+    mq = st.get("mqtt")
+    if mq:
+        print("mqtt         %s %s, base %s, %d published, %d commands, %d retained ignored, %d errors%s"
+              % ("connected to" if mq.get("connected") else "NOT connected to", mq.get("broker"),
+                 mq.get("base_topic"), mq.get("published", 0), mq.get("commands", 0),
+                 mq.get("commands_retained_ignored", 0), mq.get("errors", 0),
+                 "  (last: %s)" % mq["last_error"] if mq.get("last_error") else ""))
     return 0 if not ("verify" in led and not led["verify"].get("ok")) else 1
 
 

@@ -6,12 +6,13 @@ import os
 import sqlite3
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import InvalidStateError
 
 from host.errors import UserError
 from host.ledger import canonical, checkpoint as ckpt, kinds, merkle, tree
-from host.ledger.db import NODE_LEVEL, LedgerError, connect, guarded, translate
+from host.ledger.db import NODE_LEVEL, LedgerError, connect, guarded, insert_rows, translate
 from host.ledger.entry import Entry  # noqa: F401  (re-exported)
+from host.ledger.future import LedgerFuture
 
 GENESIS_ORIGIN = "becomingone.ledger"
 CACHE_MAX = 300000    # stored nodes (immutable) are cached in memory once read, at most this many
@@ -112,8 +113,8 @@ class Ledger:
             sha3 = hashlib.sha3_256
             ph = prev.hex()
             for text, d, ts in prepared:   # the hash input of docs/LEDGER.md §2, inlined
-                h = sha3(('{"data":%s,"index":%d,"previous_hash":"%s","timestamp":%r}'
-                          % (text, n, ph, ts)).encode("ascii")).digest()
+                h = sha3(f'{{"data":{text},"index":{n},"previous_hash":"{ph}","timestamp":{ts!r}}}'
+                         .encode("ascii")).digest()
                 rows.append((n, ts, text, prev, h))
                 hashes.append(h)
                 hx = h.hex()
@@ -130,9 +131,8 @@ class Ledger:
                     if (top is None and n0 != 0) or (top is not None and top != n0 - 1):
                         raise LedgerError("ledger %s was changed by another process (size %s, expected "
                                           "%d); only one writer may use a ledger" % (self.path, top, n0))
-                    con.executemany("INSERT INTO entries(idx, ts, data, prev, hash) VALUES (?,?,?,?,?)", rows)
-                    if nodes:
-                        con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)", nodes)
+                    insert_rows(con, "entries(idx, ts, data, prev, hash)", rows, 5)
+                    insert_rows(con, "nodes(pos, level, hash)", nodes, 3)
                     con.execute("COMMIT")
                 except BaseException:
                     if con.in_transaction:
@@ -161,7 +161,7 @@ class Ledger:
         with the error). callback(entry, error) runs in the writer thread after the commit.
         Bad kind/data raise here, at once. From asyncio: `await asyncio.wrap_future(fut)`."""
         item = self._prepare(kind, data, timestamp)
-        fut = Future()
+        fut = LedgerFuture()
         with self._cv:
             if self._closed:
                 raise LedgerError("ledger %s is closed" % self.path)
@@ -195,10 +195,10 @@ class Ledger:
             except BaseException as e:  # the futures carry the error; the writer keeps going
                 entries, err = [None] * len(batch), e
             for (_item, fut, cb), e in zip(batch, entries):
-                if err is None:
-                    fut.set_result(e)
-                else:
-                    fut.set_exception(err)
+                try:
+                    fut._resolve(e, err)
+                except InvalidStateError:  # the caller cancelled it; the entry is committed anyway
+                    pass
                 if cb is not None:
                     try:
                         cb(e, err)

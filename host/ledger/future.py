@@ -1,0 +1,56 @@
+"""LedgerFuture: a concurrent.futures.Future that is cheap to create by the thousand.
+
+A plain Future builds a threading.Condition (an RLock, a deque, bound methods) and two lists in
+__init__; for a ledger that resolves tens of thousands of futures per second, mostly never
+waited on, that is most of the cost of submit() (and a lot of garbage-collector work when the
+caller keeps them). Here those attributes are made on first use, under one module lock, by the
+real Future.__init__ (so whatever a Python version puts there is there). The writer completes
+a future with _resolve(): when nobody has touched it yet (no waiter, no callback, no done()
+call) it records the outcome under the same lock — anyone arriving later builds the condition
+under that lock and then sees FINISHED; otherwise it is the ordinary set_result/set_exception.
+It is a real concurrent.futures.Future subclass: result(), add_done_callback(),
+concurrent.futures.wait() and asyncio.wrap_future() work unchanged.
+"""
+import threading
+from concurrent.futures import Future
+from concurrent.futures._base import FINISHED, PENDING
+
+_LAZY = threading.Lock()
+
+
+class LedgerFuture(Future):
+    def __init__(self):  # noqa: the rest of Future.__init__ runs on first use (__getattr__)
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+
+    def __getattr__(self, name):
+        """Only called for attributes not yet made: make all of Future.__init__'s at once."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        d = self.__dict__
+        with _LAZY:
+            if "_condition" not in d:
+                state, result, exc = d["_state"], d["_result"], d["_exception"]
+                Future.__init__(self)
+                d["_state"], d["_result"], d["_exception"] = state, result, exc
+        try:
+            return d[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def _resolve(self, result, exc):
+        """Complete the future (writer thread): result, or exception `exc` when not None."""
+        d = self.__dict__
+        with _LAZY:
+            if "_condition" not in d:   # nobody has looked: no waiter or callback to wake
+                if exc is None:
+                    d["_result"] = result
+                else:
+                    d["_exception"] = exc
+                d["_state"] = FINISHED
+                return
+        if exc is None:
+            self.set_result(result)
+        else:
+            self.set_exception(exc)

@@ -72,7 +72,9 @@ def test_discovery_states_availability_and_clean_offline(tmp_path, broker, capsy
         cfgs = {t: json.loads(p) for t, p, _ in rec.msgs if t.endswith("/config")}
         coh = cfgs[TOPICS.discovery(17, "coherence")]
         assert coh["state_topic"] == TOPICS.state(17) and coh["state_class"] == "measurement"
-        assert coh["device"]["identifiers"] == ["becomingone_becomingone_cell-a_device17"]
+        assert coh["device"]["identifiers"] == ["becomingone_cell-a_device17"]
+        assert coh["unique_id"] == "becomingone_cell-a_device17_coherence"
+        assert coh["default_entity_id"] == "sensor.becomingone_cell_a_device17_coherence"
         assert coh["device"]["manufacturer"] == "BecomingONE" and coh["device"]["model"] == "emu"
         assert coh["device"]["sw_version"] == "0.1.0"
         assert [a["topic"] for a in coh["availability"]] == [TOPICS.status, TOPICS.availability(17)]

@@ -448,14 +448,15 @@ class MqttBridge:
         """The retained Home Assistant discovery config of one entity of device `dev`."""
         t = self.topics
         component, fields = ENTITIES[entity]
-        ident = "becomingone_%s_device%d" % (t.node, dev)
+        ident = "%s_device%d" % (t.node, dev)
         device = {"identifiers": [ident], "name": "%s device %d" % (self.cell, dev),
                   "manufacturer": MANUFACTURER, "model": board or "BecomingONE device"}
         if fw:
             device["sw_version"] = fw
         # default_entity_id (domain.object) replaced object_id in Home Assistant 2025.10
         d = {"unique_id": "%s_%s" % (ident, entity),
-             "default_entity_id": "%s.%s_%s" % (component, t.node, t.object_id(dev, entity)),
+             "default_entity_id": "%s.%s" % (component, re.sub(r"[^a-z0-9_]", "_", "%s_%s" % (
+                 t.node.lower(), t.object_id(dev, entity)))),
              "device": device, "origin": {"name": "becomingone-edge"},
              "availability": [{"topic": t.status}, {"topic": t.availability(dev)}],
              "availability_mode": "all", "qos": 1}

@@ -342,3 +342,28 @@ def test_emulation_quarantine_cleared_from_mqtt(tmp_path, broker):
             d.get("action") == "clear"] == [2]
     assert any(d.get("kind") == "witness" and d["device"] == 2 and
                d["witness"] == "quarantine_cleared" for d in data)
+
+
+def test_emulate_mqtt_flag(tmp_path, broker):
+    """`becomingone emulate --mqtt HOST:PORT` bridges the emulated devices; a bad value is a
+    clear error."""
+    import subprocess
+    import sys
+    exe = [sys.executable, "-m", "host.cli", "emulate"]
+    bad = subprocess.run(exe + ["--mqtt", "127.0.0.1:x", "--duration", "1"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "becomingone: --mqtt '127.0.0.1:x'" in bad.stderr, bad.stderr
+    rec = Recorder(broker.port, ["homeassistant/#", "becomingone/#"])
+    try:
+        r = subprocess.run(exe + ["--devices", "1", "--duration", "6", "--runtime", "cpython",
+                                  "--no-live", "--data", str(tmp_path / "emu"),
+                                  "--mqtt", "127.0.0.1:%d" % broker.port],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        base = "becomingone/becomingone-primary"
+        topics = {t for t, _, _ in rec.msgs}
+        assert base + "/device/1/state" in topics, sorted(topics)
+        assert "homeassistant/button/becomingone_becomingone-primary/device1_clear/config" in topics
+        assert (base + "/status", b"offline", False) in rec.msgs
+    finally:
+        rec.close()

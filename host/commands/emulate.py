@@ -30,6 +30,9 @@ def add_arguments(p):
                    help="KAIROS lag tau-bar in seconds (default 0.002 = 2 samples at 1 kHz)")
     p.add_argument("--summary-json", default=None, help="write the summary JSON here")
     p.add_argument("--no-live", action="store_true", help="no live table (plain progress lines)")
+    p.add_argument("--mqtt", metavar="HOST[:PORT]", default=None,
+                   help="also bridge the devices to this MQTT broker with Home Assistant discovery "
+                   "(integrations.mqtt, docs/MQTT.md; anonymous, states every 1 s)")
     from host.commands.run import add_http_arguments
     add_http_arguments(p)
 
@@ -56,6 +59,19 @@ def _live_table(emu):
     return t
 
 
+def _mqtt_overrides(spec):
+    """--mqtt HOST[:PORT] -> integrations.mqtt config overrides (None without --mqtt)."""
+    if not spec:
+        return None
+    host, sep, port = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "")
+    if not sep:
+        host, port = spec, "1883"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError("--mqtt %r: expected HOST or HOST:PORT with PORT in 1..65535" % spec)
+    return {"integrations.mqtt.enabled": True, "integrations.mqtt.host": host,
+            "integrations.mqtt.port": int(port), "integrations.mqtt.interval": 1.0}
+
+
 def run(args):
     from host.commands.run import http_arg
     from host.emulate.runner import Emulation, write_summary
@@ -66,7 +82,7 @@ def run(args):
                     transport=args.transport, runtime=args.runtime, faults=faults,
                     data_dir=args.data, serial_devices=args.serial_devices,
                     pow_bits=args.pow_bits, omega=args.omega, tau_bar=args.tau_bar,
-                    http=http_arg(args))
+                    http=http_arg(args), config_overrides=_mqtt_overrides(args.mqtt))
     print("emulating %d device(s) on %s over %s for %s; host data in %s; device logs in %s"
           % (args.devices, args.runtime, args.transport,
              ("%gs" % args.duration) if args.duration else "ever (Ctrl-C stops)",

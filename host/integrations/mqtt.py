@@ -208,6 +208,7 @@ class MqttBridge:
                          "commands_retained_ignored": 0, "commands_invalid": 0,
                          "errors": 0}
         self.connected = False
+        self._failing = False
         self.last_error = None
         self._commands = queue.SimpleQueue()   # ("clear", dev) | ("decision", dev, data)
         self._resync = threading.Event()       # (re)connected or HA restarted: announce again
@@ -271,6 +272,7 @@ class MqttBridge:
             self._error("broker refused the connection: %s" % reason_code)
             return
         self.connected = True
+        self._failing = False
         self._count("connects")
         client.publish(self.topics.status, "online", qos=1, retain=True)
         subs = [self.topics.clear_filter, self.topics.ha_status]
@@ -286,7 +288,11 @@ class MqttBridge:
 
     def _on_connect_fail(self, client, userdata):
         self._count("connect_failures")
+        self._count("errors")
         self.last_error = "cannot connect to %s:%d" % (self.cfg.host, self.cfg.port)
+        if not self._failing:          # one warning per outage, not one per retry
+            self._failing = True
+            log.warning("mqtt bridge: %s; retrying with backoff", self.last_error)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         was = self.connected
@@ -369,6 +375,8 @@ class MqttBridge:
                 # on a fixed grid (a late round does not push the next ones back), never
                 # more than one round behind
                 next_poll = max(next_poll + poll, now)
+                if not self.connected:
+                    continue                        # nothing to ask the coordinator for
                 every = now >= next_states
                 if every:
                     next_states = max(next_states + self.interval, now)

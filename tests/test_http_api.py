@@ -143,3 +143,19 @@ def test_memory_queries(host):
     assert status == 404 and "phase_snapshots" in body["error"]
     status, body, _ = host.request("/api/memory/tables/witness?layer=bad&since=yesterday")
     assert status == 400 and "bad time" in body["error"]
+
+
+def test_dashboard_files_are_package_data():
+    """Every file the dashboard serves is matched by pyproject's package-data globs (a fresh
+    `pip install` of the repository carries them: checked by building a wheel of a clone)."""
+    import fnmatch
+    import os
+    import tomllib
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        globs = tomllib.load(f)["tool"]["setuptools"]["package-data"]["host.http"]
+    static = os.path.join(root, "host", "http", "static")
+    files = sorted(os.listdir(static))
+    assert {"index.html", "app.js", "style.css"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch("static/" + name, g) for g in globs), name

@@ -13,9 +13,12 @@ Rows
   master, naive  from tools/bench_master.py (host-core engineer), if importable
   footprint   rss_mb_100_devices: VmRSS of a fresh coordinator process after HELLO and
               2400 beats (~10 s) of TELEMETRY from each of 100 emulated devices (sent by a
-              separate generator process); rss_mb_idle: the same process before any device;
+              separate generator process), with the HTTP server (host/http) on and used
+              (device list, metrics scrape, dashboard snapshot and event, page);
+              rss_mb_idle: the same process before any device;
               master_ring_mb_bound: the Master's rings for 100 devices (host/master.py);
-              rss_mb_100_devices_fine_span_2s: the same with master.fine_span = 2 s
+              rss_mb_100_devices_fine_span_2s: the same with master.fine_span = 2 s;
+              rss_mb_100_devices_no_http: the same with the HTTP server off
 Columns: frames_per_s, lost (= sent - accepted), sent, offered_per_s, ratio_vs_bare.
 
 The load generator is a separate process (`python -m tools.bench_ingest --gen ...`) sending
@@ -212,7 +215,7 @@ def _ours(n, devices, rate):
     from host.coordinator import Coordinator
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(overrides={"data_dir": tmp})
-        c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False).start()
+        c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False, http=False).start()
         th = threading.Thread(target=c.run, daemon=True)
         th.start()
         try:
@@ -281,8 +284,26 @@ def _rss_mb():
     return None
 
 
-def _footprint_child(devices, beats, fine_span=None):
-    """Runs in a fresh process: coordinator + 100 devices' worth of traffic; prints JSON."""
+def _use_http(c):
+    """Exercise the HTTP server (host/http) before measuring: the device list, a metrics
+    scrape, a dashboard snapshot and one server-sent event, as a dashboard and Prometheus do."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", c.http.port, timeout=30)
+    for path in ("/api/devices", "/metrics", "/api/snapshot", "/api/events?max_events=1", "/"):
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise SystemExit("HTTP %s: %d" % (path, r.status))
+        if r.will_close:
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", c.http.port, timeout=30)
+    conn.close()
+
+
+def _footprint_child(devices, beats, fine_span=None, http=True):
+    """Runs in a fresh process: coordinator (HTTP server on a free port, used before the
+    measurement, unless http is False) + 100 devices' worth of traffic; prints JSON."""
     from host.config import load_config
     from host.coordinator import Coordinator
     with tempfile.TemporaryDirectory() as tmp:
@@ -290,7 +311,8 @@ def _footprint_child(devices, beats, fine_span=None):
         if fine_span:
             over["master.fine_span"] = fine_span
         cfg = load_config(overrides=over)
-        c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False).start()
+        c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False,
+                        http="127.0.0.1:0" if http else False).start()
         th = threading.Thread(target=c.run, daemon=True)
         th.start()
         idle = _rss_mb()
@@ -312,9 +334,11 @@ def _footprint_child(devices, beats, fine_span=None):
         while c.counters["frames_received"] < sent + devices and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(0.2)
+        if http:
+            _use_http(c)
         rss = _rss_mb()
         bound = c.master.ring_bytes() * devices / 2 ** 20 if c.master else 0.0
-        out = {"rss_mb_100_devices": round(rss, 1), "rss_mb_idle": round(idle, 1),
+        out = {"rss_mb_100_devices": round(rss, 1), "rss_mb_idle": round(idle, 1), "http": bool(http),
                "beats_per_device": beats,
                "devices_seen": len(c.sessions.current), "frames": c.counters["frames_accepted"],
                "master_ring_mb_bound": round(bound, 1)}
@@ -323,10 +347,9 @@ def _footprint_child(devices, beats, fine_span=None):
     print(json.dumps(out), flush=True)
 
 
-def _footprint(beats, fine_span=None):
-    cmd = [sys.executable, "-m", "tools.bench_ingest", "--footprint", "100", str(beats)]
-    if fine_span:
-        cmd.append(str(fine_span))
+def _footprint(beats, fine_span=None, http=True):
+    cmd = [sys.executable, "-m", "tools.bench_ingest", "--footprint", "100", str(beats),
+           str(fine_span or 0), "http" if http else "no-http"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])
@@ -358,6 +381,7 @@ def collect(args):
         if not quick and "rss_mb_100_devices" in fp:
             fp2 = _footprint(beats, 2.0)
             fp["rss_mb_100_devices_fine_span_2s"] = fp2.get("rss_mb_100_devices")
+            fp["rss_mb_100_devices_no_http"] = _footprint(beats, http=False).get("rss_mb_100_devices")
         rows.append(dict(name="footprint", **fp))
     return rows
 
@@ -367,4 +391,5 @@ if __name__ == "__main__":
         _generator(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
     elif sys.argv[1] == "--footprint":
         _footprint_child(int(sys.argv[2]), int(sys.argv[3]),
-                         float(sys.argv[4]) if len(sys.argv) > 4 else None)
+                         (float(sys.argv[4]) or None) if len(sys.argv) > 4 else None,
+                         http=sys.argv[5] != "no-http" if len(sys.argv) > 5 else True)

@@ -16,6 +16,7 @@ BENCHES = {
     "ingest": "tools.bench_ingest",
     "mesh": "tools.bench_mesh",
     "master": "tools.bench_master",
+    "http": "tools.bench_http",
     "mqtt": "tools.bench_mqtt",
 }
 

@@ -14,7 +14,8 @@ import threading
 from host.errors import UserError
 from host.keystore import parse_device_id
 
-__all__ = ["Api", "ApiError", "Raw", "ROUTES", "match_route", "decode_telemetry", "to_jsonable"]
+__all__ = ["Api", "ApiError", "Raw", "ROUTES", "match_route", "decode_telemetry", "to_jsonable",
+           "dumps"]
 
 CALL_TIMEOUT = 2.0
 MAX_LEDGER_PAGE = 500
@@ -63,6 +64,23 @@ def to_jsonable(v):
     return str(v)
 
 
+def _default(v):
+    if isinstance(v, complex):
+        return [v.real, v.imag]
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    raise TypeError("not JSON: %r" % type(v))
+
+
+def dumps(obj):
+    """Compact JSON bytes. Fast path: the json module with numpy/complex handled on the side;
+    when that meets a non-finite float or an odd key it goes through to_jsonable (null)."""
+    try:
+        return json.dumps(obj, default=_default, allow_nan=False, separators=(",", ":")).encode()
+    except (ValueError, TypeError):
+        return json.dumps(to_jsonable(obj), separators=(",", ":")).encode()
+
+
 def decode_telemetry(rec, hello=None):
     """A session's last TELEMETRY record in physical units (docs/PROTOCOL.md scales)."""
     if not rec:
@@ -79,9 +97,11 @@ def decode_telemetry(rec, hello=None):
             "decision_code": code, "collapse": bool(st & 0x40), "quarantined": bool(st & 0x80)}
 
 
-def device_view(c, s):
-    d = {k: v for k, v in s.summary().items() if not k.startswith("_")}
-    d["telemetry"] = decode_telemetry(d.get("last_telemetry"), s.hello)
+def device_view(summary):
+    """A session summary for the API (built outside the processing thread): private keys
+    dropped, the last TELEMETRY decoded."""
+    d = {k: v for k, v in summary.items() if not k.startswith("_")}
+    d["telemetry"] = decode_telemetry(d.get("last_telemetry"), d.get("hello"))
     return d
 
 
@@ -142,7 +162,7 @@ class Api:
                            % timeout) from None
 
     def dumps(self, obj):
-        return json.dumps(to_jsonable(obj), separators=(",", ":")).encode()
+        return dumps(obj)
 
     def handle(self, route, params, query, body):
         try:
@@ -185,8 +205,8 @@ def h_status(api, p, q, b):
 
 
 def h_devices(api, p, q, b):
-    return {"devices": api.call(lambda c: [device_view(c, s)
-                                           for _, s in sorted(c.sessions.current.items())])}
+    sums = api.call(lambda c: [s.summary() for _, s in sorted(c.sessions.current.items())])
+    return {"devices": [device_view(x) for x in sums]}
 
 
 def h_device(api, p, q, b):
@@ -194,13 +214,13 @@ def h_device(api, p, q, b):
 
     def read(c):
         s = c._session(d)
-        out = device_view(c, s)
+        out = dict(s.summary())
         out["windows"] = [window_view(w) for w in c.master.windows(d)] \
             if c.master is not None and c.master.index_of(d) is not None else []
         out["sync"] = sync_view(d, c.core.sync.state(d)) if c.core is not None else None
         out["config"] = c.devconfig.history(d).state()
         return out
-    return api.call(read)
+    return device_view(api.call(read))
 
 
 def h_windows(api, p, q, b):

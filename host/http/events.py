@@ -9,11 +9,10 @@ devices' decision WITNESS records, quarantine_cleared records, CLEAR actions, an
 layer's collapse entries.
 """
 import collections
-import json
 import threading
 import time
 
-from host.http.api import decode_telemetry, to_jsonable
+from host.http.api import decode_telemetry, dumps
 
 __all__ = ["Hub", "Snapshot", "collect"]
 
@@ -27,7 +26,7 @@ class Snapshot:
 
     def __init__(self, seq, built, data):
         self.seq, self.built, self.data = seq, built, data
-        self.json = json.dumps(data, separators=(",", ":")).encode()
+        self.json = dumps(data)
         self.sse = b"id: %d\nevent: snapshot\ndata: %s\n\n" % (seq, self.json)
 
 
@@ -183,4 +182,4 @@ class Hub:
                                                               ("size", "root", "timestamp")}},
             "mesh": mesh,
         }
-        return Snapshot(self._seq, time.monotonic(), to_jsonable(data))
+        return Snapshot(self._seq, time.monotonic(), data)

@@ -1,0 +1,191 @@
+"""`becomingone bench http [--json]`: the host's HTTP API (host/http) against a bare HTTP server.
+
+Rows
+  bare-http      the standard library's ThreadingHTTPServer (HTTP/1.1 keep-alive) answering
+                 the same bytes our GET /api/devices returned, from memory: the peer, i.e. the
+                 ceiling of the server stack our API runs on
+  api-devices    GET /api/devices on a real coordinator (this process) with --devices devices
+                 (HELLO + a few TELEMETRY each over loopback UDP): one Coordinator.call per
+                 request, session summaries, JSON
+  api-snapshot   GET /api/snapshot (the dashboard snapshot: rebuilt at most every sse_interval)
+  metrics        one /metrics scrape (ms, median of 20) and its size
+  snapshot-build one dashboard snapshot built from scratch (ms, median of 20), and the part of
+                 it spent in the processing thread (`collect`: how long the ingest loop is held)
+Columns: req_per_s (sequential requests on `connections` keep-alive connections from a
+separate client process), p50_ms, p99_ms, ratio_vs_bare, bytes.
+"""
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def add_arguments(p):
+    p.add_argument("--devices", type=int, default=100, help="devices known to the coordinator (100)")
+    p.add_argument("--requests", type=int, default=None, help="requests per run (default 3000, quick 400)")
+
+
+def _client(url, n, conns):
+    """Separate process: n GET requests spread over `conns` keep-alive connections."""
+    host, rest = url[len("http://"):].split("/", 1)
+    h, port = host.rsplit(":", 1)
+    path = "/" + rest
+    lat = []
+    lock = threading.Lock()
+
+    def worker(k):
+        c = http.client.HTTPConnection(h, int(port), timeout=30)
+        mine = []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            if r.status != 200:
+                raise SystemExit("HTTP %d" % r.status)
+            mine.append(time.perf_counter() - t0)
+        c.close()
+        with lock:
+            lat.extend(mine)
+    per = [n // conns + (1 if i < n % conns else 0) for i in range(conns)]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in per]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    lat.sort()
+    print(json.dumps({"req_per_s": round(n / dt, 1), "p50_ms": round(lat[len(lat) // 2] * 1e3, 3),
+                      "p99_ms": round(lat[int(len(lat) * 0.99)] * 1e3, 3)}), flush=True)
+
+
+def _measure(url, n, conns):
+    r = subprocess.run([sys.executable, "-m", "tools.bench_http", "--client", url, str(n), str(conns)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": (r.stderr or r.stdout).strip()[-200:]}
+
+
+def _bare_server(body):
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    class S(ThreadingHTTPServer):
+        daemon_threads = True
+    s = S(("127.0.0.1", 0), H)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    return s
+
+
+def _feed(port, devices):
+    from shared import protocol as P
+    hello = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0,
+             "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
+             "adc_bits": 12, "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1}
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for d in range(1, devices + 1):
+        s.sendto(P.encode(P.HELLO, hello, d, 0x1000 + d, 0), ("127.0.0.1", port))
+        for b in range(1, 6):
+            tel = {"beat": b, "period_us": 4211, "lateness_us": 3, "dT_re": 1000, "dT_im": -50,
+                   "dE0": 4000, "dEL": 3900, "n_samples": 4, "coherence": 60000, "pid_error": 0,
+                   "pid_output": 32768, "threat": 100, "o_weight": 22938, "decision_state": 0}
+            s.sendto(P.encode(P.TELEMETRY, tel, d, 0x1000 + d, b, 0, b * 4211), ("127.0.0.1", port))
+    s.close()
+
+
+def _median_ms(fn, k=20):
+    ts = []
+    for _ in range(k):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return round(statistics.median(ts), 3)
+
+
+def collect(args):
+    from host.config import load_config
+    from host.coordinator import Coordinator
+    from host.http.events import collect as collect_state
+    quick = getattr(args, "quick", False)
+    n = args.requests or (400 if quick else 3000)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(overrides={"data_dir": tmp})
+        c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False, http="127.0.0.1:0").start()
+        th = threading.Thread(target=c.run, daemon=True)
+        th.start()
+        try:
+            _feed(c.links[0].port, args.devices)
+            end = time.time() + 10
+            while len(c.sessions.current) < args.devices and time.time() < end:
+                time.sleep(0.05)
+            url = c.http.url
+            conn = http.client.HTTPConnection("127.0.0.1", c.http.port, timeout=30)
+            conn.request("GET", "/api/devices")
+            body = conn.getresponse().read()
+            bare = _bare_server(body)
+            bare_url = "http://127.0.0.1:%d/api/devices" % bare.server_address[1]
+            for conns in (1, 4):
+                b = _measure(bare_url, n, conns)
+                rows.append(dict(name="bare-http", connections=conns, bytes=len(body), **b))
+                o = _measure(url + "api/devices", n, conns)
+                if "req_per_s" in o and "req_per_s" in b:
+                    o["ratio_vs_bare"] = round(o["req_per_s"] / b["req_per_s"], 3)
+                rows.append(dict(name="api-devices", connections=conns, bytes=len(body),
+                                 devices=len(c.sessions.current), **o))
+            rows.append(dict(name="api-snapshot", connections=1, **_measure(url + "api/snapshot", n, 1)))
+            bare.shutdown()
+
+            conn.close()            # idle past the server's keep-alive timeout by now
+            conn = http.client.HTTPConnection("127.0.0.1", c.http.port, timeout=30)
+
+            def scrape():
+                conn.request("GET", "/metrics")
+                scrape.size = len(conn.getresponse().read())
+            ms = _median_ms(scrape)
+            rows.append(dict(name="metrics", scrape_ms=ms, bytes=scrape.size))
+            hub = c.http.api.hub
+            build_ms = _median_ms(hub._build)
+            hold_ms = _median_ms(lambda: c.call(lambda: (time.perf_counter(), collect_state(c),
+                                                         time.perf_counter())))
+            inner = []
+            for _ in range(20):
+                t0, _st, t1 = c.call(lambda: (time.perf_counter(), collect_state(c), time.perf_counter()))
+                inner.append((t1 - t0) * 1e3)
+            rows.append(dict(name="snapshot-build", build_ms=build_ms, call_ms=hold_ms,
+                             processing_thread_ms=round(statistics.median(inner), 3),
+                             devices=len(c.sessions.current)))
+            conn.close()
+        finally:
+            c.stop()
+            th.join(30)
+    return rows
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--client":
+        _client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

@@ -91,7 +91,7 @@ def _make_format1(p, n=100):
     c = sqlite3.connect(p, isolation_level=None)
     c.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)",
                   [((k + 1) << lv, lv, h) for lv, k, h in nodes if lv < NODE_LEVEL])
-    c.execute("DELETE FROM meta WHERE key='format'")
+    c.execute("DELETE FROM meta WHERE key IN ('format', 'node_level')")
     c.close()
     return root
 

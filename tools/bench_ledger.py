@@ -1,8 +1,14 @@
 """`becomingone bench ledger [--json] [--quick] [-- --entries N --verify-entries M]`
 
-Rows (all measured in the same run, same machine, same SQLite durability: WAL + synchronous=FULL):
+Rows (all measured in the same run, same machine, same SQLite durability: WAL + synchronous=FULL
+unless a column says otherwise):
   becomingone  append_per_s (durable, group commit through Ledger.submit's writer thread: every
-               entry's future resolves after its COMMIT), append_many_per_s (batches of 1000),
+               entry's future resolves after its COMMIT; the caller keeps all the futures),
+               append_callback_per_s (the coordinator's real path: submit(callback=...) whose
+               callback puts ("committed", key, entry, err) on a queue.SimpleQueue, as a WITNESS
+               ACK does; futures dropped; timed until the last callback ran),
+               append_normal_per_s (append_per_s with synchronous=NORMAL: survives a killed
+               process, not a power loss), append_many_per_s (batches of 1000),
                append_single_per_s (one commit per entry), proof_per_s (inclusion proofs at random
                indices of the full tree, from stored nodes, in-memory node cache emptied before each
                round), verify_per_s (inclusion proof checks),
@@ -14,14 +20,17 @@ Rows (all measured in the same run, same machine, same SQLite durability: WAL + 
                verify_per_s (verify_inclusion). Proof rounds alternate between the two peers,
                3 rounds each, best round counts (the machine is shared).
   sqlite-raw   append_per_s of raw executemany INSERTs of the very same entry rows (index,
-               timestamp, data, previous_hash, hash) in batches of 1000: the storage floor.
+               timestamp, data, previous_hash, hash) in batches of 1000: the storage floor
+               (no canonical JSON, no hashing, no tree).
   verify-1m    seconds for `ledger verify` (chain + stored tree + checkpoints) of a 1M-entry ledger
                (100k with --quick; the row says which).
 """
 import os
+import queue
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 
 from host.ledger import Ledger, canonical, merkle, verify_path
@@ -66,6 +75,26 @@ def build_becomingone(folder, n):
         futs = [led.submit("witness", d) for d in items]
         futs[-1].result()
         row["append_per_s"] = _rate(n, time.perf_counter() - t)
+    del futs
+    with Ledger(os.path.join(folder, "c.sqlite")) as led:
+        inbox, done, count = queue.SimpleQueue(), threading.Event(), [0]
+
+        def committed(entry, err, key):
+            inbox.put(("committed", key, entry, err))
+            count[0] += 1                      # callbacks run in the one writer thread
+            if count[0] == n:
+                done.set()
+        t = time.perf_counter()
+        for i, d in enumerate(items):
+            led.submit("witness", d, callback=lambda e, err, key=(d["device"], 1, i): committed(e, err, key))
+        done.wait()
+        row["append_callback_per_s"] = _rate(n, time.perf_counter() - t)
+    with Ledger(os.path.join(folder, "d.sqlite"), synchronous="NORMAL") as led:
+        t = time.perf_counter()
+        futs = [led.submit("witness", d) for d in items]
+        futs[-1].result()
+        row["append_normal_per_s"] = _rate(n, time.perf_counter() - t)
+    del futs
     led = Ledger(os.path.join(folder, "b.sqlite"))
     t = time.perf_counter()
     for j in range(0, n, BATCH):
@@ -202,7 +231,8 @@ def collect(args):
         bo["verify_x_pymerkle"] = round(bo["verify_per_s"] / pm["verify_per_s"], 2)
         bo["append_x_pymerkle"] = round(bo["append_per_s"] / pm["append_per_s"], 3)
     bo["append_x_sqlite_raw"] = round(bo["append_per_s"] / raw["append_per_s"], 3)
-    bo["targets"] = {"append_per_s>=50000": bo["append_per_s"] >= 50000,
+    durable = min(bo["append_per_s"], bo["append_callback_per_s"])
+    bo["targets"] = {"append_per_s>=50000": durable >= 50000,
                      "proof>=10x_pymerkle": bo.get("proof_x_pymerkle", 0) >= 10,
                      "verify_1m<=20s": (ver["seconds"] * 1000000 / max(1, ver["entries"])) <= 20}
     return [bo, pm, raw, ver]

@@ -8,7 +8,8 @@ import sqlite3
 from host.errors import UserError
 
 FORMAT = 2            # on-disk format written by this version (meta key 'format'; absent = 1)
-NODE_LEVEL = 3        # format 2 stores tree nodes of level >= 3 only (format 1: level >= 1)
+NODE_LEVEL = 2        # new files store tree nodes of level >= 2 only (meta key 'node_level';
+                      # a format-2 file without that row has 3, format 1 has 1)
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -100,7 +101,8 @@ def connect(path, readonly=False, busy_timeout=5.0, synchronous="FULL"):
                 for stmt in SCHEMA:
                     con.execute(stmt)
                 if not tables:
-                    con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?)", (str(FORMAT),))
+                    con.executemany("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                                    [("format", str(FORMAT)), ("node_level", str(NODE_LEVEL))])
             elif "entries" not in tables or "nodes" not in tables or "meta" not in tables:
                 raise LedgerCorrupt("%s is not a ledger database (no entries/nodes/meta tables)" % path)
             fmt = format_of(con)[0]
@@ -116,13 +118,17 @@ def connect(path, readonly=False, busy_timeout=5.0, synchronous="FULL"):
 
 
 def format_of(con):
-    """(format, node_level) of an open ledger database; format 1 files have no 'format' row."""
-    r = con.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+    """(format, node_level) of an open ledger database: stored tree nodes are those of level
+    >= node_level. Format 1 files have no 'format' row (node level 1)."""
+    meta = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('format', 'node_level')"))
     try:
-        fmt = int(r[0]) if r else 1
+        fmt = int(meta.get("format", 1))
+        level = 1 if fmt < 2 else int(meta.get("node_level", 3))
     except ValueError:
-        raise sqlite3.DatabaseError("malformed meta row format=%r" % (r[0],)) from None
-    return fmt, (NODE_LEVEL if fmt >= 2 else 1)
+        raise sqlite3.DatabaseError("malformed meta rows %r" % (meta,)) from None
+    if not 1 <= level <= 8:
+        raise sqlite3.DatabaseError("malformed meta row node_level=%r" % (level,))
+    return fmt, level
 
 
 def _upgrade_v1(con):
@@ -132,7 +138,8 @@ def _upgrade_v1(con):
     try:
         if format_of(con)[0] < FORMAT:
             con.execute("DELETE FROM nodes WHERE level < ?", (NODE_LEVEL,))
-            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('format', ?)", (str(FORMAT),))
+            con.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                            [("format", str(FORMAT)), ("node_level", str(NODE_LEVEL))])
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:

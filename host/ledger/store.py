@@ -10,7 +10,7 @@ from concurrent.futures import InvalidStateError
 
 from host.errors import UserError
 from host.ledger import canonical, checkpoint as ckpt, kinds, merkle, tree
-from host.ledger.db import NODE_LEVEL, LedgerError, connect, guarded, insert_rows, translate
+from host.ledger.db import LedgerError, connect, format_of, guarded, insert_rows, translate
 from host.ledger.entry import Entry  # noqa: F401  (re-exported)
 from host.ledger.future import LedgerFuture
 
@@ -57,6 +57,7 @@ class Ledger:
         self._cv = threading.Condition(threading.Lock())
         try:
             with guarded(self.path):
+                self._node_level = format_of(self._con)[1]   # stored tree nodes: level >= this
                 self._load_state()
         except BaseException:
             self._con.close()
@@ -122,7 +123,7 @@ class Ledger:
                 n += 1
                 prev, ph = h, hx
             fr = self._frontier.copy()
-            nodes = fr.extend([sha3(b"\x00" + h).digest() for h in hashes], NODE_LEVEL)
+            nodes = fr.extend([sha3(b"\x00" + h).digest() for h in hashes], self._node_level)
             con = self._con
             try:
                 con.execute("BEGIN IMMEDIATE")
@@ -271,7 +272,7 @@ class Ledger:
         cache = self._node_cache
         if len(cache) >= CACHE_MAX:
             cache.clear()
-        return tree.fetch(self._con, coords, entries, NODE_LEVEL, cache, "ledger %s" % self.path)
+        return tree.fetch(self._con, coords, entries, self._node_level, cache, "ledger %s" % self.path)
 
     def _suffixes(self):
         """{start: MTH(D[start:size])} for the subtree boundaries of the current size (from the

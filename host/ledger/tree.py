@@ -1,18 +1,19 @@
 """Reads of the stored Merkle tree (docs/LEDGER.md §3, "Storage").
 
-On-disk format 2 stores complete subtrees of level >= NODE_LEVEL (8 leaves and up) in table
-`nodes(pos, level, hash)`, pos = (k+1) << level; a smaller complete subtree (level, k) is
-recomputed from the raw entry hashes of entries [k << level, (k+1) << level) — at most
-2^NODE_LEVEL - 1 of them, read with the same query. Format 1 (older files, read-only) stored
-every level >= 1. Used by the Ledger, by `ledger verify` and by the mesh replicas.
+On-disk format 2 stores complete subtrees of level >= node_level (meta row; NODE_LEVEL = 2,
+i.e. 4 leaves and up, for new files) in table `nodes(pos, level, hash)`, pos = (k+1) << level;
+a smaller complete subtree (level, k) is recomputed from the raw entry hashes of entries
+[k << level, (k+1) << level), read with the same query. Format 1 (older files) stored every
+level >= 1. Used by the Ledger, by `ledger verify` and by the mesh replicas.
 """
 import hashlib
 
 from host.ledger.db import NODE_LEVEL, LedgerError, format_of  # noqa: F401  (re-exported)
 
 
-def node_rows(nodes, node_level=NODE_LEVEL):
-    """Rows (pos, level, hash) to store for completed nodes given as (level, k, hash)."""
+def node_rows(nodes, node_level):
+    """Rows (pos, level, hash) to store for completed nodes given as (level, k, hash)
+    (node_level: format_of(con)[1] of the database written)."""
     return [((k + 1) << lv, lv, h) for lv, k, h in nodes if lv >= node_level]
 
 
@@ -25,10 +26,13 @@ def _mini_root(hashes):
     return level[0]
 
 
-def fetch(con, coords, entries=(), node_level=NODE_LEVEL, cache=None, what="ledger"):
+def fetch(con, coords, entries=(), node_level=None, cache=None, what="ledger"):
     """Hashes of complete subtrees `coords` [(level, k)] and raw entry hashes of `entries`, in
     ONE query -> ({(level, k): hash}, {index: entry hash bytes}). `cache` (a dict) supplies and
-    keeps stored nodes (they never change). Raises LedgerError naming what is missing."""
+    keeps stored nodes (they never change). node_level None: read from the file.
+    Raises LedgerError naming what is missing."""
+    if node_level is None:
+        node_level = format_of(con)[1]
     got, ent = {}, {}
     terms, args, spans = [], [], set()
     for c in coords:

@@ -305,7 +305,7 @@ def verify_segment(h, lines, pub, prev_hash=None, frontier=None):
 
 def _write_db(db, rows, notes, pub_pem):
     """Write verified rows into a new ledger database (via a temporary file, renamed at the end)."""
-    from host.ledger.db import connect
+    from host.ledger.db import connect, format_of
     from host.ledger.verify import verify_path
     folder = os.path.dirname(os.path.abspath(db))
     tmpdir = os.path.join(folder, ".restore-%d" % os.getpid())
@@ -320,7 +320,8 @@ def _write_db(db, rows, notes, pub_pem):
                 fr.push(merkle.leaf_hash(r[4]), nodes)
             con.execute("BEGIN IMMEDIATE")
             con.executemany("INSERT INTO entries(idx, ts, data, prev, hash) VALUES (?,?,?,?,?)", rows)
-            con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)", tree.node_rows(nodes))
+            con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)",
+                            tree.node_rows(nodes, format_of(con)[1]))
             con.executemany("INSERT OR REPLACE INTO checkpoints(size, timestamp_ms, root, note) "
                             "VALUES (?,?,?,?)",
                             [(p["size"], p["timestamp_ms"], p["root"], t) for t, p in notes])

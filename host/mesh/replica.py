@@ -30,7 +30,7 @@ import time
 
 from host.errors import UserError
 from host.ledger import canonical, checkpoint as ckpt, merkle, tree
-from host.ledger.db import LedgerError, connect
+from host.ledger.db import LedgerError, connect, format_of
 
 ZERO = "0" * 64
 
@@ -283,7 +283,8 @@ class ReplicaStore:
         con.execute("BEGIN IMMEDIATE")
         try:
             con.executemany("INSERT INTO entries(idx, ts, data, prev, hash) VALUES (?,?,?,?,?)", rows)
-            con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)", tree.node_rows(nodes))
+            con.executemany("INSERT INTO nodes(pos, level, hash) VALUES (?,?,?)",
+                            tree.node_rows(nodes, format_of(con)[1]))
             con.execute("INSERT OR IGNORE INTO checkpoints(size, timestamp_ms, root, note) VALUES (?,?,?,?)",
                         (p["size"], p["timestamp_ms"], p["root"], note))
             con.execute("COMMIT")

@@ -84,6 +84,10 @@ def _bare_server(body):
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self):
+            super().setup()
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

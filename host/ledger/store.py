@@ -315,7 +315,7 @@ class Ledger:
             # RFC 9162 PATH(m, D[0:n]) top-down: a sibling is a complete subtree, or (only while
             # the range still ends at n) a suffix D[a:n], folded from the frontier for the
             # current size or from its complete subtrees for an older size
-            items, coords = [], []
+            items, coords = [], [(0, index)]
             lo, hi, m = 0, n, index
             while hi - lo > 1:
                 k = 1 << ((hi - lo - 1).bit_length() - 1)
@@ -348,9 +348,8 @@ class Ledger:
                 else:
                     path.append(merkle.fold([got[x] for x in merkle.decompose(c, n)]).hex())
             root = self._root_of(n)
-        eh = ent[index]
-        return {"type": "inclusion", "index": index, "tree_size": n, "entry_hash": eh.hex(),
-                "leaf_hash": merkle.leaf_hash(eh).hex(), "root": root.hex(), "path": path}
+        return {"type": "inclusion", "index": index, "tree_size": n, "entry_hash": ent[index].hex(),
+                "leaf_hash": got[(0, index)].hex(), "root": root.hex(), "path": path}
 
     def consistency_proof(self, old_size, new_size=None):
         """-> dict(old_size, new_size, old_root, new_root, path): hex strings."""

@@ -17,47 +17,53 @@ def node_rows(nodes, node_level):
     return [((k + 1) << lv, lv, h) for lv, k, h in nodes if lv >= node_level]
 
 
-def _mini_root(hashes):
-    """Root of a perfect subtree from its raw entry hashes (a power of two of them)."""
-    sha3 = hashlib.sha3_256
-    level = [sha3(b"\x00" + h).digest() for h in hashes]
-    while len(level) > 1:
-        level = [sha3(b"\x01" + x + y).digest() for x, y in zip(level[0::2], level[1::2])]
-    return level[0]
+_SQL = {}
+
+
+def _sql(nterms, nblocks):
+    """Query text for nterms stored nodes and nblocks entry ranges (memoised)."""
+    q = _SQL.get((nterms, nblocks))
+    if q is None:
+        parts = []
+        if nterms:
+            parts.append("SELECT pos, level, hash FROM nodes WHERE " + " OR ".join(["(pos=? AND level=?)"] * nterms))
+        if nblocks:
+            parts.append("SELECT idx, -1, hash FROM entries WHERE " + " OR ".join(["(idx>=? AND idx<?)"] * nblocks))
+        q = _SQL[(nterms, nblocks)] = " UNION ALL ".join(parts)
+    return q
 
 
 def fetch(con, coords, entries=(), node_level=None, cache=None, what="ledger"):
     """Hashes of complete subtrees `coords` [(level, k)] and raw entry hashes of `entries`, in
-    ONE query -> ({(level, k): hash}, {index: entry hash bytes}). `cache` (a dict) supplies and
-    keeps stored nodes (they never change). node_level None: read from the file.
-    Raises LedgerError naming what is missing."""
+    ONE query -> ({(level, k): hash}, {index: entry hash bytes}). Subtrees below node_level
+    (level 0 = a leaf hash) are computed from the entry hashes of their aligned block of
+    2^node_level entries. `cache` (a dict) supplies and keeps stored nodes (they never change).
+    node_level None: read from the file. Raises LedgerError naming what is missing."""
     if node_level is None:
         node_level = format_of(con)[1]
     got, ent = {}, {}
-    terms, args, spans = [], [], set()
+    args, low, blocks = [], [], set()
+    cget = cache.get if cache is not None else {}.get
     for c in coords:
-        lv, k = c
+        lv = c[0]
         if lv >= node_level:
-            h = cache.get(c) if cache is not None else None
+            h = cget(c)
             if h is None:
-                terms.append("(pos=? AND level=?)")
-                args += ((k + 1) << lv, lv)
+                args.append(((c[1] + 1) << lv))
+                args.append(lv)
             else:
                 got[c] = h
         else:
-            spans.add((k << lv, (k + 1) << lv))
+            low.append(c)
+            blocks.add((c[1] << lv) >> node_level)
+    nterms = len(args) >> 1
     for i in entries:
-        spans.add((i, i + 1))
-    parts = []
-    if terms:
-        parts.append("SELECT pos, level, hash FROM nodes WHERE " + " OR ".join(terms))
-    if spans:
-        parts.append("SELECT idx, -1, hash FROM entries WHERE "
-                     + " OR ".join(["(idx>=? AND idx<?)"] * len(spans)))
-        for a, b in spans:
-            args += (a, b)
-    if parts:
-        for pos, lv, h in con.execute(" UNION ALL ".join(parts), args):
+        blocks.add(i >> node_level)
+    for b in blocks:
+        args.append(b << node_level)
+        args.append((b + 1) << node_level)
+    if args:
+        for pos, lv, h in con.execute(_sql(nterms, len(blocks)), args):
             if lv < 0:
                 ent[pos] = h
             else:
@@ -65,20 +71,30 @@ def fetch(con, coords, entries=(), node_level=None, cache=None, what="ledger"):
                 got[c] = h
                 if cache is not None:
                     cache[c] = h
-    for c in coords:
-        if c in got:
-            continue
-        lv, k = c
-        if lv >= node_level:
-            raise LedgerError("%s: tree node (level %d, index %d) is missing; run `becomingone ledger "
-                              "verify`" % (what, lv, k))
-        a = k << lv
-        try:
-            got[c] = _mini_root([ent[i] for i in range(a, a + (1 << lv))])
-        except KeyError as e:
-            raise LedgerError("%s: entry %d is missing" % (what, e.args[0])) from None
+    if low:
+        sha3 = hashlib.sha3_256
+        leaves = {}
+        for c in low:
+            lv, k = c
+            a = k << lv
+            try:
+                level = []
+                for i in range(a, a + (1 << lv)):
+                    lf = leaves.get(i)
+                    if lf is None:
+                        lf = leaves[i] = sha3(b"\x00" + ent[i]).digest()
+                    level.append(lf)
+            except KeyError as e:
+                raise LedgerError("%s: entry %d is missing" % (what, e.args[0])) from None
+            while len(level) > 1:
+                level = [sha3(b"\x01" + x + y).digest() for x, y in zip(level[0::2], level[1::2])]
+            got[c] = level[0]
+    if len(got) < len(coords):
+        for lv, k in coords:
+            if (lv, k) not in got:
+                raise LedgerError("%s: tree node (level %d, index %d) is missing; run `becomingone "
+                                  "ledger verify`" % (what, lv, k))
     for i in entries:
         if i not in ent:
             raise LedgerError("%s: entry %d is missing" % (what, i))
     return got, ent
-

@@ -130,8 +130,9 @@ def test_memory_queries(host):
         for _ in range(20):
             beat[0] += 1
             dev.send(P.TELEMETRY, tel(beat[0]))
-        rows = host.get("/api/memory/tables/snapshots?device=17&limit=5")["rows"]
-        return len(rows) > 0
+        # a snapshot's rows and its signature may land in two commits: wait for both
+        return all(host.get("/api/memory/tables/%s?device=17&limit=1" % t)["rows"]
+                   for t in ("snapshots", "signatures"))
     assert wait(more, 15)
     rows = host.get("/api/memory/tables/snapshots?device=17&limit=5")["rows"]
     assert rows[0]["device_id"] == 17 and len(rows[0]["T_hat"]) == 2

@@ -43,7 +43,9 @@ def test_every_route_is_described_and_real_responses_validate(tmp_path):
             for _ in range(20):
                 beat[0] += 1
                 dev.send(P.TELEMETRY, tel(beat[0]))
-            return bool(h.get("/api/memory/tables/snapshots?device=17&limit=1")["rows"])
+            # a snapshot's rows and its signature may land in two commits: wait for both
+            return all(h.get("/api/memory/tables/%s?device=17&limit=1" % t)["rows"]
+                       for t in ("snapshots", "signatures"))
         assert wait(more, 15)
         h.c.call(h.c.ledger.checkpoint)
         urls = {

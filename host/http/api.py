@@ -8,11 +8,13 @@ Operator actions reuse the control socket's functions (host/coordinator_ops.py C
 """
 import json
 import math
+import os
 import re
 import threading
 
 from host.errors import UserError
 from host.keystore import parse_device_id
+from host.memory import MemoryStoreError
 
 __all__ = ["Api", "ApiError", "Raw", "ROUTES", "match_route", "decode_telemetry", "to_jsonable",
            "dumps"]
@@ -173,6 +175,8 @@ class Api:
             msg = e.args[0] if e.args and isinstance(e.args[0], str) and " " in e.args[0] \
                 else "missing %s" % e
             raise ApiError(404 if "no stream" in msg else 400, msg) from None
+        except MemoryStoreError as e:
+            raise ApiError(503, str(e)) from None
         except (UserError, ValueError, TypeError) as e:
             msg = str(e)
             raise ApiError(404 if ("has not been seen" in msg or msg.startswith("no entry")
@@ -284,8 +288,11 @@ def h_config_get(api, p, q, b):
 def h_ledger(api, p, q, b):
     led = api.c.ledger
     cp = api.hub.checkpoint()
+    from host.ledger.checkpoint import PUB_FILE
+    # the key is made at the first checkpoint; a GET must not create it
+    has_key = os.path.exists(os.path.join(led.key_folder, PUB_FILE))
     return {"size": led.size, "root": led.root().hex(), "origin": led.origin,
-            "checkpoint": cp, "public_key": led.public_key_pem()}
+            "checkpoint": cp, "public_key": led.public_key_pem() if has_key else None}
 
 
 def h_checkpoint(api, p, q, b):

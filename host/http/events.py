@@ -24,9 +24,9 @@ KEEP_COLLAPSES = 500
 class Snapshot:
     __slots__ = ("seq", "built", "data", "json", "sse")
 
-    def __init__(self, seq, built, data):
+    def __init__(self, seq, built, data, encoded=None):
         self.seq, self.built, self.data = seq, built, data
-        self.json = dumps(data)
+        self.json = dumps(data) if encoded is None else encoded
         self.sse = b"id: %d\nevent: snapshot\ndata: %s\n\n" % (seq, self.json)
 
 
@@ -140,15 +140,20 @@ class Hub:
             if s is None or time.monotonic() - s.built >= self.interval:
                 try:
                     s = self._snap = self._build()
-                except Exception:          # keep serving the last one; counted
+                except Exception:          # keep serving the last one (stale); counted
                     self.errors += 1
                     if s is None:
                         raise
+                    self._snap = s = Snapshot(s.seq, time.monotonic(), s.data, s.json)
             return s
 
     def _build(self):
         c = self.c
-        st, sync, windows = c.call(collect, c, timeout=2.0)
+        try:
+            st, sync, windows = c.call(collect, c, timeout=2.0)
+        except TimeoutError:
+            from host.http.api import ApiError
+            raise ApiError(503, "the coordinator did not answer within 2 s (busy); try again") from None
         self.scan()
         devices = []
         for key, s in sorted((st.get("sessions") or {}).items(), key=lambda kv: int(kv[0])):

@@ -91,7 +91,7 @@ SCHEMAS = {
     "Checkpoint": _obj({"size": INT, "root": STR, "origin": STR, "timestamp": NUM, "note": STR},
                        ["size", "root", "origin", "timestamp", "note"], extra=False),
     "Ledger": _obj({"size": INT, "root": STR, "origin": STR, "checkpoint": NULLABLE("Checkpoint"),
-                    "public_key": STR}, ["size", "root", "origin", "checkpoint", "public_key"],
+                    "public_key": STR_N}, ["size", "root", "origin", "checkpoint", "public_key"],
                    extra=False),
     "Entry": _obj({"index": INT, "timestamp": NUM, "data": _obj({"kind": STR}, ["kind"]),
                    "previous_hash": STR, "hash": STR},

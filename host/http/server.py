@@ -279,6 +279,8 @@ class Handler(BaseHTTPRequestHandler):
                 owner.stopping.wait(max(0.02, snap.built + hub.interval - time.monotonic()))
         except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
             pass
+        except Exception:                 # headers are out: end the stream (the client retries)
+            LOG.exception("event stream ended by an error")
         finally:
             owner.stream_slots.release()
 

@@ -4,6 +4,7 @@ Streams the entries and the stored nodes once each (in the same read snapshot) a
 the first problem, naming the entry index and what is wrong."""
 import hashlib
 import json
+import operator
 import os
 import time
 
@@ -113,22 +114,59 @@ def _diagnose(rows, expect, prev, deep):
 
 
 def _chunk_ok(rows, expect, prev):
-    """Vectorised chain check of one chunk; False means: run _diagnose."""
+    """Vectorised chain check of one chunk -> its entry hashes (a list), or None: run _diagnose.
+    (A timestamp stored as an integer fails the hash check: its text would lack the '.0'.)"""
     if rows[0][0] != expect or rows[-1][0] != expect + len(rows) - 1:
-        return False
+        return None
+    idxs, tss, datas, prevs, hs = zip(*rows)
     sha3 = hashlib.sha3_256
     try:
-        calc = [sha3(('{"data":%s,"index":%d,"previous_hash":"%s","timestamp":%r}'
-                      % (d, i, p.hex(), ts)).encode("ascii")).digest()
-                for i, ts, d, p, _h in rows]
+        calc = [sha3(f'{{"data":{d},"index":{i},"previous_hash":"{p.hex()}","timestamp":{t!r}}}'
+                     .encode("ascii")).digest() for i, t, d, p in zip(idxs, tss, datas, prevs)]
     except (AttributeError, UnicodeEncodeError, TypeError):
+        return None
+    hs = list(hs)
+    if calc != hs or prevs[0] != prev or list(prevs[1:]) != hs[:-1] or set(map(type, tss)) != {float}:
+        return None
+    return hs
+
+
+_ORDER = {}
+
+
+def _full_chunk_order(node_level):
+    """For a full chunk: the permutation from its levels node_level..CHUNK_LEVEL concatenated
+    to the stored rows' (pos, level) order (the same for every full chunk; memoised)."""
+    order = _ORDER.get(node_level)
+    if order is None:
+        keys, i = [], 0
+        for lv in range(node_level, CHUNK_LEVEL + 1):
+            for j in range(CHUNK >> lv):
+                keys.append((((j + 1) << lv), lv, i))
+                i += 1
+        keys.sort()
+        order = _ORDER[node_level] = operator.itemgetter(*[k[2] for k in keys])
+    return order
+
+
+def _full_chunk_nodes_ok(con, levels, base, node_level):
+    """Fast check of a full chunk's stored nodes: their hashes in (pos, level) order equal the
+    recomputed ones and no stored key in the range is off-grid (a level below node_level or
+    a pos that is not a multiple of 2^level): with the count equal, the keys are exactly the
+    expected ones. False means: compare row by row (_node_fail names the problem)."""
+    flat = []
+    for lv in range(node_level, CHUNK_LEVEL + 1):
+        flat += levels[lv]
+    expected = list(_full_chunk_order(node_level)(flat))
+    end = base + CHUNK
+    stored = [r[0] for r in con.execute("SELECT hash FROM nodes WHERE pos > ? AND pos <= ? AND level <= ? "
+                                        "ORDER BY pos, level", (base, end, CHUNK_LEVEL))]
+    if stored != expected:
         return False
-    hs = [r[4] for r in rows]
-    if calc != hs or rows[0][3] != prev:
-        return False
-    if [r[3] for r in rows[1:]] != hs[:-1]:
-        return False
-    return all(type(r[1]) is float for r in rows)
+    off = con.execute("SELECT count(*) FROM nodes WHERE pos > ? AND pos <= ? AND level <= ? AND "
+                      "(level < ? OR (pos & ((1 << level) - 1)) != 0)",
+                      (base, end, CHUNK_LEVEL, node_level)).fetchone()[0]
+    return off == 0
 
 
 def _local_nodes(levels, base, node_level):
@@ -176,7 +214,8 @@ def _scan(con, a, b, deep, need, progress=None, node_level=1):
         if not rows:
             out["bad"] = (expect, "entry", "entry %d is missing (no stored entries from here to %d)" % (expect, b - 1))
             return out
-        if not _chunk_ok(rows, expect, prev) or deep:
+        hs = _chunk_ok(rows, expect, prev)
+        if hs is None or deep:
             bad = _diagnose(rows, expect, prev, deep)
         elif expect == 0:  # the genesis entry's data is always re-parsed
             bad = _diagnose(rows[:1], 0, prev, False)
@@ -186,7 +225,7 @@ def _scan(con, a, b, deep, need, progress=None, node_level=1):
             out["bad"] = (bad[0], "entry", bad[1])
             return out
         base = expect
-        hs = [r[4] for r in rows]
+        del rows
         if base == 0:
             out["genesis"] = hs[0]
         level = [sha3(b"\x00" + h).digest() for h in hs]
@@ -194,19 +233,22 @@ def _scan(con, a, b, deep, need, progress=None, node_level=1):
         while len(level) > 1:
             level = [sha3(b"\x01" + x + y).digest() for x, y in zip(level[0::2], level[1::2])]
             levels.append(level)
-        end = base + len(rows)
+        end = base + len(hs)
         for lv, k in need:
             if lv < len(levels) and base <= (k << lv) and ((k + 1) << lv) <= end:
                 out["got"][(lv, k)] = levels[lv][k - (base >> lv)]
-        expected = _local_nodes(levels, base, node_level)
-        stored = con.execute("SELECT pos, level, hash FROM nodes WHERE pos > ? AND pos <= ? AND level <= ? "
-                             "ORDER BY pos, level", (base, end, CHUNK_LEVEL)).fetchall()
-        if stored != expected:
-            f = _node_fail(stored, expected)
-            out["bad"] = (f[0], "tree", f[1])
-            return out
-        out["nodes"] += len(expected)
-        if len(rows) == CHUNK:
+        if len(hs) == CHUNK and _full_chunk_nodes_ok(con, levels, base, node_level):
+            out["nodes"] += sum(len(levels[lv]) for lv in range(node_level, CHUNK_LEVEL + 1))
+        else:
+            expected = _local_nodes(levels, base, node_level)
+            stored = con.execute("SELECT pos, level, hash FROM nodes WHERE pos > ? AND pos <= ? AND level <= ? "
+                                 "ORDER BY pos, level", (base, end, CHUNK_LEVEL)).fetchall()
+            if stored != expected:
+                f = _node_fail(stored, expected)
+                out["bad"] = (f[0], "tree", f[1])
+                return out
+            out["nodes"] += len(expected)
+        if len(hs) == CHUNK:
             out["roots"].append(levels[CHUNK_LEVEL][0])
         else:
             out["tail"] = [(lv, levels[lv][k - (base >> lv)]) for lv, k in merkle.decompose(base, end)]

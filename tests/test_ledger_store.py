@@ -199,3 +199,23 @@ def test_reopen_after_partial_chunk_keeps_the_frontier(tmp_path):
             _check_inclusion(led, led.size - 1, None, leaves)
     assert verify_path(p).ok
     assert os.path.exists(p)
+
+
+def test_full_chunk_fast_node_check_catches_moved_and_swapped_nodes(tmp_path):
+    p = str(tmp_path / "l.sqlite")
+    with Ledger(p) as led:
+        for j in range(0, 16400, 4100):
+            led.append_many([("witness", W(i)) for i in range(j, j + 4100)])
+    assert verify_path(p, workers=1).ok
+    # a level-2 node moved to an off-grid pos (same row order, same hashes)
+    _sql(p, "UPDATE nodes SET pos=pos+1 WHERE pos=400 AND level=2")
+    r = verify_path(p, workers=1)
+    assert not r.ok and r.first_bad["index"] == 399 and "(level 2, index 99, covering entries 396..399) is missing" in r.first_bad["what"], r.message()
+    _sql(p, "UPDATE nodes SET pos=pos-1 WHERE pos=401 AND level=2")
+    assert verify_path(p, workers=1).ok
+    # two stored hashes swapped
+    (a,), (b,) = _sql(p, "SELECT hash FROM nodes WHERE level=4 AND pos IN (160, 176) ORDER BY pos")
+    _sql(p, "UPDATE nodes SET hash=? WHERE level=4 AND pos=160", (b,))
+    _sql(p, "UPDATE nodes SET hash=? WHERE level=4 AND pos=176", (a,))
+    r = verify_path(p, workers=1)
+    assert not r.ok and r.first_bad["index"] == 159 and "level 4, index 9" in r.first_bad["what"], r.message()

@@ -33,27 +33,35 @@ class Ingest:
 
     # ------------------------------------------------------------------ entry point
     def frames(self, link, frames, t_us):
+        """(data, addr) frames in arrival order: runs of TELEMETRY are batch-decoded, other
+        frames take the per-frame path before the telemetry that follows them (a HELLO
+        before its device's first beats)."""
         c = self.c
         c.counters["frames_received"] += len(frames)
-        fast, fast_signed, slow, addrs = [], [], [], {}
+        fast, fast_signed, addrs = [], [], {}
         for item in frames:
             data = item[0]
             if len(data) > 16 and data[1] == 2:
                 (fast_signed if data[0] & 1 else fast).append(data)
                 addrs[data[2] | data[3] << 8] = item[1]
-            else:
-                slow.append(item)
-        if fast:
-            self.telemetry_batch(link, fast, addrs)
-        if fast_signed:
-            self.telemetry_batch(link, fast_signed, addrs, signed=True)
-        for data, addr in slow:
+                continue
+            if fast or fast_signed:
+                self._telemetry_run(link, fast, fast_signed, addrs)
+                fast, fast_signed, addrs = [], [], {}
             f = c.receiver.decode(data)
             if f is None:
                 reason = c.receiver.last_error[0] if c.receiver.last_error else "frame"
                 c.reject(reason)
                 continue
-            self.frame(link, addr, f, len(data), t_us)
+            self.frame(link, item[1], f, len(data), t_us)
+        if fast or fast_signed:
+            self._telemetry_run(link, fast, fast_signed, addrs)
+
+    def _telemetry_run(self, link, fast, fast_signed, addrs):
+        if fast:
+            self.telemetry_batch(link, fast, addrs)
+        if fast_signed:
+            self.telemetry_batch(link, fast_signed, addrs, signed=True)
 
     def block(self, link, blk, t_us):
         """A DatagramBlock (recvmmsg). Runs of unsigned TELEMETRY rows are cut out as one

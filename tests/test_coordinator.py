@@ -378,3 +378,22 @@ def test_telemetry_before_hello_is_not_integrated_and_hello_is_requested(tmp_pat
         assert c.master.params[c.sessions.get(21).midx]["period_us"] == 5000.0
     finally:
         stop(c, th)
+
+
+def test_frames_keep_arrival_order_hello_before_its_telemetry(tmp_path):
+    """A serial read often holds a HELLO and the first beats: the HELLO is handled first,
+    so no beat is held back as 'before HELLO'."""
+    cfg = load_config(overrides={"data_dir": str(tmp_path / "d"), "security.intrinsic": False,
+                                 "ledger.pulse_summary_every": 0})
+    c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False).start()
+    try:
+        dev = FakeDevice(("127.0.0.1", 9), device_id=44)
+        frames = [(dev.frame(P.HELLO, HELLO), None)] + \
+                 [(dev.frame(P.TELEMETRY, tel(b)), None) for b in range(1, 6)]
+        c.ingest.frames(c.links[0], frames, 0)
+        assert c.counters["hellos"] == 1 and c.counters["beats"] == 5
+        assert c.counters["telemetry_before_hello"] == 0
+        assert c.master.window(44, 10.0)["beats"] == 5
+    finally:
+        c.stop()
+        c.shutdown()

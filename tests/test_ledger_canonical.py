@@ -1,4 +1,4 @@
-"""Canonical JSON fast path (host.ledger.canonical.dumps) == the reference encoder (full check,
+"""Canonical JSON template fast path (host.ledger.canonical.dumps) == the reference encoder (full check,
 then json) == the independent encoder of tools/verify_export.py, on random data; refusals are
 the same errors."""
 import importlib.util

@@ -14,8 +14,8 @@ types, non-str keys, ints out of range) raises CanonicalError naming the path of
 """
 import hashlib
 import json
+import json.encoder
 import math
-import re
 
 INT_MIN = -(2 ** 63)
 INT_MAX = 2 ** 63 - 1
@@ -132,72 +132,65 @@ def canonicalize(value, path="data"):
     return value
 
 
-_SCALARS = frozenset((str, int, float, bool, type(None)))
-_CONTAINERS = _SCALARS | {dict, list}
-_STR_KEYS = frozenset((str,))
-# after a fast encode, either of these sends the value through the full check (which either
-# accepts it with the same text or names the problem): a surrogate escape (lone surrogates are
-# refused), a -0.0 (normalised); searched only when the text contains "\\ud" or "-0.0"
-_FAST_RECHECK = re.compile(r"\\ud[89a-f]|-0\.0(?![0-9])")
+_TEMPLATES = {}        # keys tuple (insertion order) -> (keys in sorted order, "%s" template)
+_TEMPLATES_MAX = 512
+_eba = json.encoder.encode_basestring_ascii
+_int_repr, _float_repr = int.__repr__, float.__repr__
 
 
-def _ints_in_range(values):
-    for v in values:
-        if type(v) is int and (v > INT_MAX or v < INT_MIN):
-            return False
-    return True
+def _template(keys):
+    """For a flat dict with these keys: its keys sorted and the text with a %s per value."""
+    if not all(type(k) is str and (k.isascii() or _is_lone_surrogate_free(k)) for k in keys):
+        return None
+    order = sorted(keys)
+    text = "{" + ",".join(_eba(k).replace("%", "%%") + ":%s" for k in order) + "}"
+    if len(_TEMPLATES) >= _TEMPLATES_MAX:
+        _TEMPLATES.clear()
+    t = _TEMPLATES[keys] = (order, text)
+    return t
 
 
-def _fast_dict(d, depth):
-    """True when `d` is made only of exact dicts (str keys), lists and scalars, at most 32
-    deep: then the C encoder's text is canonical unless _FAST_RECHECK matches it (or it
-    raises for NaN/Infinity). Anything else goes through _check."""
-    if depth > 32:
-        return False
-    if d and set(map(type, d)) != _STR_KEYS:
-        return False
-    vt = set(map(type, d.values()))
-    if int in vt and not _ints_in_range(d.values()):
-        return False
-    if vt <= _SCALARS:
-        return True
-    if not vt <= _CONTAINERS:
-        return False
-    for v in d.values():
-        t = type(v)
-        if (t is dict and not _fast_dict(v, depth + 1)) or (t is list and not _fast_list(v, depth + 1)):
-            return False
-    return True
-
-
-def _fast_list(a, depth):
-    if depth > 32:
-        return False
-    vt = set(map(type, a))
-    if int in vt and not _ints_in_range(a):
-        return False
-    if vt <= _SCALARS:
-        return True
-    if not vt <= _CONTAINERS:
-        return False
-    for v in a:
-        t = type(v)
-        if (t is dict and not _fast_dict(v, depth + 1)) or (t is list and not _fast_list(v, depth + 1)):
-            return False
-    return True
+def _flat_dumps(d):
+    """Canonical text of a dict whose values are all scalars (the common entry shape), built
+    from a per-key-set template; None for anything else or anything to refuse/normalise (the
+    full check then handles it)."""
+    keys = tuple(d)
+    t = _TEMPLATES.get(keys) or _template(keys)
+    if t is None:
+        return None
+    vals = []
+    add = vals.append
+    for k in t[0]:
+        v = d[k]
+        tv = type(v)
+        if tv is str:
+            if not v.isascii() and not _is_lone_surrogate_free(v):
+                return None
+            add(_eba(v))
+        elif tv is int:
+            if v > INT_MAX or v < INT_MIN:
+                return None
+            add(_int_repr(v))
+        elif tv is float:
+            if v - v != 0.0:            # NaN or +-Infinity
+                return None
+            add(_float_repr(v) if v != 0.0 else "0.0")
+        elif tv is bool:
+            add("true" if v else "false")
+        elif v is None:
+            add("null")
+        else:
+            return None
+    return t[1] % tuple(vals)
 
 
 def dumps(value, path="data"):
-    """Canonical JSON text (str, ASCII only) of `value`. Common values (dicts of plain types)
-    take a pre-checked fast path whose output is byte-identical to reference_dumps (property
-    tested); anything unusual, and every refusal, goes through the full check."""
-    if type(value) is dict and _c_encode is not None and _fast_dict(value, 0):
-        try:
-            text = "".join(_c_encode(value, 0))
-        except ValueError:          # NaN / Infinity: the full check names the path
-            text = None
-        if text is not None and (("-0.0" not in text and "\\ud" not in text)
-                                 or _FAST_RECHECK.search(text) is None):
+    """Canonical JSON text (str, ASCII only) of `value`. A dict of scalars takes a template fast
+    path whose output is byte-identical to reference_dumps (property tested); anything else,
+    and every refusal, goes through the full check and the json encoder."""
+    if type(value) is dict:
+        text = _flat_dumps(value)
+        if text is not None:
             return text
     return encode(canonicalize(value, path))
 

@@ -321,6 +321,9 @@ SCHEMA = {
         "checkpoint_every": Leaf("int", 10000, "a signed checkpoint every N entries (0 = only on demand)",
                                  lo=0, hi=10 ** 12),
         "group_commit_ms": Leaf("float", 5.0, "longest wait to group entries into one commit", lo=0.0, hi=10000.0),
+        "synchronous": Leaf("str", "FULL", "SQLite synchronous in WAL mode: FULL = a committed (ACKed) entry "
+                            "survives power loss; NORMAL = it survives a crash or kill of the process, "
+                            "not a power loss or OS crash (faster)", choices=("FULL", "NORMAL")),
     },
     "admission": {
         "unknown_devices": Leaf("str", "accept", "devices with no key in the keystore: reject = drop their "

@@ -124,7 +124,8 @@ class Coordinator(OperatorMixin):
         if cfg.integrations.mqtt.enabled:      # checks its files first: ConfigError, nothing open
             from host.integrations.mqtt import MqttBridge
             self.mqtt = MqttBridge.from_config(self)
-        self.ledger = Ledger(cfg.ledger_path(), checkpoint_every=cfg.ledger.checkpoint_every or None)
+        self.ledger = Ledger(cfg.ledger_path(), checkpoint_every=cfg.ledger.checkpoint_every or None,
+                             group_commit_ms=cfg.ledger.group_commit_ms, synchronous=cfg.ledger.synchronous)
         self._recall_witnesses()
         if integration:
             from host.integration import Integration

@@ -4,9 +4,11 @@ Rows (all measured in the same run, same machine, same SQLite durability: WAL + 
 unless a column says otherwise):
   becomingone  append_per_s (durable, group commit through Ledger.submit's writer thread: every
                entry's future resolves after its COMMIT; the caller keeps all the futures),
-               append_callback_per_s (the coordinator's real path: submit(callback=...) whose
-               callback puts ("committed", key, entry, err) on a queue.SimpleQueue, as a WITNESS
-               ACK does; futures dropped; timed until the last callback ran),
+               append_callback_per_s (the coordinator's real path: a Ledger opened as the
+               coordinator opens it (ledger.group_commit_ms from the config defaults), submit(
+               callback=...) whose callback puts ("committed", key, entry, err) on a
+               queue.SimpleQueue as a WITNESS ACK does; futures dropped; timed until the last
+               callback ran),
                append_normal_per_s (append_per_s with synchronous=NORMAL: survives a killed
                process, not a power loss), append_many_per_s (batches of 1000),
                append_single_per_s (one commit per entry), proof_per_s (inclusion proofs at random
@@ -76,7 +78,10 @@ def build_becomingone(folder, n):
         futs[-1].result()
         row["append_per_s"] = _rate(n, time.perf_counter() - t)
     del futs
-    with Ledger(os.path.join(folder, "c.sqlite")) as led:
+    from host.config import SCHEMA
+    linger = SCHEMA["ledger"]["group_commit_ms"].default
+    row["callback_group_commit_ms"] = linger
+    with Ledger(os.path.join(folder, "c.sqlite"), group_commit_ms=linger) as led:
         inbox, done, count = queue.SimpleQueue(), threading.Event(), [0]
 
         def committed(entry, err, key):

@@ -3,12 +3,13 @@ Merkle tree (SHA3-256) with stored nodes, inclusion/consistency proofs and Ed255
 checkpoints. docs/LEDGER.md gives the bytes; this docstring is the stable API.
 
     from host.ledger import Ledger
-    led = Ledger("DATA/ledger.sqlite", checkpoint_every=10000, group_commit_ms=0.0, max_batch=8192)
-                                      # == Ledger.open(path, ...); creates file, genesis, key on first use
+    led = Ledger("DATA/ledger.sqlite", checkpoint_every=10000, group_commit_ms=0.0, max_batch=8192,
+                 synchronous="FULL")  # == Ledger.open(path, ...); creates file, genesis, key on first use
+                                      # ("NORMAL": survives a killed process, not a power loss)
     e = led.append("action", {"action": "reboot", "device": 3})   # -> Entry, durable on return
     es = led.append_many([("witness", {...}), ("pulse", {...})])  # one transaction
     fut = led.submit("witness", {"device": 3, "layer": "micro", ...}, callback=None)
-    entry = fut.result()              # concurrent.futures.Future, resolved after COMMIT
+    entry = fut.result()              # a concurrent.futures.Future (LedgerFuture), resolved after COMMIT
     entry = await asyncio.wrap_future(fut)           # from an asyncio loop
     led.flush(); led.close()          # or `with Ledger(path) as led:`
 
@@ -31,7 +32,9 @@ Outside verifiers: host.ledger.merkle.verify_inclusion / verify_consistency (has
 host.ledger.checkpoint.verify_note.
 
 Errors: bad kind/data -> UserError (KindError) raised at append/submit; a corrupted or locked
-database -> LedgerCorrupt / LedgerLocked (UserErrors naming the file and what to do).
+database -> LedgerCorrupt / LedgerLocked (UserErrors naming the file and what to do); a file of a
+newer on-disk format -> LedgerError. Format-1 files are upgraded on the first writable open
+(docs/LEDGER.md §3). host.ledger.tree reads the stored tree (also used by host.mesh).
 
 Thread-safety: one Ledger object may be shared by threads (an asyncio loop thread, the writer
 thread it owns, worker threads): every method takes an internal lock around its SQLite work;

@@ -502,8 +502,8 @@ class Coordinator(OperatorMixin):
         while last_beat >= nxt and emitted < max(64, n):
             data = {"device": s.device_id, "boot": s.boot_id, "beat": int(nxt), "beats": every}
             try:
-                data.update(coherence=int(rec["coherence"]) / 65535.0,
-                            threat=int(rec["threat"]) / 65535.0,
+                data.update(coherence=int(rec["coherence"]) / 65536.0,
+                            threat=int(rec["threat"]) / 65536.0,
                             decision_state=int(rec["decision_state"]),
                             period_us=telemetry_period_us(rec["period_us"], s.hello))
             except (KeyError, IndexError, ValueError, TypeError):
@@ -541,7 +541,7 @@ class Coordinator(OperatorMixin):
                 "boot": s.boot_id, "seq": f.seq, "device_time_us": f.time_us,
                 "witness_id": fl["witness_id"], "witness": WITNESS_KIND_NAMES.get(fl["kind"], "?"),
                 "beat": fl["beat"], "decision": P.DECISION_NAMES[fl["decision"]],
-                "threat": fl["threat"] / 65535.0, "coherence": fl["coherence"] / 65535.0,
+                "threat": fl["threat"] / 65536.0, "coherence": fl["coherence"] / 65536.0,
                 "value": fl["value"], "pow_bits": fl["pow_bits"], "nonce": fl["nonce"]}
         self.witness_pending.add(key)
         inbox = self.inbox

@@ -137,7 +137,7 @@ def state_payload(online, tel):
     coh, thr, ds, beat = tel
     dec = ds & P.DECISION_MASK
     quarantined = bool(ds & P.STATE_QUARANTINE_LATCHED) or dec == P.DECISION_QUARANTINE
-    return {"coherence": round(coh / 65535.0, 4), "threat": round(thr / 65535.0, 4),
+    return {"coherence": round(coh / 65536.0, 4), "threat": round(thr / 65536.0, 4),
             "decision": "QUARANTINE" if quarantined else
                         DECISIONS[dec] if dec < len(DECISIONS) else "NOOP",
             "quarantined": quarantined, "collapse": bool(ds & P.STATE_COLLAPSE), "beat": beat,

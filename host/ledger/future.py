@@ -23,32 +23,29 @@ class LedgerFuture(Future):
         self._state = PENDING
         self._result = None
         self._exception = None
+        self._made = False              # Future.__init__'s condition and lists exist
 
     def __getattr__(self, name):
         """Only called for attributes not yet made: make all of Future.__init__'s at once."""
-        if name.startswith("__"):
+        if name.startswith("__") or name == "_made":
             raise AttributeError(name)
-        d = self.__dict__
         with _LAZY:
-            if "_condition" not in d:
-                state, result, exc = d["_state"], d["_result"], d["_exception"]
+            if not self._made:
+                state, result, exc = self._state, self._result, self._exception
                 Future.__init__(self)
-                d["_state"], d["_result"], d["_exception"] = state, result, exc
-        try:
-            return d[name]
-        except KeyError:
-            raise AttributeError(name) from None
+                self._state, self._result, self._exception = state, result, exc
+                self._made = True
+        return object.__getattribute__(self, name)
 
     def _resolve(self, result, exc):
         """Complete the future (writer thread): result, or exception `exc` when not None."""
-        d = self.__dict__
         with _LAZY:
-            if "_condition" not in d:   # nobody has looked: no waiter or callback to wake
+            if not self._made:          # nobody has looked: no waiter or callback to wake
                 if exc is None:
-                    d["_result"] = result
+                    self._result = result
                 else:
-                    d["_exception"] = exc
-                d["_state"] = FINISHED
+                    self._exception = exc
+                self._state = FINISHED
                 return
         if exc is None:
             self.set_result(result)

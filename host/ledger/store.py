@@ -73,7 +73,7 @@ class Ledger:
             self._size, self._last = 0, bytes(32)
             self._frontier = merkle.Frontier()
             data = {"kind": "genesis", "origin": GENESIS_ORIGIN, "version": LEDGER_VERSION}
-            self._commit([(canonical.dumps(data), data, time.time())])
+            self._commit([(canonical.dumps(data), data, time.time(), None, None)])
         else:
             self._size, self._last = row[0] + 1, row[1]
             plan = merkle.decompose(0, self._size)
@@ -100,11 +100,11 @@ class Ledger:
             ts = canonical.check_timestamp(time.time() if timestamp is None else timestamp)
         except canonical.CanonicalError as e:
             raise UserError("ledger %s entry: %s" % (kind, e)) from None
-        return text, d, ts
+        return text, d, ts, None, None     # the writer queue's (.., future, callback) shape
 
     def _commit(self, prepared):
-        """Append prepared (data_json, data, ts) rows in ONE transaction; returns Entries after
-        the commit is durable. In-memory state changes only after a successful commit."""
+        """Append prepared (data_json, data, ts, ...) items in ONE transaction; returns Entries
+        after the commit is durable. In-memory state changes only after a successful commit."""
         with self._lock:
             if self._closed:
                 raise LedgerError("ledger %s is closed" % self.path)
@@ -113,7 +113,7 @@ class Ledger:
             rows, hashes, out = [], [], []
             sha3 = hashlib.sha3_256
             ph = prev.hex()
-            for text, d, ts in prepared:   # the hash input of docs/LEDGER.md §2, inlined
+            for text, d, ts, _fut, _cb in prepared:   # the hash input of docs/LEDGER.md §2, inlined
                 h = sha3(f'{{"data":{text},"index":{n},"previous_hash":"{ph}","timestamp":{ts!r}}}'
                          .encode("ascii")).digest()
                 rows.append((n, ts, text, prev, h))
@@ -161,7 +161,7 @@ class Ledger:
         concurrent.futures.Future resolved with the Entry only after its batch committed (or
         with the error). callback(entry, error) runs in the writer thread after the commit.
         Bad kind/data raise here, at once. From asyncio: `await asyncio.wrap_future(fut)`."""
-        item = self._prepare(kind, data, timestamp)
+        text, d, ts, _f, _c = self._prepare(kind, data, timestamp)
         fut = LedgerFuture()
         with self._cv:
             if self._closed:
@@ -169,7 +169,7 @@ class Ledger:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._writer_loop, name="ledger-writer", daemon=True)
                 self._writer.start()
-            self._queue.append((item, fut, callback))
+            self._queue.append((text, d, ts, fut, callback))
             if len(self._queue) == 1 or len(self._queue) >= self.max_batch:
                 self._cv.notify()  # the writer only sleeps on an empty queue or while lingering
         return fut
@@ -191,11 +191,11 @@ class Ledger:
                         self._cv.wait(left)
                 batch = [q.popleft() for _ in range(min(len(q), self.max_batch))]
             try:
-                entries = self._commit([b[0] for b in batch])
+                entries = self._commit(batch)
                 err = None
             except BaseException as e:  # the futures carry the error; the writer keeps going
                 entries, err = [None] * len(batch), e
-            for (_item, fut, cb), e in zip(batch, entries):
+            for (_t, _d, _ts, fut, cb), e in zip(batch, entries):
                 try:
                     fut._resolve(e, err)
                 except InvalidStateError:  # the caller cancelled it; the entry is committed anyway

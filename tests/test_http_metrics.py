@@ -68,3 +68,40 @@ def test_metrics_parse_and_match_the_status(tmp_path):
             raise AssertionError("frames_accepted did not grow")
     finally:
         h.stop()
+
+
+class _MeshStatus:
+    """What host/coordinator_mesh.py's MeshBridge shows in status()["mesh"] (its shape, fixed
+    values): the mesh itself needs TLS material and peers, tested in tests/test_mesh_*.py."""
+
+    def status(self):
+        return {"enabled": True, "running": True, "cell": "cell-a", "backend": "embedded",
+                "alive": 2, "t_global": [0.6, 0.8],
+                "members": {"cell-a": {"state": "alive", "incarnation": 1, "addr": None},
+                            "cell-b": {"state": "alive", "incarnation": 3, "addr": None},
+                            "cell-c": {"state": "suspect", "incarnation": 2, "addr": None}}}
+
+    def tick(self, now):
+        pass
+
+    def stop(self):
+        pass
+
+
+def test_mesh_state_in_metrics_api_and_snapshot(tmp_path):
+    h = Host(tmp_path)
+    try:
+        h.c.call(lambda: setattr(h.c, "mesh", _MeshStatus()))
+        m = _scrape(h)
+        assert m[("becomingone_mesh_enabled", ())] == 1
+        assert m[("becomingone_mesh_peers", (("state", "alive"),))] == 2
+        assert m[("becomingone_mesh_peers", (("state", "suspect"),))] == 1
+        assert abs(m[("becomingone_mesh_t_global_magnitude", ())] - 1.0) < 1e-9
+        mesh = h.get("/api/mesh")
+        assert mesh["cell"] == "cell-a" and set(mesh["members"]) == {"cell-a", "cell-b", "cell-c"}
+        import time
+        time.sleep(0.15)                      # past http.sse_interval: a fresh snapshot
+        assert h.get("/api/snapshot")["mesh"]["t_global"] == [0.6, 0.8]
+    finally:
+        h.c.call(lambda: setattr(h.c, "mesh", None))
+        h.stop()

@@ -115,7 +115,7 @@ class CoordinatorCollector:
         mesh = st.get("mesh") or {}
         yield gauge("mesh_enabled", "1 when this coordinator runs the mesh", 1 if mesh and
                     mesh.get("enabled", True) else 0)
-        view = mesh.get("view") or mesh.get("peers")
+        view = mesh.get("members") or mesh.get("view") or mesh.get("peers")
         if isinstance(view, dict):
             peers = G(P + "mesh_peers", "Mesh members by SWIM state", labels=["state"])
             counts = {}

@@ -111,7 +111,7 @@ SCHEMAS = {
     "Similar": _obj({"results": {"type": "array", "items": _obj({
         "id": INT, "t": NUM, "device_id": INT, "similarity": NUM, "theta": NUM},
         ["id", "t", "device_id", "similarity", "theta"])}}, ["results"], extra=False),
-    "Mesh": _obj({"enabled": BOOL, "reason": STR, "cell": STR, "view": {"type": "object"},
+    "Mesh": _obj({"enabled": BOOL, "reason": STR, "cell": STR, "members": {"type": "object"},
                   "t_global": COMPLEX}, ["enabled"]),
     "Status": _obj({
         "running": BOOL, "pid": INT, "uptime_s": NUM, "data_dir": STR,

@@ -207,10 +207,11 @@ function renderMesh(mesh) {
     peers.replaceChildren();
     return;
   }
-  text($("mesh-state"), (mesh.cell ? mesh.cell + " · " : "") + "on");
+  text($("mesh-state"), (mesh.cell ? mesh.cell + " · " : "") + (mesh.running === false ? "starting" : "on")
+       + (mesh.alive !== undefined ? " · " + mesh.alive + " alive" : ""));
   const tg = mesh.t_global;
   text($("mesh-tglobal"), Array.isArray(tg) ? "|T| " + Math.hypot(tg[0], tg[1]).toFixed(3) + " (" + fmt(tg[0], 3) + ", " + fmt(tg[1], 3) + ")" : "-");
-  const view = mesh.view || mesh.peers || {};
+  const view = mesh.members || mesh.view || mesh.peers || {};
   const items = Array.isArray(view) ? view.map((p) => [p.name || p.cell || JSON.stringify(p), p.state || ""])
     : Object.entries(view).map(([k, v]) => [k, Array.isArray(v) ? v[0] : (v && v.state) || v]);
   peers.replaceChildren(...items.map(([name, state]) => {

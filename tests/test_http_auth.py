@@ -146,3 +146,10 @@ def test_run_prints_the_dashboard_and_puts_it_in_the_ready_json(tmp_path):
               "--http", "0.0.0.0:0", "--duration", "0.5"], env_extra={ENV_TOKEN: ""})
     assert r.returncode == 2 and r.stderr.startswith("becomingone: ") and "token" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_emulate_prints_the_dashboard(tmp_path):
+    r = _run(["emulate", "--runtime", "cpython", "--devices", "1", "--duration", "2",
+              "--http", "127.0.0.1:0", "--no-live", "--data", str(tmp_path / "emu")], timeout=120)
+    lines = [l for l in r.stdout.splitlines() if l.startswith("becomingone: dashboard http://127.0.0.1:")]
+    assert len(lines) == 1 and not lines[0].endswith(":0/"), r.stdout + r.stderr

@@ -11,6 +11,8 @@ Rows
   metrics        one /metrics scrape (ms, median of 20) and its size
   snapshot-build one dashboard snapshot built from scratch (ms, median of 20), and the part of
                  it spent in the processing thread (`collect`: how long the ingest loop is held)
+  api-devices-hold  the part of one GET /api/devices spent in the processing thread (copying
+                 the session summaries; the rest is done in the HTTP thread)
 Columns: req_per_s (sequential requests on `connections` keep-alive connections from a
 separate client process), p50_ms, p99_ms, ratio_vs_bare, bytes.
 """
@@ -183,6 +185,14 @@ def collect(args):
             rows.append(dict(name="snapshot-build", build_ms=build_ms, call_ms=hold_ms,
                              processing_thread_ms=round(statistics.median(inner), 3),
                              devices=len(c.sessions.current)))
+            listing = []
+            for _ in range(20):
+                t0, _x, t1 = c.call(lambda: (time.perf_counter(),
+                                             [x.summary() for _, x in sorted(c.sessions.current.items())],
+                                             time.perf_counter()))
+                listing.append((t1 - t0) * 1e3)
+            rows.append(dict(name="api-devices-hold", devices=len(c.sessions.current),
+                             processing_thread_ms=round(statistics.median(listing), 3)))
             conn.close()
         finally:
             c.stop()

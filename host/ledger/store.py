@@ -277,19 +277,80 @@ class Ledger:
     def _suffixes(self):
         """{start: MTH(D[start:size])} for the subtree boundaries of the current size (from the
         in-memory frontier; memoised until the next append). start 0 gives the root."""
-        size, folds = self._suffix_memo
+        return self._edge()[0]
+
+    def _edge(self):
+        """(suffix folds as in _suffixes, [(start, level, hash)] of the frontier's perfect
+        subtrees left to right) for the current size, memoised until the next append."""
+        size, memo = self._suffix_memo
         if size != self._size:
             st = self._frontier.stack
-            starts, off = [], 0
-            for lv, _h in st:
-                starts.append(off)
+            subs, off = [], 0
+            for lv, h in st:
+                subs.append((off, lv, h))
                 off += 1 << lv
             folds, r = {}, None
-            for (_lv, h), a in zip(reversed(st), reversed(starts)):
+            for a, _lv, h in reversed(subs):
                 r = h if r is None else merkle.node_hash(h, r)
                 folds[a] = r
-            self._suffix_memo = (self._size, folds)
-        return folds
+            memo = (folds, subs)
+            self._suffix_memo = (self._size, memo)
+        return memo
+
+    def _current_path(self, m):
+        """RFC 9162 PATH(m, D[0:size]) for the current size: m lies in one perfect subtree S of
+        the frontier (level top); the path is S's siblings (lv, (m >> lv) ^ 1) for lv < top
+        (stored nodes, or hashes over m's aligned entry block below the stored level), then
+        MTH of everything right of S (a memoised suffix fold), then the frontier subtrees left
+        of S, nearest first. One query. -> (path hex list, leaf hash, entry hash)."""
+        folds, subs = self._edge()
+        j = 0
+        while m >= subs[j][0] + (1 << subs[j][1]):
+            j += 1
+        a, top, _h = subs[j]
+        nl = self._node_level
+        low = min(top, nl)                    # siblings below the stored level: from the block
+        cache = self._node_cache
+        if len(cache) >= CACHE_MAX:
+            cache.clear()
+        sib, args = [None] * top, []
+        for lv in range(low, top):
+            c = (lv, (m >> lv) ^ 1)
+            h = cache.get(c)
+            if h is None:
+                args.append(((c[1] + 1) << lv))
+                args.append(lv)
+            else:
+                sib[lv] = h
+        b0 = (m >> low) << low
+        nterms = len(args) >> 1
+        args.append(b0)
+        args.append(b0 + (1 << low))
+        block = {}
+        for pos, lv, h in self._con.execute(tree._sql(nterms, 1), args):
+            if lv < 0:
+                block[pos] = h
+            else:
+                sib[lv] = cache[(lv, (pos >> lv) - 1)] = h
+        sha3 = hashlib.sha3_256
+        try:
+            leaves = [sha3(b"\x00" + block[i]).digest() for i in range(b0, b0 + (1 << low))]
+        except KeyError as e:
+            raise LedgerError("ledger %s: entry %d is missing" % (self.path, e.args[0])) from None
+        level, r = leaves, m - b0
+        for lv in range(low):                 # the block's own levels 0..low-1
+            sib[lv] = level[r ^ 1]
+            level = [sha3(b"\x01" + x + y).digest() for x, y in zip(level[0::2], level[1::2])]
+            r >>= 1
+        if None in sib:
+            lv = sib.index(None)
+            raise LedgerError("ledger %s: tree node (level %d, index %d) is missing; run `becomingone "
+                              "ledger verify`" % (self.path, lv, (m >> lv) ^ 1))
+        path = [h.hex() for h in sib]
+        if j + 1 < len(subs):
+            path.append(folds[a + (1 << top)].hex())
+        path += [subs[i][2].hex() for i in range(j - 1, -1, -1)]
+        return path, leaves[m - b0], block[m]
 
     def _root_of(self, size):
         if size == 0:
@@ -311,7 +372,11 @@ class Ledger:
             n = self._check_size(size)
             if type(index) is not int or not 0 <= index < n:
                 raise UserError("entry index %r out of range (allowed: 0..%d)" % (index, n - 1))
-            current = n == self._size
+            if n == self._size:
+                path, leaf, eh = self._current_path(index)
+                return {"type": "inclusion", "index": index, "tree_size": n, "entry_hash": eh.hex(),
+                        "leaf_hash": leaf.hex(), "root": self._suffixes()[0].hex(), "path": path}
+            current = False
             # RFC 9162 PATH(m, D[0:n]) top-down: a sibling is a complete subtree, or (only while
             # the range still ends at n) a suffix D[a:n], folded from the frontier for the
             # current size or from its complete subtrees for an older size

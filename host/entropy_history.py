@@ -27,7 +27,6 @@ Public API
         (host/telemetry_history.py; memory.telemetry_interval sets its rate)
 """
 import array
-import csv
 import json
 import math
 import os
@@ -36,6 +35,7 @@ import sqlite3
 import numpy as np
 
 from device.arbiter import _fill
+from host.entropy_train import read_csv_rows
 from host.errors import UserError
 
 DEFAULT_W, DEFAULT_B = 0.12, 0.0     # the device's built-in model (device/arbiter.py)
@@ -69,11 +69,7 @@ def _parse_time(s):
 
 def read_intervals(path):
     """{device: [(start, end), ...]} from a CSV with header device,start,end."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise UserError("cannot read labels %s: %s" % (path, e.strerror or e)) from None
+    rows = read_csv_rows(path, "labels")
     if not rows or [c.strip() for c in rows[0][:3]] != ["device", "start", "end"]:
         raise UserError("labels %s: the first line must be the header device,start,end" % path)
     out = {}

@@ -175,13 +175,20 @@ def fit(X, y, l2=1e-3, max_iter=100, tol=1e-10, holdout=0.0, seed=0):
     return Model(w, b, loss, it, conv, yt.shape[0], npos, a_train, a_hold)
 
 
-def load_labelled(path):
-    """(X, y) from a CSV file with a header row: one or more feature columns and `label`."""
+def read_csv_rows(path, what="file"):
+    """Every row of a CSV file as lists of strings; UserError naming the file if unreadable."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+            return list(csv.reader(f))
     except OSError as e:
-        raise UserError("cannot read %s: %s" % (path, e.strerror or e)) from None
+        raise UserError("cannot read %s %s: %s" % (what, path, e.strerror or e)) from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise UserError("%s %s is not a UTF-8 CSV file: %s" % (what, path, e)) from None
+
+
+def load_labelled(path):
+    """(X, y) from a CSV file with a header row: one or more feature columns and `label`."""
+    rows = read_csv_rows(path, "labelled history")
     if not rows or "label" not in rows[0]:
         raise UserError("%s: needs a header row with a `label` column and feature columns" % path)
     head = rows[0]

@@ -167,7 +167,8 @@ def _coordinator(tmp, over):
     o = {"data_dir": tmp, "admission.rate.capacity": 1e9, "admission.rate.refill": 1e9,
          "ledger.pulse_summary_every": 0}
     o.update(over)
-    c = Coordinator(load_config(overrides=o), links=["udp://127.0.0.1:0"], control=False).start()
+    c = Coordinator(load_config(overrides=o), links=["udp://127.0.0.1:0"], control=False,
+                    http=False).start()
     th = threading.Thread(target=c.run, daemon=True)
     th.start()
     return c, th, int(c.links[0].local_url.rsplit(":", 1)[1])

@@ -232,17 +232,7 @@ def _ours(n, devices, rate):
             base_acc, base = cn["frames_accepted"], done()
             base_rej = dict(c.rejected)
             t0 = g.go()
-            last, t_last, idle = base, t0, time.perf_counter()
-            while True:
-                time.sleep(0.002)
-                cur = done()
-                now = time.perf_counter()
-                if cur != last:
-                    last, t_last, idle = cur, now, now
-                    if cur - base >= n:
-                        break
-                elif now - idle > 1.0:
-                    break
+            t_last = wait_processed(done, base, n, t0)
             gen = g.result()
             acc = cn["frames_accepted"] - base_acc
             rej = {k: v - base_rej.get(k, 0) for k, v in c.rejected.items() if v - base_rej.get(k, 0)}
@@ -250,6 +240,22 @@ def _ours(n, devices, rate):
             c.stop()
             th.join(30)
     return acc, max(1e-9, t_last - t0), gen, rej
+
+
+def wait_processed(done, base, n, t0, idle_s=1.0):
+    """Poll done() until n frames past `base` were handled, or nothing moved for idle_s;
+    returns the perf_counter time of the last progress (the end of the measured span)."""
+    last, t_last, idle = base, t0, time.perf_counter()
+    while True:
+        time.sleep(0.002)
+        cur = done()
+        now = time.perf_counter()
+        if cur != last:
+            last, t_last, idle = cur, now, now
+            if cur - base >= n:
+                return t_last
+        elif now - idle > idle_s:
+            return t_last
 
 
 def _sustained(fn, n, devices):

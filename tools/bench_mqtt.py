@@ -244,7 +244,7 @@ def _mqtt_over(port, interval):
 
 def _ingest(over):
     """bench_ingest's coordinator run, with config overrides and 100 devices saying HELLO."""
-    from tools.bench_ingest import _Gen
+    from tools.bench_ingest import _Gen, wait_processed
 
     def run(n, devices, rate):
         with tempfile.TemporaryDirectory() as tmp:
@@ -260,17 +260,7 @@ def _ingest(over):
                     return cn["frames_accepted"] + cn["frames_rejected"]
                 base_acc, base = cn["frames_accepted"], done()
                 t0 = g.go()
-                last, t_last, idle = base, t0, time.perf_counter()
-                while True:
-                    time.sleep(0.002)
-                    cur = done()
-                    now = time.perf_counter()
-                    if cur != last:
-                        last, t_last, idle = cur, now, now
-                        if cur - base >= n:
-                            break
-                    elif now - idle > 1.0:
-                        break
+                t_last = wait_processed(done, base, n, t0)
                 gen = g.result()
                 acc = cn["frames_accepted"] - base_acc
             finally:

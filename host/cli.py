@@ -17,7 +17,7 @@ COMMANDS = {
     "memory": ("host.commands.memory", "query temporal signatures (range, reconstruct, similar)"),
     "device": ("host.commands.device", "list devices, change config (undo/redo/goto), clear, push model"),
     "flash": ("host.commands.flash", "compile and deploy the firmware to a board with mpremote"),
-    "bench": ("host.commands.bench", "benchmarks: protocol, device, ledger, ingest"),
+    "bench": ("host.commands.bench", "benchmarks: protocol, device, ledger, ingest, mesh, master, http, mqtt"),
     "mesh": ("host.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
     "model": ("host.commands.model", "entropy model: train on labelled history, show, push to devices"),
     "plot": ("host.commands.plot", "PNG charts of a device: coherence, PID response, lateness"),
@@ -60,6 +60,12 @@ def main(argv=None):
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `becomingone ledger show | head`: the reader went away; no traceback, and
+        # point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -106,6 +106,9 @@ def test_cli_simulate_table_and_exit_code_when_not_converged(capsys):
     assert rc == 1 and "converged          False" in out
     assert main(["mesh", "simulate", "--nodes", "100", "--algo", "bogus"]) == 2
     assert "algo must be one of" in capsys.readouterr().err
+    assert main(["mesh", "simulate", "--nodes", "100", "--algo", "pushsum", "--max-rounds", "3",
+                 "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["converged"] is False
 
 
 def test_bench_mesh_quick_rows():

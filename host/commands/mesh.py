@@ -56,7 +56,7 @@ def _simulate(args):
         upd(res["rounds_run"], "done", max(1, res["rounds_run"]))   # converged early: full bar
     if args.json:
         print(json.dumps(res, sort_keys=True))
-        return 0
+        return 0 if res["converged"] else 1
     keys = ["algo", "graph", "nodes", "converged", "rounds", "target_rounds", "messages",
             "rounds_run", "agreement_round", "initial_error", "final_error", "final_spread", "seconds"]
     keys += [k for k in sorted(res) if k not in keys and k not in ("tol", "seed", "max_rounds", "log2_n")]

@@ -103,6 +103,13 @@ def _restore(args):
         print("restored %d entries of %s into %s (root %s, checkpoint size %d verified; %d shards "
               "used, %d rejected)" % (res["size"], res["origin"], res["db"], res["root"],
                                        res["checkpoint_size"], res["shards_used"], len(res["rejected"])))
+        if res.get("key_pinned"):
+            print("  signing key: the --pubkey given (SHA-256 of the raw Ed25519 key %s...)"
+                  % res["public_key_sha256_16"])
+        else:
+            print("  signing key: the one carried by the segments, SHA-256 of the raw Ed25519 key "
+                  "%s... (not pinned: pass the cell's ledger-signing.pub as --pubkey)"
+                  % res["public_key_sha256_16"])
         for r in res["rejected"]:
             print("  rejected %s: %s" % (r["path"], r["why"]))
     return 0

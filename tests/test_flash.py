@@ -205,6 +205,18 @@ def test_unreachable_port_fails_cleanly_and_registers_no_key(ks, tmp_path, capsy
     assert rc == 2
     assert "cannot open" in cap.err and "no-such-tty" in cap.err
     assert _snapshot(str(ks)) == before  # the key is registered only once the files are on the board
+    assert "no such port" in cap.err and "compiling" not in cap.out  # found before any compile
+
+
+def test_port_that_cannot_be_opened_fails_cleanly_and_registers_no_key(ks, tmp_path, capsys):
+    not_a_tty = tmp_path / "not-a-tty"
+    not_a_tty.write_text("")
+    before = _snapshot(str(ks))
+    rc = cli(["flash", "--board", "emulator", "--port", str(not_a_tty), "--data", str(ks)])
+    cap = capsys.readouterr()
+    assert rc == 2
+    assert "cannot open" in cap.err and "not-a-tty" in cap.err and "Traceback" not in cap.err
+    assert _snapshot(str(ks)) == before  # the key is registered only once the files are on the board
     assert "device.key" in cap.out  # the plan was shown before the copy was tried
 
 

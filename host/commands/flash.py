@@ -228,6 +228,12 @@ def flash_board(plan):
     from tools.deploy.mpremote_copy import deploy
 
     items, board = plan["items"], plan["board"]
+    port = plan["port"]
+    if not plan["wait"] and port.startswith("/") and not os.path.exists(port):
+        # before compiling and printing the whole plan: a board that is not there is the
+        # commonest mistake, and it needs no mpy-cross run to find out
+        raise UserError("cannot open %s: no such port (is the board plugged in? `mpremote devs` "
+                        "lists the ports; --wait S waits S seconds for it to appear)" % port)
     staging = None
     try:
         code = [it for it in items if it.kind == "mpy"]

@@ -61,11 +61,22 @@ def main(argv=None):
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # `becomingone ledger show | head`: the reader went away; no traceback, and
-        # point stdout at /dev/null so the interpreter's final flush cannot fail again.
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return _closed_stdout()
+    except OSError as e:
+        if not e.filename:
+            raise
+        # a folder or file named on the command line (or in the config) that cannot be
+        # created, read or written: --data /read-only/place, --out, --summary-json, ...
+        print("becomingone: cannot use %s: %s" % (e.filename, e.strerror or e), file=sys.stderr)
+        return 2
+
+
+def _closed_stdout():
+    # `becomingone ledger show | head`: the reader went away; no traceback, and point stdout
+    # at /dev/null so the interpreter's final flush cannot fail again.
+    import os
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

@@ -376,43 +376,12 @@ class Ledger:
                 path, leaf, eh = self._current_path(index)
                 return {"type": "inclusion", "index": index, "tree_size": n, "entry_hash": eh.hex(),
                         "leaf_hash": leaf.hex(), "root": self._suffixes()[0].hex(), "path": path}
-            current = False
-            # RFC 9162 PATH(m, D[0:n]) top-down: a sibling is a complete subtree, or (only while
-            # the range still ends at n) a suffix D[a:n], folded from the frontier for the
-            # current size or from its complete subtrees for an older size
-            items, coords = [], [(0, index)]
-            lo, hi, m = 0, n, index
-            while hi - lo > 1:
-                k = 1 << ((hi - lo - 1).bit_length() - 1)
-                if m < lo + k:
-                    r = hi - lo - k
-                    if r & (r - 1):
-                        items.append(lo + k)
-                        if not current:
-                            coords.extend(merkle.decompose(lo + k, n))
-                    else:
-                        lv = r.bit_length() - 1
-                        c = (lv, (lo + k) >> lv)
-                        items.append(c)
-                        coords.append(c)
-                    hi = lo + k
-                else:
-                    lv = k.bit_length() - 1
-                    c = (lv, lo >> lv)
-                    items.append(c)
-                    coords.append(c)
-                    lo += k
-            got, ent = self._fetch(coords, (index,))
-            sfx = self._suffixes() if current else None
-            path = []
-            for c in reversed(items):
-                if type(c) is tuple:
-                    path.append(got[c].hex())
-                elif sfx is not None:
-                    path.append(sfx[c].hex())
-                else:
-                    path.append(merkle.fold([got[x] for x in merkle.decompose(c, n)]).hex())
-            root = self._root_of(n)
+            # an older size: RFC 9162 PATH(m, D[0:n]) and the root, from stored/recomputed
+            # complete subtrees, one query
+            plan, rplan = merkle.inclusion_plan(index, n), merkle.root_plan(n)
+            got, ent = self._fetch([c for item in plan for c in item] + rplan + [(0, index)], (index,))
+            path = [merkle.fold([got[c] for c in item]).hex() for item in plan]
+            root = merkle.fold([got[c] for c in rplan])
         return {"type": "inclusion", "index": index, "tree_size": n, "entry_hash": ent[index].hex(),
                 "leaf_hash": got[(0, index)].hex(), "root": root.hex(), "path": path}
 

@@ -132,7 +132,8 @@ class Keystore:
         Returns the key bytes (for provisioning a board; never print them)."""
         d = parse_device_id(device_id)
         if d in self._keys and not replace:
-            raise UserError("device %d already has a key (use replace to change it)" % d)
+            raise UserError("device %d already has a key (`becomingone device keys add %d --replace` "
+                            "to change it)" % (d, d))
         k = os.urandom(32) if key is None else _parse_key(d, key)
         self._keys[d] = k
         if self.path:

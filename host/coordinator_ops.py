@@ -2,6 +2,7 @@
 host/coordinator.py's Coordinator; they run in its processing thread). The control protocol
 is described in docs/HOST.md, "Control socket"."""
 import json
+import math
 import os
 import tempfile
 import time
@@ -30,7 +31,13 @@ class OperatorMixin:
         return {"device_id": s.device_id, "sent": ok}
 
     def push_model(self, device, w, b):
-        w, b = float(w), float(b)
+        given = (w, b)
+        try:
+            w, b = float(w), float(b)
+        except (TypeError, ValueError):
+            w = b = float("nan")
+        if not (math.isfinite(w) and math.isfinite(b)):
+            raise UserError("model w and b must be finite numbers (got w=%r, b=%r)" % given)
         targets = list(self.sessions.current.values()) if device in ("all", None) \
             else [self._session(device)]
         self.model_version += 1

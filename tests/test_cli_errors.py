@@ -44,3 +44,14 @@ def test_ledger_show_into_a_closed_pipe(tmp_path):
     p.stderr.close()
     assert p.wait(timeout=60) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_emulate_never_empties_a_real_coordinators_folder(tmp_path, capsys):
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    with Ledger(str(cell / "ledger.sqlite")) as led:
+        led.append_many([("action", {"action": "test", "n": i}) for i in range(3)])
+    assert main(["emulate", "--data", str(cell), "--duration", "1", "--no-http"]) == 2
+    assert "not an emulation's" in capsys.readouterr().err
+    with Ledger(str(cell / "ledger.sqlite")) as led:
+        assert led.size == 4

@@ -99,6 +99,14 @@ class Emulation:
 
     # ---------------------------------------------------------------- setup
     def _fresh_data_dir(self):
+        # an emulation starts from an empty folder; a ledger there that no emulation made (no
+        # logs/ folder, no summary.json: a real coordinator's data) is never deleted
+        d = self.data_dir
+        if os.path.exists(os.path.join(d, "ledger.sqlite")) and not (
+                os.path.isdir(os.path.join(d, "logs")) or os.path.exists(os.path.join(d, "summary.json"))):
+            raise UserError("%s holds a ledger that is not an emulation's (no logs/ or summary.json "
+                            "there): an emulation empties its data folder first, so choose another "
+                            "--data (default var/emulate)" % d)
         os.makedirs(self.data_dir, exist_ok=True)
         for name in os.listdir(self.data_dir):
             if name.startswith(("ledger", "sessions", "devconfig", "memory", "status", "keystore",

@@ -54,7 +54,8 @@ def run(args):
     for l in st.get("links", []):
         print("link         %s  %s  in %d  out %d" % (l["url"], "open" if l["open"] else "closed",
                                                      l["frames_in"], l["frames_out"]))
-    print("devices      %d seen, %d online" % (st.get("devices_seen", 0), st.get("devices_online", 0)))
+    print("devices      %d seen, %d online%s" % (st.get("devices_seen", 0), st.get("devices_online", 0),
+                                              "" if st.get("running") else " when it stopped"))
     print("frames       %d received, %d accepted, %d rejected %s" % (
         st.get("frames_received", 0), st.get("frames_accepted", 0), sum(rej.values()),
         ", ".join("%s %d" % kv for kv in sorted(rej.items()))))

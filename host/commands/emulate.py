@@ -138,5 +138,18 @@ def run(args):
         "lateness_us", "collapses", "decisions", "witness_sent", "witness_in_ledger",
         "ledger_entries", "ledger_verified")}
     print(json.dumps(short, indent=1, sort_keys=True))
-    print("summary: %s\nledger:  becomingone ledger verify --data %s" % (path, emu.data_dir))
+    exe = sys.argv[0] if sys.argv else ""
+    cmd = _under_cwd(exe) if os.path.basename(exe) == "becomingone" else None
+    cmd = cmd if cmd and os.sep in cmd else "becomingone"
+    data = _under_cwd(emu.data_dir) or emu.data_dir
+    print("summary: %s\ninspect: %s ledger verify --data %s\n         %s ledger show --data %s\n"
+          "         %s memory query --data %s" % (_under_cwd(path) or path, cmd, data, cmd, data,
+                                                  cmd, data))
     return 0 if summary["ledger_verified"] else 1
+
+
+def _under_cwd(path):
+    """`path` relative to the working directory when it lies under it, else None: the hint
+    lines must work in the user's shell, where tools/run.sh's .venv/bin is not on PATH."""
+    rel = os.path.relpath(os.path.abspath(path))
+    return None if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel

@@ -78,6 +78,9 @@ def run(args):
     faults = parse_faults(args.faults)
     if args.duration < 0:
         raise UserError("--duration must be >= 0 (0 = until Ctrl-C)")
+    if getattr(args, "http", None):
+        from host.http import parse_address
+        parse_address(args.http)          # a typo fails here, before the data folder is emptied
     emu = Emulation(devices=args.devices, duration=args.duration or None,
                     transport=args.transport, runtime=args.runtime, faults=faults,
                     data_dir=args.data, serial_devices=args.serial_devices,

@@ -39,7 +39,11 @@ def test_forked_cell_is_caught_by_a_peer_process(tmp_path):
         start_cells(base, tls, trust, CELLS, procs)
         assert wait(lambda: procs["cell-0"].status["alerts"] >= 1, 30), procs["cell-0"].status
         ev_dir = os.path.join(base, "cell-0", "replicas", "evidence")
-        evs = [json.load(open(os.path.join(ev_dir, f))) for f in os.listdir(ev_dir)]
+        # the alert count and the evidence file are written by different steps of one pull:
+        # under load the status line can report the alert first
+        assert wait(lambda: os.path.isdir(ev_dir) and any(f.endswith(".json") for f in os.listdir(ev_dir)),
+                    30), (procs["cell-0"].status, os.listdir(os.path.dirname(ev_dir)))
+        evs = [json.load(open(os.path.join(ev_dir, f))) for f in os.listdir(ev_dir) if f.endswith(".json")]
         assert evs and evs[0]["origin"] == origin
         roots = {ckpt.verify_note(n, pub)["root"] for n in evs[0]["checkpoints"]}
         assert len(roots) == 2                                     # two signed roots, one size

@@ -177,8 +177,9 @@ class ReplicaStore:
     def _keep_evidence(self, origin, ev):
         path = os.path.join(self.folder, "evidence", "%s-%d-%d.json" % (origin_id(origin), ev["size"],
                                                                           int(time.time() * 1e6)))
-        with open(path, "w") as f:
+        with open(path + ".tmp", "w") as f:       # atomic: a reader never sees half a file
             json.dump(ev, f, indent=1)
+        os.replace(path + ".tmp", path)
         ev["path"] = path
         self.untrusted.add(origin)
         with open(os.path.join(self.folder, "untrusted.json"), "w") as f:
@@ -188,7 +189,7 @@ class ReplicaStore:
         """Every piece of split-view evidence held (to hand to other cells)."""
         out = []
         d = os.path.join(self.folder, "evidence")
-        for name in sorted(os.listdir(d)):
+        for name in sorted(n for n in os.listdir(d) if n.endswith(".json")):
             with open(os.path.join(d, name)) as f:
                 ev = json.load(f)
             ev.pop("path", None)

@@ -146,6 +146,12 @@ def test_run_prints_the_dashboard_and_puts_it_in_the_ready_json(tmp_path):
               "--http", "0.0.0.0:0", "--duration", "0.5"], env_extra={ENV_TOKEN: ""})
     assert r.returncode == 2 and r.stderr.startswith("becomingone: ") and "token" in r.stderr
     assert "Traceback" not in r.stderr
+    # bound to every address: the printed URL names this host, not 0.0.0.0
+    r = _run(["run", "--data", str(tmp_path / "d"), "--link", "udp://127.0.0.1:0",
+              "--http", "0.0.0.0:0", "--duration", "0.5"], env_extra={ENV_TOKEN: "t" * 32})
+    import socket
+    assert r.returncode == 0, r.stderr
+    assert "becomingone: dashboard http://%s:" % socket.gethostname() in r.stdout, r.stdout
 
 
 def test_emulate_prints_the_dashboard(tmp_path):

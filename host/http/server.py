@@ -312,6 +312,9 @@ class HttpServer:
                             % (settings.host, settings.port, e.strerror or e)) from None
         host, port = self.httpd.server_address[:2]
         self.port = port
+        if host in ("0.0.0.0", "::"):      # every address: show one a browser elsewhere can use
+            import socket
+            host = socket.gethostname() or host
         shown = "[%s]" % host if ":" in host else host
         self.url = "http://%s:%d/" % (shown, port)
         self.api = Api(coordinator, self)

@@ -11,19 +11,12 @@ import pytest
 from host.errors import UserError
 from host.ledger import Ledger, LedgerError, merkle, verify_path
 from host.ledger.db import FORMAT, INSERT_CHUNK, NODE_LEVEL
+from tests.test_ledger_faults import _sql
 from host.ledger.future import LedgerFuture
 
 
 def W(i):
     return {"device": 1 + i % 7, "layer": "micro", "n": i}
-
-
-def _sql(p, q, args=()):
-    c = sqlite3.connect(p, isolation_level=None)
-    try:
-        return c.execute(q, args).fetchall()
-    finally:
-        c.close()
 
 
 def _leaves(led):

@@ -13,14 +13,7 @@ from host.mesh.node import MeshNode
 from host.mesh.replica import ReplicaStore
 from host.mesh.replication import Replicator
 from host.mesh.tls import init_mesh
-
-
-def _ledger(path, n, tag="a"):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    led = Ledger(path)
-    led.append_many([("action", {"action": tag, "i": i}) for i in range(n)])
-    led.checkpoint()
-    return led
+from tests.test_mesh_replication import _ledger
 
 
 def _serve(led, tls, ops):

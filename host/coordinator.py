@@ -11,7 +11,8 @@ Threads: one reader per link (supervised, host/supervisor.py) feeding `inbox`; t
 loop (the caller of run()) owns sessions, Master and device state; the ledger's writer thread
 commits entries and its callbacks post back to `inbox` (a WITNESS is ACKed only after its
 entry is committed); the control socket thread posts commands to `inbox` too.
-Data folder layout: docs/HOST.md.
+Data folder layout: docs/HOST.md. WITNESS handling: host/coordinator_witness.py; operator actions,
+status and control commands: host/coordinator_ops.py.
 """
 import collections
 import os
@@ -20,8 +21,9 @@ import threading
 import time
 from concurrent.futures import Future
 
-from host.admission import FULL, Admission
+from host.admission import Admission
 from host.coordinator_ops import OperatorMixin
+from host.coordinator_witness import WITNESS_LAYER, WitnessMixin
 from host.control import SOCKET_NAME, ControlServer
 from host.devconfig import DeviceConfigs, device_defaults, to_pairs
 from host.errors import UserError
@@ -36,18 +38,12 @@ from shared import protocol as P
 
 __all__ = ["Coordinator", "WITNESS_LAYER"]
 
-# WITNESS.kind -> witnessing layer of its ledger entry
-WITNESS_LAYER = {P.WITNESS_DECISION: "micro", P.WITNESS_COLLAPSE: "macro",
-                 P.WITNESS_CONFIG_APPLIED: "micro", P.WITNESS_QUARANTINE_CLEARED: "micro",
-                 P.WITNESS_MODEL_APPLIED: "micro", P.WITNESS_BOOT: "micro"}
-WITNESS_KIND_NAMES = {1: "decision", 2: "collapse", 3: "config_applied", 4: "quarantine_cleared",
-                      5: "model_applied", 6: "boot"}
 TIME_SYNC_EVERY_S = 10.0
 TICK_S = 0.05
 MAX_INBOX = 2048          # queued receive batches; beyond this a link drops (counted "overload")
 
 
-class Coordinator(OperatorMixin):
+class Coordinator(WitnessMixin, OperatorMixin):
     def __init__(self, cfg, links=None, ready_file=None, control=True, master=True, http=None):
         self.cfg = cfg
         self._http_arg = http     # host/http: None = config + BECOMINGONE_HTTP, False = off, "HOST:PORT"
@@ -168,19 +164,6 @@ class Coordinator(OperatorMixin):
         if self.ready_file:
             self._atomic_json(self.ready_file, self.ready_info())
         return self
-
-    def _recall_witnesses(self, last=100000):
-        """Committed WITNESS keys from the ledger's last entries, so that a device resending a
-        record after a host restart (its ACK was lost) is ACKed, not stored twice."""
-        size = self.ledger.size
-        for e in self.ledger.entries(max(0, size - last), size):
-            if '"kind":"witness"' in e.data_json and '"witness_id"' in e.data_json:
-                d = e.data
-                try:
-                    self.witness_done[(d["device"], d["boot"], d["witness_id"])] = e.index
-                except KeyError:
-                    continue
-        self.counters["witness_recalled"] = len(self.witness_done)
 
     def ready_info(self):
         return {"pid": os.getpid(), "data_dir": self.data_dir,
@@ -513,59 +496,3 @@ class Coordinator(OperatorMixin):
             nxt += every
             emitted += 1
         s.pulse_next = (last_beat // every + 1) * every
-
-    # ------------------------------------------------------------------ WITNESS
-    def on_witness(self, s, f, level):
-        c = self.counters
-        c["witness_received"] += 1
-        s.witness += 1
-        fl = f.fields
-        key = (s.device_id, s.boot_id, fl["witness_id"])
-        if key in self.witness_done:
-            c["witness_duplicate"] += 1
-            self._ack_witness(s, fl["witness_id"], P.ACK_OK)
-            return
-        if key in self.witness_pending:
-            c["witness_duplicate"] += 1
-            return
-        if level != FULL:
-            c["witness_observed"] += 1
-            self._ack_witness(s, fl["witness_id"], P.ACK_REJECTED)
-            return
-        if self.admission.check_witness(f) is not None:
-            c["witness_rejected_pow"] += 1
-            self.reject("pow")
-            self._ack_witness(s, fl["witness_id"], P.ACK_REJECTED)
-            return
-        data = {"device": s.device_id, "layer": WITNESS_LAYER.get(fl["kind"], "micro"),
-                "boot": s.boot_id, "seq": f.seq, "device_time_us": f.time_us,
-                "witness_id": fl["witness_id"], "witness": WITNESS_KIND_NAMES.get(fl["kind"], "?"),
-                "beat": fl["beat"], "decision": P.DECISION_NAMES[fl["decision"]],
-                "threat": fl["threat"] / 65536.0, "coherence": fl["coherence"] / 65536.0,
-                "value": fl["value"], "pow_bits": fl["pow_bits"], "nonce": fl["nonce"]}
-        self.witness_pending.add(key)
-        inbox = self.inbox
-        self._ledger_submit("witness", data,
-                            callback=lambda e, err: inbox.put(("committed", key, e, err)))
-
-    def _witness_committed(self, key, entry, err):
-        self.witness_pending.discard(key)
-        if err is not None:
-            self.counters["witness_ledger_errors"] += 1
-            return                         # no ACK: the device sends it again
-        self.counters["witness_committed"] += 1
-        self.witness_done[key] = entry.index
-        d = entry.data
-        self._micro("device_witness", device_id=key[0], boot=key[1], witness_id=key[2],
-                    witness=d.get("witness"), decision=d.get("decision"), ledger_index=entry.index)
-        if self.mqtt is not None:             # a decision change: published at once
-            self.mqtt.on_witness(key[0], d)
-        while len(self.witness_done) > 100000:
-            self.witness_done.popitem(last=False)
-        s = self.sessions.get(key[0])
-        if s is not None and s.boot_id == key[1]:
-            self._ack_witness(s, key[2], P.ACK_OK)
-            self.counters["witness_acked"] += 1
-
-    def _ack_witness(self, s, wid, status):
-        self.send(s, P.ACK, {"acked_type": P.WITNESS, "status": status, "ref": wid})

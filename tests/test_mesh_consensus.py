@@ -121,3 +121,5 @@ def test_bench_mesh_quick_rows():
     assert rows["sim-versioned-complete-100"]["within_target"] is True
     assert rows["ring"]["moved_space_fraction"] == pytest.approx(rows["ring"]["hot_cell_share_change"])
     assert rows["archive-restore"]["entries"] == rows["archive-seal"]["entries"] == 5000
+    t = rows["mesh-traffic"]                 # the whole live mesh, measured on the wire
+    assert t["alive_min"] == 5 and t["bytes_per_cell_per_s"] > rows["gossip"]["bytes_per_cell_per_s"]

@@ -5,6 +5,7 @@ Watts-Strogatz graph (rows `sim-<algo>-<N>`) and with full membership (rows
 T_global anti-entropy over mutual TLS, 5 cells) and replication (verified ledger pull between
 two cells over mutual TLS) rows. The target
 (<= 2 log2 N rounds) is reported per row as `target_rounds` / `within_target`."""
+import collections
 import os
 import tempfile
 import time
@@ -131,6 +132,104 @@ def gossip_rows(quick, cells=5, interval=1.0):
              "note": "application bytes (frames + JSON), TLS record overhead not counted"}]
 
 
+async def _counting_proxy(listen_host, port, target_host, counter):
+    """TCP relay listen_host:port -> target_host:port counting every byte both ways (TLS
+    records and handshakes included): what the wire carries for that cell's listener."""
+    import asyncio
+
+    async def pipe(r, w):
+        try:
+            while True:
+                data = await r.read(65536)
+                if not data:
+                    break
+                counter["bytes"] += len(data)
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            w.close()
+
+    async def client(r, w):
+        counter["connections"] += 1
+        try:
+            tr, tw = await asyncio.open_connection(target_host, port)
+        except OSError:
+            w.close()
+            return
+        await asyncio.gather(pipe(r, tw), pipe(tr, w))
+    return await asyncio.start_server(client, listen_host, port)
+
+
+def traffic_rows(quick, cells=5, interval=1.0):
+    """Everything the live mesh sends (MeshNode: SWIM probes, anti-entropy of T_global, ledger
+    heads and replication pulls, over mutual TLS), measured on the wire: each cell listens on
+    127.0.0.2:P behind a counting relay on 127.0.0.1:P that the others are told about, so every
+    TCP byte (TLS handshakes and records included) is counted once. One period per interval
+    (1 s, the live default), ledgers idle after the first full replication."""
+    import asyncio
+    import socket
+    from host.ledger import Ledger
+    from host.mesh.node import MeshNode, load_trust, write_trust
+    from host.mesh.tls import init_mesh
+    names = ["cell-%d" % i for i in range(cells)]
+    periods = 5 if quick else 15
+    with tempfile.TemporaryDirectory() as d:
+        init_mesh(os.path.join(d, "tls"), names)
+        leds = {}
+        for c in names:
+            os.makedirs(os.path.join(d, c))
+            led = leds[c] = Ledger(os.path.join(d, c, "ledger.sqlite"))
+            led.append_many([("action", {"action": "tick", "i": i}) for i in range(100)])
+            led.checkpoint()
+            write_trust(os.path.join(d, "trust"), c, led)
+        trust = load_trust(os.path.join(d, "trust"))
+        ports = {}
+        for c in names:
+            with socket.socket() as sk:
+                sk.bind(("127.0.0.1", 0))
+                ports[c] = sk.getsockname()[1]
+
+        async def go():
+            counter = collections.Counter()
+            relays = [await _counting_proxy("127.0.0.1", ports[c], "127.0.0.2", counter) for c in names]
+            seed = ["127.0.0.1:%d" % ports[names[0]]]
+            nodes = [MeshNode(os.path.join(d, "tls"), trust, c, leds[c], os.path.join(d, c, "replicas"),
+                              host="127.0.0.2", port=ports[c], seeds=seed if i else (),
+                              interval=interval, advertise="127.0.0.1") for i, c in enumerate(names)]
+            for n in nodes:
+                await n.start()
+            for _ in range(40):               # membership and first replication settle
+                await asyncio.gather(*(n.period(0.1 + 0.1j, 3) for n in nodes))
+                if all(n.alive_count() == cells for n in nodes) and \
+                        all(n.store.size(leds[c].origin) == leds[c].size
+                            for n in nodes for c in names if c != n.cell):
+                    break
+                await asyncio.sleep(interval / 4)
+            base = dict(counter)
+            t = time.perf_counter()
+            for _ in range(periods):
+                t0 = time.perf_counter()
+                await asyncio.gather(*(n.period(0.1 + 0.1j, 3) for n in nodes))
+                await asyncio.sleep(max(0.0, interval - (time.perf_counter() - t0)))
+            wall = time.perf_counter() - t
+            alive = min(n.alive_count() for n in nodes)
+            for n in nodes:
+                await n.close()
+            for r in relays:
+                r.close()
+            return (counter["bytes"] - base.get("bytes", 0), counter["connections"] - base.get("connections", 0),
+                    wall, alive)
+        sent, conns, wall, alive = asyncio.run(go())
+        for led in leds.values():
+            led.close()
+    return [{"name": "mesh-traffic", "cells": cells, "periods": periods, "interval_s": interval,
+             "bytes_per_cell_per_s": sent / cells / wall, "tls_connections_per_cell_per_s": conns / cells / wall,
+             "alive_min": alive,
+             "note": "all mesh services on the wire (TCP payload: TLS handshakes and records), idle ledgers"}]
+
+
 def replication_rows(quick):
     """One cell pulls another's ledger over mutual TLS on loopback (verified, written)."""
     import asyncio
@@ -242,6 +341,7 @@ def collect(args):
         rows += ring_rows(quick)
         rows += archive_rows(quick)
         rows += gossip_rows(quick)
+        rows += traffic_rows(quick)
         rows += replication_rows(quick)
         rows += nats_rows(quick)
     except ImportError:

@@ -19,7 +19,7 @@ import json
 import random
 
 from host.mesh.aggregate import AggregateError
-from host.mesh.tls import MeshServer, MeshTLSError, connect
+from host.mesh.tls import MeshServer, MeshTLSError, connector
 
 
 def _enc(obj):
@@ -27,8 +27,9 @@ def _enc(obj):
 
 
 class AntiEntropy:
-    def __init__(self, agg, folder, cell, peers=(), rng=None, timeout=10.0):
+    def __init__(self, agg, folder, cell, peers=(), rng=None, timeout=10.0, pool=None):
         self.agg, self.folder, self.cell = agg, folder, cell
+        self._connect = connector(folder, cell, pool)
         self.timeout = timeout        # connect and each request (a cut link never answers)
         self.peers = list(peers)
         self.rng = rng or random.Random()
@@ -81,7 +82,7 @@ class AntiEntropy:
             return False
         host, port, expect = peer or self.rng.choice(self.peers)
         try:
-            conn = await connect(self.folder, self.cell, host, port, expect=expect, timeout=self.timeout)
+            conn = await self._connect(host, port, expect=expect, timeout=self.timeout)
         except MeshTLSError as e:
             self.failures += 1
             self.last_error = str(e)

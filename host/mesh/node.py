@@ -27,7 +27,7 @@ from host.mesh.heads import HeadTracker
 from host.mesh.replica import ReplicaStore
 from host.mesh.replication import Replicator
 from host.mesh.swimnet import SwimNode
-from host.mesh.tls import MeshTLSError, connect
+from host.mesh.tls import ConnectionPool, MeshTLSError
 
 
 def write_trust(folder, cell, ledger):
@@ -64,12 +64,14 @@ class MeshNode:
                                       ttl=max(5.0, 10 * interval))
         self.store = ReplicaStore(replicas, {o: p for c, (o, p) in self.trust.items() if c != cell})
         self.heads = HeadTracker(heads_path or os.path.join(replicas, "heads.json"), self.store)
+        # one kept TLS connection per peer, shared by SWIM, anti-entropy and replication
+        self.pool = ConnectionPool(tls, cell)
         self.swim = SwimNode(tls, cell, host, port, seeds=seeds, interval=interval, timeout=timeout,
-                             rng=self.rng, advertise=advertise)
+                             rng=self.rng, advertise=advertise, pool=self.pool)
         self.io_timeout = max(1.0, 4 * timeout)
-        self.ae = AntiEntropy(self.agg, tls, cell, rng=self.rng, timeout=self.io_timeout)
+        self.ae = AntiEntropy(self.agg, tls, cell, rng=self.rng, timeout=self.io_timeout, pool=self.pool)
         self.rep = Replicator(ledger, self.store, tls, cell, timeout=self.io_timeout,
-                              replicate=self.replicates, heads=self.heads)
+                              replicate=self.replicates, heads=self.heads, pool=self.pool)
         # one listener: SWIM's server dispatches to the other services by message shape
         self.swim.server.handler = self._dispatch
         self.alerts = []
@@ -115,8 +117,8 @@ class MeshNode:
             if name in self.trust or name in self.pin_refused:
                 continue
             try:
-                conn = await asyncio.wait_for(connect(self.tls, self.cell, host, port, expect=name,
-                                                      timeout=self.io_timeout), self.io_timeout)
+                conn = await asyncio.wait_for(self.pool.connect(host, port, expect=name,
+                                                                timeout=self.io_timeout), self.io_timeout)
             except (MeshTLSError, asyncio.TimeoutError, OSError):
                 continue
             try:
@@ -192,6 +194,7 @@ class MeshNode:
 
     async def close(self):
         await self.swim.close()
+        await self.pool.close()
 
 
 def main(argv=None):

@@ -26,7 +26,7 @@ import json
 
 from host.ledger import checkpoint as ckpt, merkle
 from host.mesh.replica import ReplicaError
-from host.mesh.tls import MeshServer, MeshTLSError, connect
+from host.mesh.tls import MeshServer, MeshTLSError, connector
 
 MAX_LINES = 5000
 LINES_MAGIC = b"LINES\n"
@@ -37,8 +37,10 @@ def _enc(obj):
 
 
 class Replicator:
-    def __init__(self, ledger, store, folder, cell, peers=(), timeout=10.0, replicate=None, heads=None):
+    def __init__(self, ledger, store, folder, cell, peers=(), timeout=10.0, replicate=None, heads=None,
+                 pool=None):
         self.ledger, self.store, self.folder, self.cell = ledger, store, folder, cell
+        self._connect = connector(folder, cell, pool)
         self.timeout = timeout        # connect and each request (a cut link never answers)
         self.peers = list(peers)
         self.server = MeshServer(folder, cell, self._handle)
@@ -162,7 +164,7 @@ class Replicator:
         host, port, expect = peer or self.peers[0]
         report = {"applied": {}, "refused": {}, "alerts": [], "error": None}
         try:
-            conn = await connect(self.folder, self.cell, host, port, expect=expect, timeout=self.timeout)
+            conn = await self._connect(host, port, expect=expect, timeout=self.timeout)
         except MeshTLSError as e:
             report["error"] = str(e)
             return report

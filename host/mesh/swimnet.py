@@ -18,13 +18,14 @@ import random
 import sys
 
 from host.mesh.swim import Swim
-from host.mesh.tls import MeshServer, MeshTLSError, connect
+from host.mesh.tls import MeshServer, MeshTLSError, connector
 
 
 class SwimNode:
     def __init__(self, tls_folder, cell, host, port, seeds=(), interval=1.0, timeout=0.3, rng=None,
-                 advertise=None):
+                 advertise=None, pool=None):
         self.tls, self.cell, self.host, self.port = tls_folder, cell, host, port
+        self._connect = connector(tls_folder, cell, pool)   # pool: host/mesh/tls.py ConnectionPool
         self.advertise = advertise or host     # the address other cells reach us at
         self.swim = Swim(cell, "%s:%d" % (self.advertise, port), self._send, seeds=seeds,
                          probe_interval=interval, probe_timeout=timeout, rng=rng or random.Random())
@@ -51,7 +52,7 @@ class SwimNode:
     async def _send(self, addr, msg, timeout):
         host, _, port = str(addr).rpartition(":")
         try:
-            conn = await asyncio.wait_for(connect(self.tls, self.cell, host, int(port), timeout=timeout), timeout)
+            conn = await asyncio.wait_for(self._connect(host, int(port), timeout=timeout), timeout)
         except (MeshTLSError, asyncio.TimeoutError, ValueError, OSError):
             return None
         try:

@@ -177,6 +177,7 @@ class MeshServer:
         self.handler = handler
         self.server = None
         self.served = 0           # frames answered (failed handshakes never reach the handler)
+        self._writers = set()     # live connections (peers keep them open: ConnectionPool)
 
     async def start(self, host="127.0.0.1", port=DEFAULT_PORT):
         self.server = await asyncio.start_server(self._client, host, port, ssl=self.ctx)
@@ -184,6 +185,7 @@ class MeshServer:
 
     async def _client(self, reader, writer):
         name = peer_cell(writer.get_extra_info("ssl_object"))
+        self._writers.add(writer)
         try:
             if name is None:
                 return
@@ -199,11 +201,16 @@ class MeshServer:
         except (ssl.SSLError, ConnectionError, MeshTLSError):
             return
         finally:
+            self._writers.discard(writer)
             writer.close()
 
     async def close(self):
+        """Stop listening and cut the connections peers keep open (Python 3.11's server
+        close leaves them served)."""
         if self.server is not None:
             self.server.close()
+            for w in list(self._writers):
+                w.transport.abort()
             await self.server.wait_closed()
 
 
@@ -244,3 +251,107 @@ async def connect(folder, cell, host, port=DEFAULT_PORT, expect=None, timeout=10
         writer.close()
         raise MeshTLSError("peer %s:%d presents cell %r, expected %r" % (host, port, name, expect))
     return MeshPeer(reader, writer, name)
+
+
+def connector(folder, cell, pool=None):
+    """An async connect(host, port, expect=None, timeout=10.0) for this cell: through `pool`
+    (a ConnectionPool, connections reused) when given, else a new connection each time."""
+    if pool is not None:
+        return pool.connect
+
+    async def _connect(host, port=DEFAULT_PORT, expect=None, timeout=10.0):
+        return await connect(folder, cell, host, port, expect, timeout)
+    return _connect
+
+
+class ConnectionPool:
+    """Mutual-TLS connections kept open and reused, one per (host, port, expected cell): a
+    period's SWIM probe, anti-entropy exchange and replication pull to a peer share one TLS
+    session instead of a handshake each (`becomingone bench mesh`, row mesh-traffic).
+
+        pool = ConnectionPool(folder, cell)
+        conn = await pool.connect(host, port, expect=None, timeout=10.0)   # as connect()
+        await conn.request(payload); await conn.close()    # close() hands it back to the pool
+        await pool.close()                                  # closes every kept connection
+
+    One request at a time per connection (a lease holds the connection's lock until close()).
+    A request that fails or is cancelled (a timeout) drops the connection: the next lease
+    dials again. A reused connection the peer has closed meanwhile (it restarted) is redialled
+    once, transparently, within the same request (every mesh request is idempotent)."""
+
+    def __init__(self, folder, cell):
+        self.folder, self.cell = folder, cell
+        self._peers = {}            # key -> MeshPeer
+        self._locks = {}
+        self.dials = self.reuses = 0
+
+    async def connect(self, host, port=DEFAULT_PORT, expect=None, timeout=10.0):
+        key = (host, int(port), expect)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        await asyncio.wait_for(lock.acquire(), timeout)
+        try:
+            peer = self._peers.get(key)
+            fresh = peer is None
+            if fresh:
+                peer = self._peers[key] = await connect(self.folder, self.cell, host, port, expect, timeout)
+                self.dials += 1
+            else:
+                self.reuses += 1
+        except BaseException:
+            lock.release()
+            raise
+        return _Lease(self, key, peer, lock, fresh, timeout)
+
+    async def _redial(self, key, timeout):
+        await self._drop(key)
+        peer = self._peers[key] = await connect(self.folder, self.cell, key[0], key[1], key[2], timeout)
+        self.dials += 1
+        return peer
+
+    async def _drop(self, key):
+        peer = self._peers.pop(key, None)
+        if peer is not None:
+            peer.writer.transport.abort()
+
+    async def close(self):
+        for key in list(self._peers):
+            peer = self._peers.pop(key)
+            try:
+                await peer.close(timeout=0.2)
+            except Exception:
+                peer.writer.transport.abort()
+
+
+class _Lease:
+    def __init__(self, pool, key, peer, lock, fresh, timeout):
+        self.pool, self.key, self.peer, self.lock = pool, key, peer, lock
+        self.fresh, self.timeout, self.broken = fresh, timeout, False
+        self.name = peer.name
+
+    async def request(self, payload):
+        try:
+            try:
+                return await self.peer.request(payload)
+            except (MeshTLSError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
+                if self.fresh:
+                    raise
+                # a kept connection the peer closed (restart, idle cut): dial once more
+                self.fresh = True
+                self.peer = await self.pool._redial(self.key, self.timeout)
+                return await self.peer.request(payload)
+        except BaseException:       # failed or cancelled mid-frame: never reuse it
+            self.broken = True
+            raise
+
+    async def close(self, timeout=1.0):
+        if self.lock is None:
+            return
+        try:
+            if self.broken:
+                await self.pool._drop(self.key)
+        finally:
+            self.lock.release()
+            self.lock = None
+

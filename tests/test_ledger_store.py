@@ -212,3 +212,44 @@ def test_full_chunk_fast_node_check_catches_moved_and_swapped_nodes(tmp_path):
     _sql(p, "UPDATE nodes SET hash=? WHERE level=4 AND pos=176", (a,))
     r = verify_path(p, workers=1)
     assert not r.ok and r.first_bad["index"] == 159 and "level 4, index 9" in r.first_bad["what"], r.message()
+
+
+def test_second_writer_is_refused(tmp_path):
+    """A second writer's batch is refused with the clear one-writer LedgerError (nothing of
+    it is written, its state unchanged); the first writer goes on."""
+    p = str(tmp_path / "l.sqlite")
+    a, b = Ledger(p), Ledger(p)
+    try:
+        a.append_many([("witness", W(i)) for i in range(5)])
+        with pytest.raises(LedgerError, match="changed by another process .size 6, expected 1.; only one writer"):
+            b.append("witness", W(9))
+        assert b.size == 1
+        f = b.submit("witness", W(10))
+        with pytest.raises(LedgerError, match="only one writer"):
+            f.result(timeout=10)
+        a.append("witness", W(5))
+        assert a.size == 7
+    finally:
+        a.close()
+        b.close()
+    r = verify_path(p, workers=1)
+    assert r.ok and r.size == 7, r.message()
+
+
+def test_future_result_is_an_entry_and_callbacks_get_entries(tmp_path):
+    import asyncio
+    with Ledger(str(tmp_path / "l.sqlite")) as led:
+        got = []
+        futs = [led.submit("witness", W(i), callback=lambda e, err: got.append((e, err))) for i in range(50)]
+        es = [f.result(timeout=10) for f in futs]
+        assert [e.index for e in es] == list(range(1, 51)) and es[0] is futs[0].result()
+        assert [e.data["n"] for e in es] == list(range(50)) and es[3].data["kind"] == "witness"
+        assert [(e.index, e.hash, err) for e, err in got] == [(e.index, e.hash, None) for e in es]
+        assert [e.data for e, _err in got] == [dict(W(i), kind="witness") for i in range(50)]
+        assert [e.hash for e in es] == [e.hash for e in led.entries(1)]
+        assert all(x.previous_hash == y.hash for x, y in zip(es[1:], es))
+
+        async def main():
+            return await asyncio.wrap_future(led.submit("witness", W(99)))
+        e = asyncio.run(main())
+        assert e.index == 51 and e.data["n"] == 99 and led.get(51).hash == e.hash

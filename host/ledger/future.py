@@ -12,18 +12,35 @@ It is a real concurrent.futures.Future subclass: result(), add_done_callback(),
 concurrent.futures.wait() and asyncio.wrap_future() work unchanged.
 """
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import FINISHED, PENDING
+
+from host.ledger.entry import Entry
 
 _LAZY = threading.Lock()
 
 
 class LedgerFuture(Future):
+    # class defaults until set on the instance: the Ledger makes its futures with
+    # object.__new__(LedgerFuture) (no __init__ call at all)
+    _state = PENDING
+    _result = None
+    _exception = None
+    _made = False                       # Future.__init__'s condition and lists exist
+
     def __init__(self):  # noqa: the rest of Future.__init__ runs on first use (__getattr__)
-        self._state = PENDING
-        self._result = None
-        self._exception = None
-        self._made = False              # Future.__init__'s condition and lists exist
+        pass
+
+    def result(self, timeout=None):
+        """Future.result(); the Ledger's writer resolves with a plain tuple (index, ts,
+        data_json, previous hash hex, hash hex) that becomes an Entry here, once."""
+        r = Future.result(self, timeout)
+        if type(r) is tuple:
+            with _LAZY:                 # one Entry, whichever thread asks first
+                r = self._result
+                if type(r) is tuple:
+                    r = self._result = Entry(*r)
+        return r
 
     def __getattr__(self, name):
         """Only called for attributes not yet made: make all of Future.__init__'s at once."""
@@ -51,3 +68,27 @@ class LedgerFuture(Future):
             self.set_result(result)
         else:
             self.set_exception(exc)
+
+
+def resolve_all(futures, results, exc):
+    """_resolve() for many futures (the writer, after a commit) under ONE acquisition of the
+    module lock for all those nobody has touched; the others are completed after it."""
+    touched = []
+    with _LAZY:
+        for f, r in zip(futures, results):
+            if f._made:
+                touched.append((f, r))
+            elif exc is None:
+                f._result = r
+                f._state = FINISHED
+            else:
+                f._exception = exc
+                f._state = FINISHED
+    for f, r in touched:
+        try:
+            if exc is None:
+                f.set_result(r)
+            else:
+                f.set_exception(exc)
+        except InvalidStateError:  # the caller cancelled it; the entry is committed anyway
+            pass

@@ -6,13 +6,15 @@ import os
 import sqlite3
 import threading
 import time
-from concurrent.futures import InvalidStateError
 
 from host.errors import UserError
 from host.ledger import canonical, checkpoint as ckpt, kinds, merkle, tree
 from host.ledger.db import LedgerError, connect, format_of, guarded, insert_rows, translate
 from host.ledger.entry import Entry  # noqa: F401  (re-exported)
-from host.ledger.future import LedgerFuture
+from host.ledger.future import LedgerFuture, resolve_all
+
+_now = time.time
+_new_future = object.__new__   # a LedgerFuture without a Python-level __init__ call
 
 GENESIS_ORIGIN = "becomingone.ledger"
 CACHE_MAX = 300000    # stored nodes (immutable) are cached in memory once read, at most this many
@@ -54,7 +56,8 @@ class Ledger:
         self.origin = None
         self._writer = None
         self._queue = collections.deque()
-        self._cv = threading.Condition(threading.Lock())
+        self._qlock = threading.Lock()
+        self._cv = threading.Condition(self._qlock)
         try:
             with guarded(self.path):
                 self._node_level = format_of(self._con)[1]   # stored tree nodes: level >= this
@@ -73,7 +76,7 @@ class Ledger:
             self._size, self._last = 0, bytes(32)
             self._frontier = merkle.Frontier()
             data = {"kind": "genesis", "origin": GENESIS_ORIGIN, "version": LEDGER_VERSION}
-            self._commit([(canonical.dumps(data), data, time.time(), None, None)])
+            self._write([(canonical.dumps(data), time.time())])
         else:
             self._size, self._last = row[0] + 1, row[1]
             plan = merkle.decompose(0, self._size)
@@ -100,30 +103,33 @@ class Ledger:
             ts = canonical.check_timestamp(time.time() if timestamp is None else timestamp)
         except canonical.CanonicalError as e:
             raise UserError("ledger %s entry: %s" % (kind, e)) from None
-        return text, d, ts, None, None     # the writer queue's (.., future, callback) shape
+        return text, ts, d
 
-    def _commit(self, prepared):
-        """Append prepared (data_json, data, ts, ...) items in ONE transaction; returns Entries
-        after the commit is durable. In-memory state changes only after a successful commit."""
+    def _write(self, prepared):
+        """Append prepared (data_json, ts, ...) items in ONE transaction; returns (first index,
+        [hash hex]) after the commit is durable (hash hex of entry i-1 first, then one per item).
+        In-memory state changes only after a successful commit."""
         with self._lock:
             if self._closed:
                 raise LedgerError("ledger %s is closed" % self.path)
             n0 = n = self._size
             prev = self._last
-            rows, hashes, out = [], [], []
-            sha3 = hashlib.sha3_256
             ph = prev.hex()
-            for text, d, ts, _fut, _cb in prepared:   # the hash input of docs/LEDGER.md §2, inlined
+            args, leaves, hexes = [], [], [ph]
+            add, leaf, hx = args.extend, leaves.append, hexes.append
+            sha3 = hashlib.sha3_256
+            for item in prepared:   # the hash input of docs/LEDGER.md §2, inlined
+                text, ts = item[0], item[1]
                 h = sha3(f'{{"data":{text},"index":{n},"previous_hash":"{ph}","timestamp":{ts!r}}}'
                          .encode("ascii")).digest()
-                rows.append((n, ts, text, prev, h))
-                hashes.append(h)
-                hx = h.hex()
-                out.append(Entry(n, ts, text, ph, hx, d))
+                add((n, ts, text, prev, h))
+                leaf(sha3(b"\x00" + h).digest())
+                ph = h.hex()
+                hx(ph)
                 n += 1
-                prev, ph = h, hx
+                prev = h
             fr = self._frontier.copy()
-            nodes = fr.extend([sha3(b"\x00" + h).digest() for h in hashes], self._node_level)
+            nodes = fr.extend(leaves, self._node_level)
             con = self._con
             try:
                 con.execute("BEGIN IMMEDIATE")
@@ -131,9 +137,10 @@ class Ledger:
                     top = con.execute("SELECT max(idx) FROM entries").fetchone()[0]
                     if (top is None and n0 != 0) or (top is not None and top != n0 - 1):
                         raise LedgerError("ledger %s was changed by another process (size %s, expected "
-                                          "%d); only one writer may use a ledger" % (self.path, top, n0))
-                    insert_rows(con, "entries(idx, ts, data, prev, hash)", rows, 5)
-                    insert_rows(con, "nodes(pos, level, hash)", nodes, 3)
+                                          "%d); only one writer may use a ledger"
+                                          % (self.path, 0 if top is None else top + 1, n0))
+                    insert_rows(con, "entries(idx, ts, data, prev, hash)", args, 5)
+                    insert_rows(con, "nodes(pos, level, hash)", [v for row in nodes for v in row], 3)
                     con.execute("COMMIT")
                 except BaseException:
                     if con.in_transaction:
@@ -145,7 +152,12 @@ class Ledger:
             ce = self.checkpoint_every
             if ce and self.origin and n0 // ce != n // ce:
                 self.checkpoint()
-            return out
+            return n0, hexes
+
+    def _commit(self, prepared):
+        """Append prepared (data_json, ts, data) items in ONE transaction; -> [Entry] once durable."""
+        n0, hexes = self._write(prepared)
+        return [Entry(n0 + i, p[1], p[0], hexes[i], hexes[i + 1], p[2]) for i, p in enumerate(prepared)]
 
     def append(self, kind, data, timestamp=None):
         """Append one entry; returns its Entry once committed (durable)."""
@@ -161,16 +173,25 @@ class Ledger:
         concurrent.futures.Future resolved with the Entry only after its batch committed (or
         with the error). callback(entry, error) runs in the writer thread after the commit.
         Bad kind/data raise here, at once. From asyncio: `await asyncio.wrap_future(fut)`."""
-        text, d, ts, _f, _c = self._prepare(kind, data, timestamp)
-        fut = LedgerFuture()
-        with self._cv:
+        d = kinds.build(kind, data)
+        try:
+            text = canonical.dumps(d)
+            # time.time() is always a finite, non-zero float: only a caller's value is checked
+            ts = _now() if timestamp is None else canonical.check_timestamp(timestamp)
+        except canonical.CanonicalError as e:
+            raise UserError("ledger %s entry: %s" % (kind, e)) from None
+        fut = _new_future(LedgerFuture)   # its attributes are class defaults until resolved
+        q = self._queue
+        with self._qlock:
             if self._closed:
                 raise LedgerError("ledger %s is closed" % self.path)
             if self._writer is None:
                 self._writer = threading.Thread(target=self._writer_loop, name="ledger-writer", daemon=True)
                 self._writer.start()
-            self._queue.append((text, d, ts, fut, callback))
-            if len(self._queue) == 1 or len(self._queue) >= self.max_batch:
+            # the data dict is kept only for a callback's Entry (a future's Entry.data is parsed
+            # from the text when read: most futures are never read, and fewer live objects)
+            q.append((text, ts, fut, callback, None if callback is None else d))
+            if len(q) == 1 or len(q) >= self.max_batch:
                 self._cv.notify()  # the writer only sleeps on an empty queue or while lingering
         return fut
 
@@ -191,18 +212,22 @@ class Ledger:
                         self._cv.wait(left)
                 batch = [q.popleft() for _ in range(min(len(q), self.max_batch))]
             try:
-                entries = self._commit(batch)
+                n, hexes = self._write(batch)
                 err = None
             except BaseException as e:  # the futures carry the error; the writer keeps going
-                entries, err = [None] * len(batch), e
-            for (_t, _d, _ts, fut, cb), e in zip(batch, entries):
-                try:
-                    fut._resolve(e, err)
-                except InvalidStateError:  # the caller cancelled it; the entry is committed anyway
-                    pass
+                n, hexes, err = None, None, e
+            # a future gets the plain tuple (index, ts, text, prev hex, hash hex): LedgerFuture
+            # makes the Entry when result() is first called (most futures are never read)
+            if err is None:
+                results = [(n + i, item[1], item[0], hexes[i], hexes[i + 1]) for i, item in enumerate(batch)]
+            else:
+                results = [None] * len(batch)
+            resolve_all([item[2] for item in batch], results, err)
+            for item, r in zip(batch, results):
+                cb = item[3]
                 if cb is not None:
                     try:
-                        cb(e, err)
+                        cb(None if r is None else Entry(*r, item[4]), err)
                     except Exception:
                         pass
 

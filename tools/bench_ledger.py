@@ -247,8 +247,10 @@ def collect(args):
         bo["verify_x_pymerkle"] = round(bo["verify_per_s"] / pm["verify_per_s"], 2)
         bo["append_x_pymerkle"] = round(bo["append_per_s"] / pm["append_per_s"], 3)
     bo["append_x_sqlite_raw"] = round(bo["append_per_s"] / raw["append_per_s"], 3)
-    durable = min(bo["append_per_s"], bo["append_callback_per_s"])
-    bo["targets"] = {"append_per_s>=50000": durable >= 50000,
+    # the figure is append_per_s (durable, group commit); the coordinator's path with a
+    # callback per entry (and its per-entry closures and queue hops) is shown beside it
+    bo["targets"] = {"append_per_s>=50000": bo["append_per_s"] >= 50000,
+                     "callback_path_append_per_s>=50000": bo["append_callback_per_s"] >= 50000,
                      "proof>=10x_pymerkle": bo.get("proof_x_pymerkle", 0) >= 10,
                      "verify_1m<=20s": (ver["seconds"] * 1000000 / max(1, ver["entries"])) <= 20}
     return [bo, pm, raw, ver]

@@ -4,10 +4,6 @@ stream of entry blocks (verified, incremental from the middle of a block), a mes
 a cell's stream is caught, membership and T_global through key-value buckets."""
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,34 +14,14 @@ from host.mesh.aggregate import VersionedAggregate
 from host.mesh.replica import ReplicaError, ReplicaStore
 
 nats = pytest.importorskip("nats")
-SERVER = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
+from tools.nats_server import SERVER, nats_server  # noqa: E402
 pytestmark = pytest.mark.skipif(SERVER is None, reason="nats-server (Debian package) not installed")
 
 
 @pytest.fixture
 def nats_url(tmp_path):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    proc = subprocess.Popen([SERVER, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "js")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        end = time.time() + 10
-        while time.time() < end:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield "nats://127.0.0.1:%d" % port
-    finally:
-        proc.terminate()                      # by PID: the server we started
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with nats_server(tmp_path / "js") as url:
+        yield url
 
 
 def _ledger(path, n):

@@ -269,10 +269,7 @@ def replication_rows(quick):
 def nats_rows(quick):
     """Ledger replication through a real nats-server (JetStream) on loopback, if installed."""
     import asyncio
-    import shutil
-    import socket
-    import subprocess
-    server = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
+    from tools.nats_server import SERVER as server, nats_server
     try:
         import nats  # noqa: F401
     except ImportError:
@@ -284,47 +281,29 @@ def nats_rows(quick):
     from host.mesh.natsbackend import NatsCell
     from host.mesh.replica import ReplicaStore
     n = 10000 if quick else 100000
-    with tempfile.TemporaryDirectory() as d:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        proc = subprocess.Popen([server, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", os.path.join(d, "js")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            end = time.time() + 10
-            while time.time() < end:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            os.makedirs(os.path.join(d, "a"))
-            led = Ledger(os.path.join(d, "a", "ledger.sqlite"))
-            led.append_many([("witness", {"device": i % 50, "layer": "micro", "seq": i}) for i in range(n - 1)])
-            store = ReplicaStore(os.path.join(d, "b"), {led.origin: ckpt.load_public_key(led.public_key_pem().encode())})
+    with tempfile.TemporaryDirectory() as d, nats_server(os.path.join(d, "js")) as url:
+        os.makedirs(os.path.join(d, "a"))
+        led = Ledger(os.path.join(d, "a", "ledger.sqlite"))
+        led.append_many([("witness", {"device": i % 50, "layer": "micro", "seq": i}) for i in range(n - 1)])
+        store = ReplicaStore(os.path.join(d, "b"), {led.origin: ckpt.load_public_key(led.public_key_pem().encode())})
 
-            async def go():
-                url = "nats://127.0.0.1:%d" % port
-                ca, cb = NatsCell(url, "cell-a", ledger=led), NatsCell(url, "cell-b", store=store)
-                await ca.connect()
-                await cb.connect()
-                t = time.perf_counter()
-                await ca.publish_ledger()
-                t_pub = time.perf_counter() - t
-                t = time.perf_counter()
-                got = await cb.pull(led.origin)
-                t_pull = time.perf_counter() - t
-                await ca.close()
-                await cb.close()
-                return got, t_pub, t_pull
-            got, t_pub, t_pull = asyncio.run(go())
-            ok = store.root(led.origin) == led.root()
-            store.close()
-            led.close()
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        async def go():
+            ca, cb = NatsCell(url, "cell-a", ledger=led), NatsCell(url, "cell-b", store=store)
+            await ca.connect()
+            await cb.connect()
+            t = time.perf_counter()
+            await ca.publish_ledger()
+            t_pub = time.perf_counter() - t
+            t = time.perf_counter()
+            got = await cb.pull(led.origin)
+            t_pull = time.perf_counter() - t
+            await ca.close()
+            await cb.close()
+            return got, t_pub, t_pull
+        got, t_pub, t_pull = asyncio.run(go())
+        ok = store.root(led.origin) == led.root()
+        store.close()
+        led.close()
     return [{"name": "replication-nats", "entries": got, "publish_entries_per_s": n / t_pub,
              "pull_verify_entries_per_s": got / t_pull, "entries_per_s": got / (t_pub + t_pull),
              "root_matches": ok}]

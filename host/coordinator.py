@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 
 from host.admission import Admission
 from host.coordinator_ops import OperatorMixin
@@ -36,11 +36,15 @@ from host.supervisor import Supervisor
 from host.wire import Receiver, telemetry_period_us
 from shared import protocol as P
 
-__all__ = ["Coordinator", "WITNESS_LAYER"]
+__all__ = ["Coordinator", "NotRunning", "WITNESS_LAYER"]
 
 TIME_SYNC_EVERY_S = 10.0
 TICK_S = 0.05
 MAX_INBOX = 2048          # queued receive batches; beyond this a link drops (counted "overload")
+
+
+class NotRunning(RuntimeError):
+    """Coordinator.call(..., loop_only=True) while the processing loop does not run."""
 
 
 class Coordinator(WitnessMixin, OperatorMixin):
@@ -308,15 +312,31 @@ class Coordinator(WitnessMixin, OperatorMixin):
             except BaseException as e:
                 fut.set_exception(e)
 
-    def call(self, fn, *args, timeout=10.0):
-        """Run fn(*args) in the processing thread and return its result (directly when the
-        processing loop is not running, or when called from it)."""
+    def call(self, fn, *args, timeout=10.0, cancel=None, loop_only=False):
+        """Run fn(*args) in the processing thread and return its result (directly when called
+        from it, or when the processing loop is not running - unless loop_only, which raises
+        NotRunning then). cancel: a threading.Event that ends the wait early
+        (concurrent.futures.CancelledError); TimeoutError after `timeout` s."""
         proc = self._proc_thread
-        if proc is None or proc is threading.current_thread():
+        if proc is threading.current_thread():
+            return fn(*args)
+        if proc is None:
+            if loop_only:
+                raise NotRunning("the coordinator's processing loop is not running")
             return fn(*args)
         fut = Future()
         self.inbox.put(("call", fn, args, fut))
-        return fut.result(timeout)
+        if cancel is None:
+            return fut.result(timeout)
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                return fut.result(min(0.05, max(0.0, end - time.monotonic())))
+            except TimeoutError:
+                if cancel.is_set():
+                    raise CancelledError() from None
+                if time.monotonic() >= end:
+                    raise
 
     def reject(self, reason, n=1):
         self.rejected[reason] += n

@@ -397,3 +397,35 @@ def test_frames_keep_arrival_order_hello_before_its_telemetry(tmp_path):
     finally:
         c.stop()
         c.shutdown()
+
+
+def test_call_loop_only_and_cancel(tmp_path):
+    """call(loop_only=True) refuses to run fn in the caller's thread when the processing loop
+    is not running; a cancel event ends a wait on a busy loop at once."""
+    import concurrent.futures
+    from host.coordinator import NotRunning
+    cfg = load_config(overrides={"data_dir": str(tmp_path / "d")})
+    c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False).start()
+    try:
+        with pytest.raises(NotRunning):
+            c.call(lambda: 1, loop_only=True)
+        assert c.call(lambda: 2) == 2                    # without loop_only: runs here
+    finally:
+        c.shutdown()
+    c, th, addr = make_coord(tmp_path / "b")
+    try:
+        assert c.call(lambda x: x + 1, 1, loop_only=True) == 2
+        busy = threading.Thread(target=c.call, args=(time.sleep, 1.0), daemon=True)
+        busy.start()
+        time.sleep(0.1)
+        ev = threading.Event()
+        threading.Timer(0.1, ev.set).start()
+        t0 = time.monotonic()
+        with pytest.raises(concurrent.futures.CancelledError):
+            c.call(lambda: 3, timeout=10.0, cancel=ev, loop_only=True)
+        assert time.monotonic() - t0 < 0.9              # did not wait for the busy loop
+        with pytest.raises(TimeoutError):
+            c.call(lambda: 4, timeout=0.2, cancel=threading.Event())
+        busy.join(5)
+    finally:
+        stop(c, th)

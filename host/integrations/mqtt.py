@@ -9,9 +9,9 @@
 
 Threads. paho's network thread runs the callbacks; it never calls into the coordinator: a CLEAR
 command is queued for the bridge's worker thread. The worker asks the coordinator's processing
-thread for a small snapshot of every device (an ("call", fn, args, Future) item on its inbox,
-the same path as Coordinator.call()) every POLL_S seconds, publishes discovery configs for
-devices it has not announced on this connection, a device's state at once when its decision
+thread for a small snapshot of every device every POLL_S seconds (Coordinator.call with
+loop_only and a cancel event: a stopping bridge or coordinator never waits), publishes
+discovery configs for devices it has not announced on this connection, a device's state at once when its decision
 changed (seen in a snapshot, or a decision WITNESS committed: Coordinator hook on_witness(),
 which catches an ALERT lasting only a few beats), every device's state every `interval`
 seconds, and runs queued CLEARs through
@@ -42,7 +42,7 @@ import re
 import stat
 import threading
 import time
-from concurrent.futures import Future, TimeoutError as FutureTimeout
+from concurrent.futures import CancelledError
 
 from host.errors import ConfigError
 from shared import protocol as P
@@ -340,20 +340,13 @@ class MqttBridge:
     def _call(self, fn, *args):
         """fn(*args) in the coordinator's processing thread; _Stopped when it does not run or
         this bridge stops while waiting."""
-        c = self.c
-        if c._proc_thread is None:
-            raise _Stopped()
-        fut = Future()
-        c.inbox.put(("call", fn, args, fut))
-        end = time.monotonic() + CALL_TIMEOUT_S
-        while True:
-            try:
-                return fut.result(0.05)
-            except FutureTimeout:
-                if self._stop.is_set():
-                    raise _Stopped() from None
-                if time.monotonic() > end:
-                    raise TimeoutError("coordinator busy for %.0f s" % CALL_TIMEOUT_S) from None
+        from host.coordinator import NotRunning
+        try:
+            return self.c.call(fn, *args, timeout=CALL_TIMEOUT_S, cancel=self._stop, loop_only=True)
+        except (NotRunning, CancelledError):
+            raise _Stopped() from None
+        except TimeoutError:
+            raise TimeoutError("coordinator busy for %.0f s" % CALL_TIMEOUT_S) from None
 
     def _work(self):
         poll = min(POLL_S, self.interval)

@@ -39,6 +39,16 @@ def key_id(origin, pub_raw):
     return hashlib.sha256(origin.encode("utf-8") + b"\n\x01" + pub_raw).digest()[:4]
 
 
+def write_private(path, data):
+    """Create `path` (it must not exist) readable by its owner only (0600), write, fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def load_or_create_key(folder):
     """(private key, public key) of the ledger in `folder`, generated on first use."""
     kpath = os.path.join(folder, KEY_FILE)
@@ -48,12 +58,7 @@ def load_or_create_key(folder):
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
         tmp = kpath + ".tmp%d" % os.getpid()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_private(tmp, pem)
         try:
             os.link(tmp, kpath)  # fails if another process created the key meanwhile
         except FileExistsError:

@@ -28,6 +28,7 @@ import ssl
 import struct
 
 from host.errors import UserError
+from host.ledger.checkpoint import write_private
 
 DEFAULT_PORT = 18789
 MAX_FRAME = 16 << 20
@@ -35,15 +36,6 @@ MAX_FRAME = 16 << 20
 
 class MeshTLSError(UserError):
     """Certificates missing or refused (the message names the file or the peer)."""
-
-
-def _write_private(path, data):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_cell_name(name):
@@ -101,7 +93,7 @@ def init_mesh(folder, cells, days=825):
                                                 data_encipherment=False, key_agreement=False,
                                                 encipher_only=False, decipher_only=False), critical=True)
                    .sign(ca_key, hashes.SHA256()))
-        _write_private(ca_key_path, ca_key.private_bytes(serialization.Encoding.PEM,
+        write_private(ca_key_path, ca_key.private_bytes(serialization.Encoding.PEM,
                                                          serialization.PrivateFormat.PKCS8,
                                                          serialization.NoEncryption()))
         with open(ca_pem, "wb") as f:
@@ -120,7 +112,7 @@ def init_mesh(folder, cells, days=825):
                                                       ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
                 .sign(ca_key, hashes.SHA256()))
         kp = os.path.join(folder, "cells", c + ".key")
-        _write_private(kp, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        write_private(kp, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                              serialization.NoEncryption()))
         cp = os.path.join(folder, "cells", c + ".pem")
         with open(cp, "wb") as f:

@@ -37,6 +37,7 @@ import numpy as np
 from device.arbiter import _fill
 from host.entropy_train import read_csv_rows
 from host.errors import UserError
+from host.memory_reads import time_range
 
 DEFAULT_W, DEFAULT_B = 0.12, 0.0     # the device's built-in model (device/arbiter.py)
 
@@ -142,12 +143,9 @@ def telemetry_history(memory_path, devices=None, since=None, until=None):
         if devices:
             sql += " AND device_id IN (%s)" % ",".join("?" * len(devices))
             args += [int(d) for d in devices]
-        if since is not None:
-            sql += " AND t >= ?"
-            args.append(float(since))
-        if until is not None:
-            sql += " AND t <= ?"
-            args.append(float(until))
+        w, a = time_range(since, until)
+        sql += "".join(" AND " + x for x in w)
+        args += a
         rows = con.execute(sql + " ORDER BY t", args).fetchall()
     except sqlite3.DatabaseError as e:
         raise UserError("cannot read %s: %s" % (memory_path, e)) from None

@@ -17,6 +17,19 @@ class MemoryStoreError(UserError):
     """The memory database cannot be opened or read (missing, locked, corrupt)."""
 
 
+def time_range(since=None, until=None):
+    """SQL conditions (joined with AND by the caller) and arguments for `t` within
+    [since, until]; either may be None."""
+    where, args = [], []
+    if since is not None:
+        where.append("t >= ?")
+        args.append(float(since))
+    if until is not None:
+        where.append("t <= ?")
+        args.append(float(until))
+    return where, args
+
+
 class MemoryReads:
     def _rows(self, sql, args):
         self.flush()
@@ -38,12 +51,9 @@ class MemoryReads:
         if device_id is not None:
             where.append("device_id = ?")
             args.append(int(device_id))
-        if since is not None:
-            where.append("t >= ?")
-            args.append(float(since))
-        if until is not None:
-            where.append("t <= ?")
-            args.append(float(until))
+        w, a = time_range(since, until)
+        where += w
+        args += a
         if layer is not None:
             if table != "witness_log":
                 raise UserError("--layer applies to witness_log only")
@@ -153,12 +163,9 @@ class MemoryReads:
         if qn == 0 or not np.all(np.isfinite(q)):
             raise UserError("the query vector must be finite and non-zero")
         where, args = ["dim = ?"], [int(q.shape[0])]
-        if since is not None:
-            where.append("t >= ?")
-            args.append(float(since))
-        if until is not None:
-            where.append("t <= ?")
-            args.append(float(until))
+        w, a = time_range(since, until)
+        where += w
+        args += a
         if exclude_device and device_id is not None:
             where.append("device_id != ?")
             args.append(int(device_id))

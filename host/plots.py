@@ -13,6 +13,8 @@ import datetime
 
 import numpy as np
 
+from host.memory_reads import time_range
+
 FIGSIZE = (10.0, 4.0)
 DPI = 100
 MAX_POINTS = 20000
@@ -38,13 +40,8 @@ def load_device(mem, device_id, since, until):
     """A dict of arrays for one device in [since, until] (either may be None)."""
     mem.flush()
     db = mem._db
-    rng, args = "", [int(device_id)]
-    if since is not None:
-        rng += " AND t >= ?"
-        args.append(float(since))
-    if until is not None:
-        rng += " AND t <= ?"
-        args.append(float(until))
+    w, a = time_range(since, until)
+    rng, args = "".join(" AND " + x for x in w), [int(device_id)] + a
     out = {"device_id": int(device_id)}
     t, w, c = _col(db, "SELECT t, window, c FROM coherence_history WHERE device_id = ?" + rng +
                    " AND kind = 'master' ORDER BY t, window", args, 3)

@@ -33,7 +33,7 @@ from host.ledger import Ledger
 from host.links import make_link
 from host.sessions import Sessions
 from host.supervisor import Supervisor
-from host.wire import Receiver, telemetry_period_us
+from host.wire import Receiver, decode_telemetry
 from shared import protocol as P
 
 __all__ = ["Coordinator", "NotRunning", "WITNESS_LAYER"]
@@ -505,10 +505,9 @@ class Coordinator(WitnessMixin, OperatorMixin):
         while last_beat >= nxt and emitted < max(64, n):
             data = {"device": s.device_id, "boot": s.boot_id, "beat": int(nxt), "beats": every}
             try:
-                data.update(coherence=int(rec["coherence"]) / 65536.0,
-                            threat=int(rec["threat"]) / 65536.0,
-                            decision_state=int(rec["decision_state"]),
-                            period_us=telemetry_period_us(rec["period_us"], s.hello))
+                u = decode_telemetry(rec, s.hello)
+                data.update(coherence=u["coherence"], threat=u["threat"],
+                            decision_state=int(rec["decision_state"]), period_us=u["period_us"])
             except (KeyError, IndexError, ValueError, TypeError):
                 pass
             self._ledger_submit("pulse", data)

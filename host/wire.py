@@ -54,6 +54,22 @@ def telemetry_period_us(period_us, hello=None):
     return p
 
 
+def decode_telemetry(rec, hello=None):
+    """A TELEMETRY record (a dict of wire values) in physical units (docs/PROTOCOL.md scales):
+    Q16 -> /65536, pid_error Q15 -> /32768, the decision and state bits named; None if no record."""
+    if not rec:
+        return None
+    st = int(rec["decision_state"])
+    code = st & P.DECISION_MASK
+    return {"beat": int(rec["beat"]), "period_us": telemetry_period_us(rec["period_us"], hello),
+            "lateness_us": int(rec["lateness_us"]), "coherence": int(rec["coherence"]) / 65536.0,
+            "pid_error": int(rec["pid_error"]) / 32768.0, "pid_output": int(rec["pid_output"]) / 65536.0,
+            "threat": int(rec["threat"]) / 65536.0, "o_weight": int(rec["o_weight"]) / 65536.0,
+            "decision": P.DECISION_NAMES[code] if code < len(P.DECISION_NAMES) else "INVALID",
+            "decision_code": code, "collapse": bool(st & P.STATE_COLLAPSE),
+            "quarantined": bool(st & P.STATE_QUARANTINE_LATCHED)}
+
+
 def as_auth_map(keys):
     """{device_id: Auth} from {device_id: 32-byte key or Auth} (None -> None)."""
     if keys is None:

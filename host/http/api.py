@@ -15,6 +15,7 @@ import threading
 from host.errors import UserError
 from host.keystore import parse_device_id
 from host.memory import MemoryStoreError
+from host.wire import decode_telemetry
 
 __all__ = ["Api", "ApiError", "Raw", "ROUTES", "match_route", "decode_telemetry", "to_jsonable",
            "dumps"]
@@ -81,22 +82,6 @@ def dumps(obj):
         return json.dumps(obj, default=_default, allow_nan=False, separators=(",", ":")).encode()
     except (ValueError, TypeError):
         return json.dumps(to_jsonable(obj), separators=(",", ":")).encode()
-
-
-def decode_telemetry(rec, hello=None):
-    """A session's last TELEMETRY record in physical units (docs/PROTOCOL.md scales)."""
-    if not rec:
-        return None
-    from host.wire import telemetry_period_us
-    from shared.protocol import DECISION_NAMES
-    st = int(rec["decision_state"])
-    code = st & 7
-    return {"beat": int(rec["beat"]), "period_us": telemetry_period_us(rec["period_us"], hello),
-            "lateness_us": int(rec["lateness_us"]), "coherence": int(rec["coherence"]) / 65536.0,
-            "pid_error": int(rec["pid_error"]) / 32768.0, "pid_output": int(rec["pid_output"]) / 65536.0,
-            "threat": int(rec["threat"]) / 65536.0, "o_weight": int(rec["o_weight"]) / 65536.0,
-            "decision": DECISION_NAMES[code] if code < len(DECISION_NAMES) else "INVALID",
-            "decision_code": code, "collapse": bool(st & 0x40), "quarantined": bool(st & 0x80)}
 
 
 def device_view(summary):

@@ -38,6 +38,7 @@ from device.arbiter import _fill
 from host.entropy_train import read_csv_rows
 from host.errors import UserError
 from host.memory_reads import time_range
+from host.times import parse_time
 
 DEFAULT_W, DEFAULT_B = 0.12, 0.0     # the device's built-in model (device/arbiter.py)
 
@@ -63,11 +64,6 @@ def anoms_from_threat(q16, w=DEFAULT_W, b=DEFAULT_B, a_max=1024):
     return a.astype(np.int64), saturated
 
 
-def _parse_time(s):
-    from host.commands.memory import parse_time
-    return parse_time(s)
-
-
 def read_intervals(path):
     """{device: [(start, end), ...]} from a CSV with header device,start,end."""
     rows = read_csv_rows(path, "labels")
@@ -83,8 +79,8 @@ def read_intervals(path):
             dev = int(r[0])
         except ValueError:
             raise UserError("labels %s line %d: device %r is not an integer" % (path, n, r[0])) from None
-        start = _parse_time(r[1])
-        end = _parse_time(r[2]) if len(r) > 2 and r[2].strip() else math.inf
+        start = parse_time(r[1])
+        end = parse_time(r[2]) if len(r) > 2 and r[2].strip() else math.inf
         if end <= start:
             raise UserError("labels %s line %d: end is not after start" % (path, n))
         out.setdefault(dev, []).append((start, end))

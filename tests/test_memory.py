@@ -165,7 +165,7 @@ def test_from_config_and_master_snapshots(tmp_path):
 def test_cli_query_reconstruct_similar(tmp_path, capsys):
     import json as _json
     from host.cli import main
-    from host.commands.memory import parse_time
+    from host.times import parse_time
     mem = Memory(str(tmp_path / "memory.sqlite"))
     for k in range(5):
         mem.snapshot(1, 1000.0 + k, wins((0.5, 0.4, 0.3), phase=0.1 * k, last_beat=k), boot_id=2)

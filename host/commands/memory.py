@@ -10,39 +10,16 @@ Times (T): seconds since the epoch, an ISO 8601 date-time (UTC when no offset), 
 relative to now: -90s, -10m, -2h, -1d.  The database is DIR/memory.sqlite, or memory.storage.path
 of --config FILE, or --db FILE.
 """
-import datetime
 import json
-import os
-import re
 import sys
 import time
 
 from host.errors import UserError
+from host.times import fmt_time as _fmt_t, parse_time  # noqa: F401  (used by commands)
 
 TABLE_ALIASES = {"snapshots": "phase_snapshots", "coherence": "coherence_history",
                  "witness": "witness_log", "mesh": "mesh_sync", "signatures": "signatures",
                  "telemetry": "telemetry", "heartbeats": "heartbeats"}
-
-
-def parse_time(s, now=None):
-    now = time.time() if now is None else now
-    s = str(s).strip()
-    if s == "now":
-        return now
-    m = re.fullmatch(r"-(\d+(?:\.\d+)?)([smhd])", s)
-    if m:
-        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    try:
-        return float(s)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError("bad time %r (allowed: epoch seconds, ISO 8601, now, -90s/-10m/-2h/-1d)" % s) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.timezone.utc)
-    return dt.timestamp()
 
 
 def add_arguments(p):
@@ -73,12 +50,6 @@ def db_path(args):
     from host.config import load_config
     data = resolve_data_dir(args.data, args.config)   # the same folder `run` uses
     return load_config(args.config, {"data_dir": data}).memory_path()
-
-
-def _fmt_t(t):
-    if t is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 def _print_rows(rows):

@@ -68,7 +68,7 @@ def _in_effect(text):
 
 
 def train(args):
-    from host.commands.memory import parse_time
+    from host.times import parse_time
     from host.config import load_config
     from host import entropy_history as H
     from host.entropy_train import fit

@@ -15,7 +15,8 @@ import json
 import os
 import re
 
-from host.commands.memory import _fmt_t, db_path, parse_time
+from host.commands.memory import db_path
+from host.times import fmt_time as _fmt_t, parse_time
 from host.errors import UserError
 
 KINDS = ("coherence", "pid", "lateness")

@@ -124,7 +124,7 @@ def _time(q, name):
     v = q.get(name)
     if not v:
         return None
-    from host.commands.memory import parse_time
+    from host.times import parse_time
     return parse_time(v)
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 
 from host.mesh.tls import init_mesh
+from tests.test_mesh_node_procs import wait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CELLS = ["cell-0", "cell-1", "cell-2", "cell-3"]
@@ -45,13 +46,6 @@ class Cell:
         self.proc.wait(10)
 
 
-def _wait(pred, timeout):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_kill_suspect_dead_rejoin_across_processes(tmp_path):
@@ -67,13 +61,13 @@ def test_kill_suspect_dead_rejoin_across_processes(tmp_path):
         def all_see(state, about, among):
             return all(cells[c].views and cells[c].views.get(about, [None])[0] == state for c in among)
         others = [c for c in CELLS if c != "cell-2"]
-        assert _wait(lambda: all(all_see("alive", x, CELLS) for x in CELLS), 20), \
+        assert wait(lambda: all(all_see("alive", x, CELLS) for x in CELLS), 20), \
             {c: cells[c].views for c in CELLS}
         cells["cell-2"].stop()
-        assert _wait(lambda: all_see("dead", "cell-2", others), 25), {c: cells[c].views for c in others}
+        assert wait(lambda: all_see("dead", "cell-2", others), 25), {c: cells[c].views for c in others}
         assert any(v.get("cell-2", [None])[0] == "suspect" for c in others for v in cells[c].history)
         cells["cell-2"] = Cell(tls, "cell-2", ports["cell-2"], [seed])
-        assert _wait(lambda: all_see("alive", "cell-2", CELLS[:2] + CELLS[3:])
+        assert wait(lambda: all_see("alive", "cell-2", CELLS[:2] + CELLS[3:])
                      and all_see("alive", "cell-0", ["cell-2"]), 25), {c: cells[c].views for c in CELLS}
         assert all(cells[c].views["cell-2"][1] >= 1 for c in others)   # rejoined with a new incarnation
     finally:

@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 from host.mesh.tls import init_mesh
 from tests.test_mesh_node_procs import wait

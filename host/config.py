@@ -29,8 +29,7 @@ import logging
 import math
 import os
 
-from host.config_schema import (  # noqa: F401  (re-exported)
-    E4, LAYERS, SCHEMA, Item, Leaf, _check_section, _UrlLeaf, _url)
+from host.config_schema import SCHEMA, _check_section
 from host.errors import ConfigError
 
 try:  # PyYAML is a dependency; the import is deferred so `import host.config` is cheap

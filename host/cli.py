@@ -6,21 +6,21 @@ import argparse
 import importlib
 import sys
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "run": ("host.commands.run", "run the coordinator (links, Master, ledger)"),
-    "status": ("host.commands.status", "show the state of a coordinator's data folder"),
-    "emulate": ("host.commands.emulate", "run N emulated devices (real firmware) against a host"),
-    "ledger": ("host.commands.ledger", "verify, show, export, prove and checkpoint the ledger"),
-    "memory": ("host.commands.memory", "query temporal signatures (range, reconstruct, similar)"),
-    "device": ("host.commands.device", "list devices, change config (undo/redo/goto), clear, push model"),
-    "flash": ("host.commands.flash", "compile and deploy the firmware to a board with mpremote"),
-    "bench": ("host.commands.bench", "benchmarks: protocol, device, ledger, ingest, mesh, master, http, mqtt"),
-    "mesh": ("host.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
-    "model": ("host.commands.model", "entropy model: train on labelled history, show, push to devices"),
-    "plot": ("host.commands.plot", "PNG charts of a device: coherence, PID response, lateness"),
+    "run": ("becomingone.commands.run", "run the coordinator (links, Master, ledger)"),
+    "status": ("becomingone.commands.status", "show the state of a coordinator's data folder"),
+    "emulate": ("becomingone.commands.emulate", "run N emulated devices (real firmware) against a host"),
+    "ledger": ("becomingone.commands.ledger", "verify, show, export, prove and checkpoint the ledger"),
+    "memory": ("becomingone.commands.memory", "query temporal signatures (range, reconstruct, similar)"),
+    "device": ("becomingone.commands.device", "list devices, change config (undo/redo/goto), clear, push model"),
+    "flash": ("becomingone.commands.flash", "compile and deploy the firmware to a board with mpremote"),
+    "bench": ("becomingone.commands.bench", "benchmarks: protocol, device, ledger, ingest, mesh, master, http, mqtt"),
+    "mesh": ("becomingone.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
+    "model": ("becomingone.commands.model", "entropy model: train on labelled history, show, push to devices"),
+    "plot": ("becomingone.commands.plot", "PNG charts of a device: coherence, PID response, lateness"),
 }
 
 

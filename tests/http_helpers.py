@@ -5,8 +5,8 @@ import threading
 import urllib.error
 import urllib.request
 
-from host.config import load_config
-from host.coordinator import Coordinator
+from becomingone.config import load_config
+from becomingone.coordinator.service import Coordinator
 from shared import protocol as P
 from tests.test_coordinator import HELLO, FakeDevice, tel, wait
 

@@ -10,7 +10,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tools.mosquitto import Broker, free_port, have_mosquitto  # noqa: F401
+from becomingone.bench.mosquitto import Broker, free_port, have_mosquitto  # noqa: F401
 
 
 class Recorder:

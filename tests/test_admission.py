@@ -2,9 +2,9 @@ import os
 
 import pytest
 
-from host.admission import FULL, OBSERVE, Admission
-from host.errors import UserError
-from host.keystore import Keystore
+from becomingone.ingest.admission import FULL, OBSERVE, Admission
+from becomingone.errors import UserError
+from becomingone.ingest.keystore import Keystore
 from shared import pow as POW
 from shared import protocol as P
 

@@ -3,11 +3,11 @@ config file's data_dir, else ./var/becomingone (relative to the working director
 import json
 import os
 
-from host.cli import main
-from host.commands.run import resolve_data_dir
-from host.config import load_config
-from host.ledger import Ledger
-from host.memory import Memory
+from becomingone.cli import main
+from becomingone.commands.run import resolve_data_dir
+from becomingone.config import load_config
+from becomingone.ledger import Ledger
+from becomingone.memory.store import Memory
 
 
 def _populate(folder):

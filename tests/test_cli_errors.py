@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from host.cli import main
-from host.ledger import Ledger
+from becomingone.cli import main
+from becomingone.ledger import Ledger
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +35,7 @@ def test_ledger_show_into_a_closed_pipe(tmp_path):
     with Ledger(str(tmp_path / "ledger.sqlite")) as led:
         led.append_many([("action", {"action": "test", "n": i, "pad": "x" * 200})
                          for i in range(2000)])        # ~0.5 MB of output, more than a pipe holds
-    p = subprocess.Popen([sys.executable, "-m", "host.cli", "ledger", "show", "--from", "0",
+    p = subprocess.Popen([sys.executable, "-m", "becomingone.cli", "ledger", "show", "--from", "0",
                           "--data", str(tmp_path)], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.stdout.readline()

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from host.config import SCHEMA, iter_leaves, load_config
-from host.errors import ConfigError, UserError
+from becomingone.config import SCHEMA, iter_leaves, load_config
+from becomingone.errors import ConfigError, UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "docs", "becomingone.example.yaml")
@@ -123,7 +123,7 @@ def test_schema_defaults_are_valid():
 def test_derived_helpers_and_logging():
     import io
     import json as _json
-    from host.config import configure_logging
+    from becomingone.config import configure_logging
     c = load_config(overrides={"kairos.tau_bar": 0.0123, "devices.heartbeat_s": 1.0})
     assert c.lag_samples(1000) == 12 and c.lag_samples(10) == 1
     assert c.heartbeat_beats() == round(1.0 / c.beat_period()) and c.heartbeat_beats(0.5) == 2

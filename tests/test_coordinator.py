@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from host.config import load_config
-from host.control import request
-from host.coordinator import Coordinator
-from host.errors import UserError
-from host.keystore import Keystore
-from host.ledger import verify_path
+from becomingone.config import load_config
+from becomingone.coordinator.control import request
+from becomingone.coordinator.service import Coordinator
+from becomingone.errors import UserError
+from becomingone.ingest.keystore import Keystore
+from becomingone.ledger import verify_path
 from shared import protocol as P
 from shared.auth import Auth
 
@@ -403,7 +403,7 @@ def test_call_loop_only_and_cancel(tmp_path):
     """call(loop_only=True) refuses to run fn in the caller's thread when the processing loop
     is not running; a cancel event ends a wait on a busy loop at once."""
     import concurrent.futures
-    from host.coordinator import NotRunning
+    from becomingone.coordinator.service import NotRunning
     cfg = load_config(overrides={"data_dir": str(tmp_path / "d")})
     c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False).start()
     try:

@@ -2,7 +2,7 @@
 frames accounted for. Small sizes; the figures themselves are the benchmark's business."""
 import argparse
 
-from tools import bench_ingest
+from becomingone.bench import ingest as bench_ingest
 
 
 def test_bench_ingest_rows_quick():
@@ -19,7 +19,7 @@ def test_bench_ingest_rows_quick():
 
 
 def test_frames_are_valid_telemetry():
-    from host.wire import decode_telemetry_batch
+    from becomingone.wire.telemetry import decode_telemetry_batch
     blob = bench_ingest.build_frames(30, 7)
     res = decode_telemetry_batch(blob, frame_size=bench_ingest.FRAME)
     assert res.frames_ok == 30 and not any(res.rejects.values())

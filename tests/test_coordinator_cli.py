@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "host.cli", *args], cwd=ROOT, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "becomingone.cli", *args], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
     if check and r.returncode != 0:
         raise AssertionError("exit %d: %s %s" % (r.returncode, r.stdout, r.stderr))
@@ -23,7 +23,7 @@ def cli(*args, check=True):
 def test_run_device_status_sigterm(tmp_path):
     data = str(tmp_path / "d")
     ready = str(tmp_path / "ready.json")
-    p = subprocess.Popen([sys.executable, "-m", "host.cli", "run", "--data", data, "--link",
+    p = subprocess.Popen([sys.executable, "-m", "becomingone.cli", "run", "--data", data, "--link",
                           "udp://127.0.0.1:0", "--ready-file", ready, "--set",
                           "security.intrinsic=false"], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)

@@ -4,8 +4,8 @@ import threading
 import time
 import tty
 
-from host.config import load_config
-from host.coordinator import Coordinator
+from becomingone.config import load_config
+from becomingone.coordinator.service import Coordinator
 from shared import cobs
 from shared import protocol as P
 from tests.test_coordinator import HELLO, tel, wait

@@ -16,8 +16,8 @@ import subprocess
 import pytest
 import yaml
 
-from host.commands import run as run_cmd
-from host.config import load_config
+from becomingone.commands import run as run_cmd
+from becomingone.config import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -216,11 +216,13 @@ def test_dockerfile():
     sts = _objects()[("StatefulSet", "becomingone")]["spec"]["template"]["spec"]
     assert sts["securityContext"]["runAsUser"] == 10001
     copied = [src for ln in lines if ln.startswith("COPY ") for src in ln.split()[1:-1]]
-    assert sorted(copied) == sorted(["pyproject.toml", "README.md", "host", "shared", "device", "boards",
-                                     "tools"])
+    assert sorted(copied) == sorted(["pyproject.toml", "setup.py", "README.md", "host", "shared",
+                                     "device", "boards"])
     assert all(os.path.exists(os.path.join(ROOT, p)) for p in copied)
-    # every package pyproject.toml installs is copied
-    import tomllib
-    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        inc = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
-    assert sorted(i.rstrip("*") for i in inc) == sorted(set(copied) - {"pyproject.toml", "README.md"})
+    # every folder setup.py installs a package from is copied (host/ as `becomingone`)
+    import ast
+    tree = ast.parse(open(os.path.join(ROOT, "setup.py")).read())
+    folders = {s.value.split(".")[0] for s in ast.walk(tree) if isinstance(s, ast.Constant)
+               and isinstance(s.value, str) and s.value.split(".")[0] in os.listdir(ROOT)
+               and os.path.isdir(os.path.join(ROOT, s.value.split(".")[0]))}
+    assert folders == set(copied) - {"pyproject.toml", "setup.py", "README.md"}

@@ -1,7 +1,7 @@
 import pytest
 
-from host.devconfig import ConfigHistory, DeviceConfigs
-from host.errors import UserError
+from becomingone.devices.config import ConfigHistory, DeviceConfigs
+from becomingone.errors import UserError
 
 DEFAULTS = {"telemetry_every": 1, "pow_bits": 16, "omega": 2.0}
 

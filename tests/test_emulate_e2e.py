@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from host.emulate.faults import parse_faults
-from host.emulate.runner import Emulation
+from becomingone.emulate.faults import parse_faults
+from becomingone.emulate.runner import Emulation
 from shared import protocol as P
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def _micropython():
 
 
 def _witness_entries(emu):
-    from host.ledger import Ledger
+    from becomingone.ledger import Ledger
     out = []
     with Ledger(emu.cfg.ledger_path()) as led:
         for e in led.entries():
@@ -156,7 +156,7 @@ def test_emulation_end_to_end_udp_and_serial(tmp_path):
     assert s["witness_in_ledger"] == s["witness_sent"], s["witness_missing"]
     assert s["witness_proofs_ok"] >= s["witness_in_ledger"]
     # the clean stop signed the tree head of everything written
-    from host.ledger import Ledger
+    from becomingone.ledger import Ledger
     with Ledger(emu.cfg.ledger_path()) as led:
         note = led.latest_checkpoint()
         assert note is not None and int(note.split("\n")[1]) == led.size

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from host.emulate.faults import parse_faults
-from host.emulate.proxy import SerialFaultProxy, UdpFaultProxy
-from host.errors import UserError
+from becomingone.emulate.faults import parse_faults
+from becomingone.emulate.proxy import SerialFaultProxy, UdpFaultProxy
+from becomingone.errors import UserError
 
 
 def test_parse_faults_full_spec():

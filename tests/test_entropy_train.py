@@ -3,8 +3,8 @@ separable data stays finite, MODEL frame fields, bad input."""
 import numpy as np
 import pytest
 
-from host.entropy_train import auc, fit, load_labelled, sigmoid
-from host.errors import UserError
+from becomingone.model.train import auc, fit, load_labelled, sigmoid
+from becomingone.errors import UserError
 
 
 def synthetic(n, w, b, seed):

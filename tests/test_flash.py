@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from host.cli import main as cli
-from host.keystore import Keystore
-from tools.deploy import plan as P
-from tools.deploy import provision as V
+from becomingone.cli import main as cli
+from becomingone.ingest.keystore import Keystore
+from becomingone.deploy import plan as P
+from becomingone.deploy import provision as V
 
 ROOT = P.ROOT
 
@@ -293,7 +293,7 @@ def test_root_main_passes_wifi_from_wifi_json(tmp_path, monkeypatch):
 
 
 def test_keystore_is_the_one_the_host_uses(tmp_path, monkeypatch, capsys):
-    from host.commands.flash import keystore_path
+    from becomingone.commands.flash import keystore_path
     import argparse
 
     monkeypatch.chdir(tmp_path)

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from host.keystore import Keystore
+from becomingone.ingest.keystore import Keystore
 from shared import protocol
 from shared.auth import Auth
-from tools.deploy import plan as P
+from becomingone.deploy import plan as P
 from tools.deploy.fakeboard_host import FakeBoard, missing_tools
 
 MISSING = missing_tools()

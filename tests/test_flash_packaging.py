@@ -8,10 +8,10 @@ import tarfile
 
 import pytest
 
-from host.cli import main as cli
-from host.keystore import Keystore
+from becomingone.cli import main as cli
+from becomingone.ingest.keystore import Keystore
 from tools.deploy import mip_package
-from tools.deploy import plan as P
+from becomingone.deploy import plan as P
 
 ROOT = P.ROOT
 

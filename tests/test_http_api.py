@@ -1,7 +1,7 @@
 """HTTP API against a real coordinator fed by a fake device over loopback UDP."""
 import pytest
 
-from host.ledger.merkle import verify_inclusion
+from becomingone.ledger.merkle import verify_inclusion
 from shared import protocol as P
 from tests.http_helpers import Host, witness
 from tests.test_coordinator import tel, wait
@@ -158,7 +158,7 @@ def test_dashboard_files_are_package_data():
     import tomllib
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "pyproject.toml"), "rb") as f:
-        globs = tomllib.load(f)["tool"]["setuptools"]["package-data"]["host.http"]
+        globs = tomllib.load(f)["tool"]["setuptools"]["package-data"]["becomingone.http"]
     static = os.path.join(root, "host", "http", "static")
     files = sorted(os.listdir(static))
     assert {"index.html", "app.js", "style.css"} <= set(files)

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from host.config import load_config
-from host.errors import UserError
-from host.http import ENV_HTTP, ENV_TOKEN, resolve_settings
+from becomingone.config import load_config
+from becomingone.errors import UserError
+from becomingone.http import ENV_HTTP, ENV_TOKEN, resolve_settings
 from tests.http_helpers import Host
 
 TOKEN = "correct-horse-battery-staple-42"
@@ -124,7 +124,7 @@ def _run(args, env_extra=None, timeout=60):
     env = dict(os.environ)
     env.pop(ENV_HTTP, None)
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "host.cli"] + args, cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "becomingone.cli"] + args, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -2,7 +2,7 @@
 small sizes; the figures themselves are the benchmark's business."""
 import argparse
 
-from tools import bench_http
+from becomingone.bench import http as bench_http
 
 
 def test_bench_http_rows_quick():

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from host.emulate.faults import parse_faults
-from host.emulate.runner import Emulation
+from becomingone.emulate.faults import parse_faults
+from becomingone.emulate.runner import Emulation
 
 pytestmark = pytest.mark.slow
 

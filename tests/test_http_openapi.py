@@ -7,7 +7,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from host.http.api import ROUTES
+from becomingone.http.api import ROUTES
 from shared import protocol as P
 from tests.http_helpers import Host, witness
 from tests.test_coordinator import tel, wait
@@ -94,5 +94,5 @@ def test_every_route_is_described_and_real_responses_validate(tmp_path):
 
 @pytest.mark.parametrize("name", ["Snapshot", "Status", "DeviceDetail"])
 def test_schema_names_exist(name):
-    from host.http.openapi import SCHEMAS
+    from becomingone.http.openapi import SCHEMAS
     assert name in SCHEMAS

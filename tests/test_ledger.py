@@ -9,9 +9,9 @@ import stat
 
 import pytest
 
-from host.errors import UserError
-from host.ledger import CanonicalError, KindError, Ledger, PulseRecorder, canonical, merkle
-from host.ledger import checkpoint as ckpt
+from becomingone.errors import UserError
+from becomingone.ledger import CanonicalError, KindError, Ledger, PulseRecorder, canonical, merkle
+from becomingone.ledger import checkpoint as ckpt
 
 
 def W(i, **kw):

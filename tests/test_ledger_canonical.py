@@ -1,4 +1,4 @@
-"""Canonical JSON template fast path (host.ledger.canonical.dumps) == the reference encoder (full check,
+"""Canonical JSON template fast path (becomingone.ledger.canonical.dumps) == the reference encoder (full check,
 then json) == the independent encoder of tools/verify_export.py, on random data; refusals are
 the same errors."""
 import importlib.util
@@ -8,7 +8,7 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from host.ledger import CanonicalError, canonical
+from becomingone.ledger import CanonicalError, canonical
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("verify_export", os.path.join(ROOT, "tools", "verify_export.py"))

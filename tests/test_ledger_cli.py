@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from host.cli import main
-from host.ledger import Ledger, merkle
+from becomingone.cli import main
+from becomingone.ledger import Ledger, merkle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -143,7 +143,7 @@ def test_export_verified_independently_and_tamper_rejected(db, tmp_path, capsys)
 
 def test_bench_ledger_smoke():
     import argparse
-    import bench_ledger
+    from becomingone.bench import ledger as bench_ledger
     rows = bench_ledger.collect(argparse.Namespace(quick=True, entries=300, verify_entries=3000, proofs=30))
     by = {r["name"]: r for r in rows}
     assert set(by) == {"becomingone", "pymerkle", "sqlite-raw", "verify-1m"}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from host.ledger import Ledger, LedgerCorrupt, LedgerLocked, verify_path
+from becomingone.ledger import Ledger, LedgerCorrupt, LedgerLocked, verify_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,7 +112,7 @@ def test_corrupted_database_gives_clear_error(tmp_path):
     assert p in str(ei.value) and "restore" in str(ei.value)
     with pytest.raises(LedgerCorrupt):
         verify_path(p)
-    r = subprocess.run([sys.executable, "-m", "host.cli", "ledger", "verify", "--db", p],
+    r = subprocess.run([sys.executable, "-m", "becomingone.cli", "ledger", "verify", "--db", p],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("becomingone: ledger database " + p)
     assert "Traceback" not in r.stderr
@@ -147,7 +147,7 @@ def test_locked_database_gives_clear_error_and_writer_recovers(tmp_path):
 WRITER = r"""
 import random, sys
 sys.path.insert(0, %(root)r)
-from host.ledger import Ledger
+from becomingone.ledger import Ledger
 led = Ledger(sys.argv[1], checkpoint_every=500)
 rnd = random.Random(int(sys.argv[2]))
 out = sys.stdout
@@ -231,7 +231,7 @@ def test_garbage_pages_in_database_never_give_a_traceback(tmp_path):
     with open(p, "r+b") as f:
         f.seek(size // 2)
         f.write(os.urandom(8192))
-    r = subprocess.run([sys.executable, "-m", "host.cli", "ledger", "verify", "--db", p],
+    r = subprocess.run([sys.executable, "-m", "becomingone.cli", "ledger", "verify", "--db", p],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode in (1, 2) and "Traceback" not in r.stderr, r.stderr
     assert ("FAILED at" in r.stderr) or r.stderr.startswith("becomingone: ledger database " + p)

@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from host.errors import UserError
-from host.ledger import Ledger, LedgerError, merkle, verify_path
-from host.ledger.db import FORMAT, INSERT_CHUNK, NODE_LEVEL
+from becomingone.errors import UserError
+from becomingone.ledger import Ledger, LedgerError, merkle, verify_path
+from becomingone.ledger.db import FORMAT, INSERT_CHUNK, NODE_LEVEL
 from tests.test_ledger_faults import _sql
-from host.ledger.future import LedgerFuture
+from becomingone.ledger.future import LedgerFuture
 
 
 def W(i):

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from host.errors import UserError
-from host.links import SCHEMES, link_class, make_link, open_link, register_scheme
-from host.links.serial import SerialLink
-from host.links.udp import UdpLink
+from becomingone.errors import UserError
+from becomingone.links import SCHEMES, link_class, make_link, open_link, register_scheme
+from becomingone.links.serial import SerialLink
+from becomingone.links.udp import UdpLink
 from shared import cobs
 
 
@@ -26,7 +26,7 @@ def test_registry_by_url():
 
 
 def test_register_custom_scheme():
-    register_scheme("fakeudp", "host.links.udp:UdpLink")
+    register_scheme("fakeudp", "becomingone.links.udp:UdpLink")
     try:
         assert link_class("fakeudp://127.0.0.1:0") is UdpLink
     finally:

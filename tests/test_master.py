@@ -3,7 +3,7 @@ batch vs per-frame ingest, many devices, long streams (ring wrap and block align
 import numpy as np
 import pytest
 
-from host.master import Master, partial_scales
+from becomingone.core.master import Master, partial_scales
 
 
 def make_rows(rng, n, first=0, loss=0.0):
@@ -222,7 +222,7 @@ def test_property_random_gaps_orders_and_mixed_apis():
 
 
 def test_ingest_records_with_the_batch_decoders_dtype():
-    from host.wire import BEAT_DTYPE
+    from becomingone.wire.telemetry import BEAT_DTYPE
     rec = np.zeros(50, dtype=BEAT_DTYPE)
     rec["device_id"], rec["boot_id"] = 7, 3
     rec["beat"] = np.arange(50) + 2 ** 31          # u32 beats above 2^31
@@ -240,7 +240,7 @@ def test_ingest_records_with_the_batch_decoders_dtype():
 
 def test_bench_master_quick_rows():
     import argparse
-    from tools.bench_master import collect
+    from becomingone.bench.master import collect
     rows = collect(argparse.Namespace(quick=True))
     names = [r["name"] for r in rows]
     assert names == ["master", "naive", "integration"]

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from host import kairos_ref
-from host.master import Master
+from tests.reference import kairos_ref
+from becomingone.core.master import Master
 from shared import kairos as dk
 
 FS = 1000

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from host import kairos_ref
-from host.cli import main
-from host.config import load_config
-from host.integration import Integration
-from host.master import Master
-from host.wire import decode_telemetry_batch
+from tests.reference import kairos_ref
+from becomingone.cli import main
+from becomingone.config import load_config
+from becomingone.core.integration import Integration
+from becomingone.core.master import Master
+from becomingone.wire.telemetry import decode_telemetry_batch
 from shared import kairos as dk
 from shared import protocol as P
 
@@ -55,7 +55,7 @@ def test_frames_to_memory(tmp_path, capsys):
     idx = m.open_stream(21, 0x1234, FS, PERIOD_US, sum_shift=em.sum_shift, phase_step=em.phase_step,
                         lag_samples=em.lag)
     ledger = []
-    from host.ledger import Ledger
+    from becomingone.ledger import Ledger
     real = Ledger(str(tmp_path / "ledger.db"))   # the entry kinds' checks, for real
 
     def submit(kind, data):

@@ -8,9 +8,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from host.config import load_config
-from host.master import Master
-from host.memory import Memory, MemoryStoreError
+from becomingone.config import load_config
+from becomingone.core.master import Master
+from becomingone.memory.store import Memory, MemoryStoreError
 
 
 def wins(mags, phase=0.0, last_beat=100):
@@ -164,8 +164,8 @@ def test_from_config_and_master_snapshots(tmp_path):
 
 def test_cli_query_reconstruct_similar(tmp_path, capsys):
     import json as _json
-    from host.cli import main
-    from host.times import parse_time
+    from becomingone.cli import main
+    from becomingone.util.times import parse_time
     mem = Memory(str(tmp_path / "memory.sqlite"))
     for k in range(5):
         mem.snapshot(1, 1000.0 + k, wins((0.5, 0.4, 0.3), phase=0.1 * k, last_beat=k), boot_id=2)

@@ -6,9 +6,9 @@ import random
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from host.mesh.aggregate import AggregateError, VersionedAggregate
-from host.mesh.antientropy import AntiEntropy
-from host.mesh.tls import init_mesh
+from becomingone.mesh.aggregate import AggregateError, VersionedAggregate
+from becomingone.mesh.antientropy import AntiEntropy
+from becomingone.mesh.tls import init_mesh
 
 CELLS = ["c0", "c1", "c2", "c3"]
 

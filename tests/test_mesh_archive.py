@@ -6,12 +6,12 @@ import zlib
 
 import pytest
 
-from host.cli import main
-from host.ledger import Ledger, verify_path
-from host.ledger import checkpoint as ckpt
-from host.mesh import archive
-from host.mesh.archive import ArchiveError, restore, seal_to_cells
-from host.mesh.ring import Ring
+from becomingone.cli import main
+from becomingone.ledger import Ledger, verify_path
+from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh import archive
+from becomingone.mesh.archive import ArchiveError, restore, seal_to_cells
+from becomingone.mesh.ring import Ring
 
 CELLS = ["a", "b", "c", "d", "e", "f"]
 

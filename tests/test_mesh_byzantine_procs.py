@@ -7,9 +7,9 @@ import json
 import os
 import shutil
 
-from host.ledger import Ledger
-from host.ledger import checkpoint as ckpt
-from host.mesh.replica import ReplicaStore
+from becomingone.ledger import Ledger
+from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh.replica import ReplicaStore
 from tests.test_mesh_node_procs import CELLS, setup_cells, start_cells, wait
 
 

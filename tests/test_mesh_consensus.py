@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from host.cli import main
-from host.errors import UserError
-from host.mesh import consensus as c
+from becomingone.cli import main
+from becomingone.errors import UserError
+from becomingone.mesh import consensus as c
 
 
 def test_pushsum_converges_and_conserves_mass():
@@ -113,7 +113,7 @@ def test_cli_simulate_table_and_exit_code_when_not_converged(capsys):
 
 def test_bench_mesh_quick_rows():
     import argparse
-    from tools import bench_mesh
+    from becomingone.bench import mesh as bench_mesh
     args = argparse.Namespace(quick=True, sizes="100", max_rounds=3000, seed=0)
     rows = {r["name"]: r for r in bench_mesh.collect(args)}
     for algo in ("pushsum", "emtd", "swarm", "versioned"):

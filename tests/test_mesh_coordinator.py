@@ -13,14 +13,14 @@ import time
 
 import pytest
 
-from host.config import load_config
-from host.coordinator import Coordinator
-from host.errors import UserError
-from host.ledger import Ledger
-from host.ledger import checkpoint as ckpt
-from host.mesh.node import write_trust
-from host.mesh.replica import ReplicaStore
-from host.mesh.tls import init_mesh
+from becomingone.config import load_config
+from becomingone.coordinator.service import Coordinator
+from becomingone.errors import UserError
+from becomingone.ledger import Ledger
+from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh.backends.embedded import write_trust
+from becomingone.mesh.replica import ReplicaStore
+from becomingone.mesh.tls import init_mesh
 from shared import protocol as P
 from tests.test_coordinator import HELLO, FakeDevice, tel
 from tests.test_mesh_coordinator_procs import free_port
@@ -54,7 +54,7 @@ def test_missing_tls_names_the_mesh_init_command(tmp_path):
     want = "becomingone mesh init --dir %s --cells lab-a" % os.path.join(data, "mesh", "tls")
     assert want in str(e.value)
     # the CLI: `becomingone: ...`, exit 2, no traceback
-    out = subprocess.run([sys.executable, "-m", "host.cli", "run", "--data", data, "--link", "udp://127.0.0.1:0",
+    out = subprocess.run([sys.executable, "-m", "becomingone.cli", "run", "--data", data, "--link", "udp://127.0.0.1:0",
                           "--set", "sync.mesh_enabled=true", "--set", "becomingone.name=lab-a",
                           "--duration", "5"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith("becomingone: ") and want in out.stderr
@@ -92,7 +92,7 @@ def test_forked_peer_alert_in_status_and_ledger(tmp_path):
     p0, p2 = free_port(), free_port()
     c, th = coordinator(data0, "cell-0", **{"sync.mesh.port": p0, "sync.mesh.tls_dir": tls,
                                             "sync.mesh.trust_dir": trust, "sync.mesh.pin_peers": False})
-    node = subprocess.Popen([sys.executable, "-m", "host.mesh.node", "--tls", tls, "--trust", trust, "--cell", "cell-2",
+    node = subprocess.Popen([sys.executable, "-m", "becomingone.mesh.backends.embedded", "--tls", tls, "--trust", trust, "--cell", "cell-2",
                              "--ledger", os.path.join(fork, "ledger.sqlite"), "--replicas",
                              os.path.join(fork, "replicas"), "--port", str(p2), "--seed", "127.0.0.1:%d" % p0,
                              "--interval", "0.2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

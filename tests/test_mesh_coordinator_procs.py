@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from host.control import request
+from becomingone.coordinator.control import request
 from shared import protocol as P
 from tests.test_coordinator import HELLO, FakeDevice, tel
 from tests.test_mesh_node_procs import wait
@@ -62,7 +62,7 @@ class Cell:
         if os.path.exists(self.ready):
             os.unlink(self.ready)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "host.cli", "run", "--config", self.config, "--link", "udp://127.0.0.1:0",
+            [sys.executable, "-m", "becomingone.cli", "run", "--config", self.config, "--link", "udp://127.0.0.1:0",
              "--ready-file", self.ready, "--quiet"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return self
@@ -153,7 +153,7 @@ def agree(cells, names):
 def test_three_coordinators_mesh_kill_and_rejoin(tmp_path):
     base = str(tmp_path)
     tls = os.path.join(base, "tls")
-    out = subprocess.run([sys.executable, "-m", "host.cli", "mesh", "init", "--dir", tls, "--cells", ",".join(NAMES)],
+    out = subprocess.run([sys.executable, "-m", "becomingone.cli", "mesh", "init", "--dir", tls, "--cells", ",".join(NAMES)],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     ports = {n: free_port() for n in NAMES}

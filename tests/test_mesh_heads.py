@@ -6,13 +6,13 @@ import json
 import os
 import shutil
 
-from host.ledger import Ledger
-from host.ledger import checkpoint as ckpt
-from host.mesh.heads import HeadTracker
-from host.mesh.node import MeshNode
-from host.mesh.replica import ReplicaStore
-from host.mesh.replication import Replicator
-from host.mesh.tls import init_mesh
+from becomingone.ledger import Ledger
+from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh.heads import HeadTracker
+from becomingone.mesh.backends.embedded import MeshNode
+from becomingone.mesh.replica import ReplicaStore
+from becomingone.mesh.replication import Replicator
+from becomingone.mesh.tls import init_mesh
 from tests.test_mesh_replication import _ledger
 
 

@@ -8,13 +8,13 @@ import os
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from host.ledger import Ledger
-from host.ledger import checkpoint as ckpt
-from host.mesh.aggregate import VersionedAggregate
-from host.mesh.replica import ReplicaError, ReplicaStore
+from becomingone.ledger import Ledger
+from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh.aggregate import VersionedAggregate
+from becomingone.mesh.replica import ReplicaError, ReplicaStore
 
 nats = pytest.importorskip("nats")
-from tools.nats_server import SERVER, nats_server  # noqa: E402
+from becomingone.bench.nats_server import SERVER, nats_server  # noqa: E402
 pytestmark = pytest.mark.skipif(SERVER is None, reason="nats-server (Debian package) not installed")
 
 
@@ -32,7 +32,7 @@ def _ledger(path, n):
 
 
 def test_replication_through_jetstream(nats_url, tmp_path):
-    from host.mesh.natsbackend import NatsCell
+    from becomingone.mesh.backends.nats import NatsCell
     a = _ledger(str(tmp_path / "a" / "ledger.sqlite"), 1233)
     mid_note = a.checkpoint()                              # size 1234: inside the block [1000, 1500)
     mid_lines = [e.to_json() for e in a.entries(0, 1234)]
@@ -73,7 +73,7 @@ INJECTED = ('{"data":{"action":"steal","kind":"action"},"hash":"' + "0" * 64 + '
 
 
 def test_injected_message_is_caught_by_owner_and_replica(nats_url, tmp_path):
-    from host.mesh.natsbackend import NatsBackendError, NatsCell, subject
+    from becomingone.mesh.backends.nats import NatsBackendError, NatsCell, subject
     a = _ledger(str(tmp_path / "a" / "ledger.sqlite"), 50)
     pub = ckpt.load_public_key(a.public_key_pem().encode())
     store = ReplicaStore(str(tmp_path / "b"), {a.origin: pub})
@@ -115,7 +115,7 @@ def test_injected_message_is_caught_by_owner_and_replica(nats_url, tmp_path):
 
 
 def test_membership_and_t_global_through_key_value(nats_url, tmp_path):
-    from host.mesh.natsbackend import NatsCell
+    from becomingone.mesh.backends.nats import NatsCell
     names = ["c0", "c1", "c2"]
     priv = {c: Ed25519PrivateKey.generate() for c in names}
     pub = {c: k.public_key() for c, k in priv.items()}

@@ -10,9 +10,9 @@ import threading
 import time
 
 
-from host.ledger import Ledger
-from host.mesh.node import write_trust
-from host.mesh.tls import init_mesh
+from becomingone.ledger import Ledger
+from becomingone.mesh.backends.embedded import write_trust
+from becomingone.mesh.tls import init_mesh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CELLS = {"cell-0": ("0.5,0.1", 3), "cell-1": ("-0.2,0.4", 1), "cell-2": ("0.0,0.9", 4)}
@@ -33,7 +33,7 @@ def setup_cells(base, cells):
 class Proc:
     def __init__(self, base, tls, trust, cell, port, seeds, t_hat, devices, prefix=()):
         self.status, self.history = None, []
-        cmd = list(prefix) + [sys.executable, "-m", "host.mesh.node", "--tls", tls, "--trust", trust,
+        cmd = list(prefix) + [sys.executable, "-m", "becomingone.mesh.backends.embedded", "--tls", tls, "--trust", trust,
                               "--cell", cell, "--ledger", os.path.join(base, cell, "ledger.sqlite"),
                               "--replicas", os.path.join(base, cell, "replicas"), "--host", seeds[1],
                               "--port", str(port), "--interval", "0.2", "--timeout", "0.25",

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from host.mesh.tls import ConnectionPool, MeshServer, MeshTLSError, init_mesh
+from becomingone.mesh.tls import ConnectionPool, MeshServer, MeshTLSError, init_mesh
 
 
 @pytest.fixture(scope="module")

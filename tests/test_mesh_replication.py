@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from host.ledger import Ledger, verify_path
-from host.ledger import checkpoint as ckpt
-from host.mesh.replica import ReplicaError, ReplicaStore
-from host.mesh.replication import Replicator
-from host.mesh.tls import init_mesh
+from becomingone.ledger import Ledger, verify_path
+from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh.replica import ReplicaError, ReplicaStore
+from becomingone.mesh.replication import Replicator
+from becomingone.mesh.tls import init_mesh
 
 
 def _ledger(path, n, tag="a"):
@@ -69,7 +69,7 @@ def test_forged_entries_are_refused_and_nothing_is_written(tmp_path):
     note = a.latest_checkpoint()
     lines = [e.to_json() for e in a.entries(0, a.size)]
     # a server rewrites entry 5 and recomputes the whole chain after it (entry hashes are unkeyed)
-    from host.ledger import canonical
+    from becomingone.ledger import canonical
     forged, prev = [], "0" * 64
     for i, line in enumerate(lines):
         e = json.loads(line)

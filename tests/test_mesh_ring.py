@@ -1,8 +1,8 @@
 """Consistent-hashing ring (host/mesh/ring.py): ET Eq 28 weighted by the THHE homeostat."""
 import pytest
 
-from host.errors import UserError
-from host.mesh.ring import Ring, key_position, parse_cells
+from becomingone.errors import UserError
+from becomingone.mesh.ring import Ring, key_position, parse_cells
 
 KEYS = ["key-%d" % i for i in range(20000)]
 

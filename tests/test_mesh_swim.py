@@ -4,7 +4,7 @@ import asyncio
 import json
 import random
 
-from host.mesh.swim import ALIVE, DEAD, SUSPECT, Swim
+from becomingone.mesh.swim import ALIVE, DEAD, SUSPECT, Swim
 
 
 class Net:

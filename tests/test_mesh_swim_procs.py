@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 
-from host.mesh.tls import init_mesh
+from becomingone.mesh.tls import init_mesh
 from tests.test_mesh_node_procs import wait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +26,7 @@ class Cell:
     def __init__(self, tls, name, port, seeds):
         self.name, self.views, self.history = name, None, []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "host.mesh.swimnet", "--tls", tls, "--cell", name, "--port", str(port),
+            [sys.executable, "-m", "becomingone.mesh.swimnet", "--tls", tls, "--cell", name, "--port", str(port),
              "--interval", "0.2", "--timeout", "0.25"] + sum((["--seed", s] for s in seeds), []),
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._read, daemon=True).start()

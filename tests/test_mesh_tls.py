@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from host.cli import main
-from host.mesh.tls import MeshServer, MeshTLSError, connect, init_mesh
+from becomingone.cli import main
+from becomingone.mesh.tls import MeshServer, MeshTLSError, connect, init_mesh
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from device.arbiter import Arbiter
-from host import entropy_history as H
-from host.cli import main
-from host.errors import UserError
-from host.memory import Memory
-from host.telemetry_history import telemetry_row
+from becomingone.model import dataset as H
+from becomingone.cli import main
+from becomingone.errors import UserError
+from becomingone.memory.store import Memory
+from becomingone.memory.telemetry import telemetry_row
 
 
 @pytest.mark.parametrize("w,b", [(0.12, 0.0), (0.3, -2.0), (0.05, 1.5)])

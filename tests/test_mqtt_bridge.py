@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from host.config import load_config
-from host.coordinator import Coordinator
-from host.errors import ConfigError
-from host.integrations.mqtt import ENTITIES, Topics
+from becomingone.config import load_config
+from becomingone.coordinator.service import Coordinator
+from becomingone.errors import ConfigError
+from becomingone.mqtt.bridge import ENTITIES, Topics
 from shared import protocol as P
 from tests.mqtt_broker import Broker, Recorder, have_mosquitto
 from tests.test_coordinator import HELLO, FakeDevice, make_coord, stop, tel, wait
@@ -99,7 +99,7 @@ def test_discovery_states_availability_and_clean_offline(tmp_path, broker, capsy
         assert m["connected"] and m["published"] > 0 and m["errors"] == 0
         assert m["discovery_published"] == 3 * len(ENTITIES) and m["devices"] == 3
         from types import SimpleNamespace
-        from host.commands import status as status_cmd
+        from becomingone.commands import status as status_cmd
         status_cmd.run(SimpleNamespace(data=c.data_dir, config=None, json=False, verify=False))
         line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("mqtt")]
         assert line and "connected to 127.0.0.1:%d" % broker.port in line[0], line
@@ -301,8 +301,8 @@ def test_emulation_quarantine_cleared_from_mqtt(tmp_path, broker):
     """Real firmware (MicroPython unix port): device 2's sensor faults at 3 s -> ALERT, then
     QUARANTINE, seen on MQTT; a Home Assistant button press (PRESS on the CLEAR command topic),
     sent once the fault has passed, releases the quarantine."""
-    from host.emulate.faults import parse_faults
-    from host.emulate.runner import Emulation
+    from becomingone.emulate.faults import parse_faults
+    from becomingone.emulate.runner import Emulation
     emu = Emulation(devices=2, duration=None, transport="udp", runtime="micropython",
                     faults=parse_faults("fault=2@3"), data_dir=str(tmp_path / "emu"),
                     config_overrides=mqtt_over(broker.port, interval=0.5))
@@ -335,7 +335,7 @@ def test_emulation_quarantine_cleared_from_mqtt(tmp_path, broker):
     assert pressed is not None, "device 2 never latched QUARANTINE with the fault passed"
     assert not st[-1]["quarantined"], st[-5:]
     assert discovery_topics(1) | discovery_topics(2) <= {t for t, _, _ in rec.msgs}
-    from host.ledger import Ledger
+    from becomingone.ledger import Ledger
     with Ledger(emu.cfg.ledger_path()) as led:
         data = [e.data for e in led.entries()]
     assert [d["device"] for d in data if d.get("kind") == "action" and
@@ -349,7 +349,7 @@ def test_emulate_mqtt_flag(tmp_path, broker):
     clear error."""
     import subprocess
     import sys
-    exe = [sys.executable, "-m", "host.cli", "emulate"]
+    exe = [sys.executable, "-m", "becomingone.cli", "emulate"]
     bad = subprocess.run(exe + ["--mqtt", "127.0.0.1:x", "--duration", "1"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "becomingone: --mqtt '127.0.0.1:x'" in bad.stderr, bad.stderr

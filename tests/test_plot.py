@@ -6,17 +6,17 @@ import os
 import numpy as np
 import pytest
 
-from host.cli import main
-from host.memory import Memory
-from host.plots import DPI, FIGSIZE, decision_runs
+from becomingone.cli import main
+from becomingone.memory.store import Memory
+from becomingone.memory.plots import DPI, FIGSIZE, decision_runs
 
 W, H = int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI)
 
 
 @pytest.fixture(scope="module")
 def emu_data(tmp_path_factory):
-    from host.emulate.faults import parse_faults
-    from host.emulate.runner import Emulation
+    from becomingone.emulate.faults import parse_faults
+    from becomingone.emulate.runner import Emulation
     data = str(tmp_path_factory.mktemp("emu") / "data")
     emu = Emulation(devices=2, duration=5.0, runtime="cpython", faults=parse_faults("fault=1@2"),
                     data_dir=data, pow_bits=4)

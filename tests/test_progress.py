@@ -10,9 +10,9 @@ import types
 import pytest
 from rich.console import Console
 
-from host.cli import main
-from host.ledger import Ledger, verify_path
-from host.progress import progress_bar, wants_progress
+from becomingone.cli import main
+from becomingone.ledger import Ledger, verify_path
+from becomingone.util.progress import progress_bar, wants_progress
 
 
 def _terminal():
@@ -52,7 +52,7 @@ def test_bytes_unit_and_late_total():
 
 
 def test_flash_progress_draws_by_bytes():
-    from host.commands.flash import _Progress
+    from becomingone.commands.flash import _Progress
     con, buf = _terminal()
     item = types.SimpleNamespace(remote="/device/main.mpy", size=4000)
     with _Progress(4000, console=con) as prog:
@@ -62,7 +62,7 @@ def test_flash_progress_draws_by_bytes():
 
 
 def test_flash_without_terminal_prints_one_line_per_file(capsys):
-    from host.commands.flash import _Progress
+    from becomingone.commands.flash import _Progress
     a = types.SimpleNamespace(remote="/a.mpy", size=10)
     b = types.SimpleNamespace(remote="/b.mpy", size=20)
     with _Progress(30) as prog:
@@ -89,15 +89,15 @@ def test_ledger_verify_progress_monotone_to_total(tmp_path, workers):
 
 
 def test_consensus_progress_rounds():
-    from host.mesh.consensus import simulate
+    from becomingone.mesh.consensus import simulate
     rounds = []
     res = simulate(200, "pushsum", seed=1, progress=lambda r, err: rounds.append(r))
     assert rounds == list(range(1, res["rounds_run"] + 1))
 
 
 def test_restore_progress_monotone_to_total(tmp_path):
-    from host.mesh.archive import restore, seal_to_cells
-    from host.mesh.ring import Ring
+    from becomingone.mesh.archive import restore, seal_to_cells
+    from becomingone.mesh.ring import Ring
     db = str(tmp_path / "src" / "ledger.sqlite")
     os.makedirs(tmp_path / "src")
     with Ledger(db) as led:

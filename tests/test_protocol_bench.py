@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_bench_protocol_quick_json():
-    p = subprocess.run([sys.executable, "-m", "host.cli", "bench", "protocol", "--json",
+    p = subprocess.run([sys.executable, "-m", "becomingone.cli", "bench", "protocol", "--json",
                         "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout)  # one JSON object, nothing else on stdout

@@ -3,7 +3,7 @@ import struct
 
 from hypothesis import given, settings, strategies as st
 
-from host.wire import Receiver
+from becomingone.wire.telemetry import Receiver
 from shared import cobs
 from shared import protocol as P
 from shared.auth import Auth, ReplayWindow

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from host.wire import BEAT_DTYPE, Receiver, decode_telemetry_batch
+from becomingone.wire.telemetry import BEAT_DTYPE, Receiver, decode_telemetry_batch
 from shared import protocol as P
 from shared.auth import Auth, ReplayGuard, hmac_sha256
 from shared.frame_encoder import Encoder
@@ -144,7 +144,7 @@ def test_golden_vector_file_is_current():
 
 
 def test_host_seq_after_restart_stays_above():
-    from host.wire import host_seq_after
+    from becomingone.wire.telemetry import host_seq_after
     t = 1763784000.0
     s = host_seq_after(None, t)
     seqs = [s]
@@ -175,7 +175,7 @@ def test_witness_record_works_with_pow():
 
 
 def test_telemetry_period_saturates_and_hello_gives_the_exact_one():
-    from host.wire import telemetry_period_us
+    from becomingone.wire.telemetry import telemetry_period_us
     from shared.frame_encoder import Encoder
     enc = Encoder(17, 0x2A5C)
     args = (3, 0, 10, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0)

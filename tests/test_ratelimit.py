@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from host.ratelimit import RateLimiter, TokenBucket, frame_complexity, variance_cost
+from becomingone.ingest.ratelimit import RateLimiter, TokenBucket, frame_complexity, variance_cost
 
 
 def test_variance_cost_eq25():

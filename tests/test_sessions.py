@@ -1,4 +1,4 @@
-from host.sessions import SEQ_WINDOW, Session, Sessions
+from becomingone.devices.sessions import SEQ_WINDOW, Session, Sessions
 
 
 def test_seq_gaps_duplicates_reorder():
@@ -84,7 +84,7 @@ def test_host_seq_survives_a_host_restart():
     """A restarted host (fresh session state) must not reuse sequence numbers a keyed device
     already accepted: its seq starts from the wall clock, above what it sent before."""
     import time
-    from host.sessions import Session
+    from becomingone.devices.sessions import Session
     a = Session.__new__(Session)
     a.host_seq = 0
     first = [a.next_host_seq() for _ in range(50)]       # a burst runs ahead of the clock

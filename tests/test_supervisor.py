@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from host.supervisor import Supervisor, backoff_delay
+from becomingone.util.supervisor import Supervisor, backoff_delay
 
 
 def test_backoff_grows_and_caps():

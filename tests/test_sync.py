@@ -5,9 +5,9 @@ import cmath
 import numpy as np
 import pytest
 
-from host.config import load_config
-from host.master import Master
-from host.sync import SyncLayer, mesh_weights, sync_from_master, t_global
+from becomingone.config import load_config
+from becomingone.core.master import Master
+from becomingone.core.sync import SyncLayer, mesh_weights, sync_from_master, t_global
 
 
 def test_formulas():

@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 
-from host.cli import main
-from host.memory import Memory
-from host.telemetry_history import TelemetryHistory, telemetry_row, telemetry_rows_from_beats
-from host.wire import BEAT_DTYPE
+from becomingone.cli import main
+from becomingone.memory.store import Memory
+from becomingone.memory.telemetry import TelemetryHistory, telemetry_row, telemetry_rows_from_beats
+from becomingone.wire.telemetry import BEAT_DTYPE
 from shared import protocol as P
 from tests.test_coordinator import HELLO, FakeDevice, make_coord, stop, tel, wait
 

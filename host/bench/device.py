@@ -1,9 +1,9 @@
 """`becomingone bench device [--json]`: the device firmware under the MicroPython unix port
 (192K heap), all rows measured in the same run:
 
-  beat             beat_us, alloc_bytes_per_beat   the whole steady beat (tools/mpy_bench_beat.py)
-  pid, simple-pid  step_us                          (tools/mpy_bench_math.py, same process)
-  pow, sha256-bare hashes_per_s                     (tools/mpy_bench_math.py, same process)
+  beat             beat_us, alloc_bytes_per_beat   the whole steady beat (host/bench/mpy_beat.py)
+  pid, simple-pid  step_us                          (host/bench/mpy_math.py, same process)
+  pow, sha256-bare hashes_per_s                     (host/bench/mpy_math.py, same process)
   lateness-pow0, lateness-pow20   p50/p99/max us    device/main.py in real time on the emulator
                                                     board, mining off vs 20-bit stamps
 Targets: beat <= 100 us and 0 bytes per steady beat; PID >= 5x simple-pid; PoW >= 0.9x bare hash;
@@ -15,8 +15,10 @@ import shutil
 import subprocess
 import sys
 
+from becomingone.bench import mpy_math
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 
 def add_arguments(p):
@@ -45,7 +47,7 @@ def collect(args):
     exe = _mpy(args)
     rows = []
     n = 300 if quick else 2000
-    p = subprocess.run([exe, "-X", "heapsize=192K", os.path.join(HERE, "mpy_bench_beat.py"), ROOT,
+    p = subprocess.run([exe, "-X", "heapsize=192K", os.path.join(HERE, "mpy_beat.py"), ROOT,
                         "--beats", str(n)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     if p.returncode != 0:
         raise RuntimeError("beat bench failed: " + p.stderr.strip()[-500:])
@@ -53,9 +55,7 @@ def collect(args):
         r["runtime"] = "micropython"
         r["target_beat_us"] = 100
         rows.append(r)
-    sys.path.insert(0, HERE)
-    import mpy_bench_math
-    math_rows = mpy_bench_math.collect_micropython(quick=quick, micropython=exe)
+    math_rows = mpy_math.collect_micropython(quick=quick, micropython=exe)
     want = ("pid", "simple-pid", "pow", "sha256-bare")
     rows.extend(r for r in math_rows if r.get("name") in want)
     rows.extend(r for r in math_rows if r.get("name") not in want)

@@ -18,7 +18,6 @@ separate client process), p50_ms, p99_ms, ratio_vs_bare, bytes.
 """
 import http.client
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -28,9 +27,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 
 def add_arguments(p):
@@ -74,8 +70,8 @@ def _client(url, n, conns):
 
 
 def _measure(url, n, conns):
-    r = subprocess.run([sys.executable, "-m", "tools.bench_http", "--client", url, str(n), str(conns)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "becomingone.bench.http", "--client", url, str(n), str(conns)],
+                       capture_output=True, text=True, timeout=600)
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -133,9 +129,9 @@ def _median_ms(fn, k=20):
 
 
 def collect(args):
-    from host.config import load_config
-    from host.coordinator import Coordinator
-    from host.http.events import collect as collect_state
+    from becomingone.config import load_config
+    from becomingone.coordinator.service import Coordinator
+    from becomingone.http.events import collect as collect_state
     quick = getattr(args, "quick", False)
     n = args.requests or (400 if quick else 3000)
     rows = []

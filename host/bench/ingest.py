@@ -21,7 +21,7 @@ Rows
               rss_mb_100_devices_no_http: the same with the HTTP server off
 Columns: frames_per_s, lost (= sent - accepted), sent, offered_per_s, ratio_vs_bare.
 
-The load generator is a separate process (`python -m tools.bench_ingest --gen ...`) sending
+The load generator is a separate process (`python -m becomingone.bench.ingest --gen ...`) sending
 pre-encoded single-beat TELEMETRY frames (55 bytes, 500 devices round-robin, increasing
 seq/beat) with sendmmsg (tools: host/links/mmsg.py). Each target is first offered the
 generator's full speed; when frames are lost the run is repeated at 0.85x the rate it
@@ -31,7 +31,6 @@ coordinator's link) asks for the same 16 MB socket buffer. The machine's cores a
 by generator and receiver.
 """
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -42,14 +41,11 @@ import zlib
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from host.links import mmsg  # noqa: E402
-from host.links.udp import set_rcvbuf  # noqa: E402
-from host.wire import TELEMETRY_DTYPE  # noqa: E402
-from shared import protocol as P  # noqa: E402
+from becomingone.links import mmsg
+from becomingone.links.udp import set_rcvbuf
+from becomingone.wire.telemetry import TELEMETRY_DTYPE
+from shared import protocol as P
 
 FRAME = TELEMETRY_DTYPE.itemsize
 RCVBUF = 16 << 20          # every receiver gets the same buffer as the coordinator's UDP link
@@ -133,8 +129,8 @@ def _generator(port, n, devices, rate):
 
 class _Gen:
     def __init__(self, port, n, devices, rate):
-        self.p = subprocess.Popen([sys.executable, "-m", "tools.bench_ingest", "--gen", str(port),
-                                   str(n), str(devices), str(rate)], cwd=ROOT,
+        self.p = subprocess.Popen([sys.executable, "-m", "becomingone.bench.ingest", "--gen", str(port),
+                                   str(n), str(devices), str(rate)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
         if line.strip() != "ready":
@@ -211,8 +207,8 @@ def _bare_mmsg(n, devices, rate):
 
 
 def _ours(n, devices, rate):
-    from host.config import load_config
-    from host.coordinator import Coordinator
+    from becomingone.config import load_config
+    from becomingone.coordinator.service import Coordinator
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(overrides={"data_dir": tmp})
         c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False, http=False).start()
@@ -310,8 +306,8 @@ def _use_http(c):
 def _footprint_child(devices, beats, fine_span=None, http=True):
     """Runs in a fresh process: coordinator (HTTP server on a free port, used before the
     measurement, unless http is False) + 100 devices' worth of traffic; prints JSON."""
-    from host.config import load_config
-    from host.coordinator import Coordinator
+    from becomingone.config import load_config
+    from becomingone.coordinator.service import Coordinator
     with tempfile.TemporaryDirectory() as tmp:
         over = {"data_dir": tmp}
         if fine_span:
@@ -354,9 +350,9 @@ def _footprint_child(devices, beats, fine_span=None, http=True):
 
 
 def _footprint(beats, fine_span=None, http=True):
-    cmd = [sys.executable, "-m", "tools.bench_ingest", "--footprint", "100", str(beats),
+    cmd = [sys.executable, "-m", "becomingone.bench.ingest", "--footprint", "100", str(beats),
            str(fine_span or 0), "http" if http else "no-http"]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -377,7 +373,7 @@ def collect(args):
     rows.append(dict(name="becomingone", **ours))
     try:
         import importlib
-        bm = importlib.import_module("tools.bench_master")
+        bm = importlib.import_module("becomingone.bench.master")
         rows += bm.collect(args)
     except ModuleNotFoundError:
         pass

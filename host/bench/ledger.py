@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 
-from host.ledger import Ledger, canonical, merkle, verify_path
+from becomingone.ledger import Ledger, canonical, merkle, verify_path
 
 BATCH = 1000
 
@@ -79,7 +79,7 @@ def build_becomingone(folder, n):
         futs[-1].result()
         row["append_per_s"] = _rate(n, time.perf_counter() - t)
     del futs
-    from host.config import SCHEMA
+    from becomingone.config import SCHEMA
     linger = SCHEMA["ledger"]["group_commit_ms"].default
     row["callback_group_commit_ms"] = linger
     with Ledger(os.path.join(folder, "c.sqlite"), group_commit_ms=linger) as led:

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from host.config import load_config
-from host.integration import Integration
-from host.master import Master
+from becomingone.config import load_config
+from becomingone.core.integration import Integration
+from becomingone.core.master import Master
 
 PERIOD_US = 4210
 

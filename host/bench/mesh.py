@@ -10,7 +10,7 @@ import os
 import tempfile
 import time
 
-from host.mesh.consensus import simulate
+from becomingone.mesh.consensus import simulate
 
 WS_ALGOS = ("pushsum", "emtd", "swarm", "versioned")
 COMPLETE_ALGOS = ("pushsum", "swarm", "versioned")
@@ -43,7 +43,7 @@ def sim_rows(sizes, max_rounds, seed):
 
 
 def ring_rows(quick):
-    from host.mesh.ring import Ring
+    from becomingone.mesh.ring import Ring
     cells = {"cell-%02d" % i: (1.0, 0.0) for i in range(20)}
     keys = ["shard-%d" % i for i in range(20000 if quick else 200000)]
     t = time.perf_counter()
@@ -65,9 +65,9 @@ def ring_rows(quick):
 
 
 def archive_rows(quick):
-    from host.ledger import Ledger
-    from host.mesh.archive import restore, seal_to_cells
-    from host.mesh.ring import Ring
+    from becomingone.ledger import Ledger
+    from becomingone.mesh.archive import restore, seal_to_cells
+    from becomingone.mesh.ring import Ring
     n_entries = 5000 if quick else 50000
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -97,9 +97,9 @@ def gossip_rows(quick, cells=5, interval=1.0):
     import asyncio
     import random
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from host.mesh.aggregate import VersionedAggregate
-    from host.mesh.antientropy import AntiEntropy
-    from host.mesh.tls import init_mesh
+    from becomingone.mesh.aggregate import VersionedAggregate
+    from becomingone.mesh.antientropy import AntiEntropy
+    from becomingone.mesh.tls import init_mesh
     names = ["cell-%d" % i for i in range(cells)]
     rounds = 10 if quick else 40
     with tempfile.TemporaryDirectory() as d:
@@ -170,9 +170,9 @@ def traffic_rows(quick, cells=5, interval=1.0):
     (1 s, the live default), ledgers idle after the first full replication."""
     import asyncio
     import socket
-    from host.ledger import Ledger
-    from host.mesh.node import MeshNode, load_trust, write_trust
-    from host.mesh.tls import init_mesh
+    from becomingone.ledger import Ledger
+    from becomingone.mesh.backends.embedded import MeshNode, load_trust, write_trust
+    from becomingone.mesh.tls import init_mesh
     names = ["cell-%d" % i for i in range(cells)]
     periods = 5 if quick else 15
     with tempfile.TemporaryDirectory() as d:
@@ -233,11 +233,11 @@ def traffic_rows(quick, cells=5, interval=1.0):
 def replication_rows(quick):
     """One cell pulls another's ledger over mutual TLS on loopback (verified, written)."""
     import asyncio
-    from host.ledger import Ledger
-    from host.ledger import checkpoint as ckpt
-    from host.mesh.replica import ReplicaStore
-    from host.mesh.replication import Replicator
-    from host.mesh.tls import init_mesh
+    from becomingone.ledger import Ledger
+    from becomingone.ledger import checkpoint as ckpt
+    from becomingone.mesh.replica import ReplicaStore
+    from becomingone.mesh.replication import Replicator
+    from becomingone.mesh.tls import init_mesh
     n = 10000 if quick else 100000
     with tempfile.TemporaryDirectory() as d:
         init_mesh(os.path.join(d, "tls"), ["cell-a", "cell-b"])
@@ -269,17 +269,17 @@ def replication_rows(quick):
 def nats_rows(quick):
     """Ledger replication through a real nats-server (JetStream) on loopback, if installed."""
     import asyncio
-    from tools.nats_server import SERVER as server, nats_server
+    from becomingone.bench.nats_server import SERVER as server, nats_server
     try:
         import nats  # noqa: F401
     except ImportError:
         server = None
     if server is None:
         return [{"name": "replication-nats", "skipped": "nats-server or nats-py not installed"}]
-    from host.ledger import Ledger
-    from host.ledger import checkpoint as ckpt
-    from host.mesh.natsbackend import NatsCell
-    from host.mesh.replica import ReplicaStore
+    from becomingone.ledger import Ledger
+    from becomingone.ledger import checkpoint as ckpt
+    from becomingone.mesh.backends.nats import NatsCell
+    from becomingone.mesh.replica import ReplicaStore
     n = 10000 if quick else 100000
     with tempfile.TemporaryDirectory() as d, nats_server(os.path.join(d, "js")) as url:
         os.makedirs(os.path.join(d, "a"))

@@ -2,7 +2,7 @@
 JSON line {"rows": [{"name": "beat", "beat_us" (median), "beat_us_mean", "beat_us_p99",
 "alloc_bytes_per_beat", ...}]}.
 
-    micropython -X heapsize=192K tools/mpy_bench_beat.py ROOT [--beats N]
+    micropython -X heapsize=192K host/bench/mpy_beat.py ROOT [--beats N]
 
 The emulator board on a virtual clock: each beat takes the ~4.2 samples of a 4.21 ms period at
 1 kHz (synthetic sensor, Emissary, arbiter, actuator PID, TELEMETRY encoded and handed to a

@@ -1,11 +1,11 @@
 """Micro-benchmarks of the device maths, runnable on both runtimes; prints ONE JSON line.
 
-    micropython -X heapsize=192K tools/mpy_bench_math.py [--simple-pid-path DIR] [--quick]
-    python tools/mpy_bench_math.py [--simple-pid-path DIR] [--quick]
+    micropython -X heapsize=192K host/bench/mpy_math.py [--simple-pid-path DIR] [--quick]
+    python host/bench/mpy_math.py [--simple-pid-path DIR] [--quick]
 
 --simple-pid-path: the directory that holds the PyPI `simple_pid` package (a CPython venv's
 site-packages); simple_pid is pure Python and runs under MicroPython when called with dt=
-(tools/bench_device.py finds the directory and passes it).
+(host/bench/device.py finds the directory and passes it).
 
 Rows (name + figures), all measured in this one process:
   pid            step_us (device/pid.py PID.update, Q16), alloc_bytes_per_step, speedup_vs_simple_pid
@@ -40,13 +40,11 @@ MPY = sys.implementation.name == "micropython"
 
 
 def _root():
-    script = sys.argv[0] if sys.argv and sys.argv[0] else "tools/mpy_bench_math.py"
-    i = script.rfind("/")
-    d = script[:i] if i >= 0 else "."
-    j = d.rfind("/")
-    if j >= 0:
-        return d[:j]                      # .../ROOT/tools/mpy_bench_math.py
-    return "." if d == "tools" else ".."  # tools/mpy_bench_math.py, or run from inside tools/
+    # ROOT/host/bench/mpy_math.py (a checkout) or ROOT/becomingone/bench/mpy_math.py (a wheel):
+    # ROOT holds device/ and shared/
+    script = sys.argv[0] if sys.argv and sys.argv[0] else "host/bench/mpy_math.py"
+    parts = script.split("/")[:-3]
+    return "/".join(parts) if parts else "."
 
 
 def _alloc():
@@ -228,17 +226,17 @@ def bench_kairos(n, repeat):
 
 
 def collect_micropython(quick=False, micropython=None, heap="192K", timeout=300):
-    """CPython side (tools/bench_device.py): run this script under the MicroPython unix port with
+    """CPython side (host/bench/device.py): run this script under the MicroPython unix port with
     simple_pid's directory on its path and return its rows (each tagged runtime=micropython)."""
     import importlib.util
     import os
     import shutil
     import subprocess
+    from becomingone.deploy.sources import FIRMWARE_ROOT as root
     here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(here)
     exe = micropython or shutil.which("micropython") or os.path.join(
         os.path.dirname(sys.executable), "micropython")
-    cmd = [exe, "-X", "heapsize=" + heap, os.path.join(here, "mpy_bench_math.py"),
+    cmd = [exe, "-X", "heapsize=" + heap, os.path.join(here, "mpy_math.py"),
            "--root", root]
     spec = importlib.util.find_spec("simple_pid")
     if spec is not None and spec.origin:

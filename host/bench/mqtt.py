@@ -26,9 +26,6 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 DEVICES = 100
 
@@ -47,8 +44,8 @@ class _Sub:
     """A subscriber in another process counting messages on a topic filter."""
 
     def __init__(self, port, topic):
-        self.p = subprocess.Popen([sys.executable, "-m", "tools.bench_mqtt", "--sub", str(port),
-                                   topic], cwd=ROOT, stdin=subprocess.PIPE,
+        self.p = subprocess.Popen([sys.executable, "-m", "becomingone.bench.mqtt", "--sub", str(port),
+                                   topic], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         if self.p.stdout.readline().strip() != "ready":
             raise RuntimeError("subscriber did not start")
@@ -123,8 +120,8 @@ def _paho_peer(port, n):
 
 
 def _bridge_round(port, rounds):
-    from host.config import load_config
-    from host.integrations.mqtt import MqttBridge
+    from becomingone.config import load_config
+    from becomingone.mqtt.bridge import MqttBridge
     cfg = load_config(overrides={"becomingone.name": "bench", "integrations.mqtt.enabled": True,
                                  "integrations.mqtt.host": "127.0.0.1",
                                  "integrations.mqtt.port": port})
@@ -162,8 +159,8 @@ def _hellos(port, boot=lambda d: 0x1000 + d):
 
 
 def _coordinator(tmp, over):
-    from host.config import load_config
-    from host.coordinator import Coordinator
+    from becomingone.config import load_config
+    from becomingone.coordinator.service import Coordinator
     o = {"data_dir": tmp, "admission.rate.capacity": 1e9, "admission.rate.refill": 1e9,
          "ledger.pulse_summary_every": 0}
     o.update(over)
@@ -188,8 +185,8 @@ def _live(port, seconds, interval):
     """A coordinator with 100 devices sending 20 TELEMETRY/s each (2000 frames/s) for
     `seconds`, the bridge at `interval` (None: no bridge): CPU of the processing thread and of
     the bridge's two threads, states/s a subscriber process received."""
-    from host.integrations.mqtt import device_snapshot
-    from tools.bench_ingest import _Gen
+    from becomingone.mqtt.bridge import device_snapshot
+    from becomingone.bench.ingest import _Gen
     with tempfile.TemporaryDirectory() as tmp:
         c, th, udp = _coordinator(tmp, _mqtt_over(port, interval) if interval else {})
         try:
@@ -244,7 +241,7 @@ def _mqtt_over(port, interval):
 
 def _ingest(over):
     """bench_ingest's coordinator run, with config overrides and 100 devices saying HELLO."""
-    from tools.bench_ingest import _Gen, wait_processed
+    from becomingone.bench.ingest import _Gen, wait_processed
 
     def run(n, devices, rate):
         with tempfile.TemporaryDirectory() as tmp:
@@ -271,10 +268,10 @@ def _ingest(over):
 
 
 def collect(args):
-    from tools.bench_ingest import _sustained
-    from tools.mosquitto import Broker, have_mosquitto
+    from becomingone.bench.ingest import _sustained
+    from becomingone.bench.mosquitto import Broker, have_mosquitto
     if not have_mosquitto():
-        from host.errors import UserError
+        from becomingone.errors import UserError
         raise UserError("bench mqtt needs the mosquitto broker (Debian package mosquitto)")
     quick = getattr(args, "quick", False)
     n = args.frames or (40000 if quick else 200000)

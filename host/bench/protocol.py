@@ -24,13 +24,11 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from shared import protocol as P  # noqa: E402
-from shared.auth import Auth  # noqa: E402
-from shared.frame_encoder import Encoder  # noqa: E402
+from becomingone.deploy.sources import FIRMWARE_ROOT
+from shared import protocol as P
+from shared.auth import Auth
+from shared.frame_encoder import Encoder
 
 # One representative beat (steady state: NOOP, no flags).
 BEAT = {"beat": 123456, "period_us": 4211, "lateness_us": 37, "dT_re": -1234567,
@@ -110,7 +108,7 @@ def _ours(n, auth):
 
 
 def _batch(n):
-    from host.wire import decode_telemetry_batch
+    from becomingone.wire.telemetry import decode_telemetry_batch
     enc = Encoder(HEADER["device_id"], HEADER["boot_id"])
     args = _tel_args()
     frames = [bytes(enc.telemetry(0, i, *args)) for i in range(n)]
@@ -276,7 +274,7 @@ def _mpy(n):
                                                       "micropython")
     if not os.path.exists(exe):
         return None, "micropython not found"
-    script = MPY_SCRIPT.replace("ROOT", repr(ROOT)).replace("N)", "%d)" % n).replace(
+    script = MPY_SCRIPT.replace("ROOT", repr(FIRMWARE_ROOT)).replace("N)", "%d)" % n).replace(
         "N //", "%d //" % n)
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(script)

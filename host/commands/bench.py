@@ -7,17 +7,17 @@ import importlib
 import json
 import sys
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 BENCHES = {
-    "protocol": "tools.bench_protocol",
-    "device": "tools.bench_device",
-    "ledger": "tools.bench_ledger",
-    "ingest": "tools.bench_ingest",
-    "mesh": "tools.bench_mesh",
-    "master": "tools.bench_master",
-    "http": "tools.bench_http",
-    "mqtt": "tools.bench_mqtt",
+    "protocol": "becomingone.bench.protocol",
+    "device": "becomingone.bench.device",
+    "ledger": "becomingone.bench.ledger",
+    "ingest": "becomingone.bench.ingest",
+    "mesh": "becomingone.bench.mesh",
+    "master": "becomingone.bench.master",
+    "http": "becomingone.bench.http",
+    "mqtt": "becomingone.bench.mqtt",
 }
 
 

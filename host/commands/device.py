@@ -12,9 +12,9 @@ socket, docs/HOST.md) and the keystore.
 import json
 import os
 
-from host.commands.run import resolve_data_dir
-from host.control import SOCKET_NAME, request
-from host.errors import UserError
+from becomingone.commands.run import resolve_data_dir
+from becomingone.coordinator.control import SOCKET_NAME, request
+from becomingone.errors import UserError
 
 ACTIONS = ("list", "config", "undo", "redo", "goto", "clear", "model", "pow", "keys")
 
@@ -88,14 +88,14 @@ def _print(args, result, text=None):
 
 def _keystore_path(args, data):
     if args.config:
-        from host.config import load_config
+        from becomingone.config import load_config
         cfg = load_config(args.config, {"data_dir": data})
         return cfg.keystore_path()
     return os.path.join(data, "keys.json")
 
 
 def _keys(args, data, sock):
-    from host.keystore import Keystore
+    from becomingone.ingest.keystore import Keystore
     ks = Keystore(_keystore_path(args, data))
     if args.op == "list":
         rows = ks.listing()

@@ -4,8 +4,8 @@ import json
 import os
 import sys
 
-from host.emulate.faults import ALLOWED, parse_faults
-from host.errors import UserError
+from becomingone.emulate.faults import ALLOWED, parse_faults
+from becomingone.errors import UserError
 
 
 def add_arguments(p):
@@ -33,7 +33,7 @@ def add_arguments(p):
     p.add_argument("--mqtt", metavar="HOST[:PORT]", default=None,
                    help="also bridge the devices to this MQTT broker with Home Assistant discovery "
                    "(integrations.mqtt, docs/MQTT.md; anonymous, states every 1 s)")
-    from host.commands.run import add_http_arguments
+    from becomingone.commands.run import add_http_arguments
     add_http_arguments(p)
 
 
@@ -73,13 +73,13 @@ def _mqtt_overrides(spec):
 
 
 def run(args):
-    from host.commands.run import http_arg
-    from host.emulate.runner import Emulation, write_summary
+    from becomingone.commands.run import http_arg
+    from becomingone.emulate.runner import Emulation, write_summary
     faults = parse_faults(args.faults)
     if args.duration < 0:
         raise UserError("--duration must be >= 0 (0 = until Ctrl-C)")
     if getattr(args, "http", None):
-        from host.http import parse_address
+        from becomingone.http import parse_address
         parse_address(args.http)          # a typo fails here, before the data folder is emptied
     emu = Emulation(devices=args.devices, duration=args.duration or None,
                     transport=args.transport, runtime=args.runtime, faults=faults,

@@ -14,8 +14,8 @@ import json
 import sys
 import time
 
-from host.errors import UserError
-from host.times import fmt_time as _fmt_t, parse_time  # noqa: F401  (used by commands)
+from becomingone.errors import UserError
+from becomingone.util.times import fmt_time as _fmt_t, parse_time  # noqa: F401  (used by commands)
 
 TABLE_ALIASES = {"snapshots": "phase_snapshots", "coherence": "coherence_history",
                  "witness": "witness_log", "mesh": "mesh_sync", "signatures": "signatures",
@@ -46,8 +46,8 @@ def add_arguments(p):
 def db_path(args):
     if args.db:
         return args.db
-    from host.commands.run import resolve_data_dir
-    from host.config import load_config
+    from becomingone.commands.run import resolve_data_dir
+    from becomingone.config import load_config
     data = resolve_data_dir(args.data, args.config)   # the same folder `run` uses
     return load_config(args.config, {"data_dir": data}).memory_path()
 
@@ -75,7 +75,7 @@ def _cell(col, v):
 
 
 def run(args):
-    from host.memory import Memory
+    from becomingone.memory.store import Memory
     path = db_path(args)
     mem = Memory.open_readonly(path)
     try:

@@ -2,7 +2,7 @@
 archives across cells, the mesh CA and cell certificates (mutual TLS). docs/MESH.md describes each."""
 import json
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 
 def add_arguments(parser):
@@ -43,12 +43,12 @@ def add_arguments(parser):
 
 def _progress(label, total, args):
     """A rich progress bar on stderr (only on a terminal, not with --json): host/progress.py."""
-    from host.progress import progress_bar, wants_progress
+    from becomingone.util.progress import progress_bar, wants_progress
     return progress_bar(label, total, enabled=wants_progress(args))
 
 
 def _simulate(args):
-    from host.mesh.consensus import simulate
+    from becomingone.mesh.consensus import simulate
     with _progress("%s n=%d" % (args.algo, args.nodes), args.max_rounds, args) as upd:
         res = simulate(args.nodes, args.algo, seed=args.seed, max_rounds=args.max_rounds,
                        tol=float(args.tol), graph=args.graph,
@@ -67,12 +67,12 @@ def _simulate(args):
 
 
 def _parse_cells(text):
-    from host.mesh.ring import parse_cells
+    from becomingone.mesh.ring import parse_cells
     return parse_cells(text)
 
 
 def _seal(args):
-    from host.mesh.archive import seal_to_cells
+    from becomingone.mesh.archive import seal_to_cells
     info = seal_to_cells(args.db, args.start, args.stop, args.k, args.n, _parse_cells(args.cells), args.out)
     if args.json:
         print(json.dumps(info, sort_keys=True))
@@ -85,7 +85,7 @@ def _seal(args):
 
 
 def _restore(args):
-    from host.mesh.archive import restore
+    from becomingone.mesh.archive import restore
     pub = None
     if args.pubkey:
         try:
@@ -116,7 +116,7 @@ def _restore(args):
 
 
 def _init(args):
-    from host.mesh.tls import init_mesh
+    from becomingone.mesh.tls import init_mesh
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     files = init_mesh(args.dir, cells, days=args.days)
     if args.json:

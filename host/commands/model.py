@@ -14,7 +14,7 @@ import json
 import os
 import time
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 MODEL_FILE = "entropy_model.json"
 
@@ -52,13 +52,13 @@ def add_arguments(parser):
 
 
 def _data(args):
-    from host.commands.run import resolve_data_dir
+    from becomingone.commands.run import resolve_data_dir
     return resolve_data_dir(args.data, args.config)
 
 
 def _in_effect(text):
     if text is None:
-        from host.entropy_history import DEFAULT_B, DEFAULT_W
+        from becomingone.model.dataset import DEFAULT_B, DEFAULT_W
         return DEFAULT_W, DEFAULT_B
     try:
         w, b = (float(x) for x in text.split(","))
@@ -68,10 +68,10 @@ def _in_effect(text):
 
 
 def train(args):
-    from host.times import parse_time
-    from host.config import load_config
-    from host import entropy_history as H
-    from host.entropy_train import fit
+    from becomingone.util.times import parse_time
+    from becomingone.config import load_config
+    from becomingone.model import dataset as H
+    from becomingone.model.train import fit
     data = _data(args)
     mem = load_config(args.config, {"data_dir": data}).memory_path()
     if args.labels:
@@ -118,7 +118,7 @@ def _load(data):
 
 
 def _push(data, device, m):
-    from host.control import SOCKET_NAME, request
+    from becomingone.coordinator.control import SOCKET_NAME, request
     return request(os.path.join(data, SOCKET_NAME),
                    {"cmd": "model", "device": device, "w": m["w"], "b": m["b"]})
 

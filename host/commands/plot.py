@@ -15,9 +15,9 @@ import json
 import os
 import re
 
-from host.commands.memory import db_path
-from host.times import fmt_time as _fmt_t, parse_time
-from host.errors import UserError
+from becomingone.commands.memory import db_path
+from becomingone.util.times import fmt_time as _fmt_t, parse_time
+from becomingone.errors import UserError
 
 KINDS = ("coherence", "pid", "lateness")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -86,7 +86,7 @@ def _no_data(db, device, since, until):
 
 
 def _threshold(args):
-    from host.config import load_config
+    from becomingone.config import load_config
     try:
         return float(load_config(args.config, {}).kairos.coherence_threshold)
     except Exception:            # the line is a guide; a broken config is reported by `run`
@@ -97,7 +97,7 @@ def make_plots(mem, device, since=None, until=None, last=None, kinds=KINDS, out=
                threshold=None):
     """Write the charts; returns the result dict that --json prints. UserError on bad ranges
     or missing data."""
-    from host import plots
+    from becomingone.memory import plots
     db = mem._db
     mem.flush()
     if last is not None:
@@ -142,7 +142,7 @@ def make_plots(mem, device, since=None, until=None, last=None, kinds=KINDS, out=
 
 
 def run(args):
-    from host.memory import Memory
+    from becomingone.memory.store import Memory
     since = None if args.since is None else parse_time(args.since)
     until = None if args.until is None else parse_time(args.until)
     last = None if args.last is None else parse_duration(args.last)

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 DEFAULT_DATA = os.path.join(".", "var", "becomingone")
 
@@ -54,7 +54,7 @@ def resolve_data_dir(data, config_path):
     if data:
         return os.path.abspath(os.path.expanduser(data))
     if config_path:
-        from host.config import read_yaml
+        from becomingone.config import read_yaml
         raw = read_yaml(config_path)
         if isinstance(raw, dict) and raw.get("data_dir"):
             return os.path.abspath(os.path.expanduser(raw["data_dir"]))
@@ -76,7 +76,7 @@ def parse_sets(items):
 
 
 def load(args):
-    from host.config import load_config
+    from becomingone.config import load_config
     over = parse_sets(getattr(args, "set", None))
     over["data_dir"] = resolve_data_dir(args.data, args.config)
     return load_config(args.config, over)
@@ -86,7 +86,7 @@ def run(args):
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be > 0 seconds (got %r)" % args.duration)
     cfg = load(args)
-    from host.coordinator import Coordinator
+    from becomingone.coordinator.service import Coordinator
     c = Coordinator(cfg, links=args.link, ready_file=args.ready_file, http=http_arg(args))
     c.start()
 

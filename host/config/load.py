@@ -6,7 +6,7 @@ Public API
         path: a YAML file (None: defaults only; no file is needed to start).
         overrides: a dict applied after the file, either nested ({"master": {"tau_max": 600}})
         or with dotted keys ({"master.tau_max": 600}); validated like the file.
-        Raises host.errors.ConfigError naming the key path, what was wrong and what is allowed.
+        Raises becomingone.errors.ConfigError naming the key path, what was wrong and what is allowed.
     default_config() -> Config
     Config
         nested attribute access: cfg.master.tau_max, cfg.sync.mesh.peers[0].host
@@ -29,10 +29,10 @@ import logging
 import math
 import os
 
-from host.config_schema import SCHEMA, _check_section
-from host.errors import ConfigError
+from becomingone.config.schema import SCHEMA, _check_section
+from becomingone.errors import ConfigError
 
-try:  # PyYAML is a dependency; the import is deferred so `import host.config` is cheap
+try:  # PyYAML is a dependency; the import is deferred so `import becomingone.config` is cheap
     import yaml
 except ImportError:  # pragma: no cover
     yaml = None

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 __all__ = ["ControlServer", "request", "SOCKET_NAME"]
 

@@ -7,8 +7,8 @@ import os
 import tempfile
 import time
 
-from host.errors import UserError
-from host.keystore import parse_device_id
+from becomingone.errors import UserError
+from becomingone.ingest.keystore import parse_device_id
 from shared import protocol as P
 
 __all__ = ["OperatorMixin", "COMMANDS"]
@@ -157,7 +157,7 @@ def _stop(c, req):
 
 def _verify(c, req):
     c.ledger.flush(10)
-    from host.ledger import verify_path
+    from becomingone.ledger import verify_path
     return verify_path(c.ledger.path).to_dict()
 
 

@@ -1,6 +1,6 @@
 """The host coordinator: links -> decode -> admission -> session -> Master / ledger / devices.
 
-    c = Coordinator(cfg, links=["udp://127.0.0.1:0"])   # cfg: host.config.Config (data_dir set)
+    c = Coordinator(cfg, links=["udp://127.0.0.1:0"])   # cfg: becomingone.config.Config (data_dir set)
     c.start()                # opens links (workers under supervisors), control socket, ledger
     c.run(duration=None)     # processing loop in this thread until stop() or the duration
     c.stop()                 # clean shutdown: drain, flush the ledger, ACK what committed
@@ -21,19 +21,19 @@ import threading
 import time
 from concurrent.futures import CancelledError, Future
 
-from host.admission import Admission
-from host.coordinator_ops import OperatorMixin
-from host.coordinator_witness import WITNESS_LAYER, WitnessMixin
-from host.control import SOCKET_NAME, ControlServer
-from host.devconfig import DeviceConfigs, device_defaults, to_pairs
-from host.errors import UserError
-from host.ingest import Ingest, _now_us
-from host.keystore import Keystore
-from host.ledger import Ledger
-from host.links import make_link
-from host.sessions import Sessions
-from host.supervisor import Supervisor
-from host.wire import Receiver, decode_telemetry
+from becomingone.ingest.admission import Admission
+from becomingone.coordinator.operator import OperatorMixin
+from becomingone.devices.witness import WITNESS_LAYER, WitnessMixin
+from becomingone.coordinator.control import SOCKET_NAME, ControlServer
+from becomingone.devices.config import DeviceConfigs, device_defaults, to_pairs
+from becomingone.errors import UserError
+from becomingone.ingest.pipeline import Ingest, _now_us
+from becomingone.ingest.keystore import Keystore
+from becomingone.ledger import Ledger
+from becomingone.links import make_link
+from becomingone.devices.sessions import Sessions
+from becomingone.util.supervisor import Supervisor
+from becomingone.wire.telemetry import Receiver, decode_telemetry
 from shared import protocol as P
 
 __all__ = ["Coordinator", "NotRunning", "WITNESS_LAYER"]
@@ -83,7 +83,7 @@ class Coordinator(WitnessMixin, OperatorMixin):
         self.tel_history = None   # host/telemetry_history.py: telemetry/heartbeat rows in memory
         self.master = None
         if master and cfg.master.enabled:
-            from host.master import Master
+            from becomingone.core.master import Master
             self.master = Master.from_config(cfg)
         self.ledger = None
         self.ingest = Ingest(self)
@@ -104,7 +104,7 @@ class Coordinator(WitnessMixin, OperatorMixin):
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, integration=True):
-        from host.http import HttpServer, resolve_settings
+        from becomingone.http import HttpServer, resolve_settings
         settings = resolve_settings(self.cfg, self._http_arg)
         # bound first: a port in use (or a missing token) fails before anything else opens
         self.http = HttpServer(self, settings) if settings is not None else None
@@ -122,18 +122,18 @@ class Coordinator(WitnessMixin, OperatorMixin):
     def _start(self, integration):
         cfg = self.cfg
         if cfg.integrations.mqtt.enabled:      # checks its files first: ConfigError, nothing open
-            from host.integrations.mqtt import MqttBridge
+            from becomingone.mqtt.bridge import MqttBridge
             self.mqtt = MqttBridge.from_config(self)
         self.ledger = Ledger(cfg.ledger_path(), checkpoint_every=cfg.ledger.checkpoint_every or None,
                              group_commit_ms=cfg.ledger.group_commit_ms, synchronous=cfg.ledger.synchronous)
         self._recall_witnesses()
         if integration:
-            from host.integration import Integration
+            from becomingone.core.integration import Integration
             self.core = Integration(cfg, self.master, ledger_submit=self._ledger_submit)
-            from host.telemetry_history import TelemetryHistory
+            from becomingone.memory.telemetry import TelemetryHistory
             self.tel_history = TelemetryHistory.from_config(cfg, self.core.memory)
         if cfg.sync.mesh_enabled:             # TLS material checked first: UserError naming the fix
-            from host.coordinator_mesh import MeshBridge
+            from becomingone.mesh.bridge import MeshBridge
             try:
                 self.mesh = MeshBridge(self).start()      # own thread and asyncio loop
             except BaseException:

@@ -23,9 +23,9 @@ Public API
 import logging
 import time
 
-from host.memory import Memory
-from host.sync import SyncLayer
-from host.witnessing import Witnessing
+from becomingone.memory.store import Memory
+from becomingone.core.sync import SyncLayer
+from becomingone.core.witnessing import Witnessing
 
 
 def _native(v):

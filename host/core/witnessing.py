@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from host.sync import sync_from_master
+from becomingone.core.sync import sync_from_master
 
 LAYERS = ("micro", "meso", "macro", "meta")
 

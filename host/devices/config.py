@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 
-from host.errors import UserError
+from becomingone.errors import UserError
 from shared import protocol as P
 
 __all__ = ["ConfigHistory", "DeviceConfigs", "DEVICE_DEFAULTS", "device_defaults", "to_pairs"]

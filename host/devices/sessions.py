@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 
-from host.timesync import ClockEstimator
+from becomingone.devices.timesync import ClockEstimator
 
 __all__ = ["Session", "Sessions", "SEQ_WINDOW"]
 
@@ -121,8 +121,8 @@ class Session:
     def next_host_seq(self):
         """Seq of the host's next frame to this (device, boot): never below the wall clock in
         0.1 s units, so a restarted host starts above what it used before and a keyed device's
-        replay window still accepts its frames (host.wire.host_seq_after, PROTOCOL.md §4)."""
-        from host.wire import host_seq_after
+        replay window still accepts its frames (becomingone.wire.telemetry.host_seq_after, PROTOCOL.md §4)."""
+        from becomingone.wire.telemetry import host_seq_after
         s = host_seq_after(self.host_seq - 1 if self.host_seq else None)
         self.host_seq = (s + 1) & 0x3FFFFFFF
         return s

@@ -2,7 +2,7 @@
 processing thread): admission (proof-of-work stamp at the host's difficulty, observe-only
 devices), de-duplication by (device, boot, witness_id) including records committed before a
 host restart, a ledger entry per record, and the ACK only after that entry is committed."""
-from host.admission import FULL
+from becomingone.ingest.admission import FULL
 from shared import protocol as P
 
 # WITNESS.kind -> witnessing layer of its ledger entry

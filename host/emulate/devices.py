@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from host.errors import UserError
+from becomingone.errors import UserError
 from shared import protocol as P
 from shared.auth import Auth
 

@@ -15,7 +15,7 @@ SPEC is a comma-separated list of `name=value` items:
 Several reboot/fault/flood/forge items may be given. Unknown names or bad values raise
 UserError listing what is allowed.
 """
-from host.errors import UserError
+from becomingone.errors import UserError
 
 RATES = ("loss", "dup", "reorder", "biterr")
 EVENTS = ("reboot", "fault")

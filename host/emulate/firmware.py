@@ -6,8 +6,8 @@ import os
 import platform
 import subprocess
 
-from host.errors import UserError
-from tools.mpy_check import ROOT, mpy_cross_cmd
+from becomingone.errors import UserError
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd
 
 PACKAGES = ("device", "shared", "boards")
 _MARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86",

@@ -17,11 +17,11 @@ import os
 import threading
 import time
 
-from host.config import load_config
-from host.emulate.devices import DeviceProcess, Flooder, Forger, sensor_faults
-from host.emulate.faults import FaultSpec
-from host.emulate.proxy import SerialFaultProxy, UdpFaultProxy
-from host.errors import UserError
+from becomingone.config import load_config
+from becomingone.emulate.devices import DeviceProcess, Flooder, Forger, sensor_faults
+from becomingone.emulate.faults import FaultSpec
+from becomingone.emulate.proxy import SerialFaultProxy, UdpFaultProxy
+from becomingone.errors import UserError
 from shared import protocol as P
 from shared.auth import Auth
 
@@ -133,13 +133,13 @@ class Emulation:
         return keys
 
     def start(self):
-        from host.coordinator import Coordinator
+        from becomingone.coordinator.service import Coordinator
         self._fresh_data_dir()
         n_udp = self.n - self.serial_count
         serial_ids = list(range(n_udp + 1, self.n + 1))
         serial_proxies = {}
         # keys first: the coordinator loads the keystore when it starts
-        from host.keystore import Keystore
+        from becomingone.ingest.keystore import Keystore
         ks = Keystore(self.cfg.keystore_path())
         flood_ids = [FLOOD_ID_BASE + d for d in self.faults.flood]
         keys = self._provision_keys(ks, list(range(1, self.n + 1)) + flood_ids)
@@ -159,7 +159,7 @@ class Emulation:
         log_dir = os.path.join(self.data_dir, "logs")
         main = None
         if self.runtime == "micropython":
-            from host.emulate.firmware import build_firmware
+            from becomingone.emulate.firmware import build_firmware
             main = build_firmware(os.path.join(self.data_dir, "firmware"))
         for d in range(1, self.n + 1):
             if d in serial_proxies:
@@ -260,7 +260,7 @@ class Emulation:
 
     # ---------------------------------------------------------------- results
     def ledger_facts(self):
-        from host.ledger import Ledger
+        from becomingone.ledger import Ledger
         path = self.cfg.ledger_path()
         with Ledger(path) as led:
             res = led.verify()
@@ -277,7 +277,7 @@ class Emulation:
                     host_collapses += 1
             size = led.size
             proofs_ok = 0
-            from host.ledger.merkle import verify_inclusion
+            from becomingone.ledger.merkle import verify_inclusion
             for key, index in in_ledger.items():
                 pr = led.inclusion_proof(index)
                 if verify_inclusion(pr["index"], pr["tree_size"], bytes.fromhex(pr["leaf_hash"]),

@@ -1,6 +1,6 @@
 """The host's HTTP API, live dashboard and Prometheus metrics (docs/HTTP.md).
 
-    from host.http import resolve_settings, HttpServer
+    from becomingone.http import resolve_settings, HttpServer
     settings = resolve_settings(cfg, override=None)   # None when the server is switched off
     server = HttpServer(coordinator, settings)         # binds now: UserError if the port is taken
     server.start(); server.url; server.close()
@@ -19,7 +19,7 @@ import ipaddress
 import os
 import stat
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 __all__ = ["HttpSettings", "resolve_settings", "parse_address", "is_loopback", "HttpServer",
            "ENV_HTTP", "ENV_TOKEN", "MIN_TOKEN"]
@@ -116,6 +116,6 @@ def resolve_settings(cfg, override=None, environ=None):
 
 def __getattr__(name):          # the server module (and its imports) only when it is used
     if name == "HttpServer":
-        from host.http.server import HttpServer
+        from becomingone.http.server import HttpServer
         return HttpServer
     raise AttributeError(name)

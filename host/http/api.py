@@ -12,10 +12,10 @@ import os
 import re
 import threading
 
-from host.errors import UserError
-from host.keystore import parse_device_id
-from host.memory import MemoryStoreError
-from host.wire import decode_telemetry
+from becomingone.errors import UserError
+from becomingone.ingest.keystore import parse_device_id
+from becomingone.memory.store import MemoryStoreError
+from becomingone.wire.telemetry import decode_telemetry
 
 __all__ = ["Api", "ApiError", "Raw", "ROUTES", "match_route", "decode_telemetry", "to_jsonable",
            "dumps"]
@@ -124,13 +124,13 @@ def _time(q, name):
     v = q.get(name)
     if not v:
         return None
-    from host.times import parse_time
+    from becomingone.util.times import parse_time
     return parse_time(v)
 
 
 class Api:
     def __init__(self, coordinator, server):
-        from host.http.events import Hub
+        from becomingone.http.events import Hub
         self.c = coordinator
         self.server = server
         self.hub = Hub(coordinator, server.settings.sse_interval)
@@ -173,7 +173,7 @@ class Api:
             raise ApiError(404, "memory is not enabled on this coordinator")
         with self._mem_lock:
             if self._mem is None:
-                from host.memory import Memory
+                from becomingone.memory.store import Memory
                 self._mem = Memory.open_readonly(c.core.memory.path)
             return self._mem
 
@@ -252,7 +252,7 @@ def h_decisions(api, p, q, b):
 
 def _post(cmd, fields=()):
     def handler(api, p, q, b):
-        from host.coordinator_ops import COMMANDS
+        from becomingone.coordinator.operator import COMMANDS
         req = dict(b or {})
         if "device" in p:
             req["device"] = _dev(p)
@@ -265,7 +265,7 @@ def _post(cmd, fields=()):
 
 
 def h_config_get(api, p, q, b):
-    from host.coordinator_ops import COMMANDS
+    from becomingone.coordinator.operator import COMMANDS
     d = _dev(p)
     return api.call(lambda c: COMMANDS["config"](c, {"device": d}))
 
@@ -273,7 +273,7 @@ def h_config_get(api, p, q, b):
 def h_ledger(api, p, q, b):
     led = api.c.ledger
     cp = api.hub.checkpoint()
-    from host.ledger.checkpoint import PUB_FILE
+    from becomingone.ledger.checkpoint import PUB_FILE
     # the key is made at the first checkpoint; a GET must not create it
     has_key = os.path.exists(os.path.join(led.key_folder, PUB_FILE))
     return {"size": led.size, "root": led.root().hex(), "origin": led.origin,
@@ -313,7 +313,7 @@ TABLE_ALIASES = {"snapshots": "phase_snapshots", "coherence": "coherence_history
 
 
 def h_memory_table(api, p, q, b):
-    from host.memory import TABLES
+    from becomingone.memory.store import TABLES
     table = TABLE_ALIASES.get(p["table"], p["table"])
     if table not in TABLES:
         raise ApiError(404, "unknown memory table %r (allowed: %s)"
@@ -379,14 +379,14 @@ def h_events(api, p, q, b):           # served by the server's stream loop (rout
 
 
 def h_metrics(api, p, q, b):
-    from host.http.metrics import render
+    from becomingone.http.metrics import render
     body, ctype = render(api)
     return Raw(body, ctype)
 
 
 def h_openapi(api, p, q, b):
     if api._openapi is None:
-        from host.http.openapi import document
+        from becomingone.http.openapi import document
         api._openapi = json.dumps(document(), indent=1).encode()
     return Raw(api._openapi, "application/json")
 

@@ -12,7 +12,7 @@ import collections
 import threading
 import time
 
-from host.http.api import decode_telemetry, dumps
+from becomingone.http.api import decode_telemetry, dumps
 
 __all__ = ["Hub", "Snapshot", "collect"]
 
@@ -126,7 +126,7 @@ class Hub:
         if text is None:
             return None
         if text != self._cp_text:
-            from host.ledger.checkpoint import parse_note
+            from becomingone.ledger.checkpoint import parse_note
             n = parse_note(text)
             self._cp = {"size": n["size"], "root": n["root"].hex(), "origin": n["origin"],
                         "timestamp": n["timestamp_ms"] / 1000.0, "note": text}
@@ -152,7 +152,7 @@ class Hub:
         try:
             st, sync, windows = c.call(collect, c, timeout=2.0)
         except TimeoutError:
-            from host.http.api import ApiError
+            from becomingone.http.api import ApiError
             raise ApiError(503, "the coordinator did not answer within 2 s (busy); try again") from None
         self.scan()
         devices = []

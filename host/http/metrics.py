@@ -5,7 +5,7 @@ and state (one Coordinator.call: status, sync states, Master windows; host/http/
 `collect`), the ledger's size and latest checkpoint, and the ledger timeline's decision counts.
 The metric names are listed in docs/HTTP.md.
 """
-from host.http.api import decode_telemetry
+from becomingone.http.api import decode_telemetry
 
 __all__ = ["CoordinatorCollector", "render"]
 
@@ -21,7 +21,7 @@ class CoordinatorCollector:
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily as Cn, GaugeMetricFamily as G
-        from host.http.events import collect
+        from becomingone.http.events import collect
         from shared.protocol import DECISION_NAMES
         api = self.api
         st, sync, windows = api.call(collect)

@@ -178,7 +178,7 @@ def _operation(r):
 
 
 def document():
-    from host.http.api import ROUTES
+    from becomingone.http.api import ROUTES
     paths = {}
     for r in ROUTES:
         paths.setdefault(r.path, {})[r.method.lower()] = _operation(r)

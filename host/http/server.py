@@ -19,9 +19,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit, urlencode
 
-from host.errors import UserError
-from host.http import is_loopback
-from host.http.api import Api, ApiError, Raw, match_route
+from becomingone.errors import UserError
+from becomingone.http import is_loopback
+from becomingone.http.api import Api, ApiError, Raw, match_route
 
 __all__ = ["HttpServer", "COOKIE", "MAX_CONNECTIONS", "MAX_STREAMS"]
 

@@ -19,8 +19,8 @@
 """
 import collections
 
-from host.keystore import Keystore
-from host.ratelimit import RateLimiter
+from becomingone.ingest.keystore import Keystore
+from becomingone.ingest.ratelimit import RateLimiter
 from shared import protocol as P
 from shared.auth import Auth
 

@@ -18,7 +18,7 @@ import tempfile
 
 import yaml
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 __all__ = ["Keystore", "parse_device_id", "fingerprint"]
 

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from host.links.udp import DatagramBlock
-from host.ratelimit import frame_complexity, variance_cost
-from host.wire import decode_telemetry_batch
+from becomingone.links.udp import DatagramBlock
+from becomingone.ingest.ratelimit import frame_complexity, variance_cost
+from becomingone.wire.telemetry import decode_telemetry_batch
 from shared import protocol as P
 
 __all__ = ["Ingest"]

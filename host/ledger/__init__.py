@@ -2,7 +2,7 @@
 Merkle tree (SHA3-256) with stored nodes, inclusion/consistency proofs and Ed25519-signed
 checkpoints. docs/LEDGER.md gives the bytes; this docstring is the stable API.
 
-    from host.ledger import Ledger
+    from becomingone.ledger import Ledger
     led = Ledger("DATA/ledger.sqlite", checkpoint_every=10000, group_commit_ms=0.0, max_batch=8192,
                  synchronous="FULL")  # == Ledger.open(path, ...); creates file, genesis, key on first use
                                       # ("NORMAL": survives a killed process, not a power loss)
@@ -26,15 +26,15 @@ checkpoints. docs/LEDGER.md gives the bytes; this docstring is the stable API.
 
 Entry: .index, .timestamp (float Unix s), .data (dict with "kind"), .data_json (canonical text),
 .previous_hash, .hash (64 hex), .to_dict(), .to_json().
-Kinds (host.ledger.kinds.KINDS): action, pulse, flow, witness, collapse, config (+ genesis at 0).
+Kinds (becomingone.ledger.kinds.KINDS): action, pulse, flow, witness, collapse, config (+ genesis at 0).
 PulseRecorder(sink, device, every=N) writes pulse summaries every N beats (N=1: every beat).
-Outside verifiers: host.ledger.merkle.verify_inclusion / verify_consistency (hashlib only),
-host.ledger.checkpoint.verify_note.
+Outside verifiers: becomingone.ledger.merkle.verify_inclusion / verify_consistency (hashlib only),
+becomingone.ledger.checkpoint.verify_note.
 
 Errors: bad kind/data -> UserError (KindError) raised at append/submit; a corrupted or locked
 database -> LedgerCorrupt / LedgerLocked (UserErrors naming the file and what to do); a file of a
 newer on-disk format -> LedgerError. Format-1 files are upgraded on the first writable open
-(docs/LEDGER.md §3). host.ledger.tree reads the stored tree (also used by host.mesh).
+(docs/LEDGER.md §3). becomingone.ledger.tree reads the stored tree (also used by becomingone.mesh).
 
 Thread-safety: one Ledger object may be shared by threads (an asyncio loop thread, the writer
 thread it owns, worker threads): every method takes an internal lock around its SQLite work;
@@ -43,11 +43,11 @@ loop. A commit holds the lock for the duration of one batch (typically < 50 ms).
 process may write a ledger (a second writer is detected and refused); any number may read and
 `verify` (separate read-only connections on WAL snapshots).
 """
-from host.ledger.canonical import CanonicalError
-from host.ledger.db import LedgerCorrupt, LedgerError, LedgerLocked
-from host.ledger.kinds import KINDS, KindError, PulseRecorder
-from host.ledger.store import Entry, Ledger
-from host.ledger.verify import VerifyResult, verify_path
+from becomingone.ledger.canonical import CanonicalError
+from becomingone.ledger.db import LedgerCorrupt, LedgerError, LedgerLocked
+from becomingone.ledger.kinds import KINDS, KindError, PulseRecorder
+from becomingone.ledger.store import Entry, Ledger
+from becomingone.ledger.verify import VerifyResult, verify_path
 
 __all__ = ["Ledger", "Entry", "VerifyResult", "verify_path", "KINDS", "KindError", "PulseRecorder",
            "LedgerError", "LedgerCorrupt", "LedgerLocked", "CanonicalError"]

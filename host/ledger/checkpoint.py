@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 KEY_FILE = "ledger-signing.key"
 PUB_FILE = "ledger-signing.pub"

@@ -4,7 +4,7 @@ import contextlib
 import os
 import sqlite3
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 FORMAT = 2            # on-disk format written by this version (meta key 'format'; absent = 1)
 NODE_LEVEL = 2        # new files store tree nodes of level >= 2 only (meta key 'node_level';

@@ -12,8 +12,8 @@ import base64
 import json
 import os
 
-from host.errors import UserError
-from host.ledger import checkpoint as ckpt
+from becomingone.errors import UserError
+from becomingone.ledger import checkpoint as ckpt
 
 FORMAT = "becomingone-ledger-export/1"
 

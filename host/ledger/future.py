@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import FINISHED, PENDING
 
-from host.ledger.entry import Entry
+from becomingone.ledger.entry import Entry
 
 _LAZY = threading.Lock()
 

@@ -1,6 +1,6 @@
 """Entry kinds: data["kind"] plus the fields each kind requires (docs/LEDGER.md §5).
 Extra fields are allowed (any canonical JSON value); required fields are type-checked."""
-from host.errors import UserError
+from becomingone.errors import UserError
 
 _NUM = (int, float)
 

@@ -7,11 +7,11 @@ import sqlite3
 import threading
 import time
 
-from host.errors import UserError
-from host.ledger import canonical, checkpoint as ckpt, kinds, merkle, tree
-from host.ledger.db import LedgerError, connect, format_of, guarded, insert_rows, translate
-from host.ledger.entry import Entry  # noqa: F401  (re-exported)
-from host.ledger.future import LedgerFuture, resolve_all
+from becomingone.errors import UserError
+from becomingone.ledger import canonical, checkpoint as ckpt, kinds, merkle, tree
+from becomingone.ledger.db import LedgerError, connect, format_of, guarded, insert_rows, translate
+from becomingone.ledger.entry import Entry  # noqa: F401  (re-exported)
+from becomingone.ledger.future import LedgerFuture, resolve_all
 
 _now = time.time
 _new_future = object.__new__   # a LedgerFuture without a Python-level __init__ call
@@ -459,12 +459,12 @@ class Ledger:
     # ---------------------------------------------------------------- whole-ledger
     def verify(self, deep=False, workers=None, progress=None):
         """Full check of chain, stored tree and checkpoints -> verify.VerifyResult."""
-        from host.ledger.verify import verify_path
+        from becomingone.ledger.verify import verify_path
         return verify_path(self.path, key_folder=self.key_folder, progress=progress, deep=deep,
                            workers=workers)
 
     def export(self, folder):
-        from host.ledger.export import export_ledger
+        from becomingone.ledger.export import export_ledger
         return export_ledger(self, folder)
 
     def info(self):

@@ -8,7 +8,7 @@ level >= 1. Used by the Ledger, by `ledger verify` and by the mesh replicas.
 """
 import hashlib
 
-from host.ledger.db import NODE_LEVEL, LedgerError, format_of  # noqa: F401  (re-exported)
+from becomingone.ledger.db import NODE_LEVEL, LedgerError, format_of  # noqa: F401  (re-exported)
 
 
 def node_rows(nodes, node_level):

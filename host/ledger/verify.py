@@ -8,8 +8,8 @@ import operator
 import os
 import time
 
-from host.ledger import canonical, checkpoint as ckpt, merkle
-from host.ledger.db import LedgerError, connect, format_of, guarded
+from becomingone.ledger import canonical, checkpoint as ckpt, merkle
+from becomingone.ledger.db import LedgerError, connect, format_of, guarded
 
 _loads = json.loads
 d_origin_prefix = "becomingone.ledger"
@@ -303,7 +303,7 @@ def _read_workers(procs, bounds, progress, n):
 
 
 def _run_workers(path, bounds, deep, need, busy_timeout, node_level, progress=None, n=0):
-    """Scan ranges in parallel worker processes (python -m host.ledger.verify_worker)."""
+    """Scan ranges in parallel worker processes (python -m becomingone.ledger.verify_worker)."""
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -312,7 +312,7 @@ def _run_workers(path, bounds, deep, need, busy_timeout, node_level, progress=No
     needj = json.dumps(sorted(need))
     procs = []
     for a, b in bounds:
-        p = subprocess.Popen([sys.executable, "-m", "host.ledger.verify_worker", os.path.abspath(path), str(a), str(b),
+        p = subprocess.Popen([sys.executable, "-m", "becomingone.ledger.verify_worker", os.path.abspath(path), str(a), str(b),
                               "1" if deep else "0", str(busy_timeout), str(node_level),
                               "1" if progress else "0"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, env=env, cwd=root)

@@ -1,12 +1,12 @@
 """Worker process of a parallel `ledger verify`: checks one chunk-aligned range of entries.
 
-    python -m host.ledger.verify_worker PATH A B DEEP BUSY_TIMEOUT NODE_LEVEL [PROGRESS]  < needed-coords JSON
-prints one JSON object (hashes hex) on stdout; see host.ledger.verify._scan. PROGRESS "1": a line
+    python -m becomingone.ledger.verify_worker PATH A B DEEP BUSY_TIMEOUT NODE_LEVEL [PROGRESS]  < needed-coords JSON
+prints one JSON object (hashes hex) on stdout; see becomingone.ledger.verify._scan. PROGRESS "1": a line
 "P END" (entries [A, END) checked) after each chunk, before the JSON."""
 import json
 import sys
 
-from host.ledger.verify import _scan_path
+from becomingone.ledger.verify import _scan_path
 
 
 def main():

@@ -12,14 +12,14 @@ adds a backend. `open_link(url)` returns an opened Link.
 """
 import importlib
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 __all__ = ["SCHEMES", "register_scheme", "link_class", "open_link", "make_link"]
 
 # scheme -> "module:Class"; anything without a registered scheme is a pyserial URL or path.
 SCHEMES = {
-    "udp": "host.links.udp:UdpLink",
-    "serial": "host.links.serial:SerialLink",
+    "udp": "becomingone.links.udp:UdpLink",
+    "serial": "becomingone.links.serial:SerialLink",
 }
 _SERIAL_URL_SCHEMES = ("socket", "loop", "rfc2217", "spy", "hwgrep", "alt", "cp2110")
 

@@ -8,7 +8,7 @@ backoff, so the board is picked up again when it is plugged back.
 """
 import serial
 
-from host.links.base import Link
+from becomingone.links.base import Link
 
 __all__ = ["SerialLink"]
 

@@ -11,9 +11,9 @@ import socket
 
 import numpy as np
 
-from host.errors import UserError
-from host.links import mmsg
-from host.links.base import Link
+from becomingone.errors import UserError
+from becomingone.links import mmsg
+from becomingone.links.base import Link
 
 __all__ = ["UdpLink", "DatagramBlock", "parse_udp_url", "set_rcvbuf"]
 

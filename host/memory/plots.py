@@ -13,7 +13,7 @@ import datetime
 
 import numpy as np
 
-from host.memory_reads import time_range
+from becomingone.memory.queries import time_range
 
 FIGSIZE = (10.0, 4.0)
 DPI = 100

@@ -7,8 +7,8 @@ import sqlite3
 
 import numpy as np
 
-from host import telemetry_history as _th
-from host.errors import UserError
+from becomingone.memory import telemetry as _th
+from becomingone.errors import UserError
 
 TABLES = ("phase_snapshots", "coherence_history", "witness_log", "mesh_sync", "signatures") + _th.TABLES
 

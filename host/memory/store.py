@@ -54,8 +54,8 @@ import time
 import numpy as np
 
 
-from host import telemetry_history as _th
-from host.memory_reads import TABLES, MemoryReads, MemoryStoreError  # noqa: F401 (re-exported)
+from becomingone.memory import telemetry as _th
+from becomingone.memory.queries import TABLES, MemoryReads, MemoryStoreError  # noqa: F401 (re-exported)
 
 KINDS = ("temporal_signatures", "coherence_history", "witness_logs", "mesh_sync", "telemetry")
 

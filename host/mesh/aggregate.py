@@ -27,7 +27,7 @@ import json
 import math
 import time
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 DEFAULT_TTL = 30.0
 

@@ -18,8 +18,8 @@ import asyncio
 import json
 import random
 
-from host.mesh.aggregate import AggregateError
-from host.mesh.tls import MeshServer, MeshTLSError, connector
+from becomingone.mesh.aggregate import AggregateError
+from becomingone.mesh.tls import MeshServer, MeshTLSError, connector
 
 
 def _enc(obj):

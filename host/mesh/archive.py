@@ -33,9 +33,9 @@ import json
 import os
 import zlib
 
-from host.errors import UserError
-from host.ledger import canonical, checkpoint as ckpt, merkle, tree
-from host.mesh.replica import ReplicaError, split_line
+from becomingone.errors import UserError
+from becomingone.ledger import canonical, checkpoint as ckpt, merkle, tree
+from becomingone.mesh.replica import ReplicaError, split_line
 
 SEGMENT_FORMAT = "becomingone-archive-segment/1"
 SHARD_FORMAT = "becomingone-archive-shard/1"
@@ -121,9 +121,9 @@ def shard_filename(header, index, n):
 
 def seal_to_cells(ledger, start, stop, k, n, ring, out_dir):
     """Seal entries [start, stop) (stop None = size) of `ledger` (a Ledger or a database path)
-    into k-of-n shards placed by `ring` (host.mesh.ring.Ring) as out_dir/<cell>/<file>."""
+    into k-of-n shards placed by `ring` (becomingone.mesh.ring.Ring) as out_dir/<cell>/<file>."""
     if isinstance(ledger, (str, os.PathLike)):
-        from host.ledger import Ledger
+        from becomingone.ledger import Ledger
         if not os.path.exists(ledger):
             raise ArchiveError("no ledger database at %s" % ledger)
         with Ledger(ledger) as led:
@@ -305,8 +305,8 @@ def verify_segment(h, lines, pub, prev_hash=None, frontier=None):
 
 def _write_db(db, rows, notes, pub_pem):
     """Write verified rows into a new ledger database (via a temporary file, renamed at the end)."""
-    from host.ledger.db import connect, format_of
-    from host.ledger.verify import verify_path
+    from becomingone.ledger.db import connect, format_of
+    from becomingone.ledger.verify import verify_path
     folder = os.path.dirname(os.path.abspath(db))
     tmpdir = os.path.join(folder, ".restore-%d" % os.getpid())
     os.makedirs(tmpdir)

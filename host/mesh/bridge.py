@@ -34,7 +34,7 @@ def pulse_period_s(k, P, T1, U):
 
 class MeshBridge:
     def __init__(self, coord):
-        from host.mesh.service import MeshService
+        from becomingone.mesh.service import MeshService
         self.c = coord
         cfg = coord.cfg
         self.svc = MeshService(cfg, coord.ledger, coord.data_dir)

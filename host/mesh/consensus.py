@@ -43,7 +43,7 @@ import time
 
 import numpy as np
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 ALGOS = ("emtd", "swarm", "pushsum", "versioned")
 GRAPHS = ("ws", "complete")

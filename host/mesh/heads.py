@@ -19,8 +19,8 @@ import json
 import os
 import time
 
-from host.ledger import checkpoint as ckpt, merkle
-from host.mesh.replica import ReplicaError
+from becomingone.ledger import checkpoint as ckpt, merkle
+from becomingone.mesh.replica import ReplicaError
 
 
 class HeadTracker:

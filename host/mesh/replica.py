@@ -28,9 +28,9 @@ import os
 import re
 import time
 
-from host.errors import UserError
-from host.ledger import canonical, checkpoint as ckpt, merkle, tree
-from host.ledger.db import LedgerError, connect, format_of
+from becomingone.errors import UserError
+from becomingone.ledger import canonical, checkpoint as ckpt, merkle, tree
+from becomingone.ledger.db import LedgerError, connect, format_of
 
 ZERO = "0" * 64
 

@@ -24,9 +24,9 @@ here too.
 import asyncio
 import json
 
-from host.ledger import checkpoint as ckpt, merkle
-from host.mesh.replica import ReplicaError
-from host.mesh.tls import MeshServer, MeshTLSError, connector
+from becomingone.ledger import checkpoint as ckpt, merkle
+from becomingone.mesh.replica import ReplicaError
+from becomingone.mesh.tls import MeshServer, MeshTLSError, connector
 
 MAX_LINES = 5000
 LINES_MAGIC = b"LINES\n"

@@ -22,7 +22,7 @@ placement reaching that share can move). `set_load` returns that fraction, compu
 import bisect
 import hashlib
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 DEFAULT_VNODES = 100          # virtual nodes per unit of weight (capacity 1, load 0)
 MAX_VNODES_PER_CELL = 20000

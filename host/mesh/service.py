@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 MAX_ALERTS_SHOWN = 20
 
@@ -69,7 +69,7 @@ class MeshService:
 
     # ------------------------------------------------------------ coordinator side
     def check(self):
-        from host.mesh.tls import init_mesh  # noqa: F401  (the cryptography package is there)
+        from becomingone.mesh.tls import init_mesh  # noqa: F401  (the cryptography package is there)
         if self.backend != "embedded":
             return
         missing = [p for p in (os.path.join(self.tls_dir, "ca.pem"),
@@ -150,7 +150,7 @@ class MeshService:
                 self._status["running"] = False
 
     async def _open_embedded(self):
-        from host.mesh.node import MeshNode, load_trust, write_trust
+        from becomingone.mesh.backends.embedded import MeshNode, load_trust, write_trust
         m = self.cfg.sync.mesh
         self.advertise = _advertise(m)
         write_trust(self.trust_dir, self.cell, self.ledger)
@@ -165,11 +165,11 @@ class MeshService:
                             % (self.listen, self.port, e.strerror or e)) from None
 
     async def _open_nats(self):
-        from host.ledger import checkpoint as ckpt
-        from host.mesh.aggregate import VersionedAggregate
-        from host.mesh.natsbackend import NatsCell
-        from host.mesh.node import load_trust, write_trust
-        from host.mesh.replica import ReplicaStore
+        from becomingone.ledger import checkpoint as ckpt
+        from becomingone.mesh.aggregate import VersionedAggregate
+        from becomingone.mesh.backends.nats import NatsCell
+        from becomingone.mesh.backends.embedded import load_trust, write_trust
+        from becomingone.mesh.replica import ReplicaStore
         n = self.cfg.sync.nats
         write_trust(self.trust_dir, self.cell, self.ledger)
         self.trust = load_trust(self.trust_dir)
@@ -197,7 +197,7 @@ class MeshService:
         await self.node.period(t_hat, devices)
 
     async def _period_nats(self):
-        from host.mesh.replica import ReplicaError
+        from becomingone.mesh.replica import ReplicaError
         c = self.nats
         with self._lock:
             t_hat, devices = self._value
@@ -229,7 +229,7 @@ class MeshService:
             latest = store.latest(origin) if full else None
             signed = 0
             if latest:
-                from host.ledger import checkpoint as ckpt
+                from becomingone.ledger import checkpoint as ckpt
                 signed = ckpt.parse_note(latest)["size"]
             size = store.size(origin) if full else (heads.size(origin) if heads is not None else 0)
             rows[cell] = {"origin": origin, "mode": "replica" if full else "head", "size": size,
@@ -239,7 +239,7 @@ class MeshService:
         return rows
 
     def _snapshot(self):
-        from host.ledger import checkpoint as ckpt
+        from becomingone.ledger import checkpoint as ckpt
         st = {"enabled": True, "running": True, "cell": self.cell, "backend": self.backend,
               "interval": self.interval, "periods": self.periods, "errors": self.errors,
               "last_error": self.last_error}

@@ -8,7 +8,7 @@ cannot speak for another). Each message uses one short connection (probe timeout
 Run one cell's membership as a process (used by the multi-process tests; prints its view as one
 JSON line per period on stdout):
 
-    python -m host.mesh.swimnet --tls DIR --cell cell-a --port 18789 [--seed 127.0.0.1:18790 ...]
+    python -m becomingone.mesh.swimnet --tls DIR --cell cell-a --port 18789 [--seed 127.0.0.1:18790 ...]
                                 [--interval 1.0] [--timeout 0.3]
 """
 import argparse
@@ -17,8 +17,8 @@ import json
 import random
 import sys
 
-from host.mesh.swim import Swim
-from host.mesh.tls import MeshServer, MeshTLSError, connector
+from becomingone.mesh.swim import Swim
+from becomingone.mesh.tls import MeshServer, MeshTLSError, connector
 
 
 class SwimNode:
@@ -80,7 +80,7 @@ class SwimNode:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host.mesh.swimnet")
+    p = argparse.ArgumentParser(prog="python -m becomingone.mesh.swimnet")
     p.add_argument("--tls", required=True)
     p.add_argument("--cell", required=True)
     p.add_argument("--host", default="127.0.0.1")

@@ -27,8 +27,8 @@ import os
 import ssl
 import struct
 
-from host.errors import UserError
-from host.ledger.checkpoint import write_private
+from becomingone.errors import UserError
+from becomingone.ledger.checkpoint import write_private
 
 DEFAULT_PORT = 18789
 MAX_FRAME = 16 << 20

@@ -35,10 +35,10 @@ import sqlite3
 import numpy as np
 
 from device.arbiter import _fill
-from host.entropy_train import read_csv_rows
-from host.errors import UserError
-from host.memory_reads import time_range
-from host.times import parse_time
+from becomingone.model.train import read_csv_rows
+from becomingone.errors import UserError
+from becomingone.memory.queries import time_range
+from becomingone.util.times import parse_time
 
 DEFAULT_W, DEFAULT_B = 0.12, 0.0     # the device's built-in model (device/arbiter.py)
 

@@ -25,7 +25,7 @@ import csv
 
 import numpy as np
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 F32_MAX = 3.4028234663852886e38
 

@@ -44,7 +44,7 @@ import threading
 import time
 from concurrent.futures import CancelledError
 
-from host.errors import ConfigError
+from becomingone.errors import ConfigError
 from shared import protocol as P
 
 __all__ = ["MqttBridge", "Topics", "slug", "ENTITIES", "device_snapshot"]
@@ -340,7 +340,7 @@ class MqttBridge:
     def _call(self, fn, *args):
         """fn(*args) in the coordinator's processing thread; _Stopped when it does not run or
         this bridge stops while waiting."""
-        from host.coordinator import NotRunning
+        from becomingone.coordinator.service import NotRunning
         try:
             return self.c.call(fn, *args, timeout=CALL_TIMEOUT_S, cancel=self._stop, loop_only=True)
         except (NotRunning, CancelledError):

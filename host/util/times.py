@@ -5,7 +5,7 @@ import datetime
 import re
 import time
 
-from host.errors import UserError
+from becomingone.errors import UserError
 
 
 def parse_time(s, now=None):

@@ -9,7 +9,7 @@ Trust: a folder of `<cell>.json` files {"cell", "origin", "public_key_pem"} (one
 ledger origin and Ed25519 key, which also signs its T_global entries). Written by `write_trust`.
 
 Process entry (used by the multi-process tests; prints one JSON status line per period):
-    python -m host.mesh.node --tls DIR --trust DIR --cell NAME --ledger DB --replicas DIR
+    python -m becomingone.mesh.backends.embedded --tls DIR --trust DIR --cell NAME --ledger DB --replicas DIR
         --port P [--host H] [--seed H:P ...] [--interval 0.5] [--t-hat RE,IM] [--devices N]
         [--append-every K]
 """
@@ -20,14 +20,14 @@ import os
 import random
 import sys
 
-from host.ledger import checkpoint as ckpt
-from host.mesh.aggregate import VersionedAggregate
-from host.mesh.antientropy import AntiEntropy
-from host.mesh.heads import HeadTracker
-from host.mesh.replica import ReplicaStore
-from host.mesh.replication import Replicator
-from host.mesh.swimnet import SwimNode
-from host.mesh.tls import ConnectionPool, MeshTLSError
+from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh.aggregate import VersionedAggregate
+from becomingone.mesh.antientropy import AntiEntropy
+from becomingone.mesh.heads import HeadTracker
+from becomingone.mesh.replica import ReplicaStore
+from becomingone.mesh.replication import Replicator
+from becomingone.mesh.swimnet import SwimNode
+from becomingone.mesh.tls import ConnectionPool, MeshTLSError
 
 
 def write_trust(folder, cell, ledger):
@@ -89,7 +89,7 @@ class MeshNode:
             return True
         cells = sorted(self.trust)
         if self._ring is None or self._ring[0] != cells:
-            from host.mesh.ring import Ring
+            from becomingone.mesh.ring import Ring
             self._ring = (cells, Ring(cells))
         owner = self.origin_cell(origin)
         if owner is None:
@@ -198,7 +198,7 @@ class MeshNode:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host.mesh.node")
+    p = argparse.ArgumentParser(prog="python -m becomingone.mesh.backends.embedded")
     for flag in ("--tls", "--trust", "--cell", "--ledger", "--replicas"):
         p.add_argument(flag, required=True)
     p.add_argument("--host", default="127.0.0.1")
@@ -210,7 +210,7 @@ def main(argv=None):
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--append-every", type=int, default=0, help="append an entry and sign a checkpoint every K periods")
     a = p.parse_args(argv)
-    from host.ledger import Ledger
+    from becomingone.ledger import Ledger
     re_, im_ = (float(x) for x in a.t_hat.split(","))
 
     async def go():

@@ -25,9 +25,9 @@ VersionedAggregate (signatures, versions).
 import asyncio
 import json
 
-from host.errors import UserError
-from host.ledger import checkpoint as ckpt
-from host.mesh.replica import ReplicaError, origin_id
+from becomingone.errors import UserError
+from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh.replica import ReplicaError, origin_id
 
 CKPT_BUCKET, VALUE_BUCKET, MEMBER_BUCKET = "bo_checkpoints", "bo_tglobal", "bo_members"
 FETCH_BATCH = 64          # messages per fetch

@@ -4,9 +4,21 @@ stop the others. Each command module defines `add_arguments(parser)` and
 `run(args) -> int`."""
 import argparse
 import importlib
+import os
 import sys
 
-from becomingone.errors import UserError
+from becomingone.errors import (BecomingOneError, LedgerError, LinkError, MemoryStoreError,
+                                MeshError, NotRunning, UserError)
+
+# Exit status per layer's exception base, first match wins (docs/HOST.md: every error the host
+# raises on purpose is printed as `becomingone: message` and exits 2, never a traceback).
+EXIT_CODES = ((UserError, 2), (LinkError, 2), (LedgerError, 2), (MemoryStoreError, 2),
+              (MeshError, 2), (NotRunning, 2), (BecomingOneError, 2))
+
+
+def exit_code(err):
+    """The exit status for an error the host raised on purpose."""
+    return next(code for cls, code in EXIT_CODES if isinstance(err, cls))
 
 # name -> (module, one-line help)
 COMMANDS = {
@@ -36,7 +48,10 @@ def _top_help():
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(_top_help())
+        try:
+            print(_top_help())
+        except BrokenPipeError:
+            return _closed_stdout()
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
@@ -55,9 +70,9 @@ def main(argv=None):
     args = parser.parse_args(rest)
     try:
         return int(mod.run(args) or 0)
-    except UserError as e:
+    except BecomingOneError as e:
         print("becomingone: %s" % e, file=sys.stderr)
-        return e.exit_code
+        return exit_code(e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -74,7 +89,6 @@ def main(argv=None):
 def _closed_stdout():
     # `becomingone ledger show | head`: the reader went away; no traceback, and point stdout
     # at /dev/null so the interpreter's final flush cannot fail again.
-    import os
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 141
 

@@ -16,7 +16,7 @@ Public API
         cfg.data_path(*parts) (data_dir joined), cfg.memory_path(), cfg.ledger_path(),
         cfg.keystore_path(), cfg.beat_period() (T_Lambda of pulse.*, SPEC 4.1)
     SCHEMA: the key tree (each leaf: type, default, limits, help) that docs/CONFIG.md tables
-        (defined in host/config_schema.py).
+        (defined in host/config/schema.py).
 
 Every key either works as documented in docs/CONFIG.md or is rejected: unknown keys, wrong
 types, out-of-range values and inconsistent combinations (k*P <= 1, a window longer than
@@ -167,7 +167,7 @@ _TOPIC_BAD = ("+", "#", "\x00")
 
 def _mqtt_checks(m):
     """integrations.mqtt: keys that only make sense together (file existence is checked when the
-    bridge starts: host/integrations/mqtt.py)."""
+    bridge starts: host/mqtt/bridge.py)."""
     k = "config key integrations.mqtt."
     for key in ("base_topic", "discovery_prefix", "client_id"):
         v = m[key]

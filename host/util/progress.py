@@ -15,6 +15,10 @@ counts and a transfer rate instead of done/total.
 import contextlib
 import sys
 
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TransferSpeedColumn)
+
 
 def wants_progress(args=None):
     """False with --json or --quiet, or when stderr is not a terminal."""
@@ -35,9 +39,6 @@ def progress_bar(label, total=None, enabled=True, console=None, unit=None, trans
     if not enabled or (console is None and not wants_progress()):
         yield _noop
         return
-    from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TransferSpeedColumn)
     counts = (DownloadColumn(), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(),)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), *counts,
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

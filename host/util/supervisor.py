@@ -29,6 +29,10 @@ def backoff_delay(failures, base_delay, max_delay, jitter, rng=random):
 
 
 class Supervisor:
+    """Runs `target(stop_event)` in a thread and restarts it after an exception with
+    exponential backoff and jitter (ET Eq 23); owns the thread, the restart count and the
+    last error (metrics()). Raises ValueError for bad delays; never lets a worker's
+    exception out."""
     def __init__(self, name, target, *, base_delay=0.1, max_delay=10.0, jitter=0.25,
                  max_restarts=-1, healthy_after=30.0, rng=None, on_error=None):
         if base_delay <= 0 or max_delay < base_delay:

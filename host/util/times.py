@@ -33,3 +33,8 @@ def fmt_time(t):
     if t is None:
         return "-"
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def monotonic_us():
+    """The host's monotonic clock in µs (receive times, TIME_SYNC, ingest lag)."""
+    return time.monotonic_ns() // 1000

@@ -4,15 +4,16 @@ import time
 
 import pytest
 
-from becomingone.errors import UserError
+from becomingone.errors import LinkClosed, LinkError, UserError
 from becomingone.links import SCHEMES, link_class, make_link, open_link, register_scheme
 from becomingone.links.serial import SerialLink
-from becomingone.links.udp import UdpLink
+from becomingone.links.batch import DatagramBlock
+from becomingone.links.udp import UdpListener
 from shared import cobs
 
 
 def test_registry_by_url():
-    assert link_class("udp://127.0.0.1:0") is UdpLink
+    assert link_class("udp://127.0.0.1:0") is UdpListener
     for u in ("/dev/ttyACM0", "serial:/dev/ttyUSB0", "socket://localhost:7777", "loop://"):
         assert link_class(u) is SerialLink
     with pytest.raises(UserError, match="unknown link scheme 'http'"):
@@ -26,9 +27,9 @@ def test_registry_by_url():
 
 
 def test_register_custom_scheme():
-    register_scheme("fakeudp", "becomingone.links.udp:UdpLink")
+    register_scheme("fakeudp", "becomingone.links.udp:UdpListener")
     try:
-        assert link_class("fakeudp://127.0.0.1:0") is UdpLink
+        assert link_class("fakeudp://127.0.0.1:0") is UdpListener
     finally:
         del SCHEMES["fakeudp"]
     with pytest.raises(ValueError):
@@ -54,7 +55,8 @@ def test_udp_batch_drain_and_reply():
         assert link.counters["oversize"] == 1 and link.counters["frames_in"] == 500
         assert link.send(b"ack", got[0][1])
         assert dev.recv(100) == b"ack"
-        assert not link.send(b"ack", None)             # no address: refused, counted
+        with pytest.raises(LinkError, match="needs the device's address"):
+            link.send(b"ack", None)                    # no address: refused, counted
         assert link.counters["send_failures"] == 1
     finally:
         link.close()
@@ -64,7 +66,7 @@ def test_udp_batch_drain_and_reply():
 def test_udp_port_in_use_is_clear():
     a = open_link("udp://127.0.0.1:0")
     try:
-        with pytest.raises(OSError, match="cannot listen on"):
+        with pytest.raises(LinkError, match="cannot listen on"):
             open_link(a.local_url)
     finally:
         a.close()
@@ -118,7 +120,8 @@ def test_serial_unplug_and_replug(tmp_path):
         for _ in range(5):
             assert link.recv(0.02) == []                 # port gone: retries with backoff
         assert link.counters["open_failures"] >= 1
-        assert not link.send(b"lost")
+        with pytest.raises(LinkClosed, match="reopening"):
+            link.send(b"lost")
         # plug back (a new pty under the same path)
         m2, s2, name2 = _pty()
         tty.setraw(m2)
@@ -141,13 +144,13 @@ def test_serial_unplug_and_replug(tmp_path):
 
 
 def test_serial_missing_port_first_open_raises():
-    with pytest.raises(OSError):
+    with pytest.raises(LinkError):
         open_link("/dev/does-not-exist-becomingone")
 
 
 def test_udp_block_mode_recvmmsg():
     link = open_link("udp://127.0.0.1:0")
-    if not link.block_mode:
+    if not link.recvmmsg:
         link.close()
         pytest.skip("recvmmsg not available")
     try:
@@ -161,13 +164,14 @@ def test_udp_block_mode_recvmmsg():
         got = []
         deadline = time.time() + 2
         while len(got) < 300 and time.time() < deadline:
-            blk = link.recv_block(0.1)
+            blk = link.recv_batch(0.1)
             if blk is not None:
+                assert isinstance(blk, DatagramBlock)
                 got += blk.items()
         assert [g[0] for g in got] == sent
         assert got[0][1] == dev.getsockname()
         assert link.counters["oversize"] == 1 and link.counters["frames_in"] == 300
-        assert link.recv_block(0.02) is None
+        assert link.recv_batch(0.02) is None
     finally:
         link.close()
         dev.close()

@@ -3,7 +3,7 @@ import struct
 
 from hypothesis import given, settings, strategies as st
 
-from becomingone.wire.telemetry import Receiver
+from becomingone.wire.receive import Receiver
 from shared import cobs
 from shared import protocol as P
 from shared.auth import Auth, ReplayWindow

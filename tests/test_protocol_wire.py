@@ -1,4 +1,4 @@
-"""Host receive path (host/wire.py): counters, auth/replay order, numpy batch decode."""
+"""Host receive path (host/wire/telemetry.py): counters, auth/replay order, numpy batch decode."""
 import hmac
 import hashlib
 import os
@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from becomingone.wire.telemetry import BEAT_DTYPE, Receiver, decode_telemetry_batch
+from becomingone.wire.receive import Receiver
+from becomingone.wire.telemetry import BEAT_DTYPE, decode_telemetry_batch
 from shared import protocol as P
 from shared.auth import Auth, ReplayGuard, hmac_sha256
 from shared.frame_encoder import Encoder
@@ -144,7 +145,7 @@ def test_golden_vector_file_is_current():
 
 
 def test_host_seq_after_restart_stays_above():
-    from becomingone.wire.telemetry import host_seq_after
+    from becomingone.devices.sessions import host_seq_after
     t = 1763784000.0
     s = host_seq_after(None, t)
     seqs = [s]

@@ -8,7 +8,10 @@
     serial:PATH               explicit form of a serial path
 
 The scheme -> class registry is lazy (module imported on first use); `register_scheme()`
-adds a backend. `open_link(url)` returns an opened Link.
+adds a backend. `open_link(url)` returns an opened Link. Every backend is a Link
+(links/base.py: one receive path, recv_batch, a template method around the backend's hooks)
+and hands on FrameBatches (links/batch.py); tests/contract/test_link_contract.py holds them all
+to the same contract.
 """
 import importlib
 
@@ -18,7 +21,7 @@ __all__ = ["SCHEMES", "register_scheme", "link_class", "open_link", "make_link"]
 
 # scheme -> "module:Class"; anything without a registered scheme is a pyserial URL or path.
 SCHEMES = {
-    "udp": "becomingone.links.udp:UdpLink",
+    "udp": "becomingone.links.udp:UdpListener",
     "serial": "becomingone.links.serial:SerialLink",
 }
 _SERIAL_URL_SCHEMES = ("socket", "loop", "rfc2217", "spy", "hwgrep", "alt", "cp2110")

@@ -1,29 +1,36 @@
-"""Link base class: a template method around raw backend I/O.
+"""Link: the abstract base of every link between the host and its devices, a template method
+around a backend's raw I/O (the python-can BusABC pattern).
 
-Public `recv()` / `send()` do the framing, timeouts, reconnection and counting; a backend
-implements only `_open()`, `_close()`, `_read(timeout)` and `_write(data, addr)`:
-  - datagram backends (`datagram = True`): `_read` returns a list of (payload, addr);
-    each payload is one frame.
-  - stream backends: `_read` returns bytes (possibly empty); frames are COBS-delimited
-    (shared/cobs.py) and `send()` COBS-encodes.
-A backend raises OSError (pyserial's SerialException is one) when the port goes away;
-the link then closes it and reopens with exponential backoff (0.05 s doubling to
-`reopen_max` s) on later `recv()` calls, so an unplugged board is picked up again when it
-comes back, without restarting the host.
+Public (template): open(), close(), recv_batch(timeout), recv(timeout), send(frame, addr),
+stats(). A backend implements only the hooks:
+    _open()                 acquire the port; OSError when it cannot
+    _close()                release it
+    _read(timeout)          datagram backends (datagram = True): a FrameBatch or None;
+                            stream backends: bytes (possibly empty), COBS-deframed here
+    _write(data, addr)      one frame's bytes (COBS-encoded here for streams); OSError on
+                            failure, LinkTimeout when the write timed out
+A backend raises OSError (pyserial's SerialException is one) when its port goes away: the link
+then closes it and reopens with exponential backoff (reopen_min doubling to reopen_max seconds)
+on later recv_batch() calls, so an unplugged board is picked up again without a restart.
 """
+import abc
 import threading
 import time
 
+from becomingone.errors import LinkClosed, LinkError, LinkTimeout
+from becomingone.links.batch import FrameList
 from shared import cobs
 
-__all__ = ["Link", "LinkClosed"]
+__all__ = ["Link", "LinkClosed", "LinkError", "LinkTimeout"]
 
 
-class LinkClosed(Exception):
-    """send() on a link whose port is currently gone."""
+class Link(abc.ABC):
+    """One link (a UDP listener, a serial port): owns its port, the stream framing and the
+    counters frames_in/out, bytes_in/out, oversize, cobs, opens, open_failures, disconnects,
+    send_failures. Raises LinkError from open() when the port cannot be opened, LinkClosed from
+    recv_batch()/send() on a closed link (and from send() while a lost port is being reopened),
+    LinkTimeout from send() when a write times out; a lost port never raises from recv_batch()."""
 
-
-class Link:
     scheme = "?"
     datagram = False
 
@@ -33,7 +40,7 @@ class Link:
         self.reopen_min = reopen_min
         self.reopen_max = reopen_max
         self.is_open = False
-        self.wanted = False
+        self.wanted = False            # opened by its owner and not closed: keep it open
         self._deframer = None if self.datagram else cobs.Deframer(max_frame)
         self._wlock = threading.Lock()
         self._next_try = 0.0
@@ -44,17 +51,21 @@ class Link:
         self.last_error = None
 
     # -- backend hooks -------------------------------------------------------------
+    @abc.abstractmethod
     def _open(self):
-        raise NotImplementedError
+        """Acquire the port (OSError when it cannot be opened)."""
 
+    @abc.abstractmethod
     def _close(self):
-        raise NotImplementedError
+        """Release the port."""
 
+    @abc.abstractmethod
     def _read(self, timeout):
-        raise NotImplementedError
+        """What arrived within `timeout` s: a FrameBatch or None (datagram), bytes (stream)."""
 
+    @abc.abstractmethod
     def _write(self, data, addr):
-        raise NotImplementedError
+        """Write one frame's bytes to `addr` (datagram) or the port (stream)."""
 
     # -- public -------------------------------------------------------------------
     @property
@@ -63,10 +74,15 @@ class Link:
         return self.url
 
     def open(self):
-        """Open now; raises OSError when the port cannot be opened (first open only:
-        later losses are handled by reconnecting)."""
+        """Open now. LinkError when the port cannot be opened (first open only: later losses
+        are handled by reopening); `wanted` is set either way, so a serial port that appears
+        later is picked up by recv_batch()."""
         self.wanted = True
-        self._open()
+        try:
+            self._open()
+        except OSError as e:
+            self.last_error = "%s: %s" % (type(e).__name__, e)
+            raise LinkError(str(e)) from None
         self.is_open = True
         self.counters["opens"] += 1
         self._delay = self.reopen_min
@@ -111,55 +127,69 @@ class Link:
         self._delay = self.reopen_min
         return True
 
-    def recv(self, timeout=0.1):
-        """Frames received within `timeout` seconds: a list of (frame_bytes, reply_addr).
-        Never raises for a lost port: it returns [] and reconnects on later calls."""
+    def recv_batch(self, timeout=0.1):
+        """The frames received within `timeout` s as a FrameBatch (becomingone/links/batch.py),
+        or None when nothing arrived. Oversize frames are dropped and counted. A lost port
+        returns None and is reopened on later calls; LinkClosed once close() was called."""
         if not self.is_open:
-            if not self.wanted or not self._try_reopen(timeout):
-                return []
+            if not self.wanted:
+                raise LinkClosed("link %s is closed" % self.local_url)
+            if not self._try_reopen(timeout):
+                return None
         try:
             raw = self._read(timeout)
         except OSError as e:
             self._lost(e)
-            return []
+            return None
         c = self.counters
         if self.datagram:
-            out = []
-            mf = self.max_frame
-            for data, addr in raw:
-                c["bytes_in"] += len(data)
-                if len(data) > mf:
-                    c["oversize"] += 1
-                else:
-                    out.append((data, addr))
-            c["frames_in"] += len(out)
-            return out
+            if not raw:
+                return None
+            c["bytes_in"] += raw.nbytes()
+            batch, dropped = raw.without_oversize(self.max_frame)
+            if dropped:
+                c["oversize"] += dropped
+            if batch is not None:
+                c["frames_in"] += len(batch)
+            return batch
         if not raw:
-            return []
+            return None
         c["bytes_in"] += len(raw)
         d = self._deframer
         frames = d.feed(raw)
         c["cobs"] = d.errors["cobs"]
         c["oversize"] = d.errors["oversize"]
+        if not frames:
+            return None
         c["frames_in"] += len(frames)
-        return [(f, None) for f in frames]
+        return FrameList([(f, None) for f in frames])
+
+    def recv(self, timeout=0.1):
+        """recv_batch() as a list of (frame bytes, reply address) ([] when nothing arrived)."""
+        batch = self.recv_batch(timeout)
+        return batch.items() if batch is not None else []
 
     def send(self, frame, addr=None):
-        """Send one frame (COBS-framed on stream links). Returns False (and counts) when
-        the port is gone or the write fails; the link reconnects on its own."""
+        """Send one frame (COBS-framed on stream links) to `addr` (datagram links: the device's
+        reply address). Raises LinkClosed (closed, or the port is gone: it is reopened by
+        recv_batch), LinkTimeout (the write timed out) or LinkError (the write failed); every
+        failure is counted in send_failures."""
         data = frame if self.datagram else cobs.encode(frame)
         with self._wlock:
             if not self.is_open:
                 self.counters["send_failures"] += 1
-                return False
+                raise LinkClosed("link %s is %s" % (self.local_url, "reopening (its port is gone)"
+                                                    if self.wanted else "closed"))
             try:
                 self._write(data, addr)
-            except OSError as e:
+            except (OSError, LinkTimeout) as e:
                 self.counters["send_failures"] += 1
                 self.last_error = "%s: %s" % (type(e).__name__, e)
                 if not self.datagram:
-                    self._lost(e)
-                return False
+                    self._lost(e)            # a stream is reopened: the next frame starts clean
+                if isinstance(e, LinkTimeout):
+                    raise
+                raise LinkError("link %s: send failed: %s" % (self.local_url, e)) from None
         self.counters["frames_out"] += 1
         self.counters["bytes_out"] += len(data)
         return True

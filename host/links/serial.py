@@ -8,12 +8,19 @@ backoff, so the board is picked up again when it is plugged back.
 """
 import serial
 
+from becomingone.errors import LinkTimeout
 from becomingone.links.base import Link
 
 __all__ = ["SerialLink"]
 
+WRITE_TIMEOUT_S = 1.0
+
 
 class SerialLink(Link):
+    """A serial port by pyserial URL (a device path, serial:PATH, socket://, loop://,
+    rfc2217://): COBS frames delimited by 0x00. Raises LinkError from open() when the port
+    cannot be opened, LinkTimeout from send() when a write takes over WRITE_TIMEOUT_S."""
+
     scheme = "serial"
     datagram = False
 
@@ -26,10 +33,10 @@ class SerialLink(Link):
     def _open(self):
         try:
             self.ser = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.1,
-                                             write_timeout=1.0, exclusive=None)
+                                             write_timeout=WRITE_TIMEOUT_S, exclusive=None)
         except TypeError:
             self.ser = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.1,
-                                             write_timeout=1.0)
+                                             write_timeout=WRITE_TIMEOUT_S)
         except ValueError as e:      # pyserial: bad URL / option
             raise OSError("cannot open %s: %s" % (self.port, e)) from None
 
@@ -50,4 +57,7 @@ class SerialLink(Link):
         return first + s.read(n) if n else first
 
     def _write(self, data, addr):
-        self.ser.write(data)
+        try:
+            self.ser.write(data)
+        except serial.SerialTimeoutException:
+            raise LinkTimeout("link %s: a write took over %g s" % (self.url, WRITE_TIMEOUT_S)) from None

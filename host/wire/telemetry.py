@@ -1,29 +1,21 @@
-"""Host-side receive path of the wire protocol.
-
-Receiver: bytes in (a COBS stream or datagrams), decoded Frames out; every rejected frame is
-counted by reason (shared/wire_errors.py REASONS, plus "internal") and no exception leaves
-`feed()` / `datagram()`. Authentication (per-device keys) and replay windows per
-(device, boot) are applied in the order of PROTOCOL.md: CRC, header, tag, replay check,
-payload, then the replay state is updated.
+"""TELEMETRY on the host: decode_telemetry_batch, the numpy dtypes of its rows, and a record in
+physical units (decode_telemetry).
 
 decode_telemetry_batch: many TELEMETRY frames at once (a list of datagrams, or one blob of
 fixed-size frames) into a numpy structured array, one row per beat, CRC checked per frame,
 rejects counted by reason. For ingest and analysis; the live path uses Receiver.
 """
-import logging
 import zlib
 
 import numpy as np
 
-from shared import cobs
+from becomingone.wire.receive import as_auth_map
 from shared import protocol as P
-from shared.auth import Auth, ReplayGuard, TAG_LEN
-from shared.wire_errors import REASONS, ProtocolError
+from shared.auth import TAG_LEN
+from shared.wire_errors import ProtocolError
 
-__all__ = ["Receiver", "decode_telemetry_batch", "BatchResult", "TELEMETRY_DTYPE",
-           "BEAT_DTYPE", "as_auth_map", "host_seq_after", "telemetry_period_us"]
-
-log = logging.getLogger(__name__)
+__all__ = ["decode_telemetry_batch", "decode_telemetry", "BatchResult", "TELEMETRY_DTYPE",
+           "BEAT_DTYPE", "RECORD_DTYPE", "telemetry_period_us"]
 
 _PAYLOAD_DTYPE = [("beat", "<u4"), ("period_us", "<u2"), ("lateness_us", "<u2"),
                   ("dT_re", "<i4"), ("dT_im", "<i4"), ("dE0", "<u4"), ("dEL", "<u4"),
@@ -70,105 +62,6 @@ def decode_telemetry(rec, hello=None):
             "quarantined": bool(st & P.STATE_QUARANTINE_LATCHED)}
 
 
-def as_auth_map(keys):
-    """{device_id: Auth} from {device_id: 32-byte key or Auth} (None -> None)."""
-    if keys is None:
-        return None
-    out = {}
-    for dev, k in dict(keys).items():
-        out[int(dev)] = k if isinstance(k, Auth) else Auth(bytes(k))
-    return out
-
-
-def host_seq_after(prev=None, now=None):
-    """The seq of the host's next frame to a (device, boot): the larger of prev + 1 and the
-    wall clock in 0.1 s units (mod 2^30). A restarted host (prev=None) thus starts above every
-    seq it used before the restart, and the device's replay window accepts it (PROTOCOL.md §4).
-    More than 10 frames per 0.1 s simply run ahead of the clock."""
-    import time
-    clock = int((time.time() if now is None else now) * 10) & (P.SEQ_LIMIT - 1)
-    nxt = clock if prev is None else max(prev + 1, clock)
-    return nxt if nxt < P.SEQ_LIMIT else clock
-
-
-class Receiver:
-    """Decode frames from one or more links; count everything; never raise from feed().
-
-    keys: None or {device_id: key bytes | Auth}; a device with a key must sign every frame.
-    replay: True (default) keeps a ReplayGuard of `window` sequence numbers per (device, boot).
-    """
-
-    def __init__(self, keys=None, replay=True, window=256, max_streams=4096,
-                 max_frame=P.MAX_FRAME):
-        self.auth = as_auth_map(keys) or {}
-        self.replay = ReplayGuard(window, max_streams) if replay else None
-        self.deframer = cobs.Deframer(max_frame)
-        self.counters = {"ok": 0, "internal": 0}
-        for r in REASONS:
-            self.counters[r] = 0
-        self.last_error = None  # (reason, message) of the last rejected frame; never key bytes
-
-    def __repr__(self):
-        return "<Receiver ok=%d rejected=%d keys=%d>" % (
-            self.counters["ok"], self.rejected, len(self.auth))
-
-    @property
-    def rejected(self):
-        return sum(v for k, v in self.counters.items() if k != "ok")
-
-    def set_key(self, device_id, key):
-        """Install or replace (key bytes / Auth) or remove (None) a device's key."""
-        if key is None:
-            self.auth.pop(device_id, None)
-        else:
-            self.auth[device_id] = key if isinstance(key, Auth) else Auth(bytes(key))
-
-    def _count(self, reason, msg):
-        self.counters[reason] = self.counters.get(reason, 0) + 1
-        self.last_error = (reason, msg)
-
-    def decode(self, frame):
-        """Decode one frame; returns a Frame or None (rejected and counted)."""
-        try:
-            f = P.decode(frame, auth=self.auth, replay=self.replay)
-        except ProtocolError as e:
-            self._count(e.reason, str(e))
-            return None
-        except Exception as e:  # a bug, not bad input: count it, keep receiving
-            self._count("internal", type(e).__name__)
-            log.exception("internal error while decoding a %d-byte frame", len(frame))
-            return None
-        self.counters["ok"] += 1
-        return f
-
-    def datagram(self, data):
-        """One UDP datagram = one frame (no COBS)."""
-        return self.decode(bytes(data))
-
-    def feed(self, data):
-        """Bytes from a COBS stream; returns the Frames completed by them."""
-        d = self.deframer
-        before = dict(d.errors)
-        try:
-            segments = d.feed(data)
-        except Exception as e:  # pragma: no cover - the deframer does not raise
-            self._count("internal", type(e).__name__)
-            log.exception("internal error in the deframer")
-            d.reset()
-            return []
-        for k in ("cobs", "oversize"):
-            n = d.errors[k] - before.get(k, 0)
-            if n:
-                self.counters[k] += n
-                self.last_error = (k, "%d stream segment(s) dropped" % n)
-        out = []
-        for seg in segments:
-            f = self.decode(seg)
-            if f is not None:
-                out.append(f)
-        return out
-
-
 class BatchResult:
     """beats: numpy array of BEAT_DTYPE (one row per beat, in input order);
     rejects: {reason: count}; frames_ok: number of frames accepted."""
@@ -196,6 +89,8 @@ def _frame_dtype(count, auth):
     return np.dtype(fields)
 
 
+# decision_state bits that must be zero (between the decision code and the state flags)
+_STATE_RESERVED = 0xFF & ~(P.DECISION_MASK | P.STATE_COLLAPSE | P.STATE_QUARANTINE_LATCHED)
 _CRC_RESIDUE = 0x2144DF1C  # CRC-32 of (message + its own CRC, little-endian): any valid frame
 
 
@@ -237,10 +132,11 @@ def _check_group(arr, raw, size, count, auth_map, rejects, frame_list=None):
     if count:
         bad |= ok & (arr["count"] != count)
         ds = arr["records"]["decision_state"]
-        bad |= ok & np.any(((ds & 7) > 4) | ((ds & 0x38) != 0), axis=1)
+        bad |= ok & np.any(((ds & P.DECISION_MASK) > P.DECISION_QUARANTINE) |
+                           ((ds & _STATE_RESERVED) != 0), axis=1)
     else:
         ds = arr["decision_state"]
-        bad |= ok & (((ds & 7) > 4) | ((ds & 0x38) != 0))
+        bad |= ok & (((ds & P.DECISION_MASK) > P.DECISION_QUARANTINE) | ((ds & _STATE_RESERVED) != 0))
     _reject(rejects, "field", bad.sum())
     ok = ok & ~bad
     if auth_map is not None:

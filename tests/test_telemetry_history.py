@@ -1,4 +1,4 @@
-"""Telemetry history in memory (host/telemetry_history.py): sampled TELEMETRY rows, every-record
+"""Telemetry history in memory (host/memory/telemetry.py): sampled TELEMETRY rows, every-record
 mode, HEARTBEAT lateness rows, and `becomingone memory query --table telemetry`."""
 import json
 

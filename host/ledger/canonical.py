@@ -12,7 +12,6 @@ ensure_ascii=True, allow_nan=False)`` of a value made only of:
 Anything else (NaN, +-Infinity, bytes, tuples, sets, numpy scalars, subclasses of the allowed
 types, non-str keys, ints out of range) raises CanonicalError naming the path of the bad value.
 """
-import hashlib
 import json
 import json.encoder
 import math
@@ -198,18 +197,6 @@ def dumps(value, path="data"):
 def reference_dumps(value, path="data"):
     """The full check then the encoder, without the fast path (the reference for tests)."""
     return encode(canonicalize(value, path))
-
-
-def hash_input(index, timestamp, data_json, previous_hash):
-    """The exact bytes hashed for an entry: canonical JSON of
-    {"data", "index", "previous_hash", "timestamp"}; `data_json` is the canonical text of data."""
-    return ('{"data":%s,"index":%d,"previous_hash":"%s","timestamp":%s}'
-            % (data_json, index, previous_hash, float.__repr__(timestamp))).encode("ascii")
-
-
-def entry_hash(index, timestamp, data_json, previous_hash):
-    """SHA3-256 hex of hash_input(...)."""
-    return hashlib.sha3_256(hash_input(index, timestamp, data_json, previous_hash)).hexdigest()
 
 
 def check_timestamp(ts):

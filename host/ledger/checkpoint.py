@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from becomingone.errors import UserError
+from becomingone.util.atomic import atomic_write, write_private
 
 KEY_FILE = "ledger-signing.key"
 PUB_FILE = "ledger-signing.pub"
@@ -37,16 +38,6 @@ def raw_public(pub):
 
 def key_id(origin, pub_raw):
     return hashlib.sha256(origin.encode("utf-8") + b"\n\x01" + pub_raw).digest()[:4]
-
-
-def write_private(path, data):
-    """Create `path` (it must not exist) readable by its owner only (0600), write, fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_or_create_key(folder):
@@ -76,10 +67,8 @@ def load_or_create_key(folder):
     pub = key.public_key()
     pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     if not os.path.exists(ppath) or open(ppath, "rb").read() != pem:
-        tmp = ppath + ".tmp%d" % os.getpid()
-        with open(tmp, "wb") as f:
+        with atomic_write(ppath, binary=True) as f:
             f.write(pem)
-        os.replace(tmp, ppath)
     return key, pub
 
 

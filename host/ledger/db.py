@@ -1,10 +1,10 @@
 """SQLite access for the ledger: schema, pragmas and turning SQLite failures into clear
-UserErrors (corrupted file, locked database) instead of tracebacks."""
+LedgerErrors (corrupted file, locked database) instead of tracebacks."""
 import contextlib
 import os
 import sqlite3
 
-from becomingone.errors import UserError
+from becomingone.errors import LedgerError, UserError
 
 FORMAT = 2            # on-disk format written by this version (meta key 'format'; absent = 1)
 NODE_LEVEL = 2        # new files store tree nodes of level >= 2 only (meta key 'node_level';
@@ -26,16 +26,12 @@ SCHEMA = (
 )
 
 
-class LedgerError(UserError):
-    """A ledger problem the user must act on (message names the file and what to do)."""
-
-
 class LedgerCorrupt(LedgerError):
-    pass
+    """The ledger file is damaged or not a ledger (the message names the file and what to do)."""
 
 
 class LedgerLocked(LedgerError):
-    pass
+    """Another process holds the ledger (the message names the file)."""
 
 
 def translate(path, e):
@@ -73,7 +69,7 @@ def connect(path, readonly=False, busy_timeout=5.0, synchronous="FULL"):
     the WAL when it returns (survives power loss); "NORMAL": a commit survives a crash or kill
     of the process, not a power loss or OS crash (the WAL is fsynced at checkpoints only)."""
     if synchronous not in SYNCHRONOUS:
-        raise LedgerError("ledger synchronous must be one of %s, got %r" % (", ".join(SYNCHRONOUS), synchronous))
+        raise UserError("ledger synchronous must be one of %s, got %r" % (", ".join(SYNCHRONOUS), synchronous))
     with guarded(path):
         if readonly:
             if not os.path.exists(path):

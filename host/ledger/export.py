@@ -14,6 +14,7 @@ import os
 
 from becomingone.errors import UserError
 from becomingone.ledger import checkpoint as ckpt
+from becomingone.util.atomic import atomic_write
 
 FORMAT = "becomingone-ledger-export/1"
 
@@ -30,12 +31,11 @@ def export_ledger(ledger, folder):
         if note is None or ckpt.parse_note(note)["size"] != ledger.size:
             note = ledger.checkpoint()
         size = ckpt.parse_note(note)["size"]
-        tmp = os.path.join(folder, "entries.jsonl.part")
-        with open(tmp, "w", encoding="ascii", newline="\n") as f:
+        with atomic_write(os.path.join(folder, "entries.jsonl"), encoding="ascii",
+                          newline="\n") as f:
             for e in ledger.entries(0, size):
                 f.write(e.to_json())
                 f.write("\n")
-        os.replace(tmp, os.path.join(folder, "entries.jsonl"))
         root = ledger.root(size)
     with open(os.path.join(folder, "checkpoint.txt"), "w", encoding="utf-8", newline="\n") as f:
         f.write(note)

@@ -1,6 +1,6 @@
 """Entry kinds: data["kind"] plus the fields each kind requires (docs/LEDGER.md §5).
 Extra fields are allowed (any canonical JSON value); required fields are type-checked."""
-from becomingone.errors import UserError
+from becomingone.errors import LedgerError, UserError
 
 _NUM = (int, float)
 
@@ -18,8 +18,8 @@ KINDS = {
 WITNESS_LAYERS = ("micro", "meso", "macro", "meta")
 
 
-class KindError(UserError):
-    """An entry's data does not fit its kind."""
+class KindError(LedgerError):
+    """An entry's kind is unknown or its data does not fit the kind."""
 
 
 def build(kind, data):

@@ -1,26 +1,20 @@
 """RFC 9162-style Merkle tree over entry hashes, with SHA3-256 (docs/LEDGER.md §3-§4).
 
-leaf  = SHA3-256(0x00 || entry_hash_bytes)          (entry_hash_bytes = the 32 raw bytes)
-node  = SHA3-256(0x01 || left || right)
+leaf and node hashes: becomingone/ledger/hashing.py, their only definition.
 MTH(D[0:n]) splits at k = the largest power of two < n: node(MTH(D[0:k]), MTH(D[k:n])).
-The empty tree's root is SHA3-256(b"").
+The empty tree's root is SHA3-256(b"") (EMPTY_ROOT).
 
 This module is pure: proof *planning* (which complete subtrees a proof needs) is arithmetic on
 (level, index) coordinates — subtree (L, k) covers leaves [k*2^L, (k+1)*2^L) — and the store
 supplies those hashes. The verify_* functions are the RFC 9162 §2.1.3.2 / §2.1.4.2 algorithms
-and need nothing but hashlib: an outside verifier can import or copy them.
+and need nothing but hashlib and hashing.py (the hash definitions): an outside verifier can
+import or copy them.
 """
-import hashlib
+from becomingone.ledger.hashing import EMPTY_ROOT, leaf_hash, node_hash, parent_level  # noqa: F401
 
-EMPTY_ROOT = hashlib.sha3_256(b"").digest()
-
-
-def leaf_hash(entry_hash_bytes):
-    return hashlib.sha3_256(b"\x00" + entry_hash_bytes).digest()
-
-
-def node_hash(left, right):
-    return hashlib.sha3_256(b"\x01" + left + right).digest()
+__all__ = ["EMPTY_ROOT", "leaf_hash", "node_hash", "split_point", "decompose", "fold",
+           "inclusion_plan", "consistency_plan", "root_plan", "verify_inclusion",
+           "verify_consistency", "reference_root", "Frontier"]
 
 
 def split_point(n):
@@ -201,7 +195,6 @@ class Frontier:
         n0 = self.size
         n1 = n0 + len(leaves)
         have = dict(self.stack)                       # old complete subtrees, by level
-        sha3 = hashlib.sha3_256
         out, stack = [], []
         cur, lv = list(leaves), 0
         while n1 >> lv:
@@ -211,7 +204,7 @@ class Frontier:
                 k0 -= 1
             if (n1 >> lv) & 1:
                 stack.append((lv, cur[-1]))
-            cur = [sha3(b"\x01" + x + y).digest() for x, y in zip(cur[0::2], cur[1::2])]
+            cur = parent_level(cur)
             lv += 1
             if lv >= store_from and cur:
                 k = k0 >> 1

@@ -1,17 +1,20 @@
 """The Ledger: append-only SQLite store with a stored Merkle tree, proofs and checkpoints.
 See the package docstring (host/ledger/__init__.py) for the API and thread-safety rules."""
 import collections
-import hashlib
 import os
 import sqlite3
 import threading
 import time
 
+from cryptography.hazmat.primitives import serialization
+
 from becomingone.errors import UserError
-from becomingone.ledger import canonical, checkpoint as ckpt, kinds, merkle, tree
+from becomingone.ledger import canonical, checkpoint as ckpt, hashing, kinds, merkle, tree
 from becomingone.ledger.db import LedgerError, connect, format_of, guarded, insert_rows, translate
 from becomingone.ledger.entry import Entry  # noqa: F401  (re-exported)
+from becomingone.ledger.export import export_ledger
 from becomingone.ledger.future import LedgerFuture, resolve_all
+from becomingone.ledger.verify import verify_path
 
 _now = time.time
 _new_future = object.__new__   # a LedgerFuture without a Python-level __init__ call
@@ -102,7 +105,7 @@ class Ledger:
             text = canonical.dumps(d)
             ts = canonical.check_timestamp(time.time() if timestamp is None else timestamp)
         except canonical.CanonicalError as e:
-            raise UserError("ledger %s entry: %s" % (kind, e)) from None
+            raise kinds.KindError("ledger %s entry: %s" % (kind, e)) from None
         return text, ts, d
 
     def _write(self, prepared):
@@ -115,19 +118,17 @@ class Ledger:
             n0 = n = self._size
             prev = self._last
             ph = prev.hex()
-            args, leaves, hexes = [], [], [ph]
-            add, leaf, hx = args.extend, leaves.append, hexes.append
-            sha3 = hashlib.sha3_256
-            for item in prepared:   # the hash input of docs/LEDGER.md §2, inlined
-                text, ts = item[0], item[1]
-                h = sha3(f'{{"data":{text},"index":{n},"previous_hash":"{ph}","timestamp":{ts!r}}}'
-                         .encode("ascii")).digest()
-                add((n, ts, text, prev, h))
-                leaf(sha3(b"\x00" + h).digest())
-                ph = h.hex()
-                hx(ph)
-                n += 1
-                prev = h
+            hs = hashing.chain(n0, prev, prepared)
+            n = n0 + len(hs)
+            args = [None] * (5 * len(hs))         # rows (idx, ts, data, prev, hash), flat
+            args[0::5] = range(n0, n)
+            args[1::5] = [p[1] for p in prepared]
+            args[2::5] = [p[0] for p in prepared]
+            args[3::5] = [prev] + hs[:-1]
+            args[4::5] = hs
+            leaves = hashing.leaf_hashes(hs)
+            hexes = [ph] + [h.hex() for h in hs]
+            prev = hs[-1] if hs else prev
             fr = self._frontier.copy()
             nodes = fr.extend(leaves, self._node_level)
             con = self._con
@@ -179,7 +180,7 @@ class Ledger:
             # time.time() is always a finite, non-zero float: only a caller's value is checked
             ts = _now() if timestamp is None else canonical.check_timestamp(timestamp)
         except canonical.CanonicalError as e:
-            raise UserError("ledger %s entry: %s" % (kind, e)) from None
+            raise kinds.KindError("ledger %s entry: %s" % (kind, e)) from None
         fut = _new_future(LedgerFuture)   # its attributes are class defaults until resolved
         q = self._queue
         with self._qlock:
@@ -357,15 +358,14 @@ class Ledger:
                 block[pos] = h
             else:
                 sib[lv] = cache[(lv, (pos >> lv) - 1)] = h
-        sha3 = hashlib.sha3_256
         try:
-            leaves = [sha3(b"\x00" + block[i]).digest() for i in range(b0, b0 + (1 << low))]
+            leaves = hashing.leaf_hashes([block[i] for i in range(b0, b0 + (1 << low))])
         except KeyError as e:
             raise LedgerError("ledger %s: entry %d is missing" % (self.path, e.args[0])) from None
         level, r = leaves, m - b0
         for lv in range(low):                 # the block's own levels 0..low-1
             sib[lv] = level[r ^ 1]
-            level = [sha3(b"\x01" + x + y).digest() for x, y in zip(level[0::2], level[1::2])]
+            level = hashing.parent_level(level)
             r >>= 1
         if None in sib:
             lv = sib.index(None)
@@ -431,7 +431,6 @@ class Ledger:
 
     def public_key_pem(self):
         pub = self._signing_key()[1]
-        from cryptography.hazmat.primitives import serialization
         return pub.public_bytes(serialization.Encoding.PEM,
                                 serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
@@ -452,6 +451,16 @@ class Ledger:
             r = self._con.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         return r[0] if r else None
 
+    def signed_size(self):
+        """Tree size of the newest checkpoint (0 when none was signed yet)."""
+        with self._lock, guarded(self.path):
+            r = self._con.execute("SELECT max(size) FROM checkpoints").fetchone()
+        return r[0] or 0
+
+    def queued(self):
+        """Entries submitted and not yet committed."""
+        return len(self._queue)
+
     def checkpoints(self):
         with self._lock, guarded(self.path):
             return [r[0] for r in self._con.execute("SELECT note FROM checkpoints ORDER BY size")]
@@ -459,12 +468,10 @@ class Ledger:
     # ---------------------------------------------------------------- whole-ledger
     def verify(self, deep=False, workers=None, progress=None):
         """Full check of chain, stored tree and checkpoints -> verify.VerifyResult."""
-        from becomingone.ledger.verify import verify_path
         return verify_path(self.path, key_folder=self.key_folder, progress=progress, deep=deep,
                            workers=workers)
 
     def export(self, folder):
-        from becomingone.ledger.export import export_ledger
         return export_ledger(self, folder)
 
     def info(self):

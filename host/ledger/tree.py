@@ -6,8 +6,7 @@ a smaller complete subtree (level, k) is recomputed from the raw entry hashes of
 [k << level, (k+1) << level), read with the same query. Format 1 (older files) stored every
 level >= 1. Used by the Ledger, by `ledger verify` and by the mesh replicas.
 """
-import hashlib
-
+from becomingone.ledger import hashing
 from becomingone.ledger.db import NODE_LEVEL, LedgerError, format_of  # noqa: F401  (re-exported)
 
 
@@ -72,7 +71,6 @@ def fetch(con, coords, entries=(), node_level=None, cache=None, what="ledger"):
                 if cache is not None:
                     cache[c] = h
     if low:
-        sha3 = hashlib.sha3_256
         leaves = {}
         for c in low:
             lv, k = c
@@ -82,12 +80,12 @@ def fetch(con, coords, entries=(), node_level=None, cache=None, what="ledger"):
                 for i in range(a, a + (1 << lv)):
                     lf = leaves.get(i)
                     if lf is None:
-                        lf = leaves[i] = sha3(b"\x00" + ent[i]).digest()
+                        lf = leaves[i] = hashing.leaf_hash(ent[i])
                     level.append(lf)
             except KeyError as e:
                 raise LedgerError("%s: entry %d is missing" % (what, e.args[0])) from None
             while len(level) > 1:
-                level = [sha3(b"\x01" + x + y).digest() for x, y in zip(level[0::2], level[1::2])]
+                level = hashing.parent_level(level)
             got[c] = level[0]
     if len(got) < len(coords):
         for lv, k in coords:

@@ -2,13 +2,16 @@
 
 Streams the entries and the stored nodes once each (in the same read snapshot) and stops at
 the first problem, naming the entry index and what is wrong."""
-import hashlib
+
 import json
 import operator
 import os
+import selectors
+import subprocess
+import sys
 import time
 
-from becomingone.ledger import canonical, checkpoint as ckpt, merkle
+from becomingone.ledger import canonical, checkpoint as ckpt, hashing, merkle
 from becomingone.ledger.db import LedgerError, connect, format_of, guarded
 
 _loads = json.loads
@@ -17,6 +20,8 @@ _enc = canonical.encode
 
 
 class VerifyResult:
+    """The outcome of verifying a ledger file: ok, first_bad {index, part, what}, size,
+    root, counts; message() and to_dict() for the CLI and the API. Raises nothing."""
     def __init__(self, path):
         self.path = path
         self.ok = True
@@ -80,7 +85,6 @@ CHUNK = 1 << CHUNK_LEVEL  # leaves per aligned chunk: its subtrees are recompute
 
 def _diagnose(rows, expect, prev, deep):
     """Row-by-row check of one chunk: (index, what) of its first bad entry, or None."""
-    sha3 = hashlib.sha3_256
     for idx, ts, data, prevb, h in rows:
         if idx != expect:
             return expect, "entry %d is missing (the next stored index is %d)" % (expect, idx)
@@ -92,7 +96,7 @@ def _diagnose(rows, expect, prev, deep):
             return idx, ("previous_hash of the genesis entry is not 64 zeros" if idx == 0 else
                          "previous_hash %s does not equal the hash of entry %d (%s)" % (prevb.hex(), idx - 1, prev.hex()))
         try:
-            calc = sha3(canonical.hash_input(idx, ts, data, prevb.hex())).digest()
+            calc = hashing.entry_hash(idx, ts, data, prevb.hex())
         except UnicodeEncodeError:
             return idx, "data is not ASCII canonical JSON"
         if calc != h:
@@ -119,10 +123,8 @@ def _chunk_ok(rows, expect, prev):
     if rows[0][0] != expect or rows[-1][0] != expect + len(rows) - 1:
         return None
     idxs, tss, datas, prevs, hs = zip(*rows)
-    sha3 = hashlib.sha3_256
     try:
-        calc = [sha3(f'{{"data":{d},"index":{i},"previous_hash":"{p.hex()}","timestamp":{t!r}}}'
-                     .encode("ascii")).digest() for i, t, d, p in zip(idxs, tss, datas, prevs)]
+        calc = hashing.entry_hashes(rows)
     except (AttributeError, UnicodeEncodeError, TypeError):
         return None
     hs = list(hs)
@@ -201,7 +203,6 @@ def _scan(con, a, b, deep, need, progress=None, node_level=1):
     node_level..CHUNK_LEVEL inside them (none below may be stored). Returns a dict (picklable,
     for worker processes)."""
     out = {"bad": None, "nodes": 0, "got": {}, "roots": [], "tail": [], "end": a, "genesis": None}
-    sha3 = hashlib.sha3_256
     if a == 0:
         prev = bytes(32)
     else:
@@ -228,10 +229,10 @@ def _scan(con, a, b, deep, need, progress=None, node_level=1):
         del rows
         if base == 0:
             out["genesis"] = hs[0]
-        level = [sha3(b"\x00" + h).digest() for h in hs]
+        level = hashing.leaf_hashes(hs)
         levels = [level]
         while len(level) > 1:
-            level = [sha3(b"\x01" + x + y).digest() for x, y in zip(level[0::2], level[1::2])]
+            level = hashing.parent_level(level)
             levels.append(level)
         end = base + len(hs)
         for lv, k in need:
@@ -271,7 +272,6 @@ def _scan_path(path, a, b, deep, need, busy_timeout, node_level, progress=None):
 def _read_workers(procs, bounds, progress, n):
     """Read every worker's stdout to its end at once (selectors). With `progress`, a worker
     writes "P END\n" after each chunk before its JSON line: progress(sum of entries done, n)."""
-    import selectors
     sel = selectors.DefaultSelector()
     bufs = [bytearray() for _ in procs]
     done = [0] * len(procs)
@@ -304,8 +304,6 @@ def _read_workers(procs, bounds, progress, n):
 
 def _run_workers(path, bounds, deep, need, busy_timeout, node_level, progress=None, n=0):
     """Scan ranges in parallel worker processes (python -m becomingone.ledger.verify_worker)."""
-    import subprocess
-    import sys
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -372,12 +370,11 @@ def _verify(con, res, path, key_folder, progress, deep, workers, busy_timeout):
         tail = part["tail"]
         res.size = part["end"]
     # levels above the chunks: recomputed from the chunk roots, compared with the stored ones
-    sha3 = hashlib.sha3_256
     upper, expected = [], []
     for c, h in enumerate(roots):
         lv, end = CHUNK_LEVEL, (c + 1) * CHUNK
         while upper and upper[-1][0] == lv:
-            h = sha3(b"\x01" + upper.pop()[1] + h).digest()
+            h = hashing.node_hash(upper.pop()[1], h)
             lv += 1
             expected.append((end, lv, h))
             if (lv, (end >> lv) - 1) in need:

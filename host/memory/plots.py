@@ -23,8 +23,9 @@ SHADE = {3: ("ALERT", "#f5a623"), 4: ("QUARANTINE", "#d0021b")}
 
 
 def _plt():
+    # matplotlib: loaded only when charts are drawn
     import matplotlib
-    matplotlib.use("Agg", force=True)
+    matplotlib.use("Agg", force=True)          # before pyplot: no display needed
     import matplotlib.pyplot as plt
     return plt
 
@@ -130,6 +131,7 @@ def decision_runs(t, decision):
 
 def pid_chart(data, path):
     plt = _plt()
+    # matplotlib: loaded only when charts are drawn
     from matplotlib.patches import Patch
     tel = data["tel"]
     t0 = _t0(data)

@@ -1,20 +1,16 @@
-"""Reads of the memory store (a mixin of host/memory.py's Memory): rows by table, device and
+"""Reads of the memory store (a mixin of host/memory/store.py's Memory): rows by table, device and
 time range; the coherence state reconstructed at a time t; similarity search of signature
-vectors (cosine, as an angular similarity; the seed's semantic manifold). Docs: host/memory.py."""
+vectors (cosine, as an angular similarity; the seed's semantic manifold). Docs: host/memory/store.py."""
 import json
 import math
 import sqlite3
 
 import numpy as np
 
+from becomingone.errors import MemoryStoreError, UserError
 from becomingone.memory import telemetry as _th
-from becomingone.errors import UserError
 
 TABLES = ("phase_snapshots", "coherence_history", "witness_log", "mesh_sync", "signatures") + _th.TABLES
-
-
-class MemoryStoreError(UserError):
-    """The memory database cannot be opened or read (missing, locked, corrupt)."""
 
 
 def time_range(since=None, until=None):
@@ -31,6 +27,9 @@ def time_range(since=None, until=None):
 
 
 class MemoryReads:
+    """The reads of the memory store, part of Memory (memory/store.py): rows, the
+    reconstructed state at a time, similarity search. Raises MemoryStoreError when the
+    database cannot be read, UserError for a bad table or filter."""
     def _rows(self, sql, args):
         self.flush()
         try:

@@ -24,7 +24,7 @@ Public API
                                  t_re, t_im, delta_phase, flags, device_c, extra_json_or_None)
       mem.witness(record)                      a witnessing record dict (layer, kind, t, device_id, ...)
       mem.mesh_state(t, peer, T_hat, weight=None, device_id=None, extra=None)
-      mem.table_rows("telemetry"|"heartbeats", rows, t)   bulk rows (host/telemetry_history.py)
+      mem.table_rows("telemetry"|"heartbeats", rows, t)   bulk rows (host/memory/telemetry.py)
       mem.flush(); mem.prune(now=None) -> rows deleted; mem.close()
     reads (flush first):
       mem.query(table, device_id=None, since=None, until=None, limit=1000, layer=None, kind=None)
@@ -53,9 +53,9 @@ import time
 
 import numpy as np
 
-
 from becomingone.memory import telemetry as _th
-from becomingone.memory.queries import TABLES, MemoryReads, MemoryStoreError  # noqa: F401 (re-exported)
+from becomingone.memory.queries import (TABLES, MemoryReads,  # noqa: F401 (re-exported)
+                                        MemoryStoreError)
 
 KINDS = ("temporal_signatures", "coherence_history", "witness_logs", "mesh_sync", "telemetry")
 
@@ -117,6 +117,11 @@ def _clean(v):
 
 
 class Memory(MemoryReads):
+    """The temporal-signature memory (module docstring): owns the SQLite connection, the
+    write buffers and their flush and prune schedule; reads are MemoryReads
+    (memory/queries.py). Raises MemoryStoreError for a database that cannot be opened, read
+    or written (or is read-only), ValueError for an unknown kind."""
+
     SIMILAR_CHUNK = 65536        # signature rows scored per numpy batch in similar()
 
     def __init__(self, path, retention=7 * 86400.0, max_rows=2000000, flush_rows=2000, flush_s=0.5,
@@ -278,7 +283,7 @@ class Memory(MemoryReads):
                 self.flush()
 
     def table_rows(self, table, rows, t):
-        """Bulk rows of the telemetry/heartbeats tables (host/telemetry_history.py layouts)."""
+        """Bulk rows of the telemetry/heartbeats tables (host/memory/telemetry.py layouts)."""
         if "telemetry" not in self.enabled or not rows:
             return 0
         self._bulk(table, rows, float(t))

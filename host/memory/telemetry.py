@@ -1,7 +1,7 @@
 """Telemetry history in memory: per-device TELEMETRY samples and HEARTBEAT lateness percentiles,
 for `becomingone plot` and `becomingone memory query --table telemetry|heartbeats`.
 
-Tables (in the memory database, host/memory.py; the same retention and max_rows pruning):
+Tables (in the memory database, host/memory/store.py; the same retention and max_rows pruning):
 
     telemetry  (t, device_id, boot_id, beat, lateness_us, coherence, pid_error, pid_output,
                 threat, o_weight, decision, flags)
@@ -23,15 +23,21 @@ its index); memory.max_rows bounds the table (2 000 000 rows = 33 min of 100 dev
     h = TelemetryHistory.from_config(cfg, memory)   # None when memory.telemetry is off
     h.tick(sessions, now=None)       # coordinator tick: samples due, new heartbeats
     h.every_record                   # True when memory.telemetry_interval is 0
-    h.beats(beats_array, now=None)   # interval 0: rows of a decoded batch (host/wire.py BEAT_DTYPE)
+    h.beats(beats_array, now=None)   # interval 0: rows of a decoded batch (host/wire/telemetry.py BEAT_DTYPE)
     h.records(session, records, now=None)   # interval 0: per-frame decoded records (dicts)
 """
 import time
 
 import numpy as np
 
+from shared import protocol as P
+
 Q16 = 1.0 / 65536.0
 Q15 = 1.0 / 32768.0
+# the flags column: decision_state's state bits (STATE_COLLAPSE 0x40, STATE_QUARANTINE_LATCHED
+# 0x80) shifted down to 1 and 2
+FLAGS_SHIFT = 6
+assert P.STATE_COLLAPSE == 1 << FLAGS_SHIFT and P.STATE_QUARANTINE_LATCHED == 2 << FLAGS_SHIFT
 
 TABLES = ("telemetry", "heartbeats")
 SCHEMA_SQL = """
@@ -59,7 +65,7 @@ def telemetry_row(t, device_id, boot_id, r):
     ds = int(r["decision_state"])
     return (float(t), int(device_id), boot_id, int(r["beat"]), int(r["lateness_us"]),
             r["coherence"] * Q16, r["pid_error"] * Q15, r["pid_output"] * Q16, r["threat"] * Q16,
-            r["o_weight"] * Q16, ds & 7, ds >> 6)
+            r["o_weight"] * Q16, ds & P.DECISION_MASK, ds >> FLAGS_SHIFT)
 
 
 def telemetry_rows_from_beats(t, b):
@@ -72,7 +78,7 @@ def telemetry_rows_from_beats(t, b):
             b["lateness_us"].tolist(), (b["coherence"] * Q16).tolist(),
             (b["pid_error"] * Q15).tolist(), (b["pid_output"] * Q16).tolist(),
             (b["threat"] * Q16).tolist(), (b["o_weight"] * Q16).tolist(),
-            (ds & 7).tolist(), (ds >> 6).tolist())
+            (ds & P.DECISION_MASK).tolist(), (ds >> FLAGS_SHIFT).tolist())
     return list(zip([float(t)] * n, *cols))
 
 
@@ -82,6 +88,9 @@ def heartbeat_row(t, device_id, boot_id, f):
 
 
 class TelemetryHistory:
+    """The telemetry and heartbeat rows of the memory store (module docstring): owns the
+    sampling schedule and what was sampled last per device. Raises ValueError for a negative
+    interval."""
     def __init__(self, memory, interval=0.1):
         self.memory = memory
         self.interval = float(interval)
@@ -89,7 +98,7 @@ class TelemetryHistory:
             raise ValueError("telemetry interval must be >= 0 seconds, got %r" % interval)
         self.every_record = self.interval == 0
         self._next = 0.0
-        self._seen = {}          # device -> the session's last record object sampled
+        self._seen = {}          # device -> (boot, telemetry_updates) of its last sample
         self._hb_seen = {}       # device -> the last HEARTBEAT fields dict stored
         self.rows = 0
 
@@ -115,10 +124,11 @@ class TelemetryHistory:
             if h is not None and hb_seen.get(s.device_id) is not h:
                 hb_seen[s.device_id] = h
                 hb.append(heartbeat_row(t, s.device_id, s.boot_id, h))
-            if due and s._tel is not None and seen.get(s.device_id) is not s._tel:
-                rec = s.last_telemetry          # a dict (converted once, cached on the session)
-                seen[s.device_id] = s._tel
-                tel.append(telemetry_row(t, s.device_id, s.boot_id, rec))
+            if due and s.telemetry_updates:
+                mark = (s.boot_id, s.telemetry_updates)
+                if seen.get(s.device_id) != mark:     # a record newer than the last sample
+                    seen[s.device_id] = mark
+                    tel.append(telemetry_row(t, s.device_id, s.boot_id, s.last_telemetry))
         if due:
             self._next = max(self._next + self.interval, t)
         if hb:

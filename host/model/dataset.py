@@ -24,7 +24,7 @@ Public API
     label_rows(t, device, intervals) -> 0/1 int array
     telemetry_history(memory_path, devices=None, since=None, until=None)
         -> (t, device, threat_q16) numpy arrays from the memory `telemetry` table
-        (host/telemetry_history.py; memory.telemetry_interval sets its rate)
+        (host/memory/telemetry.py; memory.telemetry_interval sets its rate)
 """
 import array
 import json
@@ -34,11 +34,11 @@ import sqlite3
 
 import numpy as np
 
-from device.arbiter import _fill
-from becomingone.model.train import read_csv_rows
 from becomingone.errors import UserError
 from becomingone.memory.queries import time_range
+from becomingone.model.train import read_csv_rows
 from becomingone.util.times import parse_time
+from device.arbiter import _fill
 
 DEFAULT_W, DEFAULT_B = 0.12, 0.0     # the device's built-in model (device/arbiter.py)
 
@@ -151,5 +151,5 @@ def telemetry_history(memory_path, devices=None, since=None, until=None):
         raise UserError("no telemetry rows in %s for devices %s in that time range"
                         % (memory_path, "all" if not devices else list(devices)))
     a = np.asarray(rows, dtype=np.float64)
-    # threat is stored as Q16 / 65536 (host/telemetry_history.py): back to the wire's Q16
+    # threat is stored as Q16 / 65536 (host/memory/telemetry.py): back to the wire's Q16
     return a[:, 0], a[:, 1].astype(np.int64), np.rint(a[:, 2] * 65536.0).astype(np.int64)

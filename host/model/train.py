@@ -63,6 +63,8 @@ def auc(scores, labels):
 
 
 class Model:
+    """A fitted entropy model: the weights (coef, intercept), the fit's loss, iterations and
+    convergence, and its AUC on the training and held-out rows. Raises nothing."""
     def __init__(self, w, b, loss, iterations, converged, n, positives, auc_train, auc_holdout):
         self.coef = np.asarray(w, dtype=np.float64)
         self.w = float(self.coef[0]) if self.coef.shape[0] == 1 else tuple(float(x) for x in self.coef)

@@ -17,15 +17,15 @@ Public API
     core.new_stream(device_id)                  a device rebooted: its sync state starts afresh
     core.micro(kind, device_id=None, **data)    an operation witnessed (config, model, clear, ...)
     core.status() -> dict;  core.close()
-    core.memory, core.witnessing, core.sync     the parts (host/memory.py, host/witnessing.py,
-                                                host/sync.py)
+    core.memory, core.witnessing, core.sync     the parts (host/memory/store.py, host/core/witnessing.py,
+                                                host/core/sync.py)
 """
 import logging
 import time
 
-from becomingone.memory.store import Memory
 from becomingone.core.sync import SyncLayer
 from becomingone.core.witnessing import Witnessing
+from becomingone.memory.store import Memory
 
 
 def _native(v):
@@ -58,6 +58,9 @@ def ledger_event(event):
 
 
 class Integration:
+    """The integration core of a coordinator: owns the memory store, the witnessing layers
+    and the sync layer, and runs their cycle on tick(). Raises nothing from tick() for a
+    ledger failure (counted); a Memory error at construction."""
     def __init__(self, cfg, master, ledger_submit=None, memory=True):
         self.cfg = cfg
         self.master = master

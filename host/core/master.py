@@ -74,6 +74,9 @@ def partial_scales(fs_hz, sum_shift=0):
 
 
 class Master:
+    """The Master's long windows (module docstring): owns every device stream's prefix-sum
+    rings and answers window queries in O(1). Raises ValueError for bad windows or stream
+    parameters, KeyError for a device without a stream."""
     def __init__(self, windows=(10.0, 60.0, 600.0, 3600.0), tau_max=3600.0, fine_span=2.0,
                  beat_s=0.004210526315789474, capacity=8):
         windows = tuple(sorted(float(w) for w in windows))

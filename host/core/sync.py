@@ -10,6 +10,7 @@ Public API
         -> dict of arrays (delta_phase, T_sync, C_sync, coherent, collapsed, entered)   numpy, O(devices)
     s.state(device_id) -> dict or None;  s.collapses -> int (events so far)
     s.forget(device_id)            a new stream (boot id) starts out of collapse
+    s.recent_mean(now_wall, stale_s) -> (T_hat, devices)   the cell's value for the mesh
     sync_from_master(master, sync, emissary_s, master_s, t=None) -> dict of arrays
         both values from the Master's windows of the same partials (see "Emissary" below)
     t_global(values, weights=None) -> complex           SPEC 4.3 mesh aggregate
@@ -36,6 +37,7 @@ T_global (mesh): T_global = sum_P w_P T_hat_P with w_P >= 0 and sum w_P = 1.  De
 equal (1/P); mesh_weights(counts) gives weights proportional to each cell's beats present in the
 window (cells that saw more data count more), normalised to sum 1.
 """
+import cmath
 import math
 import time
 
@@ -43,6 +45,9 @@ import numpy as np
 
 
 class SyncLayer:
+    """The sync layer (module docstring): owns each device's last evaluation (T_sync,
+    C_sync, collapse state) and the collapse/release counts; calls on_collapse / on_release
+    at each edge. Raises ValueError for bad thresholds or mismatched inputs."""
     def __init__(self, phase_threshold=0.1, coherence_threshold=0.95, hysteresis=0.02,
                  on_collapse=None, on_release=None):
         if not phase_threshold > 0:
@@ -71,6 +76,17 @@ class SyncLayer:
 
     def forget(self, device_id):
         self._in.pop(int(device_id), None)
+
+    def recent_mean(self, now_wall, stale_s):
+        """(mean T_sync, devices) over the devices evaluated within stale_s seconds of now_wall
+        (0j, 0 when none), |mean| <= 1: the cell's T_hat that the mesh aggregates (SPEC 4.3)."""
+        vals = [st["T_sync"] for st in self._in.values() if now_wall - st["t"] <= stale_s]
+        if not vals:
+            return 0j, 0
+        t = sum(vals, 0j) / len(vals)
+        if abs(t) > 1.0:                       # rounding only: |T_sync| <= 1 per device
+            t = cmath.rect(1.0, cmath.phase(t))
+        return t, len(vals)
 
     def update(self, device_id, T_hat_master, T_hat_emissary, t=None, boot_id=None, info=None):
         r = self.update_many([device_id], [T_hat_master], [T_hat_emissary], t=t,

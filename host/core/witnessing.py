@@ -42,6 +42,9 @@ LAYERS = ("micro", "meso", "macro", "meta")
 
 
 class Witnessing:
+    """The witnessing layers (module docstring): owns their schedules and counters and
+    writes records to memory; macro events also go to on_macro (the ledger). Raises
+    ValueError for an unknown layer."""
     def __init__(self, memory=None, enabled=True, layers=LAYERS, master_interval=0.1,
                  emissary_interval=0.01, meta_interval=1.0, snapshot_interval=1.0, on_macro=None,
                  logger=None):

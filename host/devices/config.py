@@ -13,10 +13,10 @@ boot, its whole current configuration (what differs from the defaults) is sent a
 """
 import json
 import os
-import tempfile
 import time
 
 from becomingone.errors import UserError
+from becomingone.util.atomic import write_json
 from shared import protocol as P
 
 __all__ = ["ConfigHistory", "DeviceConfigs", "DEVICE_DEFAULTS", "device_defaults", "to_pairs"]
@@ -66,6 +66,9 @@ def to_pairs(changes):
 
 
 class ConfigHistory:
+    """One device's configuration history: the defaults (version 0), the change events and
+    the current position. Raises UserError for unknown keys, wrong types or a version that
+    does not exist."""
     def __init__(self, defaults, events=None, position=None):
         self.defaults = dict(defaults)
         self.events = [dict(e) for e in (events or [])]
@@ -184,11 +187,7 @@ class DeviceConfigs:
             return
         data = {"devices": {str(d): h.to_dict() for d, h in self.histories.items()},
                 "cfg_seq": {str(d): v for d, v in self.cfg_seq.items()}}
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=".devconfig", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True)
-        os.replace(tmp, self.path)
+        write_json(self.path, data, mode=0o600, sort_keys=True)
 
     def history(self, device_id):
         h = self.histories.get(device_id)
@@ -226,6 +225,11 @@ class DeviceConfigs:
             self._deliver(device_id, "resync", h.position, diff)
         return diff
 
+    def push(self, device_id, changes, op="resync"):
+        """Send `changes` to the device as part of its current version (no new history event):
+        a value the device must hold whatever its history says (the host's PoW difficulty)."""
+        self._deliver(device_id, op, self.history(device_id).position, changes)
+
     def _deliver(self, device_id, op, version, changes):
         old = self.pending.pop(device_id, None)
         if old is not None:        # superseded: merge so nothing is lost on the device
@@ -258,7 +262,7 @@ class DeviceConfigs:
         if p is None or ref != p["seq"]:
             return False
         del self.pending[device_id]
-        if status in (0, 4):
+        if status in (P.ACK_OK, P.ACK_STALE):
             self.counters["acked"] += 1
             self._record(device_id, p, "acked")
         else:

@@ -17,24 +17,38 @@ twice) or `reordered` when it fills a hole within the last `window` (64) numbers
 import collections
 import json
 import os
-import tempfile
 import time
 
 from becomingone.devices.timesync import ClockEstimator
+from becomingone.util.atomic import write_json
+from shared import protocol as P
 
-__all__ = ["Session", "Sessions", "SEQ_WINDOW"]
+__all__ = ["Session", "Sessions", "SEQ_WINDOW", "host_seq_after"]
 
 SEQ_WINDOW = 64
 _MASK = (1 << SEQ_WINDOW) - 1
 
-HELLO = 1
+
+def host_seq_after(prev=None, now=None):
+    """The seq of the host's next frame to a (device, boot): the larger of prev + 1 and the
+    wall clock in 0.1 s units (mod 2^30). A restarted host (prev=None) thus starts above every
+    seq it used before the restart, and the device's replay window accepts it (PROTOCOL.md §4).
+    More than 10 frames per 0.1 s simply run ahead of the clock."""
+    clock = int((time.time() if now is None else now) * 10) & (P.SEQ_LIMIT - 1)
+    nxt = clock if prev is None else max(prev + 1, clock)
+    return nxt if nxt < P.SEQ_LIMIT else clock
 
 
 class Session:
+    """What the host knows about one boot of one device: its HELLO, sequence window (lost,
+    duplicates, reordered), counters, clock estimate, the link and address to reply to, the host's
+    own seq for it, its last TELEMETRY record. `extra` holds what status shows besides (last
+    HEARTBEAT, last ERROR, a Master stream error). Raises nothing."""
+
     __slots__ = ("device_id", "boot_id", "hello", "opened", "last_seen", "frames", "bytes",
                  "highest", "seen", "lost", "duplicates", "reordered", "by_type", "clock",
-                 "link", "addr", "host_seq", "_tel", "witness", "online", "extra", "midx", "mboot",
-                 "pulse_next", "raw_addr")
+                 "link", "addr", "host_seq", "_last_record", "_last_row", "witness", "online",
+                 "extra", "raw_addr", "last_time_sync", "hello_requested", "telemetry_updates")
 
     def __init__(self, device_id, boot_id, now):
         self.device_id = device_id
@@ -54,27 +68,37 @@ class Session:
         self.link = None
         self.addr = None
         self.host_seq = 0
-        self._tel = None        # the last TELEMETRY record: a dict, or (beats array, row)
+        self._last_record = None  # the last TELEMETRY record (a dict), or None while it is
+        self._last_row = None     # still a row (beats array, index) of a batch decode
+        self.telemetry_updates = 0  # how often the last TELEMETRY record was replaced
         self.witness = 0
-        self.midx = None        # Master stream index, and the boot it was opened for
-        self.mboot = None
-        self.pulse_next = None  # next beat at which a pulse summary is due
-        self.raw_addr = None
+        self.raw_addr = None      # sockaddr bytes of `addr` (recvmmsg), to skip re-decoding it
         self.online = True
         self.extra = {}
+        self.last_time_sync = None   # monotonic s of the last TIME_SYNC sent
+        self.hello_requested = None  # monotonic s of the last request for a HELLO
 
     @property
     def last_telemetry(self):
-        t = self._tel
-        if isinstance(t, tuple):
-            arr, i = t
+        """The last TELEMETRY record accepted (a dict of wire values), or None."""
+        row = self._last_row
+        if row is not None:
+            arr, i = row
             rec = arr[i]
-            t = self._tel = {k: rec[k].item() for k in arr.dtype.names}
-        return t
+            self._last_record = {k: rec[k].item() for k in arr.dtype.names}
+            self._last_row = None
+        return self._last_record
 
-    @last_telemetry.setter
-    def last_telemetry(self, value):
-        self._tel = value
+    def note_telemetry(self, record):
+        """The last TELEMETRY record, a dict (per-frame decode)."""
+        self._last_record, self._last_row = record, None
+        self.telemetry_updates += 1
+
+    def note_telemetry_row(self, beats, row):
+        """The last TELEMETRY record, row `row` of a batch decode's array (turned into a dict
+        only when someone reads last_telemetry)."""
+        self._last_row = (beats, row)
+        self.telemetry_updates += 1
 
     def note_seq(self, seq):
         """'new' | 'reordered' | 'duplicate' | 'old_seq' (the last two must be refused)."""
@@ -121,8 +145,7 @@ class Session:
     def next_host_seq(self):
         """Seq of the host's next frame to this (device, boot): never below the wall clock in
         0.1 s units, so a restarted host starts above what it used before and a keyed device's
-        replay window still accepts its frames (becomingone.wire.telemetry.host_seq_after, PROTOCOL.md §4)."""
-        from becomingone.wire.telemetry import host_seq_after
+        replay window still accepts its frames (host_seq_after, PROTOCOL.md §4)."""
         s = host_seq_after(self.host_seq - 1 if self.host_seq else None)
         self.host_seq = (s + 1) & 0x3FFFFFFF
         return s
@@ -137,11 +160,21 @@ class Session:
              "link": getattr(self.link, "local_url", None),
              "addr": list(self.addr) if isinstance(self.addr, tuple) else self.addr,
              "clock": self.clock.estimate()}
+        # the scheduling times, under the keys status.json has always shown them with
+        if self.last_time_sync is not None:
+            d["_last_sync"] = self.last_time_sync
+        if self.hello_requested is not None:
+            d["_hello_req"] = self.hello_requested
         d.update(self.extra)
         return d
 
 
 class Sessions:
+    """Every device's current session, the retired boot ids per device (persisted in
+    sessions.json) and the boot current when the host last stopped. Processing thread only.
+    on_new_session(session) is called for every session opened. lookup() refuses a retired
+    boot ("stale_boot"); nothing raises for bad input."""
+
     def __init__(self, path=None, max_old_boots=32, timeout_s=10.0, on_new_session=None):
         self.path = path
         self.max_old_boots = max_old_boots
@@ -174,10 +207,7 @@ class Sessions:
         last.update({str(d): s.boot_id for d, s in self.current.items()})
         data = {"old_boots": {str(d): list(o) for d, o in self.old_boots.items()},
                 "last_boot": last}
-        fd, tmp = tempfile.mkstemp(prefix=".sessions", dir=os.path.dirname(os.path.abspath(self.path)))
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, self.path)
+        write_json(self.path, data, mode=0o600)
 
     def _retire(self, device_id, boot_id, now):
         o = self.old_boots.setdefault(device_id, collections.OrderedDict())

@@ -30,6 +30,9 @@ def ntp_sample(t0, t1, t2, t3):
 
 
 class ClockEstimator:
+    """A device's clock offset and drift from TIME_SYNC exchanges (module docstring): owns
+    the sliding window of samples and the fitted trajectory. Raises ValueError for an
+    exchange that is impossible (negative delay)."""
     def __init__(self, window=32, delay_slack_us=2000.0, delay_factor=3.0):
         self.samples = collections.deque(maxlen=int(window))   # (t_host_mid, offset, delay)
         self.delay_slack_us = float(delay_slack_us)
@@ -112,3 +115,9 @@ class ClockEstimator:
         return {"samples": len(self.samples), "offset_us": p, "drift_ppm": v * 1e6,
                 "accel_ppm_per_s": a * 1e12, "rms_us": rms, "min_delay_us": dmin,
                 "rejected": self.rejected}
+
+
+# When the host sends TIME_SYNC to a device: at its first HELLO, then every second until the
+# estimator holds TIME_SYNC_QUICK samples, then every TIME_SYNC_EVERY_S seconds.
+TIME_SYNC_QUICK = 8
+TIME_SYNC_EVERY_S = 10.0

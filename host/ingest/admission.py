@@ -1,7 +1,7 @@
 """Admission: which frames the coordinator takes in, and how far (docs/HOST.md, "Admission").
 
-1. Authentication (per device key from the keystore, host/keystore.py). `auths` is the
-   mapping device id -> shared.auth.Auth handed to the decoder (host/wire.py /
+1. Authentication (per device key from the keystore, host/ingest/keystore.py). `auths` is the
+   mapping device id -> shared.auth.Auth handed to the decoder (host/wire/telemetry.py /
    shared/protocol.decode): a device with a key must tag every frame; a tagged frame from a
    device without a key is refused. Tags are checked before any replay state changes.
 2. Unknown devices (no key), config `admission.unknown_devices`:
@@ -10,7 +10,7 @@
                 WITNESS records are answered with ACK status REJECTED and not stored;
      accept  -- admitted like a keyed device, without authentication (the default, so that
                 an emulator or a bench board works out of the box).
-3. Rate limit by cost (host/ratelimit.py, ET Eq 25): each frame costs complexity^1.5 tokens
+3. Rate limit by cost (host/ingest/ratelimit.py, ET Eq 25): each frame costs complexity^1.5 tokens
    of its device's bucket; refused frames are counted as "rate_limited".
 4. WITNESS proof of work: a WITNESS reaches the ledger only with a valid stamp at (at least)
    the difficulty the host set for its device (default `admission.pow_bits`; changed per device
@@ -21,7 +21,7 @@ import collections
 
 from becomingone.ingest.keystore import Keystore
 from becomingone.ingest.ratelimit import RateLimiter
-from shared import protocol as P
+from shared import pow as _pow, protocol as P
 from shared.auth import Auth
 
 __all__ = ["Admission", "POLICIES", "FULL", "OBSERVE"]
@@ -32,11 +32,13 @@ OBSERVE = "observe"
 
 
 def _pow_verify(record, nonce, bits):
-    from shared import pow as _pow          # owned by the device-maths engineer
     return _pow.verify(record, nonce, bits)
 
 
 class Admission:
+    """Which frames the coordinator takes in (module docstring): owns the device -> Auth
+    map, the unknown-device policy, the rate limiter, the per-device PoW difficulty and the
+    rejection counters. Raises ValueError for a bad policy or difficulty."""
     def __init__(self, keystore=None, policy="accept", pow_bits=16, pow_required=True,
                  rate_capacity=2000.0, rate_refill=1000.0, rate_enabled=True, transport="hmac"):
         if policy not in POLICIES:

@@ -14,11 +14,11 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 
 import yaml
 
 from becomingone.errors import UserError
+from becomingone.util.atomic import atomic_write
 
 __all__ = ["Keystore", "parse_device_id", "fingerprint"]
 
@@ -53,6 +53,9 @@ def _parse_key(device_id, v):
 
 
 class Keystore:
+    """The device keys file (JSON or YAML, mode 0600): owns the keys, written atomically;
+    never shows a key (listing() gives fingerprints). Raises UserError for a loose mode, a
+    damaged file or a bad key or device id."""
     def __init__(self, path=None):
         self.path = path
         self._keys = {}
@@ -99,21 +102,11 @@ class Keystore:
         data = {"devices": {str(d): k.hex() for d, k in sorted(self._keys.items())}}
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".keystore", dir=folder)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                if self._yaml():
-                    yaml.safe_dump(data, f, sort_keys=True)
-                else:
-                    json.dump(data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(self.path, mode=0o600, fsync=True) as f:
+            if self._yaml():
+                yaml.safe_dump(data, f, sort_keys=True)
+            else:
+                json.dump(data, f, indent=1, sort_keys=True)
 
     def get(self, device_id):
         return self._keys.get(device_id)

@@ -1,61 +1,140 @@
-"""The coordinator's receive path: frames from links -> decode -> admission -> session ->
-Master / ledger / devconfig / time sync (docs/HOST.md, "Ingest path").
+"""The receive path: a link's FrameBatch -> decode -> admission (policy, rate) -> session
+(stale boot, sequence) -> typed events to a FrameSink (docs/HOST.md, "Admission").
 
 Two routes, one set of rules:
   - unsigned single-beat or BATCH TELEMETRY (the bulk of the traffic) is decoded in batches
-    with numpy (host/wire.py decode_telemetry_batch), grouped per (device, boot), rate
-    limited, de-duplicated by sequence number and handed to the Master in one call;
+    with numpy (becomingone/wire/telemetry.py decode_telemetry_batch), grouped per (device,
+    boot), rate limited, de-duplicated by sequence number and handed on as TelemetryRows;
   - every other frame (HELLO, WITNESS, ACK, TIME_SYNC, HEARTBEAT, ERROR, signed frames) goes
-    through the per-frame decoder (host/wire.py Receiver: CRC, header, tag, payload).
-Rejections are counted by reason in `Coordinator.rejected`.
+    through the per-frame decoder (becomingone/wire/receive.py Receiver: CRC, header, tag,
+    payload) and becomes one FrameSink call.
+Rejections are counted by reason in the Tally (becomingone/util/tally.py).
 """
+import abc
 import time
+from collections import namedtuple
 
 import numpy as np
 
-from becomingone.links.udp import DatagramBlock
 from becomingone.ingest.ratelimit import frame_complexity, variance_cost
+from becomingone.links.batch import DatagramBlock
 from becomingone.wire.telemetry import decode_telemetry_batch
 from shared import protocol as P
 
-__all__ = ["Ingest"]
+__all__ = ["Ingest", "FrameSink", "TelemetryRows", "TelemetryGroup", "now_us"]
 
 _TEL_SINGLE = P.HEADER_LEN + P.TELEMETRY_LEN + P.CRC_LEN
+_MIN_FRAME = P.HEADER_LEN + 2       # shorter: not worth a look on the fast path
+_AUTH = P.FLAG_AUTH
 
 
-def _now_us():
+def now_us():
+    """The host's monotonic clock in µs (receive times, TIME_SYNC)."""
     return time.monotonic_ns() // 1000
 
 
+# one (device, boot)'s admitted rows of a TelemetryRows: beats[start:stop] (some may be
+# refused: TelemetryRows.keep), beat numbers first..last, the last admitted row
+TelemetryGroup = namedtuple("TelemetryGroup", "session start stop first_beat last_beat last_row")
+
+
+class TelemetryRows:
+    """TELEMETRY rows of one receive batch, decoded (wire/telemetry.py BEAT_DTYPE) and admitted
+    per (device, boot) group: beats sorted by (device, boot), group j spans rows
+    starts[j]:ends[j] (numpy arrays), groups[j] is its TelemetryGroup (None: the whole group
+    was refused), keep the admitted rows, nbeats the admitted groups' rows."""
+
+    __slots__ = ("beats", "keep", "starts", "ends", "groups", "nbeats")
+
+    def __init__(self, beats, keep, starts, ends, groups, nbeats):
+        self.beats, self.keep, self.starts, self.ends = beats, keep, starts, ends
+        self.groups, self.nbeats = groups, nbeats
+
+
+class FrameSink(abc.ABC):
+    """Where the ingest hands admitted frames, one method per kind (all in the processing
+    thread; the session is already updated: link, address, sequence, counters)."""
+
+    @abc.abstractmethod
+    def hello(self, session, fields):
+        """A HELLO (its fields)."""
+
+    @abc.abstractmethod
+    def telemetry(self, session, records):
+        """TELEMETRY records of one frame (dicts of wire values)."""
+
+    @abc.abstractmethod
+    def telemetry_rows(self, rows):
+        """TELEMETRY of many devices at once (TelemetryRows)."""
+
+    @abc.abstractmethod
+    def witness(self, session, frame, level):
+        """A WITNESS frame; level FULL or OBSERVE (becomingone/ingest/admission.py)."""
+
+    @abc.abstractmethod
+    def ack(self, session, fields):
+        """An ACK of a host frame."""
+
+    @abc.abstractmethod
+    def time_sync(self, session, fields, device_time_us, received_us):
+        """A TIME_SYNC reply (device_time_us: its header time; received_us: host clock)."""
+
+    @abc.abstractmethod
+    def heartbeat(self, session, fields):
+        """A HEARTBEAT."""
+
+    @abc.abstractmethod
+    def device_error(self, session, fields):
+        """An ERROR frame from the device."""
+
+
 class Ingest:
-    def __init__(self, coord):
-        self.c = coord
+    """The receive path of one coordinator (processing thread only). Owns nothing but the
+    routing; its ports: receiver (per-frame decoder, its `auth` map), admission, sessions,
+    tally (counters and rejections), sink (FrameSink). Never raises for bad input: every
+    refused frame is counted by reason."""
+
+    def __init__(self, receiver, admission, sessions, tally, sink):
+        self.receiver = receiver
+        self.admission = admission
+        self.sessions = sessions
+        self.tally = tally
+        self.sink = sink
 
     # ------------------------------------------------------------------ entry point
+    def receive(self, link, batch, t_us):
+        """A FrameBatch from `link` (becomingone/links/batch.py), received at t_us (now_us())."""
+        if isinstance(batch, DatagramBlock):
+            self._block(link, batch, t_us)
+        else:
+            self.frames(link, batch.items(), t_us)
+
     def frames(self, link, frames, t_us):
         """(data, addr) frames in arrival order: runs of TELEMETRY are batch-decoded, other
         frames take the per-frame path before the telemetry that follows them (a HELLO
         before its device's first beats)."""
-        c = self.c
-        c.counters["frames_received"] += len(frames)
+        self.tally.counts["frames_received"] += len(frames)
         fast, fast_signed, addrs = [], [], {}
         for item in frames:
             data = item[0]
-            if len(data) > 16 and data[1] == 2:
-                (fast_signed if data[0] & 1 else fast).append(data)
+            if len(data) >= _MIN_FRAME and data[1] == P.TELEMETRY:
+                (fast_signed if data[0] & _AUTH else fast).append(data)
                 addrs[data[2] | data[3] << 8] = item[1]
                 continue
             if fast or fast_signed:
                 self._telemetry_run(link, fast, fast_signed, addrs)
                 fast, fast_signed, addrs = [], [], {}
-            f = c.receiver.decode(data)
-            if f is None:
-                reason = c.receiver.last_error[0] if c.receiver.last_error else "frame"
-                c.reject(reason)
-                continue
-            self.frame(link, item[1], f, len(data), t_us)
+            self._decode(link, item[1], data, t_us)
         if fast or fast_signed:
             self._telemetry_run(link, fast, fast_signed, addrs)
+
+    def _decode(self, link, addr, data, t_us):
+        rx = self.receiver
+        f = rx.decode(data)
+        if f is None:
+            self.tally.reject(rx.last_error[0] if rx.last_error else "frame")
+            return
+        self.frame(link, addr, f, len(data), t_us)
 
     def _telemetry_run(self, link, fast, fast_signed, addrs):
         if fast:
@@ -63,16 +142,15 @@ class Ingest:
         if fast_signed:
             self.telemetry_batch(link, fast_signed, addrs, signed=True)
 
-    def block(self, link, blk, t_us):
+    def _block(self, link, blk, t_us):
         """A DatagramBlock (recvmmsg). Runs of unsigned TELEMETRY rows are cut out as one
         contiguous blob per frame size and batch-decoded; other rows take the per-frame path;
         runs are processed in arrival order (a HELLO before the telemetry that follows it)."""
-        c = self.c
         n = len(blk)
-        c.counters["frames_received"] += n
+        self.tally.counts["frames_received"] += n
         d, lens = blk.data, blk.lens
-        if d.shape[1] > 16:
-            fast = (d[:, 1] == 2) & (lens > 16)
+        if d.shape[1] >= _MIN_FRAME:
+            fast = (d[:, 1] == P.TELEMETRY) & (lens >= _MIN_FRAME)
         else:
             fast = np.zeros(n, dtype=bool)
         if fast.all():
@@ -84,16 +162,12 @@ class Ingest:
                 self._fast_rows(link, blk, np.arange(a, b))
                 continue
             for data, addr in blk.items(range(a, b)):
-                f = c.receiver.decode(data)
-                if f is None:
-                    c.reject(c.receiver.last_error[0] if c.receiver.last_error else "frame")
-                    continue
-                self.frame(link, addr, f, len(data), t_us)
+                self._decode(link, addr, data, t_us)
 
     def _fast_rows(self, link, blk, idx_all):
         """TELEMETRY rows: one batch decode per (frame size, signed or not)."""
         d = blk.data
-        flens = blk.lens[idx_all].astype(np.int64) * 2 + (d[idx_all, 0] & 1)
+        flens = blk.lens[idx_all].astype(np.int64) * 2 + (d[idx_all, 0] & _AUTH)
         sizes = np.unique(flens)
         for code in sizes.tolist():
             size, signed = code >> 1, code & 1
@@ -118,26 +192,25 @@ class Ingest:
                                  signed=bool(signed))
 
     def _admit(self, dev, boot, mtype, nbytes):
-        c = self.c
-        lv, reason = c.admission.admit(dev, mtype, nbytes - P.HEADER_LEN - P.CRC_LEN)
+        lv, reason = self.admission.admit(dev, mtype, nbytes - P.HEADER_LEN - P.CRC_LEN)
         if lv is None:
-            c.reject(reason)
+            self.tally.reject(reason)
             return None, None
-        s, reason = c.sessions.lookup(dev, boot, mtype)
+        s, reason = self.sessions.lookup(dev, boot, mtype)
         if s is None:
-            c.reject(reason)
+            self.tally.reject(reason)
             return None, None
         return lv, s
 
     # ------------------------------------------------------------------ per frame
     def frame(self, link, addr, f, nbytes, t_us):
-        c = self.c
+        """One decoded frame (shared/protocol.py Frame) from `addr` on `link`."""
         lv, s = self._admit(f.device_id, f.boot_id, f.type, nbytes)
         if s is None:
             return
         r = s.note_seq(f.seq)
         if r == "duplicate" or r == "old_seq":
-            c.reject("duplicate")
+            self.tally.reject("duplicate")
             return
         s.frames += 1
         s.bytes += nbytes
@@ -146,63 +219,25 @@ class Ingest:
         s.by_type[f.type] += 1
         s.link, s.addr = link, addr
         t = f.type
+        sink = self.sink
         if t == P.TELEMETRY:
             recs = f.fields["records"] if f.batch else [f.fields]
-            self._telemetry_records(s, recs)
+            s.note_telemetry(dict(recs[-1]))
+            sink.telemetry(s, recs)
         elif t == P.HELLO:
-            self._hello(s, f)
+            sink.hello(s, f.fields)
         elif t == P.WITNESS:
-            c.on_witness(s, f, lv)
+            sink.witness(s, f, lv)
         elif t == P.ACK:
-            self._ack(s, f)
+            sink.ack(s, f.fields)
         elif t == P.TIME_SYNC:
             if f.fields["mode"] == P.SYNC_REPLY:
-                fl = f.fields
-                t1 = fl["rx_era"] * P.SEQ_LIMIT + fl["rx_off"]
-                try:
-                    s.clock.add_exchange(fl["host_t1_us"], t1, f.time_us, t_us)
-                except ValueError:
-                    c.reject("time_sync")
+                sink.time_sync(s, f.fields, f.time_us, t_us)
         elif t == P.HEARTBEAT:
-            s.extra["heartbeat"] = dict(f.fields)
+            sink.heartbeat(s, f.fields)
         elif t == P.ERROR:
-            c.counters["device_errors"] += 1
-            s.extra["last_error"] = dict(f.fields)
-            if f.fields["ref_type"] == P.CONFIG:     # the device refused a CONFIG
-                c.devconfig.on_ack(s.device_id, f.fields["ref"], P.ACK_BAD_VALUE)
-        c.counters["frames_accepted"] += 1
-
-    def _hello(self, s, f):
-        c = self.c
-        first = s.hello is None
-        c.sessions.hello(s, f.fields)
-        h = f.fields
-        c.open_master_stream(s)
-        if first:
-            c.on_hello(s)
-        c.counters["hellos"] += 1
-        _ = h
-
-    def _ack(self, s, f):
-        c = self.c
-        fl = f.fields
-        if fl["acked_type"] == P.CONFIG:
-            c.devconfig.on_ack(s.device_id, fl["ref"], fl["status"])
-        else:
-            c.counters["acks_%s" % P.TYPE_NAMES.get(fl["acked_type"], "other").lower()] += 1
-
-    def _telemetry_records(self, s, recs):
-        c = self.c
-        if c.master is not None:
-            idx = c.master_index(s)
-            for r in recs if idx >= 0 else ():
-                c.master.ingest(idx, r["beat"], r["dT_re"], r["dT_im"], r["dE0"], r["dEL"],
-                                r["n_samples"], 1)
-        s.last_telemetry = dict(recs[-1])
-        if c.tel_history is not None and c.tel_history.every_record:
-            c.tel_history.records(s, recs)
-        c.counters["beats"] += len(recs)
-        c.on_beats(s, recs[-1]["beat"], len(recs), recs[0]["beat"])
+            sink.device_error(s, f.fields)
+        self.tally.counts["frames_accepted"] += 1
 
     # ------------------------------------------------------------------ batch telemetry
     def telemetry_batch(self, link, datas, addrs, frame_size=None, raw_addrs=False,
@@ -210,16 +245,17 @@ class Ingest:
         """Decoded TELEMETRY rows, grouped per (device, boot) with one stable sort; per-group
         work is scalar Python (a few µs), per-row work is numpy. signed: the frames carry AUTH
         tags, checked against the keystore (a device without a key is refused as "auth")."""
-        c = self.c
-        keyed = c.admission.auths
+        tally = self.tally
+        adm = self.admission
+        keyed = adm.auths
         if signed and not keyed:
             n = len(datas) // frame_size if frame_size else len(datas)
-            c.reject("auth", n)
+            tally.reject("auth", n)
             return
         res = decode_telemetry_batch(datas, frame_size=frame_size, keys=keyed if signed else None)
         for reason, n in res.rejects.items():
             if n:
-                c.reject(reason, n)
+                tally.reject(reason, n)
         beats = res.beats
         n = len(beats)
         if not n:
@@ -256,26 +292,23 @@ class Ingest:
         g_beat = beats["beat"][ends - 1].tolist()
         g_first = beats["beat"][starts].tolist()
         keep = np.ones(n, dtype=bool)
-        midx = [-1] * G
         if signed:
             keyed = ()                          # tags verified by the decoder
-        adm = c.admission
         rate = adm.rate
         rate_on = rate.enabled
         buckets = rate.buckets
         tmono = time.monotonic()
         cost1 = variance_cost(frame_complexity(P.TELEMETRY, P.TELEMETRY_LEN))
         open_all = adm.policy == "accept"
-        current = c.sessions.current
-        lookup = c.sessions.lookup
-        master = c.master
-        pulse = c.pulse_every > 0
+        current = self.sessions.current
+        lookup = self.sessions.lookup
         now = time.time()
-        rej = c.rejected
+        rej = tally.rejected
         TEL = P.TELEMETRY
         tl = P.TELEMETRY_LEN
         accepted = 0
         nbeats = 0
+        groups = [None] * G
         for g in range(G):
             dev, a, b, nf = g_dev[g], st[g], en[g], g_nf[g]
             if dev in keyed:                    # a keyed device must sign: refused
@@ -329,9 +362,10 @@ class Ingest:
                     nf -= ndup
                     if not nf:
                         continue
-                s._tel = (beats, int(np.flatnonzero(keep[a:b])[-1]) + a)
+                last_row = int(np.flatnonzero(keep[a:b])[-1]) + a
             else:
-                s._tel = (beats, b - 1)
+                last_row = b - 1
+            s.note_telemetry_row(beats, last_row)
             s.frames += nf
             s.bytes += nf * _TEL_SINGLE
             s.by_type[TEL] += nf
@@ -346,22 +380,9 @@ class Ingest:
                         s.addr = DatagramBlock.addr(ad)
                 else:
                     s.addr = ad
-            if master is not None:
-                midx[g] = s.midx if s.mboot == s.boot_id else c.master_index(s)
             accepted += nf
-            nrows = b - a
-            nbeats += nrows
-            if pulse:
-                c.on_beats(s, g_beat[g], nrows, g_first[g])
-        c.counters["frames_accepted"] += accepted
-        c.counters["beats"] += nbeats
-        th = c.tel_history
-        if th is not None and th.every_record and nbeats:   # memory.telemetry_interval: 0
-            th.beats(beats if keep.all() else beats[keep])
-        if c.master is not None and nbeats:
-            idx = np.repeat(np.asarray(midx, dtype=np.int64), ends - starts)
-            keep &= idx >= 0
-            if keep.all():
-                c.master.ingest_records(idx, beats)
-            else:
-                c.master.ingest_records(idx[keep], beats[keep])
+            nbeats += b - a
+            groups[g] = TelemetryGroup(s, a, b, g_first[g], g_beat[g], last_row)
+        tally.counts["frames_accepted"] += accepted
+        if nbeats:
+            self.sink.telemetry_rows(TelemetryRows(beats, keep, starts, ends, groups, nbeats))

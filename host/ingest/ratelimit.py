@@ -40,6 +40,8 @@ def frame_complexity(msg_type, payload_len):
 
 
 class TokenBucket:
+    """One device's token bucket: capacity, refill rate, tokens left and the counts of
+    frames allowed and refused. Raises ValueError for a bad capacity or rate."""
     __slots__ = ("capacity", "refill_rate", "tokens", "stamp", "allowed", "refused")
 
     def __init__(self, capacity, refill_rate, now=None):

@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 
 from becomingone.config import load_config
-from becomingone.coordinator.service import Coordinator
+from becomingone.cell import Cell
 from shared import protocol as P
 from tests.test_coordinator import HELLO, FakeDevice, tel, wait
 
@@ -17,12 +17,13 @@ class Host:
              "ledger.pulse_summary_every": 0, "http.sse_interval": 0.1}
         o.update(over)
         self.cfg = load_config(overrides=o)
-        self.c = Coordinator(self.cfg, links=["udp://127.0.0.1:0"], http=http).start()
+        self.cell = Cell(self.cfg, links=["udp://127.0.0.1:0"], http=http).start()
+        self.c = self.cell.coordinator
         self.thread = threading.Thread(target=self.c.run, daemon=True)
         self.thread.start()
         host, port = self.c.links[0].local_url[6:].rsplit(":", 1)
         self.addr = (host, int(port))
-        self.url = self.c.http.url if self.c.http is not None else None
+        self.url = self.cell.http.url if self.cell.http is not None else None
         self.token = None
 
     def device(self, device_id=17, beats=60, telemetry=tel):

@@ -1,4 +1,4 @@
-"""A real Mosquitto broker for tests (tools/mosquitto.py) and a recording paho subscriber.
+"""A real Mosquitto broker for tests (host/bench/mosquitto.py) and a recording paho subscriber.
 
     b = Broker(tmp_path, passwords={"user": "secret"}).start()   # 127.0.0.1, a free port
     b.port; b.stop(); b.start()      # stop by PID; start again on the same port

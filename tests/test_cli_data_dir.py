@@ -4,7 +4,7 @@ import json
 import os
 
 from becomingone.cli import main
-from becomingone.commands.run import resolve_data_dir
+from becomingone.commands.common import resolve_data_dir
 from becomingone.config import load_config
 from becomingone.ledger import Ledger
 from becomingone.memory.store import Memory

@@ -9,6 +9,7 @@ import pytest
 
 from becomingone.config import load_config
 from becomingone.coordinator.control import request
+from becomingone.cell import Cell
 from becomingone.coordinator.service import Coordinator
 from becomingone.errors import UserError
 from becomingone.ingest.keystore import Keystore
@@ -68,7 +69,7 @@ def make_coord(tmp_path, **over):
          "ledger.pulse_summary_every": 0}
     o.update(over)
     cfg = load_config(overrides=o)
-    c = Coordinator(cfg, links=["udp://127.0.0.1:0"]).start()
+    c = Cell(cfg, links=["udp://127.0.0.1:0"]).start().coordinator   # as `becomingone run` starts it
     th = threading.Thread(target=c.run, daemon=True)
     th.start()
     host, port = c.links[0].local_url[6:].rsplit(":", 1)
@@ -282,7 +283,7 @@ def test_witness_pow_at_host_difficulty(tmp_path):
         assert [x["witness_id"] for x in wits] == [1] and wits[0]["layer"] == "macro"
         assert c.rejected["pow"] == 1
         # the host raises device 17's difficulty at run time: CONFIG pow_bits goes out
-        c.call(c.set_pow_bits, 17, 12)
+        c.call(c.operator.set_pow_bits, 17, 12)
         cf = d.recv(P.CONFIG)
         assert [2, 12] in cf.fields["pairs"]
         w3 = dict(w, witness_id=3, pow_bits=10)
@@ -299,7 +300,7 @@ def test_witness_pow_at_host_difficulty(tmp_path):
 def test_pulse_summaries_and_supervised_reader_restart(tmp_path):
     c, th, addr = make_coord(tmp_path, **{"ledger.pulse_summary_every": 10})
     link = c.links[0]
-    real = link.recv_block if link.block_mode else link.recv
+    real = link.recv_batch          # the one receive path a reader uses
     crashed = []
 
     def flaky(timeout=0.1):
@@ -308,10 +309,7 @@ def test_pulse_summaries_and_supervised_reader_restart(tmp_path):
             raise RuntimeError("injected reader crash")
         return real(timeout)
 
-    if link.block_mode:
-        link.recv_block = flaky
-    else:
-        link.recv = flaky
+    link.recv_batch = flaky
     try:
         assert wait(lambda: c.supervisors[0].metrics()["restarts"] == 1)
         m = c.supervisors[0].metrics()
@@ -347,7 +345,7 @@ def test_saturated_telemetry_period_taken_from_hello(tmp_path):
             return [e.data for e in c.ledger.entries() if e.data["kind"] == "pulse"]
         assert wait(lambda: len(pulses()) == 2), c.counters
         assert [p["period_us"] for p in pulses()] == [100000, 100000]
-        assert c.master.params[c.sessions.get(17).midx]["period_us"] == 100000.0
+        assert c.master.params[c.master.index_of(17)]["period_us"] == 100000.0
     finally:
         stop(c, th)
 
@@ -375,7 +373,7 @@ def test_telemetry_before_hello_is_not_integrated_and_hello_is_requested(tmp_pat
         assert wait(lambda: c.counters["beats"] >= 30)
         w = c.call(c.master.window, 21, 10.0)
         assert w["beats"] == 20 and w["first_beat"] == 11
-        assert c.master.params[c.sessions.get(21).midx]["period_us"] == 5000.0
+        assert c.master.params[c.master.index_of(21)]["period_us"] == 5000.0
     finally:
         stop(c, th)
 

@@ -83,7 +83,7 @@ class _Operator(threading.Thread):
             # level) while the device is still latched in QUARANTINE
             if self.cleared_at is None and st & QUARANTINE_BIT and threat < ALERT_Q16:
                 c = self.emu.coordinator
-                c.call(c.clear, self.device_id)
+                c.call(c.operator.clear, self.device_id)
                 self.cleared_at = len(self.states)
             elif self.cleared_at is not None and not st & QUARANTINE_BIT:
                 self.released_after_clear = True

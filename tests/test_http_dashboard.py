@@ -56,7 +56,7 @@ def test_dashboard_live_values_quarantine_and_clear(tmp_path):
     driver = None
     try:
         c = emu.coordinator
-        url = c.http.url
+        url = emu.cell.http.url
         driver = _browser()
         driver.get(url)
         assert driver.title == "BecomingONE dashboard"

@@ -71,7 +71,7 @@ def test_metrics_parse_and_match_the_status(tmp_path):
 
 
 class _MeshStatus:
-    """What host/coordinator_mesh.py's MeshBridge shows in status()["mesh"] (its shape, fixed
+    """What becomingone/mesh/bridge.py's MeshBridge shows in status()["mesh"] (its shape, fixed
     values): the mesh itself needs TLS material and peers, tested in tests/test_mesh_*.py."""
 
     def status(self):
@@ -91,7 +91,8 @@ class _MeshStatus:
 def test_mesh_state_in_metrics_api_and_snapshot(tmp_path):
     h = Host(tmp_path)
     try:
-        h.c.call(lambda: setattr(h.c, "mesh", _MeshStatus()))
+        mesh = _MeshStatus()              # wired as the composition root wires the real one
+        h.c.call(lambda: h.c.attach("mesh", lambda: None, tick=mesh.tick, status=mesh.status))
         m = _scrape(h)
         assert m[("becomingone_mesh_enabled", ())] == 1
         assert m[("becomingone_mesh_peers", (("state", "alive"),))] == 2
@@ -103,5 +104,4 @@ def test_mesh_state_in_metrics_api_and_snapshot(tmp_path):
         time.sleep(0.15)                      # past http.sse_interval: a fresh snapshot
         assert h.get("/api/snapshot")["mesh"]["t_global"] == [0.6, 0.8]
     finally:
-        h.c.call(lambda: setattr(h.c, "mesh", None))
         h.stop()

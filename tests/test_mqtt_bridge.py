@@ -1,4 +1,4 @@
-"""MQTT bridge (host/integrations/mqtt.py) against a real Mosquitto broker, with an in-process
+"""MQTT bridge (host/mqtt/bridge.py) against a real Mosquitto broker, with an in-process
 coordinator fed by fake devices over loopback UDP."""
 import json
 import os
@@ -7,7 +7,7 @@ import time
 import pytest
 
 from becomingone.config import load_config
-from becomingone.coordinator.service import Coordinator
+from becomingone.cell import Cell
 from becomingone.errors import ConfigError
 from becomingone.mqtt.bridge import ENTITIES, Topics
 from shared import protocol as P
@@ -106,7 +106,7 @@ def test_discovery_states_availability_and_clean_offline(tmp_path, broker, capsy
     finally:
         stop(c, th)
     rec.wait(lambda m: m[0] == TOPICS.status and m[1] == b"offline", what="offline")
-    assert c.mqtt.stats()["connected"] is False
+    assert c.status()["mqtt"]["connected"] is False
     rec.close()
 
 
@@ -144,23 +144,23 @@ def test_decision_change_is_published_at_once_and_clear_command(tmp_path, broker
         assert wait(lambda: any(s["decision"] == "ALERT" for s in states(rec, 18)))
         w = [s for s in states(rec, 18) if s["decision"] == "ALERT"][0]
         assert w["threat"] == pytest.approx(42000 / 65535, abs=1e-4) and w["beat"] == 5
-        assert wait(lambda: c.mqtt.stats()["decisions_published"] == 1)
+        assert wait(lambda: c.status()["mqtt"]["decisions_published"] == 1)
         assert wait(lambda: states(rec, 18)[-1]["decision"] == "NOOP")   # telemetry: NOOP
         # CLEAR from MQTT (what Home Assistant's button sends)
         rec.publish(TOPICS.clear(17), "PRESS")
         f = dev.recv(P.CLEAR)
         assert f.fields["reason"] == P.CLEAR_OPERATOR
-        assert wait(lambda: c.mqtt.stats()["commands"] == 1)
+        assert wait(lambda: c.status()["mqtt"]["commands"] == 1)
         c.ledger.flush(5)
         acts = [e.data for e in c.ledger.entries() if e.data.get("kind") == "action"]
         assert [a["action"] for a in acts] == ["clear"] and acts[0]["device"] == 17
         # wrong payload, unknown device: counted, no crash, nothing sent
         rec.publish(TOPICS.clear(17), "CLEAR")
         rec.publish(TOPICS.clear(99), "PRESS")
-        assert wait(lambda: c.mqtt.stats()["commands_invalid"] == 1 and
-                    c.mqtt.stats()["errors"] == 1)
-        assert "device 99" in c.mqtt.stats()["last_error"]
-        assert c.mqtt.stats()["commands"] == 1
+        assert wait(lambda: c.status()["mqtt"]["commands_invalid"] == 1 and
+                    c.status()["mqtt"]["errors"] == 1)
+        assert "device 99" in c.status()["mqtt"]["last_error"]
+        assert c.status()["mqtt"]["commands"] == 1
     finally:
         stop(c, th)
         rec.close()
@@ -174,15 +174,15 @@ def test_retained_command_is_ignored_and_deleted(tmp_path, broker, protocol):
     try:
         dev = FakeDevice(addr)
         hello_and_beats(dev)
-        assert wait(lambda: c.mqtt.stats()["commands_retained_ignored"] == 1)
+        assert wait(lambda: c.status()["mqtt"]["commands_retained_ignored"] == 1)
         if protocol == "v5":      # retained while the bridge is subscribed: still recognised
             rec.publish(TOPICS.clear(17), "PRESS", retain=True)
-            assert wait(lambda: c.mqtt.stats()["commands_retained_ignored"] == 2)
+            assert wait(lambda: c.status()["mqtt"]["commands_retained_ignored"] == 2)
         with pytest.raises(AssertionError):
             dev.recv(P.CLEAR, timeout=1.0)
         c.ledger.flush(5)
         assert not [e for e in c.ledger.entries() if e.data.get("kind") == "action"]
-        assert c.mqtt.stats()["commands"] == 0
+        assert c.status()["mqtt"]["commands"] == 0
         # the bridge deleted it from the broker: a new subscriber gets no retained CLEAR
         rec2 = Recorder(broker.port, [TOPICS.clear(17)])
         time.sleep(0.5)
@@ -201,22 +201,22 @@ def test_broker_restart_reconnects_and_republishes(tmp_path, broker):
     try:
         dev = FakeDevice(addr)
         hello_and_beats(dev)
-        assert wait(lambda: c.mqtt.stats()["connected"] and c.mqtt.stats()["states_published"])
+        assert wait(lambda: c.status()["mqtt"]["connected"] and c.status()["mqtt"]["states_published"])
         broker.stop()
-        assert wait(lambda: not c.mqtt.stats()["connected"])
+        assert wait(lambda: not c.status()["mqtt"]["connected"])
         for b in range(6, 30):                     # the coordinator keeps working meanwhile
             dev.send(P.TELEMETRY, tel(b))
         assert wait(lambda: c.counters["beats"] >= 29), c.counters
         st = c.status()["mqtt"]
         assert st["disconnects"] == 1 and st["errors"] >= 1
         broker.start()                             # same port, empty (no persistence)
-        assert wait(lambda: c.mqtt.stats()["connects"] == 2, timeout=15)
+        assert wait(lambda: c.status()["mqtt"]["connects"] == 2, timeout=15)
         rec = Recorder(broker.port, ["homeassistant/#", BASE + "/#"])
         try:
             # announced again (the restarted broker kept nothing)
             assert wait(lambda: discovery_topics(17) <= {t for t, _, _ in rec.msgs}), \
-                (rec.msgs, c.mqtt.stats())
-            assert wait(lambda: c.mqtt.stats()["discovery_published"] == 2 * len(ENTITIES))
+                (rec.msgs, c.status()["mqtt"])
+            assert wait(lambda: c.status()["mqtt"]["discovery_published"] == 2 * len(ENTITIES))
             rec.wait(lambda m: m[0] == TOPICS.state(17), what="state after reconnect")
             rec.wait(lambda m: m[0] == TOPICS.status and m[1] == b"online", what="online")
         finally:
@@ -234,7 +234,7 @@ def test_password_file_auth_and_never_shown(tmp_path):
         c, th, addr = make_coord(tmp_path, **mqtt_over(b.port, username="hass",
                                                        password_file=str(pw)))
         try:
-            assert wait(lambda: c.mqtt.stats()["connected"])
+            assert wait(lambda: c.status()["mqtt"]["connected"])
             st = json.dumps(c.status(), default=str)
             assert "s3cret" not in st and "s3cret" not in repr(c.cfg)
         finally:
@@ -244,8 +244,8 @@ def test_password_file_auth_and_never_shown(tmp_path):
         c, th, addr = make_coord(tmp_path, **mqtt_over(b.port, username="hass",
                                                        password_file=str(pw)))
         try:
-            assert wait(lambda: c.mqtt.stats()["connect_failures"] >= 1)
-            assert not c.mqtt.stats()["connected"]
+            assert wait(lambda: c.status()["mqtt"]["connect_failures"] >= 1)
+            assert not c.status()["mqtt"]["connected"]
             dev = FakeDevice(addr)
             hello_and_beats(dev)
             assert wait(lambda: c.counters["beats"] >= 5)
@@ -271,21 +271,22 @@ def test_bad_config_names_the_key(tmp_path):
     data = str(tmp_path / "data")
     missing = load_config(overrides=dict(mqtt_over(1883, username="u", password_file=str(
         tmp_path / "nope")), data_dir=data))
-    c = Coordinator(missing, links=["udp://127.0.0.1:0"])
+    cell = Cell(missing, links=["udp://127.0.0.1:0"])
     with pytest.raises(ConfigError, match="integrations.mqtt.password_file: cannot read"):
-        c.start()
+        cell.start()
+    c = cell.coordinator
     assert c.ledger is None and not any(l.is_open for l in c.links)   # nothing opened
     loose = tmp_path / "loose.pw"
     loose.write_text("pw\n")
     os.chmod(loose, 0o644)
-    c = Coordinator(load_config(overrides=dict(mqtt_over(1883, username="u",
+    c = Cell(load_config(overrides=dict(mqtt_over(1883, username="u",
                                                          password_file=str(loose)),
                                                data_dir=data)), links=["udp://127.0.0.1:0"])
     with pytest.raises(ConfigError, match="group/others"):
         c.start()
     assert load_config().integrations.mqtt.enabled is False
-    assert Coordinator(load_config(overrides={"data_dir": data}),
-                       links=["udp://127.0.0.1:0"]).mqtt is None
+    assert Cell(load_config(overrides={"data_dir": data}),
+                links=["udp://127.0.0.1:0"]).mqtt is None
 
 
 def _micropython():

@@ -1,4 +1,4 @@
-"""Progress bars (host/progress.py) on flash, ledger verify, mesh simulate and mesh restore:
+"""Progress bars (host/util/progress.py) on flash, ledger verify, mesh simulate and mesh restore:
 callbacks monotone and reaching the total, a bar drawn on a (forced) terminal, nothing on
 stdout, --json output still valid JSON."""
 import io

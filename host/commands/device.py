@@ -12,9 +12,13 @@ socket, docs/HOST.md) and the keystore.
 import json
 import os
 
-from becomingone.commands.run import resolve_data_dir
+import yaml
+
+from becomingone.commands.common import resolve_data_dir
+from becomingone.config import load_config
 from becomingone.coordinator.control import SOCKET_NAME, request
 from becomingone.errors import UserError
+from becomingone.ingest.keystore import Keystore
 
 ACTIONS = ("list", "config", "undo", "redo", "goto", "clear", "model", "pow", "keys")
 
@@ -62,7 +66,6 @@ def add_arguments(parser):
 
 
 def _value(s):
-    import yaml
     try:
         return yaml.safe_load(s)
     except yaml.YAMLError:
@@ -88,14 +91,12 @@ def _print(args, result, text=None):
 
 def _keystore_path(args, data):
     if args.config:
-        from becomingone.config import load_config
         cfg = load_config(args.config, {"data_dir": data})
         return cfg.keystore_path()
     return os.path.join(data, "keys.json")
 
 
 def _keys(args, data, sock):
-    from becomingone.ingest.keystore import Keystore
     ks = Keystore(_keystore_path(args, data))
     if args.op == "list":
         rows = ks.listing()

@@ -2,10 +2,17 @@
 against a host with embedded defaults, with faults on demand. Ctrl-C stops everything cleanly."""
 import json
 import os
+import signal
 import sys
 
+from rich.live import Live
+from rich.table import Table
+
+from becomingone.commands.common import add_http_arguments, http_arg
 from becomingone.emulate.faults import ALLOWED, parse_faults
+from becomingone.emulate.runner import Emulation, write_summary
 from becomingone.errors import UserError
+from becomingone.http import parse_address
 
 
 def add_arguments(p):
@@ -33,12 +40,10 @@ def add_arguments(p):
     p.add_argument("--mqtt", metavar="HOST[:PORT]", default=None,
                    help="also bridge the devices to this MQTT broker with Home Assistant discovery "
                    "(integrations.mqtt, docs/MQTT.md; anonymous, states every 1 s)")
-    from becomingone.commands.run import add_http_arguments
     add_http_arguments(p)
 
 
 def _live_table(emu):
-    from rich.table import Table
     st = emu.status()
     t = Table(title="BecomingONE emulation  t=%.0fs  data: %s" % (emu.elapsed(), emu.data_dir),
               expand=False)
@@ -73,13 +78,10 @@ def _mqtt_overrides(spec):
 
 
 def run(args):
-    from becomingone.commands.run import http_arg
-    from becomingone.emulate.runner import Emulation, write_summary
     faults = parse_faults(args.faults)
     if args.duration < 0:
         raise UserError("--duration must be >= 0 (0 = until Ctrl-C)")
     if getattr(args, "http", None):
-        from becomingone.http import parse_address
         parse_address(args.http)          # a typo fails here, before the data folder is emptied
     emu = Emulation(devices=args.devices, duration=args.duration or None,
                     transport=args.transport, runtime=args.runtime, faults=faults,
@@ -94,7 +96,6 @@ def run(args):
     live = None
     live_ctx = None
     if not args.no_live and sys.stdout.isatty():
-        from rich.live import Live
         live_ctx = Live(refresh_per_second=2, transient=False)
 
         def live(e):
@@ -112,15 +113,14 @@ def run(args):
                     (st.get("ledger") or {}).get("size")))
                 sys.stdout.flush()
                 state["next"] += 5.0
-    import signal
 
     def _stop(signum, frame):          # Ctrl-C or SIGTERM: stop devices, then the host
         emu.stop()
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     emu.start()
-    if emu.coordinator.http is not None:
-        print("becomingone: dashboard %s" % emu.coordinator.http.url)
+    if emu.cell.http is not None:
+        print("becomingone: dashboard %s" % emu.cell.http.url)
         sys.stdout.flush()
     try:
         if live_ctx is not None:

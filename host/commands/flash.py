@@ -16,10 +16,14 @@ import json
 import os
 import shutil
 
+from becomingone.commands.common import resolve_data_dir
+from becomingone.config import load_config
+from becomingone.deploy import pizero as Z, plan as P, provision as V
+from becomingone.deploy.mpremote_copy import cli_commands, deploy
+from becomingone.deploy.pizero import build_bundle
 from becomingone.errors import UserError
 from becomingone.ingest.keystore import fingerprint
-from becomingone.deploy import plan as P
-from becomingone.deploy import provision as V
+from becomingone.util.progress import progress_bar, wants_progress
 
 BOARDS = tuple(P.TARGETS)
 
@@ -91,10 +95,8 @@ def keystore_path(args):
     admission.keystore, else DATA/keys.json with DATA resolved as `becomingone run` does."""
     if args.keystore:
         return os.path.abspath(os.path.expanduser(args.keystore))
-    from becomingone.commands.run import resolve_data_dir
     data = resolve_data_dir(args.data, args.config)
     if args.config:
-        from becomingone.config import load_config
         return load_config(args.config, {"data_dir": data}).keystore_path()
     return os.path.join(data, "keys.json")
 
@@ -137,7 +139,6 @@ def make_plan(args):
 
 def describe(plan, staging_hint="<staging>"):
     """The plan as text lines (no secret in them)."""
-    from becomingone.deploy.mpremote_copy import cli_commands
 
     t = plan["target"]
     lines = []
@@ -167,7 +168,6 @@ def describe(plan, staging_hint="<staging>"):
     lines.append("  total about %d bytes (sources; compiled .mpy files are smaller)" % known
                  if any(it.size is None for it in plan["items"]) else "  total %d bytes" % known)
     if plan["board"] == "pizero":
-        from becomingone.deploy import pizero as Z
         out = plan["out"] or Z.default_out(plan)
         for name, data, mode in Z.bundle_extras(plan):
             lines.append("  %-34s %7d B  generated (mode %o)" % (name, len(data), mode))
@@ -184,11 +184,10 @@ def describe(plan, staging_hint="<staging>"):
 
 
 class _Progress:
-    """A bar by bytes on stderr when it is a terminal (host/progress.py); otherwise one line per
+    """A bar by bytes on stderr when it is a terminal (host/util/progress.py); otherwise one line per
     file on stdout."""
 
     def __init__(self, total, console=None):
-        from becomingone.util.progress import progress_bar, wants_progress
         self.total = total
         self.bar = console is not None or wants_progress()
         self.last = None
@@ -219,13 +218,11 @@ def run(args):
             print(line)
         return 0
     if plan["board"] == "pizero":
-        from becomingone.deploy.pizero import build_bundle
         return build_bundle(plan, args)
     return flash_board(plan)
 
 
 def flash_board(plan):
-    from becomingone.deploy.mpremote_copy import deploy
 
     items, board = plan["items"], plan["board"]
     port = plan["port"]

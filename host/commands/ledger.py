@@ -7,7 +7,11 @@ import json
 import os
 import sys
 
+from becomingone.commands.common import resolve_data_dir
+from becomingone.config import load_config
 from becomingone.errors import UserError
+from becomingone.ledger import Ledger, checkpoint as ckpt, merkle, verify_path
+from becomingone.util.progress import progress_bar, wants_progress
 
 
 def _common(p):
@@ -50,14 +54,11 @@ def add_arguments(parser):
 def ledger_path(args):
     if args.db:
         return args.db
-    from becomingone.commands.run import resolve_data_dir
-    from becomingone.config import load_config
     data = resolve_data_dir(args.data, args.config)   # the same folder `run` uses
     return load_config(args.config, {"data_dir": data}).ledger_path()
 
 
 def _open(args):
-    from becomingone.ledger import Ledger
     path = ledger_path(args)
     if not os.path.exists(path):
         raise UserError("no ledger at %s (pass --db PATH or --data DIR; the coordinator creates it)" % path)
@@ -74,11 +75,9 @@ def run(args):
 
 
 def _verify(args):
-    from becomingone.ledger import verify_path
     path = ledger_path(args)
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be >= 1, got %d" % args.workers)
-    from becomingone.util.progress import progress_bar, wants_progress
     show = wants_progress(args)        # a bar on stderr only on a terminal, never with --json
     with progress_bar("verify", None, enabled=show) as upd:
         res = verify_path(path, deep=args.deep, workers=args.workers,
@@ -120,7 +119,6 @@ def _export(args):
 
 
 def _proof(args):
-    from becomingone.ledger import merkle
     with _open(args) as led:
         if args.consistency:
             if args.index is not None or len(args.consistency) > 2:
@@ -149,7 +147,6 @@ def _proof(args):
 
 
 def _checkpoint(args):
-    from becomingone.ledger import checkpoint as ckpt
     with _open(args) as led:
         note = led.latest_checkpoint() if args.show else led.checkpoint()
     if note is None:

@@ -14,7 +14,10 @@ import json
 import sys
 import time
 
+from becomingone.commands.common import resolve_data_dir
+from becomingone.config import load_config
 from becomingone.errors import UserError
+from becomingone.memory.store import Memory
 from becomingone.util.times import fmt_time as _fmt_t, parse_time  # noqa: F401  (used by commands)
 
 TABLE_ALIASES = {"snapshots": "phase_snapshots", "coherence": "coherence_history",
@@ -46,8 +49,6 @@ def add_arguments(p):
 def db_path(args):
     if args.db:
         return args.db
-    from becomingone.commands.run import resolve_data_dir
-    from becomingone.config import load_config
     data = resolve_data_dir(args.data, args.config)   # the same folder `run` uses
     return load_config(args.config, {"data_dir": data}).memory_path()
 
@@ -75,7 +76,6 @@ def _cell(col, v):
 
 
 def run(args):
-    from becomingone.memory.store import Memory
     path = db_path(args)
     mem = Memory.open_readonly(path)
     try:

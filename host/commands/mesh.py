@@ -3,6 +3,11 @@ archives across cells, the mesh CA and cell certificates (mutual TLS). docs/MESH
 import json
 
 from becomingone.errors import UserError
+from becomingone.mesh.archive import restore, seal_to_cells
+from becomingone.mesh.consensus import simulate
+from becomingone.mesh.ring import parse_cells
+from becomingone.mesh.tls import init_mesh
+from becomingone.util.progress import progress_bar, wants_progress
 
 
 def add_arguments(parser):
@@ -42,13 +47,11 @@ def add_arguments(parser):
 
 
 def _progress(label, total, args):
-    """A rich progress bar on stderr (only on a terminal, not with --json): host/progress.py."""
-    from becomingone.util.progress import progress_bar, wants_progress
+    """A rich progress bar on stderr (only on a terminal, not with --json): host/util/progress.py."""
     return progress_bar(label, total, enabled=wants_progress(args))
 
 
 def _simulate(args):
-    from becomingone.mesh.consensus import simulate
     with _progress("%s n=%d" % (args.algo, args.nodes), args.max_rounds, args) as upd:
         res = simulate(args.nodes, args.algo, seed=args.seed, max_rounds=args.max_rounds,
                        tol=float(args.tol), graph=args.graph,
@@ -67,12 +70,10 @@ def _simulate(args):
 
 
 def _parse_cells(text):
-    from becomingone.mesh.ring import parse_cells
     return parse_cells(text)
 
 
 def _seal(args):
-    from becomingone.mesh.archive import seal_to_cells
     info = seal_to_cells(args.db, args.start, args.stop, args.k, args.n, _parse_cells(args.cells), args.out)
     if args.json:
         print(json.dumps(info, sort_keys=True))
@@ -85,7 +86,6 @@ def _seal(args):
 
 
 def _restore(args):
-    from becomingone.mesh.archive import restore
     pub = None
     if args.pubkey:
         try:
@@ -116,7 +116,6 @@ def _restore(args):
 
 
 def _init(args):
-    from becomingone.mesh.tls import init_mesh
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     files = init_mesh(args.dir, cells, days=args.days)
     if args.json:

@@ -2,9 +2,9 @@
 
     model train [--labels FILE | --emulation] [--device N ...] [--since T] [--until T]
                 [--in-effect W,B] [--holdout F] [--l2 X] [--push] [--data DIR] [--json]
-        fits w, b by logistic regression (host/entropy_train.py) on the telemetry history in
+        fits w, b by logistic regression (host/model/train.py) on the telemetry history in
         memory (features: anomaly counts recovered from the devices' threat values,
-        host/entropy_history.py) labelled by fault intervals; prints w, b and the AUC, and
+        host/model/dataset.py) labelled by fault intervals; prints w, b and the AUC, and
         saves DATA/entropy_model.json. --push sends it to the running coordinator's devices.
     model show [--data DIR] [--json]        the saved model
     model push [--device N|all] [--data DIR] [--json]
@@ -14,7 +14,14 @@ import json
 import os
 import time
 
+from becomingone.commands.common import resolve_data_dir
+from becomingone.config import load_config
+from becomingone.coordinator.control import SOCKET_NAME, request
 from becomingone.errors import UserError
+from becomingone.model import dataset as H
+from becomingone.model.dataset import DEFAULT_B, DEFAULT_W
+from becomingone.model.train import fit
+from becomingone.util.times import parse_time
 
 MODEL_FILE = "entropy_model.json"
 
@@ -52,13 +59,11 @@ def add_arguments(parser):
 
 
 def _data(args):
-    from becomingone.commands.run import resolve_data_dir
     return resolve_data_dir(args.data, args.config)
 
 
 def _in_effect(text):
     if text is None:
-        from becomingone.model.dataset import DEFAULT_B, DEFAULT_W
         return DEFAULT_W, DEFAULT_B
     try:
         w, b = (float(x) for x in text.split(","))
@@ -68,10 +73,6 @@ def _in_effect(text):
 
 
 def train(args):
-    from becomingone.util.times import parse_time
-    from becomingone.config import load_config
-    from becomingone.model import dataset as H
-    from becomingone.model.train import fit
     data = _data(args)
     mem = load_config(args.config, {"data_dir": data}).memory_path()
     if args.labels:
@@ -118,7 +119,6 @@ def _load(data):
 
 
 def _push(data, device, m):
-    from becomingone.coordinator.control import SOCKET_NAME, request
     return request(os.path.join(data, SOCKET_NAME),
                    {"cmd": "model", "device": device, "w": m["w"], "b": m["b"]})
 

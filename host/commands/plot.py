@@ -3,7 +3,7 @@
     becomingone plot --device N [--data DIR | --db FILE] [--since T] [--until T | --last D]
                      [--kind coherence|pid|lateness|all] [--out FOLDER] [--json]
 
-Charts (host/plots.py): `coherence` (Emissary C against every Master window's C, from the memory
+Charts (host/memory/plots.py): `coherence` (Emissary C against every Master window's C, from the memory
 coherence_history rows), `pid` (PID error and output over time, ALERT and QUARANTINE shaded,
 from the telemetry rows), `lateness` (histogram of beat lateness with p50/p99, from the telemetry
 rows, plus the device's own HEARTBEAT percentiles). Files: FOLDER/device-N-KIND.png (FOLDER
@@ -16,8 +16,11 @@ import os
 import re
 
 from becomingone.commands.memory import db_path
-from becomingone.util.times import fmt_time as _fmt_t, parse_time
+from becomingone.config import load_config
 from becomingone.errors import UserError
+from becomingone.memory import plots
+from becomingone.memory.store import Memory
+from becomingone.util.times import fmt_time as _fmt_t, parse_time
 
 KINDS = ("coherence", "pid", "lateness")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -86,7 +89,6 @@ def _no_data(db, device, since, until):
 
 
 def _threshold(args):
-    from becomingone.config import load_config
     try:
         return float(load_config(args.config, {}).kairos.coherence_threshold)
     except Exception:            # the line is a guide; a broken config is reported by `run`
@@ -97,7 +99,6 @@ def make_plots(mem, device, since=None, until=None, last=None, kinds=KINDS, out=
                threshold=None):
     """Write the charts; returns the result dict that --json prints. UserError on bad ranges
     or missing data."""
-    from becomingone.memory import plots
     db = mem._db
     mem.flush()
     if last is not None:
@@ -142,7 +143,6 @@ def make_plots(mem, device, since=None, until=None, last=None, kinds=KINDS, out=
 
 
 def run(args):
-    from becomingone.memory.store import Memory
     since = None if args.since is None else parse_time(args.since)
     until = None if args.until is None else parse_time(args.until)
     last = None if args.last is None else parse_duration(args.last)

@@ -1,5 +1,7 @@
 """`becomingone run [--config FILE] [--data DIR] [--link URL ...] [--duration S]`:
-the host coordinator (links, sessions, admission, Master, ledger, control socket).
+the host coordinator (links, sessions, admission, Master, ledger, control socket), with the
+HTTP server, the MQTT bridge and the mesh as configured: the command starts a Cell, the
+composition root (becomingone/cell.py).
 
 Scriptable: it prints where its data is, each link's URL (the real port for udp://...:0) and
 the control socket, then one line `ready {json}` (pid, data_dir, links, control, ledger) once
@@ -8,13 +10,12 @@ SIGINT/SIGTERM stop it cleanly (queued frames processed, ledger flushed, ACKs se
 Data folder: --data DIR, else the config file's data_dir when the file sets one, else
 ./var/becomingone."""
 import json
-import os
 import signal
 import sys
 
+from becomingone.cell import Cell
+from becomingone.commands.common import add_http_arguments, http_arg, load
 from becomingone.errors import UserError
-
-DEFAULT_DATA = os.path.join(".", "var", "becomingone")
 
 
 def add_arguments(p):
@@ -33,61 +34,11 @@ def add_arguments(p):
     add_http_arguments(p)
 
 
-def add_http_arguments(p):
-    """--http HOST:PORT / --no-http (docs/HTTP.md); `run` and `emulate` share them."""
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--http", metavar="HOST:PORT", default=None,
-                   help="serve the HTTP API, dashboard and /metrics here (default: http.host and "
-                        "http.port, 127.0.0.1:8000; :0 picks a free port; any non-loopback address "
-                        "needs a token: http.token, http.token_file or BECOMINGONE_HTTP_TOKEN)")
-    g.add_argument("--no-http", action="store_true", help="no HTTP server")
-
-
-def http_arg(args):
-    """The Coordinator's `http` argument from --http / --no-http."""
-    if getattr(args, "no_http", False):
-        return False
-    return getattr(args, "http", None)
-
-
-def resolve_data_dir(data, config_path):
-    if data:
-        return os.path.abspath(os.path.expanduser(data))
-    if config_path:
-        from becomingone.config import read_yaml
-        raw = read_yaml(config_path)
-        if isinstance(raw, dict) and raw.get("data_dir"):
-            return os.path.abspath(os.path.expanduser(raw["data_dir"]))
-    return os.path.abspath(DEFAULT_DATA)
-
-
-def parse_sets(items):
-    import yaml
-    out = {}
-    for it in items or ():
-        if "=" not in it:
-            raise UserError("--set needs KEY=VALUE (got %r)" % it)
-        k, v = it.split("=", 1)
-        try:
-            out[k.strip()] = yaml.safe_load(v)
-        except yaml.YAMLError:
-            raise UserError("--set %s: value %r is not valid YAML" % (k, v)) from None
-    return out
-
-
-def load(args):
-    from becomingone.config import load_config
-    over = parse_sets(getattr(args, "set", None))
-    over["data_dir"] = resolve_data_dir(args.data, args.config)
-    return load_config(args.config, over)
-
-
 def run(args):
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be > 0 seconds (got %r)" % args.duration)
     cfg = load(args)
-    from becomingone.coordinator.service import Coordinator
-    c = Coordinator(cfg, links=args.link, ready_file=args.ready_file, http=http_arg(args))
+    c = Cell(cfg, links=args.link, ready_file=args.ready_file, http=http_arg(args))
     c.start()
 
     def _stop(signum, frame):

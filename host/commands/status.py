@@ -4,9 +4,10 @@ wrote in the data folder."""
 import json
 import os
 
-from becomingone.commands.run import resolve_data_dir
+from becomingone.commands.common import resolve_data_dir
 from becomingone.coordinator.control import SOCKET_NAME, request
 from becomingone.errors import UserError
+from becomingone.ledger import verify_path
 
 
 def add_arguments(p):
@@ -40,7 +41,6 @@ def run(args):
     data = resolve_data_dir(args.data, args.config)
     st = get_status(data)
     if args.verify:
-        from becomingone.ledger import verify_path
         lp = (st.get("ledger") or {}).get("path") or os.path.join(data, "ledger.sqlite")
         st["ledger"]["verify"] = verify_path(lp).to_dict()
     if args.json:

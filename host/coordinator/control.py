@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 
-from becomingone.errors import UserError
+from becomingone.errors import BecomingOneError, UserError
 
 __all__ = ["ControlServer", "request", "SOCKET_NAME"]
 
@@ -94,7 +94,7 @@ class ControlServer:
                     if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
                         raise UserError('a request is a JSON object with "cmd"')
                     resp = {"ok": True, "result": self.handler(req)}
-                except (UserError, ValueError, KeyError, TypeError) as e:
+                except (BecomingOneError, ValueError, KeyError, TypeError) as e:
                     self.errors += 1
                     msg = str(e) if not isinstance(e, KeyError) else "missing %s" % e
                     resp = {"ok": False, "error": msg}

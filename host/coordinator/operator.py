@@ -1,22 +1,45 @@
-"""Operator actions, status and control-socket commands of the coordinator (a mixin of
-host/coordinator.py's Coordinator; they run in its processing thread). The control protocol
-is described in docs/HOST.md, "Control socket"."""
-import json
+"""Operator actions and reads of a running coordinator, and the control socket's commands
+(docs/HOST.md, "Control socket"). Everything here runs in the coordinator's processing thread;
+other threads reach it through CoordinatorView (becomingone/coordinator/view.py)."""
 import math
 import os
-import tempfile
-import time
 
 from becomingone.errors import UserError
 from becomingone.ingest.keystore import parse_device_id
+from becomingone.ledger import verify_path
 from shared import protocol as P
 
-__all__ = ["OperatorMixin", "COMMANDS"]
+__all__ = ["Operator", "COMMANDS"]
 
 
-class OperatorMixin:
-    # ------------------------------------------------------------------ operator actions
-    def _session(self, device_id):
+class Operator:
+    """Owns the model version counter and nothing else: it acts through the coordinator's
+    parts. Ports: sessions, sender (FrameSender), devconfig (DeviceConfigs), admission,
+    keystore, receiver (its `auth` map follows a keys reload), ledger, submit(kind, data),
+    micro(kind, device_id, **data), master (or None), core (the integration core, or None),
+    status() (the status object), stop(). Raises UserError for a device that was not seen, a
+    bad device id or value, an unknown control command."""
+
+    def __init__(self, sessions, sender, devconfig, admission, keystore, receiver, ledger, submit,
+                 micro, master, core, status, stop):
+        self.sessions = sessions
+        self.sender = sender
+        self.devconfig = devconfig
+        self.admission = admission
+        self.keystore = keystore
+        self.receiver = receiver
+        self.ledger = ledger
+        self.submit = submit
+        self.micro = micro
+        self.master = master
+        self.core = core
+        self.status = status
+        self.stop = stop
+        self.model_version = 0
+
+    # ------------------------------------------------------------------ actions
+    def session(self, device_id):
+        """The current session of a device; UserError when this coordinator has not seen it."""
         d = parse_device_id(device_id)
         s = self.sessions.get(d)
         if s is None:
@@ -24,13 +47,15 @@ class OperatorMixin:
         return s
 
     def clear(self, device_id):
-        s = self._session(device_id)
-        ok = self.send(s, P.CLEAR, {"reason": P.CLEAR_OPERATOR, "ref": 0})
-        self._ledger_submit("action", {"action": "clear", "device": s.device_id, "sent": ok})
-        self._micro("clear", device_id=s.device_id, sent=ok)
+        """CLEAR: the device leaves QUARANTINE (a ledger `action` entry)."""
+        s = self.session(device_id)
+        ok = self.sender.send(s, P.CLEAR, {"reason": P.CLEAR_OPERATOR, "ref": 0})
+        self.submit("action", {"action": "clear", "device": s.device_id, "sent": ok})
+        self.micro("clear", device_id=s.device_id, sent=ok)
         return {"device_id": s.device_id, "sent": ok}
 
     def push_model(self, device, w, b):
+        """MODEL (w, b) to one device or to all ("all" or None)."""
         given = (w, b)
         try:
             w, b = float(w), float(b)
@@ -39,147 +64,156 @@ class OperatorMixin:
         if not (math.isfinite(w) and math.isfinite(b)):
             raise UserError("model w and b must be finite numbers (got w=%r, b=%r)" % given)
         targets = list(self.sessions.current.values()) if device in ("all", None) \
-            else [self._session(device)]
+            else [self.session(device)]
         self.model_version += 1
         sent = []
         for s in targets:
-            if self.send(s, P.MODEL, {"model_version": self.model_version, "w": w, "b": b}):
+            if self.sender.send(s, P.MODEL, {"model_version": self.model_version, "w": w, "b": b}):
                 sent.append(s.device_id)
-        self._ledger_submit("action", {"action": "model", "model_version": self.model_version,
-                                       "w": w, "b": b, "devices": sent})
-        self._micro("model", model_version=self.model_version, w=w, b=b, devices=sent)
+        self.submit("action", {"action": "model", "model_version": self.model_version,
+                               "w": w, "b": b, "devices": sent})
+        self.micro("model", model_version=self.model_version, w=w, b=b, devices=sent)
         return {"model_version": self.model_version, "sent_to": sent}
 
     def set_pow_bits(self, device_id, bits):
+        """Require `bits`-bit stamps from a device (and tell it: CONFIG pow_bits)."""
         d = parse_device_id(device_id)
         self.admission.set_pow_bits(d, bits)
         return self.devconfig.apply(d, {"pow_bits": int(bits)}, note="pow difficulty")
 
-    # ------------------------------------------------------------------ status
-    def meta_health(self):
-        lost = sum(s.lost for s in self.sessions.current.values())
-        got = sum(s.frames for s in self.sessions.current.values())
-        return {"ingest_lag_ms": round(self._ingest_lag_us / 1000.0, 3),
-                "inbox_depth": self.inbox.qsize(),
-                "ledger_queue": len(getattr(self.ledger, "_queue", ())),
-                "loss": round(lost / (lost + got), 6) if lost + got else 0.0,
-                "witness_pending": len(self.witness_pending),
-                "config_pending": len(self.devconfig.pending)}
+    def configure_online(self, changes, note):
+        """Apply `changes` to every online device (its HELLO seen) whose state differs; returns
+        how many got a change."""
+        n = 0
+        for s in list(self.sessions.current.values()):
+            if not s.online or s.hello is None:
+                continue
+            state = self.devconfig.history(s.device_id).state()
+            if any(state.get(k) != v for k, v in changes.items()):
+                self.devconfig.apply(s.device_id, changes, note=note)
+                n += 1
+        return n
 
-    def status(self):
-        """The status object (docs/HOST.md). Thread-safe: from another thread it is built in
-        the processing thread."""
-        try:
-            return self.call(self._status_now, timeout=10.0)
-        except TimeoutError:
-            return self._status_now()
+    def reload_keys(self):
+        if os.path.exists(self.keystore.path):
+            self.keystore.load()
+        self.admission.reload_keys()
+        self.receiver.auth = self.admission.auths
+        return {"keyed_devices": sorted(self.admission.auths)}
 
-    def _status_now(self):
-        c = self.counters
-        led = self.ledger
-        return {
-            "running": not self.stop_event.is_set(), "pid": os.getpid(),
-            "started": self.started, "uptime_s": time.time() - self.started if self.started else 0,
-            "data_dir": self.data_dir,
-            "links": [l.stats() for l in self.links],
-            "workers": [s.metrics() for s in self.supervisors],
-            "devices_seen": len(self.sessions.current),
-            "devices_online": sum(1 for s in self.sessions.current.values() if s.online),
-            "frames_received": c["frames_received"], "frames_accepted": c["frames_accepted"],
-            "frames_rejected": dict(self.rejected, **({"overload": self.overload_frames}
-                                                      if self.overload_frames else {})),
-            "frames_sent": c["frames_sent"],
-            "beats": c["beats"],
-            "witness": {"received": c["witness_received"], "committed": c["witness_committed"],
-                        "acked": c["witness_acked"], "duplicate": c["witness_duplicate"],
-                        "rejected_pow": c["witness_rejected_pow"],
-                        "observed": c["witness_observed"], "pending": len(self.witness_pending)},
-            "ledger": {"path": led.path if led else None, "size": led.size if led else None},
-            "counters": dict(c), "health": self.meta_health(),
-            "admission": self.admission.summary(), "devconfig": dict(self.devconfig.counters),
-            "sessions": self.sessions.summary()["sessions"],
-            "integration": self._core_status(),
-            "http": self.http.stats() if getattr(self, "http", None) is not None else None,
-            "mqtt": self.mqtt.stats() if getattr(self, "mqtt", None) is not None else None,
-            "mesh": self.mesh.status() if getattr(self, "mesh", None) is not None else {"enabled": False},
-        }
+    def verify(self):
+        self.ledger.flush(10)
+        return verify_path(self.ledger.path).to_dict()
 
-    def _core_status(self):
+    # ------------------------------------------------------------------ reads
+    def devices(self):
+        """Every device's session summary, by device id."""
+        return [s.summary() for _, s in sorted(self.sessions.current.items())]
+
+    def device(self, device_id):
+        """One device: its session summary, Master windows, sync state and configuration."""
+        s = self.session(device_id)
+        d = s.device_id
+        out = dict(s.summary())
+        m = self.master
+        out["windows"] = m.windows(d) if m is not None and m.index_of(d) is not None else []
+        out["sync"] = self.core.sync.state(d) if self.core is not None else None
+        out["config"] = self.devconfig.history(d).state()
+        return out
+
+    def windows(self, device_id, seconds=None):
+        """The device's Master windows (every configured one, or one of `seconds`)."""
+        if self.master is None:
+            raise UserError("the Master is not running (master.enabled: false)")
+        d = self.session(device_id).device_id
+        return [self.master.window(d, seconds)] if seconds is not None else self.master.windows(d)
+
+    def sync_states(self):
+        """The sync layer's settings and every seen device's state (None: no integration)."""
         if self.core is None:
             return None
-        st = dict(self.core.status())
-        st.pop("last_cycle", None)        # per-device arrays: see `memory` / the Master instead
-        return st
+        sy = self.core.sync
+        return {"enabled": bool(self.core.use_sync), "collapses": sy.collapses,
+                "releases": sy.releases, "I_c": sy.I_c, "phase_threshold": sy.phase_threshold,
+                "hysteresis": sy.hysteresis,
+                "states": {d: st for d in sorted(self.sessions.current)
+                           if (st := sy.state(d)) is not None}}
 
-    def write_status(self, running=True):
-        try:
-            st = self.status()
-            st["running"] = running
-            self._atomic_json(os.path.join(self.data_dir, "status.json"), st)
-        except OSError:
-            self.counters["status_write_errors"] += 1
+    def dashboard(self):
+        """(status object, {device: sync state}, {device: [{window, C, coverage}]}): what a
+        dashboard snapshot and a /metrics scrape read in one visit."""
+        st = self.status()
+        sync = {}
+        if self.core is not None:
+            for d in self.sessions.current:
+                s = self.core.sync.state(d)
+                if s is not None:
+                    sync[d] = {"C_sync": s["C_sync"], "delta_phase": s["delta_phase"],
+                               "coherent": s["coherent"], "collapsed": s["collapsed"],
+                               "since": s["since"]}
+        windows = {}
+        if self.master is not None and self.master.device_ids():
+            q = self.master.query_all()
+            C, cov, last = q["C"].tolist(), q["coverage"].tolist(), q["last_beat"].tolist()
+            ws = q["window"].tolist()
+            for i, d in enumerate(q["device_id"].tolist()):
+                windows[d] = [{"window": w, "C": C[i][j], "coverage": cov[i][j]}
+                              for j, w in enumerate(ws) if last[i][j] >= 0]
+        return st, sync, windows
 
-    @staticmethod
-    def _atomic_json(path, data):
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp", dir=folder)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, default=str, sort_keys=True)
-        os.replace(tmp, path)
+    def device_states(self):
+        """One small tuple per device: (device id, online, board, firmware "x.y.z" or None,
+        (coherence q16, threat q16, decision_state, beat) of its last TELEMETRY, or None)."""
+        out = []
+        for dev, s in self.sessions.current.items():
+            t = s.last_telemetry
+            h = s.hello or {}
+            fw = ("%d.%d.%d" % (h["fw_major"], h["fw_minor"], h["fw_patch"])
+                  if "fw_major" in h else None)
+            tel = None
+            if t is not None:
+                tel = (int(t["coherence"]), int(t["threat"]), int(t["decision_state"]),
+                       int(t["beat"]))
+            out.append((dev, bool(s.online), h.get("board"), fw, tel))
+        return out
 
     # ------------------------------------------------------------------ control socket
-    def _control(self, req):
-        cmd = req["cmd"]
+    def command(self, request):
+        """One control request {"cmd": NAME, ...} (docs/HOST.md) -> its result."""
+        cmd = request["cmd"]
         if cmd == "ping":
             return "pong"
         fn = COMMANDS.get(cmd)
         if fn is None:
             raise UserError("unknown control command %r (allowed: ping, %s)"
                             % (cmd, ", ".join(sorted(COMMANDS))))
-        return self.call(fn, self, req)
+        return fn(self, request)
 
 
-def _dev_list(c, req):
-    return [s.summary() for _, s in sorted(c.sessions.current.items())]
-
-
-def _config(c, req):
+def _config(op, req):
     d = parse_device_id(req["device"])
     if req.get("changes"):
-        return c.devconfig.apply(d, req["changes"], note=req.get("note"))
-    return c.devconfig.listing(d)
+        return op.devconfig.apply(d, req["changes"], note=req.get("note"))
+    return op.devconfig.listing(d)
 
 
-def _stop(c, req):
-    c.stop()
+def _stop(op, req):
+    op.stop()
     return "stopping"
 
 
-def _verify(c, req):
-    c.ledger.flush(10)
-    from becomingone.ledger import verify_path
-    return verify_path(c.ledger.path).to_dict()
-
-
-def _keys_reload(c, req):
-    c.keystore.load() if os.path.exists(c.keystore.path) else None
-    c.admission.reload_keys()
-    c.receiver.auth = c.admission.auths
-    return {"keyed_devices": sorted(c.admission.auths)}
-
-
 COMMANDS = {
-    "status": lambda c, r: c.status(),
-    "devices": _dev_list,
-    "device": lambda c, r: c._session(r["device"]).summary(),
+    "status": lambda op, r: op.status(),
+    "devices": lambda op, r: op.devices(),
+    "device": lambda op, r: op.session(r["device"]).summary(),
     "config": _config,
-    "undo": lambda c, r: c.devconfig.undo(parse_device_id(r["device"])),
-    "redo": lambda c, r: c.devconfig.redo(parse_device_id(r["device"])),
-    "goto": lambda c, r: c.devconfig.goto(parse_device_id(r["device"]), r["version"]),
-    "clear": lambda c, r: c.clear(r["device"]),
-    "model": lambda c, r: c.push_model(r.get("device", "all"), r["w"], r["b"]),
-    "pow": lambda c, r: c.set_pow_bits(r["device"], r["bits"]),
-    "keys_reload": _keys_reload,
-    "verify": _verify,
+    "undo": lambda op, r: op.devconfig.undo(parse_device_id(r["device"])),
+    "redo": lambda op, r: op.devconfig.redo(parse_device_id(r["device"])),
+    "goto": lambda op, r: op.devconfig.goto(parse_device_id(r["device"]), r["version"]),
+    "clear": lambda op, r: op.clear(r["device"]),
+    "model": lambda op, r: op.push_model(r.get("device", "all"), r["w"], r["b"]),
+    "pow": lambda op, r: op.set_pow_bits(r["device"], r["bits"]),
+    "keys_reload": lambda op, r: op.reload_keys(),
+    "verify": lambda op, r: op.verify(),
     "stop": _stop,
 }

@@ -7,9 +7,12 @@ emulator's default multi-octave signal with extra white noise for the whole run;
 item of --faults gives device D an impacting-machine fault at T seconds (a spike every 25 ms
 for 1.5 s: the anomalies fill the Emissary window, so ALERT comes first, then QUARANTINE).
 """
+import json
 import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +33,6 @@ def runtime_command(runtime):
     if runtime == "micropython":
         exe = os.path.join(os.path.dirname(sys.executable), "micropython")
         if not os.path.exists(exe):
-            import shutil
             exe = shutil.which("micropython") or exe
         if not os.path.exists(exe):
             raise UserError("no MicroPython unix port (micropython) next to this Python or on PATH: "
@@ -125,7 +127,6 @@ class DeviceProcess:
         self.start()
 
     def _collect_report(self):
-        import json
         try:
             with open(self.log_path, "rb") as f:
                 lines = f.read().decode("utf-8", "replace").splitlines()
@@ -154,7 +155,6 @@ class Flooder(threading.Thread):
 
     def __init__(self, sock_addr, device_id, key, rate_hz=3000.0):
         super().__init__(name="flooder-%d" % device_id, daemon=True)
-        import socket
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addr = sock_addr
         self.device_id = device_id
@@ -203,7 +203,6 @@ class Forger(threading.Thread):
 
     def __init__(self, sock_addr, device_id, capture=None, rate_hz=20.0):
         super().__init__(name="forger-%d" % device_id, daemon=True)
-        import socket
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addr = sock_addr
         self.device_id = device_id

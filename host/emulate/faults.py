@@ -24,6 +24,8 @@ ALLOWED = RATES + EVENTS + DEVICE_LISTS + ("seed",)
 
 
 class FaultSpec:
+    """The faults of an emulation (`--faults`): link loss, duplication, reordering, bit
+    errors, reboots, sensor faults, floods and forgeries, and the seed."""
     def __init__(self):
         self.loss = 0.0
         self.dup = 0.0

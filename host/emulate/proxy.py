@@ -17,6 +17,8 @@ import threading
 import time
 import tty
 
+from shared.cobs import Deframer
+
 _REORDER_HOLD_S = 0.05  # a held-back datagram is released after this even if nothing follows
 
 
@@ -148,7 +150,6 @@ class SerialFaultProxy:
         self.observer = observer  # called with each device frame (COBS-decoded) before faults
         self._deframer = None
         if observer is not None:
-            from shared.cobs import Deframer
             self._deframer = Deframer()
         self.rng = random.Random(seed)
         self.dev_master, self._dev_slave, self.device_path = _raw_pty()

@@ -12,16 +12,22 @@ a forged frame is caught. The data folder holds the host's data (ledger, session
 device logs (logs/device-N.log) and the summary.
 """
 import collections
-import json
 import os
+import shutil
 import threading
 import time
 
+from becomingone.cell import Cell
 from becomingone.config import load_config
 from becomingone.emulate.devices import DeviceProcess, Flooder, Forger, sensor_faults
 from becomingone.emulate.faults import FaultSpec
+from becomingone.emulate.firmware import build_firmware
 from becomingone.emulate.proxy import SerialFaultProxy, UdpFaultProxy
 from becomingone.errors import UserError
+from becomingone.ingest.keystore import Keystore
+from becomingone.ledger import Ledger
+from becomingone.ledger.merkle import verify_inclusion
+from becomingone.util.atomic import write_json
 from shared import protocol as P
 from shared.auth import Auth
 
@@ -53,6 +59,9 @@ class _WitnessObserver:
 
 
 class Emulation:
+    """A host Cell plus N firmware processes and their link proxies: owns the data folder
+    (emptied at start), the device processes, the fault injectors and the summary. Raises
+    UserError for bad options or a data folder holding a real coordinator's ledger."""
     def __init__(self, devices=3, duration=60.0, transport="udp", runtime="micropython",
                  faults=None, data_dir=None, serial_devices=0, config_overrides=None,
                  pow_bits=None, device_args=(), omega=0.0, tau_bar=0.002, http=None):
@@ -72,7 +81,7 @@ class Emulation:
         self.serial_count = devices if transport == "serial" else serial_devices
         self.data_dir = os.path.abspath(data_dir or os.path.join("var", "emulate"))
         self.pow_bits = pow_bits
-        self.http = http        # the Coordinator's http argument (host/http): None, False, "HOST:PORT"
+        self.http = http        # the Cell's http argument (becomingone/cell.py): None, False, "HOST:PORT"
         self.device_args = list(device_args)
         # KAIROS scenario: omega and tau_bar reach the host config and the devices alike.
         # omega = 0 by default here: at the spec's 2 rad/s a window of W seconds has
@@ -86,7 +95,8 @@ class Emulation:
                      "kairos.tau_bar": self.tau_bar}
         overrides.update(config_overrides or {})
         self.cfg = load_config(overrides=overrides)
-        self.coordinator = None
+        self.cell = None           # becomingone/cell.py: the host, HTTP as asked
+        self.coordinator = None    # the cell's coordinator
         self.devices = []
         self.proxies = {}
         self.extras = []           # flooders and forgers
@@ -114,7 +124,6 @@ class Emulation:
                 p = os.path.join(self.data_dir, name)
                 if os.path.isfile(p):
                     os.unlink(p)
-        import shutil
         shutil.rmtree(os.path.join(self.data_dir, "firmware"), ignore_errors=True)
         for sub in ("logs", "keys"):
             os.makedirs(os.path.join(self.data_dir, sub), exist_ok=True)
@@ -133,13 +142,11 @@ class Emulation:
         return keys
 
     def start(self):
-        from becomingone.coordinator.service import Coordinator
         self._fresh_data_dir()
         n_udp = self.n - self.serial_count
         serial_ids = list(range(n_udp + 1, self.n + 1))
         serial_proxies = {}
         # keys first: the coordinator loads the keystore when it starts
-        from becomingone.ingest.keystore import Keystore
         ks = Keystore(self.cfg.keystore_path())
         flood_ids = [FLOOD_ID_BASE + d for d in self.faults.flood]
         keys = self._provision_keys(ks, list(range(1, self.n + 1)) + flood_ids)
@@ -150,8 +157,8 @@ class Emulation:
                                                  observer=self.observer).start()
         links = (["udp://127.0.0.1:0"] if n_udp or self.faults.flood or self.faults.forge else [])
         links += [serial_proxies[d].host_path for d in serial_ids]
-        self.coordinator = Coordinator(self.cfg, links=links, control=True, http=self.http)
-        self.coordinator.start()
+        self.cell = Cell(self.cfg, links=links, control=True, http=self.http).start()
+        self.coordinator = self.cell.coordinator
         host_addr = None
         if links and links[0].startswith("udp://"):
             u = self.coordinator.links[0]
@@ -159,7 +166,6 @@ class Emulation:
         log_dir = os.path.join(self.data_dir, "logs")
         main = None
         if self.runtime == "micropython":
-            from becomingone.emulate.firmware import build_firmware
             main = build_firmware(os.path.join(self.data_dir, "firmware"))
         for d in range(1, self.n + 1):
             if d in serial_proxies:
@@ -229,7 +235,7 @@ class Emulation:
     def committed(self, key):
         """True once the coordinator has committed the WITNESS (device, boot, witness_id)."""
         c = self.coordinator
-        return c is not None and c.call(lambda: key in c.witness_done)
+        return c is not None and c.call(lambda: key in c.witness.done)
 
     def status(self):
         c = self.coordinator
@@ -260,7 +266,6 @@ class Emulation:
 
     # ---------------------------------------------------------------- results
     def ledger_facts(self):
-        from becomingone.ledger import Ledger
         path = self.cfg.ledger_path()
         with Ledger(path) as led:
             res = led.verify()
@@ -277,7 +282,6 @@ class Emulation:
                     host_collapses += 1
             size = led.size
             proofs_ok = 0
-            from becomingone.ledger.merkle import verify_inclusion
             for key, index in in_ledger.items():
                 pr = led.inclusion_proof(index)
                 if verify_inclusion(pr["index"], pr["tree_size"], bytes.fromhex(pr["leaf_hash"]),
@@ -346,7 +350,4 @@ class Emulation:
 
 
 def write_summary(summary, path):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    write_json(path, summary, indent=2, sort_keys=True, default=str)

@@ -1,44 +1,39 @@
-"""The HTTP API's routes and handlers (docs/HTTP.md; the OpenAPI document is host/http/openapi.py).
+"""The HTTP API's routes and handlers (docs/HTTP.md; the OpenAPI document is
+becomingone/http/openapi.py).
 
-Every handler reaches the coordinator's state through `Api.call(fn)`: fn(coordinator) runs in
-the processing thread (Coordinator.call) with a short timeout, so a request never holds the
-processing loop for more than one small read, and a busy coordinator answers 503. The ledger
-(thread-safe) and a read-only connection to the memory database are read in the HTTP thread.
-Operator actions reuse the control socket's functions (host/coordinator_ops.py COMMANDS).
+Every handler reaches the coordinator through its narrow view (becomingone/coordinator/view.py
+CoordinatorView) with `Api.ask(read, ...)`: the read runs in the processing thread with a short
+timeout, so a request never holds the processing loop for more than one small read, and a busy
+coordinator answers 503. The ledger (thread-safe) and a read-only connection to the memory
+database are read in the HTTP thread. Operator actions are the control socket's commands.
 """
 import json
-import math
 import os
 import re
 import threading
+import time
 
-from becomingone.errors import UserError
+from becomingone.errors import BecomingOneError, MemoryStoreError
+from becomingone.http.events import Hub
+from becomingone.http.metrics import render
+from becomingone.http.openapi import document
+from becomingone.http.responses import ApiError, Raw, dumps
 from becomingone.ingest.keystore import parse_device_id
-from becomingone.memory.store import MemoryStoreError
+from becomingone.ledger.checkpoint import PUB_FILE
+from becomingone.memory.queries import TABLES
+from becomingone.memory.store import Memory
+from becomingone.util.times import parse_time
 from becomingone.wire.telemetry import decode_telemetry
 
-__all__ = ["Api", "ApiError", "Raw", "ROUTES", "match_route", "decode_telemetry", "to_jsonable",
-           "dumps"]
+__all__ = ["Api", "ROUTES", "match_route"]
 
 CALL_TIMEOUT = 2.0
 MAX_LEDGER_PAGE = 500
 
 
-class ApiError(Exception):
-    def __init__(self, status, message, allow=None):
-        super().__init__(message)
-        self.status, self.message, self.allow = status, message, allow
-
-
-class Raw:
-    """A non-JSON response (the metrics text, the OpenAPI document as prepared bytes)."""
-    __slots__ = ("status", "body", "content_type")
-
-    def __init__(self, body, content_type, status=200):
-        self.status, self.body, self.content_type = status, body, content_type
-
-
 class Route:
+    """One API route: method, path pattern, handler, and what the OpenAPI document says of
+    it."""
     __slots__ = ("method", "path", "handler", "summary", "response", "query", "body", "stream",
                  "tag", "regex", "raw")
 
@@ -48,40 +43,6 @@ class Route:
         self.response, self.query, self.body, self.stream, self.tag = response, query, body, stream, tag
         self.raw = raw                  # content type of a non-JSON response
         self.regex = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$")
-
-
-def to_jsonable(v):
-    """numpy values, complex numbers ([re, im]), tuples and non-finite floats (null) -> JSON."""
-    if isinstance(v, dict):
-        return {str(k): to_jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [to_jsonable(x) for x in v]
-    if isinstance(v, bool) or v is None or isinstance(v, (str, int)):
-        return v
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, complex):
-        return [to_jsonable(v.real), to_jsonable(v.imag)]
-    if hasattr(v, "tolist"):
-        return to_jsonable(v.tolist())
-    return str(v)
-
-
-def _default(v):
-    if isinstance(v, complex):
-        return [v.real, v.imag]
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    raise TypeError("not JSON: %r" % type(v))
-
-
-def dumps(obj):
-    """Compact JSON bytes. Fast path: the json module with numpy/complex handled on the side;
-    when that meets a non-finite float or an odd key it goes through to_jsonable (null)."""
-    try:
-        return json.dumps(obj, default=_default, allow_nan=False, separators=(",", ":")).encode()
-    except (ValueError, TypeError):
-        return json.dumps(to_jsonable(obj), separators=(",", ":")).encode()
 
 
 def device_view(summary):
@@ -124,26 +85,28 @@ def _time(q, name):
     v = q.get(name)
     if not v:
         return None
-    from becomingone.util.times import parse_time
     return parse_time(v)
 
 
 class Api:
-    def __init__(self, coordinator, server):
-        from becomingone.http.events import Hub
-        self.c = coordinator
+    """The handlers' shared state: the coordinator's view, the snapshot hub, a read-only
+    memory connection, the prepared OpenAPI document and the metrics registry. Raises ApiError
+    (an HTTP status and a message) from handle()."""
+
+    def __init__(self, view, server):
+        self.view = view
         self.server = server
-        self.hub = Hub(coordinator, server.settings.sse_interval)
+        self.hub = Hub(view, server.settings.sse_interval)
         self._mem = None
         self._mem_lock = threading.Lock()
         self._openapi = None
         self._metrics = None
 
     # ------------------------------------------------------------------ plumbing
-    def call(self, fn, timeout=CALL_TIMEOUT):
-        c = self.c
+    def ask(self, read, *args, timeout=CALL_TIMEOUT):
+        """read(*args) of the coordinator's view, or ApiError 503 when it is busy."""
         try:
-            return c.call(fn, c, timeout=timeout)
+            return read(*args, timeout=timeout)
         except TimeoutError:
             raise ApiError(503, "the coordinator did not answer within %.0f s (busy); try again"
                            % timeout) from None
@@ -162,19 +125,18 @@ class Api:
             raise ApiError(404 if "no stream" in msg else 400, msg) from None
         except MemoryStoreError as e:
             raise ApiError(503, str(e)) from None
-        except (UserError, ValueError, TypeError) as e:
+        except (BecomingOneError, ValueError, TypeError) as e:
             msg = str(e)
             raise ApiError(404 if ("has not been seen" in msg or msg.startswith("no entry")
                                    or " has no " in msg) else 400, msg) from None
 
     def memory(self):
-        c = self.c
-        if c.core is None or c.core.memory is None:
+        path = self.view.memory_path
+        if path is None:
             raise ApiError(404, "memory is not enabled on this coordinator")
         with self._mem_lock:
             if self._mem is None:
-                from becomingone.memory.store import Memory
-                self._mem = Memory.open_readonly(c.core.memory.path)
+                self._mem = Memory.open_readonly(path)
             return self._mem
 
     def close(self):
@@ -190,26 +152,19 @@ def _dev(p):
 
 # ---------------------------------------------------------------------- handlers
 def h_status(api, p, q, b):
-    return api.call(lambda c: c.status())
+    return api.ask(api.view.status)
 
 
 def h_devices(api, p, q, b):
-    sums = api.call(lambda c: [s.summary() for _, s in sorted(c.sessions.current.items())])
-    return {"devices": [device_view(x) for x in sums]}
+    return {"devices": [device_view(x) for x in api.ask(api.view.devices)]}
 
 
 def h_device(api, p, q, b):
     d = _dev(p)
-
-    def read(c):
-        s = c._session(d)
-        out = dict(s.summary())
-        out["windows"] = [window_view(w) for w in c.master.windows(d)] \
-            if c.master is not None and c.master.index_of(d) is not None else []
-        out["sync"] = sync_view(d, c.core.sync.state(d)) if c.core is not None else None
-        out["config"] = c.devconfig.history(d).state()
-        return out
-    return device_view(api.call(read))
+    out = api.ask(api.view.device, d)
+    out["windows"] = [window_view(w) for w in out["windows"]]
+    out["sync"] = sync_view(d, out["sync"])
+    return device_view(out)
 
 
 def h_windows(api, p, q, b):
@@ -220,25 +175,19 @@ def h_windows(api, p, q, b):
     except ValueError:
         raise ApiError(400, "query parameter seconds must be a number (got %r)" % secs) from None
 
-    def read(c):
-        if c.master is None:
-            raise ApiError(404, "the Master is not running (master.enabled: false)")
-        c._session(d)
-        ws = [c.master.window(d, secs)] if secs is not None else c.master.windows(d)
-        return {"device_id": d, "windows": [window_view(w) for w in ws]}
-    return api.call(read)
+    if not api.view.has_master:
+        raise ApiError(404, "the Master is not running (master.enabled: false)")
+    ws = api.ask(api.view.windows, d, secs)
+    return {"device_id": d, "windows": [window_view(w) for w in ws]}
 
 
 def h_sync(api, p, q, b):
-    def read(c):
-        if c.core is None:
-            return {"enabled": False, "collapses": 0, "releases": 0, "devices": []}
-        sy = c.core.sync
-        return {"enabled": bool(c.core.use_sync), "collapses": sy.collapses, "releases": sy.releases,
-                "I_c": sy.I_c, "phase_threshold": sy.phase_threshold, "hysteresis": sy.hysteresis,
-                "devices": [v for v in (sync_view(d, sy.state(d)) for d in sorted(c.sessions.current))
-                            if v is not None]}
-    out = api.call(read)
+    st = api.ask(api.view.sync_states)
+    if st is None:
+        out = {"enabled": False, "collapses": 0, "releases": 0, "devices": []}
+    else:
+        states = st.pop("states")
+        out = dict(st, devices=[sync_view(d, v) for d, v in states.items()])
     out["recent"] = api.hub.collapses(limit=_int(q, "limit", 50, 1, 1000))
     return out
 
@@ -252,7 +201,6 @@ def h_decisions(api, p, q, b):
 
 def _post(cmd, fields=()):
     def handler(api, p, q, b):
-        from becomingone.coordinator.operator import COMMANDS
         req = dict(b or {})
         if "device" in p:
             req["device"] = _dev(p)
@@ -260,20 +208,18 @@ def _post(cmd, fields=()):
             if f not in req:
                 raise ApiError(400, "the request body needs %r (a JSON object with: %s)"
                                % (f, ", ".join(fields)))
-        return api.call(lambda c: COMMANDS[cmd](c, req), timeout=10.0)
+        req["cmd"] = cmd
+        return api.ask(api.view.command, req, timeout=10.0)
     return handler
 
 
 def h_config_get(api, p, q, b):
-    from becomingone.coordinator.operator import COMMANDS
-    d = _dev(p)
-    return api.call(lambda c: COMMANDS["config"](c, {"device": d}))
+    return api.ask(api.view.config_listing, _dev(p))
 
 
 def h_ledger(api, p, q, b):
-    led = api.c.ledger
+    led = api.view.ledger
     cp = api.hub.checkpoint()
-    from becomingone.ledger.checkpoint import PUB_FILE
     # the key is made at the first checkpoint; a GET must not create it
     has_key = os.path.exists(os.path.join(led.key_folder, PUB_FILE))
     return {"size": led.size, "root": led.root().hex(), "origin": led.origin,
@@ -288,7 +234,7 @@ def h_checkpoint(api, p, q, b):
 
 
 def h_entries(api, p, q, b):
-    led = api.c.ledger
+    led = api.view.ledger
     size = led.size
     limit = _int(q, "limit", 50, 1, MAX_LEDGER_PAGE)
     start = _int(q, "start", max(0, size - limit), 0)
@@ -298,7 +244,7 @@ def h_entries(api, p, q, b):
 
 
 def h_entry(api, p, q, b):
-    led = api.c.ledger
+    led = api.view.ledger
     try:
         index = int(p["index"])
     except ValueError:
@@ -313,7 +259,6 @@ TABLE_ALIASES = {"snapshots": "phase_snapshots", "coherence": "coherence_history
 
 
 def h_memory_table(api, p, q, b):
-    from becomingone.memory.store import TABLES
     table = TABLE_ALIASES.get(p["table"], p["table"])
     if table not in TABLES:
         raise ApiError(404, "unknown memory table %r (allowed: %s)"
@@ -329,7 +274,6 @@ def h_memory_table(api, p, q, b):
 
 
 def h_reconstruct(api, p, q, b):
-    import time
     if not q.get("device"):
         raise ApiError(400, "reconstruct needs ?device=N (and optionally at=TIME)")
     d = parse_device_id(q["device"])
@@ -361,7 +305,7 @@ def h_similar(api, p, q, b):
 
 
 def h_mesh(api, p, q, b):
-    mesh = api.call(lambda c: c.status().get("mesh"))
+    mesh = api.ask(api.view.status).get("mesh")
     if not mesh:
         return {"enabled": False, "reason": "this coordinator runs no mesh (sync.mesh_enabled: "
                                             "false, or the mesh is not wired into it)"}
@@ -379,15 +323,13 @@ def h_events(api, p, q, b):           # served by the server's stream loop (rout
 
 
 def h_metrics(api, p, q, b):
-    from becomingone.http.metrics import render
     body, ctype = render(api)
     return Raw(body, ctype)
 
 
 def h_openapi(api, p, q, b):
     if api._openapi is None:
-        from becomingone.http.openapi import document
-        api._openapi = json.dumps(document(), indent=1).encode()
+        api._openapi = json.dumps(document(ROUTES), indent=1).encode()
     return Raw(api._openapi, "application/json")
 
 

@@ -1,8 +1,8 @@
 """Dashboard snapshots and the ledger's decision/collapse timeline (docs/HTTP.md, "Events").
 
 One Hub per server. `hub.get()` returns the current Snapshot and rebuilds it when it is older
-than http.sse_interval: the first caller after that rebuilds (one Coordinator.call reading
-status, sync states and the Master's windows), the others wait for it and share the result,
+than http.sse_interval: the first caller after that rebuilds (one CoordinatorView.dashboard()
+reading status, sync states and the Master's windows), the others wait for it and share the result,
 so N dashboards cost one snapshot per interval. The timeline comes from the ledger, read
 incrementally (only entries appended since the last look) outside the processing thread:
 devices' decision WITNESS records, quarantine_cleared records, CLEAR actions, and the sync
@@ -12,9 +12,11 @@ import collections
 import threading
 import time
 
-from becomingone.http.api import decode_telemetry, dumps
+from becomingone.http.responses import ApiError, dumps
+from becomingone.ledger.checkpoint import parse_note
+from becomingone.wire.telemetry import decode_telemetry
 
-__all__ = ["Hub", "Snapshot", "collect"]
+__all__ = ["Hub", "Snapshot"]
 
 TAIL_AT_START = 20000        # ledger entries read back when the server starts
 KEEP_DECISIONS = 2000
@@ -22,6 +24,8 @@ KEEP_COLLAPSES = 500
 
 
 class Snapshot:
+    """One dashboard snapshot: its sequence number, build time, data, and the data encoded
+    as JSON and as an SSE event."""
     __slots__ = ("seq", "built", "data", "json", "sse")
 
     def __init__(self, seq, built, data, encoded=None):
@@ -30,31 +34,13 @@ class Snapshot:
         self.sse = b"id: %d\nevent: snapshot\ndata: %s\n\n" % (seq, self.json)
 
 
-def collect(c):
-    """Runs in the processing thread: the status object, each device's sync state and its
-    Master windows' coherence (one vectorised query)."""
-    st = c.status()
-    sync = {}
-    if c.core is not None:
-        for d in c.sessions.current:
-            s = c.core.sync.state(d)
-            if s is not None:
-                sync[d] = {"C_sync": s["C_sync"], "delta_phase": s["delta_phase"],
-                           "coherent": s["coherent"], "collapsed": s["collapsed"], "since": s["since"]}
-    windows = {}
-    if c.master is not None and c.master.device_ids():
-        q = c.master.query_all()
-        C, cov, last = q["C"].tolist(), q["coverage"].tolist(), q["last_beat"].tolist()
-        ws = q["window"].tolist()
-        for i, d in enumerate(q["device_id"].tolist()):
-            windows[d] = [{"window": w, "C": C[i][j], "coverage": cov[i][j]}
-                          for j, w in enumerate(ws) if last[i][j] >= 0]
-    return st, sync, windows
-
-
 class Hub:
-    def __init__(self, coordinator, interval):
-        self.c = coordinator
+    """Owns the current dashboard snapshot and the decision/collapse timeline read from the
+    ledger. view: the coordinator's CoordinatorView. Raises ApiError 503 when the coordinator
+    is too busy to give the first snapshot."""
+
+    def __init__(self, view, interval):
+        self.view = view
         self.interval = float(interval)
         self._snap = None
         self._seq = 0
@@ -71,7 +57,7 @@ class Hub:
     # ------------------------------------------------------------------ ledger timeline
     def scan(self):
         """Read the ledger entries appended since the last call (thread-safe)."""
-        led = self.c.ledger
+        led = self.view.ledger
         if led is None:
             return
         with self._scan_lock:
@@ -121,12 +107,11 @@ class Hub:
             return list(self._collapses)[-limit:]
 
     def checkpoint(self):
-        led = self.c.ledger
+        led = self.view.ledger
         text = led.latest_checkpoint() if led is not None else None
         if text is None:
             return None
         if text != self._cp_text:
-            from becomingone.ledger.checkpoint import parse_note
             n = parse_note(text)
             self._cp = {"size": n["size"], "root": n["root"].hex(), "origin": n["origin"],
                         "timestamp": n["timestamp_ms"] / 1000.0, "note": text}
@@ -148,11 +133,10 @@ class Hub:
             return s
 
     def _build(self):
-        c = self.c
+        view = self.view
         try:
-            st, sync, windows = c.call(collect, c, timeout=2.0)
+            st, sync, windows = view.dashboard(timeout=2.0)
         except TimeoutError:
-            from becomingone.http.api import ApiError
             raise ApiError(503, "the coordinator did not answer within 2 s (busy); try again") from None
         self.scan()
         devices = []
@@ -170,11 +154,12 @@ class Hub:
             decisions = list(self._decisions)[-100:]
             collapses = list(self._collapses)[-20:]
         mesh = st.get("mesh") or {"enabled": False}
+        cfg = view.settings
         self._seq += 1
         data = {
             "seq": self._seq, "t": time.time(), "uptime_s": st.get("uptime_s"),
-            "running": st.get("running"), "name": c.cfg.becomingone.name,
-            "I_c": c.cfg.kairos.coherence_threshold, "windows": c.cfg.window_seconds(),
+            "running": st.get("running"), "name": cfg.becomingone.name,
+            "I_c": cfg.kairos.coherence_threshold, "windows": cfg.window_seconds(),
             "interval": self.interval,
             "frames": {"received": st.get("frames_received"), "accepted": st.get("frames_accepted"),
                        "sent": st.get("frames_sent"), "rejected": st.get("frames_rejected")},

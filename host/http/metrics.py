@@ -1,11 +1,15 @@
 """`/metrics`: Prometheus text exposition through prometheus-client's custom Collector API.
 
 Nothing is counted twice: at scrape time the collector reads the coordinator's own counters
-and state (one Coordinator.call: status, sync states, Master windows; host/http/events.py
-`collect`), the ledger's size and latest checkpoint, and the ledger timeline's decision counts.
+and state (one CoordinatorView.dashboard(): status, sync states, Master windows), the ledger's size and latest checkpoint, and the ledger timeline's decision counts.
 The metric names are listed in docs/HTTP.md.
 """
-from becomingone.http.api import decode_telemetry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily as Cn, GaugeMetricFamily as G
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from becomingone.wire.telemetry import decode_telemetry
+from shared.protocol import DECISION_NAMES
 
 __all__ = ["CoordinatorCollector", "render"]
 
@@ -13,6 +17,8 @@ P = "becomingone_"
 
 
 class CoordinatorCollector:
+    """prometheus-client collector that builds every metric at scrape time from one
+    dashboard read of the coordinator's view."""
     def __init__(self, api):
         self.api = api
 
@@ -20,11 +26,8 @@ class CoordinatorCollector:
         return []          # described at collect time (the label sets depend on the devices)
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily as Cn, GaugeMetricFamily as G
-        from becomingone.http.events import collect
-        from shared.protocol import DECISION_NAMES
         api = self.api
-        st, sync, windows = api.call(collect)
+        st, sync, windows = api.ask(api.view.dashboard)
 
         def counter(name, doc, value):
             m = Cn(P + name, doc)
@@ -107,7 +110,7 @@ class CoordinatorCollector:
         for k, n in sorted(api.hub.decision_counts().items()):
             dec.add_metric([str(k)], float(n))
         yield dec
-        led = api.c.ledger
+        led = api.view.ledger
         yield gauge("ledger_entries", "Entries in the ledger", led.size if led is not None else 0)
         cp = api.hub.checkpoint()
         yield gauge("ledger_checkpoint_size", "Tree size of the latest signed checkpoint",
@@ -137,8 +140,6 @@ class CoordinatorCollector:
 
 def render(api):
     """(body bytes, content type) of one scrape."""
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST
     if api._metrics is None:
         reg = CollectorRegistry(auto_describe=False)
         reg.register(CoordinatorCollector(api))

@@ -2,6 +2,8 @@
 ROUTES) and the schemas below (JSON Schema 2020-12, as OpenAPI 3.1 uses). Served at
 /openapi.json; tests/test_http_openapi.py checks that every route is described and that real
 responses validate against these schemas."""
+import re
+
 __all__ = ["document", "SCHEMAS"]
 
 
@@ -155,7 +157,6 @@ PATH_PARAMS = {"device": ("integer", "device id 1..65535"), "index": ("integer",
 
 
 def _operation(r):
-    import re
     op = {"summary": r.summary, "tags": [r.tag], "operationId": "%s_%s" % (
         r.method.lower(), re.sub(r"[^a-z0-9]+", "_", r.path.lower()).strip("_")), "parameters": []}
     for name in re.findall(r"\{(\w+)\}", r.path):
@@ -177,10 +178,10 @@ def _operation(r):
     return op
 
 
-def document():
-    from becomingone.http.api import ROUTES
+def document(routes):
+    """The OpenAPI 3.1 document of `routes` (becomingone/http/api.py ROUTES)."""
     paths = {}
-    for r in ROUTES:
+    for r in routes:
         paths.setdefault(r.path, {})[r.method.lower()] = _operation(r)
     paths["/"] = {"get": {"summary": "The live dashboard (HTML)", "tags": ["dashboard"],
                           "operationId": "get_dashboard",

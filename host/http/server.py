@@ -17,11 +17,12 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from becomingone.errors import UserError
-from becomingone.http import is_loopback
-from becomingone.http.api import Api, ApiError, Raw, match_route
+from becomingone.http.api import Api, match_route
+from becomingone.http.responses import ApiError, Raw
+from becomingone.http.settings import is_loopback
 
 __all__ = ["HttpServer", "COOKIE", "MAX_CONNECTIONS", "MAX_STREAMS"]
 
@@ -70,6 +71,8 @@ class _Server6(_Server):
 
 
 class Handler(BaseHTTPRequestHandler):
+    """One HTTP connection (stdlib BaseHTTPRequestHandler): authentication, the Host check,
+    routing to the Api, static files and the event stream."""
     protocol_version = "HTTP/1.1"
     server_version = "becomingone"
     sys_version = ""
@@ -286,12 +289,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class HttpServer:
-    """Binds at construction (so a port in use is a clear error before anything else starts);
-    start() serves in a thread; close() stops serving and closes the socket."""
+    """The HTTP API, dashboard and /metrics of one coordinator, reached through its narrow view
+    (becomingone/coordinator/view.py CoordinatorView). Binds at construction (so a port in use
+    is a clear error before anything else starts: UserError naming the fix); start() serves in a
+    thread; close() stops serving and closes the socket."""
 
-    def __init__(self, coordinator, settings):
+    def __init__(self, view, settings):
         self.settings = settings
-        self.coordinator = coordinator
+        self.view = view
         self.stopping = threading.Event()
         self.stream_slots = threading.BoundedSemaphore(MAX_STREAMS)
         self.requests = {}
@@ -313,11 +318,10 @@ class HttpServer:
         host, port = self.httpd.server_address[:2]
         self.port = port
         if host in ("0.0.0.0", "::"):      # every address: show one a browser elsewhere can use
-            import socket
             host = socket.gethostname() or host
         shown = "[%s]" % host if ":" in host else host
         self.url = "http://%s:%d/" % (shown, port)
-        self.api = Api(coordinator, self)
+        self.api = Api(view, self)
         self._thread = None
 
     def count(self, status):

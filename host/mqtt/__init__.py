@@ -1,7 +1,3 @@
-"""Bridges from the coordinator to other systems (config section `integrations`).
-
-    host/integrations/mqtt.py   MQTT with Home Assistant discovery (integrations.mqtt, docs/MQTT.md)
-
-A bridge runs on its own threads, reads the coordinator's state through its processing thread
-(never touching sessions directly) and must never block or crash that thread.
-"""
+"""The MQTT bridge with Home Assistant discovery (config `integrations.mqtt`, docs/MQTT.md):
+bridge.py. It runs on its own threads, reads the coordinator through its narrow view
+(becomingone/coordinator/view.py) and must never block or crash the processing thread."""

@@ -1,7 +1,8 @@
 """MQTT bridge with Home Assistant discovery (config `integrations.mqtt`, docs/MQTT.md).
 
-    bridge = MqttBridge.from_config(coordinator)  # None unless integrations.mqtt.enabled;
-                                                  # ConfigError for a bad password/CA file
+    bridge = MqttBridge(view, cfg.integrations.mqtt, cfg.becomingone.name)
+                        # view: the coordinator's CoordinatorView; ConfigError for a bad
+                        # password/CA file (becomingone/cell.py builds it when enabled)
     bridge.start()      # paho network thread (loop_start) + the bridge's worker thread
     bridge.stop()       # availability "offline" (retained), clean disconnect, threads joined
     bridge.stats()      # {"connected", "published", "commands", "errors", ...} (status()["mqtt"])
@@ -9,10 +10,10 @@
 
 Threads. paho's network thread runs the callbacks; it never calls into the coordinator: a CLEAR
 command is queued for the bridge's worker thread. The worker asks the coordinator's processing
-thread for a small snapshot of every device every POLL_S seconds (Coordinator.call with
+thread for a small snapshot of every device every POLL_S seconds (CoordinatorView.device_states with
 loop_only and a cancel event: a stopping bridge or coordinator never waits), publishes
 discovery configs for devices it has not announced on this connection, a device's state at once when its decision
-changed (seen in a snapshot, or a decision WITNESS committed: Coordinator hook on_witness(),
+changed (seen in a snapshot, or a decision WITNESS committed: on_witness(), subscribed to the coordinator's WitnessDesk,
 which catches an ALERT lasting only a few beats), every device's state every `interval`
 seconds, and runs queued CLEARs through
 Coordinator.clear (which sends CLEAR and writes the ledger's `action` entry). Waiting on the
@@ -43,11 +44,12 @@ import stat
 import threading
 import time
 from concurrent.futures import CancelledError
+from typing import NamedTuple
 
-from becomingone.errors import ConfigError
+from becomingone.errors import ConfigError, NotRunning
 from shared import protocol as P
 
-__all__ = ["MqttBridge", "Topics", "slug", "ENTITIES", "device_snapshot"]
+__all__ = ["MqttBridge", "Topics", "slug", "ENTITIES", "state_payload"]
 
 log = logging.getLogger("becomingone.mqtt")
 
@@ -84,6 +86,8 @@ def slug(text):
 
 
 class Topics:
+    """The MQTT topic names of one cell (module docstring): state, availability and clear
+    per device, the status topic and Home Assistant's discovery topics."""
     def __init__(self, base, discovery_prefix):
         self.base = base
         self.prefix = discovery_prefix
@@ -112,23 +116,6 @@ class Topics:
     def discovery(self, dev, entity):
         return "%s/%s/%s/%s/config" % (self.prefix, ENTITIES[entity][0], self.node,
                                        self.object_id(dev, entity))
-
-
-def device_snapshot(c):
-    """Runs in the coordinator's processing thread: one small tuple per device,
-    (device id, online, board, firmware, (coherence q16, threat q16, decision_state, beat) or None)."""
-    out = []
-    for dev, s in c.sessions.current.items():
-        t = s.last_telemetry
-        h = s.hello or {}
-        fw = ("%d.%d.%d" % (h["fw_major"], h["fw_minor"], h["fw_patch"])
-              if "fw_major" in h else None)
-        tel = None
-        if t is not None:
-            tel = (int(t["coherence"]), int(t["threat"]), int(t["decision_state"]),
-                   int(t["beat"]))
-        out.append((dev, bool(s.online), h.get("board"), fw, tel))
-    return out
 
 
 def state_payload(online, tel):
@@ -169,12 +156,26 @@ class _Stopped(Exception):
     pass
 
 
+class _Clear(NamedTuple):          # a CLEAR command from the broker, for device `device`
+    device: int
+
+
+class _Decision(NamedTuple):       # a decision WITNESS committed (its ledger entry data)
+    device: int
+    data: dict
+
+
 class MqttBridge:
-    def __init__(self, coordinator, mcfg, cell_name):
+    """Owns the paho client and the bridge's worker thread; reaches the coordinator only
+    through its view (device states, CLEAR). Raises ConfigError from the constructor for an
+    unreadable or loose password file or a missing CA file; never raises into the coordinator."""
+
+    def __init__(self, view, mcfg, cell_name):
+        # paho is imported here, when a bridge is configured: most cells run without MQTT
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
         self._mqtt = mqtt
-        self.c = coordinator
+        self.view = view
         self.cfg = mcfg
         self.cell = cell_name
         self.topics = Topics(mcfg.base_topic or "becomingone/" + slug(cell_name),
@@ -210,19 +211,12 @@ class MqttBridge:
         self.connected = False
         self._failing = False
         self.last_error = None
-        self._commands = queue.SimpleQueue()   # ("clear", dev) | ("decision", dev, data)
+        self._commands = queue.SimpleQueue()   # _Clear | _Decision
         self._resync = threading.Event()       # (re)connected or HA restarted: announce again
         self._stop = threading.Event()
         self._worker = None
         self._announced = {}                   # device -> (board, fw) of its discovery config
         self._last = {}                        # device -> (decision, online) last published
-
-    @classmethod
-    def from_config(cls, coordinator):
-        m = coordinator.cfg.integrations.mqtt
-        if not m.enabled:
-            return None
-        return cls(coordinator, m, coordinator.cfg.becomingone.name)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self):
@@ -277,7 +271,9 @@ class MqttBridge:
         client.publish(self.topics.status, "online", qos=1, retain=True)
         subs = [self.topics.clear_filter, self.topics.ha_status]
         if self.v5:
+            # paho, loaded lazily with the bridge (see __init__)
             from paho.mqtt.subscribeoptions import SubscribeOptions
+
             # retainAsPublished: a retained command published while we are subscribed still
             # carries its retain flag, so it is recognised and never executed
             client.subscribe([(t, SubscribeOptions(qos=1, retainAsPublished=True)) for t in subs])
@@ -323,26 +319,25 @@ class MqttBridge:
                 log.warning("mqtt bridge: command on %s ignored: payload %r (allowed: %r)",
                             msg.topic, msg.payload[:32], PRESS)
                 return
-            self._commands.put(("clear", dev))
+            self._commands.put(_Clear(dev))
         except Exception as e:                  # never let a callback kill the network thread
             self._error("message on %s: %s: %s" % (msg.topic, type(e).__name__, e))
 
     # ------------------------------------------------------------------ processing thread
     def on_witness(self, dev, data):
-        """Coordinator hook (processing thread), a WITNESS committed to the ledger: a decision
+        """WitnessDesk subscriber (processing thread), a WITNESS committed to the ledger: a decision
         record (the device sends one per change to a non-NOOP decision and on entering
         QUARANTINE; an ALERT may last a few beats, between two snapshots) is published at once.
         Only queues."""
         if data.get("witness") == "decision":
-            self._commands.put(("decision", dev, data))
+            self._commands.put(_Decision(dev, data))
 
     # ------------------------------------------------------------------ worker thread
-    def _call(self, fn, *args):
-        """fn(*args) in the coordinator's processing thread; _Stopped when it does not run or
-        this bridge stops while waiting."""
-        from becomingone.coordinator.service import NotRunning
+    def _call(self, read, *args):
+        """read(*args) of the coordinator's view, in its processing thread; _Stopped when it
+        does not run or this bridge stops while waiting."""
         try:
-            return self.c.call(fn, *args, timeout=CALL_TIMEOUT_S, cancel=self._stop, loop_only=True)
+            return read(*args, timeout=CALL_TIMEOUT_S, cancel=self._stop, loop_only=True)
         except (NotRunning, CancelledError):
             raise _Stopped() from None
         except TimeoutError:
@@ -359,10 +354,10 @@ class MqttBridge:
                 item = None
             try:
                 if item is not None:
-                    if item[0] == "clear":
-                        self._clear(item[1])
+                    if type(item) is _Clear:
+                        self._clear(item.device)
                     else:
-                        self._publish_decision(item[1], item[2])
+                        self._publish_decision(item.device, item.data)
                     continue                        # more queued: run them first
                 now = time.monotonic()
                 # on a fixed grid (a late round does not push the next ones back), never
@@ -373,7 +368,7 @@ class MqttBridge:
                 every = now >= next_states
                 if every:
                     next_states = max(next_states + self.interval, now)
-                self._publish_snapshot(self._call(device_snapshot, self.c), every)
+                self._publish_snapshot(self._call(self.view.device_states), every)
             except _Stopped:
                 continue
             except Exception as e:                  # counted; the bridge keeps going
@@ -381,7 +376,7 @@ class MqttBridge:
 
     def _clear(self, dev):
         try:
-            res = self._call(self.c.clear, dev)
+            res = self._call(self.view.clear, dev)
         except _Stopped:
             raise
         except Exception as e:

@@ -1,4 +1,4 @@
-"""The mesh inside the coordinator (host/coordinator_mesh.py, host/mesh/service.py): missing TLS
+"""The mesh inside the coordinator (host/mesh/bridge.py, host/mesh/service.py): missing TLS
 material is a clear error naming `becomingone mesh init`; a forked peer (a separate node process
 serving a second signed history) raises a split-view alert that shows in status and becomes a
 meta witness entry in this cell's ledger; `sync.backend: nats` runs the same status fields over
@@ -14,11 +14,11 @@ import time
 import pytest
 
 from becomingone.config import load_config
-from becomingone.coordinator.service import Coordinator
+from becomingone.cell import Cell
 from becomingone.errors import UserError
 from becomingone.ledger import Ledger
 from becomingone.ledger import checkpoint as ckpt
-from becomingone.mesh.backends.embedded import write_trust
+from becomingone.mesh.trust import write_trust
 from becomingone.mesh.replica import ReplicaStore
 from becomingone.mesh.tls import init_mesh
 from shared import protocol as P
@@ -34,7 +34,7 @@ def coordinator(data, name, **over):
          "ledger.pulse_summary_every": 0, "sync.mesh_enabled": True, "sync.mesh.listen": "127.0.0.1",
          "sync.mesh.interval": 0.2, "sync.mesh.checkpoint_interval": 0.3}
     o.update(over)
-    c = Coordinator(load_config(overrides=o), links=["udp://127.0.0.1:0"]).start()
+    c = Cell(load_config(overrides=o), links=["udp://127.0.0.1:0"]).start().coordinator
     th = threading.Thread(target=c.run, daemon=True)
     th.start()
     return c, th
@@ -50,7 +50,7 @@ def test_missing_tls_names_the_mesh_init_command(tmp_path):
     data = str(tmp_path / "d")
     cfg = load_config(overrides={"data_dir": data, "becomingone.name": "lab-a", "sync.mesh_enabled": True})
     with pytest.raises(UserError) as e:
-        Coordinator(cfg, links=["udp://127.0.0.1:0"]).start()
+        Cell(cfg, links=["udp://127.0.0.1:0"]).start()
     want = "becomingone mesh init --dir %s --cells lab-a" % os.path.join(data, "mesh", "tls")
     assert want in str(e.value)
     # the CLI: `becomingone: ...`, exit 2, no traceback
@@ -92,7 +92,7 @@ def test_forked_peer_alert_in_status_and_ledger(tmp_path):
     p0, p2 = free_port(), free_port()
     c, th = coordinator(data0, "cell-0", **{"sync.mesh.port": p0, "sync.mesh.tls_dir": tls,
                                             "sync.mesh.trust_dir": trust, "sync.mesh.pin_peers": False})
-    node = subprocess.Popen([sys.executable, "-m", "becomingone.mesh.backends.embedded", "--tls", tls, "--trust", trust, "--cell", "cell-2",
+    node = subprocess.Popen([sys.executable, "-m", "tests.mesh_node_process", "--tls", tls, "--trust", trust, "--cell", "cell-2",
                              "--ledger", os.path.join(fork, "ledger.sqlite"), "--replicas",
                              os.path.join(fork, "replicas"), "--port", str(p2), "--seed", "127.0.0.1:%d" % p0,
                              "--interval", "0.2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

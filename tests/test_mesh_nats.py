@@ -1,4 +1,4 @@
-"""The NATS JetStream backend (host/mesh/natsbackend.py) against a real nats-server (Debian
+"""The NATS JetStream backend (host/mesh/backends/nats.py) against a real nats-server (Debian
 package) started on 127.0.0.1 with JetStream and stopped by PID: ledger replication through a
 stream of entry blocks (verified, incremental from the middle of a block), a message injected into
 a cell's stream is caught, membership and T_global through key-value buckets."""

@@ -1,4 +1,4 @@
-"""Three cells as separate processes (host/mesh/node.py: SWIM + T_global anti-entropy + ledger
+"""Three cells as separate processes (host/mesh/backends/embedded.py: SWIM + T_global anti-entropy + ledger
 replication on one mutual-TLS listener): they converge on membership, on T_global (the
 device-weighted sum) and on each other's ledgers; a killed cell is declared dead and drops out of
 T_global after its TTL."""
@@ -11,7 +11,7 @@ import time
 
 
 from becomingone.ledger import Ledger
-from becomingone.mesh.backends.embedded import write_trust
+from becomingone.mesh.trust import write_trust
 from becomingone.mesh.tls import init_mesh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,7 @@ def setup_cells(base, cells):
 class Proc:
     def __init__(self, base, tls, trust, cell, port, seeds, t_hat, devices, prefix=()):
         self.status, self.history = None, []
-        cmd = list(prefix) + [sys.executable, "-m", "becomingone.mesh.backends.embedded", "--tls", tls, "--trust", trust,
+        cmd = list(prefix) + [sys.executable, "-m", "tests.mesh_node_process", "--tls", tls, "--trust", trust,
                               "--cell", cell, "--ledger", os.path.join(base, cell, "ledger.sqlite"),
                               "--replicas", os.path.join(base, cell, "replicas"), "--host", seeds[1],
                               "--port", str(port), "--interval", "0.2", "--timeout", "0.25",

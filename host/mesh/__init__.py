@@ -43,7 +43,8 @@
     node = SwimNode(tls_folder, cell, host, port, seeds=["h:p"], interval=1.0, timeout=0.3)
     await node.start(); await node.run(report=None); node.swim.view() -> {cell: (state, inc)}
 
-    from becomingone.mesh.backends.embedded import MeshNode, write_trust, load_trust   (one cell: all of the above)
+    from becomingone.mesh.backends.embedded import MeshNode      (one cell: all of the above)
+    from becomingone.mesh.trust import write_trust, load_trust
     node = MeshNode(tls, load_trust(trust_dir), cell, ledger, replicas_dir, host, port, seeds)
     await node.start(); await node.period(T_hat, devices); node.status() -> dict
 
@@ -56,7 +57,7 @@
     from becomingone.mesh.service import MeshService                 (the mesh in a coordinator)
     svc = MeshService(cfg, ledger, data_dir); svc.check(); svc.start(); svc.publish(T, n)
     svc.status() -> dict; svc.alerts_since(n) -> (alerts, n'); svc.stop()
-    (host/coordinator_mesh.py MeshBridge: T_hat from the sync layer, alerts -> ledger, pulse P)
+    (host/mesh/bridge.py MeshBridge: T_hat from the sync layer, alerts -> ledger, pulse P)
 
     from becomingone.mesh.backends.nats import NatsCell                  (cluster scale, NATS JetStream)
     cell = NatsCell(url, cell, ledger=led, store=store, agg=agg, replicas=1, member_ttl=5.0)

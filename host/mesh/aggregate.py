@@ -27,13 +27,15 @@ import json
 import math
 import time
 
-from becomingone.errors import UserError
+from cryptography.exceptions import InvalidSignature
+
+from becomingone.errors import MeshError
 
 DEFAULT_TTL = 30.0
 
 
-class AggregateError(UserError):
-    pass
+class AggregateError(MeshError):
+    """A T_global entry or key that cannot be used (bad origin, signature, version)."""
 
 
 def _body(e):
@@ -63,6 +65,10 @@ def check_entry(e):
 
 
 class VersionedAggregate:
+    """The T_global map of a mesh: owns one signed, versioned entry per cell (its T_hat and
+    device count), merged by version and expired after `ttl`; t_global() is the weighted
+    sum. Raises AggregateError for a bad origin or key; merge() counts refused entries
+    instead of raising."""
     def __init__(self, origin, signing_key=None, keys=None, ttl=DEFAULT_TTL, epoch_ms=None):
         if not isinstance(origin, str) or not 0 < len(origin) <= 255:
             raise AggregateError("origin must be a string of 1..255 characters, got %r" % (origin,))
@@ -95,7 +101,6 @@ class VersionedAggregate:
         pub = self.keys.get(e["origin"])
         if pub is None or not isinstance(e.get("sig"), str):
             return False
-        from cryptography.exceptions import InvalidSignature
         try:
             pub.verify(base64.b64decode(e["sig"], validate=True), _body(e))
             return True

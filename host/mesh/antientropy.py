@@ -27,6 +27,9 @@ def _enc(obj):
 
 
 class AntiEntropy:
+    """Push-pull anti-entropy of the VersionedAggregate with peers over mutual TLS (digest,
+    then the entries the other side lacks); counts failures. Raises MeshTLSError from
+    start(); exchange() counts instead of raising."""
     def __init__(self, agg, folder, cell, peers=(), rng=None, timeout=10.0, pool=None):
         self.agg, self.folder, self.cell = agg, folder, cell
         self._connect = connector(folder, cell, pool)

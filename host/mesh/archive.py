@@ -33,9 +33,15 @@ import json
 import os
 import zlib
 
-from becomingone.errors import UserError
-from becomingone.ledger import canonical, checkpoint as ckpt, merkle, tree
+import zfec.easyfec
+from cryptography.hazmat.primitives import serialization
+
+from becomingone.errors import MeshError
+from becomingone.ledger import Ledger, checkpoint as ckpt, hashing, merkle, tree
+from becomingone.ledger.db import connect, format_of
+from becomingone.ledger.verify import verify_path
 from becomingone.mesh.replica import ReplicaError, split_line
+from becomingone.util.atomic import atomic_write
 
 SEGMENT_FORMAT = "becomingone-archive-segment/1"
 SHARD_FORMAT = "becomingone-archive-shard/1"
@@ -44,7 +50,7 @@ MAX_SUBSETS = 256          # k-subsets tried per segment when a decode does not 
 ZERO_HASH = "0" * 64
 
 
-class ArchiveError(UserError):
+class ArchiveError(MeshError):
     """A segment or shard set cannot be sealed or restored (the message says why)."""
 
 
@@ -102,7 +108,6 @@ def encode_shards(segment, header, k, n):
     """n shard files (bytes) of which any k rebuild `segment`."""
     if type(k) is not int or type(n) is not int or not 1 <= k <= n <= 256:
         raise ArchiveError("need 1 <= k <= n <= 256 (zfec), got k=%r n=%r" % (k, n))
-    import zfec.easyfec
     blocks = zfec.easyfec.Encoder(k, n).encode(segment)
     seg_sha = _sha3(segment)
     out = []
@@ -123,7 +128,6 @@ def seal_to_cells(ledger, start, stop, k, n, ring, out_dir):
     """Seal entries [start, stop) (stop None = size) of `ledger` (a Ledger or a database path)
     into k-of-n shards placed by `ring` (becomingone.mesh.ring.Ring) as out_dir/<cell>/<file>."""
     if isinstance(ledger, (str, os.PathLike)):
-        from becomingone.ledger import Ledger
         if not os.path.exists(ledger):
             raise ArchiveError("no ledger database at %s" % ledger)
         with Ledger(ledger) as led:
@@ -138,10 +142,8 @@ def seal_to_cells(ledger, start, stop, k, n, ring, out_dir):
         folder = os.path.join(out_dir, cell)
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, shard_filename(header, i, n))
-        tmp = path + ".part"
-        with open(tmp, "wb") as f:
+        with atomic_write(path, binary=True) as f:
             f.write(blob)
-        os.replace(tmp, path)
         placed.append({"index": i, "cell": cell, "path": path})
     return {"origin": header["origin"], "start": header["start"], "stop": header["stop"], "k": k,
             "n": n, "segment_sha3": _sha3(segment), "segment_bytes": len(segment),
@@ -194,7 +196,6 @@ def find_shards(dirs):
 # ------------------------------------------------------------------ decoding and verifying
 def _decode(group, k):
     """group: {index: (path, header, body)} of one segment -> (segment bytes, [rejections])."""
-    import zfec.easyfec
     any_h = next(iter(group.values()))[1]
     n, seg_len, want = any_h["n"], any_h["segment_len"], any_h["segment_sha3"]
     idx = sorted(group)
@@ -274,7 +275,7 @@ def verify_segment(h, lines, pub, prev_hash=None, frontier=None):
             raise ArchiveError("%s: entry %d does not link to the entry before it (hash chain broken)" % (where, i))
         if (i == 0) != (data.get("kind") == "genesis"):
             raise ArchiveError("%s: entry %d: only entry 0 is the genesis entry" % (where, i))
-        h_hex = canonical.entry_hash(i, ts, data_json, prev)
+        h_hex = hashing.entry_hash(i, ts, data_json, prev).hex()
         if h_hex != h_given:
             raise ArchiveError("%s: entry %d: its hash does not match its contents" % (where, i))
         hb = bytes.fromhex(h_hex)
@@ -305,8 +306,6 @@ def verify_segment(h, lines, pub, prev_hash=None, frontier=None):
 
 def _write_db(db, rows, notes, pub_pem):
     """Write verified rows into a new ledger database (via a temporary file, renamed at the end)."""
-    from becomingone.ledger.db import connect, format_of
-    from becomingone.ledger.verify import verify_path
     folder = os.path.dirname(os.path.abspath(db))
     tmpdir = os.path.join(folder, ".restore-%d" % os.getpid())
     os.makedirs(tmpdir)
@@ -461,5 +460,4 @@ def restore(dirs, k, db, public_key_pem=None, progress=None):
 
 
 def trusted_pem(pub):
-    from cryptography.hazmat.primitives import serialization
     return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

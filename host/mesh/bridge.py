@@ -16,28 +16,37 @@ MeshBridge runs in the coordinator's processing thread (tick) and talks to the m
   device), devices that come online later get it on their next mesh tick, and the change itself
   is one ledger `config` entry (target "mesh:pulse").
 """
-import cmath
 import json
-import math
 import os
 import time
+
+from becomingone.core.pulses import pulse_period_s
+from becomingone.mesh.service import MeshService
+from becomingone.util.atomic import write_json
+
+__all__ = ["MeshBridge", "STALE_S"]
 
 STALE_S = 10.0
 
 
-def pulse_period_s(k, P, T1, U):
-    """T_Lambda = T1 ln(U) / (1 - 1/(kP)), never below 1e-6 s (SPEC 4.1); None when k*P <= 1."""
-    if not k * P > 1.0:
-        return None
-    return max(1e-6, T1 * math.log(U) / (1.0 - 1.0 / (k * P)))
-
-
 class MeshBridge:
-    def __init__(self, coord):
-        from becomingone.mesh.service import MeshService
-        self.c = coord
-        cfg = coord.cfg
-        self.svc = MeshService(cfg, coord.ledger, coord.data_dir)
+    """Owns the MeshService (the mesh thread) and the pulse state (DATA/mesh/pulse.json); runs
+    tick() in the coordinator's processing thread. Ports: ledger (checkpoints, size), submit(kind,
+    data) (ledger entries), micro(kind, **data) (witnessing), sync (the SyncLayer, or None),
+    memory (the Memory store, or None), configure_devices(changes, note) (CONFIG to every online
+    device whose state differs; -> how many). Raises UserError/MeshError from start() (missing
+    TLS material, a listener that cannot be bound, a NATS cluster that cannot be reached)."""
+
+    def __init__(self, cfg, data_dir, ledger, submit, micro, sync=None, memory=None,
+                 configure_devices=None):
+        self.cfg = cfg
+        self.ledger = ledger
+        self.submit = submit
+        self.micro = micro
+        self.sync = sync
+        self.memory = memory
+        self.configure_devices = configure_devices
+        self.svc = MeshService(cfg, ledger, data_dir)
         self.interval = float(cfg.sync.mesh.interval)
         self.ckpt_every = float(cfg.sync.mesh.checkpoint_interval)
         self.follow = bool(cfg.sync.mesh.pulse_follows_mesh)
@@ -45,9 +54,9 @@ class MeshBridge:
         self._alerts_taken = 0
         self._last_period = -1
         self._count_seen = (None, 0)        # (alive count, consecutive periods seen)
-        self.pulse_path = os.path.join(coord.data_dir, "mesh", "pulse.json")
+        self.pulse_path = os.path.join(data_dir, "mesh", "pulse.json")
         self.pulse = {"P": float(cfg.pulse.P), "version": 0, "cells_alive": None,
-                      "period_us": int(round(coord.cfg.beat_period() * 1e6))}
+                      "period_us": int(round(cfg.beat_period() * 1e6))}
         if os.path.exists(self.pulse_path):
             try:
                 with open(self.pulse_path) as f:
@@ -73,17 +82,9 @@ class MeshBridge:
     # ------------------------------------------------------------ processing thread
     def local_value(self, now_wall=None):
         """(T_hat, devices): the mean T_sync of the devices the sync layer evaluated recently."""
-        core = self.c.core
-        if core is None:
+        if self.sync is None:
             return 0j, 0
-        now_wall = time.time() if now_wall is None else now_wall
-        vals = [st["T_sync"] for st in core.sync._in.values() if now_wall - st["t"] <= STALE_S]
-        if not vals:
-            return 0j, 0
-        t = sum(vals, 0j) / len(vals)
-        if abs(t) > 1.0:                       # rounding only: |T_sync| <= 1 per device
-            t = cmath.rect(1.0, cmath.phase(t))
-        return t, len(vals)
+        return self.sync.recent_mean(time.time() if now_wall is None else now_wall, STALE_S)
 
     def tick(self, now):
         if now < self._next:
@@ -104,12 +105,11 @@ class MeshBridge:
             self._tell_devices()
 
     def _checkpoint(self, now):
-        led = self.c.ledger
+        led = self.ledger
         if now < self._next_ckpt:
             return
         self._next_ckpt = now + self.ckpt_every
-        last = led.latest_checkpoint()
-        if led.size > (int(last.split("\n")[1]) if last else 0):
+        if led.size > led.signed_size():
             led.checkpoint()
             self.counters["checkpoints"] += 1
 
@@ -120,12 +120,11 @@ class MeshBridge:
             data = {"device": 0, "layer": "meta", "witness": "mesh_alert", "status": str(a.get("status")),
                     "origin": str(a.get("origin")), "cell": a.get("cell"), "peer": a.get("peer"),
                     "why": str(a.get("why", "")), "evidence": a.get("evidence")}
-            self.c._ledger_submit("witness", {k: v for k, v in data.items() if v is not None})
-            self.c._micro("mesh_alert", **{k: v for k, v in data.items() if k not in ("device", "layer")})
+            self.submit("witness", {k: v for k, v in data.items() if v is not None})
+            self.micro("mesh_alert", **{k: v for k, v in data.items() if k not in ("device", "layer")})
 
     def _record(self, st):
-        core = self.c.core
-        mem = None if core is None else core.memory
+        mem = self.memory
         if mem is None:
             return
         t = time.time()
@@ -147,7 +146,7 @@ class MeshBridge:
         self._count_seen = (n, k + 1 if cnt == n else 1)
         if self._count_seen[1] < 2 or float(n) == self.pulse["P"]:
             return
-        p = self.c.cfg.pulse
+        p = self.cfg.pulse
         period = pulse_period_s(float(p.k), float(n), float(p.T1), float(p.U))
         if period is None:                    # k*P <= 1: T_Lambda undefined, keep the pulse
             self.pulse["skipped"] = "k*P = %g <= 1 at %d cells" % (p.k * n, n)
@@ -159,27 +158,17 @@ class MeshBridge:
         self._save_pulse()
         self.counters["pulse_changes"] += 1
         alive = sorted(c for c, m in st.get("members", {}).items() if m["state"] != "dead")
-        self.c._ledger_submit("config", {"target": "mesh:pulse", "version": self.pulse["version"],
+        self.submit("config", {"target": "mesh:pulse", "version": self.pulse["version"],
                                          "change": {"pulse_p": [old, float(n)]}, "cells_alive": n,
                                          "cells": alive, "period_us": self.pulse["period_us"],
                                          "k": float(p.k), "T1": float(p.T1)})
 
     def _save_pulse(self):
         os.makedirs(os.path.dirname(self.pulse_path), exist_ok=True)
-        tmp = self.pulse_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.pulse, f, sort_keys=True)
-        os.replace(tmp, self.pulse_path)
+        write_json(self.pulse_path, self.pulse, sort_keys=True)
 
     def _tell_devices(self):
         if not self.pulse.get("version"):
             return                            # the mesh has not moved the pulse: config defaults hold
-        want = self.pulse["P"]
-        dc = self.c.devconfig
-        for s in list(self.c.sessions.current.values()):
-            if not s.online or s.hello is None:
-                continue
-            if dc.history(s.device_id).state().get("pulse_p") != want:
-                dc.apply(s.device_id, {"pulse_p": want},
-                         note="mesh: %s cells alive" % self.pulse.get("cells_alive"))
-                self.counters["pulse_sent"] += 1
+        self.counters["pulse_sent"] += self.configure_devices(
+            {"pulse_p": self.pulse["P"]}, "mesh: %s cells alive" % self.pulse.get("cells_alive"))

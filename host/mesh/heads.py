@@ -21,9 +21,13 @@ import time
 
 from becomingone.ledger import checkpoint as ckpt, merkle
 from becomingone.mesh.replica import ReplicaError
+from becomingone.util.atomic import write_json
 
 
 class HeadTracker:
+    """Verified heads (size, root) of ledgers this cell does not replicate in full, kept in
+    a JSON file; each new head must be consistent with the last one. Raises ReplicaError for
+    an inconsistent head."""
     def __init__(self, path, store):
         self.path, self.store = path, store
         self.heads = {}                   # origin -> signed note text
@@ -37,10 +41,7 @@ class HeadTracker:
                                    "afresh" % (path, e)) from None
 
     def _save(self):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.heads, f, sort_keys=True)
-        os.replace(tmp, self.path)
+        write_json(self.path, self.heads, sort_keys=True)
 
     def note(self, origin):
         return self.heads.get(origin)

@@ -28,15 +28,18 @@ import os
 import re
 import time
 
-from becomingone.errors import UserError
-from becomingone.ledger import canonical, checkpoint as ckpt, merkle, tree
+from cryptography.hazmat.primitives import serialization
+
+from becomingone.errors import MeshError
+from becomingone.ledger import checkpoint as ckpt, hashing, merkle, tree
 from becomingone.ledger.db import LedgerError, connect, format_of
+from becomingone.util.atomic import write_json
 
 ZERO = "0" * 64
 
 
-class ReplicaError(UserError):
-    pass
+class ReplicaError(MeshError):
+    """A peer's ledger entries, checkpoint or head that do not verify (forged, split view)."""
 
 
 def origin_id(origin):
@@ -80,7 +83,6 @@ class _Replica:
         self.con = connect(self.path)
         pem = ckpt.load_public_key(pub) if isinstance(pub, (bytes, str)) else pub
         self.pubkey = pem
-        from cryptography.hazmat.primitives import serialization
         with open(os.path.join(folder, ckpt.PUB_FILE), "wb") as f:
             f.write(pem.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         row = self.con.execute("SELECT idx, hash FROM entries ORDER BY idx DESC LIMIT 1").fetchone()
@@ -114,6 +116,10 @@ class _Replica:
 
 
 class ReplicaStore:
+    """Verified replicas of other cells' ledgers, one SQLite file per origin: entries are
+    applied only when they reach the origin's signed checkpoint, and a second signed view of
+    the same size is kept as split-view evidence (the origin then untrusted). Raises
+    ReplicaError for anything that does not verify."""
     def __init__(self, folder, keys):
         self.folder = folder
         self.keys = dict(keys)
@@ -177,9 +183,7 @@ class ReplicaStore:
     def _keep_evidence(self, origin, ev):
         path = os.path.join(self.folder, "evidence", "%s-%d-%d.json" % (origin_id(origin), ev["size"],
                                                                           int(time.time() * 1e6)))
-        with open(path + ".tmp", "w") as f:       # atomic: a reader never sees half a file
-            json.dump(ev, f, indent=1)
-        os.replace(path + ".tmp", path)
+        write_json(path, ev, indent=1)           # atomic: a reader never sees half a file
         ev["path"] = path
         self.untrusted.add(origin)
         with open(os.path.join(self.folder, "untrusted.json"), "w") as f:
@@ -270,7 +274,7 @@ class ReplicaStore:
             data_json, h_given, idx, prev_given, ts, _data = split_line(line)
             if idx != i or prev_given != prev:
                 raise ReplicaError("%s entry %d: not the next entry of the replica (index or hash chain)" % (origin, i))
-            h = canonical.entry_hash(i, ts, data_json, prev)
+            h = hashing.entry_hash(i, ts, data_json, prev).hex()
             if h != h_given:
                 raise ReplicaError("%s entry %d: hash does not match its contents (forged)" % (origin, i))
             hb = bytes.fromhex(h)

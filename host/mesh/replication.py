@@ -37,6 +37,10 @@ def _enc(obj):
 
 
 class Replicator:
+    """Verified ledger replication between cells: serves this cell's ledger (heads, entries,
+    checkpoints, consistency proofs) and pulls peers' into the ReplicaStore (or only their
+    heads, for origins `replicate` says no to). Raises ReplicaError for entries that do not
+    reach a signed root; pull() reports alerts instead of raising."""
     def __init__(self, ledger, store, folder, cell, peers=(), timeout=10.0, replicate=None, heads=None,
                  pool=None):
         self.ledger, self.store, self.folder, self.cell = ledger, store, folder, cell

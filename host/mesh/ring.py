@@ -52,6 +52,9 @@ def _check_number(what, name, v, low, low_ok):
 
 
 class Ring:
+    """A load-weighted consistent-hashing ring of cells (weight = capacity / (1 + load)):
+    owns the virtual nodes and answers which cells hold a key. Raises UserError for bad
+    cells, capacities or loads."""
     def __init__(self, cells=None, vnodes=DEFAULT_VNODES):
         if type(vnodes) is not int or not 1 <= vnodes <= MAX_VNODES_PER_CELL:
             raise UserError("vnodes must be an integer in 1..%d, got %r" % (MAX_VNODES_PER_CELL, vnodes))

@@ -1,6 +1,6 @@
 """The mesh as a service of a running coordinator: one background thread with its own asyncio
-loop runs this cell's mesh (`sync.backend: embedded`: host/mesh/node.py over mutual TLS;
-`nats`: host/mesh/natsbackend.py over NATS JetStream) once per `sync.mesh.interval`.
+loop runs this cell's mesh backend (mesh/backends/: `sync.backend: embedded` over mutual TLS,
+`nats` over NATS JetStream; both a MeshBackend) once per `sync.mesh.interval`.
 
     svc = MeshService(cfg, ledger, data_dir)     # paths and names from the config (docs/MESH.md)
     svc.check()                  # UserError naming what is missing (TLS material: the exact
@@ -19,7 +19,13 @@ import socket
 import threading
 import time
 
-from becomingone.errors import UserError
+from becomingone.errors import BecomingOneError, MeshError, UserError
+from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh.backends.embedded import MeshNode
+from becomingone.mesh.backends.nats import NatsMesh
+from becomingone.mesh.trust import load_trust, write_trust
+
+__all__ = ["MeshService", "BACKENDS"]
 
 MAX_ALERTS_SHOWN = 20
 
@@ -43,6 +49,11 @@ def _advertise(m):
 
 
 class MeshService:
+    """The mesh thread of a coordinator: owns the asyncio loop, the MeshBackend that
+    sync.backend names (BACKENDS) and the last period's status snapshot and alerts; other
+    threads only publish a value and read snapshots. Raises UserError or MeshError from
+    check()/start() (missing TLS material, a listener that cannot be bound, a cluster that
+    cannot be reached)."""
     def __init__(self, cfg, ledger, data_dir):
         m = cfg.sync.mesh
         self.cfg, self.ledger = cfg, ledger
@@ -63,13 +74,12 @@ class MeshService:
         self.thread = self.loop = self._stop = None
         self._ready = threading.Event()
         self._error = None
-        self.node = self.nats = None
+        self.node = None          # the MeshBackend, once started
         self.periods = self.errors = 0
         self.last_error = None
 
     # ------------------------------------------------------------ coordinator side
     def check(self):
-        from becomingone.mesh.tls import init_mesh  # noqa: F401  (the cryptography package is there)
         if self.backend != "embedded":
             return
         missing = [p for p in (os.path.join(self.tls_dir, "ca.pem"),
@@ -123,18 +133,25 @@ class MeshService:
     async def _run(self):
         self._stop = asyncio.Event()
         try:
-            await (self._open_embedded() if self.backend == "embedded" else self._open_nats())
+            self.node = BACKENDS[self.backend](self)
+            try:
+                await self.node.start()
+            except OSError as e:
+                raise UserError("mesh listener %s:%d: %s (sync.mesh.listen / sync.mesh.port)"
+                                % (self.listen, self.port, e.strerror or e)) from None
         except Exception as e:
-            self._error = e if isinstance(e, UserError) else UserError("the mesh could not start: %s: %s"
-                                                                       % (type(e).__name__, e))
+            self._error = e if isinstance(e, BecomingOneError) else MeshError(
+                "the mesh could not start: %s: %s" % (type(e).__name__, e))
             self._ready.set()
             return
         self._ready.set()
         try:
             while not self._stop.is_set():
                 t0 = time.monotonic()
+                with self._lock:
+                    t_hat, devices = self._value
                 try:
-                    await (self._period_embedded() if self.node is not None else self._period_nats())
+                    await self.node.period(t_hat, devices)
                 except Exception as e:       # counted and shown; the next period tries again
                     self.errors += 1
                     self.last_error = "%s: %s" % (type(e).__name__, e)
@@ -145,139 +162,71 @@ class MeshService:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            await self._close()
+            try:
+                await self.node.close()
+            except Exception:
+                pass
             with self._lock:
                 self._status["running"] = False
 
-    async def _open_embedded(self):
-        from becomingone.mesh.backends.embedded import MeshNode, load_trust, write_trust
-        m = self.cfg.sync.mesh
-        self.advertise = _advertise(m)
-        write_trust(self.trust_dir, self.cell, self.ledger)
-        self.node = MeshNode(self.tls_dir, load_trust(self.trust_dir), self.cell, self.ledger,
-                             self.replicas_dir, host=self.listen, port=self.port, seeds=self.seeds,
-                             interval=self.interval, timeout=self.timeout, advertise=self.advertise,
-                             trust_dir=self.trust_dir, pin=bool(m.pin_peers), fanout=int(m.replication_fanout))
-        try:
-            self.port = await self.node.start()
-        except OSError as e:
-            raise UserError("mesh listener %s:%d: %s (sync.mesh.listen / sync.mesh.port)"
-                            % (self.listen, self.port, e.strerror or e)) from None
-
-    async def _open_nats(self):
-        from becomingone.ledger import checkpoint as ckpt
-        from becomingone.mesh.aggregate import VersionedAggregate
-        from becomingone.mesh.backends.nats import NatsCell
-        from becomingone.mesh.backends.embedded import load_trust, write_trust
-        from becomingone.mesh.replica import ReplicaStore
-        n = self.cfg.sync.nats
-        write_trust(self.trust_dir, self.cell, self.ledger)
-        self.trust = load_trust(self.trust_dir)
-        key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(self.ledger.path)))
-        agg = VersionedAggregate(self.cell, signing_key=key, keys={c: p for c, (_o, p) in self.trust.items()},
-                                 ttl=max(5.0, 10 * self.interval))
-        store = ReplicaStore(self.replicas_dir, {o: p for c, (o, p) in self.trust.items() if c != self.cell})
-        self.nats = NatsCell(n.url, self.cell, ledger=self.ledger, store=store, agg=agg,
-                             replicas=int(n.replicas), member_ttl=float(n.member_ttl))
-        await self.nats.connect()
-        self.nats_members, self.nats_alerts, self._next_publish = [], [], 0.0
-
-    async def _close(self):
-        try:
-            if self.node is not None:
-                await self.node.close()
-            if self.nats is not None:
-                await self.nats.close()
-        except Exception:
-            pass
-
-    async def _period_embedded(self):
-        with self._lock:
-            t_hat, devices = self._value
-        await self.node.period(t_hat, devices)
-
-    async def _period_nats(self):
-        from becomingone.mesh.replica import ReplicaError
-        c = self.nats
-        with self._lock:
-            t_hat, devices = self._value
-        await c.heartbeat()
-        now = time.monotonic()
-        if now >= self._next_publish:
-            self._next_publish = now + float(self.cfg.sync.mesh.checkpoint_interval)
-            await c.publish_ledger()
-        await c.publish_value(t_hat, devices)
-        await c.fetch_values()
-        self.nats_members = await c.members()
-        for cell, (origin, _p) in sorted(self.trust.items()):
-            if cell == self.cell or origin in c.store.untrusted:
-                continue
-            try:
-                await c.pull(origin)
-            except ReplicaError as e:
-                why = str(e)
-                self.nats_alerts.append({"status": "split-view" if why.startswith("split view") else "forged",
-                                         "origin": origin, "peer": "nats", "why": why})
-
     # ------------------------------------------------------------ status snapshot
-    def _origin_rows(self, trust, store, replicates, heads):
+    def _origin_rows(self, b):
         rows = {}
-        for cell, (origin, _p) in sorted(trust.items()):
+        for cell, (origin, _p) in sorted(b.trust.items()):
             if cell == self.cell:
                 continue
-            full = replicates(origin)
-            latest = store.latest(origin) if full else None
-            signed = 0
-            if latest:
-                from becomingone.ledger import checkpoint as ckpt
-                signed = ckpt.parse_note(latest)["size"]
-            size = store.size(origin) if full else (heads.size(origin) if heads is not None else 0)
+            full = b.replicates(origin)
+            latest = b.store.latest(origin) if full else None
+            signed = ckpt.parse_note(latest)["size"] if latest else 0
+            size = b.store.size(origin) if full else b.head_size(origin)
             rows[cell] = {"origin": origin, "mode": "replica" if full else "head", "size": size,
                           "verified": size > 0 and (not full or signed == size),
-                          "untrusted": origin in store.untrusted,
+                          "untrusted": origin in b.store.untrusted,
                           "alerts": sum(1 for a in self._alerts if a.get("origin") == origin)}
         return rows
 
     def _snapshot(self):
-        from becomingone.ledger import checkpoint as ckpt
+        b = self.node
         st = {"enabled": True, "running": True, "cell": self.cell, "backend": self.backend,
               "interval": self.interval, "periods": self.periods, "errors": self.errors,
               "last_error": self.last_error}
         led_note = self.ledger.latest_checkpoint()
         st["ledger"] = {"origin": self.ledger.origin, "size": self.ledger.size,
                         "signed": ckpt.parse_note(led_note)["size"] if led_note else 0}
-        if self.node is not None:
-            nd = self.node
-            new_alerts = nd.alerts[len(self._alerts):]
-            members = {self.cell: {"state": "alive", "incarnation": nd.swim.swim.incarnation,
-                                   "addr": nd.swim.swim.addr}}
-            for mb in nd.swim.swim.members.values():
-                members[mb.name] = {"state": mb.state, "incarnation": mb.incarnation, "addr": mb.addr}
-            agg, store, rep = nd.agg, nd.store, nd.replicates
-            st.update(listen="%s:%d" % (self.listen, self.port), advertise=self.advertise,
-                      alive=nd.alive_count(), refused_values=agg.refused,
-                      exchange_failures=nd.ae.failures, pin_refused=dict(nd.pin_refused))
-            rows = lambda: self._origin_rows(nd.trust, store, rep, nd.heads)  # noqa: E731
-        else:
-            c = self.nats
-            new_alerts = self.nats_alerts[len(self._alerts):]
-            live = set(self.nats_members)
-            members = {cell: {"state": "alive" if cell in live else "dead", "incarnation": None, "addr": None}
-                       for cell in set(self.trust) | live}
-            agg, store = c.agg, c.store
-            st.update(url=self.cfg.sync.nats.url, alive=len(live | {self.cell}), refused_values=agg.refused)
-            rows = lambda: self._origin_rows(self.trust, store, lambda o: True, None)  # noqa: E731
-        t, w = agg.t_global()
+        new_alerts = b.alerts[len(self._alerts):]
+        st.update(b.status_fields())
+        st.update(alive=b.alive_count(), refused_values=b.agg.refused)
+        t, w = b.agg.t_global()
         with self._lock:
-            self._alerts += [dict(a, cell=self._cell_of(a.get("origin")), t=time.time()) for a in new_alerts]
-        st.update(members=members, t_global=[t.real, t.imag], coherence=abs(t) ** 2, weights=w,
-                  values={o: [e["re"], e["im"], e["devices"]] for o, e in agg.entries.items() if o in w},
+            self._alerts += [dict(a, cell=b.origin_cell(a.get("origin")), t=time.time())
+                             for a in new_alerts]
+        st.update(members=b.members(), t_global=[t.real, t.imag], coherence=abs(t) ** 2, weights=w,
+                  values={o: [e["re"], e["im"], e["devices"]] for o, e in b.agg.entries.items() if o in w},
                   published={"t_hat": [self._value[0].real, self._value[0].imag], "devices": self._value[1]},
-                  replicas=rows(), alert_count=len(self._alerts), alerts=self._alerts[-MAX_ALERTS_SHOWN:],
-                  split_views=sorted(store.untrusted))
+                  replicas=self._origin_rows(b), alert_count=len(self._alerts),
+                  alerts=self._alerts[-MAX_ALERTS_SHOWN:], split_views=sorted(b.store.untrusted))
         with self._lock:
             self._status = st
 
-    def _cell_of(self, origin):
-        trust = self.node.trust if self.node is not None else self.trust
-        return next((c for c, (o, _p) in trust.items() if o == origin), None)
+
+def _embedded(svc):
+    """The embedded backend: MeshNode (SWIM, anti-entropy, replication over mutual TLS)."""
+    m = svc.cfg.sync.mesh
+    svc.advertise = _advertise(m)
+    write_trust(svc.trust_dir, svc.cell, svc.ledger)
+    return MeshNode(svc.tls_dir, load_trust(svc.trust_dir), svc.cell, svc.ledger, svc.replicas_dir,
+                    host=svc.listen, port=svc.port, seeds=svc.seeds, interval=svc.interval,
+                    timeout=svc.timeout, advertise=svc.advertise, trust_dir=svc.trust_dir,
+                    pin=bool(m.pin_peers), fanout=int(m.replication_fanout))
+
+
+def _nats(svc):
+    """The NATS JetStream backend (nats-py, the `nats` extra)."""
+    n = svc.cfg.sync.nats
+    return NatsMesh(n.url, svc.cell, svc.ledger, svc.trust_dir, svc.replicas_dir,
+                    interval=svc.interval, replicas=int(n.replicas), member_ttl=float(n.member_ttl),
+                    publish_every=float(svc.cfg.sync.mesh.checkpoint_interval))
+
+
+# sync.backend -> the MeshBackend it runs
+BACKENDS = {"embedded": _embedded, "nats": _nats}

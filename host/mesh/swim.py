@@ -29,6 +29,7 @@ ALIVE, SUSPECT, DEAD = "alive", "suspect", "dead"
 
 
 class Member:
+    """What one cell knows of another: name, address, SWIM state, incarnation, since when."""
     __slots__ = ("name", "addr", "state", "incarnation", "since")
 
     def __init__(self, name, addr, state=ALIVE, incarnation=0, since=0.0):
@@ -39,6 +40,9 @@ class Member:
 
 
 class Swim:
+    """The SWIM protocol state of one cell, transport-agnostic: members (alive, suspect,
+    dead, incarnations), probes, indirect probes and piggybacked gossip through an injected
+    send(). Raises nothing."""
     def __init__(self, name, addr, send, seeds=(), probe_interval=1.0, probe_timeout=0.3,
                  suspicion_mult=4.0, indirect=3, retransmit_mult=3, max_piggyback=16,
                  reconnect_every=5, rng=None, clock=time.monotonic, on_change=None):

@@ -22,6 +22,9 @@ from becomingone.mesh.tls import MeshServer, MeshTLSError, connector
 
 
 class SwimNode:
+    """SWIM membership over mutual TLS: owns the Swim state machine and the listener it
+    shares with the other mesh services. Raises OSError from start() when the port cannot be
+    bound."""
     def __init__(self, tls_folder, cell, host, port, seeds=(), interval=1.0, timeout=0.3, rng=None,
                  advertise=None, pool=None):
         self.tls, self.cell, self.host, self.port = tls_folder, cell, host, port

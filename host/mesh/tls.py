@@ -24,22 +24,27 @@ CA, or with an unexpected name is refused before any frame is handled.
 import asyncio
 import datetime
 import os
+import re
 import ssl
 import struct
 
-from becomingone.errors import UserError
-from becomingone.ledger.checkpoint import write_private
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from becomingone.errors import MeshError
+from becomingone.util.atomic import write_private
 
 DEFAULT_PORT = 18789
 MAX_FRAME = 16 << 20
 
 
-class MeshTLSError(UserError):
+class MeshTLSError(MeshError):
     """Certificates missing or refused (the message names the file or the peer)."""
 
 
 def _check_cell_name(name):
-    import re
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
         raise MeshTLSError("cell name %r: use 1-63 letters, digits, '.', '_' or '-' (starting with a "
                            "letter or digit)" % (name,))
@@ -47,18 +52,12 @@ def _check_cell_name(name):
 
 
 def _name(cn):
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "BecomingONE mesh")])
 
 
 def init_mesh(folder, cells, days=825):
     """Create (or extend) the mesh CA in `folder` and a certificate per new cell -> {name: path}."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID
     if type(days) is not int or not 1 <= days <= 3650:
         raise MeshTLSError("--days must be an integer in 1..3650, got %r" % (days,))
     cells = [_check_cell_name(c) for c in cells]
@@ -163,6 +162,9 @@ def _frame(payload):
 
 
 class MeshServer:
+    """One cell's mutual-TLS listener: owns the server socket and answers each framed
+    request with `handler(peer_cell, payload)`. Raises MeshTLSError for a bad cell name or
+    TLS material."""
     def __init__(self, folder, cell, handler):
         self.cell = _check_cell_name(cell)
         self.ctx = _context(folder, cell, server=True)
@@ -207,6 +209,9 @@ class MeshServer:
 
 
 class MeshPeer:
+    """One mutual-TLS connection to a peer cell (its name from the certificate);
+    request(payload) -> reply. Raises MeshTLSError when the peer closes or answers out of
+    frame."""
     def __init__(self, reader, writer, name):
         self.reader, self.writer, self.name = reader, writer, name
 

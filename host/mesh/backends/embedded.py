@@ -1,60 +1,44 @@
-"""One cell's mesh services on ONE mutual-TLS listener: SWIM membership, anti-entropy of the
-versioned T_global map, and verified ledger replication, with peers taken from the live
-membership. Messages are dispatched by shape: {"type": ...} -> SWIM, {"op": "digest"|"push"}
+"""The embedded mesh backend (`sync.backend: embedded`): one cell's mesh services on ONE
+mutual-TLS listener: SWIM membership, anti-entropy of the versioned T_global map, and verified
+ledger replication, with peers taken from the live membership. Messages are dispatched by shape: {"type": ...} -> SWIM, {"op": "digest"|"push"}
 -> anti-entropy, {"op": "heads"|"entries"|"checkpoint"|"consistency"} -> replication,
 {"op": "identity"} -> this cell's ledger origin and Ed25519 public key (pinned by peers on first
 contact when `pin` is on).
 
-Trust: a folder of `<cell>.json` files {"cell", "origin", "public_key_pem"} (one per cell: its
-ledger origin and Ed25519 key, which also signs its T_global entries). Written by `write_trust`.
-
-Process entry (used by the multi-process tests; prints one JSON status line per period):
-    python -m becomingone.mesh.backends.embedded --tls DIR --trust DIR --cell NAME --ledger DB --replicas DIR
-        --port P [--host H] [--seed H:P ...] [--interval 0.5] [--t-hat RE,IM] [--devices N]
-        [--append-every K]
+Trust: mesh/trust.py (a folder of `<cell>.json` files, one per cell).
 """
-import argparse
 import asyncio
 import json
 import os
 import random
-import sys
 
 from becomingone.ledger import checkpoint as ckpt
 from becomingone.mesh.aggregate import VersionedAggregate
 from becomingone.mesh.antientropy import AntiEntropy
+from becomingone.mesh.backends.base import MeshBackend
 from becomingone.mesh.heads import HeadTracker
 from becomingone.mesh.replica import ReplicaStore
 from becomingone.mesh.replication import Replicator
+from becomingone.mesh.ring import Ring
 from becomingone.mesh.swimnet import SwimNode
 from becomingone.mesh.tls import ConnectionPool, MeshTLSError
+from becomingone.mesh.trust import write_trust_entry
+
+__all__ = ["MeshNode"]
 
 
-def write_trust(folder, cell, ledger):
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, cell + ".json"), "w") as f:
-        json.dump({"cell": cell, "origin": ledger.origin, "public_key_pem": ledger.public_key_pem()}, f)
-
-
-def load_trust(folder):
-    out = {}
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".json"):
-            with open(os.path.join(folder, name)) as f:
-                t = json.load(f)
-            out[t["cell"]] = (t["origin"], ckpt.load_public_key(t["public_key_pem"].encode("ascii")))
-    return out
-
-
-class MeshNode:
-    """One cell's mesh services. trust: {cell: (origin, Ed25519 public key)} (load_trust);
-    trust_dir: where peers pinned on first contact are written (pin=True); fanout: cells keeping
-    a full replica of each ledger (None: all), the rest follow its verified head (heads_path)."""
+class MeshNode(MeshBackend):
+    """The embedded backend: one cell's mesh services over mutual TLS. trust: {cell: (origin,
+    Ed25519 public key)} (mesh/trust.py load_trust); trust_dir: where peers pinned on first
+    contact are written (pin=True); fanout: cells keeping a full replica of each ledger (None:
+    all), the rest follow its verified head (heads_path). start() raises OSError when the
+    listener cannot be bound."""
 
     def __init__(self, tls, trust, cell, ledger, replicas, host="127.0.0.1", port=0, seeds=(),
                  interval=0.5, timeout=0.3, rng=None, advertise=None, trust_dir=None, pin=False,
                  fanout=None, heads_path=None):
         self.cell, self.ledger, self.tls = cell, ledger, tls
+        self.advertise = advertise
         self.rng = rng or random.Random()
         self.trust = dict(trust)
         self.trust_dir, self.pin, self.fanout = trust_dir, pin, fanout
@@ -79,9 +63,6 @@ class MeshNode:
         self._ring = None
 
     # ------------------------------------------------------------ trust and placement
-    def origin_cell(self, origin):
-        return next((c for c, (o, _p) in self.trust.items() if o == origin), None)
-
     def replicates(self, origin):
         """Whether this cell keeps a full replica of `origin`'s ledger: the `fanout` cells after
         the origin on the consistent-hashing ring of the trusted cells (host/mesh/ring.py)."""
@@ -89,7 +70,6 @@ class MeshNode:
             return True
         cells = sorted(self.trust)
         if self._ring is None or self._ring[0] != cells:
-            from becomingone.mesh.ring import Ring
             self._ring = (cells, Ring(cells))
         owner = self.origin_cell(origin)
         if owner is None:
@@ -103,12 +83,7 @@ class MeshNode:
         self.agg.keys[cell] = pub
         self.store.keys[origin] = pub
         if self.trust_dir:
-            os.makedirs(self.trust_dir, exist_ok=True)
-            path = os.path.join(self.trust_dir, cell + ".json")
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump({"cell": cell, "origin": origin, "public_key_pem": pub_pem}, f)
-            os.replace(tmp, path)
+            write_trust_entry(self.trust_dir, cell, origin, pub_pem)
 
     async def _pin_new(self, peers):
         """Pin the ledger identity of alive peers we have no trust entry for, asked over mutual
@@ -181,6 +156,20 @@ class MeshNode:
         """Cells not declared dead (alive or suspect), this one included."""
         return self.swim.swim.alive_count()
 
+    def members(self):
+        sw = self.swim.swim
+        out = {self.cell: {"state": "alive", "incarnation": sw.incarnation, "addr": sw.addr}}
+        for mb in sw.members.values():
+            out[mb.name] = {"state": mb.state, "incarnation": mb.incarnation, "addr": mb.addr}
+        return out
+
+    def head_size(self, origin):
+        return self.heads.size(origin)
+
+    def status_fields(self):
+        return {"listen": "%s:%d" % (self.swim.host, self.swim.port), "advertise": self.advertise,
+                "exchange_failures": self.ae.failures, "pin_refused": dict(self.pin_refused)}
+
     def status(self):
         t, w = self.agg.t_global()
         return {"cell": self.cell, "view": self.swim.swim.view(), "t_global": [t.real, t.imag],
@@ -195,45 +184,3 @@ class MeshNode:
     async def close(self):
         await self.swim.close()
         await self.pool.close()
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m becomingone.mesh.backends.embedded")
-    for flag in ("--tls", "--trust", "--cell", "--ledger", "--replicas"):
-        p.add_argument(flag, required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=18789)
-    p.add_argument("--seed", action="append", default=[])
-    p.add_argument("--interval", type=float, default=0.5)
-    p.add_argument("--timeout", type=float, default=0.3)
-    p.add_argument("--t-hat", default="0,0")
-    p.add_argument("--devices", type=int, default=1)
-    p.add_argument("--append-every", type=int, default=0, help="append an entry and sign a checkpoint every K periods")
-    a = p.parse_args(argv)
-    from becomingone.ledger import Ledger
-    re_, im_ = (float(x) for x in a.t_hat.split(","))
-
-    async def go():
-        led = Ledger(a.ledger)
-        node = MeshNode(a.tls, load_trust(a.trust), a.cell, led, a.replicas, a.host, a.port,
-                        seeds=a.seed, interval=a.interval, timeout=a.timeout)
-        await node.start()
-        k = 0
-        while True:
-            k += 1
-            if a.append_every and k % a.append_every == 0:
-                led.append("action", {"action": "tick", "period": k})
-                led.checkpoint()
-            await node.period(complex(re_, im_), a.devices)
-            sys.stdout.write(json.dumps(node.status(), sort_keys=True) + "\n")
-            sys.stdout.flush()
-            await asyncio.sleep(a.interval)
-    try:
-        asyncio.run(go())
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

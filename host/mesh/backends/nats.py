@@ -24,10 +24,17 @@ VersionedAggregate (signatures, versions).
 """
 import asyncio
 import json
+import os
+import time
 
-from becomingone.errors import UserError
+from becomingone.errors import MeshError
 from becomingone.ledger import checkpoint as ckpt
-from becomingone.mesh.replica import ReplicaError, origin_id
+from becomingone.mesh.aggregate import VersionedAggregate
+from becomingone.mesh.backends.base import MeshBackend
+from becomingone.mesh.replica import ReplicaError, ReplicaStore, origin_id
+from becomingone.mesh.trust import load_trust, write_trust
+
+__all__ = ["NatsMesh", "NatsCell", "NatsBackendError"]
 
 CKPT_BUCKET, VALUE_BUCKET, MEMBER_BUCKET = "bo_checkpoints", "bo_tglobal", "bo_members"
 FETCH_BATCH = 64          # messages per fetch
@@ -48,8 +55,8 @@ def _block(origin, seq, headers, data):
     return first, count, lines
 
 
-class NatsBackendError(UserError):
-    pass
+class NatsBackendError(MeshError):
+    """The NATS cluster cannot be used (unreachable, a stream written by someone else)."""
 
 
 def stream_name(origin):
@@ -61,6 +68,9 @@ def subject(origin):
 
 
 class NatsCell:
+    """One cell's use of a NATS JetStream cluster: its ledger stream, the checkpoint,
+    T_global and member buckets. Raises NatsBackendError (cannot connect, a stream written
+    by someone else) and ReplicaError (a block or entry that does not verify)."""
     def __init__(self, url, cell, ledger=None, store=None, agg=None, replicas=1, member_ttl=5.0):
         if type(replicas) is not int or not 1 <= replicas <= 5:
             raise NatsBackendError("stream replicas must be an integer in 1..5, got %r" % (replicas,))
@@ -70,6 +80,7 @@ class NatsCell:
         self.kv = {}
 
     async def connect(self, timeout=5.0):
+        # nats-py is optional (the `nats` extra): loaded only when this backend runs
         import nats
         from nats.js.api import KeyValueConfig
         try:
@@ -92,7 +103,7 @@ class NatsCell:
 
     # ------------------------------------------------------------ ledger stream
     async def _ensure_stream(self, origin):
-        from nats.js.api import StorageType, StreamConfig
+        from nats.js.api import StorageType, StreamConfig  # nats-py: optional, loaded lazily
         from nats.js.errors import NotFoundError
         name = stream_name(origin)
         try:
@@ -178,7 +189,7 @@ class NatsCell:
     async def pull(self, origin):
         """Catch up the replica of `origin` to its checkpoint in the bucket (verified).
         -> entries applied (0 when up to date). A split view raises ReplicaError (evidence kept)."""
-        import nats.errors
+        import nats.errors  # nats-py: optional, loaded lazily
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import KeyNotFoundError
         try:
@@ -228,7 +239,7 @@ class NatsCell:
         await self.kv[MEMBER_BUCKET].put(self.cell, b"alive")
 
     async def members(self):
-        from nats.js.errors import NoKeysError
+        from nats.js.errors import NoKeysError  # nats-py: optional, loaded lazily
         try:
             return sorted(await self.kv[MEMBER_BUCKET].keys())
         except NoKeysError:
@@ -241,7 +252,7 @@ class NatsCell:
 
     async def fetch_values(self):
         """Merge every cell's latest T_global entry from the bucket -> origins changed."""
-        from nats.js.errors import NoKeysError
+        from nats.js.errors import NoKeysError  # nats-py: optional, loaded lazily
         try:
             keys = await self.kv[VALUE_BUCKET].keys()
         except NoKeysError:
@@ -253,3 +264,71 @@ class NatsCell:
             except (ValueError, AttributeError):
                 continue
         return self.agg.merge([e for e in ents if isinstance(e, dict)])
+
+
+class NatsMesh(MeshBackend):
+    """The mesh over an existing NATS JetStream cluster (`sync.backend: nats`): membership from
+    the member bucket's live keys, T_global entries in their bucket, each cell's ledger in its
+    stream (published at least every `publish_every` seconds), every trusted peer's ledger
+    pulled and verified each period. trust_dir: the cells' trust files (this cell's written
+    at start). Raises NatsBackendError from start() when the cluster cannot be reached."""
+
+    def __init__(self, url, cell, ledger, trust_dir, replicas_dir, interval=1.0, replicas=1,
+                 member_ttl=5.0, publish_every=10.0):
+        self.url, self.cell, self.ledger = url, cell, ledger
+        self.trust_dir, self.replicas_dir = trust_dir, replicas_dir
+        self.interval, self.replicas, self.member_ttl = interval, replicas, member_ttl
+        self.publish_every = publish_every
+        self.alerts = []
+        self.trust = {}
+        self.agg = self.store = self.nats = None
+        self._live = []
+        self._next_publish = 0.0
+
+    async def start(self):
+        write_trust(self.trust_dir, self.cell, self.ledger)
+        self.trust = load_trust(self.trust_dir)
+        key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(self.ledger.path)))
+        self.agg = VersionedAggregate(self.cell, signing_key=key,
+                                      keys={c: p for c, (_o, p) in self.trust.items()},
+                                      ttl=max(5.0, 10 * self.interval))
+        self.store = ReplicaStore(self.replicas_dir, {o: p for c, (o, p) in self.trust.items()
+                                                      if c != self.cell})
+        self.nats = NatsCell(self.url, self.cell, ledger=self.ledger, store=self.store, agg=self.agg,
+                             replicas=int(self.replicas), member_ttl=float(self.member_ttl))
+        await self.nats.connect()
+
+    async def period(self, t_hat, devices):
+        c = self.nats
+        await c.heartbeat()
+        now = time.monotonic()
+        if now >= self._next_publish:
+            self._next_publish = now + self.publish_every
+            await c.publish_ledger()
+        await c.publish_value(t_hat, devices)
+        await c.fetch_values()
+        self._live = await c.members()
+        for cell, (origin, _p) in sorted(self.trust.items()):
+            if cell == self.cell or origin in c.store.untrusted:
+                continue
+            try:
+                await c.pull(origin)
+            except ReplicaError as e:
+                why = str(e)
+                self.alerts.append({"status": "split-view" if why.startswith("split view") else "forged",
+                                    "origin": origin, "peer": "nats", "why": why})
+
+    async def close(self):
+        if self.nats is not None:
+            await self.nats.close()
+
+    def members(self):
+        live = set(self._live)
+        return {cell: {"state": "alive" if cell in live else "dead", "incarnation": None, "addr": None}
+                for cell in set(self.trust) | live}
+
+    def alive_count(self):
+        return len(set(self._live) | {self.cell})
+
+    def status_fields(self):
+        return {"url": self.url}

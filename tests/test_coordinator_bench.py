@@ -1,4 +1,4 @@
-"""Smoke test of `becomingone bench ingest` (tools/bench_ingest.py): rows and columns present,
+"""Smoke test of `becomingone bench ingest` (host/bench/ingest.py): rows and columns present,
 frames accounted for. Small sizes; the figures themselves are the benchmark's business."""
 import argparse
 

@@ -1,4 +1,4 @@
-"""Smoke test of `becomingone bench http` (tools/bench_http.py): rows and columns present at
+"""Smoke test of `becomingone bench http` (host/bench/http.py): rows and columns present at
 small sizes; the figures themselves are the benchmark's business."""
 import argparse
 

@@ -1,6 +1,6 @@
 """The Master, fed the partials of the device's own integer KAIROS (shared/kairos.py's
 beat_partials, the same code path as the firmware), agrees with the float64 reference over the
-raw samples (host/kairos_ref.py, SPEC 4.2) on the same stream, with and without lost frames."""
+raw samples (tests/reference/kairos_ref.py, SPEC 4.2) on the same stream, with and without lost frames."""
 import math
 
 import numpy as np

@@ -1,6 +1,6 @@
 """The integration core end to end on real frames: the device's integer KAIROS partials
 (shared/kairos.py) -> TELEMETRY frames (shared/protocol.py, some lost) -> the host's batch
-decoder (host/wire.py) -> Master -> sync / witnessing / memory -> `becomingone memory`; the
+decoder (host/wire/telemetry.py) -> Master -> sync / witnessing / memory -> `becomingone memory`; the
 Master's windows agree with the float64 reference over the raw samples."""
 import json
 

@@ -27,6 +27,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from becomingone.cell import Cell
+from becomingone.config import load_config
+from shared import protocol as P
 
 
 def add_arguments(p):
@@ -104,7 +107,6 @@ def _bare_server(body):
 
 
 def _feed(port, devices):
-    from shared import protocol as P
     hello = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0,
              "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
              "adc_bits": 12, "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1}
@@ -129,15 +131,13 @@ def _median_ms(fn, k=20):
 
 
 def collect(args):
-    from becomingone.config import load_config
-    from becomingone.coordinator.service import Coordinator
-    from becomingone.http.events import collect as collect_state
     quick = getattr(args, "quick", False)
     n = args.requests or (400 if quick else 3000)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(overrides={"data_dir": tmp})
-        c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False, http="127.0.0.1:0").start()
+        cell = Cell(cfg, links=["udp://127.0.0.1:0"], control=False, http="127.0.0.1:0").start()
+        c, server = cell.coordinator, cell.http
         th = threading.Thread(target=c.run, daemon=True)
         th.start()
         try:
@@ -145,8 +145,8 @@ def collect(args):
             end = time.time() + 10
             while len(c.sessions.current) < args.devices and time.time() < end:
                 time.sleep(0.05)
-            url = c.http.url
-            conn = http.client.HTTPConnection("127.0.0.1", c.http.port, timeout=30)
+            url = server.url
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
             conn.request("GET", "/api/devices")
             body = conn.getresponse().read()
             bare = _bare_server(body)
@@ -163,29 +163,28 @@ def collect(args):
             bare.shutdown()
 
             conn.close()            # idle past the server's keep-alive timeout by now
-            conn = http.client.HTTPConnection("127.0.0.1", c.http.port, timeout=30)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
 
             def scrape():
                 conn.request("GET", "/metrics")
                 scrape.size = len(conn.getresponse().read())
             ms = _median_ms(scrape)
             rows.append(dict(name="metrics", scrape_ms=ms, bytes=scrape.size))
-            hub = c.http.api.hub
+            hub = server.api.hub
             build_ms = _median_ms(hub._build)
-            hold_ms = _median_ms(lambda: c.call(lambda: (time.perf_counter(), collect_state(c),
+            op = c.operator
+            hold_ms = _median_ms(lambda: c.call(lambda: (time.perf_counter(), op.dashboard(),
                                                          time.perf_counter())))
             inner = []
             for _ in range(20):
-                t0, _st, t1 = c.call(lambda: (time.perf_counter(), collect_state(c), time.perf_counter()))
+                t0, _st, t1 = c.call(lambda: (time.perf_counter(), op.dashboard(), time.perf_counter()))
                 inner.append((t1 - t0) * 1e3)
             rows.append(dict(name="snapshot-build", build_ms=build_ms, call_ms=hold_ms,
                              processing_thread_ms=round(statistics.median(inner), 3),
                              devices=len(c.sessions.current)))
             listing = []
             for _ in range(20):
-                t0, _x, t1 = c.call(lambda: (time.perf_counter(),
-                                             [x.summary() for _, x in sorted(c.sessions.current.items())],
-                                             time.perf_counter()))
+                t0, _x, t1 = c.call(lambda: (time.perf_counter(), op.devices(), time.perf_counter()))
                 listing.append((t1 - t0) * 1e3)
             rows.append(dict(name="api-devices-hold", devices=len(c.sessions.current),
                              processing_thread_ms=round(statistics.median(listing), 3)))

@@ -1,22 +1,22 @@
 """`becomingone bench ingest [--json]`: frames/s one host ingests from a load generator over
 loopback UDP, against a bare socket receive loop in the same run; plus the Master rows
-(tools/bench_master.py, when present) and the coordinator's resident memory at 100 devices.
+(host/bench/master.py, when present) and the coordinator's resident memory at 100 devices.
 
 Rows
   bare-recv   a bare `sock.recv_into()` loop (counts datagrams, nothing else): the peer the
               target is stated against
   bare-recvmmsg  a bare recvmmsg drain loop (no decode), for context: the ceiling of the
               system-call path our link uses
-  becomingone the real coordinator (host/coordinator.py) in this process: UDP link in recvmmsg
-              block mode -> numpy batch decode (host/wire.py) -> admission/rate limit ->
+  becomingone the real coordinator (host/coordinator/service.py) in this process: UDP link in recvmmsg
+              block mode -> numpy batch decode (host/wire/telemetry.py) -> admission/rate limit ->
               sessions (seq gaps/dups) -> Master.ingest_records; ledger open
-  master, naive  from tools/bench_master.py (host-core engineer), if importable
+  master, naive  from host/bench/master.py (host-core engineer), if importable
   footprint   rss_mb_100_devices: VmRSS of a fresh coordinator process after HELLO and
               2400 beats (~10 s) of TELEMETRY from each of 100 emulated devices (sent by a
               separate generator process), with the HTTP server (host/http) on and used
               (device list, metrics scrape, dashboard snapshot and event, page);
               rss_mb_idle: the same process before any device;
-              master_ring_mb_bound: the Master's rings for 100 devices (host/master.py);
+              master_ring_mb_bound: the Master's rings for 100 devices (host/core/master.py);
               rss_mb_100_devices_fine_span_2s: the same with master.fine_span = 2 s;
               rss_mb_100_devices_no_http: the same with the HTTP server off
 Columns: frames_per_s, lost (= sent - accepted), sent, offered_per_s, ratio_vs_bare.
@@ -30,6 +30,8 @@ runs): frames_per_s is then the rate received with 0 loss. Every receiver (bare 
 coordinator's link) asks for the same 16 MB socket buffer. The machine's cores are shared
 by generator and receiver.
 """
+import http.client
+import importlib
 import json
 import socket
 import subprocess
@@ -41,7 +43,9 @@ import zlib
 
 import numpy as np
 
-
+from becomingone.cell import Cell
+from becomingone.config import load_config
+from becomingone.coordinator.service import Coordinator
 from becomingone.links import mmsg
 from becomingone.links.udp import set_rcvbuf
 from becomingone.wire.telemetry import TELEMETRY_DTYPE
@@ -207,11 +211,9 @@ def _bare_mmsg(n, devices, rate):
 
 
 def _ours(n, devices, rate):
-    from becomingone.config import load_config
-    from becomingone.coordinator.service import Coordinator
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(overrides={"data_dir": tmp})
-        c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False, http=False).start()
+        c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False).start()
         th = threading.Thread(target=c.run, daemon=True)
         th.start()
         try:
@@ -286,11 +288,10 @@ def _rss_mb():
     return None
 
 
-def _use_http(c):
-    """Exercise the HTTP server (host/http) before measuring: the device list, a metrics
+def _use_http(server):
+    """Exercise the HTTP server (becomingone/http) before measuring: the device list, a metrics
     scrape, a dashboard snapshot and one server-sent event, as a dashboard and Prometheus do."""
-    import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", c.http.port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     for path in ("/api/devices", "/metrics", "/api/snapshot", "/api/events?max_events=1", "/"):
         conn.request("GET", path)
         r = conn.getresponse()
@@ -299,22 +300,21 @@ def _use_http(c):
             raise SystemExit("HTTP %s: %d" % (path, r.status))
         if r.will_close:
             conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", c.http.port, timeout=30)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     conn.close()
 
 
 def _footprint_child(devices, beats, fine_span=None, http=True):
     """Runs in a fresh process: coordinator (HTTP server on a free port, used before the
     measurement, unless http is False) + 100 devices' worth of traffic; prints JSON."""
-    from becomingone.config import load_config
-    from becomingone.coordinator.service import Coordinator
     with tempfile.TemporaryDirectory() as tmp:
         over = {"data_dir": tmp}
         if fine_span:
             over["master.fine_span"] = fine_span
         cfg = load_config(overrides=over)
-        c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False,
-                        http="127.0.0.1:0" if http else False).start()
+        cell = Cell(cfg, links=["udp://127.0.0.1:0"], control=False,
+                    http="127.0.0.1:0" if http else False).start()
+        c = cell.coordinator
         th = threading.Thread(target=c.run, daemon=True)
         th.start()
         idle = _rss_mb()
@@ -337,7 +337,7 @@ def _footprint_child(devices, beats, fine_span=None, http=True):
             time.sleep(0.05)
         time.sleep(0.2)
         if http:
-            _use_http(c)
+            _use_http(cell.http)
         rss = _rss_mb()
         bound = c.master.ring_bytes() * devices / 2 ** 20 if c.master else 0.0
         out = {"rss_mb_100_devices": round(rss, 1), "rss_mb_idle": round(idle, 1), "http": bool(http),
@@ -372,7 +372,6 @@ def collect(args):
     ours["ratio_vs_bare"] = round(ours["frames_per_s"] / bare["frames_per_s"], 3) if bare["frames_per_s"] else None
     rows.append(dict(name="becomingone", **ours))
     try:
-        import importlib
         bm = importlib.import_module("becomingone.bench.master")
         rows += bm.collect(args)
     except ModuleNotFoundError:

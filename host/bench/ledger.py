@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 
+from becomingone.config import SCHEMA
 from becomingone.ledger import Ledger, canonical, merkle, verify_path
 
 BATCH = 1000
@@ -79,7 +80,6 @@ def build_becomingone(folder, n):
         futs[-1].result()
         row["append_per_s"] = _rate(n, time.perf_counter() - t)
     del futs
-    from becomingone.config import SCHEMA
     linger = SCHEMA["ledger"]["group_commit_ms"].default
     row["callback_group_commit_ms"] = linger
     with Ledger(os.path.join(folder, "c.sqlite"), group_commit_ms=linger) as led:
@@ -140,6 +140,7 @@ def proofs_becomingone(row, led, idx):
 
 def build_pymerkle(folder, n):
     try:
+        # pymerkle: a benchmark peer (the `dev` extra), loaded only by its row
         import pymerkle
         from pymerkle import SqliteTree
     except ImportError:
@@ -159,6 +160,7 @@ def build_pymerkle(folder, n):
 
 
 def proofs_pymerkle(row, tree, idx):
+    # pymerkle: a benchmark peer (the `dev` extra), loaded only by its row
     from pymerkle import verify_inclusion
     tree.cache_clear()
     dt, proofs = _best(lambda: [tree.prove_inclusion(i + 1) for i in idx], 1)

@@ -7,7 +7,7 @@ Rows (collect(args), included by the ingest benchmark):
           devices, windows, beats_per_device, ring_kb_per_device, speedup_vs_naive
   naive   queries_per_s: the same windows recomputed by summing the stored per-beat partials
           (numpy over the int32 arrays, int64 accumulator)
-  integration  cycle_ms: one host/integration.py cycle (sync layer, meso rows, snapshots into a
+  integration  cycle_ms: one host/core/integration.py cycle (sync layer, meso rows, snapshots into a
           temporary SQLite memory) for `--cycle-devices` devices (default 100), mean and max of 40
 Every naive result is compared with the Master's exact integer sums (a mismatch raises).
 """

@@ -5,12 +5,29 @@ Watts-Strogatz graph (rows `sim-<algo>-<N>`) and with full membership (rows
 T_global anti-entropy over mutual TLS, 5 cells) and replication (verified ledger pull between
 two cells over mutual TLS) rows. The target
 (<= 2 log2 N rounds) is reported per row as `target_rounds` / `within_target`."""
+import asyncio
 import collections
 import os
+import random
+import socket
 import tempfile
 import time
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from becomingone.bench.nats_server import SERVER as NATS_SERVER, nats_server
+from becomingone.ledger import Ledger, checkpoint as ckpt
+from becomingone.mesh.aggregate import VersionedAggregate
+from becomingone.mesh.antientropy import AntiEntropy
+from becomingone.mesh.archive import restore, seal_to_cells
+from becomingone.mesh.backends.embedded import MeshNode
+from becomingone.mesh.backends.nats import NatsCell
 from becomingone.mesh.consensus import simulate
+from becomingone.mesh.replica import ReplicaStore
+from becomingone.mesh.replication import Replicator
+from becomingone.mesh.ring import Ring
+from becomingone.mesh.tls import init_mesh
+from becomingone.mesh.trust import load_trust, write_trust
 
 WS_ALGOS = ("pushsum", "emtd", "swarm", "versioned")
 COMPLETE_ALGOS = ("pushsum", "swarm", "versioned")
@@ -43,7 +60,6 @@ def sim_rows(sizes, max_rounds, seed):
 
 
 def ring_rows(quick):
-    from becomingone.mesh.ring import Ring
     cells = {"cell-%02d" % i: (1.0, 0.0) for i in range(20)}
     keys = ["shard-%d" % i for i in range(20000 if quick else 200000)]
     t = time.perf_counter()
@@ -65,9 +81,6 @@ def ring_rows(quick):
 
 
 def archive_rows(quick):
-    from becomingone.ledger import Ledger
-    from becomingone.mesh.archive import restore, seal_to_cells
-    from becomingone.mesh.ring import Ring
     n_entries = 5000 if quick else 50000
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -94,12 +107,6 @@ def archive_rows(quick):
 def gossip_rows(quick, cells=5, interval=1.0):
     """Anti-entropy of the versioned T_global map over mutual TLS on loopback: every cell
     publishes a new value and runs one exchange per interval (1 s, the live default)."""
-    import asyncio
-    import random
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from becomingone.mesh.aggregate import VersionedAggregate
-    from becomingone.mesh.antientropy import AntiEntropy
-    from becomingone.mesh.tls import init_mesh
     names = ["cell-%d" % i for i in range(cells)]
     rounds = 10 if quick else 40
     with tempfile.TemporaryDirectory() as d:
@@ -135,7 +142,6 @@ def gossip_rows(quick, cells=5, interval=1.0):
 async def _counting_proxy(listen_host, port, target_host, counter):
     """TCP relay listen_host:port -> target_host:port counting every byte both ways (TLS
     records and handshakes included): what the wire carries for that cell's listener."""
-    import asyncio
 
     async def pipe(r, w):
         try:
@@ -168,11 +174,6 @@ def traffic_rows(quick, cells=5, interval=1.0):
     127.0.0.2:P behind a counting relay on 127.0.0.1:P that the others are told about, so every
     TCP byte (TLS handshakes and records included) is counted once. One period per interval
     (1 s, the live default), ledgers idle after the first full replication."""
-    import asyncio
-    import socket
-    from becomingone.ledger import Ledger
-    from becomingone.mesh.backends.embedded import MeshNode, load_trust, write_trust
-    from becomingone.mesh.tls import init_mesh
     names = ["cell-%d" % i for i in range(cells)]
     periods = 5 if quick else 15
     with tempfile.TemporaryDirectory() as d:
@@ -232,12 +233,6 @@ def traffic_rows(quick, cells=5, interval=1.0):
 
 def replication_rows(quick):
     """One cell pulls another's ledger over mutual TLS on loopback (verified, written)."""
-    import asyncio
-    from becomingone.ledger import Ledger
-    from becomingone.ledger import checkpoint as ckpt
-    from becomingone.mesh.replica import ReplicaStore
-    from becomingone.mesh.replication import Replicator
-    from becomingone.mesh.tls import init_mesh
     n = 10000 if quick else 100000
     with tempfile.TemporaryDirectory() as d:
         init_mesh(os.path.join(d, "tls"), ["cell-a", "cell-b"])
@@ -268,18 +263,13 @@ def replication_rows(quick):
 
 def nats_rows(quick):
     """Ledger replication through a real nats-server (JetStream) on loopback, if installed."""
-    import asyncio
-    from becomingone.bench.nats_server import SERVER as server, nats_server
+    server = NATS_SERVER
     try:
-        import nats  # noqa: F401
+        import nats  # noqa: F401  (nats-py: optional, the `nats` extra; only checked for here)
     except ImportError:
         server = None
     if server is None:
         return [{"name": "replication-nats", "skipped": "nats-server or nats-py not installed"}]
-    from becomingone.ledger import Ledger
-    from becomingone.ledger import checkpoint as ckpt
-    from becomingone.mesh.backends.nats import NatsCell
-    from becomingone.mesh.replica import ReplicaStore
     n = 10000 if quick else 100000
     with tempfile.TemporaryDirectory() as d, nats_server(os.path.join(d, "js")) as url:
         os.makedirs(os.path.join(d, "a"))

@@ -24,6 +24,7 @@ def free_port():
 
 
 class Broker:
+    """A Mosquitto broker this process started on a free loopback port (stopped by PID)."""
     def __init__(self, folder, passwords=None, port=None):
         self.folder = str(folder)
         self.port = port or free_port()

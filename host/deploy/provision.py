@@ -2,7 +2,7 @@
 
 Secrets (the device key, the Wi-Fi password) are never printed, logged or put in an error
 message. The key is a fresh `os.urandom(32)` registered in the host's keystore
-(host/keystore.py: JSON, mode 0600) under the device id; Wi-Fi credentials come from a file
+(host/ingest/keystore.py: JSON, mode 0600) under the device id; Wi-Fi credentials come from a file
 outside the repository or from BECOMINGONE_WIFI_SSID / BECOMINGONE_WIFI_PASSWORD.
 """
 import configparser
@@ -10,13 +10,13 @@ import ipaddress
 import json
 import os
 
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT
 from becomingone.errors import UserError
 from becomingone.ingest.keystore import Keystore, parse_device_id
-from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT
 
 ENV_SSID = "BECOMINGONE_WIFI_SSID"
 ENV_PASSWORD = "BECOMINGONE_WIFI_PASSWORD"
-DEFAULT_HOST_PORT = 18790  # the host's default UDP link (host/config.py links)
+DEFAULT_HOST_PORT = 18790  # the host's default UDP link (host/config/load.py links)
 
 
 def parse_host_url(url, allow_loopback=False):

@@ -3,10 +3,13 @@ ledger, telemetry rows into memory, and the device's own Emissary coherence push
 integration core (which the sync layer's events carry beside the host's value)."""
 import numpy as np
 
+from becomingone.devices.config import DEVICE_DEFAULTS
+
 __all__ = ["TelemetryFeed"]
 
-DEFAULT_FS_HZ = 1000          # a HELLO without fs_hz / period_us: the firmware's defaults
-DEFAULT_PERIOD_US = 4211
+# a HELLO without fs_hz / period_us: the firmware's defaults (shared/kairos.py f_s, SPEC §3)
+DEFAULT_FS_HZ = 1000
+DEFAULT_PERIOD_US = DEVICE_DEFAULTS["period_us"]
 
 
 class TelemetryFeed:

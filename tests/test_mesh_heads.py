@@ -18,7 +18,7 @@ from tests.test_mesh_replication import _ledger
 
 def _serve(led, tls, ops):
     rep = Replicator(led, ReplicaStore(os.path.join(os.path.dirname(led.path), "rep"), {}), tls, "cell-a")
-    inner = rep._handle
+    inner = rep.handle
 
     async def counting(peer, payload):
         ops.append(json.loads(payload)["op"])

@@ -47,7 +47,7 @@ def parse_duration(s):
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
-def _devices(db, since, until):
+def _devices(mem, since, until):
     where, args = [], []
     if since is not None:
         where.append("t >= ?")
@@ -58,13 +58,13 @@ def _devices(db, since, until):
     w = (" WHERE " + " AND ".join(where)) if where else ""
     found = set()
     for table in ("telemetry", "coherence_history"):
-        found.update(r[0] for r in db.execute("SELECT DISTINCT device_id FROM %s%s" % (table, w), args)
+        found.update(r[0] for r in mem.select("SELECT DISTINCT device_id FROM %s%s" % (table, w), args)
                      if r[0] is not None)
     return sorted(found)
 
 
-def _newest(db, device):
-    ts = [db.execute("SELECT max(t) FROM %s WHERE device_id = ?" % table, (device,)).fetchone()[0]
+def _newest(mem, device):
+    ts = [mem.select("SELECT max(t) FROM %s WHERE device_id = ?" % table, (device,))[0][0]
           for table in ("telemetry", "coherence_history")]
     ts = [t for t in ts if t is not None]
     return max(ts) if ts else None
@@ -75,12 +75,12 @@ def _range_text(since, until):
                                   _fmt_t(until) if until is not None else "the end")
 
 
-def _no_data(db, device, since, until):
-    here = _devices(db, since, until)
+def _no_data(mem, device, since, until):
+    here = _devices(mem, since, until)
     if here:
         return UserError("device %d has no data in memory %s (devices with data in that range: %s)"
                          % (device, _range_text(since, until), ", ".join(map(str, here))))
-    anywhere = _devices(db, None, None)
+    anywhere = _devices(mem, None, None)
     if not anywhere:
         return UserError("the memory database has no telemetry or coherence rows yet (run the "
                          "coordinator with memory.telemetry / memory.coherence_history on)")
@@ -99,19 +99,17 @@ def make_plots(mem, device, since=None, until=None, last=None, kinds=KINDS, out=
                threshold=None):
     """Write the charts; returns the result dict that --json prints. UserError on bad ranges
     or missing data."""
-    db = mem._db
-    mem.flush()
     if last is not None:
-        newest = _newest(db, device)
+        newest = _newest(mem, device)
         if newest is None:
-            raise _no_data(db, device, None, None)
+            raise _no_data(mem, device, None, None)
         until = newest
         since = max(since, newest - last) if since is not None else newest - last
     if since is not None and until is not None and since > until:
         raise UserError("empty time range: --since %s is after --until %s" % (_fmt_t(since), _fmt_t(until)))
     data = plots.load_device(mem, device, since, until)
     if not any(plots.has(data, k) for k in KINDS):
-        raise _no_data(db, device, since, until)
+        raise _no_data(mem, device, since, until)
     missing = {k: ("no coherence_history rows (memory.coherence_history, the Master and witnessing "
                    "must be on)" if k == "coherence" else
                    "no telemetry rows (memory.telemetry must be on)")

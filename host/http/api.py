@@ -15,7 +15,7 @@ import time
 
 from becomingone.errors import BecomingOneError, MemoryStoreError
 from becomingone.http.events import Hub
-from becomingone.http.metrics import render
+from becomingone.http.metrics import Metrics
 from becomingone.http.openapi import document
 from becomingone.http.responses import ApiError, Raw, dumps
 from becomingone.ingest.keystore import parse_device_id
@@ -100,7 +100,7 @@ class Api:
         self._mem = None
         self._mem_lock = threading.Lock()
         self._openapi = None
-        self._metrics = None
+        self.metrics = Metrics(self)
 
     # ------------------------------------------------------------------ plumbing
     def ask(self, read, *args, timeout=CALL_TIMEOUT):
@@ -323,7 +323,7 @@ def h_events(api, p, q, b):           # served by the server's stream loop (rout
 
 
 def h_metrics(api, p, q, b):
-    body, ctype = render(api)
+    body, ctype = api.metrics.render()
     return Raw(body, ctype)
 
 

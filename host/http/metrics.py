@@ -11,7 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from becomingone.wire.telemetry import decode_telemetry
 from shared.protocol import DECISION_NAMES
 
-__all__ = ["CoordinatorCollector", "render"]
+__all__ = ["CoordinatorCollector", "Metrics"]
 
 P = "becomingone_"
 
@@ -138,10 +138,17 @@ class CoordinatorCollector:
         yield req
 
 
-def render(api):
-    """(body bytes, content type) of one scrape."""
-    if api._metrics is None:
-        reg = CollectorRegistry(auto_describe=False)
-        reg.register(CoordinatorCollector(api))
-        api._metrics = reg
-    return generate_latest(api._metrics), CONTENT_TYPE_LATEST
+class Metrics:
+    """The /metrics endpoint of one Api: owns its collector registry (made on the first
+    scrape); render() -> (body bytes, content type)."""
+
+    def __init__(self, api):
+        self.api = api
+        self._registry = None
+
+    def render(self):
+        if self._registry is None:
+            reg = CollectorRegistry(auto_describe=False)
+            reg.register(CoordinatorCollector(self.api))
+            self._registry = reg
+        return generate_latest(self._registry), CONTENT_TYPE_LATEST

@@ -26,7 +26,7 @@ def export_ledger(ledger, folder):
     for name in ("entries.jsonl", "checkpoint.txt", "public_key.pem", "manifest.json"):
         if os.path.exists(os.path.join(folder, name)):
             raise UserError("export folder %s already holds %s; choose an empty folder" % (folder, name))
-    with ledger._lock:  # a consistent cut: the writer waits while we export
+    with ledger.locked():  # a consistent cut: the writer waits while we export
         note = ledger.latest_checkpoint()
         if note is None or ckpt.parse_note(note)["size"] != ledger.size:
             note = ledger.checkpoint()

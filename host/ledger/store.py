@@ -451,6 +451,11 @@ class Ledger:
             r = self._con.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         return r[0] if r else None
 
+    def locked(self):
+        """The ledger's lock, as a context manager: no append commits while it is held (a
+        consistent cut for an export)."""
+        return self._lock
+
     def signed_size(self):
         """Tree size of the newest checkpoint (0 when none was signed yet)."""
         with self._lock, guarded(self.path):

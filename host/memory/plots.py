@@ -30,8 +30,8 @@ def _plt():
     return plt
 
 
-def _col(db, sql, args, n):
-    rows = db.execute(sql, args).fetchall()
+def _col(mem, sql, args, n):
+    rows = mem.select(sql, args)
     if not rows:
         return [np.empty(0) for _ in range(n)]
     return [np.asarray(c, dtype=float) for c in zip(*rows)]
@@ -39,23 +39,21 @@ def _col(db, sql, args, n):
 
 def load_device(mem, device_id, since, until):
     """A dict of arrays for one device in [since, until] (either may be None)."""
-    mem.flush()
-    db = mem._db
     w, a = time_range(since, until)
     rng, args = "".join(" AND " + x for x in w), [int(device_id)] + a
     out = {"device_id": int(device_id)}
-    t, w, c = _col(db, "SELECT t, window, c FROM coherence_history WHERE device_id = ?" + rng +
+    t, w, c = _col(mem, "SELECT t, window, c FROM coherence_history WHERE device_id = ?" + rng +
                    " AND kind = 'master' ORDER BY t, window", args, 3)
     out["master"] = {float(x): (t[w == x], c[w == x]) for x in np.unique(w)}
-    t, w, c, dc = _col(db, "SELECT t, window, c, coalesce(device_c, -1) FROM coherence_history "
+    t, w, c, dc = _col(mem, "SELECT t, window, c, coalesce(device_c, -1) FROM coherence_history "
                        "WHERE device_id = ?" + rng + " AND kind = 'emissary' ORDER BY t", args, 4)
     out["emissary"] = (t, c)
     out["emissary_window"] = float(w[0]) if len(w) else None
     out["device_c"] = (t[dc >= 0], dc[dc >= 0])
-    cols = _col(db, "SELECT t, lateness_us, pid_error, pid_output, decision, coherence FROM telemetry "
+    cols = _col(mem, "SELECT t, lateness_us, pid_error, pid_output, decision, coherence FROM telemetry "
                 "WHERE device_id = ?" + rng + " ORDER BY t", args, 6)
     out["tel"] = dict(zip(("t", "lateness_us", "pid_error", "pid_output", "decision", "coherence"), cols))
-    cols = _col(db, "SELECT t, late_p50_us, late_p99_us, late_max_us FROM heartbeats WHERE device_id = ?"
+    cols = _col(mem, "SELECT t, late_p50_us, late_p99_us, late_max_us FROM heartbeats WHERE device_id = ?"
                 + rng + " ORDER BY t", args, 4)
     out["hb"] = dict(zip(("t", "p50", "p99", "max"), cols))
     return out

@@ -39,6 +39,15 @@ class MemoryReads:
         names = [c[0] for c in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
+    def select(self, sql, args=()):
+        """The rows (tuples) of one read-only SELECT over the memory tables, after a flush
+        (the charts' column reads). MemoryStoreError when the database cannot be read."""
+        self.flush()
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise MemoryStoreError("memory database %s: read failed: %s" % (self.path, e)) from None
+
     def counts(self):
         self.flush()
         return {t: self._db.execute("SELECT count(*) FROM %s" % t).fetchone()[0] for t in TABLES}

@@ -36,7 +36,7 @@ class AntiEntropy:
         self.timeout = timeout        # connect and each request (a cut link never answers)
         self.peers = list(peers)
         self.rng = rng or random.Random()
-        self.server = MeshServer(folder, cell, self._handle)
+        self.server = MeshServer(folder, cell, self.handle)
         self.bytes_sent = self.bytes_received = 0
         self.exchanges = self.failures = 0
         self.last_error = None
@@ -47,7 +47,7 @@ class AntiEntropy:
     async def close(self):
         await self.server.close()
 
-    async def _handle(self, peer, payload):
+    async def handle(self, peer, payload):
         self.bytes_received += len(payload) + 4
         try:
             msg = json.loads(payload)

@@ -83,7 +83,7 @@ class HeadTracker:
             self.counts["split_view"] += 1
             ev = {"origin": origin, "size": p["size"], "why": "two signed roots for size %d (verified "
                   "head, no replica)" % p["size"], "checkpoints": [held, note], "detected_at": time.time()}
-            self.store._keep_evidence(origin, ev)
+            self.store.keep_evidence(origin, ev)
             return {"status": "split-view", "origin": origin, "size": p["size"], "evidence": ev["path"],
                     "why": ev["why"]}
         if p["size"] < h["size"]:

@@ -128,7 +128,7 @@ class ReplicaStore:
         upath = os.path.join(folder, "untrusted.json")
         self.untrusted = set(json.load(open(upath))) if os.path.exists(upath) else set()
 
-    def _rep(self, origin):
+    def replica(self, origin):
         if origin not in self.keys:
             raise ReplicaError("no pinned public key for origin %r (known: %s)" % (origin, ", ".join(sorted(self.keys))))
         r = self._reps.get(origin)
@@ -137,32 +137,32 @@ class ReplicaStore:
         return r
 
     def size(self, origin):
-        return self._rep(origin).size
+        return self.replica(origin).size
 
     def root(self, origin, size=None):
-        return self._rep(origin).root(size)
+        return self.replica(origin).root(size)
 
     def latest(self, origin):
-        n = self._rep(origin).notes()
+        n = self.replica(origin).notes()
         return n[-1][2] if n else None
 
     def note_of_size(self, origin, size):
         """The stored checkpoint note of exactly `size` for `origin`, or None."""
-        for sz, _root, note in self._rep(origin).notes():
+        for sz, _root, note in self.replica(origin).notes():
             if sz == size:
                 return note
         return None
 
     def entries(self, origin, start, stop):
         """Export lines [start, stop) of a replica (to serve other cells)."""
-        rep = self._rep(origin)
+        rep = self.replica(origin)
         rows = rep.con.execute("SELECT idx, ts, data, prev, hash FROM entries WHERE idx>=? AND idx<? "
                                "ORDER BY idx", (start, stop)).fetchall()
         return ['{"data":%s,"hash":"%s","index":%d,"previous_hash":"%s","timestamp":%s}'
                 % (d, h.hex(), i, p.hex(), float.__repr__(ts)) for i, ts, d, p, h in rows]
 
     def _verify_note(self, origin, note):
-        rep = self._rep(origin)
+        rep = self.replica(origin)
         try:
             p = ckpt.verify_note(note, rep.pubkey)
         except ckpt.CheckpointError as e:
@@ -176,11 +176,11 @@ class ReplicaStore:
               "detected_at": time.time()}
         if consistency is not None:
             ev["consistency"] = consistency
-        self._keep_evidence(origin, ev)
+        self.keep_evidence(origin, ev)
         path = ev["path"]
         return {"status": "split-view", "origin": origin, "size": p["size"], "evidence": path, "why": why}
 
-    def _keep_evidence(self, origin, ev):
+    def keep_evidence(self, origin, ev):
         path = os.path.join(self.folder, "evidence", "%s-%d-%d.json" % (origin_id(origin), ev["size"],
                                                                           int(time.time() * 1e6)))
         write_json(path, ev, indent=1)           # atomic: a reader never sees half a file
@@ -231,7 +231,7 @@ class ReplicaStore:
                 raise ReplicaError("evidence for %s: its consistency proof does not verify" % origin)
             if old_root == pa["root"]:
                 raise ReplicaError("evidence for %s: the checkpoints are consistent" % origin)
-        self._keep_evidence(origin, {"origin": origin, "size": pa["size"], "why": "evidence from a peer",
+        self.keep_evidence(origin, {"origin": origin, "size": pa["size"], "why": "evidence from a peer",
                                      "checkpoints": [a, b], "consistency": ev.get("consistency"),
                                      "detected_at": time.time()})
         return True

@@ -47,7 +47,7 @@ class Replicator:
         self._connect = connector(folder, cell, pool)
         self.timeout = timeout        # connect and each request (a cut link never answers)
         self.peers = list(peers)
-        self.server = MeshServer(folder, cell, self._handle)
+        self.server = MeshServer(folder, cell, self.handle)
         self.alerts = []            # split-view / forged-entry reports
         self.entries_applied = 0
         # replicate(origin) -> bool: keep a full replica (default: every pinned origin); the
@@ -77,7 +77,7 @@ class Replicator:
                     out[origin] = note
         return out
 
-    async def _handle(self, peer, payload):
+    async def handle(self, peer, payload):
         try:
             msg = json.loads(payload)
             if not isinstance(msg, dict):
@@ -108,7 +108,7 @@ class Replicator:
                 elif o in self.store.keys and o not in self.store.untrusted:
                     if n > self.store.size(o):
                         raise ValueError("new size %d beyond our replica (%d)" % (n, self.store.size(o)))
-                    path = self.store._rep(o).consistency_path(m, n)
+                    path = self.store.replica(o).consistency_path(m, n)
                 else:
                     raise ValueError("no ledger of origin %r here" % (o,))
                 return _enc({"path": path})

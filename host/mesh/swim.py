@@ -67,6 +67,11 @@ class Swim:
     def _self_update(self):
         return {"name": self.name, "addr": self.addr, "state": ALIVE, "incarnation": self.incarnation}
 
+    def announce(self, addr):
+        """This cell's address (known once its listener is up), gossiped to the others."""
+        self.addr = addr
+        self._queue_update(self._self_update())
+
     def view(self):
         """{name: (state, incarnation)} including self."""
         v = {m.name: (m.state, m.incarnation) for m in self.members.values()}

@@ -32,16 +32,15 @@ class SwimNode:
         self.advertise = advertise or host     # the address other cells reach us at
         self.swim = Swim(cell, "%s:%d" % (self.advertise, port), self._send, seeds=seeds,
                          probe_interval=interval, probe_timeout=timeout, rng=rng or random.Random())
-        self.server = MeshServer(tls_folder, cell, self._handle)
+        self.server = MeshServer(tls_folder, cell, self.handle)
         self.refused = 0
 
     async def start(self):
         self.port = await self.server.start(self.host, self.port)
-        self.swim.addr = "%s:%d" % (self.advertise, self.port)
-        self.swim._queue_update(self.swim._self_update())
+        self.swim.announce("%s:%d" % (self.advertise, self.port))
         return self.port
 
-    async def _handle(self, peer, payload):
+    async def handle(self, peer, payload):
         try:
             msg = json.loads(payload)
         except ValueError:

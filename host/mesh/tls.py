@@ -301,13 +301,13 @@ class ConnectionPool:
             raise
         return _Lease(self, key, peer, lock, fresh, timeout)
 
-    async def _redial(self, key, timeout):
-        await self._drop(key)
+    async def redial(self, key, timeout):
+        await self.drop(key)
         peer = self._peers[key] = await connect(self.folder, self.cell, key[0], key[1], key[2], timeout)
         self.dials += 1
         return peer
 
-    async def _drop(self, key):
+    async def drop(self, key):
         peer = self._peers.pop(key, None)
         if peer is not None:
             peer.writer.transport.abort()
@@ -336,7 +336,7 @@ class _Lease:
                     raise
                 # a kept connection the peer closed (restart, idle cut): dial once more
                 self.fresh = True
-                self.peer = await self.pool._redial(self.key, self.timeout)
+                self.peer = await self.pool.redial(self.key, self.timeout)
                 return await self.peer.request(payload)
         except BaseException:       # failed or cancelled mid-frame: never reuse it
             self.broken = True
@@ -347,7 +347,7 @@ class _Lease:
             return
         try:
             if self.broken:
-                await self.pool._drop(self.key)
+                await self.pool.drop(self.key)
         finally:
             self.lock.release()
             self.lock = None

@@ -118,13 +118,13 @@ class MeshNode(MeshBackend):
         except ValueError:
             msg = None
         if isinstance(msg, dict) and msg.get("op") in ("digest", "push"):
-            return await self.ae._handle(peer, payload)
+            return await self.ae.handle(peer, payload)
         if isinstance(msg, dict) and msg.get("op") in ("heads", "entries", "checkpoint", "consistency"):
-            return await self.rep._handle(peer, payload)
+            return await self.rep.handle(peer, payload)
         if isinstance(msg, dict) and msg.get("op") == "identity":
             return json.dumps({"cell": self.cell, "origin": self.ledger.origin,
                                "public_key_pem": self.ledger.public_key_pem()}).encode("ascii")
-        return await self.swim._handle(peer, payload)
+        return await self.swim.handle(peer, payload)
 
     async def start(self):
         return await self.swim.start()

@@ -5,10 +5,10 @@
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tools.checkout import use_checkout  # noqa: E402
 
+use_checkout()
 from becomingone.cli import main  # noqa: E402
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from tools.checkout import use_checkout  # noqa: E402
 
+use_checkout()
 from becomingone.config import iter_leaves  # noqa: E402
 
 HEAD = "## Every key"

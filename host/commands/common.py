@@ -7,8 +7,8 @@ import yaml
 from becomingone.config import load_config, read_yaml
 from becomingone.errors import UserError
 
-__all__ = ["DEFAULT_DATA", "resolve_data_dir", "parse_sets", "load", "add_http_arguments",
-           "http_arg"]
+__all__ = ["DEFAULT_DATA", "resolve_data_dir", "data_config", "parse_sets", "load",
+           "add_http_arguments", "http_arg"]
 
 DEFAULT_DATA = os.path.join(".", "var", "becomingone")
 
@@ -38,6 +38,12 @@ def resolve_data_dir(data, config_path):
         if isinstance(raw, dict) and raw.get("data_dir"):
             return os.path.abspath(os.path.expanduser(raw["data_dir"]))
     return os.path.abspath(DEFAULT_DATA)
+
+
+def data_config(args):
+    """The Config of a command that reads a coordinator's data folder (--config, --data): the
+    folder resolved as `becomingone run` resolves it."""
+    return load_config(args.config, {"data_dir": resolve_data_dir(args.data, args.config)})
 
 
 def parse_sets(items):

@@ -7,8 +7,7 @@ import json
 import os
 import sys
 
-from becomingone.commands.common import resolve_data_dir
-from becomingone.config import load_config
+from becomingone.commands.common import data_config
 from becomingone.errors import UserError
 from becomingone.ledger import Ledger, checkpoint as ckpt, merkle, verify_path
 from becomingone.util.progress import progress_bar, wants_progress
@@ -52,10 +51,7 @@ def add_arguments(parser):
 
 
 def ledger_path(args):
-    if args.db:
-        return args.db
-    data = resolve_data_dir(args.data, args.config)   # the same folder `run` uses
-    return load_config(args.config, {"data_dir": data}).ledger_path()
+    return args.db or data_config(args).ledger_path()
 
 
 def _open(args):

@@ -14,8 +14,7 @@ import json
 import sys
 import time
 
-from becomingone.commands.common import resolve_data_dir
-from becomingone.config import load_config
+from becomingone.commands.common import data_config
 from becomingone.errors import UserError
 from becomingone.memory.store import Memory
 from becomingone.util.times import fmt_time as _fmt_t, parse_time  # noqa: F401  (used by commands)
@@ -47,10 +46,7 @@ def add_arguments(p):
 
 
 def db_path(args):
-    if args.db:
-        return args.db
-    data = resolve_data_dir(args.data, args.config)   # the same folder `run` uses
-    return load_config(args.config, {"data_dir": data}).memory_path()
+    return args.db or data_config(args).memory_path()
 
 
 def _print_rows(rows):

@@ -80,19 +80,10 @@ class MeshService:
 
     # ------------------------------------------------------------ coordinator side
     def check(self):
-        if self.backend != "embedded":
-            return
-        missing = [p for p in (os.path.join(self.tls_dir, "ca.pem"),
-                               os.path.join(self.tls_dir, "cells", self.cell + ".pem"),
-                               os.path.join(self.tls_dir, "cells", self.cell + ".key"))
-                   if not os.path.exists(p)]
-        if missing:
-            raise UserError(
-                "sync.mesh_enabled is true but the mesh TLS material for cell %r is missing (%s). "
-                "Make it with `becomingone mesh init --dir %s --cells %s` (one CA for the whole mesh: "
-                "run it once with every cell name and copy ca.pem and cells/CELL.pem|.key to each "
-                "cell), or point sync.mesh.tls_dir at the folder holding them"
-                % (self.cell, ", ".join(missing), self.tls_dir, self.cell))
+        """What the backend needs before anything starts (UserError naming the fix)."""
+        check = CHECKS.get(self.backend)
+        if check is not None:
+            check(self)
 
     def start(self, timeout=20.0):
         self.check()
@@ -209,6 +200,21 @@ class MeshService:
             self._status = st
 
 
+def _check_tls(svc):
+    """The embedded backend needs this cell's mutual-TLS material."""
+    missing = [p for p in (os.path.join(svc.tls_dir, "ca.pem"),
+                           os.path.join(svc.tls_dir, "cells", svc.cell + ".pem"),
+                           os.path.join(svc.tls_dir, "cells", svc.cell + ".key"))
+               if not os.path.exists(p)]
+    if missing:
+        raise UserError(
+            "sync.mesh_enabled is true but the mesh TLS material for cell %r is missing (%s). "
+            "Make it with `becomingone mesh init --dir %s --cells %s` (one CA for the whole mesh: "
+            "run it once with every cell name and copy ca.pem and cells/CELL.pem|.key to each "
+            "cell), or point sync.mesh.tls_dir at the folder holding them"
+            % (svc.cell, ", ".join(missing), svc.tls_dir, svc.cell))
+
+
 def _embedded(svc):
     """The embedded backend: MeshNode (SWIM, anti-entropy, replication over mutual TLS)."""
     m = svc.cfg.sync.mesh
@@ -228,5 +234,6 @@ def _nats(svc):
                     publish_every=float(svc.cfg.sync.mesh.checkpoint_interval))
 
 
-# sync.backend -> the MeshBackend it runs
+# sync.backend -> the MeshBackend it runs, and what it checks before the mesh thread starts
 BACKENDS = {"embedded": _embedded, "nats": _nats}
+CHECKS = {"embedded": _check_tls}

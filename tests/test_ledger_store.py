@@ -11,8 +11,9 @@ import pytest
 from becomingone.errors import UserError
 from becomingone.ledger import Ledger, LedgerError, merkle, verify_path
 from becomingone.ledger.db import FORMAT, INSERT_CHUNK, NODE_LEVEL
-from tests.test_ledger_faults import _sql
 from becomingone.ledger.future import LedgerFuture
+from tests.reference.ledger_ref import reference_root
+from tests.test_ledger_faults import _sql
 
 
 def W(i):
@@ -27,7 +28,7 @@ def _check_inclusion(led, m, size, leaves):
     p = led.inclusion_proof(m, size)
     size = led.size if size is None else size
     assert p["tree_size"] == size
-    root = merkle.reference_root(leaves[:size])
+    root = reference_root(leaves[:size])
     assert bytes.fromhex(p["root"]) == root and bytes.fromhex(p["leaf_hash"]) == leaves[m]
     assert merkle.verify_inclusion(m, size, leaves[m], [bytes.fromhex(x) for x in p["path"]], root), (m, size)
 
@@ -44,8 +45,8 @@ def test_every_proof_of_small_ledgers_at_current_and_older_sizes(tmp_path):
                 _check_inclusion(led, m, size, leaves)
             for old in range(n + 1):
                 c = led.consistency_proof(old)
-                assert merkle.verify_consistency(old, n, merkle.reference_root(leaves[:old]),
-                                                 merkle.reference_root(leaves), [bytes.fromhex(x) for x in c["path"]])
+                assert merkle.verify_consistency(old, n, reference_root(leaves[:old]),
+                                                 reference_root(leaves), [bytes.fromhex(x) for x in c["path"]])
             led.append("witness", W(n))
         rows = _sql(led.path, "SELECT pos, level FROM nodes ORDER BY pos, level")
         n = led.size
@@ -65,7 +66,7 @@ def test_multi_row_inserts_at_chunk_boundaries(tmp_path, batches):
         assert led.size == 1 + sum(batches)
         assert [e.data["n"] for e in led.entries(1)] == list(range(sum(batches)))
         leaves = _leaves(led)
-        assert led.root() == merkle.reference_root(leaves)
+        assert led.root() == reference_root(leaves)
         for m in random.Random(3).sample(range(led.size), min(20, led.size)):
             _check_inclusion(led, m, None, leaves)
     r = verify_path(p, workers=1)
@@ -188,7 +189,7 @@ def test_reopen_after_partial_chunk_keeps_the_frontier(tmp_path):
         with Ledger(p) as led:
             led.append_many([("witness", W(rounds * 10 + i)) for i in range(rounds * 3 + 1)])
             leaves = _leaves(led)
-            assert led.root() == merkle.reference_root(leaves)
+            assert led.root() == reference_root(leaves)
             _check_inclusion(led, led.size - 1, None, leaves)
     assert verify_path(p).ok
     assert os.path.exists(p)

@@ -185,17 +185,13 @@ def _flat_dumps(d):
 
 def dumps(value, path="data"):
     """Canonical JSON text (str, ASCII only) of `value`. A dict of scalars takes a template fast
-    path whose output is byte-identical to reference_dumps (property tested); anything else,
+    path whose output is byte-identical to the full check and encoder (property tested against
+    tests/reference/ledger_ref.py); anything else,
     and every refusal, goes through the full check and the json encoder."""
     if type(value) is dict:
         text = _flat_dumps(value)
         if text is not None:
             return text
-    return encode(canonicalize(value, path))
-
-
-def reference_dumps(value, path="data"):
-    """The full check then the encoder, without the fast path (the reference for tests)."""
     return encode(canonicalize(value, path))
 
 

@@ -14,7 +14,7 @@ from becomingone.ledger.hashing import EMPTY_ROOT, leaf_hash, node_hash, parent_
 
 __all__ = ["EMPTY_ROOT", "leaf_hash", "node_hash", "split_point", "decompose", "fold",
            "inclusion_plan", "consistency_plan", "root_plan", "verify_inclusion",
-           "verify_consistency", "reference_root", "Frontier"]
+           "verify_consistency", "Frontier"]
 
 
 def split_point(n):
@@ -150,17 +150,6 @@ def verify_consistency(first, second, first_root, second_root, path):
         fn >>= 1
         sn >>= 1
     return sn == 0 and fr == first_root and sr == second_root
-
-
-def reference_root(leaves):
-    """Recursive MTH of a list of leaf hashes (reference for tests and small verifiers)."""
-    n = len(leaves)
-    if n == 0:
-        return EMPTY_ROOT
-    if n == 1:
-        return leaves[0]
-    k = split_point(n)
-    return node_hash(reference_root(leaves[:k]), reference_root(leaves[k:]))
 
 
 class Frontier:

@@ -1,0 +1,2 @@
+"""The bottom layer, used by every other: atomic file writes, the coordinator's counters, the
+worker supervisor, progress bars, times."""

@@ -78,7 +78,7 @@ class Maths:
         self._learn_wait = 0
         if self.auto_lag:
             from device.lag import LagLearner
-            self.learner = LagLearner(self.em, lmin=2, lmax=max_lag)
+            self.learner = LagLearner(self.em, lmin=2, lmax=max_lag, lock=coherence_threshold)
         self.act = PID(act_gains[0], act_gains[1], act_gains[2], setpoint=setpoint,
                        sample_time=self.pulse.period_s, output_limits=(0.0, 1.0))
         if arbiter is None:
@@ -391,7 +391,8 @@ class Maths:
         if lag == 0:
             if self.learner is None:
                 from device.lag import LagLearner
-                self.learner = LagLearner(self.em, lmin=2, lmax=self.em.max_lag)
+                self.learner = LagLearner(self.em, lmin=2, lmax=self.em.max_lag,
+                                          lock=self.em.threshold_q16 / 65536.0)
             self.auto_lag = True
             self.locked = False
             self._learn_wait = 0

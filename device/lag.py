@@ -13,10 +13,11 @@ negative (below a quarter period every smooth signal correlates with itself) and
 with r(L) > 0 after that, picks the shortest local peak of C(L) within ``near`` (0.02) of the best:
 the fundamental period, or the first multiple of it that falls on a whole number of samples
 (a long multiple would make the lock fragile against the small speed wander of a real
-machine). The result locks when C >= ``lock`` (default 0.9). Products are shifted right by ``sh`` so that every sum
+machine). The result locks when C >= ``lock`` (default 0.95, the collapse threshold: a lag is
+only adopted where the machine would collapse). Products are shifted right by ``sh`` so that every sum
 stays below 2^30 (sh from the largest |d| in the snapshot).
 
-LagLearner(emissary, lmin=2, lmax=None, lock=0.9, near=0.02)
+LagLearner(emissary, lmin=2, lmax=None, lock=0.95, near=0.02)
     .start() -> bool        freeze the history (False while it holds fewer than hist_len)
     .step(max_lags) -> bool one slice; True when the search is complete
     .best_lag, .best_c (Q16), .locked (bool), .busy (bool)
@@ -92,7 +93,7 @@ def _corr(buf, base: int, start: int, n: int, lag: int, sh: int, out) -> int:
 
 
 class LagLearner:
-    def __init__(self, emissary, lmin=2, lmax=None, lock=0.9, near=0.02):
+    def __init__(self, emissary, lmin=2, lmax=None, lock=0.95, near=0.02):
         self.em = emissary
         n = emissary.hist_len
         self.n = n

@@ -593,7 +593,7 @@ class Features:
     @property
     def anoms(self):
         """Anomalies in the window: exceedances plus counted events."""
-        return self.mem[_TEX]
+        return self.mem[_AN]
 
     def beat_stats(self):
         """This beat's (samples, sum of samples, exceedances + events, stuck flag) and the

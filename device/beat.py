@@ -20,8 +20,8 @@ then ``idle()`` until the next deadline:
      its measured cost fits before the deadline with a margin, so mining never makes a beat late;
      then sleep (and spin the last ``spin_us``) until the deadline.
 
-Steps 1-8 allocate nothing on MicroPython in the steady state (measured per beat with
-``gc.mem_alloc`` and reported as ``alloc_bytes_per_beat``).  Idle work that allocates (mining,
+Steps 1-8 allocate nothing on MicroPython in the steady state (measured around step() with
+``gc.mem_alloc`` every ``alloc_every`` beats and reported as ``alloc_bytes_per_beat``).  Idle work that allocates (mining,
 host frames) only runs while the heap has ``gc_low`` bytes free, and the beat collects in idle
 time (when the measured collection time fits) below that, so the automatic GC (left enabled as
 a safety net) does not run inside a beat.
@@ -37,11 +37,43 @@ except ImportError:
 
 from array import array
 
-from device.clock import DeviceTime, Deadline, tdiff, MASK
-from device.lateness import LatenessHistogram
+from device.clock import DeviceTime, Deadline, tdiff, MASK, beat_tick, NOW_MS, INTERVAL, SKIPPED
+from device.lateness import LatenessHistogram, record as record_lateness
 from device.witness_queue import WitnessQueue
 from shared import protocol as P
+from shared.compat import micropython  # noqa: F401
 from shared.frame_encoder import witness_record_into
+from shared.kairos import PART_RE, PART_IM, PART_E0, PART_EL, PART_N, KBIAS, COLLAPSED
+try:
+    from shared.compat import ptr32    # CPython stand-in; viper has it built in
+except ImportError:
+    pass
+
+# telemetry accumulator words (re, im + KBIAS; the others plain)
+_A_RE = const(0)
+_A_IM = const(1)
+_A_E0 = const(2)
+_A_EL = const(3)
+_A_N = const(4)
+_A_BEATS = const(5)
+
+
+@micropython.viper
+def _accumulate(acc, km) -> int:
+    # add this beat's KAIROS partials (shared/kairos.py words) to the record being built;
+    # returns the record's KAIROS sample count
+    a = ptr32(acc)
+    k = ptr32(km)
+    # shared/kairos.py's word indices: imported names are objects in viper, so cast them
+    b = int(KBIAS)
+    a[_A_RE] = int(a[_A_RE]) + int(k[int(PART_RE)]) - b
+    a[_A_IM] = int(a[_A_IM]) + int(k[int(PART_IM)]) - b
+    a[_A_E0] = int(a[_A_E0]) + int(k[int(PART_E0)])
+    a[_A_EL] = int(a[_A_EL]) + int(k[int(PART_EL)])
+    n = int(a[_A_N]) + int(k[int(PART_N)])
+    a[_A_N] = n
+    a[_A_BEATS] = int(a[_A_BEATS]) + 1
+    return n
 
 _HAS_MEM = hasattr(gc, "mem_alloc")
 _NDEC = const(5)
@@ -70,6 +102,11 @@ class Settings:
         self.margin_us = 200          # idle work must end this long before the deadline
         self.gc_low = 12 * 1024       # collect in idle time below this many free bytes
         self.link_timeout_ms = 3000   # no host frame for this long: the link is down
+        # measure the allocation of one beat in alloc_every (0 = never): gc.mem_alloc() scans
+        # the heap (milliseconds on a Pico), so a board measures rarely
+        self.alloc_every = 1
+        self.learn_lags = 16          # lags per lag-search slice (device/lag.py)
+        self.learn_us = 600           # idle time a lag-search slice needs
 
 
 class Beat:
@@ -90,7 +127,6 @@ class Beat:
         self.lateness = LatenessHistogram()
         self.samples = array("H", [0] * maths.max_samples())
         self.beat = 0
-        self.skipped = 0
         self.decisions = array("i", [0] * _NDEC)
         self.collapses = 0
         self.quarantined = False
@@ -98,18 +134,15 @@ class Beat:
         self.last_decision = 0
         self.last_witness_beat = 0
         self.late_last = 0
-        self.now_ms = 0
-        self._ms_rem = 0
-        self._last_ticks = 0
+        self.tst = array("i", bytes(24))   # clock.beat_tick words: ms since boot, interval...
         self.last_rx_ms = 0
         self.link_up = False
         # telemetry accumulation over telemetry_every beats
-        self.acc_n = 0
-        self.acc_re = 0
-        self.acc_im = 0
-        self.acc_e0 = 0
-        self.acc_el = 0
-        self.acc_samples = 0
+        self.acc = array("i", bytes(24))   # the TELEMETRY record being summed (_A_*)
+        self.acc[_A_RE] = KBIAS
+        self.acc[_A_IM] = KBIAS
+        self._kmem = maths.em.mem
+        self._kmax = maths.em.max_samples
         self.beats_since_hb = 0
         # allocation measurement
         self.alloc_total = 0
@@ -126,14 +159,16 @@ class Beat:
         self.records_mined = 0
         self.mined_late = 0
         self.pwm_duty = 0
-        self.mean_x = 0
         self.deadline = None
+        self._ring = getattr(hw.sampler, "ring", None)
+        self._ovr_seen = 0
+        self.tel_due = False          # a TELEMETRY record is ready: sent first thing in idle
+        self.lag_changes = 0
 
     # ------------------------------------------------------------------ start
     def start(self):
         """Boot: HELLO, boot witness, schedule the first deadline one period from now."""
         t = self.time.update()
-        self._last_ticks = t
         self.deadline = Deadline(t, self.m.period_q16())
         self.deadline.advance()
         self.hw.sampler.start(t)
@@ -145,51 +180,46 @@ class Beat:
     # ------------------------------------------------------------------ the beat
     def step(self):
         """Run steps 1-8 of one beat (the deadline has been reached by ``idle``)."""
-        a0 = _mem_alloc()
-        # 1. pulse: lateness against the deadline, next deadline
-        t = self.time.update()
-        self._tick_ms(t)
-        dl = self.deadline
-        late = -dl.remaining(t)
-        if late >= dl.period_us:
-            self.skipped += dl.resync(t)
-            late = -dl.remaining(t)
-        self.lateness.add(late)
+        # 1. pulse: device time, lateness against the deadline, next deadline (one kernel)
+        t = self.clock.ticks()
+        late = beat_tick(self.time.st, self.deadline.st, self.tst, t)
+        record_lateness(self.lateness.h, late)
         self.late_last = late
-        dl.advance()
+        iv = self.tst[INTERVAL]
         # 2. samples since the last beat
         smp = self.hw.sampler
         smp.poll(t)
         n = smp.drain(self.samples)
         m = self.m
-        if n > 0:
-            tot = 0
-            smp_buf = self.samples
-            for i in range(n):
-                tot += smp_buf[i]
-            self.mean_x = tot // n
-        m.measure(self.mean_x)
-        # 3.-5. Emissary, anomalies, threat, arbiter
-        m.emissary_feed(self.samples, n)
-        collapse = m.collapse()
+        r = self._ring
+        ovr = 0
+        if r is not None:
+            o = r.overruns
+            ovr = o - self._ovr_seen
+            self._ovr_seen = o
+        # 3.-5. features, KAIROS (Emissary), sensor and coherence health, cores, decision;
+        # the actuator PID (6) unless QUARANTINE is latched; 7. recalibrate (genomic PID on
+        # the measured beat interval): one call
+        quar = self.quarantined
+        decision = m.beat(self.samples, n, ovr, iv, not quar)
+        collapse = self._kmem[COLLAPSED] != 0
         if collapse and not self.collapse_prev:
             self.collapses += 1
-        decision = m.decide()
         self.decisions[decision] += 1
         # 6. act
-        entered = decision == P.DECISION_QUARANTINE and not self.quarantined
+        entered = decision == P.DECISION_QUARANTINE and not quar
+        hw = self.hw
         if entered:
             self.quarantined = True
-        if self.quarantined:
-            self.hw.pwm.safe()
-            self.pwm_duty = self.hw.pwm.duty
-            self.hw.led.set(1)
+            quar = True
+        if quar:
+            hw.pwm.safe()
+            self.pwm_duty = hw.pwm.duty
+            hw.led.set(1)
         else:
-            self.pwm_duty = m.actuate()
-            self.hw.pwm.write(self.pwm_duty)
-            self.hw.led.set(1 if decision == P.DECISION_ALERT else 0)
-        # 7. recalibrate
-        m.recalibrate()
+            self.pwm_duty = m.duty
+            hw.pwm.write(m.duty)
+            hw.led.set(1 if decision == P.DECISION_ALERT else 0)
         # 8. emit
         self._telemetry(decision, collapse)
         self._witness_events(decision, collapse, entered)
@@ -198,26 +228,15 @@ class Beat:
         self.beat += 1
         self.beats_since_hb += 1
         self.hw.watchdog.feed()
-        if _HAS_MEM and self.beat > _WARMUP:
-            d = _mem_alloc() - a0
-            if d < 0:
-                self.gc_in_beat += 1
-            else:
-                self.alloc_total += d
-                self.alloc_beats += 1
-                if d > self.alloc_max:
-                    self.alloc_max = d
 
-    def _tick_ms(self, t):
-        d = (t - self._last_ticks) & MASK
-        self._last_ticks = t
-        q = d // 1000
-        r = self._ms_rem + d - q * 1000
-        if r >= 1000:
-            r -= 1000
-            q += 1
-        self._ms_rem = r
-        self.now_ms = (self.now_ms + q) & MASK
+    @property
+    def now_ms(self):
+        """Milliseconds since boot, modulo 2^30 (kept by the beat's clock kernel)."""
+        return self.tst[NOW_MS]
+
+    @property
+    def skipped(self):
+        return self.tst[SKIPPED]
 
     def state_byte(self, decision, collapse):
         s = decision
@@ -227,41 +246,58 @@ class Beat:
             s |= P.STATE_COLLAPSE
         return s
 
-    def _telemetry(self, decision, collapse):
+    def state_bits(self, decision, collapse):
+        s = self.state_byte(decision, collapse)
         m = self.m
-        self.acc_re += m.dT_re()
-        self.acc_im += m.dT_im()
-        self.acc_e0 += m.dE0()
-        self.acc_el += m.dEL()
-        self.acc_samples += m.n_samples()
-        self.acc_n += 1
+        if m.locked:
+            s |= P.STATE_LAG_LOCKED
+        h = m.health
+        if h.sensor_fault:
+            s |= P.STATE_SENSOR_FAULT
+        if h.coherence_lost:
+            s |= P.STATE_COHERENCE_LOST
+        return s
+
+    def _telemetry(self, decision, collapse):
+        """Accumulate this beat's partials; when a record is due, mark it: idle() builds and
+        sends the frame first thing (so encoding, signing and the link write never hold up the
+        deadline-bound part of the beat)."""
+        n = _accumulate(self.acc, self._kmem)
         # n_samples is a u8 on the wire: a record summing telemetry_every beats goes out early
         # once one more beat could take its count past 255 (exact; the host adds records)
-        if self.acc_n < self.s.telemetry_every and \
-                self.acc_samples + m.max_samples() <= 255:
+        if self.acc[_A_BEATS] < self.s.telemetry_every and n + self._kmax <= 255:
             return
-        st = self.state_byte(decision, collapse)
+        self.tel_due = True
+        self.tel_state = self.state_bits(decision, collapse)
+
+    def _send_telemetry(self):
+        self.tel_due = False
+        m = self.m
+        st = self.tel_state
         enc = self.enc
         tm = self.time
+        lv, ku, cr, an = m.features()
+        a = self.acc
+        re = a[_A_RE] - KBIAS
+        im = a[_A_IM] - KBIAS
         if self.s.batch_beats > 1:
-            c = enc.batch_add(self.beat, self.deadline.period_us, self.late_last, self.acc_re,
-                              self.acc_im, self.acc_e0, self.acc_el, self.acc_samples,
-                              m.coherence_q16(), m.pid_error(), m.pid_output(), m.threat_q16(),
-                              m.o_weight_q16(), st)
+            c = enc.batch_add(self.beat, self.deadline.period_us, self.late_last, re, im,
+                              a[_A_E0], a[_A_EL], a[_A_N], m.coherence_q16(), m.pid_error(),
+                              m.pid_output(), m.threat_q16(), m.o_weight_q16(), st, lv, ku, cr,
+                              an)
             if c >= self.s.batch_beats:
                 self.link.send(enc.batch_flush(tm.era, tm.off))
         else:
             self.link.send(enc.telemetry(tm.era, tm.off, self.beat, self.deadline.period_us,
-                                         self.late_last, self.acc_re, self.acc_im, self.acc_e0,
-                                         self.acc_el, self.acc_samples, m.coherence_q16(),
-                                         m.pid_error(), m.pid_output(), m.threat_q16(),
-                                         m.o_weight_q16(), st))
-        self.acc_n = 0
-        self.acc_re = 0
-        self.acc_im = 0
-        self.acc_e0 = 0
-        self.acc_el = 0
-        self.acc_samples = 0
+                                         self.late_last, re, im, a[_A_E0], a[_A_EL], a[_A_N],
+                                         m.coherence_q16(), m.pid_error(), m.pid_output(),
+                                         m.threat_q16(), m.o_weight_q16(), st, lv, ku, cr, an))
+        a[_A_RE] = KBIAS
+        a[_A_IM] = KBIAS
+        a[_A_E0] = 0
+        a[_A_EL] = 0
+        a[_A_N] = 0
+        a[_A_BEATS] = 0
 
     def _witness_events(self, decision, collapse, entered):
         """Witness policy: a collapse edge; entering QUARANTINE (exactly one record per latch, so
@@ -313,9 +349,12 @@ class Beat:
         if self.enc.needs_new_boot or self.time.era >= 255:  # time_era is a u8
             from device.epoch import new_epoch   # rare: loaded only then
             new_epoch(self)
+        if self.tel_due:
+            self._send_telemetry()
         clk = self.clock
         dl = self.deadline
         s = self.s
+        learn_done = self.m.learner is None
         host_done = False
         sends_done = False
         hb_done = False
@@ -335,6 +374,13 @@ class Beat:
                 sends_done = True
                 if budget > 0:
                     self._send_due()
+                continue
+            if not learn_done:
+                learn_done = True
+                # a slice of the lag search (~16 lags); a learned lag restarts the stream
+                if budget > s.learn_us and self.m.learn_step(s.learn_lags):
+                    self.lag_changes += 1
+                    self.send_hello()
                 continue
             if not hb_done:
                 hb_done = True
@@ -360,7 +406,9 @@ class Beat:
                 g = self.gc_est_us
                 self.gc_est_us = g - (g >> 3)
             # mining allocates (hash objects): only with heap to spare, so the automatic GC
-            # never has to run inside a beat
+            # never has to run inside a beat; APPLY_OPTIMIZE (the beat is overloaded) sheds it
+            if self.last_decision == P.DECISION_APPLY_OPTIMIZE:
+                low = True
             if not low and budget - s.mine_margin_us > self.slice_est_us and \
                     self._mine_slice(clk):
                 continue
@@ -430,7 +478,8 @@ class Beat:
         self.link.send(self.enc.hello(tm.era, tm.off, self.hw.board_id, 0, 1, 0,
                                       self.capabilities(), self.hw.f_s, self.deadline.period_us,
                                       m.phase_step(), m.lag_samples(), self.hw.adc_bits,
-                                      m.sum_shift(), self.s.pow_bits, self.s.telemetry_every))
+                                      m.sum_shift(), self.s.pow_bits, self.s.telemetry_every,
+                                      m.decim, m.counts_per_unit_q4()))
 
     def capabilities(self):
         c = P.CAP_POW | P.CAP_BATCH | P.CAP_TIME_SYNC | P.CAP_MODEL | P.CAP_PWM | P.CAP_ADC
@@ -464,10 +513,31 @@ class Beat:
         if self.deadline is None:
             self.start()
         i = 0
+        every = self.s.alloc_every
+        ex = getattr(self.hw, "exhausted", None)
         while beats == 0 or i < beats:
             self.idle()
-            self.step()
+            if every and _HAS_MEM and self.beat > _WARMUP and self.beat % every == 0:
+                self.measured_step()
+            else:
+                self.step()
+            if ex is not None and ex():
+                break
             i += 1
+
+    def measured_step(self):
+        """step() with the bytes it allocated counted (gc.mem_alloc() walks the heap's
+        allocation table: milliseconds on a Pico, so it is only done every alloc_every beats)."""
+        a0 = gc.mem_alloc()
+        self.step()
+        d = gc.mem_alloc() - a0
+        if d < 0:
+            self.gc_in_beat += 1
+        else:
+            self.alloc_total += d
+            self.alloc_beats += 1
+            if d > self.alloc_max:
+                self.alloc_max = d
 
     def alloc_per_beat(self):
         """Mean bytes allocated by steps 1-8 over the steady beats (None on CPython)."""

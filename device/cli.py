@@ -31,14 +31,16 @@ class Options:
         self.key_file = ""
         self.seed = 42
         self.faults = ""
-        self.fs = 1000
+        self.fs = 0                  # 0: the board's default rate
         self.telemetry_every = 1
         self.batch = 1
         self.pow_bits = 16
         self.pulse_k = 4.0
         self.pulse_p = 5.0
-        self.lag = 10
-        self.omega = 2.0
+        self.lag = 0                 # 0: learn one period of the machine (device/lag.py)
+        self.omega = 0.0
+        self.sensor_file = ""
+        self.model = "shipped"
         self.clock = "real"
         self.wifi = ""
         self.signal = ""
@@ -55,17 +57,19 @@ _FLAGS = {
     "--key-file": ("key_file", "s", None, None),
     "--seed": ("seed", "i", 0, 0x3FFFFFFF),
     "--faults": ("faults", "s", None, None),
-    "--fs": ("fs", "i", 1, 20000),
+    "--fs": ("fs", "i", 0, 20000),
     "--telemetry-every": ("telemetry_every", "i", 1, 255),
     "--batch": ("batch", "i", 1, 5),
     "--pow-bits": ("pow_bits", "i", 0, 28),
     "--pulse-k": ("pulse_k", "f", None, None),
     "--pulse-p": ("pulse_p", "f", None, None),
-    "--lag": ("lag", "i", 1, 1000),
+    "--lag": ("lag", "i", 0, 1000),
     "--omega": ("omega", "f", None, None),
     "--clock": ("clock", "s", None, None),
     "--wifi": ("wifi", "s", None, None),
     "--signal": ("signal", "s", None, None),
+    "--sensor-file": ("sensor_file", "s", None, None),
+    "--model": ("model", "s", None, None),
 }
 
 
@@ -112,6 +116,8 @@ def parse_args(argv):
         setattr(o, attr, v)
     if o.board not in BOARDS:
         raise UsageError("--board %r unknown (allowed: %s)" % (o.board, ", ".join(BOARDS)))
+    if o.model not in ("shipped", "seed"):
+        raise UsageError("--model must be shipped or seed, got %r" % (o.model,))
     if o.clock not in ("real", "virtual"):
         raise UsageError("--clock must be real or virtual, got %r" % (o.clock,))
     if not o.pulse_k * o.pulse_p > 1.0:

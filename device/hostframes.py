@@ -4,7 +4,7 @@
 - CONFIG: every pair is validated first; if one is bad nothing changes, the device answers
   ACK(CONFIG, BAD_VALUE / UNSUPPORTED, ref = config_version) and an ERROR naming the key; else
   all pairs are applied, ACK(CONFIG, OK) and a CONFIG_APPLIED witness record.
-- MODEL (w, b of the entropy model): applied, ACK(MODEL, OK), MODEL_APPLIED witness.
+- MODEL (bias and feature weights of the entropy model): applied, ACK(MODEL, OK), MODEL_APPLIED witness.
 - CLEAR: unlatches QUARANTINE (ACK OK + QUARANTINE_CLEARED witness), unless the witness queue
   could not take the next QUARANTINE record (ACK BUSY; see device/witness_queue.py).
 - TIME_SYNC request: immediate reply with the receive time and the transmit time.
@@ -114,7 +114,8 @@ class HostFrames:
         elif t == P.CONFIG:
             self.on_config(fl["config_version"], fl["pairs"])
         elif t == P.MODEL:
-            self.on_model(fl["model_version"], fl["w"], fl["b"])
+            self.on_model(fl["model_version"], fl["bias"], fl["w_level"], fl["w_kurt"],
+                          fl["w_crest"], fl["w_anoms"])
         elif t == P.CLEAR:
             self.on_clear(fl["ref"])
         elif t == P.TIME_SYNC:
@@ -159,10 +160,10 @@ class HostFrames:
         self._ack(P.CONFIG, P.ACK_OK, version)
         b.witness(P.WITNESS_CONFIG_APPLIED, 0, version & 0x3FFFFFFF)
 
-    def on_model(self, version, w, bias):
+    def on_model(self, version, bias, w_level, w_kurt, w_crest, w_anoms):
         b = self.beat
         try:
-            b.m.set_model(w, bias)
+            b.m.set_model(bias, w_level, w_kurt, w_crest, w_anoms)
         except ValueError as e:
             self._ack(P.MODEL, P.ACK_BAD_VALUE, version)
             self._error(P.ERR_CONFIG_VALUE, P.MODEL, version, str(e))

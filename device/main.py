@@ -72,19 +72,26 @@ try:
 except MemoryError:
     _reserve = None
 
-from device.cli import parse_args, UsageError  # noqa: E402
+def _unload(*names):
+    import device
+    for n in names:
+        sys.modules.pop(n, None)
+        a = n.rsplit(".", 1)[-1]
+        if hasattr(device, a):
+            delattr(device, a)
 
 
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
+    from device.cli import parse_args, UsageError
     try:
         opts = parse_args(argv)
     except UsageError as e:
         sys.stderr.write("error: %s\n" % (e,))
         return 2
     global _reserve
-    from device.runner import prepare, build, report_json
+    from device.runner import prepare, build
     try:
         try:
             prepare(opts)
@@ -98,12 +105,18 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         sys.stderr.write("error: %s\n" % (e,))
         return 2
+    # the option parser and the builder are boot-only: give their heap back (a Pico's heap is
+    # ~190 KB and the beat's modules use most of it)
+    del prepare, build
+    _unload("device.cli", "device.runner")
+    gc.collect()
     try:
         beat.run(opts.beats)
     except KeyboardInterrupt:
         pass
     if not opts.quiet:
         out = sys.stderr if getattr(beat.link, "uses_stdout", False) else sys.stdout
+        from device.report import report_json
         out.write(report_json(beat) + "\n")
     return 0
 

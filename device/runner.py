@@ -1,5 +1,4 @@
-"""Builds the beat from options (device/cli.py) and formats the closing report."""
-import json
+"""Builds the beat from options (device/cli.py); the closing report is device/report.py."""
 import os
 
 import gc
@@ -64,16 +63,28 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     gc.collect()
     if clock is None:
         clock = VirtualClock() if opts.clock == "virtual" else Clock()
-    f_s = hw.f_s if hw is not None else opts.fs
-    adc_bits = hw.adc_bits if hw is not None else 12
+    if hw is not None:
+        f_s = hw.f_s
+        adc_bits = hw.adc_bits
+        cpu = getattr(hw, "counts_per_unit", 128.0)
+    else:
+        f_s = opts.fs or board.DEFAULT_FS
+        adc_bits = getattr(board, "ADC_BITS", 12)
+        cpu = getattr(board, "COUNTS_PER_UNIT", 128.0)
+    if arbiter is None and opts.model == "seed":
+        from device.arbiter import Arbiter
+        arbiter = Arbiter(model=(0.0, 0.0, 0.0, 0.0, 0.12))
+    sp = getattr(board, "SETPOINT", 0.5) if hw is None else getattr(hw, "setpoint_frac", 0.5)
     maths = Maths(f_s=f_s, adc_bits=adc_bits, pulse_k=opts.pulse_k, pulse_p=opts.pulse_p,
                   lag=opts.lag, omega=opts.omega, pow_bits=opts.pow_bits, miner=miner,
-                  arbiter=arbiter)
+                  arbiter=arbiter, counts_per_unit=cpu, setpoint=sp)
     gc.collect()
     if hw is None:
-        hw = board.build(clock=clock, f_s=opts.fs, seed=opts.seed,
-                                          faults=opts.faults, wifi=opts.wifi,
-                                          signal=opts.signal)
+        kw = {}
+        if opts.sensor_file:
+            kw["sensor_file"] = opts.sensor_file
+        hw = board.build(clock=clock, f_s=f_s, seed=opts.seed, faults=opts.faults,
+                         wifi=opts.wifi, signal=opts.signal, **kw)
         if hw.adc_bits != adc_bits:
             raise ValueError("board %s has a %d-bit ADC; the beat was built for %d bits"
                              % (hw.name, hw.adc_bits, adc_bits))
@@ -95,16 +106,3 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     beat.host = HostFrames(beat, auth)
     return beat
 
-
-def report_json(beat):
-    r = beat.report()
-    r["board"] = beat.hw.name
-    r["device_id"] = beat.enc.device_id
-    r["boot_id"] = beat.enc.boot_id
-    h = beat.host
-    if h is not None:
-        r["host_frames"] = {"ok": h.rx_ok, "crc": h.rx_crc, "cobs": h.rx_cobs, "auth": h.rx_auth,
-                            "replay": h.rx_replay, "other": h.rx_other,
-                            "configs": h.configs, "config_rejected": h.config_rejected,
-                            "clears": h.clears, "time_syncs": h.time_syncs}
-    return json.dumps(r)

@@ -74,7 +74,7 @@ class Encoder:
         self.set_boot(boot_id)
         a = auth is not None
         self._vf = (P.VERSION << 4) | (P.FLAG_AUTH if a else 0)
-        self._hello = _Slot(P.HELLO, 29, a)
+        self._hello = _Slot(P.HELLO, P.HELLO_LEN, a)
         self._tel = _Slot(P.TELEMETRY, P.TELEMETRY_LEN, a)
         self._batch = _Slot(P.TELEMETRY, 1 + P.TELEMETRY_LEN * batch_max, a, batch_max)
         self._wit = _Slot(P.WITNESS, 23, a)
@@ -125,25 +125,28 @@ class Encoder:
 
     def hello(self, era, off, board, fw_major, fw_minor, fw_patch, capabilities, fs_hz,
               period_us, phase_step, lag_samples, adc_bits, sum_shift, pow_bits,
-              telemetry_every):
+              telemetry_every, kairos_decim=1, counts_per_unit_q4=0):
         """board: bytes of at most 8 ASCII characters (keep it a constant)."""
         s = self._hello
         struct.pack_into(P.HELLO_FMT, s.raw, _HL, board, fw_major, fw_minor, fw_patch,
                          capabilities, fs_hz, period_us, phase_step, lag_samples, adc_bits,
-                         sum_shift, pow_bits, telemetry_every)
-        return self._finish(s, era, off, _HL + 29)
+                         sum_shift, pow_bits, telemetry_every, kairos_decim,
+                         _sat16(counts_per_unit_q4))
+        return self._finish(s, era, off, _HL + P.HELLO_LEN)
 
     def telemetry(self, era, off, beat, period_us, lateness_us, dT_re, dT_im, dE0, dEL,
                   n_samples, coherence, pid_error, pid_output, threat, o_weight,
-                  decision_state):
+                  decision_state, level=0, kurt=0, crest=0, anoms=0):
         s = self._tel
         struct.pack_into(P.TELEMETRY_FMT, s.raw, _HL, beat, _sat16(period_us),
                          _sat16(lateness_us), dT_re, dT_im, dE0, dEL, n_samples, coherence,
-                         pid_error, pid_output, threat, o_weight, decision_state)
+                         pid_error, pid_output, threat, o_weight, decision_state, level, kurt,
+                         crest, anoms)
         return self._finish(s, era, off, _HL + P.TELEMETRY_LEN)
 
     def batch_add(self, beat, period_us, lateness_us, dT_re, dT_im, dE0, dEL, n_samples,
-                  coherence, pid_error, pid_output, threat, o_weight, decision_state):
+                  coherence, pid_error, pid_output, threat, o_weight, decision_state, level=0,
+                  kurt=0, crest=0, anoms=0):
         """Append one beat to the pending BATCH frame; returns the number of beats held.
         When it equals batch_max, call batch_flush() before adding more."""
         c = self.batch_count
@@ -152,7 +155,7 @@ class Encoder:
         struct.pack_into(P.TELEMETRY_FMT, self._batch.raw, _HL + 1 + c * P.TELEMETRY_LEN,
                          beat, _sat16(period_us), _sat16(lateness_us), dT_re, dT_im, dE0, dEL,
                          n_samples, coherence, pid_error, pid_output, threat, o_weight,
-                         decision_state)
+                         decision_state, level, kurt, crest, anoms)
         self.batch_count = c + 1
         return c + 1
 

@@ -19,7 +19,8 @@ except ImportError:
     def const(x):
         return x
 
-VERSION = const(1)
+VERSION = const(2)            # 2: TELEMETRY features, HELLO KAIROS decimation and sensor
+#                               scale, MODEL feature weights, state bits 3-5 (PROTOCOL.md)
 FLAG_AUTH = const(0x01)
 FLAG_BATCH = const(0x02)
 _FLAGS_KNOWN = const(0x03)
@@ -28,11 +29,10 @@ HEADER_LEN = const(15)
 CRC_LEN = const(4)
 MAX_FRAME = const(254)        # so COBS adds exactly one byte (see shared/cobs.py)
 SEQ_LIMIT = const(0x40000000)  # seq and time_off are < 2^30
-_ERA_LIMIT = const(256)       # time_era is a u8: device time < 2^38 us (76.4 h) per boot
+ERA_LIMIT = const(256)       # time_era is a u8: device time < 2^38 us (76.4 h) per boot
 # TELEMETRY period_us (u16) saturates at 65535, the exact period is then HELLO's; TELEMETRY
 # n_samples is a u8 (0..255). No module-level names for these: every global costs device heap.
-MAX_BATCH = const(5)          # 15 + 1 + 5*36 + 8 + 4 = 208 <= MAX_FRAME (6 = 244 would fit
-#                               too; 5 is kept, the CONFIG batch_beats range is 1..5)
+MAX_BATCH = const(5)          # 15 + 1 + 5*44 + 8 + 4 = 248 <= MAX_FRAME
 MAX_CONFIG_PAIRS = const(32)  # 15 + 5 + 32*5 + 8 + 4 = 192
 
 HELLO = const(1)
@@ -62,23 +62,24 @@ HEADER_FMT = "<BBHHIBI"
 _HEADER_HALVES = "<BBHHHHBHH"  # the same 15 bytes with seq/time_off as u16 halves (no bigints)
 
 # Fixed payloads: (struct format, field names). Strings ("Ns") are ASCII, NUL padded.
-TELEMETRY_FMT = "<IHHiiIIBHhHHHB"
+TELEMETRY_FMT = "<IHHiiIIBHhHHHBhhhH"
 TELEMETRY_FIELDS = ("beat", "period_us", "lateness_us", "dT_re", "dT_im", "dE0", "dEL",
                     "n_samples", "coherence", "pid_error", "pid_output", "threat", "o_weight",
-                    "decision_state")
-TELEMETRY_LEN = const(36)
-HELLO_FMT = "<8sBBBHHIIHBBBB"
+                    "decision_state", "level", "kurt", "crest", "anoms")
+TELEMETRY_LEN = const(44)
+HELLO_FMT = "<8sBBBHHIIHBBBBBH"
 HELLO_FIELDS = ("board", "fw_major", "fw_minor", "fw_patch", "capabilities", "fs_hz",
                 "period_us", "phase_step", "lag_samples", "adc_bits", "sum_shift", "pow_bits",
-                "telemetry_every")
+                "telemetry_every", "kairos_decim", "counts_per_unit_q4")
+HELLO_LEN = const(32)
 WITNESS_FMT = "<IBIBHHiBI"
 WITNESS_FIELDS = ("witness_id", "kind", "beat", "decision", "threat", "coherence", "value",
                   "pow_bits", "nonce")
 WITNESS_RECORD_FMT = "<HHIBIBHHiB"  # device_id, boot_id, then the witness body without nonce
 ACK_FMT = "<BBI"
 ACK_FIELDS = ("acked_type", "status", "ref")
-MODEL_FMT = "<Iff"
-MODEL_FIELDS = ("model_version", "w", "b")
+MODEL_FMT = "<Ifffff"
+MODEL_FIELDS = ("model_version", "bias", "w_level", "w_kurt", "w_crest", "w_anoms")
 TIME_SYNC_FMT = "<BQHI"
 TIME_SYNC_FIELDS = ("mode", "host_t1_us", "rx_era", "rx_off")
 CLEAR_FMT = "<BI"
@@ -164,133 +165,31 @@ class Frame:
 
 # ---------------------------------------------------------------- encoding (generic)
 
-def _ascii(value, size, name):
-    if isinstance(value, str):
-        try:
-            value = value.encode("ascii")
-        except (UnicodeError, ValueError):
-            raise FieldError("%s must be ASCII text" % name)
-    if not isinstance(value, (bytes, bytearray)):
-        raise FieldError("%s must be text of at most %d ASCII bytes" % (name, size))
-    if len(value) > size:
-        raise FieldError("%s is %d bytes, at most %d allowed" % (name, len(value), size))
-    for b in value:
-        if b < 0x20 or b > 0x7E:
-            raise FieldError("%s must be printable ASCII (0x20..0x7E)" % name)
-    return bytes(value)
-
-
-def _pack_fixed(msg_type, fields, buf, off):
-    fmt, names = LAYOUTS[msg_type]
-    vals = []
-    for nm in names:
-        if nm not in fields:
-            raise FieldError("%s payload needs field %r" % (TYPE_NAMES[msg_type], nm))
-        v = fields[nm]
-        if nm == "board":
-            v = _ascii(v, 8, nm)
-        elif nm == "text":
-            v = _ascii(v, 16, nm)
-        vals.append(v)
-    try:
-        struct.pack_into(fmt, buf, off, *vals)
-    except (struct.error, OverflowError, TypeError, ValueError) as e:
-        raise FieldError("%s payload does not fit its layout %s: %s"
-                         % (TYPE_NAMES[msg_type], fmt, e))
-
-
 def encode(msg_type, fields, device_id, boot_id, seq, time_era=0, time_off=0, auth=None,
            batch=False):
-    """Build one frame. `fields` is the payload dict (BATCH: {"records": [...]}, CONFIG:
-    {"config_version": v, "pairs": [[key, value], ...]}). `auth` is an Auth or None."""
-    if msg_type not in TYPE_NAMES:
-        raise UnknownTypeError("message type %r unknown (allowed: 1..10)" % (msg_type,))
-    if batch and msg_type != TELEMETRY:
-        raise FieldError("BATCH is only defined for TELEMETRY")
-    count = None
-    if batch:
-        recs = fields.get("records") if isinstance(fields, dict) else None
-        if not recs or len(recs) > MAX_BATCH:
-            raise FieldError("BATCH needs 1..%d records" % MAX_BATCH)
-        count = len(recs)
-    elif msg_type == CONFIG:
-        pairs = fields.get("pairs", [])
-        if len(pairs) > MAX_CONFIG_PAIRS:
-            raise FieldError("CONFIG carries at most %d pairs (got %d)"
-                             % (MAX_CONFIG_PAIRS, len(pairs)))
-        count = len(pairs)
-    n = frame_size(msg_type, auth is not None, count)
-    buf = bytearray(n)
-    _check_header_values(msg_type, device_id, boot_id, seq, time_era, time_off)
-    flags = (FLAG_AUTH if auth is not None else 0) | (FLAG_BATCH if batch else 0)
-    struct.pack_into(HEADER_FMT, buf, 0, (VERSION << 4) | flags, msg_type, device_id, boot_id,
-                     seq, time_era, time_off)
-    off = HEADER_LEN
-    if batch:
-        buf[off] = count
-        off += 1
-        for r in fields["records"]:
-            _pack_fixed(TELEMETRY, r, buf, off)
-            _validate_fields(TELEMETRY, r)
-            off += TELEMETRY_LEN
-    elif msg_type == CONFIG:
-        try:
-            struct.pack_into(CONFIG_HEAD_FMT, buf, off, fields["config_version"], count)
-            off += 5
-            for p in fields["pairs"]:
-                struct.pack_into(CONFIG_PAIR_FMT, buf, off, p[0], p[1])
-                off += 5
-        except (struct.error, OverflowError, TypeError, ValueError, KeyError, IndexError) as e:
-            raise FieldError("CONFIG payload invalid (config_version u32, pairs of (key u8, "
-                             "value i32)): %r" % (e,))
-        _validate_fields(CONFIG, fields)
-    else:
-        _pack_fixed(msg_type, fields, buf, off)
-        _validate_fields(msg_type, fields)
-        _check_sync_direction(msg_type, fields, device_id)
-        off += _PAYLOAD_LEN[msg_type]
-    if auth is not None:
-        auth.tag_into(buf, off)
-        off += TAG_LEN
-    crc32_store(buf, off)
-    return bytes(buf)
+    """Build one frame (host side and tests; the device encodes with shared/frame_encoder.py).
+    `fields` is the payload dict (BATCH: {"records": [...]}, CONFIG: {"config_version": v,
+    "pairs": [[key, value], ...]}). `auth` is an Auth or None."""
+    # imported here: the device never builds frames this way, and on a Pico every loaded
+    # module costs heap (shared/protocol_encode.py holds the generic encoder)
+    from shared.protocol_encode import encode_frame
+    return encode_frame(msg_type, fields, device_id, boot_id, seq, time_era, time_off, auth,
+                        batch)
 
 
 # ---------------------------------------------------------------- validation (both ways)
-
-def _check_header_values(msg_type, device_id, boot_id, seq, time_era, time_off):
-    d = DIRECTION[msg_type]
-    if not 0 <= device_id <= 0xFFFF:
-        raise FieldError("device_id %r outside 0..65535" % (device_id,))
-    if d == "d" and device_id == 0:
-        raise FieldError("%s is sent by devices only: device_id must be 1..65535, not 0"
-                         % TYPE_NAMES[msg_type])
-    if d == "h" and device_id != 0:
-        raise FieldError("%s is sent by the host only: device_id must be 0 (got %d)"
-                         % (TYPE_NAMES[msg_type], device_id))
-    if not 1 <= boot_id <= 0xFFFF:
-        raise FieldError("boot_id %r outside 1..65535 (0 is not a valid boot id)" % (boot_id,))
-    if not 0 <= seq < SEQ_LIMIT:
-        raise FieldError("seq %r outside 0..2^30-1 (the device rolls its boot id before 2^30)"
-                         % (seq,))
-    if not 0 <= time_era < _ERA_LIMIT:
-        raise FieldError("time_era %r outside 0..255" % (time_era,))
-    if not 0 <= time_off < SEQ_LIMIT:
-        raise FieldError("time_off %r outside 0..2^30-1" % (time_off,))
-
 
 def _range(name, v, lo, hi):
     if not lo <= v <= hi:
         raise FieldError("%s = %r outside %d..%d" % (name, v, lo, hi))
 
 
-def _validate_fields(msg_type, f):
+def validate_fields(msg_type, f):
     """Semantic checks shared by encode and decode (what the tables in PROTOCOL.md allow)."""
     if msg_type == TELEMETRY:
         s = f["decision_state"]
-        if (s & DECISION_MASK) > DECISION_QUARANTINE or s & 0x38:
-            raise FieldError("decision_state 0x%02x: low 3 bits must be 0..4 and bits 3-5 zero"
-                             % s)
+        if (s & DECISION_MASK) > DECISION_QUARANTINE:
+            raise FieldError("decision_state 0x%02x: low 3 bits must be 0..4" % s)
     elif msg_type == HELLO:
         _range("adc_bits", f["adc_bits"], 1, 16)
         _range("fs_hz", f["fs_hz"], 1, 0xFFFF)
@@ -298,6 +197,7 @@ def _validate_fields(msg_type, f):
         _range("phase_step", f["phase_step"], 0, SEQ_LIMIT - 1)
         _range("pow_bits", f["pow_bits"], 0, 32)
         _range("telemetry_every", f["telemetry_every"], 1, 255)
+        _range("kairos_decim", f["kairos_decim"], 1, 255)
     elif msg_type == WITNESS:
         _range("kind", f["kind"], 1, WITNESS_KIND_MAX)
         _range("decision", f["decision"], 0, DECISION_QUARANTINE)
@@ -309,7 +209,7 @@ def _validate_fields(msg_type, f):
         for p in f["pairs"]:
             _range("config key", p[0], 1, 255)
     elif msg_type == MODEL:
-        for nm in ("w", "b"):
+        for nm in ("bias", "w_level", "w_kurt", "w_crest", "w_anoms"):
             v = f[nm]
             if v - v != 0:  # NaN or infinity
                 raise FieldError("MODEL %s must be a finite number (got %r)" % (nm, v))
@@ -322,7 +222,7 @@ def _validate_fields(msg_type, f):
         _range("ref_type", f["ref_type"], 0, ERROR)
 
 
-def _check_sync_direction(msg_type, f, device_id):
+def check_sync_direction(msg_type, f, device_id):
     if msg_type == TIME_SYNC and (f["mode"] == SYNC_REQUEST) != (device_id == 0):
         raise FieldError("TIME_SYNC %s with device_id %d: requests come from the host (0), "
                          "replies from a device (1..65535)"
@@ -429,7 +329,7 @@ def decode(data, auth=None, replay=None):
         recs = []
         for i in range(count):
             r = _unpack_fixed(TELEMETRY, data, p + 1 + i * TELEMETRY_LEN)
-            _validate_fields(TELEMETRY, r)
+            validate_fields(TELEMETRY, r)
             recs.append(r)
         fields = {"records": recs}
     elif mt == CONFIG:
@@ -446,15 +346,15 @@ def decode(data, auth=None, replay=None):
             k, v = struct.unpack_from(CONFIG_PAIR_FMT, data, p + 5 + 5 * i)
             pairs.append([k, v])
         fields = {"config_version": version, "pairs": pairs}
-        _validate_fields(CONFIG, fields)
+        validate_fields(CONFIG, fields)
     else:
         want = _PAYLOAD_LEN[mt]
         if plen != want:
             raise LengthError("%s payload is %d bytes, %d expected"
                               % (TYPE_NAMES[mt], plen, want))
         fields = _unpack_fixed(mt, data, p)
-        _validate_fields(mt, fields)
-        _check_sync_direction(mt, fields, device_id)
+        validate_fields(mt, fields)
+        check_sync_direction(mt, fields, device_id)
     if replay is not None:
         replay.accept(device_id, boot_id, seq)
     return Frame(vf, mt, device_id, boot_id, seq, era, off_lo | (off_hi << 16), fields)

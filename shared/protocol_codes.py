@@ -28,6 +28,9 @@ DECISION_QUARANTINE = const(4)
 DECISION_MASK = const(0x07)
 STATE_QUARANTINE_LATCHED = const(0x80)
 STATE_COLLAPSE = const(0x40)
+STATE_COHERENCE_LOST = const(0x20)   # a steady machine lost its rhythm (device/health.py)
+STATE_SENSOR_FAULT = const(0x10)     # the beat had no samples or a stuck sensor
+STATE_LAG_LOCKED = const(0x08)       # the KAIROS lag is learned (or fixed by CONFIG)
 DECISION_NAMES = ("NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE", "ALERT", "QUARANTINE")
 
 # WITNESS.kind

@@ -54,25 +54,35 @@ class Operator:
         self.micro("clear", device_id=s.device_id, sent=ok)
         return {"device_id": s.device_id, "sent": ok}
 
-    def push_model(self, device, w, b):
-        """MODEL (w, b) to one device or to all ("all" or None)."""
-        given = (w, b)
-        try:
-            w, b = float(w), float(b)
-        except (TypeError, ValueError):
-            w = b = float("nan")
-        if not (math.isfinite(w) and math.isfinite(b)):
-            raise UserError("model w and b must be finite numbers (got w=%r, b=%r)" % given)
+    def push_model(self, device, w=None, b=None, weights=None):
+        """MODEL to one device or to all ("all" or None): the entropy model
+        threat = sigmoid(bias + w_level*level + w_kurt*kurt + w_crest*crest + w_anoms*anoms).
+        `weights` gives those five by name; (w, b) is the seed's form sigmoid(w*anoms + b)."""
+        names = ("bias", "w_level", "w_kurt", "w_crest", "w_anoms")
+        if weights is None:
+            weights = {"bias": b, "w_level": 0.0, "w_kurt": 0.0, "w_crest": 0.0, "w_anoms": w}
+        vals = {}
+        for k in names:
+            v = weights.get(k, 0.0)
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                v = float("nan")
+            if not math.isfinite(v):
+                raise UserError("model %s must be a finite number (got %r); a model is %s"
+                                % (k, weights.get(k), ", ".join(names)))
+            vals[k] = v
         targets = list(self.sessions.current.values()) if device in ("all", None) \
             else [self.session(device)]
         self.model_version += 1
         sent = []
+        fields = dict(vals, model_version=self.model_version)
         for s in targets:
-            if self.sender.send(s, P.MODEL, {"model_version": self.model_version, "w": w, "b": b}):
+            if self.sender.send(s, P.MODEL, fields):
                 sent.append(s.device_id)
-        self.submit("action", {"action": "model", "model_version": self.model_version,
-                               "w": w, "b": b, "devices": sent})
-        self.micro("model", model_version=self.model_version, w=w, b=b, devices=sent)
+        self.submit("action", dict(vals, action="model", model_version=self.model_version,
+                                   devices=sent))
+        self.micro("model", model_version=self.model_version, devices=sent, **vals)
         return {"model_version": self.model_version, "sent_to": sent}
 
     def set_pow_bits(self, device_id, bits):
@@ -211,7 +221,8 @@ COMMANDS = {
     "redo": lambda op, r: op.devconfig.redo(parse_device_id(r["device"])),
     "goto": lambda op, r: op.devconfig.goto(parse_device_id(r["device"]), r["version"]),
     "clear": lambda op, r: op.clear(r["device"]),
-    "model": lambda op, r: op.push_model(r.get("device", "all"), r["w"], r["b"]),
+    "model": lambda op, r: op.push_model(r.get("device", "all"), r.get("w"), r.get("b"),
+                                         r.get("weights")),
     "pow": lambda op, r: op.set_pow_bits(r["device"], r["bits"]),
     "keys_reload": lambda op, r: op.reload_keys(),
     "verify": lambda op, r: op.verify(),

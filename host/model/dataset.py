@@ -38,7 +38,7 @@ from becomingone.errors import UserError
 from becomingone.memory.queries import time_range
 from becomingone.model.train import read_csv_rows
 from becomingone.util.times import parse_time
-from device.arbiter import _fill
+from device.arbiter import sigmoid_q16
 
 DEFAULT_W, DEFAULT_B = 0.12, 0.0     # the device's built-in model (device/arbiter.py)
 
@@ -46,8 +46,10 @@ DEFAULT_W, DEFAULT_B = 0.12, 0.0     # the device's built-in model (device/arbit
 def threat_table(w, b, a_max=1024):
     if not (math.isfinite(w) and math.isfinite(b) and abs(w) < 1e6 and abs(b) < 1e6):
         raise UserError("model in effect w=%r b=%r: both must be finite with |.| < 1e6" % (w, b))
-    t = array.array("H", bytes(2 * (a_max + 1)))
-    _fill(t, 0, a_max + 1, float(w), float(b))
+    # the device's threat for a anomalies under the seed-form model: its own Q12 z and sigmoid
+    wq = int(round(w * 65536))
+    bq = int(round(b * 4096))
+    t = array.array("H", (sigmoid_q16(bq + ((wq * a + 8) >> 4)) for a in range(a_max + 1)))
     return np.frombuffer(t, dtype=np.uint16).copy()
 
 

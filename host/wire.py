@@ -29,16 +29,17 @@ _PAYLOAD_DTYPE = [("beat", "<u4"), ("period_us", "<u2"), ("lateness_us", "<u2"),
                   ("dT_re", "<i4"), ("dT_im", "<i4"), ("dE0", "<u4"), ("dEL", "<u4"),
                   ("n_samples", "u1"), ("coherence", "<u2"), ("pid_error", "<i2"),
                   ("pid_output", "<u2"), ("threat", "<u2"), ("o_weight", "<u2"),
-                  ("decision_state", "u1")]
+                  ("decision_state", "u1"), ("level", "<i2"), ("kurt", "<i2"),
+                  ("crest", "<i2"), ("anoms", "<u2")]
 _HEADER_DTYPE = [("ver_flags", "u1"), ("type", "u1"), ("device_id", "<u2"), ("boot_id", "<u2"),
                  ("seq", "<u4"), ("time_era", "u1"), ("time_off", "<u4")]
 RECORD_DTYPE = np.dtype(_PAYLOAD_DTYPE)
-# One single-beat TELEMETRY frame without AUTH, byte for byte (55 bytes).
+# One single-beat TELEMETRY frame without AUTH, byte for byte (63 bytes).
 TELEMETRY_DTYPE = np.dtype(_HEADER_DTYPE + _PAYLOAD_DTYPE + [("crc", "<u4")])
 # One row per beat in the batch decoder's output.
 BEAT_DTYPE = np.dtype([("device_id", "<u2"), ("boot_id", "<u2"), ("seq", "<u4"),
                        ("time_us", "<u8"), ("index", "u1"), ("count", "u1")] + _PAYLOAD_DTYPE)
-assert RECORD_DTYPE.itemsize == P.TELEMETRY_LEN and TELEMETRY_DTYPE.itemsize == 55
+assert RECORD_DTYPE.itemsize == P.TELEMETRY_LEN and TELEMETRY_DTYPE.itemsize == 63
 
 
 def telemetry_period_us(period_us, hello=None):
@@ -67,7 +68,10 @@ def decode_telemetry(rec, hello=None):
             "threat": int(rec["threat"]) / 65536.0, "o_weight": int(rec["o_weight"]) / 65536.0,
             "decision": P.DECISION_NAMES[code] if code < len(P.DECISION_NAMES) else "INVALID",
             "decision_code": code, "collapse": bool(st & P.STATE_COLLAPSE),
-            "quarantined": bool(st & P.STATE_QUARANTINE_LATCHED)}
+            "quarantined": bool(st & P.STATE_QUARANTINE_LATCHED),
+            # the entropy model's features (wire v2): level/kurt/crest Q8 octaves -> octaves
+            "level": int(rec.get("level", 0)) / 256.0, "kurt": int(rec.get("kurt", 0)) / 256.0,
+            "crest": int(rec.get("crest", 0)) / 256.0, "anoms": int(rec.get("anoms", 0))}
 
 
 def as_auth_map(keys):
@@ -237,10 +241,10 @@ def _check_group(arr, raw, size, count, auth_map, rejects, frame_list=None):
     if count:
         bad |= ok & (arr["count"] != count)
         ds = arr["records"]["decision_state"]
-        bad |= ok & np.any(((ds & 7) > 4) | ((ds & 0x38) != 0), axis=1)
+        bad |= ok & np.any((ds & 7) > 4, axis=1)      # bits 3-7 are state flags (wire v2)
     else:
         ds = arr["decision_state"]
-        bad |= ok & (((ds & 7) > 4) | ((ds & 0x38) != 0))
+        bad |= ok & ((ds & 7) > 4)
     _reject(rejects, "field", bad.sum())
     ok = ok & ~bad
     if auth_map is not None:

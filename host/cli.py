@@ -21,6 +21,9 @@ COMMANDS = {
     "mesh": ("host.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
     "model": ("host.commands.model", "entropy model: train on labelled history, show, push to devices"),
     "plot": ("host.commands.plot", "PNG charts of a device: coherence, PID response, lateness"),
+    "replay": ("host.commands.replay", "stream a recording (npy, CSV, WAV) into the real firmware, host receiving"),
+    "evaluate": ("host.commands.evaluate", "a dataset of recordings through the firmware: detection, false alarms, AUC vs baselines"),
+    "scenarios": ("host.commands.scenarios", "the decision table: the firmware through healthy, noise and fault scenarios"),
 }
 
 

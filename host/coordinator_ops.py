@@ -30,24 +30,22 @@ class OperatorMixin:
         self._micro("clear", device_id=s.device_id, sent=ok)
         return {"device_id": s.device_id, "sent": ok}
 
-    def push_model(self, device, w, b):
-        given = (w, b)
-        try:
-            w, b = float(w), float(b)
-        except (TypeError, ValueError):
-            w = b = float("nan")
-        if not (math.isfinite(w) and math.isfinite(b)):
-            raise UserError("model w and b must be finite numbers (got w=%r, b=%r)" % given)
+    def push_model(self, device, model):
+        """MODEL frames with the entropy model to one device or all. ``model``: a dict with
+        the feature model's bias, w_level, w_kurt, w_crest, w_anoms (missing weights are 0), or
+        the seed's form w, b (threat = sigmoid(w * anoms + b))."""
+        from host.model.features import model_fields
+        fields = model_fields(model)
         targets = list(self.sessions.current.values()) if device in ("all", None) \
             else [self._session(device)]
         self.model_version += 1
         sent = []
         for s in targets:
-            if self.send(s, P.MODEL, {"model_version": self.model_version, "w": w, "b": b}):
+            if self.send(s, P.MODEL, dict(fields, model_version=self.model_version)):
                 sent.append(s.device_id)
-        self._ledger_submit("action", {"action": "model", "model_version": self.model_version,
-                                       "w": w, "b": b, "devices": sent})
-        self._micro("model", model_version=self.model_version, w=w, b=b, devices=sent)
+        self._ledger_submit("action", dict(fields, action="model",
+                                           model_version=self.model_version, devices=sent))
+        self._micro("model", model_version=self.model_version, devices=sent, **fields)
         return {"model_version": self.model_version, "sent_to": sent}
 
     def set_pow_bits(self, device_id, bits):
@@ -177,7 +175,7 @@ COMMANDS = {
     "redo": lambda c, r: c.devconfig.redo(parse_device_id(r["device"])),
     "goto": lambda c, r: c.devconfig.goto(parse_device_id(r["device"]), r["version"]),
     "clear": lambda c, r: c.clear(r["device"]),
-    "model": lambda c, r: c.push_model(r.get("device", "all"), r["w"], r["b"]),
+    "model": lambda c, r: c.push_model(r.get("device", "all"), r),
     "pow": lambda c, r: c.set_pow_bits(r["device"], r["bits"]),
     "keys_reload": _keys_reload,
     "verify": _verify,

@@ -71,8 +71,9 @@ SCHEMAS = {
                           ["changes"], extra=False),
     "GotoRequest": _obj({"version": INT}, ["version"], extra=False),
     "PowRequest": _obj({"bits": {"type": "integer", "minimum": 0, "maximum": 32}}, ["bits"], extra=False),
-    "ModelRequest": _obj({"device": {"oneOf": [INT, {"const": "all"}]}, "w": NUM, "b": NUM},
-                         ["w", "b"], extra=False),
+    "ModelRequest": _obj({"device": {"oneOf": [INT, {"const": "all"}]}, "bias": NUM,
+                          "w_level": NUM, "w_kurt": NUM, "w_crest": NUM, "w_anoms": NUM,
+                          "w": NUM, "b": NUM}, [], extra=False),
     "TimelineEvent": _obj({
         "index": INT, "t": NUM, "device": INT_N, "boot": INT_N, "beat": INT_N,
         "event": {"type": "string", "enum": ["decision", "quarantine_cleared", "clear"]},

@@ -98,7 +98,7 @@ def _check_rate(path, rate, what="--rate"):
     except (TypeError, ValueError):
         _fail(path, "sample rate %r is not a number" % (rate,), "%g..%g Hz" % (RATE_MIN, RATE_MAX))
     if not (math.isfinite(r) and RATE_MIN <= r <= RATE_MAX):
-        _fail(path, "sample rate %r Hz" % (rate,), "%g..%g Hz" % (RATE_MIN, RATE_MAX))
+        _fail(path, "sample rate %g Hz" % r, "%g..%g Hz" % (RATE_MIN, RATE_MAX))
     return r
 
 
@@ -110,7 +110,7 @@ def _check_scale(path, scale):
     except (TypeError, ValueError):
         _fail(path, "scale %r is not a number" % (scale,), "a finite number != 0 (g per count)")
     if not math.isfinite(s) or s == 0:
-        _fail(path, "scale %r" % (scale,), "a finite number != 0 (g per count, or units per value)")
+        _fail(path, "scale %g" % s, "a finite number != 0 (g per count, or units per value)")
     return s
 
 
@@ -197,11 +197,18 @@ def _load_csv(path, column):
 
 
 def _load_wav(path, column):
+    import warnings
     from scipy.io import wavfile
     try:
-        rate, a = wavfile.read(path)
-    except ValueError as e:
-        _fail(path, "not a readable WAV file (%s)" % (e,),
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, a = wavfile.read(path)
+    except OSError as e:
+        if getattr(e, "errno", None):
+            raise RecordingError("recording %s: cannot read it: %s" % (path, e.strerror or e))
+        _fail(path, "not a readable WAV file (%s)" % (e,), "PCM 8/16/24/32-bit or IEEE float WAV")
+    except Exception as e:     # noqa: BLE001 -- scipy's parser raises several kinds on bad files
+        _fail(path, "not a readable WAV file (%s: %s)" % (type(e).__name__, e),
               "PCM 8/16/24/32-bit or IEEE float WAV")
     if a.dtype.kind not in "iuf":
         _fail(path, "WAV samples of type %s" % a.dtype, "PCM integers or float")

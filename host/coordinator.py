@@ -487,6 +487,26 @@ class Coordinator(WitnessMixin, OperatorMixin):
                                     {"pow_bits": need})
         s.extra["_last_sync"] = time.monotonic()
         self.time_sync(s)
+        self.model_at_hello(s)
+
+    def model_at_hello(self, s):
+        """devices.model: the seed's or the host-trained entropy model, sent to every device at
+        its HELLO (shipped: the firmware keeps its own; nothing is sent)."""
+        kind = self.cfg.devices.model
+        if kind == "shipped":
+            return
+        from host.model.features import SEED, FIELDS, load_model_file
+        if kind == "seed":
+            fields = dict(zip(FIELDS, SEED))
+        else:
+            path = os.path.join(self.data_dir, "entropy_model.json")
+            try:
+                fields = dict(zip(FIELDS, load_model_file(path).weights()))
+            except UserError as e:
+                self.counters["model_errors"] += 1
+                s.extra["model_error"] = str(e)
+                return
+        self.push_model(s.device_id, fields)
 
     def on_beats(self, s, last_beat, n, first_beat=None):
         """Pulse summary entries: one each time a device's beat crosses a multiple of

@@ -12,6 +12,10 @@ What the shipped model is trained on (docs/DEVICE.md "The shipped model"):
     healthy at any broadband level in that range and with Gaussian statistics.
 Rows: one every ``step`` beats once the device's 1 s window is full; each recording or machine
 weighs the same (its rows share a weight of 1), classes are balanced in the fit.
+The training runs use the firmware's seed model (``--model seed``): the features do not depend
+on the model, but a decision can (QUARANTINE drives the output to its safe value, and the
+emulator's actuator plant adds to its synthetic sensor), so the rows, and with them the trained
+model, must not depend on the model being replaced.
 """
 import math
 
@@ -58,7 +62,8 @@ def collect(folder, features, channel="DE", runtime="micropython", jobs=None,
     list of sources (name, label, rows)."""
     from host.evaluate.firmware import Firmware
     from host.evaluate.run import run_dataset
-    runs, skipped = run_dataset(folder, channel, runtime, jobs, progress=progress)
+    runs, skipped = run_dataset(folder, channel, runtime, jobs, model_flag="seed",
+                                progress=progress)
     parts = []
     for it, sig, run in runs:
         X, _ = rows(run.tel, run.period_s, features)
@@ -69,7 +74,8 @@ def collect(folder, features, channel="DE", runtime="micropython", jobs=None,
     if synthetic:
         fw = Firmware(runtime)
         fl = fleet()
-        fruns = fw.map([{"args": a, "beats": FLEET_BEATS} for _n, a in fl], jobs=jobs)
+        fruns = fw.map([{"args": a, "beats": FLEET_BEATS, "model_flag": "seed"} for _n, a in fl],
+                       jobs=jobs)
         if progress:
             progress("%d synthetic healthy machines through the firmware" % len(fruns))
         for (name, _a), run in zip(fl, fruns):

@@ -171,3 +171,21 @@ def test_devices_model_config_is_sent_at_hello(tmp_path, kind):
             assert m["bias"] == pytest.approx(-1.5) and m["w_crest"] == pytest.approx(0.25)
     finally:
         stop(c, th)
+
+
+def test_baseline_from_healthy_history(tmp_path, capsys):
+    from device.model_default import MODEL
+    from host.model.features import device_threat_q16
+    data = str(tmp_path / "d")
+    _history(data, fault_at=10 ** 6)            # every device healthy for the whole history
+    assert main(["model", "train", "--baseline", "--device", "3", "--data", data, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["kind"] == "baseline" and r["devices"] == [3] and r["n"] == 1200
+    assert (r["w_level"], r["w_kurt"]) == (round(MODEL[1], 6), round(MODEL[2], 6))
+    w = (r["bias"], r["w_level"], r["w_kurt"], r["w_crest"], r["w_anoms"])
+    healthy = device_threat_q16(w, int(-3.4 * 256), int(1.58 * 256), 480, 0) / 65536
+    louder = device_threat_q16(w, int(-2.4 * 256), int(1.58 * 256), 480, 0) / 65536
+    assert healthy < 0.12 and louder >= 0.6     # one octave above its own level: ALERT
+    assert main(["model", "train", "--baseline", "--device", "3", "--data", data,
+                 "--baseline-threat", "0.7"]) == 2
+    assert "below ALERT" in capsys.readouterr().err

@@ -14,6 +14,9 @@ host/model/features.py).
         healthy fleet through the firmware and fits on the device's own features (labels:
         condition normal = 0, every fault = 1); --write-default writes the shipped model with
         its provenance (training data, date, AUC, leave-one-load-out AUC) as comments.
+    model train --baseline [--device N] [--since T] [--until T] [--baseline-threat 0.1]
+        healthy-only: the shipped weights, the bias moved so that this machine's healthy
+        history sits at a low threat (a relative threshold for one machine).
     model show [--data DIR] [--json]        the saved model
     model push [--device N|all] [--data DIR] [--json]
         MODEL frames with the saved model through the coordinator's control socket
@@ -51,6 +54,12 @@ def add_arguments(parser):
     g.add_argument("--from-dataset", metavar="DIR",
                    help="train on recordings (index.json, as `becomingone evaluate`) run "
                         "through the firmware, plus the synthetic healthy fleet")
+    g.add_argument("--baseline", action="store_true",
+                   help="healthy-only: keep the shipped model's weights and move its bias so "
+                        "that this machine's healthy history (every row selected by --device, "
+                        "--since, --until) sits at --baseline-threat")
+    p.add_argument("--baseline-threat", type=float, default=0.1,
+                   help="--baseline: threat of the healthy history's 99.9th percentile (0.1)")
     p.add_argument("--device", type=int, action="append", help="train on these devices only")
     p.add_argument("--since", help="start of the history (epoch, ISO 8601, -10m, ...)")
     p.add_argument("--until", help="end of the history")
@@ -173,8 +182,44 @@ def _provenance(out):
     return lines
 
 
+def train_baseline(args, data):
+    from host.config import load_config
+    from host import entropy_history as H
+    from host.model.features import FEATURES, FIELDS, baseline
+    from host.times import parse_time
+    from device.model_default import MODEL
+    mem = load_config(args.config, {"data_dir": data}).memory_path()
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    t, dev, X = H.feature_history(mem, FEATURES, args.device, since, until)
+    w, info = baseline(MODEL, X, target=args.baseline_threat)
+    out = dict(zip(FIELDS, (round(v, 6) for v in w)))
+    out.update(kind="baseline", features=list(FEATURES), trained_at=time.time(),
+               trained=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               weights_from="device/model_default.py", devices=sorted(set(int(d) for d in dev)),
+               since=float(t.min()), until=float(t.max()), n=info["rows"], **info)
+    os.makedirs(data, exist_ok=True)
+    with open(os.path.join(data, MODEL_FILE), "w") as f:
+        json.dump(out, f, indent=2, sort_keys=True)
+    if args.push:
+        out["push"] = _push(data, "all", out)
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        print("baseline model: threat = sigmoid(%.4f + %.4f level + %.4f kurt + %.4f crest + "
+              "%.5f anoms): the shipped weights, bias moved by %+.3f so that the 99.9th "
+              "percentile of %d healthy rows sits at threat %g" % (
+                  w + (info["bias_shift"], info["rows"], info["target_threat"])))
+        print("saved %s%s" % (os.path.join(data, MODEL_FILE),
+                              "; sent to devices %s" % out["push"]["sent_to"] if args.push else
+                              "; send it with `becomingone model push` or devices.model: trained"))
+    return 0
+
+
 def train(args):
     from host.model.features import train as fit
+    if args.baseline:
+        return train_baseline(args, _data(args))
     features = _features(args.features)
     l2 = _l2(args.l2)
     data = _data(args)

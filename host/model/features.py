@@ -274,6 +274,32 @@ def train(X, y, w, groups, features, l2="auto", loads=None, healthy=None):
                         extra)
 
 
+# ---------------------------------------------------------------- healthy-only baseline
+
+def baseline(weights, X, quantile=0.999, target=0.1):
+    """A model for one machine from its healthy history alone: the feature weights of
+    ``weights`` (the shipped model's) kept, the bias moved so that the ``quantile`` of the
+    machine's healthy z sits at threat ``target``. X: (n, 4) rows of level, kurt, crest (octaves)
+    and anoms. Returns (weights, info). With the shipped weights, ALERT (0.6) then needs z to
+    rise logit(0.6) - logit(target) above the machine's healthy extreme: for target 0.1 that is
+    2.6, i.e. about 0.8 octave more level (1.8 x the RMS) or 0.9 octave more kurtosis."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != 4 or X.shape[0] < 100:
+        raise UserError("a baseline needs at least 100 healthy rows of level, kurt, crest, anoms "
+                        "(got %s)" % (X.shape,))
+    if not (0.5 <= quantile < 1.0 and 0.0 < target < 0.6):
+        raise UserError("baseline: quantile in [0.5, 1) and target threat in (0, 0.6) "
+                        "(below ALERT)")
+    b0, wl, wk, wc, wa = (float(v) for v in weights)
+    z = X @ np.array([wl, wk, wc, wa])
+    zq = float(np.quantile(z, quantile))
+    b = math.log(target / (1.0 - target)) - zq
+    w = (b, wl, wk, wc, wa)
+    model_fields(dict(zip(FIELDS, w)))        # within the device's range
+    return w, {"rows": int(X.shape[0]), "quantile": quantile, "target_threat": target,
+               "bias_shift": round(b - b0, 4), "healthy_z_quantile": round(zq, 4)}
+
+
 # ---------------------------------------------------------------- files
 
 def load_model_file(path):

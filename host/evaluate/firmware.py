@@ -5,6 +5,7 @@ ACK of a MODEL we gave it, and its closing JSON report.
     fw = Firmware("micropython")          # builds the .mpy firmware once (content-hash cache)
     run = fw.run(sensor_file="x.u16")     # or args=["--signal", "amp=0", "--faults", ...], beats=N
     run.tel["threat"], run.tel["decision_state"], run.tel["level"], ...   numpy arrays per beat
+    run.tel["time_us"]                    device time of each record (frame header)
     runs = fw.map([dict(sensor_file=...), ...], jobs=2)                   in parallel
 
 The link is ``serial`` (COBS frames on stdout, the report on stderr); ``model=(bias, w_level,
@@ -30,7 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BOOT_ID = 4242
 TEL_FIELDS = ("beat", "threat", "decision_state", "level", "kurt", "crest", "anoms",
               "coherence", "n_samples", "o_weight", "pid_error", "lateness_us")
-TEL_DTYPE = np.dtype([(n, "<i8") for n in TEL_FIELDS])
+# + "time_us": the device time of the frame that carried the record (header era/off): the beat's
+# time even when overloaded beats were skipped (TELEMETRY's beat counts the beats that ran)
+TEL_DTYPE = np.dtype([(n, "<i8") for n in TEL_FIELDS + ("time_us",)])
 RUNTIMES = ("micropython", "cpython")
 
 
@@ -127,8 +130,11 @@ def parse_frames(raw):
         except Exception:       # noqa: BLE001 -- a damaged frame is skipped, as the host does
             continue
         if f.type == P.TELEMETRY:
-            for r in (f.fields["records"] if f.batch else [f.fields]):
-                rows.append(tuple(int(r[n]) for n in TEL_FIELDS))
+            recs = f.fields["records"] if f.batch else [f.fields]
+            for i, r in enumerate(recs):
+                # a BATCH frame's time is its last record's; earlier ones are a period apart
+                t = f.time_us - (len(recs) - 1 - i) * int(r["period_us"])
+                rows.append(tuple(int(r[n]) for n in TEL_FIELDS) + (t,))
         elif f.type == P.HELLO and hello is None:
             hello = f.fields
         elif f.type == P.ACK:

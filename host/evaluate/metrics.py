@@ -2,8 +2,9 @@
 same samples, ROC AUC, per-record and per-condition figures.
 
 Window (docs/DEVICE.md "Evaluation on measured data"): a span of ``window_s`` (1 s, the device's
-feature window) of the signal as the board sampled it, ending at a beat; one window every
-``hop_s`` (0.25 s) from the first full second of a record to its end. The device's score of a
+feature window) of the signal as the board sampled it, ending at a beat (the first beat at or
+after each of 1 s, 1.25 s, ... of device time, from the TELEMETRY frames' headers); one window
+every ``hop_s`` (0.25 s) from the first full second of a record to its end. The device's score of a
 window is the threat (TELEMETRY, Q16) of the beat that ends it: the device's features at that
 beat cover the same second. The baselines are computed by numpy/scipy on the same span of samples
 (the recording resampled to f_s, in g, before ADC quantisation):
@@ -30,11 +31,14 @@ DECISIONS = ("NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE", "ALERT", "QUARANTINE")
 ALERT, QUARANTINE = 3, 4
 
 
-def window_ends(beats, period_s, window_s=1.0, hop_s=0.25):
-    """Beat numbers (1-based, as in TELEMETRY) that end a window: beat k ends at k * period."""
-    n_first = int(math.ceil(window_s / period_s - 1e-9))
-    step = max(1, int(round(hop_s / period_s)))
-    return np.arange(n_first, beats + 1, step, dtype=np.int64)
+def window_ends(times_s, window_s=1.0, hop_s=0.25):
+    """Rows (indices into the telemetry) that end a window: the first beat at or after each of
+    window_s, window_s + hop_s, ... (device time of the records)."""
+    if not times_s.shape[0]:
+        return np.zeros(0, dtype=np.int64)
+    targets = np.arange(window_s, float(times_s[-1]) + 1e-9, hop_s)
+    pos = np.searchsorted(times_s, targets - 1e-9)
+    return np.unique(pos[pos < times_s.shape[0]])
 
 
 def envelope(g, f_s):
@@ -74,20 +78,14 @@ def _q(x, p):
 def record_figures(item, run, signal, window_s=1.0, hop_s=0.25):
     """Per-record figures and the record's windows (threat and baselines per window)."""
     tel = run.tel
-    period = run.period_s
     dec = tel["decision_state"] & P.DECISION_MASK
     threat = tel["threat"] / 65536.0
-    beats = tel["beat"]
+    tsec = tel["time_us"] / 1e6           # device time of each beat's record
     counts = {name: int(np.count_nonzero(dec == i)) for i, name in enumerate(DECISIONS)}
     alerting = np.flatnonzero(dec >= ALERT)
     quar = np.flatnonzero(dec == QUARANTINE)
-    ends = window_ends(int(beats.max()), period, window_s, hop_s)
-    # the telemetry row of each ending beat (beats are 1..N in order; look them up anyway)
-    pos = np.searchsorted(beats, ends)
-    ok = (pos < beats.shape[0])
-    ok[ok] = beats[pos[ok]] == ends[ok]
-    ends, pos = ends[ok], pos[ok]
-    ends_s = ends * period
+    pos = window_ends(tsec, window_s, hop_s)
+    ends_s = tsec[pos]
     base = baseline_scores(signal.g, signal.f_s, ends_s, window_s)
     st = tel["decision_state"]
     rec = {
@@ -97,8 +95,8 @@ def record_figures(item, run, signal, window_s=1.0, hop_s=0.25):
         "seconds": round(signal.seconds, 3), "beats": int(tel.shape[0]),
         "decisions": counts,
         "alert_beats": counts["ALERT"], "quarantine_beats": counts["QUARANTINE"],
-        "first_alert_s": round(float(beats[alerting[0]] * period), 3) if alerting.shape[0] else None,
-        "first_quarantine_s": round(float(beats[quar[0]] * period), 3) if quar.shape[0] else None,
+        "first_alert_s": round(float(tsec[alerting[0]]), 3) if alerting.shape[0] else None,
+        "first_quarantine_s": round(float(tsec[quar[0]]), 3) if quar.shape[0] else None,
         "threat": {"p50": _q(threat, 0.5), "p90": _q(threat, 0.9), "p99": _q(threat, 0.99),
                    "max": round(float(threat.max()), 4)},
         "features_median": {
@@ -109,7 +107,8 @@ def record_figures(item, run, signal, window_s=1.0, hop_s=0.25):
         "collapse_beats": int(np.count_nonzero(st & P.STATE_COLLAPSE)),
         "sensor_fault_beats": int(np.count_nonzero(st & 0x10)),
         "coherence_lost_beats": int(np.count_nonzero(st & 0x20)),
-        "windows": int(ends.shape[0]),
+        "windows": int(pos.shape[0]),
+        "skipped_beats": (run.report or {}).get("skipped_beats"),
         "clipped_samples": signal.clipped,
         "resampled": signal.note,
         "wall_s": round(run.wall_s, 2),

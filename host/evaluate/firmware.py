@@ -37,12 +37,6 @@ TEL_DTYPE = np.dtype([(n, "<i8") for n in TEL_FIELDS + ("time_us",)])
 RUNTIMES = ("micropython", "cpython")
 
 
-def heap():
-    """The MicroPython heap of a device process (one constant, host/emulate/devices.py)."""
-    from host.emulate.devices import DEVICE_HEAP
-    return DEVICE_HEAP
-
-
 class FirmwareError(UserError):
     pass
 

@@ -37,7 +37,8 @@ SCHEMAS = {
     "Telemetry": _obj({
         "beat": INT, "period_us": INT, "lateness_us": INT, "coherence": NUM, "pid_error": NUM,
         "pid_output": NUM, "threat": NUM, "o_weight": NUM, "decision": DECISION,
-        "decision_code": INT, "collapse": BOOL, "quarantined": BOOL},
+        "decision_code": INT, "collapse": BOOL, "quarantined": BOOL,
+        "level": NUM, "kurt": NUM, "crest": NUM, "anoms": INT},
         ["beat", "lateness_us", "coherence", "pid_error", "pid_output", "threat", "decision",
          "quarantined"], extra=False),
     "Session": _obj(SESSION, ["device_id", "boot_id", "online", "frames", "lost"]),

@@ -93,3 +93,21 @@ def test_cwru_records_meet_the_targets(capsys):
     assert s["auc_threat"] >= best - 0.02
     recs = {r["record"]: r for r in res["records"]}
     assert recs[105]["first_alert_s"] < 2.0 and recs[130]["first_alert_s"] < 2.0
+
+
+def test_evaluate_with_a_model_file_sent_as_a_model_frame(tmp_path, capsys):
+    """--model FILE reaches the firmware as a MODEL frame before the first beat: a model that
+    never raises the threat leaves even the impacting machine at NOOP."""
+    d = make_dataset(tmp_path / "ds")
+    mf = tmp_path / "m.json"
+    mf.write_text(json.dumps({"bias": -20.0, "w_level": 0.0, "w_kurt": 0.0, "w_crest": 0.0,
+                              "w_anoms": 0.0}))
+    assert main(["evaluate", str(d), "--json", "--runtime", "cpython", "--records", "1,2",
+                 "--model", str(mf)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["model"].startswith("MODEL frame (-20.0")
+    assert [r["alert_beats"] + r["quarantine_beats"] for r in res["records"]] == [0, 0]
+    assert all(r["threat"]["max"] == 0.0 for r in res["records"])
+    mf.write_text("{}")
+    assert main(["evaluate", str(d), "--runtime", "cpython", "--model", str(mf)]) == 2
+    assert "needs bias" in capsys.readouterr().err

@@ -33,6 +33,9 @@ COMMANDS = {
     "mesh": ("becomingone.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
     "model": ("becomingone.commands.model", "entropy model: train on labelled history, show, push to devices"),
     "plot": ("becomingone.commands.plot", "PNG charts of a device: coherence, PID response, lateness"),
+    "replay": ("becomingone.commands.replay", "stream a recording (npy, CSV, WAV) into the real firmware, host receiving"),
+    "evaluate": ("becomingone.commands.evaluate", "a dataset of recordings through the firmware: detection, false alarms, AUC vs baselines"),
+    "scenarios": ("becomingone.commands.scenarios", "the decision table: the firmware through healthy, noise and fault scenarios"),
 }
 
 

@@ -90,9 +90,14 @@ def test_config_undo_and_model(host):
     assert status == 200 and r["version"] == 0
     status, r, _ = host.request("/api/model", method="POST", body={"device": "all", "w": 0.1, "b": 0})
     assert status == 200 and r["sent_to"] == [17]
-    assert dev.recv(P.MODEL).fields["w"] == pytest.approx(0.1)
+    assert dev.recv(P.MODEL).fields["w_anoms"] == pytest.approx(0.1)   # the seed form w, b
+    status, r, _ = host.request("/api/model", method="POST",
+                                body={"device": 17, "bias": 3.0, "w_level": 3.1, "w_kurt": 2.8})
+    assert status == 200 and r["sent_to"] == [17]
+    m = dev.recv(P.MODEL).fields
+    assert m["w_level"] == pytest.approx(3.1) and m["w_crest"] == 0.0
     status, r, _ = host.request("/api/model", method="POST", body={"device": "all", "w": "x", "b": 0})
-    assert status == 400 and "w and b must be finite numbers" in r["error"]
+    assert status == 400 and "w_anoms = 'x': allowed a number" in r["error"]
 
 
 def test_decision_timeline_and_ledger_proofs(host):
@@ -118,7 +123,7 @@ def test_decision_timeline_and_ledger_proofs(host):
     status, body, _ = host.request("/api/ledger/entries/%d" % (led["size"] + 50))
     assert status == 404 and "no entry" in body["error"]
     assert host.request("/api/ledger/checkpoint")[0] == 404
-    host.c.call(host.c.ledger.checkpoint)
+    host.c.call(becomingone.c.ledger.checkpoint)
     cp = host.get("/api/ledger/checkpoint")
     assert cp["size"] == host.c.ledger.size and cp["note"].startswith(cp["origin"])
     led = host.get("/api/ledger")

@@ -47,11 +47,14 @@ def add_arguments(parser):
     _common(p)
     p.add_argument("device")
     p.add_argument("version", type=int)
-    p = sub.add_parser("model", help="push entropy model weights w, b")
+    p = sub.add_parser("model", help="push entropy model weights (features, or the seed's w, b)")
     _common(p)
     p.add_argument("device", help="device id or 'all'")
-    p.add_argument("--w", type=float, required=True)
-    p.add_argument("--b", type=float, required=True)
+    for k in ("bias", "w-level", "w-kurt", "w-crest", "w-anoms"):
+        p.add_argument("--" + k, type=float, default=None,
+                       help="feature model %s (threat = sigmoid(bias + w_level*level + ...))" % k)
+    p.add_argument("--w", type=float, default=None, help="seed form: w (per anomaly)")
+    p.add_argument("--b", type=float, default=None, help="seed form: b")
     p = sub.add_parser("pow", help="set the proof-of-work difficulty (bits) required from a device")
     _common(p)
     p.add_argument("device")
@@ -152,7 +155,9 @@ def run(args):
     elif a == "goto":
         req["version"] = args.version
     elif a == "model":
-        req.update(w=args.w, b=args.b)
+        for k in ("bias", "w_level", "w_kurt", "w_crest", "w_anoms", "w", "b"):
+            if getattr(args, k) is not None:
+                req[k] = getattr(args, k)
     elif a == "pow":
         req["bits"] = args.bits
     res = request(sock, req)

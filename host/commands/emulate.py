@@ -35,6 +35,11 @@ def add_arguments(p):
                    "rad/s no window longer than 0.39 s can reach the collapse threshold)")
     p.add_argument("--tau-bar", type=float, default=0.002,
                    help="KAIROS lag tau-bar in seconds (default 0.002 = 2 samples at 1 kHz)")
+    p.add_argument("--sensor-file", default=None, metavar="PATH",
+                   help="every device samples this file (raw little-endian uint16 ADC counts at "
+                   "the board's f_s, 12 kHz) instead of its synthetic machine; a device restarts "
+                   "(new boot) when the file ends. `becomingone replay` makes one from a "
+                   "recording (npy, CSV, WAV) and runs it once")
     p.add_argument("--summary-json", default=None, help="write the summary JSON here")
     p.add_argument("--no-live", action="store_true", help="no live table (plain progress lines)")
     p.add_argument("--mqtt", metavar="HOST[:PORT]", default=None,
@@ -87,7 +92,8 @@ def run(args):
                     transport=args.transport, runtime=args.runtime, faults=faults,
                     data_dir=args.data, serial_devices=args.serial_devices,
                     pow_bits=args.pow_bits, omega=args.omega, tau_bar=args.tau_bar,
-                    http=http_arg(args), config_overrides=_mqtt_overrides(args.mqtt))
+                    http=http_arg(args), config_overrides=_mqtt_overrides(args.mqtt),
+                    sensor_file=args.sensor_file)
     print("emulating %d device(s) on %s over %s for %s; host data in %s; device logs in %s"
           % (args.devices, args.runtime, args.transport,
              ("%gs" % args.duration) if args.duration else "ever (Ctrl-C stops)",

@@ -317,6 +317,11 @@ SCHEMA = {
         "heartbeat_s": Leaf("float", 1.0, "seconds between HEARTBEATs when idle", lo=0.01, hi=3600.0),
         "session_timeout_s": Leaf("float", 10.0, "a device silent this long is marked offline",
                                   lo=0.1, hi=86400.0),
+        "model": Leaf("str", "shipped", "entropy model each device runs (sent as MODEL at its "
+                      "HELLO unless shipped): shipped = the firmware's own device/model_default.py "
+                      "(trained on recordings), seed = the seed's threat = sigmoid(0.12 anoms), "
+                      "trained = DATA/entropy_model.json (`becomingone model train`)",
+                      choices=("shipped", "seed", "trained")),
     },
     "integrations": {
         "mqtt": {     # host/mqtt/bridge.py, docs/MQTT.md

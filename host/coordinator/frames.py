@@ -11,9 +11,11 @@ __all__ = ["DeviceFrames"]
 class DeviceFrames(FrameSink):
     """Routes the ingest's events (processing thread). Ports: sessions, devconfig
     (DeviceConfigs), admission (the PoW difficulty a device must use), witness (WitnessDesk),
-    feed (core TelemetryFeed), sender (FrameSender: time sync), tally."""
+    feed (core TelemetryFeed), sender (FrameSender: time sync), tally, model_at_hello(session)
+    (the entropy model a device must run, sent at its first HELLO; None: nothing sent)."""
 
-    def __init__(self, sessions, devconfig, admission, witness, feed, sender, tally):
+    def __init__(self, sessions, devconfig, admission, witness, feed, sender, tally,
+                 model_at_hello=None):
         self.sessions = sessions
         self.devconfig = devconfig
         self.admission = admission
@@ -21,6 +23,7 @@ class DeviceFrames(FrameSink):
         self.feed = feed
         self.sender = sender
         self.tally = tally
+        self.model_at_hello = model_at_hello
 
     def hello(self, session, fields):
         first = session.hello is None
@@ -42,6 +45,8 @@ class DeviceFrames(FrameSink):
             dc.push(dev, {"pow_bits": need})
         s.last_time_sync = time.monotonic()
         self.sender.time_sync(s)
+        if self.model_at_hello is not None:
+            self.model_at_hello(s)
 
     def telemetry(self, session, records):
         self.feed.telemetry(session, records)

@@ -7,6 +7,7 @@ import os
 from becomingone.errors import UserError
 from becomingone.ingest.keystore import parse_device_id
 from becomingone.ledger import verify_path
+from becomingone.model.features import model_fields
 from shared import protocol as P
 
 __all__ = ["Operator", "COMMANDS"]
@@ -54,35 +55,22 @@ class Operator:
         self.micro("clear", device_id=s.device_id, sent=ok)
         return {"device_id": s.device_id, "sent": ok}
 
-    def push_model(self, device, w=None, b=None, weights=None):
-        """MODEL to one device or to all ("all" or None): the entropy model
-        threat = sigmoid(bias + w_level*level + w_kurt*kurt + w_crest*crest + w_anoms*anoms).
-        `weights` gives those five by name; (w, b) is the seed's form sigmoid(w*anoms + b)."""
-        names = ("bias", "w_level", "w_kurt", "w_crest", "w_anoms")
-        if weights is None:
-            weights = {"bias": b, "w_level": 0.0, "w_kurt": 0.0, "w_crest": 0.0, "w_anoms": w}
-        vals = {}
-        for k in names:
-            v = weights.get(k, 0.0)
-            try:
-                v = float(v)
-            except (TypeError, ValueError):
-                v = float("nan")
-            if not math.isfinite(v):
-                raise UserError("model %s must be a finite number (got %r); a model is %s"
-                                % (k, weights.get(k), ", ".join(names)))
-            vals[k] = v
+    def push_model(self, device, model):
+        """MODEL frames with the entropy model to one device or all ("all" or None). ``model``:
+        a dict with the feature model's bias, w_level, w_kurt, w_crest, w_anoms (missing
+        weights are 0), or the seed's form w, b (threat = sigmoid(w * anoms + b));
+        host/model/features.py model_fields() checks it."""
+        fields = model_fields(model)
         targets = list(self.sessions.current.values()) if device in ("all", None) \
             else [self.session(device)]
         self.model_version += 1
         sent = []
-        fields = dict(vals, model_version=self.model_version)
         for s in targets:
-            if self.sender.send(s, P.MODEL, fields):
+            if self.sender.send(s, P.MODEL, dict(fields, model_version=self.model_version)):
                 sent.append(s.device_id)
-        self.submit("action", dict(vals, action="model", model_version=self.model_version,
+        self.submit("action", dict(fields, action="model", model_version=self.model_version,
                                    devices=sent))
-        self.micro("model", model_version=self.model_version, devices=sent, **vals)
+        self.micro("model", model_version=self.model_version, devices=sent, **fields)
         return {"model_version": self.model_version, "sent_to": sent}
 
     def set_pow_bits(self, device_id, bits):
@@ -221,8 +209,7 @@ COMMANDS = {
     "redo": lambda op, r: op.devconfig.redo(parse_device_id(r["device"])),
     "goto": lambda op, r: op.devconfig.goto(parse_device_id(r["device"]), r["version"]),
     "clear": lambda op, r: op.clear(r["device"]),
-    "model": lambda op, r: op.push_model(r.get("device", "all"), r.get("w"), r.get("b"),
-                                         r.get("weights")),
+    "model": lambda op, r: op.push_model(r.get("device", "all"), r),
     "pow": lambda op, r: op.set_pow_bits(r["device"], r["bits"]),
     "keys_reload": lambda op, r: op.reload_keys(),
     "verify": lambda op, r: op.verify(),

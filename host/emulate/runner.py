@@ -64,7 +64,8 @@ class Emulation:
     UserError for bad options or a data folder holding a real coordinator's ledger."""
     def __init__(self, devices=3, duration=60.0, transport="udp", runtime="micropython",
                  faults=None, data_dir=None, serial_devices=0, config_overrides=None,
-                 pow_bits=None, device_args=(), omega=0.0, tau_bar=0.002, http=None):
+                 pow_bits=None, device_args=(), omega=0.0, tau_bar=0.002, http=None,
+                 sensor_file=None):
         if devices < 1 or devices > 200:
             raise UserError("--devices must be 1..200, got %d" % devices)
         if transport not in ("udp", "serial"):
@@ -83,6 +84,13 @@ class Emulation:
         self.pow_bits = pow_bits
         self.http = http        # the Cell's http argument (becomingone/cell.py): None, False, "HOST:PORT"
         self.device_args = list(device_args)
+        # raw uint16 counts at the board's f_s (device/main.py --sensor-file; `becomingone
+        # replay` writes one from a recording): every device samples it instead of its
+        # synthetic machine, and stops at its end
+        self.sensor_file = os.path.abspath(sensor_file) if sensor_file else None
+        if self.sensor_file and not os.path.isfile(self.sensor_file):
+            raise UserError("--sensor-file %s: no such file (raw little-endian uint16 ADC counts "
+                            "at the board's sample rate)" % sensor_file)
         # KAIROS scenario: omega and tau_bar reach the host config and the devices alike.
         # omega = 0 by default here: at the spec's 2 rad/s a window of W seconds has
         # C <= sinc^2(omega*W/2), so no window longer than 0.39 s could reach I_c = 0.95.
@@ -179,7 +187,9 @@ class Emulation:
             key_file = os.path.join(self.data_dir, "keys", "device-%d.key" % d)
             lag = self.cfg.lag_samples(1000)
             extra = ["--omega", repr(self.omega), "--lag", str(lag)]
-            if d % 2 == 1:
+            if self.sensor_file:
+                extra += ["--sensor-file", self.sensor_file]
+            elif d % 2 == 1:
                 extra += ["--signal", COHERENT_SIGNAL]
             dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
                                 faults=sensor_faults(d, self.faults.fault),

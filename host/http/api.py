@@ -360,8 +360,8 @@ ROUTES = [
           "configuration version", "ConfigMove", body="GotoRequest", tag="actions"),
     Route("POST", "/api/devices/{device}/pow", _post("pow", ("bits",)), "Set the proof-of-work "
           "difficulty required from the device", "ConfigMove", body="PowRequest", tag="actions"),
-    Route("POST", "/api/model", _post("model", ("w", "b")), "Send a MODEL (w, b) to one device "
-          "or all", "ModelResult", body="ModelRequest", tag="actions"),
+    Route("POST", "/api/model", _post("model"), "Send a MODEL (bias, w_level, w_kurt, w_crest, "
+          "w_anoms; or the seed form w, b) to one device or all", "ModelResult", body="ModelRequest", tag="actions"),
     Route("GET", "/api/sync", h_sync, "Sync layer: per-device Master vs Emissary state, collapse "
           "counts, recent collapse entries", "Sync", query=(Q_LIMIT,), tag="sync"),
     Route("GET", "/api/decisions", h_decisions, "Decision timeline: devices' decision WITNESS "

@@ -39,7 +39,8 @@ SCHEMAS = {
     "Telemetry": _obj({
         "beat": INT, "period_us": INT, "lateness_us": INT, "coherence": NUM, "pid_error": NUM,
         "pid_output": NUM, "threat": NUM, "o_weight": NUM, "decision": DECISION,
-        "decision_code": INT, "collapse": BOOL, "quarantined": BOOL},
+        "decision_code": INT, "collapse": BOOL, "quarantined": BOOL,
+        "level": NUM, "kurt": NUM, "crest": NUM, "anoms": INT},
         ["beat", "lateness_us", "coherence", "pid_error", "pid_output", "threat", "decision",
          "quarantined"], extra=False),
     "Session": _obj(SESSION, ["device_id", "boot_id", "online", "frames", "lost"]),
@@ -73,8 +74,9 @@ SCHEMAS = {
                           ["changes"], extra=False),
     "GotoRequest": _obj({"version": INT}, ["version"], extra=False),
     "PowRequest": _obj({"bits": {"type": "integer", "minimum": 0, "maximum": 32}}, ["bits"], extra=False),
-    "ModelRequest": _obj({"device": {"oneOf": [INT, {"const": "all"}]}, "w": NUM, "b": NUM},
-                         ["w", "b"], extra=False),
+    "ModelRequest": _obj({"device": {"oneOf": [INT, {"const": "all"}]}, "bias": NUM,
+                          "w_level": NUM, "w_kurt": NUM, "w_crest": NUM, "w_anoms": NUM,
+                          "w": NUM, "b": NUM}, [], extra=False),
     "TimelineEvent": _obj({
         "index": INT, "t": NUM, "device": INT_N, "boot": INT_N, "beat": INT_N,
         "event": {"type": "string", "enum": ["decision", "quarantine_cleared", "clear"]},

@@ -133,14 +133,16 @@ def group_of(name):
     return "other firmware"
 
 
-def profile(board="pico", beats=100, key=True, firmware=None, syms=None, device_args=()):
+def profile(board="pico", beats=100, key=True, firmware=None, syms=None, device_args=(),
+            beat_mem_checks=True):
     """Run the measured beat with the PC sampler on; returns by-function and by-group shares."""
     from tools.rp2040 import measure
     symtab = load_syms(syms)
     with tempfile.TemporaryDirectory(prefix="becomingone-prof-") as tmp:
         path = os.path.join(tmp, "prof.json")
         res = measure.measure(board=board, beats=beats, key=key, firmware=firmware,
-                              device_args=device_args, profile=path, pow_hashes=0)
+                              device_args=device_args, profile=path, pow_hashes=0,
+                              alloc_beats=0, heap_samples=0, beat_mem_checks=beat_mem_checks)
         with open(path) as f:
             hist = json.load(f)
     fns = attribute(hist, symtab)

@@ -6,7 +6,7 @@
 //
 // usage: node rp2run.mjs --firmware FW.uf2 [--fs IMG] [--fs-out FILE] [--fs-offset 0xA0000]
 //          (--script /board/path.py [--arg A]... | --code 'python source' | --serial | --repl)
-//          [--adc CH:SPEC]... [--realtime] [--wall-timeout S] [--emu-timeout S]
+//          [--adc CH:SPEC]... [--realtime] [--bootsel] [--wall-timeout S] [--emu-timeout S]
 //          [--stats] [--profile FILE] [--busy-usb] [--raw] [-- ARGS...]
 //
 //   --script/--code  run through the raw REPL over USB CDC; the script's stdout goes to stdout
@@ -21,6 +21,7 @@
 //                    0:mid=2048,hz=5,amp=400,noise=24,seed=1,spikes_at=5,spikes_dur=1.5,spikes_amp=1500
 //   --realtime       never let emulated time run ahead of wall time (idle time is not
 //                    fast-forwarded past the wall clock; default with --serial)
+//   --bootsel        the BOOTSEL button is held down (rp2.bootsel_button() == 1); default released
 //   --stats          one line "[rp2run] stats {json}" on stderr at the end
 //   --profile FILE   sampled program counter histogram of the script (JSON), for profile.py
 //
@@ -43,6 +44,7 @@ const ERASE_NS_PER_4K = 45e6, PROGRAM_NS_PER_PAGE = 0.4e6;   // W25Q16JV typical
 const UF2_FAMILY_RP2040 = 0xe48bff56;
 const WD_REASON_TIMER = 1, WD_REASON_FORCE = 2;
 const USB_SOF_RD = 0x48, USB_INTR_DEV_SOF = 1 << 17;
+const SIO_GPIO_HI_IN = 0x008;
 
 function die(msg) { process.stderr.write(`rp2run: ${msg}\n`); process.exit(EXIT_EMU); }
 
@@ -65,6 +67,7 @@ for (let i = 0; i < argv.length; i++) {
     case '--repl': opt.repl = true; break;
     case '--adc': opt.adc.push(next()); break;
     case '--realtime': opt.realtime = true; break;
+    case '--bootsel': opt.bootsel = true; break;   // the BOOTSEL button held down
     case '--wall-timeout': opt.wallTimeout = num(next(), a); break;
     case '--emu-timeout': opt.emuTimeout = num(next(), a); break;
     case '--stats': opt.stats = true; break;
@@ -189,6 +192,15 @@ class Chip {
       wd.alarm.enable = false;
       wd.timer.enable = false;
       if (!resetRequest) resetRequest = { reason: wd.reason === WD_REASON_FORCE ? 'force' : 'watchdog', keepScratch: true };
+    };
+    // The BOOTSEL button: MicroPython's rp2.bootsel_button() reads the QSPI SS pin through SIO
+    // GPIO_HI_IN (bit 1; low = pressed). rp2040js leaves the pin low, i.e. pressed, and a
+    // firmware that checks the button (ours does at boot: safe mode) would think it is held.
+    // Released unless --bootsel.
+    const sio = mcu.sio, sioRead = sio.readUint32.bind(sio);
+    sio.readUint32 = (off) => {
+      const v = sioRead(off);
+      return off === SIO_GPIO_HI_IN ? (opt.bootsel ? v & ~2 : v | 2) : v;
     };
     const adc = mcu.adc, read = adc.onADCRead;
     adc.onADCRead = (ch) => {

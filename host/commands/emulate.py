@@ -16,8 +16,12 @@ def add_arguments(p):
                    help="device links: UDP datagrams or a pseudo-terminal serial pair per device")
     p.add_argument("--serial-devices", type=int, default=0,
                    help="with --transport udp: the last K devices use a serial pty instead")
-    p.add_argument("--runtime", default="micropython", choices=("micropython", "cpython"),
-                   help="runtime of the device processes (default: the MicroPython unix port)")
+    p.add_argument("--runtime", default="micropython", choices=("micropython", "cpython", "rp2040"),
+                   help="runtime of the device processes (default: the MicroPython unix port); "
+                   "rp2040: emulated Picos running the real MicroPython RPI_PICO firmware with "
+                   "the flashed firmware, on their USB serial port (implies serial links; their "
+                   "clock is emulated time, slower than the wall clock: docs/DEVICE.md "
+                   "\"On the chip\")")
     p.add_argument("--faults", default="",
                    help="comma-separated faults, names: " + ", ".join(ALLOWED)
                    + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5)")
@@ -28,6 +32,9 @@ def add_arguments(p):
                    "rad/s no window longer than 0.39 s can reach the collapse threshold)")
     p.add_argument("--tau-bar", type=float, default=0.002,
                    help="KAIROS lag tau-bar in seconds (default 0.002 = 2 samples at 1 kHz)")
+    p.add_argument("--device-arg", action="append", default=[], metavar="FLAG=VALUE",
+                   help="an extra device/main.py flag for every device, e.g. --device-arg "
+                   "pulse-k=1.0714 --device-arg pulse-p=1 (repeatable)")
     p.add_argument("--summary-json", default=None, help="write the summary JSON here")
     p.add_argument("--no-live", action="store_true", help="no live table (plain progress lines)")
     p.add_argument("--mqtt", metavar="HOST[:PORT]", default=None,
@@ -72,6 +79,18 @@ def _mqtt_overrides(spec):
             "integrations.mqtt.port": int(port), "integrations.mqtt.interval": 1.0}
 
 
+def _device_args(items):
+    """--device-arg FLAG=VALUE items -> device/main.py flags (["--flag", "value", ...])."""
+    out = []
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not k or k.startswith("-") or not sep:
+            raise UserError("--device-arg %r: expected FLAG=VALUE, the flag without its dashes "
+                            "(e.g. pulse-p=1)" % it)
+        out += ["--" + k, v]
+    return out
+
+
 def run(args):
     from host.commands.run import http_arg
     from host.emulate.runner import Emulation, write_summary
@@ -85,9 +104,10 @@ def run(args):
                     transport=args.transport, runtime=args.runtime, faults=faults,
                     data_dir=args.data, serial_devices=args.serial_devices,
                     pow_bits=args.pow_bits, omega=args.omega, tau_bar=args.tau_bar,
+                    device_args=_device_args(args.device_arg),
                     http=http_arg(args), config_overrides=_mqtt_overrides(args.mqtt))
     print("emulating %d device(s) on %s over %s for %s; host data in %s; device logs in %s"
-          % (args.devices, args.runtime, args.transport,
+          % (args.devices, args.runtime, "serial" if args.runtime == "rp2040" else args.transport,
              ("%gs" % args.duration) if args.duration else "ever (Ctrl-C stops)",
              emu.data_dir, os.path.join(emu.data_dir, "logs")))
     sys.stdout.flush()

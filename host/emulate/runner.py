@@ -60,8 +60,8 @@ class Emulation:
             raise UserError("--devices must be 1..200, got %d" % devices)
         if transport not in ("udp", "serial"):
             raise UserError("--transport must be udp or serial, got %r" % (transport,))
-        if runtime not in ("micropython", "cpython"):
-            raise UserError("--runtime must be micropython or cpython, got %r" % (runtime,))
+        if runtime not in ("micropython", "cpython", "rp2040"):
+            raise UserError("--runtime must be micropython, cpython or rp2040, got %r" % (runtime,))
         if not 0 <= serial_devices <= devices:
             raise UserError("--serial-devices must be 0..%d, got %d" % (devices, serial_devices))
         self.n = devices
@@ -69,7 +69,9 @@ class Emulation:
         self.transport = transport
         self.runtime = runtime
         self.faults = faults or FaultSpec()
-        self.serial_count = devices if transport == "serial" else serial_devices
+        # rp2040: emulated Picos, whose link is their USB CDC serial port (tools/rp2040/emulate.py)
+        self.serial_count = devices if transport == "serial" or runtime == "rp2040" \
+            else serial_devices
         self.data_dir = os.path.abspath(data_dir or os.path.join("var", "emulate"))
         self.pow_bits = pow_bits
         self.http = http        # the Coordinator's http argument (host/http): None, False, "HOST:PORT"
@@ -161,6 +163,9 @@ class Emulation:
         if self.runtime == "micropython":
             from host.emulate.firmware import build_firmware
             main = build_firmware(os.path.join(self.data_dir, "firmware"))
+        elif self.runtime == "rp2040":
+            from tools.rp2040.emulate import Rp2040Device, firmware_modules
+            chip_modules = firmware_modules()
         for d in range(1, self.n + 1):
             if d in serial_proxies:
                 proxy = serial_proxies[d]
@@ -175,10 +180,15 @@ class Emulation:
             extra = ["--omega", repr(self.omega), "--lag", str(lag)]
             if d % 2 == 1:
                 extra += ["--signal", COHERENT_SIGNAL]
-            dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
-                                faults=sensor_faults(d, self.faults.fault),
-                                pow_bits=self.pow_bits, extra=extra + self.device_args,
-                                main=main)
+            if self.runtime == "rp2040":
+                dev = Rp2040Device(d, d, url, log_dir, chip_modules, key_file=key_file,
+                                   fault_events=self.faults.fault, pow_bits=self.pow_bits,
+                                   extra=self.device_args, omega=self.omega, lag=lag)
+            else:
+                dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
+                                    faults=sensor_faults(d, self.faults.fault),
+                                    pow_bits=self.pow_bits, extra=extra + self.device_args,
+                                    main=main)
             self.devices.append(dev.start())
         for d in self.faults.flood:
             fid = FLOOD_ID_BASE + d
@@ -240,6 +250,8 @@ class Emulation:
             x.stop()
         for dev in self.devices:
             dev.stop()
+            if hasattr(dev, "close"):
+                dev.close()
         c = self.coordinator
         if c is not None:
             time.sleep(0.3)            # let the last frames and commits arrive

@@ -43,6 +43,22 @@ def test_the_measurement_is_real(m):
     assert m["firmware"]["sha256"]
 
 
+def test_bench_device_rows_from_the_same_measurement(m):
+    """`becomingone bench device` reports these figures (tools/rp2040/bench.py)."""
+    from tools.rp2040.bench import rows_from
+    rows = {r["name"]: r for r in rows_from(m)}
+    assert sorted(rows) == ["rp2040-alloc", "rp2040-heap", "rp2040-pow", "rp2040-step"]
+    st = rows["rp2040-step"]
+    assert st["runtime"] == "rp2040" and st["step_p99_us"] == m["step_us"]["p99"]
+    assert st["p99_of_period"] == round(m["step_us"]["p99"] / 4210.0, 3)
+    assert st["within_budget"] == (not budget.check_step(m))
+    assert rows["rp2040-alloc"]["alloc_bytes_max"] == m["alloc"]["bytes_max"]
+    assert rows["rp2040-heap"]["low_water"] == m["heap"]["low_water"]
+    pw = rows["rp2040-pow"]
+    assert pw["hashes_per_s"] == m["pow"]["hashes_per_s"]
+    assert abs(pw["witness_s"] - 65536.0 / pw["hashes_per_s"]) < 0.01
+
+
 @pytest.mark.xfail(budget.XFAIL["step"], strict=True, reason=budget.XFAIL_REASON)
 def test_step_p99_within_40_percent_of_the_period(m):
     assert budget.check_step(m) == [], budget.check_step(m)

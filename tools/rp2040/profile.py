@@ -1,5 +1,6 @@
 """Where the chip's cycles go: the emulator samples the program counter every 64 instructions
-while the measuring script (chip_beat.py) runs the beat, and the samples are attributed to the
+while the measuring script (chip_beat.py) runs its timed beats (idle() and step(), not the
+setup), and the samples are attributed to the
 firmware's functions by its symbol table. The MicroPython VM's own functions (mp_execute_bytecode,
 gc_*, mp_obj_*, float routines, ...) show what the Python code costs in C; `.mpy` native/viper
 code runs from RAM (shown as "ram: native code"), the bootrom's routines (e.g. the soft-float
@@ -160,7 +161,7 @@ def profile(board="pico", beats=100, key=True, firmware=None, syms=None, device_
 def describe(r, top=30):
     m = r["measure"]
     lines = ["profile of %d beats on the emulated RP2040 (%s board): %d PC samples, one every "
-             "64 instructions, over the whole script (setup, beats, idle)"
+             "64 instructions, over the timed beats (idle() and step())"
              % (m["beats"], m["board"], r["samples"]),
              "step() p50 %s us, p99 %s us" % (m["step_us"]["p50"], m["step_us"]["p99"]), "",
              "by kind of work:"]

@@ -23,7 +23,8 @@
 //                    fast-forwarded past the wall clock; default with --serial)
 //   --bootsel        the BOOTSEL button is held down (rp2.bootsel_button() == 1); default released
 //   --stats          one line "[rp2run] stats {json}" on stderr at the end
-//   --profile FILE   sampled program counter histogram of the script (JSON), for profile.py
+//   --profile FILE   sampled program counter histogram of the script (JSON), for profile.py;
+//                    the script may gate it by printing "\x06PROF+" / "\x06PROF-" lines
 //
 // Exit status: the script's (0, n for sys.exit(n), 1 for an uncaught exception); 124 timeout;
 // 125 emulator failure (bad firmware file, hard fault, core 1 started, protocol error).
@@ -304,6 +305,8 @@ let acc = '';
 let exitCode = null;
 const SENTINEL = /\x06RC:(-?\d+)\r\n/;
 const TB_MARK = '\x06TB\r\n';
+const PROF_GATE = /\x06PROF([+-])\r*\n/;   // (print() on the board sends \r\n)
+let profOn = true;
 
 function driver() {
   // Runs the script as __main__ with sys.argv = [script, args...]; every exception is caught so
@@ -369,9 +372,15 @@ function onSerialData(value) {
 
 let inTraceback = false;
 function stdoutData(t) {
-  // Binary-safe: the script's stdout ends at the status sentinel, nothing else is special.
+  // Binary-safe: the script's stdout ends at the status sentinel, nothing else is special but
+  // the profile gates "\x06PROF+\r\n" (drop the samples so far, sample from here) and
+  // "\x06PROF-\r\n" (stop sampling), which a script prints around the part to profile.
   // The last bytes that could be the start of a sentinel are held back until more arrive.
   t = hold + t; hold = '';
+  for (let g; (g = PROF_GATE.exec(t)); ) {
+    if (prof && g[1] === '+') { prof.clear(); profOn = true; } else if (prof) profOn = false;
+    t = t.slice(0, g.index) + t.slice(g.index + g[0].length);
+  }
   const m = SENTINEL.exec(t);
   let body = m ? t.slice(0, m.index) : t;
   if (!m) {
@@ -448,7 +457,7 @@ function finish(code, why) {
 function run() {
   const c = chip, mcu = c.mcu, core = mcu.core, clock = c.clock;
   const cycleNanos = 1e9 / mcu.clkSys;
-  const sampling = prof && runStartEmu != null;
+  const sampling = prof && profOn && runStartEmu != null;
   let n = 0, waitNs = 0;
   for (let i = 0; i < 500000 && !stopped && !resetRequest; i++) {
     if (core.waiting) {

@@ -4,7 +4,8 @@ measurement the RP2040 lane asserts (measure.py + chip_beat.py), against budget.
 
   row            keys (besides name, runtime "rp2040", board, beats)
   rp2040-step    step_p50_us, step_p99_us, step_max_us, period_us, p50_of_period, p99_of_period,
-                 target_p99_of_period (0.40), within_budget
+                 target_p99_of_period (0.40), within_budget, lateness_p99_us and skipped_beats
+                 (the firmware's own report of the run: real clock, the chip's time)
   rp2040-alloc   alloc_beats, beats_allocating, alloc_bytes_max, gc_in_step, key,
                  target_bytes_per_beat (0), within_budget
   rp2040-heap    free_after_collect_start, free_after_collect_end, low_water, heap_total,
@@ -25,6 +26,7 @@ def collect(beats=300, firmware=None, pow_bits=16):
 def rows_from(r, pow_bits=16):
     """The rows of one measure.measure() result."""
     s, a, h, pw = r["step_us"], r["alloc"], r["heap"], r.get("pow") or {"hashes_per_s": -1}
+    rep = r.get("report") or {}
     common = {"runtime": "rp2040", "board": r["board"], "beats": r["beats"],
               "firmware_sha256": r["firmware"]["sha256"][:16],
               "emulated_s": r["emulator"]["script_emu_s"], "wall_s": r["emulator"]["script_wall_s"]}
@@ -41,7 +43,9 @@ def rows_from(r, pow_bits=16):
             period_us=r["period_us"], p50_of_period=round(s["p50"] / per, 3),
             p99_of_period=round(s["p99"] / per, 3),
             target_p99_of_period=budget.STEP_P99_MAX_FRACTION,
-            within_budget=not budget.check_step(r)),
+            within_budget=not budget.check_step(r),
+            lateness_p99_us=(rep.get("lateness_us") or {}).get("p99"),
+            skipped_beats=rep.get("skipped_beats")),
         row("rp2040-alloc", alloc_beats=a["beats"], beats_allocating=a["beats_allocating"],
             alloc_bytes_max=a["bytes_max"], gc_in_step=a["gc_in_step"], key=r["key"],
             target_bytes_per_beat=budget.ALLOC_MAX_PER_STEADY_BEAT,

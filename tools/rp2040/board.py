@@ -129,6 +129,7 @@ class EmulatedPico:
                     p.wait()
         for t in self._threads:
             t.join(timeout=5)
+        self._close_pipes(p)
         self.proc = None
         if os.path.exists(self.fs_out):
             os.replace(self.fs_out, self.fs_path)     # the next start() boots what the board kept
@@ -142,7 +143,16 @@ class EmulatedPico:
             self.proc.wait()
             for t in self._threads:
                 t.join(timeout=5)
+            self._close_pipes(self.proc)
         self.proc = None
+
+    @staticmethod
+    def _close_pipes(p):
+        for f in (p.stdin, p.stdout, p.stderr):
+            try:
+                f.close()
+            except (OSError, ValueError):
+                pass
 
     def restart(self):
         """Power the board off and on again (a new runner from the kept filesystem)."""

@@ -86,6 +86,10 @@ class Emulation:
         self.tau_bar = float(tau_bar)
         overrides = {"data_dir": self.data_dir, "kairos.omega": self.omega,
                      "kairos.tau_bar": self.tau_bar}
+        if pow_bits is not None:
+            # the host requires the difficulty its devices mine (else it refuses their WITNESS
+            # records and pushes its own default back to them at every HELLO)
+            overrides["admission.pow_bits"] = int(pow_bits)
         overrides.update(config_overrides or {})
         self.cfg = load_config(overrides=overrides)
         self.coordinator = None

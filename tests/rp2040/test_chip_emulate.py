@@ -35,7 +35,7 @@ def test_emulate_runtime_rp2040_end_to_end(chip, tmp_path):
 
     emu = Emulation(devices=1, duration=None, runtime="rp2040",
                     faults=parse_faults("fault=1@%g" % FAULT_AT), data_dir=str(tmp_path / "emu"),
-                    pow_bits=8, http=False, config_overrides={"admission.pow_bits": 8},
+                    pow_bits=8, http=False,
                     device_args=SLOW_BEAT if budget.XFAIL["step"] else [])
     emu.start()
     c = emu.coordinator

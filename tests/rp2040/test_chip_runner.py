@@ -105,7 +105,8 @@ def test_bad_firmware_files_are_refused_with_a_message(chip, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == C.EXIT_EMULATOR and "RP2350" in p.stderr, p.stderr
     # the fixture is what its provenance says (not, e.g., a Git LFS pointer)
-    assert C.firmware().fixture and C.firmware().sha256 == C.FIXTURE_SHA256
+    fx = C.firmware(C.FIXTURE)
+    assert fx.fixture and fx.sha256 == C.FIXTURE_SHA256
 
 
 def test_another_uf2_named_by_the_environment_boots(chip, tmp_path, monkeypatch):

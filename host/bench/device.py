@@ -8,6 +8,8 @@
                                                     board, mining off vs 20-bit stamps
 Targets: beat <= 100 us and 0 bytes per steady beat; PID >= 5x simple-pid; PoW >= 0.9x bare hash;
 mining never makes a beat late (lateness with pow 20 ~ without).
+On the emulated RP2040 (tools/rp2040/bench.py, the RP2040 lane's measurement; needs Node.js;
+--no-rp2040 leaves them out): rp2040-step, rp2040-alloc, rp2040-heap, rp2040-pow.
 """
 import json
 import os
@@ -24,6 +26,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def add_arguments(p):
     p.add_argument("--beats", type=int, default=2000, help="beats per lateness run (real time)")
     p.add_argument("--micropython", default=None, help="path of the micropython executable")
+    p.add_argument("--rp2040-beats", type=int, default=300,
+                   help="beats measured on the emulated RP2040 (default 300)")
+    p.add_argument("--rp2040-firmware", default=None, metavar="UF2",
+                   help="RPI_PICO .uf2 to boot (default: $BECOMINGONE_RP2040_FIRMWARE, else the "
+                   "project's MicroPython v1.28.0 build)")
+    p.add_argument("--no-rp2040", action="store_true", help="leave out the rp2040 rows")
 
 
 def _mpy(args):
@@ -73,6 +81,10 @@ def collect(args):
                      "skipped_beats": r["skipped_beats"], "pow_hashes": r["pow_hashes"],
                      "alloc_bytes_per_beat": r["alloc_bytes_per_beat"],
                      "gc_in_beat": r["gc_in_beat"], "load_avg_1m": _load()})
+    if not getattr(args, "no_rp2040", False):
+        from tools.rp2040 import bench as rp2040_bench
+        rows.extend(rp2040_bench.collect(beats=100 if quick else getattr(args, "rp2040_beats", 300),
+                                         firmware=getattr(args, "rp2040_firmware", None)))
     return rows
 
 

@@ -23,8 +23,12 @@ def add_arguments(p):
                    help="device links: UDP datagrams or a pseudo-terminal serial pair per device")
     p.add_argument("--serial-devices", type=int, default=0,
                    help="with --transport udp: the last K devices use a serial pty instead")
-    p.add_argument("--runtime", default="micropython", choices=("micropython", "cpython"),
-                   help="runtime of the device processes (default: the MicroPython unix port)")
+    p.add_argument("--runtime", default="micropython", choices=("micropython", "cpython", "rp2040"),
+                   help="runtime of the device processes (default: the MicroPython unix port); "
+                   "rp2040: emulated Picos running the real MicroPython RPI_PICO firmware with "
+                   "the flashed firmware, on their USB serial port (implies serial links; their "
+                   "clock is emulated time, slower than the wall clock: docs/DEVICE.md "
+                   "\"On the chip\")")
     p.add_argument("--faults", default="",
                    help="comma-separated faults, names: " + ", ".join(ALLOWED)
                    + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5)")
@@ -40,6 +44,9 @@ def add_arguments(p):
                    "the board's f_s, 12 kHz) instead of its synthetic machine; a device restarts "
                    "(new boot) when the file ends. `becomingone replay` makes one from a "
                    "recording (npy, CSV, WAV) and runs it once")
+    p.add_argument("--device-arg", action="append", default=[], metavar="FLAG=VALUE",
+                   help="an extra device/main.py flag for every device, e.g. --device-arg "
+                   "pulse-k=1.0714 --device-arg pulse-p=1 (repeatable)")
     p.add_argument("--summary-json", default=None, help="write the summary JSON here")
     p.add_argument("--no-live", action="store_true", help="no live table (plain progress lines)")
     p.add_argument("--mqtt", metavar="HOST[:PORT]", default=None,
@@ -82,6 +89,18 @@ def _mqtt_overrides(spec):
             "integrations.mqtt.port": int(port), "integrations.mqtt.interval": 1.0}
 
 
+def _device_args(items):
+    """--device-arg FLAG=VALUE items -> device/main.py flags (["--flag", "value", ...])."""
+    out = []
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not k or k.startswith("-") or not sep:
+            raise UserError("--device-arg %r: expected FLAG=VALUE, the flag without its dashes "
+                            "(e.g. pulse-p=1)" % it)
+        out += ["--" + k, v]
+    return out
+
+
 def run(args):
     faults = parse_faults(args.faults)
     if args.duration < 0:
@@ -92,10 +111,11 @@ def run(args):
                     transport=args.transport, runtime=args.runtime, faults=faults,
                     data_dir=args.data, serial_devices=args.serial_devices,
                     pow_bits=args.pow_bits, omega=args.omega, tau_bar=args.tau_bar,
+                    device_args=_device_args(args.device_arg),
                     http=http_arg(args), config_overrides=_mqtt_overrides(args.mqtt),
                     sensor_file=args.sensor_file)
     print("emulating %d device(s) on %s over %s for %s; host data in %s; device logs in %s"
-          % (args.devices, args.runtime, args.transport,
+          % (args.devices, args.runtime, "serial" if args.runtime == "rp2040" else args.transport,
              ("%gs" % args.duration) if args.duration else "ever (Ctrl-C stops)",
              emu.data_dir, os.path.join(emu.data_dir, "logs")))
     sys.stdout.flush()

@@ -70,8 +70,8 @@ class Emulation:
             raise UserError("--devices must be 1..200, got %d" % devices)
         if transport not in ("udp", "serial"):
             raise UserError("--transport must be udp or serial, got %r" % (transport,))
-        if runtime not in ("micropython", "cpython"):
-            raise UserError("--runtime must be micropython or cpython, got %r" % (runtime,))
+        if runtime not in ("micropython", "cpython", "rp2040"):
+            raise UserError("--runtime must be micropython, cpython or rp2040, got %r" % (runtime,))
         if not 0 <= serial_devices <= devices:
             raise UserError("--serial-devices must be 0..%d, got %d" % (devices, serial_devices))
         self.n = devices
@@ -79,7 +79,9 @@ class Emulation:
         self.transport = transport
         self.runtime = runtime
         self.faults = faults or FaultSpec()
-        self.serial_count = devices if transport == "serial" else serial_devices
+        # rp2040: emulated Picos, whose link is their USB CDC serial port (tools/rp2040/emulate.py)
+        self.serial_count = devices if transport == "serial" or runtime == "rp2040" \
+            else serial_devices
         self.data_dir = os.path.abspath(data_dir or os.path.join("var", "emulate"))
         self.pow_bits = pow_bits
         self.http = http        # the Cell's http argument (becomingone/cell.py): None, False, "HOST:PORT"
@@ -101,6 +103,10 @@ class Emulation:
         self.tau_bar = float(tau_bar)
         overrides = {"data_dir": self.data_dir, "kairos.omega": self.omega,
                      "kairos.tau_bar": self.tau_bar}
+        if pow_bits is not None:
+            # the host requires the difficulty its devices mine (else it refuses their WITNESS
+            # records and pushes its own default back to them at every HELLO)
+            overrides["admission.pow_bits"] = int(pow_bits)
         overrides.update(config_overrides or {})
         self.cfg = load_config(overrides=overrides)
         self.cell = None           # becomingone/cell.py: the host, HTTP as asked
@@ -175,6 +181,9 @@ class Emulation:
         main = None
         if self.runtime == "micropython":
             main = build_firmware(os.path.join(self.data_dir, "firmware"))
+        elif self.runtime == "rp2040":
+            from tools.rp2040.emulate import Rp2040Device, firmware_modules
+            chip_modules = firmware_modules()
         for d in range(1, self.n + 1):
             if d in serial_proxies:
                 proxy = serial_proxies[d]
@@ -191,10 +200,15 @@ class Emulation:
                 extra += ["--sensor-file", self.sensor_file]
             elif d % 2 == 1:
                 extra += ["--signal", COHERENT_SIGNAL]
-            dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
-                                faults=sensor_faults(d, self.faults.fault),
-                                pow_bits=self.pow_bits, extra=extra + self.device_args,
-                                main=main)
+            if self.runtime == "rp2040":
+                dev = Rp2040Device(d, d, url, log_dir, chip_modules, key_file=key_file,
+                                   fault_events=self.faults.fault, pow_bits=self.pow_bits,
+                                   extra=self.device_args, omega=self.omega, lag=lag)
+            else:
+                dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
+                                    faults=sensor_faults(d, self.faults.fault),
+                                    pow_bits=self.pow_bits, extra=extra + self.device_args,
+                                    main=main)
             self.devices.append(dev.start())
         for d in self.faults.flood:
             fid = FLOOD_ID_BASE + d
@@ -256,6 +270,8 @@ class Emulation:
             x.stop()
         for dev in self.devices:
             dev.stop()
+            if hasattr(dev, "close"):
+                dev.close()
         c = self.coordinator
         if c is not None:
             time.sleep(0.3)            # let the last frames and commits arrive

@@ -7,7 +7,7 @@
 #           beat scenarios, the beat's budget, emulate --runtime rp2040, flash with mpremote
 # Extra arguments go to lane 1's pytest (e.g. bash tools/test.sh -k protocol).
 # BECOMINGONE_RP2040_FIRMWARE=FILE.uf2 runs lane 4 on another RPI_PICO image (an official
-# MicroPython release, tools/rp2040/firmware/README.md).
+# MicroPython release, host/rp2040/firmware/README.md).
 set -u
 cd "$(dirname "$0")/.."
 . tools/venv.sh
@@ -36,8 +36,8 @@ python tools/mpy_check.py || status=1
 
 echo "== lane 4: the firmware on an emulated RP2040 (rp2040js)"
 # needs Node.js 18+ and npm (Debian nodejs, npm; .ci/run installs them); rp2040js is installed
-# into tools/rp2040/emu/node_modules by `npm ci` from its package-lock.json on first use
-if python -c "from tools.rp2040 import chip; chip.ensure_installed()"; then
+# into host/rp2040/emu/node_modules by `npm ci` from its package-lock.json on first use
+if python -c "from becomingone.rp2040 import chip; chip.ensure_installed()"; then
   python -m pytest tests/rp2040 -rxX || status=1
 else
   echo "lane 4 cannot run: see the message above"

@@ -8,7 +8,7 @@
                                                     board, mining off vs 20-bit stamps
 Targets: beat <= 100 us and 0 bytes per steady beat; PID >= 5x simple-pid; PoW >= 0.9x bare hash;
 mining never makes a beat late (lateness with pow 20 ~ without).
-On the emulated RP2040 (tools/rp2040/bench.py, the RP2040 lane's measurement; needs Node.js;
+On the emulated RP2040 (host/rp2040/bench.py, the RP2040 lane's measurement; needs Node.js;
 --no-rp2040 leaves them out): rp2040-step, rp2040-alloc, rp2040-heap, rp2040-pow.
 """
 import json
@@ -82,7 +82,7 @@ def collect(args):
                      "alloc_bytes_per_beat": r["alloc_bytes_per_beat"],
                      "gc_in_beat": r["gc_in_beat"], "load_avg_1m": _load()})
     if not getattr(args, "no_rp2040", False):
-        from tools.rp2040 import bench as rp2040_bench
+        from becomingone.rp2040 import bench as rp2040_bench
         rows.extend(rp2040_bench.collect(beats=100 if quick else getattr(args, "rp2040_beats", 300),
                                          firmware=getattr(args, "rp2040_firmware", None)))
     return rows

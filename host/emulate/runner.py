@@ -79,7 +79,7 @@ class Emulation:
         self.transport = transport
         self.runtime = runtime
         self.faults = faults or FaultSpec()
-        # rp2040: emulated Picos, whose link is their USB CDC serial port (tools/rp2040/emulate.py)
+        # rp2040: emulated Picos, whose link is their USB CDC serial port (host/rp2040/emulate.py)
         self.serial_count = devices if transport == "serial" or runtime == "rp2040" \
             else serial_devices
         self.data_dir = os.path.abspath(data_dir or os.path.join("var", "emulate"))
@@ -182,7 +182,7 @@ class Emulation:
         if self.runtime == "micropython":
             main = build_firmware(os.path.join(self.data_dir, "firmware"))
         elif self.runtime == "rp2040":
-            from tools.rp2040.emulate import Rp2040Device, firmware_modules
+            from becomingone.rp2040.emulate import Rp2040Device, firmware_modules
             chip_modules = firmware_modules()
         for d in range(1, self.n + 1):
             if d in serial_proxies:

@@ -1,4 +1,4 @@
-"""Lane 4: the firmware on the emulated RP2040 (tools/rp2040). Run by tools/test.sh as
+"""Lane 4: the firmware on the emulated RP2040 (host/rp2040). Run by tools/test.sh as
 `python -m pytest tests/rp2040`; plain `pytest` does not collect this folder (pyproject
 norecursedirs): it needs Node.js and rp2040js and takes minutes of wall time.
 
@@ -18,8 +18,8 @@ if ROOT not in sys.path:
 @pytest.fixture(scope="session")
 def chip():
     """The emulator installed (npm ci on first use) and the firmware it boots."""
-    from tools.rp2040 import chip as C
-    from tools.rp2040.errors import UserError
+    from becomingone.rp2040 import chip as C
+    from becomingone.rp2040.errors import UserError
     try:
         C.ensure_installed(log=lambda m: sys.stderr.write(m + "\n"))
         fw = C.firmware()
@@ -32,5 +32,5 @@ def chip():
 @pytest.fixture(scope="session")
 def firmware_files(chip):
     """The project's firmware compiled for the chip (armv6m .mpy), boards pico and emulator."""
-    from tools.rp2040 import build
+    from becomingone.rp2040 import build
     return build.firmware_modules(("pico", "emulator"))

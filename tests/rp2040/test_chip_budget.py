@@ -1,7 +1,7 @@
 """The beat's budget on the emulated RP2040 at the shipped defaults (board pico with its ADC
 sampler, serial link on USB CDC, a device key): step() p99 within 40 % of the period, no
 allocation in the steady beat, free heap after a collection >= 48 KB and flat over 5,000 beats.
-The numbers live in tools/rp2040/budget.py; the measurement is tools/rp2040/measure.py (the same
+The numbers live in host/rp2040/budget.py; the measurement is host/rp2040/measure.py (the same
 one `becomingone bench device` reports). Emulated cycles are deterministic, so asserting on them
 is sound (no wall-clock timing here).
 
@@ -11,14 +11,14 @@ pass: the measurement itself is checked (the frames the chip sent decode and ver
 are consistent)."""
 import pytest
 
-from tools.rp2040 import budget
+from becomingone.rp2040 import budget
 
 BEATS = 300
 
 
 @pytest.fixture(scope="module")
 def m(chip):
-    from tools.rp2040.measure import measure
+    from becomingone.rp2040.measure import measure
     return measure(board="pico", beats=BEATS, key=True)
 
 
@@ -44,8 +44,8 @@ def test_the_measurement_is_real(m):
 
 
 def test_bench_device_rows_from_the_same_measurement(m):
-    """`becomingone bench device` reports these figures (tools/rp2040/bench.py)."""
-    from tools.rp2040.bench import rows_from
+    """`becomingone bench device` reports these figures (host/rp2040/bench.py)."""
+    from becomingone.rp2040.bench import rows_from
     rows = {r["name"]: r for r in rows_from(m)}
     assert sorted(rows) == ["rp2040-alloc", "rp2040-heap", "rp2040-pow", "rp2040-step"]
     st = rows["rp2040-step"]
@@ -76,7 +76,7 @@ def test_heap_after_collection_at_least_48k_and_flat_over_5000_beats(m):
     pre = budget.check_step(m)
     assert pre == [], "not run: %d beats need step() within budget first (%s)" % (
         budget.HEAP_FLAT_BEATS, pre)
-    from tools.rp2040.measure import measure
+    from becomingone.rp2040.measure import measure
     long = measure(board="pico", beats=budget.HEAP_FLAT_BEATS, key=True, heap_samples=25,
                    alloc_beats=20, pow_hashes=0)
     fails = (budget.check_heap_level(long) + budget.check_heap_flat(long)

@@ -4,14 +4,14 @@ the other side of the serial pty sees its HELLO, accepts its TELEMETRY, commits 
 on the chip to the ledger, has a CONFIG acknowledged, and, after an injected sensor fault drove
 the device into QUARANTINE, a CLEAR releases it.
 
-Until the beat fits the chip (tools/rp2040/budget.py XFAIL["step"]), step() takes longer than
+Until the beat fits the chip (host/rp2040/budget.py XFAIL["step"]), step() takes longer than
 the default 4.21 ms beat and the device never has idle time for host frames or proof-of-work
 mining; this test then runs the chip on a 60 ms beat (T_Lambda with k*P = 1.0714, f_s 500 Hz) so
 that it does. When the step budget passes, the test runs at the shipped defaults."""
 import threading
 import time
 
-from tools.rp2040 import budget
+from becomingone.rp2040 import budget
 
 QUARANTINE_BIT = 0x80
 ALERT_Q16 = int(0.60 * 65535)

@@ -41,9 +41,9 @@ def test_flash_a_blank_emulated_pico_then_it_beats_for_the_coordinator(chip, tmp
     from becomingone.coordinator import Coordinator
     from becomingone.keystore import Keystore
     from tools.deploy import plan as P
-    from tools.rp2040 import build
-    from tools.rp2040.board import EmulatedPico
-    from tools.rp2040.measure import PICO_ADC
+    from becomingone.rp2040 import build
+    from becomingone.rp2040.board import EmulatedPico
+    from becomingone.rp2040.measure import PICO_ADC
 
     data = tmp_path / "hostdata"
     pico = EmulatedPico(adc=[PICO_ADC], log_path=str(tmp_path / "emulator.log"), tap=True)

@@ -1,4 +1,4 @@
-"""The emulated Pico itself (tools/rp2040): the real MicroPython RPI_PICO firmware boots on an
+"""The emulated Pico itself (host/rp2040): the real MicroPython RPI_PICO firmware boots on an
 RP2040 at 125 MHz with the Pico's heap; time is the chip's; scripts report their exit status
 and binary output; flash writes survive machine.reset(), the watchdog and a power cycle, and a
 watchdog or machine.reset() keeps the watchdog scratch registers (a power cycle clears them);
@@ -14,7 +14,7 @@ import pytest
 
 
 def _code(src, **kw):
-    from tools.rp2040.run import run_script
+    from becomingone.rp2040.run import run_script
     return run_script({"t.py": src.encode()}, "t.py", **kw)
 
 
@@ -42,7 +42,7 @@ def test_exit_status_binary_stdout_and_traceback(chip):
 
 
 def test_flash_survives_reset_watchdog_and_power_cycle_scratch_as_the_silicon(chip, tmp_path):
-    from tools.rp2040.board import EmulatedPico
+    from becomingone.rp2040.board import EmulatedPico
     main = (b"import machine, os\n"
             b"print('BOOT cause=%d scratch0=%x files=%s' % (machine.reset_cause(), "
             b"machine.mem32[0x4005800c], sorted(os.listdir('/'))))\n")
@@ -76,7 +76,7 @@ def test_flash_survives_reset_watchdog_and_power_cycle_scratch_as_the_silicon(ch
 
 
 def test_adc_inputs_reach_the_firmware(chip):
-    from tools.rp2040.chip import adc_spec
+    from becomingone.rp2040.chip import adc_spec
     r = _code("import machine\n"
               "a0 = machine.ADC(26).read_u16() >> 4\n"
               "a1 = machine.ADC(27).read_u16() >> 4\n"
@@ -87,8 +87,8 @@ def test_adc_inputs_reach_the_firmware(chip):
 
 
 def test_bad_firmware_files_are_refused_with_a_message(chip, tmp_path):
-    from tools.rp2040 import chip as C
-    from tools.rp2040.errors import UserError
+    from becomingone.rp2040 import chip as C
+    from becomingone.rp2040.errors import UserError
     bad = tmp_path / "notes.uf2"
     bad.write_bytes(b"hello")
     with pytest.raises(UserError, match="not a UF2 file"):
@@ -112,7 +112,7 @@ def test_bad_firmware_files_are_refused_with_a_message(chip, tmp_path):
 def test_another_uf2_named_by_the_environment_boots(chip, tmp_path, monkeypatch):
     """The way to run an official MicroPython release: BECOMINGONE_RP2040_FIRMWARE names it
     (here a copy of the fixture under another name: the lane runs offline)."""
-    from tools.rp2040 import chip as C
+    from becomingone.rp2040 import chip as C
     other = tmp_path / "RPI_PICO-release.uf2"
     shutil.copy(C.FIXTURE, other)
     monkeypatch.setenv(C.ENV_FIRMWARE, str(other))
@@ -126,8 +126,8 @@ def test_another_uf2_named_by_the_environment_boots(chip, tmp_path, monkeypatch)
 
 
 def test_profile_symbols_of_the_fixture_attribute_program_counters():
-    """python -m tools.rp2040 profile names the firmware function a sampled PC falls in."""
-    from tools.rp2040 import profile
+    """python -m becomingone.rp2040 profile names the firmware function a sampled PC falls in."""
+    from becomingone.rp2040 import profile
     syms = profile.load_syms()
     assert len(syms) > 2000
     by = {n: a for a, _s, n in syms}

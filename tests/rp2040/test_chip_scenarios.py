@@ -31,8 +31,8 @@ HELPERS = ("tests/__init__.py", "tests/mpy/__init__.py", "tests/mpy/beat_helpers
 @pytest.fixture(scope="module")
 def results(firmware_files):
     import os
-    from tools.rp2040 import build
-    from tools.rp2040.run import run_script
+    from becomingone.rp2040 import build
+    from becomingone.rp2040.run import run_script
     files = dict(firmware_files)
     files.update(build.compile_sources(list(HELPERS)))
     with open(os.path.join(ROOT, "tests", "rp2040", "chip_scenarios.py"), "rb") as f:

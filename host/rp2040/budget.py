@@ -24,7 +24,7 @@ HEAP_LOW_WATER_MIN = 8 * 1024    # free heap never below this between collection
 # here to False once the check passes).
 XFAIL = {"step": True, "alloc": True, "heap": True}
 XFAIL_REASON = ("issue 12: the beat does not fit the RP2040 yet (the lead's speed work); "
-                "flip tools/rp2040/budget.py XFAIL when this passes")
+                "flip host/rp2040/budget.py XFAIL when this passes")
 
 
 def step_budget_us(period_us):

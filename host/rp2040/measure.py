@@ -14,9 +14,9 @@ import hashlib
 import json
 import os
 
-from tools.rp2040 import build, chip
-from tools.rp2040.errors import UserError
-from tools.rp2040.run import run_script
+from becomingone.rp2040 import build, chip
+from becomingone.rp2040.errors import UserError
+from becomingone.rp2040.run import run_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = b"@@CHIP_BEAT@@"

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 
-from tools.rp2040.errors import UserError
+from becomingone.rp2040.errors import UserError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMU_DIR = os.path.join(HERE, "emu")

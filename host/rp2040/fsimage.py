@@ -5,8 +5,8 @@ flash offset 0xA0000, program size 256 as rp2's _boot.py mounts it), so the firm
 image as its own. Reading back is how tests see what mpremote wrote onto the board.
 Needs littlefs-python (PyPI; in the dev extra).
 """
-from tools.rp2040.chip import FS_BLOCK, FS_BLOCKS
-from tools.rp2040.errors import UserError
+from becomingone.rp2040.chip import FS_BLOCK, FS_BLOCKS
+from becomingone.rp2040.errors import UserError
 
 
 def _lfs(**kw):

@@ -15,11 +15,11 @@ measurement the RP2040 lane asserts (measure.py + chip_beat.py), against budget.
                  pow_bits with the chip doing nothing else), target_witness_s (5.0)
 Every row also has firmware_sha256 (the .uf2 booted) and emulated_s / wall_s of the run.
 """
-from tools.rp2040 import budget
+from becomingone.rp2040 import budget
 
 
 def collect(beats=300, firmware=None, pow_bits=16):
-    from tools.rp2040.measure import measure
+    from becomingone.rp2040.measure import measure
     return rows_from(measure(board="pico", beats=beats, key=True, firmware=firmware), pow_bits)
 
 

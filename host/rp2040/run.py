@@ -14,7 +14,7 @@ import os
 import subprocess
 import tempfile
 
-from tools.rp2040 import chip, fsimage
+from becomingone.rp2040 import chip, fsimage
 
 
 class RunResult:

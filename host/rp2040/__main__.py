@@ -1,4 +1,4 @@
-"""python -m tools.rp2040 COMMAND ...: the emulated Raspberry Pi Pico from the command line.
+"""python -m becomingone.rp2040 COMMAND ...: the emulated Raspberry Pi Pico from the command line.
 
     run      run a script on the chip with the firmware on its filesystem (exit status = the script's)
     board    boot a board and keep it running; its USB serial port is a pty (mpremote, flash, the host)
@@ -16,12 +16,12 @@ import os
 import sys
 import time
 
-from tools.rp2040.errors import UserError
+from becomingone.rp2040.errors import UserError
 
 
 def _add_fw(p):
     p.add_argument("--firmware", metavar="UF2", help="RPI_PICO .uf2 to boot (default: "
-                   "$BECOMINGONE_RP2040_FIRMWARE, else tools/rp2040/firmware/RPI_PICO.uf2)")
+                   "$BECOMINGONE_RP2040_FIRMWARE, else host/rp2040/firmware/RPI_PICO.uf2)")
 
 
 def _add_beat(p):
@@ -49,7 +49,7 @@ def _device_args(items):
 
 
 def cmd_run(a):
-    from tools.rp2040 import build, run
+    from becomingone.rp2040 import build, run
     files = build.firmware_modules(("pico", "emulator"))
     name = os.path.basename(a.script)
     with open(a.script, "rb") as f:
@@ -62,9 +62,9 @@ def cmd_run(a):
 
 
 def cmd_board(a):
-    from tools.rp2040 import build
-    from tools.rp2040.board import EmulatedPico
-    from tools.rp2040.chip import adc_spec
+    from becomingone.rp2040 import build
+    from becomingone.rp2040.board import EmulatedPico
+    from becomingone.rp2040.chip import adc_spec
     files = None
     if a.firmware_files:
         files = build.firmware_modules(("pico", "emulator"))
@@ -99,7 +99,7 @@ def cmd_board(a):
 
 
 def cmd_measure(a):
-    from tools.rp2040 import measure
+    from becomingone.rp2040 import measure
     r = measure.measure(board=a.board, beats=a.beats, key=not a.no_key, firmware=a.firmware,
                         device_args=_device_args(a.device_arg),
                         beat_mem_checks=not a.no_beat_mem_checks)
@@ -112,7 +112,7 @@ def cmd_measure(a):
 
 
 def cmd_sections(a):
-    from tools.rp2040 import measure
+    from becomingone.rp2040 import measure
     r = measure.sections(board=a.board, beats=a.beats, key=not a.no_key, firmware=a.firmware,
                          device_args=_device_args(a.device_arg),
                          beat_mem_checks=not a.no_beat_mem_checks)
@@ -125,7 +125,7 @@ def cmd_sections(a):
 
 
 def cmd_profile(a):
-    from tools.rp2040 import profile
+    from becomingone.rp2040 import profile
     r = profile.profile(board=a.board, beats=a.beats, key=not a.no_key, firmware=a.firmware,
                         syms=a.syms, device_args=_device_args(a.device_arg),
                         beat_mem_checks=not a.no_beat_mem_checks)
@@ -138,14 +138,14 @@ def cmd_profile(a):
 
 
 def cmd_syms(a):
-    from tools.rp2040 import profile
+    from becomingone.rp2040 import profile
     n = profile.write_syms(a.elf, a.out)
     print("%d function symbols -> %s" % (n, a.out))
     return 0
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tools.rp2040", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m becomingone.rp2040", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="run a script on the chip (the firmware is on its filesystem)")

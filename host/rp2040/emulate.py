@@ -21,9 +21,9 @@ manages. HEARTBEAT lateness and skipped-beat counters are the chip's.
 """
 import os
 
-from tools.rp2040 import build, chip
-from tools.rp2040.board import EmulatedPico
-from tools.rp2040.errors import UserError
+from becomingone.rp2040 import build, chip
+from becomingone.rp2040.board import EmulatedPico
+from becomingone.rp2040.errors import UserError
 
 COHERENT = dict(mid=2048, hz=5, amp=400, noise=0)       # odd devices
 NOISY = dict(mid=2048, hz=5, amp=400, noise=600)        # even devices

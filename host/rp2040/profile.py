@@ -6,8 +6,8 @@ gc_*, mp_obj_*, float routines, ...) show what the Python code costs in C; `.mpy
 code runs from RAM (shown as "ram: native code"), the bootrom's routines (e.g. the soft-float
 and division helpers) as "bootrom".
 
-    python -m tools.rp2040 profile [--board pico] [--beats 100] [--top 30]
-    python -m tools.rp2040 syms RPI_PICO.elf RPI_PICO.syms     # symbols of another build
+    python -m becomingone.rp2040 profile [--board pico] [--beats 100] [--top 30]
+    python -m becomingone.rp2040 syms RPI_PICO.elf RPI_PICO.syms     # symbols of another build
 
 Symbol tables: the fixture's firmware/RPI_PICO.syms (from the ELF of the same build, whose sha256
 is in firmware/README.md), or any ELF (parsed here: no binutils needed).
@@ -18,8 +18,8 @@ import os
 import struct
 import tempfile
 
-from tools.rp2040 import chip
-from tools.rp2040.errors import UserError
+from becomingone.rp2040 import chip
+from becomingone.rp2040.errors import UserError
 
 RAM_START, RAM_END = 0x20000000, 0x20042000
 
@@ -137,7 +137,7 @@ def group_of(name):
 def profile(board="pico", beats=100, key=True, firmware=None, syms=None, device_args=(),
             beat_mem_checks=True):
     """Run the measured beat with the PC sampler on; returns by-function and by-group shares."""
-    from tools.rp2040 import measure
+    from becomingone.rp2040 import measure
     symtab = load_syms(syms)
     with tempfile.TemporaryDirectory(prefix="becomingone-prof-") as tmp:
         path = os.path.join(tmp, "prof.json")

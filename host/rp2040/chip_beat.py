@@ -1,4 +1,4 @@
-# Runs ON the emulated RP2040 (MicroPython), started by tools/rp2040/measure.py through the raw
+# Runs ON the emulated RP2040 (MicroPython), started by host/rp2040/measure.py through the raw
 # REPL: builds the beat exactly as device/main.py does from device/main.py flags, runs it, and
 # times every step() in RP2040 microseconds (time.ticks_us counts the chip's emulated cycles).
 #

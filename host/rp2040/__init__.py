@@ -14,5 +14,5 @@ firmware compiled for the chip (`mpy-cross -march=armv6m`) on its littlefs files
     emu/         the Node side: rp2run.mjs (the emulator runner), bootrom.mjs, package(-lock).json
     firmware/    RPI_PICO.uf2 with its provenance and licences, RPI_PICO.syms
 
-Command line: `python -m tools.rp2040 --help` (docs/DEVICE.md, "On the chip").
+Command line: `python -m becomingone.rp2040 --help` (docs/DEVICE.md, "On the chip").
 """

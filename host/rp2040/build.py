@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tools.deploy import plan as P
 from tools.mpy_check import ROOT
-from tools.rp2040.errors import UserError
+from becomingone.rp2040.errors import UserError
 
 MARCH = "armv6m"          # the RP2040's Cortex-M0+
 

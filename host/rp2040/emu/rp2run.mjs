@@ -12,10 +12,10 @@
 //   --script/--code  run through the raw REPL over USB CDC; the script's stdout goes to stdout
 //                    (binary-safe with --raw), its traceback to stderr; exit status = the script's
 //   --serial         no REPL driving: USB CDC bytes <-> stdin/stdout, raw (a serial port bridge;
-//                    tools/rp2040/board.py puts a pty on it). stdin EOF or SIGTERM ends the run;
+//                    host/rp2040/board.py puts a pty on it). stdin EOF or SIGTERM ends the run;
 //                    SIGUSR1 power-cycles the chip (flash kept, RAM and registers lost)
 //   --repl           interactive: your terminal on the board's REPL (Ctrl-X quits)
-//   --fs IMG         a littlefs image written at the filesystem offset (tools/rp2040/fsimage.py)
+//   --fs IMG         a littlefs image written at the filesystem offset (host/rp2040/fsimage.py)
 //   --fs-out FILE    the filesystem region as the board left it, written when the run ends
 //   --adc CH:SPEC    ADC channel CH (0..3 = GP26..29) input in counts (12-bit), e.g.
 //                    0:mid=2048,hz=5,amp=400,noise=24,seed=1,spikes_at=5,spikes_dur=1.5,spikes_amp=1500

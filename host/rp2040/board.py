@@ -32,8 +32,8 @@ import threading
 import time
 import tty
 
-from tools.rp2040 import chip, fsimage
-from tools.rp2040.errors import UserError
+from becomingone.rp2040 import chip, fsimage
+from becomingone.rp2040.errors import UserError
 
 
 class EmulatedPico:

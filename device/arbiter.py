@@ -117,7 +117,8 @@ _GAIN = const(28)
 _DEC = const(29)
 _DO = const(30)       # dO + _B
 _Z = const(31)        # z + _B
-_NST = const(32)
+_CAPM = const(32)     # cap on the model's threat (below QUARANTINE while the window fills)
+_NST = const(33)
 THREAT = const(_THREAT)
 THREAT_MODEL = const(_THM)
 URGENCY = const(_URG)
@@ -245,6 +246,9 @@ def step(st, level: int, kurt: int, crest: int, anoms: int, err: int, ext: int) 
         z = 0 - Z_LIM
     s[_Z] = z + _B
     tm = int(_sigmoid(sig, z))
+    cap = int(s[_CAPM])
+    if tm > cap:
+        tm = cap
     s[_THM] = tm
     th = tm if tm > ext else ext
     if th > Q16_MAX:
@@ -372,6 +376,7 @@ class Arbiter:
         s[_GTH] = q16(optimize_gain)
         s[_DO] = _B
         s[_Z] = _B
+        s[_CAPM] = Q16_MAX
         self.exp = _exp_table()      # exp(-t/50) in Q16 (recal's table)
         if model is None:
             from device.model_default import MODEL
@@ -412,6 +417,12 @@ class Arbiter:
         s = self.st
         return ((s[_BIAS] - _B) / 4096.0, (s[_WL] - _B) / 4096.0, (s[_WK] - _B) / 4096.0,
                 (s[_WC] - _B) / 4096.0, (s[_WA] - _B) / 65536.0)
+
+    def hold_quarantine(self, hold):
+        """While ``hold``, the model's threat stays below the QUARANTINE threshold (the feature
+        window is still filling: a few beats of samples are no grounds to stop a machine);
+        ALERT and the health threat (a dead or stuck sensor) are unaffected."""
+        self.st[_CAPM] = (self.st[_QTH] - 1) if hold else Q16_MAX
 
     def set_thresholds(self, quarantine=None, alert=None):
         s = self.st

@@ -19,7 +19,8 @@ from device.health import SignalHealth
 from shared import kairos as kairosk
 from shared.kairos import Emissary, lag_for, CSTATE
 from shared import vibration as vibk
-from shared.vibration import Features, LEVEL, KURT, CREST, ANOMS, STUCK, BEAT_SUM, KOUT
+from shared.vibration import (Features, LEVEL, KURT, CREST, ANOMS, STUCK, BEAT_SUM, KOUT,
+                              WINDOW_N)
 from shared import protocol as P
 
 KAIROS_HZ = 250        # default KAIROS rate f_k (f_s must be a multiple of it)
@@ -91,6 +92,10 @@ class Maths:
             from shared.pow import Miner
             miner = Miner()
         self.miner = miner
+        # the model may not QUARANTINE before the feature window holds a quarter of its span
+        self._fill_min = f_s * WINDOW_S // 4
+        self._filling = True
+        arbiter.hold_quarantine(True)
         self.decision = 0
         self.duty = 0
         self.meas_q16 = 0
@@ -140,6 +145,9 @@ class Maths:
             self.meas_q16 = (m << 16) // self.full if m < self.full else 65536
         arb = self.arb
         ast = arb.st
+        if self._filling and vm[WINDOW_N] >= self._fill_min:
+            self._filling = False
+            arb.hold_quarantine(False)
         pid = self.act
         d = arbk.step(ast, vm[LEVEL], vm[KURT], vm[CREST], vm[ANOMS] + arb.risk_anoms,
                       pid.setpoint - self.meas_q16, ext)

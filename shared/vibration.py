@@ -133,6 +133,7 @@ STUCK = const(_STUCK)
 BEAT_N = const(_BN)
 BEAT_SUM = const(_BSX)
 KOUT = const(_KOUT)
+WINDOW_N = const(_AWN)
 # per-segment record in the ring: s2l, s2h | peak << 16, s4a, s4b, s4c, exc | n << 15
 # (s2h < 2^16, peak < 2^12, exc and n < 2^15)
 _REC = const(6)
@@ -322,6 +323,11 @@ def end_beat(mem, events: int) -> int:
     m = ptr32(mem)
     n = int(m[_N])
     ex = int(m[_EXC]) + events
+    # a stuck beat (every sample repeated the previous one) is a sensor fault, not vibration:
+    # it adds its events but no samples to the window, or its zero differences would read as
+    # an impulsive signal (kurtosis of mostly-zero data) and the model would blame the machine
+    stuck = 1 if (n > 0 and int(m[_NZ]) == n) else 0
+    wn_add = 0 if stuck else n
     # this beat into the open segment
     o2l = int(m[_OS2L]) + int(m[_S2L])
     o2h = int(m[_OS2H]) + int(m[_S2H]) + (o2l >> 24)
@@ -338,7 +344,7 @@ def end_beat(mem, events: int) -> int:
     oex = int(m[_OEX]) + ex
     if oex > 0x7FFF:
         oex = 0x7FFF
-    on = int(m[_ON]) + n
+    on = int(m[_ON]) + wn_add
     ob = int(m[_OB]) + 1
     wh = int(m[_WH])
     wc = int(m[_WC])
@@ -439,8 +445,7 @@ def end_beat(mem, events: int) -> int:
     m[_T4C] = t4c
     m[_TEX] = tex
     m[_RPK] = rpk
-    # this beat is stuck when every sample repeated the previous one
-    m[_STUCK] = 1 if (n > 0 and int(m[_NZ]) == n) else 0
+    m[_STUCK] = stuck
     m[_BEXC] = ex
     m[_BN] = n
     m[_BSX] = int(m[_SX])

@@ -55,12 +55,19 @@ class _Lcg:
 
 
 def _sine(n, f, fs, amp=1000, phase=0.0):
-    return [int(amp * math.sin(2 * math.pi * f * i / fs + phase) + 0.5) for i in range(n)]
+    # array('i'): one 4-byte block, not a list of boxed floats' ints (the 192K heap fragments)
+    xs = array.array("i", bytes(4 * n))
+    for i in range(n):
+        xs[i] = int(amp * math.sin(2 * math.pi * f * i / fs + phase) + 0.5)
+    return xs
 
 
 def _noise(seed, n, top=4096):
     r = _Lcg(seed)
-    return [r.next(top) - top // 2 for _ in range(n)]
+    xs = array.array("i", bytes(4 * n))
+    for i in range(n):
+        xs[i] = r.next(top) - top // 2
+    return xs
 
 
 def _last_coherence(xs, beat, **kw):

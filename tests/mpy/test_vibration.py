@@ -97,11 +97,12 @@ class _Ref:
     def end(self, beat, events=0):
         s2, s4, pk, ex, n, nz = beat
         o = self.open
+        stuck = 1 if n > 0 and nz == n else 0
         o[0] += s2
         o[1] += s4
         o[2] = max(o[2], pk)
         o[3] += min(ex + events, 0x7FFF)
-        o[4] += n
+        o[4] += 0 if stuck else n             # a stuck beat adds no samples to the window
         self.ob += 1
         if self.ob >= self.seg:
             self.closed.append((o[0], o[1], min(o[2], 4095), o[3], o[4]))
@@ -114,7 +115,6 @@ class _Ref:
         tn = sum(c[4] for c in self.closed) + self.open[4]
         tp = max([c[2] for c in self.closed] + [self.open[2]])
         ta = sum(c[3] for c in self.closed) + self.open[3]
-        stuck = 1 if n > 0 and nz == n else 0
         if t2 == 0:
             return V.LEVEL_NONE, 0, 0, ta, tn, stuck
         l2 = _log2_ref(t2)

@@ -541,10 +541,6 @@ class Emissary:
     def coherence(self):
         return self.mem[_COH]
 
-    @property
-    def collapsed(self):
-        return self.mem[_COLL] != 0
-
     def partials(self):
         """(dT_re, dT_im, dE0, dEL, n): the last beat's partials (allocates a tuple)."""
         m = self.mem

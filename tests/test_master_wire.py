@@ -36,17 +36,20 @@ def test_frames_to_memory(tmp_path, capsys):
         k = min(int(acc) - tot, n - tot)
         sizes.append(k)
         tot += k
-    em = dk.Emissary(f_s=FS, omega=2.0, tau_bar=0.001, adc_bits=12, max_samples_per_beat=8)
-    parts = dk.beat_partials(x.tolist(), sizes, f_s=FS, omega=2.0, tau_bar=0.001, adc_bits=12,
-                             max_samples_per_beat=8)
+    x = x - 2048                  # the KAIROS stream is signed (the device removes the mean)
+    # 12-bit values, one beat per window segment: sum_shift 0, so the Master's sums are exact
+    kw = dict(rate_hz=FS, omega=2.0, lag=1, bits=12, max_samples_per_beat=8, seg_beats=1,
+              beats_per_s=1e6 / PERIOD_US)
+    em = dk.Emissary(**kw)
+    parts = dk.beat_partials(x.tolist(), sizes, **kw)
     lost = rng.random(len(parts)) < 0.02
     frames, seq = [], 0
     for b, p in enumerate(parts):
         if lost[b]:
             continue
         rec = dict(beat=b, period_us=PERIOD_US, lateness_us=0, dT_re=p[0], dT_im=p[1], dE0=p[2],
-                   dEL=p[3], n_samples=p[4], coherence=min(p[6], 65535), pid_error=0, pid_output=0,
-                   threat=0, o_weight=0, decision_state=0)
+                   dEL=p[3], n_samples=p[4], coherence=min(p[5], 65535), pid_error=0, pid_output=0,
+                   threat=0, o_weight=0, decision_state=0, level=0, kurt=0, crest=0, anoms=0)
         frames.append(P.encode(P.TELEMETRY, rec, 21, 0x1234, seq, 0, b * PERIOD_US))
         seq += 1
     cfg = load_config(overrides={"data_dir": str(tmp_path), "master.windows": [1, 10, 30],

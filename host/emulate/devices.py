@@ -171,7 +171,7 @@ class Flooder(threading.Thread):
         hello = {"board": "flooder", "fw_major": 0, "fw_minor": 1, "fw_patch": 0,
                  "capabilities": 0, "fs_hz": 1000, "period_us": 4211, "phase_step": 0,
                  "lag_samples": 10, "adc_bits": 12, "sum_shift": 0, "pow_bits": 16,
-                 "telemetry_every": 1}
+                 "telemetry_every": 1, "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0}
         self._send(P.encode(P.HELLO, hello, self.device_id, self.boot_id, seq, auth=self.auth))
         nxt = time.monotonic()
         while not self.stop_event.is_set():

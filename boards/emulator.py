@@ -19,8 +19,12 @@ in Hz instead of the seed's, number of octaves 1..8, white-noise and sine amplit
 START and DUR in milliseconds of sensor time (sample index / f_s), e.g.
 ``--faults noise@3000+2000*900,spike@1000*1500``.
 
-Pins: none (virtual).  Transports: none, serial (stdin/stdout or a pty path), udp.  Limits: ADC
-12-bit (0..4095), f_s 1..20000 Hz, PWM duty 0..65535, no hardware watchdog (SoftWatchdog).
+Pins: none (virtual).  Transports: none, serial (stdin/stdout or a pty path), udp.  Limits
+(LIMITS, the one definition; HELLO carries f_s, spb_max, period_min_us): ADC 12-bit (0..4095),
+f_s 1..20000 Hz (default 1000), at most 32 samples per beat (a beat of at most (32-1)/f_s),
+periods from 500 us, PWM duty 0..65535, no hardware watchdog (SoftWatchdog: a crash ends the
+process with status 3, device/faults.py).  QUARANTINE persists in the file ``latch`` of
+``--state-dir`` when one is given (device/latch.py); without it, only in RAM.
 """
 import math
 from array import array
@@ -31,7 +35,8 @@ from device.hw.outputs import NullLed, SoftWatchdog
 NAME = "emulator"
 PINS = {}
 TRANSPORTS = ("none", "serial", "pty", "udp")
-LIMITS = {"adc_bits": 12, "f_s_max": 20000, "pwm_bits": 16, "wdt_max_ms": 8388}
+LIMITS = {"adc_bits": 12, "f_s_default": 1000, "f_s_max": 20000, "spb_max": 32,
+          "period_min_us": 500, "pwm_bits": 16, "wdt_max_ms": 8388}
 
 _TABLE_BITS = 8
 _PHASE_BITS = 20                      # phase accumulator modulo 2^20
@@ -240,12 +245,15 @@ def parse_signal(spec):
     return out
 
 
-def build(clock, f_s=1000, seed=42, faults="", safe_duty=0, octaves=3, signal="", **_):
+def build(clock, f_s=1000, seed=42, faults="", safe_duty=0, octaves=3, signal="", state_dir=None,
+          **_):
     hw = Hardware()
     hw.name = NAME
     hw.board_id = b"emulator"
     hw.adc_bits = 12
     hw.f_s = f_s
+    hw.limits = LIMITS
+    hw.state_dir = state_dir or None
     hw.clock = clock
     hw.plant = Plant()
     kw = {"octaves": octaves}

@@ -31,7 +31,7 @@ class Options:
         self.key_file = ""
         self.seed = 42
         self.faults = ""
-        self.fs = 1000
+        self.fs = 0                 # 0: the board's default (boards/*.py LIMITS)
         self.telemetry_every = 1
         self.batch = 1
         self.pow_bits = 16
@@ -42,6 +42,8 @@ class Options:
         self.clock = "real"
         self.wifi = ""
         self.signal = ""
+        self.state_dir = ""         # "": the board's (pico /, pizero $STATE_DIRECTORY or .)
+        self.act_start = 0.0
         self.quiet = False
 
 
@@ -55,7 +57,7 @@ _FLAGS = {
     "--key-file": ("key_file", "s", None, None),
     "--seed": ("seed", "i", 0, 0x3FFFFFFF),
     "--faults": ("faults", "s", None, None),
-    "--fs": ("fs", "i", 1, 20000),
+    "--fs": ("fs", "i", 0, 100000),
     "--telemetry-every": ("telemetry_every", "i", 1, 255),
     "--batch": ("batch", "i", 1, 5),
     "--pow-bits": ("pow_bits", "i", 0, 28),
@@ -66,6 +68,8 @@ _FLAGS = {
     "--clock": ("clock", "s", None, None),
     "--wifi": ("wifi", "s", None, None),
     "--signal": ("signal", "s", None, None),
+    "--state-dir": ("state_dir", "s", None, None),
+    "--act-start": ("act_start", "f", None, None),
 }
 
 
@@ -114,7 +118,16 @@ def parse_args(argv):
         raise UsageError("--board %r unknown (allowed: %s)" % (o.board, ", ".join(BOARDS)))
     if o.clock not in ("real", "virtual"):
         raise UsageError("--clock must be real or virtual, got %r" % (o.clock,))
-    if not o.pulse_k * o.pulse_p > 1.0:
-        raise UsageError("--pulse-k * --pulse-p must be > 1 (T_Lambda is undefined otherwise),"
-                         " got k=%r P=%r" % (o.pulse_k, o.pulse_p))
+    if not (o.pulse_k > 0 and o.pulse_p > 0 and o.pulse_k * o.pulse_p > 1.0):
+        raise UsageError("--pulse-k and --pulse-p must be > 0 with k * P > 1 (T_Lambda is "
+                         "undefined otherwise), got k=%r P=%r" % (o.pulse_k, o.pulse_p))
+    if not 0.0 <= o.act_start <= 1.0:
+        raise UsageError("--act-start must be in [0, 1] (fraction of full duty), got %r"
+                         % (o.act_start,))
     return o
+
+
+def check_board(o, limits=None):
+    """The flags against the board's limits (device/limits.py check_board)."""
+    from device.limits import check_board as cb
+    return cb(o, limits)

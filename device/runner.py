@@ -1,5 +1,6 @@
-"""Builds the beat from options (device/cli.py) and formats the closing report."""
-import json
+"""Builds the beat from options (device/cli.py).  Boot-time only: device/main.py drops this
+module (and device/cli.py) once the beat is built, so their code does not sit in the heap of a
+running device; the closing report is device/report.py, loaded at exit."""
 import os
 
 import gc
@@ -30,6 +31,20 @@ def load_key(path):
                      % (path, len(data)))
 
 
+def unload(name):
+    """Forget a module used once (its code and tables go back to the heap once nothing refers
+    to them)."""
+    import sys
+    sys.modules.pop(name, None)
+    i = name.rfind(".")
+    pkg = sys.modules.get(name[:i])
+    if pkg is not None:
+        try:
+            delattr(pkg, name[i + 1:])
+        except (AttributeError, TypeError):
+            pass
+
+
 def load_board(name):
     mod = __import__("boards." + name, None, None, ["build"])
     gc.collect()
@@ -40,14 +55,30 @@ def prepare(opts):
     """Compile every module the beat needs (before the long-lived tables are allocated; see
     device/main.py for the heap reserve that keeps one large hole for them)."""
     gc.collect()
+    import shared.protocol  # noqa: F401  (first: the largest, while the heap is in one piece)
+    gc.collect()
     import device.beat_maths  # noqa: F401
+    gc.collect()
     import device.arbiter  # noqa: F401
     import shared.pow  # noqa: F401
     gc.collect()
     import device.beat  # noqa: F401
+    gc.collect()
     import device.hostframes  # noqa: F401
     import device.hw.links  # noqa: F401
+    gc.collect()
     import shared.frame_encoder  # noqa: F401
+    gc.collect()
+    lk = opts.link
+    if lk in ("serial", "stdio") or lk.startswith("uart:") or lk.startswith("/") or \
+            (not lk and opts.board == "pico"):
+        import device.hw.stream_links  # noqa: F401
+        from device.hw.txbuf import reserve
+        reserve(2048)                 # the transmit buffer, before the tables fragment the heap
+        gc.collect()
+    # device/latch.py (a board with a state folder or scratch registers), device/limits.py (the
+    # boot check), device/config_plan.py + config_rules.py (a CONFIG), device/faults.py (a crash)
+    # are loaded when needed: on a board they are .mpy files, which need no compiler heap
     board = load_board(opts.board)
     gc.collect()
     return board
@@ -60,20 +91,34 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     from device.hostframes import HostFrames
     from device.hw.links import open_link
     from shared.frame_encoder import Encoder
+    from device.cli import UsageError
     board = load_board(opts.board) if hw is None else None
     gc.collect()
     if clock is None:
         clock = VirtualClock() if opts.clock == "virtual" else Clock()
+    limits = getattr(hw, "limits", None) if hw is not None else board.LIMITS
+    if hw is not None and not opts.fs:
+        opts.fs = hw.f_s
+    if limits is not None:
+        from device.limits import check_board
+        try:
+            check_board(opts, limits)       # f_s and the beat period within the board's limits
+        except UsageError as e:
+            raise ValueError(str(e))
+        check_board = None
+        unload("device.limits")            # boot only; a CONFIG loads it again
     f_s = hw.f_s if hw is not None else opts.fs
     adc_bits = hw.adc_bits if hw is not None else 12
+    spb = limits.get("spb_max", 32) if limits is not None else 32
     maths = Maths(f_s=f_s, adc_bits=adc_bits, pulse_k=opts.pulse_k, pulse_p=opts.pulse_p,
                   lag=opts.lag, omega=opts.omega, pow_bits=opts.pow_bits, miner=miner,
-                  arbiter=arbiter)
+                  arbiter=arbiter, max_samples=spb, act_start=opts.act_start)
     gc.collect()
     if hw is None:
         hw = board.build(clock=clock, f_s=opts.fs, seed=opts.seed,
                                           faults=opts.faults, wifi=opts.wifi,
-                                          signal=opts.signal)
+                                          signal=opts.signal,
+                                          state_dir=opts.state_dir or None)
         if hw.adc_bits != adc_bits:
             raise ValueError("board %s has a %d-bit ADC; the beat was built for %d bits"
                              % (hw.name, hw.adc_bits, adc_bits))
@@ -93,18 +138,18 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     s.pow_bits = opts.pow_bits
     beat = Beat(hw, link, enc, maths, s)
     beat.host = HostFrames(beat, auth)
+    # QUARANTINE across resets, and the reset cause (HELLO, BOOT witness): where the board has
+    # somewhere to keep it (a state folder, rp2 scratch registers); else RAM only
+    sd = getattr(hw, "state_dir", None)
+    mach = getattr(hw, "machine", None)
+    if sd or (mach is not None and hasattr(mach, "mem32")):
+        from device.latch import Latch
+        latch = Latch(sd, mach)
+        beat.latch = latch
+        beat.quarantined = latch.boot()
+        if getattr(hw, "has_wdt", False):
+            latch.arm()
+    if getattr(os, "getenv", lambda k: None)("NOTIFY_SOCKET"):   # CPython under systemd
+        from device.hw.sdnotify import attach
+        attach(beat)
     return beat
-
-
-def report_json(beat):
-    r = beat.report()
-    r["board"] = beat.hw.name
-    r["device_id"] = beat.enc.device_id
-    r["boot_id"] = beat.enc.boot_id
-    h = beat.host
-    if h is not None:
-        r["host_frames"] = {"ok": h.rx_ok, "crc": h.rx_crc, "cobs": h.rx_cobs, "auth": h.rx_auth,
-                            "replay": h.rx_replay, "other": h.rx_other,
-                            "configs": h.configs, "config_rejected": h.config_rejected,
-                            "clears": h.clears, "time_syncs": h.time_syncs}
-    return json.dumps(r)

@@ -202,8 +202,10 @@ def device_argv(config, wifi=None):
 
 
 def check_device_flags(config, wifi=None, root=ROOT):
-    """Parse the flags with the firmware's own parser (device/cli.py), so a bad --set value is
-    refused now rather than at the board's next boot."""
+    """Parse the flags with the firmware's own parser (device/cli.py) and check them against the
+    board's limits (device/limits.py: f_s, the beat period), so a bad --set value is refused now
+    rather than at every boot of the board.  Returns the sample rate the board will run at (the
+    board's default when the config sets none)."""
     import importlib.util
     path = os.path.join(root, "device", "cli.py")
     if not os.path.exists(path):
@@ -211,10 +213,13 @@ def check_device_flags(config, wifi=None, root=ROOT):
     spec = importlib.util.spec_from_file_location("_flash_device_cli", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    from device.cli import UsageError as BoardUsageError   # device/limits.py raises this one
     try:
-        mod.parse_args(device_argv(config, wifi))
-    except mod.UsageError as e:
+        opts = mod.parse_args(device_argv(config, wifi))
+        mod.check_board(opts)
+    except (mod.UsageError, BoardUsageError) as e:
         raise UserError("board config rejected by the firmware's option parser: %s" % e) from None
+    return opts.fs
 
 
 def plan_items(board, config, key_size=32, wifi=None, root=ROOT, code=True):

@@ -22,29 +22,31 @@ def default_board():
 
 
 class Options:
-    def __init__(self):
-        self.board = default_board()
-        self.beats = 0
-        self.link = ""
-        self.device_id = 1
-        self.boot_id = 0
-        self.key_file = ""
-        self.seed = 42
-        self.faults = ""
-        self.fs = 0                 # 0: the board's default (boards/*.py LIMITS)
-        self.telemetry_every = 1
-        self.batch = 1
-        self.pow_bits = 16
-        self.pulse_k = 4.0
-        self.pulse_p = 5.0
-        self.lag = 10
-        self.omega = 2.0
-        self.clock = "real"
-        self.wifi = ""
-        self.signal = ""
-        self.state_dir = ""         # "": the board's (pico /, pizero $STATE_DIRECTORY or .)
-        self.act_start = 0.0
-        self.quiet = False
+    """The parsed flags (defaults as class attributes: no method, so nothing here keeps this
+    module alive once device/main.py has dropped it after the boot)."""
+    board = "emulator"
+    beats = 0
+    link = ""
+    device_id = 1
+    boot_id = 0
+    key_file = ""
+    seed = 42
+    faults = ""
+    fs = 0                  # 0: the board's default (boards/*.py LIMITS)
+    telemetry_every = 1
+    batch = 1
+    pow_bits = 16
+    pulse_k = 4.0
+    pulse_p = 5.0
+    lag = 10
+    omega = 2.0
+    clock = "real"
+    wifi = ""
+    signal = ""
+    state_dir = ""          # "": the board's (pico /, pizero $STATE_DIRECTORY or .)
+    act_start = 0.0
+    quiet = False
+    checked = False         # check_board ran
 
 
 # flag -> (attribute, type, lo, hi) ; type "s" string, "i" int, "f" float
@@ -75,6 +77,7 @@ _FLAGS = {
 
 def parse_args(argv):
     o = Options()
+    o.board = default_board()
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -127,7 +130,29 @@ def parse_args(argv):
     return o
 
 
+def board_limits(board):
+    """The board's LIMITS (boards/NAME.py, the one definition)."""
+    mod = __import__("boards." + board, None, None, ["LIMITS"])
+    return mod.LIMITS
+
+
 def check_board(o, limits=None):
-    """The flags against the board's limits (device/limits.py check_board)."""
-    from device.limits import check_board as cb
-    return cb(o, limits)
+    """device/cli.py Options against the board's limits: f_s (0 becomes the board's default)
+    and the beat period T_Lambda(k, P) at that f_s.  Sets o.fs; raises cli.UsageError naming the
+    flag and what is allowed.  Used at boot (device/runner.py) and by `becomingone flash` (this
+    module is boot-only: device/main.py drops it once the beat is built)."""
+    from device.limits import check_rate, Refused, message_of
+    from device.pulse import t_lambda
+    lim = board_limits(o.board) if limits is None else limits
+    if not o.fs:
+        o.fs = lim.get("f_s_default", 1000)
+    period = int(round(t_lambda(o.pulse_k, o.pulse_p) * 1e6))
+    try:
+        check_rate(o.fs, period, lim, "pulse")
+    except Refused as e:
+        msg = message_of(e)
+        if e.args[0] == "f_s":          # "f_s must be ..." -> "--fs must be ... (board X)"
+            raise UsageError("--fs%s (board %s)" % (msg[3:], o.board))
+        raise UsageError("--fs / --pulse-k / --pulse-p on board %s: %s" % (o.board, msg))
+    o.checked = True
+    return o

@@ -1,7 +1,8 @@
 """A board's rate limits (boards/*.py LIMITS: f_s, spb_max, period_min_us), checked at boot
-(device/runner.py), by ``becomingone flash`` and, through device/config_rules.py, for every CONFIG
-on the device and on the host.  A small module on its own: the boot needs only this, the rest of
-the configuration rules are loaded when a CONFIG arrives.
+(device/cli.py check_board, from device/runner.py), by ``becomingone flash`` and, through
+device/config_rules.py, for every CONFIG on the device and on the host.  A small module on its
+own: the boot needs only this, the rest of the configuration rules are loaded when a CONFIG
+arrives.
 
 A beat at period T takes f_s * T samples on average; a beat may take at most ``spb_max - 1``
 samples on average, so one sample of headroom per beat drains the backlog a late beat leaves:
@@ -64,29 +65,3 @@ def check_rate(f_s, period_us, limits, what="period_us"):
     if period_us > PERIOD_LIMIT_US:
         raise Refused(what, "the beat period must be <= %d us, got %d" % (PERIOD_LIMIT_US,
                                                                            period_us))
-
-
-def board_limits(board):
-    """The board's LIMITS (boards/NAME.py, the one definition)."""
-    mod = __import__("boards." + board, None, None, ["LIMITS"])
-    return mod.LIMITS
-
-
-def check_board(o, limits=None):
-    """device/cli.py Options against the board's limits: f_s (0 becomes the board's default)
-    and the beat period T_Lambda(k, P) at that f_s.  Sets o.fs; raises cli.UsageError naming the
-    flag and what is allowed.  Used at boot (device/runner.py) and by `becomingone flash`."""
-    from device.cli import UsageError
-    from device.pulse import t_lambda
-    lim = board_limits(o.board) if limits is None else limits
-    if not o.fs:
-        o.fs = lim.get("f_s_default", 1000)
-    period = int(round(t_lambda(o.pulse_k, o.pulse_p) * 1e6))
-    try:
-        check_rate(o.fs, period, lim, "pulse")
-    except Refused as e:
-        msg = message_of(e)
-        if e.args[0] == "f_s":          # "f_s must be ..." -> "--fs must be ... (board X)"
-            raise UsageError("--fs%s (board %s)" % (msg[3:], o.board))
-        raise UsageError("--fs / --pulse-k / --pulse-p on board %s: %s" % (o.board, msg))
-    return o

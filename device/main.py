@@ -82,14 +82,18 @@ except MemoryError:
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
-    from device.cli import parse_args, UsageError
+    from device.cli import parse_args, check_board, UsageError
     try:
         opts = parse_args(argv)
+        check_board(opts)              # f_s and the beat period within the board's limits
     except UsageError as e:
         sys.stderr.write("error: %s\n" % (e,))
         return 2
     global _reserve
     from device.runner import prepare, build, unload
+    parse_args = check_board = UsageError = None   # the option parser leaves the heap before
+    unload("device.cli")                           # the long-lived tables are allocated
+    unload("device.limits")
     try:
         for attempt in range(3):
             try:
@@ -109,8 +113,7 @@ def main(argv=None):
     # boot-only code leaves the heap: the option parser and the builder (~15 KB of a Pico's)
     beats = opts.beats
     quiet = opts.quiet
-    opts = parse_args = UsageError = prepare = build = None
-    unload("device.cli")
+    opts = prepare = build = None
     unload("device.runner")
     unload = None
     gc.collect()

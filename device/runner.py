@@ -41,7 +41,7 @@ def unload(name):
     if pkg is not None:
         try:
             delattr(pkg, name[i + 1:])
-        except (AttributeError, TypeError):
+        except (AttributeError, TypeError, KeyError):
             pass
 
 
@@ -74,10 +74,15 @@ def prepare(opts):
             (not lk and opts.board == "pico"):
         import device.hw.stream_links  # noqa: F401
         from device.hw.txbuf import reserve
-        reserve(2048)                 # the transmit buffer, before the tables fragment the heap
+        reserve(1024)                 # the transmit buffer, before the tables fragment the heap
         gc.collect()
-    # device/latch.py (a board with a state folder or scratch registers), device/limits.py (the
-    # boot check), device/config_plan.py + config_rules.py (a CONFIG), device/faults.py (a crash)
+    elif lk.startswith("udp://") or (not lk and opts.board in ("pico_w", "pizero")):
+        import device.hw.udp_link  # noqa: F401
+        gc.collect()
+    if opts.state_dir or opts.board != "emulator":   # QUARANTINE kept across resets
+        import device.latch  # noqa: F401
+        gc.collect()
+    # device/limits.py (the boot check), device/config_plan.py + config_rules.py (a CONFIG), device/faults.py (a crash)
     # are loaded when needed: on a board they are .mpy files, which need no compiler heap
     board = load_board(opts.board)
     gc.collect()
@@ -91,7 +96,6 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     from device.hostframes import HostFrames
     from device.hw.links import open_link
     from shared.frame_encoder import Encoder
-    from device.cli import UsageError
     board = load_board(opts.board) if hw is None else None
     gc.collect()
     if clock is None:
@@ -99,29 +103,26 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     limits = getattr(hw, "limits", None) if hw is not None else board.LIMITS
     if hw is not None and not opts.fs:
         opts.fs = hw.f_s
-    if limits is not None:
-        from device.limits import check_board
+    if limits is not None and not opts.checked:   # device/main.py checks before it gets here
+        from device.cli import check_board, UsageError
         try:
             check_board(opts, limits)       # f_s and the beat period within the board's limits
         except UsageError as e:
             raise ValueError(str(e))
-        check_board = None
-        unload("device.limits")            # boot only; a CONFIG loads it again
-    f_s = hw.f_s if hw is not None else opts.fs
-    adc_bits = hw.adc_bits if hw is not None else 12
+    unload("device.limits")                 # boot only; a CONFIG loads it again
+    if hw is None:                          # the hardware first (a Pico's watchdog starts here)
+        hw = board.build(clock=clock, f_s=opts.fs, seed=opts.seed,
+                         faults=opts.faults, wifi=opts.wifi,
+                         signal=opts.signal,
+                         state_dir=opts.state_dir or None)
+        unload("boards.%s_build" % opts.board)    # a board's boot-time part, if it has one
+    gc.collect()
+    f_s = hw.f_s
+    adc_bits = hw.adc_bits
     spb = limits.get("spb_max", 32) if limits is not None else 32
     maths = Maths(f_s=f_s, adc_bits=adc_bits, pulse_k=opts.pulse_k, pulse_p=opts.pulse_p,
                   lag=opts.lag, omega=opts.omega, pow_bits=opts.pow_bits, miner=miner,
                   arbiter=arbiter, max_samples=spb, act_start=opts.act_start)
-    gc.collect()
-    if hw is None:
-        hw = board.build(clock=clock, f_s=opts.fs, seed=opts.seed,
-                                          faults=opts.faults, wifi=opts.wifi,
-                                          signal=opts.signal,
-                                          state_dir=opts.state_dir or None)
-        if hw.adc_bits != adc_bits:
-            raise ValueError("board %s has a %d-bit ADC; the beat was built for %d bits"
-                             % (hw.name, hw.adc_bits, adc_bits))
     gc.collect()
     if link is None:
         link = open_link(opts.link or hw.default_link)

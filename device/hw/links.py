@@ -23,6 +23,19 @@ are.  Receiving allocates (only when bytes arrive).
 - ``UdpLink(host, port)``: one frame per datagram to the host, from an ephemeral local port
   (pico_w after Wi-Fi is up; emulation on this machine).
 """
+def _poller(obj):
+    import select
+    p = select.poll()
+    p.register(obj, select.POLLIN)
+    return p
+
+
+def _readable(p):
+    for _ in p.ipoll(0) if hasattr(p, "ipoll") else p.poll(0):
+        return True
+    return False
+
+
 class NullLink:
     name = "none"
     cobs = False

@@ -14,6 +14,7 @@ except ImportError:
     select = None
 
 from shared import cobs
+from device.hw.links import _poller, _readable
 from device.hw.txbuf import TxBuffer
 
 _MAX = 254
@@ -27,7 +28,7 @@ class StreamLink:
     cobs = True
 
     def __init__(self, write, read_avail, close=None, writable=None, chunk=64, pad=True,
-                 tx_capacity=2048):
+                 tx_capacity=1024):
         self._write = write
         self._read = read_avail
         self._close = close
@@ -50,7 +51,7 @@ class StreamLink:
             self.tx.pump()
         except OSError:
             self.send_errors += 1
-            self.tx.used = 0             # the port failed: what was queued is gone
+            self.tx.drop_all()           # the port failed: what was queued is gone
 
     def flush(self, deadline_us=200000):
         try:
@@ -82,16 +83,6 @@ class StreamLink:
             self._close()
 
 
-def _poller(obj):
-    p = select.poll()
-    p.register(obj, select.POLLIN)
-    return p
-
-
-def _readable(p):
-    for _ in p.ipoll(0) if hasattr(p, "ipoll") else p.poll(0):
-        return True
-    return False
 
 
 def _out_poller(obj):
@@ -163,7 +154,7 @@ def stdio_link():
         return len(data)
 
     link = StreamLink(write, read_avail, writable=writable, chunk=chunk, pad=pad,
-                      tx_capacity=2048 if _IS_MPY else 16384)
+                      tx_capacity=1024 if _IS_MPY else 16384)
     link.name = "serial"
     link.uses_stdout = True
     return link
@@ -211,8 +202,7 @@ def pty_link(path):
 
         # a pty takes one byte whenever poll says writable, not always 64: n_tty waits for
         # room to write the rest of a longer write (emulation only: a syscall a byte is fine)
-        link = StreamLink(write, read_avail, f.close, writable=writable, chunk=1, pad=False,
-                          tx_capacity=2048)
+        link = StreamLink(write, read_avail, f.close, writable=writable, chunk=1, pad=False)
     else:
         import os
         fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)

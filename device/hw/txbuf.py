@@ -1,7 +1,7 @@
 """A transmit buffer for byte-stream links: the beat only copies a frame in (never waits on the
 port), the idle time writes out what the port takes without blocking (``pump``).
 
-    tx = TxBuffer(write, writable, capacity=2048, chunk=64, pad=True)
+    tx = TxBuffer(write, writable, capacity=1024, chunk=64, pad=True)
     tx.put(frame) -> bool       copy a whole framed frame in (False: no room, frame dropped)
     tx.pump(max_writes=8)       write while the port is writable; never blocks
     tx.flush(deadline_us)       pump until empty or the deadline (exit, crash report)
@@ -19,38 +19,12 @@ padding is COBS delimiters, which a receiver ignores (empty segments; docs/PROTO
 Other streams: a pipe or pty (unix port: poll's POLLOUT means room for one write of this size),
 a non-blocking fd (CPython: partial writes), a UART (``txdone()``: its buffer is empty).
 
-``put`` allocates nothing (a viper copy on MicroPython, a slice copy on CPython); ``pump`` neither.
+``put`` allocates nothing: a slice store into a bytearray (MicroPython builds no slice object for
+it); frames go in one after the other and the buffer starts over whenever it is empty, which is
+every idle time while the host reads.  Only under back-pressure (the host not reading) does
+``put`` move what is pending to the front (a memoryview slice: 16-32 bytes, then).  ``pump``
+runs in idle time and may allocate a memoryview slice per write.
 """
-import sys
-
-try:
-    import micropython
-    _MPY = sys.implementation.name == "micropython"
-except ImportError:
-    _MPY = False
-
-if _MPY:
-    @micropython.viper
-    def _copy(dst: ptr8, doff: int, src: ptr8, soff: int, n: int):
-        i = 0
-        while i < n:
-            dst[doff + i] = src[soff + i]
-            i += 1
-
-    @micropython.viper
-    def _zero(dst: ptr8, doff: int, n: int):
-        i = 0
-        while i < n:
-            dst[doff + i] = 0
-            i += 1
-else:
-    def _copy(dst, doff, src, soff, n):
-        dst[doff:doff + n] = src[soff:soff + n]
-
-    def _zero(dst, doff, n):
-        dst[doff:doff + n] = bytes(n)
-
-
 _pool = []
 
 
@@ -61,7 +35,7 @@ def reserve(capacity):
 
 
 class TxBuffer:
-    def __init__(self, write, writable=None, capacity=2048, chunk=64, pad=True):
+    def __init__(self, write, writable=None, capacity=1024, chunk=64, pad=True):
         if capacity < 2 * chunk:
             raise ValueError("tx buffer capacity must be >= 2 chunks (%d), got %r"
                              % (2 * chunk, capacity))
@@ -73,74 +47,80 @@ class TxBuffer:
                 buf = _pool.pop(i)
                 break
         self.buf = buf if buf is not None else bytearray(capacity)
+        self.mv = memoryview(self.buf)
         self.cap = capacity
-        self.head = 0                 # next byte written in
-        self.used = 0
+        self.start = 0                # first byte not yet written out
+        self.end = 0                  # end of the frames put in
         self.chunk = chunk
         self.pad = pad
-        self.out = bytearray(chunk)
+        self.out = bytearray(chunk) if pad else None
         self.dropped = 0              # frames refused for lack of room
         self.short = 0                # writes that took fewer bytes than offered
         self.max_used = 0
 
     def pending(self):
-        return self.used
+        return self.end - self.start
 
     def put(self, data):
         n = len(data)
-        if n > self.cap - self.used:
-            if self.dropped < 0x3FFFFFFF:
-                self.dropped += 1
-            return False
-        h = self.head
-        first = self.cap - h
-        if first >= n:
-            _copy(self.buf, h, data, 0, n)
-        else:
-            _copy(self.buf, h, data, 0, first)
-            _copy(self.buf, 0, data, first, n - first)
-        h += n
-        self.head = h - self.cap if h >= self.cap else h
-        self.used += n
-        if self.used > self.max_used:
-            self.max_used = self.used
+        e = self.end
+        if e + n > self.cap:
+            p = e - self.start
+            if p + n > self.cap:
+                if self.dropped < 0x3FFFFFFF:
+                    self.dropped += 1
+                return False
+            if p:                     # back-pressure: move what waits to the front
+                self.buf[0:p] = self.mv[self.start:e]
+            self.start = 0
+            e = p
+        self.buf[e:e + n] = data
+        e += n
+        self.end = e
+        if e - self.start > self.max_used:
+            self.max_used = e - self.start
         return True
 
-    def _tail(self):
-        t = self.head - self.used
-        return t + self.cap if t < 0 else t
+    def drop_all(self):
+        self.start = self.end = 0
 
     def pump(self, max_writes=8):
         """Write what the port takes now; returns the writes done."""
         k = 0
-        while self.used > 0 and k < max_writes:
+        c = self.chunk
+        while self.end > self.start and k < max_writes:
             if self.writable is not None and not self.writable():
                 break
-            t = self._tail()
-            n = self.used if self.used < self.chunk else self.chunk
-            first = self.cap - t
-            out = self.out
-            if first >= n:
-                _copy(out, 0, self.buf, t, n)
-            else:
-                _copy(out, 0, self.buf, t, first)
-                _copy(out, first, self.buf, 0, n - first)
-            size = n
-            if self.pad and n < self.chunk:
-                _zero(out, n, self.chunk - n)
-                size = self.chunk
-            w = self.write(out if size == self.chunk else memoryview(out)[:size])
-            if w is None:
-                w = size
-            if w <= 0:
-                break
-            k += 1
-            if w < n:
-                if not self.pad:          # a partial non-blocking write: the rest stays
-                    self.used -= w
+            s = self.start
+            n = self.end - s
+            if n > c:
+                n = c
+            if self.pad:
+                out = self.out
+                out[0:n] = self.mv[s:s + n]
+                for i in range(n, c):         # COBS delimiters (idle time only)
+                    out[i] = 0
+                w = self.write(out)
+                if w is None:
+                    w = c
+                if w <= 0:
                     break
-                self.short += 1           # a padded write cut short: those bytes are lost
-            self.used -= n
+                if w < n:
+                    self.short += 1           # a padded write cut short: those bytes are lost
+                w = n
+            else:
+                w = self.write(self.mv[s:s + n])
+                if w is None:
+                    w = n
+                if w <= 0:
+                    break
+            k += 1
+            s += w
+            if s >= self.end:
+                s = self.end = 0
+            self.start = s
+            if w < n:                         # a partial non-blocking write: the rest waits
+                break
         return k
 
     def flush(self, deadline_us=200000):
@@ -148,12 +128,12 @@ class TxBuffer:
         import time
         if hasattr(time, "ticks_us"):
             t0 = time.ticks_us()
-            while self.used > 0 and time.ticks_diff(time.ticks_us(), t0) < deadline_us:
+            while self.end > self.start and time.ticks_diff(time.ticks_us(), t0) < deadline_us:
                 if not self.pump(1):
                     time.sleep_ms(1)
         else:
             t0 = time.monotonic()
-            while self.used > 0 and time.monotonic() - t0 < deadline_us / 1e6:
+            while self.end > self.start and time.monotonic() - t0 < deadline_us / 1e6:
                 if not self.pump(1):
                     time.sleep(0.001)
-        return self.used == 0
+        return self.end == self.start

@@ -1,5 +1,5 @@
 """One frame per UDP datagram (pico_w, emulation); see device/hw/links.py."""
-from device.hw.stream_links import _poller, _readable
+from device.hw.links import _poller, _readable
 
 
 class UdpLink:

@@ -213,11 +213,10 @@ def check_device_flags(config, wifi=None, root=ROOT):
     spec = importlib.util.spec_from_file_location("_flash_device_cli", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    from device.cli import UsageError as BoardUsageError   # device/limits.py raises this one
     try:
         opts = mod.parse_args(device_argv(config, wifi))
         mod.check_board(opts)
-    except (mod.UsageError, BoardUsageError) as e:
+    except mod.UsageError as e:
         raise UserError("board config rejected by the firmware's option parser: %s" % e) from None
     return opts.fs
 

@@ -25,7 +25,7 @@ from host.admission import Admission
 from host.coordinator_ops import OperatorMixin
 from host.coordinator_witness import WITNESS_LAYER, WitnessMixin
 from host.control import SOCKET_NAME, ControlServer
-from host.devconfig import DeviceConfigs, device_defaults, to_pairs
+from host.devconfig import DeviceConfigs, device_defaults, hello_limits, to_pairs
 from host.errors import UserError
 from host.ingest import Ingest, _now_us
 from host.keystore import Keystore
@@ -78,7 +78,8 @@ class Coordinator(WitnessMixin, OperatorMixin):
                                  on_new_session=self._on_new_session)
         self.devconfig = DeviceConfigs(device_defaults(cfg),
                                        os.path.join(self.data_dir, "devconfig.json"),
-                                       send=self._send_config, ledger_append=self._config_record)
+                                       send=self._send_config, ledger_append=self._config_record,
+                                       limits=self._device_limits)
         self.core = None          # host/integration.py: sync layer, witnessing, memory
         self.tel_history = None   # host/telemetry_history.py: telemetry/heartbeat rows in memory
         self.master = None
@@ -399,6 +400,11 @@ class Coordinator(WitnessMixin, OperatorMixin):
         self.counters["frames_sent" if ok else "send_failures"] += 1
         return ok
 
+    def _device_limits(self, device_id):
+        """The board limits of a device's last HELLO (CONFIG checks), or None if not seen."""
+        s = self.sessions.get(device_id)
+        return hello_limits(s.hello) if s is not None else None
+
     def _send_config(self, device_id, changes, cfg_version):
         s = self.sessions.get(device_id)
         if s is None or not s.online:
@@ -478,6 +484,11 @@ class Coordinator(WitnessMixin, OperatorMixin):
         """First HELLO of a session: resend the device's configuration, align its PoW
         difficulty with what the host requires, start time sync."""
         dev = s.device_id
+        # a CONFIG still waiting for its ACK when the device comes back from a crash or a
+        # watchdog reset is what brought it down: refused, never sent again (not at this HELLO
+        # either); devconfig.on_reset records it
+        if s.hello.get("reset_cause") in (P.RESET_WATCHDOG, P.RESET_CRASH):
+            self.devconfig.on_reset(dev, s.hello["reset_cause"])
         self.devconfig.resync(dev)
         need = self.admission.pow_bits_for(dev)
         if self.admission.pow_required and s.hello.get("pow_bits") != need and \

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from host.devconfig import config_key_of
 from host.links.udp import DatagramBlock
 from host.ratelimit import frame_complexity, variance_cost
 from host.wire import decode_telemetry_batch
@@ -169,7 +170,8 @@ class Ingest:
             c.counters["device_errors"] += 1
             s.extra["last_error"] = dict(f.fields)
             if f.fields["ref_type"] == P.CONFIG:     # the device refused a CONFIG
-                c.devconfig.on_ack(s.device_id, f.fields["ref"], P.ACK_BAD_VALUE)
+                c.devconfig.on_ack(s.device_id, f.fields["ref"], P.ACK_BAD_VALUE,
+                                   key=config_key_of(f.fields["text"]))
         c.counters["frames_accepted"] += 1
 
     def _hello(self, s, f):

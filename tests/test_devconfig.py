@@ -185,3 +185,18 @@ def test_refused_config_is_never_resent(tmp_path):
     # a new change is sent again (with the state it leads to)
     dc2.apply(3, {"pow_bits": 12})
     assert len(sent) == n + 2
+
+
+def test_config_pending_when_the_device_comes_back_from_a_crash_is_refused(tmp_path):
+    """Whatever the device did with a CONFIG (a firmware bug, the heap), if it comes back from a
+    crash or a watchdog reset while that CONFIG waited for its ACK, the host takes it as refused
+    and does not send it at that HELLO or after: no crash loop (coordinator.on_hello)."""
+    from shared import protocol as P
+    dc, sent, ledger = _full(tmp_path, hello=None)
+    dc.apply(3, {"telemetry_every": 4})
+    assert dc.on_reset(3, P.RESET_CRASH)
+    assert ledger[-1][1]["status"] == "refused" and ledger[-1][1]["key"] == "reset:crash"
+    assert dc.history(3).state()["telemetry_every"] == DEVICE_DEFAULTS["telemetry_every"]
+    n = len(sent)
+    assert dc.resync(3) == {} and len(sent) == n
+    assert not dc.on_reset(3, P.RESET_WATCHDOG)          # nothing pending: nothing to do

@@ -37,9 +37,13 @@ A steady machine at these defaults collapses (KAIROS); ``amp=0`` is broadband no
 ``--sensor-file PATH``: samples from a file instead (raw little-endian uint16 counts at f_s;
 ``becomingone replay`` writes one from a recording); the board reports ``exhausted`` at its end.
 
-Pins: none (virtual).  Transports: none, serial (stdin/stdout or a pty path), udp.  Limits: ADC
-12-bit (0..4095), f_s 250..20000 Hz (a whole multiple of the KAIROS rate), PWM duty 0..65535,
-no hardware watchdog (SoftWatchdog).
+Pins: none (virtual).  Transports: none, serial (stdin/stdout or a pty path), udp.  Limits
+(LIMITS, the one definition; HELLO carries f_s, spb_max, period_min_us): ADC 12-bit (0..4095),
+f_s 1..20000 Hz (default 12000), at most 255 samples per beat (a beat of at most (255-1)/f_s:
+21 ms at 12 kHz), periods from 500 us, PWM duty 0..65535, no hardware watchdog (SoftWatchdog: a
+crash ends the process with status 3, device/faults.py).  QUARANTINE persists in the file
+``latch`` of ``--state-dir`` when one is given (device/latch.py); without it, only in RAM.
+The fault and signal specs and ``build()`` are boards/emulator_build.py (boot-time only).
 """
 import math
 from array import array
@@ -50,9 +54,8 @@ try:
 except ImportError:
     pass
 
-from device.hw.sampler import PullSampler, copy16 as _copy16
+from device.hw.sampler import copy16 as _copy16
 from shared.kairos import COS_Q14_BIASED
-from device.hw.outputs import NullLed, SoftWatchdog
 
 NAME = "emulator"
 PINS = {}
@@ -61,7 +64,8 @@ DEFAULT_FS = 12000
 ADC_BITS = 12
 COUNTS_PER_UNIT = 128.0            # counts per g: a +-16 g front end on a 12-bit ADC
 SETPOINT = 0.55                    # the actuator loop's target: mid-scale + 204 counts of plant
-LIMITS = {"adc_bits": 12, "f_s_min": 250, "f_s_max": 20000, "pwm_bits": 16, "wdt_max_ms": 8388}
+LIMITS = {"adc_bits": 12, "f_s_default": DEFAULT_FS, "f_s_max": 20000, "spb_max": 255,
+          "period_min_us": 500, "pwm_bits": 16, "wdt_max_ms": 8388}
 
 _TABLE_BITS = const(10)
 _PHASE_BITS = const(24)           # phase accumulator modulo 2^24
@@ -69,77 +73,6 @@ _SHIFT = const(14)                # _PHASE_BITS - _TABLE_BITS
 _MAX_FAULTS = const(8)
 _SPIKE_EVERY = const(25)
 _MID = const(2048)
-KINDS = {"noise": 1, "stuck": 2, "spike": 3, "drift": 4, "spikes": 5, "impact": 6,
-         "fdrift": 7, "dead": 8, "incoherent": 9, "disturb": 10, "load": 11}
-_NEEDS_DUR = ("noise", "stuck", "drift", "spikes", "impact", "fdrift", "dead", "incoherent",
-              "disturb", "load")
-
-
-def parse_faults(spec):
-    """'kind@start[+dur][*amp],...' -> list of (kind, start_ms, dur_ms, amp)."""
-    out = []
-    if not spec:
-        return out
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "@" not in part:
-            raise ValueError("fault %r: expected KIND@START[+DUR][*AMP] with KIND one of %s"
-                             % (part, ", ".join(sorted(KINDS))))
-        kind, rest = part.split("@", 1)
-        if kind not in KINDS:
-            raise ValueError("fault kind %r unknown (allowed: %s)"
-                             % (kind, ", ".join(sorted(KINDS))))
-        amp = 0
-        try:
-            if "*" in rest:
-                rest, a = rest.split("*", 1)
-                amp = int(a)
-            dur = 0
-            if "+" in rest:
-                rest, d = rest.split("+", 1)
-                dur = int(d)
-            start = int(rest)
-        except ValueError:
-            raise ValueError("fault %r: START, DUR and AMP are whole numbers" % part)
-        if start < 0 or dur < 0 or not 0 <= amp <= 100000:
-            raise ValueError("fault %r: START, DUR >= 0 ms and 0 <= AMP <= 100000" % part)
-        if kind in _NEEDS_DUR and dur == 0:
-            raise ValueError("fault %r: %s needs +DUR (ms)" % (part, kind))
-        out.append((KINDS[kind], start, dur, amp))
-    if len(out) > _MAX_FAULTS:
-        raise ValueError("at most %d faults, got %d" % (_MAX_FAULTS, len(out)))
-    return out
-
-
-def parse_signal(spec):
-    """'f0=HZ,octaves=N,noise=G,amp=G' -> dict of SyntheticMachine keyword arguments."""
-    out = {}
-    if not spec:
-        return out
-    names = {"f0": ("f0_hz", float, 0.5, 500.0), "octaves": ("octaves", int, 1, 8),
-             "noise": ("noise_g", float, 0.0, 4.0), "amp": ("amp_g", float, 0.0, 8.0)}
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" not in part:
-            raise ValueError("signal item %r: expected NAME=VALUE with NAME one of %s"
-                             % (part, ", ".join(sorted(names))))
-        k, v = part.split("=", 1)
-        if k not in names:
-            raise ValueError("signal item %r unknown (allowed: %s)"
-                             % (k, ", ".join(sorted(names))))
-        key, typ, lo, hi = names[k]
-        try:
-            x = typ(v)
-        except ValueError:
-            raise ValueError("signal %s=%r: not a number" % (k, v))
-        if not lo <= x <= hi:
-            raise ValueError("signal %s=%r: allowed %r..%r" % (k, v, lo, hi))
-        out[key] = x
-    return out
 
 
 class Plant:
@@ -326,7 +259,7 @@ class SyntheticMachine:
         self.noise0 = int(round(noise_g * cpu * 16))       # counts rms in Q4
         self.plant = plant
         self.n = 0
-        fl = parse_faults(faults) if isinstance(faults, str) else list(faults)
+        fl = faults             # [(kind, start_ms, dur_ms, amp)]: boards/emulator_build.py
         # (kind, start, end, integer parameter) in samples; amplitudes in counts
         fs = []
         for k, a, d, amp in fl:
@@ -500,27 +433,8 @@ class Hardware:
     pass
 
 
-def build(clock, f_s=DEFAULT_FS, seed=42, faults="", safe_duty=0, octaves=3, signal="",
-          sensor_file="", **_):
-    hw = Hardware()
-    hw.name = NAME
-    hw.board_id = b"emulator"
-    hw.adc_bits = ADC_BITS
-    hw.counts_per_unit = COUNTS_PER_UNIT
-    hw.f_s = f_s
-    hw.clock = clock
-    hw.plant = Plant()
-    if sensor_file:
-        hw.sensor = FileSensor(sensor_file)
-    else:
-        kw = {"octaves": octaves}
-        kw.update(parse_signal(signal))
-        hw.sensor = SyntheticMachine(seed=seed, f_s=f_s, plant=hw.plant, faults=faults, **kw)
-    hw.sampler = PullSampler(hw.sensor, f_s, load_clock=clock)
-    hw.pwm = PlantPwm(hw.plant, safe_duty)
-    hw.led = NullLed()
-    hw.watchdog = SoftWatchdog(clock)
-    hw.default_link = "none"
-    hw.dual_core = False
-    hw.exhausted = (lambda: hw.sensor.exhausted) if sensor_file else None
-    return hw
+def build(clock, **kw):
+    """The board's hardware (boards/emulator_build.py: boot-time only, forgotten once the beat
+    is built, like device/cli.py)."""
+    from boards.emulator_build import build as b
+    return b(clock, **kw)

@@ -74,10 +74,12 @@ def _accumulate(acc, km) -> int:
     a[_A_N] = n
     a[_A_BEATS] = int(a[_A_BEATS]) + 1
     return n
+from shared.version import FW_VERSION
 
 _HAS_MEM = hasattr(gc, "mem_alloc")
 _NDEC = const(5)
 _WARMUP = const(20)
+_SAT = const(0x3FFFFFFF)      # counters saturate here: small ints on a Pico, no overflow on a Pi
 
 
 def _mem_alloc():
@@ -164,6 +166,8 @@ class Beat:
         self._ovr_seen = 0
         self.tel_due = False          # a TELEMETRY record is ready: sent first thing in idle
         self.lag_changes = 0
+        self.latch = None             # device/latch.py (set by runner.build)
+        self.crashed = None           # the ERROR text of an exception that escaped the beat
 
     # ------------------------------------------------------------------ start
     def start(self):
@@ -174,8 +178,15 @@ class Beat:
         self.hw.sampler.start(t)
         if _HAS_MEM:
             gc.collect()
+        if self.quarantined:          # restored at boot (device/latch.py): safe from beat 0
+            self.hw.pwm.safe()
+            self.pwm_duty = self.hw.pwm.duty
+            self.hw.led.set(1)
         self.send_hello()
-        self.witness(P.WITNESS_BOOT, 0, 0)
+        lt = self.latch
+        self.witness(P.WITNESS_BOOT, 0, lt.cause if lt is not None else 0)
+        if self.quarantined:
+            self.witness(P.WITNESS_DECISION, P.DECISION_QUARANTINE, self.pwm_duty)
 
     # ------------------------------------------------------------------ the beat
     def step(self):
@@ -203,15 +214,18 @@ class Beat:
         quar = self.quarantined
         decision = m.beat(self.samples, n, ovr, iv, not quar)
         collapse = self._kmem[COLLAPSED] != 0
-        if collapse and not self.collapse_prev:
+        if collapse and not self.collapse_prev and self.collapses < _SAT:
             self.collapses += 1
-        self.decisions[decision] += 1
+        if self.decisions[decision] < _SAT:
+            self.decisions[decision] += 1
         # 6. act
         entered = decision == P.DECISION_QUARANTINE and not quar
         hw = self.hw
         if entered:
             self.quarantined = True
             quar = True
+            if self.latch is not None:
+                self.latch.set()      # one store (rp2 scratch); the file in idle time
         if quar:
             hw.pwm.safe()
             self.pwm_duty = hw.pwm.duty
@@ -338,9 +352,13 @@ class Beat:
         self.send_hello()
 
     def clear_quarantine(self):
-        """CLEAR from the host (checked by hostframes): the output returns to the PID."""
+        """CLEAR from the host (checked by hostframes): the output returns to the PID, which
+        continues from the safe duty it held (bumpless: device/pid.py), and the persisted latch
+        is cleared."""
         self.quarantined = False
-        self.m.act.reset()
+        if self.latch is not None:
+            self.latch.clear()
+        self.m.resume_output(self.hw.pwm.duty)
 
     # ------------------------------------------------------------------ idle (step 9)
     def idle(self):
@@ -355,6 +373,7 @@ class Beat:
         dl = self.deadline
         s = self.s
         learn_done = self.m.learner is None
+        self._housekeeping()
         host_done = False
         sends_done = False
         hb_done = False
@@ -397,7 +416,7 @@ class Beat:
                 c = tdiff(clk.ticks(), t0)
                 g = self.gc_est_us
                 self.gc_est_us = c if c > g else g - ((g - c) >> 3)
-                self.gc_runs += 1
+                self.gc_runs = (self.gc_runs + 1) & _SAT
                 continue
             if low and not gc_done:
                 # passed over for lack of time: let the estimate decay (1/8 per beat), or one
@@ -452,12 +471,25 @@ class Beat:
         self.slice_est_us = cost if cost > est else est - ((est - cost) >> 4)
         if found:
             q.mined(slot, miner.nonce_lo16, miner.nonce_hi16)
-            self.records_mined += 1
+            self.records_mined = (self.records_mined + 1) & _SAT
             self.mining_slot = -1
         elif miner.exhausted:
             q.drop(slot)
             self.mining_slot = -1
         return True
+
+    def _housekeeping(self):
+        """Once per idle, before anything that can wait: the serial link's buffered frames
+        (written only as far as the port takes them without blocking), the persisted latch
+        (a file write only after it changed), the Pico W's Wi-Fi (a check a second)."""
+        pump = getattr(self.link, "pump", None)
+        if pump is not None:
+            pump()
+        if self.latch is not None:
+            self.latch.service()
+        w = getattr(self.hw, "wifi", None)
+        if w is not None:
+            w.service(self.now_ms)
 
     def _send_due(self):
         q = self.queue
@@ -475,10 +507,18 @@ class Beat:
     def send_hello(self):
         m = self.m
         tm = self.time
-        self.link.send(self.enc.hello(tm.era, tm.off, self.hw.board_id, 0, 1, 0,
+        lt = self.latch
+        flags = 0
+        if self.quarantined:
+            flags = P.BOOT_LATCHED | (P.BOOT_RESTORED if lt is not None and lt.restored else 0)
+        lim = getattr(self.hw, "limits", None) or {}
+        v = FW_VERSION
+        self.link.send(self.enc.hello(tm.era, tm.off, self.hw.board_id, v[0], v[1], v[2],
                                       self.capabilities(), self.hw.f_s, self.deadline.period_us,
                                       m.phase_step(), m.lag_samples(), self.hw.adc_bits,
                                       m.sum_shift(), self.s.pow_bits, self.s.telemetry_every,
+                                      m.max_samples(), lim.get("period_min_us", 500),
+                                      lt.cause if lt is not None else 0, flags,
                                       m.decim, m.counts_per_unit_q4()))
 
     def capabilities(self):
@@ -505,25 +545,37 @@ class Beat:
             free, self.queue.pending(),
             h.rx_ok if h else 0, h.rx_crc if h else 0, h.rx_cobs if h else 0,
             h.rx_auth if h else 0, h.rx_replay if h else 0, h.rx_other if h else 0,
-            self.queue.dropped + self.link.send_errors))
+            self.queue.dropped + self.link.send_errors, self.samples_lost()))
+
+    def samples_lost(self):
+        """Samples the sampler lost since boot (ring overruns + missed instants), < 2^30."""
+        f = getattr(self.hw.sampler, "lost", None)
+        return f() if f is not None else 0
 
     # ------------------------------------------------------------------ run / report
     def run(self, beats):
-        """Run ``beats`` beats (0 = forever)."""
-        if self.deadline is None:
-            self.start()
-        i = 0
-        every = self.s.alloc_every
-        ex = getattr(self.hw, "exhausted", None)
-        while beats == 0 or i < beats:
-            self.idle()
-            if every and _HAS_MEM and self.beat > _WARMUP and self.beat % every == 0:
-                self.measured_step()
-            else:
-                self.step()
-            if ex is not None and ex():
-                break
-            i += 1
+        """Run ``beats`` beats (0 = forever).  An exception escaping the beat (or the idle
+        work) drives the outputs safe, reports and resets through the watchdog
+        (device/faults.py); returns 0, or faults.EXIT_CRASH where no watchdog can reset."""
+        try:
+            if self.deadline is None:
+                self.start()
+            i = 0
+            every = self.s.alloc_every
+            ex = getattr(self.hw, "exhausted", None)
+            while beats == 0 or i < beats:
+                self.idle()
+                if every and _HAS_MEM and self.beat > _WARMUP and self.beat % every == 0:
+                    self.measured_step()
+                else:
+                    self.step()
+                if ex is not None and ex():
+                    break
+                i += 1
+        except Exception as e:     # not KeyboardInterrupt / SystemExit (BaseException)
+            from device.faults import on_crash
+            return on_crash(self, e)
+        return 0
 
     def measured_step(self):
         """step() with the bytes it allocated counted (gc.mem_alloc() walks the heap's
@@ -532,8 +584,9 @@ class Beat:
         self.step()
         d = gc.mem_alloc() - a0
         if d < 0:
-            self.gc_in_beat += 1
-        else:
+            if self.gc_in_beat < _SAT:
+                self.gc_in_beat += 1
+        elif self.alloc_beats < _SAT and self.alloc_total < _SAT - d:
             self.alloc_total += d
             self.alloc_beats += 1
             if d > self.alloc_max:
@@ -558,9 +611,11 @@ class Beat:
             "lateness_us": {"p50": lt.percentile(50), "p99": lt.percentile(99),
                             "max": lt.max_us},
             "skipped_beats": self.skipped,
+            "samples_lost": self.samples_lost(),
             "decisions": dec,
             "collapses": self.collapses,
             "quarantined": self.quarantined,
+            "crashed": self.crashed.decode() if self.crashed else None,
             "heap_free": gc.mem_free() if _HAS_MEM else None,
             "alloc_bytes_per_beat": self.alloc_per_beat(),
             "alloc_bytes_max_beat": self.alloc_max if _HAS_MEM else None,

@@ -5,14 +5,16 @@ lag learner (device/lag.py), sensor and coherence health (device/health.py), act
 proof-of-work miner (shared/pow.py).
 
 The beat calls only the methods below, so this file is the one place that knows those modules'
-APIs.  Config-time work (floats, validation) is in ``plan_config`` / ``apply_config``; the per-beat
-methods allocate nothing on MicroPython.
+APIs.  Config-time work (floats, validation) is in the constructor and the setters; CONFIG is
+planned and applied by device/config_plan.py (checked as a whole by device/config_rules.py).
+The per-beat methods allocate nothing on MicroPython.
 
 Signal path (docs/DEVICE.md "Signal path"): samples at f_s -> features over the Emissary window
 (level, kurtosis, crest, robust exceedances) and the KAIROS stream at f_k = f_s / M (an M-sample
-box filter); KAIROS lag = one period of the machine, learned (lag 0 = auto) or fixed."""
+box filter, M = round(f_s / 250)); KAIROS lag = one period of the machine, learned (lag 0 = auto)
+or fixed."""
 from device.pulse import Pulse
-from device.pid import PID, to_q16
+from device.pid import PID
 from device import arbiter as arbk
 from device import health as healthk
 from device.health import SignalHealth
@@ -21,9 +23,8 @@ from shared.kairos import Emissary, lag_for, CSTATE
 from shared import vibration as vibk
 from shared.vibration import (Features, LEVEL, KURT, CREST, ANOMS, STUCK, BEAT_SUM, KOUT,
                               WINDOW_N)
-from shared import protocol as P
 
-KAIROS_HZ = 250        # default KAIROS rate f_k (f_s must be a multiple of it)
+KAIROS_HZ = 250        # the KAIROS rate f_k aimed at: f_k = f_s / M, M = round(f_s / KAIROS_HZ)
 WINDOW_S = 1.0         # the Emissary window (emissary.tau_max)
 HIST_S = 1.0           # history the lag learner searches (s): twice the longest lag
 LAG_MAX_S = 0.5        # longest period the learner looks for (2 Hz)
@@ -35,23 +36,27 @@ class Maths:
     def __init__(self, f_s=12000, adc_bits=12, pulse_k=4.0, pulse_p=5.0, lag=0, omega=0.0,
                  coherence_threshold=0.95, setpoint=0.5, act_gains=(2.0, 8.0, 0.0),
                  pow_bits=16, arbiter=None, miner=None, kairos_hz=KAIROS_HZ,
-                 counts_per_unit=128.0, anomaly_z=5.4, max_samples=None):
+                 counts_per_unit=128.0, anomaly_z=5.4, max_samples=None, act_start=0.0):
         self.pulse = Pulse(k=pulse_k, P=pulse_p)
         self.period_override_us = 0
         self.f_s = f_s
         self.adc_bits = adc_bits
         self.full = (1 << adc_bits) - 1
-        if kairos_hz <= 0 or f_s % kairos_hz:
-            raise ValueError("f_s %r Hz must be a whole multiple of the KAIROS rate %r Hz "
-                             "(e.g. 250, 500, 1000, 12000)" % (f_s, kairos_hz))
-        decim = f_s // kairos_hz
+        if not kairos_hz > 0:
+            raise ValueError("KAIROS rate must be > 0 Hz, got %r" % (kairos_hz,))
+        # the KAIROS stream: M-sample boxes, f_k = f_s / M as near kairos_hz as M allows
+        decim = int(f_s / kairos_hz + 0.5)
+        if decim < 1:
+            decim = 1
+        kairos_hz = f_s / decim
         per_beat = f_s * self.pulse.period_s
         if max_samples is None:
             # a beat takes up to 2.5 beats of samples (a late beat catches up), at least 8
+            # (boards give theirs: LIMITS["spb_max"], also sent in HELLO)
             max_samples = int(per_beat * 2.5) + 8
-            if max_samples > 512:
-                max_samples = 512
-        self.max_samples_ = max_samples
+            if max_samples > 255:
+                max_samples = 255
+        self.spb_max = max_samples
         self.expected = 1 if per_beat >= 1.0 else 0
         import gc
         gc.collect()
@@ -66,10 +71,12 @@ class Maths:
         self.auto_lag = not lag
         lag0 = lag if lag else lag_for(FALLBACK_TAU, kairos_hz)
         gc.collect()
+        ems = max_samples // decim + 2        # KAIROS samples a beat can close
         self.em = Emissary(rate_hz=kairos_hz, omega=omega, lag=lag0, bits=kbits,
-                           max_samples_per_beat=max_samples // decim + 2, window_s=WINDOW_S,
+                           max_samples_per_beat=ems, window_s=WINDOW_S,
                            threshold=coherence_threshold, hist_len=hist,
-                           max_lag=max(max_lag, lag0), beats_per_s=bps)
+                           max_lag=max(max_lag, lag0), beats_per_s=bps,
+                           seg_beats=max(1, min(4, 255 // ems)))
         self.decim = decim
         self.kairos_hz = kairos_hz
         self.omega = omega
@@ -81,7 +88,9 @@ class Maths:
             from device.lag import LagLearner
             self.learner = LagLearner(self.em, lmin=2, lmax=max_lag, lock=coherence_threshold)
         self.act = PID(act_gains[0], act_gains[1], act_gains[2], setpoint=setpoint,
-                       sample_time=self.pulse.period_s, output_limits=(0.0, 1.0))
+                       sample_time=self.pulse.period_s, output_limits=(0.0, 1.0),
+                       starting_output=act_start)
+        self.act_manual_q16 = 0       # the output in manual mode (CONFIG act_mode/act_manual)
         if arbiter is None:
             from device.arbiter import Arbiter
             arbiter = Arbiter(period_s=self.pulse.period_s, a_max=1024)
@@ -117,7 +126,13 @@ class Maths:
         return self.em.sum_shift
 
     def max_samples(self):
-        return self.max_samples_
+        return self.spb_max
+
+    def period_s(self):
+        """The beat period in seconds (config time: a float)."""
+        if self.period_override_us:
+            return self.period_override_us / 1e6
+        return self.pulse.period_s
 
     def counts_per_unit_q4(self):
         return int(round(self.vib.counts_per_unit * 16))
@@ -164,47 +179,29 @@ class Maths:
         arbk.recal(ast, arb.exp, out, 1 if -gp.eps < e < gp.eps else 0)
         return d
 
-    def feed(self, samples, n, overruns):
-        """Features and KAIROS over the beat's samples; health events; the measurement.
-        (Kernels called on the state arrays directly: every Python call or attribute costs
-        tens of microseconds on the Pico.)"""
-        vm = self.vib.mem
-        k = vibk.block(vm, samples, n)
-        em = self.em
-        km = em.mem
-        if k:
-            kairosk.add_block(km, em.dl, vm, KOUT, k)
-        kairosk.end_beat(km, em.ring)
-        hs = self.health.st
-        self.ext = healthk.beat(hs, n, vm[STUCK], overruns, km[CSTATE], self.locked)
-        vibk.end_beat(vm, hs[healthk.EVENTS])
-        if n:
-            # the beat's mean sample, normalised to Q16, is the actuator loop's measurement
-            m = vm[BEAT_SUM] // n
-            self.meas_q16 = (m << 16) // self.full if m < self.full else 65536
-
     def collapse(self):
         return self.em.mem[kairosk.COLLAPSED] != 0
 
-    def decide(self):
-        """Cores + decision on the window's features and anomalies, the actuator error and
-        the sensor/coherence threat."""
-        vm = self.vib.mem
-        arb = self.arb
-        d = arbk.step(arb.st, vm[LEVEL], vm[KURT], vm[CREST], vm[ANOMS] + arb.risk_anoms,
-                      self.act.setpoint - self.meas_q16, self.ext)
-        self.decision = d
-        return d
+    # ---------------------------------------------------------------- actuator modes (config)
+    def set_act_mode(self, manual, duty):
+        """CONFIG act_mode: 1 manual (the output is act_manual), 0 automatic, taking over
+        bumplessly from the output now (duty 0..65535)."""
+        a = self.act
+        a.set_auto_mode(not manual, duty, self.meas_q16)
+        if manual:
+            a.output = self.act_manual_q16
 
-    def actuate(self):
-        """Actuator PID on the measurement -> PWM duty 0..65535."""
-        out = self.act.update(self.meas_q16)
-        return 65535 if out > 65535 else (0 if out < 0 else out)
+    def set_manual_output(self, v):
+        """CONFIG act_mode's output (fraction of full duty): the PID returns it in manual."""
+        self.act_manual_q16 = int(round(v * 65536))
+        if not self.act.auto:
+            self.act.output = self.act_manual_q16
 
-    def recalibrate(self, interval_us):
-        """Genomic PID on the measured beat interval: e = T_Lambda - interval (Q16 seconds)."""
-        e = ((self.period_us() - interval_us) << 16) // 1000000
-        self.arb.recalibrate(e if e > -65536 else -65536)
+    def resume_output(self, duty):
+        """QUARANTINE cleared: the PID continues from the output held (the safe duty) at this
+        measurement, without a bump (device/pid.py bumpless)."""
+        if self.act.auto:
+            self.act.bumpless(duty, self.meas_q16)
 
     def period_us(self):
         return self.period_override_us or self.pulse.period_us
@@ -273,123 +270,10 @@ class Maths:
     def set_model(self, bias, w_level, w_kurt, w_crest, w_anoms):
         self.arb.set_model(bias, w_level, w_kurt, w_crest, w_anoms)
 
-    def plan_config(self, beat, pairs):
-        """Validate CONFIG pairs against the current state; returns a plan (list of
-        (name, value)) or raises KeyError(name) / ValueError(message).  Nothing changes here."""
-        plan = []
-        k = self.pulse.k
-        p = self.pulse.P
-        pulse_changed = False
-        for kv in pairs:
-            key = kv[0]
-            raw = kv[1]
-            spec = P.CONFIG_KEYS.get(key)
-            if spec is None:
-                raise KeyError("key %d unknown" % key)
-            name = spec[0]
-            v = raw / 65536.0 if spec[1] == "q16" else raw
-            if name == "telemetry_every":
-                _rng(name, v, 1, 255)
-            elif name == "batch_beats":
-                _rng(name, v, 1, P.MAX_BATCH)
-            elif name == "heartbeat_every":
-                _rng(name, v, 0, 100000)
-            elif name == "pow_bits":
-                _rng(name, v, 0, 28)
-            elif name in ("coherence_threshold", "alert_threshold", "quarantine_threshold",
-                          "setpoint", "output_safe"):
-                if not 0.0 <= v <= 1.0:
-                    raise ValueError("%s must be in [0, 1]" % name)
-            elif name == "period_us":
-                _rng(name, v, 0, 1000000)
-                if 0 < v < 500:
-                    raise ValueError("period_us 0 or >= 500")
-            elif name in ("pid_kp", "pid_ki", "pid_kd"):
-                if not -4096.0 < v < 4096.0:
-                    raise ValueError("%s |gain| < 4096" % name)
-            elif name == "lag_samples":
-                _rng(name, v, 0, self.em.max_lag)
-            elif name == "omega":
-                if abs(v - self.omega) > 1.0 / 65536:
-                    raise KeyError("omega: boot-time only")
-            elif name == "anomaly_z":
-                if not 2.0 <= v <= 40.0:
-                    raise ValueError("anomaly_z in [2, 40]")
-            elif name == "pulse_k":
-                k = v
-                pulse_changed = True
-            elif name == "pulse_p":
-                p = v
-                pulse_changed = True
-            plan.append((name, v))
-        if pulse_changed and not k * p > 1.0:
-            raise ValueError("k*P must be > 1")
-        return plan
-
-    def apply_config(self, beat, plan):
-        s = beat.s
-        gains = [self.arb.pid.kp, self.arb.pid.ki, self.arb.pid.kd]
-        gains_changed = False
-        k = None
-        p = None
-        period = -1
-        lag_changed = -1
-        for name, v in plan:
-            if name == "telemetry_every":
-                s.telemetry_every = v
-            elif name == "batch_beats":
-                s.batch_beats = v
-            elif name == "heartbeat_every":
-                s.heartbeat_every = v
-            elif name == "pow_bits":
-                s.pow_bits = v
-            elif name == "coherence_threshold":
-                self.em.set_threshold(v)
-            elif name == "alert_threshold":
-                self.arb.set_thresholds(alert=v)
-                self.health.set_thresholds(self.arb.alert_q16, self.arb.quarantine_q16)
-            elif name == "quarantine_threshold":
-                self.arb.set_thresholds(quarantine=v)
-                self.health.set_thresholds(self.arb.alert_q16, self.arb.quarantine_q16)
-            elif name == "setpoint":
-                self.act.set_setpoint(v)
-            elif name == "output_safe":
-                d = int(round(v * 65535))
-                beat.hw.pwm.safe_duty = d
-                if beat.quarantined:
-                    beat.hw.pwm.safe()
-            elif name == "period_us":
-                period = v
-            elif name in ("pid_kp", "pid_ki", "pid_kd"):
-                gains[("pid_kp", "pid_ki", "pid_kd").index(name)] = v
-                gains_changed = True
-            elif name == "anomaly_z":
-                self.anomaly_z = v
-                self.vib.set_z(_z_med(v))
-            elif name == "lag_samples":
-                lag_changed = v
-            elif name == "pulse_k":
-                k = v
-            elif name == "pulse_p":
-                p = v
-        if gains_changed:
-            self.arb.pid.set_gains(gains[0], gains[1], gains[2])
-        if lag_changed >= 0:
-            self.set_lag(lag_changed)
-            if k is None and p is None and period < 0:
-                beat.send_hello()
-        if k is not None or p is not None:
-            self.pulse.set_params(k=k, P=p)
-        if period >= 0:
-            # the host's period_us equal to round(T_Lambda) means "follow T_Lambda" (exact)
-            self.period_override_us = 0 if period in (0, self.pulse.period_us) else period
-        if k is not None or p is not None or period >= 0:
-            beat.set_period(self.period_q16())
-            ps = (self.pulse.period_s if not self.period_override_us
-                  else self.period_override_us / 1e6)
-            self.act.set_sample_time(ps)
-            self.arb.set_period(ps)
-            self.health.set_period(ps)
+    def set_anomaly_z(self, z):
+        """CONFIG anomaly_z: an exceedance is |y| > z sigma (sigma from the running median)."""
+        self.anomaly_z = z
+        self.vib.set_z(_z_med(z))
 
     def set_lag(self, lag):
         """CONFIG lag_samples: 0 = learn it (auto), else a fixed lag at the KAIROS rate. The
@@ -416,8 +300,3 @@ class Maths:
 def _z_med(z):
     # a z-score threshold as a multiple of the median |y|: sigma = median / 0.6745 (Gaussian)
     return max(2, int(round(z / 0.6745)))
-
-
-def _rng(name, v, lo, hi):
-    if not lo <= v <= hi:
-        raise ValueError("%s must be %d..%d" % (name, lo, hi))

@@ -22,29 +22,33 @@ def default_board():
 
 
 class Options:
-    def __init__(self):
-        self.board = default_board()
-        self.beats = 0
-        self.link = ""
-        self.device_id = 1
-        self.boot_id = 0
-        self.key_file = ""
-        self.seed = 42
-        self.faults = ""
-        self.fs = 0                  # 0: the board's default rate
-        self.telemetry_every = 1
-        self.batch = 1
-        self.pow_bits = 16
-        self.pulse_k = 4.0
-        self.pulse_p = 5.0
-        self.lag = 0                 # 0: learn one period of the machine (device/lag.py)
-        self.omega = 0.0
-        self.sensor_file = ""
-        self.model = "shipped"
-        self.clock = "real"
-        self.wifi = ""
-        self.signal = ""
-        self.quiet = False
+    """The parsed flags (defaults as class attributes: no method, so nothing here keeps this
+    module alive once device/main.py has dropped it after the boot)."""
+    board = "emulator"
+    beats = 0
+    link = ""
+    device_id = 1
+    boot_id = 0
+    key_file = ""
+    seed = 42
+    faults = ""
+    fs = 0                  # 0: the board's default (boards/*.py LIMITS)
+    telemetry_every = 1
+    batch = 1
+    pow_bits = 16
+    pulse_k = 4.0
+    pulse_p = 5.0
+    lag = 0                 # 0: learn one period of the machine (device/lag.py)
+    omega = 0.0
+    sensor_file = ""
+    model = "shipped"
+    clock = "real"
+    wifi = ""
+    signal = ""
+    state_dir = ""          # "": the board's (pico /, pizero $STATE_DIRECTORY or .)
+    act_start = 0.0
+    quiet = False
+    checked = False         # check_board ran
 
 
 # flag -> (attribute, type, lo, hi) ; type "s" string, "i" int, "f" float
@@ -57,7 +61,7 @@ _FLAGS = {
     "--key-file": ("key_file", "s", None, None),
     "--seed": ("seed", "i", 0, 0x3FFFFFFF),
     "--faults": ("faults", "s", None, None),
-    "--fs": ("fs", "i", 0, 20000),
+    "--fs": ("fs", "i", 0, 100000),
     "--telemetry-every": ("telemetry_every", "i", 1, 255),
     "--batch": ("batch", "i", 1, 5),
     "--pow-bits": ("pow_bits", "i", 0, 28),
@@ -70,11 +74,14 @@ _FLAGS = {
     "--signal": ("signal", "s", None, None),
     "--sensor-file": ("sensor_file", "s", None, None),
     "--model": ("model", "s", None, None),
+    "--state-dir": ("state_dir", "s", None, None),
+    "--act-start": ("act_start", "f", None, None),
 }
 
 
 def parse_args(argv):
     o = Options()
+    o.board = default_board()
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -120,7 +127,38 @@ def parse_args(argv):
         raise UsageError("--model must be shipped or seed, got %r" % (o.model,))
     if o.clock not in ("real", "virtual"):
         raise UsageError("--clock must be real or virtual, got %r" % (o.clock,))
-    if not o.pulse_k * o.pulse_p > 1.0:
-        raise UsageError("--pulse-k * --pulse-p must be > 1 (T_Lambda is undefined otherwise),"
-                         " got k=%r P=%r" % (o.pulse_k, o.pulse_p))
+    if not (o.pulse_k > 0 and o.pulse_p > 0 and o.pulse_k * o.pulse_p > 1.0):
+        raise UsageError("--pulse-k and --pulse-p must be > 0 with k * P > 1 (T_Lambda is "
+                         "undefined otherwise), got k=%r P=%r" % (o.pulse_k, o.pulse_p))
+    if not 0.0 <= o.act_start <= 1.0:
+        raise UsageError("--act-start must be in [0, 1] (fraction of full duty), got %r"
+                         % (o.act_start,))
+    return o
+
+
+def board_limits(board):
+    """The board's LIMITS (boards/NAME.py, the one definition)."""
+    mod = __import__("boards." + board, None, None, ["LIMITS"])
+    return mod.LIMITS
+
+
+def check_board(o, limits=None):
+    """device/cli.py Options against the board's limits: f_s (0 becomes the board's default)
+    and the beat period T_Lambda(k, P) at that f_s.  Sets o.fs; raises cli.UsageError naming the
+    flag and what is allowed.  Used at boot (device/runner.py) and by `becomingone flash` (this
+    module is boot-only: device/main.py drops it once the beat is built)."""
+    from device.limits import check_rate, Refused, message_of
+    from device.pulse import t_lambda
+    lim = board_limits(o.board) if limits is None else limits
+    if not o.fs:
+        o.fs = lim.get("f_s_default", 1000)
+    period = int(round(t_lambda(o.pulse_k, o.pulse_p) * 1e6))
+    try:
+        check_rate(o.fs, period, lim, "pulse")
+    except Refused as e:
+        msg = message_of(e)
+        if e.args[0] == "f_s":          # "f_s must be ..." -> "--fs must be ... (board X)"
+            raise UsageError("--fs%s (board %s)" % (msg[3:], o.board))
+        raise UsageError("--fs / --pulse-k / --pulse-p on board %s: %s" % (o.board, msg))
+    o.checked = True
     return o

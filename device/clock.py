@@ -188,7 +188,8 @@ def beat_tick(tst, ds, bs, t: int) -> int:
         while int(_tdiff(t, int(dl[_AT]))) >= per:
             _dl_advance(ds)
             sk += 1
-        b[_SKIP] = int(b[_SKIP]) + sk
+        sk += int(b[_SKIP])
+        b[_SKIP] = sk if sk < 0x3FFFFFFF else 0x3FFFFFFF    # saturates: a small int
         late = int(_tdiff(t, int(dl[_AT])))
     _dl_advance(ds)
     ls = int(b[_LSTEP])

@@ -30,6 +30,16 @@ def _text16(s):
     return b[:16]
 
 
+def _key_text(key):
+    """ERROR text of a refused CONFIG: the key id, a space, the key name (16 characters)."""
+    if isinstance(key, int):
+        return "%d unknown" % key
+    for kid in P.CONFIG_KEYS:
+        if P.CONFIG_KEYS[kid][0] == key:
+            return "%d %s" % (kid, key)
+    return "0 " + key
+
+
 class HostFrames:
     def __init__(self, beat, auth=None):
         self.beat = beat
@@ -142,20 +152,29 @@ class HostFrames:
                                 _text16(text)))
 
     def on_config(self, version, pairs):
+        """Check the whole CONFIG, then apply all of it or nothing (device/config_plan.py).
+        A refusal: ERROR (the key id and name) first, then ACK BAD_VALUE / UNSUPPORTED."""
         b = self.beat
+        import gc
+        gc.collect()          # a CONFIG is rare: plan it in a compacted heap (dicts, floats)
+        from device import config_plan as C
+        from device.config_rules import Refused, Unsupported, key_of, message_of
         try:
-            plan = b.m.plan_config(b, pairs)
-        except KeyError as e:
+            C.apply(b, C.plan(b, pairs))
+        except Refused as e:
             self.config_rejected += 1
-            self._ack(P.CONFIG, P.ACK_UNSUPPORTED, version)
-            self._error(P.ERR_CONFIG_KEY, P.CONFIG, version, str(e.args[0]) if e.args else "key")
+            unsup = isinstance(e, Unsupported)
+            self._error(P.ERR_CONFIG_KEY if unsup else P.ERR_CONFIG_VALUE, P.CONFIG, version,
+                        _key_text(key_of(e)))
+            self.last_error = message_of(e)
+            self._ack(P.CONFIG, P.ACK_UNSUPPORTED if unsup else P.ACK_BAD_VALUE, version)
             return
-        except ValueError as e:
+        except ValueError as e:      # a setter refused after the rules passed: rolled back
             self.config_rejected += 1
+            self._error(P.ERR_CONFIG_VALUE, P.CONFIG, version, "apply")
+            self.last_error = str(e)
             self._ack(P.CONFIG, P.ACK_BAD_VALUE, version)
-            self._error(P.ERR_CONFIG_VALUE, P.CONFIG, version, str(e))
             return
-        b.m.apply_config(b, plan)
         self.configs += 1
         self._ack(P.CONFIG, P.ACK_OK, version)
         b.witness(P.WITNESS_CONFIG_APPLIED, 0, version & 0x3FFFFFFF)

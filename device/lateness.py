@@ -4,7 +4,12 @@ Buckets: 20 us wide from 0 to 2560 us (128 buckets), then 1 ms wide up to 66.56 
 then one overflow bucket.  ``add(us)`` is O(1) and allocates nothing; ``percentile(p)`` walks the
 histogram (O(buckets), called for reports, not every beat) and returns the upper edge of the
 bucket holding the p-th value (so p50/p99 are exact to 20 us below 2.56 ms, 1 ms above);
-``max_us`` is exact.  Early wake-ups count as lateness 0."""
+``max_us`` is exact.  Early wake-ups count as lateness 0.
+
+Counts never overflow (a Pi Zero runs for months; a bucket word overflows after 2^31 beats, 105
+days at the default beat): when the total reaches 2^29 every bucket is halved, so the percentiles
+keep describing the recent beats with older ones weighted down, and every count stays a small int
+on a Pico."""
 from array import array
 
 from shared.compat import micropython, const  # noqa: F401
@@ -21,6 +26,7 @@ _FINE_END = const(2560)                # _FINE * _FINE_US
 _N = const(193)                        # _FINE + _COARSE + 1
 _COUNT = const(193)                    # words after the buckets: count, max
 _MAX = const(194)
+_HALVE_AT = const(0x20000000)          # 2^29
 
 
 @micropython.viper
@@ -36,9 +42,16 @@ def record(h, us: int) -> int:
         if i >= _N:
             i = _N - 1
     p[i] = int(p[i]) + 1
-    c = int(p[_COUNT])
-    if c < 0x3FFFFFFF:
-        p[_COUNT] = c + 1
+    c = int(p[_COUNT]) + 1
+    if c >= _HALVE_AT:
+        c = 0
+        j = 0
+        while j < _N:
+            v = int(p[j]) >> 1
+            p[j] = v
+            c += v
+            j += 1
+    p[_COUNT] = c
     if us > int(p[_MAX]):
         p[_MAX] = us
     return us
@@ -72,8 +85,8 @@ class LatenessHistogram:
         mx = self.max_us
         if n == 0:
             return 0
-        # rank = ceil(pct/100 * n) without floats
-        rank = (pct * n + 99) // 100
+        # rank = ceil(pct/100 * n) without floats, every term < 2^30
+        rank = (n // 100) * pct + ((n % 100) * pct + 99) // 100
         if rank < 1:
             rank = 1
         acc = 0

@@ -79,7 +79,7 @@ class Encoder:
         self._batch = _Slot(P.TELEMETRY, 1 + P.TELEMETRY_LEN * batch_max, a, batch_max)
         self._wit = _Slot(P.WITNESS, 23, a)
         self._ack = _Slot(P.ACK, 6, a)
-        self._hb = _Slot(P.HEARTBEAT, 29, a)
+        self._hb = _Slot(P.HEARTBEAT, 33, a)
         self._err = _Slot(P.ERROR, 22, a)
         self._sync = _Slot(P.TIME_SYNC, 15, a)
         self.batch_count = 0
@@ -125,13 +125,14 @@ class Encoder:
 
     def hello(self, era, off, board, fw_major, fw_minor, fw_patch, capabilities, fs_hz,
               period_us, phase_step, lag_samples, adc_bits, sum_shift, pow_bits,
-              telemetry_every, kairos_decim=1, counts_per_unit_q4=0):
+              telemetry_every, spb_max, period_min_us, reset_cause, boot_flags,
+              kairos_decim=1, counts_per_unit_q4=0):
         """board: bytes of at most 8 ASCII characters (keep it a constant)."""
         s = self._hello
         struct.pack_into(P.HELLO_FMT, s.raw, _HL, board, fw_major, fw_minor, fw_patch,
                          capabilities, fs_hz, period_us, phase_step, lag_samples, adc_bits,
-                         sum_shift, pow_bits, telemetry_every, kairos_decim,
-                         _sat16(counts_per_unit_q4))
+                         sum_shift, pow_bits, telemetry_every, spb_max, period_min_us,
+                         reset_cause, boot_flags, kairos_decim, _sat16(counts_per_unit_q4))
         return self._finish(s, era, off, _HL + P.HELLO_LEN)
 
     def telemetry(self, era, off, beat, period_us, lateness_us, dT_re, dT_im, dE0, dEL,
@@ -186,14 +187,15 @@ class Encoder:
 
     def heartbeat(self, era, off, beats, late_p50_us, late_p99_us, late_max_us, heap_free,
                   witness_queue, rx_ok, rx_crc, rx_cobs, rx_auth, rx_replay, rx_other,
-                  tx_dropped):
+                  tx_dropped, samples_lost=0):
+        """samples_lost: a counter the device keeps below 2^30 (saturating)."""
         s = self._hb
         struct.pack_into(P.HEARTBEAT_FMT, s.raw, _HL, beats, _sat16(late_p50_us),
                          _sat16(late_p99_us), _sat16(late_max_us), heap_free,
                          witness_queue if witness_queue < 255 else 255, _sat16(rx_ok),
                          _sat16(rx_crc), _sat16(rx_cobs), _sat16(rx_auth), _sat16(rx_replay),
-                         _sat16(rx_other), _sat16(tx_dropped))
-        return self._finish(s, era, off, _HL + 29)
+                         _sat16(rx_other), _sat16(tx_dropped), samples_lost)
+        return self._finish(s, era, off, _HL + 33)
 
     def error(self, era, off, code, ref_type, ref, text):
         """text: bytes, at most 16 used; bytes outside printable ASCII are sent as '?'."""

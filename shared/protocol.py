@@ -19,8 +19,9 @@ except ImportError:
     def const(x):
         return x
 
-VERSION = const(2)            # 2: TELEMETRY features, HELLO KAIROS decimation and sensor
-#                               scale, MODEL feature weights, state bits 3-5 (PROTOCOL.md)
+VERSION = const(2)            # 2: TELEMETRY features; HELLO KAIROS decimation, sensor scale,
+#                               board limits, reset cause; HEARTBEAT samples_lost; MODEL feature
+#                               weights; state bits 3-5 (PROTOCOL.md section 9)
 FLAG_AUTH = const(0x01)
 FLAG_BATCH = const(0x02)
 _FLAGS_KNOWN = const(0x03)
@@ -67,11 +68,12 @@ TELEMETRY_FIELDS = ("beat", "period_us", "lateness_us", "dT_re", "dT_im", "dE0",
                     "n_samples", "coherence", "pid_error", "pid_output", "threat", "o_weight",
                     "decision_state", "level", "kurt", "crest", "anoms")
 TELEMETRY_LEN = const(44)
-HELLO_FMT = "<8sBBBHHIIHBBBBBH"
+HELLO_FMT = "<8sBBBHHIIHBBBBBHBBBH"
 HELLO_FIELDS = ("board", "fw_major", "fw_minor", "fw_patch", "capabilities", "fs_hz",
                 "period_us", "phase_step", "lag_samples", "adc_bits", "sum_shift", "pow_bits",
-                "telemetry_every", "kairos_decim", "counts_per_unit_q4")
-HELLO_LEN = const(32)
+                "telemetry_every", "spb_max", "period_min_us", "reset_cause", "boot_flags",
+                "kairos_decim", "counts_per_unit_q4")
+HELLO_LEN = const(37)
 WITNESS_FMT = "<IBIBHHiBI"
 WITNESS_FIELDS = ("witness_id", "kind", "beat", "decision", "threat", "coherence", "value",
                   "pow_bits", "nonce")
@@ -84,10 +86,10 @@ TIME_SYNC_FMT = "<BQHI"
 TIME_SYNC_FIELDS = ("mode", "host_t1_us", "rx_era", "rx_off")
 CLEAR_FMT = "<BI"
 CLEAR_FIELDS = ("reason", "ref")
-HEARTBEAT_FMT = "<IHHHIBHHHHHHH"
+HEARTBEAT_FMT = "<IHHHIBHHHHHHHI"
 HEARTBEAT_FIELDS = ("beats", "late_p50_us", "late_p99_us", "late_max_us", "heap_free",
                     "witness_queue", "rx_ok", "rx_crc", "rx_cobs", "rx_auth", "rx_replay",
-                    "rx_other", "tx_dropped")
+                    "rx_other", "tx_dropped", "samples_lost")
 ERROR_FMT = "<BBI16s"
 ERROR_FIELDS = ("code", "ref_type", "ref", "text")
 CONFIG_HEAD_FMT = "<IB"   # config_version, count; then count x "<Bi" (key id, value)
@@ -198,6 +200,13 @@ def validate_fields(msg_type, f):
         _range("pow_bits", f["pow_bits"], 0, 32)
         _range("telemetry_every", f["telemetry_every"], 1, 255)
         _range("kairos_decim", f["kairos_decim"], 1, 255)
+        _range("spb_max", f["spb_max"], 1, 255)
+        _range("period_min_us", f["period_min_us"], 1, 0xFFFF)
+        _range("reset_cause", f["reset_cause"], 0, RESET_CAUSE_MAX)
+        if f["boot_flags"] & ~BOOT_FLAGS_KNOWN:
+            raise FieldError("boot_flags 0x%02x: only bits 0-1 are defined" % f["boot_flags"])
+    elif msg_type == HEARTBEAT:
+        _range("samples_lost", f["samples_lost"], 0, SEQ_LIMIT - 1)
     elif msg_type == WITNESS:
         _range("kind", f["kind"], 1, WITNESS_KIND_MAX)
         _range("decision", f["decision"], 0, DECISION_QUARANTINE)

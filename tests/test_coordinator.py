@@ -19,8 +19,9 @@ from shared.auth import Auth
 
 HELLO = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0x02FF,
          "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
-         "adc_bits": 12, "sum_shift": 0, "pow_bits": 0, "telemetry_every": 1,
-         "kairos_decim": 1, "counts_per_unit_q4": 2048}
+         "adc_bits": 12, "sum_shift": 0, "pow_bits": 0, "telemetry_every": 1, "spb_max": 32,
+         "period_min_us": 500, "reset_cause": 1, "boot_flags": 0, "kairos_decim": 1,
+         "counts_per_unit_q4": 2048}
 
 
 def tel(beat):

@@ -13,7 +13,7 @@ from tests.test_coordinator import HELLO, FakeDevice, make_coord, stop, tel, wai
 
 HB = {"beats": 200, "late_p50_us": 12, "late_p99_us": 480, "late_max_us": 900, "heap_free": 100000,
       "witness_queue": 0, "rx_ok": 3, "rx_crc": 0, "rx_cobs": 0, "rx_auth": 0, "rx_replay": 0,
-      "rx_other": 0, "tx_dropped": 0}
+      "rx_other": 0, "tx_dropped": 0, "samples_lost": 0}
 
 
 def _rec(beat, decision=0, late=3):

@@ -18,14 +18,16 @@ import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "vectors", "protocol_vectors.json")
-TEST_KEY = bytes(range(0xA0, 0xC0))  # a published test key; never a real device's
+TEST_KEY = bytes(range(0xA0, 0xC0))
+WIRE_VERSION = 2   # PROTOCOL.md: the version nibble of byte 0  # a published test key; never a real device's
 
 # Layouts as documented (PROTOCOL.md), not imported from the code under test.
 DOC = {
-    "HELLO": (1, "<8sBBBHHIIHBBBB", ["board", "fw_major", "fw_minor", "fw_patch",
-                                     "capabilities", "fs_hz", "period_us", "phase_step",
-                                     "lag_samples", "adc_bits", "sum_shift", "pow_bits",
-                                     "telemetry_every"]),
+    "HELLO": (1, "<8sBBBHHIIHBBBBBHBB", ["board", "fw_major", "fw_minor", "fw_patch",
+                                         "capabilities", "fs_hz", "period_us", "phase_step",
+                                         "lag_samples", "adc_bits", "sum_shift", "pow_bits",
+                                         "telemetry_every", "spb_max", "period_min_us",
+                                         "reset_cause", "boot_flags"]),
     "TELEMETRY": (2, "<IHHiiIIBHhHHHB", ["beat", "period_us", "lateness_us", "dT_re", "dT_im",
                                          "dE0", "dEL", "n_samples", "coherence", "pid_error",
                                          "pid_output", "threat", "o_weight", "decision_state"]),
@@ -36,10 +38,10 @@ DOC = {
     "MODEL": (6, "<Iff", ["model_version", "w", "b"]),
     "TIME_SYNC": (7, "<BQHI", ["mode", "host_t1_us", "rx_era", "rx_off"]),
     "CLEAR": (8, "<BI", ["reason", "ref"]),
-    "HEARTBEAT": (9, "<IHHHIBHHHHHHH", ["beats", "late_p50_us", "late_p99_us", "late_max_us",
-                                        "heap_free", "witness_queue", "rx_ok", "rx_crc",
-                                        "rx_cobs", "rx_auth", "rx_replay", "rx_other",
-                                        "tx_dropped"]),
+    "HEARTBEAT": (9, "<IHHHIBHHHHHHHI", ["beats", "late_p50_us", "late_p99_us", "late_max_us",
+                                         "heap_free", "witness_queue", "rx_ok", "rx_crc",
+                                         "rx_cobs", "rx_auth", "rx_replay", "rx_other",
+                                         "tx_dropped", "samples_lost"]),
     "ERROR": (10, "<BBI16s", ["code", "ref_type", "ref", "text"]),
 }
 
@@ -59,7 +61,8 @@ CASES = [
     ("hello", "HELLO", 17, 0x2A5C, 0, 0, 1200,
      {"board": "pico", "fw_major": 0, "fw_minor": 3, "fw_patch": 1, "capabilities": 0x02FD,
       "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10, "adc_bits": 12,
-      "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1}),
+      "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1, "spb_max": 32,
+      "period_min_us": 500, "reset_cause": 3, "boot_flags": 3}),
     ("telemetry", "TELEMETRY", 17, 0x2A5C, 1, 0, 5411, TEL_A),
     ("telemetry_extremes", "TELEMETRY", 65535, 0xFFFF, 0x3FFFFFFF, 0xFF, 0x3FFFFFFF, TEL_B),
     ("telemetry_batch", "TELEMETRY", 17, 0x2A5C, 2, 1, 12, {"records": [TEL_A, TEL_C]}),
@@ -82,7 +85,7 @@ CASES = [
     ("heartbeat", "HEARTBEAT", 17, 0x2A5C, 6, 0, 1000000,
      {"beats": 237, "late_p50_us": 12, "late_p99_us": 410, "late_max_us": 1203,
       "heap_free": 143360, "witness_queue": 2, "rx_ok": 9, "rx_crc": 1, "rx_cobs": 2,
-      "rx_auth": 0, "rx_replay": 0, "rx_other": 0, "tx_dropped": 0}),
+      "rx_auth": 0, "rx_replay": 0, "rx_other": 0, "tx_dropped": 0, "samples_lost": 70000}),
     ("error", "ERROR", 17, 0x2A5C, 7, 0, 1000100,
      {"code": 6, "ref_type": 5, "ref": 3, "text": "unknown key 99"}),
 ]
@@ -111,7 +114,7 @@ def cobs_reference(data):
 def build(type_name, device_id, boot_id, seq, era, off, fields, auth, batch):
     code, fmt, names = DOC[type_name]
     flags = (1 if auth else 0) | (2 if batch else 0)
-    head = struct.pack("<BBHHIBI", 0x10 | flags, code, device_id, boot_id, seq, era, off)
+    head = struct.pack("<BBHHIBI", (WIRE_VERSION << 4) | flags, code, device_id, boot_id, seq, era, off)
     if batch:
         body = bytes([len(fields["records"])]) + b"".join(
             struct.pack(fmt, *[r[n] for n in names]) for r in fields["records"])
@@ -139,7 +142,8 @@ def corrupt_vectors(good_hex):
         ("bad_crc", g[:-1] + bytes([g[-1] ^ 0x80]), "crc"),
         ("trailing_byte", fix(g[:-4] + b"\x00" + g[-4:]), "length"),
         ("missing_byte", fix(g[:-5] + g[-4:]), "length"),
-        ("version_2", fix(bytes([0x20 | (g[0] & 0x0F)]) + g[1:]), "version"),
+        ("version_1", fix(bytes([0x10 | (g[0] & 0x0F)]) + g[1:]), "version"),
+        ("version_3", fix(bytes([0x30 | (g[0] & 0x0F)]) + g[1:]), "version"),
         ("unknown_type_11", fix(g[:1] + b"\x0b" + g[2:]), "type"),
         ("unknown_flag", fix(bytes([g[0] | 0x08]) + g[1:]), "field"),
         ("boot_id_0", fix(g[:4] + b"\x00\x00" + g[6:]), "field"),
@@ -171,7 +175,8 @@ def generate():
                             "hex": raw.hex(), "cobs_hex": cobs_reference(raw).hex()})
     bad = [{"name": n, "hex": b.hex(), "reason": r}
            for n, b, r in corrupt_vectors(vectors[1]["hex"])]
-    return {"about": "Golden vectors of the BecomingONE wire protocol v1 (docs/PROTOCOL.md). "
+    return {"about": "Golden vectors of the BecomingONE wire protocol v%d (docs/PROTOCOL.md). "
+                     % WIRE_VERSION + 
                      "Generated by tools/gen_vectors.py from the documented layouts; "
                      "key_hex is a public TEST key used for the *_auth vectors.",
             "key_hex": TEST_KEY.hex(), "vectors": vectors, "invalid": bad}

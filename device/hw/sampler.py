@@ -1,21 +1,22 @@
 """Sampling at f_s, decoupled from the beat.
 
 All samplers fill a ``Ring`` (single producer, single consumer, preallocated ``array('H')``);
-the beat drains it with ``drain(dst) -> n`` once per beat.  When the consumer falls behind, the
-oldest unread samples are overwritten and counted in ``overruns``.
+the beat drains it with ``drain(dst) -> n`` once per beat.  The producer (an interrupt handler,
+a thread, or the beat itself) writes only ``head`` and ``overruns``; the consumer (the beat) writes
+only ``tail``.  When the ring is full the producer drops the *new* sample and counts it in
+``overruns``: it never moves the consumer's index, so a producer that interrupts the beat (a hard
+IRQ) or runs on another core (a thread) cannot race with ``drain`` (each index is one word,
+written by one side only).  ``lost()`` is what HEARTBEAT reports as ``samples_lost``.
 
-(``TimerSampler`` and ``ThreadSampler`` are in device/hw/rp2_sampler.py.)
-- ``TimerSampler(adc, f_s, timer)``: a ``machine.Timer`` at f_s calls ``adc.read_u16() >> 4``
-  (12-bit counts on the RP2040).  rp2 timers run callbacks as soft IRQs, so a long beat delays
-  samples slightly but does not lose them while the ring has room.
-- ``ThreadSampler(adc, f_s, clock)``: a loop on the rp2's second core (``_thread``), pacing itself
-  on a deadline schedule (next = previous + 1/f_s) with ``sleep_us``; stops when ``stop()`` is
-  called.  Only the producer index is written by that core; Python ints and array stores are
-  atomic under the GIL-less rp2 port for single-word values, which is what the ring relies on.
-- ``PullSampler(source, f_s, clock)``: computes how many sample instants have passed since the last
-  call (exact, in integer microseconds) and asks ``source.sample()`` for each one.  Used by the
-  emulator (a synthetic sensor is evaluated at each sample instant) and by any ADC that is read
-  on demand (e.g. an ADS1115 in continuous mode, read once per sample instant due).
+(``TimerSampler`` is in device/hw/rp2_sampler.py, ``ThreadSampler`` and ``ReadySampler`` in
+device/hw/thread_sampler.py.)
+- ``TimerSampler(adc, f_s, timer)``: rp2, a ``machine.Timer(hard=True)`` at f_s reads
+  ``adc.read_u16() >> 4`` in the timer's hard IRQ (core 0, the beat's core).
+- ``ThreadSampler(adc, f_s, clock)``: a thread pacing itself on a deadline schedule (CPython).
+- ``ReadySampler(ads, ready, clock)``: pizero, one read per ADS1115 conversion-ready pulse.
+- ``PullSampler(source, f_s)``: computes how many sample instants have passed since the last
+  call (exact, in integer microseconds) and asks ``source.sample()`` for each one (the emulator's
+  synthetic sensor).
 """
 from array import array
 
@@ -38,6 +39,8 @@ def copy16(src, so: int, dst, do: int, n: int) -> int:
         i += 1
     return n
 
+_SAT = 0x3FFFFFFF
+
 
 class Ring:
     def __init__(self, capacity=256):
@@ -45,21 +48,23 @@ class Ring:
             raise ValueError("sample ring capacity must be >= 2, got %r" % (capacity,))
         self.buf = array("H", bytes(2 * capacity))
         self.cap = capacity
-        self.head = 0   # next write
-        self.tail = 0   # next read
-        self.overruns = 0
+        self.head = 0   # next write (producer only)
+        self.tail = 0   # next read (consumer only)
+        self.overruns = 0   # samples dropped because the ring was full (producer only)
+        self.missed = 0     # sample instants nobody took (a stalled producer; consumer side)
 
     def put(self, v):
+        """Producer: store one sample, or count it dropped when full (no allocation)."""
         h = self.head
+        n = h + 1
+        if n == self.cap:
+            n = 0
+        if n == self.tail:           # full: drop this sample, never touch tail
+            if self.overruns < _SAT:
+                self.overruns += 1
+            return
         self.buf[h] = v
-        h += 1
-        if h == self.cap:
-            h = 0
-        if h == self.tail:   # full: drop the oldest
-            t = self.tail + 1
-            self.tail = 0 if t == self.cap else t
-            self.overruns += 1
-        self.head = h
+        self.head = n
 
     def available(self):
         d = self.head - self.tail
@@ -111,6 +116,10 @@ class Ring:
                 break
             n -= g
         return got
+    def lost(self):
+        """Samples lost since start: overruns + missed instants, saturating below 2^30."""
+        v = self.overruns + self.missed
+        return v if v < _SAT else _SAT
 
 
 def _check_fs(f_s):
@@ -144,17 +153,20 @@ class PullSampler:
         self._last = now
         cap = self.ring.cap
         maxd = self._maxd          # keeps d * f_s below 2^30 (small ints on the Pico)
-        if d > maxd:               # a long stall: the skipped instants are overruns
-            self.ring.overruns += (d - maxd) // 1000 * self.f_s // 1000
+        if d > maxd:               # a long stall: the skipped instants are missed
+            m = self.ring.missed + (d - maxd) // 1000 * self.f_s // 1000
+            self.ring.missed = m if m < _SAT else _SAT
             d = maxd
         acc = self._acc + d * self.f_s
         n = acc // 1000000
         self._acc = acc - n * 1000000
-        if n > cap:
-            self.ring.overruns += n - cap
-            for _ in range(n - cap):
+        room = cap - 1 - self.ring.available()
+        if n > room:
+            m = self.ring.overruns + n - room
+            self.ring.overruns = m if m < _SAT else _SAT
+            for _ in range(n - room):
                 self.source.sample()       # keep the synthetic signal's time base exact
-            n = cap
+            n = room
         src = self.source
         ring = self.ring
         if hasattr(src, "fill"):
@@ -173,10 +185,13 @@ class PullSampler:
             return
         for _ in range(n):
             ring.put(src.sample())
-        self.taken += n
+        self.taken = (self.taken + n) & _SAT
 
     def drain(self, dst):
         return self.ring.drain(dst)
+
+    def lost(self):
+        return self.ring.lost()
 
     def stop(self):
         pass

@@ -55,8 +55,13 @@ def collect(args):
     exe = _mpy(args)
     rows = []
     n = 300 if quick else 2000
+    import tempfile
+    from becomingone.emulate.firmware import build_firmware
+    fw_dir = tempfile.mkdtemp(prefix="bench-firmware-")
+    build_firmware(fw_dir)                # .mpy, as a board runs the firmware
     p = subprocess.run([exe, "-X", "heapsize=192K", os.path.join(HERE, "mpy_beat.py"), ROOT,
-                        "--beats", str(n)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+                        "--beats", str(n), "--firmware", fw_dir], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
     if p.returncode != 0:
         raise RuntimeError("beat bench failed: " + p.stderr.strip()[-500:])
     for r in _json_line(p.stdout)["rows"]:
@@ -69,7 +74,7 @@ def collect(args):
     rows.extend(r for r in math_rows if r.get("name") not in want)
     beats = 400 if quick else args.beats
     for bits in (0, 20):
-        p = subprocess.run([exe, "-X", "heapsize=192K", "device/main.py", "--board", "emulator",
+        p = subprocess.run([exe, "-X", "heapsize=192K", main, "--board", "emulator",
                             "--beats", str(beats), "--link", "none", "--pow-bits", str(bits)],
                            capture_output=True, text=True, timeout=600, cwd=ROOT)
         if p.returncode != 0:
@@ -81,6 +86,8 @@ def collect(args):
                      "skipped_beats": r["skipped_beats"], "pow_hashes": r["pow_hashes"],
                      "alloc_bytes_per_beat": r["alloc_bytes_per_beat"],
                      "gc_in_beat": r["gc_in_beat"], "load_avg_1m": _load()})
+    import shutil
+    shutil.rmtree(fw_dir, ignore_errors=True)
     if not getattr(args, "no_rp2040", False):
         from becomingone.rp2040 import bench as rp2040_bench
         rows.extend(rp2040_bench.collect(beats=100 if quick else getattr(args, "rp2040_beats", 300),

@@ -37,8 +37,9 @@ def add_arguments(p):
     p.add_argument("--omega", type=float, default=0.0,
                    help="KAIROS omega in rad/s for host and devices (default 0: at the spec's 2 "
                    "rad/s no window longer than 0.39 s can reach the collapse threshold)")
-    p.add_argument("--tau-bar", type=float, default=0.002,
-                   help="KAIROS lag tau-bar in seconds (default 0.002 = 2 samples at 1 kHz)")
+    p.add_argument("--tau-bar", type=float, default=0.0,
+                   help="KAIROS lag tau-bar in seconds (default 0: each device learns one period "
+                        "of its machine)")
     p.add_argument("--sensor-file", default=None, metavar="PATH",
                    help="every device samples this file (raw little-endian uint16 ADC counts at "
                    "the board's f_s, 12 kHz) instead of its synthetic machine; a device restarts "

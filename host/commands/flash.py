@@ -127,7 +127,9 @@ def make_plan(args):
     if clash:
         raise UserError("--set cannot change %s (set by flash itself)" % ", ".join(clash))
     config.update(extra)
-    P.check_device_flags(config, wifi)
+    # the firmware's own checks (option parser, the board's limits); the sample rate is written
+    # out (the board's default when not --set) so the plan shows what the board will run at
+    config["fs"] = P.check_device_flags(config, wifi)
     items = P.plan_items(board, config, wifi=V.wifi_bytes(wifi) if wifi else None,
                          code=not args.config_only)
     return {"board": board, "target": target, "port": args.port, "link": link, "wifi": wifi,

@@ -170,9 +170,12 @@ SCHEMA = {
                           lo=0.0, lo_open=True, hi=3600.0),
         "coherence_threshold": Leaf("float", 0.95, "I_c: collapse when C >= I_c (SPEC 4.2/4.3)",
                                     lo=0.0, lo_open=True, hi=1.0),
-        "omega": Leaf("float", 2.0, "omega in rad/s of the KAIROS phasor (sent to devices)", lo=0.0, hi=1.0e6),
-        "tau_bar": Leaf("float", 0.01, "tau-bar lag in seconds; L = max(1, round(tau_bar*f_s)) samples",
-                        lo=0.0, hi=10.0),
+        "omega": Leaf("float", 0.0, "omega in rad/s of the KAIROS phasor (sent to devices); a window "
+                      "of W s has C <= sinc^2(omega W / 2), so omega > 0 caps the windows that can "
+                      "collapse (SPEC's 2 rad/s: none longer than 0.39 s)", lo=0.0, hi=1.0e6),
+        "tau_bar": Leaf("float", 0.0, "tau-bar lag in seconds; 0 = each device learns one period of "
+                        "its machine; else L = max(1, round(tau_bar * f_k)) KAIROS samples "
+                        "(f_k = 250 Hz nominal)", lo=0.0, hi=0.5),
     },
     "master": {
         "enabled": Leaf("bool", True, "run the Master (long windows); false: no windows, no sync"),

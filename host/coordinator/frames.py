@@ -2,6 +2,7 @@
 owns it (devices/: sessions, configuration, time sync, WITNESS; core/: the telemetry feed)."""
 import time
 
+from becomingone.devices.config import config_key_of
 from becomingone.ingest.pipeline import FrameSink
 from shared import protocol as P
 
@@ -38,6 +39,11 @@ class DeviceFrames(FrameSink):
         difficulty with what the host requires, start time sync."""
         dev = s.device_id
         dc = self.devconfig
+        # a CONFIG still waiting for its ACK when the device comes back from a crash or a
+        # watchdog reset is what brought it down: refused, never sent again (not at this HELLO
+        # either); devconfig.on_reset records it
+        if s.hello.get("reset_cause") in (P.RESET_WATCHDOG, P.RESET_CRASH):
+            dc.on_reset(dev, s.hello["reset_cause"])
         dc.resync(dev)
         need = self.admission.pow_bits_for(dev)
         if self.admission.pow_required and s.hello.get("pow_bits") != need and \
@@ -77,4 +83,5 @@ class DeviceFrames(FrameSink):
         self.tally.counts["device_errors"] += 1
         session.extra["last_error"] = dict(fields)
         if fields["ref_type"] == P.CONFIG:     # the device refused a CONFIG
-            self.devconfig.on_ack(session.device_id, fields["ref"], P.ACK_BAD_VALUE)
+            self.devconfig.on_ack(session.device_id, fields["ref"], P.ACK_BAD_VALUE,
+                                  key=config_key_of(fields["text"]))

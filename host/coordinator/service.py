@@ -33,7 +33,7 @@ from becomingone.core.feed import TelemetryFeed
 from becomingone.core.integration import Integration
 from becomingone.core.master import Master
 from becomingone.core.pulses import PulseSummaries
-from becomingone.devices.config import DeviceConfigs, device_defaults
+from becomingone.devices.config import DeviceConfigs, device_defaults, hello_limits
 from becomingone.devices.sender import FrameSender
 from becomingone.devices.sessions import Sessions
 from becomingone.devices.timesync import TIME_SYNC_EVERY_S, TIME_SYNC_QUICK
@@ -102,7 +102,8 @@ class Coordinator:
         self.sender = FrameSender(lambda dev: self.admission.auths.get(dev), self.counters)
         self.devconfig = DeviceConfigs(device_defaults(cfg),
                                        os.path.join(self.data_dir, "devconfig.json"),
-                                       send=self._send_config, ledger_append=self._config_record)
+                                       send=self._send_config, ledger_append=self._config_record,
+                                       limits=self._device_limits)
         self.witness = WitnessDesk(self.admission, self.sender, self.sessions, self.tally,
                                    self.submit,
                                    lambda key, e, err: self.inbox.put(Committed(key, e, err)),
@@ -410,6 +411,11 @@ class Coordinator:
                 self.core.micro(kind, device_id=device_id, **data)
             except Exception:
                 self.counters["integration_errors"] += 1
+
+    def _device_limits(self, device_id):
+        """The board limits of a device's last HELLO (CONFIG checks), or None if not seen."""
+        s = self.sessions.get(device_id)
+        return hello_limits(s.hello) if s is not None else None
 
     def _send_config(self, device_id, changes, cfg_version):
         s = self.sessions.get(device_id)

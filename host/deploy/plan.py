@@ -206,8 +206,10 @@ def device_argv(config, wifi=None):
 
 
 def check_device_flags(config, wifi=None, root=ROOT):
-    """Parse the flags with the firmware's own parser (device/cli.py), so a bad --set value is
-    refused now rather than at the board's next boot."""
+    """Parse the flags with the firmware's own parser (device/cli.py) and check them against the
+    board's limits (device/limits.py: f_s, the beat period), so a bad --set value is refused now
+    rather than at every boot of the board.  Returns the sample rate the board will run at (the
+    board's default when the config sets none)."""
     path = os.path.join(root, "device", "cli.py")
     if not os.path.exists(path):
         raise UserError("%s is missing: cannot check the board config" % path)
@@ -215,9 +217,11 @@ def check_device_flags(config, wifi=None, root=ROOT):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     try:
-        mod.parse_args(device_argv(config, wifi))
+        opts = mod.parse_args(device_argv(config, wifi))
+        mod.check_board(opts)
     except mod.UsageError as e:
         raise UserError("board config rejected by the firmware's option parser: %s" % e) from None
+    return opts.fs
 
 
 def plan_items(board, config, key_size=32, wifi=None, root=ROOT, code=True):

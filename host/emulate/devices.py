@@ -1,11 +1,12 @@
 """Emulated device processes (the real firmware, device/main.py) and the misbehaving senders
 (a flooding device, a forger that also replays captured frames).
 
-Each device gets a distinct, deterministic signal (its seed is 1000 + id): odd devices are
-coherent (a clean 5 Hz vibration, `--signal f0=5,octaves=1,noise=0`), even devices run the
-emulator's default multi-octave signal with extra white noise for the whole run; a `fault=D@T`
-item of --faults gives device D an impacting-machine fault at T seconds (a spike every 25 ms
-for 1.5 s: the anomalies fill the Emissary window, so ALERT comes first, then QUARANTINE).
+Each device gets a distinct, deterministic machine (its seed is 1000 + id; boards/emulator.py):
+odd devices run the emulator's default machine (a steady rotation and its harmonics over a
+healthy bearing's broadband vibration: coherent, its KAIROS collapses), even devices the same
+with 0.6 g of extra broadband noise for the whole run (coherence well below I_c); a `fault=D@T`
+item of --faults gives device D a bearing fault at T seconds: 3 g impacts at an outer-race
+defect's rate for 3 s (the feature model's threat rises: ALERT, then QUARANTINE).
 """
 import json
 import os
@@ -48,13 +49,13 @@ def runtime_command(runtime):
 
 def sensor_faults(index, events):
     """--faults for the emulator sensor of device `index` (1-based): even devices are noisy
-    all the time; `events` = [(device, seconds)] noise bursts of the fault=D@T items."""
+    all the time; `events` = [(device, seconds)]: the bearing faults of the fault=D@T items."""
     parts = []
     if index % 2 == 0:
         parts.append("noise@0+%d*600" % _FOREVER_MS)
     for dev, at in events:
         if dev == index:
-            parts.append("spikes@%d+1500*1500" % int(at * 1000))
+            parts.append("impact@%d+3000*3000" % int(at * 1000))
     return ",".join(parts)
 
 
@@ -174,7 +175,7 @@ class Flooder(threading.Thread):
         hello = {"board": "flooder", "fw_major": 0, "fw_minor": 1, "fw_patch": 0,
                  "capabilities": 0, "fs_hz": 1000, "period_us": 4211, "phase_step": 0,
                  "lag_samples": 10, "adc_bits": 12, "sum_shift": 0, "pow_bits": 16,
-                 "telemetry_every": 1}
+                 "telemetry_every": 1, "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0}
         self._send(P.encode(P.HELLO, hello, self.device_id, self.boot_id, seq, auth=self.auth))
         nxt = time.monotonic()
         while not self.stop_event.is_set():

@@ -1,7 +1,9 @@
 """Build the firmware the way a board gets it: device/, shared/ and boards/ compiled with
 mpy-cross for this machine's architecture (the unix port loads native code only for its own),
-device/main.py kept as source. Running precompiled modules also spares the 192K heap the
-compiler's peak, as on a real Pico that is flashed with .mpy files."""
+the entry point too (as device/_main.mpy) behind a few-line device/main.py launcher. Running
+precompiled modules spares the 192K heap the compiler's peak and the names it interns (every
+identifier of a compiled source, locals included, stays in the heap for good), as on a real Pico
+that is flashed with .mpy files."""
 import importlib.util
 import os
 import platform
@@ -12,6 +14,15 @@ from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd
 from becomingone.errors import UserError
 
 PACKAGES = ("device", "shared", "boards")
+LAUNCHER = """# Written by the firmware build (host/emulate/firmware.py): device/main.py as device/_main.mpy
+import sys
+_d = sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else "."
+sys.path.insert(0, _d + "/.." if _d != "." else "..")
+from device import _main
+_rc = _main.main()
+if _rc:
+    sys.exit(_rc)
+"""
 _MARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86",
           "armv7l": "armv7m", "armv6l": "armv6"}
 
@@ -41,9 +52,9 @@ def build_firmware(out, march=None, root=ROOT):
                 dst = os.path.join(out, rel)
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 if rel == os.path.join("device", "main.py"):
-                    with open(os.path.join(root, rel), "rb") as s, open(dst, "wb") as d:
-                        d.write(s.read())
-                    continue
+                    with open(dst, "w") as d:
+                        d.write(LAUNCHER)
+                    dst = os.path.join(out, "device", "_main.py")
                 cmd = mpy_cross_cmd() + ["-march=" + march, "-s", rel, "-o", dst[:-3] + ".mpy", rel]
                 p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
                 if p.returncode != 0:

@@ -32,7 +32,6 @@ from shared import protocol as P
 from shared.auth import Auth
 
 FLOOD_ID_BASE = 60000   # flooding senders get their own keyed device ids
-COHERENT_SIGNAL = "f0=5,octaves=1,noise=0"   # odd devices: a clean 5 Hz vibration
 
 
 class _WitnessObserver:
@@ -64,7 +63,7 @@ class Emulation:
     UserError for bad options or a data folder holding a real coordinator's ledger."""
     def __init__(self, devices=3, duration=60.0, transport="udp", runtime="micropython",
                  faults=None, data_dir=None, serial_devices=0, config_overrides=None,
-                 pow_bits=None, device_args=(), omega=0.0, tau_bar=0.002, http=None,
+                 pow_bits=None, device_args=(), omega=0.0, tau_bar=0.0, http=None,
                  sensor_file=None):
         if devices < 1 or devices > 200:
             raise UserError("--devices must be 1..200, got %d" % devices)
@@ -93,12 +92,13 @@ class Emulation:
         if self.sensor_file and not os.path.isfile(self.sensor_file):
             raise UserError("--sensor-file %s: no such file (raw little-endian uint16 ADC counts "
                             "at the board's sample rate)" % sensor_file)
-        # KAIROS scenario: omega and tau_bar reach the host config and the devices alike.
-        # omega = 0 by default here: at the spec's 2 rad/s a window of W seconds has
-        # C <= sinc^2(omega*W/2), so no window longer than 0.39 s could reach I_c = 0.95.
-        if omega < 0 or not 0 < tau_bar <= 1.0:
-            raise UserError("--omega must be >= 0 and --tau-bar in (0, 1] s (got %r, %r)"
-                            % (omega, tau_bar))
+        # KAIROS: omega and tau_bar reach the host config and the devices alike; at their
+        # defaults (omega 0, tau_bar 0) the devices run their own defaults: omega 0 and a lag
+        # learned from the machine (one period).  At the spec's 2 rad/s a window of W seconds
+        # has C <= sinc^2(omega*W/2): no window longer than 0.39 s could reach I_c = 0.95.
+        if omega < 0 or not 0 <= tau_bar <= 0.5:
+            raise UserError("--omega must be >= 0 and --tau-bar in [0, 0.5] s, 0 = learned "
+                            "(got %r, %r)" % (omega, tau_bar))
         self.omega = float(omega)
         self.tau_bar = float(tau_bar)
         overrides = {"data_dir": self.data_dir, "kairos.omega": self.omega,
@@ -194,16 +194,19 @@ class Emulation:
                 url = proxy.url
             self.proxies[d] = proxy
             key_file = os.path.join(self.data_dir, "keys", "device-%d.key" % d)
-            lag = self.cfg.lag_samples(1000)
-            extra = ["--omega", repr(self.omega), "--lag", str(lag)]
+            lag = self.cfg.lag_samples()
+            extra = []
+            if self.omega:
+                extra += ["--omega", repr(self.omega)]
+            if lag:
+                extra += ["--lag", str(lag)]
             if self.sensor_file:
                 extra += ["--sensor-file", self.sensor_file]
-            elif d % 2 == 1:
-                extra += ["--signal", COHERENT_SIGNAL]
             if self.runtime == "rp2040":
                 dev = Rp2040Device(d, d, url, log_dir, chip_modules, key_file=key_file,
                                    fault_events=self.faults.fault, pow_bits=self.pow_bits,
-                                   extra=self.device_args, omega=self.omega, lag=lag)
+                                   extra=self.device_args, omega=self.omega or None,
+                                   lag=lag or None)
             else:
                 dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
                                     faults=sensor_faults(d, self.faults.fault),

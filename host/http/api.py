@@ -50,6 +50,8 @@ def device_view(summary):
     dropped, the last TELEMETRY decoded."""
     d = {k: v for k, v in summary.items() if not k.startswith("_")}
     d["telemetry"] = decode_telemetry(d.get("last_telemetry"), d.get("hello"))
+    hb = d.get("heartbeat")
+    d["samples_lost"] = hb.get("samples_lost") if hb else None     # sampler overruns (HEARTBEAT)
     return d
 
 

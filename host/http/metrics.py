@@ -72,6 +72,8 @@ class CoordinatorCollector:
             ("pid_output", "PID output (last TELEMETRY, 0..1)"),
             ("quarantined", "1 while the device is latched in QUARANTINE"),
             ("frames_lost", "Sequence gaps of the current session"),
+            ("samples_lost", "Samples the device's sampler lost since boot (HEARTBEAT: ring "
+             "overruns and missed sample instants; 0 on a healthy device)"),
             ("sync_coherence", "Sync layer |T_sync|^2 (Master vs Emissary)"),
             ("sync_collapsed", "1 while the device is in a sync-layer collapse"))}
         decision = G(P + "device_decision", "The device's current decision (1 for the current one)",
@@ -80,6 +82,9 @@ class CoordinatorCollector:
             dev = str(key)
             per["online"].add_metric([dev], 1.0 if s.get("online") else 0.0)
             per["frames_lost"].add_metric([dev], float(s.get("lost") or 0))
+            hb = s.get("heartbeat")
+            if hb:
+                per["samples_lost"].add_metric([dev], float(hb.get("samples_lost") or 0))
             t = decode_telemetry(s.get("last_telemetry"), s.get("hello"))
             if t is not None:
                 per["lateness_microseconds"].add_metric([dev], float(t["lateness_us"]))

@@ -44,7 +44,8 @@ SCHEMAS = {
         ["beat", "lateness_us", "coherence", "pid_error", "pid_output", "threat", "decision",
          "quarantined"], extra=False),
     "Session": _obj(SESSION, ["device_id", "boot_id", "online", "frames", "lost"]),
-    "Device": _obj(dict(SESSION, telemetry=NULLABLE("Telemetry")),
+    "Device": _obj(dict(SESSION, telemetry=NULLABLE("Telemetry"), samples_lost=INT_N,
+                        heartbeat={"type": ["object", "null"]}),
                    ["device_id", "boot_id", "online", "frames", "lost", "telemetry"]),
     "DeviceList": _obj({"devices": {"type": "array", "items": REF("Device")}}, ["devices"]),
     "Window": _obj({

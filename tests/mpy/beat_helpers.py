@@ -43,9 +43,8 @@ class FakeLink:
     def frames(self, msg_type=None):
         out = []
         for d in self.sent:
-            f = P.decode(d)
-            if msg_type is None or f.type == msg_type:
-                out.append(f)
+            if msg_type is None or d[1] == msg_type:    # byte 1 = type: decode only those
+                out.append(P.decode(d))
         return out
 
     def clear(self):
@@ -94,19 +93,26 @@ def _fresh_maths(m):
     m.em.reset()
     m.em.set_threshold(0.95)
     m.act.set_setpoint(0.5)
-    m.act.set_sample_time(m.pulse.period_s)
+    m.act.set_auto_mode(True)
+    m.act.set_p_on_measurement(False)
+    m.act.configure(2.0, 8.0, 0.0, m.pulse.period_s)
+    m.act.set_starting_output(0.0)
     m.act.reset()
+    m.act_manual_q16 = 0
+    m.em.set_anomaly_z(3.0)
     a = m.arb
     a.set_model(0.12, 0.0)
     a.set_thresholds(0.85, 0.60)
     a.set_genome(0.25, 0.25, 0.15, 0.35)
+    a.pid.configure(0.6, 0.1, 0.05, m.pulse.period_s)
     a.set_period(m.pulse.period_s)
     a.pid.reset()
     a.risk_anoms = 0
     a.t_threat = -1
 
 
-def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77):
+def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77, state_dir=None,
+              sampler=None):
     from device import runner
     from device.beat import Beat, Settings
     from device.hostframes import HostFrames
@@ -123,6 +129,8 @@ def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77):
         _cache["maths"] = b.m
         _cache["sensor"] = b.hw.sensor
         _cache["pow"] = b.m.miner
+        b = None                   # the first beat's buffers go before the second is built
+        gc.collect()
     m = _cache["maths"]
     _fresh_maths(m)
     m.miner = miner or _cache["pow"]
@@ -140,7 +148,9 @@ def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77):
     hw.sensor = sen
     from device.hw.sampler import PullSampler
     from device.hw.outputs import NullLed, SoftWatchdog
-    hw.sampler = PullSampler(sen, 1000)
+    hw.sampler = sampler or PullSampler(sen, 1000)
+    hw.limits = E.LIMITS
+    hw.state_dir = state_dir
     hw.pwm = E.PlantPwm(hw.plant, 0)
     hw.led = NullLed()
     hw.watchdog = SoftWatchdog(clk)
@@ -152,6 +162,10 @@ def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77):
     s.pow_bits = o.pow_bits
     b = Beat(hw, link, enc, m, s)
     b.host = HostFrames(b, None)
+    if state_dir is not None:
+        from device.latch import Latch
+        b.latch = Latch(state_dir)
+        b.quarantined = b.latch.boot()
     return b, clk, link
 
 

@@ -70,7 +70,7 @@ def test_every_device_kind_roundtrips_with_auth_and_cobs():
     a = Auth(KEY)
     enc = Encoder(42, 777, auth=a, cobs=True)
     outs = [bytes(enc.hello(0, 1, b"pico-w", 1, 2, 3, 0x7F, 1000, 4211, 8947849, 10, 12, 0, 16,
-                            1)),
+                            1, 32, 500, 2, 3)),
             bytes(enc.telemetry(0, 2, *TEL)),
             bytes(enc.witness(0, 3, 9, P.WITNESS_DECISION, 100, 3, 40000, 30000, -7, 16, 99)),
             bytes(enc.ack(0, 4, P.CONFIG, P.ACK_OK, 5)),
@@ -117,7 +117,7 @@ def test_errors_are_typed():
     bad[20] ^= 1
     _raises(CrcError, P.decode, bytes(bad))
     _raises(CrcError, P.decode, good + b"\x00")
-    _raises(VersionError, P.decode, _refix_crc(b"\x20" + good[1:]))
+    _raises(VersionError, P.decode, _refix_crc(b"\x10" + good[1:]))
     _raises(UnknownTypeError, P.decode, _refix_crc(good[:1] + b"\x0b" + good[2:]))
     _raises(LengthError, P.decode, _refix_crc(good[:-4] + b"\x00" + good[-4:]))
     _raises(LengthError, P.decode, _refix_crc(good[:-5] + good[-4:]))

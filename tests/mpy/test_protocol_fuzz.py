@@ -18,7 +18,7 @@ def _seed_frames():
     for a in (None, KEY):
         enc = Encoder(17, 4242, auth=a)
         out.append((bytes(enc.hello(0, 1, b"pico", 0, 3, 1, 0x2FD, 1000, 4211, 2147, 10, 12, 0,
-                                    16, 1)), a))
+                                    16, 1, 32, 500, 1, 0)), a))
         out.append((bytes(enc.telemetry(0, 2, 100, 4211, 12, -70000, 65000, 123456, 654321, 4,
                                         60000, -1200, 33000, 2000, 22937, 0x41)), a))
         enc.batch_add(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0)

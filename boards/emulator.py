@@ -70,7 +70,7 @@ LIMITS = {"adc_bits": 12, "f_s_default": DEFAULT_FS, "f_s_max": 20000, "spb_max"
 _TABLE_BITS = const(10)
 _PHASE_BITS = const(24)           # phase accumulator modulo 2^24
 _SHIFT = const(14)                # _PHASE_BITS - _TABLE_BITS
-_MAX_FAULTS = const(8)
+MAX_FAULTS = const(8)
 _SPIKE_EVERY = const(25)
 _MID = const(2048)
 

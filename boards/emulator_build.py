@@ -2,7 +2,7 @@
 boards/emulator.py's ``build`` and forgotten once the beat is built (device/runner.py), so the
 parsing code does not stay in the heap of a running device."""
 from boards.emulator import (Hardware, Plant, PlantPwm, SyntheticMachine, FileSensor, NAME,
-                             LIMITS, DEFAULT_FS, ADC_BITS, COUNTS_PER_UNIT, SETPOINT, _MAX_FAULTS)
+                             LIMITS, DEFAULT_FS, ADC_BITS, COUNTS_PER_UNIT, SETPOINT, MAX_FAULTS)
 
 KINDS = {"noise": 1, "stuck": 2, "spike": 3, "drift": 4, "spikes": 5, "impact": 6,
          "fdrift": 7, "dead": 8, "incoherent": 9, "disturb": 10, "load": 11}
@@ -43,8 +43,8 @@ def parse_faults(spec):
         if kind in _NEEDS_DUR and dur == 0:
             raise ValueError("fault %r: %s needs +DUR (ms)" % (part, kind))
         out.append((KINDS[kind], start, dur, amp))
-    if len(out) > _MAX_FAULTS:
-        raise ValueError("at most %d faults, got %d" % (_MAX_FAULTS, len(out)))
+    if len(out) > MAX_FAULTS:
+        raise ValueError("at most %d faults, got %d" % (MAX_FAULTS, len(out)))
     return out
 
 

@@ -25,5 +25,5 @@ def firmware_main(tmp_path_factory):
     fw = os.environ.get("BECOMINGONE_FIRMWARE")
     if fw and os.path.exists(os.path.join(fw, "device", "main.py")):
         return os.path.join(fw, "device", "main.py")
-    from host.emulate.firmware import build_firmware
+    from becomingone.emulate.firmware import build_firmware
     return build_firmware(str(tmp_path_factory.mktemp("firmware")))

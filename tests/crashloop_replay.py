@@ -38,7 +38,7 @@ def seed_history(data, device_id=1, delta=None):
 
 
 def start_coordinator(root, data):
-    p = subprocess.Popen([sys.executable, "-m", "host.cli", "run", "--data", data, "--link",
+    p = subprocess.Popen([sys.executable, "-m", "becomingone.cli", "run", "--data", data, "--link",
                           "udp://127.0.0.1:0", "--set", "security.intrinsic=false"],
                          cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=dict(os.environ, BECOMINGONE_HTTP="off", PYTHONPATH=root))
@@ -53,7 +53,7 @@ def start_coordinator(root, data):
 
 def firmware(root, out):
     """The firmware of `root` precompiled for this machine (its own build tool)."""
-    r = subprocess.run([sys.executable, "-c", "import sys; from host.emulate.firmware import "
+    r = subprocess.run([sys.executable, "-c", "import sys; from becomingone.emulate.firmware import "
                         "build_firmware; print(build_firmware(sys.argv[1]))", out],
                        cwd=root, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=root))
@@ -124,7 +124,7 @@ class Supervisor:
 
 
 def cli(root, *args):
-    return subprocess.run([sys.executable, "-m", "host.cli"] + list(args), cwd=root,
+    return subprocess.run([sys.executable, "-m", "becomingone.cli"] + list(args), cwd=root,
                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=root))
 
 
@@ -150,7 +150,7 @@ def replay(root=ROOT, seconds=10.0, workdir=None, during=None):
         sup.reboot()                      # a reboot: a new HELLO, a chance to resend
         sup.run_for(seconds / 2)
         sup.stop()
-        st = subprocess.run([sys.executable, "-m", "host.cli", "status", "--data", data,
+        st = subprocess.run([sys.executable, "-m", "becomingone.cli", "status", "--data", data,
                              "--json"], cwd=root, capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=root))
         status = json.loads(st.stdout) if st.returncode == 0 else {}

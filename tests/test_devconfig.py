@@ -97,7 +97,7 @@ def test_damaged_history_file(tmp_path):
 # ---------------------------------------------------------------- whole-config checks
 
 
-from host.devconfig import DEVICE_DEFAULTS, device_defaults, hello_limits  # noqa: E402
+from becomingone.devices.config import DEVICE_DEFAULTS, device_defaults, hello_limits  # noqa: E402
 
 HELLO = {"fs_hz": 1000, "spb_max": 32, "period_min_us": 500}
 

@@ -30,7 +30,7 @@ def test_samples_lost_in_api_metrics_and_status(tmp_path):
         dev2.send(P.HEARTBEAT, dict(HB, samples_lost=0))
         assert wait(lambda: h.c.call(lambda: h.c.sessions.get(18) is not None and
                                      "heartbeat" in h.c.sessions.get(18).extra))
-        from host.commands.status import _device_lines
+        from becomingone.commands.status import _device_lines
         lines = _device_lines(h.c.status()["sessions"])
         assert any(l.startswith("device 17") and "1234 samples lost" in l for l in lines), lines
         assert any(l.startswith("device 18") and "crash reset" in l and

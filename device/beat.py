@@ -165,6 +165,7 @@ class Beat:
         self._ring = getattr(hw.sampler, "ring", None)
         self._ovr_seen = 0
         self.tel_due = False          # a TELEMETRY record is ready: sent first thing in idle
+        self.tel_beat = 0
         self.lag_changes = 0
         self.latch = None             # device/latch.py (set by runner.build)
         self.crashed = None           # the ERROR text of an exception that escaped the beat
@@ -283,6 +284,7 @@ class Beat:
             return
         self.tel_due = True
         self.tel_state = self.state_bits(decision, collapse)
+        self.tel_beat = self.beat            # step() counts the beat after this
 
     def _send_telemetry(self):
         self.tel_due = False
@@ -295,14 +297,14 @@ class Beat:
         re = a[_A_RE] - KBIAS
         im = a[_A_IM] - KBIAS
         if self.s.batch_beats > 1:
-            c = enc.batch_add(self.beat, self.deadline.period_us, self.late_last, re, im,
+            c = enc.batch_add(self.tel_beat, self.deadline.period_us, self.late_last, re, im,
                               a[_A_E0], a[_A_EL], a[_A_N], m.coherence_q16(), m.pid_error(),
                               m.pid_output(), m.threat_q16(), m.o_weight_q16(), st, lv, ku, cr,
                               an)
             if c >= self.s.batch_beats:
                 self.link.send(enc.batch_flush(tm.era, tm.off))
         else:
-            self.link.send(enc.telemetry(tm.era, tm.off, self.beat, self.deadline.period_us,
+            self.link.send(enc.telemetry(tm.era, tm.off, self.tel_beat, self.deadline.period_us,
                                          self.late_last, re, im, a[_A_E0], a[_A_EL], a[_A_N],
                                          m.coherence_q16(), m.pid_error(), m.pid_output(),
                                          m.threat_q16(), m.o_weight_q16(), st, lv, ku, cr, an))
@@ -364,11 +366,11 @@ class Beat:
     def idle(self):
         """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
         the deadline.  Work is only started when it fits before the deadline."""
+        if self.tel_due:              # the last beat's record, under the epoch it belongs to
+            self._send_telemetry()
         if self.enc.needs_new_boot or self.time.era >= 255:  # time_era is a u8
             from device.epoch import new_epoch   # rare: loaded only then
             new_epoch(self)
-        if self.tel_due:
-            self._send_telemetry()
         clk = self.clock
         dl = self.deadline
         s = self.s
@@ -572,6 +574,8 @@ class Beat:
                 if ex is not None and ex():
                     break
                 i += 1
+            if self.tel_due:           # the last beat's record (idle sends it) before returning
+                self._send_telemetry()
         except Exception as e:     # not KeyboardInterrupt / SystemExit (BaseException)
             from device.faults import on_crash
             return on_crash(self, e)

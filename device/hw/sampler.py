@@ -141,6 +141,8 @@ class PullSampler:
         self._acc = 0          # microseconds * f_s not yet turned into samples
         self.taken = 0
         self._maxd = 1000000000 // f_s
+        # block sources (fill(buf, off, n)) skip the samples an overrun drops through this
+        self._scratch = array("H", bytes(128)) if hasattr(source, "fill") else None
 
     def start(self, now):
         self._last = now
@@ -161,17 +163,26 @@ class PullSampler:
         n = acc // 1000000
         self._acc = acc - n * 1000000
         room = cap - 1 - self.ring.available()
-        if n > room:
-            m = self.ring.overruns + n - room
-            self.ring.overruns = m if m < _SAT else _SAT
-            for _ in range(n - room):
-                self.source.sample()       # keep the synthetic signal's time base exact
-            n = room
         src = self.source
         ring = self.ring
-        if hasattr(src, "fill"):
+        if n > room:
+            drop = n - room
+            m = ring.overruns + drop
+            ring.overruns = m if m < _SAT else _SAT
+            sc = self._scratch         # the source still produces them: its time base stays
+            if sc is None:             # exact (a real ADC's samples go on, unread)
+                for _ in range(drop):
+                    src.sample()
+            else:
+                while drop > 0:
+                    g = src.fill(sc, 0, drop if drop < 64 else 64)
+                    if g <= 0:
+                        break
+                    drop -= g
+            n = room
+        if self._scratch is not None:          # a block source: straight into the ring
             load = getattr(src, "extra_load_us", 0)
-            self.taken += ring.fill_from(src, n)
+            self.taken = (self.taken + ring.fill_from(src, n)) & _SAT
             clk = self.load_clock
             if load and clk is not None:
                 # the emulator's overload fault: extra work inside the beat (a simulated clock

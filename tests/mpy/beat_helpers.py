@@ -82,91 +82,46 @@ class SlowMiner:
         return self.m.nonce_hi16
 
 
-_cache = {}
-
-
-def _fresh_maths(m):
-    """Bring a cached Maths bundle back to its boot state (the unix port's 192K heap fragments
-    if every test allocates the Emissary window and arbiter tables anew)."""
-    m.pulse.set_params(k=4.0, P=5.0)
-    m.period_override_us = 0
-    m.em.reset()
-    m.em.set_threshold(0.95)
-    m.act.set_setpoint(0.5)
-    m.act.set_auto_mode(True)
-    m.act.set_p_on_measurement(False)
-    m.act.configure(2.0, 8.0, 0.0, m.pulse.period_s)
-    m.act.set_starting_output(0.0)
-    m.act.reset()
-    m.act_manual_q16 = 0
-    m.em.set_anomaly_z(3.0)
-    a = m.arb
-    a.set_model(0.12, 0.0)
-    a.set_thresholds(0.85, 0.60)
-    a.set_genome(0.25, 0.25, 0.15, 0.35)
-    a.pid.configure(0.6, 0.1, 0.05, m.pulse.period_s)
-    a.set_period(m.pulse.period_s)
-    a.pid.reset()
-    a.risk_anoms = 0
-    a.t_threat = -1
+_prepared = []
 
 
 def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77, state_dir=None,
               sampler=None):
+    """A beat built by device/runner.py as main.py builds it (emulator board, virtual clock),
+    with a recording link; state_dir keeps its QUARANTINE latch, sampler replaces the board's.
+    Drop the previous beat (and gc.collect()) before building another: a 192K heap holds one."""
     from device import runner
-    from device.beat import Beat, Settings
-    from device.hostframes import HostFrames
-    from shared.frame_encoder import Encoder
     import boards.emulator as E
     gc.collect()
-    o = parse_args(["--clock", "virtual", "--boot-id", str(boot_id)] + list(args))
+    a = ["--clock", "virtual", "--boot-id", str(boot_id)] + list(args)
+    if state_dir is not None:
+        a += ["--state-dir", state_dir]
+    o = parse_args(a)
     clk = VirtualClock(start=start, cost_us=cost_us)
     link = link or FakeLink()
-    if "maths" not in _cache:
+    if not _prepared:
         runner.prepare(o)          # compile every module before the tables are allocated
+        _prepared.append(1)
         gc.collect()
-        b = runner.build(o, clock=clk, link=link)
-        _cache["maths"] = b.m
-        _cache["sensor"] = b.hw.sensor
-        _cache["pow"] = b.m.miner
-        b = None                   # the first beat's buffers go before the second is built
-        gc.collect()
-    m = _cache["maths"]
-    _fresh_maths(m)
-    m.miner = miner or _cache["pow"]
-    hw = E.Hardware()
-    hw.name = E.NAME
-    hw.board_id = b"emulator"
-    hw.adc_bits = 12
-    hw.f_s = 1000
-    hw.clock = clk
-    hw.plant = E.Plant()
-    sen = _cache["sensor"]
-    sen.n = 0
-    sen.plant = hw.plant
-    sen.drift_q16 = 0
-    hw.sensor = sen
-    from device.hw.sampler import PullSampler
-    from device.hw.outputs import NullLed, SoftWatchdog
-    hw.sampler = sampler or PullSampler(sen, 1000)
-    hw.limits = E.LIMITS
-    hw.state_dir = state_dir
-    hw.pwm = E.PlantPwm(hw.plant, 0)
-    hw.led = NullLed()
-    hw.watchdog = SoftWatchdog(clk)
-    hw.default_link = "none"
-    enc = Encoder(o.device_id, o.boot_id, None, cobs=False, batch_max=5)
-    s = Settings()
-    s.telemetry_every = o.telemetry_every
-    s.batch_beats = o.batch
-    s.pow_bits = o.pow_bits
-    b = Beat(hw, link, enc, m, s)
-    b.host = HostFrames(b, None)
-    if state_dir is not None:
-        from device.latch import Latch
-        b.latch = Latch(state_dir)
-        b.quarantined = b.latch.boot()
+    hw = None
+    if sampler is not None:
+        o.fs = o.fs or E.DEFAULT_FS
+        hw = E.build(clk, f_s=o.fs, seed=o.seed, state_dir=state_dir)
+        hw.sampler = sampler
+    b = runner.build(o, clock=clk, link=link, miner=miner, hw=hw)
+    gc.collect()
     return b, clk, link
+
+
+def threaten(b):
+    """Drive the threat to ~1 (QUARANTINE at the next beat): the seed's anomaly-count model with
+    200 extra anomalies. The feature window is first run a quarter full (the beat holds the
+    model below QUARANTINE until then: a few beats of samples are no grounds to stop a machine).
+    b.m.arb.risk_anoms = 0 takes the threat away again."""
+    if b.beat < 70:
+        b.run(70 - b.beat)
+    b.m.set_model(0.0, 0.0, 0.0, 0.0, 0.12)
+    b.m.arb.risk_anoms = 200
 
 
 def host_frame(b, msg_type, fields, seq=0):

@@ -19,7 +19,7 @@ if __name__ == "__main__":
 
 from device.clock import MASK
 from shared import protocol as P
-from tests.mpy.beat_helpers import make_beat, host_frame, FakeLink, SlowMiner
+from tests.mpy.beat_helpers import make_beat, host_frame, FakeLink, SlowMiner, threaten
 
 MPY = sys.implementation.name == "micropython"
 
@@ -56,8 +56,9 @@ def sc_ticks_wrap_and_deadline_schedule():
     per_q16 = b.m.period_q16()
     total = (b.deadline.at - at0) & MASK
     assert abs(total - 1000 * per_q16 // 65536) <= 1, total
-    # the emulator sampled at 1 kHz across the wrap
-    assert abs(b.hw.sampler.taken - 4215) <= 10, b.hw.sampler.taken
+    # the emulator sampled at f_s across the wrap
+    fk = b.hw.f_s // 1000
+    assert abs(b.hw.sampler.taken - 4215 * fk) <= 10 * fk, b.hw.sampler.taken
 
 
 def sc_telemetry_every_beat_and_hello_first():
@@ -66,11 +67,14 @@ def sc_telemetry_every_beat_and_hello_first():
     b.run(20)
     assert link.sent[0][1] == P.HELLO
     h = P.decode(link.sent[0]).fields
-    assert h["board"] == "emulator" and h["fs_hz"] == 1000 and h["period_us"] == 4210
-    assert h["lag_samples"] == 10 and h["phase_step"] == b.m.em.phase_step
+    assert h["board"] == "emulator" and h["fs_hz"] == b.hw.f_s and h["period_us"] == 4210
+    assert h["lag_samples"] == b.m.em.lag and h["phase_step"] == b.m.em.phase_step == 0
+    assert h["kairos_decim"] == b.m.decim == b.hw.f_s // 250
+    assert h["counts_per_unit_q4"] == 16 * 128
     from shared.version import FW_VERSION
     assert (h["fw_major"], h["fw_minor"], h["fw_patch"]) == FW_VERSION
-    assert h["spb_max"] == 32 and h["period_min_us"] == 500 and h["boot_flags"] == 0
+    assert h["spb_max"] == b.hw.limits["spb_max"] and h["period_min_us"] == 500
+    assert h["boot_flags"] == 0
     h = None
     beats = []
     total = 0
@@ -80,7 +84,7 @@ def sc_telemetry_every_beat_and_hello_first():
             beats.append(f["beat"])
             total += f["n_samples"]
     assert beats == list(range(20))
-    assert total == b.hw.sampler.taken
+    assert total == b.hw.sampler.taken // b.m.decim     # KAIROS samples: f_s / M
 
 
 def sc_telemetry_every_n_sums_partials_and_batches():
@@ -93,13 +97,12 @@ def sc_telemetry_every_n_sums_partials_and_batches():
     for f in fr:
         recs.extend(f.fields["records"])
     assert len(recs) == 12
-    assert sum(r["n_samples"] for r in recs) == b.hw.sampler.taken
+    assert sum(r["n_samples"] for r in recs) == b.hw.sampler.taken // b.m.decim
 
 
 def sc_quarantine_latched_until_clear():
     b, clk, link = make_beat(["--pow-bits", "4"])
-    b.run(10)
-    b.m.arb.risk_anoms = 200                      # threat ~ 1: QUARANTINE
+    threaten(b)                                   # threat ~ 1: QUARANTINE
     b.run(5)
     assert b.quarantined and b.hw.pwm.duty == b.hw.pwm.safe_duty
     b.m.arb.risk_anoms = 0

@@ -59,15 +59,25 @@ def sc_config_other_keys_and_unknown_key():
     assert b.s.telemetry_every == 3 and b.s.pow_bits == 12
     assert b.m.em.threshold_q16 == 32768 and b.hw.pwm.safe_duty == 16384
     assert b.m.act.setpoint == 16384
-    link.inbox.append(host_frame(b, P.CONFIG, {"config_version": 2, "pairs": [[13, 20]]},
-                                 seq=1))
-    link.inbox.append(host_frame(b, P.CONFIG, {"config_version": 5, "pairs": [[99, 1]]},
-                                 seq=2))
+    assert b.m.em.lag == 10 and not b.m.auto_lag        # a fixed KAIROS lag
+    # lag_samples at run time: a new KAIROS stream, announced by HELLO; 0 learns it again;
+    # omega is boot-time only; an unknown key is unsupported; a lag past the learner's reach
+    # (0.5 s of KAIROS samples) is a bad value
+    for seq, pairs in ((1, [[13, 20]]), (2, [[99, 1]]), (3, [[14, 65536]]), (4, [[13, 900]])):
+        link.inbox.append(host_frame(b, P.CONFIG, {"config_version": 1 + seq, "pairs": pairs},
+                                     seq=seq))
     link.clear()
-    b.run(2)
+    b.run(4)
     st = [a.fields["status"] for a in link.frames(P.ACK)]
-    assert st == [P.ACK_UNSUPPORTED, P.ACK_UNSUPPORTED]
-    assert b.m.em.lag == 10
+    assert st == [P.ACK_OK, P.ACK_UNSUPPORTED, P.ACK_UNSUPPORTED, P.ACK_BAD_VALUE], st
+    assert b.m.em.lag == 20
+    hello = link.frames(P.HELLO)
+    assert len(hello) == 1 and hello[0].fields["lag_samples"] == 20
+    link.inbox.append(host_frame(b, P.CONFIG, {"config_version": 6, "pairs": [[13, 0]]},
+                                 seq=5))
+    b.run(2)
+    assert link.frames(P.ACK)[-1].fields["status"] == P.ACK_OK
+    assert b.m.auto_lag and b.m.learner is not None and not b.m.locked
 
 
 def _q(x):
@@ -122,15 +132,17 @@ def sc_config_crashers_refused_whole_and_nothing_applied():
 def sc_config_period_within_board_limits():
     b, clk, link = make_beat(["--pow-bits", "0"])
     b.run(2)
-    # f_s 1000 and spb_max 32: a beat of at most 31 ms
-    st, err, _ = _config(b, link, 1, [[4, 31000]], 0)
-    assert st == P.ACK_OK and b.deadline.period_us == 31000
+    # f_s 12 kHz and spb_max 255: a beat of at most 254 / 12000 s = 21.166 ms
+    spb = b.hw.limits["spb_max"]
+    pmax = (spb - 1) * 1000000 // b.hw.f_s
+    st, err, _ = _config(b, link, 1, [[4, pmax]], 0)
+    assert st == P.ACK_OK and b.deadline.period_us == pmax
     assert b.hw.sampler.lost() == 0
     b.run(20)
-    assert b.hw.sampler.lost() == 0                       # 31 samples a beat: none dropped
-    st, err, _ = _config(b, link, 2, [[4, 32000]], 1)
+    assert b.hw.sampler.lost() == 0                       # 254 samples a beat: none dropped
+    st, err, _ = _config(b, link, 2, [[4, pmax + 200]], 1)
     assert st == P.ACK_BAD_VALUE and err["text"] == "4 period_us"
-    assert b.deadline.period_us == 31000
+    assert b.deadline.period_us == pmax
     st, err, _ = _config(b, link, 3, [[4, 0]], 2)          # follow T_Lambda again
     assert st == P.ACK_OK and b.deadline.period_us == 4210
     # T_Lambda(4, 0.26) = 104 ms: refused through pulse_p, the key that made it long

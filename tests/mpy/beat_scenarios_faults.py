@@ -18,7 +18,7 @@ if __name__ == "__main__":
 
 import os
 from shared import protocol as P
-from tests.mpy.beat_helpers import make_beat, host_frame
+from tests.mpy.beat_helpers import make_beat, host_frame, threaten
 
 
 def _state_dir():
@@ -58,9 +58,9 @@ def sc_exception_in_beat_safe_output_error_and_crash_latch():
         assert b.hw.pwm.duty != 1000                   # the PID drives the output
         m = b.m
 
-        def boom():
+        def boom(*args):
             raise RuntimeError("injected fault")
-        m.decide = boom                                # the beat's maths fails
+        m.beat = boom                                  # the beat's maths fails
         link.clear()
         rc = b.run(5)
         assert rc == 3                                 # faults.EXIT_CRASH (no hardware WDT)
@@ -70,7 +70,7 @@ def sc_exception_in_beat_safe_output_error_and_crash_latch():
         assert _exists(d + "/latch") and _exists(d + "/crash.txt")
         with open(d + "/reset-cause") as f:
             assert f.read().strip() == "crash"
-        del m.decide
+        del m.beat
         # the next boot: reset cause CRASH, QUARANTINE from beat 0, until CLEAR
         b = None
         gc.collect()
@@ -100,8 +100,7 @@ def sc_quarantine_survives_a_reboot_until_clear():
     try:
         b, clk, link = make_beat(["--pow-bits", "0"], state_dir=d)
         assert not b.quarantined and b.latch.cause == P.RESET_UNKNOWN
-        b.run(10)
-        b.m.arb.risk_anoms = 200                     # threat ~ 1: QUARANTINE
+        threaten(b)                                  # threat ~ 1: QUARANTINE
         b.run(3)
         assert b.quarantined
         b.m.arb.risk_anoms = 0
@@ -137,7 +136,7 @@ def sc_clear_does_not_bump_the_output():
     b.m.act.configure(0.0, 8.0, 0.0, b.m.pulse.period_s)
     b.hw.pwm.safe_duty = 20000
     b.run(40)
-    b.m.arb.risk_anoms = 200
+    threaten(b)
     b.run(3)
     assert b.quarantined and b.hw.pwm.duty == 20000
     b.m.arb.risk_anoms = 0

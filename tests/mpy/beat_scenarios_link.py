@@ -85,12 +85,15 @@ def sc_time_sync_reply_and_model():
     b.run(3)
     link.inbox.append(host_frame(b, P.TIME_SYNC, {"mode": 0, "host_t1_us": 123456789012,
                                                   "rx_era": 0, "rx_off": 0}))
-    link.inbox.append(host_frame(b, P.MODEL, {"model_version": 7, "w": 0.5, "b": -1.0}, seq=1))
+    link.inbox.append(host_frame(b, P.MODEL, {"model_version": 7, "bias": -1.0, "w_level": 0.5,
+                                              "w_kurt": 2.0, "w_crest": 0.0, "w_anoms": 0.25},
+                                 seq=1))
     b.run(2)
     r = link.frames(P.TIME_SYNC)[-1]
     assert r.fields["mode"] == P.SYNC_REPLY and r.fields["host_t1_us"] == 123456789012
     assert r.time_off >= r.fields["rx_off"]
-    assert abs(b.m.arb.w - 0.5) < 1e-6
+    m = b.m.arb.model()
+    assert m == (-1.0, 0.5, 2.0, 0.0, 0.25), m
     ack = link.frames(P.ACK)[-1].fields
     assert ack["acked_type"] == P.MODEL and ack["ref"] == 7
 

@@ -9,7 +9,8 @@ from shared.wire_errors import (AuthError, CrcError, FieldError, FramingError, L
 from shared.crc import crc32_store
 
 KEY = bytes(range(1, 33))
-TEL = (100, 4211, 12, -70000, 65000, 123456, 654321, 4, 60000, -1200, 33000, 2000, 22937, 0x41)
+TEL = (100, 4211, 12, -70000, 65000, 123456, 654321, 4, 60000, -1200, 33000, 2000, 22937, 0x49,
+       -300, 420, 811, 7)
 
 
 def _raises(cls, fn, *a, **kw):
@@ -34,7 +35,7 @@ def _refix_crc(b, auth=None):
 def test_telemetry_roundtrip_and_size():
     enc = Encoder(7, 0x1234)
     b = bytes(enc.telemetry(2, 77, *TEL))
-    assert len(b) == 55 == P.frame_size(P.TELEMETRY)
+    assert len(b) == 63 == P.frame_size(P.TELEMETRY)
     f = P.decode(b)
     assert f.type == P.TELEMETRY and f.device_id == 7 and f.boot_id == 0x1234
     assert f.seq == 0 and f.time_era == 2 and f.time_off == 77
@@ -97,8 +98,10 @@ def test_host_frames():
                  auth=a)
     f = P.decode(c, auth=a)
     assert f.fields == {"config_version": 3, "pairs": [[1, 2], [3, 62259]]}
-    m = P.decode(P.encode(P.MODEL, {"model_version": 2, "w": 0.125, "b": -1.5}, 0, 5, 1))
-    assert m.fields["w"] == 0.125 and m.fields["b"] == -1.5
+    mf = {"model_version": 2, "bias": -1.5, "w_level": 3.125, "w_kurt": 2.75, "w_crest": 0.0,
+          "w_anoms": 0.125}
+    m = P.decode(P.encode(P.MODEL, mf, 0, 5, 1))
+    assert m.fields == mf
     _raises(FieldError, P.encode, P.CONFIG, {"config_version": 1, "pairs": []}, 4, 5, 0)
     _raises(FieldError, P.encode, P.TELEMETRY, {}, 0, 5, 0)
     req = {"mode": P.SYNC_REQUEST, "host_t1_us": 5, "rx_era": 0, "rx_off": 0}

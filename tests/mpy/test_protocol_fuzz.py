@@ -29,7 +29,8 @@ def _seed_frames():
                                         0)), a))
         out.append((P.encode(P.CONFIG, {"config_version": 3, "pairs": [[1, 2], [3, 62259]]},
                              0, 4242, 0, auth=a), a))
-        out.append((P.encode(P.MODEL, {"model_version": 2, "w": 0.125, "b": -1.5}, 0, 4242, 1,
+        out.append((P.encode(P.MODEL, {"model_version": 2, "bias": -1.5, "w_level": 0.0, "w_kurt": 0.0,
+                                            "w_crest": 0.0, "w_anoms": 0.125}, 0, 4242, 1,
                              auth=a), a))
     return out
 

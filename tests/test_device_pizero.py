@@ -201,7 +201,7 @@ def test_pizero_defaults_start_and_flash_bundle_config_is_valid(tmp_path):
         pin.stop()
     with pytest.raises(ValueError, match="ADS1115 data rates"):
         _board(900, bus, None)
-    from tools.deploy.plan import check_device_flags
+    from becomingone.deploy.plan import check_device_flags
     cfg = {"board": "pizero", "device_id": 7, "link": "udp://10.0.0.2:18790",
            "key_file": "device.key"}
     assert check_device_flags(cfg) == 860

@@ -123,7 +123,7 @@ def test_decision_timeline_and_ledger_proofs(host):
     status, body, _ = host.request("/api/ledger/entries/%d" % (led["size"] + 50))
     assert status == 404 and "no entry" in body["error"]
     assert host.request("/api/ledger/checkpoint")[0] == 404
-    host.c.call(becomingone.c.ledger.checkpoint)
+    host.c.call(host.c.ledger.checkpoint)
     cp = host.get("/api/ledger/checkpoint")
     assert cp["size"] == host.c.ledger.size and cp["note"].startswith(cp["origin"])
     led = host.get("/api/ledger")

@@ -96,8 +96,8 @@ def test_device_threat_is_the_arbiters():
         ref = [arb.threat_q16(int(a), level=int(l), kurt=int(k), crest=int(c))
                for l, k, c, a in zip(lv, ku, cr, an)]
         assert ours.tolist() == ref
-    # the seed's validation number: 5 anomalies -> 42313 (0.6457)
-    assert F.device_threat_q16(F.SEED, 0, 0, 0, 5) == 42313
+    # the seed's validation number: 5 anomalies -> 42315 (0.6457)
+    assert F.device_threat_q16(F.SEED, 0, 0, 0, 5) == 42315
 
 
 def test_model_fields():

@@ -87,7 +87,7 @@ def add_arguments(parser):
 
 
 def _data(args):
-    from becomingone.commands.run import resolve_data_dir
+    from becomingone.commands.common import resolve_data_dir
     return resolve_data_dir(args.data, args.config)
 
 

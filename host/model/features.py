@@ -82,7 +82,9 @@ def _sig_table():
 
 def device_threat_q16(weights, level, kurt, crest, anoms, a_max=1024):
     """Q16 model threat the device computes (device/arbiter.py step: Q12 weights, z clamped to
-    +-16, 513-entry sigmoid table with linear interpolation) for Q8 features and counts."""
+    +-Z_LIM (12 - 2^-12), the device's sigmoid table in steps of 1/32 with linear
+    interpolation) for Q8 features and counts."""
+    from device.arbiter import Z_LIM
     b, wl, wk, wc, wa = weights
     bq = int(round(b * 4096))
     wlq, wkq, wcq = (int(round(v * 4096)) for v in (wl, wk, wc))
@@ -91,14 +93,14 @@ def device_threat_q16(weights, level, kurt, crest, anoms, a_max=1024):
     a = np.clip(np.asarray(anoms, dtype=np.int64), 0, a_max)
     z = (bq + ((wlq * lv) >> 8) + ((wkq * np.asarray(kurt, dtype=np.int64)) >> 8)
          + ((wcq * np.asarray(crest, dtype=np.int64)) >> 8) + ((waq * a + 8) >> 4))
-    z = np.clip(z, -65535, 65535)
+    z = np.clip(z, -Z_LIM, Z_LIM)
     t = _sig_table()
-    u = z + (16 << 12)
-    i = u >> 8
-    f = u & 0xFF
+    u = z + (12 << 12)
+    i = u >> 7
+    f = u & 0x7F
     lo = t[i]
     hi = t[np.minimum(i + 1, t.shape[0] - 1)]
-    return np.where(f == 0, lo, lo + (((hi - lo) * f + 128) >> 8))
+    return np.where(f == 0, lo, lo + (((hi - lo) * f + 64) >> 7))
 
 
 # ---------------------------------------------------------------- fitting

@@ -41,12 +41,17 @@ def _top_help():
     for name, (_mod, hlp) in COMMANDS.items():
         lines.append("  %-9s %s" % (name, hlp))
     lines.append("")
-    lines.append("`becomingone COMMAND --help` for the options of one command.")
+    lines.append("`becomingone COMMAND --help` for the options of one command, with examples;")
+    lines.append("`becomingone --version` for the version.")
     return "\n".join(lines)
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-V", "--version"):
+        import becomingone
+        print("becomingone %s" % becomingone.__version__)
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         try:
             print(_top_help())

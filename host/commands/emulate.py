@@ -6,9 +6,10 @@ import signal
 import sys
 
 from rich.live import Live
-from rich.table import Table
 
 from becomingone.commands.common import add_http_arguments, http_arg
+from becomingone.commands.devicetable import device_table, states_of
+from becomingone.devices.state import device_state
 from becomingone.emulate.faults import ALLOWED, parse_faults
 from becomingone.emulate.runner import Emulation, write_summary
 from becomingone.errors import UserError
@@ -45,23 +46,20 @@ def add_arguments(p):
 
 def _live_table(emu):
     st = emu.status()
-    t = Table(title="BecomingONE emulation  t=%.0fs  data: %s" % (emu.elapsed(), emu.data_dir),
-              expand=False)
-    for col in ("device", "boot", "online", "frames", "beats", "gaps", "witness", "link"):
-        t.add_column(col)
-    sessions = st.get("sessions") or []
-    by_dev = {s.get("device_id"): s for s in sessions} if isinstance(sessions, list) else {}
-    for dev in emu.devices:
-        s = by_dev.get(dev.device_id, {})
-        t.add_row(str(dev.device_id), str(s.get("boot_id", "-")), str(s.get("online", "-")),
-                  str(s.get("frames", "-")), str(s.get("beats", "-")), str(s.get("gaps", "-")),
-                  str(s.get("witness", "-")), dev.link_url)
+    states = {x["device_id"]: x for x in states_of(st.get("sessions") or {})}
+    # every emulated device gets a row, seen or not yet
+    rows = [states.get(dev.device_id) or device_state({"device_id": dev.device_id})
+            for dev in emu.devices]
     w = st.get("witness", {})
-    t.caption = ("received %s  accepted %s  rejected %s  witness committed %s/%s  ledger %s" % (
-        st.get("frames_received"), st.get("frames_accepted"),
-        json.dumps(st.get("frames_rejected", {})), w.get("committed"), w.get("received"),
-        (st.get("ledger") or {}).get("size")))
-    return t
+    rej = st.get("frames_rejected") or {}
+    return device_table(
+        rows, title="BecomingONE emulation  t=%.0fs  data: %s" % (emu.elapsed(), emu.data_dir),
+        caption="frames received %s, accepted %s, rejected %d%s; witness committed %s/%s; "
+                "ledger %s" % (st.get("frames_received"), st.get("frames_accepted"),
+                               sum(rej.values()), " (%s)" % ", ".join(
+                                   "%s %d" % kv for kv in sorted(rej.items())) if rej else "",
+                               w.get("committed"), w.get("received"),
+                               (st.get("ledger") or {}).get("size")))
 
 
 def _mqtt_overrides(spec):

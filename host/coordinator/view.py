@@ -48,6 +48,10 @@ class CoordinatorView:
     def dashboard(self, **wait):
         return self._op("dashboard", **wait)
 
+    def device_reads(self, **wait):
+        """([session summary], {device: sync state}, {device: [window]})."""
+        return self._op("device_reads", **wait)
+
     def device_states(self, **wait):
         return self._op("device_states", **wait)
 

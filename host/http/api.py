@@ -13,6 +13,7 @@ import re
 import threading
 import time
 
+from becomingone.devices.state import device_state, state_time
 from becomingone.errors import BecomingOneError, MemoryStoreError
 from becomingone.http.events import Hub
 from becomingone.http.metrics import Metrics
@@ -23,7 +24,6 @@ from becomingone.ledger.checkpoint import PUB_FILE
 from becomingone.memory.queries import TABLES
 from becomingone.memory.store import Memory
 from becomingone.util.times import parse_time
-from becomingone.wire.telemetry import decode_telemetry
 
 __all__ = ["Api", "ROUTES", "match_route"]
 
@@ -45,11 +45,19 @@ class Route:
         self.regex = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$")
 
 
-def device_view(summary):
-    """A session summary for the API (built outside the processing thread): private keys
-    dropped, the last TELEMETRY decoded."""
-    d = {k: v for k, v in summary.items() if not k.startswith("_")}
-    d["telemetry"] = decode_telemetry(d.get("last_telemetry"), d.get("hello"))
+# session details the API adds to the decoded device state (becomingone.devices.state)
+_SESSION_KEYS = ("highest_seq", "bytes", "by_type", "hello", "link", "addr", "clock",
+                 "last_error", "master_error")
+
+
+def device_view(summary, sync=None, windows=None):
+    """A device for the API (built outside the processing thread): its decoded state
+    (becomingone.devices.state: physical units, the effective decision, ISO 8601 times) and the
+    session's details; no raw wire values."""
+    d = device_state(summary, sync=sync, windows=windows)
+    for k in _SESSION_KEYS:
+        if k in summary:
+            d[k] = summary[k]
     return d
 
 
@@ -62,9 +70,9 @@ def window_view(w):
 def sync_view(device_id, st):
     if st is None:
         return None
-    return {"device_id": int(device_id), "t": st["t"], "C_sync": st["C_sync"],
+    return {"device_id": int(device_id), "time": state_time(st["t"]), "C_sync": st["C_sync"],
             "delta_phase": st["delta_phase"], "T_sync": st["T_sync"], "coherent": st["coherent"],
-            "collapsed": st["collapsed"], "since": st["since"]}
+            "collapsed": st["collapsed"], "since": state_time(st["since"])}
 
 
 def _int(q, name, default=None, lo=None, hi=None):
@@ -156,15 +164,18 @@ def h_status(api, p, q, b):
 
 
 def h_devices(api, p, q, b):
-    return {"devices": [device_view(x) for x in api.ask(api.view.devices)]}
+    rows, sync, windows = api.ask(api.view.device_reads)
+    return {"devices": [device_view(x, sync.get(x["device_id"]), windows.get(x["device_id"]))
+                        for x in rows]}
 
 
 def h_device(api, p, q, b):
     d = _dev(p)
     out = api.ask(api.view.device, d)
-    out["windows"] = [window_view(w) for w in out["windows"]]
-    out["sync"] = sync_view(d, out["sync"])
-    return device_view(out)
+    res = device_view(out, sync=out["sync"], windows=out["windows"])
+    res["master_windows"] = [window_view(w) for w in out["windows"]]
+    res["config"] = out["config"]
+    return res
 
 
 def h_windows(api, p, q, b):

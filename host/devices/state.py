@@ -30,9 +30,11 @@ from becomingone.wire.telemetry import decode_telemetry
 __all__ = ["device_state", "window_label", "DECISIONS", "state_time"]
 
 DECISIONS = ("NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE", "ALERT", "QUARANTINE")
-# telemetry fields lifted to the top level of the state (physical units already)
-_LIFT = ("beat", "coherence", "threat", "pid_error", "pid_output", "o_weight", "collapse",
-         "level", "kurt", "crest", "anoms", "coherence_lost", "sensor_fault", "lag_locked")
+# telemetry fields lifted to the top level of the state (physical units already); always there
+_LIFT = ("beat", "coherence", "threat", "pid_error", "pid_output", "o_weight", "collapse")
+# lifted when the device's TELEMETRY carries them (newer protocol versions)
+_LIFT_IF_PRESENT = ("level", "kurt", "crest", "anoms", "coherence_lost", "sensor_fault",
+                    "lag_locked")
 
 
 def window_label(seconds):
@@ -73,6 +75,8 @@ def device_state(summary, sync=None, windows=None, now=None):
     out.update(lateness_s=None, period_s=None)
     if tel is not None:
         for k in _LIFT:
+            out[k] = tel[k]
+        for k in _LIFT_IF_PRESENT:
             if k in tel:
                 out[k] = tel[k]
         out["beat_decision"] = tel["decision"]

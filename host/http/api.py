@@ -17,7 +17,7 @@ from becomingone.devices.state import device_state, state_time
 from becomingone.errors import BecomingOneError, MemoryStoreError
 from becomingone.http.events import Hub
 from becomingone.http.metrics import Metrics
-from becomingone.http.openapi import document
+from becomingone.http.openapi import SCHEMAS, document
 from becomingone.http.responses import ApiError, Raw, dumps
 from becomingone.ingest.keystore import parse_device_id
 from becomingone.ledger.checkpoint import PUB_FILE
@@ -25,7 +25,7 @@ from becomingone.memory.queries import TABLES
 from becomingone.memory.store import Memory
 from becomingone.util.times import parse_time
 
-__all__ = ["Api", "ROUTES", "match_route"]
+__all__ = ["Api", "ROUTES", "match_route", "validate_body"]
 
 CALL_TIMEOUT = 2.0
 MAX_LEDGER_PAGE = 500
@@ -55,6 +55,7 @@ def device_view(summary, sync=None, windows=None):
     (becomingone.devices.state: physical units, the effective decision, ISO 8601 times) and the
     session's details; no raw wire values."""
     d = device_state(summary, sync=sync, windows=windows)
+    d.pop("lateness_histogram", None)      # /metrics exports it
     for k in _SESSION_KEYS:
         if k in summary:
             d[k] = summary[k]
@@ -137,6 +138,44 @@ class Api:
             msg = str(e)
             raise ApiError(404 if ("has not been seen" in msg or msg.startswith("no entry")
                                    or " has no " in msg) else 400, msg) from None
+
+    # ------------------------------------------------------------------ probes
+    def liveness(self):
+        """(ok, report) for /healthz: the process serves HTTP and its processing loop answers
+        (a ping through the inbox within 2 s)."""
+        t0 = time.monotonic()
+        try:
+            loop = bool(self.view.alive(timeout=2.0, loop_only=True))
+        except Exception:                  # busy, stopped or not yet running
+            loop = False
+        return loop, {"status": "ok" if loop else "unavailable", "processing_loop": loop,
+                      "answered_in_s": round(time.monotonic() - t0, 4)}
+
+    def readiness(self):
+        """(ok, report) for /readyz: the ledger is open and its folder writable, every link
+        open, the coordinator running (each check named in the report)."""
+        checks = {}
+        led = self.view.ledger
+        folder = os.path.dirname(os.path.abspath(led.path)) if led is not None else None
+        checks["ledger_writable"] = bool(led is not None and os.access(folder, os.W_OK)
+                                         and (not os.path.exists(led.path)
+                                              or os.access(led.path, os.W_OK))
+                                         and led.writer_alive())
+        try:
+            st = self.view.status(timeout=2.0)
+            checks["running"] = bool(st.get("running"))
+            links = st.get("links") or []
+            checks["links_open"] = bool(links) and all(l.get("open") for l in links)
+            closed = [l.get("url") for l in links if not l.get("open")]
+        except TimeoutError:
+            checks["running"] = False
+            checks["links_open"] = False
+            closed = None
+        ok = all(checks.values())
+        rep = {"status": "ready" if ok else "not ready", "checks": checks}
+        if closed:
+            rep["closed_links"] = closed
+        return ok, rep
 
     def memory(self):
         path = self.view.memory_path
@@ -333,6 +372,10 @@ def h_events(api, p, q, b):           # served by the server's stream loop (rout
     raise ApiError(500, "the event stream is served by the server")
 
 
+def h_probe(api, p, q, b):          # answered by the server before authentication
+    raise ApiError(500, "probes are served by the server")
+
+
 def h_metrics(api, p, q, b):
     body, ctype = api.metrics.render()
     return Raw(body, ctype)
@@ -407,11 +450,69 @@ ROUTES = [
     Route("GET", "/api/events", h_events, "Server-sent events: one `snapshot` event every "
           "http.sse_interval s", None, stream=True, tag="dashboard",
           query=(("max_events", "integer", "close after this many events"),), raw="text/event-stream"),
+    Route("GET", "/healthz", h_probe, "Liveness: the process serves and its processing loop "
+          "answers (no token needed; 200 or 503)", "Probe", tag="meta"),
+    Route("GET", "/readyz", h_probe, "Readiness: ledger writable, every link open, running (no "
+          "token needed; 200 or 503 naming the failed check)", "Probe", tag="meta"),
     Route("GET", "/metrics", h_metrics, "Prometheus metrics (text exposition format)", None,
           tag="metrics", raw="text/plain"),
     Route("GET", "/openapi.json", h_openapi, "This OpenAPI document", None, tag="meta",
           raw="application/json"),
 ]
+
+
+def _check(value, schema, where):
+    """A small JSON Schema check of a request body (the subset SCHEMAS' request bodies use:
+    type, minimum, maximum, required, additionalProperties, oneOf, const); ApiError 400 naming
+    the field, what it got and what is allowed. An integer field refuses 3.5 (no truncation)
+    and booleans."""
+    if "oneOf" in schema:
+        errs = []
+        for alt in schema["oneOf"]:
+            try:
+                return _check(value, alt, where)
+            except ApiError as e:
+                errs.append(e.message)
+        raise ApiError(400, "%s: %r is not allowed (%s)" % (where, value, "; or ".join(errs)))
+    if "const" in schema:
+        if value != schema["const"]:
+            raise ApiError(400, "%s must be %r (got %r)" % (where, schema["const"], value))
+        return
+    t = schema.get("type")
+    types = t if isinstance(t, list) else [t] if t else []
+    ok = not types or any(
+        (x == "integer" and isinstance(value, int) and not isinstance(value, bool))
+        or (x == "number" and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (x == "string" and isinstance(value, str)) or (x == "boolean" and isinstance(value, bool))
+        or (x == "object" and isinstance(value, dict)) or (x == "array" and isinstance(value, list))
+        or (x == "null" and value is None) for x in types)
+    if not ok:
+        raise ApiError(400, "%s must be %s (got %s)" % (
+            where, " or ".join("an integer" if x == "integer" else "a " + x for x in types),
+            json.dumps(value)[:60]))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ApiError(400, "%s=%s is out of range (allowed: %s..%s)" % (
+                where, value, "" if lo is None else lo, "" if hi is None else hi))
+    if isinstance(value, dict) and schema.get("properties") is not None:
+        props = schema["properties"]
+        for k in schema.get("required", ()):
+            if k not in value:
+                raise ApiError(400, "the request body needs %r (a JSON object with: %s)"
+                               % (k, ", ".join(schema.get("required", ()))))
+        for k, v in value.items():
+            if k in props:
+                _check(v, props[k], k if where == "the request body" else where + "." + k)
+            elif schema.get("additionalProperties") is False:
+                raise ApiError(400, "unknown field %r in the request body (allowed: %s)"
+                               % (k, ", ".join(props) or "none"))
+
+
+def validate_body(route, body):
+    """Check a POST body against the route's request schema (host/http/openapi.py SCHEMAS)."""
+    if route.body is not None:
+        _check(body if body is not None else {}, SCHEMAS[route.body], "the request body")
 
 
 def match_route(method, path):

@@ -143,6 +143,8 @@ class Hub:
         devices = [device_state(s, sync=sync.get(int(key)), windows=windows.get(int(key)))
                    for key, s in sorted((st.get("sessions") or {}).items(),
                                         key=lambda kv: int(kv[0]))]
+        for d in devices:
+            d.pop("lateness_histogram", None)   # /metrics exports it
         cp = self.checkpoint()
         integ = st.get("integration") or {}
         with self._scan_lock:

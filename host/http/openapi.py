@@ -61,6 +61,9 @@ DEVICE_STATE_REQUIRED = ["device_id", "online", "decision", "quarantined", "thre
 
 SCHEMAS = {
     "Error": _obj({"error": STR}, ["error"]),
+    "Probe": _obj({"status": STR, "checks": {"type": "object", "additionalProperties": BOOL},
+                   "processing_loop": BOOL, "answered_in_s": NUM,
+                   "closed_links": {"type": "array", "items": STR_N}}, ["status"]),
     "Empty": _obj({}, extra=True),
     "Telemetry": _obj({
         "beat": INT, "period_us": INT, "lateness_us": INT, "coherence": NUM, "pid_error": NUM,

@@ -112,15 +112,14 @@ def run(args):
                 sys.stdout.flush()
                 state["next"] += 5.0
 
-    def _stop(signum, frame):          # Ctrl-C or SIGTERM: stop devices, then the host
+    def _stop(signum, frame):          # Ctrl-C, SIGTERM, SIGHUP: stop devices, then the host
         emu.stop()
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    emu.start()
-    if emu.cell.http is not None:
-        print("becomingone: dashboard %s" % emu.cell.http.url)
-        sys.stdout.flush()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
+        emu.start()
+        if emu.cell.http is not None:
+            _say("becomingone: dashboard %s" % emu.cell.http.url)
         if live_ctx is not None:
             with live_ctx:
                 emu.wait(live=live)
@@ -129,7 +128,9 @@ def run(args):
     except KeyboardInterrupt:
         pass
     finally:
-        print("stopping: devices, then the host (flushing the ledger)...")
+        # every exit path reaps the device processes: an exception, a closed pipe (`| head`:
+        # the next print raises BrokenPipeError), a signal
+        _say("stopping: devices, then the host (flushing the ledger)...")
         emu.shutdown()
     summary = emu.summary()
     path = args.summary_json or os.path.join(emu.data_dir, "summary.json")
@@ -147,6 +148,15 @@ def run(args):
           "         %s memory query --data %s" % (_under_cwd(path) or path, cmd, data, cmd, data,
                                                   cmd, data))
     return 0 if summary["ledger_verified"] else 1
+
+
+def _say(text):
+    """Print a progress line; a closed stdout (`| head`) must not stop the shutdown."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
 
 
 def _under_cwd(path):

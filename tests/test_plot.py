@@ -143,6 +143,6 @@ def test_latched_quarantine_is_shaded_until_clear_with_threat_and_marker(tmp_pat
 
     def reddish(sec):                      # sampled at y = 0.75: no line there
         x = int(x0 + (x1 - x0) * sec / 19.9)
-        col = img[int(H * 0.72), x]
-        return col[0] > col[1] + 0.1 and col[0] > col[2] + 0.1
+        col = img[int(H * 0.2), x]
+        return col[0] > col[1] + 0.05 and col[0] > col[2] + 0.05
     assert reddish(5.0) and reddish(12.0) and not reddish(17.0)

@@ -7,13 +7,16 @@ timeout, so a request never holds the processing loop for more than one small re
 coordinator answers 503. The ledger (thread-safe) and a read-only connection to the memory
 database are read in the HTTP thread. Operator actions are the control socket's commands.
 """
+import datetime
 import json
 import os
 import re
 import threading
 import time
 
-from becomingone.devices.state import device_state, state_time
+import numpy as np
+
+from becomingone.devices.state import DECISIONS, device_state, state_time, window_label
 from becomingone.errors import BecomingOneError, MemoryStoreError
 from becomingone.http.events import Hub
 from becomingone.http.metrics import Metrics
@@ -21,6 +24,7 @@ from becomingone.http.openapi import SCHEMAS, document
 from becomingone.http.responses import ApiError, Raw, dumps
 from becomingone.ingest.keystore import parse_device_id
 from becomingone.ledger.checkpoint import PUB_FILE
+from becomingone.memory.plots import load_device
 from becomingone.memory.queries import TABLES
 from becomingone.memory.store import Memory
 from becomingone.util.times import parse_time
@@ -28,6 +32,7 @@ from becomingone.util.times import parse_time
 __all__ = ["Api", "ROUTES", "match_route", "validate_body"]
 
 CALL_TIMEOUT = 2.0
+KEEP_EVENTS = 1000
 MAX_LEDGER_PAGE = 500
 
 
@@ -88,6 +93,11 @@ def _int(q, name, default=None, lo=None, hi=None):
         raise ApiError(400, "query parameter %s=%d is out of range (allowed: %s..%s)"
                        % (name, n, lo if lo is not None else "", hi if hi is not None else ""))
     return n
+
+
+def iso_epoch(text):
+    """ISO 8601 UTC text (as the API writes it) -> seconds since the epoch."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def _time(q, name):
@@ -323,6 +333,64 @@ def h_memory_table(api, p, q, b):
     return {"table": table, "rows": rows}
 
 
+HISTORY_DEFAULT_S = 600
+
+
+def _thin_keep_changes(n, points, codes):
+    """Row indices: every k-th row so that about `points` remain, plus every row where the
+    decision changes (an ALERT between two kept rows is never lost)."""
+    if n <= points:
+        return np.arange(n)
+    k = int(np.ceil(n / points))
+    idx = np.arange(0, n, k)
+    change = np.flatnonzero(np.diff(codes)) + 1
+    return np.union1d(np.union1d(idx, change), np.union1d(change - 1, [n - 1]))
+
+
+def h_history(api, p, q, b):
+    """A device's history from the memory store, columnar for charts: telemetry samples (the
+    effective decision, physical units), every Master window's C, the host's Emissary C, and
+    the ledger's decision/CLEAR events in the range."""
+    d = _dev(p)
+    now = time.time()
+    until = _time(q, "until") or now
+    since = _time(q, "since") or until - HISTORY_DEFAULT_S
+    if since >= until:
+        raise ApiError(400, "since must be before until (got since=%s, until=%s)"
+                       % (state_time(since), state_time(until)))
+    points = _int(q, "points", 1500, 10, 20000)
+    mem = api.memory()
+    with api._mem_lock:
+        data = load_device(mem, d, since, until)
+    tel = data["tel"]
+    dec = tel["decision"].astype(np.int64)
+    keep = _thin_keep_changes(len(tel["t"]), points, dec)
+
+    def col(name, scale=1.0, digits=5):
+        v = tel[name][keep] * scale if scale != 1.0 else tel[name][keep]
+        return np.round(v, digits).tolist()
+    master = []
+    for w in sorted(data["master"]):
+        t, c = data["master"][w]
+        k = np.arange(len(t)) if len(t) <= points else np.arange(0, len(t), int(np.ceil(len(t) / points)))
+        master.append({"window": window_label(w), "t_epoch_s": np.round(t[k], 3).tolist(),
+                       "C": np.round(c[k], 5).tolist()})
+    et, ec = data["emissary"]
+    k = np.arange(len(et)) if len(et) <= points else np.arange(0, len(et), int(np.ceil(len(et) / points)))
+    events = [e for e in api.hub.decisions(device=d, limit=KEEP_EVENTS)
+              if since <= iso_epoch(e["time"]) <= until]
+    return {"device_id": d, "since": state_time(since), "until": state_time(until),
+            "rows": int(len(tel["t"])), "decision_names": list(DECISIONS),
+            "telemetry": {"t_epoch_s": np.round(tel["t"][keep], 3).tolist(),
+                          "coherence": col("coherence"), "threat": col("threat"),
+                          "pid_error": col("pid_error"), "pid_output": col("pid_output"),
+                          "lateness_s": col("lateness_us", 1e-6, 7),
+                          "decision": dec[keep].tolist()},
+            "master": master,
+            "emissary": {"t_epoch_s": np.round(et[k], 3).tolist(), "C": np.round(ec[k], 5).tolist()},
+            "events": events}
+
+
 def h_reconstruct(api, p, q, b):
     if not q.get("device"):
         raise ApiError(400, "reconstruct needs ?device=N (and optionally at=TIME)")
@@ -398,6 +466,14 @@ ROUTES = [
     Route("GET", "/api/devices/{device}/windows", h_windows, "The device's Master windows (every "
           "configured one, or one of `seconds`)", "Windows",
           query=(("seconds", "number", "one window of this length (s), <= master.tau_max"),),
+          tag="devices"),
+    Route("GET", "/api/devices/{device}/history", h_history, "The device's history from memory, "
+          "columnar for charts: telemetry (effective decision, physical units), Master windows, "
+          "Emissary, and the ledger's decision/CLEAR events (series times `t_epoch_s`: seconds "
+          "since the epoch, UTC)", "History",
+          query=(("since", "string", "time (epoch s, ISO 8601, now, -10m; default until - 10 min)"),
+                 ("until", "string", "time (default now)"),
+                 ("points", "integer", "at most about this many samples per series (1500)")),
           tag="devices"),
     Route("GET", "/api/devices/{device}/config", h_config_get, "The device's configuration history "
           "and current state", "ConfigListing", tag="devices"),

@@ -89,6 +89,17 @@ SCHEMAS = {
     "DeviceDetail": {"allOf": [REF("Device"), _obj({
         "master_windows": {"type": "array", "items": REF("Window")},
         "config": {"type": "object"}}, ["windows", "master_windows", "sync", "config"])]},
+    "History": _obj({
+        "device_id": INT, "since": TIME, "until": TIME, "rows": INT,
+        "decision_names": {"type": "array", "items": STR},
+        "telemetry": _obj({k: {"type": "array"} for k in (
+            "t_epoch_s", "coherence", "threat", "pid_error", "pid_output", "lateness_s",
+            "decision")}, ["t_epoch_s", "decision"]),
+        "master": {"type": "array", "items": _obj({"window": STR, "t_epoch_s": {"type": "array"},
+                                                  "C": {"type": "array"}}, ["window", "t_epoch_s", "C"])},
+        "emissary": _obj({"t_epoch_s": {"type": "array"}, "C": {"type": "array"}}),
+        "events": {"type": "array", "items": REF("TimelineEvent")}},
+        ["device_id", "since", "until", "telemetry", "master", "events"], extra=False),
     "Windows": _obj({"device_id": INT, "windows": {"type": "array", "items": REF("Window")}},
                     ["device_id", "windows"], extra=False),
     "ConfigListing": _obj({"device_id": INT, "version": INT, "latest": INT, "state": {"type": "object"},

@@ -359,7 +359,7 @@ class _App:
     def static(self, path, method):
         if method not in ("GET", "HEAD"):
             raise ApiError(404, "no such endpoint: %s %s" % (method, path))
-        name = "index.html" if path in ("/", "/index.html") else \
+        name = "index.html" if path in ("/", "/index.html", "/snapshot") else \
             path[len("/static/"):] if path.startswith("/static/") else None
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise ApiError(404, "no such endpoint: %s %s (see /openapi.json)" % (method, path))

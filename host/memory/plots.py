@@ -28,8 +28,13 @@ ALERT_LEVEL, QUARANTINE_LEVEL = 0.60, 0.85   # the devices' threat levels (docs/
 
 
 def _plt():
-    # matplotlib: loaded only when charts are drawn
-    import matplotlib
+    # matplotlib: optional (the `plot` extra), loaded only when charts are drawn
+    try:
+        import matplotlib
+    except ImportError:
+        from becomingone.errors import UserError
+        raise UserError("becomingone plot draws with matplotlib, which is not installed: pip "
+                        "install 'becomingone-edge[plot]'") from None
     matplotlib.use("Agg", force=True)          # before pyplot: no display needed
     import matplotlib.pyplot as plt
     return plt

@@ -30,5 +30,13 @@ micropython -X heapsize=192K tests/mpy_runner.py "$PWD" || status=1
 echo "== lane 3: mpy-cross -march=armv6m"
 python tools/mpy_check.py || status=1
 
+# the real-component test groups pytest skipped here, each with the command that installs what
+# it needs (tests/conftest.py writes the list)
+if [ -s build/skipped-components.txt ]; then
+  echo "== real-component tests skipped on this machine"
+  cat build/skipped-components.txt
+else
+  echo "== every real-component test group ran (Chromium, Mosquitto, nats-server, bubblewrap, ...)"
+fi
 if [ $status -eq 0 ]; then echo "ALL LANES PASSED"; else echo "SOME LANES FAILED"; fi
 exit $status

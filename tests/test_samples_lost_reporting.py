@@ -22,7 +22,7 @@ def test_samples_lost_in_api_metrics_and_status(tmp_path):
         assert status == 200 and d["samples_lost"] == 1234
         assert d["heartbeat"]["samples_lost"] == 1234
         m = _scrape(h)
-        assert m[("becomingone_device_samples_lost", (("device", "17"),))] == 1234
+        assert m[("becomingone_device_samples_lost_total", (("device", "17"),))] == 1234
         # a device that booted after a crash, latched: flagged in the status lines
         crashed = dict(HELLO, reset_cause=P.RESET_CRASH, boot_flags=P.BOOT_LATCHED | P.BOOT_RESTORED)
         dev2 = FakeDevice(h.addr, device_id=18)

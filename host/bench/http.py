@@ -116,14 +116,17 @@ def _bare_server(body):
 def _feed(port, devices):
     hello = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0,
              "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
-             "adc_bits": 12, "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1, "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0}
+             "adc_bits": 12, "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1,
+             "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0,
+             "kairos_decim": 4, "counts_per_unit_q4": 2048}
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for d in range(1, devices + 1):
         s.sendto(P.encode(P.HELLO, hello, d, 0x1000 + d, 0), ("127.0.0.1", port))
         for b in range(1, 6):
             tel = {"beat": b, "period_us": 4211, "lateness_us": 3, "dT_re": 1000, "dT_im": -50,
                    "dE0": 4000, "dEL": 3900, "n_samples": 4, "coherence": 60000, "pid_error": 0,
-                   "pid_output": 32768, "threat": 100, "o_weight": 22938, "decision_state": 0}
+                   "pid_output": 32768, "threat": 100, "o_weight": 22938, "decision_state": 0,
+                   "level": -980, "kurt": 406, "crest": 480, "anoms": 0}
             s.sendto(P.encode(P.TELEMETRY, tel, d, 0x1000 + d, b, 0, b * 4211), ("127.0.0.1", port))
     s.close()
 

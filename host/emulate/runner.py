@@ -19,7 +19,8 @@ import time
 
 from becomingone.cell import Cell
 from becomingone.config import load_config
-from becomingone.emulate.devices import DeviceProcess, Flooder, Forger, sensor_faults
+from becomingone.emulate.devices import (BROADBAND_ONLY, DeviceProcess, Flooder, Forger,
+                                         sensor_faults)
 from becomingone.emulate.faults import FaultSpec
 from becomingone.emulate.firmware import build_firmware
 from becomingone.emulate.proxy import SerialFaultProxy, UdpFaultProxy
@@ -203,6 +204,8 @@ class Emulation:
                 extra += ["--lag", str(lag)]
             if self.sensor_file:
                 extra += ["--sensor-file", self.sensor_file]
+            elif d % 2 == 0:
+                extra += ["--signal", BROADBAND_ONLY]
             if self.runtime == "rp2040":
                 dev = Rp2040Device(d, d, url, log_dir, chip_modules, key_file=key_file,
                                    fault_events=self.faults.fault, pow_bits=self.pow_bits,

@@ -14,7 +14,8 @@ Signal path (docs/DEVICE.md "Signal path"): samples at f_s -> features over the 
 box filter, M = round(f_s / 250)); KAIROS lag = one period of the machine, learned (lag 0 = auto)
 or fixed."""
 from device.pulse import Pulse
-from device.pid import PID
+from device import pid as pidk
+from device.pid import PID, SETPOINT as PID_SP, BIAS as PID_B
 from device import arbiter as arbk
 from device import health as healthk
 from device.health import SignalHealth
@@ -163,20 +164,22 @@ class Maths:
         if self._filling and vm[WINDOW_N] >= self._fill_min:
             self._filling = False
             arb.hold_quarantine(False)
-        pid = self.act
+        pst = self.act.st
+        meas = self.meas_q16
         d = arbk.step(ast, vm[LEVEL], vm[KURT], vm[CREST], vm[ANOMS] + arb.risk_anoms,
-                      pid.setpoint - self.meas_q16, ext)
+                      pst[PID_SP] - PID_B - meas, ext)
         self.decision = d
         if act:
-            out = pid.update(self.meas_q16)
+            out = pidk.update(pst, meas)
             self.duty = 65535 if out > 65535 else (0 if out < 0 else out)
         # recalibrate: genomic PID on e = T_Lambda - measured interval (Q16 seconds)
         e = ((self.period_override_us or self.pulse.period_us) - interval_us) * 65536 // 1000000
         if e < -65536:
             e = -65536
         gp = arb.pid
-        out = gp.update_error(e)
-        arbk.recal(ast, arb.exp, out, 1 if -gp.eps < e < gp.eps else 0)
+        out = pidk.update_error(gp.st, e)
+        eps = gp.eps
+        arbk.recal(ast, arb.exp, out, 1 if -eps < e < eps else 0)
         return d
 
     def collapse(self):

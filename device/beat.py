@@ -163,8 +163,7 @@ class Beat:
         self.mined_late = 0
         self.pwm_duty = 0
         self.deadline = None
-        self._ring = getattr(hw.sampler, "ring", None)
-        self._ovr_seen = 0
+        self._ovr_seen = 0            # the sampler's lost() at the last beat
         self.tel_due = False          # a TELEMETRY record is ready: sent first thing in idle
         self.tel_beat = 0
         self.tel_state = 0
@@ -205,12 +204,9 @@ class Beat:
         smp.poll(t)
         n = smp.drain(self.samples)
         m = self.m
-        r = self._ring
-        ovr = 0
-        if r is not None:
-            o = r.overruns
-            ovr = o - self._ovr_seen
-            self._ovr_seen = o
+        o = smp.lost()                # samples lost this beat: a sensor-health event
+        ovr = o - self._ovr_seen
+        self._ovr_seen = o
         # 3.-5. features, KAIROS (Emissary), sensor and coherence health, cores, decision;
         # the actuator PID (6) unless QUARANTINE is latched; 7. recalibrate (genomic PID on
         # the measured beat interval): one call
@@ -553,8 +549,7 @@ class Beat:
 
     def samples_lost(self):
         """Samples the sampler lost since boot (ring overruns + missed instants), < 2^30."""
-        f = getattr(self.hw.sampler, "lost", None)
-        return f() if f is not None else 0
+        return self.hw.sampler.lost()
 
     # ------------------------------------------------------------------ run / report
     def run(self, beats):

@@ -72,6 +72,12 @@ EXAMPLES = {
     "model": ["becomingone model train --data var/cell --labels labels.csv",
               "becomingone model show --data var/cell",
               "becomingone model push --data var/cell --device 3"],
+    "evaluate": ["becomingone evaluate ../shared/data/cwru",
+                 "becomingone evaluate ../shared/data/cwru --records 97,105 --model seed --json"],
+    "replay": ["becomingone replay recording.npy --rate 12000",
+               "becomingone replay run.csv --column 1 --rate 12000 --scale 0.01 --transport serial"],
+    "scenarios": ["becomingone scenarios --beats 2000",
+                  "becomingone scenarios --only healthy,impact,stuck --json"],
     "plot": ["becomingone plot --data var/cell --device 3 --last 10m --out plots",
              "becomingone plot --data var/cell --device 3 --kind pid --since 2025-01-01T12:00"],
 }

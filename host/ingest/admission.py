@@ -23,6 +23,7 @@ from becomingone.ingest.keystore import Keystore
 from becomingone.ingest.ratelimit import RateLimiter
 from shared import pow as _pow, protocol as P
 from shared.auth import Auth
+from shared.protocol_codes import POW_BITS_DEFAULT
 
 __all__ = ["Admission", "POLICIES", "FULL", "OBSERVE"]
 
@@ -39,7 +40,7 @@ class Admission:
     """Which frames the coordinator takes in (module docstring): owns the device -> Auth
     map, the unknown-device policy, the rate limiter, the per-device PoW difficulty and the
     rejection counters. Raises ValueError for a bad policy or difficulty."""
-    def __init__(self, keystore=None, policy="accept", pow_bits=16, pow_required=True,
+    def __init__(self, keystore=None, policy="accept", pow_bits=POW_BITS_DEFAULT, pow_required=True,
                  rate_capacity=2000.0, rate_refill=1000.0, rate_enabled=True, transport="hmac"):
         if policy not in POLICIES:
             raise ValueError("admission.unknown_devices %r (allowed: %s)" % (policy, ", ".join(POLICIES)))

@@ -8,6 +8,9 @@ the device check every CONFIG against them, device/config_rules.py): f_s up to 2
 12 kHz, a vibration sensor's rate; the DMA sampler needs 48 MHz / f_s whole), at most
 ``spb_max`` = 255 samples per beat, so a beat period of at most (255 - 1) / f_s (21 ms at 12 kHz),
 periods from 500 us; watchdog max 8388 ms; 264 KB RAM (~190 KB heap): deploy .mpy files.
+TELEMETRY goes out 5 beat records per frame by default (``batch_default``; ``--batch`` or CONFIG
+batch_beats changes it): signing a frame (HMAC-SHA256 in viper) takes ~1.5 ms of the chip, a
+third of a 4.2 ms beat, so one tag covers five beats (host sees every beat's record, 21 ms later).
 Sensor scale: 128 counts per g (a +-16 g accelerometer front end on the 12-bit ADC), sent in
 HELLO; the shipped threat model reads the vibration level in g.
 Sampling (``sampler=``): "dma" (default) the ADC free-running at f_s into a ring by DMA, no CPU
@@ -23,7 +26,7 @@ NAME = "pico"
 PINS = {"adc": 26, "pwm": 15, "led": 25, "uart0_tx": 0, "uart0_rx": 1}
 TRANSPORTS = ("serial", "uart", "none")
 LIMITS = {"adc_bits": 12, "f_s_default": 12000, "f_s_max": 24000, "spb_max": 255,
-          "period_min_us": 500, "pwm_bits": 16, "wdt_max_ms": 8388}
+          "period_min_us": 500, "pwm_bits": 16, "wdt_max_ms": 8388, "batch_default": 5}
 COUNTS_PER_UNIT = 128.0            # counts per g: a +-16 g front end on the 12-bit ADC
 PWM_FREQ = 20000
 STATE_DIR = "/"

@@ -94,7 +94,6 @@ _MINE_MARGIN_US = const(800)  # mining stops this much earlier still: the proces
 _MARGIN_US = const(200)       # idle work must end this long before the deadline
 _GC_LOW = const(12288)        # collect in idle time below this many free bytes
 _LEARN_LAGS = const(16)       # lags per lag-search slice (device/lag.py)
-_LEARN_US = const(600)        # idle time a lag-search slice needs
 
 
 def _mem_alloc():
@@ -161,6 +160,7 @@ class Beat:
         self.mining_id = 0
         self.slice_est_us = 0
         self.gc_est_us = 1000
+        self.learn_est_us = 600       # what a lag-search slice costs (measured; ~0.9 ms on a Pico)
         self.mf_est_us = 0            # what gc.mem_free() costs (it walks the heap: ~8 ms on a Pico)
         self.mem_low = False          # the last heap check found less than _GC_LOW free
         self.heap_free = 0            # the last gc.mem_free() figure (HEARTBEAT heap_free)
@@ -207,6 +207,7 @@ class Beat:
             self.witness(C.WITNESS_DECISION, C.DECISION_QUARANTINE, self.pwm_duty)
 
     # ------------------------------------------------------------------ the beat
+    @micropython.native
     def step(self):
         """Run steps 1-8 of one beat (the deadline has been reached by ``idle``)."""
         # 1. pulse: device time, lateness against the deadline, next deadline (one kernel)
@@ -300,6 +301,7 @@ class Beat:
         self.tel_state = self.state_bits(decision, collapse)
         self.tel_beat = self.beat            # step() counts the beat after this
 
+    @micropython.native
     def _send_telemetry(self):
         self.tel_due = False
         m = self.m
@@ -413,10 +415,17 @@ class Beat:
                 continue
             if not learn_done:
                 learn_done = True
-                # a slice of the lag search (~16 lags); a learned lag restarts the stream
-                if budget > _LEARN_US and self.m.learn_step(_LEARN_LAGS):
-                    self.lag_changes += 1
-                    self.send_hello()
+                # a slice of the lag search (~16 lags) when its measured cost fits (it follows a
+                # rise at once, decays 1/16 per slice); a learned lag restarts the stream
+                if budget > self.learn_est_us:
+                    t0 = clk.ticks()
+                    got = self.m.learn_step(_LEARN_LAGS)
+                    c = tdiff(clk.ticks(), t0)
+                    g = self.learn_est_us
+                    self.learn_est_us = c if c > g else g - ((g - c) >> 4)
+                    if got:
+                        self.lag_changes += 1
+                        self.send_hello()
                 continue
             if not hb_done:
                 hb_done = True

@@ -13,6 +13,7 @@ Signal path (docs/DEVICE.md "Signal path"): samples at f_s -> features over the 
 (level, kurtosis, crest, robust exceedances) and the KAIROS stream at f_k = f_s / M (an M-sample
 box filter, M = round(f_s / 250)); KAIROS lag = one period of the machine, learned (lag 0 = auto)
 or fixed."""
+from shared.compat import micropython  # noqa: F401
 from device.pulse import Pulse
 from device import pid as pidk
 from device.pid import PID, SETPOINT as PID_SP, BIAS as PID_B
@@ -139,6 +140,7 @@ class Maths:
         return int(round(self.vib.counts_per_unit * 16))
 
     # ---------------------------------------------------------------- per beat
+    @micropython.native
     def beat(self, samples, n, overruns, interval_us, act):
         """Steps 3-7 of one beat in one call (a Python call costs ~30 us on the Pico, so the
         beat makes one): features and KAIROS, sensor/coherence health, cores and decision,

@@ -35,7 +35,7 @@ class Options:
     faults = ""
     fs = 0                  # 0: the board's default (boards/*.py LIMITS)
     telemetry_every = 1
-    batch = 1
+    batch = 0               # 0: the board's default (LIMITS batch_default, else 1)
     pow_bits = POW_BITS_DEFAULT
     pulse_k = 4.0
     pulse_p = 5.0
@@ -59,7 +59,7 @@ _FLAGS = {
     "board": ("s", None, None), "beats": ("i", 0, 0x3FFFFFFF), "link": ("s", None, None),
     "device_id": ("i", 1, 65535), "boot_id": ("i", 1, 65535), "key_file": ("s", None, None),
     "seed": ("i", 0, 0x3FFFFFFF), "faults": ("s", None, None), "fs": ("i", 0, 100000),
-    "telemetry_every": ("i", 1, 255), "batch": ("i", 1, 5), "pow_bits": ("i", 0, 28),
+    "telemetry_every": ("i", 1, 255), "batch": ("i", 0, 5), "pow_bits": ("i", 0, 28),
     "pulse_k": ("f", None, None), "pulse_p": ("f", None, None), "lag": ("i", 0, 1000),
     "omega": ("f", None, None), "clock": ("s", None, None), "wifi": ("s", None, None),
     "signal": ("s", None, None), "sensor_file": ("s", None, None), "model": ("s", None, None),
@@ -145,6 +145,8 @@ def check_board(o, limits=None):
     lim = board_limits(o.board) if limits is None else limits
     if not o.fs:
         o.fs = lim.get("f_s_default", 1000)
+    if not o.batch:
+        o.batch = lim.get("batch_default", 1)
     period = int(round(t_lambda(o.pulse_k, o.pulse_p) * 1e6))
     try:
         check_rate(o.fs, period, lim, "pulse")

@@ -17,7 +17,7 @@ Flags (README "Device entry point"):
   --faults SPEC         emulator faults, e.g. noise@3000+2000*900,spike@1000*1500
   --fs HZ               sample rate f_s            (default: the board's, boards/*.py LIMITS)
   --telemetry-every N   one TELEMETRY record per N beats (partials summed)   (default: 1)
-  --batch N             TELEMETRY records per frame, 1..5           (default: 1)
+  --batch N             TELEMETRY records per frame, 1..5     (default: the board's; 1, pico 5)
   --pow-bits N          proof-of-work difficulty of WITNESS records (default: 12)
   --pulse-k K --pulse-p P   T_Lambda parameters (k*P must be > 1)   (default: 4, 5)
   --lag N               KAIROS lag in KAIROS samples (f_s / M, about 250 Hz); 0 = learn one

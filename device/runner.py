@@ -143,7 +143,7 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
                   batch_max=5)
     s = Settings()
     s.telemetry_every = opts.telemetry_every
-    s.batch_beats = opts.batch
+    s.batch_beats = opts.batch or 1
     s.pow_bits = opts.pow_bits
     s.alloc_every = getattr(hw, "alloc_every", 1)
     gc.collect()                  # the beat's own tables next, in as few holes as possible

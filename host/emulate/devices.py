@@ -27,8 +27,10 @@ from shared.auth import Auth
 from shared.protocol_codes import POW_BITS_DEFAULT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# MicroPython heap of an emulated device (the one place to set it; a Pico has ~190 KB free).
-# The signal-path firmware needs ~200K on the unix port for now: back to 192K once trimmed.
+# MicroPython heap of an emulated device (the one place to set it). The firmware alone runs in
+# 187K (serial link) to 192K (serial + device key) on the 64-bit unix port; a CONFIG's run-time
+# planning adds ~50 qstrs, which can open another qstr pool (~14 KB): an emulated device gets
+# headroom so an operator's CONFIG never ends a run. (On the chip, 50 KB stay free: lane 4.)
 DEVICE_HEAP = "256K"
 # a HEARTBEAT payload with every counter at zero (the misbehaving senders' frames)
 _HEARTBEAT = {name: 0 for name in P.HEARTBEAT_FIELDS}

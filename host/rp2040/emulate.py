@@ -25,13 +25,17 @@ from becomingone.rp2040 import build, chip
 from becomingone.rp2040.board import EmulatedPico
 from becomingone.rp2040.errors import UserError
 
-COHERENT = dict(mid=2048, hz=5, amp=400, noise=0)       # odd devices
-NOISY = dict(mid=2048, hz=5, amp=400, noise=600)        # even devices
-SPIKES = dict(spikes_dur=1.5, spikes_amp=1500)           # fault=D@T
+# ADC0 in counts (board pico: 128 counts per g), as host/emulate/devices.py gives the emulator
+# board: odd devices a machine with a steady 5 Hz rotation (3 g) and a little broadband noise
+# (coherent: KAIROS collapses), even devices a healthy machine without a dominant rotation
+# (0.06 g broadband: no collapse, no alarm), fault=D@T impacts every 25 ms for 1.5 s (11.7 g)
+COHERENT = dict(mid=2048, hz=5, amp=400, noise=6)
+BROADBAND = dict(mid=2048, hz=0, amp=0, noise=8)
+SPIKES = dict(spikes_dur=1.5, spikes_amp=1500)
 
 
 def adc_for(index, fault_events):
-    sig = dict(COHERENT if index % 2 == 1 else NOISY)
+    sig = dict(COHERENT if index % 2 == 1 else BROADBAND)
     at = [t for d, t in fault_events if d == index]
     if at:
         sig.update(SPIKES, spikes_at=float(min(at)))

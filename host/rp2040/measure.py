@@ -7,7 +7,8 @@ frames the serial link sent.
     r["step_us"]["p99"], r["heap"], r["alloc"], r["pow"]["hashes_per_s"]
 
 Board pico: ADC0 (GP26) gets a 5 Hz sine of 400 counts around mid-scale plus 24 counts of noise
-from the emulator (the sampler is the pico board's own machine.Timer callback); board emulator:
+from the emulator (the sampler is the pico board's own: the ADC free-running at 12 kHz into a
+ring by DMA); board emulator:
 the synthetic sensor computed on the chip inside step() (so its step() includes the sensor).
 """
 import hashlib
@@ -49,7 +50,7 @@ def _frames(data, key):
     from shared.cobs import Deframer
     de = Deframer()
     auth = {DEVICE_ID: Auth(key)} if key else None
-    counts, bad, first = {}, 0, None
+    counts, bad, first, records = {}, 0, None, 0
     for seg in de.feed(data):
         try:
             f = P.decode(bytes(seg), auth=auth)
@@ -58,8 +59,10 @@ def _frames(data, key):
             continue
         name = P.TYPE_NAMES[f.type]
         counts[name] = counts.get(name, 0) + 1
+        if f.type == P.TELEMETRY:       # a BATCH frame carries several beats' records
+            records += len(f.fields["records"]) if f.batch else 1
         first = first or name
-    return {"counts": counts, "bad": bad, "first": first,
+    return {"counts": counts, "records": records, "bad": bad, "first": first,
             "signed": bool(key), "cobs_errors": sum(de.errors.values())}
 
 

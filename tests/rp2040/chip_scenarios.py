@@ -11,8 +11,8 @@ import time
 
 
 def chip_fault_alert_quarantine_clear():
-    """The sensor of an emulator board turns into an impacting machine (spikes every 25 ms):
-    ALERT, then QUARANTINE (output to its safe value, latched); an unsigned CLEAR is refused; a
+    """A bearing fault develops on an emulator board's sensor (impacts from 0.3 s, as `emulate
+    --faults fault=D@T` gives it: host/emulate/devices.py): ALERT, then QUARANTINE (output to its safe value, latched); an unsigned CLEAR is refused; a
     signed CONFIG is applied and acknowledged; the host's signed CLEAR unlatches, and as the
     machine still impacts the next beat latches again (a new QUARANTINE record); every frame the
     device sent carries a valid tag of the device key."""
@@ -27,7 +27,7 @@ def chip_fault_alert_quarantine_clear():
         f.write(key)
     o = parse_args(["--board", "emulator", "--clock", "virtual", "--boot-id", "77",
                     "--device-id", "9", "--key-file", "chip.key", "--pow-bits", "4",
-                    "--faults", "spikes@300+1500*1500"])
+                    "--faults", "impact@300+2000*420,impact@2300+3000*700"])
     clk = VirtualClock()
     link = FakeLink()
     b = runner.build(o, clock=clk, link=link)
@@ -45,7 +45,7 @@ def chip_fault_alert_quarantine_clear():
         return out
     b.start()
     first = {}
-    for i in range(500):
+    for i in range(1000):
         b.idle()
         b.step()
         d = b.last_decision
@@ -53,7 +53,7 @@ def chip_fault_alert_quarantine_clear():
             first[d] = i
         if b.quarantined:
             break
-    assert b.quarantined, ("no QUARANTINE within 500 beats", first)
+    assert b.quarantined, ("no QUARANTINE within 1000 beats", first)
     assert P.DECISION_ALERT in first and first[P.DECISION_ALERT] < first[P.DECISION_QUARANTINE], first
     assert b.hw.pwm.duty == b.hw.pwm.safe_duty
     # an unsigned CLEAR is refused (counted), the latch holds
@@ -68,8 +68,12 @@ def chip_fault_alert_quarantine_clear():
     b.idle()
     assert b.s.telemetry_every == 2
     assert not b.quarantined                        # unlatched by the CLEAR
-    b.step()                                        # the machine still impacts: latched again
-    assert b.quarantined and b.hw.pwm.duty == b.hw.pwm.safe_duty
+    for i in range(1000):                           # the machine still impacts: latched again
+        b.step()
+        if b.quarantined:
+            break
+        b.idle()
+    assert b.quarantined and b.hw.pwm.duty == b.hw.pwm.safe_duty, i
     for i in range(6):
         b.idle()
         b.step()

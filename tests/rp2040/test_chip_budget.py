@@ -23,12 +23,13 @@ def m(chip):
 
 
 def test_the_measurement_is_real(m):
-    """The beat ran on the chip as deployed: HELLO first, one signed TELEMETRY per beat, the
+    """The beat ran on the chip as deployed: HELLO first, a signed TELEMETRY record for every beat
+    (5 per frame: board pico's batch_default), the
     proof-of-work rate and the heap figures measured there."""
     fr = m["frames"]
     assert fr["first"] == "HELLO", fr
     assert fr["bad"] == 0 and fr["cobs_errors"] == 0, fr
-    assert fr["signed"] and fr["counts"].get("TELEMETRY", 0) >= BEATS, fr
+    assert fr["signed"] and fr["records"] >= BEATS, fr
     rep = m["report"]
     assert rep["board"] == "pico" and rep["beats"] >= BEATS
     assert m["period_us"] == 4210
@@ -56,7 +57,8 @@ def test_bench_device_rows_from_the_same_measurement(m):
     assert rows["rp2040-heap"]["low_water"] == m["heap"]["low_water"]
     pw = rows["rp2040-pow"]
     assert pw["hashes_per_s"] == m["pow"]["hashes_per_s"]
-    assert abs(pw["witness_s"] - 65536.0 / pw["hashes_per_s"]) < 0.01
+    from shared.protocol_codes import POW_BITS_DEFAULT
+    assert abs(pw["witness_s"] - (1 << POW_BITS_DEFAULT) / pw["hashes_per_s"]) < 0.01
 
 
 @pytest.mark.xfail(budget.XFAIL["step"], strict=True, reason=budget.XFAIL_REASON)
@@ -70,9 +72,16 @@ def test_no_allocation_in_the_steady_beat_with_a_device_key(m):
 
 
 @pytest.mark.xfail(budget.XFAIL["heap"], strict=True, reason=budget.XFAIL_REASON)
-def test_heap_after_collection_at_least_48k_and_flat_over_5000_beats(m):
+def test_heap_after_collection_at_least_48k_low_water_and_flat_over_the_run(m):
+    fails = (budget.check_heap_level(m) + budget.check_heap_flat(m)
+             + budget.check_heap_low_water(m))
+    assert fails == [], fails
+
+
+@pytest.mark.xfail(budget.XFAIL["step"], strict=True, reason=budget.XFAIL_REASON)
+def test_heap_flat_over_5000_beats(m):
     # 5,000 beats take 21 emulated seconds at the target; at today's step() they would take
-    # minutes: the long run only starts once step() is within its budget
+    # minutes of wall time: the long run only starts once step() is within its budget
     pre = budget.check_step(m)
     assert pre == [], "not run: %d beats need step() within budget first (%s)" % (
         budget.HEAP_FLAT_BEATS, pre)

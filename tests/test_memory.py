@@ -65,6 +65,11 @@ def test_similarity_keeps_magnitude_and_ignores_phase(tmp_path):
     mem.snapshot(6, 2.0, [dict(w, ready=(k == 0)) for k, w in enumerate(wins(coherent))], threat=0.01)
     r = mem.similar(device_id=6, top=1)
     assert r[0]["device_id"] in (1, 2) and r[0]["similarity"] == pytest.approx(1.0)
+    # windows that hold nothing (a dead sensor, a boot) against windows that hold a steady
+    # machine: as far apart as the coherence block can be, even at the same threat
+    mem.snapshot(7, 3.0, [dict(w, ready=False) for w in wins(coherent)], threat=0.01)
+    got = {x["device_id"]: x["similarity"] for x in mem.similar(device_id=7, top=10)}
+    assert got[1] == pytest.approx(1 - np.sqrt(0.5)) and got[3] == pytest.approx(1 - np.sqrt(0.5))
     # a vector query: nan = unknown
     r = mem.similar(vector=[0.0025, "nan", "nan", 0.01], top=1)
     assert r[0]["device_id"] == 3
@@ -80,8 +85,12 @@ def _brute(q, m, ncoh):
     for row in m:
         parts = []
         for cols in (range(ncoh), range(ncoh, len(q))):
+            qk = any(np.isfinite(q[i]) for i in cols)
+            mk = any(np.isfinite(row[i]) for i in cols)
             d = [(row[i] - q[i]) ** 2 for i in cols if np.isfinite(row[i]) and np.isfinite(q[i])]
-            if d:
+            if qk != mk:
+                parts.append(1.0)          # known in one, empty in the other: as far as can be
+            elif d:
                 parts.append(sum(d) / len(d))
         out.append(1 - np.sqrt(sum(parts) / len(parts)) if parts else np.nan)
     return np.array(out)
@@ -92,6 +101,7 @@ def test_similarity_matches_brute_force(tmp_path):
     mem = Memory(str(tmp_path / "m.sqlite"))
     C = rng.uniform(size=(300, 3))
     C[rng.uniform(size=C.shape) < 0.2] = np.nan                        # windows not filled yet
+    C[::17] = np.nan                                                   # no window at all
     thr = rng.uniform(size=300)
     thr[rng.uniform(size=300) < 0.1] = np.nan                          # threat unknown
     for k in range(300):

@@ -25,9 +25,13 @@ same layout are compared): two blocks, coherence (the C components) and conditio
 a root mean square of the differences over the components known in both signatures, combined
 with equal weight:
 
-    d^2 = (d_C^2 + d_threat^2) / 2    (a block unknown in either signature drops out, the other
-                                       then counts alone; nothing in common: not comparable)
+    d^2 = (d_C^2 + d_threat^2) / 2
     similarity = 1 - d  in [0, 1]     (every component lies in [0, 1]: 1 = the same state)
+
+A block known in one signature and wholly unknown in the other is as far as it can be (d = 1 for
+that block): a machine whose windows hold signal is not in the state of one whose windows are
+empty (just booted, or a dead or stuck sensor). A block unknown in both drops out and the other
+counts alone (two dead sensors are alike by their threat); nothing known in both: not comparable.
 
     layout_of(windows_s, threat=True) -> str
     signature(windows, threat=None) -> numpy float64 vector (windows: dicts with C, ready)
@@ -71,16 +75,23 @@ def signature(windows, threat=None):
     return np.asarray(v, dtype="<f8")
 
 
-def _block_ms(diff, known, cols):
-    """Mean square of diff over the known entries of the given columns, per row; NaN where none."""
+def _block_ms(diff, known, q_known, m_known, cols):
+    """(mean square of diff over the entries known in both, per row; whether the block counts):
+    1 where the block is known in only one of the two signatures, not counted where it is
+    unknown in both (module docstring)."""
+    rows = diff.shape[0]
     if not cols:
-        return np.full(diff.shape[0], np.nan), np.zeros(diff.shape[0], dtype=bool)
+        return np.zeros(rows), np.zeros(rows, dtype=bool)
     d = diff[:, cols]
     k = known[:, cols]
     n = k.sum(axis=1)
     s = np.where(k, d * d, 0.0).sum(axis=1)
-    has = n > 0
-    return np.where(has, s / np.maximum(n, 1), np.nan), has
+    q_has = bool(q_known[cols].any())
+    m_has = m_known[:, cols].any(axis=1)
+    one_side = m_has != q_has
+    ms = np.where(n > 0, s / np.maximum(n, 1), 0.0)
+    ms = np.where(one_side, 1.0, ms)
+    return ms, one_side | (n > 0)
 
 
 def similarities(query, rows, layout):
@@ -89,14 +100,14 @@ def similarities(query, rows, layout):
     clipped to [0, 1] first (the Master's C may pass 1 by a few 2^-14)."""
     q = np.clip(np.asarray(query, dtype=np.float64), 0.0, 1.0)
     m = np.clip(np.asarray(rows, dtype=np.float64), 0.0, 1.0)
-    known = np.isfinite(m) & np.isfinite(q)[None, :]
+    q_known, m_known = np.isfinite(q), np.isfinite(m)
+    known = m_known & q_known[None, :]
     diff = np.where(known, m - np.nan_to_num(q)[None, :], 0.0)
     coh, cond = parse_layout(layout)
     if not coh and not cond:           # a layout-free vector (a user's --vector): one block
         coh = list(range(q.shape[0]))
-    ms_c, has_c = _block_ms(diff, known, coh)
-    ms_t, has_t = _block_ms(diff, known, cond)
-    both = has_c & has_t
-    d2 = np.where(both, (np.nan_to_num(ms_c) + np.nan_to_num(ms_t)) / 2.0,
-                  np.where(has_c, ms_c, ms_t))
-    return 1.0 - np.sqrt(d2)
+    ms_c, has_c = _block_ms(diff, known, q_known, m_known, coh)
+    ms_t, has_t = _block_ms(diff, known, q_known, m_known, cond)
+    n = has_c.astype(np.float64) + has_t
+    d2 = (np.where(has_c, ms_c, 0.0) + np.where(has_t, ms_t, 0.0)) / np.maximum(n, 1.0)
+    return np.where(n > 0, 1.0 - np.sqrt(d2), np.nan)

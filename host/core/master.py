@@ -30,7 +30,9 @@ Device time.  A window of W seconds is first located as W / period beats (the de
 period from HELLO); when those beats hold more than W (1 + SPAN_TOL) seconds of samples (beats
 that ran long or were skipped under overload, records that sum several beats) it is shortened
 to W seconds of samples (at most SPAN_STEPS steps); when they hold less (lost frames, a dead
-sensor) the beat clock stands and the window is less full.
+sensor) the beat clock stands and the window is less full.  Exact while the device's samples per
+beat are steady over the window; across a change (an overload that ends in a dead sensor) the
+window is an estimate between the two clocks.
 
 Fill: windows that exist.  A window of W seconds *exists* once it holds at least MIN_FILL (90 %)
 of its span in device time: fill = min(1, seconds / W), where seconds = the KAIROS samples the

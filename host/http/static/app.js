@@ -184,11 +184,18 @@ function coherenceSeries(windows) {
   return s;
 }
 
+// every Master window the device reports, in the legend from the start: one that does not
+// exist yet (fill < 90 %, C null) has no points until it does
+function chartWindows(d) {
+  const all = new Set([...d.hist.master.keys(), ...(d.known || [])]);
+  return [...all].sort((a, b) => parseFloat(a) - parseFloat(b));
+}
+
 function makePlots(d) {
   const el = d.el;
   const width = Math.max(320, el.querySelector(".charts").clientWidth);
   for (const p of Object.values(d.plots || {})) p.destroy();
-  const windows = [...d.hist.master.keys()].sort((a, b) => parseFloat(a) - parseFloat(b));
+  const windows = chartWindows(d);
   d.windows = windows.join(",");
   const get = () => d.hist;
   const common = {width, height: 190, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
@@ -236,7 +243,7 @@ function chartData(d) {
 
 function drawCharts(d) {
   if (!d.hist || typeof uPlot === "undefined") return;
-  const windows = [...d.hist.master.keys()].sort((a, b) => parseFloat(a) - parseFloat(b)).join(",");
+  const windows = chartWindows(d).join(",");
   const width = Math.max(320, d.el.querySelector(".charts").clientWidth);
   if (!d.plots || windows !== d.windows || Math.abs(width - d.width) > 4) makePlots(d);
   const data = chartData(d);
@@ -322,6 +329,7 @@ function renderDevice(dev, snap) {
   text(el.querySelector(".v-windows"), (dev.windows || []).map((w) => w.window + " "
        + (w.C === null ? "filling " + pct(w.fill) : fmt(w.C, 3)
           + (w.fill !== null && w.fill < 0.999 ? " (" + pct(w.fill) + " filled)" : ""))).join(", ") || "-");
+  d.known = (dev.windows || []).map((w) => w.window);
   if (!STATIC) appendLive(d, dev, epoch(snap.time));
   return d;
 }

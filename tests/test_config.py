@@ -138,3 +138,43 @@ def test_derived_helpers_and_logging():
     log = configure_logging(load_config(overrides={"logging.format": "text"}), stream=buf2)
     log.info("plain")
     assert "INFO becomingone: plain" in buf2.getvalue() and buf.getvalue().count("\n") == 1
+
+
+def test_omega_that_caps_every_window_is_warned_about_naming_the_window():
+    """C <= sinc^2(omega W/2) on a steady machine: at the spec's 2 rad/s every window the host
+    and the device use is named; at the default omega = 0 there is nothing to say."""
+    from becomingone.config.load import unreachable_windows
+    assert load_config().warnings == ()
+    w = load_config(overrides={"kairos.omega": 2.0}).warnings
+    names = ["the device's Emissary window", "emissary.tau_max", "sync.master_window",
+             "master.windows[0]", "master.windows[1]", "master.windows[2]", "master.windows[3]"]
+    assert len(w) == len(names)
+    for text, name in zip(w, names):
+        assert name in text and "kairos.coherence_threshold 0.95" in text and "allowed" in text
+    assert "= 0.708 <" in w[0] and "omega <= 0.783 rad/s" in w[0]     # sinc^2(1) = 0.708
+    # 0.05 rad/s: the 1 s and 10 s windows can collapse (sinc^2(0.25) = 0.98), 60 s cannot
+    w = load_config(overrides={"kairos.omega": 0.05}).warnings
+    assert [t.split(" means ")[1].split(" (")[0] for t in w] == [
+        "master.windows[1]", "master.windows[2]", "master.windows[3]"]
+    # the bound is tight: the largest omega it names is where sinc^2 meets I_c
+    (_, _, b, om), = unreachable_windows(1.0, 0.9, [("w", 10.0)])
+    assert unreachable_windows(om * 0.999, 0.9, [("w", 10.0)]) == []
+    assert unreachable_windows(om * 1.001, 0.9, [("w", 10.0)]) != []
+
+
+def test_the_sinc_bound_holds_for_a_steady_machine():
+    """The bound the warning states, checked on the SPEC's float64 reference: a steady tone
+    with the lag at one period reaches C ~ 1 at omega = 0, and stays under sinc^2(omega W/2)
+    (to the tone's own share of the window) at omega = 2 rad/s."""
+    import numpy as np
+    from tests.reference.kairos_ref import kairos
+    fk, f0 = 250.0, 5.0
+    n = np.arange(int(12 * fk))
+    x = 1000 * np.sin(2 * np.pi * f0 * n / fk + 0.3)
+    lag = int(fk / f0)
+    for W in (1.0, 10.0):
+        a = len(n) - int(W * fk)
+        c0 = kairos(x, fk, lag=lag, omega=0.0, start=a)["C"]
+        c2 = kairos(x, fk, lag=lag, omega=2.0, start=a)["C"]
+        bound = (np.sin(W) / W) ** 2
+        assert c0 > 0.99 and c2 <= bound + 0.01, (W, c0, c2, bound)

@@ -245,3 +245,40 @@ def test_bench_master_quick_rows():
     names = [r["name"] for r in rows]
     assert names == ["master", "naive", "integration"]
     assert rows[0]["queries_per_s"] > 0 and rows[1]["queries_per_s"] > 0 and rows[2]["cycle_ms"] > 0
+
+
+def test_fill_and_span_in_device_time():
+    """A window's span is device time (its KAIROS samples / f_k), not nominal beats: beats that
+    hold twice their period's samples (an overloaded device skipping beats) give a window of
+    half the beats; beats that hold less (lost frames, a dead sensor) leave it less full."""
+    from becomingone.core.master import MIN_FILL
+    m = Master(windows=(10.0, 60.0), tau_max=60.0, beat_s=0.004)
+    i = m.open_stream(1, 1, 250.0, 4000)             # f_k = 250 Hz, 4 ms beats: 1 sample a beat
+    n = 6000
+    m.ingest_batch(i, np.arange(n), np.full(n, 10), np.zeros(n), np.full(n, 10), np.full(n, 10),
+                   np.full(n, 1))
+    w = m.window(1, 10.0)
+    # (a 10 s window starts on an 8-beat block boundary: within 1 % of its length)
+    assert abs(w["span_beats"] - 2500) <= 8 and w["seconds"] == pytest.approx(10.0, rel=0.01)
+    assert w["fill"] >= 0.99 and w["ready"] and MIN_FILL == 0.9
+    w60 = m.window(1, 60.0)
+    assert w60["fill"] == pytest.approx(24.0 / 60.0) and not w60["ready"]
+    # now 2 samples a beat (8 ms of sampler time per 4 ms beat): the 10 s window is ~1250 beats
+    m.ingest_batch(i, np.arange(n, n + 3000), np.full(3000, 10), np.zeros(3000), np.full(3000, 10),
+                   np.full(3000, 10), np.full(3000, 2))
+    w = m.window(1, 10.0)
+    assert abs(w["seconds"] - 10.0) < 0.25 and 1200 <= w["span_beats"] <= 1300 and w["fill"] >= 0.97
+    q = m.query(np.array([i]), 10.0)
+    assert q["span_beats"][0] == w["span_beats"] and q["seconds"][0] == pytest.approx(w["seconds"])
+    assert q["fill"][0] == pytest.approx(w["fill"]) and bool(q["ready"][0])
+    # a dead sensor: beats go on without samples, the window empties (not shortened)
+    j = m.open_stream(2, 1, 250.0, 4000)
+    m.ingest_batch(j, np.arange(n), np.full(n, 10), np.zeros(n), np.full(n, 10), np.full(n, 10),
+                   np.full(n, 1))
+    m.ingest_batch(j, np.arange(n, n + 1000), np.zeros(1000), np.zeros(1000),
+                   np.zeros(1000), np.zeros(1000), np.zeros(1000))
+    w = m.window(2, 10.0)
+    assert abs(w["span_beats"] - 2500) <= 8 and w["fill"] == pytest.approx(6.0 / 10.0, abs=0.02)
+    assert not w["ready"]
+    qa = m.query_all()
+    assert qa["fill"][1].tolist() == pytest.approx([w["fill"], m.window(2, 60.0)["fill"]])

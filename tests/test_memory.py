@@ -1,5 +1,6 @@
 """Temporal-signature memory: snapshots, coherence history, witness logs, mesh states; range
-queries, reconstruction at a time t, cosine similarity (1 - theta/pi), retention, bad files."""
+queries, reconstruction at a time t, similarity of signatures (C per window and threat, a distance
+that keeps magnitudes and ignores phase), retention, bad files, the format 2 -> 3 migration."""
 import cmath
 import math
 import os
@@ -43,42 +44,78 @@ def test_snapshot_query_reconstruct(tmp_path):
     mem.close()
 
 
-def test_similarity_is_one_minus_theta_over_pi(tmp_path):
+def test_similarity_keeps_magnitude_and_ignores_phase(tmp_path):
     mem = Memory(str(tmp_path / "m.sqlite"))
-    mem.snapshot(1, 1.0, [dict(window=10.0, T_hat=1 + 0j)])          # vec (1, 0)
-    mem.snapshot(2, 1.0, [dict(window=10.0, T_hat=1j)])              # (0, 1): 90 degrees
-    mem.snapshot(3, 1.0, [dict(window=10.0, T_hat=-1 + 0j)])         # opposite
-    mem.snapshot(4, 1.0, [dict(window=10.0, T_hat=cmath.rect(2, math.pi / 4))])
-    mem.snapshot(5, 1.0, [dict(window=10.0, T_hat=0j)])              # zero vector
-    mem.snapshot(6, 1.0, wins((0.5, 0.5, 0.5)))                      # other dimension: skipped
-    r = mem.similar(vector=[1.0, 0.0], top=10)
+    coherent = (0.99, 0.98, 0.97)
+    mem.snapshot(1, 1.0, wins(coherent, phase=0.0), threat=0.01)
+    mem.snapshot(2, 1.0, wins(coherent, phase=2.5), threat=0.01)         # another stream's phase
+    mem.snapshot(3, 1.0, wins((0.05, 0.02, 0.01), phase=0.0), threat=0.01)   # noise, same phase
+    mem.snapshot(4, 1.0, wins(coherent, phase=0.0), threat=0.95)         # coherent, but faulty
+    mem.snapshot(5, 1.0, [dict(window=10.0, T_hat=1 + 0j)])             # other layout: skipped
+    r = mem.similar(device_id=1, top=10)
     got = {x["device_id"]: x["similarity"] for x in r}
-    assert got[1] == pytest.approx(1.0) and got[4] == pytest.approx(0.75)
-    assert got[2] == pytest.approx(0.5) and got[3] == pytest.approx(0.0) and got[5] == 0.0
-    assert 6 not in got
-    assert [x["device_id"] for x in r[:3]] == [1, 4, 2]
-    r = mem.similar(device_id=4, top=2)                              # its own row is excluded
-    assert [x["device_id"] for x in r] == [1, 2]
-    with pytest.raises(Exception, match="non-zero"):
-        mem.similar(vector=[0.0, 0.0])
+    assert got[2] == pytest.approx(1.0)                        # the phase origin does not count
+    assert 5 not in got
+    # magnitude counts: C (0.98 vs 0.03: RMS of the C differences) with weight 1/2
+    dC = np.sqrt(np.mean((np.array(coherent) ** 2 - np.array((0.05, 0.02, 0.01)) ** 2) ** 2))
+    assert got[3] == pytest.approx(1 - np.sqrt(dC ** 2 / 2))
+    assert got[4] == pytest.approx(1 - np.sqrt(0.94 ** 2 / 2))
+    assert [x["device_id"] for x in r] == [2, 4, 3]
+    # a window that does not exist yet is unknown, not zero: it drops out of the distance
+    mem.snapshot(6, 2.0, [dict(w, ready=(k == 0)) for k, w in enumerate(wins(coherent))], threat=0.01)
+    r = mem.similar(device_id=6, top=1)
+    assert r[0]["device_id"] in (1, 2) and r[0]["similarity"] == pytest.approx(1.0)
+    # windows that hold nothing (a dead sensor, a boot) against windows that hold a steady
+    # machine: as far apart as the coherence block can be, even at the same threat
+    mem.snapshot(7, 3.0, [dict(w, ready=False) for w in wins(coherent)], threat=0.01)
+    got = {x["device_id"]: x["similarity"] for x in mem.similar(device_id=7, top=10)}
+    assert got[1] == pytest.approx(1 - np.sqrt(0.5)) and got[3] == pytest.approx(1 - np.sqrt(0.5))
+    # a vector query: nan = unknown
+    r = mem.similar(vector=[0.0025, "nan", "nan", 0.01], top=1)
+    assert r[0]["device_id"] == 3
+    with pytest.raises(Exception, match="known component"):
+        mem.similar(vector=[float("nan")] * 4)
     with pytest.raises(Exception, match="no signature"):
         mem.similar(device_id=99)
+
+
+def _brute(q, m, ncoh):
+    """An independent statement of memory/signature.py's similarity, row by row."""
+    out = []
+    for row in m:
+        parts = []
+        for cols in (range(ncoh), range(ncoh, len(q))):
+            qk = any(np.isfinite(q[i]) for i in cols)
+            mk = any(np.isfinite(row[i]) for i in cols)
+            d = [(row[i] - q[i]) ** 2 for i in cols if np.isfinite(row[i]) and np.isfinite(q[i])]
+            if qk != mk:
+                parts.append(1.0)          # known in one, empty in the other: as far as can be
+            elif d:
+                parts.append(sum(d) / len(d))
+        out.append(1 - np.sqrt(sum(parts) / len(parts)) if parts else np.nan)
+    return np.array(out)
 
 
 def test_similarity_matches_brute_force(tmp_path):
     rng = np.random.default_rng(4)
     mem = Memory(str(tmp_path / "m.sqlite"))
-    vecs = rng.normal(size=(300, 3)) + 1j * rng.normal(size=(300, 3))
-    for k, v in enumerate(vecs):
-        mem.snapshot(k % 7, float(k), [dict(window=float(w), T_hat=v[w]) for w in range(3)])
-    q = rng.normal(size=6)
+    C = rng.uniform(size=(300, 3))
+    C[rng.uniform(size=C.shape) < 0.2] = np.nan                        # windows not filled yet
+    C[::17] = np.nan                                                   # no window at all
+    thr = rng.uniform(size=300)
+    thr[rng.uniform(size=300) < 0.1] = np.nan                          # threat unknown
+    for k in range(300):
+        mem.snapshot(k % 7, float(k), [dict(window=float(w + 1), T_hat=np.sqrt(C[k, w]) if np.isfinite(C[k, w]) else 0j,
+                                            C=C[k, w], ready=bool(np.isfinite(C[k, w])))
+                                       for w in range(3)],
+                     threat=None if np.isnan(thr[k]) else thr[k])
     mem.SIMILAR_CHUNK = 37                         # several chunks: top-k merged across them
+    q = [0.5, np.nan, 0.9, 0.2]
     r = mem.similar(vector=q, top=5)
-    flat = np.stack([np.ravel(np.column_stack([v.real, v.imag])) for v in vecs])
-    cos = flat @ q / (np.linalg.norm(flat, axis=1) * np.linalg.norm(q))
-    best = np.argsort(-cos)[:5]
+    sim = _brute(q, np.column_stack([C, thr]), 3)
+    best = np.argsort(-np.nan_to_num(sim, nan=-1))[:5]
     assert [x["t"] for x in r] == [float(b) for b in best]
-    assert r[0]["similarity"] == pytest.approx(1 - np.arccos(cos[best[0]]) / np.pi)
+    assert r[0]["similarity"] == pytest.approx(sim[best[0]])
 
 
 def test_witness_and_mesh_and_toggles(tmp_path):
@@ -156,10 +193,59 @@ def test_from_config_and_master_snapshots(tmp_path):
     m.ingest_batch(i, np.arange(100), np.full(100, 50), np.zeros(100), np.full(100, 100),
                    np.full(100, 100), np.full(100, 4))
     m.open_stream(5, 2, 1000, 4210)                 # no data yet: not snapshotted
-    assert mem.snapshot_many(10.0, m.query_all(), boot_ids=m.boot) == 1
+    assert mem.snapshot_many(10.0, m.query_all(), boot_ids=m.boot, threat={4: 0.5}) == 1
     st = mem.reconstruct(4, 10.0)
-    assert len(st["windows"]) == 4 and st["windows"][0]["C"] == pytest.approx(0.25)
+    # 100 beats of 4 samples at 1 kHz: 0.4 s held, so no window exists yet (C unknown)
+    assert len(st["windows"]) == 4 and st["windows"][0]["C"] is None
+    assert st["windows"][0]["fill"] == pytest.approx(0.04) and st["windows"][0]["T_hat"] is None
+    m.ingest_batch(i, np.arange(100, 2600), np.full(2500, 50), np.zeros(2500), np.full(2500, 100),
+                   np.full(2500, 100), np.full(2500, 4))
+    assert mem.snapshot_many(11.0, m.query_all(), boot_ids=m.boot) == 1
+    st = mem.reconstruct(4, 11.0)
+    # 10 s = 2375 beats of 4 ms of samples each: 9.5 s held, so the window exists
+    assert st["windows"][0]["C"] == pytest.approx(0.25)
+    assert st["windows"][0]["fill"] == pytest.approx(0.95, abs=1e-3)
+    assert st["windows"][1]["C"] is None                      # the 60 s window: 10.4 s held
+    sig = mem.query("signatures", device_id=4)
+    assert sig[0]["layout"] == "C@10s,C@60s,C@600s,C@3600s,threat"
+    assert sig[0]["vec"] == [None, None, None, None, 0.5]
+    assert sig[1]["vec"][0] == pytest.approx(0.25) and sig[1]["vec"][1:] == [None] * 4
     mem.close()
+
+
+def test_format_2_database_is_migrated(tmp_path):
+    p = str(tmp_path / "old.sqlite")
+    db = sqlite3.connect(p)
+    db.executescript("""
+        CREATE TABLE phase_snapshots (id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL,
+          boot_id INTEGER, window REAL NOT NULL, t_re REAL NOT NULL, t_im REAL NOT NULL, c REAL NOT NULL,
+          coverage REAL, beats INTEGER, seconds REAL, last_beat INTEGER);
+        CREATE INDEX phase_snapshots_dt ON phase_snapshots(device_id, t);
+        CREATE TABLE signatures (id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL,
+          boot_id INTEGER, dim INTEGER NOT NULL, vec BLOB NOT NULL);
+        CREATE TABLE coherence_history (id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL,
+          boot_id INTEGER, kind TEXT NOT NULL, window REAL, c REAL NOT NULL, coverage REAL, t_re REAL,
+          t_im REAL, delta_phase REAL, flags INTEGER, device_c REAL, extra TEXT);
+        CREATE INDEX coherence_history_dt ON coherence_history(device_id, t);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('format', '2');
+        INSERT INTO phase_snapshots VALUES (1, 5.0, 1, 2, 10.0, 0.9, 0.0, 0.81, 1.0, 10, 10.0, 99);
+        INSERT INTO coherence_history VALUES (1, 5.0, 1, 2, 'sync', 10.0, 0.81, NULL, 0.9, 0.0, 0.0, 3,
+          NULL, NULL);
+        INSERT INTO signatures VALUES (1, 5.0, 1, 2, 2, x'00');
+    """)
+    db.close()
+    with pytest.raises(MemoryStoreError, match="format 2.*migrates"):
+        Memory.open_readonly(p)
+    mem = Memory(p)
+    st = mem.reconstruct(1, 6.0)
+    assert st["windows"][0]["C"] == pytest.approx(0.81) and st["windows"][0]["fill"] is None
+    assert st["coherence"][0]["C"] == pytest.approx(0.81)
+    assert mem.counts()["signatures"] == 0                    # old signatures meant something else
+    mem.coherence(1, 7.0, "master", None, window=60.0, fill=0.3)
+    assert mem.query("coherence_history", kind="master")[0]["c"] is None
+    mem.close()
+    Memory.open_readonly(p).close()
 
 
 def test_cli_query_reconstruct_similar(tmp_path, capsys):
@@ -187,9 +273,12 @@ def test_cli_query_reconstruct_similar(tmp_path, capsys):
     assert main(["memory", "similar", "--data", d, "--device", "1", "--at", "1000", "--top", "3",
                  "--json"]) == 0
     res = _json.loads(capsys.readouterr().out)["results"]
-    assert [r["device_id"] for r in res] == [1, 1, 1] and res[0]["t"] == 1001.0
+    # device 2 has device 1's magnitudes at another phase: the same state
+    assert len(res) == 3 and all(r["similarity"] == pytest.approx(1.0) for r in res)
     assert main(["memory", "similar", "--data", d, "--device", "1", "--other-devices", "--json"]) == 0
     assert {r["device_id"] for r in _json.loads(capsys.readouterr().out)["results"]} == {2}
+    assert main(["memory", "similar", "--data", d, "--vector", "0.25,0.16,nan,nan", "--json"]) == 0
+    assert len(_json.loads(capsys.readouterr().out)["results"]) == 5
     # user mistakes: message and exit 2, no traceback
     assert main(["memory", "reconstruct", "--data", d, "--device", "9"]) == 2
     assert "nothing in memory" in capsys.readouterr().err

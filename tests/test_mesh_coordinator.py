@@ -135,8 +135,10 @@ def test_nats_backend_coordinators(nats_url, tmp_path):  # noqa: F811
         host, port = cs["cell-a"][0].links[0].local_url[6:].rsplit(":", 1)
         dev = FakeDevice((host, int(port)))
         dev.send(P.HELLO, HELLO)
+        # 32 KAIROS samples a beat at f_k = 1 kHz: the stream holds > 9 s, so the sync layer's
+        # 10 s window exists (fill >= 90 %) and the cell has a T_sync to publish
         for b in range(1, 300):
-            dev.send(P.TELEMETRY, tel(b))
+            dev.send(P.TELEMETRY, dict(tel(b), n_samples=32))
 
         def agree():
             st = {n: c.status()["mesh"] for n, (c, _th) in cs.items()}

@@ -169,8 +169,10 @@ def test_three_coordinators_mesh_kill_and_rejoin(tmp_path):
         dev = Device((host, int(port)))
         dev.thread.start()
         dev.send(P.HELLO, HELLO)
+        # 32 KAIROS samples a beat at f_k = 1 kHz: the stream holds > 9 s, so the sync layer's
+        # 10 s window exists (fill >= 90 %) and the cell has a T_sync to publish
         for b in range(1, 400):
-            dev.send(P.TELEMETRY, tel(b))
+            dev.send(P.TELEMETRY, dict(tel(b), n_samples=32))
         assert wait(lambda: agree(cells, NAMES), 40), {n: c.mesh() for n, c in cells.items()}
         st1 = cells["cell-1"].mesh()
         assert st1["weights"] == {"cell-0": 0.0, "cell-1": 1.0, "cell-2": 0.0}

@@ -18,7 +18,9 @@ def emu_data(tmp_path_factory):
     from becomingone.emulate.faults import parse_faults
     from becomingone.emulate.runner import Emulation
     data = str(tmp_path_factory.mktemp("emu") / "data")
-    emu = Emulation(devices=2, duration=5.0, runtime="cpython", faults=parse_faults("fault=1@2"),
+    # 14 s: the Master's 10 s window exists (holds 90 % of its span) from about 10 s after the
+    # device's KAIROS stream starts; the longer windows never do in this run
+    emu = Emulation(devices=2, duration=14.0, runtime="cpython", faults=parse_faults("fault=1@2"),
                     data_dir=data, pow_bits=4)
     emu.run(live=None)
     return data
@@ -45,7 +47,8 @@ def test_all_charts_written_and_decode(emu_data, tmp_path, capsys):
         assert path == os.path.abspath(os.path.join(out, "device-1-%s.png" % k))
         _png_ok(path)
     assert res["rows"]["telemetry"] > 10 and res["rows"]["emissary"] > 10
-    assert set(res["rows"]["master"]) == {"10.0", "60.0", "600.0", "3600.0"}
+    # only a window that exists has C to chart (the 60 s+ windows are still filling)
+    assert set(res["rows"]["master"]) == {"10.0"}
     lat = res["lateness"]
     assert lat["p50_us"] <= lat["p99_us"] <= lat["max_us"]
     assert lat["heartbeat"]["reports"] >= 1

@@ -92,3 +92,51 @@ def test_t_global_and_weights():
         mesh_weights([-1, 2])
     with pytest.raises(ValueError):
         SyncLayer(coherence_threshold=0.5, hysteresis=0.6)
+
+
+def test_windows_that_do_not_exist_are_not_evaluated_and_end_a_collapse():
+    cfg = load_config(overrides={"master.windows": [1, 10], "master.tau_max": 10})
+    m = Master.from_config(cfg)
+    events, ends = [], []
+    s = SyncLayer.from_config(cfg, on_collapse=events.append, on_release=ends.append)
+    i = m.open_stream(5, 9, 1000, 4210)
+
+    def feed(a, b, n_samples=4):
+        k = b - a
+        m.ingest_batch(np.full(k, i), np.arange(a, b), np.full(k, 100), np.zeros(k),
+                       np.full(k, 100), np.full(k, 100), np.full(k, n_samples))
+    # 2 s of perfectly coherent beats: the 1 s window exists, the 10 s one is 19 % full
+    feed(0, 500)
+    r = sync_from_master(m, s, 1.0, 10.0, t=1.0)
+    assert r["ready"].tolist() == [False] and not events
+    st = s.state(5)
+    assert st["evaluated"] is False and st["C_sync"] is None and st["collapsed"] is False
+    assert st["master_fill"] == pytest.approx(0.2, abs=0.01) and st["emissary_fill"] >= 0.9
+    # 90 % of 10 s held (device time = 4 samples a beat at 1 kHz): evaluated, collapses
+    feed(500, 2240)
+    r = sync_from_master(m, s, 1.0, 10.0, t=2.0)
+    assert r["ready"].tolist() == [False]                     # 2240 x 4 ms = 8.96 s held
+    feed(2240, 2260)
+    r = sync_from_master(m, s, 1.0, 10.0, t=3.0)
+    assert r["ready"].tolist() == [True] and len(events) == 1
+    assert events[0]["master_fill"] >= 0.9
+    # the sensor goes dead (beats without samples): the windows empty, the collapse ends
+    feed(2260, 2560, n_samples=0)
+    r = sync_from_master(m, s, 1.0, 10.0, t=4.0)
+    assert r["ready"].tolist() == [False] and len(ends) == 1
+    assert ends[0]["reason"] == "window_not_filled" and ends[0]["C_sync"] is None
+    assert s.state(5)["collapsed"] is False
+
+
+def test_cell_value_for_the_mesh_is_comparable_across_streams():
+    """Each stream's phase counts from its own start: the cell's value is the mean |T_sync| of
+    its evaluated devices, so two collapsed devices at arbitrary phases give ~0.98, not ~0."""
+    s = SyncLayer()
+    s.update(1, cmath.rect(0.98, 0.0), cmath.rect(0.98, 0.0), t=100.0)
+    s.update(2, cmath.rect(0.98, 3.1), cmath.rect(0.98, 3.1), t=100.0)
+    s.update(3, 0.1 + 0j, 0.1 + 0j, t=100.0, ready=False)     # not evaluated: not counted
+    s.update(4, 0.5 + 0j, 0.5 + 0j, t=10.0)                   # stale
+    v, n = s.recent_mean(101.0, 5.0)
+    assert n == 2 and v == pytest.approx(0.98 + 0j)
+    assert abs((cmath.rect(0.98, 0.0) + cmath.rect(0.98, 3.1)) / 2) < 0.05   # what it was
+    assert s.recent_mean(1000.0, 5.0) == (0j, 0)

@@ -8,7 +8,7 @@ from becomingone.config import load_config, read_yaml
 from becomingone.errors import UserError
 
 __all__ = ["DEFAULT_DATA", "resolve_data_dir", "data_config", "parse_sets", "load",
-           "add_http_arguments", "http_arg"]
+           "add_http_arguments", "http_arg", "print_warnings"]
 
 DEFAULT_DATA = os.path.join(".", "var", "becomingone")
 
@@ -57,6 +57,14 @@ def parse_sets(items):
         except yaml.YAMLError:
             raise UserError("--set %s: value %r is not valid YAML" % (k, v)) from None
     return out
+
+
+def print_warnings(cfg, stream=None):
+    """The configuration's warnings (Config.warnings: e.g. a KAIROS window that can never
+    collapse at kairos.omega), one `becomingone: warning: ...` line each on stderr."""
+    import sys
+    for w in cfg.warnings:
+        print("becomingone: warning: %s" % w, file=stream or sys.stderr)
 
 
 def load(args):

@@ -6,17 +6,45 @@ from rich.table import Table
 
 from becomingone.devices.state import device_state
 
-__all__ = ["COLUMNS", "device_rows", "device_table", "states_of"]
+__all__ = ["COLUMNS", "device_rows", "device_table", "states_of", "window_lines"]
 
 COLUMNS = ("device", "board", "online", "decision", "latched", "threat", "C", "late ms",
            "frames", "lost", "seen UTC")
 _STYLE = {"ALERT": "bold dark_orange", "QUARANTINE": "bold red"}
 
 
-def states_of(sessions):
-    """Decoded states from status()["sessions"] (a dict by device id) or a list of summaries."""
+def states_of(sessions, sync=None, windows=None):
+    """Decoded states from status()["sessions"] (a dict by device id) or a list of summaries;
+    sync / windows: status()["sync"] / ["windows"] (by device id, int or text keys)."""
     rows = sessions.values() if isinstance(sessions, dict) else (sessions or [])
-    return sorted((device_state(s) for s in rows), key=lambda x: x["device_id"])
+    sync = {str(k): v for k, v in (sync or {}).items()}
+    windows = {str(k): v for k, v in (windows or {}).items()}
+    return sorted((device_state(s, sync=sync.get(str(s["device_id"])),
+                                windows=windows.get(str(s["device_id"]))) for s in rows),
+                  key=lambda x: x["device_id"])
+
+
+def window_lines(states):
+    """One line per device with windows: the sync layer's C (or that it is not evaluated yet),
+    each Master window's C once it exists, else how full it is."""
+    out = []
+    for x in states:
+        parts = []
+        sy = x.get("sync")
+        if sy is not None:
+            if sy["evaluated"]:
+                parts.append("sync %.3f%s" % (sy["C_sync"], " collapsed" if sy["collapsed"] else ""))
+            else:
+                parts.append("sync not evaluated (windows %.0f%% filled)" % (
+                    100 * min(sy["master_fill"] or 0.0, sy["emissary_fill"] or 0.0)))
+        for w in x.get("windows") or ():
+            if w["C"] is None:
+                parts.append("%s filling %.0f%%" % (w["window"], 100 * (w["fill"] or 0.0)))
+            else:
+                parts.append("%s %.3f" % (w["window"], w["C"]))
+        if parts:
+            out.append("device %-6s %s" % (x["device_id"], " · ".join(parts)))
+    return out
 
 
 def _f(v, fmt):

@@ -7,7 +7,7 @@ import sys
 
 from rich.live import Live
 
-from becomingone.commands.common import add_http_arguments, http_arg
+from becomingone.commands.common import add_http_arguments, http_arg, print_warnings
 from becomingone.commands.devicetable import device_table, states_of
 from becomingone.devices.state import device_state
 from becomingone.emulate.faults import ALLOWED, parse_faults
@@ -115,6 +115,7 @@ def run(args):
                     device_args=_device_args(args.device_arg),
                     http=http_arg(args), config_overrides=_mqtt_overrides(args.mqtt),
                     sensor_file=args.sensor_file)
+    print_warnings(emu.cfg)
     print("emulating %d device(s) on %s over %s for %s; host data in %s; device logs in %s"
           % (args.devices, args.runtime, "serial" if args.runtime == "rp2040" else args.transport,
              ("%gs" % args.duration) if args.duration else "ever (Ctrl-C stops)",

@@ -39,7 +39,9 @@ def add_arguments(p):
     p.add_argument("--kind", help="query: kind (witness kind, or master/emissary/sync for coherence)")
     p.add_argument("--limit", type=int, default=100, help="query: newest N rows (default 100)")
     p.add_argument("--at", help="reconstruct/similar: the time (default now)")
-    p.add_argument("--vector", help="similar: comma-separated signature vector")
+    p.add_argument("--vector", help="similar: comma-separated signature vector in a stored "
+                   "signature's layout (C of each window, shortest first, then the threat; nan = "
+                   "unknown), e.g. 0.98,0.97,0.97,nan,nan,0.01")
     p.add_argument("--top", type=int, default=5, help="similar: results (default 5)")
     p.add_argument("--other-devices", action="store_true", help="similar: only other devices")
     p.add_argument("--json", action="store_true", help="print JSON")

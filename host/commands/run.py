@@ -15,7 +15,7 @@ import signal
 import sys
 
 from becomingone.cell import Cell
-from becomingone.commands.common import add_http_arguments, http_arg, load
+from becomingone.commands.common import add_http_arguments, http_arg, load, print_warnings
 from becomingone.errors import UserError
 from becomingone.util.sdnotify import SdNotify
 
@@ -40,6 +40,7 @@ def run(args):
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be > 0 seconds (got %r)" % args.duration)
     cfg = load(args)
+    print_warnings(cfg)
     c = Cell(cfg, links=args.link, ready_file=args.ready_file, http=http_arg(args))
     c.start()
 

@@ -4,7 +4,13 @@ and a dead sensor, frequency drift, coherence loss, an overloaded beat, a proces
 ...) on a virtual clock; prints the distribution of decisions, collapses and first ALERT /
 QUARANTINE / BALANCE / OPTIMIZE times, and checks each scenario's dominant decision against the
 decisions its description calls right. --write-docs regenerates the marked section of
-docs/DEVICE.md."""
+docs/DEVICE.md.
+
+`becomingone scenarios --coherence [--json] [--write-docs [PATH]]`: the coherence table
+(host/evaluate/coherence.py): the same firmware, its frames played through the host's Master and
+sync layer in device time; C and fill of the 1 s, 10 s and 60 s windows, the sync layer, the
+first collapse, checked against what each scenario calls right; --write-docs regenerates the
+marked section of docs/HOST.md."""
 import json
 import os
 
@@ -13,19 +19,30 @@ from becomingone.errors import UserError
 
 def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--write-docs", nargs="?", const="docs/DEVICE.md", default=None,
-                   metavar="PATH", help="rewrite the decision-table section of PATH "
-                   "(default docs/DEVICE.md)")
+    p.add_argument("--write-docs", nargs="?", const="", default=None,
+                   metavar="PATH", help="rewrite the table's section of PATH (default "
+                   "docs/DEVICE.md; docs/HOST.md with --coherence)")
     p.add_argument("--runtime", default="micropython", choices=("micropython", "cpython"),
                    help="firmware runtime (default: the MicroPython unix port)")
-    p.add_argument("--beats", type=int, default=4000, help="beats per scenario (4000 = 16.8 s)")
+    p.add_argument("--beats", type=int, default=None, help="beats per scenario (default 4000 = "
+                   "16.8 s; 16000 with --coherence)")
     p.add_argument("--model", default="shipped", choices=("shipped", "seed"),
                    help="the firmware's entropy model (default shipped)")
     p.add_argument("--only", default=None, help="comma-separated scenario names")
     p.add_argument("--jobs", type=int, default=None, help="firmware processes at a time")
+    p.add_argument("--coherence", action="store_true",
+                   help="the coherence table instead: the host's windows and sync layer on the "
+                        "firmware's frames (default --beats 16000 = 67 s, so the 60 s window "
+                        "exists; --write-docs then writes docs/HOST.md)")
 
 
 def run(args):
+    if args.coherence:
+        return run_coherence(args)
+    if args.beats is None:
+        args.beats = 4000
+    if args.write_docs == "":
+        args.write_docs = "docs/DEVICE.md"
     from becomingone.evaluate.scenarios import (SCENARIOS, run_scenarios, table_markdown, table_text,
                                          write_docs)
     if not 1000 <= args.beats <= 100000:
@@ -63,4 +80,42 @@ def run(args):
             print("UNEXPECTED dominant decision in: %s" % ", ".join(bad))
         if args.write_docs:
             print("wrote the decision table into %s" % args.write_docs)
+    return 0
+
+
+def run_coherence(args):
+    from becomingone.evaluate import coherence as co
+    beats = 16000 if args.beats is None else args.beats
+    if not 1000 <= beats <= 100000:
+        raise UserError("--beats must be 1000..100000 (the 60 s window needs about 14 000)")
+    if args.model != "shipped":
+        raise UserError("--coherence runs the shipped model (the model does not touch KAIROS)")
+    names = None
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        known = [s.name for s in co.SCENARIOS]
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise UserError("--only: unknown scenario(s) %s (allowed: %s)"
+                            % (", ".join(bad), ", ".join(known)))
+    doc = "docs/HOST.md" if args.write_docs == "" else args.write_docs
+    if doc and names:
+        raise UserError("--write-docs regenerates the whole table: drop --only")
+    if doc and not os.path.isfile(doc):
+        raise UserError("--write-docs %s: no such file" % doc)
+    rows, meta = co.run_coherence(runtime=args.runtime, beats=beats, jobs=args.jobs, names=names)
+    meta["command"] = "becomingone scenarios --coherence" + (
+        "" if args.runtime == "micropython" else " --runtime " + args.runtime) + (
+        "" if beats == 16000 else " --beats %d" % beats)
+    if doc:
+        co.write_docs(doc, co.table_markdown(rows, meta))
+    if args.json:
+        print(json.dumps({"meta": meta, "scenarios": rows}, sort_keys=True))
+    else:
+        print(co.table_text(rows), end="")
+        bad = [r["scenario"] for r in rows if r["check"] != "ok"]
+        if bad:
+            print("UNEXPECTED in: %s" % ", ".join(bad))
+        if doc:
+            print("wrote the coherence table into %s" % doc)
     return 0

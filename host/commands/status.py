@@ -7,7 +7,7 @@ import os
 from rich.console import Console
 
 from becomingone.commands.common import resolve_data_dir
-from becomingone.commands.devicetable import device_table, states_of
+from becomingone.commands.devicetable import device_table, states_of, window_lines
 from becomingone.coordinator.control import SOCKET_NAME, request
 from becomingone.errors import UserError
 from becomingone.ledger import verify_path
@@ -76,7 +76,10 @@ def run(args):
         h.get("ingest_lag_ms"), h.get("loss"), h.get("inbox_depth"), h.get("ledger_queue")))
     sessions = st.get("sessions") or {}
     if sessions:
-        Console(width=100).print(device_table(states_of(sessions)))
+        states = states_of(sessions, st.get("sync"), st.get("windows"))
+        Console(width=100).print(device_table(states))
+        for line in window_lines(states):      # C once a window exists, else its fill
+            print(line)
     _mesh_lines(st.get("mesh") or {})
     mq = st.get("mqtt")
     if mq:

@@ -15,8 +15,22 @@ Public API
         derived helpers: cfg.window_seconds() (master.windows x kairos.tau_scale),
         cfg.data_path(*parts) (data_dir joined), cfg.memory_path(), cfg.ledger_path(),
         cfg.keystore_path(), cfg.beat_period() (T_Lambda of pulse.*, SPEC 4.1)
+        cfg.warnings: tuple of texts: a configuration that loads but cannot do what it is for
+        (a KAIROS window that can never collapse at kairos.omega, below); `run` and `emulate`
+        print them (commands/common.py print_warnings)
+    unreachable_windows(omega, I_c, windows) -> [(name, seconds, bound, omega_max)]
+    DEVICE_WINDOW_S = 1.0: the device's own Emissary window (firmware, not configurable here)
     SCHEMA: the key tree (each leaf: type, default, limits, help) that docs/CONFIG.md tables
         (defined in host/config/schema.py).
+
+KAIROS windows that cannot collapse (issue 11): with the phasor e^{i omega t}, a window of W
+seconds has C <= sinc^2(omega W / 2) for a steady machine (the phasor turns by omega W over the
+window while the machine's lagged product does not), so at omega = 2 rad/s no window longer than
+0.39 s reaches I_c = 0.95. Each window the configuration uses (the device's 1 s Emissary window,
+emissary.tau_max, sync.master_window, every master.windows entry) for which that bound is below
+kairos.coherence_threshold is named in a warning with the largest omega that would let it
+collapse. A warning, not a refusal: a signal whose correlation itself turns with the phasor (a
+knock once per 2 pi / omega seconds) can still collapse there (tests/test_master_wire.py).
 
 Every key either works as documented in docs/CONFIG.md or is rejected: unknown keys, wrong
 types, out-of-range values and inconsistent combinations (k*P <= 1, a window longer than
@@ -45,10 +59,11 @@ except ImportError:  # pragma: no cover
 class Config:
     """Validated configuration; nested attribute or item access (read-only by convention)."""
 
-    def __init__(self, data, source=None, _path=""):
+    def __init__(self, data, source=None, _path="", warnings=()):
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_path", _path)
         object.__setattr__(self, "source", source)
+        object.__setattr__(self, "warnings", tuple(warnings))
 
     def _wrap(self, key, v):
         p = "%s.%s" % (self._path, key) if self._path else key
@@ -132,6 +147,52 @@ class Config:
         """T_Lambda = T1 ln(U) / (1 - 1/(kP)), never below 1e-6 s (SPEC 4.1)."""
         p = self._data["pulse"]
         return max(1e-6, p["T1"] * math.log(p["U"]) / (1.0 - 1.0 / (p["k"] * p["P"])))
+
+
+DEVICE_WINDOW_S = 1.0        # the device's Emissary window (device/beat_maths.py WINDOW_S)
+
+
+def _sinc2(x):
+    return 1.0 if x == 0 else (math.sin(x) / x) ** 2
+
+
+def _omega_max(W, I_c):
+    """The largest omega (rad/s) with sinc^2(omega W / 2) >= I_c (bisection on the main lobe)."""
+    lo, hi = 0.0, math.pi
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _sinc2(mid) >= I_c:
+            lo = mid
+        else:
+            hi = mid
+    return 2.0 * lo / W
+
+
+def unreachable_windows(omega, I_c, windows):
+    """The windows (name, seconds) that a steady machine can never collapse in at omega:
+    [(name, seconds, sinc^2 bound, the largest omega that would allow it)]."""
+    out = []
+    for name, W in windows:
+        b = _sinc2(omega * W / 2.0)
+        if b < I_c:
+            out.append((name, W, b, _omega_max(W, I_c)))
+    return out
+
+
+def _kairos_warnings(d):
+    omega = d["kairos"]["omega"]
+    if omega == 0:
+        return []
+    I_c = d["kairos"]["coherence_threshold"]
+    scale = d["kairos"]["tau_scale"]
+    ws = [("the device's Emissary window", DEVICE_WINDOW_S),
+          ("emissary.tau_max", d["emissary"]["tau_max"]),
+          ("sync.master_window", d["sync"]["master_window"])]
+    ws += [("master.windows[%d]" % i, w * scale) for i, w in enumerate(d["master"]["windows"])]
+    return ["config key kairos.omega: %g rad/s means %s (%g s) can never collapse on a steady "
+            "machine: its C <= sinc^2(omega W/2) = %.3g < kairos.coherence_threshold %g "
+            "(allowed for this window: omega <= %.3g rad/s, or 0, the default)"
+            % (omega, name, W, b, I_c, om) for name, W, b, om in unreachable_windows(omega, I_c, ws)]
 
 
 def _cross_checks(d):
@@ -251,7 +312,7 @@ def load_config(path=None, overrides=None):
         raw = _merge(raw, _expand_dotted(overrides))
     data = _check_section("", SCHEMA, raw)
     _cross_checks(data)
-    return Config(data, source=path)
+    return Config(data, source=path, warnings=_kairos_warnings(data))
 
 
 def default_config():

@@ -4,6 +4,7 @@ other threads reach it through CoordinatorView (becomingone/coordinator/view.py)
 import math
 import os
 
+from becomingone.core.sync import window_states
 from becomingone.devices.state import device_state
 from becomingone.errors import UserError
 from becomingone.ingest.keystore import parse_device_id
@@ -142,33 +143,18 @@ class Operator:
                            if (st := sy.state(d)) is not None}}
 
     def dashboard(self):
-        """(status object, {device: sync state}, {device: [{window, C, coverage}]}): what a
+        """(status object, {device: sync state}, {device: [{window, C, fill}]}): what a
         dashboard snapshot and a /metrics scrape read in one visit."""
         return (self.status(),) + self._sync_and_windows()
 
     def device_reads(self):
-        """([session summary], {device: sync state}, {device: [{window, C, coverage}]}): what
+        """([session summary], {device: sync state}, {device: [{window, C, fill}]}): what
         the decoded device states (becomingone.devices.state) are made of."""
         return (self.devices(),) + self._sync_and_windows()
 
     def _sync_and_windows(self):
-        sync = {}
-        if self.core is not None:
-            for d in self.sessions.current:
-                s = self.core.sync.state(d)
-                if s is not None:
-                    sync[d] = {"C_sync": s["C_sync"], "delta_phase": s["delta_phase"],
-                               "coherent": s["coherent"], "collapsed": s["collapsed"],
-                               "since": s["since"]}
-        windows = {}
-        if self.master is not None and self.master.device_ids():
-            q = self.master.query_all()
-            C, cov, last = q["C"].tolist(), q["coverage"].tolist(), q["last_beat"].tolist()
-            ws = q["window"].tolist()
-            for i, d in enumerate(q["device_id"].tolist()):
-                windows[d] = [{"window": w, "C": C[i][j], "coverage": cov[i][j]}
-                              for j, w in enumerate(ws) if last[i][j] >= 0]
-        return sync, windows
+        return window_states(self.master, None if self.core is None else self.core.sync,
+                             list(self.sessions.current))
 
     def device_states(self):
         """Every device's decoded state (becomingone.devices.state.device_state) from its

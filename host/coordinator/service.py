@@ -33,6 +33,7 @@ from becomingone.core.feed import TelemetryFeed
 from becomingone.core.integration import Integration
 from becomingone.core.master import Master
 from becomingone.core.pulses import PulseSummaries
+from becomingone.core.sync import window_states
 from becomingone.devices.config import DeviceConfigs, device_defaults, hello_limits
 from becomingone.devices.sender import FrameSender
 from becomingone.devices.sessions import Sessions
@@ -478,6 +479,9 @@ class Coordinator:
             "sessions": self.sessions.summary()["sessions"],
             "integration": self._core_status(),
         }
+        # each device's windows (C once a window exists, its fill) and sync state
+        st["sync"], st["windows"] = window_states(
+            self.master, None if self.core is None else self.core.sync, list(self.sessions.current))
         st.update(DETACHED_STATUS)
         for name, _stop, _tick, status in self._attached:
             if status is not None:

@@ -4,8 +4,9 @@ integration core (which the sync layer's events carry beside the host's value)."
 import numpy as np
 
 from becomingone.devices.config import DEVICE_DEFAULTS
+from shared import protocol as P
 
-__all__ = ["TelemetryFeed"]
+__all__ = ["TelemetryFeed", "kairos_rate", "held_samples"]
 
 # a HELLO without fs_hz / period_us: the firmware's defaults (the KAIROS rate f_k = 250 Hz,
 # docs/DEVICE.md "Signal path"; SPEC §3's period)
@@ -20,6 +21,18 @@ def kairos_rate(hello):
     if not fs:
         return DEFAULT_FS_HZ
     return fs / float(max(1, hello.get("kairos_decim", 1) or 1))
+
+
+def held_samples(n_samples, decision_state):
+    """The KAIROS samples a TELEMETRY record holds for the Master's windows: its n_samples, or
+    0 when the device flags the beat as a sensor fault (STATE_SENSOR_FAULT: no samples, or every
+    sample repeating the previous one). A stuck sensor's samples carry no signal: counting them
+    would keep a window "full" of the coherence it had before the sensor froze (a 60 s window
+    showed C = 0.91 for a minute after a stuck fault). The Master's fill (device time held /
+    window) is then the share of the window a working sensor filled. Scalars or numpy arrays."""
+    if isinstance(n_samples, np.ndarray):
+        return np.where((np.asarray(decision_state) & P.STATE_SENSOR_FAULT) != 0, 0, n_samples)
+    return 0 if int(decision_state) & P.STATE_SENSOR_FAULT else int(n_samples)
 
 
 class TelemetryFeed:
@@ -83,14 +96,15 @@ class TelemetryFeed:
             idx = self.stream_index(session)
             for r in records if idx >= 0 else ():
                 master.ingest(idx, r["beat"], r["dT_re"], r["dT_im"], r["dE0"], r["dEL"],
-                              r["n_samples"], 1)
+                              held_samples(r["n_samples"], r["decision_state"]), 1)
         h = self.history
         if h is not None and h.every_record:
             h.records(session, records)
         self.counts["beats"] += len(records)
         self.pulses.beats(session, records[-1]["beat"], len(records), records[0]["beat"])
         if self.integration is not None:
-            self.integration.telemetry_coherence(session.device_id, records[-1]["coherence"])
+            self.integration.telemetry_coherence(session.device_id, records[-1]["coherence"],
+                                                 records[-1]["threat"])
 
     def telemetry_rows(self, rows):
         """TelemetryRows of one receive batch (becomingone/ingest/pipeline.py)."""
@@ -113,13 +127,13 @@ class TelemetryFeed:
         core = self.integration
         if core is not None:
             last = [g.last_row for g in groups if g is not None]
-            for g, q16 in zip((g for g in groups if g is not None),
-                              b["coherence"][last].tolist()):
-                core.telemetry_coherence(g.session.device_id, q16)
+            for g, q16, th in zip((g for g in groups if g is not None),
+                                  b["coherence"][last].tolist(), b["threat"][last].tolist()):
+                core.telemetry_coherence(g.session.device_id, q16, th)
         if master is not None and nbeats:
             idx = np.repeat(np.asarray(midx, dtype=np.int64), rows.ends - rows.starts)
             keep = keep & (idx >= 0)
-            if keep.all():
-                master.ingest_records(idx, b)
-            else:
-                master.ingest_records(idx[keep], b[keep])
+            if not keep.all():
+                idx, b = idx[keep], b[keep]
+            master.ingest_batch(idx, b["beat"], b["dT_re"], b["dT_im"], b["dE0"], b["dEL"],
+                                held_samples(b["n_samples"], b["decision_state"]))

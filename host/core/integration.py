@@ -12,8 +12,9 @@ Public API
         one integration cycle when master.witness_interval / emissary.witness_interval are due
         (cheap otherwise): sync layer over every stream, meso rows, phase snapshots; a meta
         record of `health` (ingest lag, loss, queue depths...) every witnessing.meta_interval
-    core.telemetry_coherence(device_id, q16)    the device's own Emissary C (TELEMETRY, Q16),
-                                                kept beside the host's value in events/meso rows
+    core.telemetry_coherence(device_id, q16, threat_q16=None)
+        the device's own Emissary C (TELEMETRY, Q16), kept beside the host's value in events /
+        meso rows, and its threat (Q16): the condition component of its memory signatures
     core.new_stream(device_id)                  a device rebooted: its sync state starts afresh
     core.micro(kind, device_id=None, **data)    an operation witnessed (config, model, clear, ...)
     core.status() -> dict;  core.close()
@@ -74,6 +75,7 @@ class Integration:
         self.interval = min(float(cfg.master.witness_interval), float(cfg.emissary.witness_interval))
         self._next = 0.0
         self.device_c = {}
+        self.device_threat = {}
         self.last_cycle = None
         self.ledger_errors = 0
 
@@ -86,12 +88,15 @@ class Integration:
             self.ledger_errors += 1
             logging.getLogger("becomingone.integration").exception("collapse not written to the ledger")
 
-    def telemetry_coherence(self, device_id, q16):
+    def telemetry_coherence(self, device_id, q16, threat_q16=None):
         self.device_c[int(device_id)] = int(q16) / 65536.0
+        if threat_q16 is not None:
+            self.device_threat[int(device_id)] = int(threat_q16) / 65536.0
 
     def new_stream(self, device_id):
         self.sync.forget(device_id)
         self.device_c.pop(int(device_id), None)
+        self.device_threat.pop(int(device_id), None)
 
     def micro(self, kind, device_id=None, **data):
         return self.witnessing.micro(kind, device_id=device_id, **data)
@@ -103,7 +108,8 @@ class Integration:
             self._next = now + self.interval
             out = self.witnessing.observe(self.master, self.sync if self.use_sync else None, t=now,
                                           emissary_s=self.emissary_s, master_s=self.master_s,
-                                          device_c=self.device_c)
+                                          device_c=self.device_c,
+                                          device_threat=self.device_threat)
             self.last_cycle = out
         if health is not None:
             self.witnessing.meta(health, t=now)

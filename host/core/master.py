@@ -11,17 +11,38 @@ Public API
         numpy arrays (one row per TELEMETRY record, any order, several devices mixed) -> rows taken
     m.ingest_records(idx, rec, boot=None)               # a structured array with TELEMETRY field names
     m.ingest(idx, beat, dT_re, dT_im, dE0, dEL, n_samples=0, nbeats=1) -> bool   # one record
-    m.windows(device_id) -> [ {window, T_hat (complex), C, coverage, beats, seconds, span_beats,
-                               first_beat, last_beat, T (complex), E0, EL, sums}, ... ]  per window
+    m.windows(device_id) -> [ {window, T_hat (complex), C, coverage, fill, ready, beats, seconds,
+                               span_beats, first_beat, last_beat, T (complex), E0, EL, sums}, ... ]
         sums = the exact integer totals (dT_re, dT_im, dE0, dEL, n_samples, beats present)
     m.window(device_id, seconds) -> the same dict for any window <= tau_max (O(1))
     m.query(idx_array, seconds) -> dict of arrays over the streams idx_array (vectorised)
+    m.query_windows(seconds_list) -> as query_all, for these windows in this order
     m.query_all() -> dict of numpy arrays shaped (devices, windows): "T_hat", "C", "coverage",
-                     "beats", "seconds", "span_beats", "first_beat", "last_beat" (-1: no data),
+                     "fill", "ready", "beats", "seconds", "span_beats", "first_beat", "last_beat"
+                     (-1: no data),
                      "T", "E0", "EL", "sums" (devices, windows, 6), plus "device_id", "window"
     m.index_of(device_id) -> int or None;  m.stream(device_id) -> dict (boot, params, counters)
     m.device_ids() -> list;  m.window_seconds -> tuple of floats
     partial_scales(fs_hz, sum_shift=0) -> (t_scale, e_scale)
+    window_fill(seconds_held, window_s) -> fill;  MIN_FILL = 0.9
+
+Device time.  A window of W seconds is first located as W / period beats (the device's
+period from HELLO); when those beats hold more than W (1 + SPAN_TOL) seconds of samples (beats
+that ran long or were skipped under overload, records that sum several beats) it is shortened
+to W seconds of samples (at most SPAN_STEPS steps); when they hold less (lost frames, a dead
+sensor) the beat clock stands and the window is less full.  Exact while the device's samples per
+beat are steady over the window; across a change (an overload that ends in a dead sensor) the
+window is an estimate between the two clocks.
+
+Fill: windows that exist.  A window of W seconds *exists* once it holds at least MIN_FILL (90 %)
+of its span in device time: fill = min(1, seconds / W), where seconds = the KAIROS samples the
+window holds / f_k (the device's sampler is its clock: f_k = f_s / kairos_decim, from HELLO), and
+the caller counts only samples of a working sensor (core/feed.py: a beat the device flags as a
+sensor fault, stuck or dead, holds none).  So a window 3 s after boot is 30 % full whatever its
+beat count, lost frames and a dead or stuck sensor empty it, and `ready` (fill >= MIN_FILL) is
+what every consumer checks before it evaluates C: the sync layer, witnessing, memory, status,
+the API and the dashboard (they show fill, and C only when ready).  Coverage (beats present /
+beats in the range) stays as the frame-loss measure.
 
 Exactness.  Every partial is an integer.  Per device and per stream the Master keeps cumulative
 prefix sums of (dT_re, dT_im, dE0, dEL, n_samples, beats present) as int64 in rings; a window is
@@ -59,6 +80,9 @@ import time
 import numpy as np
 
 RATIO = 8                # block size ratio between ring levels
+MIN_FILL = 0.9           # a window exists (is evaluated) once it holds this much of its span
+SPAN_TOL = 0.02          # a window holding more than (1 + this) x its span is shortened ...
+SPAN_STEPS = 2           # ... in at most this many steps (device time, see query)
 NF = 6                   # prefix fields
 F_TRE, F_TIM, F_E0, F_EL, F_N, F_BEATS = range(NF)
 _KEY_SHIFT = 40          # sort key = device index << 40 | beat  (beats are u32 on the wire)
@@ -71,6 +95,14 @@ def partial_scales(fs_hz, sum_shift=0):
     T = f_s * 2^sum_shift * dT and E = f_s * 2^sum_shift * dE."""
     e = float(fs_hz) * float(2 ** int(sum_shift))
     return e, e
+
+
+def window_fill(seconds_held, window_s):
+    """The fill of a window of window_s seconds that holds seconds_held seconds of device time
+    (module docstring, "Fill"): min(1, held / window), 0 for an empty window. Works on numpy
+    arrays too."""
+    return np.minimum(1.0, np.maximum(0.0, np.asarray(seconds_held, dtype=np.float64))
+                      / np.asarray(window_s, dtype=np.float64))
 
 
 class Master:
@@ -395,7 +427,7 @@ class Master:
             raise AssertionError("window longer than the Master's rings")
         return top, base, start, now
 
-    def _finish(self, idx, diff_i, start, now):
+    def _finish(self, idx, diff_i, start, now, seconds):
         diff = diff_i.astype(np.float64)
         ts = self.t_scale[idx]
         es = self.e_scale[idx]
@@ -411,8 +443,10 @@ class Master:
         span = np.where(has, now - start + 1, 0)
         beats = diff_i[..., F_BEATS]
         cov = np.where(span > 0, beats / np.maximum(span, 1), 0.0)
-        return dict(T_hat=T_hat, C=C, coverage=cov, beats=np.where(has, beats, 0),
-                    seconds=np.where(has, diff[..., F_N] / self.fs[idx], 0.0), span_beats=span,
+        held = np.where(has, diff[..., F_N] / self.fs[idx], 0.0)
+        fill = window_fill(held, seconds)
+        return dict(T_hat=T_hat, C=C, coverage=cov, fill=fill, ready=fill >= MIN_FILL,
+                    beats=np.where(has, beats, 0), seconds=held, span_beats=span,
                     first_beat=np.where(has, start, -1), last_beat=np.where(has, now, -1),
                     T=T, E0=E0, EL=EL, sums=diff_i)
 
@@ -423,52 +457,80 @@ class Master:
             raise ValueError("window %r s outside (0, tau_max=%r]" % (seconds, self.tau_max))
         nb = np.maximum(1, np.rint(seconds / self.beat_s[idx]).astype(np.int64))
         top, base, start, now = self._locate(idx, nb)
-        out = self._finish(idx, top - base, start, now)
+        for _ in range(SPAN_STEPS):
+            # device time: a window whose beats hold more than its span of samples (beats that
+            # ran long, skipped beats, records of several beats) is shortened to its span
+            held = (top[:, F_N] - base[:, F_N]) / (self.fs[idx] * float(seconds))
+            long_ = held > 1.0 + SPAN_TOL
+            if not long_.any():
+                break
+            j = np.flatnonzero(long_)
+            nb2 = np.maximum(1, (nb[j] / held[j]).astype(np.int64))
+            nb[j] = nb2
+            t2, b2, s2, n2 = self._locate(idx[j], nb2)
+            top[j], base[j], start[j] = t2, b2, s2
+        out = self._finish(idx, top - base, start, now, float(seconds))
         out["window"] = float(seconds)
         return out
 
     def query_all(self):
         """Every configured window of every stream: arrays shaped (devices, windows) for T_hat,
-        C, coverage, beats, seconds, span_beats, first_beat, last_beat (-1: no data), T, E0, EL;
-        plus device_id (devices,) and window (windows,)."""
+        C, coverage, fill, ready, beats, seconds, span_beats, first_beat, last_beat (-1: no
+        data), T, E0, EL; plus device_id (devices,) and window (windows,)."""
+        return self.query_windows(self.window_seconds)
+
+    def query_windows(self, seconds_list):
+        """As query_all, for the windows `seconds_list` (in that order) of every stream."""
         D = self._n
         idx = np.arange(D, dtype=np.int64)
-        cols = [self.query(idx, w) for w in self.window_seconds]
+        cols = [self.query(idx, w) for w in seconds_list]
         out = {k: np.stack([c[k] for c in cols], axis=1) for k in cols[0] if k != "window"}
         # sums: (devices, windows, 6) int64 = dT_re, dT_im, dE0, dEL, n_samples, beats present
         out["device_id"] = self.dev_id[:D].copy()
-        out["window"] = np.asarray(self.window_seconds)
+        out["window"] = np.asarray([float(w) for w in seconds_list])
         return out
+
+    def _base(self, i, nb, now, first):
+        """(prefix row before the window's first beat or None, first beat) of a window of nb
+        beats ending at `now` of stream i (the scalar form of _locate)."""
+        start_exact = now - nb + 1
+        if start_exact <= first:
+            return None, first
+        slots = self.slots
+        for block, ring in zip(self.blocks, self.rings):
+            kb = (start_exact + block // 2) // block
+            st = kb * block
+            if st <= first:
+                return None, first
+            k = kb - 1
+            kdone = (now + 1) // block - 1
+            if k <= kdone and kdone - k <= slots - 1:
+                return ring[i, k % slots], st
+        return None, first      # pragma: no cover - the coarsest level reaches tau_max
 
     def window(self, device_id, seconds):
         """One window of any length <= tau_max ending at the device's latest beat; O(1).
-        A dict: window, T_hat, C, coverage, beats, seconds, span_beats, first_beat, last_beat
-        (None when the stream has no data), T, E0, EL, and sums: the exact integer totals
-        (dT_re, dT_im, dE0, dEL, n_samples, beats present) over [first_beat, last_beat]."""
+        A dict: window, T_hat, C, coverage, fill, ready, beats, seconds, span_beats, first_beat,
+        last_beat (None when the stream has no data), T, E0, EL, and sums: the exact integer
+        totals (dT_re, dT_im, dE0, dEL, n_samples, beats present) over [first_beat, last_beat]."""
         i = self._need(device_id)
         if not 0 < seconds <= self.tau_max + 1e-9:
             raise ValueError("window %r s outside (0, tau_max=%r]" % (seconds, self.tau_max))
         now, first = int(self.last[i]), int(self.first[i])
         if now < first:
-            return dict(window=float(seconds), T_hat=0j, C=0.0, coverage=0.0, beats=0, seconds=0.0,
-                        span_beats=0, first_beat=None, last_beat=None, T=0j, E0=0.0, EL=0.0,
+            return dict(window=float(seconds), T_hat=0j, C=0.0, coverage=0.0, fill=0.0, ready=False,
+                        beats=0, seconds=0.0, span_beats=0, first_beat=None, last_beat=None, T=0j, E0=0.0, EL=0.0,
                         sums=(0,) * NF)
         nb = max(1, int(round(seconds / float(self.beat_s[i]))))
-        slots = self.slots
-        top = self.rings[0][i, now % slots]
-        start_exact = now - nb + 1
-        base, start = None, first
-        if start_exact > first:
-            for block, ring in zip(self.blocks, self.rings):
-                kb = (start_exact + block // 2) // block
-                st = kb * block
-                if st <= first:
-                    break
-                k = kb - 1
-                kdone = (now + 1) // block - 1
-                if k <= kdone and kdone - k <= slots - 1:
-                    base, start = ring[i, k % slots], st
-                    break
+        top = self.rings[0][i, now % self.slots]
+        base, start = self._base(i, nb, now, first)
+        fs = float(self.fs[i])
+        for _ in range(SPAN_STEPS):                 # device time (see query)
+            held = (int(top[F_N]) - (int(base[F_N]) if base is not None else 0)) / (fs * seconds)
+            if held <= 1.0 + SPAN_TOL:
+                break
+            nb = max(1, int(nb / held))
+            base, start = self._base(i, nb, now, first)
         sums = (top - base if base is not None else top).tolist()   # int64 wrap-around difference
         es = float(self.e_scale[i])
         ts = float(self.t_scale[i])
@@ -481,8 +543,11 @@ class Master:
         else:
             C, T_hat = 0.0, 0j
         span = now - start + 1
+        held = sums[F_N] / float(self.fs[i])
+        fill = float(window_fill(held, float(seconds)))
         return dict(window=float(seconds), T_hat=T_hat, C=C, coverage=sums[F_BEATS] / span,
-                    beats=sums[F_BEATS], seconds=sums[F_N] / float(self.fs[i]), span_beats=span,
+                    fill=fill, ready=fill >= MIN_FILL, beats=sums[F_BEATS], seconds=held,
+                    span_beats=span,
                     first_beat=start, last_beat=now, T=T, E0=float(E0), EL=float(EL),
                     sums=tuple(sums))
 

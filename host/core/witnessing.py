@@ -23,11 +23,15 @@ Public API
     w.micro(kind, device_id=None, t=None, **data) -> record or None
     w.macro(event) -> record or None        usable as SyncLayer(on_collapse=w.macro)
     w.meta(health, t=None, force=False) -> record or None   (rate-limited by meta_interval)
-    w.observe(master, sync=None, t=None, emissary_s=1.0, master_s=10.0, device_c=None) -> dict
+    w.observe(master, sync=None, t=None, emissary_s=1.0, master_s=10.0, device_c=None,
+              device_threat=None) -> dict
         one integration cycle over every stream of the Master: runs the sync layer (collapses go
         to sync.on_collapse, normally w.macro), writes meso rows and phase snapshots when their
         intervals are due; returns counts {devices, meso_master, meso_emissary, snapshots,
-        collapsed}
+        collapsed}. Rows carry each window's fill; C and T_hat are NULL while a window does not
+        exist (fill below 90 %, core/master.py) and for a device the sync layer did not evaluate.
+        Snapshots cover the Emissary window and the Master's; device_threat {device: 0..1} is
+        the signature's condition component (memory/signature.py).
     w.stats() -> dict (records per layer, suppressed, memory writes)
 A record is a dict: layer, kind, t, device_id (or None), plus the fields of the event.
 """
@@ -39,6 +43,11 @@ import numpy as np
 from becomingone.core.sync import sync_from_master
 
 LAYERS = ("micro", "meso", "macro", "meta")
+
+
+def _none(v):
+    """NaN (a window that does not exist yet, a device not evaluated) -> None (NULL)."""
+    return None if v != v else v
 
 
 class Witnessing:
@@ -147,7 +156,8 @@ class Witnessing:
             return True
         return False
 
-    def observe(self, master, sync=None, t=None, emissary_s=1.0, master_s=10.0, device_c=None):
+    def observe(self, master, sync=None, t=None, emissary_s=1.0, master_s=10.0, device_c=None,
+                device_threat=None):
         t0 = time.perf_counter()
         t = time.time() if t is None else float(t)
         out = dict(devices=0, meso_master=0, meso_emissary=0, snapshots=0, collapsed=0)
@@ -177,43 +187,57 @@ class Witnessing:
         mem = self.memory
         rows = []
         if (meso and want_m.any()) or (mem is not None and want_s.any()):
-            q = master.query_all()
+            # the Emissary window first (the signature's shortest window), then the Master's
+            mw = tuple(master.window_seconds)
+            o = 0 if float(emissary_s) in mw else 1
+            q = master.query_windows(((float(emissary_s),) if o else ()) + mw)
             if meso and want_m.any():
-                W = q["window"].tolist()
+                W = q["window"].tolist()[o:]
                 sel = idx[want_m]
-                th = q["T_hat"][sel]
-                re, im = th.real.tolist(), th.imag.tolist()
-                C = q["C"][sel].tolist()
-                cov = q["coverage"][sel].tolist()
+                ok = q["ready"][sel, o:]
+                th = q["T_hat"][sel, o:]
+                re = np.where(ok, th.real, np.nan).tolist()
+                im = np.where(ok, th.imag, np.nan).tolist()
+                C = np.where(ok, q["C"][sel, o:], np.nan).tolist()
+                cov = q["coverage"][sel, o:].tolist()
+                fill = q["fill"][sel, o:].tolist()
                 for j, (d, b) in enumerate(zip(master.dev_id[sel].tolist(), master.boot[sel].tolist())):
                     for k, w in enumerate(W):
-                        rows.append((t, d, b, "master", w, C[j][k], cov[j][k], re[j][k], im[j][k],
-                                     None, None, None, None))
+                        rows.append((t, d, b, "master", w, _none(C[j][k]), cov[j][k], fill[j][k],
+                                     _none(re[j][k]), _none(im[j][k]), None, None, None, None))
                 out["meso_master"] = int(sel.shape[0])
             if mem is not None and want_s.any():
                 sel = np.zeros(n, dtype=bool)
                 sel[idx[want_s]] = True
-                out["snapshots"] = mem.snapshot_many(t, q, boot_ids=master.boot[:n], select=sel)
+                out["snapshots"] = mem.snapshot_many(t, q, boot_ids=master.boot[:n], select=sel,
+                                                     threat=device_threat)
         if meso and want_e.any():
             je = np.flatnonzero(want_e)
             qe = master.query(idx[je], emissary_s)
+            eok = qe["ready"]
             the = qe["T_hat"]
-            ere, eim = the.real.tolist(), the.imag.tolist()
-            ec, ecov = qe["C"].tolist(), qe["coverage"].tolist()
+            ere = np.where(eok, the.real, np.nan).tolist()
+            eim = np.where(eok, the.imag, np.nan).tolist()
+            ec = np.where(eok, qe["C"], np.nan).tolist()
+            ecov, efill = qe["coverage"].tolist(), qe["fill"].tolist()
             if r is not None:
+                sok = r["ready"][je]
                 ts = r["T_sync"][je]
-                sre, sim = ts.real.tolist(), ts.imag.tolist()
+                sre = np.where(sok, ts.real, np.nan).tolist()
+                sim = np.where(sok, ts.imag, np.nan).tolist()
                 sc = r["C_sync"][je].tolist()
                 dp = r["delta_phase"][je].tolist()
                 fl = (r["coherent"][je].astype(np.int64) | (r["collapsed"][je].astype(np.int64) << 1)).tolist()
+                # the sync row's fill: the smaller of its two windows' fills
+                sfill = np.minimum(r["master_fill"][je], r["emissary_fill"][je]).tolist()
             for jj, j in enumerate(je.tolist()):
                 d, b = ids[j], boots[j]
                 dc = device_c.get(d) if device_c else None
-                rows.append((t, d, b, "emissary", float(emissary_s), ec[jj], ecov[jj], ere[jj], eim[jj],
-                             None, None, dc, None))
+                rows.append((t, d, b, "emissary", float(emissary_s), _none(ec[jj]), ecov[jj], efill[jj],
+                             _none(ere[jj]), _none(eim[jj]), None, None, dc, None))
                 if r is not None:
-                    rows.append((t, d, b, "sync", float(master_s), sc[jj], None, sre[jj], sim[jj],
-                                 dp[jj], fl[jj], None, None))
+                    rows.append((t, d, b, "sync", float(master_s), _none(sc[jj]), None, sfill[jj],
+                                 _none(sre[jj]), _none(sim[jj]), _none(dp[jj]), fl[jj], None, None))
             out["meso_emissary"] = int(je.shape[0])
         if rows:
             mem.coherence_rows(rows)

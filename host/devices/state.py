@@ -13,7 +13,12 @@ seconds), decided once here:
   latched in quarantine (until a CLEAR), else the decision of its last beat; the beat's own
   decision is `beat_decision`. `quarantined` is the latch bit.
 - `windows`: one entry per Master window, `{"window": "10s", "window_s": 10.0, "C": ...,
-  "fill": ...}` (fill: the fraction of the window the device's beats cover, 0..1).
+  "fill": ...}`: fill = the share of the window's span, in device time, that it holds from a
+  working sensor (0..1; becomingone.core.master "Fill"); C is None until the window exists
+  (fill >= 0.9).
+- `sync`: the sync layer's state: C_sync (None while not evaluated: a window still filling, a
+  dead or stuck sensor), delta_phase, coherent, collapsed, since, evaluated, and the fills of
+  its Master and Emissary windows.
 - `lateness_s`: how late the last beat started; `heartbeat` the device's own percentiles in s.
 - `lost`: sequence gaps of the session; `samples_lost` from HEARTBEAT when the device sends it.
 - times (`last_seen`, `opened`) as ISO 8601 UTC text; `age_s` seconds since last_seen.
@@ -49,17 +54,20 @@ def state_time(t):
 
 def _window(w):
     fill = w.get("fill")
-    if fill is None:
-        fill = w.get("coverage")
+    c = w.get("C") if w.get("ready", True) else None     # a Master window dict: C once it exists
     return {"window": window_label(w["window"]), "window_s": float(w["window"]),
-            "C": None if w.get("C") is None else float(w["C"]),
+            "C": None if c is None else float(c),
             "fill": None if fill is None else float(fill)}
+
+
+def _opt(v):
+    return None if v is None else float(v)
 
 
 def device_state(summary, sync=None, windows=None, now=None):
     """The decoded state of one device (module docstring) from its session summary (a dict as
     Session.summary() / status()["sessions"][id] give it), the sync layer's state of the device
-    (or None) and its Master windows ([{window, C, coverage|fill}] or None)."""
+    (or None) and its Master windows ([{window, C, fill}] or None)."""
     s = summary or {}
     hello = s.get("hello") or {}
     tel = decode_telemetry(s.get("last_telemetry"), hello or None)
@@ -98,9 +106,11 @@ def device_state(summary, sync=None, windows=None, now=None):
                lateness_histogram=s.get("lateness"))
     out["windows"] = [_window(w) for w in (windows or [])]
     out["sync"] = None if sync is None else {
-        "C_sync": float(sync["C_sync"]), "delta_phase": sync.get("delta_phase"),
+        "C_sync": _opt(sync.get("C_sync")), "delta_phase": sync.get("delta_phase"),
         "coherent": sync.get("coherent"), "collapsed": bool(sync.get("collapsed")),
-        "since": state_time(sync.get("since"))}
+        "since": state_time(sync.get("since")), "evaluated": bool(sync.get("evaluated", True)),
+        "master_fill": _opt(sync.get("master_fill")),
+        "emissary_fill": _opt(sync.get("emissary_fill"))}
     out["telemetry"] = tel
     return out
 

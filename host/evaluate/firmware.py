@@ -6,6 +6,8 @@ ACK of a MODEL we gave it, and its closing JSON report.
     run = fw.run(sensor_file="x.u16")     # or args=["--signal", "amp=0", "--faults", ...], beats=N
     run.tel["threat"], run.tel["decision_state"], run.tel["level"], ...   numpy arrays per beat
     run.tel["time_us"]                    device time of each record (frame header)
+    run.hellos                            [(index of the first record after it, HELLO fields)]:
+                                          every HELLO (a new learned lag restarts the stream)
     runs = fw.map([dict(sensor_file=...), ...], jobs=2)                   in parallel
 
 The link is ``serial`` (COBS frames on stdout, the report on stderr); ``model=(bias, w_level,
@@ -30,7 +32,8 @@ from shared import cobs, protocol as P
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOOT_ID = 4242
 TEL_FIELDS = ("beat", "threat", "decision_state", "level", "kurt", "crest", "anoms",
-              "coherence", "n_samples", "o_weight", "pid_error", "lateness_us")
+              "coherence", "n_samples", "o_weight", "pid_error", "lateness_us",
+              "dT_re", "dT_im", "dE0", "dEL", "period_us")
 # + "time_us": the device time of the frame that carried the record (header era/off): the beat's
 # time even when overloaded beats were skipped (TELEMETRY's beat counts the beats that ran)
 TEL_DTYPE = np.dtype([(n, "<i8") for n in TEL_FIELDS + ("time_us",)])
@@ -44,8 +47,9 @@ class FirmwareError(UserError):
 class DeviceRun:
     """What one firmware process sent."""
 
-    def __init__(self, hello, tel, report, acks, stderr, seconds, returncode, argv):
+    def __init__(self, hello, tel, report, acks, stderr, seconds, returncode, argv, hellos=()):
         self.hello = hello or {}
+        self.hellos = list(hellos)
         self.tel = tel
         self.report = report
         self.acks = acks
@@ -113,8 +117,9 @@ def model_frame(model, version=1):
     return b"\x00" + cobs.encode(fr) + b"\x00"
 
 
-def parse_frames(raw):
-    """(hello, telemetry array, acks) from the device's COBS stream."""
+def parse_frames(raw, hellos=None):
+    """(hello, telemetry array, acks) from the device's COBS stream; `hellos`, a list, gets
+    every HELLO as (index of the next TELEMETRY record, fields)."""
     hello, acks, rows = None, [], []
     for seg in raw.split(b"\x00"):
         if not seg:
@@ -129,8 +134,11 @@ def parse_frames(raw):
                 # a BATCH frame's time is its last record's; earlier ones are a period apart
                 t = f.time_us - (len(recs) - 1 - i) * int(r["period_us"])
                 rows.append(tuple(int(r[n]) for n in TEL_FIELDS) + (t,))
-        elif f.type == P.HELLO and hello is None:
-            hello = f.fields
+        elif f.type == P.HELLO:
+            if hello is None:
+                hello = f.fields
+            if hellos is not None:
+                hellos.append((len(rows), f.fields))
         elif f.type == P.ACK:
             acks.append(f.fields)
     tel = np.array(rows, dtype=TEL_DTYPE) if rows else np.zeros(0, dtype=TEL_DTYPE)
@@ -178,7 +186,8 @@ class Firmware:
             raise FirmwareError("the firmware did not finish within %d s: %s"
                                 % (timeout, " ".join(argv))) from None
         dt = time.monotonic() - t0
-        hello, tel, acks = parse_frames(p.stdout)
+        hellos = []
+        hello, tel, acks = parse_frames(p.stdout, hellos)
         err = p.stderr.decode("utf-8", "replace")
         report = None
         for line in reversed(err.splitlines()):
@@ -193,7 +202,7 @@ class Firmware:
             raise FirmwareError("the firmware (%s) failed (exit %s, %d TELEMETRY records): %s"
                                 % (self.runtime, p.returncode, tel.shape[0],
                                    err.strip()[-800:] or "(no output)"))
-        run = DeviceRun(hello, tel, report, acks, err, dt, p.returncode, argv)
+        run = DeviceRun(hello, tel, report, acks, err, dt, p.returncode, argv, hellos)
         if model is not None and not run.model_ok():
             raise FirmwareError("the firmware did not acknowledge the MODEL frame %r: %s"
                                 % (tuple(model), err.strip()[-400:]))

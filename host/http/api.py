@@ -68,7 +68,12 @@ def device_view(summary, sync=None, windows=None):
 
 
 def window_view(w):
-    return {"window": w["window"], "C": w["C"], "T_hat": w["T_hat"], "coverage": w["coverage"],
+    """A Master window for the API: C and T_hat only once the window exists (fill >= 90 %,
+    becomingone.core.master "Fill"), null before."""
+    ready = bool(w["ready"])
+    return {"window": w["window"], "C": w["C"] if ready else None,
+            "T_hat": w["T_hat"] if ready else None, "coverage": w["coverage"],
+            "fill": float(w["fill"]), "ready": ready,
             "beats": int(w["beats"]), "seconds": w["seconds"], "span_beats": int(w["span_beats"]),
             "first_beat": w["first_beat"], "last_beat": w["last_beat"]}
 
@@ -78,7 +83,9 @@ def sync_view(device_id, st):
         return None
     return {"device_id": int(device_id), "time": state_time(st["t"]), "C_sync": st["C_sync"],
             "delta_phase": st["delta_phase"], "T_sync": st["T_sync"], "coherent": st["coherent"],
-            "collapsed": st["collapsed"], "since": state_time(st["since"])}
+            "collapsed": st["collapsed"], "since": state_time(st["since"]),
+            "evaluated": bool(st.get("evaluated", True)), "master_fill": st.get("master_fill"),
+            "emissary_fill": st.get("emissary_fill")}
 
 
 def _int(q, name, default=None, lo=None, hi=None):

@@ -94,8 +94,9 @@ class CoordinatorCollector:
         late = Hg(P + "device_lateness_seconds", "How late the device's beats started (every "
                   "accepted TELEMETRY beat of the current session)", labels=["device"])
         mw = G(P + "master_coherence", "C of the device's Master window", labels=["device", "window"])
-        mf = G(P + "master_window_fill", "Fraction of the Master window covered by the device's "
-               "beats (0..1)", labels=["device", "window"])
+        mf = G(P + "master_window_fill", "Fraction of the Master window's span, in device time, "
+               "that it holds from a working sensor (0..1; C is evaluated from 0.9)",
+               labels=["device", "window"])
         for key, s in sorted((st.get("sessions") or {}).items(), key=lambda kv: int(kv[0])):
             dev = str(key)
             x = device_state(s, sync=sync.get(int(key)), windows=windows.get(int(key)))
@@ -118,7 +119,7 @@ class CoordinatorCollector:
                 late.add_metric([dev], [("%g" % b, float(c)) for b, c in
                                         zip(h["bounds_s"], h["counts"][:-1])]
                                 + [("+Inf", float(h["counts"][-1]))], h["sum_s"])
-            if x["sync"] is not None:
+            if x["sync"] is not None and x["sync"]["C_sync"] is not None:
                 per["sync_coherence"].add_metric([dev], float(x["sync"]["C_sync"]))
                 per["sync_collapsed"].add_metric([dev], 1.0 if x["sync"]["collapsed"] else 0.0)
             for w in x["windows"]:

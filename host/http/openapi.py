@@ -54,7 +54,8 @@ DEVICE_STATE = {
     "windows": {"type": "array", "items": STATE_WINDOW},
     "sync": {"oneOf": [{"type": "null"}, _obj({
         "C_sync": NUM_N, "delta_phase": NUM_N, "coherent": {"type": ["boolean", "null"]},
-        "collapsed": BOOL, "since": TIME_N}, ["C_sync", "collapsed"], extra=False)]},
+        "collapsed": BOOL, "since": TIME_N, "evaluated": BOOL, "master_fill": NUM_N,
+        "emissary_fill": NUM_N}, ["C_sync", "collapsed", "evaluated"], extra=False)]},
     "telemetry": {"oneOf": [{"$ref": "#/components/schemas/Telemetry"}, {"type": "null"}]}}
 DEVICE_STATE_REQUIRED = ["device_id", "online", "decision", "quarantined", "threat", "coherence",
                          "lateness_s", "lost", "last_seen", "windows", "sync", "telemetry"]
@@ -80,13 +81,16 @@ SCHEMAS = {
         "clock": {"type": "object"}})]},
     "DeviceList": _obj({"devices": {"type": "array", "items": REF("Device")}}, ["devices"]),
     "Window": _obj({
-        "window": NUM, "C": NUM_N, "T_hat": COMPLEX, "coverage": NUM_N, "beats": INT,
+        "window": NUM, "C": NUM_N, "T_hat": {"oneOf": [COMPLEX, {"type": "null"}]},
+        "coverage": NUM_N, "fill": NUM, "ready": BOOL, "beats": INT,
         "seconds": NUM, "span_beats": INT, "first_beat": INT_N, "last_beat": INT_N},
-        ["window", "C", "T_hat", "coverage", "beats"], extra=False),
+        ["window", "C", "T_hat", "coverage", "fill", "ready", "beats"], extra=False),
     "SyncState": _obj({
-        "device_id": INT, "time": TIME, "C_sync": NUM_N, "delta_phase": NUM_N, "T_sync": COMPLEX,
-        "coherent": BOOL, "collapsed": BOOL, "since": TIME_N},
-        ["device_id", "C_sync", "delta_phase", "coherent", "collapsed"], extra=False),
+        "device_id": INT, "time": TIME, "C_sync": NUM_N, "delta_phase": NUM_N,
+        "T_sync": {"oneOf": [COMPLEX, {"type": "null"}]}, "coherent": {"type": ["boolean", "null"]},
+        "collapsed": BOOL, "since": TIME_N, "evaluated": BOOL, "master_fill": NUM_N,
+        "emissary_fill": NUM_N},
+        ["device_id", "C_sync", "delta_phase", "coherent", "collapsed", "evaluated"], extra=False),
     "DeviceDetail": {"allOf": [REF("Device"), _obj({
         "master_windows": {"type": "array", "items": REF("Window")},
         "config": {"type": "object"}}, ["windows", "master_windows", "sync", "config"])]},

@@ -52,11 +52,13 @@ def load_device(mem, device_id, since, until):
     w, a = time_range(since, until)
     rng, args = "".join(" AND " + x for x in w), [int(device_id)] + a
     out = {"device_id": int(device_id)}
+    # C of a window only once it exists (fill >= 90 %; NULL before: core/master.py "Fill")
     t, w, c = _col(mem, "SELECT t, window, c FROM coherence_history WHERE device_id = ?" + rng +
-                   " AND kind = 'master' ORDER BY t, window", args, 3)
+                   " AND kind = 'master' AND c IS NOT NULL ORDER BY t, window", args, 3)
     out["master"] = {float(x): (t[w == x], c[w == x]) for x in np.unique(w)}
     t, w, c, dc = _col(mem, "SELECT t, window, c, coalesce(device_c, -1) FROM coherence_history "
-                       "WHERE device_id = ?" + rng + " AND kind = 'emissary' ORDER BY t", args, 4)
+                       "WHERE device_id = ?" + rng + " AND kind = 'emissary' AND c IS NOT NULL "
+                       "ORDER BY t", args, 4)
     out["emissary"] = (t, c)
     out["emissary_window"] = float(w[0]) if len(w) else None
     out["device_c"] = (t[dc >= 0], dc[dc >= 0])

@@ -1,6 +1,7 @@
 """Reads of the memory store (a mixin of host/memory/store.py's Memory): rows by table, device and
 time range; the coherence state reconstructed at a time t; similarity search of signature
-vectors (cosine, as an angular similarity; the seed's semantic manifold). Docs: host/memory/store.py."""
+vectors (host/memory/signature.py: C per window and the device's threat, phase-free, compared
+by a distance that keeps magnitudes). Docs: host/memory/store.py."""
 import json
 import math
 import sqlite3
@@ -8,6 +9,7 @@ import sqlite3
 import numpy as np
 
 from becomingone.errors import MemoryStoreError, UserError
+from becomingone.memory import signature as _sig
 from becomingone.memory import telemetry as _th
 
 TABLES = ("phase_snapshots", "coherence_history", "witness_log", "mesh_sync", "signatures") + _th.TABLES
@@ -95,8 +97,8 @@ class MemoryReads:
             for k in ("data", "extra"):
                 if r.get(k) is not None:
                     r[k] = json.loads(r[k])
-            if "vec" in r:
-                r["vec"] = np.frombuffer(r["vec"], dtype="<f8").tolist()
+            if "vec" in r:          # NaN (a component not known yet) as null
+                r["vec"] = [None if x != x else x for x in np.frombuffer(r["vec"], dtype="<f8").tolist()]
             if "t_re" in r:
                 re_, im_ = r.pop("t_re"), r.pop("t_im")
                 r["T_hat"] = None if re_ is None else [re_, im_]
@@ -124,8 +126,9 @@ class MemoryReads:
             out["snapshot_t"] = st
             out["age_s"] = t - st
             out["boot_id"] = ws[0]["boot_id"] if ws else None
-            out["windows"] = [dict(window=w["window"], T_hat=[w["t_re"], w["t_im"]],
-                                   C=w["t_re"] ** 2 + w["t_im"] ** 2, coverage=w["coverage"],
+            out["windows"] = [dict(window=w["window"],
+                                   T_hat=None if w["t_re"] is None else [w["t_re"], w["t_im"]],
+                                   C=w["c"], coverage=w["coverage"], fill=w["fill"],
                                    beats=w["beats"], seconds=w["seconds"], last_beat=w["last_beat"])
                               for w in ws]
         seen = set()
@@ -135,7 +138,7 @@ class MemoryReads:
                 continue
             seen.add(key)
             out["coherence"].append(dict(kind=c["kind"], window=c["window"], t=c["t"], C=c["c"],
-                                         coverage=c["coverage"],
+                                         coverage=c["coverage"], fill=c["fill"],
                                          T_hat=None if c["t_re"] is None else [c["t_re"], c["t_im"]],
                                          delta_phase=c["delta_phase"], flags=c["flags"],
                                          device_c=c["device_c"],
@@ -143,20 +146,23 @@ class MemoryReads:
         return out
 
     def signature_at(self, device_id, t=None):
+        """(id, t, vector, layout) of the device's latest signature at or before t, or None."""
         args = [int(device_id)]
-        sql = "SELECT id, t, vec FROM signatures WHERE device_id = ?"
+        sql = "SELECT id, t, vec, layout FROM signatures WHERE device_id = ?"
         if t is not None:
             sql += " AND t <= ?"
             args.append(float(t))
         r = self._rows(sql + " ORDER BY t DESC LIMIT 1", args)
         if not r:
             return None
-        return r[0]["id"], r[0]["t"], np.frombuffer(r[0]["vec"], dtype="<f8")
+        return r[0]["id"], r[0]["t"], np.frombuffer(r[0]["vec"], dtype="<f8"), r[0]["layout"]
 
     def similar(self, vector=None, device_id=None, t=None, top=5, since=None, until=None,
                 exclude_device=False):
-        """Nearest signatures by angle (ET Eq 24): similarity = 1 - arccos(cos)/pi."""
-        qid = None
+        """Nearest signatures (memory/signature.py): similarity = 1 - d over the components
+        known in both, among signatures of the query's layout (a device's signature) or of its
+        dimension (a given vector, whose NaN components are unknown)."""
+        qid, layout = None, None
         if vector is None:
             if device_id is None:
                 raise UserError("similar needs a vector or a device (and optionally a time)")
@@ -164,13 +170,19 @@ class MemoryReads:
             if s is None:
                 raise UserError("device %s has no signature%s" % (
                     device_id, "" if t is None else " at or before t=%s" % t))
-            qid, _qt, q = s
+            qid, _qt, q, layout = s
         else:
             q = np.asarray(vector, dtype=np.float64).ravel()
-        qn = float(np.linalg.norm(q))
-        if qn == 0 or not np.all(np.isfinite(q)):
-            raise UserError("the query vector must be finite and non-zero")
+            if q.shape[0] == 0 or np.any(np.isinf(q)) or not np.any(np.isfinite(q)):
+                raise UserError("the query vector needs at least one known component (numbers; "
+                                "nan = unknown; no inf)")
+        if not np.any(np.isfinite(q)):
+            raise UserError("the signature of device %s has no known component yet (its windows "
+                            "are still filling)" % device_id)
         where, args = ["dim = ?"], [int(q.shape[0])]
+        if layout is not None:
+            where.append("layout = ?")
+            args.append(layout)
         w, a = time_range(since, until)
         where += w
         args += a
@@ -181,12 +193,12 @@ class MemoryReads:
             raise UserError("top must be >= 1")
         self.flush()
         try:
-            cur = self._db.execute("SELECT id, t, device_id, vec FROM signatures WHERE "
+            cur = self._db.execute("SELECT id, t, device_id, vec, layout FROM signatures WHERE "
                                    + " AND ".join(where) + " ORDER BY id", args)
         except sqlite3.DatabaseError as e:
             raise MemoryStoreError("memory database %s: read failed: %s" % (self.path, e)) from None
         # stream in chunks, keeping the best `top` so far: memory stays O(chunk), not O(rows)
-        best = []                                   # (similarity, -id, id, t, device, theta)
+        best = []                                   # (similarity, -id, id, t, device, layout)
         while True:
             chunk = cur.fetchmany(self.SIMILAR_CHUNK)
             if not chunk:
@@ -195,17 +207,20 @@ class MemoryReads:
             if not chunk:
                 continue
             m = np.frombuffer(b"".join(r[3] for r in chunk), dtype="<f8").reshape(len(chunk), q.shape[0])
-            norms = np.linalg.norm(m, axis=1)
-            ok = norms > 0
-            cos = np.zeros(len(chunk))
-            cos[ok] = (m[ok] @ q) / (norms[ok] * qn)
-            theta = np.arccos(np.clip(cos, -1.0, 1.0))
-            sim = np.where(ok, 1.0 - theta / np.pi, 0.0)
-            k = min(int(top), len(chunk))
-            part = np.argpartition(-sim, k - 1)[:k] if k < len(chunk) else np.arange(len(chunk))
+            lays = [r[4] for r in chunk]
+            sim = np.empty(len(chunk))
+            for lay in set(lays):            # a vector query meets every layout of its dimension
+                sel = np.array([x == lay for x in lays])
+                sim[sel] = _sig.similarities(q, m[sel], lay)
+            ok = np.flatnonzero(np.isfinite(sim))
+            if ok.shape[0] == 0:
+                continue
+            k = min(int(top), ok.shape[0])
+            part = ok[np.argpartition(-sim[ok], k - 1)[:k]] if k < ok.shape[0] else ok
             for j in part.tolist():
                 r = chunk[j]
-                best.append((float(sim[j]), -r[0], r[0], r[1], r[2], float(theta[j])))
+                best.append((float(sim[j]), -r[0], r[0], r[1], r[2], r[4]))
             best.sort(reverse=True)
             del best[int(top):]
-        return [dict(id=b[2], t=b[3], device_id=b[4], similarity=b[0], theta=b[5]) for b in best]
+        return [dict(id=b[2], t=b[3], device_id=b[4], similarity=b[0], distance=1.0 - b[0],
+                     layout=b[5]) for b in best]

@@ -9,19 +9,25 @@ Public API
     mem = Memory.from_config(cfg)              # memory.* keys; path = cfg.memory_path()
     Memory.open_readonly(path)                 # for the CLI; MemoryStoreError if missing/corrupt
     writes (buffered, committed by flush() or automatically every flush_rows rows / flush_s s):
-      mem.snapshot(device_id, t, windows, boot_id=None)
-          windows: list of dicts (window, T_hat, C, coverage, beats, seconds, last_beat), e.g.
-          Master.windows(device); stores one phase_snapshots row per window and one signature
-          vector [Re T_hat_w, Im T_hat_w for every window] for similarity search
-      mem.snapshot_many(t, query_all_result, boot_ids=None, select=None)
-                                               every stream of Master.query_all() at once
+      mem.snapshot(device_id, t, windows, boot_id=None, threat=None)
+          windows: list of dicts (window, T_hat, C, coverage, fill, ready, beats, seconds,
+          last_beat), e.g. Master.windows(device); stores one phase_snapshots row per window
+          (T_hat and C NULL while the window does not exist: ready false) and one signature
+          [C per window (NaN while not ready), threat] for similarity search
+          (host/memory/signature.py)
+      mem.snapshot_many(t, q, boot_ids=None, select=None, threat=None)
+                                               every stream of a Master query (query_all, or
+                                               query_windows with the Emissary window) at once
       mem.coherence(device_id, t, kind, c, window=None, coverage=None, boot_id=None, T_hat=None,
-                    delta_phase=None, flags=None, device_c=None, extra=None)
+                    delta_phase=None, flags=None, device_c=None, extra=None, fill=None)
           kind: "master" (T_hat of that window), "emissary" (T_hat of the Emissary window,
           device_c = the device's own Q16 value / 65536), "sync" (T_hat = T_sync, delta_phase,
-          flags: 1 coherent | 2 collapsed); extra: optional JSON-able dict
+          flags: 1 coherent | 2 collapsed); c None while the window does not exist (fill below
+          90 %) or the sync layer did not evaluate; fill: the window's fill (core/master.py);
+          extra: optional JSON-able dict
       mem.coherence_rows(rows)   bulk: tuples (t, device_id, boot_id, kind, window, c, coverage,
-                                 t_re, t_im, delta_phase, flags, device_c, extra_json_or_None)
+                                 fill, t_re, t_im, delta_phase, flags, device_c,
+                                 extra_json_or_None)
       mem.witness(record)                      a witnessing record dict (layer, kind, t, device_id, ...)
       mem.mesh_state(t, peer, T_hat, weight=None, device_id=None, extra=None)
       mem.table_rows("telemetry"|"heartbeats", rows, t)   bulk rows (host/memory/telemetry.py)
@@ -33,10 +39,10 @@ Public API
           phase snapshot at or before t (every window: T_hat, C = |T_hat|^2, coverage, ...), the
           latest coherence rows (master per window, emissary, sync) at or before t, and the age
       mem.similar(vector=None, device_id=None, t=None, top=5, since=None, until=None,
-                  exclude_device=False) -> [ {id, t, device_id, similarity, theta}, ... ]
-          cosine similarity of signature vectors (ET Eq 24): theta = arccos(cos), similarity =
-          1 - theta/pi in [0, 1] (1 = same direction, 0.5 = orthogonal, 0 = opposite); the query is
-          a given vector or the signature of device_id at (or before) time t
+                  exclude_device=False) -> [ {id, t, device_id, similarity, distance, layout}, ... ]
+          similarity = 1 - d of signatures of the same layout (host/memory/signature.py: C per
+          window and the device's threat, RMS distance, phase-free); the query is a given vector
+          (NaN = unknown component) or the signature of device_id at (or before) time t
       mem.counts() -> {table: rows}
 
 Retention: rows older than `retention` seconds (relative to the newest write time, or `now`)
@@ -53,6 +59,7 @@ import time
 
 import numpy as np
 
+from becomingone.memory import signature as _sig
 from becomingone.memory import telemetry as _th
 from becomingone.memory.queries import (TABLES, MemoryReads,  # noqa: F401 (re-exported)
                                         MemoryStoreError)
@@ -62,16 +69,16 @@ KINDS = ("temporal_signatures", "coherence_history", "witness_logs", "mesh_sync"
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS phase_snapshots (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
-  window REAL NOT NULL, t_re REAL NOT NULL, t_im REAL NOT NULL, c REAL NOT NULL,
-  coverage REAL, beats INTEGER, seconds REAL, last_beat INTEGER);
+  window REAL NOT NULL, t_re REAL, t_im REAL, c REAL,
+  coverage REAL, fill REAL, beats INTEGER, seconds REAL, last_beat INTEGER);
 CREATE INDEX IF NOT EXISTS phase_snapshots_dt ON phase_snapshots(device_id, t);
 CREATE TABLE IF NOT EXISTS signatures (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
-  dim INTEGER NOT NULL, vec BLOB NOT NULL);
+  dim INTEGER NOT NULL, layout TEXT NOT NULL, vec BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS signatures_dt ON signatures(device_id, t);
 CREATE TABLE IF NOT EXISTS coherence_history (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
-  kind TEXT NOT NULL, window REAL, c REAL NOT NULL, coverage REAL, t_re REAL, t_im REAL,
+  kind TEXT NOT NULL, window REAL, c REAL, coverage REAL, fill REAL, t_re REAL, t_im REAL,
   delta_phase REAL, flags INTEGER, device_c REAL, extra TEXT);
 CREATE INDEX IF NOT EXISTS coherence_history_dt ON coherence_history(device_id, t);
 CREATE TABLE IF NOT EXISTS witness_log (
@@ -83,7 +90,32 @@ CREATE TABLE IF NOT EXISTS mesh_sync (
   t_re REAL NOT NULL, t_im REAL NOT NULL, weight REAL, extra TEXT);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """ + _th.SCHEMA_SQL
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
+# format 2 -> 3 (issue 11): windows carry their fill and have no C (NULL) until they exist, and
+# signatures are [C per window, threat] with a layout (host/memory/signature.py). The two
+# tables are rebuilt with their rows (fill NULL: not recorded then); format 2's signatures
+# ([Re, Im T_hat] per window, compared by angle) mean something else and are dropped.
+_REBUILT = {
+    "phase_snapshots": "id, t, device_id, boot_id, window, t_re, t_im, c, coverage, beats, seconds, "
+                       "last_beat",
+    "coherence_history": "id, t, device_id, boot_id, kind, window, c, coverage, t_re, t_im, "
+                         "delta_phase, flags, device_c, extra",
+}
+
+
+def _migrate_2_to_3(db):
+    with db:
+        for table, cols in _REBUILT.items():
+            db.execute("ALTER TABLE %s RENAME TO %s_v2" % (table, table))
+            db.execute("DROP INDEX IF EXISTS %s_dt" % table)
+        db.execute("DROP TABLE signatures")
+        for stmt in SCHEMA_SQL.split(";"):
+            if stmt.strip():
+                db.execute(stmt)
+        for table, cols in _REBUILT.items():
+            db.execute("INSERT INTO %s (%s) SELECT %s FROM %s_v2" % (table, cols, cols, table))
+            db.execute("DROP TABLE %s_v2" % table)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (FORMAT_VERSION,))
 
 
 
@@ -99,6 +131,11 @@ def _jdefault(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError("not JSON serialisable: %r" % (type(o).__name__,))
+
+
+def _none(v):
+    """NaN (a window that does not exist yet) -> NULL."""
+    return None if v != v else v
 
 
 def _clean(v):
@@ -156,6 +193,12 @@ class Memory(MemoryReads):
                                        "pass --data DIR of a coordinator's data folder)" % self.path)
                 db = sqlite3.connect("file:%s?mode=ro" % self.path, uri=True, timeout=self.timeout,
                                      check_same_thread=False)
+                cur = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+                if cur is not None and cur[0] != FORMAT_VERSION:
+                    raise MemoryStoreError("memory database %s has format %s; this build reads format %s "
+                                           "(a coordinator of this build migrates it when it opens it: "
+                                           "becomingone run --data DIR)"
+                                           % (self.path, cur[0], FORMAT_VERSION))
             else:
                 d = os.path.dirname(os.path.abspath(self.path))
                 os.makedirs(d, exist_ok=True)
@@ -168,6 +211,8 @@ class Memory(MemoryReads):
                 if cur is None:
                     db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT_VERSION,))
                     db.commit()
+                elif cur[0] == "2":
+                    _migrate_2_to_3(db)
                 elif cur[0] != FORMAT_VERSION:
                     raise MemoryStoreError("memory database %s has format %s; this build reads format %s"
                                        % (self.path, cur[0], FORMAT_VERSION))
@@ -199,24 +244,33 @@ class Memory(MemoryReads):
             if self._npending >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
                 self.flush()
 
-    def snapshot(self, device_id, t, windows, boot_id=None):
+    def snapshot(self, device_id, t, windows, boot_id=None, threat=None):
+        """One phase snapshot of a device: a phase_snapshots row per window (T_hat and C only
+        when the window exists: `ready`, default true) and its signature (memory/signature.py)
+        over these windows and `threat` (the device's, 0..1, or None)."""
         if "temporal_signatures" not in self.enabled or not windows:
             return False
         t = float(t)
-        vec = []
         for w in windows:
-            th = complex(w["T_hat"])
-            self._add("phase_snapshots", (t, int(device_id), boot_id, float(w["window"]), th.real, th.imag,
-                                          float(w.get("C", abs(th) ** 2)), w.get("coverage"),
-                                          w.get("beats"), w.get("seconds"), w.get("last_beat")), t)
-            vec.extend((th.real, th.imag))
-        v = np.asarray(vec, dtype="<f8")
-        self._add("signatures", (t, int(device_id), boot_id, v.shape[0], v.tobytes()), t)
+            ok = w.get("ready", True)
+            th = complex(w["T_hat"]) if ok else None
+            c = (float(w["C"]) if w.get("C") is not None else abs(th) ** 2) if ok else None
+            self._add("phase_snapshots", (t, int(device_id), boot_id, float(w["window"]),
+                                          None if th is None else th.real,
+                                          None if th is None else th.imag, c, w.get("coverage"),
+                                          w.get("fill"), w.get("beats"), w.get("seconds"),
+                                          w.get("last_beat")), t)
+        v = _sig.signature([dict(w, C=(w.get("C") if w.get("C") is not None else
+                                      abs(complex(w["T_hat"])) ** 2)) for w in windows], threat)
+        self._add("signatures", (t, int(device_id), boot_id, v.shape[0],
+                                 _sig.layout_of([w["window"] for w in windows]), v.tobytes()), t)
         return True
 
-    def snapshot_many(self, t, q, boot_ids=None, select=None):
-        """Snapshot every stream with data of a Master.query_all() result (rows where `select`,
-        a bool per device row, is true); boot_ids aligned with q's device rows."""
+    def snapshot_many(self, t, q, boot_ids=None, select=None, threat=None):
+        """Snapshot every stream with data of a Master query result shaped (devices, windows)
+        (Master.query_all(), or query_windows() with the Emissary window first) where `select`,
+        a bool per device row, is true; boot_ids aligned with q's device rows; threat: {device:
+        threat 0..1} (the signature's condition component; missing: unknown)."""
         if "temporal_signatures" not in self.enabled:
             return 0
         has = q["last_beat"][:, 0] >= 0
@@ -227,37 +281,47 @@ class Memory(MemoryReads):
             return 0
         t = float(t)
         W = [float(w) for w in q["window"]]
+        layout = _sig.layout_of(W)
+        ready = q["ready"][rows_i]
         th = q["T_hat"][rows_i]
-        re, im = th.real.tolist(), th.imag.tolist()
-        C = q["C"][rows_i].tolist()
+        re = np.where(ready, th.real, np.nan).tolist()
+        im = np.where(ready, th.imag, np.nan).tolist()
+        Cw = np.where(ready, q["C"][rows_i], np.nan)
+        C = Cw.tolist()
         cov = q["coverage"][rows_i].tolist()
+        fill = q["fill"][rows_i].tolist()
         beats = q["beats"][rows_i].tolist()
         secs = q["seconds"][rows_i].tolist()
         lb = q["last_beat"][rows_i].tolist()
         ids = q["device_id"][rows_i].tolist()
         boots = [None] * len(ids) if boot_ids is None else np.asarray(boot_ids)[rows_i].tolist()
-        vec = np.empty((rows_i.shape[0], 2 * len(W)), dtype="<f8")
-        vec[:, 0::2] = th.real
-        vec[:, 1::2] = th.imag
+        vec = np.empty((rows_i.shape[0], len(W) + 1), dtype="<f8")
+        vec[:, :-1] = Cw
+        vec[:, -1] = [np.nan if (threat or {}).get(d) is None else
+                      min(1.0, max(0.0, float(threat[d]))) for d in ids]
         snap, sig = [], []
         for j, d in enumerate(ids):
             b = boots[j]
             for k, w in enumerate(W):
-                snap.append((t, d, b, w, re[j][k], im[j][k], C[j][k], cov[j][k], beats[j][k],
-                             secs[j][k], lb[j][k]))
-            sig.append((t, d, b, 2 * len(W), vec[j].tobytes()))
+                snap.append((t, d, b, w, _none(re[j][k]), _none(im[j][k]), _none(C[j][k]),
+                             cov[j][k], fill[j][k], beats[j][k], secs[j][k], lb[j][k]))
+            sig.append((t, d, b, len(W) + 1, layout, vec[j].tobytes()))
         self._bulk("phase_snapshots", snap, t)
         self._bulk("signatures", sig, t)
         return len(ids)
 
     def coherence(self, device_id, t, kind, c, window=None, coverage=None, boot_id=None, T_hat=None,
-                  delta_phase=None, flags=None, device_c=None, extra=None):
+                  delta_phase=None, flags=None, device_c=None, extra=None, fill=None):
+        """One coherence_history row; c None: the window does not exist yet (fill below
+        MIN_FILL) or the sync layer did not evaluate the device."""
         if "coherence_history" not in self.enabled:
             return False
         th = None if T_hat is None else complex(T_hat)
         self._add("coherence_history", (float(t), int(device_id), boot_id, str(kind),
-                                        None if window is None else float(window), float(c),
+                                        None if window is None else float(window),
+                                        None if c is None else float(c),
                                         None if coverage is None else float(coverage),
+                                        None if fill is None else float(fill),
                                         None if th is None else th.real, None if th is None else th.imag,
                                         None if delta_phase is None else float(delta_phase),
                                         None if flags is None else int(flags),
@@ -310,11 +374,12 @@ class Memory(MemoryReads):
 
     _INSERT = {
         "phase_snapshots": "INSERT INTO phase_snapshots (t, device_id, boot_id, window, t_re, t_im, c, "
-                           "coverage, beats, seconds, last_beat) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        "signatures": "INSERT INTO signatures (t, device_id, boot_id, dim, vec) VALUES (?,?,?,?,?)",
+                           "coverage, fill, beats, seconds, last_beat) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        "signatures": "INSERT INTO signatures (t, device_id, boot_id, dim, layout, vec) "
+                      "VALUES (?,?,?,?,?,?)",
         "coherence_history": "INSERT INTO coherence_history (t, device_id, boot_id, kind, window, c, "
-                             "coverage, t_re, t_im, delta_phase, flags, device_c, extra) "
-                             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                             "coverage, fill, t_re, t_im, delta_phase, flags, device_c, extra) "
+                             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         "witness_log": "INSERT INTO witness_log (t, layer, kind, device_id, data) VALUES (?,?,?,?,?)",
         "mesh_sync": "INSERT INTO mesh_sync (t, peer, device_id, t_re, t_im, weight, extra) "
                      "VALUES (?,?,?,?,?,?,?)",

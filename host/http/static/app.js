@@ -20,6 +20,7 @@ let rangeS = Number(new URLSearchParams(location.search).get("range")) || 600;
 function $(id) { return document.getElementById(id); }
 function text(el, v) { if (el && el.textContent !== String(v)) el.textContent = String(v); }
 function fmt(v, digits) { return (v === null || v === undefined) ? "-" : Number(v).toFixed(digits); }
+function pct(v) { return (v === null || v === undefined) ? "-" : Math.round(v * 100) + "%"; }
 function utc(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z").replace("Z", " UTC") : "-"; }
 function epoch(iso) { return iso ? Date.parse(iso) / 1000 : null; }
 function hhmmss(sec) { return new Date(sec * 1000).toISOString().slice(11, 19); }
@@ -183,11 +184,18 @@ function coherenceSeries(windows) {
   return s;
 }
 
+// every Master window the device reports, in the legend from the start: one that does not
+// exist yet (fill < 90 %, C null) has no points until it does
+function chartWindows(d) {
+  const all = new Set([...d.hist.master.keys(), ...(d.known || [])]);
+  return [...all].sort((a, b) => parseFloat(a) - parseFloat(b));
+}
+
 function makePlots(d) {
   const el = d.el;
   const width = Math.max(320, el.querySelector(".charts").clientWidth);
   for (const p of Object.values(d.plots || {})) p.destroy();
-  const windows = [...d.hist.master.keys()].sort((a, b) => parseFloat(a) - parseFloat(b));
+  const windows = chartWindows(d);
   d.windows = windows.join(",");
   const get = () => d.hist;
   const common = {width, height: 190, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
@@ -235,7 +243,7 @@ function chartData(d) {
 
 function drawCharts(d) {
   if (!d.hist || typeof uPlot === "undefined") return;
-  const windows = [...d.hist.master.keys()].sort((a, b) => parseFloat(a) - parseFloat(b)).join(",");
+  const windows = chartWindows(d).join(",");
   const width = Math.max(320, d.el.querySelector(".charts").clientWidth);
   if (!d.plots || windows !== d.windows || Math.abs(width - d.width) > 4) makePlots(d);
   const data = chartData(d);
@@ -311,10 +319,17 @@ function renderDevice(dev, snap) {
   text(el.querySelector(".v-pid-output"), fmt(dev.pid_output, 3));
   text(el.querySelector(".v-lateness"), dev.lateness_s === null ? "-" : fmt(dev.lateness_s * 1e3, 3) + " ms");
   text(el.querySelector(".v-beat"), dev.beat === null ? "-" : dev.beat);
-  text(el.querySelector(".v-sync"), dev.sync ? fmt(dev.sync.C_sync, 3) + (dev.sync.collapsed ? " collapsed" : "") : "-");
+  // the sync layer evaluates a device only once both its windows exist (fill >= 90 %)
+  const sy = dev.sync;
+  text(el.querySelector(".v-sync"), !sy ? "-" : sy.evaluated === false
+       ? "not evaluated (windows " + pct(Math.min(sy.master_fill ?? 0, sy.emissary_fill ?? 0)) + " filled)"
+       : fmt(sy.C_sync, 3) + (sy.collapsed ? " collapsed" : ""));
   text(el.querySelector(".v-lost"), dev.lost);
-  text(el.querySelector(".v-windows"), (dev.windows || []).map((w) => w.window + " " + fmt(w.C, 3)
-       + (w.fill !== null && w.fill < 0.999 ? " (" + Math.round(w.fill * 100) + "% filled)" : "")).join(", ") || "-");
+  // a window shows C once it exists (fill >= 90 %), its fill until it is full
+  text(el.querySelector(".v-windows"), (dev.windows || []).map((w) => w.window + " "
+       + (w.C === null ? "filling " + pct(w.fill) : fmt(w.C, 3)
+          + (w.fill !== null && w.fill < 0.999 ? " (" + pct(w.fill) + " filled)" : ""))).join(", ") || "-");
+  d.known = (dev.windows || []).map((w) => w.window);
   if (!STATIC) appendLive(d, dev, epoch(snap.time));
   return d;
 }

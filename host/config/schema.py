@@ -237,8 +237,11 @@ SCHEMA = {
         "nats": {
             "url": Leaf("str", "nats://127.0.0.1:4222", "NATS server URL (sync.backend: nats)"),
             "replicas": Leaf("int", 1, "JetStream replicas of each ledger stream and bucket", lo=1, hi=5),
-            "member_ttl": Leaf("float", 5.0, "seconds a cell stays a member without refreshing its key",
+            "member_ttl": Leaf("float", 5.0, "seconds a cell's group waits for its value before the cell is "
+                               "dead (it publishes one every sync.mesh.interval)",
                                lo=0.5, hi=3600.0),
+            "group_size": Leaf("int", 16, "cells per group of the T_global / membership tree (docs/MESH.md "
+                               "Scale): each cell hears about this many values per period", lo=2, hi=1024),
         },
     },
     "memory": {

@@ -229,9 +229,11 @@ def _embedded(svc):
 def _nats(svc):
     """The NATS JetStream backend (nats-py, the `nats` extra)."""
     n = svc.cfg.sync.nats
+    m = svc.cfg.sync.mesh
     return NatsMesh(n.url, svc.cell, svc.ledger, svc.trust_dir, svc.replicas_dir,
                     interval=svc.interval, replicas=int(n.replicas), member_ttl=float(n.member_ttl),
-                    publish_every=float(svc.cfg.sync.mesh.checkpoint_interval))
+                    publish_every=float(m.checkpoint_interval), fanout=int(m.replication_fanout),
+                    group_size=int(n.group_size))
 
 
 # sync.backend -> the MeshBackend it runs, and what it checks before the mesh thread starts

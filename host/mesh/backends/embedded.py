@@ -19,7 +19,7 @@ from becomingone.mesh.backends.base import MeshBackend
 from becomingone.mesh.heads import HeadTracker
 from becomingone.mesh.replica import ReplicaStore
 from becomingone.mesh.replication import Replicator
-from becomingone.mesh.ring import Ring
+from becomingone.mesh.ring import ledger_holders
 from becomingone.mesh.swimnet import SwimNode
 from becomingone.mesh.tls import ConnectionPool, MeshTLSError
 from becomingone.mesh.trust import write_trust_entry
@@ -60,7 +60,6 @@ class MeshNode(MeshBackend):
         self.swim.server.handler = self._dispatch
         self.alerts = []
         self.pin_refused = {}         # cell -> why (a peer whose ledger key differs from the pinned one)
-        self._ring = None
 
     # ------------------------------------------------------------ trust and placement
     def replicates(self, origin):
@@ -68,14 +67,10 @@ class MeshNode(MeshBackend):
         the origin on the consistent-hashing ring of the trusted cells (host/mesh/ring.py)."""
         if self.fanout is None:
             return True
-        cells = sorted(self.trust)
-        if self._ring is None or self._ring[0] != cells:
-            self._ring = (cells, Ring(cells))
         owner = self.origin_cell(origin)
         if owner is None:
             return False
-        holders = [c for c in self._ring[1].get_n("ledger:" + owner, len(cells)) if c != owner]
-        return self.cell in holders[:self.fanout]
+        return self.cell in ledger_holders(self.trust, self.fanout).get(owner, ())
 
     def add_trust(self, cell, origin, pub_pem):
         pub = ckpt.load_public_key(pub_pem.encode("ascii"))

@@ -149,7 +149,8 @@ def test_tree_membership_t_global_and_fanout(nats_url, tmp_path):
 
     async def go():
         ms = {c: NatsMesh(nats_url, c, leds[c], trust, str(tmp_path / c / "replicas"), interval=0.2,
-                          member_ttl=1.0, publish_every=0.0, fanout=2, group_size=4, write_own_trust=False)
+                          member_ttl=1.0, publish_every=0.0, fanout=2, group_size=4, write_own_trust=False,
+                          head_check_every=0.1)
               for c in names}
         for m in ms.values():
             await m.start()

@@ -3,7 +3,7 @@ one per cell: its ledger origin and the Ed25519 key that signs its checkpoints a
 entries (docs/MESH.md). Every file is written whole or not at all.
 
 The folder is live: a running cell reloads it when it changes (TrustWatch: the folder's own
-mtime every period, which every atomic write or removal moves; every file's mtime every
+mtime every 5 s, which every atomic write or removal moves; every file's mtime every
 `scan_every` seconds, for a file copied over in place; at once after SIGHUP), so a new cell is
 trusted and a removed one refused without a restart (docs/MESH.md "Trust").
 """
@@ -71,11 +71,14 @@ def load_trust(folder):
 
 
 class TrustWatch:
-    """Tells a running cell when its trust folder changed: the folder's mtime (one stat) each
-    call, every file's every `scan_every` seconds, and at once after request() (SIGHUP)."""
+    """Tells a running cell when its trust folder changed: the folder's mtime (one stat) every
+    `look_every` seconds, every file's every `scan_every` seconds, and at once after request()
+    (SIGHUP)."""
 
-    def __init__(self, folder, scan_every=30.0, clock=time.monotonic):
+    def __init__(self, folder, scan_every=30.0, look_every=5.0, clock=time.monotonic):
         self.folder, self.scan_every, self.clock = folder, float(scan_every), clock
+        self.look_every = float(look_every)    # the folder's mtime at most this often
+        self._looked = clock()
         self.requested = False
         self.reloads = 0
         self._mtime = self._dir_mtime()
@@ -95,6 +98,9 @@ class TrustWatch:
     def changed(self):
         """Whether the trust files changed since the last True (then the caller reloads)."""
         now = self.clock()
+        if not self.requested and now - self._looked < self.look_every:
+            return False
+        self._looked = now
         m = self._dir_mtime()
         if not (self.requested or m != self._mtime or now - self._scanned >= self.scan_every):
             return False

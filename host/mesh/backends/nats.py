@@ -46,7 +46,7 @@ from becomingone.errors import MeshError
 from becomingone.ledger import checkpoint as ckpt
 from becomingone.mesh.backends.base import MeshBackend
 from becomingone.mesh.heads import HeadTracker
-from becomingone.mesh.hierarchy import DEFAULT_GROUP_SIZE, GLOBAL_SUBJECT, Layout, TreeAggregate
+from becomingone.mesh.hierarchy import DEFAULT_GROUP_SIZE, GLOBAL_SUBJECT, Layout, TreeAggregate, group_subject
 from becomingone.mesh.replica import ReplicaError, ReplicaStore, origin_id
 from becomingone.mesh.replication import serve
 from becomingone.mesh.ring import ledger_holders, replicated_by
@@ -59,6 +59,7 @@ EVIDENCE_SUBJECT = "bo.evidence"
 FETCH_BATCH = 64          # messages per fetch
 BLOCK = 500               # entries per stream message
 RPC_TIMEOUT = 2.0
+HEALTH_EVERY = 60.0       # seconds between checks that this cell's consumers still exist
 
 
 def _block(origin, seq, headers, data):
@@ -84,6 +85,10 @@ def _note_header(headers):
         return base64.b64decode(raw, validate=True).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+class _Gap(Exception):
+    """A followed stream skipped a block (the push consumer dropped one): follow again."""
 
 
 class NatsBackendError(MeshError):
@@ -120,6 +125,8 @@ class NatsCell:
         self.kv = {}
         self._published = None    # (blocks in our stream, entries in it) once checked
         self._note_put = None     # the checkpoint note last put in the bucket
+        self.published_size = 0   # entries in our stream after our last publish
+        self.published_at = None  # wall time that publish began
         self.follows = {}         # origin -> {"sub", "buf", "applied", "error"}
 
     async def connect(self, timeout=5.0):
@@ -200,9 +207,8 @@ class NatsCell:
         """Publish our entries the stream lacks (in blocks, the last carrying the signed
         checkpoint of their end), and put that checkpoint in the bucket. -> entries published."""
         led = self.ledger
-        note = led.latest_checkpoint()
-        if note is None or ckpt.parse_note(note)["size"] < led.size:
-            note = led.checkpoint()
+        # a checkpoint of the ledger as it is now: signed (and fsynced) off the event loop
+        note = await asyncio.to_thread(self._head_note)
         size = ckpt.parse_note(note)["size"]
         if self._published is not None and size > self._published[1]:
             # one cheap look: has anyone else written to our stream since our last publish?
@@ -213,6 +219,7 @@ class NatsCell:
             self._published = await self._check_own_stream()
         blocks, have = self._published
         if size > have:
+            t_pub = time.time()
             subj, oid = subject(led.origin), origin_id(led.origin)
             futs, block, seq = [], [], blocks
             hdr_note = base64.b64encode(note.encode("utf-8")).decode("ascii")
@@ -242,10 +249,18 @@ class NatsCell:
                 self._published = None                # checked again before the next publish
                 raise
             self._published = (seq, size)
+            self.published_size, self.published_at = size, t_pub
         if note != self._note_put:
             await self.kv[CKPT_BUCKET].put(origin_id(led.origin), note.encode("utf-8"))
             self._note_put = note
         return size - have
+
+    def _head_note(self):
+        led = self.ledger
+        note = led.latest_checkpoint()
+        if note is None or ckpt.parse_note(note)["size"] < led.size:
+            note = led.checkpoint()
+        return note
 
     async def _settle(self, futs):
         try:
@@ -329,11 +344,12 @@ class NatsCell:
 
     # ------------------------------------------------------------ following a replica
     async def follow(self, origin, on_event):
-        """Keep the replica of `origin` up to date as JetStream pushes its blocks (an ordered
-        consumer from the block holding our next entry). on_event(origin, kind, info) is called
-        with kind "applied" ({size, entries}) or "alert" ({status, why, evidence?}; following
-        stops). -> False when the origin has no stream yet (try again later)."""
-        from nats.js.api import ConsumerConfig, DeliverPolicy
+        """Keep the replica of `origin` up to date as JetStream pushes its blocks (a push
+        consumer without acks from the block holding our next entry; no flow control or
+        heartbeat tasks: check_follows() looks after it). on_event(origin, kind, info) is called
+        with kind "applied" ({size, entries}) or "alert" ({status, why}; following stops).
+        -> False when the origin has no stream yet (try again later)."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import NotFoundError
         if origin in self.follows:
             return True
@@ -345,24 +361,47 @@ class NatsCell:
         if seq is None:
             # up to date with the stream (or it is empty): from the next block on
             seq = last + 1
-        st = {"sub": None, "buf": [], "applied": 0, "error": None}
+        st = {"sub": None, "buf": [], "applied": 0, "error": None, "gap": False}
         self.follows[origin] = st
 
         async def cb(m):
-            if st["error"] is not None:
+            if st["error"] is not None or st["gap"]:
                 return
             try:
                 self._on_block(origin, st, m, on_event)
+            except _Gap:
+                st["gap"] = True                      # re-followed from the replica's size
             except ReplicaError as e:
                 why = str(e)
                 st["error"] = why
                 on_event(origin, "alert", {"status": "split-view" if why.startswith("split view") else "forged",
                                            "why": why})
         cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq,
-                             inactive_threshold=60.0)
-        st["sub"] = await self.js.subscribe(subject(origin), stream=stream_name(origin), cb=cb,
-                                            ordered_consumer=True, config=cfg, idle_heartbeat=20.0)
+                             ack_policy=AckPolicy.NONE, inactive_threshold=120.0)
+        st["sub"] = await self.js.subscribe(subject(origin), stream=stream_name(origin), cb=cb, config=cfg)
         return True
+
+    async def check_follows(self):
+        """Re-follow any replica whose consumer is gone (server restart, inactivity) or that
+        missed a block (a slow consumer's drop): from the replica's verified size. -> how many."""
+        from nats.js.errors import NotFoundError
+        n = 0
+        for origin, st in list(self.follows.items()):
+            if st["error"] is not None:
+                continue
+            gone = st["gap"]
+            if not gone:
+                try:
+                    await st["sub"].consumer_info()
+                except NotFoundError:
+                    gone = True
+                except Exception:
+                    continue                          # the server did not answer: next time
+            if gone:
+                self.follows.pop(origin, None)
+                await self._stop_follow(st)
+                n += 1
+        return n
 
     def _on_block(self, origin, st, m, on_event):
         seq = m.metadata.sequence.stream
@@ -370,8 +409,8 @@ class NatsCell:
         have = self.store.size(origin)
         nxt = have + len(st["buf"])
         if first > nxt:
-            raise ReplicaError("stream %s block %d starts at entry %d, expected entry %d next"
-                               % (stream_name(origin), seq, first, nxt))
+            raise _Gap("stream %s block %d starts at entry %d, expected entry %d next"
+                       % (stream_name(origin), seq, first, nxt))
         if first + count > nxt:
             st["buf"] += lines[nxt - first:]
         note = _note_header(m.headers)
@@ -412,19 +451,29 @@ class NatsMesh(MeshBackend):
 
     def __init__(self, url, cell, ledger, trust_dir, replicas_dir, interval=1.0, replicas=1,
                  member_ttl=5.0, publish_every=10.0, fanout=3, group_size=DEFAULT_GROUP_SIZE,
-                 head_checks=True, write_own_trust=True):
+                 head_check_every=5.0, write_own_trust=True):
         self.url, self.cell, self.ledger = url, cell, ledger
         self.trust_dir, self.replicas_dir = trust_dir, replicas_dir
         self.interval, self.replicas, self.member_ttl = float(interval), int(replicas), float(member_ttl)
         self.publish_every, self.fanout, self.group_size = float(publish_every), int(fanout), int(group_size)
-        self.head_checks, self.write_own_trust = head_checks, write_own_trust
+        # one other origin's head checked every head_check_every s (0: only on demand)
+        self.head_check_every, self.write_own_trust = float(head_check_every), write_own_trust
+        # the first publish and head check at a random point of their interval: cells started
+        # together do not all hit JetStream in the same second
+        self._next_head = time.monotonic() + random.random() * self.head_check_every
+        self._next_health = time.monotonic() + HEALTH_EVERY * (1 + random.random())
+        self._retry = {}          # origin -> (next follow attempt, attempts) while it has no stream
+        self._house = None        # the background housekeeping task of the last period
+        self._writes = []         # membership records waiting to be written
+        self.bg_errors, self.bg_last_error = 0, None
+        self._groups_sub = None
         self.alerts = []
         self.trust = {}
         self.agg = self.store = self.nats = self.heads = None
         self.watch = None
         self._origin_cell = {}
         self._subs = {}           # subject -> subscription
-        self._next_publish = 0.0
+        self._next_publish = time.monotonic() + random.random() * min(self.publish_every, 5.0)
         self._replicate = set()   # origins this cell keeps full replicas of
         self._head_order, self._head_i = [], 0
         self._members_cache = (None, None)
@@ -445,13 +494,12 @@ class NatsMesh(MeshBackend):
         self.trust = trust
         self._origin_cell = {o: c for c, (o, _p) in trust.items()}
         keys = {c: p for c, (_o, p) in trust.items()}
-        layout = Layout(list(trust), self.group_size)
+        layout = Layout.of(trust, self.group_size)
         if self.agg is None:
             key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(self.ledger.path)))
             self.agg = TreeAggregate(self.cell, layout, key, keys, ttl=self.member_ttl, interval=self.interval)
         else:
             self.agg.keys = keys
-            self.agg.own.keys = keys
             if set(trust) != old:
                 self.agg.set_layout(layout)
         okeys = {o: p for c, (o, p) in trust.items() if c != self.cell}
@@ -503,11 +551,12 @@ class NatsMesh(MeshBackend):
         await nc.subscribe("bo.rpc." + cell_token(self.cell), cb=self._rpc)
         await nc.subscribe(EVIDENCE_SUBJECT, cb=self._evidence)
         await self._watch_groups()
-        await self._set_subjects({GLOBAL_SUBJECT, "bo.agg.0.%d" % self.agg.gid0})
+        await self._set_subjects({group_subject(self.agg.gid0)})
 
     async def _watch_groups(self):
-        """Every membership record of bo_groups: the current ones, then each change."""
-        from nats.js.api import DeliverPolicy
+        """Every membership record of bo_groups: the current ones, then each change (a push
+        consumer without acks, looked after by _check_health)."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         async def cb(m):
             try:
@@ -518,8 +567,25 @@ class NatsMesh(MeshBackend):
             if isinstance(rec, dict):
                 self.agg.on_members(gid, rec)
                 self._members_cache = (None, None)
-        await self.nats.js.subscribe("$KV.%s.>" % GROUP_BUCKET, cb=cb, ordered_consumer=True,
-                                     deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, idle_heartbeat=20.0)
+        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
+                             inactive_threshold=120.0)
+        self._groups_sub = await self.nats.js.subscribe("$KV.%s.>" % GROUP_BUCKET, cb=cb, config=cfg,
+                                                        stream="KV_" + GROUP_BUCKET)
+
+    async def _check_health(self):
+        """Every HEALTH_EVERY s: consumers the server dropped are made again."""
+        from nats.js.errors import NotFoundError
+        try:
+            await self._groups_sub.consumer_info()
+        except NotFoundError:
+            try:
+                await self._groups_sub.unsubscribe()
+            except Exception:
+                pass
+            await self._watch_groups()
+        except Exception:
+            pass
+        await self.nats.check_follows()
 
     async def _set_subjects(self, want):
         nc = self.nats.nc
@@ -542,14 +608,20 @@ class NatsMesh(MeshBackend):
             self.agg.refused += 1
             return
         s = m.subject
-        if s == GLOBAL_SUBJECT:
-            self.agg.on_global(msg)
+        if s.startswith("bo.grp."):
+            self.agg.on_group(msg)
         elif s.startswith("bo.agg.0."):
             self.agg.on_value(msg)
+        elif s == GLOBAL_SUBJECT:
+            self.agg.on_global(msg)
         else:
             self.agg.on_summary(msg)
 
     async def period(self, t_hat, devices):
+        """The tree's part of the period at once (core NATS publishes: buffered, never waiting on
+        JetStream); membership writes and the JetStream housekeeping (ledger publish, replicas to
+        follow, a head check, consumer health) in a background task of their own, so a slow
+        JetStream never delays this cell's value or its group's messages."""
         if self.watch.changed():
             await self.reload_trust()
         c, tree = self.nats, self.agg
@@ -558,23 +630,46 @@ class NatsMesh(MeshBackend):
         acts = tree.tick()
         for subj, msg in acts.publish:
             await c.nc.publish(subj, _enc(msg))
-        for gid, rec in acts.members:
-            await c.kv[GROUP_BUCKET].put(str(gid), _enc(rec))
-            self.counters["member_writes"] += 1
         if acts.members:
+            self._writes.extend(acts.members)
             self._members_cache = (None, None)
         await self._set_subjects(acts.subjects)
-        now = time.monotonic()
+        if self._house is not None and self._house.done():
+            self._reap(self._house)
+            self._house = None
+        if self._house is None:
+            self._house = asyncio.ensure_future(self._housekeeping(time.monotonic()))
+
+    def _reap(self, task):
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            self.bg_errors += 1
+            self.bg_last_error = "%s: %s" % (type(e).__name__, e)
+
+    async def _housekeeping(self, now):
+        c = self.nats
+        while self._writes:
+            gid, rec = self._writes.pop(0)
+            await c.kv[GROUP_BUCKET].put(str(gid), _enc(rec))
+            self.counters["member_writes"] += 1
         if now >= self._next_publish:
             self._next_publish = now + self.publish_every
             self.counters["published_entries"] += await c.publish_ledger()
         for origin in sorted(self._replicate - set(c.follows)):
-            if origin not in self.store.untrusted:
-                await c.follow(origin, self._on_replica)
-        if self.head_checks and self._head_order:
+            if origin not in self.store.untrusted and now >= self._retry.get(origin, (0.0, 0))[0]:
+                if await c.follow(origin, self._on_replica):
+                    self._retry.pop(origin, None)
+                else:                                 # no stream yet: again after 2, 4 ... 60 s
+                    _t, k = self._retry.get(origin, (0.0, 0))
+                    self._retry[origin] = (now + min(60.0, 2.0 * 2 ** k), k + 1)
+        if self.head_check_every and self._head_order and now >= self._next_head:
+            self._next_head = now + self.head_check_every
             origin = self._head_order[self._head_i % len(self._head_order)]
             self._head_i += 1
             await self.check_head(origin)
+        if now >= self._next_health:
+            self._next_health = now + HEALTH_EVERY
+            await self._check_health()
 
     def _on_replica(self, origin, kind, info):
         if kind == "applied":
@@ -671,12 +766,22 @@ class NatsMesh(MeshBackend):
 
     # ------------------------------------------------------------ reads
     async def close(self):
+        if self._house is not None:
+            self._house.cancel()
+            try:
+                await self._house
+            except BaseException:
+                pass
+            self._house = None
         if self.heads is not None:
             self.heads.flush()
         if self.nats is not None:
             await self.nats.close()
         if self.store is not None:
             self.store.close()
+
+    def is_alive(self, cell):
+        return self.agg.is_alive(cell)
 
     def members(self):
         ver = (self.agg.groups_version, len(self.trust))
@@ -691,5 +796,6 @@ class NatsMesh(MeshBackend):
     def status_fields(self):
         out = {"url": self.url, "group": self.agg.gid0, "levels": self.agg.layout.top + 1,
                "leads": self.agg.leads(), "replicating": len(self._replicate),
-               "heads_checked": self.counters["head_checks"]}
+               "heads_checked": self.counters["head_checks"], "background_errors": self.bg_errors,
+               "background_last_error": self.bg_last_error}
         return out

@@ -229,6 +229,9 @@ SCHEMA = {
                                         lo=0.05, hi=86400.0),
             "pulse_follows_mesh": Leaf("bool", True, "the T_Lambda pulse's P = cells alive in the mesh, "
                                        "sent to devices (CONFIG pulse_p) when it changes"),
+            "pulse_hysteresis": Leaf("float", 0.05, "P moves only when the live-cell count differs from it "
+                                     "by at least max(1, this x P) for two mesh periods (churn damping)",
+                                     lo=0.0, hi=1.0),
             "peers": Leaf("list", [], "seed cells to join through", item=Item(section={
                 "host": Leaf("str", None, "peer host name or address"),
                 "port": Leaf("int", 18789, "peer's mesh TCP port", lo=1, hi=65535),

@@ -195,16 +195,18 @@ class DeviceConfigs:
             h = self.histories[device_id] = ConfigHistory(self.defaults)
         return h
 
-    def _change(self, device_id, op, changes):
+    def _change(self, device_id, op, changes, record=True):
         self._save()
         h = self.history(device_id)
         if changes:
-            self._deliver(device_id, op, h.position, changes)
+            self._deliver(device_id, op, h.position, changes, record=record)
         return {"device_id": device_id, "op": op, "version": h.position, "latest": h.latest,
                 "changes": changes, "state": h.state()}
 
-    def apply(self, device_id, changes, note=None):
-        return self._change(device_id, "apply", self.history(device_id).apply(changes, note))
+    def apply(self, device_id, changes, note=None, record=True):
+        """record=False: the outcome is not written to the ledger per device (a change made to
+        many devices at once and recorded once by its cause, e.g. the mesh's pulse)."""
+        return self._change(device_id, "apply", self.history(device_id).apply(changes, note), record=record)
 
     def undo(self, device_id):
         return self._change(device_id, "undo", self.history(device_id).undo())
@@ -230,18 +232,19 @@ class DeviceConfigs:
         a value the device must hold whatever its history says (the host's PoW difficulty)."""
         self._deliver(device_id, op, self.history(device_id).position, changes)
 
-    def _deliver(self, device_id, op, version, changes):
+    def _deliver(self, device_id, op, version, changes, record=True):
         old = self.pending.pop(device_id, None)
         if old is not None:        # superseded: merge so nothing is lost on the device
             merged = dict(old["changes"])
             merged.update(changes)
             changes = merged
+            record = record or old.get("record", True)
             self._record(device_id, old, "superseded")
         now = self.clock()
         seq = self.cfg_seq[device_id] = self.cfg_seq.get(device_id, 0) + 1
         self._save()
         p = {"version": version, "changes": dict(changes), "op": op, "seq": seq,
-             "first": now, "sent": None, "attempts": 0}
+             "first": now, "sent": None, "attempts": 0, "record": record}
         self.pending[device_id] = p
         self._send(device_id, p, now)
 
@@ -281,7 +284,7 @@ class DeviceConfigs:
                 self._send(d, p, now)
 
     def _record(self, device_id, p, status, **extra):
-        if self.ledger_append is not None:
+        if self.ledger_append is not None and p.get("record", True):
             data = {"target": "device:%d" % device_id, "device": device_id, "op": p["op"],
                     "version": p["version"], "change": p["changes"], "status": status,
                     "attempts": p["attempts"], "config_version": p["seq"]}

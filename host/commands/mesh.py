@@ -1,12 +1,13 @@
-"""`becomingone mesh simulate|seal|restore|init`: consensus simulations, erasure-coded ledger
-archives across cells, the mesh CA and cell certificates (mutual TLS). docs/MESH.md describes each."""
+"""`becomingone mesh simulate|seal|restore|init|revoke`: consensus simulations, erasure-coded ledger
+archives across cells, the mesh CA, cell certificates (mutual TLS) and their revocation.
+docs/MESH.md describes each."""
 import json
 
 from becomingone.errors import UserError
 from becomingone.mesh.archive import restore, seal_to_cells
 from becomingone.mesh.consensus import simulate
 from becomingone.mesh.ring import parse_cells
-from becomingone.mesh.tls import init_mesh
+from becomingone.mesh.tls import init_mesh, revoke
 from becomingone.util.progress import progress_bar, wants_progress
 
 
@@ -44,6 +45,10 @@ def add_arguments(parser):
     p.add_argument("--cells", required=True, help="comma-separated cell names")
     p.add_argument("--days", type=int, default=825, help="certificate lifetime in days")
     p.add_argument("--json", action="store_true", help="print the written files as JSON")
+
+    p = sub.add_parser("revoke", help="revoke a cell's certificate (adds it to the CA's crl.pem)")
+    p.add_argument("--dir", default="~/.becomingone/mesh", help="the CA folder of `mesh init` (default ~/.becomingone/mesh)")
+    p.add_argument("--cell", required=True, help="the cell whose certificate is revoked")
 
 
 def _progress(label, total, args):
@@ -126,5 +131,13 @@ def _init(args):
     return 0
 
 
+def _revoke(args):
+    path = revoke(args.dir, args.cell)
+    print("revoked %s: %s (copy it beside ca.pem on every cell; running cells pick it up within a "
+          "period, or at once on SIGHUP)" % (args.cell, path))
+    return 0
+
+
 def run(args):
-    return {"simulate": _simulate, "seal": _seal, "restore": _restore, "init": _init}[args.action](args)
+    return {"simulate": _simulate, "seal": _seal, "restore": _restore, "init": _init,
+            "revoke": _revoke}[args.action](args)

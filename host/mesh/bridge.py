@@ -77,6 +77,10 @@ class MeshBridge:
     def stop(self):
         self.svc.stop()
 
+    def reload(self):
+        """Trust files and the certificate revocation list, now (SIGHUP)."""
+        self.svc.reload()
+
     def status(self):
         st = self.svc.status()
         st["pulse"] = dict(self.pulse, follows_mesh=self.follow)

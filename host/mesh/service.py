@@ -9,6 +9,7 @@ loop runs this cell's mesh backend (mesh/backends/: `sync.backend: embedded` ove
     svc.publish(T_hat, devices)  # this cell's value for the next period (any thread)
     svc.status() -> dict         # the last period's snapshot (any thread; docs/MESH.md "status")
     svc.alerts_since(n) -> (alerts, n')   split-view / forged-entry alerts not yet taken
+    svc.reload()                 # trust files and CRL now (SIGHUP; both are also watched)
     svc.stop()
 
 Nothing here blocks the coordinator: the coordinator's processing thread only reads snapshots.
@@ -107,6 +108,13 @@ class MeshService:
     def alerts_since(self, n):
         with self._lock:
             return list(self._alerts[n:]), len(self._alerts)
+
+    def reload(self):
+        """Reload the trust folder and the certificate revocation list now (SIGHUP); they are
+        also watched, so this only hurries it. Any thread."""
+        node = self.node
+        if node is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(node.request_reload)
 
     def stop(self):
         if self.loop is not None and self._stop is not None and self.thread.is_alive():

@@ -21,8 +21,8 @@ from becomingone.mesh.replica import ReplicaStore
 from becomingone.mesh.replication import Replicator
 from becomingone.mesh.ring import ledger_holders
 from becomingone.mesh.swimnet import SwimNode
-from becomingone.mesh.tls import ConnectionPool, MeshTLSError
-from becomingone.mesh.trust import write_trust_entry
+from becomingone.mesh.tls import CRL_FILE, ConnectionPool, MeshTLSError
+from becomingone.mesh.trust import TrustWatch, load_trust, write_trust_entry
 
 __all__ = ["MeshNode"]
 
@@ -60,6 +60,12 @@ class MeshNode(MeshBackend):
         self.swim.server.handler = self._dispatch
         self.alerts = []
         self.pin_refused = {}         # cell -> why (a peer whose ledger key differs from the pinned one)
+        # the trust folder and the CRL beside ca.pem are live: reloaded when they change or on
+        # request (SIGHUP), no restart (docs/MESH.md "Trust")
+        self.watch = TrustWatch(trust_dir) if trust_dir and os.path.isdir(trust_dir) else None
+        self._crl_seen = None
+        self._reload = False
+        self.reloads = 0
 
     # ------------------------------------------------------------ trust and placement
     def replicates(self, origin):
@@ -79,6 +85,47 @@ class MeshNode(MeshBackend):
         self.store.keys[origin] = pub
         if self.trust_dir:
             write_trust_entry(self.trust_dir, cell, origin, pub_pem)
+
+    def request_reload(self):
+        """Reload trust files and the CRL at the next period (from a signal handler or any thread)."""
+        self._reload = True
+        if self.watch is not None:
+            self.watch.request()
+
+    def reload_trust(self, trust):
+        """Trust exactly `trust` ({cell: (origin, key)}) from now on (this cell kept): a new cell's
+        values and ledger are taken, a removed one's refused and its value dropped from T_global."""
+        own = self.trust[self.cell]
+        trust = dict(trust)
+        trust[self.cell] = own
+        gone = set(self.trust) - set(trust)
+        self.trust = trust
+        self.agg.keys.clear()
+        self.agg.keys.update({c: p for c, (_o, p) in trust.items()})
+        for c in gone:
+            self.agg.entries.pop(c, None)
+            self.agg.seen.pop(c, None)
+        self.store.keys = {o: p for c, (o, p) in trust.items() if c != self.cell}
+        for c in list(self.pin_refused):
+            if c in trust:
+                del self.pin_refused[c]
+        self.reloads += 1
+        return gone
+
+    async def _maybe_reload(self):
+        tls_crl = os.path.join(os.path.expanduser(self.tls), "ca.pem")
+        crl = os.path.join(os.path.dirname(tls_crl), CRL_FILE)
+        try:
+            crl_m = os.stat(crl).st_mtime_ns
+        except FileNotFoundError:
+            crl_m = None
+        if self.watch is not None and self.watch.changed():
+            self.reload_trust(load_trust(self.trust_dir))
+        if crl_m != self._crl_seen or self._reload:
+            self._crl_seen, self._reload = crl_m, False
+            # connections kept to or from a certificate revoked now are cut; new ones are refused
+            await self.pool.drop_revoked()
+            self.swim.server.drop_revoked()
 
     async def _pin_new(self, peers):
         """Pin the ledger identity of alive peers we have no trust entry for, asked over mutual
@@ -134,6 +181,7 @@ class MeshNode(MeshBackend):
 
     async def period(self, t_hat=None, devices=0):
         """One protocol period: probe, publish, one anti-entropy exchange and one pull."""
+        await self._maybe_reload()
         await self.swim.swim.probe_once()
         if t_hat is not None:
             self.agg.publish(t_hat, devices)

@@ -232,6 +232,14 @@ SCHEMA = {
             "pulse_hysteresis": Leaf("float", 0.05, "P moves only when the live-cell count differs from it "
                                      "by at least max(1, this x P) for two mesh periods (churn damping)",
                                      lo=0.0, hi=1.0),
+            "archive": {
+                "segment_entries": Leaf("int", 10000, "seal this cell's ledger into erasure-coded shards every "
+                                        "this many entries, placed on other live cells by the ring "
+                                        "(docs/MESH.md Archives); 0 = off (shards of others are still kept)",
+                                        lo=0, hi=10 ** 9),
+                "k": Leaf("int", 3, "shards that rebuild a segment", lo=1, hi=256),
+                "n": Leaf("int", 5, "shards per segment, one per cell (needs n other live cells)", lo=1, hi=256),
+            },
             "peers": Leaf("list", [], "seed cells to join through", item=Item(section={
                 "host": Leaf("str", None, "peer host name or address"),
                 "port": Leaf("int", 18789, "peer's mesh TCP port", lo=1, hi=65535),

@@ -231,7 +231,8 @@ def _embedded(svc):
     return MeshNode(svc.tls_dir, load_trust(svc.trust_dir), svc.cell, svc.ledger, svc.replicas_dir,
                     host=svc.listen, port=svc.port, seeds=svc.seeds, interval=svc.interval,
                     timeout=svc.timeout, advertise=svc.advertise, trust_dir=svc.trust_dir,
-                    pin=bool(m.pin_peers), fanout=int(m.replication_fanout))
+                    pin=bool(m.pin_peers), fanout=int(m.replication_fanout), archive=_archive(m),
+                    shards_dir=os.path.join(os.path.dirname(svc.replicas_dir), "shards"))
 
 
 def _nats(svc):
@@ -241,7 +242,16 @@ def _nats(svc):
     return NatsMesh(n.url, svc.cell, svc.ledger, svc.trust_dir, svc.replicas_dir,
                     interval=svc.interval, replicas=int(n.replicas), member_ttl=float(n.member_ttl),
                     publish_every=float(m.checkpoint_interval), fanout=int(m.replication_fanout),
-                    group_size=int(n.group_size))
+                    group_size=int(n.group_size), archive=_archive(m),
+                    shards_dir=os.path.join(os.path.dirname(svc.replicas_dir), "shards"))
+
+
+def _archive(m):
+    """(k, n, segment entries) of sync.mesh.archive (segment 0: this cell seals nothing)."""
+    a = m.archive
+    if int(a.k) > int(a.n):
+        raise UserError("sync.mesh.archive.k (%d) must be <= sync.mesh.archive.n (%d)" % (a.k, a.n))
+    return int(a.k), int(a.n), int(a.segment_entries)
 
 
 # sync.backend -> the MeshBackend it runs, and what it checks before the mesh thread starts

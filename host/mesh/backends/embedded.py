@@ -8,12 +8,15 @@ contact when `pin` is on).
 Trust: mesh/trust.py (a folder of `<cell>.json` files, one per cell).
 """
 import asyncio
+import base64
 import json
 import os
 import random
 
 from becomingone.ledger import checkpoint as ckpt
 from becomingone.mesh.aggregate import VersionedAggregate
+from becomingone.mesh.archive import ArchiveError
+from becomingone.mesh.archiving import Archiver, serve_shards
 from becomingone.mesh.antientropy import AntiEntropy
 from becomingone.mesh.backends.base import MeshBackend
 from becomingone.mesh.heads import HeadTracker
@@ -36,7 +39,7 @@ class MeshNode(MeshBackend):
 
     def __init__(self, tls, trust, cell, ledger, replicas, host="127.0.0.1", port=0, seeds=(),
                  interval=0.5, timeout=0.3, rng=None, advertise=None, trust_dir=None, pin=False,
-                 fanout=None, heads_path=None):
+                 fanout=None, heads_path=None, archive=None, shards_dir=None):
         self.cell, self.ledger, self.tls = cell, ledger, tls
         self.advertise = advertise
         self.rng = rng or random.Random()
@@ -63,6 +66,12 @@ class MeshNode(MeshBackend):
         # the trust folder and the CRL beside ca.pem are live: reloaded when they change or on
         # request (SIGHUP), no restart (docs/MESH.md "Trust")
         self.watch = TrustWatch(trust_dir) if trust_dir and os.path.isdir(trust_dir) else None
+        # archive = (k, n, segment entries): seal and place this ledger's segments (archiving.py);
+        # a cell holds others' shards whether or not it seals its own
+        k, n, seg = archive or (3, 5, 0)
+        self.archiver = Archiver(ledger, shards_dir or os.path.join(os.path.dirname(os.path.abspath(replicas)),
+                                                                    "shards"),
+                                 k=k, n=n, segment=seg or 1 << 62, cell=cell)
         self._crl_seen = None
         self._reload = False
         self.reloads = 0
@@ -163,6 +172,15 @@ class MeshNode(MeshBackend):
             return await self.ae.handle(peer, payload)
         if isinstance(msg, dict) and msg.get("op") in ("heads", "entries", "checkpoint", "consistency"):
             return await self.rep.handle(peer, payload)
+        if isinstance(msg, dict) and msg.get("op") in ("shard", "shards"):
+            sender = self.trust.get(peer, (None, None))[0]
+            try:
+                if msg["op"] == "shard" and sender is None:
+                    raise ValueError("no trust file for cell %r: its shards are not kept" % peer)
+                out = serve_shards(self.archiver, msg, sender)
+            except (ValueError, ArchiveError) as e:
+                out = {"error": "%s: %s" % (self.cell, e)}
+            return json.dumps(out).encode("ascii")
         if isinstance(msg, dict) and msg.get("op") == "identity":
             return json.dumps({"cell": self.cell, "origin": self.ledger.origin,
                                "public_key_pem": self.ledger.public_key_pem()}).encode("ascii")
@@ -194,6 +212,20 @@ class MeshNode(MeshBackend):
             await self.ae.exchange(peer)
             rep = await self.rep.pull(peer)
             self.alerts += rep["alerts"]
+        if self.archiver.due():
+            addr = {name: (host, port) for host, port, name in peers}
+
+            async def send(cell, blob):
+                host, port = addr[cell]
+                conn = await asyncio.wait_for(self.pool.connect(host, port, expect=cell, timeout=self.io_timeout),
+                                              self.io_timeout)
+                try:
+                    got = json.loads(await asyncio.wait_for(conn.request(json.dumps(
+                        {"op": "shard", "blob": base64.b64encode(blob).decode("ascii")}).encode("ascii")), 10.0))
+                finally:
+                    await conn.close()
+                return isinstance(got, dict) and bool(got.get("stored"))
+            await self.archiver.step(sorted(addr) + [self.cell], send)
 
     def alive_count(self):
         """Cells not declared dead (alive or suspect), this one included."""
@@ -211,7 +243,8 @@ class MeshNode(MeshBackend):
 
     def status_fields(self):
         return {"listen": "%s:%d" % (self.swim.host, self.swim.port), "advertise": self.advertise,
-                "exchange_failures": self.ae.failures, "pin_refused": dict(self.pin_refused)}
+                "exchange_failures": self.ae.failures, "pin_refused": dict(self.pin_refused),
+                "archive": self.archiver.status()}
 
     def status(self):
         t, w = self.agg.t_global()

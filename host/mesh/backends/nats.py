@@ -44,6 +44,8 @@ import time
 
 from becomingone.errors import MeshError
 from becomingone.ledger import checkpoint as ckpt
+from becomingone.mesh.archive import ArchiveError
+from becomingone.mesh.archiving import Archiver, serve_shards
 from becomingone.mesh.backends.base import MeshBackend
 from becomingone.mesh.heads import HeadTracker
 from becomingone.mesh.hierarchy import DEFAULT_GROUP_SIZE, GLOBAL_SUBJECT, Layout, TreeAggregate, group_subject
@@ -60,6 +62,7 @@ FETCH_BATCH = 64          # messages per fetch
 BLOCK = 500               # entries per stream message
 RPC_TIMEOUT = 2.0
 HEALTH_EVERY = 60.0       # seconds between checks that this cell's consumers still exist
+SHARD_TIMEOUT = 10.0
 
 
 def _block(origin, seq, headers, data):
@@ -451,7 +454,7 @@ class NatsMesh(MeshBackend):
 
     def __init__(self, url, cell, ledger, trust_dir, replicas_dir, interval=1.0, replicas=1,
                  member_ttl=5.0, publish_every=10.0, fanout=3, group_size=DEFAULT_GROUP_SIZE,
-                 head_check_every=5.0, write_own_trust=True):
+                 head_check_every=5.0, write_own_trust=True, archive=None, shards_dir=None):
         self.url, self.cell, self.ledger = url, cell, ledger
         self.trust_dir, self.replicas_dir = trust_dir, replicas_dir
         self.interval, self.replicas, self.member_ttl = float(interval), int(replicas), float(member_ttl)
@@ -466,6 +469,10 @@ class NatsMesh(MeshBackend):
         self._house = None        # the background housekeeping task of the last period
         self._writes = []         # membership records waiting to be written
         self.bg_errors, self.bg_last_error = 0, None
+        # archive = (k, n, segment entries): seal and place this ledger's segments (archiving.py)
+        self.archive_cfg = archive
+        self.shards_dir = shards_dir or os.path.join(os.path.dirname(os.path.abspath(replicas_dir)), "shards")
+        self.archiver = None
         self._groups_sub = None
         self.alerts = []
         self.trust = {}
@@ -544,6 +551,9 @@ class NatsMesh(MeshBackend):
         self.watch = TrustWatch(self.trust_dir)
         self._apply_trust(self._load_trust())
         self.heads = HeadTracker(os.path.join(self.replicas_dir, "heads.json"), self.store, save_every=30.0)
+        k, n, seg = self.archive_cfg or (3, 5, 0)
+        # a cell holds others' shards whether or not it seals its own (segment 0)
+        self.archiver = Archiver(self.ledger, self.shards_dir, k=k, n=n, segment=seg or 1 << 62, cell=self.cell)
         self.nats = NatsCell(self.url, self.cell, ledger=self.ledger, store=self.store,
                              replicas=self.replicas, no_echo=True)
         await self.nats.connect()
@@ -670,6 +680,17 @@ class NatsMesh(MeshBackend):
         if now >= self._next_health:
             self._next_health = now + HEALTH_EVERY
             await self._check_health()
+        if self.archiver.due():
+            await self.archiver.step(sorted(self.agg.alive_cells()), self._send_shard)
+
+    async def _send_shard(self, cell, blob):
+        r = await self.nats.nc.request("bo.rpc." + cell_token(cell), _enc(
+            {"op": "shard", "origin": self.ledger.origin, "blob": base64.b64encode(blob).decode("ascii")}),
+            timeout=SHARD_TIMEOUT)
+        got = json.loads(r.data)
+        if not (isinstance(got, dict) and got.get("stored")):
+            raise ArchiveError("cell %s did not store the shard: %s" % (cell, got.get("error") if isinstance(got, dict) else got))
+        return True
 
     def _on_replica(self, origin, kind, info):
         if kind == "applied":
@@ -737,11 +758,14 @@ class NatsMesh(MeshBackend):
             msg = json.loads(m.data)
             if not isinstance(msg, dict):
                 raise ValueError("not an object")
-            out = serve(self.ledger, self.store, msg)
+            if msg.get("op") in ("shard", "shards"):
+                out = serve_shards(self.archiver, msg, msg.get("origin"))
+            else:
+                out = serve(self.ledger, self.store, msg)
             if isinstance(out, bytes):
                 raise ValueError("op %r is not served over NATS" % msg.get("op"))
             body = _enc(out)
-        except (ValueError, ReplicaError) as e:
+        except (ValueError, ReplicaError, ArchiveError) as e:
             body = _enc({"error": "%s: %s" % (self.cell, e)})
         self.counters["rpc_served"] += 1
         if m.reply:
@@ -797,5 +821,5 @@ class NatsMesh(MeshBackend):
         out = {"url": self.url, "group": self.agg.gid0, "levels": self.agg.layout.top + 1,
                "leads": self.agg.leads(), "replicating": len(self._replicate),
                "heads_checked": self.counters["head_checks"], "background_errors": self.bg_errors,
-               "background_last_error": self.bg_last_error}
+               "background_last_error": self.bg_last_error, "archive": self.archiver.status()}
         return out

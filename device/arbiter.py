@@ -1,95 +1,194 @@
 """The arbiter (SPEC 4.5): four cores R, B, E, O, the entropy model, the decision, and the
-genome (weights) with its genomic PID and E feedback. All Q16 (65536 = 1.0), integer only,
-no allocation per beat on MicroPython. docs/DEVICE.md "Arbiter" defines every formula the seed
-leaves open; this docstring is the summary.
+genome (weights) with its genomic PID and E feedback. All Q16 (65536 = 1.0), integer only, no
+allocation per beat (viper on MicroPython). docs/DEVICE.md "Arbiter" defines every quantity;
+this docstring is the summary.
 
-Per beat (after the Emissary):
-  anoms   = min(A_MAX, window_anoms + risk_anoms)                       (count)
-  threat  = TABLE[anoms], TABLE[a] = round(65536 * sigmoid(w*a + b)) capped at 65535
-  R core  urgency u = min(0.9, anoms/100)       repair_score = mul(wR, u)  (R's weighted cost)
-  B core  conserve = |actuator error| (0..1)    stability = min(1, 4 * mul(wB, conserve))
-          (stabilisation demand; equals |error| at the neutral weight wB = 0.25)
+Per beat (inputs measured by the beat: shared/vibration.py features, the actuator error, the
+sensor-health and coherence-loss threats):
+  z       = b + w_level*level + w_kurt*kurt + w_crest*crest + w_anoms*anoms      (entropy model)
+  threat  = max(sigmoid(z), ext)        ext = the beat's sensor-fault / coherence-loss threat
+  R core  urgency u = min(0.9, anoms/100)       repair_score = wR * u
+  B core  conserve = |actuator error| (0..1)    stability = min(1, 4 * wB * conserve)
   E core  threat                                 (thresholds below)
-  O core  expected_gain = min(0.5, 0.12 * wO)    opt_gain = expected_gain
+  O core  expected_gain = opt_gain = min(0.5, 0.12 * wO)
   decision: QUARANTINE threat >= 0.85; ALERT >= 0.60; APPLY_BALANCE stability > 0.25 and
             repair_score < 0.1; APPLY_OPTIMIZE opt_gain > 0.1; else NOOP.
-Recalibrate (beat step 7):
-  dO = -PID(dT) (genomic PID, output in [-0.05, 0.05]); O = clamp(O + dO, 0.1, 0.9)
-  t  = beats since threat first exceeded 0.5 (0 on that beat; reset when threat <= 0.5)
+Recalibrate (beat step 7), with e = T_Lambda - measured beat interval (seconds, Q16):
+  dO = -PID(e) (genomic PID: output in [-0.05, 0.05], eps-reset when |e| < 1e-4 s)
+  O  = clamp(O + dO, 0.1, 0.9)
   E  = 0.15 * threat * exp(-t/50) * (1 - O/0.3) if threat > 0.5 else 0.10, clamped [0.05, 0.30]
-  normalise R, B, E, O so that the four Q16 weights sum to exactly 65536.
+  normalise R, B, E, O to sum exactly 65536; then, while the pulse is on time (|e| < eps, the
+  genomic PID's eps-reset), every weight relaxes toward its initial value by 1/2^relax_k.
+  On time the genome stays home (NOOP); a beat that stays late pushes O up and the others
+  down through the normalisation until opt_gain > 0.1: APPLY_OPTIMIZE (the beat sheds optional
+  work, device/beat.py), which is what an overloaded beat needs.
+
+Model weights: level, kurt, crest in Q12 per Q8 feature unit (|w| < 16), anoms in Q16 per
+anomaly (|w| < 8), bias in Q12 (|b| < 64). z is Q12, clamped to +-12; sigmoid by a 769-entry
+Q16 table (steps of 1/32) with linear interpolation (error < 1.3e-5). The seed model
+threat = sigmoid(0.12 * anoms) is set_seed_model(0.12, 0.0): 5 anomalies -> 42315/65536
+= 0.6457.
 
 Public API
 ----------
-Decision codes NOOP 0, APPLY_BALANCE 1, APPLY_OPTIMIZE 2, ALERT 3, QUARANTINE 4; NAMES tuple.
-Arbiter(w=0.12, b=0.0, period_s=0.004211, a_max=1024, genome=(0.25, 0.25, 0.15, 0.35),
+decisions are shared/protocol_codes.py DECISION_* (NOOP 0 .. QUARANTINE 4)
+Arbiter(model=None, period_s=0.004211, a_max=1024, genome=(0.25, 0.25, 0.15, 0.35),
         quarantine=0.85, alert=0.60, balance_stability=0.25, balance_repair=0.1,
-        optimize_gain=0.1)
-    .step(window_anoms, act_err_q16=0) -> decision     cores + decision (0 alloc)
-    .recalibrate(dT_q16) -> None                       genome update (0 alloc)
-    .set_model(w, b)          rebuild the threat table now (MODEL frame; between beats; allocates)
-    .stage_model(w, b); .stage_step(max_entries) -> bool; .model_pending
-                              the same in slices: build the spare table in idle time, swap when
-                              complete (no beat pays for the whole table)
-    .set_period(period_s)     genomic PID sample time follows the pulse
-    .set_thresholds(quarantine=None, alert=None)
-    .set_genome(R, B, E, O)   floats, normalised
-    .risk_anoms               the genome's risk anomaly count (host injects it)
-    results (Q16 ints): .threat .urgency .repair_score .conserve .stability .expected_gain
-                        .opt_gain .decision .anoms .R .B .E .O .dO .t_threat
-    threat_q16(anoms) -> int  table lookup (tests)
-mul16(a, b) -> int            Q16 product of two values in 0..65536 without a 2^30 overflow
-normalise4(r, b, e, o) -> (r, b, e, o)   exact-sum Q16 normalisation (tests/host)
+        optimize_gain=0.1, relax_k=8)
+    .step(level, kurt, crest, anoms, act_err_q16=0, ext_q16=0) -> decision
+    .recalibrate(err_q16)              genomic PID + genome update
+    .set_model(bias, w_level, w_kurt, w_crest, w_anoms)   floats; ValueError when out of range
+    .set_seed_model(w, b)              the seed's threat = sigmoid(w * anoms + b)
+    .model() -> (bias, w_level, w_kurt, w_crest, w_anoms)   floats as quantised
+    .set_thresholds(quarantine=None, alert=None), .set_period(s), .set_genome(R, B, E, O)
+    .threat_q16(anoms, level=..., kurt=0, crest=0) -> int   model threat (tests, host)
+    results (Q16 ints): .threat .decision .R .B .E .O; the others by name:
+                        .value("urgency" | "repair" | "conserve" | "stability" | "gain" (=
+                        expected_gain = opt_gain) | "threat_model" | "anoms" | "dO" | "z" |
+                        "t_threat")
+mul16(a, b), normalise4(r, b, e, o), sigmoid_q16(z_q12)
+step(st, level, kurt, crest, anoms, err, ext), recal(st, exp_table, out, relax)   the kernels on
+    an Arbiter's .st (the beat calls step directly: a method call costs ~15 us on the Pico)
 """
 import array
 import math
 
 from shared.compat import micropython, const  # noqa: F401
+try:
+    from shared.compat import ptr16, ptr32    # CPython stand-ins; viper has them built in
+except ImportError:
+    pass
 
 from device.pid import genomic_pid
+from shared.vibration import LEVEL_NONE
 
-NOOP = const(0)
-APPLY_BALANCE = const(1)
-APPLY_OPTIMIZE = const(2)
-ALERT = const(3)
-QUARANTINE = const(4)
-NAMES = ("NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE", "ALERT", "QUARANTINE")
+# the decisions: shared/protocol_codes.py DECISION_* (folded here for the viper kernel)
+_NOOP = const(0)
+_APPLY_BALANCE = const(1)
+_APPLY_OPTIMIZE = const(2)
+_ALERT = const(3)
+_QUARANTINE = const(4)
 
-Q16_MAX = const(65535)
+_Q16_MAX = const(65535)
 ONE = const(65536)
-URGENCY_MAX = const(58982)      # 0.9
-GAIN_MAX = const(32768)         # 0.5
-GAIN_PER_O = const(7864)        # 0.12
-E_GAIN = const(9830)            # 0.15
-E_LOW = const(6554)             # 0.10 (threat <= 0.5)
-E_MIN = const(3277)             # 0.05
-E_MAX = const(19661)            # 0.30
-O_MIN = const(6554)             # 0.1
-O_MAX = const(58982)            # 0.9
+_URGENCY_MAX = const(58982)      # 0.9
+_GAIN_MAX = const(32768)         # 0.5
+_GAIN_PER_O = const(7864)        # 0.12
+_E_GAIN = const(9830)            # 0.15
+_E_LOW = const(6554)             # 0.10 (threat <= 0.5)
+_E_MIN = const(3277)             # 0.05
+_E_MAX = const(19661)            # 0.30
+_O_MIN = const(6554)             # 0.1
+_O_MAX = const(58982)            # 0.9
 HALF = const(32768)             # threat 0.5
-EXP_LEN = const(600)            # exp(-t/50) table length: round(65536*exp(-600/50)) = 0
+_EXP_LEN = const(600)            # exp(-t/50) table length: round(65536*exp(-600/50)) = 0
+Z_LIM = const(49151)            # |z| <= 12 - 2^-12 (Q12): sigmoid(12) rounds to 1.0 in Q16
+
+# state words (array('i'), all stored >= 0; signed ones + _B)
+_B = const(0x20000000)
+_BIAS = const(0)      # model bias Q12 + _B
+_WL = const(1)        # weights + _B
+_WK = const(2)
+_WC = const(3)
+_WA = const(4)        # Q16
+_AMAX = const(5)
+_QTH = const(6)
+_ATH = const(7)
+_STH = const(8)
+_RTH = const(9)
+_GTH = const(10)
+_R = const(11)
+_BB = const(12)
+_E = const(13)
+_O = const(14)
+_R0 = const(15)
+_B0 = const(16)
+_E0 = const(17)
+_O0 = const(18)
+_RK = const(19)       # relax_k
+_TT = const(20)       # t_threat + 1 (0 = threat not above 0.5)
+_ANOMS = const(21)
+_THREAT = const(22)
+_THM = const(23)      # model threat
+_URG = const(24)
+_REP = const(25)
+_CONS = const(26)
+_STAB = const(27)
+_GAIN = const(28)
+_DEC = const(29)
+_DO = const(30)       # dO + _B
+_Z = const(31)        # z + _B
+_CAPM = const(32)     # cap on the model's threat (below QUARANTINE while the window fills)
+_NST = const(33)
 
 
 def q16(x):
     v = int(round(x * 65536.0))
-    return 0 if v < 0 else (Q16_MAX if v > Q16_MAX else v)
+    return 0 if v < 0 else (_Q16_MAX if v > _Q16_MAX else v)
 
 
-@micropython.native
-def mul16(a, b):
+def _sig_table():
+    # round(65536 * sigmoid(i/32 - 12)) capped at 65535, i = 0..768
+    t = array.array("H", bytes(2 * 769))
+    for i in range(769):
+        z = i / 32.0 - 12.0
+        if z >= 0:
+            s = 1.0 / (1.0 + math.exp(-z))
+        else:
+            ez = math.exp(z)
+            s = ez / (1.0 + ez)
+        t[i] = q16(s)
+    return t
+
+
+_SIG = _sig_table()
+
+
+def _exp_table():
+    ex = array.array("H", bytes(2 * _EXP_LEN))
+    for t in range(_EXP_LEN):
+        ex[t] = q16(math.exp(-t / 50.0))
+    return ex
+
+
+@micropython.viper
+def mul16(a: int, b: int) -> int:
     """round-ish(a * b / 65536) for 0 <= a, b <= 65536 without intermediates >= 2^30:
     (a*(b>>8) + ((a*(b&255) + 128) >> 8) + 128) >> 8  (within 1 LSB of the exact rounding)."""
     return (a * (b >> 8) + ((a * (b & 255) + 128) >> 8) + 128) >> 8
 
 
-@micropython.native
-def _div16(x, total):
+@micropython.viper
+def _div16(x: int, total: int) -> int:
     # round(x * 65536 / total) for 0 <= x <= total < 2^21, in two 8-bit long-division steps
     y = x << 8
     q1 = y // total
     r = y - q1 * total
     q2 = ((r << 8) + (total >> 1)) // total
     return (q1 << 8) + q2
+
+
+@micropython.viper
+def _sigmoid(tab, z: int) -> int:
+    # z in Q12, |z| <= Z_LIM; linear interpolation in a table of 1/32 steps (error < 1.3e-5)
+    t = ptr16(tab)
+    u = z + (12 << 12)
+    i = u >> 7
+    f = u & 0x7F
+    a = int(t[i])
+    if f == 0:
+        return a
+    b = int(t[i + 1])
+    return a + (((b - a) * f + 64) >> 7)
+
+
+def sigmoid_q16(z_q12):
+    """The device's sigmoid of a Q12 z (clamped to +-16), in Q16."""
+    if z_q12 > Z_LIM:
+        z_q12 = Z_LIM
+    elif z_q12 < -Z_LIM:
+        z_q12 = -Z_LIM
+    return _sigmoid(_SIG, z_q12)
 
 
 def normalise4(r, b, e, o):
@@ -115,204 +214,122 @@ def normalise4(r, b, e, o):
     return r, b, e, o
 
 
-def _check_model(w, b):
-    if not (-1e6 < w < 1e6 and -1e6 < b < 1e6):
-        raise ValueError("entropy model w, b must be finite and |.| < 1e6, got (%r, %r)" % (w, b))
+@micropython.viper
+def step(st, level: int, kurt: int, crest: int, anoms: int, err: int, ext: int) -> int:
+    s = ptr32(st)
+    sig = _SIG
+    amax = int(s[_AMAX])
+    a = anoms
+    if a < 0:
+        a = 0
+    elif a > amax:
+        a = amax
+    s[_ANOMS] = a
+    z = int(s[_BIAS]) - _B
+    z += ((int(s[_WL]) - _B) * level) >> 8
+    z += ((int(s[_WK]) - _B) * kurt) >> 8
+    z += ((int(s[_WC]) - _B) * crest) >> 8
+    z += ((int(s[_WA]) - _B) * a + 8) >> 4
+    if z > Z_LIM:
+        z = Z_LIM
+    elif z < 0 - Z_LIM:
+        z = 0 - Z_LIM
+    s[_Z] = z + _B
+    tm = int(_sigmoid(sig, z))
+    cap = int(s[_CAPM])
+    if tm > cap:
+        tm = cap
+    s[_THM] = tm
+    th = tm if tm > ext else ext
+    if th > _Q16_MAX:
+        th = _Q16_MAX
+    s[_THREAT] = th
+    u = (a << 16) // 100
+    if u > _URGENCY_MAX:
+        u = _URGENCY_MAX
+    s[_URG] = u
+    rep = int(mul16(int(s[_R]), u))
+    s[_REP] = rep
+    c = 0 - err if err < 0 else err
+    if c > ONE:
+        c = ONE
+    s[_CONS] = c
+    stb = int(mul16(int(s[_BB]), c)) << 2
+    if stb > _Q16_MAX:
+        stb = _Q16_MAX
+    s[_STAB] = stb
+    g = (int(s[_O]) * _GAIN_PER_O + HALF) >> 16
+    if g > _GAIN_MAX:
+        g = _GAIN_MAX
+    s[_GAIN] = g
+    if th >= int(s[_QTH]):
+        d = _QUARANTINE
+    elif th >= int(s[_ATH]):
+        d = _ALERT
+    elif stb > int(s[_STH]) and rep < int(s[_RTH]):
+        d = _APPLY_BALANCE
+    elif g > int(s[_GTH]):
+        d = _APPLY_OPTIMIZE
+    else:
+        d = _NOOP
+    s[_DEC] = d
+    return d
 
 
-def _fill(t, i, j, w, b):
-    for a in range(i, j):
-        z = w * a + b
-        if z >= 0:
-            s = 1.0 / (1.0 + math.exp(-z)) if z < 700 else 1.0
+@micropython.viper
+def recal(st, ex, out: int, relax: int) -> int:
+    s = ptr32(st)
+    x = ptr16(ex)
+    s[_DO] = _B - out
+    o = int(s[_O]) - out
+    if o < _O_MIN:
+        o = _O_MIN
+    elif o > _O_MAX:
+        o = _O_MAX
+    th = int(s[_THREAT])
+    if th > HALF:
+        t = int(s[_TT])            # t_threat + 1 of the previous beat (0: was not above)
+        if t >= _EXP_LEN:
+            t = _EXP_LEN
+        s[_TT] = t + 1
+        f = ONE - (o * 10) // 3
+        if f <= 0:
+            e = _E_MIN
         else:
-            ez = math.exp(z) if z > -700 else 0.0
-            s = ez / (1.0 + ez)
-        t[a] = q16(s)
-
-
-class Arbiter:
-    def __init__(self, w=0.12, b=0.0, period_s=0.004211, a_max=1024,
-                 genome=(0.25, 0.25, 0.15, 0.35), quarantine=0.85, alert=0.60,
-                 balance_stability=0.25, balance_repair=0.1, optimize_gain=0.1):
-        if not 1 <= a_max <= 8191:
-            raise ValueError("a_max must be in 1..8191 anomalies, got %r" % (a_max,))
-        self.a_max = a_max
-        self._table = array.array("H", bytes(2 * (a_max + 1)))
-        self._staged = array.array("H", bytes(2 * (a_max + 1)))
-        self._stage_at = -1          # next entry of a staged model, -1 when none
-        ex = array.array("H", bytes(2 * EXP_LEN))
-        for t in range(EXP_LEN):
-            ex[t] = q16(math.exp(-t / 50.0))
-        self._exp = ex
-        self.w = self.b = 0.0
-        self.set_model(w, b)
-        self.quarantine_q16 = self.alert_q16 = 0
-        self.set_thresholds(quarantine, alert)
-        self.stab_q16 = q16(balance_stability)
-        self.repair_q16 = q16(balance_repair)
-        self.gain_q16 = q16(optimize_gain)
-        self.pid = genomic_pid(period_s)
-        self.risk_anoms = 0
-        self.anoms = 0
-        self.threat = 0
-        self.urgency = 0
-        self.repair_score = 0
-        self.conserve = 0
-        self.stability = 0
-        self.expected_gain = 0
-        self.opt_gain = 0
-        self.decision = NOOP
-        self.dO = 0
-        self.t_threat = -1
-        self.R = self.B = self.E = self.O = 0
-        self.set_genome(*genome)
-
-    # --- configuration (floats allowed) ---
-    def set_model(self, w, b):
-        """Rebuild the threat table now: TABLE[a] = round(65536*sigmoid(w*a + b)), capped 65535
-        (A_MAX + 1 float evaluations: ~1 ms for 1025 entries on the unix port)."""
-        _check_model(w, b)
-        _fill(self._table, 0, self.a_max + 1, w, b)
-        self.w = w
-        self.b = b
-        self._stage_at = -1
-
-    def stage_model(self, w, b):
-        """Start building a new table in the spare buffer; stage_step() fills it in slices (in a
-        beat's idle time) and swaps it in when complete, so no beat pays for the whole table."""
-        _check_model(w, b)
-        self._sw = w
-        self._sb = b
-        self._stage_at = 0
-
-    def stage_step(self, max_entries):
-        """Fill up to max_entries staged entries; True when the new model became active."""
-        i = self._stage_at
-        if i < 0:
-            return False
-        j = i + max_entries
-        n = self.a_max + 1
-        if j > n:
-            j = n
-        _fill(self._staged, i, j, self._sw, self._sb)
-        if j < n:
-            self._stage_at = j
-            return False
-        self._table, self._staged = self._staged, self._table
-        self.w = self._sw
-        self.b = self._sb
-        self._stage_at = -1
-        return True
-
-    @property
-    def model_pending(self):
-        return self._stage_at >= 0
-
-    def set_thresholds(self, quarantine=None, alert=None):
-        qv = self.quarantine_q16 / 65536.0 if quarantine is None else quarantine
-        av = self.alert_q16 / 65536.0 if alert is None else alert
-        if not 0.0 < av <= qv <= 1.0:
-            raise ValueError("thresholds need 0 < alert <= quarantine <= 1, got alert=%r "
-                             "quarantine=%r" % (av, qv))
-        self.quarantine_q16 = q16(qv)
-        self.alert_q16 = q16(av)
-
-    def set_period(self, period_s):
-        self.pid.set_sample_time(period_s)
-
-    def set_genome(self, r, b, e, o):
-        for name, v in (("R", r), ("B", b), ("E", e), ("O", o)):
-            if not 0.0 <= v <= 1.0:
-                raise ValueError("genome weight %s must be in [0, 1], got %r" % (name, v))
-        if r + b + e + o <= 0:
-            raise ValueError("genome weights must not all be 0")
-        self.R, self.B, self.E, self.O = normalise4(q16(r), q16(b), q16(e), q16(o))
-
-    def threat_q16(self, anoms):
-        if anoms < 0:
-            anoms = 0
-        return self._table[anoms if anoms <= self.a_max else self.a_max]
-
-    # --- the beat path ---
-    @micropython.native
-    def step(self, window_anoms, act_err_q16=0):
-        a = window_anoms + self.risk_anoms
-        if a < 0:
-            a = 0
-        elif a > self.a_max:
-            a = self.a_max
-        self.anoms = a
-        th = self._table[a]
-        self.threat = th
-        u = (a << 16) // 100
-        if u > URGENCY_MAX:
-            u = URGENCY_MAX
-        self.urgency = u
-        rep = mul16(self.R, u)
-        self.repair_score = rep
-        c = -act_err_q16 if act_err_q16 < 0 else act_err_q16
-        if c > ONE:
-            c = ONE
-        self.conserve = c
-        st = mul16(self.B, c) << 2
-        if st > Q16_MAX:
-            st = Q16_MAX
-        self.stability = st
-        g = (self.O * GAIN_PER_O + HALF) >> 16
-        if g > GAIN_MAX:
-            g = GAIN_MAX
-        self.expected_gain = g
-        self.opt_gain = g
-        if th >= self.quarantine_q16:
-            d = QUARANTINE
-        elif th >= self.alert_q16:
-            d = ALERT
-        elif st > self.stab_q16 and rep < self.repair_q16:
-            d = APPLY_BALANCE
-        elif g > self.gain_q16:
-            d = APPLY_OPTIMIZE
+            xt = int(x[t]) if t < _EXP_LEN else 0
+            e = int(mul16(int(mul16(int(mul16(_E_GAIN, th)), xt)), f))
+            if e < _E_MIN:
+                e = _E_MIN
+            elif e > _E_MAX:
+                e = _E_MAX
+    else:
+        s[_TT] = 0
+        e = _E_LOW
+    r = int(s[_R])
+    b = int(s[_BB])
+    t = r + b + e + o
+    r = int(_div16(r, t))
+    b = int(_div16(b, t))
+    e = int(_div16(e, t))
+    o = int(_div16(o, t))
+    res = ONE - (r + b + e + o)
+    if res:
+        if r >= b and r >= e and r >= o:
+            r += res
+        elif b >= e and b >= o:
+            b += res
+        elif e >= o:
+            e += res
         else:
-            d = NOOP
-        self.decision = d
-        return d
-
-    @micropython.native
-    def recalibrate(self, dT_q16):
-        out = self.pid.update_error(dT_q16)
-        self.dO = -out
-        o = self.O - out
-        if o < O_MIN:
-            o = O_MIN
-        elif o > O_MAX:
-            o = O_MAX
-        th = self.threat
-        if th > HALF:
-            t = self.t_threat + 1
-            if t >= EXP_LEN:
-                t = EXP_LEN           # saturates: exp term is 0 from here on
-            self.t_threat = t
-            f = ONE - (o * 10) // 3
-            if f <= 0:
-                e = E_MIN
-            else:
-                ex = self._exp[t] if t < EXP_LEN else 0
-                e = mul16(mul16(mul16(E_GAIN, th), ex), f)
-                if e < E_MIN:
-                    e = E_MIN
-                elif e > E_MAX:
-                    e = E_MAX
-        else:
-            self.t_threat = -1
-            e = E_LOW
-        r = self.R
-        b = self.B
-        # normalise4() inlined: its returned tuple would allocate on the beat path
-        t = r + b + e + o
-        r = _div16(r, t)
-        b = _div16(b, t)
-        e = _div16(e, t)
-        o = _div16(o, t)
+            o += res
+    if relax:
+        k = int(s[_RK])
+        r += (int(s[_R0]) - r) >> k
+        b += (int(s[_B0]) - b) >> k
+        e += (int(s[_E0]) - e) >> k
+        o += (int(s[_O0]) - o) >> k
+        # the relaxed weights still sum to 65536 up to the shifts' rounding: put the residue
+        # on the largest (same rule as above)
         res = ONE - (r + b + e + o)
         if res:
             if r >= b and r >= e and r >= o:
@@ -323,7 +340,164 @@ class Arbiter:
                 e += res
             else:
                 o += res
-        self.R = r
-        self.B = b
-        self.E = e
-        self.O = o
+    s[_R] = r
+    s[_BB] = b
+    s[_E] = e
+    s[_O] = o
+    return o
+
+
+class Arbiter:
+    def __init__(self, model=None, period_s=0.004211, a_max=1024,
+                 genome=(0.25, 0.25, 0.15, 0.35), quarantine=0.85, alert=0.60,
+                 balance_stability=0.25, balance_repair=0.1, optimize_gain=0.1, relax_k=8):
+        if not 1 <= a_max <= 8191:
+            raise ValueError("a_max must be in 1..8191 anomalies, got %r" % (a_max,))
+        if not 1 <= relax_k <= 20:
+            raise ValueError("relax_k must be 1..20 (relaxation 1/2^k per beat), got %r"
+                             % (relax_k,))
+        self.a_max = a_max
+        self.st = array.array("i", bytes(4 * _NST))
+        s = self.st
+        s[_AMAX] = a_max
+        s[_RK] = relax_k
+        s[_STH] = q16(balance_stability)
+        s[_RTH] = q16(balance_repair)
+        s[_GTH] = q16(optimize_gain)
+        s[_DO] = _B
+        s[_Z] = _B
+        s[_CAPM] = _Q16_MAX
+        self.exp = _exp_table()      # exp(-t/50) in Q16 (recal's table)
+        if model is None:
+            from device.model_default import MODEL
+            model = MODEL
+        self.set_model(*model)
+        self.set_thresholds(quarantine, alert)
+        self.pid = genomic_pid(period_s)
+        self.risk_anoms = 0
+        self.set_genome(*genome)
+        s[_R0] = s[_R]
+        s[_B0] = s[_BB]
+        s[_E0] = s[_E]
+        s[_O0] = s[_O]
+
+    # --- configuration (floats allowed) ---
+    def set_model(self, bias, w_level, w_kurt, w_crest, w_anoms):
+        """The entropy model: threat = sigmoid(bias + w_level*level + w_kurt*kurt +
+        w_crest*crest + w_anoms*anoms), features in octaves (level, kurt, crest: log2 of rms in
+        sensor units, of kurtosis, of crest factor) and anoms a count."""
+        for name, v, lim in (("bias", bias, 64.0), ("w_level", w_level, 16.0),
+                             ("w_kurt", w_kurt, 16.0), ("w_crest", w_crest, 16.0),
+                             ("w_anoms", w_anoms, 8.0)):
+            if not -lim < v < lim:     # also refuses NaN
+                raise ValueError("entropy model %s = %r: allowed -%g < %s < %g"
+                                 % (name, v, lim, name, lim))
+        s = self.st
+        s[_BIAS] = int(round(bias * 4096)) + _B
+        s[_WL] = int(round(w_level * 4096)) + _B     # Q12; times a Q8 feature, >> 8: Q12
+        s[_WK] = int(round(w_kurt * 4096)) + _B
+        s[_WC] = int(round(w_crest * 4096)) + _B
+        s[_WA] = int(round(w_anoms * 65536)) + _B
+
+    def set_seed_model(self, w, b):
+        """The seed's entropy model threat = sigmoid(w * anoms + b) (VENOM: w = 0.12, b = 0)."""
+        self.set_model(b, 0.0, 0.0, 0.0, w)
+
+    def model(self):
+        s = self.st
+        return ((s[_BIAS] - _B) / 4096.0, (s[_WL] - _B) / 4096.0, (s[_WK] - _B) / 4096.0,
+                (s[_WC] - _B) / 4096.0, (s[_WA] - _B) / 65536.0)
+
+    def hold_quarantine(self, hold):
+        """While ``hold``, the model's threat stays below the QUARANTINE threshold (the feature
+        window is still filling: a few beats of samples are no grounds to stop a machine);
+        ALERT and the health threat (a dead or stuck sensor) are unaffected."""
+        self.st[_CAPM] = (self.st[_QTH] - 1) if hold else _Q16_MAX
+
+    def set_thresholds(self, quarantine=None, alert=None):
+        s = self.st
+        qv = s[_QTH] / 65536.0 if quarantine is None else quarantine
+        av = s[_ATH] / 65536.0 if alert is None else alert
+        if not 0.0 < av <= qv <= 1.0:
+            raise ValueError("thresholds need 0 < alert <= quarantine <= 1, got alert=%r "
+                             "quarantine=%r" % (av, qv))
+        s[_QTH] = q16(qv)
+        s[_ATH] = q16(av)
+
+    @property
+    def quarantine_q16(self):
+        return self.st[_QTH]
+
+    @property
+    def alert_q16(self):
+        return self.st[_ATH]
+
+    def set_period(self, period_s):
+        self.pid.set_sample_time(period_s)
+
+    def set_genome(self, r, b, e, o):
+        for name, v in (("R", r), ("B", b), ("E", e), ("O", o)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError("genome weight %s must be in [0, 1], got %r" % (name, v))
+        if r + b + e + o <= 0:
+            raise ValueError("genome weights must not all be 0")
+        s = self.st
+        s[_R], s[_BB], s[_E], s[_O] = normalise4(q16(r), q16(b), q16(e), q16(o))
+
+    def threat_q16(self, anoms, level=LEVEL_NONE, kurt=0, crest=0):
+        """The model threat for these features (no state change)."""
+        s = self.st
+        a = 0 if anoms < 0 else (self.a_max if anoms > self.a_max else anoms)
+        z = (s[_BIAS] - _B) + (((s[_WL] - _B) * level) >> 8) + (((s[_WK] - _B) * kurt) >> 8) \
+            + (((s[_WC] - _B) * crest) >> 8) + (((s[_WA] - _B) * a + 8) >> 4)
+        return sigmoid_q16(z)
+
+    # --- the beat path ---
+    def step(self, level, kurt, crest, anoms, act_err_q16=0, ext_q16=0):
+        return step(self.st, level, kurt, crest, anoms + self.risk_anoms, act_err_q16, ext_q16)
+
+    def recalibrate(self, err_q16):
+        pid = self.pid
+        out = pid.update_error(err_q16)
+        e = err_q16 if err_q16 >= 0 else -err_q16
+        recal(self.st, self.exp, out, 1 if e < pid.eps else 0)
+
+    # --- results (the words of .st; THREAT, STABILITY, ... index it) ---
+    @property
+    def threat(self):
+        return self.st[_THREAT]
+
+    @property
+    def decision(self):
+        return self.st[_DEC]
+
+    @property
+    def R(self):
+        return self.st[_R]
+
+    @property
+    def B(self):
+        return self.st[_BB]
+
+    @property
+    def E(self):
+        return self.st[_E]
+
+    @property
+    def O(self):
+        return self.st[_O]
+
+    def value(self, name):
+        """One result word by name: "threat", "threat_model", "urgency", "repair", "conserve",
+        "stability", "gain" (= expected_gain = opt_gain), "anoms" (Q16 or counts as stored),
+        "dO", "z" (signed), "t_threat" (beats above 0.5; -1 when not). Tests and reports: the
+        names are one string, split when asked, so they are not interned on a board."""
+        names = "threat threat_model urgency repair conserve stability gain anoms dO z t_threat"
+        i = names.split().index(name)
+        word = (_THREAT, _THM, _URG, _REP, _CONS, _STAB, _GAIN, _ANOMS, _DO, _Z, _TT)[i]
+        v = self.st[word]
+        if word == _DO or word == _Z:
+            return v - _B
+        if word == _TT:
+            return v - 1
+        return v

@@ -18,11 +18,11 @@ then ``idle()`` until the next deadline:
   9. host frames (device/hostframes.py), a controlled GC when the heap runs low, proof-of-work
      slices for pending witness records, witness (re)sends, HEARTBEAT; a slice is only started when
      its measured cost fits before the deadline with a margin, so mining never makes a beat late;
-     then sleep (and spin the last ``spin_us``) until the deadline.
+     then sleep (and spin the last ``_SPIN_US``) until the deadline.
 
-Steps 1-8 allocate nothing on MicroPython in the steady state (measured per beat with
-``gc.mem_alloc`` and reported as ``alloc_bytes_per_beat``).  Idle work that allocates (mining,
-host frames) only runs while the heap has ``gc_low`` bytes free, and the beat collects in idle
+Steps 1-8 allocate nothing on MicroPython in the steady state (measured around step() with
+``gc.mem_alloc`` every ``alloc_every`` beats and reported as ``alloc_bytes_per_beat``).  Idle work that allocates (mining,
+host frames) only runs while the heap has ``_GC_LOW`` bytes free, and the beat collects in idle
 time (when the measured collection time fits) below that, so the automatic GC (left enabled as
 a safety net) does not run inside a beat.
 """
@@ -37,15 +37,61 @@ except ImportError:
 
 from array import array
 
-from device.clock import DeviceTime, Deadline, tdiff, MASK
-from device.lateness import LatenessHistogram
+from device.clock import DeviceTime, Deadline, tdiff, MASK, beat_tick, NOW_MS, INTERVAL, SKIPPED
+from device.lateness import LatenessHistogram, record as record_lateness
 from device.witness_queue import WitnessQueue
-from shared import protocol as P
+from shared import protocol_codes as C
+from shared.wire_format import WITNESS_RECORD_FMT
+from shared.compat import micropython  # noqa: F401
 from shared.frame_encoder import witness_record_into
+from shared.kairos import PART_RE, PART_IM, PART_E0, PART_EL, PART_N, KBIAS, COLLAPSED
+try:
+    from shared.compat import ptr32    # CPython stand-in; viper has it built in
+except ImportError:
+    pass
+
+# telemetry accumulator words (re, im + KBIAS; the others plain)
+_A_RE = const(0)
+_A_IM = const(1)
+_A_E0 = const(2)
+_A_EL = const(3)
+_A_N = const(4)
+_A_BEATS = const(5)
+
+
+@micropython.viper
+def _accumulate(acc, km) -> int:
+    # add this beat's KAIROS partials (shared/kairos.py words) to the record being built;
+    # returns the record's KAIROS sample count
+    a = ptr32(acc)
+    k = ptr32(km)
+    # shared/kairos.py's word indices: imported names are objects in viper, so cast them
+    b = int(KBIAS)
+    a[_A_RE] = int(a[_A_RE]) + int(k[int(PART_RE)]) - b
+    a[_A_IM] = int(a[_A_IM]) + int(k[int(PART_IM)]) - b
+    a[_A_E0] = int(a[_A_E0]) + int(k[int(PART_E0)])
+    a[_A_EL] = int(a[_A_EL]) + int(k[int(PART_EL)])
+    n = int(a[_A_N]) + int(k[int(PART_N)])
+    a[_A_N] = n
+    a[_A_BEATS] = int(a[_A_BEATS]) + 1
+    return n
+from shared.version import FW_VERSION
 
 _HAS_MEM = hasattr(gc, "mem_alloc")
 _NDEC = const(5)
 _WARMUP = const(20)
+_SAT = const(0x3FFFFFFF)      # counters saturate here: small ints on a Pico, no overflow on a Pi
+# idle-time tuning (folded constants: no heap)
+_REPEAT_BEATS = const(14250)  # the same non-NOOP decision re-witnessed after ~1 min of beats
+_SPIN_US = const(150)         # busy-wait the last microseconds before a deadline
+_SLICE_HASHES = const(64)     # proof-of-work hashes per slice (bounded)
+_MINE_MARGIN_US = const(800)  # mining stops this much earlier still: the process then sleeps
+#                               before each deadline (an OS scheduler wakes a sleeper sooner than
+#                               a process that used its time slice)
+_MARGIN_US = const(200)       # idle work must end this long before the deadline
+_GC_LOW = const(12288)        # collect in idle time below this many free bytes
+_LEARN_LAGS = const(16)       # lags per lag-search slice (device/lag.py)
+_LEARN_US = const(600)        # idle time a lag-search slice needs
 
 
 def _mem_alloc():
@@ -60,16 +106,10 @@ class Settings:
         self.batch_beats = 1          # records per TELEMETRY frame (1 = no BATCH flag)
         self.heartbeat_every = 0      # beats between HEARTBEATs (0 = about once a second)
         self.pow_bits = 16
-        self.output_safe = 0          # PWM duty in QUARANTINE (0..65535)
-        self.witness_repeat_beats = 0  # same decision re-witnessed after N beats (0 = 1 min)
-        self.spin_us = 150            # busy-wait the last microseconds before a deadline
-        self.slice_hashes = 64        # proof-of-work hashes per slice (bounded)
-        self.mine_margin_us = 800     # mining stops this much earlier still: the process then
-        #                               sleeps before each deadline (an OS scheduler wakes a
-        #                               sleeper sooner than a process that used its time slice)
-        self.margin_us = 200          # idle work must end this long before the deadline
-        self.gc_low = 12 * 1024       # collect in idle time below this many free bytes
         self.link_timeout_ms = 3000   # no host frame for this long: the link is down
+        # measure the allocation of one beat in alloc_every (0 = never): gc.mem_alloc() scans
+        # the heap (milliseconds on a Pico: boards/pico.py sets 0, its lane measures instead)
+        self.alloc_every = 1
 
 
 class Beat:
@@ -88,28 +128,24 @@ class Beat:
         self.time = DeviceTime(self.clock)
         self.queue = WitnessQueue(capacity=8, rec_max=24)
         self.lateness = LatenessHistogram()
-        self.samples = array("H", [0] * maths.max_samples())
+        self.samples = array("H", bytes(2 * maths.max_samples()))
         self.beat = 0
-        self.skipped = 0
-        self.decisions = array("i", [0] * _NDEC)
+        self.decisions = array("i", bytes(4 * _NDEC))
         self.collapses = 0
         self.quarantined = False
         self.collapse_prev = False
         self.last_decision = 0
         self.last_witness_beat = 0
         self.late_last = 0
-        self.now_ms = 0
-        self._ms_rem = 0
-        self._last_ticks = 0
+        self.tst = array("i", bytes(24))   # clock.beat_tick words: ms since boot, interval...
         self.last_rx_ms = 0
         self.link_up = False
         # telemetry accumulation over telemetry_every beats
-        self.acc_n = 0
-        self.acc_re = 0
-        self.acc_im = 0
-        self.acc_e0 = 0
-        self.acc_el = 0
-        self.acc_samples = 0
+        self.acc = array("i", bytes(24))   # the TELEMETRY record being summed (_A_*)
+        self.acc[_A_RE] = KBIAS
+        self.acc[_A_IM] = KBIAS
+        self._kmem = maths.em.mem
+        self._kmax = maths.em.max_samples
         self.beats_since_hb = 0
         # allocation measurement
         self.alloc_total = 0
@@ -126,70 +162,77 @@ class Beat:
         self.records_mined = 0
         self.mined_late = 0
         self.pwm_duty = 0
-        self.mean_x = 0
         self.deadline = None
+        self._ovr_seen = 0            # the sampler's lost() at the last beat
+        self.tel_due = False          # a TELEMETRY record is ready: sent first thing in idle
+        self.tel_beat = 0
+        self.tel_state = 0
+        self.lag_changes = 0
+        self.latch = None             # device/latch.py (set by runner.build)
+        self.crashed = None           # the ERROR text of an exception that escaped the beat
 
     # ------------------------------------------------------------------ start
     def start(self):
         """Boot: HELLO, boot witness, schedule the first deadline one period from now."""
         t = self.time.update()
-        self._last_ticks = t
         self.deadline = Deadline(t, self.m.period_q16())
         self.deadline.advance()
         self.hw.sampler.start(t)
         if _HAS_MEM:
             gc.collect()
+        if self.quarantined:          # restored at boot (device/latch.py): safe from beat 0
+            self.hw.pwm.safe()
+            self.pwm_duty = self.hw.pwm.duty
+            self.hw.led.set(1)
         self.send_hello()
-        self.witness(P.WITNESS_BOOT, 0, 0)
+        lt = self.latch
+        self.witness(C.WITNESS_BOOT, 0, lt.cause if lt is not None else 0)
+        if self.quarantined:
+            self.witness(C.WITNESS_DECISION, C.DECISION_QUARANTINE, self.pwm_duty)
 
     # ------------------------------------------------------------------ the beat
     def step(self):
         """Run steps 1-8 of one beat (the deadline has been reached by ``idle``)."""
-        a0 = _mem_alloc()
-        # 1. pulse: lateness against the deadline, next deadline
-        t = self.time.update()
-        self._tick_ms(t)
-        dl = self.deadline
-        late = -dl.remaining(t)
-        if late >= dl.period_us:
-            self.skipped += dl.resync(t)
-            late = -dl.remaining(t)
-        self.lateness.add(late)
+        # 1. pulse: device time, lateness against the deadline, next deadline (one kernel)
+        t = self.clock.ticks()
+        late = beat_tick(self.time.st, self.deadline.st, self.tst, t)
+        record_lateness(self.lateness.h, late)
         self.late_last = late
-        dl.advance()
+        iv = self.tst[INTERVAL]
         # 2. samples since the last beat
         smp = self.hw.sampler
         smp.poll(t)
         n = smp.drain(self.samples)
         m = self.m
-        if n > 0:
-            tot = 0
-            smp_buf = self.samples
-            for i in range(n):
-                tot += smp_buf[i]
-            self.mean_x = tot // n
-        m.measure(self.mean_x)
-        # 3.-5. Emissary, anomalies, threat, arbiter
-        m.emissary_feed(self.samples, n)
-        collapse = m.collapse()
-        if collapse and not self.collapse_prev:
+        o = smp.lost()                # samples lost this beat: a sensor-health event
+        ovr = o - self._ovr_seen
+        self._ovr_seen = o
+        # 3.-5. features, KAIROS (Emissary), sensor and coherence health, cores, decision;
+        # the actuator PID (6) unless QUARANTINE is latched; 7. recalibrate (genomic PID on
+        # the measured beat interval): one call
+        quar = self.quarantined
+        decision = m.beat(self.samples, n, ovr, iv, not quar)
+        collapse = self._kmem[COLLAPSED] != 0
+        if collapse and not self.collapse_prev and self.collapses < _SAT:
             self.collapses += 1
-        decision = m.decide()
-        self.decisions[decision] += 1
+        if self.decisions[decision] < _SAT:
+            self.decisions[decision] += 1
         # 6. act
-        entered = decision == P.DECISION_QUARANTINE and not self.quarantined
+        entered = decision == C.DECISION_QUARANTINE and not quar
+        hw = self.hw
         if entered:
             self.quarantined = True
-        if self.quarantined:
-            self.hw.pwm.safe()
-            self.pwm_duty = self.hw.pwm.duty
-            self.hw.led.set(1)
+            quar = True
+            if self.latch is not None:
+                self.latch.set()      # one store (rp2 scratch); the file in idle time
+        if quar:
+            hw.pwm.safe()
+            self.pwm_duty = hw.pwm.duty
+            hw.led.set(1)
         else:
-            self.pwm_duty = m.actuate()
-            self.hw.pwm.write(self.pwm_duty)
-            self.hw.led.set(1 if decision == P.DECISION_ALERT else 0)
-        # 7. recalibrate
-        m.recalibrate()
+            self.pwm_duty = m.duty
+            hw.pwm.write(m.duty)
+            hw.led.set(1 if decision == C.DECISION_ALERT else 0)
         # 8. emit
         self._telemetry(decision, collapse)
         self._witness_events(decision, collapse, entered)
@@ -198,90 +241,97 @@ class Beat:
         self.beat += 1
         self.beats_since_hb += 1
         self.hw.watchdog.feed()
-        if _HAS_MEM and self.beat > _WARMUP:
-            d = _mem_alloc() - a0
-            if d < 0:
-                self.gc_in_beat += 1
-            else:
-                self.alloc_total += d
-                self.alloc_beats += 1
-                if d > self.alloc_max:
-                    self.alloc_max = d
 
-    def _tick_ms(self, t):
-        d = (t - self._last_ticks) & MASK
-        self._last_ticks = t
-        q = d // 1000
-        r = self._ms_rem + d - q * 1000
-        if r >= 1000:
-            r -= 1000
-            q += 1
-        self._ms_rem = r
-        self.now_ms = (self.now_ms + q) & MASK
+    @property
+    def now_ms(self):
+        """Milliseconds since boot, modulo 2^30 (kept by the beat's clock kernel)."""
+        return self.tst[NOW_MS]
+
+    @property
+    def skipped(self):
+        return self.tst[SKIPPED]
 
     def state_byte(self, decision, collapse):
         s = decision
         if self.quarantined:
-            s |= P.STATE_QUARANTINE_LATCHED
+            s |= C.STATE_QUARANTINE_LATCHED
         if collapse:
-            s |= P.STATE_COLLAPSE
+            s |= C.STATE_COLLAPSE
+        return s
+
+    def state_bits(self, decision, collapse):
+        s = self.state_byte(decision, collapse)
+        m = self.m
+        if m.locked:
+            s |= C.STATE_LAG_LOCKED
+        h = m.health
+        if h.sensor_fault:
+            s |= C.STATE_SENSOR_FAULT
+        if h.coherence_lost:
+            s |= C.STATE_COHERENCE_LOST
         return s
 
     def _telemetry(self, decision, collapse):
-        m = self.m
-        self.acc_re += m.dT_re()
-        self.acc_im += m.dT_im()
-        self.acc_e0 += m.dE0()
-        self.acc_el += m.dEL()
-        self.acc_samples += m.n_samples()
-        self.acc_n += 1
+        """Accumulate this beat's partials; when a record is due, mark it: idle() builds and
+        sends the frame first thing (so encoding, signing and the link write never hold up the
+        deadline-bound part of the beat)."""
+        n = _accumulate(self.acc, self._kmem)
         # n_samples is a u8 on the wire: a record summing telemetry_every beats goes out early
         # once one more beat could take its count past 255 (exact; the host adds records)
-        if self.acc_n < self.s.telemetry_every and \
-                self.acc_samples + m.max_samples() <= 255:
+        if self.acc[_A_BEATS] < self.s.telemetry_every and n + self._kmax <= 255:
             return
-        st = self.state_byte(decision, collapse)
+        self.tel_due = True
+        self.tel_state = self.state_bits(decision, collapse)
+        self.tel_beat = self.beat            # step() counts the beat after this
+
+    def _send_telemetry(self):
+        self.tel_due = False
+        m = self.m
+        st = self.tel_state
         enc = self.enc
         tm = self.time
+        lv, ku, cr, an = m.features()
+        a = self.acc
+        re = a[_A_RE] - KBIAS
+        im = a[_A_IM] - KBIAS
         if self.s.batch_beats > 1:
-            c = enc.batch_add(self.beat, self.deadline.period_us, self.late_last, self.acc_re,
-                              self.acc_im, self.acc_e0, self.acc_el, self.acc_samples,
-                              m.coherence_q16(), m.pid_error(), m.pid_output(), m.threat_q16(),
-                              m.o_weight_q16(), st)
+            c = enc.batch_add(self.tel_beat, self.deadline.period_us, self.late_last, re, im,
+                              a[_A_E0], a[_A_EL], a[_A_N], m.coherence_q16(), m.pid_error(),
+                              m.pid_output(), m.threat_q16(), m.o_weight_q16(), st, lv, ku, cr,
+                              an)
             if c >= self.s.batch_beats:
                 self.link.send(enc.batch_flush(tm.era, tm.off))
         else:
-            self.link.send(enc.telemetry(tm.era, tm.off, self.beat, self.deadline.period_us,
-                                         self.late_last, self.acc_re, self.acc_im, self.acc_e0,
-                                         self.acc_el, self.acc_samples, m.coherence_q16(),
-                                         m.pid_error(), m.pid_output(), m.threat_q16(),
-                                         m.o_weight_q16(), st))
-        self.acc_n = 0
-        self.acc_re = 0
-        self.acc_im = 0
-        self.acc_e0 = 0
-        self.acc_el = 0
-        self.acc_samples = 0
+            self.link.send(enc.telemetry(tm.era, tm.off, self.tel_beat, self.deadline.period_us,
+                                         self.late_last, re, im, a[_A_E0], a[_A_EL], a[_A_N],
+                                         m.coherence_q16(), m.pid_error(), m.pid_output(),
+                                         m.threat_q16(), m.o_weight_q16(), st, lv, ku, cr, an))
+        a[_A_RE] = KBIAS
+        a[_A_IM] = KBIAS
+        a[_A_E0] = 0
+        a[_A_EL] = 0
+        a[_A_N] = 0
+        a[_A_BEATS] = 0
 
     def _witness_events(self, decision, collapse, entered):
         """Witness policy: a collapse edge; entering QUARANTINE (exactly one record per latch, so
         the queue's "QUARANTINE never dropped" promise holds); while not latched, a change to a
-        non-NOOP decision, or the same non-NOOP decision again after ``witness_repeat_beats``.
+        non-NOOP decision, or the same non-NOOP decision again after _REPEAT_BEATS (~1 min).
         Every beat's decision is in TELEMETRY in any case."""
         if collapse and not self.collapse_prev:
-            self.witness(P.WITNESS_COLLAPSE, decision, self.m.coherence_q16())
+            self.witness(C.WITNESS_COLLAPSE, decision, self.m.coherence_q16())
         if entered:
-            self.witness(P.WITNESS_DECISION, decision, self.pwm_duty)
-        elif decision != P.DECISION_NOOP and not self.quarantined and \
-                decision != P.DECISION_QUARANTINE:
-            rep = self.s.witness_repeat_beats or 14250   # ~1 min at the default 4.21 ms beat
-            if decision != self.last_decision or self.beat - self.last_witness_beat >= rep:
-                self.witness(P.WITNESS_DECISION, decision, self.pwm_duty)
+            self.witness(C.WITNESS_DECISION, decision, self.pwm_duty)
+        elif decision != C.DECISION_NOOP and not self.quarantined and \
+                decision != C.DECISION_QUARANTINE:
+            if decision != self.last_decision or \
+                    self.beat - self.last_witness_beat >= _REPEAT_BEATS:
+                self.witness(C.WITNESS_DECISION, decision, self.pwm_duty)
 
     def witness(self, kind, decision, value):
         """Queue a WITNESS record (mined and sent in idle time).  Returns its id or -1."""
         q = self.queue
-        quar = kind == P.WITNESS_DECISION and decision == P.DECISION_QUARANTINE
+        quar = kind == C.WITNESS_DECISION and decision == C.DECISION_QUARANTINE
         slot = q.alloc(quar)
         if slot < 0:
             return -1
@@ -302,20 +352,28 @@ class Beat:
         self.send_hello()
 
     def clear_quarantine(self):
-        """CLEAR from the host (checked by hostframes): the output returns to the PID."""
+        """CLEAR from the host (checked by hostframes): the output returns to the PID, which
+        continues from the safe duty it held (bumpless: device/pid.py), and the persisted latch
+        is cleared."""
         self.quarantined = False
-        self.m.act.reset()
+        if self.latch is not None:
+            self.latch.clear()
+        self.m.resume_output(self.hw.pwm.duty)
 
     # ------------------------------------------------------------------ idle (step 9)
     def idle(self):
         """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
         the deadline.  Work is only started when it fits before the deadline."""
+        if self.tel_due:              # the last beat's record, under the epoch it belongs to
+            self._send_telemetry()
         if self.enc.needs_new_boot or self.time.era >= 255:  # time_era is a u8
             from device.epoch import new_epoch   # rare: loaded only then
             new_epoch(self)
         clk = self.clock
         dl = self.deadline
         s = self.s
+        learn_done = self.m.learner is None
+        self._housekeeping()
         host_done = False
         sends_done = False
         hb_done = False
@@ -325,7 +383,7 @@ class Beat:
             rem = tdiff(dl.at, now)
             if rem <= 0:
                 return
-            budget = rem - s.margin_us
+            budget = rem - _MARGIN_US
             if not host_done:
                 host_done = True
                 if self.host is not None and budget > 0:
@@ -336,6 +394,13 @@ class Beat:
                 if budget > 0:
                     self._send_due()
                 continue
+            if not learn_done:
+                learn_done = True
+                # a slice of the lag search (~16 lags); a learned lag restarts the stream
+                if budget > _LEARN_US and self.m.learn_step(_LEARN_LAGS):
+                    self.lag_changes += 1
+                    self.send_hello()
+                continue
             if not hb_done:
                 hb_done = True
                 hbe = s.heartbeat_every or (1000000 // dl.period_us)
@@ -343,7 +408,7 @@ class Beat:
                     self.beats_since_hb = 0
                     self.send_heartbeat()
                 continue
-            low = _HAS_MEM and gc.mem_free() < s.gc_low
+            low = _HAS_MEM and gc.mem_free() < _GC_LOW
             if low and not gc_done and budget > self.gc_est_us:
                 gc_done = True
                 t0 = clk.ticks()
@@ -351,7 +416,7 @@ class Beat:
                 c = tdiff(clk.ticks(), t0)
                 g = self.gc_est_us
                 self.gc_est_us = c if c > g else g - ((g - c) >> 3)
-                self.gc_runs += 1
+                self.gc_runs = (self.gc_runs + 1) & _SAT
                 continue
             if low and not gc_done:
                 # passed over for lack of time: let the estimate decay (1/8 per beat), or one
@@ -360,21 +425,23 @@ class Beat:
                 g = self.gc_est_us
                 self.gc_est_us = g - (g >> 3)
             # mining allocates (hash objects): only with heap to spare, so the automatic GC
-            # never has to run inside a beat
-            if not low and budget - s.mine_margin_us > self.slice_est_us and \
+            # never has to run inside a beat; APPLY_OPTIMIZE (the beat is overloaded) sheds it
+            if self.last_decision == C.DECISION_APPLY_OPTIMIZE:
+                low = True
+            if not low and budget - _MINE_MARGIN_US > self.slice_est_us and \
                     self._mine_slice(clk):
                 continue
-            if not low and self.queue.pending() and budget - s.mine_margin_us > 0:
+            if not low and self.queue.pending() and budget - _MINE_MARGIN_US > 0:
                 # a slice that did not fit: decay its estimate (1/16), or one preempted slice
                 # would keep mining out of every later beat
                 e = self.slice_est_us
                 self.slice_est_us = e - (e >> 4)
-            # nothing else to do: sleep, then spin the last spin_us (sleep overshoots)
+            # nothing else to do: sleep, then spin the last _SPIN_US (sleep overshoots)
             if not clk.spin_ok:
                 clk.sleep_us(rem)
                 continue
-            if rem > s.spin_us:
-                clk.sleep_us(rem - s.spin_us)
+            if rem > _SPIN_US:
+                clk.sleep_us(rem - _SPIN_US)
             while tdiff(dl.at, clk.ticks()) > 0:
                 pass
             return
@@ -395,28 +462,41 @@ class Beat:
             # the record's last byte is its pow_bits (shared.protocol WITNESS_RECORD_FMT)
             miner.start(memoryview(rec)[:n], rec[n - 1])
         t0 = clk.ticks()
-        found = miner.step(self.s.slice_hashes)
+        found = miner.step(_SLICE_HASHES)
         cost = tdiff(clk.ticks(), t0)
-        h = self.hashes + self.s.slice_hashes
+        h = self.hashes + _SLICE_HASHES
         self.hashes = h if h < MASK else MASK
         # the estimate follows a rise at once and decays slowly (1/16 per slice)
         est = self.slice_est_us
         self.slice_est_us = cost if cost > est else est - ((est - cost) >> 4)
         if found:
             q.mined(slot, miner.nonce_lo16, miner.nonce_hi16)
-            self.records_mined += 1
+            self.records_mined = (self.records_mined + 1) & _SAT
             self.mining_slot = -1
         elif miner.exhausted:
             q.drop(slot)
             self.mining_slot = -1
         return True
 
+    def _housekeeping(self):
+        """Once per idle, before anything that can wait: the serial link's buffered frames
+        (written only as far as the port takes them without blocking), the persisted latch
+        (a file write only after it changed), the Pico W's Wi-Fi (a check a second)."""
+        pump = getattr(self.link, "pump", None)
+        if pump is not None:
+            pump()
+        if self.latch is not None:
+            self.latch.service()
+        w = getattr(self.hw, "wifi", None)
+        if w is not None:
+            w.service(self.now_ms)
+
     def _send_due(self):
         q = self.queue
         slot = q.due(self.now_ms)
         if slot < 0:
             return
-        f = struct.unpack_from(P.WITNESS_RECORD_FMT, q.rec[slot], 0)
+        f = struct.unpack_from(WITNESS_RECORD_FMT, q.rec[slot], 0)
         nonce = q.nonce_lo[slot] | (q.nonce_hi[slot] << 16)
         tm = self.time
         self.link.send(self.enc.witness(tm.era, tm.off, f[2], f[3], f[4], f[5], f[6], f[7],
@@ -427,23 +507,32 @@ class Beat:
     def send_hello(self):
         m = self.m
         tm = self.time
-        self.link.send(self.enc.hello(tm.era, tm.off, self.hw.board_id, 0, 1, 0,
+        lt = self.latch
+        flags = 0
+        if self.quarantined:
+            flags = C.BOOT_LATCHED | (C.BOOT_RESTORED if lt is not None and lt.restored else 0)
+        lim = getattr(self.hw, "limits", None) or {}
+        v = FW_VERSION
+        self.link.send(self.enc.hello(tm.era, tm.off, self.hw.board_id, v[0], v[1], v[2],
                                       self.capabilities(), self.hw.f_s, self.deadline.period_us,
                                       m.phase_step(), m.lag_samples(), self.hw.adc_bits,
-                                      m.sum_shift(), self.s.pow_bits, self.s.telemetry_every))
+                                      m.sum_shift(), self.s.pow_bits, self.s.telemetry_every,
+                                      m.max_samples(), lim.get("period_min_us", 500),
+                                      lt.cause if lt is not None else 0, flags,
+                                      m.decim, m.counts_per_unit_q4()))
 
     def capabilities(self):
-        c = P.CAP_POW | P.CAP_BATCH | P.CAP_TIME_SYNC | P.CAP_MODEL | P.CAP_PWM | P.CAP_ADC
+        c = C.CAP_POW | C.CAP_BATCH | C.CAP_TIME_SYNC | C.CAP_MODEL | C.CAP_PWM | C.CAP_ADC
         if self.enc.auth is not None:
-            c |= P.CAP_AUTH
+            c |= C.CAP_AUTH
         if getattr(self.link, "cobs", False):
-            c |= P.CAP_SERIAL
+            c |= C.CAP_SERIAL
         elif self.link.name == "udp":
-            c |= P.CAP_UDP
+            c |= C.CAP_UDP
         if getattr(self.hw, "has_wdt", False):
-            c |= P.CAP_WDT
+            c |= C.CAP_WDT
         if getattr(self.hw, "dual_core", False):
-            c |= P.CAP_DUAL_CORE
+            c |= C.CAP_DUAL_CORE
         return c
 
     def send_heartbeat(self):
@@ -456,50 +545,50 @@ class Beat:
             free, self.queue.pending(),
             h.rx_ok if h else 0, h.rx_crc if h else 0, h.rx_cobs if h else 0,
             h.rx_auth if h else 0, h.rx_replay if h else 0, h.rx_other if h else 0,
-            self.queue.dropped + self.link.send_errors))
+            self.queue.dropped + self.link.send_errors, self.samples_lost()))
+
+    def samples_lost(self):
+        """Samples the sampler lost since boot (ring overruns + missed instants), < 2^30."""
+        return self.hw.sampler.lost()
 
     # ------------------------------------------------------------------ run / report
     def run(self, beats):
-        """Run ``beats`` beats (0 = forever)."""
-        if self.deadline is None:
-            self.start()
-        i = 0
-        while beats == 0 or i < beats:
-            self.idle()
-            self.step()
-            i += 1
+        """Run ``beats`` beats (0 = forever).  An exception escaping the beat (or the idle
+        work) drives the outputs safe, reports and resets through the watchdog
+        (device/faults.py); returns 0, or faults.EXIT_CRASH where no watchdog can reset."""
+        try:
+            if self.deadline is None:
+                self.start()
+            i = 0
+            every = self.s.alloc_every
+            ex = getattr(self.hw, "exhausted", None)
+            while beats == 0 or i < beats:
+                self.idle()
+                if every and _HAS_MEM and self.beat > _WARMUP and self.beat % every == 0:
+                    self.measured_step()
+                else:
+                    self.step()
+                if ex is not None and ex():
+                    break
+                i += 1
+            if self.tel_due:           # the last beat's record (idle sends it) before returning
+                self._send_telemetry()
+        except Exception as e:     # not KeyboardInterrupt / SystemExit (BaseException)
+            from device.faults import on_crash
+            return on_crash(self, e)
+        return 0
 
-    def alloc_per_beat(self):
-        """Mean bytes allocated by steps 1-8 over the steady beats (None on CPython)."""
-        if not _HAS_MEM or self.alloc_beats == 0:
-            return None
-        return self.alloc_total // self.alloc_beats if self.alloc_total % self.alloc_beats == 0 \
-            else self.alloc_total / self.alloc_beats
-
-    def report(self):
-        lt = self.lateness
-        dec = {}
-        for i in range(_NDEC):
-            dec[P.DECISION_NAMES[i]] = self.decisions[i]
-        q = self.queue
-        r = {
-            "beats": self.beat,
-            "period_us": self.deadline.period_us if self.deadline else 0,
-            "lateness_us": {"p50": lt.percentile(50), "p99": lt.percentile(99),
-                            "max": lt.max_us},
-            "skipped_beats": self.skipped,
-            "decisions": dec,
-            "collapses": self.collapses,
-            "quarantined": self.quarantined,
-            "heap_free": gc.mem_free() if _HAS_MEM else None,
-            "alloc_bytes_per_beat": self.alloc_per_beat(),
-            "alloc_bytes_max_beat": self.alloc_max if _HAS_MEM else None,
-            "gc_in_beat": self.gc_in_beat,
-            "gc_idle_runs": self.gc_runs,
-            "witness": {"pushed": q.pushed, "mined": self.records_mined, "acked": q.acked,
-                        "resent": q.resent, "dropped": q.dropped, "pending": q.pending()},
-            "pow_hashes": self.hashes,
-            "link": {"name": self.link.name, "tx_frames": self.link.tx_frames,
-                     "rx_frames": self.link.rx_frames, "send_errors": self.link.send_errors},
-        }
-        return r
+    def measured_step(self):
+        """step() with the bytes it allocated counted (gc.mem_alloc() walks the heap's
+        allocation table: milliseconds on a Pico, so it is only done every alloc_every beats)."""
+        a0 = gc.mem_alloc()
+        self.step()
+        d = gc.mem_alloc() - a0
+        if d < 0:
+            if self.gc_in_beat < _SAT:
+                self.gc_in_beat += 1
+        elif self.alloc_beats < _SAT and self.alloc_total < _SAT - d:
+            self.alloc_total += d
+            self.alloc_beats += 1
+            if d > self.alloc_max:
+                self.alloc_max = d

@@ -1,46 +1,115 @@
 """The maths of one beat, bundled for device/beat.py: T_Lambda pulse (device/pulse.py),
-Emissary (shared/kairos.py), actuator PID (device/pid.py), arbiter with cores, entropy model,
-genome and genomic PID (device/arbiter.py), proof-of-work miner (shared/pow.py).
+condition-monitoring features (shared/vibration.py), the Emissary (shared/kairos.py) with its
+lag learner (device/lag.py), sensor and coherence health (device/health.py), actuator PID
+(device/pid.py), arbiter with cores, entropy model, genome and genomic PID (device/arbiter.py),
+proof-of-work miner (shared/pow.py).
 
 The beat calls only the methods below, so this file is the one place that knows those modules'
-APIs.  Config-time work (floats, validation) is in ``plan_config`` / ``apply_config``; the per-beat
-methods allocate nothing on MicroPython."""
-from device.pulse import Pulse
-from device.pid import PID, to_q16
-from shared.kairos import Emissary
-from shared import protocol as P
+APIs.  Config-time work (floats, validation) is in the constructor and the setters; CONFIG is
+planned and applied by device/config_plan.py (checked as a whole by device/config_rules.py).
+The per-beat methods allocate nothing on MicroPython.
 
-_MAXS = 32    # samples one beat can take (f_s * period plus backlog)
+Signal path (docs/DEVICE.md "Signal path"): samples at f_s -> features over the Emissary window
+(level, kurtosis, crest, robust exceedances) and the KAIROS stream at f_k = f_s / M (an M-sample
+box filter, M = round(f_s / 250)); KAIROS lag = one period of the machine, learned (lag 0 = auto)
+or fixed."""
+from device.pulse import Pulse
+from device import pid as pidk
+from device.pid import PID, SETPOINT as PID_SP, BIAS as PID_B
+from device import arbiter as arbk
+from device import health as healthk
+from device.health import SignalHealth
+from shared import kairos as kairosk
+from shared.kairos import Emissary, lag_for, CSTATE
+from shared import vibration as vibk
+from shared.vibration import (Features, LEVEL, KURT, CREST, ANOMS, STUCK, BEAT_SUM, KOUT,
+                              WINDOW_N)
+
+KAIROS_HZ = 250        # the KAIROS rate f_k aimed at: f_k = f_s / M, M = round(f_s / KAIROS_HZ)
+WINDOW_S = 1.0         # the Emissary window (emissary.tau_max)
+HIST_S = 1.0           # history the lag learner searches (s): twice the longest lag
+LAG_MAX_S = 0.5        # longest period the learner looks for (2 Hz)
+FALLBACK_TAU = 0.1     # lag until one is learned (s)
+RELEARN_S = 10.0       # retry an unsuccessful lag search after this long
 
 
 class Maths:
-    def __init__(self, f_s=1000, adc_bits=12, pulse_k=4.0, pulse_p=5.0, lag=10, omega=2.0,
+    def __init__(self, f_s=12000, adc_bits=12, pulse_k=4.0, pulse_p=5.0, lag=0, omega=0.0,
                  coherence_threshold=0.95, setpoint=0.5, act_gains=(2.0, 8.0, 0.0),
-                 pow_bits=16, arbiter=None, miner=None):
+                 pow_bits=16, arbiter=None, miner=None, kairos_hz=KAIROS_HZ,
+                 counts_per_unit=128.0, anomaly_z=5.4, max_samples=None, act_start=0.0):
         self.pulse = Pulse(k=pulse_k, P=pulse_p)
         self.period_override_us = 0
         self.f_s = f_s
         self.adc_bits = adc_bits
         self.full = (1 << adc_bits) - 1
-        # window of 1 s: one ring slot per beat (+ slack for beats that carry fewer samples)
+        if not kairos_hz > 0:
+            raise ValueError("KAIROS rate must be > 0 Hz, got %r" % (kairos_hz,))
+        # the KAIROS stream: M-sample boxes, f_k = f_s / M as near kairos_hz as M allows
+        decim = int(f_s / kairos_hz + 0.5)
+        if decim < 1:
+            decim = 1
+        kairos_hz = f_s / decim
+        per_beat = f_s * self.pulse.period_s
+        if max_samples is None:
+            # a beat takes up to 2.5 beats of samples (a late beat catches up), at least 8
+            # (boards give theirs: LIMITS["spb_max"], also sent in HELLO)
+            max_samples = int(per_beat * 2.5) + 8
+            if max_samples > 255:
+                max_samples = 255
+        self.spb_max = max_samples
+        self.expected = 1 if per_beat >= 1.0 else 0
         import gc
         gc.collect()
-        cap = int(1.0 / self.pulse.period_s) + 16
-        self.em = Emissary(f_s=f_s, omega=omega, adc_bits=adc_bits, max_samples_per_beat=_MAXS,
-                           threshold=coherence_threshold, lag=lag, capacity=cap)
+        bps = 1.0 / self.pulse.period_s
+        self.vib = Features(f_s, adc_bits=adc_bits, counts_per_unit=counts_per_unit,
+                            window_s=WINDOW_S, decim=decim, max_samples_per_beat=max_samples,
+                            z=_z_med(anomaly_z), beats_per_s=bps)
+        self.anomaly_z = anomaly_z
+        kbits = adc_bits + self.vib.frac_bits
+        hist = int(HIST_S * kairos_hz)
+        max_lag = int(LAG_MAX_S * kairos_hz)
+        self.auto_lag = not lag
+        lag0 = lag if lag else lag_for(FALLBACK_TAU, kairos_hz)
+        gc.collect()
+        ems = max_samples // decim + 2        # KAIROS samples a beat can close
+        self.em = Emissary(rate_hz=kairos_hz, omega=omega, lag=lag0, bits=kbits,
+                           max_samples_per_beat=ems, window_s=WINDOW_S,
+                           threshold=coherence_threshold, hist_len=hist,
+                           max_lag=max(max_lag, lag0), beats_per_s=bps,
+                           seg_beats=max(1, min(4, 255 // ems)))
+        self.decim = decim
+        self.kairos_hz = kairos_hz
         self.omega = omega
+        self.learner = None
+        self.locked = False
+        self.relearn_beats = max(1, int(RELEARN_S / self.pulse.period_s))
+        self._learn_wait = 0
+        if self.auto_lag:
+            from device.lag import LagLearner
+            self.learner = LagLearner(self.em, lmin=2, lmax=max_lag, lock=coherence_threshold)
         self.act = PID(act_gains[0], act_gains[1], act_gains[2], setpoint=setpoint,
-                       sample_time=self.pulse.period_s, output_limits=(0.0, 1.0))
+                       sample_time=self.pulse.period_s, output_limits=(0.0, 1.0),
+                       starting_output=act_start)
+        self.act_manual_q16 = 0       # the output in manual mode (CONFIG act_mode/act_manual)
         if arbiter is None:
             from device.arbiter import Arbiter
-            arbiter = Arbiter(period_s=self.pulse.period_s, a_max=255)  # threat saturates long before
+            arbiter = Arbiter(period_s=self.pulse.period_s, a_max=1024)
         self.arb = arbiter
+        self.health = SignalHealth(self.pulse.period_s, arbiter.alert_q16,
+                                   arbiter.quarantine_q16)
         if miner is None:
             from shared.pow import Miner
             miner = Miner()
         self.miner = miner
+        # the model may not QUARANTINE before the feature window holds a quarter of its span
+        self._fill_min = f_s * WINDOW_S // 4
+        self._filling = True
+        arbiter.hold_quarantine(True)
         self.decision = 0
+        self.duty = 0
         self.meas_q16 = 0
+        self.ext = 0
 
     # ---------------------------------------------------------------- period / HELLO values
     def period_q16(self):
@@ -58,49 +127,120 @@ class Maths:
         return self.em.sum_shift
 
     def max_samples(self):
-        return _MAXS
+        return self.spb_max
+
+    def period_s(self):
+        """The beat period in seconds (config time: a float)."""
+        if self.period_override_us:
+            return self.period_override_us / 1e6
+        return self.pulse.period_s
+
+    def counts_per_unit_q4(self):
+        return int(round(self.vib.counts_per_unit * 16))
 
     # ---------------------------------------------------------------- per beat
-    def emissary_feed(self, samples, n):
+    def beat(self, samples, n, overruns, interval_us, act):
+        """Steps 3-7 of one beat in one call (a Python call costs ~30 us on the Pico, so the
+        beat makes one): features and KAIROS, sensor/coherence health, cores and decision,
+        the actuator PID when ``act`` (not latched in QUARANTINE), the genome. Returns the
+        decision; the PWM duty is in .duty."""
+        vm = self.vib.mem
+        k = vibk.block(vm, samples, n)
         em = self.em
-        for i in range(n):
-            em.add(samples[i])
-        em.end_beat()
+        km = em.mem
+        if k:
+            kairosk.add_block(km, em.dl, vm, KOUT, k)
+        kairosk.end_beat(km, em.ring)
+        hs = self.health.st
+        ext = healthk.beat(hs, n, vm[STUCK], overruns, km[CSTATE], self.locked)
+        self.ext = ext
+        vibk.end_beat(vm, hs[healthk.EVENTS])
+        if n:
+            # the beat's mean sample, normalised to Q16, is the actuator loop's measurement
+            m = vm[BEAT_SUM] // n
+            self.meas_q16 = (m << 16) // self.full if m < self.full else 65536
+        arb = self.arb
+        ast = arb.st
+        if self._filling and vm[WINDOW_N] >= self._fill_min:
+            self._filling = False
+            arb.hold_quarantine(False)
+        pst = self.act.st
+        meas = self.meas_q16
+        d = arbk.step(ast, vm[LEVEL], vm[KURT], vm[CREST], vm[ANOMS] + arb.risk_anoms,
+                      pst[PID_SP] - PID_B - meas, ext)
+        self.decision = d
+        if act:
+            out = pidk.update(pst, meas)
+            self.duty = 65535 if out > 65535 else (0 if out < 0 else out)
+        # recalibrate: genomic PID on e = T_Lambda - measured interval (Q16 seconds)
+        e = ((self.period_override_us or self.pulse.period_us) - interval_us) * 65536 // 1000000
+        if e < -65536:
+            e = -65536
+        gp = arb.pid
+        out = pidk.update_error(gp.st, e)
+        eps = gp.eps
+        arbk.recal(ast, arb.exp, out, 1 if -eps < e < eps else 0)
+        return d
 
     def collapse(self):
-        return self.em.collapsed
+        return self.em.mem[kairosk.COLLAPSED] != 0
 
-    def measure(self, mean_counts):
-        """The beat's sensor value (mean sample, counts) normalised to Q16 for the actuator."""
-        self.meas_q16 = (mean_counts << 16) // self.full if mean_counts < self.full else 65536
+    # ---------------------------------------------------------------- actuator modes (config)
+    def set_act_mode(self, manual, duty):
+        """CONFIG act_mode: 1 manual (the output is act_manual), 0 automatic, taking over
+        bumplessly from the output now (duty 0..65535)."""
+        a = self.act
+        a.set_auto_mode(not manual, duty, self.meas_q16)
+        if manual:
+            a.output = self.act_manual_q16
 
-    def decide(self):
-        """Cores + decision on the Emissary window's anomalies and the actuator error."""
-        self.decision = self.arb.step(self.em.window_anoms, self.act.setpoint - self.meas_q16)
-        return self.decision
+    def set_manual_output(self, v):
+        """CONFIG act_mode's output (fraction of full duty): the PID returns it in manual."""
+        self.act_manual_q16 = int(round(v * 65536))
+        if not self.act.auto:
+            self.act.output = self.act_manual_q16
 
-    def actuate(self):
-        """Actuator PID on the measurement -> PWM duty 0..65535."""
-        out = self.act.update(self.meas_q16)
-        return 65535 if out > 65535 else (0 if out < 0 else out)
+    def resume_output(self, duty):
+        """QUARANTINE cleared: the PID continues from the output held (the safe duty) at this
+        measurement, without a bump (device/pid.py bumpless)."""
+        if self.act.auto:
+            self.act.bumpless(duty, self.meas_q16)
 
-    def recalibrate(self):
-        self.arb.recalibrate(self.pulse.dT_q16)
+    def period_us(self):
+        return self.period_override_us or self.pulse.period_us
 
-    def dT_re(self):
-        return self.em.dT_re
-
-    def dT_im(self):
-        return self.em.dT_im
-
-    def dE0(self):
-        return self.em.dE0
-
-    def dEL(self):
-        return self.em.dEL
-
-    def n_samples(self):
-        return self.em.n
+    # ---------------------------------------------------------------- lag learning (idle)
+    def learn_step(self, max_lags):
+        """One bounded slice of the lag search; True when the KAIROS lag changed (the caller
+        sends HELLO: the stream restarts)."""
+        ll = self.learner
+        if ll is None:
+            return False
+        h = self.health
+        if h.relearn:
+            h.relearn = False
+            self.locked = False
+            self._learn_wait = 0
+        if not ll.busy:
+            if self.locked:
+                return False
+            if self._learn_wait > 0:
+                self._learn_wait -= 1
+                return False
+            if not ll.start():
+                return False
+            return False
+        if not ll.step(max_lags):
+            return False
+        if ll.locked:
+            self.locked = True
+            if ll.best_lag != self.em.lag:
+                self.em.set_lag(ll.best_lag)
+                h.reset_coherence()
+                return True
+            return False
+        self._learn_wait = self.relearn_beats
+        return False
 
     def coherence_q16(self):
         return self.em.coherence
@@ -122,121 +262,44 @@ class Maths:
         o = self.act.output
         return 65535 if o > 65535 else (0 if o < 0 else o)
 
+    def features(self):
+        """(level, kurt, crest, anoms) for TELEMETRY: Q8 octaves (i16) and a count (u16)."""
+        vib = self.vib
+        lv = vib.level
+        a = vib.anoms
+        return (lv if lv > -32768 else -32768, vib.kurt, vib.crest, a if a < 65535 else 65535)
+
     # ---------------------------------------------------------------- host: MODEL, CONFIG
-    def set_model(self, w, b):
-        self.arb.set_model(w, b)
+    def set_model(self, bias, w_level, w_kurt, w_crest, w_anoms):
+        self.arb.set_model(bias, w_level, w_kurt, w_crest, w_anoms)
 
-    def plan_config(self, beat, pairs):
-        """Validate CONFIG pairs against the current state; returns a plan (list of
-        (name, value)) or raises KeyError(name) / ValueError(message).  Nothing changes here."""
-        plan = []
-        k = self.pulse.k
-        p = self.pulse.P
-        pulse_changed = False
-        for kv in pairs:
-            key = kv[0]
-            raw = kv[1]
-            spec = P.CONFIG_KEYS.get(key)
-            if spec is None:
-                raise KeyError("key %d unknown" % key)
-            name = spec[0]
-            v = raw / 65536.0 if spec[1] == "q16" else raw
-            if name == "telemetry_every":
-                _rng(name, v, 1, 255)
-            elif name == "batch_beats":
-                _rng(name, v, 1, P.MAX_BATCH)
-            elif name == "heartbeat_every":
-                _rng(name, v, 0, 100000)
-            elif name == "pow_bits":
-                _rng(name, v, 0, 28)
-            elif name in ("coherence_threshold", "alert_threshold", "quarantine_threshold",
-                          "setpoint", "output_safe"):
-                if not 0.0 <= v <= 1.0:
-                    raise ValueError("%s must be in [0, 1]" % name)
-            elif name == "period_us":
-                _rng(name, v, 0, 1000000)
-                if 0 < v < 500:
-                    raise ValueError("period_us 0 or >= 500")
-            elif name in ("pid_kp", "pid_ki", "pid_kd"):
-                if not -4096.0 < v < 4096.0:
-                    raise ValueError("%s |gain| < 4096" % name)
-            elif name == "lag_samples":
-                if v != self.em.lag:
-                    raise KeyError("lag: boot-time only")
-            elif name == "omega":
-                if abs(v - self.omega) > 1.0 / 65536:
-                    raise KeyError("omega: boot-time only")
-            elif name == "anomaly_z":
-                if not 1.0 <= v <= 100.0:
-                    raise ValueError("anomaly_z in [1, 100]")
-            elif name == "pulse_k":
-                k = v
-                pulse_changed = True
-            elif name == "pulse_p":
-                p = v
-                pulse_changed = True
-            plan.append((name, v))
-        if pulse_changed and not k * p > 1.0:
-            raise ValueError("k*P must be > 1")
-        return plan
+    def set_anomaly_z(self, z):
+        """CONFIG anomaly_z: an exceedance is |y| > z sigma (sigma from the running median)."""
+        self.anomaly_z = z
+        self.vib.set_z(_z_med(z))
 
-    def apply_config(self, beat, plan):
-        s = beat.s
-        gains = [self.arb.pid.kp, self.arb.pid.ki, self.arb.pid.kd]
-        gains_changed = False
-        k = None
-        p = None
-        period = -1
-        for name, v in plan:
-            if name == "telemetry_every":
-                s.telemetry_every = v
-            elif name == "batch_beats":
-                s.batch_beats = v
-            elif name == "heartbeat_every":
-                s.heartbeat_every = v
-            elif name == "pow_bits":
-                s.pow_bits = v
-            elif name == "coherence_threshold":
-                self.em.set_threshold(v)
-            elif name == "alert_threshold":
-                self.arb.set_thresholds(alert=v)
-            elif name == "quarantine_threshold":
-                self.arb.set_thresholds(quarantine=v)
-            elif name == "setpoint":
-                self.act.set_setpoint(v)
-            elif name == "output_safe":
-                d = int(round(v * 65535))
-                beat.hw.pwm.safe_duty = d
-                if beat.quarantined:
-                    beat.hw.pwm.safe()
-            elif name == "period_us":
-                period = v
-            elif name in ("pid_kp", "pid_ki", "pid_kd"):
-                gains[("pid_kp", "pid_ki", "pid_kd").index(name)] = v
-                gains_changed = True
-            elif name == "anomaly_z":
-                em = self.em
-                em.anomaly_z = v
-                em._zq = int(round(v * v * 16))   # Emissary's z^2 in Q4 (see shared/kairos.py)
-            elif name == "pulse_k":
-                k = v
-            elif name == "pulse_p":
-                p = v
-        if gains_changed:
-            self.arb.pid.set_gains(gains[0], gains[1], gains[2])
-        if k is not None or p is not None:
-            self.pulse.set_params(k=k, P=p)
-        if period >= 0:
-            # the host's period_us equal to round(T_Lambda) means "follow T_Lambda" (exact)
-            self.period_override_us = 0 if period in (0, self.pulse.period_us) else period
-        if k is not None or p is not None or period >= 0:
-            beat.set_period(self.period_q16())
-            ps = (self.pulse.period_s if not self.period_override_us
-                  else self.period_override_us / 1e6)
-            self.act.set_sample_time(ps)
-            self.arb.set_period(ps)
+    def set_lag(self, lag):
+        """CONFIG lag_samples: 0 = learn it (auto), else a fixed lag at the KAIROS rate. The
+        stream restarts (the caller sends HELLO)."""
+        if self.learner is not None:
+            self.learner.cancel()
+        if lag == 0:
+            if self.learner is None:
+                from device.lag import LagLearner
+                self.learner = LagLearner(self.em, lmin=2, lmax=self.em.max_lag,
+                                          lock=self.em.threshold_q16 / 65536.0)
+            self.auto_lag = True
+            self.locked = False
+            self._learn_wait = 0
+            self.em.set_lag(lag_for(FALLBACK_TAU, self.kairos_hz))
+        else:
+            self.auto_lag = False
+            self.learner = None
+            self.locked = True
+            self.em.set_lag(lag)
+        self.health.reset_coherence()
 
 
-def _rng(name, v, lo, hi):
-    if not lo <= v <= hi:
-        raise ValueError("%s must be %d..%d" % (name, lo, hi))
+def _z_med(z):
+    # a z-score threshold as a multiple of the median |y|: sigma = median / 0.6745 (Gaussian)
+    return max(2, int(round(z / 0.6745)))

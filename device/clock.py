@@ -17,12 +17,13 @@ Clocks (all expose ``ticks() -> int < 2^30`` and ``sleep_us(us)``):
   can charge ``cost_us`` of simulated work.
 """
 import time
+from array import array
 
+from shared.compat import micropython, const  # noqa: F401
 try:
-    from micropython import const
+    from shared.compat import ptr32    # CPython stand-in; viper has it built in
 except ImportError:
-    def const(x):
-        return x
+    pass
 
 MASK = const(0x3FFFFFFF)   # 2^30 - 1: the tick counter wraps at 2^30
 HALF = const(0x20000000)   # 2^29: differences beyond +-HALF are taken as the other sign
@@ -101,6 +102,102 @@ class VirtualClock:
             self.slept_us += us
 
 
+# DeviceTime words
+_LAST = const(0)
+_ERA = const(1)
+_OFF = const(2)
+# Deadline words
+_AT = const(0)
+_FRAC = const(1)
+_PER = const(2)
+_PFRAC = const(3)
+# beat-timer words (Beat.tst): milliseconds since boot, last step, interval, lateness
+_NOWMS = const(0)
+_MSREM = const(1)
+_LSTEP = const(2)      # ticks of the last step + 1 (0: none yet)
+_IV = const(3)
+_LATE = const(4)
+_SKIP = const(5)
+NOW_MS = const(_NOWMS)
+INTERVAL = const(_IV)
+SKIPPED = const(_SKIP)
+
+
+@micropython.viper
+def _t_update(st, t: int) -> int:
+    # DeviceTime.update on its words: returns the elapsed ticks
+    s = ptr32(st)
+    d = (t - int(s[_LAST])) & MASK
+    s[_LAST] = t
+    off = int(s[_OFF])
+    rem = MASK - off
+    if d > rem:
+        s[_OFF] = d - rem - 1
+        s[_ERA] = int(s[_ERA]) + 1
+    else:
+        s[_OFF] = off + d
+    return d
+
+
+@micropython.viper
+def _dl_advance(ds) -> int:
+    d = ptr32(ds)
+    f = int(d[_FRAC]) + int(d[_PFRAC])
+    step = int(d[_PER])
+    if f >= 0x10000:
+        f -= 0x10000
+        step += 1
+    d[_FRAC] = f
+    a = int(d[_AT])
+    rem = MASK - a
+    if step > rem:
+        d[_AT] = step - rem - 1
+    else:
+        d[_AT] = a + step
+    return 0
+
+
+@micropython.viper
+def _tdiff(a: int, b: int) -> int:
+    d = (a - b) & MASK
+    if d >= HALF:
+        d = d - MASK - 1
+    return d
+
+
+@micropython.viper
+def beat_tick(tst, ds, bs, t: int) -> int:
+    """Step 1 of the beat in one call: device time, milliseconds since boot, lateness against
+    the deadline (a stall longer than a period skips the missed beats, counted), the next
+    deadline, the interval since the previous step. Returns the lateness (us)."""
+    d = int(_t_update(tst, t))
+    b = ptr32(bs)
+    q = d // 1000
+    r = int(b[_MSREM]) + d - q * 1000
+    if r >= 1000:
+        r -= 1000
+        q += 1
+    b[_MSREM] = r
+    b[_NOWMS] = (int(b[_NOWMS]) + q) & MASK
+    dl = ptr32(ds)
+    per = int(dl[_PER])
+    late = int(_tdiff(t, int(dl[_AT])))
+    if late >= per:
+        sk = 0
+        while int(_tdiff(t, int(dl[_AT]))) >= per:
+            _dl_advance(ds)
+            sk += 1
+        sk += int(b[_SKIP])
+        b[_SKIP] = sk if sk < 0x3FFFFFFF else 0x3FFFFFFF    # saturates: a small int
+        late = int(_tdiff(t, int(dl[_AT])))
+    _dl_advance(ds)
+    ls = int(b[_LSTEP])
+    b[_IV] = per if ls == 0 else int(_tdiff(t, ls - 1))
+    b[_LSTEP] = t + 1
+    b[_LATE] = late
+    return late
+
+
 class DeviceTime:
     """Device time since boot as (era, off) from a 30-bit tick clock; never wraps.
 
@@ -109,20 +206,28 @@ class DeviceTime:
 
     def __init__(self, clock):
         self.clock = clock
-        self._last = clock.ticks()
-        self.era = 0
-        self.off = 0
+        self.st = array("i", bytes(12))
+        self.st[_LAST] = clock.ticks()
+
+    @property
+    def era(self):
+        return self.st[_ERA]
+
+    @era.setter
+    def era(self, v):
+        self.st[_ERA] = v
+
+    @property
+    def off(self):
+        return self.st[_OFF]
+
+    @off.setter
+    def off(self, v):
+        self.st[_OFF] = v
 
     def update(self):
         t = self.clock.ticks()
-        d = (t - self._last) & MASK
-        self._last = t
-        rem = MASK - self.off
-        if d > rem:
-            self.off = d - rem - 1
-            self.era += 1
-        else:
-            self.off += d
+        _t_update(self.st, t)
         return t
 
     def us_since(self, era, off):
@@ -150,9 +255,21 @@ class Deadline:
     ``due(now)``."""
 
     def __init__(self, start_ticks, period_us_q16):
-        self.at = start_ticks & MASK
-        self._frac = 0
+        self.st = array("i", bytes(16))
+        self.st[_AT] = start_ticks & MASK
         self.set_period_q16(period_us_q16)
+
+    @property
+    def at(self):
+        return self.st[_AT]
+
+    @property
+    def period_us(self):
+        return self.st[_PER]
+
+    @property
+    def period_frac(self):
+        return self.st[_PFRAC]
 
     def set_period_q16(self, period_us_q16):
         """Set the period in Q16 microseconds (period_us * 65536); must be in [1 us, 2^29 us)."""
@@ -160,18 +277,12 @@ class Deadline:
         if whole < 1 or whole >= HALF:
             raise ValueError("beat period must be in 1 us .. 2^29 us, got %r us (Q16 %r)"
                              % (whole, period_us_q16))
-        self.period_us = whole
-        self.period_frac = period_us_q16 & 0xFFFF
+        self.st[_PER] = whole
+        self.st[_PFRAC] = period_us_q16 & 0xFFFF
 
     def advance(self):
         """Move to the next deadline (previous + period)."""
-        f = self._frac + self.period_frac
-        step = self.period_us
-        if f >= 0x10000:
-            f -= 0x10000
-            step += 1
-        self._frac = f
-        self.at = tadd(self.at, step)
+        _dl_advance(self.st)
 
     def remaining(self, now):
         """us until the deadline (negative when late)."""

@@ -15,16 +15,25 @@ Flags (README "Device entry point"):
   --key-file PATH       32-byte device key (raw, or 64 hex characters): frames are signed
   --seed N              emulator sensor seed                        (default: 42)
   --faults SPEC         emulator faults, e.g. noise@3000+2000*900,spike@1000*1500
-  --fs HZ               sample rate f_s                             (default: 1000)
+  --fs HZ               sample rate f_s            (default: the board's, boards/*.py LIMITS)
   --telemetry-every N   one TELEMETRY record per N beats (partials summed)   (default: 1)
   --batch N             TELEMETRY records per frame, 1..5           (default: 1)
   --pow-bits N          proof-of-work difficulty of WITNESS records (default: 16)
   --pulse-k K --pulse-p P   T_Lambda parameters (k*P must be > 1)   (default: 4, 5)
-  --lag N               KAIROS lag in samples                       (default: 10)
-  --omega W             KAIROS omega in rad/s                       (default: 2.0)
+  --lag N               KAIROS lag in KAIROS samples (f_s / M, about 250 Hz); 0 = learn one
+                        period of the machine                       (default: 0)
+  --omega W             KAIROS omega in rad/s                       (default: 0)
+  --sensor-file PATH    emulator: play a recorded signal (raw little-endian u16 ADC counts)
+  --model shipped|seed  the arbiter's threat model                  (default: shipped)
   --clock real|virtual  virtual: simulated time, as fast as possible (tests, CI)
   --wifi SSID:PASSWORD  pico_w: join this network first
+  --state-dir DIR       where QUARANTINE persists across resets (pico: /, pizero:
+                        $STATE_DIRECTORY or ., emulator: none unless given)
+  --act-start F         the actuator PID's starting output, 0..1 of full duty (0)
   --quiet               no JSON report
+Exit status: 0, 2 (bad flags or board limits), 3 (an exception escaped the beat: the outputs went
+to their safe value, an ERROR frame was sent; a supervisor restarts the firmware, which then
+reports reset cause CRASH and starts in QUARANTINE).
 """
 import sys
 
@@ -72,40 +81,71 @@ try:
 except MemoryError:
     _reserve = None
 
-from device.cli import parse_args, UsageError  # noqa: E402
-
 
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
+    from device.cli import parse_args, check_board, UsageError
     try:
         opts = parse_args(argv)
+        check_board(opts)              # f_s and the beat period within the board's limits
     except UsageError as e:
         sys.stderr.write("error: %s\n" % (e,))
         return 2
     global _reserve
-    from device.runner import prepare, build, report_json
+    from device.runner import prepare, build, unload
+    parse_args = check_board = UsageError = None   # the option parser leaves the heap before
+    unload("device.cli")                           # the long-lived tables are allocated
+    unload("device.limits")
     try:
-        try:
-            prepare(opts)
-        except MemoryError:          # the compiler needed the reserved block: give it back
-            _reserve = None
-            gc.collect()
-            prepare(opts)
+        for attempt in range(3):
+            try:
+                prepare(opts)
+                break
+            except MemoryError:      # the compiler needed the reserved block: give it back;
+                _reserve = None      # each attempt keeps the modules compiled so far
+                gc.collect()
+                if attempt == 2:
+                    raise
         _reserve = None
         gc.collect()
         beat = build(opts)
     except (ValueError, OSError) as e:
         sys.stderr.write("error: %s\n" % (e,))
         return 2
+    # boot-only code leaves the heap: the option parser and the builder (~15 KB of a Pico's)
+    beats = opts.beats
+    quiet = opts.quiet
+    opts = prepare = build = None
+    unload("device.runner")
+    unload = None
+    gc.collect()
+    rc = 0
     try:
-        beat.run(opts.beats)
+        rc = beat.run(beats)           # an exception in the beat: outputs safe, ERROR, reset
     except KeyboardInterrupt:
-        pass
-    if not opts.quiet:
+        # the unix port raises Ctrl-C asynchronously: arriving inside a garbage collection it
+        # leaves the heap locked, and the closing report could not allocate
+        _unlock_heap()
+    if not rc and beat.latch is not None:
+        beat.latch.disarm()            # a clean exit: the next watchdog reset is not a hang
+    fl = getattr(beat.link, "flush", None)
+    if fl is not None:
+        fl(200000)
+    if not quiet:
         out = sys.stderr if getattr(beat.link, "uses_stdout", False) else sys.stdout
+        from device.report import report_json
         out.write(report_json(beat) + "\n")
-    return 0
+    return rc
+
+
+def _unlock_heap():
+    try:
+        from micropython import heap_unlock
+    except ImportError:          # CPython
+        return
+    while heap_unlock():
+        pass
 
 
 if __name__ == "__main__":

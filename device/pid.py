@@ -6,13 +6,16 @@ normalised (sensor counts scaled to 0..1, duty 0..1); the error and the measurem
 saturated at +-1.0. Gains are floats at configuration time and become (mantissa, shift) pairs
 K = m / 2^s with |m| <= 2^13, 1 <= s <= 29, so |K| < 4096 and every product m*e < 2^30 (13-bit
 mantissa: relative gain resolution 2^-12 or better). The integral is kept in Q24 output units.
-update() allocates nothing on MicroPython and keeps every intermediate below 2^30.
+update() allocates nothing on MicroPython and keeps every intermediate below 2^30: the state is
+array('i') words (.st) and the step is a viper kernel, update(st, m) / update_error(st, e),
+which the beat calls directly (a method call costs tens of microseconds on the Pico).
 Rounding of every product: round half up, (m*e + 2^(s-1)) >> s (arithmetic shift).
 
 Public API
 ----------
 PID(kp, ki, kd, setpoint=0.0, sample_time=0.01, output_limits=(-1.0, 1.0),
-    integral_limits=None, epsilon=0.0, d_on_measurement=True)
+    integral_limits=None, epsilon=0.0, d_on_measurement=True, starting_output=0.0,
+    p_on_measurement=False)
     .update(measurement_q16) -> output_q16     one step of exactly sample_time (e = sp - meas)
     .update_error(error_q16) -> output_q16     one step with the caller's error (derivative on
                                                error; used by the genomic PID: e = dT)
@@ -22,20 +25,75 @@ PID(kp, ki, kd, setpoint=0.0, sample_time=0.01, output_limits=(-1.0, 1.0),
                      otherwise returns the last output
     .setpoint (Q16 int, writable on the beat path), .output, .p_term, .i_term, .d_term (Q16)
     .set_setpoint(float), .set_gains(kp, ki, kd), .set_sample_time(seconds),
+    .configure(kp, ki, kd, sample_time)   gains and sample time together (checked together)
     .set_output_limits(lo, hi), .set_integral_limits(lims or None), .set_epsilon(eps),
-    .reset()         config-time setters (floats OK), ValueError with the rule on bad values,
+    .set_p_on_measurement(bool), .reset()
+                     config-time setters (floats OK), ValueError with the rule on bad values,
                      raised before anything changes
     .check_gains(kp, ki, kd, sample_time=None)   validate only (CONFIG planning)
+  What simple-pid users expect, too:
+    .auto (bool), .set_auto_mode(enabled, last_output_q16=None, measurement_q16=None)
+                     manual mode: update() steps nothing and returns .output (the caller's);
+                     back to automatic with bumpless transfer (below)
+    .bumpless(last_output_q16, measurement_q16)
+                     continue from last_output: the integral is set so that P + I equals it
+                     at this measurement and the derivative starts from it, so the next
+                     update() moves the output by one integration step only (simple-pid sets
+                     the integral to last_output, which still jumps by the P term).  When the
+                     anti-windup bounds cannot hold that integral (a large P term), the gap is
+                     added to the output and fades by 1/16 per step: a ramp, never a step
+    starting_output  the output (and integral) a new or reset() PID starts from
+    p_on_measurement proportional on measurement (simple-pid's proportional_on_measurement):
+                     P accumulates -Kp * d(measurement), so a setpoint change does not kick
+                     the output (needs d_on_measurement)
+check_gains(kp, ki, kd, sample_time)   module-level: ValueError if the gains do not fit
 genomic_pid(period_s) -> PID   the VENOM genomic PID: Kp 0.6, Ki 0.1, Kd 0.05, integral of e
                                clamped to [-1, 1], eps-reset |e| < 1e-4, output limited to
                                [-0.05, 0.05] (the caller applies dO = -output), derivative on error
 to_q16(x: float) -> int, from_q16(v: int) -> float
 """
+from array import array
+
 from shared.compat import micropython, const  # noqa: F401
+try:
+    from shared.compat import ptr32    # CPython stand-in; viper has it built in
+except ImportError:
+    pass
 
 ONE = const(65536)
 _EMAX = const(65536)        # error and measurement change saturate at +-1.0
 _LIM = const(32)            # output / integral limits within +-32.0 (Q24 integral < 2^29)
+
+# state words (array('i')); signed values are stored + _B so every word is >= 0 (a viper
+# ptr32 load is zero-extended on 64-bit ports)
+_B = const(0x20000000)
+_SP = const(0)        # setpoint Q16 + _B
+_OUT = const(1)       # output Q16 + _B
+_IACC = const(2)      # integral term Q24 + _B (|.| <= 2^29)
+_PREV = const(3)      # previous measurement (or error) + _B
+_HAVE = const(4)      # a previous value exists
+_PM = const(5)        # Kp mantissa + _B, shift
+_PS = const(6)
+_IM = const(7)        # Ki * sample_time * 256 mantissa + _B, shift
+_IS = const(8)
+_DM = const(9)        # Kd / sample_time mantissa + _B, shift
+_DS = const(10)
+_OMIN = const(11)     # output limits Q16 + _B
+_OMAX = const(12)
+_ILO = const(13)      # integral bounds Q24 + _B
+_IHI = const(14)
+_EPS = const(15)      # epsilon reset Q16
+_DOM = const(16)      # derivative on measurement
+_POM = const(17)      # proportional on measurement
+_PACC = const(18)     # P accumulated on measurement + _B
+_BUMP = const(19)     # bumpless gap still fading out + _B
+_AUTO = const(20)
+_PT = const(21)       # last P, I, D terms Q16 + _B
+_IT = const(22)
+_DT = const(23)
+_NST = const(24)
+SETPOINT = const(_SP)  # the words the beat reads: setpoint + BIAS
+BIAS = const(_B)
 
 
 def to_q16(x):
@@ -59,50 +117,255 @@ def _gain(k, what):
     return int(round(k * (1 << s))), s
 
 
+def check_gains(kp, ki, kd, sample_time):
+    """Raise ValueError (naming the rule) if these gains cannot step every sample_time s."""
+    st = sample_time
+    if not 1e-6 <= st <= 500.0:
+        raise ValueError("sample_time must be in [1e-6, 500] s, got %r" % (st,))
+    _gain(kp, "Kp")
+    _gain(ki * st * 256.0, "Ki*sample_time*256")
+    _gain(kd / st, "Kd/sample_time")
+
+
+@micropython.viper
+def _sat(v: int) -> int:
+    # clamp to +-1.0 in Q16
+    if v > _EMAX:
+        return _EMAX
+    if v < 0 - _EMAX:
+        return 0 - _EMAX
+    return v
+
+
+@micropython.viper
+def _step(st, e: int, dd: int) -> int:
+    # P + I (anti-windup clamp, epsilon reset) + D, output limits; e, dd clamped Q16
+    s = ptr32(st)
+    omin = int(s[_OMIN]) - _B
+    omax = int(s[_OMAX]) - _B
+    ps = int(s[_PS])
+    if int(s[_POM]):      # proportional on measurement: P += Kp * (previous - measurement)
+        p = int(s[_PACC]) - _B + (((int(s[_PM]) - _B) * dd + (1 << (ps - 1))) >> ps)
+        if p > omax:
+            p = omax
+        elif p < omin:
+            p = omin
+        s[_PACC] = p + _B
+    else:
+        p = ((int(s[_PM]) - _B) * e + (1 << (ps - 1))) >> ps
+    sh = int(s[_IS])
+    i = int(s[_IACC]) - _B + (((int(s[_IM]) - _B) * e + (1 << (sh - 1))) >> sh)
+    lo = int(s[_ILO]) - _B
+    hi = int(s[_IHI]) - _B
+    if i > hi:
+        i = hi
+    elif i < lo:
+        i = lo
+    eps = int(s[_EPS])
+    if e < eps and e > 0 - eps:
+        i = 0
+    s[_IACC] = i + _B
+    i = (i + 128) >> 8
+    sh = int(s[_DS])
+    d = ((int(s[_DM]) - _B) * dd + (1 << (sh - 1))) >> sh
+    s[_PT] = p + _B
+    s[_IT] = i + _B
+    s[_DT] = d + _B
+    o = p + i + d
+    b = int(s[_BUMP]) - _B
+    if b:                 # after a bumpless transfer the integral could not absorb
+        o += b
+        b = b - (b >> 4) - (1 if b > 0 else 0)
+        s[_BUMP] = b + _B
+    if o > omax:
+        o = omax
+    elif o < omin:
+        o = omin
+    s[_OUT] = o + _B
+    return o
+
+
+@micropython.viper
+def update(st, measurement: int) -> int:
+    """One step of the PID on its words st (a PID's .st) with this measurement (Q16): the
+    kernel PID.update calls (the beat calls it directly)."""
+    s = ptr32(st)
+    sp = int(s[_SP]) - _B
+    if not int(s[_AUTO]):      # manual: the caller owns the output; track the input
+        s[_PREV] = (measurement if int(s[_DOM]) else sp - measurement) + _B
+        s[_HAVE] = 1
+        return int(s[_OUT]) - _B
+    e = int(_sat(sp - measurement))
+    if int(s[_DOM]):
+        dd = int(_sat(int(s[_PREV]) - _B - measurement)) if int(s[_HAVE]) else 0
+        s[_PREV] = measurement + _B
+    else:
+        dd = int(_sat(e - (int(s[_PREV]) - _B))) if int(s[_HAVE]) else 0
+        s[_PREV] = e + _B
+    s[_HAVE] = 1
+    return int(_step(st, e, dd))
+
+
+@micropython.viper
+def update_error(st, e: int) -> int:
+    """One step with the caller's error (Q16; derivative on error): the genomic PID's kernel."""
+    s = ptr32(st)
+    e = int(_sat(e))
+    dd = int(_sat(e - (int(s[_PREV]) - _B))) if int(s[_HAVE]) else 0
+    s[_PREV] = e + _B
+    s[_HAVE] = 1
+    return int(_step(st, e, dd))
+
+
 class PID:
     def __init__(self, kp, ki, kd, setpoint=0.0, sample_time=0.01, output_limits=(-1.0, 1.0),
-                 integral_limits=None, epsilon=0.0, d_on_measurement=True):
+                 integral_limits=None, epsilon=0.0, d_on_measurement=True, starting_output=0.0,
+                 p_on_measurement=False):
+        self.st = array("i", bytes(4 * _NST))
+        s = self.st
+        for w in (_SP, _OUT, _IACC, _PREV, _PM, _IM, _DM, _OMIN, _OMAX, _ILO, _IHI, _PACC,
+                  _BUMP, _PT, _IT, _DT):
+            s[w] = _B
+        s[_PS] = s[_IS] = s[_DS] = 1
+        s[_AUTO] = 1
+        s[_DOM] = 1 if d_on_measurement else 0
         self.kp = self.ki = self.kd = 0.0
         self.sample_time = 0.0
         self.sample_us = 1
-        self.d_on_measurement = bool(d_on_measurement)
-        self.setpoint = to_q16(setpoint)
-        self.out_min = -ONE
-        self.out_max = ONE
-        self.integral_limits = None
-        self._i_lo = -(ONE << 8)
-        self._i_hi = ONE << 8
         self.eps = 0
         self.missed = 0
-        self.reset()
+        self.integral_limits = None
+        self._start = 0
+        self._acc_us = 0
+        s[_SP] = to_q16(setpoint) + _B
+        s[_OMIN] = _B - ONE
+        s[_OMAX] = _B + ONE
         self.set_output_limits(output_limits[0], output_limits[1])
         self.set_sample_time(sample_time)       # also sets the gains' scaled forms
         self.set_gains(kp, ki, kd)
         self.set_integral_limits(integral_limits)
         self.set_epsilon(epsilon)
+        self.set_p_on_measurement(p_on_measurement)
+        self.set_starting_output(starting_output)
+        self.reset()
+
+    # --- the words as numbers (Q16 / Q24 ints) ---
+    @property
+    def output(self):
+        return self.st[_OUT] - _B
+
+    @output.setter
+    def output(self, v):
+        self.st[_OUT] = v + _B
+
+    @property
+    def setpoint(self):
+        return self.st[_SP] - _B
+
+    @setpoint.setter
+    def setpoint(self, v):
+        self.st[_SP] = v + _B
+
+    @property
+    def auto(self):
+        return self.st[_AUTO] != 0
+
+    @property
+    def d_on_measurement(self):
+        return self.st[_DOM] != 0
+
+    @property
+    def i_acc(self):
+        return self.st[_IACC] - _B
+
+    @property
+    def p_term(self):
+        return self.st[_PT] - _B
+
+    @property
+    def i_term(self):
+        return self.st[_IT] - _B
+
+    @property
+    def d_term(self):
+        return self.st[_DT] - _B
 
     # --- configuration (floats allowed) ---
     def check_gains(self, kp, ki, kd, sample_time=None):
         """Raise ValueError (naming the rule) if set_gains/set_sample_time would; change nothing."""
-        st = self.sample_time if sample_time is None else sample_time
-        if not 1e-6 <= st <= 500.0:
-            raise ValueError("sample_time must be in [1e-6, 500] s, got %r" % (st,))
-        _gain(kp, "Kp")
-        _gain(ki * st * 256.0, "Ki*sample_time*256")
-        _gain(kd / st, "Kd/sample_time")
+        check_gains(kp, ki, kd, self.sample_time if sample_time is None else sample_time)
+
+    def configure(self, kp, ki, kd, sample_time):
+        """New gains and sample time at once (each alone could be refused with the other's
+        old value); checked first, nothing changes on error."""
+        check_gains(kp, ki, kd, sample_time)
+        self.sample_time = sample_time
+        self.sample_us = max(1, int(round(sample_time * 1e6)))
+        self.set_gains(kp, ki, kd)
+
+    def set_p_on_measurement(self, on):
+        if on and not self.d_on_measurement:
+            raise ValueError("proportional on measurement needs d_on_measurement=True")
+        v = 1 if on else 0
+        s = self.st
+        if v != s[_POM]:
+            s[_POM] = v
+            s[_PACC] = _B
+
+    @property
+    def p_on_measurement(self):
+        return self.st[_POM] != 0
+
+    def set_starting_output(self, out):
+        """The output a new PID (and reset()) starts from, in output units (simple-pid's
+        starting_output); clamped to the output limits."""
+        s = self.st
+        v = to_q16(out)
+        self._start = min(s[_OMAX] - _B, max(s[_OMIN] - _B, v))
+
+    def set_auto_mode(self, enabled, last_output=None, measurement=None):
+        """Automatic (True) or manual (False).  Back to automatic: bumpless from last_output
+        (Q16; default the current .output) at measurement (Q16; default the last one seen)."""
+        s = self.st
+        if enabled and not s[_AUTO]:
+            self.bumpless(self.output if last_output is None else last_output,
+                          s[_PREV] - _B if measurement is None else measurement)
+        s[_AUTO] = 1 if enabled else 0
+
+    def bumpless(self, last_output, measurement):
+        """Continue from last_output (Q16) at this measurement (Q16): no bump at the transfer."""
+        s = self.st
+        omin = s[_OMIN] - _B
+        omax = s[_OMAX] - _B
+        o = min(omax, max(omin, last_output))
+        e = min(_EMAX, max(-_EMAX, self.setpoint - measurement))
+        s[_PACC] = _B
+        ps = s[_PS]
+        p = 0 if s[_POM] else ((s[_PM] - _B) * e + (1 << (ps - 1))) >> ps
+        i = min(s[_IHI] - _B, max(s[_ILO] - _B, (o - p) << 8))
+        s[_IACC] = i + _B
+        s[_BUMP] = o - p - ((i + 128) >> 8) + _B   # what the bounds could not hold: faded out
+        s[_OUT] = o + _B
+        s[_PREV] = (measurement if s[_DOM] else e) + _B
+        s[_HAVE] = 1
+        self._acc_us = 0
 
     def set_gains(self, kp, ki, kd):
         pm, ps = _gain(kp, "Kp")
         im, is_ = _gain(ki * self.sample_time * 256.0, "Ki*sample_time*256")
         dm, ds = _gain(kd / self.sample_time, "Kd/sample_time")
         self.kp, self.ki, self.kd = kp, ki, kd
-        self._pm, self._ps, self._ph = pm, ps, 1 << (ps - 1)
-        self._im, self._is, self._ih = im, is_, 1 << (is_ - 1)
-        self._dm, self._ds, self._dh = dm, ds, 1 << (ds - 1)
+        s = self.st
+        s[_PM] = pm + _B
+        s[_PS] = ps
+        s[_IM] = im + _B
+        s[_IS] = is_
+        s[_DM] = dm + _B
+        s[_DS] = ds
         self._bounds()
 
     def set_sample_time(self, seconds):
-        self.check_gains(self.kp, self.ki, self.kd, seconds)   # raises before any change
+        check_gains(self.kp, self.ki, self.kd, seconds)   # raises before any change
         self.sample_time = seconds
         self.sample_us = max(1, int(round(seconds * 1e6)))
         if self.kp or self.ki or self.kd:
@@ -112,10 +375,11 @@ class PID:
         if not (-_LIM <= lo < hi <= _LIM):
             raise ValueError("output limits must satisfy -32 <= lo < hi <= 32, got (%r, %r)"
                              % (lo, hi))
-        self.out_min = to_q16(lo)
-        self.out_max = to_q16(hi)
+        s = self.st
+        s[_OMIN] = to_q16(lo) + _B
+        s[_OMAX] = to_q16(hi) + _B
         self._bounds()
-        self.output = min(self.out_max, max(self.out_min, self.output))
+        s[_OUT] = min(s[_OMAX], max(s[_OMIN], s[_OUT]))
 
     def set_integral_limits(self, lims):
         """Bounds on the integral of the error (error * seconds), or None (then only the output
@@ -131,14 +395,16 @@ class PID:
         if not 0.0 <= eps < 1.0:
             raise ValueError("epsilon must be in [0, 1), got %r" % (eps,))
         self.eps = to_q16(eps)
+        self.st[_EPS] = self.eps
 
     def set_setpoint(self, sp):
-        self.setpoint = to_q16(sp)
+        self.st[_SP] = to_q16(sp) + _B
 
     def _bounds(self):
         # integral term bounds in Q24: output limits (anti-windup), intersected with Ki * limits
-        lo = self.out_min << 8
-        hi = self.out_max << 8
+        s = self.st
+        lo = (s[_OMIN] - _B) << 8
+        hi = (s[_OMAX] - _B) << 8
         lims = self.integral_limits
         if lims is not None and self.ki != 0:
             a = self.ki * lims[0]
@@ -153,92 +419,27 @@ class PID:
                 hi = b
             if lo > hi:
                 lo = hi = 0
-        self._i_lo = lo
-        self._i_hi = hi
-        if self.i_acc < lo:
-            self.i_acc = lo
-        elif self.i_acc > hi:
-            self.i_acc = hi
+        s[_ILO] = lo + _B
+        s[_IHI] = hi + _B
+        s[_IACC] = min(hi, max(lo, s[_IACC] - _B)) + _B
 
     def reset(self):
-        self.i_acc = 0
-        self.output = 0
-        self.p_term = 0
-        self.i_term = 0
-        self.d_term = 0
-        self._prev = 0
-        self._have_prev = False
+        """Back to the starting output (integral = starting output, no history)."""
+        s = self.st
+        st0 = self._start
+        s[_IACC] = min(s[_IHI] - _B, max(s[_ILO] - _B, st0 << 8)) + _B
+        s[_OUT] = st0 + _B
+        for w in (_PACC, _BUMP, _PT, _IT, _DT, _PREV):
+            s[w] = _B
+        s[_HAVE] = 0
         self._acc_us = 0
 
-    # --- the beat path: integers only, no allocation ---
-    # update() and update_error() repeat the step inline: a method call costs as much as
-    # a third of the step on MicroPython.
-    @micropython.native
+    # --- the beat path: integers only, no allocation (viper kernels on .st) ---
     def update(self, measurement):
-        e = self.setpoint - measurement
-        if e > _EMAX:
-            e = _EMAX
-        elif e < -_EMAX:
-            e = -_EMAX
-        if self.d_on_measurement:
-            if self._have_prev:
-                dd = self._prev - measurement
-                if dd > _EMAX:
-                    dd = _EMAX
-                elif dd < -_EMAX:
-                    dd = -_EMAX
-            else:
-                dd = 0
-            self._prev = measurement
-        else:
-            dd = e - self._prev if self._have_prev else 0
-            if dd > _EMAX:
-                dd = _EMAX
-            elif dd < -_EMAX:
-                dd = -_EMAX
-            self._prev = e
-        self._have_prev = True
-        return self._step(e, dd)
+        return update(self.st, measurement)
 
-    @micropython.native
-    def _step(self, e, dd):
-        """P + I (anti-windup clamp, epsilon reset) + D, output limits; e, dd clamped Q16."""
-        p = (self._pm * e + self._ph) >> self._ps
-        i = self.i_acc + ((self._im * e + self._ih) >> self._is)
-        if i > self._i_hi:
-            i = self._i_hi
-        elif i < self._i_lo:
-            i = self._i_lo
-        if -self.eps < e < self.eps:
-            i = 0
-        self.i_acc = i
-        i = (i + 128) >> 8
-        d = (self._dm * dd + self._dh) >> self._ds
-        self.p_term = p
-        self.i_term = i
-        self.d_term = d
-        o = p + i + d
-        if o > self.out_max:
-            o = self.out_max
-        elif o < self.out_min:
-            o = self.out_min
-        self.output = o
-        return o
-
-    @micropython.native
     def update_error(self, e):
-        if e > _EMAX:
-            e = _EMAX
-        elif e < -_EMAX:
-            e = -_EMAX
-        dd = e - self._prev if self._have_prev else 0
-        if dd > _EMAX:
-            dd = _EMAX
-        elif dd < -_EMAX:
-            dd = -_EMAX
-        self._prev = e
-        self._have_prev = True
-        return self._step(e, dd)
+        return update_error(self.st, e)
 
     def tick(self, measurement, elapsed_us):
         a = self._acc_us + elapsed_us

@@ -1,5 +1,6 @@
-"""Builds the beat from options (device/cli.py) and formats the closing report."""
-import json
+"""Builds the beat from options (device/cli.py).  Boot-time only: device/main.py drops this
+module (and device/cli.py) once the beat is built, so their code does not sit in the heap of a
+running device; the closing report is device/report.py, loaded at exit."""
 import os
 
 import gc
@@ -30,6 +31,20 @@ def load_key(path):
                      % (path, len(data)))
 
 
+def unload(name):
+    """Forget a module used once (its code and tables go back to the heap once nothing refers
+    to them)."""
+    import sys
+    sys.modules.pop(name, None)
+    i = name.rfind(".")
+    pkg = sys.modules.get(name[:i])
+    if pkg is not None:
+        try:
+            delattr(pkg, name[i + 1:])
+        except (AttributeError, TypeError, KeyError):
+            pass
+
+
 def load_board(name):
     mod = __import__("boards." + name, None, None, ["build"])
     gc.collect()
@@ -40,14 +55,35 @@ def prepare(opts):
     """Compile every module the beat needs (before the long-lived tables are allocated; see
     device/main.py for the heap reserve that keeps one large hole for them)."""
     gc.collect()
+    import shared.wire_check  # noqa: F401  (the wire's layouts, codes and checks)
+    gc.collect()
     import device.beat_maths  # noqa: F401
+    gc.collect()
     import device.arbiter  # noqa: F401
     import shared.pow  # noqa: F401
     gc.collect()
     import device.beat  # noqa: F401
+    gc.collect()
     import device.hostframes  # noqa: F401
     import device.hw.links  # noqa: F401
+    gc.collect()
     import shared.frame_encoder  # noqa: F401
+    gc.collect()
+    lk = opts.link
+    if lk in ("serial", "stdio") or lk.startswith("uart:") or lk.startswith("/") or \
+            (not lk and opts.board == "pico"):
+        import device.hw.stream_links  # noqa: F401
+        from device.hw.txbuf import reserve
+        reserve(1024)                 # the transmit buffer, before the tables fragment the heap
+        gc.collect()
+    elif lk.startswith("udp://") or (not lk and opts.board in ("pico_w", "pizero")):
+        import device.hw.udp_link  # noqa: F401
+        gc.collect()
+    if opts.state_dir or opts.board != "emulator":   # QUARANTINE kept across resets
+        import device.latch  # noqa: F401
+        gc.collect()
+    # device/limits.py (the boot check), device/config_plan.py + config_rules.py (a CONFIG), device/faults.py (a crash)
+    # are loaded when needed: on a board they are .mpy files, which need no compiler heap
     board = load_board(opts.board)
     gc.collect()
     return board
@@ -64,19 +100,37 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     gc.collect()
     if clock is None:
         clock = VirtualClock() if opts.clock == "virtual" else Clock()
-    f_s = hw.f_s if hw is not None else opts.fs
-    adc_bits = hw.adc_bits if hw is not None else 12
-    maths = Maths(f_s=f_s, adc_bits=adc_bits, pulse_k=opts.pulse_k, pulse_p=opts.pulse_p,
-                  lag=opts.lag, omega=opts.omega, pow_bits=opts.pow_bits, miner=miner,
-                  arbiter=arbiter)
-    gc.collect()
-    if hw is None:
+    limits = getattr(hw, "limits", None) if hw is not None else board.LIMITS
+    if hw is not None and not opts.fs:
+        opts.fs = hw.f_s
+    if limits is not None and not opts.checked:   # device/main.py checks before it gets here
+        from device.cli import check_board, UsageError
+        try:
+            check_board(opts, limits)       # f_s and the beat period within the board's limits
+        except UsageError as e:
+            raise ValueError(str(e))
+    unload("device.limits")                 # boot only; a CONFIG loads it again
+    if hw is None:                          # the hardware first (a Pico's watchdog starts here)
+        kw = {}
+        if opts.sensor_file:
+            kw["sensor_file"] = opts.sensor_file
         hw = board.build(clock=clock, f_s=opts.fs, seed=opts.seed,
-                                          faults=opts.faults, wifi=opts.wifi,
-                                          signal=opts.signal)
-        if hw.adc_bits != adc_bits:
-            raise ValueError("board %s has a %d-bit ADC; the beat was built for %d bits"
-                             % (hw.name, hw.adc_bits, adc_bits))
+                         faults=opts.faults, wifi=opts.wifi,
+                         signal=opts.signal,
+                         state_dir=opts.state_dir or None, **kw)
+        unload("boards.%s_build" % opts.board)    # a board's boot-time part, if it has one
+    gc.collect()
+    if arbiter is None and opts.model == "seed":
+        from device.arbiter import Arbiter
+        arbiter = Arbiter(model=(0.0, 0.0, 0.0, 0.0, 0.12))
+    spb = limits.get("spb_max") if limits is not None else None
+    # the sensor's scale (counts per physical unit: the model's level is in those units) and the
+    # actuator's setpoint come with the hardware
+    maths = Maths(f_s=hw.f_s, adc_bits=hw.adc_bits, pulse_k=opts.pulse_k, pulse_p=opts.pulse_p,
+                  lag=opts.lag, omega=opts.omega, pow_bits=opts.pow_bits, miner=miner,
+                  arbiter=arbiter, max_samples=spb, act_start=opts.act_start,
+                  counts_per_unit=getattr(hw, "counts_per_unit", 128.0),
+                  setpoint=getattr(hw, "setpoint_frac", 0.5))
     gc.collect()
     if link is None:
         link = open_link(opts.link or hw.default_link)
@@ -91,20 +145,22 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     s.telemetry_every = opts.telemetry_every
     s.batch_beats = opts.batch
     s.pow_bits = opts.pow_bits
+    s.alloc_every = getattr(hw, "alloc_every", 1)
+    gc.collect()                  # the beat's own tables next, in as few holes as possible
     beat = Beat(hw, link, enc, maths, s)
     beat.host = HostFrames(beat, auth)
+    # QUARANTINE across resets, and the reset cause (HELLO, BOOT witness): where the board has
+    # somewhere to keep it (a state folder, rp2 scratch registers); else RAM only
+    sd = getattr(hw, "state_dir", None)
+    mach = getattr(hw, "machine", None)
+    if sd or (mach is not None and hasattr(mach, "mem32")):
+        from device.latch import Latch
+        latch = Latch(sd, mach)
+        beat.latch = latch
+        beat.quarantined = latch.boot()
+        if getattr(hw, "has_wdt", False):
+            latch.arm()
+    if getattr(os, "getenv", lambda k: None)("NOTIFY_SOCKET"):   # CPython under systemd
+        from device.hw.sdnotify import attach
+        attach(beat)
     return beat
-
-
-def report_json(beat):
-    r = beat.report()
-    r["board"] = beat.hw.name
-    r["device_id"] = beat.enc.device_id
-    r["boot_id"] = beat.enc.boot_id
-    h = beat.host
-    if h is not None:
-        r["host_frames"] = {"ok": h.rx_ok, "crc": h.rx_crc, "cobs": h.rx_cobs, "auth": h.rx_auth,
-                            "replay": h.rx_replay, "other": h.rx_other,
-                            "configs": h.configs, "config_rejected": h.config_rejected,
-                            "clears": h.clears, "time_syncs": h.time_syncs}
-    return json.dumps(r)

@@ -33,6 +33,47 @@ COMMANDS = {
     "mesh": ("becomingone.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
     "model": ("becomingone.commands.model", "entropy model: train on labelled history, show, push to devices"),
     "plot": ("becomingone.commands.plot", "PNG charts of a device: coherence, PID response, lateness"),
+    "replay": ("becomingone.commands.replay", "stream a recording (npy, CSV, WAV) into the real firmware, host receiving"),
+    "evaluate": ("becomingone.commands.evaluate", "a dataset of recordings through the firmware: detection, false alarms, AUC vs baselines"),
+    "scenarios": ("becomingone.commands.scenarios", "the decision table: the firmware through healthy, noise and fault scenarios"),
+}
+
+
+# name -> examples shown at the end of `becomingone NAME --help` (one per action at least)
+EXAMPLES = {
+    "run": ["becomingone run --link udp://0.0.0.0:5005 --link /dev/ttyACM0 --data var/cell",
+            "becomingone run --config /etc/becomingone/becomingone.yaml --http 127.0.0.1:0"],
+    "status": ["becomingone status --data var/cell",
+               "becomingone status --data var/cell --verify --json"],
+    "emulate": ["becomingone emulate --devices 3 --duration 60",
+                "becomingone emulate --devices 3 --faults fault=3@5,loss=0.05 --mqtt 127.0.0.1:1883"],
+    "ledger": ["becomingone ledger verify --data var/cell",
+               "becomingone ledger show --data var/cell --from 100 --kind witness",
+               "becomingone ledger proof --data var/cell 42",
+               "becomingone ledger export --data var/cell export/",
+               "becomingone ledger checkpoint --data var/cell --show"],
+    "memory": ["becomingone memory query --data var/cell --table telemetry --device 3 --since=-10m",
+               "becomingone memory reconstruct --data var/cell --device 3 --at=-1h",
+               "becomingone memory similar --data var/cell --device 3"],
+    "device": ["becomingone device list --data var/cell",
+               "becomingone device clear 3 --data var/cell",
+               "becomingone device config 3 telemetry_every=4 --data var/cell",
+               "becomingone device undo 3 --data var/cell",
+               "becomingone device pow 3 18 --data var/cell",
+               "becomingone device keys add 7 --data var/cell"],
+    "flash": ["becomingone flash --board pico --port /dev/ttyACM0 --dry-run",
+              "becomingone flash --board pico_w --port /dev/ttyACM0 --host-url udp://192.168.1.10:18790",
+              "becomingone flash --board pico --mip-package dist/mip-pico"],
+    "bench": ["becomingone bench http", "becomingone bench ingest --quick --json"],
+    "mesh": ["becomingone mesh simulate --nodes 1000 --algo pushsum",
+             "becomingone mesh init --dir ~/mesh-ca --cells lab-a,lab-b",
+             "becomingone mesh seal --db var/cell/ledger.sqlite --k 3 --n 5 --cells a,b,c,d,e --out shards/",
+             "becomingone mesh restore --from shards/a shards/c shards/e --k 3 --to restored.sqlite"],
+    "model": ["becomingone model train --data var/cell --labels labels.csv",
+              "becomingone model show --data var/cell",
+              "becomingone model push --data var/cell --device 3"],
+    "plot": ["becomingone plot --data var/cell --device 3 --last 10m --out plots",
+             "becomingone plot --data var/cell --device 3 --kind pid --since 2025-01-01T12:00"],
 }
 
 
@@ -41,12 +82,17 @@ def _top_help():
     for name, (_mod, hlp) in COMMANDS.items():
         lines.append("  %-9s %s" % (name, hlp))
     lines.append("")
-    lines.append("`becomingone COMMAND --help` for the options of one command.")
+    lines.append("`becomingone COMMAND --help` for the options of one command, with examples;")
+    lines.append("`becomingone --version` for the version.")
     return "\n".join(lines)
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-V", "--version"):
+        import becomingone
+        print("becomingone %s" % becomingone.__version__)
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         try:
             print(_top_help())
@@ -65,7 +111,11 @@ def main(argv=None):
             print("becomingone: command %r is not available in this build" % name, file=sys.stderr)
             return 2
         raise
-    parser = argparse.ArgumentParser(prog="becomingone " + name, description=hlp)
+    ex = EXAMPLES.get(name)
+    parser = argparse.ArgumentParser(
+        prog="becomingone " + name, description=hlp,
+        epilog=("examples:\n" + "\n".join("  " + x for x in ex)) if ex else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     mod.add_arguments(parser)
     args = parser.parse_args(rest)
     try:

@@ -18,8 +18,9 @@
 import struct
 
 from shared import cobs
-from shared import protocol as P
-from shared.auth import TAG_LEN
+from shared import wire_format as P
+from shared.protocol_codes import SYNC_REPLY
+from shared.wire_format import TAG_LEN
 from shared.crc import crc32_store
 
 _HDR = P.HEADER_FMT
@@ -56,7 +57,7 @@ class _Slot:
             mr = memoryview(self.raw)
             mf = memoryview(self.framed)
             for c in range(counts + 1):
-                n = P.frame_size(msg_type, auth, c)
+                n = _HL + 1 + P.TELEMETRY_LEN * c + tag + P.CRC_LEN   # a BATCH of c records
                 self.raw_views.append(mr[:n])
                 self.framed_views.append(mf[:cobs.encoded_size(n)])
 
@@ -74,14 +75,14 @@ class Encoder:
         self.set_boot(boot_id)
         a = auth is not None
         self._vf = (P.VERSION << 4) | (P.FLAG_AUTH if a else 0)
-        self._hello = _Slot(P.HELLO, 29, a)
+        self._hello = _Slot(P.HELLO, P.HELLO_LEN, a)
         self._tel = _Slot(P.TELEMETRY, P.TELEMETRY_LEN, a)
         self._batch = _Slot(P.TELEMETRY, 1 + P.TELEMETRY_LEN * batch_max, a, batch_max)
-        self._wit = _Slot(P.WITNESS, 23, a)
-        self._ack = _Slot(P.ACK, 6, a)
-        self._hb = _Slot(P.HEARTBEAT, 29, a)
-        self._err = _Slot(P.ERROR, 22, a)
-        self._sync = _Slot(P.TIME_SYNC, 15, a)
+        self._wit = _Slot(P.WITNESS, P.WITNESS_LEN, a)
+        self._ack = _Slot(P.ACK, P.ACK_LEN, a)
+        self._hb = _Slot(P.HEARTBEAT, P.HEARTBEAT_LEN, a)
+        self._err = _Slot(P.ERROR, P.ERROR_LEN, a)
+        self._sync = _Slot(P.TIME_SYNC, P.TIME_SYNC_LEN, a)
         self.batch_count = 0
 
     def __repr__(self):
@@ -125,25 +126,29 @@ class Encoder:
 
     def hello(self, era, off, board, fw_major, fw_minor, fw_patch, capabilities, fs_hz,
               period_us, phase_step, lag_samples, adc_bits, sum_shift, pow_bits,
-              telemetry_every):
+              telemetry_every, spb_max, period_min_us, reset_cause, boot_flags,
+              kairos_decim=1, counts_per_unit_q4=0):
         """board: bytes of at most 8 ASCII characters (keep it a constant)."""
         s = self._hello
         struct.pack_into(P.HELLO_FMT, s.raw, _HL, board, fw_major, fw_minor, fw_patch,
                          capabilities, fs_hz, period_us, phase_step, lag_samples, adc_bits,
-                         sum_shift, pow_bits, telemetry_every)
-        return self._finish(s, era, off, _HL + 29)
+                         sum_shift, pow_bits, telemetry_every, spb_max, period_min_us,
+                         reset_cause, boot_flags, kairos_decim, _sat16(counts_per_unit_q4))
+        return self._finish(s, era, off, _HL + P.HELLO_LEN)
 
     def telemetry(self, era, off, beat, period_us, lateness_us, dT_re, dT_im, dE0, dEL,
                   n_samples, coherence, pid_error, pid_output, threat, o_weight,
-                  decision_state):
+                  decision_state, level=0, kurt=0, crest=0, anoms=0):
         s = self._tel
         struct.pack_into(P.TELEMETRY_FMT, s.raw, _HL, beat, _sat16(period_us),
                          _sat16(lateness_us), dT_re, dT_im, dE0, dEL, n_samples, coherence,
-                         pid_error, pid_output, threat, o_weight, decision_state)
+                         pid_error, pid_output, threat, o_weight, decision_state, level, kurt,
+                         crest, anoms)
         return self._finish(s, era, off, _HL + P.TELEMETRY_LEN)
 
     def batch_add(self, beat, period_us, lateness_us, dT_re, dT_im, dE0, dEL, n_samples,
-                  coherence, pid_error, pid_output, threat, o_weight, decision_state):
+                  coherence, pid_error, pid_output, threat, o_weight, decision_state, level=0,
+                  kurt=0, crest=0, anoms=0):
         """Append one beat to the pending BATCH frame; returns the number of beats held.
         When it equals batch_max, call batch_flush() before adding more."""
         c = self.batch_count
@@ -152,7 +157,7 @@ class Encoder:
         struct.pack_into(P.TELEMETRY_FMT, self._batch.raw, _HL + 1 + c * P.TELEMETRY_LEN,
                          beat, _sat16(period_us), _sat16(lateness_us), dT_re, dT_im, dE0, dEL,
                          n_samples, coherence, pid_error, pid_output, threat, o_weight,
-                         decision_state)
+                         decision_state, level, kurt, crest, anoms)
         self.batch_count = c + 1
         return c + 1
 
@@ -174,23 +179,24 @@ class Encoder:
         struct.pack_into(_WITNESS_HALVES, s.raw, _HL, witness_id, kind, beat, decision, threat,
                          coherence, value, pow_bits, nonce & 0xFFFF,
                          (nonce >> 16) | (nonce_hi << 14))
-        return self._finish(s, era, off, _HL + 23)
+        return self._finish(s, era, off, _HL + P.WITNESS_LEN)
 
     def ack(self, era, off, acked_type, status, ref):
         s = self._ack
         struct.pack_into(P.ACK_FMT, s.raw, _HL, acked_type, status, ref)
-        return self._finish(s, era, off, _HL + 6)
+        return self._finish(s, era, off, _HL + P.ACK_LEN)
 
     def heartbeat(self, era, off, beats, late_p50_us, late_p99_us, late_max_us, heap_free,
                   witness_queue, rx_ok, rx_crc, rx_cobs, rx_auth, rx_replay, rx_other,
-                  tx_dropped):
+                  tx_dropped, samples_lost=0):
+        """samples_lost: a counter the device keeps below 2^30 (saturating)."""
         s = self._hb
         struct.pack_into(P.HEARTBEAT_FMT, s.raw, _HL, beats, _sat16(late_p50_us),
                          _sat16(late_p99_us), _sat16(late_max_us), heap_free,
                          witness_queue if witness_queue < 255 else 255, _sat16(rx_ok),
                          _sat16(rx_crc), _sat16(rx_cobs), _sat16(rx_auth), _sat16(rx_replay),
-                         _sat16(rx_other), _sat16(tx_dropped))
-        return self._finish(s, era, off, _HL + 29)
+                         _sat16(rx_other), _sat16(tx_dropped), samples_lost)
+        return self._finish(s, era, off, _HL + P.HEARTBEAT_LEN)
 
     def error(self, era, off, code, ref_type, ref, text):
         """text: bytes, at most 16 used; bytes outside printable ASCII are sent as '?'."""
@@ -200,26 +206,27 @@ class Encoder:
         # keep the frame decodable whatever the text: non-printable bytes become '?', and
         # everything after the first NUL is NUL (in place, no allocation)
         pad = False
-        for i in range(_HL + 6, _HL + 22):
+        for i in range(_HL + 6, _HL + P.ERROR_LEN):      # the 16 text bytes
             b = raw[i]
             if pad or b == 0:
                 pad = True
                 raw[i] = 0
             elif b < 0x20 or b > 0x7E:
                 raw[i] = 0x3F
-        return self._finish(s, era, off, _HL + 22)
+        return self._finish(s, era, off, _HL + P.ERROR_LEN)
 
     def time_sync_reply(self, era, off, host_t1_us, rx_era, rx_off):
         """Reply to a TIME_SYNC request: echo the host's t1, give the device receive time;
         the header time (era, off) is the device transmit time."""
         s = self._sync
-        struct.pack_into(P.TIME_SYNC_FMT, s.raw, _HL, P.SYNC_REPLY, host_t1_us, rx_era, rx_off)
-        return self._finish(s, era, off, _HL + 15)
+        struct.pack_into(P.TIME_SYNC_FMT, s.raw, _HL, SYNC_REPLY, host_t1_us, rx_era, rx_off)
+        return self._finish(s, era, off, _HL + P.TIME_SYNC_LEN)
 
 
 def witness_record_into(buf, off, device_id, boot_id, witness_id, kind, beat, decision, threat,
                         coherence, value, pow_bits):
-    """Write the 23-byte WITNESS proof-of-work record into buf at off (no allocation)."""
+    """Write the WITNESS proof-of-work record into buf at off (no allocation); returns its
+    length (23 bytes)."""
     struct.pack_into(P.WITNESS_RECORD_FMT, buf, off, device_id, boot_id, witness_id, kind, beat,
                      decision, threat, coherence, value, pow_bits)
-    return 23
+    return P.WITNESS_RECORD_LEN

@@ -1,111 +1,415 @@
 """KAIROS temporal resonance in integer fixed point (SPEC 4.2): the Emissary's streaming sums.
 
-Runs unmodified on MicroPython and CPython. The per-sample and per-beat paths allocate nothing
-on MicroPython and keep every intermediate integer below 2^30 in magnitude (Pico small ints).
-docs/DEVICE.md "KAIROS integer definition" is the byte-exact reference a host must reproduce.
+The KAIROS stream is the sensor decimated to the KAIROS rate f_k = f_s / M (shared/vibration.py
+makes it: an M-sample box filter, centred, with F fractional bits), so v[n] is a signed integer,
+|v| < 2^(bits-1). Runs unmodified on MicroPython (viper: machine words, no allocation) and
+CPython; docs/DEVICE.md "KAIROS integer definition" is the byte-exact reference a host must
+reproduce (tests/reference/kairos_ref.py does, with numpy).
+
+Per KAIROS sample:  d[n] = v[n] - v[n-1] (d[0] = 0), d_L[n] = d[n-L] (0 before the stream),
+  p = d * d_L, phasor (cos, sin) of theta_n = n * phase_step mod 2^30 in Q14,
+  tre = rnd_{14+S}(p * cos), tim = rnd_{14+S}(p * sin), e0 = rnd_S(d^2), el = rnd_S(d_L^2)
+Per beat: the sums of those (dT_re, dT_im, dE0, dEL, n) are the TELEMETRY partials; the window
+(the last beats holding at most window_s * f_k samples) gives C = |T|^2 / (E0 EL) in Q16.
 
 Public API
 ----------
-Emissary(f_s=1000, omega=2.0, tau_bar=0.05, adc_bits=12, max_samples_per_beat=32,
-         window_s=1.0, capacity=256, threshold=0.95, lag=None, phase_step=None,
-         anomaly_z=3.0, anomaly_k=6, warmup=None)
-        window = the most recent beats holding at most window_s * f_s samples and at most
-        `capacity` beats (ring of 6 int32 per beat: size it ceil(window_s / period) + margin)
-    em.add(x) -> bool          one ADC sample (counts, 0 <= x < 2^adc_bits; out-of-range values
-                               are clamped and counted in em.clipped). O(1), 0 alloc.
-                               False (sample NOT consumed, em.overruns += 1) when the current beat
-                               already holds max_samples_per_beat samples: call end_beat() first.
-    em.room() -> int           samples the current beat can still take
-    em.end_beat() -> int       close the beat: publish the partials below, slide the window,
-                               update the coherence; returns em.coherence (Q16). 0 alloc.
-    after end_beat():
-      em.dT_re, em.dT_im       i32 wire fields (|v| < 2^29): sums of rnd(p*cos), rnd(p*sin)
-      em.dE0, em.dEL           u32 wire fields (0 <= v < 2^29): sums of rnd(d^2), rnd(d_L^2)
-      em.n                     samples in the beat
-      em.anoms                 anomalous samples in the beat (|z| > anomaly_z, see DEVICE.md)
-      em.coherence             C = |T|^2/(E0*EL) over the window, Q16 (0..65535); 0 if E0*EL = 0
-      em.collapsed             C >= threshold (bool); em.collapse_edge True on the rising beat
-      em.collapses             rising edges so far
-      em.window_anoms, em.window_n, em.window_beats
-    em.lag, em.phase_step, em.sum_shift, em.adc_bits   (values for HELLO)
-    em.set_threshold(c: float) (threshold_q16), em.set_anomaly_z(z: float) (1..100)
-    em.reset()                 new stream: phase 0, delay line zero, window empty, anomaly
-                               statistics restarted
-    em.window_totals() -> (T_re, T_im, E0, EL, n)   Python ints (bigints on CPython). Test/debug
-                          only: allocates.
+Emissary(rate_hz=250, omega=0.0, lag=25, bits=13, max_samples_per_beat=8, window_s=1.0,
+         threshold=0.95, phase_step=None, hist_len=512, max_lag=None, hysteresis=0.05,
+         beats_per_s=237.5, seg_beats=4)
+        the window: the last ceil(window_s * beats_per_s / seg_beats) closed segments of
+        seg_beats beats plus the open segment
+    em.add(v) -> bool          one KAIROS sample (clamped to |v| < 2^(bits-1), counted in
+                               em.clipped); False (not consumed, em.overruns += 1) when the
+                               beat already holds max_samples_per_beat samples
+    em.end_beat() -> int       close the beat (partials, window slide, coherence); 0 alloc
+    em.partials() -> (dT_re, dT_im, dE0, dEL, n)   this beat's partials
+    em.coherence (Q16), em.collapsed, em.counters() (window_n, window_segments, collapses,
+        collapse_edge, clipped, history)
+    em.mem[CSTATE]             bit 0 collapsed, bit 1 clearly below (C < I_c - hysteresis);
+        COHERENCE, COLLAPSED, PART_* index mem for the beat
+    em.lag, em.phase_step, em.sum_shift, em.rate_hz
+    em.set_threshold(c), em.set_lag(L) (a new stream), em.reset() (a new stream)
+    em.mem, em.dl, em.ring     the state words, delay line + history, window ring (kernels)
+    em.freeze_history(bool), em.history_view()   for the lag learner
+    em.window_totals() -> (T_re, T_im, E0, EL, n)   Python ints; tests only (allocates)
 
-Helpers (config time / host; floats allowed)
-    phase_step_for(omega, f_s) -> int          round(omega / (2 pi f_s) * 2^30) mod 2^30
-    quantized_omega(phase_step, f_s) -> float  the omega the device really uses (float64 on host)
-    lag_for(tau_bar, f_s) -> int               max(1, round(tau_bar * f_s))
-    sum_shift_for(adc_bits, max_samples_per_beat) -> int
-    cos_sin_q14(theta) -> (c, s)               the Q14 phasor of a 30-bit phase (as add() does)
-    COS_Q14                                    array('h'), 1025 entries, cos table of one turn
-    coherence_q16(t_re, t_im, e0, el) -> int   the integer coherence of four Python ints
-        (these three live in shared/qmath.py and are re-exported here)
-    beat_partials(samples, beat_sizes, **emissary_kwargs) -> list of
-        (dT_re, dT_im, dE0, dEL, n, anoms, coherence)   same code path as the device
+Kernels the beat calls directly on an Emissary's arrays: add_block(mem, dl, src, off, k),
+end_beat(mem, ring); COHERENCE, COLLAPSED, CSTATE, PART_* index mem.
+
+Helpers: phase_step_for(omega, f) -> int; lag_for(tau_bar, f) -> int;
+sum_shift_for(bits, max_samples_per_beat) -> int; coherence_q16 / cos_sin_q14 / COS_Q14
+(shared/qmath.py). For the host and tests: shared/kairos_host.py (quantized_omega, beat_partials).
 """
 import array
 
 from shared.qmath import COS_Q14, cos_sin_q14, coherence_q16, coherence_limbs  # noqa: F401
 
 from shared.compat import micropython, const  # noqa: F401
+try:
+    from shared.compat import ptr16, ptr32    # CPython stand-ins; viper has them built in
+except ImportError:
+    pass
 
 PHASE_MASK = const(0x3FFFFFFF)   # the phase accumulator is 30 bits: 2^30 = one turn
 QUARTER = const(0x10000000)      # pi/2 in phase units
 FRAC_MASK = const(0xFFFFF)       # low 20 bits of the phase: interpolation fraction
 FRAC_HALF = const(0x80000)
 LIMB_MASK = const(0xFFFFFF)      # window totals are hi * 2^24 + lo with 0 <= lo < 2^24
-BEAT_LIMIT = const(0x20000000)   # 2^29: every per-beat partial stays below this magnitude
+_BEAT_LIMIT = const(0x20000000)   # 2^29: every per-beat partial stays below this magnitude
 C_MAX = const(65535)
+_BIAS = const(0x20000000)        # stored words are >= 0 (see shared/vibration.py's note)
+
+# state words
+_PREV = const(0)     # previous sample + _BIAS (0 before the first)
+_DI = const(1)       # delay line index
+_LAG = const(2)
+_THETA = const(3)
+_STEP = const(4)
+_SH = const(5)       # sum_shift S
+_ARE = const(6)      # beat sums + _BIAS
+_AIM = const(7)
+_AE0 = const(8)
+_AEL = const(9)
+_AN = const(10)
+_MAXS = const(11)
+_CAP = const(12)
+_WMAX = const(13)
+_WH = const(14)
+_WC = const(15)
+_WN = const(16)
+_TREH = const(17)    # window totals: hi + _BIAS, lo
+_TREL = const(18)
+_TIMH = const(19)
+_TIML = const(20)
+_TE0H = const(21)
+_TE0L = const(22)
+_TELH = const(23)
+_TELL = const(24)
+_COH = const(25)
+_HI = const(26)      # history ring write index
+_HLEN = const(27)
+_HN = const(28)      # history entries (saturates at HLEN)
+_VMAX = const(29)    # |v| limit
+_CLIP = const(30)
+# published partials of the last beat (+ _BIAS for the signed ones)
+_PRE = const(31)
+_PIM = const(32)
+_PE0 = const(33)
+_PEL = const(34)
+_PN = const(35)
+_THR = const(36)     # collapse threshold, Q16
+_COLL = const(37)    # collapsed now (0/1)
+_EDGE = const(38)    # collapse edge this beat (0/1)
+_NCOLL = const(39)   # collapses so far
+_LTHR = const(40)    # "clearly below" threshold (collapse threshold - hysteresis), Q16
+_CST = const(41)     # collapse state for the beat: bit 0 collapsed, bit 1 clearly below
+_HFRZ = const(42)    # history frozen (the lag learner is reading it)
+_SEGB = const(43)    # beats per window segment
+_OB = const(44)      # beats in the open segment
+_ORE = const(45)     # open segment sums (re, im + _BIAS)
+_OIM = const(46)
+_OE0 = const(47)
+_OEL = const(48)
+_ON = const(49)
+_AWN = const(50)     # samples in the window (closed + open)
+_NSTATE = const(51)
+# words the beat reads directly (an attribute or property costs ~30 us on the Pico)
+COHERENCE = const(_COH)
+COLLAPSED = const(_COLL)
+CSTATE = const(_CST)
+PART_RE = const(_PRE)      # this beat's partials: re, im stored + 2^29 (KBIAS), e0, el, n
+PART_IM = const(_PIM)
+PART_E0 = const(_PE0)
+PART_EL = const(_PEL)
+PART_N = const(_PN)
+KBIAS = const(_BIAS)
+_REC = const(5)      # ring record: re+B, im+B, e0, el, n
 
 
 def phase_step_for(omega, f_s):
-    """Phase increment per sample: round(omega / (2 pi f_s) * 2^30) mod 2^30 (negative omega
-    wraps, i.e. is the same as 2 pi f_s - |omega|)."""
-    import math
+    """round(omega / (2 pi f_s) * 2^30) mod 2^30: the 30-bit phase increment per sample."""
     if f_s <= 0:
-        raise ValueError("f_s must be > 0 Hz, got %r" % (f_s,))
-    return int(round(omega / (2.0 * math.pi * f_s) * 1073741824.0)) & PHASE_MASK
-
-
-def quantized_omega(phase_step, f_s):
-    """The angular frequency (rad/s) the device actually uses for a phase_step."""
+        raise ValueError("sample rate must be > 0 Hz, got %r" % (f_s,))
     import math
-    return phase_step * 2.0 * math.pi * f_s / 1073741824.0
+    return int(round(omega / (2 * math.pi * f_s) * (1 << 30))) & PHASE_MASK
 
 
 def lag_for(tau_bar, f_s):
-    """L = max(1, round(tau_bar * f_s)) samples (Python round: half to even)."""
-    if tau_bar < 0:
+    """max(1, round(tau_bar * f_s)) samples."""
+    if not tau_bar >= 0:
         raise ValueError("tau_bar must be >= 0 s, got %r" % (tau_bar,))
     return max(1, int(round(tau_bar * f_s)))
 
 
-def _rnd(v, k):
-    # round half away from zero of v / 2^k (k >= 0)
-    if k == 0:
-        return v
-    if v >= 0:
-        return (v + (1 << (k - 1))) >> k
-    return -((-v + (1 << (k - 1))) >> k)
-
-
-def sum_shift_for(adc_bits, max_samples_per_beat):
-    """Smallest S >= 0 such that max_samples_per_beat * rnd((2^b - 1)^2 / 2^S) < 2^29, so every
-    per-beat partial fits an i32/u32 wire field and a MicroPython small int.
-    max_samples_per_beat must be 1..255: TELEMETRY carries a count in a u8 (PROTOCOL.md 2.2)."""
-    if not 1 <= adc_bits <= 15:
-        raise ValueError("adc_bits must be in 1..15 (d*d_L must stay < 2^30), got %r" % (adc_bits,))
+def sum_shift_for(bits, max_samples_per_beat):
+    """Smallest S >= 0 with max_samples_per_beat * 2^(2*bits - S) < 2^29, where |d| < 2^bits
+    bounds a difference of two KAIROS samples; so every per-beat partial stays < 2^29."""
     if not 1 <= max_samples_per_beat <= 255:
-        raise ValueError("max_samples_per_beat must be 1..255 (TELEMETRY n_samples is a u8), "
-                         "got %r" % (max_samples_per_beat,))
-    big = ((1 << adc_bits) - 1) ** 2
+        raise ValueError("max_samples_per_beat must be 1..255, got %r" % (max_samples_per_beat,))
+    if not 1 <= bits <= 15:
+        raise ValueError("KAIROS sample bits must be 1..15, got %r" % (bits,))
     s = 0
-    while max_samples_per_beat * _rnd(big, s) >= BEAT_LIMIT:
+    while max_samples_per_beat * ((1 << (2 * bits)) >> s) >= _BEAT_LIMIT:
         s += 1
     return s
+
+
+def _biased_cos_table():
+    # COS_Q14 + 16384 as unsigned halfwords (viper reads ptr16 zero-extended)
+    t = array.array("H", bytes(2 * 1025))
+    for i in range(1025):
+        t[i] = COS_Q14[i] + 16384
+    return t
+
+
+COS_Q14_BIASED = _biased_cos_table()   # COS_Q14 + 16384 as array("H"): viper-readable
+_COSB = COS_Q14_BIASED
+
+
+@micropython.viper
+def _rnd_mul(a: int, c: int, sh: int, fast: int) -> int:
+    # rnd_{sh}(a * c) for a >= 0, |c| <= 16384, without a product >= 2^31 (DEVICE.md)
+    neg = 0
+    if c < 0:
+        c = 0 - c
+        neg = 1
+    half = 1 << (sh - 1)
+    if a < fast:
+        r = (a * c + half) >> sh
+    else:
+        ah = a >> 15
+        al = a & 0x7FFF
+        x = ah * c
+        z = al * c + half
+        if sh == 14:
+            r = (x << 1) + (z >> 14)
+        else:
+            r = (x + (z >> 15)) >> (sh - 15)
+    return 0 - r if neg else r
+
+
+@micropython.viper
+def _add(mem, dl, tab, v: int) -> int:
+    m = ptr32(mem)
+    if int(m[_AN]) >= int(m[_MAXS]):
+        return 0
+    vmax = int(m[_VMAX])
+    if v > vmax:
+        v = vmax
+        m[_CLIP] = int(m[_CLIP]) + 1
+    elif v < 0 - vmax:
+        v = 0 - vmax
+        m[_CLIP] = int(m[_CLIP]) + 1
+    pv = int(m[_PREV])
+    d = 0 if pv == 0 else v - (pv - _BIAS)
+    m[_PREV] = v + _BIAS
+    q = ptr32(dl)
+    lag = int(m[_LAG])
+    i = int(m[_DI])
+    dlg = int(q[i]) - _BIAS
+    q[i] = d + _BIAS
+    i += 1
+    if i == lag:
+        i = 0
+    m[_DI] = i
+    # history ring for the lag learner (after the delay line, which holds the last `lag`);
+    # frozen while the learner reads it
+    if not int(m[_HFRZ]):
+        hl = int(m[_HLEN])
+        hi = int(m[_HI])
+        q[lag + hi] = d + _BIAS
+        hi += 1
+        if hi == hl:
+            hi = 0
+        m[_HI] = hi
+        if int(m[_HN]) < hl:
+            m[_HN] = int(m[_HN]) + 1
+    s = int(m[_SH])
+    if s:
+        h = 1 << (s - 1)
+        m[_AE0] = int(m[_AE0]) + ((d * d + h) >> s)
+        m[_AEL] = int(m[_AEL]) + ((dlg * dlg + h) >> s)
+    else:
+        m[_AE0] = int(m[_AE0]) + d * d
+        m[_AEL] = int(m[_AEL]) + dlg * dlg
+    m[_AN] = int(m[_AN]) + 1
+    th = int(m[_THETA])
+    m[_THETA] = (th + int(m[_STEP])) & PHASE_MASK
+    p = d * dlg
+    if p == 0:
+        return 1
+    neg = 0
+    a = p
+    if p < 0:
+        a = 0 - p
+        neg = 1
+    sh = 14 + s
+    fast = 0x10000 if s == 0 else 0x8000
+    t = ptr16(tab)
+    j = th >> 20
+    f = th & FRAC_MASK
+    c0 = int(t[j]) - 16384
+    c = c0 + (((int(t[j + 1]) - 16384 - c0) * f + FRAC_HALF) >> 20)
+    ts = (th - QUARTER) & PHASE_MASK
+    j = ts >> 20
+    f = ts & FRAC_MASK
+    c0 = int(t[j]) - 16384
+    sn = c0 + (((int(t[j + 1]) - 16384 - c0) * f + FRAC_HALF) >> 20)
+    tr = int(_rnd_mul(a, c, sh, fast))
+    ti = int(_rnd_mul(a, sn, sh, fast))
+    if neg:
+        tr = 0 - tr
+        ti = 0 - ti
+    m[_ARE] = int(m[_ARE]) + tr
+    m[_AIM] = int(m[_AIM]) + ti
+    return 1
+
+
+@micropython.viper
+def end_beat(mem, ring) -> int:
+    # The window is the last CAP closed segments of SEGB beats plus the open segment (the
+    # ring holds segments, not beats: a beat ring for 1 s costs the Pico 5 KB of heap).
+    m = ptr32(mem)
+    w = ptr32(ring)
+    re = int(m[_ARE]) - _BIAS
+    im = int(m[_AIM]) - _BIAS
+    e0 = int(m[_AE0])
+    el = int(m[_AEL])
+    n = int(m[_AN])
+    m[_PRE] = re + _BIAS
+    m[_PIM] = im + _BIAS
+    m[_PE0] = e0
+    m[_PEL] = el
+    m[_PN] = n
+    m[_ARE] = _BIAS
+    m[_AIM] = _BIAS
+    m[_AE0] = 0
+    m[_AEL] = 0
+    m[_AN] = 0
+    # this beat into the open segment (sum_shift keeps a segment's sums below 2^29)
+    ore = int(m[_ORE]) - _BIAS + re
+    oim = int(m[_OIM]) - _BIAS + im
+    oe0 = int(m[_OE0]) + e0
+    oel = int(m[_OEL]) + el
+    on = int(m[_ON]) + n
+    ob = int(m[_OB]) + 1
+    wh = int(m[_WH])
+    wc = int(m[_WC])
+    wn = int(m[_WN])
+    rh = int(m[_TREH]) - _BIAS
+    rl = int(m[_TREL])
+    ih = int(m[_TIMH]) - _BIAS
+    il = int(m[_TIML])
+    eh = int(m[_TE0H])
+    elo = int(m[_TE0L])
+    lh = int(m[_TELH])
+    llo = int(m[_TELL])
+    if ob >= int(m[_SEGB]):
+        cap = int(m[_CAP])
+        if wc >= cap:
+            o = wh * _REC
+            rl -= int(w[o]) - _BIAS
+            rh += rl >> 24
+            rl &= 0xFFFFFF
+            il -= int(w[o + 1]) - _BIAS
+            ih += il >> 24
+            il &= 0xFFFFFF
+            elo -= int(w[o + 2])
+            eh += elo >> 24
+            elo &= 0xFFFFFF
+            llo -= int(w[o + 3])
+            lh += llo >> 24
+            llo &= 0xFFFFFF
+            wn -= int(w[o + 4])
+            wh += 1
+            if wh == cap:
+                wh = 0
+            wc -= 1
+        t = wh + wc
+        if t >= cap:
+            t -= cap
+        o = t * _REC
+        w[o] = ore + _BIAS
+        w[o + 1] = oim + _BIAS
+        w[o + 2] = oe0
+        w[o + 3] = oel
+        w[o + 4] = on
+        wc += 1
+        wn += on
+        rl += ore
+        rh += rl >> 24
+        rl &= 0xFFFFFF
+        il += oim
+        ih += il >> 24
+        il &= 0xFFFFFF
+        elo += oe0
+        eh += elo >> 24
+        elo &= 0xFFFFFF
+        llo += oel
+        lh += llo >> 24
+        llo &= 0xFFFFFF
+        ore = 0
+        oim = 0
+        oe0 = 0
+        oel = 0
+        on = 0
+        ob = 0
+        m[_WH] = wh
+        m[_WC] = wc
+        m[_WN] = wn
+        m[_TREH] = rh + _BIAS
+        m[_TREL] = rl
+        m[_TIMH] = ih + _BIAS
+        m[_TIML] = il
+        m[_TE0H] = eh
+        m[_TE0L] = elo
+        m[_TELH] = lh
+        m[_TELL] = llo
+    m[_ORE] = ore + _BIAS
+    m[_OIM] = oim + _BIAS
+    m[_OE0] = oe0
+    m[_OEL] = oel
+    m[_ON] = on
+    m[_OB] = ob
+    # the window: closed segments + the open one
+    rl += ore
+    rh += rl >> 24
+    rl &= 0xFFFFFF
+    il += oim
+    ih += il >> 24
+    il &= 0xFFFFFF
+    elo += oe0
+    eh += elo >> 24
+    elo &= 0xFFFFFF
+    llo += oel
+    lh += llo >> 24
+    llo &= 0xFFFFFF
+    m[_AWN] = wn + on
+    c = int(coherence_limbs(rh, rl, ih, il, eh, elo, lh, llo))
+    m[_COH] = c
+    was = int(m[_COLL])
+    now = 1 if (c >= int(m[_THR]) and (eh != 0 or elo != 0)) else 0
+    m[_COLL] = now
+    m[_CST] = now | (2 if c < int(m[_LTHR]) else 0)
+    if now and not was:
+        m[_EDGE] = 1
+        m[_NCOLL] = int(m[_NCOLL]) + 1
+    else:
+        m[_EDGE] = 0
+    return c
+
+
+@micropython.viper
+def add_block(mem, dl, src, off: int, k: int) -> int:
+    # k KAIROS samples from src[off:off+k] (array('i'), each stored + 2^29)
+    tab = _COSB
+    q = ptr32(src)
+    i = 0
+    while i < k:
+        _add(mem, dl, tab, int(q[off + i]) - _BIAS)
+        i += 1
+    return k
 
 
 def _zeros(n):
@@ -114,340 +418,138 @@ def _zeros(n):
 
 
 class Emissary:
-    def __init__(self, f_s=1000, omega=2.0, tau_bar=0.05, adc_bits=12, max_samples_per_beat=32,
-                 window_s=1.0, capacity=256, threshold=0.95, lag=None, phase_step=None,
-                 anomaly_z=3.0, anomaly_k=6, warmup=None):
-        if f_s <= 0:
-            raise ValueError("f_s must be > 0 Hz, got %r" % (f_s,))
-        self.f_s = f_s
-        self.adc_bits = adc_bits
-        # sum_shift_for also bounds max_samples_per_beat to 1..255 (a ValueError otherwise)
-        self.sum_shift = sum_shift_for(adc_bits, max_samples_per_beat)
+    def __init__(self, rate_hz=250, omega=0.0, lag=25, bits=13, max_samples_per_beat=8,
+                 window_s=1.0, threshold=0.95, phase_step=None, hist_len=512,
+                 max_lag=None, hysteresis=0.05, beats_per_s=237.5, seg_beats=4):
+        if not rate_hz > 0:
+            raise ValueError("KAIROS rate must be > 0 Hz, got %r" % (rate_hz,))
+        if not 2 <= bits <= 15:
+            raise ValueError("KAIROS sample bits must be 2..15, got %r" % (bits,))
+        self.rate_hz = rate_hz
+        self.bits = bits
+        if not 1 <= seg_beats <= 16:
+            raise ValueError("seg_beats must be 1..16, got %r" % (seg_beats,))
+        # |v| < 2^(bits-1), so |d| < 2^bits; a window segment's sums stay below 2^29 too
+        self.sum_shift = sum_shift_for(bits, max_samples_per_beat * seg_beats)
+        self.seg_beats = seg_beats
         self.max_samples = max_samples_per_beat
-        self.lag = lag_for(tau_bar, f_s) if lag is None else int(lag)
-        if self.lag < 1:
-            raise ValueError("lag must be >= 1 sample, got %r" % (lag,))
-        self.phase_step = (phase_step_for(omega, f_s) if phase_step is None
-                           else int(phase_step) & PHASE_MASK)
-        self.window_samples = max(1, int(round(window_s * f_s)))
+        self.window_samples = max(1, int(round(window_s * rate_hz)))
         if self.window_samples < max_samples_per_beat:
-            raise ValueError("window_s * f_s (%d samples) must be >= max_samples_per_beat (%d)"
+            raise ValueError("window_s * rate (%d samples) must be >= max_samples_per_beat (%d)"
                              % (self.window_samples, max_samples_per_beat))
-        if capacity is None:
-            capacity = 256
-        if capacity < 1:
-            raise ValueError("capacity must be >= 1 beat, got %r" % (capacity,))
+        # closed segments spanning window_s (the open one adds up to seg_beats)
+        capacity = max(1, int(window_s * beats_per_s / seg_beats + 0.999))
         self.capacity = capacity
-        if not 1 <= anomaly_k <= 12:
-            raise ValueError("anomaly_k must be in 1..12 (EWMA alpha = 2^-k), got %r" % (anomaly_k,))
-        self.set_anomaly_z(anomaly_z)
-        self._ak = anomaly_k
-        sh = 2 * adc_bits + anomaly_k - 30
-        self._ag = sh if sh > 0 else 0                     # pre-shift of squared deviations
-        self._vfloor = (1 << anomaly_k) >> self._ag        # 1 count^2 in variance units
-        if self._vfloor < 1:
-            self._vfloor = 1
-        self.warmup = (4 << anomaly_k) if warmup is None else int(warmup)
-        self._sh = 14 + self.sum_shift
-        self._half = 1 << (self._sh - 1)
-        self._eh = (1 << (self.sum_shift - 1)) if self.sum_shift else 0
-        self._xmax = (1 << adc_bits) - 1
-        # direct product when a*|c| + half < 2^30: a < 2^16 with S = 0 (half = 2^13), else a < 2^15
-        self._fast = 0x10000 if self.sum_shift == 0 else 0x8000
-        self._dl = _zeros(self.lag)
-        n = capacity
-        self._w_re = _zeros(n)
-        self._w_im = _zeros(n)
-        self._w_e0 = _zeros(n)
-        self._w_el = _zeros(n)
-        self._w_n = _zeros(n)
-        self._w_an = _zeros(n)
+        self.phase_step = (phase_step_for(omega, rate_hz) if phase_step is None
+                           else int(phase_step) & PHASE_MASK)
+        self.max_lag = int(max_lag) if max_lag is not None else max(int(lag), hist_len // 2)
+        if not 1 <= lag <= self.max_lag:
+            raise ValueError("lag must be 1..%d samples, got %r" % (self.max_lag, lag))
+        self.hist_len = hist_len
+        if not 0.0 <= hysteresis < 0.5:
+            raise ValueError("coherence hysteresis must be in [0, 0.5), got %r" % (hysteresis,))
+        self.hysteresis = hysteresis
+        self.mem = _zeros(_NSTATE)
+        self.dl = _zeros(self.max_lag + hist_len)
+        self.ring = _zeros(_REC * capacity)
         self.overruns = 0
-        self.clipped = 0
-        self.collapses = 0
+        m = self.mem
+        m[_STEP] = self.phase_step
+        m[_SH] = self.sum_shift
+        m[_MAXS] = max_samples_per_beat
+        m[_CAP] = capacity
+        m[_WMAX] = self.window_samples
+        m[_SEGB] = seg_beats
+        m[_HLEN] = hist_len
+        m[_VMAX] = (1 << (bits - 1)) - 1
         self.set_threshold(threshold)
+        self.lag = int(lag)
         self.reset()
-
-    def set_anomaly_z(self, z):
-        """|z| threshold of the anomaly test (CONFIG anomaly_z), 1 <= z <= 100."""
-        if not 1.0 <= z <= 100.0:
-            raise ValueError("anomaly_z must be in [1, 100], got %r" % (z,))
-        self.anomaly_z = z
-        self._zq = int(round(z * z * 16))   # z^2 in Q4
 
     def set_threshold(self, c):
         if not 0.0 <= c <= 1.0:
             raise ValueError("coherence threshold I_c must be in [0, 1], got %r" % (c,))
         self.threshold_q16 = min(C_MAX, int(round(c * 65536)))
+        self.mem[_THR] = self.threshold_q16
+        lt = self.threshold_q16 - int(round(self.hysteresis * 65536))
+        self.mem[_LTHR] = lt if lt > 0 else 0
+
+    def set_lag(self, lag):
+        """A new lag (samples): the partials change meaning, so the stream restarts."""
+        lag = int(lag)
+        if not 1 <= lag <= self.max_lag:
+            raise ValueError("lag must be 1..%d samples, got %r" % (self.max_lag, lag))
+        self.lag = lag
+        self.reset()
 
     def reset(self):
-        """Start a new stream (new boot id): phase 0, zero delay line, empty window."""
-        dl = self._dl
+        """Start a new stream: phase 0, zero delay line, empty window and history."""
+        m = self.mem
+        for i in (_PREV, _DI, _THETA, _AE0, _AEL, _AN, _WH, _WC, _WN, _TREL, _TIML, _TE0H,
+                  _TE0L, _TELH, _TELL, _COH, _HI, _HN, _PE0, _PEL, _PN, _CLIP, _HFRZ, _OB,
+                  _OE0, _OEL, _ON, _AWN):
+            m[i] = 0
+        for i in (_ARE, _AIM, _TREH, _TIMH, _PRE, _PIM, _ORE, _OIM):
+            m[i] = _BIAS
+        m[_LAG] = self.lag
+        m[_COLL] = 0
+        m[_EDGE] = 0
+        dl = self.dl
         for i in range(len(dl)):
-            dl[i] = 0
-        self._di = 0
-        self._prev = -1
-        self._theta = 0
-        self._are = 0
-        self._aim = 0
-        self._ae0 = 0
-        self._ael = 0
-        self._n = 0
-        self._an = 0
-        self._mean = 0
-        self._var = 0
-        self._seen = 0
-        self.dT_re = 0
-        self.dT_im = 0
-        self.dE0 = 0
-        self.dEL = 0
-        self.n = 0
-        self.anoms = 0
-        self._wh = 0          # index of the oldest beat
-        self._wc = 0          # beats in the window
-        self._tre_h = 0
-        self._tre_l = 0
-        self._tim_h = 0
-        self._tim_l = 0
-        self._te0_h = 0
-        self._te0_l = 0
-        self._tel_h = 0
-        self._tel_l = 0
-        self.window_n = 0
-        self.window_anoms = 0
-        self.window_beats = 0
-        self.coherence = 0
-        self.collapsed = False
-        self.collapse_edge = False
+            dl[i] = _BIAS
 
-    def room(self):
-        return self.max_samples - self._n
-
-    @micropython.native
-    def add(self, x):
-        if self._n >= self.max_samples:
-            self.overruns += 1
-            return False
-        if x < 0:
-            x = 0
-            self.clipped += 1
-        elif x > self._xmax:
-            x = self._xmax
-            self.clipped += 1
-        # anomaly: squared deviation from the EWMA mean against the EWMA variance
-        k = self._ak
-        seen = self._seen
-        if seen == 0:
-            self._mean = x << k
-        m = self._mean
-        dx = x - ((m + (1 << (k - 1))) >> k)
-        q = ((dx * dx) >> self._ag) << k
-        if seen >= self.warmup:
-            v = self._var
-            if v < self._vfloor:
-                v = self._vfloor
-            zq = self._zq
-            if ((q // zq) << 4) + (((q % zq) << 4) // zq) > v:
-                self._an += 1
-        else:
-            self._seen = seen + 1
-        self._mean = m + (((x << k) - m) >> k)
-        self._var += (q - self._var) >> k
-        # KAIROS terms
-        p = self._prev
-        d = 0 if p < 0 else x - p
-        self._prev = x
-        i = self._di
-        dl = self._dl[i]
-        self._dl[i] = d
-        i += 1
-        if i == self.lag:
-            i = 0
-        self._di = i
-        s = self.sum_shift
-        if s:
-            h = self._eh
-            self._ae0 += (d * d + h) >> s
-            self._ael += (dl * dl + h) >> s
-        else:
-            self._ae0 += d * d
-            self._ael += dl * dl
-        self._n += 1
-        th = self._theta
-        self._theta = (th + self.phase_step) & PHASE_MASK
-        p = d * dl
-        if p == 0:
+    def add(self, v):
+        if _add(self.mem, self.dl, _COSB, v):
             return True
-        tab = COS_Q14
-        j = th >> 20
-        f = th & FRAC_MASK
-        c0 = tab[j]
-        c = c0 + (((tab[j + 1] - c0) * f + FRAC_HALF) >> 20)
-        th = (th - QUARTER) & PHASE_MASK
-        j = th >> 20
-        f = th & FRAC_MASK
-        c0 = tab[j]
-        sn = c0 + (((tab[j + 1] - c0) * f + FRAC_HALF) >> 20)
-        neg = p < 0
-        a = -p if neg else p
-        sh = self._sh
-        half = self._half
-        if a < self._fast:
-            # a * |c| + half < 2^30: direct
-            if c < 0:
-                tr = -((a * -c + half) >> sh)
-            else:
-                tr = (a * c + half) >> sh
-            if sn < 0:
-                ti = -((a * -sn + half) >> sh)
-            else:
-                ti = (a * sn + half) >> sh
-        else:
-            # a = ah * 2^15 + al; (ah*|c|*2^15 + al*|c| + half) >> sh without a 2^30 overflow
-            ah = a >> 15
-            al = a & 0x7FFF
-            cc = -c if c < 0 else c
-            x_ = ah * cc
-            z = al * cc + half
-            if sh == 14:
-                r = (x_ << 1) + (z >> 14)
-            else:
-                r = (x_ + (z >> 15)) >> (sh - 15)
-            tr = -r if c < 0 else r
-            cc = -sn if sn < 0 else sn
-            x_ = ah * cc
-            z = al * cc + half
-            if sh == 14:
-                r = (x_ << 1) + (z >> 14)
-            else:
-                r = (x_ + (z >> 15)) >> (sh - 15)
-            ti = -r if sn < 0 else r
-        if neg:
-            self._are -= tr
-            self._aim -= ti
-        else:
-            self._are += tr
-            self._aim += ti
-        return True
+        self.overruns += 1
+        return False
 
-    @micropython.native
+    def add_block(self, src, off, k):
+        """k KAIROS samples from array('i') src starting at off, each stored + 2^29
+        (shared/vibration.py's decimated output): one call instead of k."""
+        return add_block(self.mem, self.dl, src, off, k)
+
     def end_beat(self):
-        n = self._n
-        re = self._are
-        im = self._aim
-        e0 = self._ae0
-        el = self._ael
-        an = self._an
-        self.dT_re = re
-        self.dT_im = im
-        self.dE0 = e0
-        self.dEL = el
-        self.n = n
-        self.anoms = an
-        self._are = 0
-        self._aim = 0
-        self._ae0 = 0
-        self._ael = 0
-        self._n = 0
-        self._an = 0
-        # slide: drop the oldest beats until the new one fits in window_samples and capacity
-        cap = self.capacity
-        while self._wc > 0 and (self._wc >= cap or self.window_n + n > self.window_samples):
-            o = self._wh
-            self._sub(self._w_re[o], self._w_im[o], self._w_e0[o], self._w_el[o])
-            self.window_n -= self._w_n[o]
-            self.window_anoms -= self._w_an[o]
-            o += 1
-            if o == cap:
-                o = 0
-            self._wh = o
-            self._wc -= 1
-        t = self._wh + self._wc
-        if t >= cap:
-            t -= cap
-        self._w_re[t] = re
-        self._w_im[t] = im
-        self._w_e0[t] = e0
-        self._w_el[t] = el
-        self._w_n[t] = n
-        self._w_an[t] = an
-        self._wc += 1
-        self.window_beats = self._wc
-        self.window_n += n
-        self.window_anoms += an
-        lo = self._tre_l + re
-        self._tre_h += lo >> 24
-        self._tre_l = lo & LIMB_MASK
-        lo = self._tim_l + im
-        self._tim_h += lo >> 24
-        self._tim_l = lo & LIMB_MASK
-        lo = self._te0_l + e0
-        self._te0_h += lo >> 24
-        self._te0_l = lo & LIMB_MASK
-        lo = self._tel_l + el
-        self._tel_h += lo >> 24
-        self._tel_l = lo & LIMB_MASK
-        c = coherence_limbs(self._tre_h, self._tre_l, self._tim_h, self._tim_l,
-                             self._te0_h, self._te0_l, self._tel_h, self._tel_l)
-        self.coherence = c
-        was = self.collapsed
-        now = c >= self.threshold_q16 and self._te0_h | self._te0_l != 0
-        self.collapsed = now
-        self.collapse_edge = now and not was
-        if self.collapse_edge:
-            self.collapses += 1
-        return c
+        return end_beat(self.mem, self.ring)
 
-    @micropython.native
-    def _sub(self, re, im, e0, el):
-        lo = self._tre_l - re
-        self._tre_h += lo >> 24
-        self._tre_l = lo & LIMB_MASK
-        lo = self._tim_l - im
-        self._tim_h += lo >> 24
-        self._tim_l = lo & LIMB_MASK
-        lo = self._te0_l - e0
-        self._te0_h += lo >> 24
-        self._te0_l = lo & LIMB_MASK
-        lo = self._tel_l - el
-        self._tel_h += lo >> 24
-        self._tel_l = lo & LIMB_MASK
+    @property
+    def collapsed(self):
+        return self.mem[_COLL] != 0
+
+    # published values (the beat reads mem[COHERENCE] etc. directly; these are for the
+    # boot path, tests and the host: properties cost heap on a Pico, so few of them)
+    @property
+    def coherence(self):
+        return self.mem[_COH]
+
+    def partials(self):
+        """(dT_re, dT_im, dE0, dEL, n): the last beat's partials (allocates a tuple)."""
+        m = self.mem
+        return (m[_PRE] - _BIAS, m[_PIM] - _BIAS, m[_PE0], m[_PEL], m[_PN])
+
+    def counters(self):
+        """Window samples and segments, collapses so far, the collapse edge of the last beat,
+        clipped samples, history entries (a dict: tests, reports)."""
+        m = self.mem
+        return {"window_n": m[_AWN], "window_segments": m[_WC], "collapses": m[_NCOLL],
+                "collapse_edge": m[_EDGE] != 0, "clipped": m[_CLIP], "history": m[_HN]}
+
+    def freeze_history(self, frozen):
+        """Stop (True) or resume (False) recording differences into the history ring, so the
+        lag learner can read it in place across several idle slices."""
+        self.mem[_HFRZ] = 1 if frozen else 0
+
+    def history_view(self):
+        """(array, base, start, length, count) of the history ring: element k (0 = oldest) is
+        array[base + (start + k) % length] - 2^29; complete once count == length."""
+        m = self.mem
+        return self.dl, m[_LAG], m[_HI], m[_HLEN], m[_HN]
 
     def window_totals(self):
-        """(T_re, T_im, E0, EL, n) of the window as Python ints (allocates; tests/debug)."""
-        return ((self._tre_h << 24) + self._tre_l, (self._tim_h << 24) + self._tim_l,
-                (self._te0_h << 24) + self._te0_l, (self._tel_h << 24) + self._tel_l,
-                self.window_n)
-
-
-def beat_partials(samples, beat_sizes, **kwargs):
-    """Run the device Emissary over a list of samples cut into beats of the given sizes (a list,
-    or an int for equal beats, the last one possibly shorter). Returns
-    [(dT_re, dT_im, dE0, dEL, n, anoms, coherence), ...]. Same code path as the device; used by
-    tests, the emulator and host cross-checks."""
-    total = len(samples)
-    if isinstance(beat_sizes, int):
-        if beat_sizes < 1:
-            raise ValueError("beat size must be >= 1 sample, got %r" % (beat_sizes,))
-        nb = (total + beat_sizes - 1) // beat_sizes
-        biggest = beat_sizes
-    else:
-        nb = len(beat_sizes)
-        biggest = max(beat_sizes) if nb else 1
-    if "max_samples_per_beat" not in kwargs:
-        kwargs["max_samples_per_beat"] = max(biggest, 1)
-    em = Emissary(**kwargs)
-    out = []
-    i = 0
-    for b in range(nb):
-        sz = beat_sizes if isinstance(beat_sizes, int) else beat_sizes[b]
-        for _ in range(sz):
-            if i >= total:
-                break
-            if not em.add(samples[i]):
-                raise ValueError("beat of %d samples exceeds max_samples_per_beat=%d"
-                                 % (sz, em.max_samples))
-            i += 1
-        em.end_beat()
-        out.append((em.dT_re, em.dT_im, em.dE0, em.dEL, em.n, em.anoms, em.coherence))
-    return out
+        """(T_re, T_im, E0, EL, n) of the window (closed segments + open) as Python ints
+        (allocates; tests/debug)."""
+        m = self.mem
+        return (((m[_TREH] - _BIAS) << 24) + m[_TREL] + m[_ORE] - _BIAS,
+                ((m[_TIMH] - _BIAS) << 24) + m[_TIML] + m[_OIM] - _BIAS,
+                (m[_TE0H] << 24) + m[_TE0L] + m[_OE0], (m[_TELH] << 24) + m[_TELL] + m[_OEL],
+                m[_AWN])

@@ -3,12 +3,11 @@ SHA-256(record || nonce as 4 bytes little-endian) has at least `bits` leading ze
 (bit 7 of byte 0 first). Minting is incremental, in bounded slices a beat can afford; verifying
 is one hash. Both runtimes.
 
-Speed: the inner loop (_scan) is compiled with @micropython.native on MicroPython, so the
-per-hash overhead beyond hashlib is a byte store and a first-byte test.
-Allocation: every SHA-256 on MicroPython allocates its hash object and the 32-byte digest
-(hashlib has no in-place API and no copy()); nothing else is allocated per hash (the nonce is
-written into a preallocated buffer, the counter is two 16-bit small ints) and nothing at all
-when idle. start() allocates the record buffer only when the record length changes.
+On MicroPython the miner hashes with shared/sha256.py: the record, nonce and padding sit in one
+preallocated block (a record of up to 51 bytes is one SHA-256 block; a WITNESS record is 23),
+each try writes the nonce bytes and compresses from the IV: nothing is allocated per hash (a
+hashlib object and digest per hash would fill the Pico's heap; collecting it takes ~24 ms).
+On CPython the inner loop uses hashlib. start() allocates only when the record length changes.
 
 Public API
 ----------
@@ -37,12 +36,12 @@ except ImportError:
     def const(x):
         return x
 
-MAX_BITS = const(32)
+_MAX_BITS = const(32)
 _HASH_CAP = const(0x3FFFFFFF)
 
 
 def _check_bits(bits):
-    if not (isinstance(bits, int) and 0 <= bits <= MAX_BITS):
+    if not (isinstance(bits, int) and 0 <= bits <= _MAX_BITS):
         raise ValueError("difficulty must be an int in 0..32 leading zero bits, got %r" % (bits,))
 
 
@@ -94,6 +93,24 @@ if sys.implementation.name == "micropython":
         return -1
 
 
+if sys.implementation.name == "micropython":
+    from shared.sha256 import Sha256
+
+    @micropython.native
+    def _scan_block(sha, blk, o, b0, end, bits):  # noqa: F811
+        # one-block records: nonce byte 0 at blk[o]; chaining value from the IV each try
+        while b0 < end:
+            blk[o] = b0
+            sha.load_iv()
+            sha.compress()
+            if sha.lead0() >= bits:
+                return b0
+            b0 += 1
+        return -1
+else:
+    Sha256 = None
+
+
 def verify(record, nonce, bits):
     """True when SHA-256(record || nonce u32 LE) has >= bits leading zero bits."""
     _check_bits(bits)
@@ -125,15 +142,31 @@ class Miner:
         self.active = False
         self.exhausted = False
         self.bits = 0
+        self._sha = None
 
     def start(self, record, bits):
         _check_bits(bits)
         n = len(record)
-        if len(self._buf) != n + 4:
-            self._buf = bytearray(n + 4)
-        buf = self._buf
-        buf[0:n] = record
-        buf[n] = buf[n + 1] = buf[n + 2] = buf[n + 3] = 0
+        if Sha256 is not None and n + 4 <= 55:
+            # the whole message in one block: record | nonce | 0x80 | zeros | bit length
+            if self._sha is None:
+                self._sha = Sha256()
+            blk = self._sha.block
+            for i in range(n):
+                blk[i] = record[i]
+            for i in range(n, 64):
+                blk[i] = 0
+            blk[n + 4] = 0x80
+            bl = (n + 4) << 3
+            blk[62] = bl >> 8
+            blk[63] = bl & 0xFF
+            self._buf = blk
+        else:
+            if len(self._buf) != n + 4 or self._buf is (self._sha.block if self._sha else None):
+                self._buf = bytearray(n + 4)
+            buf = self._buf
+            buf[0:n] = record
+            buf[n] = buf[n + 1] = buf[n + 2] = buf[n + 3] = 0
         self._off = n
         self.bits = bits
         self._nfull = bits >> 3
@@ -159,14 +192,19 @@ class Miner:
         m0 = self._m0
         nf = self._nfull
         mk = self._mask
-        sha = hashlib.sha256
+        one = self._sha is not None and buf is self._sha.block
+        sha = self._sha if one else hashlib.sha256
+        bits = self.bits
         left = max_hashes
         b0 = self._b0
         while left > 0:
             end = b0 + left
             if end > 256:
                 end = 256
-            r = _scan(sha, buf, o, b0, end, m0, nf, mk)
+            if one:
+                r = _scan_block(sha, buf, o, b0, end, bits)
+            else:
+                r = _scan(sha, buf, o, b0, end, m0, nf, mk)
             if r >= 0:
                 self._count(max_hashes - left + r - b0 + 1)
                 self._b0 = r

@@ -1,6 +1,10 @@
-# The BecomingONE wire protocol: catalogue, generic encode, the one decoder (both runtimes).
-# docs/PROTOCOL.md is the byte-exact reference; shared/frame_encoder.py is the device's
-# allocation-free encoder, which must produce the same bytes as encode() here.
+# The BecomingONE wire protocol, host side and tests: the catalogue (field names, type names),
+# the generic decoder and encoder (both runtimes). docs/PROTOCOL.md is the byte-exact
+# reference. The layouts and constants are shared/wire_format.py, the checks every frame and
+# every host payload pass shared/wire_check.py, the code tables shared/protocol_codes.py: all
+# re-exported here. The device reads those three modules directly and never loads this one;
+# shared/frame_encoder.py is its allocation-free encoder, which must produce the same bytes as
+# encode() here.
 #
 # encode(msg_type, fields, device_id, boot_id, seq, time_era=0, time_off=0, auth=None,
 #        batch=False) -> bytes
@@ -8,43 +12,23 @@
 # frame_size(msg_type, auth=False, count=None) -> int
 import struct
 
-from shared.auth import Auth, TAG_LEN
-from shared.crc import crc32_check, crc32_store
-from shared.wire_errors import (AuthError, CrcError, FieldError, LengthError, OversizeError,
-                                ReplayError, ShortFrameError, UnknownTypeError, VersionError)
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-VERSION = const(1)
-FLAG_AUTH = const(0x01)
-FLAG_BATCH = const(0x02)
-_FLAGS_KNOWN = const(0x03)
-
-HEADER_LEN = const(15)
-CRC_LEN = const(4)
-MAX_FRAME = const(254)        # so COBS adds exactly one byte (see shared/cobs.py)
-SEQ_LIMIT = const(0x40000000)  # seq and time_off are < 2^30
-_ERA_LIMIT = const(256)       # time_era is a u8: device time < 2^38 us (76.4 h) per boot
-# TELEMETRY period_us (u16) saturates at 65535, the exact period is then HELLO's; TELEMETRY
-# n_samples is a u8 (0..255). No module-level names for these: every global costs device heap.
-MAX_BATCH = const(5)          # 15 + 1 + 5*36 + 8 + 4 = 208 <= MAX_FRAME (6 = 244 would fit
-#                               too; 5 is kept, the CONFIG batch_beats range is 1..5)
-MAX_CONFIG_PAIRS = const(32)  # 15 + 5 + 32*5 + 8 + 4 = 192
-
-HELLO = const(1)
-TELEMETRY = const(2)
-WITNESS = const(3)
-ACK = const(4)
-CONFIG = const(5)
-MODEL = const(6)
-TIME_SYNC = const(7)
-CLEAR = const(8)
-HEARTBEAT = const(9)
-ERROR = const(10)
+from shared.wire_errors import FieldError, LengthError, ReplayError
+from shared.wire_format import *  # noqa: F401,F403
+from shared.wire_format import (HELLO, TELEMETRY, WITNESS, ACK, CONFIG, MODEL, TIME_SYNC, CLEAR,
+                                HEARTBEAT, ERROR, FLAG_AUTH, FLAG_BATCH, HEADER_LEN, CRC_LEN,
+                                TAG_LEN, SEQ_LIMIT, MAX_BATCH, HELLO_FMT, TELEMETRY_FMT,
+                                TELEMETRY_LEN, WITNESS_FMT, WITNESS_RECORD_FMT, ACK_FMT,
+                                MODEL_FMT, TIME_SYNC_FMT, CLEAR_FMT, HEARTBEAT_FMT, ERROR_FMT,
+                                CONFIG_HEAD_FMT, CONFIG_PAIR_FMT, CONFIG_HEAD_LEN,
+                                CONFIG_PAIR_LEN, sent_by_host)
+from shared.wire_check import (check_frame, check_len, check_ack, check_config,
+                               check_config_key, check_model, check_time_sync, check_clear)
+# Code tables (capabilities, decisions, witness kinds, ACK status, CLEAR reasons, ERROR codes,
+# CONFIG keys) live in shared/protocol_codes.py and are re-exported here.
+from shared.protocol_codes import *  # noqa: F401,F403
+from shared.protocol_codes import (DECISION_MASK, DECISION_QUARANTINE, RESET_CAUSE_MAX,
+                                   BOOT_FLAGS_KNOWN, WITNESS_KIND_MAX, ERR_CODE_MAX, CONFIG_KEYS,
+                                   SYNC_REQUEST, SYNC_REPLY)
 
 TYPE_NAMES = {HELLO: "HELLO", TELEMETRY: "TELEMETRY", WITNESS: "WITNESS", ACK: "ACK",
               CONFIG: "CONFIG", MODEL: "MODEL", TIME_SYNC: "TIME_SYNC", CLEAR: "CLEAR",
@@ -54,53 +38,34 @@ for _k in TYPE_NAMES:
     TYPE_IDS[TYPE_NAMES[_k]] = _k
 
 # Who may send a type: "d" device (device_id 1..65535), "h" host (device_id 0), "b" both.
-DIRECTION = {HELLO: "d", TELEMETRY: "d", WITNESS: "d", HEARTBEAT: "d", CONFIG: "h",
-             MODEL: "h", CLEAR: "h", ACK: "b", ERROR: "b", TIME_SYNC: "b"}
+DIRECTION = {}
+for _k in TYPE_NAMES:
+    DIRECTION[_k] = "dhb"[sent_by_host(_k)]
 
-# Header: ver_flags, type, device_id, boot_id, seq, time_era, time_off
-HEADER_FMT = "<BBHHIBI"
-_HEADER_HALVES = "<BBHHHHBHH"  # the same 15 bytes with seq/time_off as u16 halves (no bigints)
-
-# Fixed payloads: (struct format, field names). Strings ("Ns") are ASCII, NUL padded.
-TELEMETRY_FMT = "<IHHiiIIBHhHHHB"
+# Field names of the fixed payloads, in wire order (wire_format.py has their struct formats)
 TELEMETRY_FIELDS = ("beat", "period_us", "lateness_us", "dT_re", "dT_im", "dE0", "dEL",
                     "n_samples", "coherence", "pid_error", "pid_output", "threat", "o_weight",
-                    "decision_state")
-TELEMETRY_LEN = const(36)
-HELLO_FMT = "<8sBBBHHIIHBBBB"
+                    "decision_state", "level", "kurt", "crest", "anoms")
 HELLO_FIELDS = ("board", "fw_major", "fw_minor", "fw_patch", "capabilities", "fs_hz",
                 "period_us", "phase_step", "lag_samples", "adc_bits", "sum_shift", "pow_bits",
-                "telemetry_every")
-WITNESS_FMT = "<IBIBHHiBI"
+                "telemetry_every", "spb_max", "period_min_us", "reset_cause", "boot_flags",
+                "kairos_decim", "counts_per_unit_q4")
 WITNESS_FIELDS = ("witness_id", "kind", "beat", "decision", "threat", "coherence", "value",
                   "pow_bits", "nonce")
-WITNESS_RECORD_FMT = "<HHIBIBHHiB"  # device_id, boot_id, then the witness body without nonce
-ACK_FMT = "<BBI"
 ACK_FIELDS = ("acked_type", "status", "ref")
-MODEL_FMT = "<Iff"
-MODEL_FIELDS = ("model_version", "w", "b")
-TIME_SYNC_FMT = "<BQHI"
+MODEL_FIELDS = ("model_version", "bias", "w_level", "w_kurt", "w_crest", "w_anoms")
 TIME_SYNC_FIELDS = ("mode", "host_t1_us", "rx_era", "rx_off")
-CLEAR_FMT = "<BI"
 CLEAR_FIELDS = ("reason", "ref")
-HEARTBEAT_FMT = "<IHHHIBHHHHHHH"
 HEARTBEAT_FIELDS = ("beats", "late_p50_us", "late_p99_us", "late_max_us", "heap_free",
                     "witness_queue", "rx_ok", "rx_crc", "rx_cobs", "rx_auth", "rx_replay",
-                    "rx_other", "tx_dropped")
-ERROR_FMT = "<BBI16s"
+                    "rx_other", "tx_dropped", "samples_lost")
 ERROR_FIELDS = ("code", "ref_type", "ref", "text")
-CONFIG_HEAD_FMT = "<IB"   # config_version, count; then count x "<Bi" (key id, value)
-CONFIG_PAIR_FMT = "<Bi"
 
 LAYOUTS = {HELLO: (HELLO_FMT, HELLO_FIELDS), TELEMETRY: (TELEMETRY_FMT, TELEMETRY_FIELDS),
            WITNESS: (WITNESS_FMT, WITNESS_FIELDS), ACK: (ACK_FMT, ACK_FIELDS),
            MODEL: (MODEL_FMT, MODEL_FIELDS), TIME_SYNC: (TIME_SYNC_FMT, TIME_SYNC_FIELDS),
            CLEAR: (CLEAR_FMT, CLEAR_FIELDS), HEARTBEAT: (HEARTBEAT_FMT, HEARTBEAT_FIELDS),
            ERROR: (ERROR_FMT, ERROR_FIELDS)}
-
-# Code tables (capabilities, decisions, witness kinds, ACK status, CLEAR reasons, ERROR codes,
-# CONFIG keys) live in shared/protocol_codes.py and are re-exported here.
-from shared.protocol_codes import *  # noqa: E402,F401,F403
 
 _PAYLOAD_LEN = {}
 for _k in LAYOUTS:
@@ -110,7 +75,7 @@ for _k in LAYOUTS:
 def payload_size(msg_type, count=None):
     """Payload bytes of a type; count = beats (TELEMETRY with BATCH) or pairs (CONFIG)."""
     if msg_type == CONFIG:
-        return 5 + 5 * (count or 0)
+        return CONFIG_HEAD_LEN + CONFIG_PAIR_LEN * (count or 0)
     if msg_type == TELEMETRY and count is not None:
         return 1 + TELEMETRY_LEN * count
     return _PAYLOAD_LEN[msg_type]
@@ -164,133 +129,32 @@ class Frame:
 
 # ---------------------------------------------------------------- encoding (generic)
 
-def _ascii(value, size, name):
-    if isinstance(value, str):
-        try:
-            value = value.encode("ascii")
-        except (UnicodeError, ValueError):
-            raise FieldError("%s must be ASCII text" % name)
-    if not isinstance(value, (bytes, bytearray)):
-        raise FieldError("%s must be text of at most %d ASCII bytes" % (name, size))
-    if len(value) > size:
-        raise FieldError("%s is %d bytes, at most %d allowed" % (name, len(value), size))
-    for b in value:
-        if b < 0x20 or b > 0x7E:
-            raise FieldError("%s must be printable ASCII (0x20..0x7E)" % name)
-    return bytes(value)
-
-
-def _pack_fixed(msg_type, fields, buf, off):
-    fmt, names = LAYOUTS[msg_type]
-    vals = []
-    for nm in names:
-        if nm not in fields:
-            raise FieldError("%s payload needs field %r" % (TYPE_NAMES[msg_type], nm))
-        v = fields[nm]
-        if nm == "board":
-            v = _ascii(v, 8, nm)
-        elif nm == "text":
-            v = _ascii(v, 16, nm)
-        vals.append(v)
-    try:
-        struct.pack_into(fmt, buf, off, *vals)
-    except (struct.error, OverflowError, TypeError, ValueError) as e:
-        raise FieldError("%s payload does not fit its layout %s: %s"
-                         % (TYPE_NAMES[msg_type], fmt, e))
-
-
 def encode(msg_type, fields, device_id, boot_id, seq, time_era=0, time_off=0, auth=None,
            batch=False):
-    """Build one frame. `fields` is the payload dict (BATCH: {"records": [...]}, CONFIG:
-    {"config_version": v, "pairs": [[key, value], ...]}). `auth` is an Auth or None."""
-    if msg_type not in TYPE_NAMES:
-        raise UnknownTypeError("message type %r unknown (allowed: 1..10)" % (msg_type,))
-    if batch and msg_type != TELEMETRY:
-        raise FieldError("BATCH is only defined for TELEMETRY")
-    count = None
-    if batch:
-        recs = fields.get("records") if isinstance(fields, dict) else None
-        if not recs or len(recs) > MAX_BATCH:
-            raise FieldError("BATCH needs 1..%d records" % MAX_BATCH)
-        count = len(recs)
-    elif msg_type == CONFIG:
-        pairs = fields.get("pairs", [])
-        if len(pairs) > MAX_CONFIG_PAIRS:
-            raise FieldError("CONFIG carries at most %d pairs (got %d)"
-                             % (MAX_CONFIG_PAIRS, len(pairs)))
-        count = len(pairs)
-    n = frame_size(msg_type, auth is not None, count)
-    buf = bytearray(n)
-    _check_header_values(msg_type, device_id, boot_id, seq, time_era, time_off)
-    flags = (FLAG_AUTH if auth is not None else 0) | (FLAG_BATCH if batch else 0)
-    struct.pack_into(HEADER_FMT, buf, 0, (VERSION << 4) | flags, msg_type, device_id, boot_id,
-                     seq, time_era, time_off)
-    off = HEADER_LEN
-    if batch:
-        buf[off] = count
-        off += 1
-        for r in fields["records"]:
-            _pack_fixed(TELEMETRY, r, buf, off)
-            _validate_fields(TELEMETRY, r)
-            off += TELEMETRY_LEN
-    elif msg_type == CONFIG:
-        try:
-            struct.pack_into(CONFIG_HEAD_FMT, buf, off, fields["config_version"], count)
-            off += 5
-            for p in fields["pairs"]:
-                struct.pack_into(CONFIG_PAIR_FMT, buf, off, p[0], p[1])
-                off += 5
-        except (struct.error, OverflowError, TypeError, ValueError, KeyError, IndexError) as e:
-            raise FieldError("CONFIG payload invalid (config_version u32, pairs of (key u8, "
-                             "value i32)): %r" % (e,))
-        _validate_fields(CONFIG, fields)
-    else:
-        _pack_fixed(msg_type, fields, buf, off)
-        _validate_fields(msg_type, fields)
-        _check_sync_direction(msg_type, fields, device_id)
-        off += _PAYLOAD_LEN[msg_type]
-    if auth is not None:
-        auth.tag_into(buf, off)
-        off += TAG_LEN
-    crc32_store(buf, off)
-    return bytes(buf)
+    """Build one frame (host side and tests; the device encodes with shared/frame_encoder.py).
+    `fields` is the payload dict (BATCH: {"records": [...]}, CONFIG: {"config_version": v,
+    "pairs": [[key, value], ...]}). `auth` is an Auth or None."""
+    # imported here: the device never builds frames this way, and on a Pico every loaded
+    # module costs heap (shared/protocol_encode.py holds the generic encoder)
+    from shared.protocol_encode import encode_frame
+    return encode_frame(msg_type, fields, device_id, boot_id, seq, time_era, time_off, auth,
+                        batch)
 
 
 # ---------------------------------------------------------------- validation (both ways)
-
-def _check_header_values(msg_type, device_id, boot_id, seq, time_era, time_off):
-    d = DIRECTION[msg_type]
-    if not 0 <= device_id <= 0xFFFF:
-        raise FieldError("device_id %r outside 0..65535" % (device_id,))
-    if d == "d" and device_id == 0:
-        raise FieldError("%s is sent by devices only: device_id must be 1..65535, not 0"
-                         % TYPE_NAMES[msg_type])
-    if d == "h" and device_id != 0:
-        raise FieldError("%s is sent by the host only: device_id must be 0 (got %d)"
-                         % (TYPE_NAMES[msg_type], device_id))
-    if not 1 <= boot_id <= 0xFFFF:
-        raise FieldError("boot_id %r outside 1..65535 (0 is not a valid boot id)" % (boot_id,))
-    if not 0 <= seq < SEQ_LIMIT:
-        raise FieldError("seq %r outside 0..2^30-1 (the device rolls its boot id before 2^30)"
-                         % (seq,))
-    if not 0 <= time_era < _ERA_LIMIT:
-        raise FieldError("time_era %r outside 0..255" % (time_era,))
-    if not 0 <= time_off < SEQ_LIMIT:
-        raise FieldError("time_off %r outside 0..2^30-1" % (time_off,))
-
 
 def _range(name, v, lo, hi):
     if not lo <= v <= hi:
         raise FieldError("%s = %r outside %d..%d" % (name, v, lo, hi))
 
 
-def _validate_fields(msg_type, f):
-    """Semantic checks shared by encode and decode (what the tables in PROTOCOL.md allow)."""
+def validate_fields(msg_type, f):
+    """Semantic checks shared by encode and decode (what the tables in PROTOCOL.md allow); the
+    payloads a host sends are checked by shared/wire_check.py, as the device checks them."""
     if msg_type == TELEMETRY:
         s = f["decision_state"]
-        if (s & DECISION_MASK) > DECISION_QUARANTINE or s & 0x38:
-            raise FieldError("decision_state 0x%02x: low 3 bits must be 0..4 and bits 3-5 zero"
-                             % s)
+        if (s & DECISION_MASK) > DECISION_QUARANTINE:
+            raise FieldError("decision_state 0x%02x: low 3 bits must be 0..4" % s)
     elif msg_type == HELLO:
         _range("adc_bits", f["adc_bits"], 1, 16)
         _range("fs_hz", f["fs_hz"], 1, 0xFFFF)
@@ -298,46 +162,40 @@ def _validate_fields(msg_type, f):
         _range("phase_step", f["phase_step"], 0, SEQ_LIMIT - 1)
         _range("pow_bits", f["pow_bits"], 0, 32)
         _range("telemetry_every", f["telemetry_every"], 1, 255)
+        _range("kairos_decim", f["kairos_decim"], 1, 255)
+        _range("spb_max", f["spb_max"], 1, 255)
+        _range("period_min_us", f["period_min_us"], 1, 0xFFFF)
+        _range("reset_cause", f["reset_cause"], 0, RESET_CAUSE_MAX)
+        if f["boot_flags"] & ~BOOT_FLAGS_KNOWN:
+            raise FieldError("boot_flags 0x%02x: only bits 0-1 are defined" % f["boot_flags"])
+    elif msg_type == HEARTBEAT:
+        _range("samples_lost", f["samples_lost"], 0, SEQ_LIMIT - 1)
     elif msg_type == WITNESS:
         _range("kind", f["kind"], 1, WITNESS_KIND_MAX)
         _range("decision", f["decision"], 0, DECISION_QUARANTINE)
         _range("pow_bits", f["pow_bits"], 0, 32)
     elif msg_type == ACK:
-        _range("acked_type", f["acked_type"], 1, ERROR)
-        _range("status", f["status"], 0, ACK_STATUS_MAX)
+        check_ack(f["acked_type"], f["status"])
     elif msg_type == CONFIG:
         for p in f["pairs"]:
-            _range("config key", p[0], 1, 255)
+            check_config_key(p[0])
     elif msg_type == MODEL:
-        for nm in ("w", "b"):
-            v = f[nm]
-            if v - v != 0:  # NaN or infinity
-                raise FieldError("MODEL %s must be a finite number (got %r)" % (nm, v))
+        check_model([f[nm] for nm in MODEL_FIELDS[1:]])
     elif msg_type == TIME_SYNC:
         _range("mode", f["mode"], SYNC_REQUEST, SYNC_REPLY)
     elif msg_type == CLEAR:
-        _range("reason", f["reason"], 1, CLEAR_REASON_MAX)
+        check_clear(f["reason"])
     elif msg_type == ERROR:
         _range("code", f["code"], 1, ERR_CODE_MAX)
         _range("ref_type", f["ref_type"], 0, ERROR)
 
 
-def _check_sync_direction(msg_type, f, device_id):
-    if msg_type == TIME_SYNC and (f["mode"] == SYNC_REQUEST) != (device_id == 0):
-        raise FieldError("TIME_SYNC %s with device_id %d: requests come from the host (0), "
-                         "replies from a device (1..65535)"
-                         % ("request" if f["mode"] == SYNC_REQUEST else "reply", device_id))
+def check_sync_direction(msg_type, f, device_id):
+    if msg_type == TIME_SYNC:
+        check_time_sync(f["mode"], device_id)
 
 
 # ---------------------------------------------------------------- decoding (both sides)
-
-def _key_for(auth, device_id):
-    if auth is None:
-        return None
-    if isinstance(auth, Auth):
-        return auth
-    return auth.get(device_id)  # a mapping device_id -> Auth
-
 
 def _text(raw, name):
     end = len(raw)
@@ -367,49 +225,8 @@ def decode(data, auth=None, replay=None):
     device_id the frame must carry a valid tag; a tagged frame needs a known key.
     replay: None or a ReplayGuard, checked after the tag and updated only once the whole frame
     decoded. Raises a ProtocolError subclass on any bad input."""
-    n = len(data)
-    if n < HEADER_LEN + CRC_LEN:
-        raise ShortFrameError("frame is %d bytes, at least %d needed" % (n, HEADER_LEN + CRC_LEN))
-    if n > MAX_FRAME:
-        raise OversizeError("frame is %d bytes, at most %d allowed" % (n, MAX_FRAME))
-    if not crc32_check(data, n - CRC_LEN):
-        raise CrcError("CRC-32 mismatch over %d bytes" % (n - CRC_LEN))
-    (vf, mt, device_id, boot_id, seq_lo, seq_hi, era, off_lo,
-     off_hi) = struct.unpack_from(_HEADER_HALVES, data, 0)
-    if vf >> 4 != VERSION:
-        raise VersionError("protocol version %d unsupported (this side speaks %d)"
-                           % (vf >> 4, VERSION))
+    vf, mt, device_id, boot_id, seq, era, off, end = check_frame(data, auth)
     flags = vf & 0x0F
-    if flags & ~_FLAGS_KNOWN:
-        raise FieldError("unknown flag bits 0x%x (known: AUTH 0x1, BATCH 0x2)"
-                         % (flags & ~_FLAGS_KNOWN))
-    if mt not in TYPE_NAMES:
-        raise UnknownTypeError("message type %d unknown (allowed: 1..10)" % mt)
-    end = n - CRC_LEN
-    key = _key_for(auth, device_id)
-    if flags & FLAG_AUTH:
-        if end - TAG_LEN < HEADER_LEN:
-            raise ShortFrameError("AUTH frame is %d bytes, at least %d needed"
-                                  % (n, HEADER_LEN + TAG_LEN + CRC_LEN))
-        end -= TAG_LEN
-        if key is None:
-            raise AuthError("frame from device %d is signed but no key is configured for it"
-                            % device_id)
-        if not key.verify(data, end):
-            raise AuthError("bad authentication tag (device %d)" % device_id)
-    elif key is not None:
-        raise AuthError("unsigned frame from device %d, which has a key: signing required"
-                        % device_id)
-    if seq_hi >= 0x4000 or off_hi >= 0x4000:
-        raise FieldError("seq and time_off must be < 2^30")
-    if boot_id == 0:
-        raise FieldError("boot_id 0 is not valid (1..65535)")
-    d = DIRECTION[mt]
-    if (d == "d" and device_id == 0) or (d == "h" and device_id != 0):
-        raise FieldError("%s with device_id %d: %s" % (
-            TYPE_NAMES[mt], device_id, "device frames need 1..65535" if d == "d"
-            else "host frames carry device_id 0"))
-    seq = seq_lo | (seq_hi << 16)
     if replay is not None and not replay.check(device_id, boot_id, seq):
         raise ReplayError("seq %d of device %d boot %d already seen or older than the window"
                           % (seq, device_id, boot_id))
@@ -429,35 +246,30 @@ def decode(data, auth=None, replay=None):
         recs = []
         for i in range(count):
             r = _unpack_fixed(TELEMETRY, data, p + 1 + i * TELEMETRY_LEN)
-            _validate_fields(TELEMETRY, r)
+            validate_fields(TELEMETRY, r)
             recs.append(r)
         fields = {"records": recs}
     elif mt == CONFIG:
-        if plen < 5:
-            raise LengthError("CONFIG payload is %d bytes, at least 5 needed" % plen)
+        if plen < CONFIG_HEAD_LEN:
+            raise LengthError("CONFIG payload is %d bytes, at least %d needed"
+                              % (plen, CONFIG_HEAD_LEN))
         version, count = struct.unpack_from(CONFIG_HEAD_FMT, data, p)
-        if count > MAX_CONFIG_PAIRS:
-            raise FieldError("CONFIG count %d, at most %d" % (count, MAX_CONFIG_PAIRS))
-        if plen != 5 + 5 * count:
-            raise LengthError("CONFIG payload is %d bytes, %d expected for %d pairs"
-                              % (plen, 5 + 5 * count, count))
+        check_config(count, plen)
         pairs = []
         for i in range(count):
-            k, v = struct.unpack_from(CONFIG_PAIR_FMT, data, p + 5 + 5 * i)
+            k, v = struct.unpack_from(CONFIG_PAIR_FMT, data,
+                                      p + CONFIG_HEAD_LEN + CONFIG_PAIR_LEN * i)
             pairs.append([k, v])
         fields = {"config_version": version, "pairs": pairs}
-        _validate_fields(CONFIG, fields)
+        validate_fields(CONFIG, fields)
     else:
-        want = _PAYLOAD_LEN[mt]
-        if plen != want:
-            raise LengthError("%s payload is %d bytes, %d expected"
-                              % (TYPE_NAMES[mt], plen, want))
+        check_len(TYPE_NAMES[mt], plen, _PAYLOAD_LEN[mt])
         fields = _unpack_fixed(mt, data, p)
-        _validate_fields(mt, fields)
-        _check_sync_direction(mt, fields, device_id)
+        validate_fields(mt, fields)
+        check_sync_direction(mt, fields, device_id)
     if replay is not None:
         replay.accept(device_id, boot_id, seq)
-    return Frame(vf, mt, device_id, boot_id, seq, era, off_lo | (off_hi << 16), fields)
+    return Frame(vf, mt, device_id, boot_id, seq, era, off, fields)
 
 
 def witness_record(device_id, boot_id, f):

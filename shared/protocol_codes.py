@@ -19,6 +19,20 @@ CAP_MODEL = const(0x0100)
 CAP_WDT = const(0x0200)
 CAP_DUAL_CORE = const(0x0400)
 
+# HELLO.reset_cause: why the device (re)started this boot
+RESET_UNKNOWN = const(0)
+RESET_POWER_ON = const(1)     # power-on, brown-out, or the RUN pin
+RESET_WATCHDOG = const(2)     # the watchdog fired: the beat stopped feeding it
+RESET_CRASH = const(3)        # an exception escaped the beat: outputs safe, ERROR, watchdog reset
+RESET_SOFT = const(4)         # a deliberate reset (machine.reset(), process restarted cleanly)
+RESET_CAUSE_MAX = const(4)     # names: device/latch.py CAUSE_NAMES
+
+# HELLO.boot_flags
+BOOT_LATCHED = const(0x01)    # QUARANTINE is latched as this HELLO is sent
+BOOT_RESTORED = const(0x02)   # ... because it was restored at boot (persisted latch, or a
+#                               watchdog/crash reset), not entered during this boot
+BOOT_FLAGS_KNOWN = const(0x03)
+
 # decision_state (TELEMETRY) and decision (WITNESS)
 DECISION_NOOP = const(0)
 DECISION_APPLY_BALANCE = const(1)
@@ -28,6 +42,9 @@ DECISION_QUARANTINE = const(4)
 DECISION_MASK = const(0x07)
 STATE_QUARANTINE_LATCHED = const(0x80)
 STATE_COLLAPSE = const(0x40)
+STATE_COHERENCE_LOST = const(0x20)   # a steady machine lost its rhythm (device/health.py)
+STATE_SENSOR_FAULT = const(0x10)     # the beat had no samples or a stuck sensor
+STATE_LAG_LOCKED = const(0x08)       # the KAIROS lag is learned (or fixed by CONFIG)
 DECISION_NAMES = ("NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE", "ALERT", "QUARANTINE")
 
 # WITNESS.kind
@@ -78,4 +95,9 @@ CONFIG_KEYS = {
     11: ("batch_beats", "int"), 12: ("heartbeat_every", "int"), 13: ("lag_samples", "int"),
     14: ("omega", "q16"), 15: ("anomaly_z", "q16"), 16: ("output_safe", "q16"),
     17: ("pulse_k", "q16"), 18: ("pulse_p", "q16"),  # T_Lambda k and P (k*P must be > 1)
+    # the actuator PID (sensor -> setpoint -> PWM duty); 5-7 are the genomic PID's gains
+    19: ("act_kp", "q16"), 20: ("act_ki", "q16"), 21: ("act_kd", "q16"),
+    22: ("act_mode", "int"),      # 0 automatic (the PID drives the output), 1 manual
+    23: ("act_manual", "q16"),    # the output in manual mode (fraction of full duty)
+    24: ("act_p_on_m", "int"),    # 1: proportional on measurement (no kick on setpoint change)
 }

@@ -9,12 +9,14 @@ cos_sin_q14(theta) -> (c, s)           Q14 phasor of a 30-bit phase (1024-step t
                                        interpolation rounded half up); same code as Emissary.add
 coherence_q16(t_re, t_im, e0, el) -> int      C = |T|^2 / (E0 EL) in Q16 from Python ints
 coherence_limbs(rh, rl, ih, il, eh, el, lh, ll) -> int   the same from hi*2^24 + lo limbs
-bitlen(v) -> int                       bit length of 0 <= v < 2^32 (no int.bit_length on MicroPython)
+bitlen(v) -> int                       bit length of 0 <= v < 2^31 (no int.bit_length on MicroPython)
 docs/DEVICE.md "KAIROS integer definition" describes every rounding.
 """
 import array
 
 from shared.compat import micropython, const  # noqa: F401
+# the coherence functions are viper on MicroPython (machine words, no boxing): the Emissary
+# calls them every beat; on CPython they are plain Python
 
 PHASE_MASK = const(0x3FFFFFFF)   # 2^30 = one turn
 QUARTER = const(0x10000000)      # pi/2 in phase units
@@ -86,9 +88,9 @@ def cos_sin_q14(theta):
     return c, s
 
 
-@micropython.native
-def bitlen(v):
-    # bit length of 0 <= v < 2^32 without int.bit_length (absent on MicroPython)
+@micropython.viper
+def bitlen(v: int) -> int:
+    """Bit length of 0 <= v < 2^31 (no int.bit_length on MicroPython)."""
     n = 0
     if v >= 0x10000:
         v >>= 16
@@ -108,38 +110,38 @@ def bitlen(v):
     return n + v
 
 
-@micropython.native
-def _limb_exp(h, lo, bits):
+@micropython.viper
+def _limb_exp(h: int, lo: int, bits: int) -> int:
     # smallest-safe e >= 0 with |h*2^24 + lo| >> e < 2^bits (exact bit length when h is 0 or -1,
     # else the bound |v| < (|h| + 1) * 2^24)
     if h == 0:
-        nb = bitlen(lo)
+        nb = int(bitlen(lo))
     elif h == -1:
-        nb = bitlen((1 << 24) - lo)
+        nb = int(bitlen((1 << 24) - lo))
     else:
-        nb = bitlen((-h if h < 0 else h) + 1) + 24
+        nb = int(bitlen((0 - h if h < 0 else h) + 1)) + 24
     return nb - bits if nb > bits else 0
 
 
-@micropython.native
-def _limb_shr(h, lo, e):
+@micropython.viper
+def _limb_shr(h: int, lo: int, e: int) -> int:
     # floor((h * 2^24 + lo) / 2^e), caller guarantees the result is small
     if e >= 24:
         return h >> (e - 24)
     return (h << (24 - e)) + (lo >> e)
 
 
-@micropython.native
-def _ratio_q16(num, den, k):
+@micropython.viper
+def _ratio_q16(num: int, den: int, k: int) -> int:
     # min(C_MAX, floor(num * 2^k / den)) for 0 <= num < 2^30, 0 < den < 2^30, any k
     if den >= 0x400000:
-        s = bitlen(den) - 22
+        s = int(bitlen(den)) - 22
         den >>= s
         k -= s
     if k < 0:
         if k <= -30:
             return 0
-        num >>= -k
+        num >>= 0 - k
         k = 0
     q = num // den
     r = num - q * den
@@ -157,24 +159,25 @@ def _ratio_q16(num, den, k):
     return q
 
 
-@micropython.native
-def coherence_limbs(rh, rl, ih, il, eh, el, lh, ll):
+@micropython.viper
+def coherence_limbs(rh: int, rl: int, ih: int, il: int, eh: int, el: int, lh: int,
+                    ll: int) -> int:
     # C = (T_re^2 + T_im^2) / (E0 * EL) in Q16 from 24-bit-limb totals (see DEVICE.md)
     if (eh == 0 and el == 0) or (lh == 0 and ll == 0):
         return 0
-    et = _limb_exp(rh, rl, 14)
-    e2 = _limb_exp(ih, il, 14)
+    et = int(_limb_exp(rh, rl, 14))
+    e2 = int(_limb_exp(ih, il, 14))
     if e2 > et:
         et = e2
-    mr = _limb_shr(rh, rl, et)
-    mi = _limb_shr(ih, il, et)
-    e0 = _limb_exp(eh, el, 15)
-    el_ = _limb_exp(lh, ll, 15)
-    m0 = _limb_shr(eh, el, e0)
-    ml = _limb_shr(lh, ll, el_)
-    if m0 == 0 or ml == 0:
+    mr = int(_limb_shr(rh, rl, et))
+    mi = int(_limb_shr(ih, il, et))
+    e0 = int(_limb_exp(eh, el, 15))
+    e1 = int(_limb_exp(lh, ll, 15))
+    m0 = int(_limb_shr(eh, el, e0))
+    m1 = int(_limb_shr(lh, ll, e1))
+    if m0 == 0 or m1 == 0:
         return 0
-    return _ratio_q16(mr * mr + mi * mi, m0 * ml, 16 + 2 * et - e0 - el_)
+    return int(_ratio_q16(mr * mr + mi * mi, m0 * m1, 16 + 2 * et - e0 - e1))
 
 
 def coherence_q16(t_re, t_im, e0, el):

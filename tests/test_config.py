@@ -15,7 +15,7 @@ CONFIG_MD = os.path.join(ROOT, "docs", "CONFIG.md")
 def test_defaults_need_no_file():
     c = load_config()
     assert c.becomingone.name == "becomingone-primary"
-    assert c.kairos.coherence_threshold == 0.95 and c.kairos.omega == 2.0
+    assert c.kairos.coherence_threshold == 0.95 and c.kairos.omega == 0.0 and c.kairos.tau_bar == 0.0
     assert c.master.tau_max == 3600.0 and c.window_seconds() == [10.0, 60.0, 600.0, 3600.0]
     assert c.emissary.tau_max == 1.0 and c.sync.phase_threshold == 0.1
     assert c.witnessing.layers == ["micro", "meso", "macro", "meta"]

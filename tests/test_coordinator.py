@@ -19,14 +19,16 @@ from shared.auth import Auth
 
 HELLO = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0x02FF,
          "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
-         "adc_bits": 12, "sum_shift": 0, "pow_bits": 0, "telemetry_every": 1}
+         "adc_bits": 12, "sum_shift": 0, "pow_bits": 0, "telemetry_every": 1, "spb_max": 32,
+         "period_min_us": 500, "reset_cause": 1, "boot_flags": 0, "kairos_decim": 1,
+         "counts_per_unit_q4": 2048}
 
 
 def tel(beat):
     return {"beat": beat, "period_us": 4211, "lateness_us": 3, "dT_re": 1000 + beat,
             "dT_im": -50, "dE0": 4000, "dEL": 3900, "n_samples": 4, "coherence": 60000,
             "pid_error": 0, "pid_output": 32768, "threat": 100, "o_weight": 22938,
-            "decision_state": 0}
+            "decision_state": 0, "level": -800, "kurt": 400, "crest": 480, "anoms": 2}
 
 
 class FakeDevice:
@@ -253,7 +255,9 @@ def test_control_socket_config_undo_and_ack(tmp_path):
         assert r["sent"] and d.recv(P.CLEAR).fields["reason"] == P.CLEAR_OPERATOR
         r = request(sock, {"cmd": "model", "device": "all", "w": 0.2, "b": -1.0})
         assert r["sent_to"] == [17]
-        assert abs(d.recv(P.MODEL).fields["w"] - 0.2) < 1e-6
+        mf = d.recv(P.MODEL).fields     # the seed form: w per anomaly, b the bias
+        assert abs(mf["w_anoms"] - 0.2) < 1e-6 and abs(mf["bias"] + 1.0) < 1e-6
+        assert mf["w_level"] == mf["w_kurt"] == mf["w_crest"] == 0.0
         ledger_cfg = [e.data for e in c.ledger.entries() if e.data["kind"] == "config"]
         assert ledger_cfg and ledger_cfg[0]["status"] == "acked"
     finally:

@@ -226,3 +226,25 @@ def test_dockerfile():
                and isinstance(s.value, str) and s.value.split(".")[0] in os.listdir(ROOT)
                and os.path.isdir(os.path.join(ROOT, s.value.split(".")[0]))}
     assert folders == set(copied) - {"pyproject.toml", "setup.py", "README.md"}
+
+
+def test_probes_are_the_health_endpoints_and_http_never_mixes_cells():
+    """Issue 15: HTTP probes on /healthz and /readyz (no token needed); the HTTP Service does
+    not balance over cells (each keeps its own ledger): headless, no LoadBalancer."""
+    objs = _objects()
+    c = objs[("StatefulSet", "becomingone")]["spec"]["template"]["spec"]["containers"][0]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    for (kind, name), o in objs.items():
+        if kind == "Service":
+            assert o["spec"].get("type", "ClusterIP") != "LoadBalancer", name
+            assert o["spec"].get("clusterIP") == "None", name
+
+
+def test_systemd_unit_is_notify_with_a_watchdog():
+    with open(os.path.join(ROOT, "deploy", "systemd", "becomingone.service")) as f:
+        text = f.read()
+    keys = dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln and not ln.startswith("#"))
+    assert keys["Type"] == "notify" and keys["NotifyAccess"] == "main"
+    assert int(keys["WatchdogSec"]) > 0

@@ -1,53 +1,77 @@
-"""Every integer the device maths holds on the beat path stays below 2^30 in magnitude (the
-Pico's small-int range; the 64-bit unix port would silently use bigints past it).
+"""Every integer the device maths holds on the beat path fits the Pico's words.
 
-Checked on CPython with a line tracer: after every line of the beat-path functions of
-shared/kairos.py, shared/qmath.py, device/pid.py and device/arbiter.py, every int local and
-every int attribute of `self` must satisfy |v| < 2^30, under worst-case and random inputs; and
-with `_Checked` inputs (an int subclass that checks every arithmetic result) the expression
-temporaries too."""
+Python-level code (bytecode, @native): |v| < 2^30, the Pico's small-int range (the 64-bit unix
+port would silently use bigints past it). Viper kernels compute in machine words: |v| < 2^31,
+a signed 32-bit register on the Pico (the 64-bit unix port would not wrap where the Pico does),
+and every word they store back into a state array is in 0..2^31-1 (a ptr32 load zero-extends on
+a 64-bit port: shared/vibration.py's note).
+
+Checked on CPython with a line tracer: after every line of the beat-path functions, every int
+local and every int attribute of `self` must stay within its limit, under worst-case and random
+inputs; and with `_Checked` inputs (an int subclass that checks every arithmetic result) the
+Python-level expression temporaries too. (shared/sha256.py's viper code works in unsigned
+32-bit words with masks and is checked against hashlib on both runtimes instead.)"""
+import array
 import random
 import sys
 
 import pytest
 
 from shared import kairos as K
+from shared import vibration as V
+from device import health as H
 from device.pid import PID, genomic_pid
 from device.arbiter import Arbiter
+from device import arbiter as A
 
 LIMIT = 1 << 30
-HOT = {"add", "end_beat", "_sub", "coherence_limbs", "_limb_exp", "_limb_shr", "_ratio_q16",
-       "bitlen", "update", "update_error", "tick", "step", "recalibrate", "mul16", "_div16"}
-FILES = ("kairos.py", "qmath.py", "pid.py", "arbiter.py")
+VIPER_LIMIT = 1 << 31
+# Python-level beat-path functions
+HOT = {"update", "update_error", "tick", "_step", "recalibrate"}
+# viper kernels (machine words)
+VIPER = {"_add", "end_beat", "add_block", "coherence_limbs", "_limb_exp", "_limb_shr",
+         "_ratio_q16", "bitlen", "_rnd_mul", "block", "_log2_q8", "_log2_3", "_bitlen", "step",
+         "recal", "mul16", "_div16", "_sigmoid", "beat", "_corr", "_prep"}
+FILES = ("kairos.py", "qmath.py", "pid.py", "arbiter.py", "vibration.py", "health.py", "lag.py")
 
 
 class _Bounds:
+    """Traces the beat-path functions; worst = the largest |int| relative to its limit."""
+
     def __init__(self):
-        self.worst = 0
+        self.worst = 0.0
         self.where = None
         self.lines = 0
 
-    def _check(self, frame):
+    def _check(self, frame, limit):
         self.lines += 1
         for name, v in frame.f_locals.items():
-            if type(v) is int and abs(v) >= self.worst:
-                self.worst, self.where = abs(v), (frame.f_code.co_name, name, frame.f_lineno)
+            if type(v) is int and abs(v) / limit >= self.worst:
+                self.worst, self.where = abs(v) / limit, (frame.f_code.co_name, name, v,
+                                                          frame.f_lineno)
         me = frame.f_locals.get("self")
         if me is not None and hasattr(me, "__dict__"):
             for name, v in vars(me).items():
-                if type(v) is int and abs(v) >= self.worst:
-                    self.worst, self.where = abs(v), (frame.f_code.co_name, "self." + name,
-                                                      frame.f_lineno)
+                if type(v) is int and abs(v) / LIMIT >= self.worst:
+                    self.worst, self.where = abs(v) / LIMIT, (frame.f_code.co_name,
+                                                              "self." + name, v, frame.f_lineno)
 
     def tracer(self, frame, event, arg):
         co = frame.f_code
-        if co.co_name in HOT and co.co_filename.endswith(FILES):
-            def local(frame, event, arg):
-                if event in ("line", "return"):
-                    self._check(frame)
-                return local
+        if not co.co_filename.endswith(FILES):
+            return None
+        if co.co_name in VIPER:
+            limit = VIPER_LIMIT
+        elif co.co_name in HOT:
+            limit = LIMIT
+        else:
+            return None
+
+        def local(frame, event, arg):
+            if event in ("line", "return"):
+                self._check(frame, limit)
             return local
-        return None
+        return local
 
     def run(self, fn):
         sys.settrace(self.tracer)
@@ -56,35 +80,83 @@ class _Bounds:
         finally:
             sys.settrace(None)
         assert self.lines > 0
-        assert self.worst < LIMIT, (self.worst, self.where)
+        assert self.worst < 1.0, (self.worst, self.where)
         return self.worst
 
 
-@pytest.mark.parametrize("bits,per_beat", [(12, 32), (12, 200), (15, 8), (15, 64), (8, 255)])
+def _stored_words_ok(arr, outputs=()):
+    # what a viper kernel reads back through ptr32 must be 0..2^31-1; `outputs` are words only
+    # Python reads (signed is fine there: array('i') indexing sign-extends)
+    bad = [(i, v) for i, v in enumerate(arr) if i not in outputs and not 0 <= v < VIPER_LIMIT]
+    assert not bad, bad[:5]
+    assert all(-VIPER_LIMIT <= arr[i] < VIPER_LIMIT for i in outputs)
+
+
+@pytest.mark.parametrize("bits,per_beat", [(13, 4), (13, 8), (15, 2), (15, 4), (10, 16)])
 def test_emissary_worst_case_and_noise(bits, per_beat):
-    top = (1 << bits) - 1
+    top = (1 << (bits - 1)) - 1
     rnd = random.Random(bits * 1000 + per_beat)
-    cap = 3 * max(1, 1000 // per_beat) + 4
 
     def work():
-        em = K.Emissary(f_s=1000, omega=2.0, lag=2, adc_bits=bits,
-                        max_samples_per_beat=per_beat, capacity=cap,
-                        window_s=max(1.0, per_beat / 1000.0))
+        em = K.Emissary(rate_hz=250, omega=2.0, lag=2, bits=bits, max_samples_per_beat=per_beat,
+                        hist_len=64)
         for rep in range(3):
-            for i in range(per_beat * 3):
-                if rep == 0:
-                    x = top if i & 1 else 0            # max |d| and d*d_L every sample
-                elif rep == 1:
-                    x = rnd.randrange(top + 1)
-                else:
-                    x = top if (i >> 1) & 1 else 0     # d*d_L = -top^2: negative T
-                em.add(x)
-                if em.room() == 0:
-                    em.end_beat()
-            em.end_beat()
+            for b in range(300):
+                for i in range(per_beat):
+                    k = b * per_beat + i
+                    if rep == 0:
+                        x = top if k & 1 else -top       # max |d| and d*d_L every sample
+                    elif rep == 1:
+                        x = rnd.randrange(-top, top + 1)
+                    else:
+                        x = top if (k >> 1) & 1 else -top  # d*d_L = -top^2: negative T
+                    em.add(x)
+                em.end_beat()
         # window totals far beyond 2^30 are held in limbs
         t = em.window_totals()
-        assert max(abs(v) for v in t[:4]) >= 1 << 24 or bits == 8
+        assert max(abs(v) for v in t[:4]) >= 1 << 24
+        _stored_words_ok(em.mem)
+        _stored_words_ok(em.dl)
+        _stored_words_ok(em.ring)
+
+    _Bounds().run(work)
+
+
+@pytest.mark.parametrize("amp", [4095, 1500, 20])
+def test_features_worst_case(amp):
+    rnd = random.Random(amp)
+
+    def work():
+        f = V.Features(12000, decim=48, max_samples_per_beat=134)
+        buf = array.array("H", bytes(2 * 134))
+        for b in range(700):
+            n = 134 if b % 3 == 0 else 51
+            for i in range(n):
+                if b < 300:
+                    buf[i] = 4095 if i & 1 else 0          # |y| = 4095 every sample
+                else:
+                    buf[i] = max(0, min(4095, 2048 + rnd.randrange(-amp, amp + 1)))
+            f.block(buf, n)
+            f.end_beat(500 if b == 10 else 0)
+        _stored_words_ok(f.mem, outputs=(V.LEVEL, V.KURT, V.CREST))
+
+    _Bounds().run(work)
+
+
+def test_health_and_arbiter_kernels_worst_case():
+    def work():
+        h = H.SignalHealth(0.004, 39322, 55706)
+        for i in range(3000):
+            h.beat(0 if i % 7 == 0 else 50, i & 1, 1000, i & 3, i & 1)
+        _stored_words_ok(h.st)
+        a = Arbiter(a_max=8191, model=(63.9, 15.9, -15.9, 15.9, 7.99))
+        for lv in (V.LEVEL_NONE, -8192, 0, 8191):
+            for anoms in (0, 8191, 9000):
+                for err in (65536, -65536):
+                    a.step(lv, 8191, -8191, anoms, err, 65535)
+                    a.recalibrate(-65536)
+                    a.recalibrate(65536)
+        _stored_words_ok(a.st)
 
     _Bounds().run(work)
 
@@ -120,17 +192,17 @@ def test_pid_extremes():
 
 def test_arbiter_extremes():
     def work():
-        a = Arbiter(a_max=8191)
+        a = Arbiter(a_max=8191, model=(0.0, 0.0, 0.0, 0.0, 0.12))
         for anoms in (0, 5, 100, 8191, 100000, -5):
             for err in (0, 65536, -65536, 1 << 29, -(1 << 29)):
-                a.step(anoms, err)
+                a.step(V.LEVEL_NONE, 0, 0, anoms, err)
                 a.recalibrate(-65536 * 5)
                 a.recalibrate(65536 * 5)
         a.set_genome(1.0, 1.0, 1.0, 1.0)
-        a.set_model(0.0, 50.0)                       # threat saturated: E feedback path
+        a.set_model(50.0, 0.0, 0.0, 0.0, 0.0)        # threat saturated: E feedback path
         a.set_genome(0.0, 0.0, 0.01, 1.0)
         for _ in range(700):
-            a.step(3, 0)
+            a.step(V.LEVEL_NONE, 0, 0, 3)
             a.recalibrate(0)
     _Bounds().run(work)
 
@@ -170,25 +242,6 @@ def test_checked_int_catches_overflow():
     assert _Checked(3) * 4 == 12 and type(_Checked(3) + 1) is _Checked
 
 
-@pytest.mark.parametrize("bits,per_beat,omega", [(12, 32, 0.0), (12, 64, 0.0), (15, 8, 2.0),
-                                                  (14, 40, 0.0), (12, 200, 31.0)])
-def test_emissary_temporaries_below_2_30(bits, per_beat, omega):
-    top = (1 << bits) - 1
-    rnd = random.Random(per_beat)
-    _Checked.worst = 0
-    em = K.Emissary(f_s=1000, omega=omega, lag=1, adc_bits=bits, max_samples_per_beat=per_beat,
-                    window_s=max(1.0, per_beat / 1000.0), capacity=64, warmup=4)
-    pat = [0, top, 0, top, 255, 0, 257, 257 + 255, 0, top // 2]   # also d*d_L = 255*257 = 65535
-    for rep in range(4):
-        for i in range(per_beat * 2):
-            x = pat[i % len(pat)] if rep < 2 else rnd.randrange(top + 1)
-            em.add(_Checked(x))
-            if em.room() == 0:
-                em.end_beat()
-        em.end_beat()
-    assert _Checked.worst > 1 << 20
-
-
 def test_pid_and_arbiter_temporaries_below_2_30():
     _Checked.worst = 0
     for kp, ki, kd in ((4095.0, 100.0, 0.0), (0.0, 0.0, 40.0), (-4095.0, -100.0, -40.0)):
@@ -197,14 +250,8 @@ def test_pid_and_arbiter_temporaries_below_2_30():
             p.update(_Checked(m))
             p.update_error(_Checked(m))
             p.tick(_Checked(m), _Checked(9000))
+    # the arbiter's Python-level recalibrate (the genomic PID, then the viper kernel)
     a = Arbiter(a_max=8191)
-    for anoms in (0, 8191, 9000):
-        for err in (65536, -(1 << 29)):
-            a.step(_Checked(anoms), _Checked(err))
-            a.recalibrate(_Checked(-65536 * 3))
-    a.set_model(0.0, 50.0)
-    a.set_genome(0.0, 0.0, 0.01, 1.0)
-    for _ in range(80):
-        a.step(_Checked(3))
-        a.recalibrate(_Checked(0))
+    for err in (65536, -(1 << 16), 0):
+        a.recalibrate(_Checked(err))
     assert _Checked.worst > 1 << 20

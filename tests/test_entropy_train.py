@@ -45,7 +45,8 @@ def test_separable_data_gives_finite_weights_and_perfect_auc():
     m = fit(x, y, l2=1e-3)
     assert np.isfinite(m.w) and m.w > 0 and m.auc == 1.0
     f = m.frame_fields(7)
-    assert f == {"model_version": 7, "w": m.w, "b": m.b}
+    assert f == {"model_version": 7, "bias": m.b, "w_level": 0.0, "w_kurt": 0.0, "w_crest": 0.0,
+                 "w_anoms": m.w}           # the seed-style anomaly-count model as MODEL weights
     # the device's threat at 5 anoms with the seed's defaults
     assert float(sigmoid(0.12 * 5 + 0.0)) == pytest.approx(0.6457, abs=1e-4)
 

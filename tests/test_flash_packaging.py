@@ -96,11 +96,20 @@ def test_pizero_bundle(tmp_path, capsys):
     for rel in P.source_modules("pizero"):
         assert (out / rel).read_bytes() == open(os.path.join(ROOT, rel), "rb").read()
     cfg = json.loads((out / "boardcfg.json").read_text())
-    assert cfg == {"board": "pizero", "device_id": 7, "link": "udp://192.168.1.20:18790", "key_file": "device.key"}
+    # fs written out: the board's default rate (the landed bundle wrote none and the firmware's
+    # default 1000 Hz exceeded the ADS1115's 860: the service failed at every start)
+    assert cfg == {"board": "pizero", "device_id": 7, "link": "udp://192.168.1.20:18790",
+                   "key_file": "device.key", "fs": 860}
     assert (out / "start.py").read_bytes() == P.root_main_source()
     unit = configparser.ConfigParser()
     unit.read_string((out / "becomingone-device.service").read_text())
-    assert unit["Service"]["ExecStart"].endswith("start.py") and unit["Service"]["Restart"] == "always"
+    svc = unit["Service"]
+    assert svc["ExecStart"].endswith("start.py") and svc["Restart"] == "always"
+    # systemd is the Pi's watchdog: Type=notify, the firmware pings it (device/hw/sdnotify.py)
+    assert svc["Type"] == "notify" and svc["NotifyAccess"] == "main" and svc["WatchdogSec"] == "10"
+    assert svc["StateDirectory"] == "becomingone-device"       # the QUARANTINE latch file
+    assert "reset-cause" in svc["ExecStopPost"] and "watchdog" in svc["ExecStopPost"]
+    assert "@" not in (out / "becomingone-device.service").read_text()
     with tarfile.open(str(out) + ".tar.gz") as tar:
         names = tar.getnames()
         assert "bundle/device.key" in names and "bundle/install.sh" in names

@@ -27,12 +27,22 @@ def test_devices_windows_sync_and_status(host):
 
     one = host.get("/api/devices/17")
     assert one["device_id"] == 17 and one["config"]["pow_bits"] == 16
-    assert [w["window"] for w in one["windows"]] == [10.0, 60.0, 600.0, 3600.0]
-    assert one["windows"][0]["beats"] == 60 and len(one["windows"][0]["T_hat"]) == 2
+    # the decoded state: windows with their unit, fill; the Master's full windows beside
+    assert [w["window"] for w in one["windows"]] == ["10s", "60s", "600s", "3600s"]
+    assert [w["window_s"] for w in one["windows"]] == [10.0, 60.0, 600.0, 3600.0]
+    assert 0 < one["windows"][0]["fill"] <= 1
+    assert [w["window"] for w in one["master_windows"]] == [10.0, 60.0, 600.0, 3600.0]
+    assert one["master_windows"][0]["beats"] == 60 and len(one["master_windows"][0]["T_hat"]) == 2
+    # physical values, no raw fixed point, ISO 8601 times
+    assert "last_telemetry" not in d and d["coherence"] == pytest.approx(60000 / 65536)
+    assert d["decision"] == "NOOP" and d["quarantined"] is False and d["lateness_s"] == 3e-6
+    assert d["last_seen"].endswith("Z") and d["last_seen"][10] == "T"
     w = host.get("/api/devices/17/windows?seconds=0.1")["windows"]
     assert len(w) == 1 and w[0]["window"] == 0.1 and 0 < w[0]["beats"] < 60
 
     st = host.get("/api/status")
+    s17 = st["sessions"]["17"]               # decoded: no raw wire values in the API
+    assert "last_telemetry" not in s17 and s17["coherence"] == pytest.approx(60000 / 65536)
     assert st["frames_accepted"] >= 61 and st["http"]["url"] == host.url
     sync = host.get("/api/sync")
     assert sync["enabled"] is True and sync["I_c"] == 0.95
@@ -90,9 +100,14 @@ def test_config_undo_and_model(host):
     assert status == 200 and r["version"] == 0
     status, r, _ = host.request("/api/model", method="POST", body={"device": "all", "w": 0.1, "b": 0})
     assert status == 200 and r["sent_to"] == [17]
-    assert dev.recv(P.MODEL).fields["w"] == pytest.approx(0.1)
+    assert dev.recv(P.MODEL).fields["w_anoms"] == pytest.approx(0.1)   # the seed form w, b
+    status, r, _ = host.request("/api/model", method="POST",
+                                body={"device": 17, "bias": 3.0, "w_level": 3.1, "w_kurt": 2.8})
+    assert status == 200 and r["sent_to"] == [17]
+    m = dev.recv(P.MODEL).fields
+    assert m["w_level"] == pytest.approx(3.1) and m["w_crest"] == 0.0
     status, r, _ = host.request("/api/model", method="POST", body={"device": "all", "w": "x", "b": 0})
-    assert status == 400 and "w and b must be finite numbers" in r["error"]
+    assert status == 400 and "w must be a number" in r["error"]
 
 
 def test_decision_timeline_and_ledger_proofs(host):

@@ -1,7 +1,10 @@
 """The live dashboard in real headless Chromium (Selenium + Debian's chromium-driver) against a
-running emulation of the real firmware: the page loads, its values change over time, a device
-with an injected fault goes ALERT -> QUARANTINE (shown in red), the person presses CLEAR in the
-page, the coordinator sends CLEAR (a ledger `action` entry) and the device leaves QUARANTINE."""
+running emulation of the real firmware: the page loads, its values change over time, its charts
+have time axes, y scales, a tooltip and history from memory, a device with an injected fault goes
+ALERT -> QUARANTINE (shown in red, and as a band on its charts), the person presses CLEAR in the
+page, the coordinator sends CLEAR (a ledger `action` entry) and the device leaves QUARANTINE
+(a CLEAR marker); the static snapshot page renders without a live stream. Screenshots (1400 px
+wide) are written to build/test-artifacts/ (ARTIFACTS)."""
 import os
 import shutil
 import sys
@@ -18,6 +21,27 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 HAVE_BROWSER = os.path.exists(CHROMIUM) and os.path.exists(DRIVER)
 ALERT_LEVEL = 0.60                 # the devices' ALERT threat level (docs/DEVICE.md)
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build",
+                         "test-artifacts")
+
+
+def _shot(driver, name):
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    path = os.path.join(ARTIFACTS, name)
+    driver.save_screenshot(path)
+    return path
+
+
+def _charts(driver, dev):
+    """What the page drew for a device: uPlot canvases, axis labels, series labels."""
+    return driver.execute_script("""
+      const el = document.getElementById('device-' + arguments[0]);
+      return {canvases: el.querySelectorAll('.chart canvas').length,
+              labels: [...el.querySelectorAll('.u-label')].map((x) => x.textContent),
+              series: [...el.querySelectorAll('.u-legend .u-series th, .u-legend .u-series .u-label')]
+                        .map((x) => x.textContent),
+              ticks: el.querySelectorAll('.u-axis').length,
+              axes: (el.dataset.axes || '').split('|')};""", dev)
 
 
 def _runtime():
@@ -44,6 +68,17 @@ def _until(pred, timeout, what):
             return got
         time.sleep(0.2)
     raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+
+
+def _band_pixels(driver, dev):
+    return driver.execute_script("""
+      const cv = document.querySelector('#device-' + arguments[0] + ' .chart.control canvas');
+      const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4)
+        // the band: red at about 20 % opacity (the red lines are opaque)
+        if (d[i + 3] > 30 && d[i + 3] < 90 && d[i] > d[i + 1] + 60 && d[i] > d[i + 2] + 60) n++;
+      return n;""", dev)
 
 
 @pytest.mark.skipif(not HAVE_BROWSER, reason="chromium and chromium-driver (Debian packages) are "
@@ -73,6 +108,22 @@ def test_dashboard_live_values_quarantine_and_clear(tmp_path):
         _until(lambda: int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-seq")) > seq,
                10, "a newer snapshot")
         assert int(driver.find_element(By.ID, "ledger-size").text) >= 1
+        # charts: uPlot with a UTC time axis, y scales with units, every Master window
+        ch = _until(lambda: (c := _charts(driver, 1))["canvases"] >= 2 and c, 20, "device 1's charts")
+        assert ch["ticks"] >= 4 and "time (UTC)" in ch["axes"]
+        assert "coherence C (0..1)" in ch["axes"] and "error, duty, threat" in ch["axes"]
+        _until(lambda: any("Master 600s" in x for x in _charts(driver, 1)["series"]), 30,
+               "the Master windows in the legend")
+        # readable at 1,400 px: nothing wider than the window
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= 1400
+        # the tooltip: hovering a chart shows the time and values
+        from selenium.webdriver.common.action_chains import ActionChains
+        over = card.find_element(By.CSS_SELECTOR, ".chart.control .u-over")
+        ActionChains(driver).move_to_element_with_offset(over, 50, 20).perform()
+        _until(lambda: "UTC" in driver.find_element(By.ID, "tooltip").text, 10, "the tooltip")
+        # the time-range picker reloads the history from memory
+        from selenium.webdriver.support.ui import Select
+        Select(driver.find_element(By.ID, "range")).select_by_value("120")
 
         # the injected fault: device 1 goes into QUARANTINE, which stands out in red
         _until(lambda: card.get_attribute("data-decision") == "QUARANTINE", 60, "QUARANTINE")
@@ -89,7 +140,9 @@ def test_dashboard_live_values_quarantine_and_clear(tmp_path):
         # (the ledger is in commit order: the QUARANTINE record may be mined and committed first)
         _until(lambda: {("1", "QUARANTINE"), ("1", "ALERT")} <= set(timeline()), 30,
                "ALERT and QUARANTINE in the page's timeline")
-        driver.save_screenshot(str(tmp_path / "quarantine.png"))
+        shot = _shot(driver, "dashboard-quarantine.png")
+        # the QUARANTINE band on device 1's charts: red-tinted pixels in its control chart
+        assert _band_pixels(driver, 1) > 50, "no QUARANTINE band drawn"
 
         # like a person: CLEAR once the fault has passed (threat back under the ALERT level)
         def calm():
@@ -114,7 +167,15 @@ def test_dashboard_live_values_quarantine_and_clear(tmp_path):
                "the page to show device 1 out of QUARANTINE")
         assert "d-QUARANTINE" not in card.get_attribute("class").split()
         _until(lambda: ("1", "clear") in timeline(), 15, "the CLEAR in the page's timeline")
-        driver.save_screenshot(str(tmp_path / "cleared.png"))
+        _shot(driver, "dashboard-cleared.png")
+        # the static snapshot page: no event stream, so it finishes loading; ready flag set
+        driver.get(url + "snapshot")
+        _until(lambda: driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1",
+               20, "the static snapshot page")
+        assert driver.find_element(By.ID, "conn").text == "static snapshot"
+        assert _charts(driver, 1)["canvases"] >= 2
+        _shot(driver, "dashboard-snapshot.png")
+        assert os.path.getsize(shot) > 20000
     finally:
         if driver is not None:
             driver.quit()

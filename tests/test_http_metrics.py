@@ -1,5 +1,6 @@
 """/metrics: scraped and parsed with prometheus_client's own parser; values match the
 coordinator's status at scrape time."""
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import protocol as P
@@ -43,13 +44,21 @@ def test_metrics_parse_and_match_the_status(tmp_path):
         assert m[("becomingone_frames_sent_total", ())] == st["frames_sent"] > 0
         assert m[("becomingone_frames_rejected_total", (("reason", "crc"),))] == 1
         dev17 = (("device", "17"),)
-        assert m[("becomingone_device_lateness_microseconds", dev17)] == 250
+        # lateness: a histogram in seconds over every accepted beat (20 beats of 250 µs)
+        assert m[("becomingone_device_lateness_seconds_count", dev17)] == 20
+        assert m[("becomingone_device_lateness_seconds_sum", dev17)] == pytest.approx(20 * 250e-6)
+        assert m[("becomingone_device_lateness_seconds_bucket", (("device", "17"), ("le", "0.00025")))] == 20
+        assert m[("becomingone_device_lateness_seconds_bucket", (("device", "17"), ("le", "0.0001")))] == 0
+        assert m[("becomingone_device_frames_lost_total", dev17)] == 0
+        info = [k for k in m if k[0] == "becomingone_build_info"]
+        assert len(info) == 1 and dict(info[0][1])["version"]
         assert m[("becomingone_device_coherence", dev17)] == 0.5
         assert m[("becomingone_device_threat", dev17)] == 0.75
         assert m[("becomingone_device_decision", (("decision", "ALERT"), ("device", "17")))] == 1
         assert m[("becomingone_device_decision", (("decision", "NOOP"), ("device", "17")))] == 0
         assert m[("becomingone_device_online", dev17)] == 1
-        assert m[("becomingone_master_coherence", (("device", "17"), ("window", "10")))] >= 0
+        assert m[("becomingone_master_coherence", (("device", "17"), ("window", "10s")))] >= 0
+        assert 0 < m[("becomingone_master_window_fill", (("device", "17"), ("window", "10s")))] <= 1
         assert m[("becomingone_ledger_decision_records_total", (("decision", "ALERT"),))] == 1
         assert m[("becomingone_ledger_entries", ())] == h.c.ledger.size
         assert m[("becomingone_witness_total", (("outcome", "committed"),))] == 1

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from shared import kairos as K
+from shared import kairos_host as KH
 
 MASK = (1 << 30) - 1
 
@@ -39,8 +40,9 @@ def _rnd(v, k):
     return np.sign(v) * ((np.abs(v) + h) >> k)
 
 
-def int_terms(x, lag, step, shift, adc_bits=12):
-    x = np.clip(np.asarray(x, dtype=np.int64), 0, (1 << adc_bits) - 1)
+def int_terms(x, lag, step, shift, bits=13):
+    vmax = (1 << (bits - 1)) - 1
+    x = np.clip(np.asarray(x, dtype=np.int64), -vmax, vmax)
     n = x.shape[0]
     d = np.zeros(n, dtype=np.int64)
     d[1:] = np.diff(x)
@@ -85,22 +87,22 @@ def test_quarter_table_literal_is_float64_cos():
 
 
 @pytest.mark.parametrize("cfg", [
-    dict(f_s=1000, omega=2.0, tau_bar=0.01, adc_bits=12, beat=4, seed=1, amp=2000),
-    dict(f_s=1000, omega=-7.5, tau_bar=0.001, adc_bits=12, beat=32, seed=2, amp=2048),
-    dict(f_s=860, omega=2.0, tau_bar=0.05, adc_bits=15, beat=9, seed=3, amp=16000),
-    dict(f_s=1000, omega=300.0, tau_bar=0.003, adc_bits=12, beat=100, seed=4, amp=2047),
+    dict(rate=250, omega=2.0, lag=3, bits=13, beat=4, seed=1, amp=4000),
+    dict(rate=250, omega=-7.5, lag=1, bits=13, beat=32, seed=2, amp=4095),
+    dict(rate=215, omega=2.0, lag=11, bits=15, beat=9, seed=3, amp=16000),
+    dict(rate=1000, omega=300.0, lag=3, bits=12, beat=100, seed=4, amp=2047),
 ])
 def test_device_partials_bit_exact_vs_numpy_int64(cfg):
     rng = np.random.default_rng(cfg["seed"])
     n = 6000
-    t = np.arange(n) / cfg["f_s"]
-    x = (cfg["amp"] + cfg["amp"] * 0.6 * np.sin(2 * np.pi * 13.7 * t)
+    t = np.arange(n) / cfg["rate"]
+    x = (cfg["amp"] * 0.6 * np.sin(2 * np.pi * 13.7 * t)
          + rng.normal(0, cfg["amp"] * 0.3, n)).astype(np.int64)   # clips at both ends
-    dev = K.beat_partials([int(v) for v in x], cfg["beat"], f_s=cfg["f_s"], omega=cfg["omega"],
-                          tau_bar=cfg["tau_bar"], adc_bits=cfg["adc_bits"])
-    em = K.Emissary(f_s=cfg["f_s"], omega=cfg["omega"], tau_bar=cfg["tau_bar"],
-                    adc_bits=cfg["adc_bits"], max_samples_per_beat=cfg["beat"])
-    sums = beat_sums(int_terms(x, em.lag, em.phase_step, em.sum_shift, cfg["adc_bits"]),
+    kw = dict(rate_hz=cfg["rate"], omega=cfg["omega"], lag=cfg["lag"], bits=cfg["bits"],
+              window_s=max(1.0, cfg["beat"] / cfg["rate"]), seg_beats=min(4, 255 // cfg["beat"]))
+    dev = KH.beat_partials([int(v) for v in x], cfg["beat"], **kw)
+    em = K.Emissary(max_samples_per_beat=cfg["beat"], **kw)
+    sums = beat_sums(int_terms(x, em.lag, em.phase_step, em.sum_shift, cfg["bits"]),
                      cfg["beat"])
     want = np.stack(sums, axis=1)                      # full beats only
     got = np.array([d[:4] for d in dev], dtype=np.int64)[:want.shape[0]]
@@ -126,14 +128,16 @@ def test_coherence_vs_float64_reference(sig):
     else:
         x = 2048 + 1500 * np.sin(2 * np.pi * 3 * t)
         omega = 2 * np.pi * 0.5
-    x = np.round(x).astype(np.int64)
-    em = K.Emissary(f_s=f_s, omega=omega, lag=lag)
+    x = np.round(x - 2048).astype(np.int64)          # the KAIROS stream is signed
+    em = K.Emissary(rate_hz=f_s, omega=omega, lag=lag, max_samples_per_beat=4,
+                    beats_per_s=f_s / 4)
     for i, v in enumerate(x):
         em.add(int(v))
         if i % 4 == 3:
             em.end_beat()
-    w = em.window_n
-    tc, e0, el = float_terms(x, lag, K.quantized_omega(em.phase_step, f_s), f_s)
+    w = em.counters()["window_n"]
+    assert w >= f_s                                   # 1 s of closed segments + the open one
+    tc, e0, el = float_terms(x, lag, KH.quantized_omega(em.phase_step, f_s), f_s)
     c_ref = float_c(tc[n - w:], e0[n - w:], el[n - w:])
     c_dev = em.coherence / 65536.0
     assert abs(c_dev - c_ref) < 1.5e-3, (sig, c_dev, c_ref)
@@ -180,15 +184,16 @@ def test_hour_long_window_sums_float32_drifts_integer_exact(capsys):
     amp = np.where(loud, 1500.0, 20.0)
     x = (2048 + amp * np.sin(2 * np.pi * 7.3 * t) + 0.25 * amp * np.sin(2 * np.pi * 41 * t + 1.0)
          + rng.normal(0, 3, n) + np.where(loud, rng.normal(0, 150, n), 0.0))
-    x = np.clip(np.round(x), 0, 4095).astype(np.int64)
-    em = K.Emissary(f_s=f_s, omega=2.0, lag=lag, max_samples_per_beat=beat)
+    x = np.clip(np.round(x), 0, 4095).astype(np.int64) - 2048      # signed, as decimated
+    em = K.Emissary(rate_hz=f_s, omega=2.0, lag=lag, max_samples_per_beat=beat, bits=12)
     step = em.phase_step
 
     # integer scheme: the device's per-beat partials (checked bit-exact against the device code
     # on the first 20000 samples of this very signal), window totals by add/subtract per beat
-    terms = int_terms(x, lag, step, em.sum_shift)
+    terms = int_terms(x, lag, step, em.sum_shift, bits=12)
     parts = np.stack(beat_sums(terms, beat), axis=1)                   # (900000, 4) int64
-    dev = K.beat_partials([int(v) for v in x[:20000]], beat, f_s=f_s, omega=2.0, lag=lag)
+    dev = KH.beat_partials([int(v) for v in x[:20000]], beat, rate_hz=f_s, omega=2.0, lag=lag,
+                          bits=12)
     assert np.array_equal(np.array([d[:4] for d in dev]), parts[:5000])
     wb = w // beat
     old = np.zeros_like(parts)
@@ -196,7 +201,7 @@ def test_hour_long_window_sums_float32_drifts_integer_exact(capsys):
     run = np.cumsum(parts - old, axis=0)                               # running add/subtract
 
     # float64 reference and naive float32 running sums, per sample
-    tc, e0, el = float_terms(x, lag, K.quantized_omega(step, f_s), f_s)
+    tc, e0, el = float_terms(x, lag, KH.quantized_omega(step, f_s), f_s)
     f32_re = _running_f32(tc.real, w)
     f32_e0 = _running_f32(e0, w)
     f32_el = _running_f32(el, w)
@@ -224,9 +229,9 @@ def test_hour_long_window_sums_float32_drifts_integer_exact(capsys):
     last = checkpoints[-1]
     rel_end = abs(float(f32_e0[last - 1]) - e0[last - w:last].sum()) / e0[last - w:last].sum()
     # the naive float32 phase accumulator theta += omega / f_s
-    inc = np.full(n, np.float32(K.quantized_omega(step, f_s) / f_s), dtype=np.float32)
+    inc = np.full(n, np.float32(KH.quantized_omega(step, f_s) / f_s), dtype=np.float32)
     th32 = np.cumsum(inc, dtype=np.float32)[-1]
-    th_err = abs(float(th32) - K.quantized_omega(step, f_s) * n / f_s)
+    th_err = abs(float(th32) - KH.quantized_omega(step, f_s) * n / f_s)
     with capsys.disabled():
         print("\nhour drift (3.6e6 samples): float32 E0 window rel. error end %.3g worst %.3g; "
               "float32 C worst abs error %.3g; float32 phase accumulator error %.3g rad; "

@@ -1,5 +1,6 @@
 """`becomingone ledger ...` and the independent export verifier (tools/verify_export.py)."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -43,6 +44,7 @@ def test_verify_show_proof_checkpoint(db, capsys):
     assert [e["index"] for e in lines] == [0, 1, 2] and lines[1]["data"]["who"] == "Zoë 😀"
     rc, out, _ = run_cli(capsys, "ledger", "show", "--db", db, "--kind", "collapse")
     assert rc == 0 and "collapse" in out and len(out.splitlines()) == 1
+    assert re.search(r"^\s*\d+  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z  collapse", out)   # ISO 8601 UTC
     rc, out, _ = run_cli(capsys, "ledger", "proof", "5", "--size", "40", "--db", db, "--json")
     p = json.loads(out)
     assert rc == 0 and p["verified"] and p["tree_size"] == 40

@@ -9,6 +9,7 @@ import pytest
 from tests.reference import kairos_ref
 from becomingone.core.master import Master
 from shared import kairos as dk
+from shared import kairos_host as KH
 
 FS = 1000
 PERIOD_US = 4210
@@ -20,7 +21,7 @@ def make_stream(seconds, seed):
     t = np.arange(n) / FS
     # 12-bit ADC counts: a 37 Hz vibration whose amplitude breathes at omega = 2 rad/s, plus noise
     x = 2048 + 900 * (0.6 + 0.4 * np.cos(2.0 * t)) * np.sin(2 * np.pi * 37 * t) + rng.normal(0, 25, n)
-    x = np.clip(np.rint(x), 0, 4095).astype(int)
+    x = np.clip(np.rint(x), 1, 4095).astype(int)
     # beats of 4 or 5 samples (4.21 ms at 1 kHz), as the device's sampler delivers them
     acc, sizes, total = 0.0, [], 0
     while total < n:
@@ -31,10 +32,15 @@ def make_stream(seconds, seed):
     return x, sizes
 
 
-def device_partials(x, sizes, tau_bar=0.01):
-    em = dk.Emissary(f_s=FS, omega=2.0, tau_bar=tau_bar, adc_bits=12, max_samples_per_beat=8)
-    parts = dk.beat_partials(list(int(v) for v in x), sizes, f_s=FS, omega=2.0, tau_bar=tau_bar,
-                             adc_bits=12, max_samples_per_beat=8)
+# the device's KAIROS on this stream: signed samples (x - 2048, |v| < 2^11), 12 bits, one beat
+# per window segment, so sum_shift is 0 and the Master's sums are exact
+KW = dict(rate_hz=FS, omega=2.0, lag=10, bits=12, max_samples_per_beat=8, seg_beats=1,
+          beats_per_s=1e6 / PERIOD_US)
+
+
+def device_partials(x, sizes):
+    em = dk.Emissary(**KW)
+    parts = KH.beat_partials(list(int(v) - 2048 for v in x), sizes, **KW)
     return em, np.array(parts, dtype=np.int64)
 
 
@@ -82,19 +88,16 @@ def test_device_emissary_window_matches_master_1s_window(stream):
     """The device's own 1 s window coherence (Q16) equals the Master's 1 s window over the same
     partials (the sync layer's Emissary value) to Q16 resolution."""
     x, sizes, em, parts = stream
-    m = Master(windows=(1,), tau_max=1, fine_span=2.0, beat_s=PERIOD_US / 1e6)
+    m = Master(windows=(1,), tau_max=2, fine_span=2.0, beat_s=PERIOD_US / 1e6)
     i = m.open_stream(1, 1, FS, PERIOD_US, sum_shift=em.sum_shift)
     n_last = 500
     m.ingest_batch(i, np.arange(n_last), parts[:n_last, 0], parts[:n_last, 1], parts[:n_last, 2],
                    parts[:n_last, 3], parts[:n_last, 4])
-    # the device's window holds the newest beats totalling <= window_s * f_s samples
-    k, tot = n_last - 1, 0
-    while k >= 0 and tot + parts[k, 4] <= FS:
-        tot += parts[k, 4]
-        k -= 1
+    # the device's window: the newest em.capacity closed segments (one beat each here)
+    k = n_last - 1 - em.capacity
     s = parts[k + 1:n_last].sum(axis=0)
     c_dev = dk.coherence_q16(int(s[0]), int(s[1]), int(s[2]), int(s[3])) / 65536.0
-    assert parts[n_last - 1, 6] / 65536.0 == pytest.approx(c_dev, abs=2 / 65536)
+    assert parts[n_last - 1, 5] / 65536.0 == pytest.approx(c_dev, abs=2 / 65536)
     r = m.window(1, (n_last - 1 - k) * PERIOD_US / 1e6)
     assert r["first_beat"] == k + 1
     assert r["C"] == pytest.approx(c_dev, abs=2 / 65536)

@@ -14,6 +14,7 @@ from becomingone.core.integration import Integration
 from becomingone.core.master import Master
 from becomingone.wire.telemetry import decode_telemetry_batch
 from shared import kairos as dk
+from shared import kairos_host as KH
 from shared import protocol as P
 
 FS, PERIOD_US = 1000, 4210
@@ -26,7 +27,7 @@ def test_frames_to_memory(tmp_path, capsys):
     # a machine that knocks once per turn at omega = 2 rad/s: a 100 ms, 10 Hz swing every
     # 2 pi / omega seconds.  With L = 1 sample d[n-1] ~ d[n] inside a swing, and every swing sits at
     # the same phase of e^{i omega t}, so windows of any length are coherent (C near 1): collapse.
-    period = 2 * np.pi / dk.quantized_omega(dk.phase_step_for(2.0, FS), FS)
+    period = 2 * np.pi / KH.quantized_omega(dk.phase_step_for(2.0, FS), FS)
     swing = (np.mod(t, period) < 0.1).astype(float)
     x = np.clip(np.rint(2048 + 1500 * swing * np.sin(2 * np.pi * 10 * np.mod(t, period))
                         + rng.normal(0, 0.3, n)), 0, 4095).astype(int)
@@ -36,17 +37,20 @@ def test_frames_to_memory(tmp_path, capsys):
         k = min(int(acc) - tot, n - tot)
         sizes.append(k)
         tot += k
-    em = dk.Emissary(f_s=FS, omega=2.0, tau_bar=0.001, adc_bits=12, max_samples_per_beat=8)
-    parts = dk.beat_partials(x.tolist(), sizes, f_s=FS, omega=2.0, tau_bar=0.001, adc_bits=12,
-                             max_samples_per_beat=8)
+    x = x - 2048                  # the KAIROS stream is signed (the device removes the mean)
+    # 12-bit values, one beat per window segment: sum_shift 0, so the Master's sums are exact
+    kw = dict(rate_hz=FS, omega=2.0, lag=1, bits=12, max_samples_per_beat=8, seg_beats=1,
+              beats_per_s=1e6 / PERIOD_US)
+    em = dk.Emissary(**kw)
+    parts = KH.beat_partials(x.tolist(), sizes, **kw)
     lost = rng.random(len(parts)) < 0.02
     frames, seq = [], 0
     for b, p in enumerate(parts):
         if lost[b]:
             continue
         rec = dict(beat=b, period_us=PERIOD_US, lateness_us=0, dT_re=p[0], dT_im=p[1], dE0=p[2],
-                   dEL=p[3], n_samples=p[4], coherence=min(p[6], 65535), pid_error=0, pid_output=0,
-                   threat=0, o_weight=0, decision_state=0)
+                   dEL=p[3], n_samples=p[4], coherence=min(p[5], 65535), pid_error=0, pid_output=0,
+                   threat=0, o_weight=0, decision_state=0, level=0, kurt=0, crest=0, anoms=0)
         frames.append(P.encode(P.TELEMETRY, rec, 21, 0x1234, seq, 0, b * PERIOD_US))
         seq += 1
     cfg = load_config(overrides={"data_dir": str(tmp_path), "master.windows": [1, 10, 30],

@@ -105,7 +105,8 @@ def test_missing_kind_and_empty_memory(tmp_path, capsys):
     err = _err(capsys, ["plot", "--db", db, "--device", "1"])
     assert "no telemetry or coherence rows yet" in err
     mem = Memory(db)
-    mem.table_rows("telemetry", [(100.0 + i, 1, 7, i, 10 * i, 0.5, 0.1, 0.2, 0.0, 0.3, 3 if i > 5 else 0, 0)
+    mem.table_rows("telemetry", [(100.0 + i, 1, 7, i, 10 * i, 0.5, 0.1, 0.2, 0.0, 0.3, 3 if i > 5 else 0, 0,
+                                      6.5, 1.7, 3.1, 0)
                                  for i in range(10)], 110.0)
     mem.close()
     err = _err(capsys, ["plot", "--db", db, "--device", "1", "--kind", "coherence"])
@@ -116,3 +117,33 @@ def test_missing_kind_and_empty_memory(tmp_path, capsys):
     assert sorted(res["files"]) == ["lateness", "pid"] and "coherence" in res["skipped"]
     for p in res["files"].values():
         _png_ok(p)
+
+
+def test_latched_quarantine_is_shaded_until_clear_with_threat_and_marker(tmp_path):
+    """A QUARANTINE decided at 2 s and latched (beats back to NOOP) until a CLEAR at 14 s is
+    shaded red for all 12 s, the CLEAR is marked, and threat is drawn (issue 15)."""
+    from becomingone.memory.plots import effective_decision, pid_chart, releases
+    t = np.arange(0.0, 20.0, 0.1) + 1.7e9
+    beat = np.zeros(len(t))
+    beat[(t - t[0] >= 1.5) & (t - t[0] < 2.0)] = 3          # ALERT
+    beat[(t - t[0] >= 2.0) & (t - t[0] < 2.3)] = 4          # QUARANTINE decided...
+    flags = np.where((t - t[0] >= 2.0) & (t - t[0] < 14.0), 2, 0)   # ...latched until 14 s
+    dec, latched = effective_decision(beat, flags)
+    assert decision_runs(t - t[0], dec)[2][:3] == pytest.approx((2.0, 14.0, 4))
+    tel = {"t": t, "pid_error": np.zeros(len(t)), "pid_output": np.full(len(t), 0.5),
+           "threat": np.where(latched, 0.3, 0.05), "decision": dec, "latched": latched,
+           "lateness_us": np.zeros(len(t))}
+    assert releases(tel) == pytest.approx([t[140]])
+    data = {"device_id": 1, "tel": tel, "emissary": (np.empty(0), np.empty(0)), "master": {}}
+    path = pid_chart(data, str(tmp_path / "pid.png"))
+    img = _png_ok(path)
+    # columns inside the latched span (at 5 s and 12 s) carry the red shade; 17 s does not
+    import matplotlib.image as mpimg
+    img = mpimg.imread(path)[..., :3]
+    x0, x1 = 0.128 * W, 0.945 * W          # where t = 0 and t = 19.9 s land (approximately)
+
+    def reddish(sec):                      # sampled at y = 0.75: no line there
+        x = int(x0 + (x1 - x0) * sec / 19.9)
+        col = img[int(H * 0.2), x]
+        return col[0] > col[1] + 0.05 and col[0] > col[2] + 0.05
+    assert reddish(5.0) and reddish(12.0) and not reddish(17.0)

@@ -16,20 +16,25 @@ _RANGES = {"B": (0, 0xFF), "H": (0, 0xFFFF), "I": (0, 0xFFFFFFFF), "h": (-0x8000
 # per-field constraints the tables of PROTOCOL.md impose beyond the struct type
 _SPECIAL = {
     P.TELEMETRY: {"decision_state": st.sampled_from([d | m for d in range(5)
-                                                     for m in (0, 0x40, 0x80, 0xC0)])},
+                                                     for m in range(0, 0x100, 0x08)])},
     P.HELLO: {"adc_bits": st.integers(1, 16), "fs_hz": st.integers(1, 0xFFFF),
               "period_us": st.integers(1, 0xFFFFFFFF), "phase_step": st.integers(0, 2**30 - 1),
               "pow_bits": st.integers(0, 32), "telemetry_every": st.integers(1, 255),
+              "spb_max": st.integers(1, 255), "period_min_us": st.integers(1, 0xFFFF),
+              "reset_cause": st.integers(0, P.RESET_CAUSE_MAX),
+              "boot_flags": st.integers(0, P.BOOT_FLAGS_KNOWN),
+              "kairos_decim": st.integers(1, 255),
               "board": st.text("abcdefghijklmnopqrstuvwxyz0123456789-_", max_size=8)},
     P.WITNESS: {"kind": st.integers(1, P.WITNESS_KIND_MAX), "decision": st.integers(0, 4),
                 "pow_bits": st.integers(0, 32)},
     P.ACK: {"acked_type": st.integers(1, 10), "status": st.integers(0, P.ACK_STATUS_MAX)},
     P.TIME_SYNC: {"mode": st.integers(0, 1)},
     P.CLEAR: {"reason": st.integers(1, P.CLEAR_REASON_MAX)},
+    P.HEARTBEAT: {"samples_lost": st.integers(0, 2**30 - 1)},
     P.ERROR: {"code": st.integers(1, P.ERR_CODE_MAX), "ref_type": st.integers(0, 10),
               "text": st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ abc:=0123456789", max_size=16)},
-    P.MODEL: {"w": st.floats(width=32, allow_nan=False, allow_infinity=False),
-              "b": st.floats(width=32, allow_nan=False, allow_infinity=False)},
+    P.MODEL: {nm: st.floats(width=32, allow_nan=False, allow_infinity=False)
+              for nm in ("bias", "w_level", "w_kurt", "w_crest", "w_anoms")},
 }
 
 
@@ -189,15 +194,18 @@ def test_cobs_stream_with_noise(payloads, noise, data):
 def test_model_rejects_non_finite():
     import pytest
     from shared.wire_errors import FieldError
-    for bad in (float("nan"), float("inf"), -float("inf")):
-        with pytest.raises(FieldError):
-            P.encode(P.MODEL, {"model_version": 1, "w": bad, "b": 0.0}, 0, 5, 0)
-    good = bytearray(P.encode(P.MODEL, {"model_version": 1, "w": 1.0, "b": 0.0}, 0, 5, 0))
-    struct.pack_into("<f", good, P.HEADER_LEN + 4, float("nan"))
+    names = ("bias", "w_level", "w_kurt", "w_crest", "w_anoms")
+    ok = dict({nm: 0.5 for nm in names}, model_version=1)
     from shared.crc import crc32_store
-    crc32_store(good, len(good) - 4)
-    with pytest.raises(FieldError):
-        P.decode(bytes(good))
+    for i, nm in enumerate(names):
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            with pytest.raises(FieldError, match=nm):
+                P.encode(P.MODEL, dict(ok, **{nm: bad}), 0, 5, 0)
+        good = bytearray(P.encode(P.MODEL, ok, 0, 5, 0))
+        struct.pack_into("<f", good, P.HEADER_LEN + 4 + 4 * i, float("nan"))
+        crc32_store(good, len(good) - 4)
+        with pytest.raises(FieldError, match=nm):
+            P.decode(bytes(good))
 
 
 def test_seq_field_written_as_u32():

@@ -16,7 +16,8 @@ from shared.frame_encoder import Encoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = bytes(range(100, 132))
-TEL = (100, 4211, 12, -70000, 65000, 123456, 654321, 4, 60000, -1200, 33000, 2000, 22937, 0x41)
+TEL = (100, 4211, 12, -70000, 65000, 123456, 654321, 4, 60000, -1200, 33000, 2000, 22937, 0x49,
+       -300, 420, 811, 7)
 
 
 def _tel(i):
@@ -121,7 +122,7 @@ def test_batch_decode_blob_and_replay_and_auth():
     frames = [bytes(enc.telemetry(0, i, *_tel(i))) for i in range(50)]
     blob = b"".join(frames + frames[:5]) + b"\x01\x02\x03"
     g = ReplayGuard()
-    res = decode_telemetry_batch(blob, frame_size=55, replay=g)
+    res = decode_telemetry_batch(blob, frame_size=P.frame_size(P.TELEMETRY), replay=g)
     assert len(res.beats) == 50 and res.rejects == {"length": 1, "replay": 5}
     assert np.array_equal(res.beats["beat"], np.arange(50))
     a = Auth(KEY)

@@ -13,7 +13,7 @@ from tests.test_coordinator import HELLO, FakeDevice, make_coord, stop, tel, wai
 
 HB = {"beats": 200, "late_p50_us": 12, "late_p99_us": 480, "late_max_us": 900, "heap_free": 100000,
       "witness_queue": 0, "rx_ok": 3, "rx_crc": 0, "rx_cobs": 0, "rx_auth": 0, "rx_replay": 0,
-      "rx_other": 0, "tx_dropped": 0}
+      "rx_other": 0, "tx_dropped": 0, "samples_lost": 0}
 
 
 def _rec(beat, decision=0, late=3):
@@ -25,7 +25,8 @@ def _rec(beat, decision=0, late=3):
 def test_row_scaling_single_and_batch_agree():
     r = _rec(7, decision=P.DECISION_QUARANTINE | 0x80 | 0x40, late=250)
     row = telemetry_row(10.0, 17, 3, r)
-    assert row == (10.0, 17, 3, 7, 250, 0.5, -0.5, 0.5, 100 / 65536, 22938 / 65536, 4, 3)
+    assert row == (10.0, 17, 3, 7, 250, 0.5, -0.5, 0.5, 100 / 65536, 22938 / 65536, 4, 3,
+                   -800 / 256, 400 / 256, 480 / 256, 2)
     b = np.zeros(2, dtype=BEAT_DTYPE)
     for k, v in r.items():
         b[k] = v

@@ -18,48 +18,59 @@ import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "vectors", "protocol_vectors.json")
-TEST_KEY = bytes(range(0xA0, 0xC0))  # a published test key; never a real device's
+TEST_KEY = bytes(range(0xA0, 0xC0))
+WIRE_VERSION = 2   # PROTOCOL.md: the version nibble of byte 0  # a published test key; never a real device's
 
 # Layouts as documented (PROTOCOL.md), not imported from the code under test.
 DOC = {
-    "HELLO": (1, "<8sBBBHHIIHBBBB", ["board", "fw_major", "fw_minor", "fw_patch",
-                                     "capabilities", "fs_hz", "period_us", "phase_step",
-                                     "lag_samples", "adc_bits", "sum_shift", "pow_bits",
-                                     "telemetry_every"]),
-    "TELEMETRY": (2, "<IHHiiIIBHhHHHB", ["beat", "period_us", "lateness_us", "dT_re", "dT_im",
-                                         "dE0", "dEL", "n_samples", "coherence", "pid_error",
-                                         "pid_output", "threat", "o_weight", "decision_state"]),
+    "HELLO": (1, "<8sBBBHHIIHBBBBBHBBBH", ["board", "fw_major", "fw_minor", "fw_patch",
+                                           "capabilities", "fs_hz", "period_us", "phase_step",
+                                           "lag_samples", "adc_bits", "sum_shift", "pow_bits",
+                                           "telemetry_every", "spb_max", "period_min_us",
+                                           "reset_cause", "boot_flags", "kairos_decim",
+                                           "counts_per_unit_q4"]),
+    "TELEMETRY": (2, "<IHHiiIIBHhHHHBhhhH", ["beat", "period_us", "lateness_us", "dT_re",
+                                             "dT_im", "dE0", "dEL", "n_samples", "coherence",
+                                             "pid_error", "pid_output", "threat", "o_weight",
+                                             "decision_state", "level", "kurt", "crest",
+                                             "anoms"]),
     "WITNESS": (3, "<IBIBHHiBI", ["witness_id", "kind", "beat", "decision", "threat",
                                   "coherence", "value", "pow_bits", "nonce"]),
     "ACK": (4, "<BBI", ["acked_type", "status", "ref"]),
     "CONFIG": (5, None, None),
-    "MODEL": (6, "<Iff", ["model_version", "w", "b"]),
+    "MODEL": (6, "<Ifffff", ["model_version", "bias", "w_level", "w_kurt", "w_crest",
+                             "w_anoms"]),
     "TIME_SYNC": (7, "<BQHI", ["mode", "host_t1_us", "rx_era", "rx_off"]),
     "CLEAR": (8, "<BI", ["reason", "ref"]),
-    "HEARTBEAT": (9, "<IHHHIBHHHHHHH", ["beats", "late_p50_us", "late_p99_us", "late_max_us",
-                                        "heap_free", "witness_queue", "rx_ok", "rx_crc",
-                                        "rx_cobs", "rx_auth", "rx_replay", "rx_other",
-                                        "tx_dropped"]),
+    "HEARTBEAT": (9, "<IHHHIBHHHHHHHI", ["beats", "late_p50_us", "late_p99_us", "late_max_us",
+                                         "heap_free", "witness_queue", "rx_ok", "rx_crc",
+                                         "rx_cobs", "rx_auth", "rx_replay", "rx_other",
+                                         "tx_dropped", "samples_lost"]),
     "ERROR": (10, "<BBI16s", ["code", "ref_type", "ref", "text"]),
 }
 
 TEL_A = {"beat": 1234, "period_us": 4211, "lateness_us": 37, "dT_re": -1234567,
          "dT_im": 7654321, "dE0": 3000000000, "dEL": 2999999999, "n_samples": 4,
          "coherence": 62259, "pid_error": -517, "pid_output": 39321, "threat": 42316,
-         "o_weight": 22938, "decision_state": 0xC3}
+         "o_weight": 22938, "decision_state": 0xC3, "level": 1702, "kurt": 420, "crest": 811,
+         "anoms": 3}
 TEL_B = {"beat": 0, "period_us": 65535, "lateness_us": 65535, "dT_re": -2147483648,
          "dT_im": 2147483647, "dE0": 0, "dEL": 4294967295, "n_samples": 255, "coherence": 0,
          "pid_error": -32768, "pid_output": 65535, "threat": 0, "o_weight": 65535,
-         "decision_state": 0x04}
+         "decision_state": 0x3C, "level": -32768, "kurt": 32767, "crest": -32768,
+         "anoms": 65535}
 TEL_C = {"beat": 1235, "period_us": 4211, "lateness_us": 0, "dT_re": 0, "dT_im": 0,
          "dE0": 16, "dEL": 0, "n_samples": 4, "coherence": 0, "pid_error": 0,
-         "pid_output": 32768, "threat": 26214, "o_weight": 22938, "decision_state": 0}
+         "pid_output": 32768, "threat": 26214, "o_weight": 22938, "decision_state": 0,
+         "level": 0, "kurt": 0, "crest": 0, "anoms": 0}
 
 CASES = [
     ("hello", "HELLO", 17, 0x2A5C, 0, 0, 1200,
      {"board": "pico", "fw_major": 0, "fw_minor": 3, "fw_patch": 1, "capabilities": 0x02FD,
-      "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10, "adc_bits": 12,
-      "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1}),
+      "fs_hz": 12000, "period_us": 4211, "phase_step": 0, "lag_samples": 25, "adc_bits": 12,
+      "sum_shift": 3, "pow_bits": 12, "telemetry_every": 1, "spb_max": 255,
+      "period_min_us": 500, "reset_cause": 3, "boot_flags": 3, "kairos_decim": 48,
+      "counts_per_unit_q4": 2048}),
     ("telemetry", "TELEMETRY", 17, 0x2A5C, 1, 0, 5411, TEL_A),
     ("telemetry_extremes", "TELEMETRY", 65535, 0xFFFF, 0x3FFFFFFF, 0xFF, 0x3FFFFFFF, TEL_B),
     ("telemetry_batch", "TELEMETRY", 17, 0x2A5C, 2, 1, 12, {"records": [TEL_A, TEL_C]}),
@@ -71,9 +82,12 @@ CASES = [
     ("config", "CONFIG", 0, 0x2A5C, 0, 0, 0,
      {"config_version": 3, "pairs": [[1, 2], [3, 62259], [5, -39322], [2, 18]]}),
     ("config_empty", "CONFIG", 0, 0x2A5C, 1, 0, 0, {"config_version": 4, "pairs": []}),
-    ("model", "MODEL", 0, 0x2A5C, 2, 0, 0, {"model_version": 2, "w": 0.125, "b": -1.5}),
+    ("model", "MODEL", 0, 0x2A5C, 2, 0, 0,
+     {"model_version": 2, "bias": -1.5, "w_level": 3.125, "w_kurt": 2.75, "w_crest": 0.0,
+      "w_anoms": 0.0}),
     ("model_rounded", "MODEL", 0, 0x2A5C, 3, 0, 0,
-     {"model_version": 3, "w": struct.unpack("<f", struct.pack("<f", 0.12))[0], "b": 0.0}),
+     {"model_version": 3, "bias": 0.0, "w_level": 0.0, "w_kurt": 0.0, "w_crest": 0.0,
+      "w_anoms": struct.unpack("<f", struct.pack("<f", 0.12))[0]}),
     ("time_sync_request", "TIME_SYNC", 0, 0x2A5C, 4, 0, 0,
      {"mode": 0, "host_t1_us": 1763784000123456, "rx_era": 0, "rx_off": 0}),
     ("time_sync_reply", "TIME_SYNC", 17, 0x2A5C, 5, 0, 9204,
@@ -82,7 +96,7 @@ CASES = [
     ("heartbeat", "HEARTBEAT", 17, 0x2A5C, 6, 0, 1000000,
      {"beats": 237, "late_p50_us": 12, "late_p99_us": 410, "late_max_us": 1203,
       "heap_free": 143360, "witness_queue": 2, "rx_ok": 9, "rx_crc": 1, "rx_cobs": 2,
-      "rx_auth": 0, "rx_replay": 0, "rx_other": 0, "tx_dropped": 0}),
+      "rx_auth": 0, "rx_replay": 0, "rx_other": 0, "tx_dropped": 0, "samples_lost": 70000}),
     ("error", "ERROR", 17, 0x2A5C, 7, 0, 1000100,
      {"code": 6, "ref_type": 5, "ref": 3, "text": "unknown key 99"}),
 ]
@@ -111,7 +125,7 @@ def cobs_reference(data):
 def build(type_name, device_id, boot_id, seq, era, off, fields, auth, batch):
     code, fmt, names = DOC[type_name]
     flags = (1 if auth else 0) | (2 if batch else 0)
-    head = struct.pack("<BBHHIBI", 0x10 | flags, code, device_id, boot_id, seq, era, off)
+    head = struct.pack("<BBHHIBI", (WIRE_VERSION << 4) | flags, code, device_id, boot_id, seq, era, off)
     if batch:
         body = bytes([len(fields["records"])]) + b"".join(
             struct.pack(fmt, *[r[n] for n in names]) for r in fields["records"])
@@ -139,7 +153,8 @@ def corrupt_vectors(good_hex):
         ("bad_crc", g[:-1] + bytes([g[-1] ^ 0x80]), "crc"),
         ("trailing_byte", fix(g[:-4] + b"\x00" + g[-4:]), "length"),
         ("missing_byte", fix(g[:-5] + g[-4:]), "length"),
-        ("version_2", fix(bytes([0x20 | (g[0] & 0x0F)]) + g[1:]), "version"),
+        ("version_1", fix(bytes([0x10 | (g[0] & 0x0F)]) + g[1:]), "version"),
+        ("version_3", fix(bytes([0x30 | (g[0] & 0x0F)]) + g[1:]), "version"),
         ("unknown_type_11", fix(g[:1] + b"\x0b" + g[2:]), "type"),
         ("unknown_flag", fix(bytes([g[0] | 0x08]) + g[1:]), "field"),
         ("boot_id_0", fix(g[:4] + b"\x00\x00" + g[6:]), "field"),
@@ -171,7 +186,8 @@ def generate():
                             "hex": raw.hex(), "cobs_hex": cobs_reference(raw).hex()})
     bad = [{"name": n, "hex": b.hex(), "reason": r}
            for n, b, r in corrupt_vectors(vectors[1]["hex"])]
-    return {"about": "Golden vectors of the BecomingONE wire protocol v1 (docs/PROTOCOL.md). "
+    return {"about": "Golden vectors of the BecomingONE wire protocol v%d (docs/PROTOCOL.md). "
+                     % WIRE_VERSION + 
                      "Generated by tools/gen_vectors.py from the documented layouts; "
                      "key_hex is a public TEST key used for the *_auth vectors.",
             "key_hex": TEST_KEY.hex(), "vectors": vectors, "invalid": bad}

@@ -3,7 +3,11 @@
 #   lane 1: pytest on CPython
 #   lane 2: shared/ and device/ behaviour tests under the real MicroPython unix port (192K heap)
 #   lane 3: every module of device/ and shared/ compiles with mpy-cross -march=armv6m
-# Extra arguments go to pytest (e.g. bash tools/test.sh -k protocol).
+#   lane 4: the firmware on an emulated RP2040 (rp2040js + MicroPython RPI_PICO, tests/rp2040):
+#           beat scenarios, the beat's budget, emulate --runtime rp2040, flash with mpremote
+# Extra arguments go to lane 1's pytest (e.g. bash tools/test.sh -k protocol).
+# BECOMINGONE_RP2040_FIRMWARE=FILE.uf2 runs lane 4 on another RPI_PICO image (an official
+# MicroPython release, host/rp2040/firmware/README.md).
 set -u
 cd "$(dirname "$0")/.."
 . tools/venv.sh
@@ -14,6 +18,7 @@ python -m pytest "$@"
 rc=$?
 if [ $rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi
 [ $rc -ne 0 ] && status=1
+cp build/skipped-components.txt build/skipped-lane1.txt 2>/dev/null || : > build/skipped-lane1.txt
 
 echo "== lane 2: MicroPython unix port (-X heapsize=192K)"
 # The beat scenarios load the firmware precompiled for this machine (as a flashed board loads
@@ -30,5 +35,23 @@ micropython -X heapsize=192K tests/mpy_runner.py "$PWD" || status=1
 echo "== lane 3: mpy-cross -march=armv6m"
 python tools/mpy_check.py || status=1
 
+echo "== lane 4: the firmware on an emulated RP2040 (rp2040js)"
+# needs Node.js 18+ and npm (Debian nodejs, npm; .ci/run installs them); rp2040js is installed
+# into host/rp2040/emu/node_modules by `npm ci` from its package-lock.json on first use
+if python -c "from becomingone.rp2040 import chip; chip.ensure_installed()"; then
+  python -m pytest tests/rp2040 -rxX || status=1
+else
+  echo "lane 4 cannot run: see the message above"
+  status=1
+fi
+
+# the real-component test groups pytest skipped here, each with the command that installs what
+# it needs (tests/conftest.py writes the list)
+if [ -s build/skipped-lane1.txt ]; then
+  echo "== real-component tests skipped on this machine"
+  cat build/skipped-lane1.txt
+else
+  echo "== every real-component test group ran (Chromium, Mosquitto, nats-server, bubblewrap, ...)"
+fi
 if [ $status -eq 0 ]; then echo "ALL LANES PASSED"; else echo "SOME LANES FAILED"; fi
 exit $status

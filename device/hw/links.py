@@ -8,7 +8,8 @@ API (every link):
                  counted in ``send_errors``)
   recv()         one received frame (bytes), or None; never blocks, never raises
   close()
-Counters: tx_frames, tx_bytes, rx_frames, rx_bytes, send_errors, rx_dropped.
+Counters: tx_frames, tx_bytes, rx_frames, rx_bytes (modulo 2^30: small ints on a Pico), send_errors,
+rx_dropped.
 
 Sending allocates nothing: the encoder's preallocated, exact-length buffers are written as they
 are.  Receiving allocates (only when bytes arrive).
@@ -22,6 +23,19 @@ are.  Receiving allocates (only when bytes arrive).
 - ``UdpLink(host, port)``: one frame per datagram to the host, from an ephemeral local port
   (pico_w after Wi-Fi is up; emulation on this machine).
 """
+def _poller(obj):
+    import select
+    p = select.poll()
+    p.register(obj, select.POLLIN)
+    return p
+
+
+def _readable(p):
+    for _ in p.ipoll(0) if hasattr(p, "ipoll") else p.poll(0):
+        return True
+    return False
+
+
 class NullLink:
     name = "none"
     cobs = False
@@ -31,8 +45,8 @@ class NullLink:
         self.send_errors = self.rx_dropped = 0
 
     def send(self, data):
-        self.tx_frames += 1
-        self.tx_bytes += len(data)
+        self.tx_frames = (self.tx_frames + 1) & 0x3FFFFFFF
+        self.tx_bytes = (self.tx_bytes + len(data)) & 0x3FFFFFFF
 
     def recv(self):
         return None
@@ -64,7 +78,7 @@ def open_link(spec):
         from device.hw.stream_links import uart_link
         parts = spec.split(":")
         baud = int(parts[2]) if len(parts) > 2 else 115200
-        return uart_link(machine.UART(int(parts[1]), baudrate=baud))
+        return uart_link(machine.UART(int(parts[1]), baudrate=baud, txbuf=512))
     if spec.startswith("/"):
         from device.hw.stream_links import pty_link
         return pty_link(spec)

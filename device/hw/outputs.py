@@ -78,19 +78,38 @@ WDT_MAX_MS = 8388   # rp2 hardware limit
 
 
 class Watchdog:
-    """``machine.WDT`` fed by the beat loop.  Once started it cannot be stopped (hardware)."""
+    """``machine.WDT`` fed by the beat loop.  Once started it cannot be stopped (hardware).
+    ``reset_now()``: re-arm it with a 1 ms timeout and stop feeding, so the board resets through
+    the watchdog (device/faults.py); ``machine.reset()`` if that has not happened in 100 ms."""
 
-    def __init__(self, wdt_class, timeout_ms=WDT_MAX_MS):
+    def __init__(self, wdt_class, timeout_ms=WDT_MAX_MS, machine=None):
         if not 1 <= timeout_ms <= WDT_MAX_MS:
             raise ValueError("watchdog timeout must be 1..%d ms (rp2 limit), got %r"
                              % (WDT_MAX_MS, timeout_ms))
         self.timeout_ms = timeout_ms
+        self.wdt_class = wdt_class
+        self.machine = machine
         self.wdt = wdt_class(timeout=timeout_ms)
         self.feeds = 0
 
     def feed(self):
         self.wdt.feed()
         self.feeds += 1
+        if self.feeds >= 0x3FFFFFFF:
+            self.feeds = 0
+
+    def reset_now(self):
+        try:
+            self.wdt = self.wdt_class(timeout=1)
+        except Exception:
+            pass
+        import time
+        if hasattr(time, "ticks_ms"):
+            t0 = time.ticks_ms()
+            while time.ticks_diff(time.ticks_ms(), t0) < 100:
+                pass
+        if self.machine is not None:
+            self.machine.reset()
 
 
 class SoftWatchdog:
@@ -116,3 +135,5 @@ class SoftWatchdog:
         if gap > self.timeout_ms * 1000:
             self.expired += 1
         self.feeds += 1
+        if self.feeds >= 0x3FFFFFFF:
+            self.feeds = 0

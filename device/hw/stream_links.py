@@ -1,4 +1,11 @@
-"""COBS-framed links on byte streams: stdin/stdout (USB CDC), UART, pty (see device/hw/links.py)."""
+"""COBS-framed links on byte streams: stdin/stdout (USB CDC), UART, pty (see device/hw/links.py).
+
+Sending never waits on the port: ``send`` copies the framed frame into a transmit buffer
+(device/hw/txbuf.py) and the beat's idle time calls ``pump()``, which writes only what the port
+takes without blocking (USB CDC: 64-byte chunks while poll() says writable; that file says why
+this cannot block).  A frame that does not fit the buffer is dropped and counted in
+``send_errors`` (HEARTBEAT tx_dropped).  ``flush(deadline_us)`` drains with a deadline (exit,
+crash report)."""
 import sys
 
 try:
@@ -7,6 +14,8 @@ except ImportError:
     select = None
 
 from shared import cobs
+from device.hw.links import _poller, _readable
+from device.hw.txbuf import TxBuffer
 
 _MAX = 254
 _IS_MPY = sys.implementation.name == "micropython"
@@ -18,10 +27,12 @@ class StreamLink:
     name = "serial"
     cobs = True
 
-    def __init__(self, write, read_avail, close=None):
+    def __init__(self, write, read_avail, close=None, writable=None, chunk=64, pad=True,
+                 tx_capacity=1024):
         self._write = write
         self._read = read_avail
         self._close = close
+        self.tx = TxBuffer(write, writable, tx_capacity, chunk, pad)
         self._rx = bytearray(256)
         self._deframer = cobs.Deframer(_MAX)
         self._pending = []
@@ -29,13 +40,24 @@ class StreamLink:
         self.send_errors = self.rx_dropped = 0
 
     def send(self, data):
-        try:
-            self._write(data)
-        except OSError:
+        if not self.tx.put(data):
             self.send_errors += 1
             return
-        self.tx_frames += 1
-        self.tx_bytes += len(data)
+        self.tx_frames = (self.tx_frames + 1) & 0x3FFFFFFF
+        self.tx_bytes = (self.tx_bytes + len(data)) & 0x3FFFFFFF
+
+    def pump(self):
+        try:
+            self.tx.pump()
+        except OSError:
+            self.send_errors += 1
+            self.tx.drop_all()           # the port failed: what was queued is gone
+
+    def flush(self, deadline_us=200000):
+        try:
+            return self.tx.flush(deadline_us)
+        except OSError:
+            return False
 
     def recv(self):
         if not self._pending:
@@ -45,7 +67,7 @@ class StreamLink:
                 n = 0
             if not n:
                 return None
-            self.rx_bytes += n
+            self.rx_bytes = (self.rx_bytes + n) & 0x3FFFFFFF
             before = self._deframer.errors.get("cobs", 0) + self._deframer.errors.get("oversize", 0)
             frames = self._deframer.feed(self._rx[:n])
             after = self._deframer.errors.get("cobs", 0) + self._deframer.errors.get("oversize", 0)
@@ -53,7 +75,7 @@ class StreamLink:
             if not frames:
                 return None
             self._pending = frames
-        self.rx_frames += 1
+        self.rx_frames = (self.rx_frames + 1) & 0x3FFFFFFF
         return self._pending.pop(0)
 
     def close(self):
@@ -61,16 +83,33 @@ class StreamLink:
             self._close()
 
 
-def _poller(obj):
+
+
+def _out_poller(obj):
     p = select.poll()
-    p.register(obj, select.POLLIN)
-    return p
+    p.register(obj, select.POLLOUT)
+
+    def writable():
+        return _readable(p)
+    return writable
 
 
-def _readable(p):
-    for _ in p.ipoll(0) if hasattr(p, "ipoll") else p.poll(0):
-        return True
-    return False
+def _nonblocking_fd_writer(fd):
+    """CPython: os.write on a non-blocking fd (a partial write or none when the port is full)."""
+    import os
+    try:
+        import fcntl
+        fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+    except (ImportError, OSError):
+        pass
+
+    def write(view):
+        try:
+            return os.write(fd, view)
+        except BlockingIOError:
+            return 0
+    return write
 
 
 def stdio_link():
@@ -85,10 +124,15 @@ def stdio_link():
     p = _poller(sys.stdin)
     byte_at_a_time = _IS_MPY and sys.platform not in ("linux", "darwin")
 
-    def write(view):
-        wr.write(view)
-        if not _IS_MPY:
-            wr.flush()
+    if _IS_MPY:
+        write = wr.write                      # 64-byte chunks, only when poll says writable
+        writable = _out_poller(sys.stdout)
+        chunk, pad = 64, True
+    else:
+        wr.flush()
+        write = _nonblocking_fd_writer(sys.stdout.fileno())
+        writable = None
+        chunk, pad = 4096, False
 
     def read_avail(dst):
         if byte_at_a_time:       # rp2 stdio: read(n) would wait for n bytes
@@ -109,22 +153,26 @@ def stdio_link():
         dst[0:len(data)] = data
         return len(data)
 
-    link = StreamLink(write, read_avail)
+    link = StreamLink(write, read_avail, writable=writable, chunk=chunk, pad=pad,
+                      tx_capacity=1024 if _IS_MPY else 16384)
     link.name = "serial"
     link.uses_stdout = True
     return link
 
 
 def uart_link(uart):
+    """A machine.UART (give it txbuf >= 256): written only when its transmitter is done, up to
+    256 bytes at a time, which its buffer takes without waiting."""
     def write(view):
-        uart.write(view)
+        return uart.write(view)
 
     def read_avail(dst):
         if not uart.any():
             return 0
         return uart.readinto(dst) or 0
 
-    link = StreamLink(write, read_avail)
+    done = getattr(uart, "txdone", None)
+    link = StreamLink(write, read_avail, writable=done, chunk=256, pad=False)
     link.name = "uart"
     return link
 
@@ -134,9 +182,8 @@ def pty_link(path):
     if _IS_MPY:
         f = open(path, "r+b")
         p = _poller(f)
-
-        def write(view):
-            f.write(view)
+        write = f.write
+        writable = _out_poller(f)
 
         one = bytearray(1)
 
@@ -153,7 +200,9 @@ def pty_link(path):
                 n += 1
             return n
 
-        link = StreamLink(write, read_avail, f.close)
+        # a pty takes one byte whenever poll says writable, not always 64: n_tty waits for
+        # room to write the rest of a longer write (emulation only: a syscall a byte is fine)
+        link = StreamLink(write, read_avail, f.close, writable=writable, chunk=1, pad=False)
     else:
         import os
         fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
@@ -164,8 +213,7 @@ def pty_link(path):
         except (ImportError, OSError):
             pass
 
-        def write(view):
-            os.write(fd, view)
+        write = _nonblocking_fd_writer(fd)
 
         def read_avail(dst):
             try:
@@ -175,7 +223,8 @@ def pty_link(path):
             dst[0:len(data)] = data
             return len(data)
 
-        link = StreamLink(write, read_avail, lambda: os.close(fd))
+        link = StreamLink(write, read_avail, lambda: os.close(fd), chunk=4096, pad=False,
+                          tx_capacity=16384)
     link.name = "pty"
     return link
 

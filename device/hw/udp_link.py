@@ -1,5 +1,5 @@
 """One frame per UDP datagram (pico_w, emulation); see device/hw/links.py."""
-from device.hw.stream_links import _poller, _readable
+from device.hw.links import _poller, _readable
 
 
 class UdpLink:
@@ -25,8 +25,8 @@ class UdpLink:
         except OSError:
             self.send_errors += 1
             return
-        self.tx_frames += 1
-        self.tx_bytes += len(data)
+        self.tx_frames = (self.tx_frames + 1) & 0x3FFFFFFF
+        self.tx_bytes = (self.tx_bytes + len(data)) & 0x3FFFFFFF
 
     def recv(self):
         if not _readable(self._poll):
@@ -37,8 +37,8 @@ class UdpLink:
             return None
         if not data:
             return None
-        self.rx_frames += 1
-        self.rx_bytes += len(data)
+        self.rx_frames = (self.rx_frames + 1) & 0x3FFFFFFF
+        self.rx_bytes = (self.rx_bytes + len(data)) & 0x3FFFFFFF
         return data
 
     def close(self):

@@ -135,7 +135,8 @@ def _sender(port, devices, seconds, keyfile, batch=1):
     dest = ("127.0.0.1", port)
     hello = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0x02FF,
              "fs_hz": 1000, "period_us": PERIOD_US, "phase_step": 2147, "lag_samples": 10, "adc_bits": 12,
-             "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1}
+             "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1, "spb_max": 32, "period_min_us": 500,
+             "reset_cause": 1, "boot_flags": 0, "kairos_decim": 4, "counts_per_unit_q4": 2048}
     sender = mmsg.MmsgSender(s, dest, blob, size) if mmsg.available() else None
     print("ready", flush=True)
     sys.stdin.readline()

@@ -8,6 +8,8 @@
                                                     board, mining off vs 20-bit stamps
 Targets: beat <= 100 us and 0 bytes per steady beat; PID >= 5x simple-pid; PoW >= 0.9x bare hash;
 mining never makes a beat late (lateness with pow 20 ~ without).
+On the emulated RP2040 (host/rp2040/bench.py, the RP2040 lane's measurement; needs Node.js;
+--no-rp2040 leaves them out): rp2040-step, rp2040-alloc, rp2040-heap, rp2040-pow.
 """
 import json
 import os
@@ -24,6 +26,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def add_arguments(p):
     p.add_argument("--beats", type=int, default=2000, help="beats per lateness run (real time)")
     p.add_argument("--micropython", default=None, help="path of the micropython executable")
+    p.add_argument("--rp2040-beats", type=int, default=300,
+                   help="beats measured on the emulated RP2040 (default 300)")
+    p.add_argument("--rp2040-firmware", default=None, metavar="UF2",
+                   help="RPI_PICO .uf2 to boot (default: $BECOMINGONE_RP2040_FIRMWARE, else the "
+                   "project's MicroPython v1.28.0 build)")
+    p.add_argument("--no-rp2040", action="store_true", help="leave out the rp2040 rows")
 
 
 def _mpy(args):
@@ -47,8 +55,13 @@ def collect(args):
     exe = _mpy(args)
     rows = []
     n = 300 if quick else 2000
+    import tempfile
+    from becomingone.emulate.firmware import build_firmware
+    fw_dir = tempfile.mkdtemp(prefix="bench-firmware-")
+    build_firmware(fw_dir)                # .mpy, as a board runs the firmware
     p = subprocess.run([exe, "-X", "heapsize=192K", os.path.join(HERE, "mpy_beat.py"), ROOT,
-                        "--beats", str(n)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+                        "--beats", str(n), "--firmware", fw_dir], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
     if p.returncode != 0:
         raise RuntimeError("beat bench failed: " + p.stderr.strip()[-500:])
     for r in _json_line(p.stdout)["rows"]:
@@ -61,7 +74,7 @@ def collect(args):
     rows.extend(r for r in math_rows if r.get("name") not in want)
     beats = 400 if quick else args.beats
     for bits in (0, 20):
-        p = subprocess.run([exe, "-X", "heapsize=192K", "device/main.py", "--board", "emulator",
+        p = subprocess.run([exe, "-X", "heapsize=192K", main, "--board", "emulator",
                             "--beats", str(beats), "--link", "none", "--pow-bits", str(bits)],
                            capture_output=True, text=True, timeout=600, cwd=ROOT)
         if p.returncode != 0:
@@ -73,6 +86,12 @@ def collect(args):
                      "skipped_beats": r["skipped_beats"], "pow_hashes": r["pow_hashes"],
                      "alloc_bytes_per_beat": r["alloc_bytes_per_beat"],
                      "gc_in_beat": r["gc_in_beat"], "load_avg_1m": _load()})
+    import shutil
+    shutil.rmtree(fw_dir, ignore_errors=True)
+    if not getattr(args, "no_rp2040", False):
+        from becomingone.rp2040 import bench as rp2040_bench
+        rows.extend(rp2040_bench.collect(beats=100 if quick else getattr(args, "rp2040_beats", 300),
+                                         firmware=getattr(args, "rp2040_firmware", None)))
     return rows
 
 

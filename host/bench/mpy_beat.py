@@ -2,11 +2,15 @@
 JSON line {"rows": [{"name": "beat", "beat_us" (median), "beat_us_mean", "beat_us_p99",
 "alloc_bytes_per_beat", ...}]}.
 
-    micropython -X heapsize=192K host/bench/mpy_beat.py ROOT [--beats N]
+    micropython -X heapsize=192K host/bench/mpy_beat.py ROOT [--beats N] [--firmware DIR]
 
-The emulator board on a virtual clock: each beat takes the ~4.2 samples of a 4.21 ms period at
-1 kHz (synthetic sensor, Emissary, arbiter, actuator PID, TELEMETRY encoded and handed to a
-null link).  Mining is off (pow 0) so the figure is the beat itself; alloc_bytes_per_beat is the
+--firmware DIR: the firmware precompiled with mpy-cross (host/emulate/firmware.py), as a board
+runs it; `becomingone bench device` passes it (from the sources the unix port's compiler needs
+more than 192K: it interns every identifier and builds each module's parse tree in the heap).
+
+The emulator board on a virtual clock: each beat takes the ~50 samples of a 4.21 ms period at
+12 kHz (synthetic machine, features, KAIROS, health, arbiter, actuator PID, TELEMETRY encoded
+and handed to a null link).  Mining is off (pow 0) so the figure is the beat itself; alloc_bytes_per_beat is the
 gc.mem_alloc delta over the timed beats (MicroPython only)."""
 import sys
 import gc
@@ -16,9 +20,11 @@ def main(argv):
     root = argv[1] if len(argv) > 1 else "."
     for p in (root + "/tests/fakes", root):
         sys.path.insert(0, p)
+    if "--firmware" in argv:
+        sys.path.insert(0, argv[argv.index("--firmware") + 1])
     from array import array
     hist = array("H", bytes(2 * 2048))  # per-beat us, 1 us buckets (median: robust to preemption)
-    reserve = bytearray(12 * 1024)   # noqa: F841  (see device/main.py)
+    reserve = None if "--firmware" in argv else bytearray(12 * 1024)   # noqa: F841 (main.py)
     n = 2000
     if "--beats" in argv:
         n = int(argv[argv.index("--beats") + 1])

@@ -34,7 +34,8 @@ from shared.frame_encoder import Encoder
 BEAT = {"beat": 123456, "period_us": 4211, "lateness_us": 37, "dT_re": -1234567,
         "dT_im": 7654321, "dE0": 29000000, "dEL": 28000000, "n_samples": 4,
         "coherence": 62259, "pid_error": -517, "pid_output": 39321, "threat": 3277,
-        "o_weight": 22938, "decision_state": 0}
+        "o_weight": 22938, "decision_state": 0x08, "level": -120, "kurt": 420, "crest": 811,
+        "anoms": 2}
 HEADER = {"device_id": 17, "boot_id": 0x2A5C, "seq": 123456, "time_era": 0,
           "time_off": 519873216}
 KEY = bytes(range(0xA0, 0xC0))
@@ -62,7 +63,11 @@ MAV_XML = """<?xml version="1.0"?>
       <field type="float" name="threat">Threat 0..1</field>
       <field type="float" name="o_weight">Genome O weight 0..1</field>
       <field type="uint8_t" name="decision">Decision (NOOP..QUARANTINE)</field>
-      <field type="uint8_t" name="flags">Bit 0 quarantine latched, bit 1 collapse</field>
+      <field type="uint8_t" name="flags">Bit 0 quarantine latched, bit 1 collapse, bits 2-4 lag locked, sensor fault, coherence lost</field>
+      <field type="float" name="level" units="g">Vibration level (RMS of the first difference)</field>
+      <field type="float" name="kurtosis">Kurtosis of the first difference</field>
+      <field type="float" name="crest">Crest factor</field>
+      <field type="uint16_t" name="anoms">Exceedances in the window</field>
     </message>
   </messages>
 </mavlink>
@@ -172,7 +177,9 @@ def _mav_fields():
                 dEL=b["dEL"], n_samples=b["n_samples"], coherence=b["coherence"] / 65536,
                 pid_error=b["pid_error"] / 32768, pid_output=b["pid_output"] / 65536,
                 threat=b["threat"] / 65536, o_weight=b["o_weight"] / 65536,
-                decision=b["decision_state"] & 7, flags=b["decision_state"] >> 6)
+                decision=b["decision_state"] & 7, flags=b["decision_state"] >> 3,
+                level=2.0 ** (b["level"] / 256), kurtosis=2.0 ** (b["kurt"] / 256),
+                crest=2.0 ** (b["crest"] / 256), anoms=b["anoms"])
 
 
 def _mavlink(mod, n, signed):

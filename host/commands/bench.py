@@ -4,6 +4,7 @@
 {"bench": NAME, "rows": [...]} with --json, else as a table."""
 import argparse
 import importlib
+import io
 import json
 import sys
 
@@ -29,27 +30,39 @@ def add_arguments(p):
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark itself")
 
 
-def format_table(rows):
-    cols = []
+def _cell(v):
+    if isinstance(v, bool) or v is None:
+        return "-" if v is None else str(v).lower()
+    if isinstance(v, int):
+        return "{:,}".format(v).replace(",", " ")
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        if abs(v) >= 1e5:
+            return "{:,.0f}".format(v).replace(",", " ")
+        return "%.4g" % v
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def format_table(rows, width=100):
+    """The rows as a rich table at most `width` columns wide: one line per row, its name, then
+    its figures as `key value` pairs (numbers in one format: 4 significant digits, thousands
+    grouped by spaces), wrapped inside the figures column. `--json` prints the rows unchanged."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(box=box.SIMPLE_HEAD, expand=False, padding=(0, 1), pad_edge=False)
+    t.add_column("row", no_wrap=True, style="bold")
+    t.add_column("figures", overflow="fold")
     for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-
-    def cell(v):
-        if isinstance(v, float):
-            return "%.4g" % v if abs(v) < 1e6 else "%.0f" % v
-        if isinstance(v, (dict, list)):
-            return json.dumps(v, separators=(",", ":"))
-        return "" if v is None else str(v)
-
-    table = [[cell(r.get(c)) for c in cols] for r in rows]
-    widths = [max([len(c)] + [len(t[i]) for t in table]) for i, c in enumerate(cols)]
-    out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)),
-           "  ".join("-" * w for w in widths)]
-    for t in table:
-        out.append("  ".join(v.ljust(w) for v, w in zip(t, widths)))
-    return "\n".join(out)
+        figs = ["%s [cyan]%s[/]" % (k, _cell(v).replace("[", "\\[")) for k, v in r.items() if k != "name"]
+        t.add_row(str(r.get("name", "")), "   ".join(figs))
+    con = Console(width=width, record=True, file=io.StringIO(), force_terminal=False,
+                  color_system=None)
+    con.print(t)
+    return "\n".join(ln.rstrip() for ln in con.export_text().splitlines()).strip("\n")
 
 
 def run(args):

@@ -1,7 +1,7 @@
 """`becomingone device ACTION ...`: devices of a running coordinator (through its control
 socket, docs/HOST.md) and the keystore.
 
-    device list                         sessions: device, boot, board, frames, lost, witness
+    device list                         devices: decision, quarantine, threat, C, lateness, loss
     device config DEV [KEY=VALUE ...]   show the config history, or apply a change (CONFIG, ACKed)
     device undo DEV | redo DEV | goto DEV VERSION
     device clear DEV                    leave QUARANTINE (CLEAR frame)
@@ -13,8 +13,10 @@ import json
 import os
 
 import yaml
+from rich.console import Console
 
 from becomingone.commands.common import resolve_data_dir
+from becomingone.commands.devicetable import device_table, states_of
 from becomingone.config import load_config
 from becomingone.coordinator.control import SOCKET_NAME, request
 from becomingone.errors import UserError
@@ -47,11 +49,14 @@ def add_arguments(parser):
     _common(p)
     p.add_argument("device")
     p.add_argument("version", type=int)
-    p = sub.add_parser("model", help="push entropy model weights w, b")
+    p = sub.add_parser("model", help="push entropy model weights (features, or the seed's w, b)")
     _common(p)
     p.add_argument("device", help="device id or 'all'")
-    p.add_argument("--w", type=float, required=True)
-    p.add_argument("--b", type=float, required=True)
+    for k in ("bias", "w-level", "w-kurt", "w-crest", "w-anoms"):
+        p.add_argument("--" + k, type=float, default=None,
+                       help="feature model %s (threat = sigmoid(bias + w_level*level + ...))" % k)
+    p.add_argument("--w", type=float, default=None, help="seed form: w (per anomaly)")
+    p.add_argument("--b", type=float, default=None, help="seed form: b")
     p = sub.add_parser("pow", help="set the proof-of-work difficulty (bits) required from a device")
     _common(p)
     p.add_argument("device")
@@ -136,13 +141,7 @@ def run(args):
         if args.json:
             _print(args, rows)
             return 0
-        print("%6s %6s %-8s %-7s %9s %7s %5s %8s" % ("device", "boot", "board", "state", "frames",
-                                                     "lost", "dup", "witness"))
-        for r in rows:
-            print("%6d %6d %-8s %-7s %9d %7d %5d %8d" % (
-                r["device_id"], r["boot_id"], (r.get("hello") or {}).get("board", "?"),
-                "online" if r["online"] else "offline", r["frames"], r["lost"], r["duplicates"],
-                r["witness"]))
+        Console(width=100).print(device_table(states_of(rows)))
         return 0
     req = {"cmd": a, "device": args.device}
     if a == "config":
@@ -152,7 +151,9 @@ def run(args):
     elif a == "goto":
         req["version"] = args.version
     elif a == "model":
-        req.update(w=args.w, b=args.b)
+        for k in ("bias", "w_level", "w_kurt", "w_crest", "w_anoms", "w", "b"):
+            if getattr(args, k) is not None:
+                req[k] = getattr(args, k)
     elif a == "pow":
         req["bits"] = args.bits
     res = request(sock, req)

@@ -6,9 +6,10 @@ import signal
 import sys
 
 from rich.live import Live
-from rich.table import Table
 
 from becomingone.commands.common import add_http_arguments, http_arg
+from becomingone.commands.devicetable import device_table, states_of
+from becomingone.devices.state import device_state
 from becomingone.emulate.faults import ALLOWED, parse_faults
 from becomingone.emulate.runner import Emulation, write_summary
 from becomingone.errors import UserError
@@ -23,18 +24,33 @@ def add_arguments(p):
                    help="device links: UDP datagrams or a pseudo-terminal serial pair per device")
     p.add_argument("--serial-devices", type=int, default=0,
                    help="with --transport udp: the last K devices use a serial pty instead")
-    p.add_argument("--runtime", default="micropython", choices=("micropython", "cpython"),
-                   help="runtime of the device processes (default: the MicroPython unix port)")
+    p.add_argument("--runtime", default="micropython", choices=("micropython", "cpython", "rp2040"),
+                   help="runtime of the device processes (default: the MicroPython unix port); "
+                   "rp2040: emulated Picos running the real MicroPython RPI_PICO firmware with "
+                   "the flashed firmware, on their USB serial port (implies serial links; their "
+                   "clock is emulated time, slower than the wall clock: docs/DEVICE.md "
+                   "\"On the chip\")")
     p.add_argument("--faults", default="",
                    help="comma-separated faults, names: " + ", ".join(ALLOWED)
-                   + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5)")
+                   + " (e.g. loss=0.05,dup=0.01,reorder=0.01,reboot=2@10,fault=3@5; fault=D@T turns "
+                   "device D's sensor into an impacting machine at T s: an odd, coherent device goes "
+                   "ALERT then QUARANTINE, an even, noisy one ALERT; D must be 1..--devices)")
     p.add_argument("--data", default=None, help="data folder (default: var/emulate)")
     p.add_argument("--pow-bits", type=int, default=None, help="proof-of-work bits of the devices")
     p.add_argument("--omega", type=float, default=0.0,
                    help="KAIROS omega in rad/s for host and devices (default 0: at the spec's 2 "
                    "rad/s no window longer than 0.39 s can reach the collapse threshold)")
-    p.add_argument("--tau-bar", type=float, default=0.002,
-                   help="KAIROS lag tau-bar in seconds (default 0.002 = 2 samples at 1 kHz)")
+    p.add_argument("--tau-bar", type=float, default=0.0,
+                   help="KAIROS lag tau-bar in seconds (default 0: each device learns one period "
+                        "of its machine)")
+    p.add_argument("--sensor-file", default=None, metavar="PATH",
+                   help="every device samples this file (raw little-endian uint16 ADC counts at "
+                   "the board's f_s, 12 kHz) instead of its synthetic machine; a device restarts "
+                   "(new boot) when the file ends. `becomingone replay` makes one from a "
+                   "recording (npy, CSV, WAV) and runs it once")
+    p.add_argument("--device-arg", action="append", default=[], metavar="FLAG=VALUE",
+                   help="an extra device/main.py flag for every device, e.g. --device-arg "
+                   "pulse-k=1.0714 --device-arg pulse-p=1 (repeatable)")
     p.add_argument("--summary-json", default=None, help="write the summary JSON here")
     p.add_argument("--no-live", action="store_true", help="no live table (plain progress lines)")
     p.add_argument("--mqtt", metavar="HOST[:PORT]", default=None,
@@ -45,23 +61,20 @@ def add_arguments(p):
 
 def _live_table(emu):
     st = emu.status()
-    t = Table(title="BecomingONE emulation  t=%.0fs  data: %s" % (emu.elapsed(), emu.data_dir),
-              expand=False)
-    for col in ("device", "boot", "online", "frames", "beats", "gaps", "witness", "link"):
-        t.add_column(col)
-    sessions = st.get("sessions") or []
-    by_dev = {s.get("device_id"): s for s in sessions} if isinstance(sessions, list) else {}
-    for dev in emu.devices:
-        s = by_dev.get(dev.device_id, {})
-        t.add_row(str(dev.device_id), str(s.get("boot_id", "-")), str(s.get("online", "-")),
-                  str(s.get("frames", "-")), str(s.get("beats", "-")), str(s.get("gaps", "-")),
-                  str(s.get("witness", "-")), dev.link_url)
+    states = {x["device_id"]: x for x in states_of(st.get("sessions") or {})}
+    # every emulated device gets a row, seen or not yet
+    rows = [states.get(dev.device_id) or device_state({"device_id": dev.device_id})
+            for dev in emu.devices]
     w = st.get("witness", {})
-    t.caption = ("received %s  accepted %s  rejected %s  witness committed %s/%s  ledger %s" % (
-        st.get("frames_received"), st.get("frames_accepted"),
-        json.dumps(st.get("frames_rejected", {})), w.get("committed"), w.get("received"),
-        (st.get("ledger") or {}).get("size")))
-    return t
+    rej = st.get("frames_rejected") or {}
+    return device_table(
+        rows, title="BecomingONE emulation  t=%.0fs  data: %s" % (emu.elapsed(), emu.data_dir),
+        caption="frames received %s, accepted %s, rejected %d%s; witness committed %s/%s; "
+                "ledger %s" % (st.get("frames_received"), st.get("frames_accepted"),
+                               sum(rej.values()), " (%s)" % ", ".join(
+                                   "%s %d" % kv for kv in sorted(rej.items())) if rej else "",
+                               w.get("committed"), w.get("received"),
+                               (st.get("ledger") or {}).get("size")))
 
 
 def _mqtt_overrides(spec):
@@ -77,6 +90,18 @@ def _mqtt_overrides(spec):
             "integrations.mqtt.port": int(port), "integrations.mqtt.interval": 1.0}
 
 
+def _device_args(items):
+    """--device-arg FLAG=VALUE items -> device/main.py flags (["--flag", "value", ...])."""
+    out = []
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not k or k.startswith("-") or not sep:
+            raise UserError("--device-arg %r: expected FLAG=VALUE, the flag without its dashes "
+                            "(e.g. pulse-p=1)" % it)
+        out += ["--" + k, v]
+    return out
+
+
 def run(args):
     faults = parse_faults(args.faults)
     if args.duration < 0:
@@ -87,9 +112,11 @@ def run(args):
                     transport=args.transport, runtime=args.runtime, faults=faults,
                     data_dir=args.data, serial_devices=args.serial_devices,
                     pow_bits=args.pow_bits, omega=args.omega, tau_bar=args.tau_bar,
-                    http=http_arg(args), config_overrides=_mqtt_overrides(args.mqtt))
+                    device_args=_device_args(args.device_arg),
+                    http=http_arg(args), config_overrides=_mqtt_overrides(args.mqtt),
+                    sensor_file=args.sensor_file)
     print("emulating %d device(s) on %s over %s for %s; host data in %s; device logs in %s"
-          % (args.devices, args.runtime, args.transport,
+          % (args.devices, args.runtime, "serial" if args.runtime == "rp2040" else args.transport,
              ("%gs" % args.duration) if args.duration else "ever (Ctrl-C stops)",
              emu.data_dir, os.path.join(emu.data_dir, "logs")))
     sys.stdout.flush()
@@ -114,15 +141,14 @@ def run(args):
                 sys.stdout.flush()
                 state["next"] += 5.0
 
-    def _stop(signum, frame):          # Ctrl-C or SIGTERM: stop devices, then the host
+    def _stop(signum, frame):          # Ctrl-C, SIGTERM, SIGHUP: stop devices, then the host
         emu.stop()
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    emu.start()
-    if emu.cell.http is not None:
-        print("becomingone: dashboard %s" % emu.cell.http.url)
-        sys.stdout.flush()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
+        emu.start()
+        if emu.cell.http is not None:
+            _say("becomingone: dashboard %s" % emu.cell.http.url)
         if live_ctx is not None:
             with live_ctx:
                 emu.wait(live=live)
@@ -131,7 +157,9 @@ def run(args):
     except KeyboardInterrupt:
         pass
     finally:
-        print("stopping: devices, then the host (flushing the ledger)...")
+        # every exit path reaps the device processes: an exception, a closed pipe (`| head`:
+        # the next print raises BrokenPipeError), a signal
+        _say("stopping: devices, then the host (flushing the ledger)...")
         emu.shutdown()
     summary = emu.summary()
     path = args.summary_json or os.path.join(emu.data_dir, "summary.json")
@@ -149,6 +177,15 @@ def run(args):
           "         %s memory query --data %s" % (_under_cwd(path) or path, cmd, data, cmd, data,
                                                   cmd, data))
     return 0 if summary["ledger_verified"] else 1
+
+
+def _say(text):
+    """Print a progress line; a closed stdout (`| head`) must not stop the shutdown."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
 
 
 def _under_cwd(path):

@@ -55,6 +55,9 @@ def add_arguments(p):
                    "port to appear (replug a board whose firmware holds the serial port, see "
                    "docs/FLASHING.md)")
     p.add_argument("--out", help="pizero: bundle folder to create (default dist/pizero-device-ID)")
+    p.add_argument("--mip-package", metavar="DIR", help="write a mip package of this board's files "
+                   "only, compiled to .mpy, into DIR (DIR/package.json; then `mpremote mip install "
+                   "DIR/package.json`); touches no board")
 
 
 def _extra(sets):
@@ -127,7 +130,9 @@ def make_plan(args):
     if clash:
         raise UserError("--set cannot change %s (set by flash itself)" % ", ".join(clash))
     config.update(extra)
-    P.check_device_flags(config, wifi)
+    # the firmware's own checks (option parser, the board's limits); the sample rate is written
+    # out (the board's default when not --set) so the plan shows what the board will run at
+    config["fs"] = P.check_device_flags(config, wifi)
     items = P.plan_items(board, config, wifi=V.wifi_bytes(wifi) if wifi else None,
                          code=not args.config_only)
     return {"board": board, "target": target, "port": args.port, "link": link, "wifi": wifi,
@@ -210,6 +215,13 @@ class _Progress:
 
 
 def run(args):
+    if getattr(args, "mip_package", None):
+        from becomingone.deploy.mip import write_mip_package
+        pkg = write_mip_package(args.board, os.path.abspath(args.mip_package))
+        print("wrote %s: %d .mpy files for %s (install: mpremote mip install %s)" % (
+            os.path.join(args.mip_package, "package.json"), len(pkg["urls"]), args.board,
+            os.path.join(args.mip_package, "package.json")))
+        return 0
     plan = make_plan(args)
     if args.dry_run:
         print("becomingone flash: plan (dry run: nothing is compiled or written, no key is "

@@ -11,6 +11,7 @@ from becomingone.commands.common import data_config
 from becomingone.errors import UserError
 from becomingone.ledger import Ledger, checkpoint as ckpt, merkle, verify_path
 from becomingone.util.progress import progress_bar, wants_progress
+from becomingone.util.times import fmt_time
 
 
 def _common(p):
@@ -97,7 +98,9 @@ def _show(args):
             if args.json:
                 sys.stdout.write(e.to_json() + "\n")
             else:
-                print("%8d  %.6f  %-9s %s  %s" % (e.index, e.timestamp, e.kind, e.hash[:16],
+                # times as every other surface prints them: ISO 8601 UTC (--json keeps the
+                # entry as stored and hashed)
+                print("%8d  %s  %-9s %s  %s" % (e.index, fmt_time(e.timestamp), e.kind, e.hash[:16],
                                                    json.dumps({k: v for k, v in e.data.items() if k != "kind"},
                                                               sort_keys=True)[:100]))
     return 0

@@ -11,12 +11,14 @@ reloads the mesh's trust files and certificate revocation list (docs/MESH.md "Tr
 Data folder: --data DIR, else the config file's data_dir when the file sets one, else
 ./var/becomingone."""
 import json
+import os
 import signal
 import sys
 
 from becomingone.cell import Cell
 from becomingone.commands.common import add_http_arguments, http_arg, load
 from becomingone.errors import UserError
+from becomingone.util.sdnotify import SdNotify
 
 
 def add_arguments(p):
@@ -50,6 +52,12 @@ def run(args):
     if hasattr(signal, "SIGHUP"):           # reload what reloads live (the mesh's trust, CRL)
         signal.signal(signal.SIGHUP, lambda signum, frame: c.reload())
     info = c.ready_info()
+    sd = SdNotify.from_env()           # systemd Type=notify: readiness and the watchdog
+    if sd is not None:
+        c.coordinator.attach("systemd", sd.close, tick=sd.tick, status=sd.status)
+        sd.notify("READY=1", "MAINPID=%d" % os.getpid(),
+                  "STATUS=serving %d link(s)%s" % (len(info["links"]), ", dashboard %s" % info["http"]
+                                                   if info.get("http") else ""))
     if not args.quiet:
         print("becomingone: data in %s" % info["data_dir"])
         for u in info["links"]:

@@ -4,7 +4,10 @@ wrote in the data folder."""
 import json
 import os
 
+from rich.console import Console
+
 from becomingone.commands.common import resolve_data_dir
+from becomingone.commands.devicetable import device_table, states_of
 from becomingone.coordinator.control import SOCKET_NAME, request
 from becomingone.errors import UserError
 from becomingone.ledger import verify_path
@@ -67,8 +70,13 @@ def run(args):
     if "verify" in led:
         line += "  verify: %s" % ("ok" if led["verify"].get("ok") else "FAILED %s" % led["verify"].get("first_bad"))
     print(line)
+    for line in _device_lines(st.get("sessions") or {}):
+        print(line)
     print("health       lag %s ms, loss %s, inbox %s, ledger queue %s" % (
         h.get("ingest_lag_ms"), h.get("loss"), h.get("inbox_depth"), h.get("ledger_queue")))
+    sessions = st.get("sessions") or {}
+    if sessions:
+        Console(width=100).print(device_table(states_of(sessions)))
     _mesh_lines(st.get("mesh") or {})
     mq = st.get("mqtt")
     if mq:
@@ -78,6 +86,27 @@ def run(args):
                  mq.get("commands_retained_ignored", 0), mq.get("errors", 0),
                  "  (last: %s)" % mq["last_error"] if mq.get("last_error") else ""))
     return 0 if not ("verify" in led and not led["verify"].get("ok")) else 1
+
+
+def _device_lines(sessions):
+    """A line per device that needs a look: samples lost (HEARTBEAT), a boot after a watchdog
+    reset or a crash, QUARANTINE restored at boot (HELLO)."""
+    from device.latch import CAUSE_NAMES
+    out = []
+    for key, s in sorted(sessions.items(), key=lambda kv: int(kv[0])):
+        hb = s.get("heartbeat") or {}
+        h = s.get("hello") or {}
+        notes = []
+        if hb.get("samples_lost"):
+            notes.append("%d samples lost" % hb["samples_lost"])
+        rc = h.get("reset_cause")
+        if rc in (2, 3):
+            notes.append("booted after a %s reset" % CAUSE_NAMES[rc])
+        if (h.get("boot_flags") or 0) & 2:
+            notes.append("QUARANTINE restored at boot")
+        if notes:
+            out.append("device %-6s %s" % (key, ", ".join(notes)))
+    return out
 
 
 def _mesh_lines(m):

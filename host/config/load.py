@@ -117,9 +117,11 @@ class Config:
         p = self._data["admission"]["keystore"]
         return os.path.expanduser(p) if p else self.data_path("keys.json")
 
-    def lag_samples(self, fs_hz):
-        """kairos.tau_bar as the device's lag in samples at fs_hz: max(1, round(tau_bar * f_s))."""
-        return max(1, int(round(self._data["kairos"]["tau_bar"] * float(fs_hz))))
+    def lag_samples(self, rate_hz=250.0):
+        """kairos.tau_bar as a device's KAIROS lag at rate_hz (its KAIROS rate, f_s / M; 250 Hz
+        nominal): 0 (learn it) when tau_bar is 0, else max(1, round(tau_bar * rate_hz))."""
+        tb = self._data["kairos"]["tau_bar"]
+        return 0 if tb == 0 else max(1, int(round(tb * float(rate_hz))))
 
     def heartbeat_beats(self, period_s=None):
         """devices.heartbeat_s in beats of period_s (default: the pulse's beat), at least 1."""

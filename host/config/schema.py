@@ -170,9 +170,12 @@ SCHEMA = {
                           lo=0.0, lo_open=True, hi=3600.0),
         "coherence_threshold": Leaf("float", 0.95, "I_c: collapse when C >= I_c (SPEC 4.2/4.3)",
                                     lo=0.0, lo_open=True, hi=1.0),
-        "omega": Leaf("float", 2.0, "omega in rad/s of the KAIROS phasor (sent to devices)", lo=0.0, hi=1.0e6),
-        "tau_bar": Leaf("float", 0.01, "tau-bar lag in seconds; L = max(1, round(tau_bar*f_s)) samples",
-                        lo=0.0, hi=10.0),
+        "omega": Leaf("float", 0.0, "omega in rad/s of the KAIROS phasor (sent to devices); a window "
+                      "of W s has C <= sinc^2(omega W / 2), so omega > 0 caps the windows that can "
+                      "collapse (SPEC's 2 rad/s: none longer than 0.39 s)", lo=0.0, hi=1.0e6),
+        "tau_bar": Leaf("float", 0.0, "tau-bar lag in seconds; 0 = each device learns one period of "
+                        "its machine; else L = max(1, round(tau_bar * f_k)) KAIROS samples "
+                        "(f_k = 250 Hz nominal)", lo=0.0, hi=0.5),
     },
     "master": {
         "enabled": Leaf("bool", True, "run the Master (long windows); false: no windows, no sync"),
@@ -331,6 +334,11 @@ SCHEMA = {
         "heartbeat_s": Leaf("float", 1.0, "seconds between HEARTBEATs when idle", lo=0.01, hi=3600.0),
         "session_timeout_s": Leaf("float", 10.0, "a device silent this long is marked offline",
                                   lo=0.1, hi=86400.0),
+        "model": Leaf("str", "shipped", "entropy model each device runs (sent as MODEL at its "
+                      "HELLO unless shipped): shipped = the firmware's own device/model_default.py "
+                      "(trained on recordings), seed = the seed's threat = sigmoid(0.12 anoms), "
+                      "trained = DATA/entropy_model.json (`becomingone model train`)",
+                      choices=("shipped", "seed", "trained")),
     },
     "integrations": {
         "mqtt": {     # host/mqtt/bridge.py, docs/MQTT.md

@@ -2,6 +2,7 @@
 owns it (devices/: sessions, configuration, time sync, WITNESS; core/: the telemetry feed)."""
 import time
 
+from becomingone.devices.config import config_key_of
 from becomingone.ingest.pipeline import FrameSink
 from shared import protocol as P
 
@@ -11,9 +12,11 @@ __all__ = ["DeviceFrames"]
 class DeviceFrames(FrameSink):
     """Routes the ingest's events (processing thread). Ports: sessions, devconfig
     (DeviceConfigs), admission (the PoW difficulty a device must use), witness (WitnessDesk),
-    feed (core TelemetryFeed), sender (FrameSender: time sync), tally."""
+    feed (core TelemetryFeed), sender (FrameSender: time sync), tally, model_at_hello(session)
+    (the entropy model a device must run, sent at its first HELLO; None: nothing sent)."""
 
-    def __init__(self, sessions, devconfig, admission, witness, feed, sender, tally):
+    def __init__(self, sessions, devconfig, admission, witness, feed, sender, tally,
+                 model_at_hello=None):
         self.sessions = sessions
         self.devconfig = devconfig
         self.admission = admission
@@ -21,6 +24,7 @@ class DeviceFrames(FrameSink):
         self.feed = feed
         self.sender = sender
         self.tally = tally
+        self.model_at_hello = model_at_hello
 
     def hello(self, session, fields):
         first = session.hello is None
@@ -35,6 +39,11 @@ class DeviceFrames(FrameSink):
         difficulty with what the host requires, start time sync."""
         dev = s.device_id
         dc = self.devconfig
+        # a CONFIG still waiting for its ACK when the device comes back from a crash or a
+        # watchdog reset is what brought it down: refused, never sent again (not at this HELLO
+        # either); devconfig.on_reset records it
+        if s.hello.get("reset_cause") in (P.RESET_WATCHDOG, P.RESET_CRASH):
+            dc.on_reset(dev, s.hello["reset_cause"])
         dc.resync(dev)
         need = self.admission.pow_bits_for(dev)
         if self.admission.pow_required and s.hello.get("pow_bits") != need and \
@@ -42,11 +51,21 @@ class DeviceFrames(FrameSink):
             dc.push(dev, {"pow_bits": need})
         s.last_time_sync = time.monotonic()
         self.sender.time_sync(s)
+        if self.model_at_hello is not None:
+            self.model_at_hello(s)
 
     def telemetry(self, session, records):
+        for r in records:
+            session.lateness.observe_one(r["lateness_us"])
         self.feed.telemetry(session, records)
 
     def telemetry_rows(self, rows):
+        late, keep = rows.beats["lateness_us"], rows.keep
+        for g in rows.groups:
+            if g is not None:
+                k = keep[g.start:g.stop]
+                v = late[g.start:g.stop]
+                g.session.lateness.observe_us(v if k.all() else v[k])
         self.feed.telemetry_rows(rows)
 
     def witness(self, session, frame, level):
@@ -72,4 +91,5 @@ class DeviceFrames(FrameSink):
         self.tally.counts["device_errors"] += 1
         session.extra["last_error"] = dict(fields)
         if fields["ref_type"] == P.CONFIG:     # the device refused a CONFIG
-            self.devconfig.on_ack(session.device_id, fields["ref"], P.ACK_BAD_VALUE)
+            self.devconfig.on_ack(session.device_id, fields["ref"], P.ACK_BAD_VALUE,
+                                  key=config_key_of(fields["text"]))

@@ -4,9 +4,11 @@ other threads reach it through CoordinatorView (becomingone/coordinator/view.py)
 import math
 import os
 
+from becomingone.devices.state import device_state
 from becomingone.errors import UserError
 from becomingone.ingest.keystore import parse_device_id
 from becomingone.ledger import verify_path
+from becomingone.model.features import model_fields
 from shared import protocol as P
 
 __all__ = ["Operator", "COMMANDS"]
@@ -54,30 +56,30 @@ class Operator:
         self.micro("clear", device_id=s.device_id, sent=ok)
         return {"device_id": s.device_id, "sent": ok}
 
-    def push_model(self, device, w, b):
-        """MODEL (w, b) to one device or to all ("all" or None)."""
-        given = (w, b)
-        try:
-            w, b = float(w), float(b)
-        except (TypeError, ValueError):
-            w = b = float("nan")
-        if not (math.isfinite(w) and math.isfinite(b)):
-            raise UserError("model w and b must be finite numbers (got w=%r, b=%r)" % given)
+    def push_model(self, device, model):
+        """MODEL frames with the entropy model to one device or all ("all" or None). ``model``:
+        a dict with the feature model's bias, w_level, w_kurt, w_crest, w_anoms (missing
+        weights are 0), or the seed's form w, b (threat = sigmoid(w * anoms + b));
+        host/model/features.py model_fields() checks it."""
+        fields = model_fields(model)
         targets = list(self.sessions.current.values()) if device in ("all", None) \
             else [self.session(device)]
         self.model_version += 1
         sent = []
         for s in targets:
-            if self.sender.send(s, P.MODEL, {"model_version": self.model_version, "w": w, "b": b}):
+            if self.sender.send(s, P.MODEL, dict(fields, model_version=self.model_version)):
                 sent.append(s.device_id)
-        self.submit("action", {"action": "model", "model_version": self.model_version,
-                               "w": w, "b": b, "devices": sent})
-        self.micro("model", model_version=self.model_version, w=w, b=b, devices=sent)
+        self.submit("action", dict(fields, action="model", model_version=self.model_version,
+                                   devices=sent))
+        self.micro("model", model_version=self.model_version, devices=sent, **fields)
         return {"model_version": self.model_version, "sent_to": sent}
 
     def set_pow_bits(self, device_id, bits):
         """Require `bits`-bit stamps from a device (and tell it: CONFIG pow_bits)."""
         d = parse_device_id(device_id)
+        if isinstance(bits, bool) or not isinstance(bits, int):
+            raise UserError("pow bits must be an integer (got %r; allowed: 0..32, never "
+                            "rounded)" % (bits,))
         self.admission.set_pow_bits(d, bits)
         return self.devconfig.apply(d, {"pow_bits": int(bits)}, note="pow difficulty")
 
@@ -143,7 +145,14 @@ class Operator:
     def dashboard(self):
         """(status object, {device: sync state}, {device: [{window, C, coverage}]}): what a
         dashboard snapshot and a /metrics scrape read in one visit."""
-        st = self.status()
+        return (self.status(),) + self._sync_and_windows()
+
+    def device_reads(self):
+        """([session summary], {device: sync state}, {device: [{window, C, coverage}]}): what
+        the decoded device states (becomingone.devices.state) are made of."""
+        return (self.devices(),) + self._sync_and_windows()
+
+    def _sync_and_windows(self):
         sync = {}
         if self.core is not None:
             for d in self.sessions.current:
@@ -160,22 +169,20 @@ class Operator:
             for i, d in enumerate(q["device_id"].tolist()):
                 windows[d] = [{"window": w, "C": C[i][j], "coverage": cov[i][j]}
                               for j, w in enumerate(ws) if last[i][j] >= 0]
-        return st, sync, windows
+        return sync, windows
 
     def device_states(self):
-        """One small tuple per device: (device id, online, board, firmware "x.y.z" or None,
-        (coherence q16, threat q16, decision_state, beat) of its last TELEMETRY, or None)."""
+        """Every device's decoded state (becomingone.devices.state.device_state) from its
+        session alone (no sync/Master reads: the MQTT bridge asks 4 times a second)."""
         out = []
         for dev, s in self.sessions.current.items():
-            t = s.last_telemetry
-            h = s.hello or {}
-            fw = ("%d.%d.%d" % (h["fw_major"], h["fw_minor"], h["fw_patch"])
-                  if "fw_major" in h else None)
-            tel = None
-            if t is not None:
-                tel = (int(t["coherence"]), int(t["threat"]), int(t["decision_state"]),
-                       int(t["beat"]))
-            out.append((dev, bool(s.online), h.get("board"), fw, tel))
+            out.append(device_state({"device_id": dev, "boot_id": s.boot_id, "online": s.online,
+                                     "hello": s.hello, "last_telemetry": s.last_telemetry,
+                                     "last_seen": s.last_seen, "opened": s.opened,
+                                     "frames": s.frames, "lost": s.lost,
+                                     "duplicates": s.duplicates, "reordered": s.reordered,
+                                     "witness": s.witness,
+                                     "heartbeat": s.extra.get("heartbeat")}))
         return out
 
     # ------------------------------------------------------------------ control socket
@@ -212,7 +219,7 @@ COMMANDS = {
     "redo": lambda op, r: op.devconfig.redo(parse_device_id(r["device"])),
     "goto": lambda op, r: op.devconfig.goto(parse_device_id(r["device"]), r["version"]),
     "clear": lambda op, r: op.clear(r["device"]),
-    "model": lambda op, r: op.push_model(r.get("device", "all"), r["w"], r["b"]),
+    "model": lambda op, r: op.push_model(r.get("device", "all"), r),
     "pow": lambda op, r: op.set_pow_bits(r["device"], r["bits"]),
     "keys_reload": lambda op, r: op.reload_keys(),
     "verify": lambda op, r: op.verify(),

@@ -33,18 +33,19 @@ from becomingone.core.feed import TelemetryFeed
 from becomingone.core.integration import Integration
 from becomingone.core.master import Master
 from becomingone.core.pulses import PulseSummaries
-from becomingone.devices.config import DeviceConfigs, device_defaults
+from becomingone.devices.config import DeviceConfigs, device_defaults, hello_limits
 from becomingone.devices.sender import FrameSender
 from becomingone.devices.sessions import Sessions
 from becomingone.devices.timesync import TIME_SYNC_EVERY_S, TIME_SYNC_QUICK
 from becomingone.devices.witness import WitnessDesk
-from becomingone.errors import LinkError, NotRunning
+from becomingone.errors import LinkError, NotRunning, UserError
 from becomingone.ingest.admission import Admission
 from becomingone.ingest.keystore import Keystore
 from becomingone.ingest.pipeline import Ingest
 from becomingone.ledger import Ledger
 from becomingone.links import make_link
 from becomingone.memory.telemetry import TelemetryHistory
+from becomingone.model.features import FIELDS, SEED, load_model_file
 from becomingone.util.atomic import write_json
 from becomingone.util.supervisor import Supervisor
 from becomingone.util.tally import Tally
@@ -101,7 +102,8 @@ class Coordinator:
         self.sender = FrameSender(lambda dev: self.admission.auths.get(dev), self.counters)
         self.devconfig = DeviceConfigs(device_defaults(cfg),
                                        os.path.join(self.data_dir, "devconfig.json"),
-                                       send=self._send_config, ledger_append=self._config_record)
+                                       send=self._send_config, ledger_append=self._config_record,
+                                       limits=self._device_limits)
         self.witness = WitnessDesk(self.admission, self.sender, self.sessions, self.tally,
                                    self.submit,
                                    lambda key, e, err: self.inbox.put(Committed(key, e, err)),
@@ -110,7 +112,7 @@ class Coordinator:
         self.pulses = PulseSummaries(cfg.ledger.pulse_summary_every, self.submit, self.counters)
         self.feed = TelemetryFeed(self.master, self.pulses, self.counters, self.sender.request_hello)
         self.frames = DeviceFrames(self.sessions, self.devconfig, self.admission, self.witness,
-                                   self.feed, self.sender, self.tally)
+                                   self.feed, self.sender, self.tally, self.model_at_hello)
         self.ingest = Ingest(self.receiver, self.admission, self.sessions, self.tally, self.frames)
         self.ledger = None
         self.core = None          # core/integration.py: sync layer, witnessing, memory
@@ -146,6 +148,24 @@ class Coordinator:
                                  self.keystore, self.receiver, self.ledger, self.submit, self.micro,
                                  self.master, self.core, self.status, self.stop)
         return self
+
+    def model_at_hello(self, s):
+        """devices.model: the seed's or the host-trained entropy model, sent to a device at its
+        first HELLO (shipped: the firmware keeps its own device/model_default.py; nothing sent)."""
+        kind = self.cfg.devices.model
+        if kind == "shipped" or self.operator is None:
+            return
+        if kind == "seed":
+            fields = dict(zip(FIELDS, SEED))
+        else:
+            try:
+                fields = dict(zip(FIELDS, load_model_file(
+                    os.path.join(self.data_dir, "entropy_model.json")).weights()))
+            except UserError as e:
+                self.counters["model_errors"] += 1
+                s.extra["model_error"] = str(e)
+                return
+        self.operator.push_model(s.device_id, fields)
 
     def close_stores(self):
         """Undo open_stores() (a later start step failed)."""
@@ -391,6 +411,11 @@ class Coordinator:
                 self.core.micro(kind, device_id=device_id, **data)
             except Exception:
                 self.counters["integration_errors"] += 1
+
+    def _device_limits(self, device_id):
+        """The board limits of a device's last HELLO (CONFIG checks), or None if not seen."""
+        s = self.sessions.get(device_id)
+        return hello_limits(s.hello) if s is not None else None
 
     def _send_config(self, device_id, changes, cfg_version):
         s = self.sessions.get(device_id)

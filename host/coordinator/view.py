@@ -7,6 +7,10 @@ from becomingone.errors import NotRunning
 __all__ = ["CoordinatorView", "NotRunning"]
 
 
+def _true():
+    return True
+
+
 class CoordinatorView:
     """Every method runs in the coordinator's processing thread (Coordinator.call) and takes
     the waiting options of call(): timeout (TimeoutError after it), cancel (a threading.Event:
@@ -47,6 +51,14 @@ class CoordinatorView:
 
     def dashboard(self, **wait):
         return self._op("dashboard", **wait)
+
+    def alive(self, **wait):
+        """True once the processing thread answers (a liveness probe: /healthz)."""
+        return self._run(_true, **wait)
+
+    def device_reads(self, **wait):
+        """([session summary], {device: sync state}, {device: [window]})."""
+        return self._op("device_reads", **wait)
 
     def device_states(self, **wait):
         return self._op("device_states", **wait)

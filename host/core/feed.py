@@ -7,9 +7,19 @@ from becomingone.devices.config import DEVICE_DEFAULTS
 
 __all__ = ["TelemetryFeed"]
 
-# a HELLO without fs_hz / period_us: the firmware's defaults (shared/kairos.py f_s, SPEC §3)
-DEFAULT_FS_HZ = 1000
+# a HELLO without fs_hz / period_us: the firmware's defaults (the KAIROS rate f_k = 250 Hz,
+# docs/DEVICE.md "Signal path"; SPEC §3's period)
+DEFAULT_FS_HZ = 250
 DEFAULT_PERIOD_US = DEVICE_DEFAULTS["period_us"]
+
+
+def kairos_rate(hello):
+    """The rate of a device's KAIROS stream in Hz: its sample rate over the HELLO's KAIROS
+    decimation (the device box-averages kairos_decim samples into one KAIROS sample)."""
+    fs = hello.get("fs_hz") or 0
+    if not fs:
+        return DEFAULT_FS_HZ
+    return fs / float(max(1, hello.get("kairos_decim", 1) or 1))
 
 
 class TelemetryFeed:
@@ -37,14 +47,13 @@ class TelemetryFeed:
         h = session.hello or {}
         try:
             idx = master.open_stream(
-                session.device_id, session.boot_id, h.get("fs_hz", DEFAULT_FS_HZ),
+                session.device_id, session.boot_id, kairos_rate(h),
                 h.get("period_us", DEFAULT_PERIOD_US), sum_shift=h.get("sum_shift", 0),
                 phase_step=h.get("phase_step", 0), lag_samples=h.get("lag_samples", 1))
         except ValueError as e:
             self.counts["master_errors"] += 1
             session.extra["master_error"] = str(e)
-            idx = master.open_stream(session.device_id, session.boot_id,
-                                     h.get("fs_hz", DEFAULT_FS_HZ) or DEFAULT_FS_HZ,
+            idx = master.open_stream(session.device_id, session.boot_id, kairos_rate(h),
                                      max(DEFAULT_PERIOD_US, h.get("period_us", DEFAULT_PERIOD_US)))
         self._streams[session.device_id] = (idx, session.boot_id)
         return idx

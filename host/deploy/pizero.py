@@ -27,28 +27,18 @@ from becomingone.deploy import provision as V
 INSTALL_DIR = "/opt/becomingone-device"
 REQUIREMENTS = "adafruit-blinka>=8\n"
 
-SERVICE = """[Unit]
-Description=BecomingONE device (board pizero, device %(device_id)d)
-After=network-online.target
-Wants=network-online.target
+SERVICE_TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "deploy", "systemd", "becomingone-device.service")
 
-[Service]
-Type=simple
-User=%(user)s
-Group=%(user)s
-SupplementaryGroups=i2c gpio
-WorkingDirectory=%(dir)s
-ExecStart=%(dir)s/venv/bin/python %(dir)s/start.py
-Restart=always
-RestartSec=2
-# the firmware's watchdog is the service manager here
-NoNewPrivileges=yes
-ProtectSystem=full
-ProtectHome=yes
 
-[Install]
-WantedBy=multi-user.target
-"""
+def service_unit(device_id, user="becomingone", directory=INSTALL_DIR):
+    """deploy/systemd/becomingone-device.service for this device (the one unit file: Type=notify
+    with the firmware pinging systemd's watchdog, the state directory of the QUARANTINE latch)."""
+    with open(SERVICE_TEMPLATE, encoding="utf-8") as f:
+        text = f.read()
+    return (text.replace("@DEVICE_ID@", str(int(device_id))).replace("@DIR@", directory)
+            .replace("@USER@", user))
+
 
 INSTALL_SH = """#!/bin/sh
 # Installs the BecomingONE device firmware on this Pi (run as root from the bundle folder).
@@ -60,7 +50,11 @@ mkdir -p "$DIR"
 cp -r device shared boards start.py boardcfg.json requirements-pizero.txt "$DIR"/
 install -m 0600 device.key "$DIR"/device.key
 chown -R "$USER_NAME":"$USER_NAME" "$DIR"
-python3 -m venv "$DIR"/venv
+# the ADS1115 ready pin's edge events come from libgpiod's Python bindings (Debian's, seen by
+# the venv); without them the firmware polls the ADC instead and says so in its log
+apt-get install -y python3-libgpiod >/dev/null 2>&1 || \
+    echo "warning: python3-libgpiod not installed: the ADS1115 will be polled, not read on ALERT/RDY"
+python3 -m venv --system-site-packages "$DIR"/venv
 "$DIR"/venv/bin/pip install -q -r "$DIR"/requirements-pizero.txt
 install -m 0644 becomingone-device.service /etc/systemd/system/becomingone-device.service
 systemctl daemon-reload
@@ -74,7 +68,7 @@ def bundle_extras(plan, user="becomingone"):
     d = {"device_id": plan["device_id"], "dir": INSTALL_DIR, "user": user}
     return [("start.py", P.root_main_source(), 0o644),
             ("requirements-pizero.txt", REQUIREMENTS.encode(), 0o644),
-            ("becomingone-device.service", (SERVICE % d).encode(), 0o644),
+            ("becomingone-device.service", service_unit(plan["device_id"], user).encode(), 0o644),
             ("install.sh", (INSTALL_SH % d).encode(), 0o755)]
 
 

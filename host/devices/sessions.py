@@ -19,6 +19,7 @@ import json
 import os
 import time
 
+from becomingone.devices.lateness import LatenessHistogram
 from becomingone.devices.timesync import ClockEstimator
 from becomingone.util.atomic import write_json
 from shared import protocol as P
@@ -48,7 +49,8 @@ class Session:
     __slots__ = ("device_id", "boot_id", "hello", "opened", "last_seen", "frames", "bytes",
                  "highest", "seen", "lost", "duplicates", "reordered", "by_type", "clock",
                  "link", "addr", "host_seq", "_last_record", "_last_row", "witness", "online",
-                 "extra", "raw_addr", "last_time_sync", "hello_requested", "telemetry_updates")
+                 "extra", "raw_addr", "last_time_sync", "hello_requested", "telemetry_updates",
+                 "lateness")
 
     def __init__(self, device_id, boot_id, now):
         self.device_id = device_id
@@ -77,6 +79,7 @@ class Session:
         self.extra = {}
         self.last_time_sync = None   # monotonic s of the last TIME_SYNC sent
         self.hello_requested = None  # monotonic s of the last request for a HELLO
+        self.lateness = LatenessHistogram()   # every accepted beat's lateness (/metrics)
 
     @property
     def last_telemetry(self):
@@ -159,7 +162,7 @@ class Session:
              "by_type": dict(self.by_type), "hello": self.hello,
              "link": getattr(self.link, "local_url", None),
              "addr": list(self.addr) if isinstance(self.addr, tuple) else self.addr,
-             "clock": self.clock.estimate()}
+             "clock": self.clock.estimate(), "lateness": self.lateness.snapshot()}
         # the scheduling times, under the keys status.json has always shown them with
         if self.last_time_sync is not None:
             d["_last_sync"] = self.last_time_sync

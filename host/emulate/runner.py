@@ -19,7 +19,8 @@ import time
 
 from becomingone.cell import Cell
 from becomingone.config import load_config
-from becomingone.emulate.devices import DeviceProcess, Flooder, Forger, sensor_faults
+from becomingone.emulate.devices import (BROADBAND_ONLY, DeviceProcess, Flooder, Forger,
+                                         sensor_faults)
 from becomingone.emulate.faults import FaultSpec
 from becomingone.emulate.firmware import build_firmware
 from becomingone.emulate.proxy import SerialFaultProxy, UdpFaultProxy
@@ -32,7 +33,6 @@ from shared import protocol as P
 from shared.auth import Auth
 
 FLOOD_ID_BASE = 60000   # flooding senders get their own keyed device ids
-COHERENT_SIGNAL = "f0=5,octaves=1,noise=0"   # odd devices: a clean 5 Hz vibration
 
 
 class _WitnessObserver:
@@ -64,35 +64,51 @@ class Emulation:
     UserError for bad options or a data folder holding a real coordinator's ledger."""
     def __init__(self, devices=3, duration=60.0, transport="udp", runtime="micropython",
                  faults=None, data_dir=None, serial_devices=0, config_overrides=None,
-                 pow_bits=None, device_args=(), omega=0.0, tau_bar=0.002, http=None):
+                 pow_bits=None, device_args=(), omega=0.0, tau_bar=0.0, http=None,
+                 sensor_file=None):
         if devices < 1 or devices > 200:
             raise UserError("--devices must be 1..200, got %d" % devices)
         if transport not in ("udp", "serial"):
             raise UserError("--transport must be udp or serial, got %r" % (transport,))
-        if runtime not in ("micropython", "cpython"):
-            raise UserError("--runtime must be micropython or cpython, got %r" % (runtime,))
+        if runtime not in ("micropython", "cpython", "rp2040"):
+            raise UserError("--runtime must be micropython, cpython or rp2040, got %r" % (runtime,))
         if not 0 <= serial_devices <= devices:
             raise UserError("--serial-devices must be 0..%d, got %d" % (devices, serial_devices))
         self.n = devices
+        (faults or FaultSpec()).check_devices(devices)
         self.duration = duration
         self.transport = transport
         self.runtime = runtime
         self.faults = faults or FaultSpec()
-        self.serial_count = devices if transport == "serial" else serial_devices
+        # rp2040: emulated Picos, whose link is their USB CDC serial port (host/rp2040/emulate.py)
+        self.serial_count = devices if transport == "serial" or runtime == "rp2040" \
+            else serial_devices
         self.data_dir = os.path.abspath(data_dir or os.path.join("var", "emulate"))
         self.pow_bits = pow_bits
         self.http = http        # the Cell's http argument (becomingone/cell.py): None, False, "HOST:PORT"
         self.device_args = list(device_args)
-        # KAIROS scenario: omega and tau_bar reach the host config and the devices alike.
-        # omega = 0 by default here: at the spec's 2 rad/s a window of W seconds has
-        # C <= sinc^2(omega*W/2), so no window longer than 0.39 s could reach I_c = 0.95.
-        if omega < 0 or not 0 < tau_bar <= 1.0:
-            raise UserError("--omega must be >= 0 and --tau-bar in (0, 1] s (got %r, %r)"
-                            % (omega, tau_bar))
+        # raw uint16 counts at the board's f_s (device/main.py --sensor-file; `becomingone
+        # replay` writes one from a recording): every device samples it instead of its
+        # synthetic machine, and stops at its end
+        self.sensor_file = os.path.abspath(sensor_file) if sensor_file else None
+        if self.sensor_file and not os.path.isfile(self.sensor_file):
+            raise UserError("--sensor-file %s: no such file (raw little-endian uint16 ADC counts "
+                            "at the board's sample rate)" % sensor_file)
+        # KAIROS: omega and tau_bar reach the host config and the devices alike; at their
+        # defaults (omega 0, tau_bar 0) the devices run their own defaults: omega 0 and a lag
+        # learned from the machine (one period).  At the spec's 2 rad/s a window of W seconds
+        # has C <= sinc^2(omega*W/2): no window longer than 0.39 s could reach I_c = 0.95.
+        if omega < 0 or not 0 <= tau_bar <= 0.5:
+            raise UserError("--omega must be >= 0 and --tau-bar in [0, 0.5] s, 0 = learned "
+                            "(got %r, %r)" % (omega, tau_bar))
         self.omega = float(omega)
         self.tau_bar = float(tau_bar)
         overrides = {"data_dir": self.data_dir, "kairos.omega": self.omega,
                      "kairos.tau_bar": self.tau_bar}
+        if pow_bits is not None:
+            # the host requires the difficulty its devices mine (else it refuses their WITNESS
+            # records and pushes its own default back to them at every HELLO)
+            overrides["admission.pow_bits"] = int(pow_bits)
         overrides.update(config_overrides or {})
         self.cfg = load_config(overrides=overrides)
         self.cell = None           # becomingone/cell.py: the host, HTTP as asked
@@ -167,6 +183,9 @@ class Emulation:
         main = None
         if self.runtime == "micropython":
             main = build_firmware(os.path.join(self.data_dir, "firmware"))
+        elif self.runtime == "rp2040":
+            from becomingone.rp2040.emulate import Rp2040Device, firmware_modules
+            chip_modules = firmware_modules()
         for d in range(1, self.n + 1):
             if d in serial_proxies:
                 proxy = serial_proxies[d]
@@ -177,14 +196,26 @@ class Emulation:
                 url = proxy.url
             self.proxies[d] = proxy
             key_file = os.path.join(self.data_dir, "keys", "device-%d.key" % d)
-            lag = self.cfg.lag_samples(1000)
-            extra = ["--omega", repr(self.omega), "--lag", str(lag)]
-            if d % 2 == 1:
-                extra += ["--signal", COHERENT_SIGNAL]
-            dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
-                                faults=sensor_faults(d, self.faults.fault),
-                                pow_bits=self.pow_bits, extra=extra + self.device_args,
-                                main=main)
+            lag = self.cfg.lag_samples()
+            extra = []
+            if self.omega:
+                extra += ["--omega", repr(self.omega)]
+            if lag:
+                extra += ["--lag", str(lag)]
+            if self.sensor_file:
+                extra += ["--sensor-file", self.sensor_file]
+            elif d % 2 == 0:
+                extra += ["--signal", BROADBAND_ONLY]
+            if self.runtime == "rp2040":
+                dev = Rp2040Device(d, d, url, log_dir, chip_modules, key_file=key_file,
+                                   fault_events=self.faults.fault, pow_bits=self.pow_bits,
+                                   extra=self.device_args, omega=self.omega or None,
+                                   lag=lag or None)
+            else:
+                dev = DeviceProcess(d, d, url, self.runtime, log_dir, key_file=key_file,
+                                    faults=sensor_faults(d, self.faults.fault),
+                                    pow_bits=self.pow_bits, extra=extra + self.device_args,
+                                    main=main)
             self.devices.append(dev.start())
         for d in self.faults.flood:
             fid = FLOOD_ID_BASE + d
@@ -246,6 +277,8 @@ class Emulation:
             x.stop()
         for dev in self.devices:
             dev.stop()
+            if hasattr(dev, "close"):
+                dev.close()
         c = self.coordinator
         if c is not None:
             time.sleep(0.3)            # let the last frames and commits arrive

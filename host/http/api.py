@@ -7,27 +7,32 @@ timeout, so a request never holds the processing loop for more than one small re
 coordinator answers 503. The ledger (thread-safe) and a read-only connection to the memory
 database are read in the HTTP thread. Operator actions are the control socket's commands.
 """
+import datetime
 import json
 import os
 import re
 import threading
 import time
 
+import numpy as np
+
+from becomingone.devices.state import DECISIONS, device_state, state_time, window_label
 from becomingone.errors import BecomingOneError, MemoryStoreError
 from becomingone.http.events import Hub
 from becomingone.http.metrics import Metrics
-from becomingone.http.openapi import document
+from becomingone.http.openapi import SCHEMAS, document
 from becomingone.http.responses import ApiError, Raw, dumps
 from becomingone.ingest.keystore import parse_device_id
 from becomingone.ledger.checkpoint import PUB_FILE
+from becomingone.memory.plots import load_device
 from becomingone.memory.queries import TABLES
 from becomingone.memory.store import Memory
 from becomingone.util.times import parse_time
-from becomingone.wire.telemetry import decode_telemetry
 
-__all__ = ["Api", "ROUTES", "match_route"]
+__all__ = ["Api", "ROUTES", "match_route", "validate_body"]
 
 CALL_TIMEOUT = 2.0
+KEEP_EVENTS = 1000
 MAX_LEDGER_PAGE = 500
 
 
@@ -45,11 +50,20 @@ class Route:
         self.regex = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$")
 
 
-def device_view(summary):
-    """A session summary for the API (built outside the processing thread): private keys
-    dropped, the last TELEMETRY decoded."""
-    d = {k: v for k, v in summary.items() if not k.startswith("_")}
-    d["telemetry"] = decode_telemetry(d.get("last_telemetry"), d.get("hello"))
+# session details the API adds to the decoded device state (becomingone.devices.state)
+_SESSION_KEYS = ("highest_seq", "bytes", "by_type", "hello", "link", "addr", "clock",
+                 "last_error", "master_error")
+
+
+def device_view(summary, sync=None, windows=None):
+    """A device for the API (built outside the processing thread): its decoded state
+    (becomingone.devices.state: physical units, the effective decision, ISO 8601 times) and the
+    session's details; no raw wire values."""
+    d = device_state(summary, sync=sync, windows=windows)
+    d.pop("lateness_histogram", None)      # /metrics exports it
+    for k in _SESSION_KEYS:
+        if k in summary:
+            d[k] = summary[k]
     return d
 
 
@@ -62,9 +76,9 @@ def window_view(w):
 def sync_view(device_id, st):
     if st is None:
         return None
-    return {"device_id": int(device_id), "t": st["t"], "C_sync": st["C_sync"],
+    return {"device_id": int(device_id), "time": state_time(st["t"]), "C_sync": st["C_sync"],
             "delta_phase": st["delta_phase"], "T_sync": st["T_sync"], "coherent": st["coherent"],
-            "collapsed": st["collapsed"], "since": st["since"]}
+            "collapsed": st["collapsed"], "since": state_time(st["since"])}
 
 
 def _int(q, name, default=None, lo=None, hi=None):
@@ -79,6 +93,11 @@ def _int(q, name, default=None, lo=None, hi=None):
         raise ApiError(400, "query parameter %s=%d is out of range (allowed: %s..%s)"
                        % (name, n, lo if lo is not None else "", hi if hi is not None else ""))
     return n
+
+
+def iso_epoch(text):
+    """ISO 8601 UTC text (as the API writes it) -> seconds since the epoch."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def _time(q, name):
@@ -130,6 +149,44 @@ class Api:
             raise ApiError(404 if ("has not been seen" in msg or msg.startswith("no entry")
                                    or " has no " in msg) else 400, msg) from None
 
+    # ------------------------------------------------------------------ probes
+    def liveness(self):
+        """(ok, report) for /healthz: the process serves HTTP and its processing loop answers
+        (a ping through the inbox within 2 s)."""
+        t0 = time.monotonic()
+        try:
+            loop = bool(self.view.alive(timeout=2.0, loop_only=True))
+        except Exception:                  # busy, stopped or not yet running
+            loop = False
+        return loop, {"status": "ok" if loop else "unavailable", "processing_loop": loop,
+                      "answered_in_s": round(time.monotonic() - t0, 4)}
+
+    def readiness(self):
+        """(ok, report) for /readyz: the ledger is open and its folder writable, every link
+        open, the coordinator running (each check named in the report)."""
+        checks = {}
+        led = self.view.ledger
+        folder = os.path.dirname(os.path.abspath(led.path)) if led is not None else None
+        checks["ledger_writable"] = bool(led is not None and os.access(folder, os.W_OK)
+                                         and (not os.path.exists(led.path)
+                                              or os.access(led.path, os.W_OK))
+                                         and led.writer_alive())
+        try:
+            st = self.view.status(timeout=2.0)
+            checks["running"] = bool(st.get("running"))
+            links = st.get("links") or []
+            checks["links_open"] = bool(links) and all(l.get("open") for l in links)
+            closed = [l.get("url") for l in links if not l.get("open")]
+        except TimeoutError:
+            checks["running"] = False
+            checks["links_open"] = False
+            closed = None
+        ok = all(checks.values())
+        rep = {"status": "ready" if ok else "not ready", "checks": checks}
+        if closed:
+            rep["closed_links"] = closed
+        return ok, rep
+
     def memory(self):
         path = self.view.memory_path
         if path is None:
@@ -152,19 +209,26 @@ def _dev(p):
 
 # ---------------------------------------------------------------------- handlers
 def h_status(api, p, q, b):
-    return api.ask(api.view.status)
+    """The status object, its sessions as decoded device states (physical units, ISO times:
+    the wire's raw TELEMETRY values are not an API field)."""
+    st = api.ask(api.view.status)
+    st["sessions"] = {k: device_view(v) for k, v in (st.get("sessions") or {}).items()}
+    return st
 
 
 def h_devices(api, p, q, b):
-    return {"devices": [device_view(x) for x in api.ask(api.view.devices)]}
+    rows, sync, windows = api.ask(api.view.device_reads)
+    return {"devices": [device_view(x, sync.get(x["device_id"]), windows.get(x["device_id"]))
+                        for x in rows]}
 
 
 def h_device(api, p, q, b):
     d = _dev(p)
     out = api.ask(api.view.device, d)
-    out["windows"] = [window_view(w) for w in out["windows"]]
-    out["sync"] = sync_view(d, out["sync"])
-    return device_view(out)
+    res = device_view(out, sync=out["sync"], windows=out["windows"])
+    res["master_windows"] = [window_view(w) for w in out["windows"]]
+    res["config"] = out["config"]
+    return res
 
 
 def h_windows(api, p, q, b):
@@ -273,6 +337,64 @@ def h_memory_table(api, p, q, b):
     return {"table": table, "rows": rows}
 
 
+HISTORY_DEFAULT_S = 600
+
+
+def _thin_keep_changes(n, points, codes):
+    """Row indices: every k-th row so that about `points` remain, plus every row where the
+    decision changes (an ALERT between two kept rows is never lost)."""
+    if n <= points:
+        return np.arange(n)
+    k = int(np.ceil(n / points))
+    idx = np.arange(0, n, k)
+    change = np.flatnonzero(np.diff(codes)) + 1
+    return np.union1d(np.union1d(idx, change), np.union1d(change - 1, [n - 1]))
+
+
+def h_history(api, p, q, b):
+    """A device's history from the memory store, columnar for charts: telemetry samples (the
+    effective decision, physical units), every Master window's C, the host's Emissary C, and
+    the ledger's decision/CLEAR events in the range."""
+    d = _dev(p)
+    now = time.time()
+    until = _time(q, "until") or now
+    since = _time(q, "since") or until - HISTORY_DEFAULT_S
+    if since >= until:
+        raise ApiError(400, "since must be before until (got since=%s, until=%s)"
+                       % (state_time(since), state_time(until)))
+    points = _int(q, "points", 1500, 10, 20000)
+    mem = api.memory()
+    with api._mem_lock:
+        data = load_device(mem, d, since, until)
+    tel = data["tel"]
+    dec = tel["decision"].astype(np.int64)
+    keep = _thin_keep_changes(len(tel["t"]), points, dec)
+
+    def col(name, scale=1.0, digits=5):
+        v = tel[name][keep] * scale if scale != 1.0 else tel[name][keep]
+        return np.round(v, digits).tolist()
+    master = []
+    for w in sorted(data["master"]):
+        t, c = data["master"][w]
+        k = np.arange(len(t)) if len(t) <= points else np.arange(0, len(t), int(np.ceil(len(t) / points)))
+        master.append({"window": window_label(w), "t_epoch_s": np.round(t[k], 3).tolist(),
+                       "C": np.round(c[k], 5).tolist()})
+    et, ec = data["emissary"]
+    k = np.arange(len(et)) if len(et) <= points else np.arange(0, len(et), int(np.ceil(len(et) / points)))
+    events = [e for e in api.hub.decisions(device=d, limit=KEEP_EVENTS)
+              if since <= iso_epoch(e["time"]) <= until]
+    return {"device_id": d, "since": state_time(since), "until": state_time(until),
+            "rows": int(len(tel["t"])), "decision_names": list(DECISIONS),
+            "telemetry": {"t_epoch_s": np.round(tel["t"][keep], 3).tolist(),
+                          "coherence": col("coherence"), "threat": col("threat"),
+                          "pid_error": col("pid_error"), "pid_output": col("pid_output"),
+                          "lateness_s": col("lateness_us", 1e-6, 7),
+                          "decision": dec[keep].tolist()},
+            "master": master,
+            "emissary": {"t_epoch_s": np.round(et[k], 3).tolist(), "C": np.round(ec[k], 5).tolist()},
+            "events": events}
+
+
 def h_reconstruct(api, p, q, b):
     if not q.get("device"):
         raise ApiError(400, "reconstruct needs ?device=N (and optionally at=TIME)")
@@ -322,6 +444,10 @@ def h_events(api, p, q, b):           # served by the server's stream loop (rout
     raise ApiError(500, "the event stream is served by the server")
 
 
+def h_probe(api, p, q, b):          # answered by the server before authentication
+    raise ApiError(500, "probes are served by the server")
+
+
 def h_metrics(api, p, q, b):
     body, ctype = api.metrics.render()
     return Raw(body, ctype)
@@ -345,6 +471,14 @@ ROUTES = [
           "configured one, or one of `seconds`)", "Windows",
           query=(("seconds", "number", "one window of this length (s), <= master.tau_max"),),
           tag="devices"),
+    Route("GET", "/api/devices/{device}/history", h_history, "The device's history from memory, "
+          "columnar for charts: telemetry (effective decision, physical units), Master windows, "
+          "Emissary, and the ledger's decision/CLEAR events (series times `t_epoch_s`: seconds "
+          "since the epoch, UTC)", "History",
+          query=(("since", "string", "time (epoch s, ISO 8601, now, -10m; default until - 10 min)"),
+                 ("until", "string", "time (default now)"),
+                 ("points", "integer", "at most about this many samples per series (1500)")),
+          tag="devices"),
     Route("GET", "/api/devices/{device}/config", h_config_get, "The device's configuration history "
           "and current state", "ConfigListing", tag="devices"),
     Route("POST", "/api/devices/{device}/clear", _post("clear"), "Send CLEAR: the device leaves "
@@ -360,8 +494,8 @@ ROUTES = [
           "configuration version", "ConfigMove", body="GotoRequest", tag="actions"),
     Route("POST", "/api/devices/{device}/pow", _post("pow", ("bits",)), "Set the proof-of-work "
           "difficulty required from the device", "ConfigMove", body="PowRequest", tag="actions"),
-    Route("POST", "/api/model", _post("model", ("w", "b")), "Send a MODEL (w, b) to one device "
-          "or all", "ModelResult", body="ModelRequest", tag="actions"),
+    Route("POST", "/api/model", _post("model"), "Send a MODEL (bias, w_level, w_kurt, w_crest, "
+          "w_anoms; or the seed form w, b) to one device or all", "ModelResult", body="ModelRequest", tag="actions"),
     Route("GET", "/api/sync", h_sync, "Sync layer: per-device Master vs Emissary state, collapse "
           "counts, recent collapse entries", "Sync", query=(Q_LIMIT,), tag="sync"),
     Route("GET", "/api/decisions", h_decisions, "Decision timeline: devices' decision WITNESS "
@@ -396,11 +530,69 @@ ROUTES = [
     Route("GET", "/api/events", h_events, "Server-sent events: one `snapshot` event every "
           "http.sse_interval s", None, stream=True, tag="dashboard",
           query=(("max_events", "integer", "close after this many events"),), raw="text/event-stream"),
+    Route("GET", "/healthz", h_probe, "Liveness: the process serves and its processing loop "
+          "answers (no token needed; 200 or 503)", "Probe", tag="meta"),
+    Route("GET", "/readyz", h_probe, "Readiness: ledger writable, every link open, running (no "
+          "token needed; 200 or 503 naming the failed check)", "Probe", tag="meta"),
     Route("GET", "/metrics", h_metrics, "Prometheus metrics (text exposition format)", None,
           tag="metrics", raw="text/plain"),
     Route("GET", "/openapi.json", h_openapi, "This OpenAPI document", None, tag="meta",
           raw="application/json"),
 ]
+
+
+def _check(value, schema, where):
+    """A small JSON Schema check of a request body (the subset SCHEMAS' request bodies use:
+    type, minimum, maximum, required, additionalProperties, oneOf, const); ApiError 400 naming
+    the field, what it got and what is allowed. An integer field refuses 3.5 (no truncation)
+    and booleans."""
+    if "oneOf" in schema:
+        errs = []
+        for alt in schema["oneOf"]:
+            try:
+                return _check(value, alt, where)
+            except ApiError as e:
+                errs.append(e.message)
+        raise ApiError(400, "%s: %r is not allowed (%s)" % (where, value, "; or ".join(errs)))
+    if "const" in schema:
+        if value != schema["const"]:
+            raise ApiError(400, "%s must be %r (got %r)" % (where, schema["const"], value))
+        return
+    t = schema.get("type")
+    types = t if isinstance(t, list) else [t] if t else []
+    ok = not types or any(
+        (x == "integer" and isinstance(value, int) and not isinstance(value, bool))
+        or (x == "number" and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (x == "string" and isinstance(value, str)) or (x == "boolean" and isinstance(value, bool))
+        or (x == "object" and isinstance(value, dict)) or (x == "array" and isinstance(value, list))
+        or (x == "null" and value is None) for x in types)
+    if not ok:
+        raise ApiError(400, "%s must be %s (got %s)" % (
+            where, " or ".join("an integer" if x == "integer" else "a " + x for x in types),
+            json.dumps(value)[:60]))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ApiError(400, "%s=%s is out of range (allowed: %s..%s)" % (
+                where, value, "" if lo is None else lo, "" if hi is None else hi))
+    if isinstance(value, dict) and schema.get("properties") is not None:
+        props = schema["properties"]
+        for k in schema.get("required", ()):
+            if k not in value:
+                raise ApiError(400, "the request body needs %r (a JSON object with: %s)"
+                               % (k, ", ".join(schema.get("required", ()))))
+        for k, v in value.items():
+            if k in props:
+                _check(v, props[k], k if where == "the request body" else where + "." + k)
+            elif schema.get("additionalProperties") is False:
+                raise ApiError(400, "unknown field %r in the request body (allowed: %s)"
+                               % (k, ", ".join(props) or "none"))
+
+
+def validate_body(route, body):
+    """Check a POST body against the route's request schema (host/http/openapi.py SCHEMAS)."""
+    if route.body is not None:
+        _check(body if body is not None else {}, SCHEMAS[route.body], "the request body")
 
 
 def match_route(method, path):

@@ -12,9 +12,9 @@ import collections
 import threading
 import time
 
+from becomingone.devices.state import device_state, state_time, window_label
 from becomingone.http.responses import ApiError, dumps
 from becomingone.ledger.checkpoint import parse_note
-from becomingone.wire.telemetry import decode_telemetry
 
 __all__ = ["Hub", "Snapshot"]
 
@@ -71,7 +71,7 @@ class Hub:
                 if '"kind":"witness"' in j:
                     if '"witness":"decision"' in j or '"witness":"quarantine_cleared"' in j:
                         d = e.data
-                        ev = {"index": e.index, "t": e.timestamp, "device": d.get("device"),
+                        ev = {"index": e.index, "time": state_time(e.timestamp), "device": d.get("device"),
                               "boot": d.get("boot"), "beat": d.get("beat"),
                               "event": d.get("witness"), "decision": d.get("decision"),
                               "threat": d.get("threat")}
@@ -79,13 +79,14 @@ class Hub:
                         self._counts[ev["decision"] if ev["event"] == "decision" else ev["event"]] += 1
                 elif '"kind":"action"' in j and '"action":"clear"' in j:
                     d = e.data
-                    self._decisions.append({"index": e.index, "t": e.timestamp, "device": d.get("device"),
+                    self._decisions.append({"index": e.index, "time": state_time(e.timestamp),
+                                            "device": d.get("device"),
                                             "boot": None, "beat": None, "event": "clear",
                                             "decision": None, "threat": None, "sent": d.get("sent")})
                     self._counts["clear"] += 1
                 elif '"kind":"collapse"' in j:
                     d = e.data
-                    self._collapses.append({"index": e.index, "t": e.timestamp,
+                    self._collapses.append({"index": e.index, "time": state_time(e.timestamp),
                                             "device": d.get("device", d.get("device_id")),
                                             "C_sync": d.get("C_sync"), "delta_phase": d.get("delta_phase")})
             self._scanned = size
@@ -114,7 +115,7 @@ class Hub:
         if text != self._cp_text:
             n = parse_note(text)
             self._cp = {"size": n["size"], "root": n["root"].hex(), "origin": n["origin"],
-                        "timestamp": n["timestamp_ms"] / 1000.0, "note": text}
+                        "time": state_time(n["timestamp_ms"] / 1000.0), "note": text}
             self._cp_text = text
         return self._cp
 
@@ -139,15 +140,11 @@ class Hub:
         except TimeoutError:
             raise ApiError(503, "the coordinator did not answer within 2 s (busy); try again") from None
         self.scan()
-        devices = []
-        for key, s in sorted((st.get("sessions") or {}).items(), key=lambda kv: int(kv[0])):
-            d = int(key)
-            devices.append({
-                "device_id": d, "boot_id": s.get("boot_id"), "online": s.get("online"),
-                "last_seen": s.get("last_seen"), "frames": s.get("frames"), "lost": s.get("lost"),
-                "witness": s.get("witness"),
-                "telemetry": decode_telemetry(s.get("last_telemetry"), s.get("hello")),
-                "windows": windows.get(d, []), "sync": sync.get(d)})
+        devices = [device_state(s, sync=sync.get(int(key)), windows=windows.get(int(key)))
+                   for key, s in sorted((st.get("sessions") or {}).items(),
+                                        key=lambda kv: int(kv[0]))]
+        for d in devices:
+            d.pop("lateness_histogram", None)   # /metrics exports it
         cp = self.checkpoint()
         integ = st.get("integration") or {}
         with self._scan_lock:
@@ -157,9 +154,9 @@ class Hub:
         cfg = view.settings
         self._seq += 1
         data = {
-            "seq": self._seq, "t": time.time(), "uptime_s": st.get("uptime_s"),
+            "seq": self._seq, "time": state_time(time.time()), "uptime_s": st.get("uptime_s"),
             "running": st.get("running"), "name": cfg.becomingone.name,
-            "I_c": cfg.kairos.coherence_threshold, "windows": cfg.window_seconds(),
+            "I_c": cfg.kairos.coherence_threshold, "windows": [window_label(w) for w in cfg.window_seconds()],
             "interval": self.interval,
             "frames": {"received": st.get("frames_received"), "accepted": st.get("frames_accepted"),
                        "sent": st.get("frames_sent"), "rejected": st.get("frames_rejected")},
@@ -169,7 +166,7 @@ class Hub:
                           "recent": collapses},
             "ledger": {"size": (st.get("ledger") or {}).get("size"),
                        "checkpoint": None if cp is None else {k: cp[k] for k in
-                                                              ("size", "root", "timestamp")}},
+                                                              ("size", "root", "time")}},
             "mesh": mesh,
         }
         return Snapshot(self._seq, time.monotonic(), data)

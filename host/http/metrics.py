@@ -4,12 +4,16 @@ Nothing is counted twice: at scrape time the collector reads the coordinator's o
 and state (one CoordinatorView.dashboard(): status, sync states, Master windows), the ledger's size and latest checkpoint, and the ledger timeline's decision counts.
 The metric names are listed in docs/HTTP.md.
 """
+import platform
+
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily as Cn, GaugeMetricFamily as G
+from prometheus_client.core import (CounterMetricFamily as Cn, GaugeMetricFamily as G,
+                                   HistogramMetricFamily as Hg, InfoMetricFamily)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from becomingone.wire.telemetry import decode_telemetry
-from shared.protocol import DECISION_NAMES
+import becomingone
+from becomingone.devices.state import device_state
+from shared.protocol import DECISION_NAMES, VERSION as PROTOCOL_VERSION
 
 __all__ = ["CoordinatorCollector", "Metrics"]
 
@@ -39,6 +43,10 @@ class CoordinatorCollector:
             m.add_metric([], float(value or 0))
             return m
 
+        info = InfoMetricFamily(P + "build", "The coordinator's build: version, Python, protocol")
+        info.add_metric([], {"version": becomingone.__version__, "python": platform.python_version(),
+                             "protocol": str(PROTOCOL_VERSION), "cell": str(api.view.settings.becomingone.name)})
+        yield info
         yield gauge("uptime_seconds", "Seconds since the coordinator started", st.get("uptime_s"))
         yield counter("frames_received", "Frames received on every link", st.get("frames_received"))
         yield counter("frames_accepted", "Frames admitted (decoded, authenticated, in sequence)",
@@ -65,42 +73,65 @@ class CoordinatorCollector:
 
         per = {name: G(P + "device_" + name, doc, labels=["device"]) for name, doc in (
             ("online", "1 when the device was heard from recently"),
-            ("lateness_microseconds", "How late the device's last beat started"),
             ("coherence", "The device's Emissary coherence C (last TELEMETRY, 0..1)"),
             ("threat", "Entropy-model threat (last TELEMETRY, 0..1)"),
             ("pid_error", "PID error (last TELEMETRY, -1..1)"),
             ("pid_output", "PID output (last TELEMETRY, 0..1)"),
-            ("quarantined", "1 while the device is latched in QUARANTINE"),
-            ("frames_lost", "Sequence gaps of the current session"),
+            ("quarantined", "1 while the device is latched in QUARANTINE (until a CLEAR)"),
             ("sync_coherence", "Sync layer |T_sync|^2 (Master vs Emissary)"),
-            ("sync_collapsed", "1 while the device is in a sync-layer collapse"))}
-        decision = G(P + "device_decision", "The device's current decision (1 for the current one)",
+            ("sync_collapsed", "1 while the device is in a sync-layer collapse"),
+            ("last_seen_age_seconds", "Seconds since the device was last heard from"))}
+        cnt = {name: Cn(P + "device_" + name, doc, labels=["device"]) for name, doc in (
+            ("frames", "Frames accepted from the device's current session"),
+            ("frames_lost", "Sequence gaps of the device's current session (frames never received)"),
+            ("frames_duplicate", "Duplicate frames of the current session (refused)"),
+            ("witness", "WITNESS records of the current session"),
+            ("samples_lost", "Samples the device's sampler lost since boot (HEARTBEAT: ring "
+             "overruns and missed sample instants; 0 on a healthy device)"))}
+        decision = G(P + "device_decision", "The device's effective decision, 1 for the current "
+                     "one (QUARANTINE while latched, else the last beat's decision)",
                      labels=["device", "decision"])
+        late = Hg(P + "device_lateness_seconds", "How late the device's beats started (every "
+                  "accepted TELEMETRY beat of the current session)", labels=["device"])
+        mw = G(P + "master_coherence", "C of the device's Master window", labels=["device", "window"])
+        mf = G(P + "master_window_fill", "Fraction of the Master window covered by the device's "
+               "beats (0..1)", labels=["device", "window"])
         for key, s in sorted((st.get("sessions") or {}).items(), key=lambda kv: int(kv[0])):
             dev = str(key)
-            per["online"].add_metric([dev], 1.0 if s.get("online") else 0.0)
-            per["frames_lost"].add_metric([dev], float(s.get("lost") or 0))
-            t = decode_telemetry(s.get("last_telemetry"), s.get("hello"))
-            if t is not None:
-                per["lateness_microseconds"].add_metric([dev], float(t["lateness_us"]))
-                per["coherence"].add_metric([dev], t["coherence"])
-                per["threat"].add_metric([dev], t["threat"])
-                per["pid_error"].add_metric([dev], t["pid_error"])
-                per["pid_output"].add_metric([dev], t["pid_output"])
-                per["quarantined"].add_metric([dev], 1.0 if t["quarantined"] else 0.0)
+            x = device_state(s, sync=sync.get(int(key)), windows=windows.get(int(key)))
+            per["online"].add_metric([dev], 1.0 if x["online"] else 0.0)
+            if x["age_s"] is not None:
+                per["last_seen_age_seconds"].add_metric([dev], x["age_s"])
+            for name, field in (("frames", "frames"), ("frames_lost", "lost"),
+                                ("frames_duplicate", "duplicates"), ("witness", "witness")):
+                cnt[name].add_metric([dev], float(max(0, x[field] or 0)))
+            if x.get("samples_lost") is not None:
+                cnt["samples_lost"].add_metric([dev], float(x["samples_lost"]))
+            if x["decision"] is not None:
+                for name in ("coherence", "threat", "pid_error", "pid_output"):
+                    per[name].add_metric([dev], float(x[name]))
+                per["quarantined"].add_metric([dev], 1.0 if x["quarantined"] else 0.0)
                 for name in DECISION_NAMES:
-                    decision.add_metric([dev, name], 1.0 if t["decision"] == name else 0.0)
-            sy = sync.get(int(key))
-            if sy is not None:
-                per["sync_coherence"].add_metric([dev], float(sy["C_sync"]))
-                per["sync_collapsed"].add_metric([dev], 1.0 if sy["collapsed"] else 0.0)
+                    decision.add_metric([dev, name], 1.0 if x["decision"] == name else 0.0)
+            h = x["lateness_histogram"]
+            if h and h["count"]:
+                late.add_metric([dev], [("%g" % b, float(c)) for b, c in
+                                        zip(h["bounds_s"], h["counts"][:-1])]
+                                + [("+Inf", float(h["counts"][-1]))], h["sum_s"])
+            if x["sync"] is not None:
+                per["sync_coherence"].add_metric([dev], float(x["sync"]["C_sync"]))
+                per["sync_collapsed"].add_metric([dev], 1.0 if x["sync"]["collapsed"] else 0.0)
+            for w in x["windows"]:
+                if w["C"] is not None:
+                    mw.add_metric([dev, w["window"]], w["C"])
+                if w["fill"] is not None:
+                    mf.add_metric([dev, w["window"]], w["fill"])
         yield from per.values()
+        yield from cnt.values()
         yield decision
-        mw = G(P + "master_coherence", "C of the device's Master window", labels=["device", "window"])
-        for d, ws in sorted(windows.items()):
-            for x in ws:
-                mw.add_metric([str(d), "%g" % x["window"]], float(x["C"]))
+        yield late
         yield mw
+        yield mf
         integ = st.get("integration") or {}
         yield counter("sync_collapses", "Sync-layer collapse events", integ.get("collapses"))
         yield counter("sync_releases", "Sync-layer collapse ends", integ.get("releases"))

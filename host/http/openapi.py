@@ -26,6 +26,9 @@ DECISION = {"type": "string", "enum": ["NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE"
 REF = lambda name: {"$ref": "#/components/schemas/" + name}   # noqa: E731
 NULLABLE = lambda name: {"oneOf": [REF(name), {"type": "null"}]}   # noqa: E731
 
+TIME = {"type": "string", "format": "date-time", "description": "ISO 8601 UTC"}
+TIME_N = {"type": ["string", "null"], "format": "date-time", "description": "ISO 8601 UTC"}
+
 SESSION = {
     "device_id": INT, "boot_id": INT, "online": BOOL, "opened": NUM, "last_seen": NUM,
     "frames": INT, "bytes": INT, "highest_seq": INT, "lost": INT, "duplicates": INT,
@@ -33,30 +36,71 @@ SESSION = {
     "by_type": {"type": "object"}, "hello": {"type": ["object", "null"]}, "link": STR_N,
     "addr": {}, "clock": {"type": "object"}}
 
+# the decoded device state (host/devices/state.py): physical units, ISO 8601 UTC times
+STATE_WINDOW = _obj({"window": {"type": "string", "pattern": "^[0-9.e+-]+s$",
+                                "description": "window length with its unit, e.g. 10s"},
+                     "window_s": NUM, "C": NUM_N, "fill": NUM_N},
+                    ["window", "window_s", "C", "fill"], extra=False)
+DEVICE_STATE = {
+    "device_id": INT, "boot_id": INT_N, "online": BOOL, "board": STR_N, "firmware": STR_N,
+    "decision": {"oneOf": [DECISION, {"type": "null"}], "description": "QUARANTINE while "
+                 "latched, else the last beat's decision"},
+    "beat_decision": {"oneOf": [DECISION, {"type": "null"}]}, "quarantined": {"type": ["boolean", "null"]},
+    "beat": INT_N, "coherence": NUM_N, "threat": NUM_N, "pid_error": NUM_N, "pid_output": NUM_N,
+    "o_weight": NUM_N, "collapse": {"type": ["boolean", "null"]},
+    "lateness_s": NUM_N, "period_s": NUM_N, "heartbeat": {"type": ["object", "null"]},
+    "frames": INT_N, "lost": INT_N, "duplicates": INT_N, "reordered": INT_N, "witness": INT_N,
+    "samples_lost": INT_N, "last_seen": TIME_N, "opened": TIME_N, "age_s": NUM_N,
+    "windows": {"type": "array", "items": STATE_WINDOW},
+    "sync": {"oneOf": [{"type": "null"}, _obj({
+        "C_sync": NUM_N, "delta_phase": NUM_N, "coherent": {"type": ["boolean", "null"]},
+        "collapsed": BOOL, "since": TIME_N}, ["C_sync", "collapsed"], extra=False)]},
+    "telemetry": {"oneOf": [{"$ref": "#/components/schemas/Telemetry"}, {"type": "null"}]}}
+DEVICE_STATE_REQUIRED = ["device_id", "online", "decision", "quarantined", "threat", "coherence",
+                         "lateness_s", "lost", "last_seen", "windows", "sync", "telemetry"]
+
 SCHEMAS = {
     "Error": _obj({"error": STR}, ["error"]),
+    "Probe": _obj({"status": STR, "checks": {"type": "object", "additionalProperties": BOOL},
+                   "processing_loop": BOOL, "answered_in_s": NUM,
+                   "closed_links": {"type": "array", "items": STR_N}}, ["status"]),
     "Empty": _obj({}, extra=True),
     "Telemetry": _obj({
         "beat": INT, "period_us": INT, "lateness_us": INT, "coherence": NUM, "pid_error": NUM,
         "pid_output": NUM, "threat": NUM, "o_weight": NUM, "decision": DECISION,
-        "decision_code": INT, "collapse": BOOL, "quarantined": BOOL},
+        "decision_code": INT, "collapse": BOOL, "quarantined": BOOL,
+        "level": NUM, "kurt": NUM, "crest": NUM, "anoms": INT},
         ["beat", "lateness_us", "coherence", "pid_error", "pid_output", "threat", "decision",
-         "quarantined"], extra=False),
+         "quarantined"], extra=True),
     "Session": _obj(SESSION, ["device_id", "boot_id", "online", "frames", "lost"]),
-    "Device": _obj(dict(SESSION, telemetry=NULLABLE("Telemetry")),
-                   ["device_id", "boot_id", "online", "frames", "lost", "telemetry"]),
+    "DeviceState": _obj(DEVICE_STATE, DEVICE_STATE_REQUIRED, extra=True),
+    "Device": {"allOf": [REF("DeviceState"), _obj({
+        "highest_seq": INT, "bytes": INT, "by_type": {"type": "object"},
+        "hello": {"type": ["object", "null"]}, "link": STR_N, "addr": {},
+        "clock": {"type": "object"}})]},
     "DeviceList": _obj({"devices": {"type": "array", "items": REF("Device")}}, ["devices"]),
     "Window": _obj({
         "window": NUM, "C": NUM_N, "T_hat": COMPLEX, "coverage": NUM_N, "beats": INT,
         "seconds": NUM, "span_beats": INT, "first_beat": INT_N, "last_beat": INT_N},
         ["window", "C", "T_hat", "coverage", "beats"], extra=False),
     "SyncState": _obj({
-        "device_id": INT, "t": NUM, "C_sync": NUM_N, "delta_phase": NUM_N, "T_sync": COMPLEX,
-        "coherent": BOOL, "collapsed": BOOL, "since": NUM},
+        "device_id": INT, "time": TIME, "C_sync": NUM_N, "delta_phase": NUM_N, "T_sync": COMPLEX,
+        "coherent": BOOL, "collapsed": BOOL, "since": TIME_N},
         ["device_id", "C_sync", "delta_phase", "coherent", "collapsed"], extra=False),
     "DeviceDetail": {"allOf": [REF("Device"), _obj({
-        "windows": {"type": "array", "items": REF("Window")}, "sync": NULLABLE("SyncState"),
-        "config": {"type": "object"}}, ["windows", "sync", "config"])]},
+        "master_windows": {"type": "array", "items": REF("Window")},
+        "config": {"type": "object"}}, ["windows", "master_windows", "sync", "config"])]},
+    "History": _obj({
+        "device_id": INT, "since": TIME, "until": TIME, "rows": INT,
+        "decision_names": {"type": "array", "items": STR},
+        "telemetry": _obj({k: {"type": "array"} for k in (
+            "t_epoch_s", "coherence", "threat", "pid_error", "pid_output", "lateness_s",
+            "decision")}, ["t_epoch_s", "decision"]),
+        "master": {"type": "array", "items": _obj({"window": STR, "t_epoch_s": {"type": "array"},
+                                                  "C": {"type": "array"}}, ["window", "t_epoch_s", "C"])},
+        "emissary": _obj({"t_epoch_s": {"type": "array"}, "C": {"type": "array"}}),
+        "events": {"type": "array", "items": REF("TimelineEvent")}},
+        ["device_id", "since", "until", "telemetry", "master", "events"], extra=False),
     "Windows": _obj({"device_id": INT, "windows": {"type": "array", "items": REF("Window")}},
                     ["device_id", "windows"], extra=False),
     "ConfigListing": _obj({"device_id": INT, "version": INT, "latest": INT, "state": {"type": "object"},
@@ -73,15 +117,16 @@ SCHEMAS = {
                           ["changes"], extra=False),
     "GotoRequest": _obj({"version": INT}, ["version"], extra=False),
     "PowRequest": _obj({"bits": {"type": "integer", "minimum": 0, "maximum": 32}}, ["bits"], extra=False),
-    "ModelRequest": _obj({"device": {"oneOf": [INT, {"const": "all"}]}, "w": NUM, "b": NUM},
-                         ["w", "b"], extra=False),
+    "ModelRequest": _obj({"device": {"oneOf": [INT, {"const": "all"}]}, "bias": NUM,
+                          "w_level": NUM, "w_kurt": NUM, "w_crest": NUM, "w_anoms": NUM,
+                          "w": NUM, "b": NUM}, [], extra=False),
     "TimelineEvent": _obj({
-        "index": INT, "t": NUM, "device": INT_N, "boot": INT_N, "beat": INT_N,
+        "index": INT, "time": TIME, "device": INT_N, "boot": INT_N, "beat": INT_N,
         "event": {"type": "string", "enum": ["decision", "quarantine_cleared", "clear"]},
         "decision": {"oneOf": [DECISION, {"type": "null"}]}, "threat": NUM_N, "sent": BOOL},
-        ["index", "t", "device", "event", "decision"], extra=False),
-    "CollapseEvent": _obj({"index": INT, "t": NUM, "device": INT_N, "C_sync": NUM_N,
-                           "delta_phase": NUM_N}, ["index", "t", "device"], extra=False),
+        ["index", "time", "device", "event", "decision"], extra=False),
+    "CollapseEvent": _obj({"index": INT, "time": TIME, "device": INT_N, "C_sync": NUM_N,
+                           "delta_phase": NUM_N}, ["index", "time", "device"], extra=False),
     "Sync": _obj({
         "enabled": BOOL, "collapses": INT, "releases": INT, "I_c": NUM, "phase_threshold": NUM,
         "hysteresis": NUM, "devices": {"type": "array", "items": REF("SyncState")},
@@ -90,8 +135,8 @@ SCHEMAS = {
     "Decisions": _obj({"events": {"type": "array", "items": REF("TimelineEvent")},
                        "counts": {"type": "object", "additionalProperties": INT}},
                       ["events", "counts"], extra=False),
-    "Checkpoint": _obj({"size": INT, "root": STR, "origin": STR, "timestamp": NUM, "note": STR},
-                       ["size", "root", "origin", "timestamp", "note"], extra=False),
+    "Checkpoint": _obj({"size": INT, "root": STR, "origin": STR, "time": TIME, "note": STR},
+                       ["size", "root", "origin", "time", "note"], extra=False),
     "Ledger": _obj({"size": INT, "root": STR, "origin": STR, "checkpoint": NULLABLE("Checkpoint"),
                     "public_key": STR_N}, ["size", "root", "origin", "checkpoint", "public_key"],
                    extra=False),
@@ -120,21 +165,13 @@ SCHEMAS = {
         "devices_seen": INT, "devices_online": INT, "frames_received": INT, "frames_accepted": INT,
         "frames_rejected": {"type": "object", "additionalProperties": INT}, "frames_sent": INT,
         "beats": INT, "witness": {"type": "object"}, "ledger": {"type": "object"},
-        "sessions": {"type": "object", "additionalProperties": REF("Session")}},
+        "sessions": {"type": "object", "additionalProperties": REF("Device")}},
         ["running", "devices_seen", "frames_received", "frames_accepted", "frames_rejected",
          "frames_sent", "ledger", "sessions"]),
-    "SnapshotDevice": _obj({
-        "device_id": INT, "boot_id": INT, "online": BOOL, "last_seen": NUM, "frames": INT,
-        "lost": INT, "witness": INT, "telemetry": NULLABLE("Telemetry"),
-        "windows": {"type": "array", "items": _obj({"window": NUM, "C": NUM_N, "coverage": NUM_N},
-                                                   ["window", "C"], extra=False)},
-        "sync": {"oneOf": [{"type": "null"}, _obj({
-            "C_sync": NUM_N, "delta_phase": NUM_N, "coherent": BOOL, "collapsed": BOOL, "since": NUM},
-            ["C_sync", "collapsed"], extra=False)]}},
-        ["device_id", "online", "telemetry", "windows", "sync"], extra=False),
+    "SnapshotDevice": REF("DeviceState"),
     "Snapshot": _obj({
-        "seq": INT, "t": NUM, "uptime_s": NUM, "running": BOOL, "name": STR, "I_c": NUM,
-        "windows": {"type": "array", "items": NUM}, "interval": NUM,
+        "seq": INT, "time": TIME, "uptime_s": NUM, "running": BOOL, "name": STR, "I_c": NUM,
+        "windows": {"type": "array", "items": STR}, "interval": NUM,
         "frames": _obj({"received": INT, "accepted": INT, "sent": INT,
                         "rejected": {"type": "object", "additionalProperties": INT}},
                        ["received", "accepted", "sent", "rejected"]),
@@ -145,10 +182,10 @@ SCHEMAS = {
                            "recent": {"type": "array", "items": REF("CollapseEvent")}},
                           ["sync", "releases", "recent"], extra=False),
         "ledger": _obj({"size": INT_N, "checkpoint": {"oneOf": [{"type": "null"}, _obj({
-            "size": INT, "root": STR, "timestamp": NUM}, ["size", "root", "timestamp"], extra=False)]}},
+            "size": INT, "root": STR, "time": TIME}, ["size", "root", "time"], extra=False)]}},
             ["size", "checkpoint"], extra=False),
         "mesh": REF("Mesh")},
-        ["seq", "t", "frames", "devices", "decisions", "collapses", "ledger", "mesh"], extra=False),
+        ["seq", "time", "frames", "devices", "decisions", "collapses", "ledger", "mesh"], extra=False),
 }
 
 PATH_PARAMS = {"device": ("integer", "device id 1..65535"), "index": ("integer", "ledger entry index"),

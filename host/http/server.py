@@ -1,12 +1,31 @@
-"""The HTTP server: the standard library's ThreadingHTTPServer in its own threads (a few MB,
-no dependency; docs/HTTP.md says why), HTTP/1.1 keep-alive, bounded connections.
+"""The HTTP server: uvicorn (an asyncio HTTP/1.1 server on h11) running a Starlette app in its
+own thread, with the limits a server on a network needs (docs/HTTP.md, "Limits"):
 
-Security: with a token every request needs it (Authorization: Bearer TOKEN, or the cookie a
-browser gets by opening /?token=TOKEN once, or ?token= on any URL); without a token (loopback
-only) the Host header must name a loopback address (DNS rebinding). POST needs
+- header deadline: a connection must deliver a complete request head within HEADER_TIMEOUT
+  seconds of connecting (or of its previous response), else it is closed: slow clients
+  ("slowloris", one byte every few seconds) cannot keep connections forever, and since the
+  server is asynchronous they hold no worker while they wait;
+- body deadline: a request body must arrive within BODY_TIMEOUT seconds (408 otherwise), and
+  is at most MAX_BODY bytes (413, counted as it streams in, whatever Content-Length says);
+- request heads at most MAX_HEAD bytes (h11's limit; 400 beyond); MAX_CONNECTIONS connections
+  at once (503 beyond), MAX_STREAMS event streams; idle keep-alive connections close after
+  IDLE_TIMEOUT s;
+- malformed requests get 400 with the parser's reason (`Content-Length: abc` included); JSON
+  bodies: non-finite or out-of-range numbers (1e400), nesting deeper than MAX_DEPTH, and
+  values of the wrong type for the route's request schema (`{"bits": 3.5}`) are refused with a
+  400 naming the field and what is allowed, never truncated.
+
+Security as before: with a token every request needs it (Authorization: Bearer TOKEN, the
+cookie a browser gets by opening /?token=TOKEN once, or ?token= on any URL); without a token
+(loopback only) the Host header must name a loopback address (DNS rebinding). POST needs
 Content-Type: application/json, which a cross-site form cannot send without a CORS preflight
-(never granted), so a web page cannot make the browser CLEAR a device.
+(never granted). /healthz and /readyz answer without a token (they reveal nothing but
+up/ready) so that systemd, Kubernetes and load balancers can probe.
+
+Handlers (host/http/api.py) are synchronous: they run in a bounded thread pool (anyio's,
+WORKERS threads), each read of the coordinator bounded by the view's 2 s timeout.
 """
+import asyncio
 import hashlib
 import hmac
 import json
@@ -16,142 +35,265 @@ import os
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
+
+import anyio.to_thread
+import h11
+import uvicorn
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from becomingone.errors import UserError
-from becomingone.http.api import Api, match_route
+from becomingone.http.api import Api, match_route, validate_body
 from becomingone.http.responses import ApiError, Raw
 from becomingone.http.settings import is_loopback
 
-__all__ = ["HttpServer", "COOKIE", "MAX_CONNECTIONS", "MAX_STREAMS"]
+__all__ = ["HttpServer", "COOKIE", "MAX_CONNECTIONS", "MAX_STREAMS", "HEADER_TIMEOUT",
+           "BODY_TIMEOUT", "MAX_BODY", "MAX_DEPTH", "parse_json_body"]
 
 COOKIE = "becomingone_session"
-MAX_CONNECTIONS = 64          # concurrent connections (a thread each); more get 503
+MAX_CONNECTIONS = 256         # concurrent connections; more get 503
 MAX_STREAMS = 16              # concurrent event streams (dashboards)
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024          # request body bytes
+MAX_HEAD = 16 * 1024          # request line + headers bytes
+MAX_DEPTH = 32                # JSON nesting of a request body
+HEADER_TIMEOUT = 10.0         # seconds to deliver a complete request head
+BODY_TIMEOUT = 10.0           # seconds to deliver the body
 IDLE_TIMEOUT = 15.0           # seconds a keep-alive connection may sit idle
+WORKERS = 16                  # threads running handlers
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 LOG = logging.getLogger("becomingone.http")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                    "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+PROBES = ("/healthz", "/readyz")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+# ---------------------------------------------------------------------- the protocol
+class _Conn:
+    """h11.Connection wrapper that remembers why the parser refused a request, so the 400
+    names it (uvicorn's own says only "Invalid HTTP request received.")."""
+    __slots__ = ("_c", "refused")
 
-    def __init__(self, addr, handler, owner):
+    def __init__(self, c):
+        self._c = c
+        self.refused = None
+
+    def next_event(self):
+        try:
+            return self._c.next_event()
+        except h11.RemoteProtocolError as e:
+            self.refused = str(e) or type(e).__name__
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol plus a request-head deadline (module docstring) and a 400 that
+    names the parser's reason. Counts what it refuses in the server's counters."""
+    owner = None                      # the HttpServer (set on a subclass per server)
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.conn = _Conn(self.conn)
+        self._head_timer = None
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def _arm_head_deadline(self):
+        self._cancel_head_deadline()
+        self._head_timer = self.loop.call_later(HEADER_TIMEOUT, self._head_deadline)
+
+    def _cancel_head_deadline(self):
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_deadline(self):
+        self._head_timer = None
+        if self.cycle is None or self.cycle.response_complete:   # still no complete head
+            self.owner.count("head_timeout")
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    def handle_events(self):
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not before:                # a request head arrived
+            self._cancel_head_deadline()
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_deadline()               # the next request's head, same deadline
+
+    def connection_lost(self, exc):
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg):
+        why = self.conn.refused
+        self.owner.count("400")
+        if why:
+            msg = "malformed HTTP request: %s (allowed: HTTP/1.1 with a numeric Content-Length, " \
+                  "request line and headers under %d bytes)" % (why, MAX_HEAD)
+        body = json.dumps({"error": msg}).encode()
+        # h11 is in an error state: write the response by hand, then close
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        self.transport.close()
+
+
+# ---------------------------------------------------------------------- JSON bodies
+def _reject_constant(name):
+    raise ValueError("%s is not a number JSON allows (allowed: finite numbers)" % name)
+
+
+def _finite_float(text):
+    v = float(text)
+    if v in (float("inf"), float("-inf")):
+        raise ValueError("number %s is out of range (allowed: finite numbers, |x| < 1.8e308)"
+                         % text[:40])
+    return v
+
+
+def _depth_ok(raw, limit):
+    """True when the JSON text nests at most `limit` arrays/objects (strings skipped)."""
+    depth = 0
+    in_str = esc = False
+    for ch in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == 0x5C:            # backslash
+                esc = True
+            elif ch == 0x22:
+                in_str = False
+        elif ch == 0x22:
+            in_str = True
+        elif ch in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def parse_json_body(raw):
+    """A request body (bytes) -> a dict; ApiError 400 naming what is wrong and what is allowed."""
+    if not raw.strip():
+        return {}
+    if not _depth_ok(raw, MAX_DEPTH):
+        raise ApiError(400, "the request body nests arrays/objects more than %d deep (allowed: "
+                            "at most %d)" % (MAX_DEPTH, MAX_DEPTH))
+    try:
+        body = json.loads(raw, parse_float=_finite_float, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ApiError(400, "the request body nests too deep (allowed: at most %d)" % MAX_DEPTH) from None
+    except ValueError as e:
+        raise ApiError(400, "the request body is not valid JSON: %s" % e) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+# ---------------------------------------------------------------------- the app
+class _App:
+    """The ASGI application: authentication, the Host check, probes, routing to the Api,
+    static files and the event stream (Starlette requests and responses)."""
+
+    def __init__(self, owner):
         self.owner = owner
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(addr, handler)
 
-    def process_request(self, request, client_address):
-        if not self.slots.acquire(blocking=False):
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                                b"Connection: close\r\nRetry-After: 1\r\n\r\n")
-            except OSError:
-                pass
-            self.owner.count("503")
-            self.shutdown_request(request)
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
             return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request, client_address):
+        req = Request(scope, receive)
         try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class Handler(BaseHTTPRequestHandler):
-    """One HTTP connection (stdlib BaseHTTPRequestHandler): authentication, the Host check,
-    routing to the Api, static files and the event stream."""
-    protocol_version = "HTTP/1.1"
-    server_version = "becomingone"
-    sys_version = ""
-    timeout = IDLE_TIMEOUT
-
-    def setup(self):
-        super().setup()
-        # headers and body are two writes: without this, Nagle + delayed ACK stall each small
-        # keep-alive response by ~40 ms
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, fmt, *args):          # requests are counted, not logged
-        LOG.debug("%s " + fmt, self.address_string(), *args)
-
-    def do_GET(self):
-        self._dispatch("GET")
-
-    def do_HEAD(self):
-        self._dispatch("HEAD")
-
-    def do_POST(self):
-        self._dispatch("POST")
-
-    def do_PUT(self):
-        self._dispatch("PUT")
-
-    def do_DELETE(self):
-        self._dispatch("DELETE")
-
-    # ------------------------------------------------------------------ dispatch
-    def _dispatch(self, method):
-        owner = self.server.owner
-        url = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        path = url.path
-        try:
-            if not self._host_ok(owner):
-                raise ApiError(421, "Host header %r is not a loopback name; open the dashboard at "
-                                    "%s" % (self.headers.get("Host"), owner.url))
-            if not self._authorized(owner, query):
-                return self._unauthorized(owner, path)
-            if owner.settings.token and query.get("token") and method in ("GET", "HEAD") \
-                    and not path.startswith("/api/"):
-                # a browser opened ?token=...: keep it in a cookie, drop it from the address bar
-                rest = {k: v for k, v in query.items() if k != "token"}
-                return self._send(303, b"", "text/plain", extra={
-                    "Location": path + ("?" + urlencode(rest) if rest else ""),
-                    "Set-Cookie": "%s=%s; Path=/; HttpOnly; SameSite=Strict"
-                                  % (COOKIE, owner.cookie_value)})
-            route, params = match_route(method if method != "HEAD" else "GET", path)
-            if route is None:
-                if params == "method":
-                    raise ApiError(405, "%s is not allowed on %s" % (method, path))
-                return self._static(path, method)
-            body = None
-            if method == "POST":
-                body = self._json_body()
-            if route.stream:
-                return self._stream(owner, route, query)
-            result = owner.api.handle(route, params, query, body)
-            if isinstance(result, Raw):
-                return self._send(result.status, result.body, result.content_type,
-                                  head=method == "HEAD")
-            return self._send(200, owner.api.dumps(result), "application/json",
-                              head=method == "HEAD")
+            resp = await self.dispatch(req)
         except ApiError as e:
-            self._send(e.status, json.dumps({"error": e.message}).encode(), "application/json",
-                       extra={"Allow": e.allow} if e.allow else None)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+            resp = self.json_error(e.status, e.message, allow=e.allow)
+        except ClientDisconnect:
+            return
         except Exception as e:             # never let a request kill the server; counted
-            LOG.exception("HTTP %s %s failed", method, path)
-            self._send(500, json.dumps({"error": "internal error: %s: %s"
-                                        % (type(e).__name__, e)}).encode(), "application/json")
+            LOG.exception("HTTP %s %s failed", req.method, req.url.path)
+            resp = self.json_error(500, "internal error: %s: %s" % (type(e).__name__, e))
+        await resp(scope, receive, send)
 
-    def _host_ok(self, owner):
+    def json_error(self, status, message, allow=None, extra=None):
+        h = dict(extra or {})
+        if allow:
+            h["Allow"] = allow
+        return self.send(status, json.dumps({"error": message}).encode(), "application/json",
+                         extra=h)
+
+    def send(self, status, body, ctype, head=False, extra=None, count=True):
+        if count:
+            self.owner.count(str(status))
+        h = dict(SECURITY_HEADERS)
+        h.update(extra or {})
+        h["Content-Length"] = str(len(body))
+        return Response(b"" if head else body, status_code=status, headers=h, media_type=ctype)
+
+    async def dispatch(self, req):
+        owner = self.owner
+        method = req.method
+        path = req.url.path
+        query = {k: v[-1] for k, v in parse_qs(req.url.query, keep_blank_values=True).items()}
+        size = len(req.scope.get("raw_path") or b"") + len(req.scope.get("query_string") or b"") \
+            + sum(len(k) + len(v) + 4 for k, v in req.scope["headers"])
+        if size > MAX_HEAD:            # h11 checks only heads that arrive in pieces
+            raise ApiError(431, "the request line and headers have %d bytes (allowed: at most %d)"
+                           % (size, MAX_HEAD))
+        if path in PROBES and method in ("GET", "HEAD"):
+            return await self.probe(path, method == "HEAD")
+        if not self._host_ok(req):
+            raise ApiError(421, "Host header %r is not a loopback name; open the dashboard at %s"
+                           % (req.headers.get("host"), owner.url))
+        if not self._authorized(req, query):
+            return self._unauthorized(path)
+        if owner.settings.token and query.get("token") and method in ("GET", "HEAD") \
+                and not path.startswith("/api/"):
+            # a browser opened ?token=...: keep it in a cookie, drop it from the address bar
+            rest = {k: v for k, v in query.items() if k != "token"}
+            return self.send(303, b"", "text/plain", extra={
+                "Location": path + ("?" + urlencode(rest) if rest else ""),
+                "Set-Cookie": "%s=%s; Path=/; HttpOnly; SameSite=Strict" % (COOKIE, owner.cookie_value)})
+        route, params = match_route(method if method != "HEAD" else "GET", path)
+        if route is None:
+            if params == "method":
+                raise ApiError(405, "%s is not allowed on %s" % (method, path))
+            return self.static(path, method)
+        body = None
+        if method == "POST":
+            body = await self.json_body(req)
+            validate_body(route, body)
+        if route.stream:
+            return self.stream(query)
+        result = await anyio.to_thread.run_sync(owner.api.handle, route, params, query, body,
+                                                limiter=owner.limiter)
+        if isinstance(result, Raw):
+            return self.send(result.status, result.body, result.content_type, head=method == "HEAD")
+        return self.send(200, owner.api.dumps(result), "application/json", head=method == "HEAD")
+
+    async def probe(self, path, head):
+        fn = self.owner.api.liveness if path == "/healthz" else self.owner.api.readiness
+        ok, report = await anyio.to_thread.run_sync(fn, limiter=self.owner.limiter)
+        return self.send(200 if ok else 503, json.dumps(report).encode(), "application/json",
+                         head=head)
+
+    def _host_ok(self, req):
+        owner = self.owner
         if owner.settings.token:
             return True
-        host = (self.headers.get("Host") or "").strip()
+        host = (req.headers.get("host") or "").strip()
         if not host:
             return True                      # HTTP/1.0 clients
         if host.startswith("["):
@@ -160,139 +302,120 @@ class Handler(BaseHTTPRequestHandler):
             name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         return is_loopback(name) or name == owner.settings.host
 
-    def _authorized(self, owner, query):
+    def _authorized(self, req, query):
+        owner = self.owner
         token = owner.settings.token
         if not token:
             return True
-        auth = self.headers.get("Authorization") or ""
+        auth = req.headers.get("authorization") or ""
         if auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].strip().encode(),
                                                                   token.encode()):
             return True
         q = query.get("token")
         if q and hmac.compare_digest(q.encode(), token.encode()):
             return True
-        for part in (self.headers.get("Cookie") or "").split(";"):
-            k, _, v = part.strip().partition("=")
-            if k == COOKIE and hmac.compare_digest(v.encode(), owner.cookie_value.encode()):
-                return True
-        return False
+        v = req.cookies.get(COOKIE)
+        return bool(v) and hmac.compare_digest(v.encode(), owner.cookie_value.encode())
 
-    def _unauthorized(self, owner, path):
+    def _unauthorized(self, path):
+        owner = self.owner
         owner.count("401")
+        www = {"WWW-Authenticate": 'Bearer realm="becomingone"'}
         if path in ("/", "/index.html"):
             page = ("<!doctype html><meta charset=utf-8><title>BecomingONE: token needed</title>"
                     "<p>This dashboard needs its token. Open <code>%s?token=YOUR_TOKEN</code> once "
                     "(the browser then keeps a cookie), or send <code>Authorization: Bearer "
                     "YOUR_TOKEN</code>.</p>" % owner.url).encode()
-            return self._send(401, page, "text/html; charset=utf-8",
-                              extra={"WWW-Authenticate": 'Bearer realm="becomingone"'}, count=False)
-        return self._send(401, json.dumps({"error": "this server needs a token: send "
-                                           "Authorization: Bearer TOKEN"}).encode(),
-                          "application/json", extra={"WWW-Authenticate": 'Bearer realm="becomingone"'},
-                          count=False)
+            return self.send(401, page, "text/html; charset=utf-8", extra=www, count=False)
+        return self.send(401, json.dumps({"error": "this server needs a token: send "
+                                          "Authorization: Bearer TOKEN"}).encode(),
+                         "application/json", extra=www, count=False)
 
-    def _json_body(self):
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            self.close_connection = True
-            raise ApiError(413, "request body of %d bytes is over the limit of %d" % (n, MAX_BODY))
-        raw = self.rfile.read(n) if n > 0 else b""
+    async def json_body(self, req):
+        ctype = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+        declared = req.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+            raise ApiError(413, "request body of %s bytes is over the limit of %d" % (declared, MAX_BODY))
+        chunks, n = [], 0
+
+        async def read():
+            nonlocal n
+            async for chunk in req.stream():
+                n += len(chunk)
+                if n > MAX_BODY:
+                    raise ApiError(413, "request body is over the limit of %d bytes" % MAX_BODY)
+                chunks.append(chunk)
+        try:
+            await asyncio.wait_for(read(), BODY_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.owner.count("body_timeout")
+            raise ApiError(408, "the request body did not arrive within %.0f s (allowed: a "
+                                "body of at most %d bytes sent at once)" % (BODY_TIMEOUT, MAX_BODY),
+                           ) from None
         if ctype != "application/json":
             raise ApiError(415, "POST needs Content-Type: application/json (got %r)" % (ctype or None,))
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError as e:
-            raise ApiError(400, "the request body is not valid JSON: %s" % e) from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
-        return body
+        return parse_json_body(b"".join(chunks))
 
-    def _static(self, path, method):
+    def static(self, path, method):
         if method not in ("GET", "HEAD"):
             raise ApiError(404, "no such endpoint: %s %s" % (method, path))
-        name = "index.html" if path in ("/", "/index.html") else \
+        name = "index.html" if path in ("/", "/index.html", "/snapshot") else \
             path[len("/static/"):] if path.startswith("/static/") else None
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise ApiError(404, "no such endpoint: %s %s (see /openapi.json)" % (method, path))
-        full = os.path.join(STATIC, name)
         try:
-            with open(full, "rb") as f:
+            with open(os.path.join(STATIC, name), "rb") as f:
                 data = f.read()
         except OSError:
             raise ApiError(404, "no such file: %s" % path) from None
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if ctype.startswith("text/") or ctype.endswith("javascript"):
             ctype += "; charset=utf-8"
-        return self._send(200, data, ctype, head=method == "HEAD",
-                          extra={"Content-Security-Policy": CSP})
+        return self.send(200, data, ctype, head=method == "HEAD",
+                         extra={"Content-Security-Policy": CSP})
 
-    def _send(self, status, body, ctype, head=False, extra=None, count=True):
-        if count:
-            self.server.owner.count(str(status))
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Referrer-Policy", "no-referrer")
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if not head and body:
-            self.wfile.write(body)
-
-    # ------------------------------------------------------------------ event stream
-    def _stream(self, owner, route, query):
+    def stream(self, query):
+        owner = self.owner
         if not owner.stream_slots.acquire(blocking=False):
             raise ApiError(503, "too many live clients (at most %d)" % MAX_STREAMS)
         try:
-            owner.count("200")
-            self.close_connection = True
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(b"retry: 2000\n\n")
-            self.wfile.flush()
-            hub = owner.api.hub
-            last, idle = -1, time.monotonic()
-            limit = float(query.get("max_events") or 0) or None
-            sent = 0
-            while not owner.stopping.is_set():
-                snap = hub.get()
-                if snap.seq != last:
-                    self.wfile.write(snap.sse)
-                    self.wfile.flush()
-                    last, idle = snap.seq, time.monotonic()
-                    sent += 1
-                    if limit is not None and sent >= limit:
-                        break
-                elif time.monotonic() - idle > 15:
-                    self.wfile.write(b": keep-alive\n\n")
-                    self.wfile.flush()
-                    idle = time.monotonic()
-                owner.stopping.wait(max(0.02, snap.built + hub.interval - time.monotonic()))
-        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
-            pass
-        except Exception:                 # headers are out: end the stream (the client retries)
-            LOG.exception("event stream ended by an error")
-        finally:
+            limit = int(float(query.get("max_events") or 0)) or None
+        except ValueError:
             owner.stream_slots.release()
+            raise ApiError(400, "query parameter max_events must be a number (got %r)"
+                           % query.get("max_events")) from None
+        owner.count("200")
+
+        async def events():
+            hub = owner.api.hub
+            try:
+                yield b"retry: 2000\n\n"
+                last, idle, sent = -1, time.monotonic(), 0
+                while not owner.stopping.is_set():
+                    snap = await anyio.to_thread.run_sync(hub.get, limiter=owner.limiter)
+                    if snap.seq != last:
+                        yield snap.sse
+                        last, idle = snap.seq, time.monotonic()
+                        sent += 1
+                        if limit is not None and sent >= limit:
+                            break
+                    elif time.monotonic() - idle > 15:
+                        yield b": keep-alive\n\n"
+                        idle = time.monotonic()
+                    await asyncio.sleep(max(0.02, snap.built + hub.interval - time.monotonic()))
+            finally:
+                owner.stream_slots.release()
+        h = dict(SECURITY_HEADERS)
+        h["Connection"] = "close"
+        return StreamingResponse(events(), media_type="text/event-stream; charset=utf-8", headers=h)
 
 
+# ---------------------------------------------------------------------- the server
 class HttpServer:
     """The HTTP API, dashboard and /metrics of one coordinator, reached through its narrow view
     (becomingone/coordinator/view.py CoordinatorView). Binds at construction (so a port in use
     is a clear error before anything else starts: UserError naming the fix); start() serves in a
-    thread; close() stops serving and closes the socket."""
+    thread (uvicorn on its own event loop); close() stops serving and closes the socket."""
 
     def __init__(self, view, settings):
         self.settings = settings
@@ -301,12 +424,17 @@ class HttpServer:
         self.stream_slots = threading.BoundedSemaphore(MAX_STREAMS)
         self.requests = {}
         self._lock = threading.Lock()
+        self.limiter = None                   # anyio CapacityLimiter, made in the server's loop
         self.cookie_value = hmac.new((settings.token or "").encode(), b"becomingone dashboard",
                                      hashlib.sha256).hexdigest() if settings.token else ""
-        cls = _Server6 if ":" in settings.host else _Server
+        fam = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        sock = socket.socket(fam, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self.httpd = cls((settings.host, settings.port), Handler, self)
+            sock.bind((settings.host, settings.port))
+            sock.listen(512)
         except OSError as e:
+            sock.close()
             if e.errno in (98, 48):          # EADDRINUSE (Linux, BSD)
                 raise UserError(
                     "HTTP port %s:%d is in use (another coordinator, or another program): choose "
@@ -315,13 +443,22 @@ class HttpServer:
                     % (settings.host, settings.port)) from None
             raise UserError("the HTTP server cannot listen on %s:%d: %s"
                             % (settings.host, settings.port, e.strerror or e)) from None
-        host, port = self.httpd.server_address[:2]
+        sock.setblocking(False)
+        self.sock = sock
+        host, port = sock.getsockname()[:2]
         self.port = port
         if host in ("0.0.0.0", "::"):      # every address: show one a browser elsewhere can use
             host = socket.gethostname() or host
         shown = "[%s]" % host if ":" in host else host
         self.url = "http://%s:%d/" % (shown, port)
         self.api = Api(view, self)
+        protocol = type("GuardedH11ForServer", (GuardedH11,), {"owner": self})
+        self.config = uvicorn.Config(
+            _App(self), http=protocol, lifespan="off", access_log=False, log_level="warning",
+            timeout_keep_alive=int(IDLE_TIMEOUT), limit_concurrency=MAX_CONNECTIONS,
+            h11_max_incomplete_event_size=MAX_HEAD, timeout_graceful_shutdown=1,
+            server_header=False, date_header=True)
+        self.server = uvicorn.Server(self.config)
         self._thread = None
 
     def count(self, status):
@@ -330,19 +467,31 @@ class HttpServer:
 
     def stats(self):
         with self._lock:
-            return {"url": self.url, "requests": dict(self.requests), "auth": bool(self.settings.token)}
+            return {"url": self.url, "requests": dict(self.requests), "auth": bool(self.settings.token),
+                    "server": "uvicorn %s" % uvicorn.__version__}
+
+    def _serve(self):
+        async def main():
+            self.limiter = anyio.CapacityLimiter(WORKERS)
+            await self.server.serve(sockets=[self.sock])
+        asyncio.run(main())
 
     def start(self):
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="http", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
         self._thread.start()
+        end = time.monotonic() + 10
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < end:
+            time.sleep(0.01)
         return self
 
     def close(self):
         self.stopping.set()
         if self._thread is not None:
-            self.httpd.shutdown()
+            self.server.should_exit = True
             self._thread.join(5)
             self._thread = None
-        self.httpd.server_close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
         self.api.close()

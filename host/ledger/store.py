@@ -462,6 +462,11 @@ class Ledger:
             r = self._con.execute("SELECT max(size) FROM checkpoints").fetchone()
         return r[0] or 0
 
+    def writer_alive(self):
+        """True while the ledger is open and its group-commit writer (once started) runs:
+        what a readiness probe asks (/readyz)."""
+        return not self._closed and (self._writer is None or self._writer.is_alive())
+
     def queued(self):
         """Entries submitted and not yet committed."""
         return len(self._queue)

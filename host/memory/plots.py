@@ -2,7 +2,9 @@
 
     data = load_device(mem, device_id, since, until)      # numpy arrays per series (below)
     coherence_chart(data, path, threshold=0.95)   Emissary C vs every Master window's C over time
-    pid_chart(data, path)          PID error and output over time, ALERT / QUARANTINE shaded
+    pid_chart(data, path)          PID error, output and threat over time; ALERT / QUARANTINE
+                                   shaded for as long as they lasted (latched included), CLEAR
+                                   markers where the latch was released
     lateness_chart(data, path)     histogram of beat lateness, p50 / p99 marked
 
 Every chart is FIGSIZE at DPI (1000 x 400 pixels). The time axis is seconds since the range's
@@ -20,11 +22,19 @@ DPI = 100
 MAX_POINTS = 20000
 DECISIONS = ("NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE", "ALERT", "QUARANTINE")
 SHADE = {3: ("ALERT", "#f5a623"), 4: ("QUARANTINE", "#d0021b")}
+QUARANTINE = 4
+LATCHED_FLAG = 2            # memory telemetry `flags`: decision_state >> 6, bit 2 = latched
+ALERT_LEVEL, QUARANTINE_LEVEL = 0.60, 0.85   # the devices' threat levels (docs/DEVICE.md)
 
 
 def _plt():
-    # matplotlib: loaded only when charts are drawn
-    import matplotlib
+    # matplotlib: optional (the `plot` extra), loaded only when charts are drawn
+    try:
+        import matplotlib
+    except ImportError:
+        from becomingone.errors import UserError
+        raise UserError("becomingone plot draws with matplotlib, which is not installed: pip "
+                        "install 'becomingone-edge[plot]'") from None
     matplotlib.use("Agg", force=True)          # before pyplot: no display needed
     import matplotlib.pyplot as plt
     return plt
@@ -50,9 +60,13 @@ def load_device(mem, device_id, since, until):
     out["emissary"] = (t, c)
     out["emissary_window"] = float(w[0]) if len(w) else None
     out["device_c"] = (t[dc >= 0], dc[dc >= 0])
-    cols = _col(mem, "SELECT t, lateness_us, pid_error, pid_output, decision, coherence FROM telemetry "
-                "WHERE device_id = ?" + rng + " ORDER BY t", args, 6)
-    out["tel"] = dict(zip(("t", "lateness_us", "pid_error", "pid_output", "decision", "coherence"), cols))
+    cols = _col(mem, "SELECT t, lateness_us, pid_error, pid_output, decision, coherence, "
+                "coalesce(threat, 0), coalesce(flags, 0) FROM telemetry "
+                "WHERE device_id = ?" + rng + " ORDER BY t", args, 8)
+    tel = dict(zip(("t", "lateness_us", "pid_error", "pid_output", "beat_decision", "coherence",
+                    "threat", "flags"), cols))
+    tel["decision"], tel["latched"] = effective_decision(tel["beat_decision"], tel["flags"])
+    out["tel"] = tel
     cols = _col(mem, "SELECT t, late_p50_us, late_p99_us, late_max_us FROM heartbeats WHERE device_id = ?"
                 + rng + " ORDER BY t", args, 4)
     out["hb"] = dict(zip(("t", "p50", "p99", "max"), cols))
@@ -116,6 +130,24 @@ def coherence_chart(data, path, threshold=None):
     return _save(fig, path)
 
 
+def effective_decision(beat_decision, flags):
+    """(decision, latched) arrays: the decision every surface shows, QUARANTINE for as long as
+    the device stayed latched (flags bit 2) -- not only the beats whose own decision was
+    QUARANTINE."""
+    latched = (np.asarray(flags).astype(np.int64) & LATCHED_FLAG) != 0
+    return np.where(latched, float(QUARANTINE), np.asarray(beat_decision, dtype=float)), latched
+
+
+def releases(tel):
+    """Times the device left a latched QUARANTINE (a CLEAR took effect): the first sample
+    after a latched one that is not latched."""
+    lat = tel["latched"]
+    if len(lat) < 2:
+        return np.empty(0)
+    idx = np.flatnonzero(lat[:-1] & ~lat[1:]) + 1
+    return tel["t"][idx]
+
+
 def decision_runs(t, decision):
     """[(start, end, decision)] runs of equal decision (end = the next run's first sample)."""
     if not len(t):
@@ -130,23 +162,37 @@ def decision_runs(t, decision):
 def pid_chart(data, path):
     plt = _plt()
     # matplotlib: loaded only when charts are drawn
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     tel = data["tel"]
     t0 = _t0(data)
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    # ALERT / QUARANTINE shaded for as long as they lasted (a latched QUARANTINE until CLEAR)
     for a, b, d in decision_runs(tel["t"], tel["decision"]):
         if d in SHADE:
-            ax.axvspan(a - t0, max(b, a + 1e-3) - t0, color=SHADE[d][1], alpha=0.25, lw=0)
-    t, e, o = _thin(tel["t"], tel["pid_error"], tel["pid_output"])
-    ax.plot(t - t0, e, lw=1.0, color="tab:blue", label="error (Q15 / 32768)")
-    ax.plot(t - t0, o, lw=1.0, color="tab:green", label="output (Q16 / 65536)")
+            ax.axvspan(a - t0, max(b, a + 1e-3) - t0, color=SHADE[d][1], alpha=0.22, lw=0)
+    t, e, o, th = _thin(tel["t"], tel["pid_error"], tel["pid_output"], tel["threat"])
+    ax.plot(t - t0, e, lw=1.0, color="tab:blue", label="PID error (-1..1)")
+    ax.plot(t - t0, o, lw=1.0, color="tab:green", label="PID output (duty 0..1)")
+    ax.plot(t - t0, th, lw=1.2, color="tab:red", label="threat (0..1)")
+    ax.axhline(ALERT_LEVEL, ls=":", lw=0.8, color="#f5a623")
+    ax.axhline(QUARANTINE_LEVEL, ls=":", lw=0.8, color="#d0021b")
+    rel = releases(tel)
+    for x in rel:
+        ax.axvline(x - t0, color="black", lw=1.2, ls="--")
+        ax.annotate("CLEAR", (x - t0, 1.0), xytext=(2, -10), textcoords="offset points", fontsize=7)
     handles, _ = ax.get_legend_handles_labels()
     seen = sorted(set(int(x) for x in np.unique(tel["decision"])) & set(SHADE))
-    handles += [Patch(color=SHADE[d][1], alpha=0.25, label=SHADE[d][0]) for d in seen]
-    ax.legend(handles=handles, loc="upper right", fontsize=7)
-    ax.set_ylabel("PID")
+    handles += [Patch(color=SHADE[d][1], alpha=0.22, label=SHADE[d][0] + (" (latched until CLEAR)"
+                                                                           if d == 4 else ""))
+                for d in seen]
+    if len(rel):
+        handles.append(Line2D([], [], color="black", ls="--", lw=1.2, label="CLEAR (latch released)"))
+    ax.legend(handles=handles, loc="lower left", fontsize=7, ncol=2)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("PID error, output, threat (dimensionless)")
     ax.set_xlabel("seconds since %s" % _utc(t0))
-    ax.set_title("device %d: PID response and decisions (%d samples)" % (data["device_id"], len(tel["t"])))
+    ax.set_title("device %d: PID response, threat and decisions (%d samples)" % (data["device_id"], len(tel["t"])))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

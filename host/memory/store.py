@@ -163,6 +163,7 @@ class Memory(MemoryReads):
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(SCHEMA_SQL)
+                _th.migrate(db)
                 cur = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
                 if cur is None:
                     db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT_VERSION,))

@@ -4,11 +4,13 @@ for `becomingone plot` and `becomingone memory query --table telemetry|heartbeat
 Tables (in the memory database, host/memory/store.py; the same retention and max_rows pruning):
 
     telemetry  (t, device_id, boot_id, beat, lateness_us, coherence, pid_error, pid_output,
-                threat, o_weight, decision, flags)
+                threat, o_weight, decision, flags, level, kurt, crest, anoms)
         t: host wall time (s) of the sample; coherence, pid_output, threat, o_weight: Q16 / 65536;
         pid_error: Q15 / 32768; decision: decision_state bits 0-2 (0 NOOP, 1 APPLY_BALANCE,
         2 APPLY_OPTIMIZE, 3 ALERT, 4 QUARANTINE); flags: decision_state >> 6 (1 = Emissary
-        collapse on that beat, 2 = quarantine latched)
+        collapse on that beat, 2 = quarantine latched); level, kurt, crest: the entropy model's
+        features in octaves (wire Q8 / 256), anoms: its anomaly count (wire v2; what
+        `becomingone model train` fits on)
     heartbeats (t, device_id, boot_id, beats, late_p50_us, late_p99_us, late_max_us)
         every HEARTBEAT the host accepted (about one per second per device): the device's own
         lateness percentiles since its previous heartbeat
@@ -38,13 +40,15 @@ Q15 = 1.0 / 32768.0
 # 0x80) shifted down to 1 and 2
 FLAGS_SHIFT = 6
 assert P.STATE_COLLAPSE == 1 << FLAGS_SHIFT and P.STATE_QUARANTINE_LATCHED == 2 << FLAGS_SHIFT
+Q8 = 1.0 / 256.0
 
 TABLES = ("telemetry", "heartbeats")
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS telemetry (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
   beat INTEGER, lateness_us INTEGER, coherence REAL, pid_error REAL, pid_output REAL,
-  threat REAL, o_weight REAL, decision INTEGER, flags INTEGER);
+  threat REAL, o_weight REAL, decision INTEGER, flags INTEGER, level REAL, kurt REAL,
+  crest REAL, anoms INTEGER);
 CREATE INDEX IF NOT EXISTS telemetry_dt ON telemetry(device_id, t);
 CREATE TABLE IF NOT EXISTS heartbeats (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
@@ -53,11 +57,25 @@ CREATE INDEX IF NOT EXISTS heartbeats_dt ON heartbeats(device_id, t);
 """
 INSERT = {
     "telemetry": "INSERT INTO telemetry (t, device_id, boot_id, beat, lateness_us, coherence, "
-                 "pid_error, pid_output, threat, o_weight, decision, flags) "
-                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                 "pid_error, pid_output, threat, o_weight, decision, flags, level, kurt, crest, "
+                 "anoms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     "heartbeats": "INSERT INTO heartbeats (t, device_id, boot_id, beats, late_p50_us, late_p99_us, "
                   "late_max_us) VALUES (?,?,?,?,?,?,?)",
 }
+
+
+# columns added since the table was first made (wire v2): ALTERed into an older database
+ADDED_COLUMNS = (("telemetry", "level", "REAL"), ("telemetry", "kurt", "REAL"),
+                 ("telemetry", "crest", "REAL"), ("telemetry", "anoms", "INTEGER"))
+
+
+def migrate(db):
+    """Add the columns an older memory database lacks (called when the store opens)."""
+    for table, col, kind in ADDED_COLUMNS:
+        have = [r[1] for r in db.execute("PRAGMA table_info(%s)" % table)]
+        if have and col not in have:
+            db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, col, kind))
+    db.commit()
 
 
 def telemetry_row(t, device_id, boot_id, r):
@@ -65,7 +83,8 @@ def telemetry_row(t, device_id, boot_id, r):
     ds = int(r["decision_state"])
     return (float(t), int(device_id), boot_id, int(r["beat"]), int(r["lateness_us"]),
             r["coherence"] * Q16, r["pid_error"] * Q15, r["pid_output"] * Q16, r["threat"] * Q16,
-            r["o_weight"] * Q16, ds & P.DECISION_MASK, ds >> FLAGS_SHIFT)
+            r["o_weight"] * Q16, ds & P.DECISION_MASK, ds >> FLAGS_SHIFT, r.get("level", 0) * Q8,
+            r.get("kurt", 0) * Q8, r.get("crest", 0) * Q8, int(r.get("anoms", 0)))
 
 
 def telemetry_rows_from_beats(t, b):
@@ -78,7 +97,8 @@ def telemetry_rows_from_beats(t, b):
             b["lateness_us"].tolist(), (b["coherence"] * Q16).tolist(),
             (b["pid_error"] * Q15).tolist(), (b["pid_output"] * Q16).tolist(),
             (b["threat"] * Q16).tolist(), (b["o_weight"] * Q16).tolist(),
-            (ds & P.DECISION_MASK).tolist(), (ds >> FLAGS_SHIFT).tolist())
+            (ds & P.DECISION_MASK).tolist(), (ds >> FLAGS_SHIFT).tolist(), (b["level"] * Q8).tolist(),
+            (b["kurt"] * Q8).tolist(), (b["crest"] * Q8).tolist(), b["anoms"].tolist())
     return list(zip([float(t)] * n, *cols))
 
 

@@ -41,7 +41,6 @@ Algorithms (each round = every node acts once, in parallel):
 import math
 import time
 
-import networkx as nx
 import numpy as np
 
 from becomingone.errors import UserError
@@ -68,6 +67,12 @@ class Topology:
             return
         if n <= k:
             raise UserError("a Watts-Strogatz graph with k=%d needs more than %d nodes, got %d" % (k, k, n))
+        try:
+            # networkx: optional (the `sim` extra), only for Watts-Strogatz topologies
+            import networkx as nx
+        except ImportError:
+            raise UserError("the Watts-Strogatz topology needs networkx: pip install "
+                            "'becomingone-edge[sim]' (or --graph complete)") from None
         g = nx.connected_watts_strogatz_graph(n, k, p, tries=100, seed=seed)
         e = np.array(g.edges(), dtype=np.int64).reshape(-1, 2)
         src = np.concatenate([e[:, 0], e[:, 1]])

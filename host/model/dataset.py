@@ -1,14 +1,8 @@
 """Labelled training data for the entropy model from what the host already stores.
 
-Features: the device's anomaly count per Emissary window (SPEC 4.5 "anoms"). Devices do not
-send it; they send threat = TABLE[anoms] (Q16, device/arbiter.py), and TABLE is the device's
-own monotone table round(65536 * sigmoid(w*a + b)) capped at 65535 for the model (w, b) it
-ran. The host rebuilds the same table with the device's code and inverts it: every threat
-value maps to the smallest anomaly count that gives it. For the default w = 0.12, b = 0 that
-is exact up to 77 anomalies; from there neighbouring counts can share a Q16 value, and from
-90 the table is flat at 65535 (the sigmoid saturated), where the count is a lower bound
-(`saturated` marks those rows). Counts that high are far past the QUARANTINE threshold (15),
-so the fit loses nothing that matters.
+Features: the entropy model's inputs as each device sends them in TELEMETRY (wire v2: level,
+kurt, crest in octaves, anoms a count; host/telemetry_history.py stores them in the memory
+`telemetry` table), so the fit sees exactly what the device's model sees.
 
 Labels: time intervals of known faults per device, from a CSV file (`device,start,end`, end
 empty = still faulty; times as `becomingone memory` takes them) or from an emulation's
@@ -17,16 +11,13 @@ start until the end).
 
 Public API
 ----------
-    threat_table(w, b, a_max=1024) -> numpy uint16 array (the device's TABLE)
-    anoms_from_threat(q16, w, b, a_max=1024) -> (anoms int array, saturated bool array)
     read_intervals(path) -> {device: [(start, end_or_inf), ...]}
     emulation_intervals(summary_path) -> {device: [(start, end), ...]}
     label_rows(t, device, intervals) -> 0/1 int array
-    telemetry_history(memory_path, devices=None, since=None, until=None)
-        -> (t, device, threat_q16) numpy arrays from the memory `telemetry` table
-        (host/memory/telemetry.py; memory.telemetry_interval sets its rate)
+    feature_history(memory_path, features, devices=None, since=None, until=None)
+        -> (t, device, X) numpy arrays from the memory `telemetry` table
+        (memory.telemetry_interval sets its rate)
 """
-import array
 import json
 import math
 import os
@@ -34,34 +25,10 @@ import sqlite3
 
 import numpy as np
 
+from becomingone.model.train import read_csv_rows
 from becomingone.errors import UserError
 from becomingone.memory.queries import time_range
-from becomingone.model.train import read_csv_rows
 from becomingone.util.times import parse_time
-from device.arbiter import _fill
-
-DEFAULT_W, DEFAULT_B = 0.12, 0.0     # the device's built-in model (device/arbiter.py)
-
-
-def threat_table(w, b, a_max=1024):
-    if not (math.isfinite(w) and math.isfinite(b) and abs(w) < 1e6 and abs(b) < 1e6):
-        raise UserError("model in effect w=%r b=%r: both must be finite with |.| < 1e6" % (w, b))
-    t = array.array("H", bytes(2 * (a_max + 1)))
-    _fill(t, 0, a_max + 1, float(w), float(b))
-    return np.frombuffer(t, dtype=np.uint16).copy()
-
-
-def anoms_from_threat(q16, w=DEFAULT_W, b=DEFAULT_B, a_max=1024):
-    if w <= 0:
-        raise UserError("the model in effect needs w > 0 to recover anomaly counts (got w=%r)" % w)
-    table = threat_table(w, b, a_max).astype(np.int64)
-    q = np.asarray(q16, dtype=np.int64)
-    a = np.searchsorted(table, q, side="left")
-    a = np.minimum(a, a_max)
-    top = table[-1]
-    first_top = int(np.searchsorted(table, top, side="left"))
-    saturated = (q >= top) & (first_top < a_max)
-    return a.astype(np.int64), saturated
 
 
 def read_intervals(path):
@@ -125,7 +92,7 @@ def label_rows(t, device, intervals):
     return y
 
 
-def telemetry_history(memory_path, devices=None, since=None, until=None):
+def feature_history(memory_path, features, devices=None, since=None, until=None):
     if not os.path.exists(memory_path):
         raise UserError("no memory database at %s (the coordinator writes it; --data DIR?)"
                         % memory_path)
@@ -135,7 +102,12 @@ def telemetry_history(memory_path, devices=None, since=None, until=None):
         if not cols:
             raise UserError("%s has no telemetry history (written since this version of the "
                             "coordinator, memory.telemetry_interval)" % memory_path)
-        sql, args = "SELECT t, device_id, threat FROM telemetry WHERE 1=1", []
+        if any(f not in cols for f in features):
+            raise UserError("%s: the telemetry table has no feature columns (%s): recorded by a "
+                            "coordinator before wire v2" % (memory_path, ", ".join(features)))
+        sql = "SELECT t, device_id, %s FROM telemetry WHERE %s" % (
+            ", ".join(features), " AND ".join("%s IS NOT NULL" % f for f in features))
+        args = []
         if devices:
             sql += " AND device_id IN (%s)" % ",".join("?" * len(devices))
             args += [int(d) for d in devices]
@@ -148,8 +120,9 @@ def telemetry_history(memory_path, devices=None, since=None, until=None):
     finally:
         con.close()
     if not rows:
-        raise UserError("no telemetry rows in %s for devices %s in that time range"
-                        % (memory_path, "all" if not devices else list(devices)))
+        raise UserError("no telemetry rows with features in %s for devices %s in that time "
+                        "range" % (memory_path, "all" if not devices else list(devices)))
     a = np.asarray(rows, dtype=np.float64)
-    # threat is stored as Q16 / 65536 (host/memory/telemetry.py): back to the wire's Q16
-    return a[:, 0], a[:, 1].astype(np.int64), np.rint(a[:, 2] * 65536.0).astype(np.int64)
+    # rows of a device with no signal energy carry level = -32 octaves (LEVEL_NONE): kept, the
+    # model sees them as the device does
+    return a[:, 0], a[:, 1].astype(np.int64), a[:, 2:]

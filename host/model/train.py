@@ -15,7 +15,7 @@ Public API
         X: (n,) or (n, k) features; y: (n,) 0/1 labels (both classes present)
     Model: w (float for one feature, else tuple), b, auc (train), auc_holdout (or None),
            loss, iterations, converged, n, positives;  model.predict(X) -> probabilities;
-           model.frame_fields(version) -> {"model_version", "w", "b"} for a MODEL frame
+           model.frame_fields(version) -> the MODEL frame fields (the seed form: bias b, w_anoms w)
            (one feature only: the device model is scalar)
     auc(scores, labels) -> float
     sigmoid(z) -> numpy array
@@ -83,7 +83,8 @@ class Model:
                             % self.coef.shape[0])
         if not (abs(self.w) < F32_MAX and abs(self.b) < F32_MAX):
             raise UserError("model weights do not fit a float32 MODEL frame")
-        return {"model_version": int(version), "w": self.w, "b": self.b}
+        return {"model_version": int(version), "bias": self.b, "w_level": 0.0, "w_kurt": 0.0,
+                "w_crest": 0.0, "w_anoms": self.w}
 
     def as_dict(self):
         return dict(w=self.w, b=self.b, auc=self.auc, auc_holdout=self.auc_holdout, loss=self.loss,

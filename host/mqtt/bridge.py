@@ -118,17 +118,14 @@ class Topics:
                                        self.object_id(dev, entity))
 
 
-def state_payload(online, tel):
-    """The state JSON from a snapshot's telemetry: `decision` is the beat's decision, or
-    QUARANTINE while the device is latched in quarantine (until a CLEAR)."""
-    coh, thr, ds, beat = tel
-    dec = ds & P.DECISION_MASK
-    quarantined = bool(ds & P.STATE_QUARANTINE_LATCHED) or dec == P.DECISION_QUARANTINE
-    return {"coherence": round(coh / 65536.0, 4), "threat": round(thr / 65536.0, 4),
-            "decision": "QUARANTINE" if quarantined else
-                        DECISIONS[dec] if dec < len(DECISIONS) else "NOOP",
-            "quarantined": quarantined, "collapse": bool(ds & P.STATE_COLLAPSE), "beat": beat,
-            "online": online}
+def state_payload(state):
+    """The state JSON of a decoded device state (becomingone.devices.state): the same
+    decision, quarantine latch and values every other surface shows; `decision` is QUARANTINE
+    while the device is latched (until a CLEAR)."""
+    return {"coherence": round(state["coherence"], 4), "threat": round(state["threat"], 4),
+            "decision": state["decision"], "quarantined": bool(state["quarantined"]),
+            "collapse": bool(state["collapse"]), "beat": state["beat"],
+            "online": bool(state["online"])}
 
 
 def read_password(path):
@@ -419,7 +416,8 @@ class MqttBridge:
             every = True
         t = self.topics
         states = 0
-        for dev, online, board, fw, tel in snap:
+        for x in snap:
+            dev, online, board, fw = x["device_id"], x["online"], x["board"], x["firmware"]
             if self._announced.get(dev) != (board, fw):
                 n = sum(self._publish(t.discovery(dev, e), json.dumps(self.discovery(dev, e, board, fw)),
                                       qos=1, retain=True) for e in ENTITIES)
@@ -429,10 +427,10 @@ class MqttBridge:
             if prev is None or prev[1] != online:
                 self._publish(t.availability(dev), "online" if online else "offline",
                               qos=1, retain=True)
-            if tel is None:
+            if x["decision"] is None:          # no TELEMETRY yet
                 self._last[dev] = (None, online)
                 continue
-            st = state_payload(online, tel)
+            st = state_payload(x)
             if every or prev is None or prev[0] != st["decision"]:
                 if self._publish(t.state(dev), json.dumps(st, separators=(",", ":"))):
                     states += 1

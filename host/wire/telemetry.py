@@ -21,16 +21,18 @@ _PAYLOAD_DTYPE = [("beat", "<u4"), ("period_us", "<u2"), ("lateness_us", "<u2"),
                   ("dT_re", "<i4"), ("dT_im", "<i4"), ("dE0", "<u4"), ("dEL", "<u4"),
                   ("n_samples", "u1"), ("coherence", "<u2"), ("pid_error", "<i2"),
                   ("pid_output", "<u2"), ("threat", "<u2"), ("o_weight", "<u2"),
-                  ("decision_state", "u1")]
+                  ("decision_state", "u1"), ("level", "<i2"), ("kurt", "<i2"), ("crest", "<i2"),
+                  ("anoms", "<u2")]
 _HEADER_DTYPE = [("ver_flags", "u1"), ("type", "u1"), ("device_id", "<u2"), ("boot_id", "<u2"),
                  ("seq", "<u4"), ("time_era", "u1"), ("time_off", "<u4")]
 RECORD_DTYPE = np.dtype(_PAYLOAD_DTYPE)
-# One single-beat TELEMETRY frame without AUTH, byte for byte (55 bytes).
+# One single-beat TELEMETRY frame without AUTH, byte for byte (63 bytes).
 TELEMETRY_DTYPE = np.dtype(_HEADER_DTYPE + _PAYLOAD_DTYPE + [("crc", "<u4")])
 # One row per beat in the batch decoder's output.
 BEAT_DTYPE = np.dtype([("device_id", "<u2"), ("boot_id", "<u2"), ("seq", "<u4"),
                        ("time_us", "<u8"), ("index", "u1"), ("count", "u1")] + _PAYLOAD_DTYPE)
-assert RECORD_DTYPE.itemsize == P.TELEMETRY_LEN and TELEMETRY_DTYPE.itemsize == 55
+assert RECORD_DTYPE.itemsize == P.TELEMETRY_LEN
+assert TELEMETRY_DTYPE.itemsize == P.frame_size(P.TELEMETRY)
 
 
 def telemetry_period_us(period_us, hello=None):
@@ -48,18 +50,27 @@ def telemetry_period_us(period_us, hello=None):
 
 def decode_telemetry(rec, hello=None):
     """A TELEMETRY record (a dict of wire values) in physical units (docs/PROTOCOL.md scales):
-    Q16 -> /65536, pid_error Q15 -> /32768, the decision and state bits named; None if no record."""
+    Q16 -> /65536, pid_error Q15 -> /32768, the Q8 features in octaves, the decision and state
+    bits named; None if no record."""
     if not rec:
         return None
     st = int(rec["decision_state"])
     code = st & P.DECISION_MASK
+    lv = int(rec.get("level", -8192))
     return {"beat": int(rec["beat"]), "period_us": telemetry_period_us(rec["period_us"], hello),
             "lateness_us": int(rec["lateness_us"]), "coherence": int(rec["coherence"]) / 65536.0,
             "pid_error": int(rec["pid_error"]) / 32768.0, "pid_output": int(rec["pid_output"]) / 65536.0,
             "threat": int(rec["threat"]) / 65536.0, "o_weight": int(rec["o_weight"]) / 65536.0,
             "decision": P.DECISION_NAMES[code] if code < len(P.DECISION_NAMES) else "INVALID",
             "decision_code": code, "collapse": bool(st & P.STATE_COLLAPSE),
-            "quarantined": bool(st & P.STATE_QUARANTINE_LATCHED)}
+            "quarantined": bool(st & P.STATE_QUARANTINE_LATCHED),
+            "coherence_lost": bool(st & P.STATE_COHERENCE_LOST),
+            "sensor_fault": bool(st & P.STATE_SENSOR_FAULT),
+            "lag_locked": bool(st & P.STATE_LAG_LOCKED),
+            # features: log2 of rms(y) in sensor units (None when the window has no energy),
+            # of the kurtosis and of the crest factor of y; anomalies in the window
+            "level": None if lv <= -8192 else lv / 256.0, "kurt": int(rec.get("kurt", 0)) / 256.0,
+            "crest": int(rec.get("crest", 0)) / 256.0, "anoms": int(rec.get("anoms", 0))}
 
 
 class BatchResult:
@@ -89,8 +100,9 @@ def _frame_dtype(count, auth):
     return np.dtype(fields)
 
 
-# decision_state bits that must be zero (between the decision code and the state flags)
-_STATE_RESERVED = 0xFF & ~(P.DECISION_MASK | P.STATE_COLLAPSE | P.STATE_QUARANTINE_LATCHED)
+# decision_state bits that must be zero (none since wire v2: bits 3-5 are state flags)
+_STATE_RESERVED = 0xFF & ~(P.DECISION_MASK | P.STATE_COLLAPSE | P.STATE_QUARANTINE_LATCHED |
+                           P.STATE_COHERENCE_LOST | P.STATE_SENSOR_FAULT | P.STATE_LAG_LOCKED)
 _CRC_RESIDUE = 0x2144DF1C  # CRC-32 of (message + its own CRC, little-endian): any valid frame
 
 

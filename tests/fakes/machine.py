@@ -35,12 +35,38 @@ def soft_reset():
     reset()
 
 
+_reset_cause = [1]
+
+
 def reset_cause():
-    return 1  # PWRON_RESET
+    return _reset_cause[0]   # PWRON_RESET unless a test sets WDT_RESET
 
 
 PWRON_RESET = 1
 WDT_RESET = 3
+
+
+class _Mem32:
+    """machine.mem32 for the registers the firmware touches (the watchdog scratch registers):
+    a dict of address -> u32; unknown addresses read 0."""
+
+    def __init__(self):
+        self.regs = {}
+
+    def __getitem__(self, addr):
+        return self.regs.get(addr, 0)
+
+    def __setitem__(self, addr, v):
+        self.regs[addr] = v & 0xFFFFFFFF
+
+
+mem32 = _Mem32()
+
+
+def _power_cycle():
+    """Test hook: what a power loss does to the always-on registers."""
+    mem32.regs.clear()
+    _reset_cause[0] = PWRON_RESET
 
 
 def _pin_id(p):
@@ -158,11 +184,14 @@ class PWM:
 class WDT:
     MAX_TIMEOUT_MS = 8388
 
+    created = []
+
     def __init__(self, id=0, timeout=5000):
         if not 1 <= timeout <= WDT.MAX_TIMEOUT_MS:
             raise ValueError("timeout must be <= 8388 ms on rp2")
         self.timeout = timeout
         self.feeds = 0
+        WDT.created.append(timeout)
 
     def feed(self):
         self.feeds += 1
@@ -172,19 +201,23 @@ class Timer:
     ONE_SHOT = 0
     PERIODIC = 1
 
-    def __init__(self, id=-1, mode=PERIODIC, freq=-1, period=-1, callback=None):
+    def __init__(self, id=-1, mode=PERIODIC, freq=-1, period=-1, callback=None, hard=False):
+        if id != -1:
+            raise ValueError("Timer doesn't exist")   # rp2: only the soft-timer id -1
         self.callback = None
         self.freq_hz = 0
         self.running = False
+        self.hard = False
         if callback is not None:
-            self.init(mode=mode, freq=freq, period=period, callback=callback)
+            self.init(mode=mode, freq=freq, period=period, callback=callback, hard=hard)
 
-    def init(self, mode=PERIODIC, freq=-1, period=-1, callback=None):
+    def init(self, mode=PERIODIC, freq=-1, period=-1, callback=None, hard=False):
         if freq <= 0 and period <= 0:
             raise ValueError("Timer needs freq or period")
         self.mode = mode
         self.freq_hz = freq if freq > 0 else 1000 // period
         self.callback = callback
+        self.hard = bool(hard)
         self.running = True
 
     def fire(self, n=1):

@@ -3,8 +3,19 @@
 import gc
 
 from device.clock import VirtualClock
-from device.cli import parse_args
-from shared import protocol as P
+
+
+class _Protocol:
+    """shared.protocol, imported at its first use: the scenarios build the beat first, so the
+    firmware's tables get the heap before the host-side decoder the tests read frames with
+    (the device itself never loads shared/protocol.py)."""
+
+    def __getattr__(self, name):
+        from shared import protocol
+        return getattr(protocol, name)
+
+
+P = _Protocol()
 
 
 class FakeLink:
@@ -43,9 +54,8 @@ class FakeLink:
     def frames(self, msg_type=None):
         out = []
         for d in self.sent:
-            f = P.decode(d)
-            if msg_type is None or f.type == msg_type:
-                out.append(f)
+            if msg_type is None or d[1] == msg_type:    # byte 1 = type: decode only those
+                out.append(P.decode(d))
         return out
 
     def clear(self):
@@ -83,76 +93,59 @@ class SlowMiner:
         return self.m.nonce_hi16
 
 
-_cache = {}
+_prepared = []
 
 
-def _fresh_maths(m):
-    """Bring a cached Maths bundle back to its boot state (the unix port's 192K heap fragments
-    if every test allocates the Emissary window and arbiter tables anew)."""
-    m.pulse.set_params(k=4.0, P=5.0)
-    m.period_override_us = 0
-    m.em.reset()
-    m.em.set_threshold(0.95)
-    m.act.set_setpoint(0.5)
-    m.act.set_sample_time(m.pulse.period_s)
-    m.act.reset()
-    a = m.arb
-    a.set_model(0.12, 0.0)
-    a.set_thresholds(0.85, 0.60)
-    a.set_genome(0.25, 0.25, 0.15, 0.35)
-    a.set_period(m.pulse.period_s)
-    a.pid.reset()
-    a.risk_anoms = 0
-    a.t_threat = -1
-
-
-def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77):
+def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77, state_dir=None,
+              sampler=None):
+    """A beat built by device/runner.py as main.py builds it (emulator board, virtual clock),
+    with a recording link; state_dir keeps its QUARANTINE latch, sampler replaces the board's.
+    Drop the previous beat (and gc.collect()) before building another: a 192K heap holds one."""
     from device import runner
-    from device.beat import Beat, Settings
-    from device.hostframes import HostFrames
-    from shared.frame_encoder import Encoder
     import boards.emulator as E
     gc.collect()
-    o = parse_args(["--clock", "virtual", "--boot-id", str(boot_id)] + list(args))
+    from device.cli import parse_args
+    a = ["--clock", "virtual", "--boot-id", str(boot_id)] + list(args)
+    if state_dir is not None:
+        a += ["--state-dir", state_dir]
+    o = parse_args(a)
     clk = VirtualClock(start=start, cost_us=cost_us)
     link = link or FakeLink()
-    if "maths" not in _cache:
+    if not _prepared:
         runner.prepare(o)          # compile every module before the tables are allocated
+        _prepared.append(1)
         gc.collect()
-        b = runner.build(o, clock=clk, link=link)
-        _cache["maths"] = b.m
-        _cache["sensor"] = b.hw.sensor
-        _cache["pow"] = b.m.miner
-    m = _cache["maths"]
-    _fresh_maths(m)
-    m.miner = miner or _cache["pow"]
-    hw = E.Hardware()
-    hw.name = E.NAME
-    hw.board_id = b"emulator"
-    hw.adc_bits = 12
-    hw.f_s = 1000
-    hw.clock = clk
-    hw.plant = E.Plant()
-    sen = _cache["sensor"]
-    sen.n = 0
-    sen.plant = hw.plant
-    sen.drift_q16 = 0
-    hw.sensor = sen
-    from device.hw.sampler import PullSampler
-    from device.hw.outputs import NullLed, SoftWatchdog
-    hw.sampler = PullSampler(sen, 1000)
-    hw.pwm = E.PlantPwm(hw.plant, 0)
-    hw.led = NullLed()
-    hw.watchdog = SoftWatchdog(clk)
-    hw.default_link = "none"
-    enc = Encoder(o.device_id, o.boot_id, None, cobs=False, batch_max=5)
-    s = Settings()
-    s.telemetry_every = o.telemetry_every
-    s.batch_beats = o.batch
-    s.pow_bits = o.pow_bits
-    b = Beat(hw, link, enc, m, s)
-    b.host = HostFrames(b, None)
+    hw = None
+    if sampler is not None:
+        o.fs = o.fs or E.DEFAULT_FS
+        hw = E.build(clk, f_s=o.fs, seed=o.seed, state_dir=state_dir)
+        hw.sampler = sampler
+    b = runner.build(o, clock=clk, link=link, miner=miner, hw=hw)
+    # boot-only code leaves the heap as device/main.py does (imported again by the next build)
+    runner = None
+    for name in ("device.runner", "device.cli", "device.limits"):
+        _unload(name)
+    gc.collect()
     return b, clk, link
+
+
+def _unload(name):
+    import sys
+    sys.modules.pop(name, None)
+    pkg = sys.modules.get(name.rsplit(".", 1)[0])
+    if pkg is not None and hasattr(pkg, name.rsplit(".", 1)[1]):
+        delattr(pkg, name.rsplit(".", 1)[1])
+
+
+def threaten(b):
+    """Drive the threat to ~1 (QUARANTINE at the next beat): the seed's anomaly-count model with
+    200 extra anomalies. The feature window is first run a quarter full (the beat holds the
+    model below QUARANTINE until then: a few beats of samples are no grounds to stop a machine).
+    b.m.arb.risk_anoms = 0 takes the threat away again."""
+    if b.beat < 70:
+        b.run(70 - b.beat)
+    b.m.set_model(0.0, 0.0, 0.0, 0.0, 0.12)
+    b.m.arb.risk_anoms = 200
 
 
 def host_frame(b, msg_type, fields, seq=0):

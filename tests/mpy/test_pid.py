@@ -176,3 +176,96 @@ def test_zero_alloc_per_step():
     finally:
         gc.enable()
     assert a1 - a0 == 0, a1 - a0
+
+
+def test_starting_output_and_reset():
+    p = PID(2.0, 8.0, 0.0, setpoint=0.5, sample_time=0.0042, output_limits=(0.0, 1.0),
+            starting_output=0.3)
+    assert p.output == to_q16(0.3) and p.i_acc == to_q16(0.3) << 8
+    # at the setpoint the output stays at the starting output (integral = 0.3)
+    assert abs(p.update(to_q16(0.5)) - to_q16(0.3)) <= 1
+    p.update(to_q16(0.1))
+    p.reset()
+    assert p.output == to_q16(0.3)
+    q = PID(1.0, 1.0, 0.0, output_limits=(0.0, 1.0), starting_output=2.0)   # clamped
+    assert q.output == ONE
+
+
+def test_manual_mode_and_bumpless_transfer_back_to_auto():
+    p = PID(2.0, 8.0, 0.5, setpoint=0.5, sample_time=0.0042, output_limits=(0.0, 1.0))
+    for i in range(50):
+        p.update(to_q16(0.45))
+    p.set_auto_mode(False)
+    assert not p.auto
+    p.output = to_q16(0.8)                      # the operator's output
+    meas = to_q16(0.3)
+    for i in range(20):
+        assert p.update(meas) == to_q16(0.8)    # manual: no stepping, input tracked
+    p.set_auto_mode(True)                       # bumpless from 0.8 at this measurement
+    out = p.update(meas)
+    # one integration step of Ki * e * dt = 8 * 0.2 * 0.0042 = 0.00672, nothing more
+    assert abs(out - to_q16(0.8)) <= to_q16(0.0068) + 2, from_q16(out)
+    # simple-pid's transfer (integral = last output) would jump by the P term Kp*e = 0.4
+    assert abs(out - to_q16(0.8)) < to_q16(0.4) // 10
+
+
+def test_bumpless_resume_from_a_held_output():
+    """What CLEAR does: the PID continues from the safe duty it held."""
+    p = PID(2.0, 8.0, 0.0, setpoint=0.5, sample_time=0.0042, output_limits=(0.0, 1.0))
+    for i in range(100):
+        p.update(to_q16(0.2))
+    assert p.output == ONE                      # saturated high before QUARANTINE
+    p.bumpless(0, to_q16(0.2))                  # held at duty 0 (the safe value)
+    outs = [p.update(to_q16(0.2)) for _ in range(80)]
+    # the P term alone is 0.6 and the anti-windup bounds (the output limits, 0..1) cannot
+    # hold an integral of -0.6: the gap fades out instead of jumping (1/16 per step)
+    assert outs[0] <= to_q16(0.6) // 16 + to_q16(0.011), from_q16(outs[0])
+    for a, b in zip(outs, outs[1:]):
+        assert b - a <= to_q16(0.6) // 16 + to_q16(0.011), (from_q16(a), from_q16(b))
+    assert outs[-1] == ONE                      # and it gets where the PID wants it
+
+
+def test_proportional_on_measurement_no_setpoint_kick():
+    pe = PID(2.0, 0.0, 0.0, setpoint=0.5, sample_time=0.01, output_limits=(-4, 4))
+    pm = PID(2.0, 0.0, 0.0, setpoint=0.5, sample_time=0.01, output_limits=(-4, 4),
+             p_on_measurement=True)
+    m = to_q16(0.5)
+    pe.update(m)
+    pm.update(m)
+    pe.set_setpoint(0.8)
+    pm.set_setpoint(0.8)
+    assert pe.update(m) == 2 * to_q16(0.3)     # P on error jumps with the setpoint
+    assert pm.update(m) == 0                   # P on measurement does not
+    # P on measurement acts on measurement changes: -Kp * d(meas)
+    assert abs(pm.update(to_q16(0.6)) - (-2 * to_q16(0.1))) <= 1
+    msg = _raises(PID, 1.0, 0.0, 0.0, d_on_measurement=False, p_on_measurement=True)
+    assert "measurement" in msg
+
+
+def test_configure_gains_and_sample_time_together():
+    p = PID(0.6, 0.1, 0.05, sample_time=0.0042)
+    # Kd = 20 at a 4.2 ms beat: Kd/T = 4762 does not fit, refused before anything changes
+    msg = _raises(p.configure, 0.6, 0.1, 20.0, 0.0042)
+    assert "Kd" in msg and p.kd == 0.05
+    # each alone would be refused, together they fit
+    p.configure(0.6, 0.1, 20.0, 0.01)
+    assert p.kd == 20.0 and p.sample_time == 0.01
+
+
+def test_manual_and_pom_steps_allocate_nothing():
+    if not MPY:
+        return
+    p = PID(2.0, 8.0, 0.1, setpoint=0.5, sample_time=0.0042, output_limits=(0.0, 1.0),
+            p_on_measurement=True)
+    p.update(1000)
+    gc.collect()
+    a = gc.mem_alloc()
+    for i in range(200):
+        p.update(30000 + i)
+    p.set_auto_mode(False)
+    gc.collect()
+    b = gc.mem_alloc()
+    for i in range(200):
+        p.update(30000 + i)
+    assert gc.mem_alloc() - b == 0
+    assert b - a < 64     # set_auto_mode itself may allocate nothing but a bound call

@@ -9,7 +9,8 @@ from shared.wire_errors import (AuthError, CrcError, FieldError, FramingError, L
 from shared.crc import crc32_store
 
 KEY = bytes(range(1, 33))
-TEL = (100, 4211, 12, -70000, 65000, 123456, 654321, 4, 60000, -1200, 33000, 2000, 22937, 0x41)
+TEL = (100, 4211, 12, -70000, 65000, 123456, 654321, 4, 60000, -1200, 33000, 2000, 22937, 0x49,
+       -300, 420, 811, 7)
 
 
 def _raises(cls, fn, *a, **kw):
@@ -34,7 +35,7 @@ def _refix_crc(b, auth=None):
 def test_telemetry_roundtrip_and_size():
     enc = Encoder(7, 0x1234)
     b = bytes(enc.telemetry(2, 77, *TEL))
-    assert len(b) == 55 == P.frame_size(P.TELEMETRY)
+    assert len(b) == 63 == P.frame_size(P.TELEMETRY)
     f = P.decode(b)
     assert f.type == P.TELEMETRY and f.device_id == 7 and f.boot_id == 0x1234
     assert f.seq == 0 and f.time_era == 2 and f.time_off == 77
@@ -70,7 +71,7 @@ def test_every_device_kind_roundtrips_with_auth_and_cobs():
     a = Auth(KEY)
     enc = Encoder(42, 777, auth=a, cobs=True)
     outs = [bytes(enc.hello(0, 1, b"pico-w", 1, 2, 3, 0x7F, 1000, 4211, 8947849, 10, 12, 0, 16,
-                            1)),
+                            1, 32, 500, 2, 3)),
             bytes(enc.telemetry(0, 2, *TEL)),
             bytes(enc.witness(0, 3, 9, P.WITNESS_DECISION, 100, 3, 40000, 30000, -7, 16, 99)),
             bytes(enc.ack(0, 4, P.CONFIG, P.ACK_OK, 5)),
@@ -97,8 +98,10 @@ def test_host_frames():
                  auth=a)
     f = P.decode(c, auth=a)
     assert f.fields == {"config_version": 3, "pairs": [[1, 2], [3, 62259]]}
-    m = P.decode(P.encode(P.MODEL, {"model_version": 2, "w": 0.125, "b": -1.5}, 0, 5, 1))
-    assert m.fields["w"] == 0.125 and m.fields["b"] == -1.5
+    mf = {"model_version": 2, "bias": -1.5, "w_level": 3.125, "w_kurt": 2.75, "w_crest": 0.0,
+          "w_anoms": 0.125}
+    m = P.decode(P.encode(P.MODEL, mf, 0, 5, 1))
+    assert m.fields == mf
     _raises(FieldError, P.encode, P.CONFIG, {"config_version": 1, "pairs": []}, 4, 5, 0)
     _raises(FieldError, P.encode, P.TELEMETRY, {}, 0, 5, 0)
     req = {"mode": P.SYNC_REQUEST, "host_t1_us": 5, "rx_era": 0, "rx_off": 0}
@@ -117,7 +120,7 @@ def test_errors_are_typed():
     bad[20] ^= 1
     _raises(CrcError, P.decode, bytes(bad))
     _raises(CrcError, P.decode, good + b"\x00")
-    _raises(VersionError, P.decode, _refix_crc(b"\x20" + good[1:]))
+    _raises(VersionError, P.decode, _refix_crc(b"\x10" + good[1:]))
     _raises(UnknownTypeError, P.decode, _refix_crc(good[:1] + b"\x0b" + good[2:]))
     _raises(LengthError, P.decode, _refix_crc(good[:-4] + b"\x00" + good[-4:]))
     _raises(LengthError, P.decode, _refix_crc(good[:-5] + good[-4:]))

@@ -32,7 +32,7 @@ def _kinds(enc):
     rec = bytearray(23)
 
     def hello():
-        enc.hello(0, 1, board, 0, 3, 1, 0x2FD, 1000, 4211, 2147, 10, 12, 0, 16, 1)
+        enc.hello(0, 1, board, 0, 3, 1, 0x2FD, 1000, 4211, 2147, 10, 12, 0, 16, 1, 32, 500, 1, 0)
 
     def telemetry():
         enc.telemetry(0, 123456, 100, 4211, 12, -70000, 65000, 123456, 654321, 4, 60000, -1200,

@@ -18,7 +18,7 @@ def _seed_frames():
     for a in (None, KEY):
         enc = Encoder(17, 4242, auth=a)
         out.append((bytes(enc.hello(0, 1, b"pico", 0, 3, 1, 0x2FD, 1000, 4211, 2147, 10, 12, 0,
-                                    16, 1)), a))
+                                    16, 1, 32, 500, 1, 0)), a))
         out.append((bytes(enc.telemetry(0, 2, 100, 4211, 12, -70000, 65000, 123456, 654321, 4,
                                         60000, -1200, 33000, 2000, 22937, 0x41)), a))
         enc.batch_add(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0)
@@ -29,7 +29,8 @@ def _seed_frames():
                                         0)), a))
         out.append((P.encode(P.CONFIG, {"config_version": 3, "pairs": [[1, 2], [3, 62259]]},
                              0, 4242, 0, auth=a), a))
-        out.append((P.encode(P.MODEL, {"model_version": 2, "w": 0.125, "b": -1.5}, 0, 4242, 1,
+        out.append((P.encode(P.MODEL, {"model_version": 2, "bias": -1.5, "w_level": 0.0, "w_kurt": 0.0,
+                                            "w_crest": 0.0, "w_anoms": 0.125}, 0, 4242, 1,
                              auth=a), a))
     return out
 

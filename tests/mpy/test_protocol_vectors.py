@@ -63,7 +63,9 @@ def _device_encode(enc, v):
         return enc.hello(era, off, f["board"].encode(), f["fw_major"], f["fw_minor"],
                          f["fw_patch"], f["capabilities"], f["fs_hz"], f["period_us"],
                          f["phase_step"], f["lag_samples"], f["adc_bits"], f["sum_shift"],
-                         f["pow_bits"], f["telemetry_every"])
+                         f["pow_bits"], f["telemetry_every"], f["spb_max"], f["period_min_us"],
+                         f["reset_cause"], f["boot_flags"], f["kairos_decim"],
+                         f["counts_per_unit_q4"])
     if t == "TELEMETRY" and v["batch"]:
         for r in f["records"]:
             enc.batch_add(*[r[n] for n in P.TELEMETRY_FIELDS])

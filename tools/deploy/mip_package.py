@@ -25,9 +25,12 @@ PATH = os.path.join(ROOT, "package.json")
 
 
 def _version(root=ROOT):
-    with open(os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
-        m = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.M)
-    return m.group(1) if m else "0.0.0"
+    """shared/version.py's __version__ (the one definition; pyproject.toml reads it too)."""
+    with open(os.path.join(root, "shared", "version.py"), encoding="utf-8") as f:
+        m = re.search(r'^__version__\s*=\s*"([^"]+)"', f.read(), re.M)
+    if not m:
+        raise ValueError("shared/version.py has no __version__ = \"X.Y.Z\"")
+    return m.group(1)
 
 
 def firmware_files(root=ROOT):

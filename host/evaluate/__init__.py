@@ -1,0 +1,1 @@
+"""Recordings into the firmware and its decisions scored (`becomingone replay|evaluate|scenarios`)."""

@@ -1,0 +1,84 @@
+"""The beat's budget on the RP2040 (issue 12, "The firmware fits its chip"): the one place with
+the numbers. The RP2040 lane asserts them (tests/rp2040/test_chip_budget.py) and `becomingone
+bench device` reports against them, both from the same measurement (measure.py, chip_beat.py on
+the emulated chip at 125 MHz, emulated cycles: deterministic, so fine to assert).
+
+The conditions are the shipped defaults: board pico (ADC sampler, PWM, watchdog), the serial link
+(USB CDC), a device key (every frame signed), T_Lambda(4, 5) = 4.21 ms, 16-bit proof of work.
+"""
+STEP_P99_MAX_FRACTION = 0.40     # step() p99 <= 40 % of the beat period (1.68 ms at 4.21 ms)
+HEAP_FREE_MIN = 48 * 1024        # bytes free after a collection, in the steady beat ...
+HEAP_FLAT_BEATS = 5000           # ... and flat over this many beats:
+HEAP_FLAT_TOLERANCE = 512        # the end-of-run figure at most this many bytes lower
+ALLOC_MAX_PER_STEADY_BEAT = 0    # bytes step() allocates in the steady beat, with a device key
+POW_WITNESS_MAX_S = 5.0          # a WITNESS mined within 5 s on the chip at the default
+#                                  difficulty (reported by the bench, not asserted here)
+
+HEAP_LOW_WATER_MIN = 8 * 1024    # free heap never below this between collections (the beat
+#                                  collects in idle time below gc_low = 12 KB)
+
+# The beat does not fit the chip yet (step() 21-31 ms against a 4.21 ms period; with a device
+# key every frame allocates): the lead's speed work on the signal path and the beat is under
+# way. Until it lands the lane marks exactly these three budget checks expected-to-fail
+# (pytest xfail, strict: an unexpected pass fails the lane, as the reminder to flip the entry
+# here to False once the check passes).
+XFAIL = {"step": True, "alloc": True, "heap": True}
+XFAIL_REASON = ("issue 12: the beat does not fit the RP2040 yet (the lead's speed work); "
+                "flip host/rp2040/budget.py XFAIL when this passes")
+
+
+def step_budget_us(period_us):
+    return int(period_us * STEP_P99_MAX_FRACTION)
+
+
+def check_step(r):
+    """Failures (strings) of the step() budget in a measure.measure() result; [] = within."""
+    lim = step_budget_us(r["period_us"])
+    p99 = r["step_us"]["p99"]
+    if p99 < 0 or p99 > lim:
+        return ["step() p99 %d us > %d us (%.0f %% of the %d us period; budget %.0f %%)"
+                % (p99, lim, 100.0 * p99 / r["period_us"], r["period_us"],
+                   100 * STEP_P99_MAX_FRACTION)]
+    return []
+
+
+def check_alloc(r):
+    a = r["alloc"]
+    out = []
+    if a["beats_allocating"] or a["bytes_max"] > ALLOC_MAX_PER_STEADY_BEAT:
+        out.append("step() allocated in %d of %d steady beats (max %d bytes, total %d) with a "
+                   "device key=%s" % (a["beats_allocating"], a["beats"], a["bytes_max"],
+                                      a["bytes_total"], r["key"]))
+    if a["gc_in_step"]:
+        out.append("an automatic collection ran inside step() in %d beats" % a["gc_in_step"])
+    return out
+
+
+def check_heap_level(r):
+    h = r["heap"]
+    out = []
+    for k in ("free_after_warmup_collect", "free_after_end_collect"):
+        if h[k] < HEAP_FREE_MIN:
+            out.append("free heap %s = %d bytes < %d" % (k, h[k], HEAP_FREE_MIN))
+    return out
+
+
+def check_heap_low_water(r):
+    h = r["heap"]
+    out = []
+    if h["low_water"] < HEAP_LOW_WATER_MIN:
+        out.append("free heap fell to %d bytes between collections (< %d)"
+                   % (h["low_water"], HEAP_LOW_WATER_MIN))
+    if r["alloc"]["gc_in_step"]:
+        out.append("an automatic collection ran inside step() in %d beats"
+                   % r["alloc"]["gc_in_step"])
+    return out
+
+
+def check_heap_flat(r):
+    h = r["heap"]
+    drop = h["free_after_warmup_collect"] - h["free_after_end_collect"]
+    if drop > HEAP_FLAT_TOLERANCE:
+        return ["free heap after a collection fell by %d bytes over %d beats (allowed %d)"
+                % (drop, r["beats"], HEAP_FLAT_TOLERANCE)]
+    return []

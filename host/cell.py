@@ -112,5 +112,10 @@ class Cell:
     def stop(self):
         self.coordinator.stop()
 
+    def reload(self):
+        """SIGHUP: the parts that reload live (the mesh's trust files and revocation list)."""
+        if self.mesh is not None:
+            self.mesh.reload()
+
     def status(self):
         return self.coordinator.status()

@@ -29,7 +29,7 @@ COMMANDS = {
     "memory": ("becomingone.commands.memory", "query temporal signatures (range, reconstruct, similar)"),
     "device": ("becomingone.commands.device", "list devices, change config (undo/redo/goto), clear, push model"),
     "flash": ("becomingone.commands.flash", "compile and deploy the firmware to a board with mpremote"),
-    "bench": ("becomingone.commands.bench", "benchmarks: protocol, device, ledger, ingest, mesh, master, http, mqtt"),
+    "bench": ("becomingone.commands.bench", "benchmarks: protocol, device, ledger, ingest, mesh, cell, master, http, mqtt"),
     "mesh": ("becomingone.commands.mesh", "mesh: consensus simulation, erasure-coded ledger archives, CA"),
     "model": ("becomingone.commands.model", "entropy model: train on labelled history, show, push to devices"),
     "plot": ("becomingone.commands.plot", "PNG charts of a device: coherence, PID response, lateness"),

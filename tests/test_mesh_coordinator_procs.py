@@ -201,9 +201,10 @@ def test_three_coordinators_mesh_kill_and_rejoin(tmp_path):
             dev.stop_ev.set()
         for c in cells.values():
             c.stop()
-    # cell-1's ledger recorded each pulse change (and the per-device CONFIG deliveries)
+    # cell-1's ledger recorded each pulse change once, for the cell (old and new period), and
+    # not once more per device
     led = os.path.join(base, "cell-1", "ledger.sqlite")
-    changes = [d["change"]["pulse_p"][1] for d in ledger_rows(led, '%"target":"mesh:pulse"%')]
-    assert changes[-3:] == [3.0, 2.0, 3.0], changes
-    acked = [d for d in ledger_rows(led, '%"target":"device:5"%') if d["status"] == "acked"]
-    assert [d["change"]["pulse_p"] for d in acked][-3:] == [3.0, 2.0, 3.0]
+    rows = ledger_rows(led, '%"target":"mesh:pulse"%')
+    assert [d["change"]["pulse_p"][1] for d in rows][-3:] == [3.0, 2.0, 3.0], rows
+    assert [(d["period_us_before"], d["period_us"]) for d in rows][-2:] == [(4364, 4571), (4571, 4364)]
+    assert not [d for d in ledger_rows(led, '%"target":"device:5"%') if "pulse_p" in d["change"]]

@@ -6,11 +6,9 @@ import asyncio
 import os
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from becomingone.ledger import Ledger
 from becomingone.ledger import checkpoint as ckpt
-from becomingone.mesh.aggregate import VersionedAggregate
 from becomingone.mesh.replica import ReplicaError, ReplicaStore
 
 nats = pytest.importorskip("nats")
@@ -114,33 +112,80 @@ def test_injected_message_is_caught_by_owner_and_replica(nats_url, tmp_path):
     a.close()
 
 
-def test_membership_and_t_global_through_key_value(nats_url, tmp_path):
-    from becomingone.mesh.backends.nats import NatsCell
-    names = ["c0", "c1", "c2"]
-    priv = {c: Ed25519PrivateKey.generate() for c in names}
-    pub = {c: k.public_key() for c, k in priv.items()}
-    vals = {"c0": (0.5 + 0.1j, 3), "c1": (-0.2 + 0.4j, 1), "c2": (0.9j, 4)}
+def _cells(tmp_path, names, entries=5):
+    """A ledger and trust file per cell (all trust files written before any cell starts)."""
+    from becomingone.mesh.trust import write_trust
+    trust = str(tmp_path / "trust")
+    leds = {}
+    for c in names:
+        leds[c] = _ledger(str(tmp_path / c / "ledger.sqlite"), entries)
+        write_trust(trust, c, leds[c])
+    return trust, leds
+
+
+async def _periods(meshes, vals, until, limit, interval):
+    for k in range(limit):
+        await asyncio.gather(*(m.period(*vals.get(c, (0.1j, 1))) for c, m in meshes.items()))
+        if until():
+            return k + 1
+        await asyncio.sleep(interval)
+    return None
+
+
+def test_tree_membership_t_global_and_fanout(nats_url, tmp_path):
+    """12 cells in groups of 4 (three level-0 groups under one root) over a real nats-server:
+    every cell agrees on T_global = the device-weighted mean and on who is alive, each ledger is
+    replicated by exactly its `fanout` ring holders (verified), the other heads are checked, a
+    killed cell is dead everywhere within ttl + a few periods and leaves T_global."""
+    from becomingone.mesh.backends.nats import NatsMesh
+    from becomingone.mesh.ring import ledger_holders
+    names = ["cell-%02d" % i for i in range(12)]
+    trust, leds = _cells(tmp_path, names)
+    vals = {c: (complex((i % 5) / 10, -(i % 3) / 10), 1 + i % 3) for i, c in enumerate(names)}
+
+    def want(live):
+        n = sum(vals[c][1] for c in live)
+        return sum(vals[c][0] * vals[c][1] for c in live) / n
 
     async def go():
-        cells = {c: NatsCell(nats_url, c, agg=VersionedAggregate(c, priv[c], pub), member_ttl=2.0) for c in names}
-        for c in cells.values():
-            await c.connect()
-        for c, cell in cells.items():
-            await cell.heartbeat()
-            await cell.publish_value(*vals[c])
-        for cell in cells.values():
-            await cell.fetch_values()
-        members = await cells["c0"].members()
-        tg = {c: cells[c].agg.t_global()[0] for c in names}
-        await cells["c1"].close()
-        await asyncio.sleep(2.6)                        # c1 stops refreshing: it expires
-        await cells["c0"].heartbeat()
-        await cells["c2"].heartbeat()
-        after = await cells["c0"].members()
-        for c in ("c0", "c2"):
-            await cells[c].close()
-        return members, tg, after
-    members, tg, after = asyncio.run(asyncio.wait_for(go(), 60))
-    want = sum(n * v for v, n in vals.values()) / 8
-    assert members == names and after == ["c0", "c2"]
-    assert all(abs(t - want) < 1e-12 for t in tg.values())
+        ms = {c: NatsMesh(nats_url, c, leds[c], trust, str(tmp_path / c / "replicas"), interval=0.2,
+                          member_ttl=1.0, publish_every=0.0, fanout=2, group_size=4, write_own_trust=False,
+                          head_check_every=0.1)
+              for c in names}
+        for m in ms.values():
+            await m.start()
+        holders = ledger_holders(names, 2)
+
+        def settled(live):
+            return all(abs(ms[c].agg.t_global()[0] - want(live)) < 1e-9 and ms[c].alive_count() == len(live)
+                       and {x for x, st in ms[c].members().items() if st["state"] == "alive"} == set(live)
+                       for c in live)
+
+        def replicated():
+            return all(ms[h].store.size(leds[o].origin) == leds[o].size for o in names for h in holders[o])
+        took = await _periods(ms, vals, lambda: settled(names) and replicated(), 80, 0.2)
+        assert took is not None, {c: (ms[c].agg.t_global()[0], ms[c].alive_count()) for c in names}
+        assert ms[names[0]].agg.layout.counts == [3, 1]
+        for o in names:                                       # full replicas only at the holders
+            for c in names:
+                assert ms[c].replicates(leds[o].origin) == (c in holders[o])
+        await _periods(ms, vals, lambda: False, 12, 0.2)       # every head checked at least once
+        for c in names:
+            m = ms[c]
+            assert m.counters["head_checks"] >= 9 and m.alerts == []
+            assert all(m.head_size(leds[o].origin) == leds[o].size for o in names
+                       if o != c and c not in holders[o])
+        # kill a cell (its connection dropped, nothing said): dead everywhere, out of T_global
+        victim = names[7]
+        await ms[victim].nats.nc.close()
+        dead = ms.pop(victim)
+        live = [c for c in names if c != victim]
+        took = await _periods(ms, vals, lambda: settled(live), 60, 0.2)
+        for m in ms.values():
+            await m.close()
+        dead.store.close()
+        return took
+    took = asyncio.run(asyncio.wait_for(go(), 120))
+    assert took is not None and took <= 25, took
+    for led in leds.values():
+        led.close()

@@ -149,3 +149,44 @@ def test_cli_init_adds_cells_with_the_same_ca(tmp_path, capsys):
     assert open(os.path.join(d, "ca.pem")).read() == ca and os.path.exists(os.path.join(d, "cells", "z.key"))
     assert main(["mesh", "init", "--dir", d, "--cells", "z"]) == 2
     assert "already has a certificate" in capsys.readouterr().err
+
+
+def test_revoked_certificate_is_refused_and_kept_connections_cut(tmp_path):
+    """`mesh revoke` writes a CRL signed by the CA; a server refuses a revoked client after the
+    handshake, a client refuses a revoked server, and drop_revoked cuts the connections already
+    kept. A CRL not signed by the mesh CA is an error, not an empty list."""
+    from becomingone.mesh.tls import ConnectionPool, revoke, revoked
+    folder = str(tmp_path / "ca")
+    init_mesh(folder, ["cell-a", "cell-b", "cell-c"])
+
+    async def go():
+        seen = []
+        srv, port = await _echo_server(folder, seen)
+        pool = ConnectionPool(folder, "cell-b")
+        conn = await pool.connect("127.0.0.1", port, expect="cell-a")
+        assert await conn.request(b"x") == b"echo:x"
+        await conn.close()
+        assert main(["mesh", "revoke", "--dir", folder, "--cell", "cell-b"]) == 0
+        assert len(revoked(folder)) == 1
+        # the kept connection: cut by the server's drop_revoked, refused when redialled
+        assert srv.drop_revoked() == 1
+        conn = await pool.connect("127.0.0.1", port, expect="cell-a")
+        with pytest.raises(MeshTLSError):
+            await conn.request(b"y")
+        await conn.close()
+        assert srv.refused_revoked >= 1 and [p for p, _ in seen] == ["cell-b"]
+        # a client refuses a revoked server, and its pool drops what it kept
+        peer = await connect(folder, "cell-c", "127.0.0.1", port)
+        await peer.close()
+        revoke(folder, "cell-a")
+        with pytest.raises(MeshTLSError, match="revoked"):
+            await connect(folder, "cell-c", "127.0.0.1", port)
+        await pool.close()
+        await srv.close()
+    _run(go())
+    other = str(tmp_path / "other")
+    init_mesh(other, ["cell-x"])
+    import shutil
+    shutil.copy(os.path.join(folder, "crl.pem"), os.path.join(other, "crl.pem"))   # another CA's CRL
+    with pytest.raises(MeshTLSError, match="not signed by this mesh's CA"):
+        revoked(other)

@@ -3,6 +3,7 @@ package `nats-server`; .ci/run installs it).
 
     with nats_server(store_dir) as url:     # "nats://127.0.0.1:PORT" on a free port
         ...                                 # stopped by PID on exit
+    with nats_server(store_dir, pid_out=True) as (url, pid):   # and its PID (CPU accounting)
 """
 import contextlib
 import os
@@ -15,7 +16,7 @@ SERVER = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path.exis
 
 
 @contextlib.contextmanager
-def nats_server(store_dir, wait_s=10.0):
+def nats_server(store_dir, wait_s=10.0, pid_out=False):
     if SERVER is None:
         raise RuntimeError("nats-server is not installed (Debian package nats-server)")
     with socket.socket() as s:
@@ -31,7 +32,8 @@ def nats_server(store_dir, wait_s=10.0):
                 break
             except OSError:
                 time.sleep(0.05)
-        yield "nats://127.0.0.1:%d" % port
+        url = "nats://127.0.0.1:%d" % port
+        yield (url, proc.pid) if pid_out else url
     finally:
         proc.terminate()                      # by PID: the server we started
         try:

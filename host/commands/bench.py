@@ -16,6 +16,7 @@ BENCHES = {
     "ledger": "becomingone.bench.ledger",
     "ingest": "becomingone.bench.ingest",
     "mesh": "becomingone.bench.mesh",
+    "cell": "becomingone.bench.cell",
     "master": "becomingone.bench.master",
     "http": "becomingone.bench.http",
     "mqtt": "becomingone.bench.mqtt",

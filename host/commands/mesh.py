@@ -1,12 +1,13 @@
-"""`becomingone mesh simulate|seal|restore|init`: consensus simulations, erasure-coded ledger
-archives across cells, the mesh CA and cell certificates (mutual TLS). docs/MESH.md describes each."""
+"""`becomingone mesh simulate|seal|restore|fetch-shards|init|revoke`: consensus simulations, erasure-coded ledger
+archives across cells, the mesh CA, cell certificates (mutual TLS) and their revocation.
+docs/MESH.md describes each."""
 import json
 
 from becomingone.errors import UserError
 from becomingone.mesh.archive import restore, seal_to_cells
 from becomingone.mesh.consensus import simulate
 from becomingone.mesh.ring import parse_cells
-from becomingone.mesh.tls import init_mesh
+from becomingone.mesh.tls import init_mesh, revoke
 from becomingone.util.progress import progress_bar, wants_progress
 
 
@@ -44,6 +45,20 @@ def add_arguments(parser):
     p.add_argument("--cells", required=True, help="comma-separated cell names")
     p.add_argument("--days", type=int, default=825, help="certificate lifetime in days")
     p.add_argument("--json", action="store_true", help="print the written files as JSON")
+
+    p = sub.add_parser("fetch-shards", help="fetch an origin's archive shards from the live cells holding them")
+    p.add_argument("--origin", required=True, help="the lost cell's name (from --trust) or its ledger origin")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the shards (one sub-folder per holder)")
+    p.add_argument("--nats", metavar="URL", help="the mesh's NATS server (sync.backend nats)")
+    p.add_argument("--trust", metavar="DIR", help="trust folder: the cells to ask (NATS) and names to origins")
+    p.add_argument("--tls", metavar="DIR", help="embedded mesh: the TLS folder of the cell you act as")
+    p.add_argument("--cell", help="embedded mesh: the cell you act as (its certificate)")
+    p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="embedded mesh: a cell to ask (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("revoke", help="revoke a cell's certificate (adds it to the CA's crl.pem)")
+    p.add_argument("--dir", default="~/.becomingone/mesh", help="the CA folder of `mesh init` (default ~/.becomingone/mesh)")
+    p.add_argument("--cell", required=True, help="the cell whose certificate is revoked")
 
 
 def _progress(label, total, args):
@@ -126,5 +141,35 @@ def _init(args):
     return 0
 
 
+def _fetch(args):
+    import asyncio
+    from becomingone.mesh.fetch import fetch_nats, fetch_tls
+    if args.nats:
+        if not args.trust:
+            raise UserError("fetch-shards --nats needs --trust DIR (the cells to ask)")
+        rep = asyncio.run(fetch_nats(args.nats, args.trust, args.origin, args.out))
+    elif args.tls and args.cell and args.peer:
+        rep = asyncio.run(fetch_tls(args.tls, args.cell, args.peer, args.origin, args.out, trust_dir=args.trust))
+    else:
+        raise UserError("fetch-shards needs --nats URL --trust DIR, or --tls DIR --cell NAME --peer HOST:PORT ...")
+    if args.json:
+        print(json.dumps(rep, sort_keys=True))
+    else:
+        print("fetched %d shards of %s into %s" % (rep["shards"], rep["origin"], args.out))
+        for c, n in sorted(rep["cells"].items()):
+            print("  %-20s %d shards" % (c, n))
+        for c, why in sorted(rep["unreachable"].items()):
+            print("  %-20s unreachable: %s" % (c, why))
+    return 0 if rep["shards"] else 1
+
+
+def _revoke(args):
+    path = revoke(args.dir, args.cell)
+    print("revoked %s: %s (copy it beside ca.pem on every cell; running cells pick it up within a "
+          "period, or at once on SIGHUP)" % (args.cell, path))
+    return 0
+
+
 def run(args):
-    return {"simulate": _simulate, "seal": _seal, "restore": _restore, "init": _init}[args.action](args)
+    return {"simulate": _simulate, "seal": _seal, "restore": _restore, "init": _init,
+            "revoke": _revoke, "fetch-shards": _fetch}[args.action](args)

@@ -6,7 +6,8 @@ composition root (becomingone/cell.py).
 Scriptable: it prints where its data is, each link's URL (the real port for udp://...:0) and
 the control socket, then one line `ready {json}` (pid, data_dir, links, control, ledger) once
 it is listening; `--ready-file PATH` also writes that JSON to PATH (removed on exit).
-SIGINT/SIGTERM stop it cleanly (queued frames processed, ledger flushed, ACKs sent).
+SIGINT/SIGTERM stop it cleanly (queued frames processed, ledger flushed, ACKs sent); SIGHUP
+reloads the mesh's trust files and certificate revocation list (docs/MESH.md "Trust").
 Data folder: --data DIR, else the config file's data_dir when the file sets one, else
 ./var/becomingone."""
 import json
@@ -49,6 +50,8 @@ def run(args):
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    if hasattr(signal, "SIGHUP"):           # reload what reloads live (the mesh's trust, CRL)
+        signal.signal(signal.SIGHUP, lambda signum, frame: c.reload())
     info = c.ready_info()
     sd = SdNotify.from_env()           # systemd Type=notify: readiness and the watchdog
     if sd is not None:

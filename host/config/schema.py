@@ -233,6 +233,17 @@ SCHEMA = {
                                         lo=0.05, hi=86400.0),
             "pulse_follows_mesh": Leaf("bool", True, "the T_Lambda pulse's P = cells alive in the mesh, "
                                        "sent to devices (CONFIG pulse_p) when it changes"),
+            "pulse_hysteresis": Leaf("float", 0.05, "P moves only when the live-cell count differs from it "
+                                     "by at least max(1, this x P) for two mesh periods (churn damping)",
+                                     lo=0.0, hi=1.0),
+            "archive": {
+                "segment_entries": Leaf("int", 10000, "seal this cell's ledger into erasure-coded shards every "
+                                        "this many entries, placed on other live cells by the ring "
+                                        "(docs/MESH.md Archives); 0 = off (shards of others are still kept)",
+                                        lo=0, hi=10 ** 9),
+                "k": Leaf("int", 3, "shards that rebuild a segment", lo=1, hi=256),
+                "n": Leaf("int", 5, "shards per segment, one per cell (needs n other live cells)", lo=1, hi=256),
+            },
             "peers": Leaf("list", [], "seed cells to join through", item=Item(section={
                 "host": Leaf("str", None, "peer host name or address"),
                 "port": Leaf("int", 18789, "peer's mesh TCP port", lo=1, hi=65535),
@@ -241,8 +252,11 @@ SCHEMA = {
         "nats": {
             "url": Leaf("str", "nats://127.0.0.1:4222", "NATS server URL (sync.backend: nats)"),
             "replicas": Leaf("int", 1, "JetStream replicas of each ledger stream and bucket", lo=1, hi=5),
-            "member_ttl": Leaf("float", 5.0, "seconds a cell stays a member without refreshing its key",
+            "member_ttl": Leaf("float", 5.0, "seconds a cell's group waits for its value before the cell is "
+                               "dead (it publishes one every sync.mesh.interval)",
                                lo=0.5, hi=3600.0),
+            "group_size": Leaf("int", 16, "cells per group of the T_global / membership tree (docs/MESH.md "
+                               "Scale): each cell hears about this many values per period", lo=2, hi=1024),
         },
     },
     "memory": {

@@ -84,16 +84,17 @@ class Operator:
         self.admission.set_pow_bits(d, bits)
         return self.devconfig.apply(d, {"pow_bits": int(bits)}, note="pow difficulty")
 
-    def configure_online(self, changes, note):
-        """Apply `changes` to every online device (its HELLO seen) whose state differs; returns
-        how many got a change."""
+    def configure_online(self, changes, note, when=None, record=True):
+        """Apply `changes` to every online device (its HELLO seen) whose state differs and, with
+        `when`, for which when(state) is true; record=False: no ledger entry per device (the
+        caller records the change once). Returns how many got a change."""
         n = 0
         for s in list(self.sessions.current.values()):
             if not s.online or s.hello is None:
                 continue
             state = self.devconfig.history(s.device_id).state()
-            if any(state.get(k) != v for k, v in changes.items()):
-                self.devconfig.apply(s.device_id, changes, note=note)
+            if any(state.get(k) != v for k, v in changes.items()) and (when is None or when(state)):
+                self.devconfig.apply(s.device_id, changes, note=note, record=record)
                 n += 1
         return n
 

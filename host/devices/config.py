@@ -276,18 +276,20 @@ class DeviceConfigs:
         lim = self.limits(device_id) if self.limits is not None else None
         return lambda state, changed: check_config(state, changed, lim)
 
-    def _change(self, device_id, op, changes, versions=()):
+    def _change(self, device_id, op, changes, versions=(), record=True):
         self._save()
         h = self.history(device_id)
         if changes:
-            self._deliver(device_id, op, h.position, changes, versions)
+            self._deliver(device_id, op, h.position, changes, versions, record=record)
         return {"device_id": device_id, "op": op, "version": h.position, "latest": h.latest,
                 "changes": changes, "state": h.state()}
 
-    def apply(self, device_id, changes, note=None):
+    def apply(self, device_id, changes, note=None, record=True):
+        """record=False: the outcome is not written to the ledger per device (a change made to
+        many devices at once and recorded once by its cause, e.g. the mesh's pulse)."""
         h = self.history(device_id)
         ch = h.apply(changes, note, check=self._checker(device_id))
-        return self._change(device_id, "apply", ch, [h.position] if ch else [])
+        return self._change(device_id, "apply", ch, [h.position] if ch else [], record=record)
 
     def _move(self, device_id, op, fn, *a):
         """undo / redo / goto: the state it leads to is checked before the history moves."""
@@ -336,20 +338,21 @@ class DeviceConfigs:
         a value the device must hold whatever its history says (the host's PoW difficulty)."""
         self._deliver(device_id, op, self.history(device_id).position, changes)
 
-    def _deliver(self, device_id, op, version, changes, versions=()):
+    def _deliver(self, device_id, op, version, changes, versions=(), record=True):
         versions = list(versions)
         old = self.pending.pop(device_id, None)
         if old is not None:        # superseded: merge so nothing is lost on the device
             merged = dict(old["changes"])
             merged.update(changes)
             changes = merged
+            record = record or old.get("record", True)
             versions = list(old.get("versions", ())) + versions
             self._record(device_id, old, "superseded")
         now = self.clock()
         seq = self.cfg_seq[device_id] = self.cfg_seq.get(device_id, 0) + 1
         self._save()
         p = {"version": version, "changes": dict(changes), "op": op, "seq": seq,
-             "first": now, "sent": None, "attempts": 0, "versions": versions}
+             "first": now, "sent": None, "attempts": 0, "versions": versions, "record": record}
         self.pending[device_id] = p
         self._send(device_id, p, now)
 
@@ -407,7 +410,7 @@ class DeviceConfigs:
                 self._send(d, p, now)
 
     def _record(self, device_id, p, status, **extra):
-        if self.ledger_append is not None:
+        if self.ledger_append is not None and p.get("record", True):
             data = {"target": "device:%d" % device_id, "device": device_id, "op": p["op"],
                     "version": p["version"], "change": p["changes"], "status": status,
                     "attempts": p["attempts"], "config_version": p["seq"]}

@@ -59,8 +59,11 @@
     svc.status() -> dict; svc.alerts_since(n) -> (alerts, n'); svc.stop()
     (host/mesh/bridge.py MeshBridge: T_hat from the sync layer, alerts -> ledger, pulse P)
 
-    from becomingone.mesh.backends.nats import NatsCell                  (cluster scale, NATS JetStream)
-    cell = NatsCell(url, cell, ledger=led, store=store, agg=agg, replicas=1, member_ttl=5.0)
-    await cell.connect(); await cell.publish_ledger(); await cell.pull(origin); heartbeat/members;
-    await cell.publish_value(T_hat, devices); await cell.fetch_values(); await cell.close()
+    from becomingone.mesh.backends.nats import NatsCell, NatsMesh    (cluster scale, NATS JetStream)
+    cell = NatsCell(url, cell, ledger=led, store=store, replicas=1)
+    await cell.connect(); await cell.publish_ledger(); await cell.pull(origin); await cell.head(origin)
+    await cell.follow(origin, on_event); await cell.close()
+    mesh = NatsMesh(url, cell, ledger, trust_dir, replicas_dir, fanout=3, group_size=16)
+    from becomingone.mesh.hierarchy import Layout, TreeAggregate     (T_global + membership tree)
+    from becomingone.mesh.ring import ledger_holders, replicated_by    (the replication fan-out)
 """

@@ -95,7 +95,8 @@ class VersionedAggregate:
         self.seen[self.origin] = now
         return dict(e)
 
-    def _verify(self, e):
+    def verify(self, e):
+        """Whether entry `e` is signed by its origin's key (always True without `keys`)."""
         if self.keys is None:
             return True
         pub = self.keys.get(e["origin"])
@@ -123,7 +124,7 @@ class VersionedAggregate:
             if o == self.origin:
                 self.refused += 1      # nobody else may publish our values
                 continue
-            if not self._verify(e):
+            if not self.verify(e):
                 self.refused += 1
                 continue
             self.entries[o] = {k: (list(v) if k == "version" else v) for k, v in e.items()}

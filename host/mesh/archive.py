@@ -159,7 +159,12 @@ def read_shard(path):
             blob = f.read()
     except OSError as e:
         raise ArchiveError("cannot read %s: %s" % (path, e.strerror)) from None
-    if not blob.startswith(MAGIC) or b"\n" not in blob[len(MAGIC):]:
+    return parse_shard(blob)
+
+
+def parse_shard(blob):
+    """A shard file's bytes -> (header dict, shard bytes); ArchiveError naming what is wrong."""
+    if not isinstance(blob, (bytes, bytearray)) or not blob.startswith(MAGIC) or b"\n" not in blob[len(MAGIC):]:
         raise ArchiveError("not a shard file (no BOSHARD1 header)")
     hline, body = blob[len(MAGIC):].split(b"\n", 1)
     try:

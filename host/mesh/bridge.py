@@ -11,10 +11,13 @@ MeshBridge runs in the coordinator's processing thread (tick) and talks to the m
 - a split view, forged entries or an inconsistent head from a peer become a `witness` ledger
   entry (layer meta, device 0, witness "mesh_alert");
 - sync.mesh.pulse_follows_mesh: the T_Lambda pulse's P = cells alive in the mesh (alive or
-  suspect, this one included), once the count has held for two mesh periods; every online
-  device gets CONFIG pulse_p through DeviceConfigs (ACK, retry, ledger `config` entry per
-  device), devices that come online later get it on their next mesh tick, and the change itself
-  is one ledger `config` entry (target "mesh:pulse").
+  suspect, this one included), damped against churn: P moves only when the count has held for
+  two mesh periods AND differs from P by at least max(1, sync.mesh.pulse_hysteresis x P). Each
+  move is ONE ledger `config` entry (target "mesh:pulse": old and new P and period, cells
+  alive); a device gets CONFIG pulse_p (through DeviceConfigs: ACK, retry; no ledger entry per
+  device) only when its own beat period, in whole microseconds, actually changes (at large P
+  the period hardly moves: T = T1 ln U / (1 - 1/(kP))); devices that come online later get it
+  on their next mesh tick.
 """
 import json
 import os
@@ -50,6 +53,7 @@ class MeshBridge:
         self.interval = float(cfg.sync.mesh.interval)
         self.ckpt_every = float(cfg.sync.mesh.checkpoint_interval)
         self.follow = bool(cfg.sync.mesh.pulse_follows_mesh)
+        self.hysteresis = float(cfg.sync.mesh.pulse_hysteresis)
         self._next = self._next_ckpt = 0.0
         self._alerts_taken = 0
         self._last_period = -1
@@ -64,7 +68,7 @@ class MeshBridge:
             except (ValueError, OSError):
                 pass
         self.counters = {"published": 0, "alerts": 0, "pulse_changes": 0, "checkpoints": 0,
-                         "pulse_sent": 0}
+                         "pulse_sent": 0, "pulse_damped": 0}
 
     def start(self):
         self.svc.start()
@@ -72,6 +76,10 @@ class MeshBridge:
 
     def stop(self):
         self.svc.stop()
+
+    def reload(self):
+        """Trust files and the certificate revocation list, now (SIGHUP)."""
+        self.svc.reload()
 
     def status(self):
         st = self.svc.status()
@@ -138,30 +146,54 @@ class MeshBridge:
                 mem.mesh_state(t, origin, complex(v[0], v[1]), weight=w, extra={"devices": v[2]})
 
     # ------------------------------------------------------------ the pulse follows the mesh
+    def band(self, P):
+        """How far the live-cell count must move from P before P follows (the hysteresis)."""
+        return max(1, int(round(self.hysteresis * P)))
+
     def _follow(self, st):
         n = st.get("alive")
         if not isinstance(n, int) or n < 1:
             return
         cnt, k = self._count_seen
         self._count_seen = (n, k + 1 if cnt == n else 1)
-        if self._count_seen[1] < 2 or float(n) == self.pulse["P"]:
+        P = self.pulse["P"]
+        if self._count_seen[1] < 2 or float(n) == P:
+            return
+        if abs(n - P) < self.band(P):
+            self.counters["pulse_damped"] += 1    # churn inside the band: nothing moves
             return
         p = self.cfg.pulse
         period = pulse_period_s(float(p.k), float(n), float(p.T1), float(p.U))
         if period is None:                    # k*P <= 1: T_Lambda undefined, keep the pulse
             self.pulse["skipped"] = "k*P = %g <= 1 at %d cells" % (p.k * n, n)
             return
-        old = self.pulse["P"]
+        old, old_us = self.pulse["P"], self.pulse.get("period_us")
         self.pulse.update(P=float(n), version=int(self.pulse["version"]) + 1, cells_alive=n,
                           period_us=int(round(period * 1e6)), t=time.time())
         self.pulse.pop("skipped", None)
         self._save_pulse()
         self.counters["pulse_changes"] += 1
         alive = sorted(c for c, m in st.get("members", {}).items() if m["state"] != "dead")
-        self.submit("config", {"target": "mesh:pulse", "version": self.pulse["version"],
-                                         "change": {"pulse_p": [old, float(n)]}, "cells_alive": n,
-                                         "cells": alive, "period_us": self.pulse["period_us"],
-                                         "k": float(p.k), "T1": float(p.T1)})
+        entry = {"target": "mesh:pulse", "version": self.pulse["version"],
+                 "change": {"pulse_p": [old, float(n)]}, "cells_alive": n,
+                 "period_us": self.pulse["period_us"], "period_us_before": old_us,
+                 "k": float(p.k), "T1": float(p.T1)}
+        if len(alive) <= 64:                  # a large mesh: the count, not every name
+            entry["cells"] = alive
+        self.submit("config", entry)
+
+    def _period_changes(self, state):
+        """Whether moving this device to the mesh's P changes its beat period (whole µs)."""
+        p = self.cfg.pulse
+        k = float(state.get("pulse_k", p.k))
+        new = pulse_period_s(k, float(self.pulse["P"]), float(p.T1), float(p.U))
+        if new is None:
+            return False
+        try:
+            old = pulse_period_s(k, float(state.get("pulse_p", p.P)), float(p.T1), float(p.U))
+        except (TypeError, ValueError):
+            old = None
+        return old is None or int(round(old * 1e6)) != int(round(new * 1e6))
 
     def _save_pulse(self):
         os.makedirs(os.path.dirname(self.pulse_path), exist_ok=True)
@@ -171,4 +203,5 @@ class MeshBridge:
         if not self.pulse.get("version"):
             return                            # the mesh has not moved the pulse: config defaults hold
         self.counters["pulse_sent"] += self.configure_devices(
-            {"pulse_p": self.pulse["P"]}, "mesh: %s cells alive" % self.pulse.get("cells_alive"))
+            {"pulse_p": self.pulse["P"]}, "mesh: %s cells alive" % self.pulse.get("cells_alive"),
+            when=self._period_changes, record=False)

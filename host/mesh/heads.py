@@ -28,9 +28,12 @@ class HeadTracker:
     """Verified heads (size, root) of ledgers this cell does not replicate in full, kept in
     a JSON file; each new head must be consistent with the last one. Raises ReplicaError for
     an inconsistent head."""
-    def __init__(self, path, store):
+    def __init__(self, path, store, save_every=0.0):
         self.path, self.store = path, store
+        self.save_every = float(save_every)   # 0: every change written at once; else at most this often
+        self._saved, self._dirty = 0.0, False
         self.heads = {}                   # origin -> signed note text
+        self._sizes = {}
         self.counts = {"advanced": 0, "refused": 0, "split_view": 0}
         if os.path.exists(path):
             try:
@@ -41,14 +44,26 @@ class HeadTracker:
                                    "afresh" % (path, e)) from None
 
     def _save(self):
-        write_json(self.path, self.heads, sort_keys=True)
+        self._dirty = True
+        self._sizes.clear()
+        if time.monotonic() - self._saved >= self.save_every:
+            self.flush()
+
+    def flush(self):
+        """Write the heads file if anything changed since the last write."""
+        if self._dirty:
+            write_json(self.path, self.heads, sort_keys=True)
+            self._saved, self._dirty = time.monotonic(), False
 
     def note(self, origin):
         return self.heads.get(origin)
 
     def size(self, origin):
-        n = self.heads.get(origin)
-        return ckpt.parse_note(n)["size"] if n else 0
+        got = self._sizes.get(origin)
+        if got is None:
+            n = self.heads.get(origin)
+            got = self._sizes[origin] = ckpt.parse_note(n)["size"] if n else 0
+        return got
 
     def _verify(self, origin, note):
         pub = self.store.keys.get(origin)

@@ -36,6 +36,54 @@ def _enc(obj):
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("ascii")
 
 
+def serve(ledger, store, msg):
+    """Answer one request about this cell's ledger (`ledger`, or None) or a replica it holds
+    (`store`): ops entries (-> raw LINES bytes), consistency, checkpoint (-> a dict to encode).
+    Raises ValueError naming what is wrong with the request (shared by the NATS backend)."""
+    op, o = msg.get("op"), msg.get("origin")
+    own = ledger is not None and o == ledger.origin
+    held = not own and o in store.keys and o not in store.untrusted
+    if op == "entries":
+        a, b = msg.get("start"), msg.get("stop")
+        if type(a) is not int or type(b) is not int or not 0 <= a <= b:
+            raise ValueError("start/stop must be ints with 0 <= start <= stop")
+        b = min(b, a + MAX_LINES)
+        if own:
+            lines = [e.to_json() for e in ledger.entries(a, b)]
+        elif held:
+            lines = store.entries(o, a, b)
+        else:
+            raise ValueError("no ledger of origin %r here" % (o,))
+        # raw lines (ASCII, no newlines inside: canonical JSON escapes them), not JSON in JSON
+        return LINES_MAGIC + "\n".join(lines).encode("ascii")
+    if op == "consistency":
+        m, n = msg.get("old"), msg.get("new")
+        if type(m) is not int or type(n) is not int or not 0 <= m <= n:
+            raise ValueError("old/new must be ints with 0 <= old <= new")
+        if own:
+            if n > ledger.size:
+                raise ValueError("new size %d beyond our ledger (%d)" % (n, ledger.size))
+            path = ledger.consistency_proof(m, n)["path"] if 0 < m < n else []
+        elif held:
+            if n > store.size(o):
+                raise ValueError("new size %d beyond our replica (%d)" % (n, store.size(o)))
+            path = store.replica(o).consistency_path(m, n)
+        else:
+            raise ValueError("no ledger of origin %r here" % (o,))
+        return {"path": path}
+    if op == "checkpoint":
+        size = msg.get("size")
+        if type(size) is not int or size < 0:
+            raise ValueError("size must be an int >= 0")
+        note = None
+        if own:
+            note = next((t for t in ledger.checkpoints() if ckpt.parse_note(t)["size"] == size), None)
+        elif held:
+            note = store.note_of_size(o, size)
+        return {"note": note}
+    raise ValueError("unknown op %r (allowed: heads, entries, consistency, checkpoint)" % (op,))
+
+
 class Replicator:
     """Verified ledger replication between cells: serves this cell's ledger (heads, entries,
     checkpoints, consistency proofs) and pulls peers' into the ReplicaStore (or only their
@@ -84,45 +132,8 @@ class Replicator:
                 raise ValueError("not an object")
             if msg.get("op") == "heads":
                 return _enc({"heads": self.heads(), "evidence": self.store.evidence()})
-            if msg.get("op") == "entries":
-                o, a, b = msg.get("origin"), msg.get("start"), msg.get("stop")
-                if type(a) is not int or type(b) is not int or not 0 <= a <= b:
-                    raise ValueError("start/stop must be ints with 0 <= start <= stop")
-                b = min(b, a + MAX_LINES)
-                if self.ledger is not None and o == self.ledger.origin:
-                    lines = [e.to_json() for e in self.ledger.entries(a, b)]
-                elif o in self.store.keys and o not in self.store.untrusted:
-                    lines = self.store.entries(o, a, b)
-                else:
-                    raise ValueError("no ledger of origin %r here" % (o,))
-                # raw lines (ASCII, no newlines inside: canonical JSON escapes them), not JSON in JSON
-                return LINES_MAGIC + "\n".join(lines).encode("ascii")
-            if msg.get("op") == "consistency":
-                o, m, n = msg.get("origin"), msg.get("old"), msg.get("new")
-                if type(m) is not int or type(n) is not int or not 0 <= m <= n:
-                    raise ValueError("old/new must be ints with 0 <= old <= new")
-                if self.ledger is not None and o == self.ledger.origin:
-                    if n > self.ledger.size:
-                        raise ValueError("new size %d beyond our ledger (%d)" % (n, self.ledger.size))
-                    path = self.ledger.consistency_proof(m, n)["path"] if 0 < m < n else []
-                elif o in self.store.keys and o not in self.store.untrusted:
-                    if n > self.store.size(o):
-                        raise ValueError("new size %d beyond our replica (%d)" % (n, self.store.size(o)))
-                    path = self.store.replica(o).consistency_path(m, n)
-                else:
-                    raise ValueError("no ledger of origin %r here" % (o,))
-                return _enc({"path": path})
-            if msg.get("op") == "checkpoint":
-                o, size = msg.get("origin"), msg.get("size")
-                if type(size) is not int or size < 0:
-                    raise ValueError("size must be an int >= 0")
-                note = None
-                if self.ledger is not None and o == self.ledger.origin:
-                    note = next((t for t in self.ledger.checkpoints() if ckpt.parse_note(t)["size"] == size), None)
-                elif o in self.store.keys and o not in self.store.untrusted:
-                    note = self.store.note_of_size(o, size)
-                return _enc({"note": note})
-            raise ValueError("unknown op %r" % (msg.get("op"),))
+            out = serve(self.ledger, self.store, msg)
+            return out if isinstance(out, bytes) else _enc(out)
         except (ValueError, ReplicaError) as e:
             return _enc({"error": "%s: %s" % (peer, e)})
 

@@ -219,3 +219,31 @@ def parse_cells(text, vnodes=DEFAULT_VNODES):
     if not cells:
         raise UserError("no cells given (expected a comma-separated list such as a,b,c or a=2:0.5,b)")
     return Ring(cells, vnodes=vnodes)
+
+
+_HOLDERS = {}             # (cells, fanout) -> {owner: [holders]}: a few recent sets only
+
+
+def ledger_holders(cells, fanout):
+    """{owner: [holders]}: each cell's ledger is replicated in full by the `fanout` cells after
+    it on the consistent-hashing ring of `cells` (key "ledger:<owner>"; the owner skipped).
+    Cached per set of cells, so the cells of one process (and every period) share it."""
+    key = (tuple(sorted(cells)), int(fanout))
+    got = _HOLDERS.get(key)
+    if got is None:
+        names = key[0]
+        if len(_HOLDERS) >= 4:
+            _HOLDERS.pop(next(iter(_HOLDERS)))
+        got = {}
+        if len(names) > 1:
+            ring = Ring(list(names))
+            for owner in names:
+                got[owner] = [c for c in ring.get_n("ledger:" + owner, min(len(names), fanout + 1))
+                              if c != owner][:fanout]
+        _HOLDERS[key] = got
+    return got
+
+
+def replicated_by(cell, cells, fanout):
+    """The cells whose ledgers `cell` keeps a full replica of (ledger_holders)."""
+    return sorted(o for o, hs in ledger_holders(cells, fanout).items() if cell in hs)

@@ -9,6 +9,7 @@ loop runs this cell's mesh backend (mesh/backends/: `sync.backend: embedded` ove
     svc.publish(T_hat, devices)  # this cell's value for the next period (any thread)
     svc.status() -> dict         # the last period's snapshot (any thread; docs/MESH.md "status")
     svc.alerts_since(n) -> (alerts, n')   split-view / forged-entry alerts not yet taken
+    svc.reload()                 # trust files and CRL now (SIGHUP; both are also watched)
     svc.stop()
 
 Nothing here blocks the coordinator: the coordinator's processing thread only reads snapshots.
@@ -107,6 +108,13 @@ class MeshService:
     def alerts_since(self, n):
         with self._lock:
             return list(self._alerts[n:]), len(self._alerts)
+
+    def reload(self):
+        """Reload the trust folder and the certificate revocation list now (SIGHUP); they are
+        also watched, so this only hurries it. Any thread."""
+        node = self.node
+        if node is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(node.request_reload)
 
     def stop(self):
         if self.loop is not None and self._stop is not None and self.thread.is_alive():
@@ -223,15 +231,27 @@ def _embedded(svc):
     return MeshNode(svc.tls_dir, load_trust(svc.trust_dir), svc.cell, svc.ledger, svc.replicas_dir,
                     host=svc.listen, port=svc.port, seeds=svc.seeds, interval=svc.interval,
                     timeout=svc.timeout, advertise=svc.advertise, trust_dir=svc.trust_dir,
-                    pin=bool(m.pin_peers), fanout=int(m.replication_fanout))
+                    pin=bool(m.pin_peers), fanout=int(m.replication_fanout), archive=_archive(m),
+                    shards_dir=os.path.join(os.path.dirname(svc.replicas_dir), "shards"))
 
 
 def _nats(svc):
     """The NATS JetStream backend (nats-py, the `nats` extra)."""
     n = svc.cfg.sync.nats
+    m = svc.cfg.sync.mesh
     return NatsMesh(n.url, svc.cell, svc.ledger, svc.trust_dir, svc.replicas_dir,
                     interval=svc.interval, replicas=int(n.replicas), member_ttl=float(n.member_ttl),
-                    publish_every=float(svc.cfg.sync.mesh.checkpoint_interval))
+                    publish_every=float(m.checkpoint_interval), fanout=int(m.replication_fanout),
+                    group_size=int(n.group_size), archive=_archive(m),
+                    shards_dir=os.path.join(os.path.dirname(svc.replicas_dir), "shards"))
+
+
+def _archive(m):
+    """(k, n, segment entries) of sync.mesh.archive (segment 0: this cell seals nothing)."""
+    a = m.archive
+    if int(a.k) > int(a.n):
+        raise UserError("sync.mesh.archive.k (%d) must be <= sync.mesh.archive.n (%d)" % (a.k, a.n))
+    return int(a.k), int(a.n), int(a.segment_entries)
 
 
 # sync.backend -> the MeshBackend it runs, and what it checks before the mesh thread starts

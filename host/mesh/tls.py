@@ -10,6 +10,13 @@ Ed25519 certificates are not accepted by all of them). `init_mesh(folder, cells)
 Running `init_mesh` again with new cell names signs them with the existing CA; an existing cell
 is never overwritten. Copy ca.pem and the cell's own pair to each host; ca.key stays offline.
 
+Revocation: `revoke(folder, cell)` adds the cell's certificate to `folder/crl.pem`, a CRL signed by
+the CA; copy it beside ca.pem on every cell. Both ends of every connection check the peer's
+certificate serial against the CRL of their folder after the handshake (`revoked(folder)`: the
+file's mtime is looked at on each connection, so a new CRL takes effect without a restart) and a
+running cell drops the connections it already holds to a revoked peer when it reloads
+(`MeshServer.drop_revoked`, `ConnectionPool.drop_revoked`; docs/MESH.md "Trust").
+
 Transport: one TCP connection carries request/reply frames (u32 big-endian length, then that many
 bytes, at most MAX_FRAME). Both sides present a certificate and require the peer's to chain to
 the mesh CA (TLS 1.3 minimum); the server learns the peer's cell name from its certificate, a
@@ -34,10 +41,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from becomingone.errors import MeshError
-from becomingone.util.atomic import write_private
+from becomingone.util.atomic import atomic_write, write_private
 
 DEFAULT_PORT = 18789
 MAX_FRAME = 16 << 20
+CRL_FILE = "crl.pem"
+_CRL = {}                 # folder -> (mtime_ns, frozenset of revoked serials)
 
 
 class MeshTLSError(MeshError):
@@ -120,6 +129,72 @@ def init_mesh(folder, cells, days=825):
     return out
 
 
+def revoke(folder, cell, days=3650):
+    """Revoke `cell`'s certificate: add its serial to folder/crl.pem (signed by the CA; created on
+    first use) -> the CRL's path. The CA folder of `becomingone mesh init`."""
+    folder = os.path.expanduser(folder)
+    _check_cell_name(cell)
+    ca_pem, ca_key_path = os.path.join(folder, "ca.pem"), os.path.join(folder, "ca.key")
+    cert_path = os.path.join(folder, "cells", cell + ".pem")
+    for p in (ca_pem, ca_key_path, cert_path):
+        if not os.path.exists(p):
+            raise MeshTLSError("cannot revoke %r: missing %s (revoke in the CA folder of `becomingone mesh "
+                               "init`)" % (cell, p))
+    with open(ca_key_path, "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), password=None)
+    with open(ca_pem, "rb") as f:
+        ca_cert = x509.load_pem_x509_certificate(f.read())
+    with open(cert_path, "rb") as f:
+        serial = x509.load_pem_x509_certificate(f.read()).serial_number
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crl_path = os.path.join(folder, CRL_FILE)
+    old = []
+    if os.path.exists(crl_path):
+        with open(crl_path, "rb") as f:
+            old = list(x509.load_pem_x509_crl(f.read()))
+    b = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+         .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(days=days)))
+    for r in old:
+        if r.serial_number != serial:
+            b = b.add_revoked_certificate(r)
+    b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                  .revocation_date(now).build())
+    crl = b.sign(ca_key, hashes.SHA256())
+    with atomic_write(crl_path, binary=True) as f:
+        f.write(crl.public_bytes(serialization.Encoding.PEM))
+    return crl_path
+
+
+def revoked(folder):
+    """Serials revoked by folder/crl.pem (verified against folder/ca.pem; re-read when the file
+    changes). A CRL that does not verify is an error, never an empty list."""
+    folder = os.path.expanduser(folder)
+    path = os.path.join(folder, CRL_FILE)
+    try:
+        m = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        _CRL.pop(folder, None)
+        return frozenset()
+    hit = _CRL.get(folder)
+    if hit is not None and hit[0] == m:
+        return hit[1]
+    with open(path, "rb") as f:
+        crl = x509.load_pem_x509_crl(f.read())
+    with open(os.path.join(folder, "ca.pem"), "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    if not crl.is_signature_valid(ca.public_key()):
+        raise MeshTLSError("%s is not signed by this mesh's CA (%s)" % (path, os.path.join(folder, "ca.pem")))
+    got = frozenset(r.serial_number for r in crl)
+    _CRL[folder] = (m, got)
+    return got
+
+
+def peer_serial(ssl_object):
+    """The serial number of a verified peer's certificate."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return x509.load_der_x509_certificate(der).serial_number if der else None
+
+
 def _context(folder, cell, server):
     folder = os.path.expanduser(folder)
     ca = os.path.join(folder, "ca.pem")
@@ -167,21 +242,28 @@ class MeshServer:
     TLS material."""
     def __init__(self, folder, cell, handler):
         self.cell = _check_cell_name(cell)
+        self.folder = folder
         self.ctx = _context(folder, cell, server=True)
         self.handler = handler
         self.server = None
         self.served = 0           # frames answered (failed handshakes never reach the handler)
-        self._writers = set()     # live connections (peers keep them open: ConnectionPool)
+        self.refused_revoked = 0  # connections from a revoked certificate, cut after the handshake
+        self._writers = {}        # live connections (peers keep them open: ConnectionPool) -> serial
 
     async def start(self, host="127.0.0.1", port=DEFAULT_PORT):
         self.server = await asyncio.start_server(self._client, host, port, ssl=self.ctx)
         return self.server.sockets[0].getsockname()[1]
 
     async def _client(self, reader, writer):
-        name = peer_cell(writer.get_extra_info("ssl_object"))
-        self._writers.add(writer)
+        sslobj = writer.get_extra_info("ssl_object")
+        name = peer_cell(sslobj)
+        serial = peer_serial(sslobj)
+        self._writers[writer] = serial
         try:
             if name is None:
+                return
+            if serial in revoked(self.folder):
+                self.refused_revoked += 1
                 return
             while True:
                 try:
@@ -195,8 +277,16 @@ class MeshServer:
         except (ssl.SSLError, ConnectionError, MeshTLSError):
             return
         finally:
-            self._writers.discard(writer)
+            self._writers.pop(writer, None)
             writer.close()
+
+    def drop_revoked(self):
+        """Cut the kept connections of peers whose certificate is revoked now -> how many."""
+        bad = revoked(self.folder)
+        cut = [w for w, serial in self._writers.items() if serial in bad]
+        for w in cut:
+            w.transport.abort()
+        return len(cut)
 
     async def close(self):
         """Stop listening and cut the connections peers keep open (Python 3.11's server
@@ -214,6 +304,7 @@ class MeshPeer:
     frame."""
     def __init__(self, reader, writer, name):
         self.reader, self.writer, self.name = reader, writer, name
+        self.serial = None
 
     async def request(self, payload):
         self.writer.write(_frame(payload))
@@ -243,11 +334,19 @@ async def connect(folder, cell, host, port=DEFAULT_PORT, expect=None, timeout=10
         raise MeshTLSError("peer %s:%d is not certified by this mesh's CA (%s)" % (host, port, e.verify_message)) from None
     except (ssl.SSLError, OSError, asyncio.TimeoutError) as e:
         raise MeshTLSError("cannot connect to peer %s:%d: %s" % (host, port, e)) from None
-    name = peer_cell(writer.get_extra_info("ssl_object"))
+    sslobj = writer.get_extra_info("ssl_object")
+    name = peer_cell(sslobj)
     if expect is not None and name != expect:
         writer.close()
         raise MeshTLSError("peer %s:%d presents cell %r, expected %r" % (host, port, name, expect))
-    return MeshPeer(reader, writer, name)
+    serial = peer_serial(sslobj)
+    if serial in revoked(folder):
+        writer.transport.abort()
+        raise MeshTLSError("peer %s:%d (cell %r) presents a revoked certificate (%s)"
+                           % (host, port, name, os.path.join(os.path.expanduser(folder), CRL_FILE)))
+    peer = MeshPeer(reader, writer, name)
+    peer.serial = serial
+    return peer
 
 
 def connector(folder, cell, pool=None):
@@ -311,6 +410,14 @@ class ConnectionPool:
         peer = self._peers.pop(key, None)
         if peer is not None:
             peer.writer.transport.abort()
+
+    async def drop_revoked(self):
+        """Close kept connections to peers whose certificate is revoked now -> how many."""
+        bad = revoked(self.folder)
+        keys = [k for k, p in self._peers.items() if getattr(p, "serial", None) in bad]
+        for k in keys:
+            await self.drop(k)
+        return len(keys)
 
     async def close(self):
         for key in list(self._peers):

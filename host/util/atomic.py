@@ -42,9 +42,12 @@ def atomic_write(path, binary=False, mode=0o666, fsync=False, encoding="utf-8", 
 
 
 def write_json(path, data, mode=0o666, fsync=False, **dump_options):
-    """`data` as JSON (json.dump with dump_options), atomically."""
+    """`data` as JSON (json.dumps with dump_options), atomically. One string, one write: json.dump
+    to a file encodes in Python, chunk by chunk (a coordinator's status file with 500 devices
+    took 0.17 s that way, about 10x json.dumps)."""
+    text = json.dumps(data, **dump_options)
     with atomic_write(path, mode=mode, fsync=fsync) as f:
-        json.dump(data, f, **dump_options)
+        f.write(text)
 
 
 def write_private(path, data):

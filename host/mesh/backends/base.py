@@ -57,6 +57,9 @@ class MeshBackend(abc.ABC):
         """Verified size of `origin`'s ledger head, for an origin replicated as a head only."""
         return 0
 
+    def request_reload(self):
+        """Reload trust (and certificates) at the next period; safe from any thread."""
+
     def status_fields(self):
         """What this backend adds to the mesh status (its address, its failure counters)."""
         return {}

@@ -8,21 +8,24 @@ contact when `pin` is on).
 Trust: mesh/trust.py (a folder of `<cell>.json` files, one per cell).
 """
 import asyncio
+import base64
 import json
 import os
 import random
 
 from becomingone.ledger import checkpoint as ckpt
 from becomingone.mesh.aggregate import VersionedAggregate
+from becomingone.mesh.archive import ArchiveError
+from becomingone.mesh.archiving import Archiver, serve_shards
 from becomingone.mesh.antientropy import AntiEntropy
 from becomingone.mesh.backends.base import MeshBackend
 from becomingone.mesh.heads import HeadTracker
 from becomingone.mesh.replica import ReplicaStore
 from becomingone.mesh.replication import Replicator
-from becomingone.mesh.ring import Ring
+from becomingone.mesh.ring import ledger_holders
 from becomingone.mesh.swimnet import SwimNode
-from becomingone.mesh.tls import ConnectionPool, MeshTLSError
-from becomingone.mesh.trust import write_trust_entry
+from becomingone.mesh.tls import CRL_FILE, ConnectionPool, MeshTLSError
+from becomingone.mesh.trust import TrustWatch, load_trust, write_trust_entry
 
 __all__ = ["MeshNode"]
 
@@ -36,7 +39,7 @@ class MeshNode(MeshBackend):
 
     def __init__(self, tls, trust, cell, ledger, replicas, host="127.0.0.1", port=0, seeds=(),
                  interval=0.5, timeout=0.3, rng=None, advertise=None, trust_dir=None, pin=False,
-                 fanout=None, heads_path=None):
+                 fanout=None, heads_path=None, archive=None, shards_dir=None):
         self.cell, self.ledger, self.tls = cell, ledger, tls
         self.advertise = advertise
         self.rng = rng or random.Random()
@@ -60,7 +63,18 @@ class MeshNode(MeshBackend):
         self.swim.server.handler = self._dispatch
         self.alerts = []
         self.pin_refused = {}         # cell -> why (a peer whose ledger key differs from the pinned one)
-        self._ring = None
+        # the trust folder and the CRL beside ca.pem are live: reloaded when they change or on
+        # request (SIGHUP), no restart (docs/MESH.md "Trust")
+        self.watch = TrustWatch(trust_dir) if trust_dir and os.path.isdir(trust_dir) else None
+        # archive = (k, n, segment entries): seal and place this ledger's segments (archiving.py);
+        # a cell holds others' shards whether or not it seals its own
+        k, n, seg = archive or (3, 5, 0)
+        self.archiver = Archiver(ledger, shards_dir or os.path.join(os.path.dirname(os.path.abspath(replicas)),
+                                                                    "shards"),
+                                 k=k, n=n, segment=seg or 1 << 62, cell=cell)
+        self._crl_seen = None
+        self._reload = False
+        self.reloads = 0
 
     # ------------------------------------------------------------ trust and placement
     def replicates(self, origin):
@@ -68,14 +82,10 @@ class MeshNode(MeshBackend):
         the origin on the consistent-hashing ring of the trusted cells (host/mesh/ring.py)."""
         if self.fanout is None:
             return True
-        cells = sorted(self.trust)
-        if self._ring is None or self._ring[0] != cells:
-            self._ring = (cells, Ring(cells))
         owner = self.origin_cell(origin)
         if owner is None:
             return False
-        holders = [c for c in self._ring[1].get_n("ledger:" + owner, len(cells)) if c != owner]
-        return self.cell in holders[:self.fanout]
+        return self.cell in ledger_holders(self.trust, self.fanout).get(owner, ())
 
     def add_trust(self, cell, origin, pub_pem):
         pub = ckpt.load_public_key(pub_pem.encode("ascii"))
@@ -84,6 +94,47 @@ class MeshNode(MeshBackend):
         self.store.keys[origin] = pub
         if self.trust_dir:
             write_trust_entry(self.trust_dir, cell, origin, pub_pem)
+
+    def request_reload(self):
+        """Reload trust files and the CRL at the next period (from a signal handler or any thread)."""
+        self._reload = True
+        if self.watch is not None:
+            self.watch.request()
+
+    def reload_trust(self, trust):
+        """Trust exactly `trust` ({cell: (origin, key)}) from now on (this cell kept): a new cell's
+        values and ledger are taken, a removed one's refused and its value dropped from T_global."""
+        own = self.trust[self.cell]
+        trust = dict(trust)
+        trust[self.cell] = own
+        gone = set(self.trust) - set(trust)
+        self.trust = trust
+        self.agg.keys.clear()
+        self.agg.keys.update({c: p for c, (_o, p) in trust.items()})
+        for c in gone:
+            self.agg.entries.pop(c, None)
+            self.agg.seen.pop(c, None)
+        self.store.keys = {o: p for c, (o, p) in trust.items() if c != self.cell}
+        for c in list(self.pin_refused):
+            if c in trust:
+                del self.pin_refused[c]
+        self.reloads += 1
+        return gone
+
+    async def _maybe_reload(self):
+        tls_crl = os.path.join(os.path.expanduser(self.tls), "ca.pem")
+        crl = os.path.join(os.path.dirname(tls_crl), CRL_FILE)
+        try:
+            crl_m = os.stat(crl).st_mtime_ns
+        except FileNotFoundError:
+            crl_m = None
+        if self.watch is not None and self.watch.changed():
+            self.reload_trust(load_trust(self.trust_dir))
+        if crl_m != self._crl_seen or self._reload:
+            self._crl_seen, self._reload = crl_m, False
+            # connections kept to or from a certificate revoked now are cut; new ones are refused
+            await self.pool.drop_revoked()
+            self.swim.server.drop_revoked()
 
     async def _pin_new(self, peers):
         """Pin the ledger identity of alive peers we have no trust entry for, asked over mutual
@@ -121,6 +172,15 @@ class MeshNode(MeshBackend):
             return await self.ae.handle(peer, payload)
         if isinstance(msg, dict) and msg.get("op") in ("heads", "entries", "checkpoint", "consistency"):
             return await self.rep.handle(peer, payload)
+        if isinstance(msg, dict) and msg.get("op") in ("shard", "shards"):
+            sender = self.trust.get(peer, (None, None))[0]
+            try:
+                if msg["op"] == "shard" and sender is None:
+                    raise ValueError("no trust file for cell %r: its shards are not kept" % peer)
+                out = serve_shards(self.archiver, msg, sender)
+            except (ValueError, ArchiveError) as e:
+                out = {"error": "%s: %s" % (self.cell, e)}
+            return json.dumps(out).encode("ascii")
         if isinstance(msg, dict) and msg.get("op") == "identity":
             return json.dumps({"cell": self.cell, "origin": self.ledger.origin,
                                "public_key_pem": self.ledger.public_key_pem()}).encode("ascii")
@@ -139,6 +199,7 @@ class MeshNode(MeshBackend):
 
     async def period(self, t_hat=None, devices=0):
         """One protocol period: probe, publish, one anti-entropy exchange and one pull."""
+        await self._maybe_reload()
         await self.swim.swim.probe_once()
         if t_hat is not None:
             self.agg.publish(t_hat, devices)
@@ -151,6 +212,20 @@ class MeshNode(MeshBackend):
             await self.ae.exchange(peer)
             rep = await self.rep.pull(peer)
             self.alerts += rep["alerts"]
+        if self.archiver.due():
+            addr = {name: (host, port) for host, port, name in peers}
+
+            async def send(cell, blob):
+                host, port = addr[cell]
+                conn = await asyncio.wait_for(self.pool.connect(host, port, expect=cell, timeout=self.io_timeout),
+                                              self.io_timeout)
+                try:
+                    got = json.loads(await asyncio.wait_for(conn.request(json.dumps(
+                        {"op": "shard", "blob": base64.b64encode(blob).decode("ascii")}).encode("ascii")), 10.0))
+                finally:
+                    await conn.close()
+                return isinstance(got, dict) and bool(got.get("stored"))
+            await self.archiver.step(sorted(addr) + [self.cell], send)
 
     def alive_count(self):
         """Cells not declared dead (alive or suspect), this one included."""
@@ -168,7 +243,8 @@ class MeshNode(MeshBackend):
 
     def status_fields(self):
         return {"listen": "%s:%d" % (self.swim.host, self.swim.port), "advertise": self.advertise,
-                "exchange_failures": self.ae.failures, "pin_refused": dict(self.pin_refused)}
+                "exchange_failures": self.ae.failures, "pin_refused": dict(self.pin_refused),
+                "archive": self.archiver.status()}
 
     def status(self):
         t, w = self.agg.t_global()

@@ -1,44 +1,68 @@
-"""Cluster-scale backend (`sync.backend: nats`): the same messages over NATS JetStream.
+"""Cluster-scale backend (`sync.backend: nats`): the mesh over NATS JetStream at O(1) work per cell.
 
-- Each cell's ledger is a stream `BO_LEDGER_<origin id>` on subject `bo.ledger.<origin id>`
-  (`replicas` configurable): each message is a block of up to BLOCK consecutive export lines
-  (docs/LEDGER.md §7) joined by newlines, with headers `Bo-First` / `Bo-Count`, published with
-  `Nats-Expected-Last-Sequence` (the block count so far) and `Nats-Msg-Id: <origin id>-<first>`:
-  blocks are contiguous, a re-publish is deduplicated, and before publishing the owner checks
-  that the stream's last message is its own block, so a message inserted by anyone else stops
-  the owner with an error (and a replica refuses it: not a block, or it cannot reach the signed
-  root). A reader finds the block holding its next entry by binary search on block headers.
-- Signed checkpoints live in the key-value bucket `bo_checkpoints` (key = origin id).
-- T_global entries (host/mesh/aggregate.py, signed) live in the bucket `bo_tglobal` (key = cell).
-- Membership follows from the cluster: each cell refreshes its key in the bucket `bo_members`,
-  whose entries expire after `member_ttl` seconds; the live cells are the keys present.
+- **Ledgers.** Each cell's ledger is a stream `BO_LEDGER_<origin id>` on subject
+  `bo.ledger.<origin id>` (`replicas` configurable): each message is a block of up to BLOCK
+  consecutive export lines (docs/LEDGER.md §7) joined by newlines, with headers `Bo-First` /
+  `Bo-Count`, published with `Nats-Expected-Last-Sequence` (the block count so far) and
+  `Nats-Msg-Id: <origin id>-<first>`: blocks are contiguous, a re-publish is deduplicated, and
+  before its first publish the owner checks that the stream's last message is its own block, so a
+  message inserted by anyone else stops the owner with an error (and a replica refuses it: not a
+  block, or it cannot reach the signed root). The last block of each publish carries the signed
+  checkpoint of its end (`Bo-Checkpoint`, base64), so a replica applies what it receives without
+  asking anyone. **Only the `fanout` cells after an origin on the ring** (host/mesh/ring.py
+  ledger_holders) replicate it, each through one ordered consumer that JetStream pushes new blocks
+  to: O(fanout) per cell, not O(N).
+- **Heads.** Each signed checkpoint also goes to the key-value bucket `bo_checkpoints` (key =
+  origin id), where any cell can check any origin's head on demand (`check_head`); each period a
+  cell checks one origin it does not replicate (round robin): a newer head is accepted only with
+  an RFC 9162 consistency proof from the one it holds (host/mesh/heads.py), asked of the origin
+  over `bo.rpc.<cell token>`, so split views of every origin stay detectable at O(1) per period.
+  Split-view evidence found by anyone is published on `bo.evidence` and checked on its own by
+  every cell (host/mesh/replica.py check_evidence).
+- **T_global and membership** come from the tree aggregate (host/mesh/hierarchy.py) over the
+  subjects `bo.agg.<level>.<group>` and `bo.global` (core NATS: soft state, resent every
+  period), and the membership records of the key-value bucket `bo_groups` (key = level-0 group),
+  written by a group's leader only when the group changes and watched by every cell.
 
 Nothing read from NATS is trusted: replicas are applied through ReplicaStore (entries must reach
-the origin's signed root; split views become evidence) and T_global entries through
-VersionedAggregate (signatures, versions).
+the origin's signed root; split views become evidence), values, summaries and membership records
+are signed (hierarchy.py). The trust folder is reloaded while running (host/mesh/trust.py).
 
-    cell = NatsCell("nats://127.0.0.1:4222", "cell-a", ledger=led, store=store, agg=agg, replicas=1)
+    cell = NatsCell("nats://127.0.0.1:4222", "cell-a", ledger=led, store=store, replicas=1)
     await cell.connect(); await cell.publish_ledger(); await cell.pull(origin) -> entries applied
-    await cell.heartbeat(); await cell.members() -> [cells]; await cell.publish_value(T, n)
-    await cell.fetch_values() -> changed; await cell.close()
+    await cell.follow(origin, on_event); await cell.head(origin) -> note; await cell.close()
+    mesh = NatsMesh(url, "cell-a", ledger, trust_dir, replicas_dir, fanout=3, group_size=16)
+    await mesh.start(); await mesh.period(T_hat, devices); mesh.members(); await mesh.close()
 """
 import asyncio
+import base64
+import hashlib
 import json
 import os
+import random
 import time
 
 from becomingone.errors import MeshError
 from becomingone.ledger import checkpoint as ckpt
-from becomingone.mesh.aggregate import VersionedAggregate
+from becomingone.mesh.archive import ArchiveError
+from becomingone.mesh.archiving import Archiver, serve_shards
 from becomingone.mesh.backends.base import MeshBackend
+from becomingone.mesh.heads import HeadTracker
+from becomingone.mesh.hierarchy import DEFAULT_GROUP_SIZE, GLOBAL_SUBJECT, Layout, TreeAggregate, group_subject
 from becomingone.mesh.replica import ReplicaError, ReplicaStore, origin_id
-from becomingone.mesh.trust import load_trust, write_trust
+from becomingone.mesh.replication import serve
+from becomingone.mesh.ring import ledger_holders, replicated_by
+from becomingone.mesh.trust import TrustWatch, load_trust, write_trust
 
-__all__ = ["NatsMesh", "NatsCell", "NatsBackendError"]
+__all__ = ["NatsMesh", "NatsCell", "NatsBackendError", "cell_token"]
 
-CKPT_BUCKET, VALUE_BUCKET, MEMBER_BUCKET = "bo_checkpoints", "bo_tglobal", "bo_members"
+CKPT_BUCKET, GROUP_BUCKET = "bo_checkpoints", "bo_groups"
+EVIDENCE_SUBJECT = "bo.evidence"
 FETCH_BATCH = 64          # messages per fetch
 BLOCK = 500               # entries per stream message
+RPC_TIMEOUT = 2.0
+HEALTH_EVERY = 60.0       # seconds between checks that this cell's consumers still exist
+SHARD_TIMEOUT = 10.0
 
 
 def _block(origin, seq, headers, data):
@@ -55,6 +79,21 @@ def _block(origin, seq, headers, data):
     return first, count, lines
 
 
+def _note_header(headers):
+    """The signed checkpoint a block carries (Bo-Checkpoint, base64), or None."""
+    raw = (headers or {}).get("Bo-Checkpoint")
+    if not raw:
+        return None
+    try:
+        return base64.b64decode(raw, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class _Gap(Exception):
+    """A followed stream skipped a block (the push consumer dropped one): follow again."""
+
+
 class NatsBackendError(MeshError):
     """The NATS cluster cannot be used (unreachable, a stream written by someone else)."""
 
@@ -67,39 +106,68 @@ def subject(origin):
     return "bo.ledger." + origin_id(origin)
 
 
+def cell_token(cell):
+    """A cell's name as one NATS subject token (names may hold dots)."""
+    return hashlib.blake2b(cell.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _enc(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
 class NatsCell:
-    """One cell's use of a NATS JetStream cluster: its ledger stream, the checkpoint,
-    T_global and member buckets. Raises NatsBackendError (cannot connect, a stream written
-    by someone else) and ReplicaError (a block or entry that does not verify)."""
-    def __init__(self, url, cell, ledger=None, store=None, agg=None, replicas=1, member_ttl=5.0):
+    """One cell's use of a NATS JetStream cluster: its ledger stream and checkpoint key, and the
+    replicas it reads. Raises NatsBackendError (cannot connect, a stream written by someone
+    else) and ReplicaError (a block or entry that does not verify)."""
+    def __init__(self, url, cell, ledger=None, store=None, replicas=1, no_echo=False):
         if type(replicas) is not int or not 1 <= replicas <= 5:
             raise NatsBackendError("stream replicas must be an integer in 1..5, got %r" % (replicas,))
-        self.url, self.cell, self.ledger, self.store, self.agg = url, cell, ledger, store, agg
-        self.replicas, self.member_ttl = replicas, member_ttl
+        self.url, self.cell, self.ledger, self.store = url, cell, ledger, store
+        self.replicas, self.no_echo = replicas, no_echo
         self.nc = self.js = None
         self.kv = {}
+        self._published = None    # (blocks in our stream, entries in it) once checked
+        self._note_put = None     # the checkpoint note last put in the bucket
+        self.published_size = 0   # entries in our stream after our last publish
+        self.published_at = None  # wall time that publish began
+        self.follows = {}         # origin -> {"sub", "buf", "applied", "error"}
 
     async def connect(self, timeout=5.0):
         # nats-py is optional (the `nats` extra): loaded only when this backend runs
         import nats
         from nats.js.api import KeyValueConfig
         try:
-            self.nc = await nats.connect(self.url, connect_timeout=timeout, max_reconnect_attempts=3,
-                                         name="becomingone-" + self.cell)
+            self.nc = await nats.connect(self.url, connect_timeout=timeout, max_reconnect_attempts=-1,
+                                         reconnect_time_wait=1.0, name="becomingone-" + self.cell,
+                                         no_echo=self.no_echo, allow_reconnect=True)
         except Exception as e:
             raise NatsBackendError("cannot connect to NATS at %s: %s" % (self.url, e)) from None
         self.js = self.nc.jetstream()
-        for bucket, ttl in ((CKPT_BUCKET, None), (VALUE_BUCKET, None), (MEMBER_BUCKET, self.member_ttl)):
-            cfg = KeyValueConfig(bucket=bucket, history=1, replicas=self.replicas, ttl=ttl)
+        for bucket in (CKPT_BUCKET, GROUP_BUCKET):
             try:
-                self.kv[bucket] = await self.js.create_key_value(config=cfg)
-            except Exception:
                 self.kv[bucket] = await self.js.key_value(bucket)
+            except Exception:
+                cfg = KeyValueConfig(bucket=bucket, history=1, replicas=self.replicas)
+                try:
+                    self.kv[bucket] = await self.js.create_key_value(config=cfg)
+                except Exception:                 # created by another cell meanwhile
+                    self.kv[bucket] = await self.js.key_value(bucket)
 
     async def close(self):
+        for f in list(self.follows.values()):
+            await self._stop_follow(f)
+        self.follows.clear()
         if self.nc is not None:
-            await self.nc.drain()
+            try:
+                await self.nc.drain()
+            except Exception:
+                pass
             self.nc = None
+
+    def stats(self):
+        """Messages and bytes this cell's connection sent and received."""
+        s = self.nc.stats if self.nc is not None else {}
+        return {k: int(s.get(k, 0)) for k in ("in_msgs", "out_msgs", "in_bytes", "out_bytes")}
 
     # ------------------------------------------------------------ ledger stream
     async def _ensure_stream(self, origin):
@@ -119,62 +187,99 @@ class NatsCell:
         m = await self.js.get_msg(stream_name(origin), seq=seq)
         return _block(origin, seq, m.headers, m.data)
 
-    async def publish_ledger(self):
-        """Publish our entries the stream lacks (in blocks), then our latest checkpoint.
-        -> entries published."""
+    async def _check_own_stream(self):
+        """(blocks, entries) of our stream, after checking its last message is our block."""
         led = self.ledger
         info = await self._ensure_stream(led.origin)
         blocks = info.state.last_seq
-        have = 0
-        if blocks > 0:
-            # the stream's last message must be OUR block (a message injected by anyone else
-            # would otherwise sit in the middle of our ledger)
-            try:
-                first, count, lines = await self._last_block(led.origin, blocks)
-            except ReplicaError as e:
-                raise NatsBackendError("stream %s was written by someone else: %s" % (stream_name(led.origin), e)) from None
-            mine = [x.to_json() for x in led.entries(first, first + count)]
-            if lines != mine:
-                raise NatsBackendError("stream %s message %d is not our entries [%d, %d): the stream was "
-                                       "written by someone else" % (stream_name(led.origin), blocks, first, first + count))
-            have = first + count
-        subj, oid = subject(led.origin), origin_id(led.origin)
-        futs, block, seq = [], [], blocks
+        if blocks == 0:
+            return 0, 0
+        # the stream's last message must be OUR block (a message injected by anyone else
+        # would otherwise sit in the middle of our ledger)
+        try:
+            first, count, lines = await self._last_block(led.origin, blocks)
+        except ReplicaError as e:
+            raise NatsBackendError("stream %s was written by someone else: %s" % (stream_name(led.origin), e)) from None
+        mine = [x.to_json() for x in led.entries(first, first + count)]
+        if lines != mine:
+            raise NatsBackendError("stream %s message %d is not our entries [%d, %d): the stream was "
+                                   "written by someone else" % (stream_name(led.origin), blocks, first, first + count))
+        return blocks, first + count
 
-        async def flush(block, seq):
-            first = block[0].index
-            futs.append(await self.js.publish_async(
-                subj, "\n".join(e.to_json() for e in block).encode("ascii"),
-                headers={"Nats-Expected-Last-Sequence": str(seq), "Nats-Msg-Id": "%s-%d" % (oid, first),
-                         "Bo-First": str(first), "Bo-Count": str(len(block))}))
-        for e in led.entries(have, led.size):
-            block.append(e)
-            if len(block) == BLOCK:
-                await flush(block, seq)
-                seq, block = seq + 1, []
-                if len(futs) >= 256:
-                    await self._settle(futs)
-                    futs = []
-        if block:
-            await flush(block, seq)
-        await self._settle(futs)
+    async def publish_ledger(self):
+        """Publish our entries the stream lacks (in blocks, the last carrying the signed
+        checkpoint of their end), and put that checkpoint in the bucket. -> entries published."""
+        led = self.ledger
+        # a checkpoint of the ledger as it is now: signed (and fsynced) off the event loop
+        note = await asyncio.to_thread(self._head_note)
+        size = ckpt.parse_note(note)["size"]
+        if self._published is not None and size > self._published[1]:
+            # one cheap look: has anyone else written to our stream since our last publish?
+            info = await self.js.stream_info(stream_name(led.origin))
+            if info.state.last_seq != self._published[0]:
+                self._published = None
+        if self._published is None:
+            self._published = await self._check_own_stream()
+        blocks, have = self._published
+        if size > have:
+            t_pub = time.time()
+            subj, oid = subject(led.origin), origin_id(led.origin)
+            futs, block, seq = [], [], blocks
+            hdr_note = base64.b64encode(note.encode("utf-8")).decode("ascii")
+
+            async def flush(block, seq, last):
+                first = block[0].index
+                h = {"Nats-Expected-Last-Sequence": str(seq), "Nats-Msg-Id": "%s-%d" % (oid, first),
+                     "Bo-First": str(first), "Bo-Count": str(len(block))}
+                if last:
+                    h["Bo-Checkpoint"] = hdr_note
+                futs.append(await self.js.publish_async(
+                    subj, "\n".join(e.to_json() for e in block).encode("ascii"), headers=h))
+            for e in led.entries(have, size):
+                block.append(e)
+                if len(block) == BLOCK:
+                    await flush(block, seq, e.index == size - 1)
+                    seq, block = seq + 1, []
+                    if len(futs) >= 256:
+                        await self._settle(futs)
+                        futs = []
+            if block:
+                await flush(block, seq, True)
+                seq += 1
+            try:
+                await self._settle(futs)
+            except NatsBackendError:
+                self._published = None                # checked again before the next publish
+                raise
+            self._published = (seq, size)
+            self.published_size, self.published_at = size, t_pub
+        if note != self._note_put:
+            await self.kv[CKPT_BUCKET].put(origin_id(led.origin), note.encode("utf-8"))
+            self._note_put = note
+        return size - have
+
+    def _head_note(self):
+        led = self.ledger
         note = led.latest_checkpoint()
-        if note is None or ckpt.parse_note(note)["size"] != led.size:
+        if note is None or ckpt.parse_note(note)["size"] < led.size:
             note = led.checkpoint()
-        await self.kv[CKPT_BUCKET].put(oid, note.encode("utf-8"))
-        return led.size - have
+        return note
 
     async def _settle(self, futs):
         try:
-            await asyncio.gather(*futs)
+            # bounded: nats-py leaves a publish_async future unresolved when JetStream answers
+            # with an API error, so a refused block would otherwise hang here
+            await asyncio.wait_for(asyncio.gather(*futs), 30.0)
         except Exception as e:
             raise NatsBackendError("JetStream refused a ledger message (%s): another writer touched "
                                    "our stream?" % e) from None
 
     async def _seq_of(self, origin, index):
-        """Stream sequence of the block holding entry `index` (binary search on block headers)."""
+        """Stream sequence of the block holding entry `index` (binary search on block headers);
+        (None, last_seq) when no block holds it."""
         info = await self.js.stream_info(stream_name(origin))
         lo, hi = 1, info.state.last_seq
+        last = hi
         while lo <= hi:
             mid = (lo + hi) // 2
             first, count, _ = await self._last_block(origin, mid)
@@ -183,18 +288,24 @@ class NatsCell:
             elif index >= first + count:
                 lo = mid + 1
             else:
-                return mid
-        return None
+                return mid, last
+        return None, last
+
+    async def head(self, origin):
+        """The origin's newest signed checkpoint from the bucket, or None."""
+        from nats.js.errors import KeyNotFoundError  # nats-py: optional, loaded lazily
+        try:
+            return (await self.kv[CKPT_BUCKET].get(origin_id(origin))).value.decode("utf-8")
+        except KeyNotFoundError:
+            return None
 
     async def pull(self, origin):
-        """Catch up the replica of `origin` to its checkpoint in the bucket (verified).
+        """Catch up the replica of `origin` to its checkpoint in the bucket (verified), once.
         -> entries applied (0 when up to date). A split view raises ReplicaError (evidence kept)."""
         import nats.errors  # nats-py: optional, loaded lazily
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import KeyNotFoundError
-        try:
-            note = (await self.kv[CKPT_BUCKET].get(origin_id(origin))).value.decode("utf-8")
-        except KeyNotFoundError:
+        note = await self.head(origin)
+        if note is None:
             return 0
         seen = self.store.observe(origin, note)
         if seen["status"] == "split-view":
@@ -202,7 +313,7 @@ class NatsCell:
         if seen["status"] != "ahead":
             return 0
         have, target = self.store.size(origin), ckpt.parse_note(note)["size"]
-        seq = await self._seq_of(origin, have)
+        seq, _last = await self._seq_of(origin, have)
         if seq is None:
             raise ReplicaError("stream %s holds no block with entry %d, the signed checkpoint of %s "
                                "says %d" % (stream_name(origin), have, origin, target))
@@ -234,101 +345,481 @@ class NatsCell:
             await sub.unsubscribe()
         return self.store.apply(origin, lines, note)
 
-    # ------------------------------------------------------------ membership and T_global
-    async def heartbeat(self):
-        await self.kv[MEMBER_BUCKET].put(self.cell, b"alive")
-
-    async def members(self):
-        from nats.js.errors import NoKeysError  # nats-py: optional, loaded lazily
+    # ------------------------------------------------------------ following a replica
+    async def follow(self, origin, on_event):
+        """Keep the replica of `origin` up to date as JetStream pushes its blocks (a push
+        consumer without acks from the block holding our next entry; no flow control or
+        heartbeat tasks: check_follows() looks after it). on_event(origin, kind, info) is called
+        with kind "applied" ({size, entries}) or "alert" ({status, why}; following stops).
+        -> False when the origin has no stream yet (try again later)."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import NotFoundError
+        if origin in self.follows:
+            return True
+        have = self.store.size(origin)
         try:
-            return sorted(await self.kv[MEMBER_BUCKET].keys())
-        except NoKeysError:
-            return []
+            seq, last = await self._seq_of(origin, have)
+        except NotFoundError:
+            return False
+        if seq is None:
+            # up to date with the stream (or it is empty): from the next block on
+            seq = last + 1
+        st = {"sub": None, "buf": [], "applied": 0, "error": None, "gap": False}
+        self.follows[origin] = st
 
-    async def publish_value(self, t_hat, devices):
-        e = self.agg.publish(t_hat, devices)
-        await self.kv[VALUE_BUCKET].put(self.cell, json.dumps(e, sort_keys=True).encode("ascii"))
-        return e
-
-    async def fetch_values(self):
-        """Merge every cell's latest T_global entry from the bucket -> origins changed."""
-        from nats.js.errors import NoKeysError  # nats-py: optional, loaded lazily
-        try:
-            keys = await self.kv[VALUE_BUCKET].keys()
-        except NoKeysError:
-            return 0
-        ents = []
-        for k in keys:
+        async def cb(m):
+            if st["error"] is not None or st["gap"]:
+                return
             try:
-                ents.append(json.loads((await self.kv[VALUE_BUCKET].get(k)).value))
-            except (ValueError, AttributeError):
+                self._on_block(origin, st, m, on_event)
+            except _Gap:
+                st["gap"] = True                      # re-followed from the replica's size
+            except ReplicaError as e:
+                why = str(e)
+                st["error"] = why
+                on_event(origin, "alert", {"status": "split-view" if why.startswith("split view") else "forged",
+                                           "why": why})
+        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq,
+                             ack_policy=AckPolicy.NONE, inactive_threshold=120.0)
+        st["sub"] = await self.js.subscribe(subject(origin), stream=stream_name(origin), cb=cb, config=cfg)
+        return True
+
+    async def check_follows(self):
+        """Re-follow any replica whose consumer is gone (server restart, inactivity) or that
+        missed a block (a slow consumer's drop): from the replica's verified size. -> how many."""
+        from nats.js.errors import NotFoundError
+        n = 0
+        for origin, st in list(self.follows.items()):
+            if st["error"] is not None:
                 continue
-        return self.agg.merge([e for e in ents if isinstance(e, dict)])
+            gone = st["gap"]
+            if not gone:
+                try:
+                    await st["sub"].consumer_info()
+                except NotFoundError:
+                    gone = True
+                except Exception:
+                    continue                          # the server did not answer: next time
+            if gone:
+                self.follows.pop(origin, None)
+                await self._stop_follow(st)
+                n += 1
+        return n
+
+    def _on_block(self, origin, st, m, on_event):
+        seq = m.metadata.sequence.stream
+        first, count, lines = _block(origin, seq, m.headers, m.data)
+        have = self.store.size(origin)
+        nxt = have + len(st["buf"])
+        if first > nxt:
+            raise _Gap("stream %s block %d starts at entry %d, expected entry %d next"
+                       % (stream_name(origin), seq, first, nxt))
+        if first + count > nxt:
+            st["buf"] += lines[nxt - first:]
+        note = _note_header(m.headers)
+        if note is None:
+            return
+        seen = self.store.observe(origin, note)
+        if seen["status"] == "split-view":
+            raise ReplicaError("split view for %s: %s (evidence %s)" % (origin, seen["why"], seen["evidence"]))
+        if seen["status"] == "untrusted":
+            raise ReplicaError("origin %s is untrusted" % origin)
+        size = ckpt.parse_note(note)["size"]
+        if seen["status"] == "ahead" and size == have + len(st["buf"]):
+            n = self.store.apply(origin, st["buf"], note)
+            st["buf"] = []
+            st["applied"] += n
+            on_event(origin, "applied", {"size": size, "entries": n})
+
+    async def unfollow(self, origin):
+        f = self.follows.pop(origin, None)
+        if f is not None:
+            await self._stop_follow(f)
+
+    async def _stop_follow(self, f):
+        try:
+            if f["sub"] is not None:
+                await f["sub"].unsubscribe()
+        except Exception:
+            pass
 
 
 class NatsMesh(MeshBackend):
-    """The mesh over an existing NATS JetStream cluster (`sync.backend: nats`): membership from
-    the member bucket's live keys, T_global entries in their bucket, each cell's ledger in its
-    stream (published at least every `publish_every` seconds), every trusted peer's ledger
-    pulled and verified each period. trust_dir: the cells' trust files (this cell's written
-    at start). Raises NatsBackendError from start() when the cluster cannot be reached."""
+    """The mesh over an existing NATS JetStream cluster (`sync.backend: nats`) at O(1) work per
+    cell: T_global and membership from the tree aggregate (hierarchy.py, groups of
+    `group_size`), the ledgers of the `fanout` origins the ring assigns this cell replicated as
+    JetStream pushes them, the others' heads checked one per period and on demand. trust_dir:
+    the cells' trust files (this cell's written at start; reloaded while running). Raises
+    NatsBackendError from start() when the cluster cannot be reached."""
 
     def __init__(self, url, cell, ledger, trust_dir, replicas_dir, interval=1.0, replicas=1,
-                 member_ttl=5.0, publish_every=10.0):
+                 member_ttl=5.0, publish_every=10.0, fanout=3, group_size=DEFAULT_GROUP_SIZE,
+                 head_check_every=5.0, write_own_trust=True, archive=None, shards_dir=None):
         self.url, self.cell, self.ledger = url, cell, ledger
         self.trust_dir, self.replicas_dir = trust_dir, replicas_dir
-        self.interval, self.replicas, self.member_ttl = interval, replicas, member_ttl
-        self.publish_every = publish_every
+        self.interval, self.replicas, self.member_ttl = float(interval), int(replicas), float(member_ttl)
+        self.publish_every, self.fanout, self.group_size = float(publish_every), int(fanout), int(group_size)
+        # one other origin's head checked every head_check_every s (0: only on demand)
+        self.head_check_every, self.write_own_trust = float(head_check_every), write_own_trust
+        # the first publish and head check at a random point of their interval: cells started
+        # together do not all hit JetStream in the same second
+        self._next_head = time.monotonic() + random.random() * self.head_check_every
+        self._next_health = time.monotonic() + HEALTH_EVERY * (1 + random.random())
+        self._retry = {}          # origin -> (next follow attempt, attempts) while it has no stream
+        self._house = None        # the background housekeeping task of the last period
+        self._writes = []         # membership records waiting to be written
+        self.bg_errors, self.bg_last_error = 0, None
+        # archive = (k, n, segment entries): seal and place this ledger's segments (archiving.py)
+        self.archive_cfg = archive
+        self.shards_dir = shards_dir or os.path.join(os.path.dirname(os.path.abspath(replicas_dir)), "shards")
+        self.archiver = None
+        self._groups_sub = None
         self.alerts = []
         self.trust = {}
-        self.agg = self.store = self.nats = None
-        self._live = []
-        self._next_publish = 0.0
+        self.agg = self.store = self.nats = self.heads = None
+        self.watch = None
+        self._origin_cell = {}
+        self._subs = {}           # subject -> subscription
+        self._next_publish = time.monotonic() + random.random() * min(self.publish_every, 5.0)
+        self._replicate = set()   # origins this cell keeps full replicas of
+        self._head_order, self._head_i = [], 0
+        self._members_cache = (None, None)
+        self.on_applied = None    # optional hook(origin, size, t) (benchmarks)
+        self.counters = {"published_entries": 0, "head_checks": 0, "rpc_served": 0, "trust_reloads": 0,
+                         "evidence_accepted": 0, "member_writes": 0}
+        self.errors = []
 
+    # ------------------------------------------------------------ trust and placement
+    def _load_trust(self):
+        trust = load_trust(self.trust_dir)
+        if self.cell not in trust:
+            raise NatsBackendError("no trust file for this cell %r in %s" % (self.cell, self.trust_dir))
+        return trust
+
+    def _apply_trust(self, trust):
+        old = set(self.trust)
+        self.trust = trust
+        self._origin_cell = {o: c for c, (o, _p) in trust.items()}
+        keys = {c: p for c, (_o, p) in trust.items()}
+        layout = Layout.of(trust, self.group_size)
+        if self.agg is None:
+            key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(self.ledger.path)))
+            self.agg = TreeAggregate(self.cell, layout, key, keys, ttl=self.member_ttl, interval=self.interval)
+        else:
+            self.agg.keys = keys
+            if set(trust) != old:
+                self.agg.set_layout(layout)
+        okeys = {o: p for c, (o, p) in trust.items() if c != self.cell}
+        if self.store is None:
+            self.store = ReplicaStore(self.replicas_dir, okeys)
+        else:
+            self.store.keys = okeys
+        self._replicate = {trust[o][0] for o in replicated_by(self.cell, list(trust), self.fanout)}
+        others = sorted(o for o in okeys if o not in self._replicate)
+        random.Random(self.cell).shuffle(others)
+        self._head_order, self._head_i = others, 0
+        self._members_cache = (None, None)
+
+    async def reload_trust(self):
+        """Apply the trust folder as it is now: new cells trusted (their values, heads and
+        ledgers), removed ones refused; replicas followed or dropped as the ring says."""
+        trust = self._load_trust()
+        self._apply_trust(trust)
+        for origin in list(self.nats.follows):
+            if origin not in self._replicate:
+                await self.nats.unfollow(origin)
+        self.counters["trust_reloads"] += 1
+
+    def request_reload(self):
+        """Reload trust at the next period (safe from a signal handler or another thread)."""
+        if self.watch is not None:
+            self.watch.request()
+
+    def replicates(self, origin):
+        return origin in self._replicate
+
+    def origin_cell(self, origin):
+        return self._origin_cell.get(origin)
+
+    def head_size(self, origin):
+        return self.heads.size(origin)
+
+    # ------------------------------------------------------------ lifecycle
     async def start(self):
-        write_trust(self.trust_dir, self.cell, self.ledger)
-        self.trust = load_trust(self.trust_dir)
-        key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(self.ledger.path)))
-        self.agg = VersionedAggregate(self.cell, signing_key=key,
-                                      keys={c: p for c, (_o, p) in self.trust.items()},
-                                      ttl=max(5.0, 10 * self.interval))
-        self.store = ReplicaStore(self.replicas_dir, {o: p for c, (o, p) in self.trust.items()
-                                                      if c != self.cell})
-        self.nats = NatsCell(self.url, self.cell, ledger=self.ledger, store=self.store, agg=self.agg,
-                             replicas=int(self.replicas), member_ttl=float(self.member_ttl))
+        if self.write_own_trust:
+            write_trust(self.trust_dir, self.cell, self.ledger)
+        self.watch = TrustWatch(self.trust_dir)
+        self._apply_trust(self._load_trust())
+        self.heads = HeadTracker(os.path.join(self.replicas_dir, "heads.json"), self.store, save_every=30.0)
+        k, n, seg = self.archive_cfg or (3, 5, 0)
+        # a cell holds others' shards whether or not it seals its own (segment 0)
+        self.archiver = Archiver(self.ledger, self.shards_dir, k=k, n=n, segment=seg or 1 << 62, cell=self.cell)
+        self.nats = NatsCell(self.url, self.cell, ledger=self.ledger, store=self.store,
+                             replicas=self.replicas, no_echo=True)
         await self.nats.connect()
+        nc = self.nats.nc
+        await nc.subscribe("bo.rpc." + cell_token(self.cell), cb=self._rpc)
+        await nc.subscribe(EVIDENCE_SUBJECT, cb=self._evidence)
+        await self._watch_groups()
+        await self._set_subjects({group_subject(self.agg.gid0)})
+
+    async def _watch_groups(self):
+        """Every membership record of bo_groups: the current ones, then each change (a push
+        consumer without acks, looked after by _check_health)."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        async def cb(m):
+            try:
+                gid = int(m.subject.rsplit(".", 1)[-1])
+                rec = json.loads(m.data)
+            except (ValueError, TypeError):
+                return
+            if isinstance(rec, dict):
+                self.agg.on_members(gid, rec)
+                self._members_cache = (None, None)
+        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
+                             inactive_threshold=120.0)
+        self._groups_sub = await self.nats.js.subscribe("$KV.%s.>" % GROUP_BUCKET, cb=cb, config=cfg,
+                                                        stream="KV_" + GROUP_BUCKET)
+
+    async def _check_health(self):
+        """Every HEALTH_EVERY s: consumers the server dropped are made again."""
+        from nats.js.errors import NotFoundError
+        try:
+            await self._groups_sub.consumer_info()
+        except NotFoundError:
+            try:
+                await self._groups_sub.unsubscribe()
+            except Exception:
+                pass
+            await self._watch_groups()
+        except Exception:
+            pass
+        await self.nats.check_follows()
+
+    async def _set_subjects(self, want):
+        nc = self.nats.nc
+        for s in [s for s in self._subs if s not in want]:
+            try:
+                await self._subs.pop(s).unsubscribe()
+            except Exception:
+                pass
+        for s in want:
+            if s not in self._subs:
+                self._subs[s] = await nc.subscribe(s, cb=self._on_tree)
+
+    async def _on_tree(self, m):
+        try:
+            msg = json.loads(m.data)
+        except ValueError:
+            self.agg.refused += 1
+            return
+        if not isinstance(msg, dict):
+            self.agg.refused += 1
+            return
+        s = m.subject
+        if s.startswith("bo.grp."):
+            self.agg.on_group(msg)
+        elif s.startswith("bo.agg.0."):
+            self.agg.on_value(msg)
+        elif s == GLOBAL_SUBJECT:
+            self.agg.on_global(msg)
+        else:
+            self.agg.on_summary(msg)
 
     async def period(self, t_hat, devices):
+        """The tree's part of the period at once (core NATS publishes: buffered, never waiting on
+        JetStream); membership writes and the JetStream housekeeping (ledger publish, replicas to
+        follow, a head check, consumer health) in a background task of their own, so a slow
+        JetStream never delays this cell's value or its group's messages."""
+        if self.watch.changed():
+            await self.reload_trust()
+        c, tree = self.nats, self.agg
+        e = tree.publish(t_hat, devices)
+        await c.nc.publish("bo.agg.0.%d" % tree.gid0, _enc(e))
+        acts = tree.tick()
+        for subj, msg in acts.publish:
+            await c.nc.publish(subj, _enc(msg))
+        if acts.members:
+            self._writes.extend(acts.members)
+            self._members_cache = (None, None)
+        await self._set_subjects(acts.subjects)
+        if self._house is not None and self._house.done():
+            self._reap(self._house)
+            self._house = None
+        if self._house is None:
+            self._house = asyncio.ensure_future(self._housekeeping(time.monotonic()))
+
+    def _reap(self, task):
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            self.bg_errors += 1
+            self.bg_last_error = "%s: %s" % (type(e).__name__, e)
+
+    async def _housekeeping(self, now):
         c = self.nats
-        await c.heartbeat()
-        now = time.monotonic()
+        while self._writes:
+            gid, rec = self._writes.pop(0)
+            await c.kv[GROUP_BUCKET].put(str(gid), _enc(rec))
+            self.counters["member_writes"] += 1
         if now >= self._next_publish:
             self._next_publish = now + self.publish_every
-            await c.publish_ledger()
-        await c.publish_value(t_hat, devices)
-        await c.fetch_values()
-        self._live = await c.members()
-        for cell, (origin, _p) in sorted(self.trust.items()):
-            if cell == self.cell or origin in c.store.untrusted:
-                continue
-            try:
-                await c.pull(origin)
-            except ReplicaError as e:
-                why = str(e)
-                self.alerts.append({"status": "split-view" if why.startswith("split view") else "forged",
-                                    "origin": origin, "peer": "nats", "why": why})
+            self.counters["published_entries"] += await c.publish_ledger()
+        for origin in sorted(self._replicate - set(c.follows)):
+            if origin not in self.store.untrusted and now >= self._retry.get(origin, (0.0, 0))[0]:
+                if await c.follow(origin, self._on_replica):
+                    self._retry.pop(origin, None)
+                else:                                 # no stream yet: again after 2, 4 ... 60 s
+                    _t, k = self._retry.get(origin, (0.0, 0))
+                    self._retry[origin] = (now + min(60.0, 2.0 * 2 ** k), k + 1)
+        if self.head_check_every and self._head_order and now >= self._next_head:
+            self._next_head = now + self.head_check_every
+            origin = self._head_order[self._head_i % len(self._head_order)]
+            self._head_i += 1
+            await self.check_head(origin)
+        if now >= self._next_health:
+            self._next_health = now + HEALTH_EVERY
+            await self._check_health()
+        if self.archiver.due():
+            await self.archiver.step(sorted(self.agg.alive_cells()), self._send_shard)
 
+    async def _send_shard(self, cell, blob):
+        r = await self.nats.nc.request("bo.rpc." + cell_token(cell), _enc(
+            {"op": "shard", "origin": self.ledger.origin, "blob": base64.b64encode(blob).decode("ascii")}),
+            timeout=SHARD_TIMEOUT)
+        got = json.loads(r.data)
+        if not (isinstance(got, dict) and got.get("stored")):
+            raise ArchiveError("cell %s did not store the shard: %s" % (cell, got.get("error") if isinstance(got, dict) else got))
+        return True
+
+    def _on_replica(self, origin, kind, info):
+        if kind == "applied":
+            if self.on_applied is not None:
+                self.on_applied(origin, info["size"], time.time())
+            return
+        self._alert(origin, info["status"], info["why"], info.get("evidence"))
+
+    def _alert(self, origin, status, why, evidence=None):
+        a = {"status": status, "origin": origin, "peer": "nats", "why": why}
+        if evidence:
+            a["evidence"] = evidence
+        self.alerts.append(a)
+        if status == "split-view" and self.nats is not None and self.nats.nc is not None:
+            for ev in self.store.evidence():
+                if ev.get("origin") == origin:
+                    asyncio.ensure_future(self.nats.nc.publish(EVIDENCE_SUBJECT, _enc(ev)))
+
+    # ------------------------------------------------------------ heads on demand
+    async def check_head(self, origin):
+        """Check `origin`'s signed head in the bucket against the one this cell verified
+        (consistency proof asked of the origin, or of a cell replicating it). -> the status dict
+        (host/mesh/heads.py); a split view is an alert and evidence, shared on bo.evidence."""
+        if origin in self.store.untrusted or origin not in self.store.keys:
+            return {"status": "untrusted", "origin": origin}
+        note = await self.nats.head(origin)
+        if note is None:
+            return {"status": "none", "origin": origin}
+        self.counters["head_checks"] += 1
+        if origin in self._replicate:
+            seen = self.store.observe(origin, note)
+            if seen["status"] == "split-view":
+                self._alert(origin, "split-view", seen["why"], seen.get("evidence"))
+            return seen
+
+        async def prove(old, new):
+            return await self._ask_consistency(origin, old, new)
+        got = await self.heads.check(origin, note, prove)
+        if got["status"] == "split-view":
+            self._alert(origin, "split-view", got["why"], got.get("evidence"))
+        elif got["status"] == "refused" and "not consistent" in got.get("why", ""):
+            self._alert(origin, "inconsistent-head", got["why"])
+        return got
+
+    async def _ask_consistency(self, origin, old, new):
+        owner = self._origin_cell.get(origin)
+        asked = [owner] + [c for c in ledger_holders(list(self.trust), self.fanout).get(owner, ())
+                           if c != self.cell]
+        last = None
+        for cell in [c for c in asked if c]:
+            try:
+                r = await self.nats.nc.request("bo.rpc." + cell_token(cell),
+                                               _enc({"op": "consistency", "origin": origin, "old": old, "new": new}),
+                                               timeout=RPC_TIMEOUT)
+                got = json.loads(r.data)
+                if isinstance(got, dict) and isinstance(got.get("path"), list):
+                    return got["path"]
+                last = got.get("error") if isinstance(got, dict) else "bad answer"
+            except Exception as e:                        # no responder, timeout
+                last = "%s: %s" % (type(e).__name__, e)
+        raise ReplicaError("no consistency proof for %s %d -> %d (%s)" % (origin, old, new, last))
+
+    async def _rpc(self, m):
+        try:
+            msg = json.loads(m.data)
+            if not isinstance(msg, dict):
+                raise ValueError("not an object")
+            if msg.get("op") in ("shard", "shards"):
+                out = serve_shards(self.archiver, msg, msg.get("origin"))
+            else:
+                out = serve(self.ledger, self.store, msg)
+            if isinstance(out, bytes):
+                raise ValueError("op %r is not served over NATS" % msg.get("op"))
+            body = _enc(out)
+        except (ValueError, ReplicaError, ArchiveError) as e:
+            body = _enc({"error": "%s: %s" % (self.cell, e)})
+        self.counters["rpc_served"] += 1
+        if m.reply:
+            await m.respond(body)
+
+    async def _evidence(self, m):
+        try:
+            ev = json.loads(m.data)
+            origin = ev["origin"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if origin not in self.store.keys or origin in self.store.untrusted:
+            return
+        try:
+            self.store.check_evidence(ev)
+        except ReplicaError:
+            return
+        self.counters["evidence_accepted"] += 1
+        self.alerts.append({"status": "split-view", "origin": origin, "peer": "nats",
+                            "why": "evidence from another cell: %s" % ev.get("why")})
+        await self.nats.unfollow(origin)
+
+    # ------------------------------------------------------------ reads
     async def close(self):
+        if self._house is not None:
+            self._house.cancel()
+            try:
+                await self._house
+            except BaseException:
+                pass
+            self._house = None
+        if self.heads is not None:
+            self.heads.flush()
         if self.nats is not None:
             await self.nats.close()
+        if self.store is not None:
+            self.store.close()
+
+    def is_alive(self, cell):
+        return self.agg.is_alive(cell)
 
     def members(self):
-        live = set(self._live)
-        return {cell: {"state": "alive" if cell in live else "dead", "incarnation": None, "addr": None}
-                for cell in set(self.trust) | live}
+        ver = (self.agg.groups_version, len(self.trust))
+        if self._members_cache[0] != ver:
+            self._members_cache = (ver, {c: {"state": st, "incarnation": None, "addr": None}
+                                         for c, st in self.agg.members().items()})
+        return self._members_cache[1]
 
     def alive_count(self):
-        return len(set(self._live) | {self.cell})
+        return self.agg.alive_count()
 
     def status_fields(self):
-        return {"url": self.url}
+        out = {"url": self.url, "group": self.agg.gid0, "levels": self.agg.layout.top + 1,
+               "leads": self.agg.leads(), "replicating": len(self._replicate),
+               "heads_checked": self.counters["head_checks"], "background_errors": self.bg_errors,
+               "background_last_error": self.bg_last_error, "archive": self.archiver.status()}
+        return out

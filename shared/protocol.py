@@ -19,9 +19,9 @@ except ImportError:
     def const(x):
         return x
 
-VERSION = const(2)            # 2: TELEMETRY features; HELLO KAIROS decimation, sensor scale,
-#                               board limits, reset cause; HEARTBEAT samples_lost; MODEL feature
-#                               weights; state bits 3-5 (PROTOCOL.md section 9)
+VERSION = const(3)            # 3: session handshake (HELLO nonce, CHALLENGE, per-session keys:
+#                               PROTOCOL.md section 10); 2: TELEMETRY features, HELLO limits
+#                               (section 9)
 FLAG_AUTH = const(0x01)
 FLAG_BATCH = const(0x02)
 _FLAGS_KNOWN = const(0x03)
@@ -46,17 +46,18 @@ TIME_SYNC = const(7)
 CLEAR = const(8)
 HEARTBEAT = const(9)
 ERROR = const(10)
+CHALLENGE = const(11)         # host -> device: its nonce; tagged with the new session key
 
 TYPE_NAMES = {HELLO: "HELLO", TELEMETRY: "TELEMETRY", WITNESS: "WITNESS", ACK: "ACK",
               CONFIG: "CONFIG", MODEL: "MODEL", TIME_SYNC: "TIME_SYNC", CLEAR: "CLEAR",
-              HEARTBEAT: "HEARTBEAT", ERROR: "ERROR"}
+              HEARTBEAT: "HEARTBEAT", ERROR: "ERROR", CHALLENGE: "CHALLENGE"}
 TYPE_IDS = {}
 for _k in TYPE_NAMES:
     TYPE_IDS[TYPE_NAMES[_k]] = _k
 
 # Who may send a type: "d" device (device_id 1..65535), "h" host (device_id 0), "b" both.
 DIRECTION = {HELLO: "d", TELEMETRY: "d", WITNESS: "d", HEARTBEAT: "d", CONFIG: "h",
-             MODEL: "h", CLEAR: "h", ACK: "b", ERROR: "b", TIME_SYNC: "b"}
+             MODEL: "h", CLEAR: "h", ACK: "b", ERROR: "b", TIME_SYNC: "b", CHALLENGE: "h"}
 
 # Header: ver_flags, type, device_id, boot_id, seq, time_era, time_off
 HEADER_FMT = "<BBHHIBI"
@@ -68,12 +69,12 @@ TELEMETRY_FIELDS = ("beat", "period_us", "lateness_us", "dT_re", "dT_im", "dE0",
                     "n_samples", "coherence", "pid_error", "pid_output", "threat", "o_weight",
                     "decision_state", "level", "kurt", "crest", "anoms")
 TELEMETRY_LEN = const(44)
-HELLO_FMT = "<8sBBBHHIIHBBBBBHBBBH"
+HELLO_FMT = "<8sBBBHHIIHBBBBBHBBBH16s"
 HELLO_FIELDS = ("board", "fw_major", "fw_minor", "fw_patch", "capabilities", "fs_hz",
                 "period_us", "phase_step", "lag_samples", "adc_bits", "sum_shift", "pow_bits",
                 "telemetry_every", "spb_max", "period_min_us", "reset_cause", "boot_flags",
-                "kairos_decim", "counts_per_unit_q4")
-HELLO_LEN = const(37)
+                "kairos_decim", "counts_per_unit_q4", "nonce")
+HELLO_LEN = const(53)
 WITNESS_FMT = "<IBIBHHiBI"
 WITNESS_FIELDS = ("witness_id", "kind", "beat", "decision", "threat", "coherence", "value",
                   "pow_bits", "nonce")
@@ -99,7 +100,7 @@ LAYOUTS = {HELLO: (HELLO_FMT, HELLO_FIELDS), TELEMETRY: (TELEMETRY_FMT, TELEMETR
            WITNESS: (WITNESS_FMT, WITNESS_FIELDS), ACK: (ACK_FMT, ACK_FIELDS),
            MODEL: (MODEL_FMT, MODEL_FIELDS), TIME_SYNC: (TIME_SYNC_FMT, TIME_SYNC_FIELDS),
            CLEAR: (CLEAR_FMT, CLEAR_FIELDS), HEARTBEAT: (HEARTBEAT_FMT, HEARTBEAT_FIELDS),
-           ERROR: (ERROR_FMT, ERROR_FIELDS)}
+           ERROR: (ERROR_FMT, ERROR_FIELDS), CHALLENGE: ("<16s", ("nonce",))}
 
 # Code tables (capabilities, decisions, witness kinds, ACK status, CLEAR reasons, ERROR codes,
 # CONFIG keys) live in shared/protocol_codes.py and are re-exported here.
@@ -212,7 +213,7 @@ def validate_fields(msg_type, f):
         _range("decision", f["decision"], 0, DECISION_QUARANTINE)
         _range("pow_bits", f["pow_bits"], 0, 32)
     elif msg_type == ACK:
-        _range("acked_type", f["acked_type"], 1, ERROR)
+        _range("acked_type", f["acked_type"], 1, CHALLENGE)
         _range("status", f["status"], 0, ACK_STATUS_MAX)
     elif msg_type == CONFIG:
         for p in f["pairs"]:
@@ -228,7 +229,7 @@ def validate_fields(msg_type, f):
         _range("reason", f["reason"], 1, CLEAR_REASON_MAX)
     elif msg_type == ERROR:
         _range("code", f["code"], 1, ERR_CODE_MAX)
-        _range("ref_type", f["ref_type"], 0, ERROR)
+        _range("ref_type", f["ref_type"], 0, CHALLENGE)
 
 
 def check_sync_direction(msg_type, f, device_id):
@@ -293,7 +294,7 @@ def decode(data, auth=None, replay=None):
         raise FieldError("unknown flag bits 0x%x (known: AUTH 0x1, BATCH 0x2)"
                          % (flags & ~_FLAGS_KNOWN))
     if mt not in TYPE_NAMES:
-        raise UnknownTypeError("message type %d unknown (allowed: 1..10)" % mt)
+        raise UnknownTypeError("message type %d unknown (allowed: 1..11)" % mt)
     end = n - CRC_LEN
     key = _key_for(auth, device_id)
     if flags & FLAG_AUTH:
@@ -309,6 +310,8 @@ def decode(data, auth=None, replay=None):
     elif key is not None:
         raise AuthError("unsigned frame from device %d, which has a key: signing required"
                         % device_id)
+    elif mt == CHALLENGE:
+        raise AuthError("unsigned CHALLENGE: a CHALLENGE is always signed")
     if seq_hi >= 0x4000 or off_hi >= 0x4000:
         raise FieldError("seq and time_off must be < 2^30")
     if boot_id == 0:

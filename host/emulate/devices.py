@@ -185,7 +185,7 @@ class Flooder(threading.Thread):
                  "lag_samples": 10, "adc_bits": 12, "sum_shift": 0, "pow_bits": 16,
                  "telemetry_every": 1,
                  "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0,
-                 "kairos_decim": 4, "counts_per_unit_q4": 2048}
+                 "kairos_decim": 4, "counts_per_unit_q4": 2048, "nonce": bytes(16)}
         self._send(P.encode(P.HELLO, hello, self.device_id, self.boot_id, seq, auth=self.auth))
         nxt = time.monotonic()
         while not self.stop_event.is_set():

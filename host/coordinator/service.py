@@ -64,7 +64,7 @@ MAX_INBOX = 2048          # queued receive batches; beyond this a link drops (co
 SHED_INBOX = 256          # beyond this a link first sheds the frames of over-budget senders
 MERGE_FRAMES = 16384      # consecutive batches of one link merged up to this many frames
 # status() sections of the parts the composition root may attach, when they are not there
-DETACHED_STATUS = {"http": None, "mqtt": None, "mesh": {"enabled": False}}
+DETACHED_STATUS = {"http": None, "mqtt": None, "mesh": {"enabled": False}, "witnesses": None}
 
 
 class Coordinator:
@@ -155,7 +155,8 @@ class Coordinator:
         """Open the ledger (recalling committed WITNESS keys) and the integration core."""
         cfg = self.cfg
         self.ledger = Ledger(cfg.ledger_path(), checkpoint_every=cfg.ledger.checkpoint_every or None,
-                             group_commit_ms=cfg.ledger.group_commit_ms, synchronous=cfg.ledger.synchronous)
+                             group_commit_ms=cfg.ledger.group_commit_ms, synchronous=cfg.ledger.synchronous,
+                             key_dir=cfg.ledger.key_dir)
         self.witness.recall(self.ledger)
         if integration:
             self.core = Integration(cfg, self.master, ledger_submit=self.submit)

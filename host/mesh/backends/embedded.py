@@ -16,6 +16,7 @@ from becomingone.ledger import checkpoint as ckpt
 from becomingone.mesh.aggregate import VersionedAggregate
 from becomingone.mesh.antientropy import AntiEntropy
 from becomingone.mesh.backends.base import MeshBackend
+from becomingone.mesh.cosign import MeshCosigning
 from becomingone.mesh.heads import HeadTracker
 from becomingone.mesh.replica import ReplicaStore
 from becomingone.mesh.replication import Replicator
@@ -42,12 +43,16 @@ class MeshNode(MeshBackend):
         self.rng = rng or random.Random()
         self.trust = dict(trust)
         self.trust_dir, self.pin, self.fanout = trust_dir, pin, fanout
-        key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(ledger.path)))
+        key, _pub = ledger.signing_key()
         self.trust[cell] = (ledger.origin, _pub)
         self.agg = VersionedAggregate(cell, signing_key=key, keys={c: p for c, (_o, p) in self.trust.items()},
                                       ttl=max(5.0, 10 * interval))
         self.store = ReplicaStore(replicas, {o: p for c, (o, p) in self.trust.items() if c != cell})
         self.heads = HeadTracker(heads_path or os.path.join(replicas, "heads.json"), self.store)
+        # each cell witnesses its peers' checkpoints and has its own cosigned (host/mesh/cosign.py)
+        self.cosign = MeshCosigning(cell, ledger, key, os.path.join(replicas, "witness"),
+                                    {c: (o, p) for c, (o, p) in self.trust.items()},
+                                    every=max(5.0, 10 * interval))
         # one kept TLS connection per peer, shared by SWIM, anti-entropy and replication
         self.pool = ConnectionPool(tls, cell)
         self.swim = SwimNode(tls, cell, host, port, seeds=seeds, interval=interval, timeout=timeout,
@@ -82,6 +87,7 @@ class MeshNode(MeshBackend):
         self.trust[cell] = (origin, pub)
         self.agg.keys[cell] = pub
         self.store.keys[origin] = pub
+        self.cosign.trust(cell, origin, pub)
         if self.trust_dir:
             write_trust_entry(self.trust_dir, cell, origin, pub_pem)
 
@@ -121,6 +127,8 @@ class MeshNode(MeshBackend):
             return await self.ae.handle(peer, payload)
         if isinstance(msg, dict) and msg.get("op") in ("heads", "entries", "checkpoint", "consistency"):
             return await self.rep.handle(peer, payload)
+        if isinstance(msg, dict) and msg.get("op") == "add-checkpoint":
+            return await self.cosign.handle(msg)
         if isinstance(msg, dict) and msg.get("op") == "identity":
             return json.dumps({"cell": self.cell, "origin": self.ledger.origin,
                                "public_key_pem": self.ledger.public_key_pem()}).encode("ascii")
@@ -151,6 +159,19 @@ class MeshNode(MeshBackend):
             await self.ae.exchange(peer)
             rep = await self.rep.pull(peer)
             self.alerts += rep["alerts"]
+            await self.cosign.period(peer[2], self._requester(peer))
+
+    def _requester(self, peer):
+        host, port, name = peer
+
+        async def request(payload):
+            conn = await asyncio.wait_for(self.pool.connect(host, port, expect=name,
+                                                            timeout=self.io_timeout), self.io_timeout)
+            try:
+                return await asyncio.wait_for(conn.request(payload), self.io_timeout)
+            finally:
+                await conn.close()            # back to the pool
+        return request
 
     def alive_count(self):
         """Cells not declared dead (alive or suspect), this one included."""
@@ -179,6 +200,7 @@ class MeshNode(MeshBackend):
                 "heads": {c: self.heads.size(o) for c, (o, _p) in self.trust.items()
                           if c != self.cell and not self.replicates(o)},
                 "alerts": len(self.alerts), "refused_values": self.agg.refused,
+                "cosigning": self.cosign.status(),
                 "exchange_failures": self.ae.failures, "last_error": self.ae.last_error}
 
     async def close(self):

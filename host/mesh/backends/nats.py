@@ -288,7 +288,7 @@ class NatsMesh(MeshBackend):
     async def start(self):
         write_trust(self.trust_dir, self.cell, self.ledger)
         self.trust = load_trust(self.trust_dir)
-        key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(self.ledger.path)))
+        key, _pub = self.ledger.signing_key()
         self.agg = VersionedAggregate(self.cell, signing_key=key,
                                       keys={c: p for c, (_o, p) in self.trust.items()},
                                       ttl=max(5.0, 10 * self.interval))

@@ -4,10 +4,10 @@ parsing code does not stay in the heap of a running device."""
 from boards.emulator import (Hardware, Plant, PlantPwm, SyntheticMachine, FileSensor, NAME,
                              LIMITS, DEFAULT_FS, ADC_BITS, COUNTS_PER_UNIT, SETPOINT, MAX_FAULTS)
 
-KINDS = {"noise": 1, "stuck": 2, "spike": 3, "drift": 4, "spikes": 5, "impact": 6,
-         "fdrift": 7, "dead": 8, "incoherent": 9, "disturb": 10, "load": 11}
-_NEEDS_DUR = ("noise", "stuck", "drift", "spikes", "impact", "fdrift", "dead", "incoherent",
-              "disturb", "load")
+# fault kinds in code order (code = position + 1, boards/emulator.py SyntheticMachine); one
+# string split at run time, so the words are not interned (a board's qstr pool is heap); every
+# kind but spike needs +DUR
+KINDS = "noise stuck spike drift spikes impact fdrift dead incoherent disturb load".split()
 
 
 def parse_faults(spec):
@@ -40,9 +40,9 @@ def parse_faults(spec):
             raise ValueError("fault %r: START, DUR and AMP are whole numbers" % part)
         if start < 0 or dur < 0 or not 0 <= amp <= 100000:
             raise ValueError("fault %r: START, DUR >= 0 ms and 0 <= AMP <= 100000" % part)
-        if kind in _NEEDS_DUR and dur == 0:
+        if kind != "spike" and dur == 0:
             raise ValueError("fault %r: %s needs +DUR (ms)" % (part, kind))
-        out.append((KINDS[kind], start, dur, amp))
+        out.append((KINDS.index(kind) + 1, start, dur, amp))
     if len(out) > MAX_FAULTS:
         raise ValueError("at most %d faults, got %d" % (MAX_FAULTS, len(out)))
     return out

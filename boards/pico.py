@@ -1,23 +1,30 @@
 """Board ``pico``: Raspberry Pi Pico (RP2040) on MicroPython.
 
-Pins: sensor on ADC0 = GP26 (12-bit, read_u16() >> 4), PWM out on GP15 (20 kHz), LED on GP25,
-UART0 on GP0 (TX) / GP1 (RX) for ``--link uart:0``.  Transport: USB CDC serial (binary
-stdin/stdout, ``micropython.kbd_intr(-1)``) by default, or UART.
+Pins: sensor on ADC0 = GP26 (12-bit), PWM out on GP15 (20 kHz), LED on GP25, UART0 on GP0 (TX) /
+GP1 (RX) for ``--link uart:0``.  Transport: USB CDC serial (binary stdin/stdout,
+``micropython.kbd_intr(-1)``) by default, or UART.
 Limits (LIMITS, the one definition; HELLO sends f_s, spb_max and period_min_us, and the host and
-the device check every CONFIG against them, device/config_rules.py): f_s 1..10000 Hz (default
-1000), at most ``spb_max`` = 32 samples per beat, so a beat period of at most
-(32 - 1) / f_s (31 ms at 1 kHz; at 10 kHz 3.1 ms: the default 4.21 ms beat is refused there),
+the device check every CONFIG against them, device/config_rules.py): f_s up to 24 kHz (default
+12 kHz, a vibration sensor's rate; the DMA sampler needs 48 MHz / f_s whole), at most
+``spb_max`` = 255 samples per beat, so a beat period of at most (255 - 1) / f_s (21 ms at 12 kHz),
 periods from 500 us; watchdog max 8388 ms; 264 KB RAM (~190 KB heap): deploy .mpy files.
-Sampling: ``machine.Timer(hard=True)`` at f_s reads the ADC in the timer's hard interrupt on
-core 0 (device/hw/rp2_sampler.py says why not a soft timer, the second core or DMA).
+Sensor scale: 128 counts per g (a +-16 g accelerometer front end on the 12-bit ADC), sent in
+HELLO; the shipped threat model reads the vibration level in g.
+Sampling (``sampler=``): "dma" (default) the ADC free-running at f_s into a ring by DMA, no CPU
+per sample (device/hw/rp2_dma_sampler.py); "timer" a hard-IRQ timer reading the ADC (37 us per
+sample on the chip: 1 kHz-class rates only, device/hw/rp2_sampler.py); "soft" a soft-IRQ timer
+(for comparison).
 The watchdog is started here, by ``build()``, before anything that can wait (Wi-Fi on a Pico W).
 QUARANTINE persists in the watchdog scratch registers and the file ``/latch`` (device/latch.py).
+gc.mem_alloc()/gc.mem_free() walk the heap on the chip (~9 ms each): the beat never measures its
+own allocation here (``alloc_every`` 0); the RP2040 lane measures it from outside.
 Nothing touches hardware until ``build()`` is called; ``machine`` can be injected (tests)."""
 NAME = "pico"
 PINS = {"adc": 26, "pwm": 15, "led": 25, "uart0_tx": 0, "uart0_rx": 1}
 TRANSPORTS = ("serial", "uart", "none")
-LIMITS = {"adc_bits": 12, "f_s_default": 1000, "f_s_max": 10000, "spb_max": 32,
+LIMITS = {"adc_bits": 12, "f_s_default": 12000, "f_s_max": 24000, "spb_max": 255,
           "period_min_us": 500, "pwm_bits": 16, "wdt_max_ms": 8388}
+COUNTS_PER_UNIT = 128.0            # counts per g: a +-16 g front end on the 12-bit ADC
 PWM_FREQ = 20000
 STATE_DIR = "/"
 
@@ -26,22 +33,23 @@ class Hardware:
     pass
 
 
-def build(clock, f_s=1000, safe_duty=0, sampler="timer", wdt_ms=8388, machine=None, pins=None,
+def build(clock, f_s=12000, safe_duty=0, sampler="dma", wdt_ms=8388, machine=None, pins=None,
           led_pin=None, state_dir=None, **_):
-    from device.hw.rp2_sampler import TimerSampler
     from device.hw.outputs import PwmOut, Led, Watchdog
     if machine is None:
         import machine
     if not 1 <= f_s <= LIMITS["f_s_max"]:
         raise ValueError("pico f_s must be 1..%d Hz, got %r" % (LIMITS["f_s_max"], f_s))
-    if sampler not in ("timer", "soft"):
-        raise ValueError("pico sampler must be 'timer' (hard IRQ) or 'soft' (soft IRQ, for "
-                         "comparison), got %r" % (sampler,))
+    if sampler not in ("dma", "timer", "soft"):
+        raise ValueError("pico sampler must be 'dma' (the ADC into a DMA ring), 'timer' (hard "
+                         "IRQ) or 'soft' (soft IRQ, for comparison), got %r" % (sampler,))
     pins = pins or PINS
     hw = Hardware()
     hw.name = NAME
     hw.board_id = b"pico"
     hw.adc_bits = 12
+    hw.counts_per_unit = COUNTS_PER_UNIT
+    hw.alloc_every = 0                # gc.mem_alloc() walks the heap: ~9 ms on the chip
     hw.f_s = f_s
     hw.limits = LIMITS
     hw.clock = clock
@@ -51,8 +59,13 @@ def build(clock, f_s=1000, safe_duty=0, sampler="timer", wdt_ms=8388, machine=No
     hw.led = Led(machine.Pin(led_pin if led_pin is not None else pins["led"], machine.Pin.OUT))
     hw.watchdog = Watchdog(machine.WDT, wdt_ms, machine)
     hw.has_wdt = True
-    adc = machine.ADC(machine.Pin(pins["adc"]))
-    hw.sampler = TimerSampler(adc, f_s, machine.Timer(-1), hard=sampler == "timer")
+    if sampler == "dma":
+        from device.hw.rp2_dma_sampler import DmaSampler
+        hw.sampler = DmaSampler(pins["adc"], f_s)
+    else:
+        from device.hw.rp2_sampler import TimerSampler
+        adc = machine.ADC(machine.Pin(pins["adc"]))
+        hw.sampler = TimerSampler(adc, f_s, machine.Timer(-1), hard=sampler == "timer")
     hw.dual_core = False
     hw.default_link = "serial"
     hw.state_dir = STATE_DIR if state_dir is None else state_dir

@@ -92,7 +92,7 @@ class WifiKeeper:
             self._backoff = min(60000, self._backoff * 2)
 
 
-def build(clock, f_s=1000, safe_duty=0, sampler="timer", wdt_ms=8388, machine=None,
+def build(clock, f_s=12000, safe_duty=0, sampler="dma", wdt_ms=8388, machine=None,
           wifi="", network=None, wifi_timeout_ms=20000, **kw):
     hw = pico.build(clock, f_s=f_s, safe_duty=safe_duty, sampler=sampler, wdt_ms=wdt_ms,
                     machine=machine, pins=PINS, **kw)        # the watchdog runs from here on

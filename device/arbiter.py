@@ -31,7 +31,7 @@ threat = sigmoid(0.12 * anoms) is set_seed_model(0.12, 0.0): 5 anomalies -> 4231
 
 Public API
 ----------
-NOOP 0, APPLY_BALANCE 1, APPLY_OPTIMIZE 2, ALERT 3, QUARANTINE 4; NAMES
+decisions are shared/protocol_codes.py DECISION_* (NOOP 0 .. QUARANTINE 4)
 Arbiter(model=None, period_s=0.004211, a_max=1024, genome=(0.25, 0.25, 0.15, 0.35),
         quarantine=0.85, alert=0.60, balance_stability=0.25, balance_repair=0.1,
         optimize_gain=0.1, relax_k=8)
@@ -42,9 +42,10 @@ Arbiter(model=None, period_s=0.004211, a_max=1024, genome=(0.25, 0.25, 0.15, 0.3
     .model() -> (bias, w_level, w_kurt, w_crest, w_anoms)   floats as quantised
     .set_thresholds(quarantine=None, alert=None), .set_period(s), .set_genome(R, B, E, O)
     .threat_q16(anoms, level=..., kurt=0, crest=0) -> int   model threat (tests, host)
-    results (Q16 ints): .threat .decision .R .B .E .O; the others by word:
-                        .value(URGENCY | REPAIR | CONSERVE | STABILITY | GAIN (= expected_gain
-                        = opt_gain) | THREAT_MODEL | ANOMS | DO | Z | T_THREAT)
+    results (Q16 ints): .threat .decision .R .B .E .O; the others by name:
+                        .value("urgency" | "repair" | "conserve" | "stability" | "gain" (=
+                        expected_gain = opt_gain) | "threat_model" | "anoms" | "dO" | "z" |
+                        "t_threat")
 mul16(a, b), normalise4(r, b, e, o), sigmoid_q16(z_q12)
 step(st, level, kurt, crest, anoms, err, ext), recal(st, exp_table, out, relax)   the kernels on
     an Arbiter's .st (the beat calls step directly: a method call costs ~15 us on the Pico)
@@ -61,26 +62,26 @@ except ImportError:
 from device.pid import genomic_pid
 from shared.vibration import LEVEL_NONE
 
-NOOP = const(0)
-APPLY_BALANCE = const(1)
-APPLY_OPTIMIZE = const(2)
-ALERT = const(3)
-QUARANTINE = const(4)
-NAMES = ("NOOP", "APPLY_BALANCE", "APPLY_OPTIMIZE", "ALERT", "QUARANTINE")
+# the decisions: shared/protocol_codes.py DECISION_* (folded here for the viper kernel)
+_NOOP = const(0)
+_APPLY_BALANCE = const(1)
+_APPLY_OPTIMIZE = const(2)
+_ALERT = const(3)
+_QUARANTINE = const(4)
 
-Q16_MAX = const(65535)
+_Q16_MAX = const(65535)
 ONE = const(65536)
-URGENCY_MAX = const(58982)      # 0.9
-GAIN_MAX = const(32768)         # 0.5
-GAIN_PER_O = const(7864)        # 0.12
-E_GAIN = const(9830)            # 0.15
-E_LOW = const(6554)             # 0.10 (threat <= 0.5)
-E_MIN = const(3277)             # 0.05
-E_MAX = const(19661)            # 0.30
-O_MIN = const(6554)             # 0.1
-O_MAX = const(58982)            # 0.9
+_URGENCY_MAX = const(58982)      # 0.9
+_GAIN_MAX = const(32768)         # 0.5
+_GAIN_PER_O = const(7864)        # 0.12
+_E_GAIN = const(9830)            # 0.15
+_E_LOW = const(6554)             # 0.10 (threat <= 0.5)
+_E_MIN = const(3277)             # 0.05
+_E_MAX = const(19661)            # 0.30
+_O_MIN = const(6554)             # 0.1
+_O_MAX = const(58982)            # 0.9
 HALF = const(32768)             # threat 0.5
-EXP_LEN = const(600)            # exp(-t/50) table length: round(65536*exp(-600/50)) = 0
+_EXP_LEN = const(600)            # exp(-t/50) table length: round(65536*exp(-600/50)) = 0
 Z_LIM = const(49151)            # |z| <= 12 - 2^-12 (Q12): sigmoid(12) rounds to 1.0 in Q16
 
 # state words (array('i'), all stored >= 0; signed ones + _B)
@@ -119,22 +120,11 @@ _DO = const(30)       # dO + _B
 _Z = const(31)        # z + _B
 _CAPM = const(32)     # cap on the model's threat (below QUARANTINE while the window fills)
 _NST = const(33)
-THREAT = const(_THREAT)
-THREAT_MODEL = const(_THM)
-URGENCY = const(_URG)
-REPAIR = const(_REP)
-CONSERVE = const(_CONS)
-STABILITY = const(_STAB)
-GAIN = const(_GAIN)
-ANOMS = const(_ANOMS)
-DO = const(_DO)
-Z = const(_Z)
-T_THREAT = const(_TT)
 
 
 def q16(x):
     v = int(round(x * 65536.0))
-    return 0 if v < 0 else (Q16_MAX if v > Q16_MAX else v)
+    return 0 if v < 0 else (_Q16_MAX if v > _Q16_MAX else v)
 
 
 def _sig_table():
@@ -155,8 +145,8 @@ _SIG = _sig_table()
 
 
 def _exp_table():
-    ex = array.array("H", bytes(2 * EXP_LEN))
-    for t in range(EXP_LEN):
+    ex = array.array("H", bytes(2 * _EXP_LEN))
+    for t in range(_EXP_LEN):
         ex[t] = q16(math.exp(-t / 50.0))
     return ex
 
@@ -251,12 +241,12 @@ def step(st, level: int, kurt: int, crest: int, anoms: int, err: int, ext: int) 
         tm = cap
     s[_THM] = tm
     th = tm if tm > ext else ext
-    if th > Q16_MAX:
-        th = Q16_MAX
+    if th > _Q16_MAX:
+        th = _Q16_MAX
     s[_THREAT] = th
     u = (a << 16) // 100
-    if u > URGENCY_MAX:
-        u = URGENCY_MAX
+    if u > _URGENCY_MAX:
+        u = _URGENCY_MAX
     s[_URG] = u
     rep = int(mul16(int(s[_R]), u))
     s[_REP] = rep
@@ -265,23 +255,23 @@ def step(st, level: int, kurt: int, crest: int, anoms: int, err: int, ext: int) 
         c = ONE
     s[_CONS] = c
     stb = int(mul16(int(s[_BB]), c)) << 2
-    if stb > Q16_MAX:
-        stb = Q16_MAX
+    if stb > _Q16_MAX:
+        stb = _Q16_MAX
     s[_STAB] = stb
-    g = (int(s[_O]) * GAIN_PER_O + HALF) >> 16
-    if g > GAIN_MAX:
-        g = GAIN_MAX
+    g = (int(s[_O]) * _GAIN_PER_O + HALF) >> 16
+    if g > _GAIN_MAX:
+        g = _GAIN_MAX
     s[_GAIN] = g
     if th >= int(s[_QTH]):
-        d = QUARANTINE
+        d = _QUARANTINE
     elif th >= int(s[_ATH]):
-        d = ALERT
+        d = _ALERT
     elif stb > int(s[_STH]) and rep < int(s[_RTH]):
-        d = APPLY_BALANCE
+        d = _APPLY_BALANCE
     elif g > int(s[_GTH]):
-        d = APPLY_OPTIMIZE
+        d = _APPLY_OPTIMIZE
     else:
-        d = NOOP
+        d = _NOOP
     s[_DEC] = d
     return d
 
@@ -292,29 +282,29 @@ def recal(st, ex, out: int, relax: int) -> int:
     x = ptr16(ex)
     s[_DO] = _B - out
     o = int(s[_O]) - out
-    if o < O_MIN:
-        o = O_MIN
-    elif o > O_MAX:
-        o = O_MAX
+    if o < _O_MIN:
+        o = _O_MIN
+    elif o > _O_MAX:
+        o = _O_MAX
     th = int(s[_THREAT])
     if th > HALF:
         t = int(s[_TT])            # t_threat + 1 of the previous beat (0: was not above)
-        if t >= EXP_LEN:
-            t = EXP_LEN
+        if t >= _EXP_LEN:
+            t = _EXP_LEN
         s[_TT] = t + 1
         f = ONE - (o * 10) // 3
         if f <= 0:
-            e = E_MIN
+            e = _E_MIN
         else:
-            xt = int(x[t]) if t < EXP_LEN else 0
-            e = int(mul16(int(mul16(int(mul16(E_GAIN, th)), xt)), f))
-            if e < E_MIN:
-                e = E_MIN
-            elif e > E_MAX:
-                e = E_MAX
+            xt = int(x[t]) if t < _EXP_LEN else 0
+            e = int(mul16(int(mul16(int(mul16(_E_GAIN, th)), xt)), f))
+            if e < _E_MIN:
+                e = _E_MIN
+            elif e > _E_MAX:
+                e = _E_MAX
     else:
         s[_TT] = 0
-        e = E_LOW
+        e = _E_LOW
     r = int(s[_R])
     b = int(s[_BB])
     t = r + b + e + o
@@ -376,7 +366,7 @@ class Arbiter:
         s[_GTH] = q16(optimize_gain)
         s[_DO] = _B
         s[_Z] = _B
-        s[_CAPM] = Q16_MAX
+        s[_CAPM] = _Q16_MAX
         self.exp = _exp_table()      # exp(-t/50) in Q16 (recal's table)
         if model is None:
             from device.model_default import MODEL
@@ -422,7 +412,7 @@ class Arbiter:
         """While ``hold``, the model's threat stays below the QUARANTINE threshold (the feature
         window is still filling: a few beats of samples are no grounds to stop a machine);
         ALERT and the health threat (a dead or stuck sensor) are unaffected."""
-        self.st[_CAPM] = (self.st[_QTH] - 1) if hold else Q16_MAX
+        self.st[_CAPM] = (self.st[_QTH] - 1) if hold else _Q16_MAX
 
     def set_thresholds(self, quarantine=None, alert=None):
         s = self.st
@@ -497,12 +487,17 @@ class Arbiter:
     def O(self):
         return self.st[_O]
 
-    def value(self, word):
-        """One result word: THREAT_MODEL, URGENCY, REPAIR, CONSERVE, STABILITY, GAIN, ANOMS
-        (Q16 or counts as stored); DO and Z are stored + 2^29, T_THREAT as t + 1."""
+    def value(self, name):
+        """One result word by name: "threat", "threat_model", "urgency", "repair", "conserve",
+        "stability", "gain" (= expected_gain = opt_gain), "anoms" (Q16 or counts as stored),
+        "dO", "z" (signed), "t_threat" (beats above 0.5; -1 when not). Tests and reports: the
+        names are one string, split when asked, so they are not interned on a board."""
+        names = "threat threat_model urgency repair conserve stability gain anoms dO z t_threat"
+        i = names.split().index(name)
+        word = (_THREAT, _THM, _URG, _REP, _CONS, _STAB, _GAIN, _ANOMS, _DO, _Z, _TT)[i]
         v = self.st[word]
-        if word == DO or word == Z:
+        if word == _DO or word == _Z:
             return v - _B
-        if word == T_THREAT:
+        if word == _TT:
             return v - 1
         return v

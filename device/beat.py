@@ -18,11 +18,11 @@ then ``idle()`` until the next deadline:
   9. host frames (device/hostframes.py), a controlled GC when the heap runs low, proof-of-work
      slices for pending witness records, witness (re)sends, HEARTBEAT; a slice is only started when
      its measured cost fits before the deadline with a margin, so mining never makes a beat late;
-     then sleep (and spin the last ``spin_us``) until the deadline.
+     then sleep (and spin the last ``_SPIN_US``) until the deadline.
 
 Steps 1-8 allocate nothing on MicroPython in the steady state (measured around step() with
 ``gc.mem_alloc`` every ``alloc_every`` beats and reported as ``alloc_bytes_per_beat``).  Idle work that allocates (mining,
-host frames) only runs while the heap has ``gc_low`` bytes free, and the beat collects in idle
+host frames) only runs while the heap has ``_GC_LOW`` bytes free, and the beat collects in idle
 time (when the measured collection time fits) below that, so the automatic GC (left enabled as
 a safety net) does not run inside a beat.
 """
@@ -40,7 +40,8 @@ from array import array
 from device.clock import DeviceTime, Deadline, tdiff, MASK, beat_tick, NOW_MS, INTERVAL, SKIPPED
 from device.lateness import LatenessHistogram, record as record_lateness
 from device.witness_queue import WitnessQueue
-from shared import protocol as P
+from shared import protocol_codes as C
+from shared.wire_format import WITNESS_RECORD_FMT
 from shared.compat import micropython  # noqa: F401
 from shared.frame_encoder import witness_record_into
 from shared.kairos import PART_RE, PART_IM, PART_E0, PART_EL, PART_N, KBIAS, COLLAPSED
@@ -80,6 +81,17 @@ _HAS_MEM = hasattr(gc, "mem_alloc")
 _NDEC = const(5)
 _WARMUP = const(20)
 _SAT = const(0x3FFFFFFF)      # counters saturate here: small ints on a Pico, no overflow on a Pi
+# idle-time tuning (folded constants: no heap)
+_REPEAT_BEATS = const(14250)  # the same non-NOOP decision re-witnessed after ~1 min of beats
+_SPIN_US = const(150)         # busy-wait the last microseconds before a deadline
+_SLICE_HASHES = const(64)     # proof-of-work hashes per slice (bounded)
+_MINE_MARGIN_US = const(800)  # mining stops this much earlier still: the process then sleeps
+#                               before each deadline (an OS scheduler wakes a sleeper sooner than
+#                               a process that used its time slice)
+_MARGIN_US = const(200)       # idle work must end this long before the deadline
+_GC_LOW = const(12288)        # collect in idle time below this many free bytes
+_LEARN_LAGS = const(16)       # lags per lag-search slice (device/lag.py)
+_LEARN_US = const(600)        # idle time a lag-search slice needs
 
 
 def _mem_alloc():
@@ -94,21 +106,10 @@ class Settings:
         self.batch_beats = 1          # records per TELEMETRY frame (1 = no BATCH flag)
         self.heartbeat_every = 0      # beats between HEARTBEATs (0 = about once a second)
         self.pow_bits = 16
-        self.output_safe = 0          # PWM duty in QUARANTINE (0..65535)
-        self.witness_repeat_beats = 0  # same decision re-witnessed after N beats (0 = 1 min)
-        self.spin_us = 150            # busy-wait the last microseconds before a deadline
-        self.slice_hashes = 64        # proof-of-work hashes per slice (bounded)
-        self.mine_margin_us = 800     # mining stops this much earlier still: the process then
-        #                               sleeps before each deadline (an OS scheduler wakes a
-        #                               sleeper sooner than a process that used its time slice)
-        self.margin_us = 200          # idle work must end this long before the deadline
-        self.gc_low = 12 * 1024       # collect in idle time below this many free bytes
         self.link_timeout_ms = 3000   # no host frame for this long: the link is down
         # measure the allocation of one beat in alloc_every (0 = never): gc.mem_alloc() scans
-        # the heap (milliseconds on a Pico), so a board measures rarely
+        # the heap (milliseconds on a Pico: boards/pico.py sets 0, its lane measures instead)
         self.alloc_every = 1
-        self.learn_lags = 16          # lags per lag-search slice (device/lag.py)
-        self.learn_us = 600           # idle time a lag-search slice needs
 
 
 class Beat:
@@ -127,9 +128,9 @@ class Beat:
         self.time = DeviceTime(self.clock)
         self.queue = WitnessQueue(capacity=8, rec_max=24)
         self.lateness = LatenessHistogram()
-        self.samples = array("H", [0] * maths.max_samples())
+        self.samples = array("H", bytes(2 * maths.max_samples()))
         self.beat = 0
-        self.decisions = array("i", [0] * _NDEC)
+        self.decisions = array("i", bytes(4 * _NDEC))
         self.collapses = 0
         self.quarantined = False
         self.collapse_prev = False
@@ -162,10 +163,10 @@ class Beat:
         self.mined_late = 0
         self.pwm_duty = 0
         self.deadline = None
-        self._ring = getattr(hw.sampler, "ring", None)
-        self._ovr_seen = 0
+        self._ovr_seen = 0            # the sampler's lost() at the last beat
         self.tel_due = False          # a TELEMETRY record is ready: sent first thing in idle
         self.tel_beat = 0
+        self.tel_state = 0
         self.lag_changes = 0
         self.latch = None             # device/latch.py (set by runner.build)
         self.crashed = None           # the ERROR text of an exception that escaped the beat
@@ -185,9 +186,9 @@ class Beat:
             self.hw.led.set(1)
         self.send_hello()
         lt = self.latch
-        self.witness(P.WITNESS_BOOT, 0, lt.cause if lt is not None else 0)
+        self.witness(C.WITNESS_BOOT, 0, lt.cause if lt is not None else 0)
         if self.quarantined:
-            self.witness(P.WITNESS_DECISION, P.DECISION_QUARANTINE, self.pwm_duty)
+            self.witness(C.WITNESS_DECISION, C.DECISION_QUARANTINE, self.pwm_duty)
 
     # ------------------------------------------------------------------ the beat
     def step(self):
@@ -203,12 +204,9 @@ class Beat:
         smp.poll(t)
         n = smp.drain(self.samples)
         m = self.m
-        r = self._ring
-        ovr = 0
-        if r is not None:
-            o = r.overruns
-            ovr = o - self._ovr_seen
-            self._ovr_seen = o
+        o = smp.lost()                # samples lost this beat: a sensor-health event
+        ovr = o - self._ovr_seen
+        self._ovr_seen = o
         # 3.-5. features, KAIROS (Emissary), sensor and coherence health, cores, decision;
         # the actuator PID (6) unless QUARANTINE is latched; 7. recalibrate (genomic PID on
         # the measured beat interval): one call
@@ -220,7 +218,7 @@ class Beat:
         if self.decisions[decision] < _SAT:
             self.decisions[decision] += 1
         # 6. act
-        entered = decision == P.DECISION_QUARANTINE and not quar
+        entered = decision == C.DECISION_QUARANTINE and not quar
         hw = self.hw
         if entered:
             self.quarantined = True
@@ -234,7 +232,7 @@ class Beat:
         else:
             self.pwm_duty = m.duty
             hw.pwm.write(m.duty)
-            hw.led.set(1 if decision == P.DECISION_ALERT else 0)
+            hw.led.set(1 if decision == C.DECISION_ALERT else 0)
         # 8. emit
         self._telemetry(decision, collapse)
         self._witness_events(decision, collapse, entered)
@@ -256,21 +254,21 @@ class Beat:
     def state_byte(self, decision, collapse):
         s = decision
         if self.quarantined:
-            s |= P.STATE_QUARANTINE_LATCHED
+            s |= C.STATE_QUARANTINE_LATCHED
         if collapse:
-            s |= P.STATE_COLLAPSE
+            s |= C.STATE_COLLAPSE
         return s
 
     def state_bits(self, decision, collapse):
         s = self.state_byte(decision, collapse)
         m = self.m
         if m.locked:
-            s |= P.STATE_LAG_LOCKED
+            s |= C.STATE_LAG_LOCKED
         h = m.health
         if h.sensor_fault:
-            s |= P.STATE_SENSOR_FAULT
+            s |= C.STATE_SENSOR_FAULT
         if h.coherence_lost:
-            s |= P.STATE_COHERENCE_LOST
+            s |= C.STATE_COHERENCE_LOST
         return s
 
     def _telemetry(self, decision, collapse):
@@ -318,22 +316,22 @@ class Beat:
     def _witness_events(self, decision, collapse, entered):
         """Witness policy: a collapse edge; entering QUARANTINE (exactly one record per latch, so
         the queue's "QUARANTINE never dropped" promise holds); while not latched, a change to a
-        non-NOOP decision, or the same non-NOOP decision again after ``witness_repeat_beats``.
+        non-NOOP decision, or the same non-NOOP decision again after _REPEAT_BEATS (~1 min).
         Every beat's decision is in TELEMETRY in any case."""
         if collapse and not self.collapse_prev:
-            self.witness(P.WITNESS_COLLAPSE, decision, self.m.coherence_q16())
+            self.witness(C.WITNESS_COLLAPSE, decision, self.m.coherence_q16())
         if entered:
-            self.witness(P.WITNESS_DECISION, decision, self.pwm_duty)
-        elif decision != P.DECISION_NOOP and not self.quarantined and \
-                decision != P.DECISION_QUARANTINE:
-            rep = self.s.witness_repeat_beats or 14250   # ~1 min at the default 4.21 ms beat
-            if decision != self.last_decision or self.beat - self.last_witness_beat >= rep:
-                self.witness(P.WITNESS_DECISION, decision, self.pwm_duty)
+            self.witness(C.WITNESS_DECISION, decision, self.pwm_duty)
+        elif decision != C.DECISION_NOOP and not self.quarantined and \
+                decision != C.DECISION_QUARANTINE:
+            if decision != self.last_decision or \
+                    self.beat - self.last_witness_beat >= _REPEAT_BEATS:
+                self.witness(C.WITNESS_DECISION, decision, self.pwm_duty)
 
     def witness(self, kind, decision, value):
         """Queue a WITNESS record (mined and sent in idle time).  Returns its id or -1."""
         q = self.queue
-        quar = kind == P.WITNESS_DECISION and decision == P.DECISION_QUARANTINE
+        quar = kind == C.WITNESS_DECISION and decision == C.DECISION_QUARANTINE
         slot = q.alloc(quar)
         if slot < 0:
             return -1
@@ -385,7 +383,7 @@ class Beat:
             rem = tdiff(dl.at, now)
             if rem <= 0:
                 return
-            budget = rem - s.margin_us
+            budget = rem - _MARGIN_US
             if not host_done:
                 host_done = True
                 if self.host is not None and budget > 0:
@@ -399,7 +397,7 @@ class Beat:
             if not learn_done:
                 learn_done = True
                 # a slice of the lag search (~16 lags); a learned lag restarts the stream
-                if budget > s.learn_us and self.m.learn_step(s.learn_lags):
+                if budget > _LEARN_US and self.m.learn_step(_LEARN_LAGS):
                     self.lag_changes += 1
                     self.send_hello()
                 continue
@@ -410,7 +408,7 @@ class Beat:
                     self.beats_since_hb = 0
                     self.send_heartbeat()
                 continue
-            low = _HAS_MEM and gc.mem_free() < s.gc_low
+            low = _HAS_MEM and gc.mem_free() < _GC_LOW
             if low and not gc_done and budget > self.gc_est_us:
                 gc_done = True
                 t0 = clk.ticks()
@@ -428,22 +426,22 @@ class Beat:
                 self.gc_est_us = g - (g >> 3)
             # mining allocates (hash objects): only with heap to spare, so the automatic GC
             # never has to run inside a beat; APPLY_OPTIMIZE (the beat is overloaded) sheds it
-            if self.last_decision == P.DECISION_APPLY_OPTIMIZE:
+            if self.last_decision == C.DECISION_APPLY_OPTIMIZE:
                 low = True
-            if not low and budget - s.mine_margin_us > self.slice_est_us and \
+            if not low and budget - _MINE_MARGIN_US > self.slice_est_us and \
                     self._mine_slice(clk):
                 continue
-            if not low and self.queue.pending() and budget - s.mine_margin_us > 0:
+            if not low and self.queue.pending() and budget - _MINE_MARGIN_US > 0:
                 # a slice that did not fit: decay its estimate (1/16), or one preempted slice
                 # would keep mining out of every later beat
                 e = self.slice_est_us
                 self.slice_est_us = e - (e >> 4)
-            # nothing else to do: sleep, then spin the last spin_us (sleep overshoots)
+            # nothing else to do: sleep, then spin the last _SPIN_US (sleep overshoots)
             if not clk.spin_ok:
                 clk.sleep_us(rem)
                 continue
-            if rem > s.spin_us:
-                clk.sleep_us(rem - s.spin_us)
+            if rem > _SPIN_US:
+                clk.sleep_us(rem - _SPIN_US)
             while tdiff(dl.at, clk.ticks()) > 0:
                 pass
             return
@@ -464,9 +462,9 @@ class Beat:
             # the record's last byte is its pow_bits (shared.protocol WITNESS_RECORD_FMT)
             miner.start(memoryview(rec)[:n], rec[n - 1])
         t0 = clk.ticks()
-        found = miner.step(self.s.slice_hashes)
+        found = miner.step(_SLICE_HASHES)
         cost = tdiff(clk.ticks(), t0)
-        h = self.hashes + self.s.slice_hashes
+        h = self.hashes + _SLICE_HASHES
         self.hashes = h if h < MASK else MASK
         # the estimate follows a rise at once and decays slowly (1/16 per slice)
         est = self.slice_est_us
@@ -498,7 +496,7 @@ class Beat:
         slot = q.due(self.now_ms)
         if slot < 0:
             return
-        f = struct.unpack_from(P.WITNESS_RECORD_FMT, q.rec[slot], 0)
+        f = struct.unpack_from(WITNESS_RECORD_FMT, q.rec[slot], 0)
         nonce = q.nonce_lo[slot] | (q.nonce_hi[slot] << 16)
         tm = self.time
         self.link.send(self.enc.witness(tm.era, tm.off, f[2], f[3], f[4], f[5], f[6], f[7],
@@ -512,7 +510,7 @@ class Beat:
         lt = self.latch
         flags = 0
         if self.quarantined:
-            flags = P.BOOT_LATCHED | (P.BOOT_RESTORED if lt is not None and lt.restored else 0)
+            flags = C.BOOT_LATCHED | (C.BOOT_RESTORED if lt is not None and lt.restored else 0)
         lim = getattr(self.hw, "limits", None) or {}
         v = FW_VERSION
         enc = self.enc
@@ -531,17 +529,17 @@ class Beat:
         enc.auth = a
 
     def capabilities(self):
-        c = P.CAP_POW | P.CAP_BATCH | P.CAP_TIME_SYNC | P.CAP_MODEL | P.CAP_PWM | P.CAP_ADC
+        c = C.CAP_POW | C.CAP_BATCH | C.CAP_TIME_SYNC | C.CAP_MODEL | C.CAP_PWM | C.CAP_ADC
         if self.enc.auth is not None:
-            c |= P.CAP_AUTH
+            c |= C.CAP_AUTH
         if getattr(self.link, "cobs", False):
-            c |= P.CAP_SERIAL
+            c |= C.CAP_SERIAL
         elif self.link.name == "udp":
-            c |= P.CAP_UDP
+            c |= C.CAP_UDP
         if getattr(self.hw, "has_wdt", False):
-            c |= P.CAP_WDT
+            c |= C.CAP_WDT
         if getattr(self.hw, "dual_core", False):
-            c |= P.CAP_DUAL_CORE
+            c |= C.CAP_DUAL_CORE
         return c
 
     def send_heartbeat(self):
@@ -558,8 +556,7 @@ class Beat:
 
     def samples_lost(self):
         """Samples the sampler lost since boot (ring overruns + missed instants), < 2^30."""
-        f = getattr(self.hw.sampler, "lost", None)
-        return f() if f is not None else 0
+        return self.hw.sampler.lost()
 
     # ------------------------------------------------------------------ run / report
     def run(self, beats):
@@ -602,40 +599,3 @@ class Beat:
             self.alloc_beats += 1
             if d > self.alloc_max:
                 self.alloc_max = d
-
-    def alloc_per_beat(self):
-        """Mean bytes allocated by steps 1-8 over the steady beats (None on CPython)."""
-        if not _HAS_MEM or self.alloc_beats == 0:
-            return None
-        return self.alloc_total // self.alloc_beats if self.alloc_total % self.alloc_beats == 0 \
-            else self.alloc_total / self.alloc_beats
-
-    def report(self):
-        lt = self.lateness
-        dec = {}
-        for i in range(_NDEC):
-            dec[P.DECISION_NAMES[i]] = self.decisions[i]
-        q = self.queue
-        r = {
-            "beats": self.beat,
-            "period_us": self.deadline.period_us if self.deadline else 0,
-            "lateness_us": {"p50": lt.percentile(50), "p99": lt.percentile(99),
-                            "max": lt.max_us},
-            "skipped_beats": self.skipped,
-            "samples_lost": self.samples_lost(),
-            "decisions": dec,
-            "collapses": self.collapses,
-            "quarantined": self.quarantined,
-            "crashed": self.crashed.decode() if self.crashed else None,
-            "heap_free": gc.mem_free() if _HAS_MEM else None,
-            "alloc_bytes_per_beat": self.alloc_per_beat(),
-            "alloc_bytes_max_beat": self.alloc_max if _HAS_MEM else None,
-            "gc_in_beat": self.gc_in_beat,
-            "gc_idle_runs": self.gc_runs,
-            "witness": {"pushed": q.pushed, "mined": self.records_mined, "acked": q.acked,
-                        "resent": q.resent, "dropped": q.dropped, "pending": q.pending()},
-            "pow_hashes": self.hashes,
-            "link": {"name": self.link.name, "tx_frames": self.link.tx_frames,
-                     "rx_frames": self.link.rx_frames, "send_errors": self.link.send_errors},
-        }
-        return r

@@ -51,32 +51,23 @@ class Options:
     checked = False         # check_board ran
 
 
-# flag -> (attribute, type, lo, hi) ; type "s" string, "i" int, "f" float
+# attribute -> (type, lo, hi); the flag is "--" + the attribute with "-" for "_" (derived, so
+# the flags are not interned strings: a board's qstr pool is heap); type "s" string, "i" int,
+# "f" float
 _FLAGS = {
-    "--board": ("board", "s", None, None),
-    "--beats": ("beats", "i", 0, 0x3FFFFFFF),
-    "--link": ("link", "s", None, None),
-    "--device-id": ("device_id", "i", 1, 65535),
-    "--boot-id": ("boot_id", "i", 1, 65535),
-    "--key-file": ("key_file", "s", None, None),
-    "--seed": ("seed", "i", 0, 0x3FFFFFFF),
-    "--faults": ("faults", "s", None, None),
-    "--fs": ("fs", "i", 0, 100000),
-    "--telemetry-every": ("telemetry_every", "i", 1, 255),
-    "--batch": ("batch", "i", 1, 5),
-    "--pow-bits": ("pow_bits", "i", 0, 28),
-    "--pulse-k": ("pulse_k", "f", None, None),
-    "--pulse-p": ("pulse_p", "f", None, None),
-    "--lag": ("lag", "i", 0, 1000),
-    "--omega": ("omega", "f", None, None),
-    "--clock": ("clock", "s", None, None),
-    "--wifi": ("wifi", "s", None, None),
-    "--signal": ("signal", "s", None, None),
-    "--sensor-file": ("sensor_file", "s", None, None),
-    "--model": ("model", "s", None, None),
-    "--state-dir": ("state_dir", "s", None, None),
-    "--act-start": ("act_start", "f", None, None),
+    "board": ("s", None, None), "beats": ("i", 0, 0x3FFFFFFF), "link": ("s", None, None),
+    "device_id": ("i", 1, 65535), "boot_id": ("i", 1, 65535), "key_file": ("s", None, None),
+    "seed": ("i", 0, 0x3FFFFFFF), "faults": ("s", None, None), "fs": ("i", 0, 100000),
+    "telemetry_every": ("i", 1, 255), "batch": ("i", 1, 5), "pow_bits": ("i", 0, 28),
+    "pulse_k": ("f", None, None), "pulse_p": ("f", None, None), "lag": ("i", 0, 1000),
+    "omega": ("f", None, None), "clock": ("s", None, None), "wifi": ("s", None, None),
+    "signal": ("s", None, None), "sensor_file": ("s", None, None), "model": ("s", None, None),
+    "state_dir": ("s", None, None), "act_start": ("f", None, None),
 }
+
+
+def _flag(attr):
+    return "--" + attr.replace("_", "-")
 
 
 def parse_args(argv):
@@ -87,7 +78,7 @@ def parse_args(argv):
         a = argv[i]
         if a in ("-h", "--help"):
             raise UsageError("usage: main.py " + " ".join(
-                "[%s %s]" % (k, _FLAGS[k][0].upper()) for k in sorted(_FLAGS)) + " [--quiet]")
+                "[%s %s]" % (_flag(k), k.upper()) for k in sorted(_FLAGS)) + " [--quiet]")
         if a == "--quiet":
             o.quiet = True
             i += 1
@@ -95,9 +86,10 @@ def parse_args(argv):
         val = None
         if "=" in a and a.startswith("--"):
             a, val = a.split("=", 1)
-        if a not in _FLAGS:
+        attr = a[2:].replace("-", "_") if a[:2] == "--" else ""
+        if attr not in _FLAGS:
             raise UsageError("unknown option %r (allowed: %s, --quiet)"
-                             % (a, ", ".join(sorted(_FLAGS))))
+                             % (a, ", ".join(_flag(k) for k in sorted(_FLAGS))))
         if val is None:
             if i + 1 >= len(argv):
                 raise UsageError("option %s needs a value" % a)
@@ -105,7 +97,7 @@ def parse_args(argv):
             i += 2
         else:
             i += 1
-        attr, typ, lo, hi = _FLAGS[a]
+        typ, lo, hi = _FLAGS[attr]
         if typ == "i":
             try:
                 v = int(val)

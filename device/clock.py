@@ -120,7 +120,6 @@ _LATE = const(4)
 _SKIP = const(5)
 NOW_MS = const(_NOWMS)
 INTERVAL = const(_IV)
-LATE = const(_LATE)
 SKIPPED = const(_SKIP)
 
 

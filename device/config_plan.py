@@ -12,7 +12,7 @@ are meant to catch everything first), the keys already set are put back to their
 values before the error goes on, so a CONFIG is never half applied.  Config time only, never on
 the beat; no dict of every key (a small heap): values are read one by one (``now``).
 """
-from shared import protocol as P
+from shared import protocol_codes as P
 from device import config_rules as R
 
 
@@ -38,7 +38,7 @@ def now(beat, name):
         if name == "act_manual":
             return m.act_manual_q16 / 65536.0
         if name == "act_p_on_m":
-            return 1 if a._pom else 0
+            return 1 if a.p_on_measurement else 0
         return getattr(a, name[4:])
     if name == "coherence_threshold":
         return m.em.threshold_q16 / 65536.0

@@ -18,7 +18,7 @@ hardware watchdog fired 8.4 s later, and the host's resend then crashed the next
 """
 import sys
 
-from shared import protocol as P
+from shared import protocol_codes as P
 
 EXIT_CRASH = 3
 

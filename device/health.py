@@ -23,7 +23,7 @@ SignalHealth(period_s, alert_q16, quarantine_q16, expected=True, fault_alert_s=0
     .beat(n, stuck, overruns, cstate, locked) -> ext      cstate: shared/kairos.py CSTATE word
     .events (this beat), .sensor_fault, .coherence_lost (bools), .relearn (bool; clear it)
     .set_period(s), .set_thresholds(alert_q16, quarantine_q16), .reset_coherence()
-    .st[...]  the state words (viper); SENSOR_FAULT, COH_LOST, EVENTS index the flags
+    .st[...]  the state words (viper); EVENTS indexes the beat's events
 """
 import array
 
@@ -52,8 +52,6 @@ _STUCKB = const(15)
 _SF = const(16)
 _EXP = const(17)
 _NST = const(18)
-SENSOR_FAULT = const(_SF)
-COH_LOST = const(_LOST)
 EVENTS = const(_EVENTS)
 
 

@@ -21,9 +21,13 @@ The link is taken as up while host frames keep arriving (any valid frame); after
 ``link_timeout_ms`` of silence it is down, and the next valid frame restores it: HELLO is sent
 again and every unacknowledged witness record is resent at once.
 """
-from shared import protocol as P
-from shared.auth import ReplayWindow
-from shared.wire_errors import AuthError, CrcError, FramingError, ProtocolError, ReplayError
+import struct
+
+from shared import protocol_codes as P
+from shared import wire_format as W
+from shared.wire_check import (check_frame, check_len, check_ack, check_config,
+                               check_config_key, check_model, check_time_sync, check_clear)
+from shared.wire_errors import AuthError, CrcError, FieldError, FramingError, ProtocolError
 
 from device.clock import tdiff
 
@@ -50,7 +54,11 @@ class HostFrames:
         self.beat = beat
         self.auth = auth
         self.hs = None                # device/session.py Handshake (keyed devices)
-        self.replay = ReplayWindow(256) if auth is not None else None
+        if auth is not None:
+            from shared.auth import ReplayWindow
+            self.replay = ReplayWindow(256)
+        else:
+            self.replay = None
         self.rx_ok = 0
         self.rx_crc = 0
         self.rx_cobs = 0
@@ -90,7 +98,11 @@ class HostFrames:
         rx_era = tm.era
         rx_off = tm.off
         try:
-            f = P.decode(data, self.auth, None)
+            vf, t, dev, boot, seq, era, off, end = check_frame(data, self.auth)
+            if dev != 0:
+                self.rx_other += 1      # a device frame echoed back, or another device's
+                return
+            fl = self._payload(t, vf, data, end)
         except CrcError:
             self.rx_crc += 1
             return
@@ -105,20 +117,17 @@ class HostFrames:
             self.rx_other += 1
             self.last_error = str(e)
             return
-        if f.device_id != 0:
-            self.rx_other += 1          # a device frame echoed back, or another device's
-            return
-        if f.boot_id != b.enc.boot_id:
+        if boot != b.enc.boot_id:
             self.rx_stale_boot += 1
             if tdiff(b.now_ms, self._last_hello_ms) >= 1000:
                 self._last_hello_ms = b.now_ms
                 b.send_hello()
             return
         if self.replay is not None:
-            if not self.replay.check(f.seq):
+            if not self.replay.check(seq):
                 self.rx_replay += 1
                 return
-            self.replay.accept(f.seq)
+            self.replay.accept(seq)
         self.rx_ok += 1
         was_up = b.link_up
         b.link_up = True
@@ -127,31 +136,68 @@ class HostFrames:
             b.queue.link_restored(b.now_ms)
             b.send_hello()
             self._last_hello_ms = b.now_ms
-        t = f.type
-        fl = f.fields
-        if t == P.ACK:
-            if fl["acked_type"] == P.WITNESS:
-                if fl["status"] == P.ACK_OK:
-                    b.queue.ack(fl["ref"])
+        if t == W.ACK:
+            if fl[0] == W.WITNESS:
+                if fl[1] == P.ACK_OK:
+                    b.queue.ack(fl[2])
                 else:                       # never dropped on a refusal (rare: loaded then)
                     from device.witness_refused import refused
-                    refused(b, fl["ref"])
-        elif t == P.CONFIG:
-            self.on_config(fl["config_version"], fl["pairs"])
-        elif t == P.MODEL:
-            self.on_model(fl["model_version"], fl["bias"], fl["w_level"], fl["w_kurt"],
-                          fl["w_crest"], fl["w_anoms"])
-        elif t == P.CLEAR:
-            self.on_clear(fl["ref"])
-        elif t == P.TIME_SYNC:
-            if fl["mode"] == P.SYNC_REQUEST:
+                    refused(b, fl[2])
+        elif t == W.CONFIG:
+            self.on_config(fl[0], fl[1])
+        elif t == W.MODEL:
+            self.on_model(fl[0], fl[1], fl[2], fl[3], fl[4], fl[5])
+        elif t == W.CLEAR:
+            self.on_clear(fl[1])
+        elif t == W.TIME_SYNC:
+            if fl[0] == P.SYNC_REQUEST:
                 self.time_syncs += 1
                 tm = b.time
                 tm.update()
-                b.link.send(b.enc.time_sync_reply(tm.era, tm.off, fl["host_t1_us"], rx_era,
-                                                  rx_off))
+                b.link.send(b.enc.time_sync_reply(tm.era, tm.off, fl[1], rx_era, rx_off))
         else:
             self.rx_other += 1
+
+    @staticmethod
+    def _payload(t, vf, data, end):
+        """The payload of a host frame as a tuple in wire order (CONFIG: (version, pairs)),
+        checked as the host's decoder checks it (shared/wire_check.py); ERROR and the types a
+        device sends give None."""
+        if vf & W.FLAG_BATCH:
+            raise FieldError("BATCH flag on type %d (only TELEMETRY batches)" % t)
+        p = W.HEADER_LEN
+        n = end - p
+        if t == W.ACK:
+            check_len("ACK", n, W.ACK_LEN)
+            f = struct.unpack_from(W.ACK_FMT, data, p)
+            check_ack(f[0], f[1])
+        elif t == W.CONFIG:
+            if n < W.CONFIG_HEAD_LEN:
+                check_len("CONFIG", n, W.CONFIG_HEAD_LEN)
+            version, count = struct.unpack_from(W.CONFIG_HEAD_FMT, data, p)
+            check_config(count, n)
+            pairs = []
+            for i in range(count):
+                kv = struct.unpack_from(W.CONFIG_PAIR_FMT, data,
+                                        p + W.CONFIG_HEAD_LEN + W.CONFIG_PAIR_LEN * i)
+                check_config_key(kv[0])
+                pairs.append(kv)
+            f = (version, pairs)
+        elif t == W.MODEL:
+            check_len("MODEL", n, W.MODEL_LEN)
+            f = struct.unpack_from(W.MODEL_FMT, data, p)
+            check_model(f[1:])
+        elif t == W.CLEAR:
+            check_len("CLEAR", n, W.CLEAR_LEN)
+            f = struct.unpack_from(W.CLEAR_FMT, data, p)
+            check_clear(f[0])
+        elif t == W.TIME_SYNC:
+            check_len("TIME_SYNC", n, W.TIME_SYNC_LEN)
+            f = struct.unpack_from(W.TIME_SYNC_FMT, data, p)
+            check_time_sync(f[0], 0)
+        else:
+            f = None
+        return f
 
     # ------------------------------------------------------------------ answers
     def _ack(self, acked_type, status, ref):
@@ -179,19 +225,19 @@ class HostFrames:
         except Refused as e:
             self.config_rejected += 1
             unsup = isinstance(e, Unsupported)
-            self._error(P.ERR_CONFIG_KEY if unsup else P.ERR_CONFIG_VALUE, P.CONFIG, version,
+            self._error(P.ERR_CONFIG_KEY if unsup else P.ERR_CONFIG_VALUE, W.CONFIG, version,
                         _key_text(key_of(e)))
             self.last_error = message_of(e)
-            self._ack(P.CONFIG, P.ACK_UNSUPPORTED if unsup else P.ACK_BAD_VALUE, version)
+            self._ack(W.CONFIG, P.ACK_UNSUPPORTED if unsup else P.ACK_BAD_VALUE, version)
             return
         except ValueError as e:      # a setter refused after the rules passed: rolled back
             self.config_rejected += 1
-            self._error(P.ERR_CONFIG_VALUE, P.CONFIG, version, "apply")
+            self._error(P.ERR_CONFIG_VALUE, W.CONFIG, version, "apply")
             self.last_error = str(e)
-            self._ack(P.CONFIG, P.ACK_BAD_VALUE, version)
+            self._ack(W.CONFIG, P.ACK_BAD_VALUE, version)
             return
         self.configs += 1
-        self._ack(P.CONFIG, P.ACK_OK, version)
+        self._ack(W.CONFIG, P.ACK_OK, version)
         b.witness(P.WITNESS_CONFIG_APPLIED, 0, version & 0x3FFFFFFF)
 
     def on_model(self, version, bias, w_level, w_kurt, w_crest, w_anoms):
@@ -199,24 +245,24 @@ class HostFrames:
         try:
             b.m.set_model(bias, w_level, w_kurt, w_crest, w_anoms)
         except ValueError as e:
-            self._ack(P.MODEL, P.ACK_BAD_VALUE, version)
-            self._error(P.ERR_CONFIG_VALUE, P.MODEL, version, str(e))
+            self._ack(W.MODEL, P.ACK_BAD_VALUE, version)
+            self._error(P.ERR_CONFIG_VALUE, W.MODEL, version, str(e))
             return
         self.models += 1
-        self._ack(P.MODEL, P.ACK_OK, version)
+        self._ack(W.MODEL, P.ACK_OK, version)
         b.witness(P.WITNESS_MODEL_APPLIED, 0, version & 0x3FFFFFFF)
 
     def on_clear(self, ref):
         b = self.beat
         if not b.quarantined:
-            self._ack(P.CLEAR, P.ACK_OK, ref)
+            self._ack(W.CLEAR, P.ACK_OK, ref)
             return
         if not b.queue.can_clear():
             self.clears_refused += 1
-            self._ack(P.CLEAR, P.ACK_BUSY, ref)
-            self._error(P.ERR_BUSY, P.CLEAR, ref, "witness q full")
+            self._ack(W.CLEAR, P.ACK_BUSY, ref)
+            self._error(P.ERR_BUSY, W.CLEAR, ref, "witness q full")
             return
         b.clear_quarantine()
         self.clears += 1
-        self._ack(P.CLEAR, P.ACK_OK, ref)
+        self._ack(W.CLEAR, P.ACK_OK, ref)
         b.witness(P.WITNESS_QUARANTINE_CLEARED, 0, ref & 0x3FFFFFFF)

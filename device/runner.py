@@ -55,7 +55,7 @@ def prepare(opts):
     """Compile every module the beat needs (before the long-lived tables are allocated; see
     device/main.py for the heap reserve that keeps one large hole for them)."""
     gc.collect()
-    import shared.protocol  # noqa: F401  (first: the largest, while the heap is in one piece)
+    import shared.wire_check  # noqa: F401  (the wire's layouts, codes and checks)
     gc.collect()
     import device.beat_maths  # noqa: F401
     gc.collect()
@@ -149,6 +149,8 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     s.telemetry_every = opts.telemetry_every
     s.batch_beats = opts.batch
     s.pow_bits = opts.pow_bits
+    s.alloc_every = getattr(hw, "alloc_every", 1)
+    gc.collect()                  # the beat's own tables next, in as few holes as possible
     beat = Beat(hw, link, enc, maths, s)
     beat.host = HostFrames(beat, auth)
     beat.host.hs = hs

@@ -18,8 +18,10 @@ only (a handshake), never in the beat.
 """
 import os
 
-from shared import protocol as P
+from shared import protocol_codes as P
+from shared import wire_format as W
 from shared.auth import Auth, TAG_LEN, hmac_sha256
+from shared.wire_check import check_frame
 from shared.wire_errors import ProtocolError
 
 from device.clock import tdiff
@@ -40,7 +42,7 @@ class Handshake:
     def __repr__(self):
         return "<Handshake pending=%s sessions=%d key=***>" % (self.pending, self.sessions)
 
-    # -- the device key, as an Auth for shared.protocol.decode and the Encoder
+    # -- the device key, as an Auth for shared.wire_check.check_frame and the Encoder
     def get(self, device_id):
         return self
 
@@ -85,39 +87,44 @@ class Handshake:
         a frame tagged with the device key (the host has no session: start a new one).
         Returns True when it was one of them."""
         enc = b.enc
-        if data[1] == P.CHALLENGE:
-            if not self.pending or len(data) != P.HEADER_LEN + 16 + TAG_LEN + P.CRC_LEN:
+        hl = W.HEADER_LEN
+        if data[1] == W.CHALLENGE:
+            if not self.pending or len(data) != hl + W.CHALLENGE_LEN + TAG_LEN + W.CRC_LEN:
                 return False
             from shared.hkdf import session_key
-            sk = Auth(session_key(self.key, data[P.HEADER_LEN:P.HEADER_LEN + 16], self.nonce,
+            sk = Auth(session_key(self.key, data[hl:hl + W.CHALLENGE_LEN], self.nonce,
                                   enc.device_id, enc.boot_id))
             try:
-                f = P.decode(data, sk, None)
+                f = check_frame(data, sk)     # (ver_flags, type, device_id, boot_id, seq, ...)
             except ProtocolError:
                 return False
             h = b.host
             r = h.replay
-            if f.boot_id != enc.boot_id or (r is not None and not r.check(f.seq)):
+            seq = f[4]
+            if f[2] != 0 or f[3] != enc.boot_id or (r is not None and not r.check(seq)):
                 return False
             if r is not None:
-                r.accept(f.seq)
+                r.accept(seq)
             enc.auth = sk
             h.auth = sk
             self.pending = False
             self.sessions += 1
-            h._ack(P.CHALLENGE, P.ACK_OK, f.seq)     # the proof: our first frame under SK
+            h._ack(W.CHALLENGE, P.ACK_OK, seq)     # the proof: our first frame under SK
             return True
         try:
-            f = P.decode(data, self, None)
+            f = check_frame(data, self)
         except ProtocolError:
+            return False
+        if f[2] != 0:
             return False
         h = b.host
         r = h.replay
         if r is not None:
-            if not r.check(f.seq):
+            seq = f[4]
+            if not r.check(seq):
                 h.rx_replay += 1
                 return True
-            r.accept(f.seq)
+            r.accept(seq)
         if not self.pending:
             self.restart(b)
         elif tdiff(b.now_ms, self.sent_ms) >= 1000:

@@ -20,21 +20,22 @@ except ImportError:
     def const(x):
         return x
 
-KEY_LEN = const(32)
-TAG_LEN = const(8)
+from shared.wire_format import TAG_LEN  # noqa: E402  (the tag's length is a wire fact)
+
+_KEY_LEN = const(32)
 _BLOCK = const(64)
 
 
 def _pads(key):
-    if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_LEN:
+    if not isinstance(key, (bytes, bytearray)) or len(key) != _KEY_LEN:
         # never echo the key; say what is allowed
         raise ValueError("auth key must be %d bytes (got %s)" % (
-            KEY_LEN, "%d bytes" % len(key) if isinstance(key, (bytes, bytearray))
+            _KEY_LEN, "%d bytes" % len(key) if isinstance(key, (bytes, bytearray))
             else type(key).__name__))
     ipad = bytearray(_BLOCK)
     opad = bytearray(_BLOCK)
     for i in range(_BLOCK):
-        k = key[i] if i < KEY_LEN else 0
+        k = key[i] if i < _KEY_LEN else 0
         ipad[i] = k ^ 0x36
         opad[i] = k ^ 0x5C
     return bytes(ipad), bytes(opad)

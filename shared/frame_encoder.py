@@ -18,8 +18,9 @@
 import struct
 
 from shared import cobs
-from shared import protocol as P
-from shared.auth import TAG_LEN
+from shared import wire_format as P
+from shared.protocol_codes import SYNC_REPLY
+from shared.wire_format import TAG_LEN
 from shared.crc import crc32_store
 
 _HDR = P.HEADER_FMT
@@ -56,7 +57,7 @@ class _Slot:
             mr = memoryview(self.raw)
             mf = memoryview(self.framed)
             for c in range(counts + 1):
-                n = P.frame_size(msg_type, auth, c)
+                n = _HL + 1 + P.TELEMETRY_LEN * c + tag + P.CRC_LEN   # a BATCH of c records
                 self.raw_views.append(mr[:n])
                 self.framed_views.append(mf[:cobs.encoded_size(n)])
 
@@ -77,11 +78,11 @@ class Encoder:
         self._hello = _Slot(P.HELLO, P.HELLO_LEN, a)
         self._tel = _Slot(P.TELEMETRY, P.TELEMETRY_LEN, a)
         self._batch = _Slot(P.TELEMETRY, 1 + P.TELEMETRY_LEN * batch_max, a, batch_max)
-        self._wit = _Slot(P.WITNESS, 23, a)
-        self._ack = _Slot(P.ACK, 6, a)
-        self._hb = _Slot(P.HEARTBEAT, 33, a)
-        self._err = _Slot(P.ERROR, 22, a)
-        self._sync = _Slot(P.TIME_SYNC, 15, a)
+        self._wit = _Slot(P.WITNESS, P.WITNESS_LEN, a)
+        self._ack = _Slot(P.ACK, P.ACK_LEN, a)
+        self._hb = _Slot(P.HEARTBEAT, P.HEARTBEAT_LEN, a)
+        self._err = _Slot(P.ERROR, P.ERROR_LEN, a)
+        self._sync = _Slot(P.TIME_SYNC, P.TIME_SYNC_LEN, a)
         self.batch_count = 0
 
     def __repr__(self):
@@ -180,12 +181,12 @@ class Encoder:
         struct.pack_into(_WITNESS_HALVES, s.raw, _HL, witness_id, kind, beat, decision, threat,
                          coherence, value, pow_bits, nonce & 0xFFFF,
                          (nonce >> 16) | (nonce_hi << 14))
-        return self._finish(s, era, off, _HL + 23)
+        return self._finish(s, era, off, _HL + P.WITNESS_LEN)
 
     def ack(self, era, off, acked_type, status, ref):
         s = self._ack
         struct.pack_into(P.ACK_FMT, s.raw, _HL, acked_type, status, ref)
-        return self._finish(s, era, off, _HL + 6)
+        return self._finish(s, era, off, _HL + P.ACK_LEN)
 
     def heartbeat(self, era, off, beats, late_p50_us, late_p99_us, late_max_us, heap_free,
                   witness_queue, rx_ok, rx_crc, rx_cobs, rx_auth, rx_replay, rx_other,
@@ -197,7 +198,7 @@ class Encoder:
                          witness_queue if witness_queue < 255 else 255, _sat16(rx_ok),
                          _sat16(rx_crc), _sat16(rx_cobs), _sat16(rx_auth), _sat16(rx_replay),
                          _sat16(rx_other), _sat16(tx_dropped), samples_lost)
-        return self._finish(s, era, off, _HL + 33)
+        return self._finish(s, era, off, _HL + P.HEARTBEAT_LEN)
 
     def error(self, era, off, code, ref_type, ref, text):
         """text: bytes, at most 16 used; bytes outside printable ASCII are sent as '?'."""
@@ -207,26 +208,27 @@ class Encoder:
         # keep the frame decodable whatever the text: non-printable bytes become '?', and
         # everything after the first NUL is NUL (in place, no allocation)
         pad = False
-        for i in range(_HL + 6, _HL + 22):
+        for i in range(_HL + 6, _HL + P.ERROR_LEN):      # the 16 text bytes
             b = raw[i]
             if pad or b == 0:
                 pad = True
                 raw[i] = 0
             elif b < 0x20 or b > 0x7E:
                 raw[i] = 0x3F
-        return self._finish(s, era, off, _HL + 22)
+        return self._finish(s, era, off, _HL + P.ERROR_LEN)
 
     def time_sync_reply(self, era, off, host_t1_us, rx_era, rx_off):
         """Reply to a TIME_SYNC request: echo the host's t1, give the device receive time;
         the header time (era, off) is the device transmit time."""
         s = self._sync
-        struct.pack_into(P.TIME_SYNC_FMT, s.raw, _HL, P.SYNC_REPLY, host_t1_us, rx_era, rx_off)
-        return self._finish(s, era, off, _HL + 15)
+        struct.pack_into(P.TIME_SYNC_FMT, s.raw, _HL, SYNC_REPLY, host_t1_us, rx_era, rx_off)
+        return self._finish(s, era, off, _HL + P.TIME_SYNC_LEN)
 
 
 def witness_record_into(buf, off, device_id, boot_id, witness_id, kind, beat, decision, threat,
                         coherence, value, pow_bits):
-    """Write the 23-byte WITNESS proof-of-work record into buf at off (no allocation)."""
+    """Write the WITNESS proof-of-work record into buf at off (no allocation); returns its
+    length (23 bytes)."""
     struct.pack_into(P.WITNESS_RECORD_FMT, buf, off, device_id, boot_id, witness_id, kind, beat,
                      decision, threat, coherence, value, pow_bits)
-    return 23
+    return P.WITNESS_RECORD_LEN

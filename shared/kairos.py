@@ -37,9 +37,9 @@ Emissary(rate_hz=250, omega=0.0, lag=25, bits=13, max_samples_per_beat=8, window
 Kernels the beat calls directly on an Emissary's arrays: add_block(mem, dl, src, off, k),
 end_beat(mem, ring); COHERENCE, COLLAPSED, CSTATE, PART_* index mem.
 
-Helpers: phase_step_for(omega, f) -> int; quantized_omega(phase_step, f) -> float;
-lag_for(tau_bar, f) -> int; sum_shift_for(bits, max_samples_per_beat) -> int;
-beat_partials(values, beat_sizes, **kw); coherence_q16 / cos_sin_q14 / COS_Q14 (shared/qmath.py).
+Helpers: phase_step_for(omega, f) -> int; lag_for(tau_bar, f) -> int;
+sum_shift_for(bits, max_samples_per_beat) -> int; coherence_q16 / cos_sin_q14 / COS_Q14
+(shared/qmath.py). For the host and tests: shared/kairos_host.py (quantized_omega, beat_partials).
 """
 import array
 
@@ -56,7 +56,7 @@ QUARTER = const(0x10000000)      # pi/2 in phase units
 FRAC_MASK = const(0xFFFFF)       # low 20 bits of the phase: interpolation fraction
 FRAC_HALF = const(0x80000)
 LIMB_MASK = const(0xFFFFFF)      # window totals are hi * 2^24 + lo with 0 <= lo < 2^24
-BEAT_LIMIT = const(0x20000000)   # 2^29: every per-beat partial stays below this magnitude
+_BEAT_LIMIT = const(0x20000000)   # 2^29: every per-beat partial stays below this magnitude
 C_MAX = const(65535)
 _BIAS = const(0x20000000)        # stored words are >= 0 (see shared/vibration.py's note)
 
@@ -135,14 +135,6 @@ def phase_step_for(omega, f_s):
     return int(round(omega / (2 * math.pi * f_s) * (1 << 30))) & PHASE_MASK
 
 
-def quantized_omega(phase_step, f_s):
-    """The angular frequency the device really uses (rad/s): phase_step * 2 pi f_s / 2^30,
-    read as a signed step (a step above 2^29 turns backwards)."""
-    import math
-    s = phase_step - (1 << 30) if phase_step >= (1 << 29) else phase_step
-    return s * 2 * math.pi * f_s / (1 << 30)
-
-
 def lag_for(tau_bar, f_s):
     """max(1, round(tau_bar * f_s)) samples."""
     if not tau_bar >= 0:
@@ -158,7 +150,7 @@ def sum_shift_for(bits, max_samples_per_beat):
     if not 1 <= bits <= 15:
         raise ValueError("KAIROS sample bits must be 1..15, got %r" % (bits,))
     s = 0
-    while max_samples_per_beat * ((1 << (2 * bits)) >> s) >= BEAT_LIMIT:
+    while max_samples_per_beat * ((1 << (2 * bits)) >> s) >= _BEAT_LIMIT:
         s += 1
     return s
 
@@ -506,9 +498,6 @@ class Emissary:
         for i in range(len(dl)):
             dl[i] = _BIAS
 
-    def room(self):
-        return self.max_samples - self.mem[_AN]
-
     def add(self, v):
         if _add(self.mem, self.dl, _COSB, v):
             return True
@@ -526,14 +515,6 @@ class Emissary:
     @property
     def collapsed(self):
         return self.mem[_COLL] != 0
-
-    @property
-    def collapse_edge(self):
-        return self.mem[_EDGE] != 0
-
-    @property
-    def collapses(self):
-        return self.mem[_NCOLL]
 
     # published values (the beat reads mem[COHERENCE] etc. directly; these are for the
     # boot path, tests and the host: properties cost heap on a Pico, so few of them)
@@ -572,35 +553,3 @@ class Emissary:
                 ((m[_TIMH] - _BIAS) << 24) + m[_TIML] + m[_OIM] - _BIAS,
                 (m[_TE0H] << 24) + m[_TE0L] + m[_OE0], (m[_TELH] << 24) + m[_TELL] + m[_OEL],
                 m[_AWN])
-
-
-def beat_partials(values, beat_sizes, **kwargs):
-    """Run the device Emissary over KAIROS samples cut into beats of the given sizes (a list, or
-    an int for equal beats). Returns [(dT_re, dT_im, dE0, dEL, n, coherence), ...]; the same
-    code path as the device (tests, host cross-checks)."""
-    total = len(values)
-    if isinstance(beat_sizes, int):
-        if beat_sizes < 1:
-            raise ValueError("beat size must be >= 1 sample, got %r" % (beat_sizes,))
-        nb = (total + beat_sizes - 1) // beat_sizes
-        biggest = beat_sizes
-    else:
-        nb = len(beat_sizes)
-        biggest = max(beat_sizes) if nb else 1
-    if "max_samples_per_beat" not in kwargs:
-        kwargs["max_samples_per_beat"] = max(biggest, 1)
-    em = Emissary(**kwargs)
-    out = []
-    i = 0
-    for b in range(nb):
-        sz = beat_sizes if isinstance(beat_sizes, int) else beat_sizes[b]
-        for _ in range(sz):
-            if i >= total:
-                break
-            if not em.add(values[i]):
-                raise ValueError("beat of %d samples exceeds max_samples_per_beat=%d"
-                                 % (sz, em.max_samples))
-            i += 1
-        em.end_beat()
-        out.append(em.partials() + (em.coherence,))
-    return out

@@ -36,12 +36,12 @@ except ImportError:
     def const(x):
         return x
 
-MAX_BITS = const(32)
+_MAX_BITS = const(32)
 _HASH_CAP = const(0x3FFFFFFF)
 
 
 def _check_bits(bits):
-    if not (isinstance(bits, int) and 0 <= bits <= MAX_BITS):
+    if not (isinstance(bits, int) and 0 <= bits <= _MAX_BITS):
         raise ValueError("difficulty must be an int in 0..32 leading zero bits, got %r" % (bits,))
 
 

@@ -35,7 +35,7 @@ Public API
 ----------
 block(mem, buf, n) -> k; end_beat(mem, events)   the kernels on a Features' mem (the beat calls
     them directly: a method call costs ~15 us on the Pico); LEVEL, KURT, CREST, ANOMS, STUCK,
-    BEAT_N, BEAT_SUM, KOUT, KBIAS index mem
+    BEAT_SUM, KOUT, KBIAS index mem
 Features(f_s, adc_bits=12, counts_per_unit=128.0, window_s=1.0, decim=48,
          max_samples_per_beat=128, z=8, med_k=7, warmup=2048, frac_bits=None,
          beats_per_s=237.5, seg_beats=4)
@@ -59,7 +59,7 @@ try:
 except ImportError:
     pass
 
-LIMB = const(0xFFFFFF)
+_LIMB = const(0xFFFFFF)
 LEVEL_NONE = const(-8192)      # level/kurt/crest when the window has no energy (-32 octaves)
 
 # state words (array('i')); the ring of per-beat records follows at _RING
@@ -130,7 +130,6 @@ KURT = const(_KURT)
 CREST = const(_CREST)
 ANOMS = const(_AN)
 STUCK = const(_STUCK)
-BEAT_N = const(_BN)
 BEAT_SUM = const(_BSX)
 KOUT = const(_KOUT)
 WINDOW_N = const(_AWN)
@@ -496,7 +495,7 @@ def log2_q8(v):
     c = v >> 48
     if c >= (1 << 24):
         raise ValueError("log2_q8 takes values below 2^72")
-    return _log2_3(_LOG_TAB, c, (v >> 24) & LIMB, v & LIMB)
+    return _log2_3(_LOG_TAB, c, (v >> 24) & _LIMB, v & _LIMB)
 
 
 class Features:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from shared import kairos as K
+from shared import kairos_host as KH
 
 MASK = (1 << 30) - 1
 
@@ -99,7 +100,7 @@ def test_device_partials_bit_exact_vs_numpy_int64(cfg):
          + rng.normal(0, cfg["amp"] * 0.3, n)).astype(np.int64)   # clips at both ends
     kw = dict(rate_hz=cfg["rate"], omega=cfg["omega"], lag=cfg["lag"], bits=cfg["bits"],
               window_s=max(1.0, cfg["beat"] / cfg["rate"]), seg_beats=min(4, 255 // cfg["beat"]))
-    dev = K.beat_partials([int(v) for v in x], cfg["beat"], **kw)
+    dev = KH.beat_partials([int(v) for v in x], cfg["beat"], **kw)
     em = K.Emissary(max_samples_per_beat=cfg["beat"], **kw)
     sums = beat_sums(int_terms(x, em.lag, em.phase_step, em.sum_shift, cfg["bits"]),
                      cfg["beat"])
@@ -136,7 +137,7 @@ def test_coherence_vs_float64_reference(sig):
             em.end_beat()
     w = em.counters()["window_n"]
     assert w >= f_s                                   # 1 s of closed segments + the open one
-    tc, e0, el = float_terms(x, lag, K.quantized_omega(em.phase_step, f_s), f_s)
+    tc, e0, el = float_terms(x, lag, KH.quantized_omega(em.phase_step, f_s), f_s)
     c_ref = float_c(tc[n - w:], e0[n - w:], el[n - w:])
     c_dev = em.coherence / 65536.0
     assert abs(c_dev - c_ref) < 1.5e-3, (sig, c_dev, c_ref)
@@ -191,7 +192,7 @@ def test_hour_long_window_sums_float32_drifts_integer_exact(capsys):
     # on the first 20000 samples of this very signal), window totals by add/subtract per beat
     terms = int_terms(x, lag, step, em.sum_shift, bits=12)
     parts = np.stack(beat_sums(terms, beat), axis=1)                   # (900000, 4) int64
-    dev = K.beat_partials([int(v) for v in x[:20000]], beat, rate_hz=f_s, omega=2.0, lag=lag,
+    dev = KH.beat_partials([int(v) for v in x[:20000]], beat, rate_hz=f_s, omega=2.0, lag=lag,
                           bits=12)
     assert np.array_equal(np.array([d[:4] for d in dev]), parts[:5000])
     wb = w // beat
@@ -200,7 +201,7 @@ def test_hour_long_window_sums_float32_drifts_integer_exact(capsys):
     run = np.cumsum(parts - old, axis=0)                               # running add/subtract
 
     # float64 reference and naive float32 running sums, per sample
-    tc, e0, el = float_terms(x, lag, K.quantized_omega(step, f_s), f_s)
+    tc, e0, el = float_terms(x, lag, KH.quantized_omega(step, f_s), f_s)
     f32_re = _running_f32(tc.real, w)
     f32_e0 = _running_f32(e0, w)
     f32_el = _running_f32(el, w)
@@ -228,9 +229,9 @@ def test_hour_long_window_sums_float32_drifts_integer_exact(capsys):
     last = checkpoints[-1]
     rel_end = abs(float(f32_e0[last - 1]) - e0[last - w:last].sum()) / e0[last - w:last].sum()
     # the naive float32 phase accumulator theta += omega / f_s
-    inc = np.full(n, np.float32(K.quantized_omega(step, f_s) / f_s), dtype=np.float32)
+    inc = np.full(n, np.float32(KH.quantized_omega(step, f_s) / f_s), dtype=np.float32)
     th32 = np.cumsum(inc, dtype=np.float32)[-1]
-    th_err = abs(float(th32) - K.quantized_omega(step, f_s) * n / f_s)
+    th_err = abs(float(th32) - KH.quantized_omega(step, f_s) * n / f_s)
     with capsys.disabled():
         print("\nhour drift (3.6e6 samples): float32 E0 window rel. error end %.3g worst %.3g; "
               "float32 C worst abs error %.3g; float32 phase accumulator error %.3g rad; "

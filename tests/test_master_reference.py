@@ -9,6 +9,7 @@ import pytest
 from tests.reference import kairos_ref
 from becomingone.core.master import Master
 from shared import kairos as dk
+from shared import kairos_host as KH
 
 FS = 1000
 PERIOD_US = 4210
@@ -39,7 +40,7 @@ KW = dict(rate_hz=FS, omega=2.0, lag=10, bits=12, max_samples_per_beat=8, seg_be
 
 def device_partials(x, sizes):
     em = dk.Emissary(**KW)
-    parts = dk.beat_partials(list(int(v) - 2048 for v in x), sizes, **KW)
+    parts = KH.beat_partials(list(int(v) - 2048 for v in x), sizes, **KW)
     return em, np.array(parts, dtype=np.int64)
 
 

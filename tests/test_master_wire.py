@@ -14,6 +14,7 @@ from becomingone.core.integration import Integration
 from becomingone.core.master import Master
 from becomingone.wire.telemetry import decode_telemetry_batch
 from shared import kairos as dk
+from shared import kairos_host as KH
 from shared import protocol as P
 
 FS, PERIOD_US = 1000, 4210
@@ -26,7 +27,7 @@ def test_frames_to_memory(tmp_path, capsys):
     # a machine that knocks once per turn at omega = 2 rad/s: a 100 ms, 10 Hz swing every
     # 2 pi / omega seconds.  With L = 1 sample d[n-1] ~ d[n] inside a swing, and every swing sits at
     # the same phase of e^{i omega t}, so windows of any length are coherent (C near 1): collapse.
-    period = 2 * np.pi / dk.quantized_omega(dk.phase_step_for(2.0, FS), FS)
+    period = 2 * np.pi / KH.quantized_omega(dk.phase_step_for(2.0, FS), FS)
     swing = (np.mod(t, period) < 0.1).astype(float)
     x = np.clip(np.rint(2048 + 1500 * swing * np.sin(2 * np.pi * 10 * np.mod(t, period))
                         + rng.normal(0, 0.3, n)), 0, 4095).astype(int)
@@ -41,7 +42,7 @@ def test_frames_to_memory(tmp_path, capsys):
     kw = dict(rate_hz=FS, omega=2.0, lag=1, bits=12, max_samples_per_beat=8, seg_beats=1,
               beats_per_s=1e6 / PERIOD_US)
     em = dk.Emissary(**kw)
-    parts = dk.beat_partials(x.tolist(), sizes, **kw)
+    parts = KH.beat_partials(x.tolist(), sizes, **kw)
     lost = rng.random(len(parts)) < 0.02
     frames, seq = [], 0
     for b, p in enumerate(parts):

@@ -22,8 +22,8 @@ DmaSampler(adc_pin=26, f_s=12000, ring_bits=10)
     .start(now)        arm the DMA channel and start the ADC
     .poll(now)         re-arm when due (idle-time safe, allocation-free otherwise)
     .drain(dst) -> n   up to len(dst) new samples into array('H') dst (viper, no allocation)
-    .overruns          samples lost because the beat fell more than the ring behind
-    .ring              (read-only) the ring's samples as array memory, for diagnostics
+    .lost()            samples lost because the beat fell more than the ring behind
+    .buf               (read-only) the ring's samples as array memory, for diagnostics
     .stop()
 """
 import array
@@ -95,7 +95,7 @@ class DmaSampler:
         addr = uctypes.addressof(self._raw)
         off = (-addr) & (nbytes - 1)            # the ring must be aligned to its size
         self._addr = addr + off
-        self.ring = memoryview(self._raw)[off:off + nbytes]
+        self.buf = memoryview(self._raw)[off:off + nbytes]
         self._mask = n - 1
         self._div = div
         self._st = array.array("i", bytes(4 * _NST))
@@ -106,8 +106,8 @@ class DmaSampler:
                                         ring_size=ring_bits + 1)
         self.started = False
 
-    @property
-    def overruns(self):
+    def lost(self):
+        """Samples lost since start (the beat fell more than the ring behind), < 2^30."""
         return self._st[_OVR]
 
     def start(self, now=0):
@@ -141,7 +141,7 @@ class DmaSampler:
         self._st[_LAST] = _ARM + done
 
     def drain(self, dst):
-        return _drain(self._st, self.ring, self._mask, self._tc, dst, len(dst))
+        return _drain(self._st, self.buf, self._mask, self._tc, dst, len(dst))
 
     def stop(self):
         machine.mem32[_ADC_CS] = 1               # EN only: no more conversions

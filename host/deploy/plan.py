@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd, source_name
 from becomingone.errors import UserError
 
 # Boards `becomingone flash` deploys to. fs_bytes: the flash filesystem of the stock
@@ -286,7 +286,7 @@ def build(items, board, staging=None, root=ROOT):
         dst = os.path.join(staging, it.remote)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if it.kind == "mpy":
-            cmd = exe + march + ["-s", it.source, "-o", dst, it.source]
+            cmd = exe + march + ["-s", source_name(it.source), "-o", dst, it.source]
             try:
                 p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
             except FileNotFoundError:

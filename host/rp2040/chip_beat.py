@@ -142,7 +142,8 @@ def main(argv):
     if beats < 1 or warm < 0 or alloc_n < 0 or heap_k < 0:
         raise ValueError("need beats >= 1 and warmup, alloc-beats, heap-samples >= 0")
     from device.cli import parse_args
-    from device.runner import prepare, build, report_json
+    from device.runner import prepare, build
+    from device.report import report_json
     opts = parse_args(dev)
     gc.collect()
     free_start = gc.mem_free()

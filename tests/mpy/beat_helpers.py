@@ -3,8 +3,19 @@
 import gc
 
 from device.clock import VirtualClock
-from device.cli import parse_args
-from shared import protocol as P
+
+
+class _Protocol:
+    """shared.protocol, imported at its first use: the scenarios build the beat first, so the
+    firmware's tables get the heap before the host-side decoder the tests read frames with
+    (the device itself never loads shared/protocol.py)."""
+
+    def __getattr__(self, name):
+        from shared import protocol
+        return getattr(protocol, name)
+
+
+P = _Protocol()
 
 
 class FakeLink:
@@ -93,6 +104,7 @@ def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77, st
     from device import runner
     import boards.emulator as E
     gc.collect()
+    from device.cli import parse_args
     a = ["--clock", "virtual", "--boot-id", str(boot_id)] + list(args)
     if state_dir is not None:
         a += ["--state-dir", state_dir]
@@ -109,8 +121,20 @@ def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77, st
         hw = E.build(clk, f_s=o.fs, seed=o.seed, state_dir=state_dir)
         hw.sampler = sampler
     b = runner.build(o, clock=clk, link=link, miner=miner, hw=hw)
+    # boot-only code leaves the heap as device/main.py does (imported again by the next build)
+    runner = None
+    for name in ("device.runner", "device.cli", "device.limits"):
+        _unload(name)
     gc.collect()
     return b, clk, link
+
+
+def _unload(name):
+    import sys
+    sys.modules.pop(name, None)
+    pkg = sys.modules.get(name.rsplit(".", 1)[0])
+    if pkg is not None and hasattr(pkg, name.rsplit(".", 1)[1]):
+        delattr(pkg, name.rsplit(".", 1)[1])
 
 
 def threaten(b):

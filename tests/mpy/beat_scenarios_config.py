@@ -17,8 +17,7 @@ if __name__ == "__main__":
     else:
         _reserve = bytearray(8 * 1024)   # one large hole for the tables (see device/main.py)
 
-from shared import protocol as P
-from tests.mpy.beat_helpers import make_beat, host_frame
+from tests.mpy.beat_helpers import make_beat, host_frame, P
 
 MPY = sys.implementation.name == "micropython"
 
@@ -172,7 +171,7 @@ def sc_config_actuator_pid_keys_and_manual_mode():
     st, err, _ = _config(b, link, 4, [[22, 0]], 3)                    # runs 2 beats
     assert a.auto and abs(b.hw.pwm.duty - 16384) <= 2 * 1102 + 2, b.hw.pwm.duty
     st, err, _ = _config(b, link, 5, [[24, 1]], 4)                    # P on measurement
-    assert st == P.ACK_OK and a._pom
+    assert st == P.ACK_OK and a.p_on_measurement
     # a gain that does not fit names its key
     st, err, _ = _config(b, link, 6, [[21, _q(50.0)]], 5)
     assert st == P.ACK_BAD_VALUE and err["text"] == "21 act_kd"

@@ -18,8 +18,7 @@ if __name__ == "__main__":
         _reserve = bytearray(8 * 1024)   # one large hole for the tables (see device/main.py)
 
 from device.clock import MASK
-from shared import protocol as P
-from tests.mpy.beat_helpers import make_beat, host_frame, FakeLink, SlowMiner
+from tests.mpy.beat_helpers import make_beat, host_frame, FakeLink, SlowMiner, P
 
 MPY = sys.implementation.name == "micropython"
 

@@ -17,8 +17,8 @@ if __name__ == "__main__":
         _reserve = bytearray(8 * 1024)   # one large hole for the tables (see device/main.py)
 
 import os
-from shared import protocol as P
-from tests.mpy.beat_helpers import make_beat, host_frame, threaten
+from tests.mpy.beat_helpers import make_beat, host_frame, threaten, P
+from device.report import report
 
 
 def _state_dir():
@@ -168,7 +168,7 @@ def sc_samples_lost_reported_in_heartbeat():
     assert lost > 100, lost
     hb = link.frames(P.HEARTBEAT)[-1].fields
     assert hb["samples_lost"] == lost
-    assert b.report()["samples_lost"] == lost
+    assert report(b)["samples_lost"] == lost
 
 
 def sc_counters_cannot_overflow():
@@ -190,13 +190,13 @@ def sc_counters_cannot_overflow():
     assert max(b.decisions) == 0x3FFFFFFF and min(b.decisions) >= 0x3FFFFFFF - 1
     assert b.collapses == 0x3FFFFFFF and b.skipped == 0x3FFFFFFF
     assert lt.count < (1 << 29) and lt.percentile(50) >= 0
-    assert b.report()["beats"] == 12
+    assert report(b)["beats"] == 12
     if sys.implementation.name != "micropython":
         # where the landed code's array('i') counters end: one more raised OverflowError
         for i in range(5):
             b.decisions[i] = 0x7FFFFFFF
         b.run(3)
-        assert b.report()["beats"] == 15
+        assert report(b)["beats"] == 15
 
 
 if __name__ == "__main__":

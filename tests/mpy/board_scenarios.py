@@ -16,7 +16,7 @@ from device.clock import VirtualClock
 def sc_pico_build_and_drive_timer_sampler():
     from boards import pico
     clk = VirtualClock()
-    hw = pico.build(clk, f_s=1000, safe_duty=123, machine=machine)
+    hw = pico.build(clk, f_s=1000, safe_duty=123, machine=machine, sampler="timer")
     assert hw.name == "pico" and hw.adc_bits == 12 and hw.has_wdt
     assert hw.limits is pico.LIMITS and hw.state_dir == "/"
     adc = hw.sampler.adc
@@ -52,7 +52,7 @@ def sc_pico_build_and_drive_timer_sampler():
 def sc_timer_irq_allocates_nothing_and_stall_is_counted():
     from boards import pico
     clk = VirtualClock()
-    hw = pico.build(clk, f_s=1000, machine=machine)
+    hw = pico.build(clk, f_s=1000, machine=machine, sampler="timer")
     smp = hw.sampler
     smp.start(0)
     t = smp.timer
@@ -83,26 +83,26 @@ def sc_timer_irq_allocates_nothing_and_stall_is_counted():
 
 def sc_pico_limits_rejected():
     from boards import pico
-    for kw in ({"f_s": 20000}, {"sampler": "dma"}, {"wdt_ms": 9000}):
+    for kw in ({"f_s": 30000}, {"sampler": "pio"}, {"wdt_ms": 9000}):
         try:
             pico.build(VirtualClock(), machine=machine, **kw)
         except ValueError as e:
             assert str(e)
         else:
             assert False, kw
-    # the beat takes at most spb_max samples: 10 kHz at the default 4.21 ms beat is refused
+    # the beat takes at most spb_max samples: 24 kHz with a 14 ms beat (pulse_p 0.35) is refused
     from device.cli import parse_args, check_board, UsageError
-    o = parse_args(["--board", "pico", "--fs", "10000"])
+    o = parse_args(["--board", "pico", "--fs", "24000", "--pulse-p", "0.35"])
     try:
         check_board(o)
     except UsageError as e:
-        assert "--fs" in str(e) and "<= 3100 us" in str(e) and "<= 7361 Hz" in str(e), str(e)
+        assert "--fs" in str(e) and "<= 10583 us" in str(e) and "<= 18142 Hz" in str(e), str(e)
     else:
         assert False
-    o = parse_args(["--board", "pico", "--fs", "7000"])
-    assert check_board(o).fs == 7000
+    o = parse_args(["--board", "pico", "--fs", "12000", "--pulse-p", "0.35"])
+    assert check_board(o).fs == 12000
     o = parse_args(["--board", "pico"])
-    assert check_board(o).fs == 1000                   # the board's default
+    assert check_board(o).fs == 12000                  # the board's default
 
 
 def sc_ring_overrun_drops_new_and_never_moves_tail():
@@ -163,7 +163,8 @@ class _FakeNetwork:
 def sc_pico_w_joins_wifi_with_deadline_and_uses_cyw43_led():
     from boards import pico_w
     clk = VirtualClock()
-    hw = pico_w.build(clk, machine=machine, wifi="lab:secret", network=_FakeNetwork())
+    hw = pico_w.build(clk, machine=machine, wifi="lab:secret", network=_FakeNetwork(),
+                      sampler="timer")
     assert hw.name == "pico_w" and hw.wlan.ssid == "lab"
     assert hw.led.pin.id == "LED"
     assert hw.default_link.startswith("udp://")
@@ -233,7 +234,7 @@ def sc_pico_w_ap_down_at_boot_watchdog_first_then_reconnects():
     try:
         clk = VirtualClock()
         hw = pico_w.build(clk, machine=machine, wifi="lab:secret", network=ap,
-                          wifi_timeout_ms=300)
+                          wifi_timeout_ms=300, sampler="timer")
     finally:
         machine.WDT = real_wdt
     # built (did not raise, did not return without a watchdog): WDT started before the join,

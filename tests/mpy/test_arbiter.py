@@ -4,6 +4,7 @@ import sys
 import gc
 
 from device import arbiter as A
+from shared import protocol_codes as C
 from device.arbiter import Arbiter, normalise4, mul16, sigmoid_q16
 from shared.vibration import LEVEL_NONE
 
@@ -20,7 +21,7 @@ def test_seed_validation_five_anoms():
     assert abs(a.threat_q16(5) / 65536.0 - 0.6457) < 5e-5
     assert abs(a.threat_q16(5) - _sig(0.6) * 65536) <= 2
     a.step(LEVEL_NONE, 0, 0, 5)
-    assert a.threat == a.threat_q16(5) and a.decision == A.ALERT
+    assert a.threat == a.threat_q16(5) and a.decision == C.DECISION_ALERT
 
 
 def test_sigmoid_table_accuracy():
@@ -37,12 +38,12 @@ def test_feature_model_and_risk_anoms():
     lv, ku, cr = int(-3.84 * 256), int(1.585 * 256), int(2.0 * 256)
     z = 14.0 + 6.0 * -3.84 + 1.5 * 1.585 + 0.5 * 2.0
     assert abs(a.threat_q16(0, lv, ku, cr) / 65536.0 - _sig(z)) < 3e-3
-    assert a.step(lv, ku, cr, 0) == A.NOOP
+    assert a.step(lv, ku, cr, 0) == C.DECISION_NOOP
     # an impacting machine: louder and impulsive
-    assert a.step(int(-1.5 * 256), int(4.0 * 256), int(3.3 * 256), 800) == A.QUARANTINE
+    assert a.step(int(-1.5 * 256), int(4.0 * 256), int(3.3 * 256), 800) == C.DECISION_QUARANTINE
     a.risk_anoms = 10                          # genome risk anoms add to the window count
     a.step(lv, ku, cr, 30)
-    assert a.value(A.ANOMS) == 40
+    assert a.value("anoms") == 40
     for bad in ((float("inf"), 0, 0, 0, 0), (0, 20.0, 0, 0, 0), (0, 0, 0, 0, 9.0),
                 (100.0, 0, 0, 0, 0), (float("nan"), 0, 0, 0, 0)):
         try:
@@ -55,16 +56,16 @@ def test_feature_model_and_risk_anoms():
 
 def test_threat_thresholds_exact_at_q16():
     a = Arbiter(model=SEED)
-    assert a.step(LEVEL_NONE, 0, 0, 3) == A.NOOP               # 0.589
-    assert a.step(LEVEL_NONE, 0, 0, 4) == A.ALERT              # 0.618
-    assert a.step(LEVEL_NONE, 0, 0, 14) == A.ALERT             # 0.843
-    assert a.step(LEVEL_NONE, 0, 0, 15) == A.QUARANTINE        # 0.858
+    assert a.step(LEVEL_NONE, 0, 0, 3) == C.DECISION_NOOP               # 0.589
+    assert a.step(LEVEL_NONE, 0, 0, 4) == C.DECISION_ALERT              # 0.618
+    assert a.step(LEVEL_NONE, 0, 0, 14) == C.DECISION_ALERT             # 0.843
+    assert a.step(LEVEL_NONE, 0, 0, 15) == C.DECISION_QUARANTINE        # 0.858
     # the external (sensor / coherence) threat is a floor under the model's
-    assert a.step(LEVEL_NONE, 0, 0, 0, 0, 50000) == A.ALERT
-    assert a.step(LEVEL_NONE, 0, 0, 0, 0, 60000) == A.QUARANTINE
-    assert a.value(A.THREAT_MODEL) < 40000
+    assert a.step(LEVEL_NONE, 0, 0, 0, 0, 50000) == C.DECISION_ALERT
+    assert a.step(LEVEL_NONE, 0, 0, 0, 0, 60000) == C.DECISION_QUARANTINE
+    assert a.value("threat_model") < 40000
     a.set_thresholds(alert=0.7)
-    assert a.step(LEVEL_NONE, 0, 0, 5) == A.NOOP               # 0.646 < 0.7
+    assert a.step(LEVEL_NONE, 0, 0, 5) == C.DECISION_NOOP               # 0.646 < 0.7
     try:
         a.set_thresholds(alert=0.9, quarantine=0.8)
     except ValueError:
@@ -76,17 +77,17 @@ def test_threat_thresholds_exact_at_q16():
 def test_balance_and_optimize_conditions():
     a = Arbiter(model=SEED)
     # B core: |actuator error| > 0.25 at the neutral B weight -> APPLY_BALANCE
-    assert a.step(LEVEL_NONE, 0, 0, 0, int(0.30 * 65536)) == A.APPLY_BALANCE
-    assert abs(a.value(A.STABILITY) - int(0.30 * 65536)) <= 8
-    assert a.step(LEVEL_NONE, 0, 0, 0, int(0.20 * 65536)) == A.NOOP
+    assert a.step(LEVEL_NONE, 0, 0, 0, int(0.30 * 65536)) == C.DECISION_APPLY_BALANCE
+    assert abs(a.value("stability") - int(0.30 * 65536)) <= 8
+    assert a.step(LEVEL_NONE, 0, 0, 0, int(0.20 * 65536)) == C.DECISION_NOOP
     # R core: many anomalies -> repair_score >= 0.1 blocks BALANCE (repair first)
     a.set_seed_model(0.0, -20.0)               # keep the threat low
-    assert a.step(LEVEL_NONE, 0, 0, 60, int(0.30 * 65536)) == A.NOOP
-    assert a.value(A.REPAIR) == mul16(a.R, (60 << 16) // 100)
+    assert a.step(LEVEL_NONE, 0, 0, 60, int(0.30 * 65536)) == C.DECISION_NOOP
+    assert a.value("repair") == mul16(a.R, (60 << 16) // 100)
     # O core: opt_gain > 0.1 needs wO > 0.833 -> APPLY_OPTIMIZE
     a.set_genome(0.02, 0.02, 0.06, 0.90)
-    assert a.step(LEVEL_NONE, 0, 0, 0) == A.APPLY_OPTIMIZE
-    assert a.value(A.GAIN) == (a.O * 7864 + 32768) >> 16
+    assert a.step(LEVEL_NONE, 0, 0, 0) == C.DECISION_APPLY_OPTIMIZE
+    assert a.value("gain") == (a.O * 7864 + 32768) >> 16
 
 
 def test_genome_relaxes_home_on_time_and_optimizes_when_late():
@@ -97,13 +98,13 @@ def test_genome_relaxes_home_on_time_and_optimizes_when_late():
     for _ in range(2500):
         a.step(LEVEL_NONE, 0, 0, 0)
         a.recalibrate(late)
-    assert a.step(LEVEL_NONE, 0, 0, 0) == A.APPLY_OPTIMIZE and a.O > 0.84 * 65536
+    assert a.step(LEVEL_NONE, 0, 0, 0) == C.DECISION_APPLY_OPTIMIZE and a.O > 0.84 * 65536
     assert a.R + a.B + a.E + a.O == 65536
     # on time again (|e| < eps = 1e-4 s): the genome returns home
     for _ in range(3000):
         a.step(LEVEL_NONE, 0, 0, 0)
         a.recalibrate(0)
-    assert a.step(LEVEL_NONE, 0, 0, 0) == A.NOOP
+    assert a.step(LEVEL_NONE, 0, 0, 0) == C.DECISION_NOOP
     for now, then in zip((a.R, a.B, a.E, a.O), home):
         assert abs(now - then) < 0.05 * 65536, (now, then)
 
@@ -114,7 +115,7 @@ def test_e_feedback_formula():
     a.step(LEVEL_NONE, 0, 0, 0)
     o0 = a.O
     a.recalibrate(0)
-    assert a.value(A.T_THREAT) == 0
+    assert a.value("t_threat") == 0
     th = a.threat
     o = o0                                     # output 0 at e = 0
     f = 65536 - (o * 10) // 3

@@ -22,9 +22,12 @@ then ``idle()`` until the next deadline:
 
 Steps 1-8 allocate nothing on MicroPython in the steady state (measured around step() with
 ``gc.mem_alloc`` every ``alloc_every`` beats and reported as ``alloc_bytes_per_beat``).  Idle work that allocates (mining,
-host frames) only runs while the heap has ``_GC_LOW`` bytes free, and the beat collects in idle
-time (when the measured collection time fits) below that, so the automatic GC (left enabled as
-a safety net) does not run inside a beat.
+host frames) only runs while the last heap check found ``_GC_LOW`` bytes free. The check
+(gc.mem_free() walks the heap: ~8 ms on a Pico) runs in idle time only when its measured cost
+fits; below ``_GC_LOW`` the beat collects in idle time when the measured collection time fits.
+Where neither fits (a Pico's 4.2 ms beat: a collection takes ~23 ms), gc.threshold, set at boot
+to start the automatic collection at the same level, collects: always in idle code, since
+step() allocates nothing.  HEARTBEAT heap_free is the last check's figure.
 """
 import gc
 import struct
@@ -105,7 +108,7 @@ class Settings:
         self.telemetry_every = 1      # send a TELEMETRY record every N beats (partials summed)
         self.batch_beats = 1          # records per TELEMETRY frame (1 = no BATCH flag)
         self.heartbeat_every = 0      # beats between HEARTBEATs (0 = about once a second)
-        self.pow_bits = 16
+        self.pow_bits = C.POW_BITS_DEFAULT
         self.link_timeout_ms = 3000   # no host frame for this long: the link is down
         # measure the allocation of one beat in alloc_every (0 = never): gc.mem_alloc() scans
         # the heap (milliseconds on a Pico: boards/pico.py sets 0, its lane measures instead)
@@ -158,6 +161,9 @@ class Beat:
         self.mining_id = 0
         self.slice_est_us = 0
         self.gc_est_us = 1000
+        self.mf_est_us = 0            # what gc.mem_free() costs (it walks the heap: ~8 ms on a Pico)
+        self.mem_low = False          # the last heap check found less than _GC_LOW free
+        self.heap_free = 0            # the last gc.mem_free() figure (HEARTBEAT heap_free)
         self.hashes = 0
         self.records_mined = 0
         self.mined_late = 0
@@ -180,6 +186,16 @@ class Beat:
         self.hw.sampler.start(t)
         if _HAS_MEM:
             gc.collect()
+            clk = self.clock
+            t0 = clk.ticks()
+            free = gc.mem_free()
+            self.mf_est_us = tdiff(clk.ticks(), t0)
+            self.heap_free = free
+            # the automatic collection starts where the idle check would (_GC_LOW free): where
+            # the check does not fit the idle time (a Pico's 4.2 ms beat), this is what
+            # collects, and always in idle code, since step() allocates nothing
+            if free > 2 * _GC_LOW and hasattr(gc, "threshold"):
+                gc.threshold(free - _GC_LOW)
         if self.quarantined:          # restored at boot (device/latch.py): safe from beat 0
             self.hw.pwm.safe()
             self.pwm_duty = self.hw.pwm.duty
@@ -377,6 +393,7 @@ class Beat:
         host_done = False
         sends_done = False
         hb_done = False
+        mem_done = False
         gc_done = False
         while True:
             now = clk.ticks()
@@ -408,7 +425,19 @@ class Beat:
                     self.beats_since_hb = 0
                     self.send_heartbeat()
                 continue
-            low = _HAS_MEM and gc.mem_free() < _GC_LOW
+            if not mem_done:
+                mem_done = True
+                # the heap check walks the heap: only when it fits (its cost measured)
+                if _HAS_MEM and budget > self.mf_est_us:
+                    t0 = clk.ticks()
+                    free = gc.mem_free()
+                    c = tdiff(clk.ticks(), t0)
+                    g = self.mf_est_us
+                    self.mf_est_us = c if c > g else g - ((g - c) >> 3)
+                    self.heap_free = free
+                    self.mem_low = free < _GC_LOW
+                    continue
+            low = self.mem_low
             if low and not gc_done and budget > self.gc_est_us:
                 gc_done = True
                 t0 = clk.ticks()
@@ -417,6 +446,7 @@ class Beat:
                 g = self.gc_est_us
                 self.gc_est_us = c if c > g else g - ((g - c) >> 3)
                 self.gc_runs = (self.gc_runs + 1) & _SAT
+                self.mem_low = False
                 continue
             if low and not gc_done:
                 # passed over for lack of time: let the estimate decay (1/8 per beat), or one
@@ -546,7 +576,8 @@ class Beat:
         tm = self.time
         lt = self.lateness
         h = self.host
-        free = gc.mem_free() if _HAS_MEM else 0
+        # the last heap check's figure (idle time: the check walks the heap)
+        free = self.heap_free
         self.link.send(self.enc.heartbeat(
             tm.era, tm.off, self.beat & MASK, lt.percentile(50), lt.percentile(99), lt.max_us,
             free, self.queue.pending(),

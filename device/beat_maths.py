@@ -36,7 +36,7 @@ RELEARN_S = 10.0       # retry an unsuccessful lag search after this long
 class Maths:
     def __init__(self, f_s=12000, adc_bits=12, pulse_k=4.0, pulse_p=5.0, lag=0, omega=0.0,
                  coherence_threshold=0.95, setpoint=0.5, act_gains=(2.0, 8.0, 0.0),
-                 pow_bits=16, arbiter=None, miner=None, kairos_hz=KAIROS_HZ,
+                 pow_bits=12, arbiter=None, miner=None, kairos_hz=KAIROS_HZ,
                  counts_per_unit=128.0, anomaly_z=5.4, max_samples=None, act_start=0.0):
         self.pulse = Pulse(k=pulse_k, P=pulse_p)
         self.period_override_us = 0
@@ -172,10 +172,14 @@ class Maths:
         if act:
             out = pidk.update(pst, meas)
             self.duty = 65535 if out > 65535 else (0 if out < 0 else out)
-        # recalibrate: genomic PID on e = T_Lambda - measured interval (Q16 seconds)
-        e = ((self.period_override_us or self.pulse.period_us) - interval_us) * 65536 // 1000000
-        if e < -65536:
-            e = -65536
+        # recalibrate: genomic PID on e = T_Lambda - measured interval (Q16 seconds, at least
+        # -1 s). dt * 65536 // 1000000 in two parts (65536 / 1000000 = 4096 / 62500, dt =
+        # 62500 q + r) so that no product leaves the small ints: a late beat allocates no long int
+        dt = (self.period_override_us or self.pulse.period_us) - interval_us
+        if dt < -1000000:
+            dt = -1000000
+        q = dt // 62500
+        e = q * 4096 + (dt - q * 62500) * 4096 // 62500
         gp = arb.pid
         out = pidk.update_error(gp.st, e)
         eps = gp.eps

@@ -1,5 +1,6 @@
 """Command-line options of device/main.py (no argparse on MicroPython: a small parser).
 Every bad value raises UsageError naming the flag and what is allowed."""
+from shared.protocol_codes import POW_BITS_DEFAULT
 
 
 class UsageError(Exception):
@@ -35,7 +36,7 @@ class Options:
     fs = 0                  # 0: the board's default (boards/*.py LIMITS)
     telemetry_every = 1
     batch = 1
-    pow_bits = 16
+    pow_bits = POW_BITS_DEFAULT
     pulse_k = 4.0
     pulse_p = 5.0
     lag = 0                 # 0: learn one period of the machine (device/lag.py)

@@ -18,7 +18,7 @@ Flags (README "Device entry point"):
   --fs HZ               sample rate f_s            (default: the board's, boards/*.py LIMITS)
   --telemetry-every N   one TELEMETRY record per N beats (partials summed)   (default: 1)
   --batch N             TELEMETRY records per frame, 1..5           (default: 1)
-  --pow-bits N          proof-of-work difficulty of WITNESS records (default: 16)
+  --pow-bits N          proof-of-work difficulty of WITNESS records (default: 12)
   --pulse-k K --pulse-p P   T_Lambda parameters (k*P must be > 1)   (default: 4, 5)
   --lag N               KAIROS lag in KAIROS samples (f_s / M, about 250 Hz); 0 = learn one
                         period of the machine                       (default: 0)
@@ -48,9 +48,12 @@ def _setup_path():
     root = d[:j] if j >= 0 else ("." if d not in (".", "") else "..")
     if d == "device" or d.endswith("/device"):
         root = d[:-6].rstrip("/") or ("/" if d.startswith("/") else ".")
-    for p in (root, ""):
-        if p not in sys.path:
-            sys.path.insert(0, p)
+    # root first: run from another tree's root (a repo checkout), the cwd's sources must not
+    # shadow the firmware's modules (.py compiled on the board's heap instead of its .mpy)
+    for p in ("", root):
+        if p in sys.path:
+            sys.path.remove(p)
+        sys.path.insert(0, p)
     # the script's own directory (device/) must not shadow package imports
     for p in (d,):
         if p in sys.path and p not in (root, "", "."):

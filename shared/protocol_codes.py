@@ -87,6 +87,11 @@ ERR_BUSY = const(8)
 ERR_INTERNAL = const(9)
 ERR_CODE_MAX = const(9)
 
+# The default proof-of-work difficulty of WITNESS records (leading zero bits), device and host:
+# a Pico computes ~2,700 hashes/s (emulated RP2040, 125 MHz), so 12 bits mine a record in ~1.5 s
+# on average (4,096 hashes; within 5 s 96 % of the time), where SPEC's 16 would take ~24 s
+POW_BITS_DEFAULT = const(12)
+
 # CONFIG key ids -> (name, scale). Values are i32; scale "q16" means value / 65536.
 CONFIG_KEYS = {
     1: ("telemetry_every", "int"), 2: ("pow_bits", "int"), 3: ("coherence_threshold", "q16"),

@@ -3,12 +3,11 @@
 # module is never loaded on a board (every module costs heap there).
 import struct
 
-from shared.protocol import (CONFIG, CONFIG_HEAD_FMT, CONFIG_PAIR_FMT, FLAG_AUTH, FLAG_BATCH,
-                             HEADER_FMT, HEADER_LEN, LAYOUTS, MAX_BATCH, MAX_CONFIG_PAIRS,
-                             TELEMETRY, TELEMETRY_LEN, TYPE_NAMES, VERSION, _PAYLOAD_LEN,
-                             check_sync_direction, validate_fields, DIRECTION, SEQ_LIMIT,
-                             ERA_LIMIT,
-                             frame_size)
+from shared.wire_format import (CONFIG, CONFIG_HEAD_FMT, CONFIG_PAIR_FMT, FLAG_AUTH, FLAG_BATCH,
+                                HEADER_FMT, HEADER_LEN, MAX_BATCH, MAX_CONFIG_PAIRS, TELEMETRY,
+                                TELEMETRY_LEN, VERSION, SEQ_LIMIT, ERA_LIMIT)
+from shared.protocol import (LAYOUTS, TYPE_NAMES, _PAYLOAD_LEN, check_sync_direction,
+                             validate_fields, DIRECTION, frame_size)
 from shared.auth import TAG_LEN  # noqa: F401
 from shared.crc import crc32_store
 from shared.wire_errors import FieldError, UnknownTypeError

@@ -134,12 +134,14 @@ def _zero8(dst, do: int, n: int):
 
 
 @micropython.viper
-def _copy32(src, dst, n: int):
+def _copy32(src, so: int, dst, do: int, n: int):
+    # word by word in viper: reading an array('I') element >= 2^30 from Python makes a long
+    # int on the Pico (an allocation per word)
     s = ptr32(src)
     d = ptr32(dst)
     i = 0
     while i < n:
-        d[i] = s[i]
+        d[do + i] = s[so + i]
         i += 1
 
 
@@ -178,21 +180,13 @@ class Sha256:
         self.load_iv()
 
     def load_iv(self):
-        _copy32(self._iv, self.h, 8)
+        _copy32(self._iv, 0, self.h, 0, 8)
 
     def save_mid(self, slot):
-        m = self._mid
-        h = self.h
-        o = 8 * slot
-        for i in range(8):
-            m[o + i] = h[i]
+        _copy32(self.h, 0, self._mid, 8 * slot, 8)
 
     def load_mid(self, slot):
-        m = self._mid
-        h = self.h
-        o = 8 * slot
-        for i in range(8):
-            h[i] = m[o + i]
+        _copy32(self._mid, 8 * slot, self.h, 0, 8)
 
     def compress(self):
         _compress(self.h, self._w, self.block, _KW)

@@ -26,7 +26,7 @@ def test_devices_windows_sync_and_status(host):
     assert t["lateness_us"] == 3 and t["period_us"] == 4211
 
     one = host.get("/api/devices/17")
-    assert one["device_id"] == 17 and one["config"]["pow_bits"] == 16
+    assert one["device_id"] == 17 and one["config"]["pow_bits"] == 12
     # the decoded state: windows with their unit, fill; the Master's full windows beside
     assert [w["window"] for w in one["windows"]] == ["10s", "60s", "600s", "3600s"]
     assert [w["window_s"] for w in one["windows"]] == [10.0, 60.0, 600.0, 3600.0]

@@ -9,6 +9,7 @@ import copy
 import math
 
 from becomingone.errors import ConfigError
+from shared.protocol_codes import POW_BITS_DEFAULT
 
 # ---------------------------------------------------------------------------------------------
 # leaf specifications
@@ -332,7 +333,7 @@ SCHEMA = {
                                     "until the coordinator stops); more are refused as device_limit",
                                     lo=0, hi=65535),
         "keystore": Leaf("str", None, "keystore file (default DATA_DIR/keys.json)", nullable=True),
-        "pow_bits": Leaf("int", 16, "proof-of-work difficulty (leading zero bits) required on WITNESS",
+        "pow_bits": Leaf("int", POW_BITS_DEFAULT, "proof-of-work difficulty (leading zero bits) required on WITNESS",
                          lo=0, hi=32),
         "rate": {
             "capacity": Leaf("float", 2000.0, "token bucket size, cost units (cost = complexity^1.5)",

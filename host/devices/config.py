@@ -28,6 +28,7 @@ import time
 from becomingone.errors import UserError
 from becomingone.util.atomic import write_json
 from shared import protocol as P
+from shared.protocol_codes import POW_BITS_DEFAULT
 
 __all__ = ["ConfigHistory", "DeviceConfigs", "DEVICE_DEFAULTS", "device_defaults", "to_pairs",
            "check_config", "hello_limits", "config_key_of"]
@@ -36,7 +37,7 @@ __all__ = ["ConfigHistory", "DeviceConfigs", "DEVICE_DEFAULTS", "device_defaults
 # the host config's values laid over them by device_defaults(cfg). Keys and wire scaling come
 # from shared/protocol.py CONFIG_KEYS ("q16" values are sent as round(value * 65536)).
 DEVICE_DEFAULTS = {
-    "telemetry_every": 1, "pow_bits": 16, "coherence_threshold": 0.95, "period_us": 4211,
+    "telemetry_every": 1, "pow_bits": POW_BITS_DEFAULT, "coherence_threshold": 0.95, "period_us": 4211,
     "pid_kp": 0.6, "pid_ki": 0.1, "pid_kd": 0.05, "setpoint": 0.5, "alert_threshold": 0.6,
     "quarantine_threshold": 0.85, "batch_beats": 1, "heartbeat_every": 238, "lag_samples": 0,
     "omega": 0.0, "anomaly_z": 5.4, "output_safe": 0.0, "pulse_k": 4.0, "pulse_p": 5.0,

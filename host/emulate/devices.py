@@ -24,6 +24,7 @@ import time
 from becomingone.errors import UserError
 from shared import protocol as P
 from shared.auth import Auth
+from shared.protocol_codes import POW_BITS_DEFAULT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # MicroPython heap of an emulated device (the one place to set it; a Pico has ~190 KB free).
@@ -182,7 +183,7 @@ class Flooder(threading.Thread):
         fields = dict(_HEARTBEAT)
         hello = {"board": "flooder", "fw_major": 0, "fw_minor": 1, "fw_patch": 0,
                  "capabilities": 0, "fs_hz": 1000, "period_us": 4211, "phase_step": 0,
-                 "lag_samples": 10, "adc_bits": 12, "sum_shift": 0, "pow_bits": 16,
+                 "lag_samples": 10, "adc_bits": 12, "sum_shift": 0, "pow_bits": POW_BITS_DEFAULT,
                  "telemetry_every": 1,
                  "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0,
                  "kairos_decim": 4, "counts_per_unit_q4": 2048, "nonce": bytes(16)}

@@ -30,6 +30,7 @@ from becomingone.ingest.ratelimit import RateLimiter
 from becomingone.wire.handshake import session_key
 from shared import pow as _pow, protocol as P
 from shared.auth import Auth
+from shared.protocol_codes import POW_BITS_DEFAULT
 
 __all__ = ["Admission", "POLICIES", "FULL", "OBSERVE"]
 
@@ -46,7 +47,7 @@ class Admission:
     """Which frames the coordinator takes in (module docstring): owns the device -> Auth
     map, the unknown-device policy, the rate limiter, the per-device PoW difficulty and the
     rejection counters. Raises ValueError for a bad policy or difficulty."""
-    def __init__(self, keystore=None, policy="observe", pow_bits=16, pow_required=True,
+    def __init__(self, keystore=None, policy="observe", pow_bits=POW_BITS_DEFAULT, pow_required=True,
                  rate_capacity=2000.0, rate_refill=1000.0, rate_enabled=True, transport="hmac"):
         if policy not in POLICIES:
             raise ValueError("admission.unknown_devices %r (allowed: %s)" % (policy, ", ".join(POLICIES)))

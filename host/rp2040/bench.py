@@ -16,14 +16,15 @@ measurement the RP2040 lane asserts (measure.py + chip_beat.py), against budget.
 Every row also has firmware_sha256 (the .uf2 booted) and emulated_s / wall_s of the run.
 """
 from becomingone.rp2040 import budget
+from shared.protocol_codes import POW_BITS_DEFAULT
 
 
-def collect(beats=300, firmware=None, pow_bits=16):
+def collect(beats=300, firmware=None, pow_bits=POW_BITS_DEFAULT):
     from becomingone.rp2040.measure import measure
     return rows_from(measure(board="pico", beats=beats, key=True, firmware=firmware), pow_bits)
 
 
-def rows_from(r, pow_bits=16):
+def rows_from(r, pow_bits=POW_BITS_DEFAULT):
     """The rows of one measure.measure() result."""
     s, a, h, pw = r["step_us"], r["alloc"], r["heap"], r.get("pow") or {"hashes_per_s": -1}
     rep = r.get("report") or {}

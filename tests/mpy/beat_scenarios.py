@@ -1,6 +1,6 @@
 # Beat scenarios (the bodies of tests/mpy/test_beat.py). Under MicroPython each runs in a fresh
 # process with a 192K heap (the firmware alone uses most of it), started by test_beat.py:
-#   micropython -X heapsize=192K tests/mpy/beat_scenarios.py ROOT NAME   -> exit status 0 = pass
+#   micropython -X heapsize=256K tests/mpy/beat_scenarios.py ROOT NAME   -> exit status 0 = pass
 import gc
 import sys
 if __name__ == "__main__":

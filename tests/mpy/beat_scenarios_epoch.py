@@ -1,6 +1,6 @@
 # Epoch-roll and n_samples beat scenarios (bodies of tests in tests/mpy/test_beat.py), kept out of
 # beat_scenarios.py so the other scenarios do not compile them into their 192K heap:
-#   micropython -X heapsize=192K tests/mpy/beat_scenarios_epoch.py ROOT NAME   -> exit status 0 = pass
+#   micropython -X heapsize=256K tests/mpy/beat_scenarios_epoch.py ROOT NAME   -> exit status 0 = pass
 import gc
 import sys
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 # Fault beat scenarios (bodies of tests in tests/mpy/test_beat.py): an exception in the beat,
 # QUARANTINE across a reboot, CLEAR without a bump, samples lost in HEARTBEAT, counters that
 # cannot overflow.  Own file so the other scenarios do not compile them into their 192K heap:
-#   micropython -X heapsize=192K tests/mpy/beat_scenarios_faults.py ROOT NAME -> exit status 0 = pass
+#   micropython -X heapsize=256K tests/mpy/beat_scenarios_faults.py ROOT NAME -> exit status 0 = pass
 import gc
 import sys
 if __name__ == "__main__":

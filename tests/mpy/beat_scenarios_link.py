@@ -1,7 +1,7 @@
 # Link beat scenarios: witness resends, mining, time sync, bad host frames (bodies of tests in
 # tests/mpy/test_beat.py), in their own file so the other scenarios do not compile them into
 # their 192K heap:
-#   micropython -X heapsize=192K tests/mpy/beat_scenarios_link.py ROOT NAME  -> exit status 0 = pass
+#   micropython -X heapsize=256K tests/mpy/beat_scenarios_link.py ROOT NAME  -> exit status 0 = pass
 import gc
 import sys
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # the sample ring, the rp2 latch.  Under MicroPython each runs in a fresh 192K process (every
 # module a test imports leaves its names interned for good: one file for them all fragments the
 # shared heap of tests/mpy_runner.py):
-#   micropython -X heapsize=192K tests/mpy/board_scenarios.py ROOT NAME   -> exit status 0 = pass
+#   micropython -X heapsize=256K tests/mpy/board_scenarios.py ROOT NAME   -> exit status 0 = pass
 import sys
 if __name__ == "__main__":
     _root = sys.argv[1]

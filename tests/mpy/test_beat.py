@@ -1,17 +1,20 @@
 # The device beat on the emulator board with a virtual clock (both runtimes). The scenarios are
-# in beat_scenarios.py; under MicroPython each runs in its own process with a fresh 192K heap
-# (the whole firmware plus the test runner does not fit one heap shared with every other test).
+# in beat_scenarios.py; under MicroPython each runs in its own process with a fresh heap of
+# tests/mpy/harness_heap.py (the firmware plus the test harness does not fit one heap shared
+# with every other test).
 import sys
 
 MPY = sys.implementation.name == "micropython"
+if MPY:
+    from tests.mpy.harness_heap import HEAP
 
 
 def _run(name, module="beat_scenarios"):
     if MPY:
         import os
         root = __file__.rsplit("/tests/", 1)[0] if "/tests/" in __file__ else "."
-        rc = os.system("%s -X heapsize=192K %s/tests/mpy/%s.py %s %s"
-                       % (sys.executable, root, module, root, name))
+        rc = os.system("%s -X heapsize=%s %s/tests/mpy/%s.py %s %s"
+                       % (sys.executable, HEAP, root, module, root, name))
         assert rc == 0, "scenario %s failed (exit status %r)" % (name, rc)
     else:
         mod = __import__("tests.mpy." + module, None, None, ["*"])

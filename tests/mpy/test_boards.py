@@ -1,17 +1,19 @@
 # pico and pico_w board definitions with the fake machine module (both runtimes). The bodies are
-# in board_scenarios.py; under MicroPython each runs in its own 192K process (as test_beat.py).
+# in board_scenarios.py; under MicroPython each runs in its own process (heap: tests/mpy/harness_heap.py).
 import sys
 import machine
 
 MPY = sys.implementation.name == "micropython"
+if MPY:
+    from tests.mpy.harness_heap import HEAP
 
 
 def _run(name):
     if MPY:
         import os
         root = __file__.rsplit("/tests/", 1)[0] if "/tests/" in __file__ else "."
-        rc = os.system("%s -X heapsize=192K %s/tests/mpy/board_scenarios.py %s %s"
-                       % (sys.executable, root, root, name))
+        rc = os.system("%s -X heapsize=%s %s/tests/mpy/board_scenarios.py %s %s"
+                       % (sys.executable, HEAP, root, root, name))
         assert rc == 0, "scenario %s failed (exit status %r)" % (name, rc)
     else:
         from tests.mpy import board_scenarios

@@ -30,16 +30,28 @@ from becomingone.ledger import Ledger
 from becomingone.ledger.merkle import verify_inclusion
 from becomingone.util.atomic import write_json
 from shared import protocol as P
-from shared.auth import Auth
 
 FLOOD_ID_BASE = 60000   # flooding senders get their own keyed device ids
+
+
+class _AnyTag:
+    """An Auth stand-in that takes every tag: a keyed device's frames are tagged with its
+    session key (the handshake's, which needs the host's nonce: this observer sees only what
+    the device sends). The frames it sees come from the device's own side of the proxy, before
+    link faults, so the tag proves nothing here; the CRC and every field are still checked."""
+
+    def get(self, device_id):
+        return self
+
+    def verify(self, data, n):
+        return True
 
 
 class _WitnessObserver:
     """Decodes the frames devices emit (before link faults) and records every WITNESS."""
 
     def __init__(self, keys):
-        self.auth = {d: Auth(k) for d, k in keys.items()}
+        self.auth = {d: _AnyTag() for d in keys}
         self.sent = set()           # (device, boot, witness_id)
         self.kinds = {}             # (device, boot, witness_id) -> WITNESS kind code
         self.frames = collections.Counter()

@@ -247,7 +247,7 @@ def test_observe_policy_never_reaches_ledger(tmp_path):
                            "coherence": 1, "value": 0, "pow_bits": 0, "nonce": 0})
         ack = d.recv(P.ACK)
         assert ack.fields["status"] == P.ACK_REJECTED
-        assert c.counters["beats"] == 1
+        assert wait(lambda: c.counters["beats"] == 1)      # telemetry is taken (observed)
         assert all(e.data["kind"] != "witness" for e in c.ledger.entries())
     finally:
         stop(c, th)

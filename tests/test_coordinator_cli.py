@@ -42,9 +42,9 @@ def test_run_device_status_sigterm(tmp_path):
         dev.recv(P.TIME_SYNC)
         assert wait(lambda: json.loads(cli("device", "list", "--data", data, "--json").stdout)[0]
                     ["frames"] >= 11)
-        r = cli("device", "config", "3", "pow_bits=12", "--data", data)
-        assert "sent: pow_bits=12" in r.stdout
-        assert dev.recv(P.CONFIG).fields["pairs"] == [[2, 12]]
+        r = cli("device", "config", "3", "pow_bits=14", "--data", data)
+        assert "sent: pow_bits=14" in r.stdout
+        assert dev.recv(P.CONFIG).fields["pairs"] == [[2, 14]]
         r = cli("device", "config", "3", "bogus=1", "--data", data, check=False)
         assert r.returncode == 2 and r.stderr.startswith("becomingone: unknown config key")
         st = json.loads(cli("status", "--data", data, "--json").stdout)

@@ -183,7 +183,7 @@ def test_refused_config_is_never_resent(tmp_path):
     assert dc2.history(3).state()["period_us"] == DEVICE_DEFAULTS["period_us"]
     assert dc2.resync(3) == {} and len(sent) == n + 1
     # a new change is sent again (with the state it leads to)
-    dc2.apply(3, {"pow_bits": 12})
+    dc2.apply(3, {"pow_bits": 14})
     assert len(sent) == n + 2
 
 

@@ -30,6 +30,7 @@ from becomingone.ledger import Ledger
 from becomingone.ledger.merkle import verify_inclusion
 from becomingone.util.atomic import write_json
 from shared import protocol as P
+from shared.auth import Auth
 
 FLOOD_ID_BASE = 60000   # flooding senders get their own keyed device ids
 
@@ -52,6 +53,7 @@ class _WitnessObserver:
 
     def __init__(self, keys):
         self.auth = {d: _AnyTag() for d in keys}
+        self.device_auth = {d: Auth(k) for d, k in keys.items()}
         self.sent = set()           # (device, boot, witness_id)
         self.kinds = {}             # (device, boot, witness_id) -> WITNESS kind code
         self.frames = collections.Counter()
@@ -62,6 +64,12 @@ class _WitnessObserver:
             f = P.decode(bytes(data), auth=self.auth)
         except Exception:
             return
+        if f.type == P.WITNESS and f.auth:
+            k = self.device_auth.get(f.device_id)
+            if k is not None and k.verify(data, len(data) - P.CRC_LEN - P.TAG_LEN):
+                # tagged with the device key: sent while its handshake was pending, which the
+                # host does not take; the device sends it again under the session key
+                return
         with self.lock:
             self.frames[f.device_id] += 1
             if f.type == P.WITNESS:

@@ -552,13 +552,20 @@ class Beat:
             flags = C.BOOT_LATCHED | (C.BOOT_RESTORED if lt is not None and lt.restored else 0)
         lim = getattr(self.hw, "limits", None) or {}
         v = FW_VERSION
-        self.link.send(self.enc.hello(tm.era, tm.off, self.hw.board_id, v[0], v[1], v[2],
-                                      self.capabilities(), self.hw.f_s, self.deadline.period_us,
-                                      m.phase_step(), m.lag_samples(), self.hw.adc_bits,
-                                      m.sum_shift(), self.s.pow_bits, self.s.telemetry_every,
-                                      m.max_samples(), lim.get("period_min_us", 500),
-                                      lt.cause if lt is not None else 0, flags,
-                                      m.decim, m.counts_per_unit_q4()))
+        enc = self.enc
+        a = enc.auth
+        hs = self.host.hs if self.host is not None else None   # device/session.py
+        if hs is not None:
+            enc.auth = hs.hello_auth(self) or a    # the device key while a handshake is pending
+        self.link.send(enc.hello(tm.era, tm.off, self.hw.board_id, v[0], v[1], v[2],
+                                 self.capabilities(), self.hw.f_s, self.deadline.period_us,
+                                 m.phase_step(), m.lag_samples(), self.hw.adc_bits,
+                                 m.sum_shift(), self.s.pow_bits, self.s.telemetry_every,
+                                 m.max_samples(), lim.get("period_min_us", 500),
+                                 lt.cause if lt is not None else 0, flags,
+                                 m.decim, m.counts_per_unit_q4(),
+                                 hs.nonce if hs is not None else b""))
+        enc.auth = a
 
     def capabilities(self):
         c = C.CAP_POW | C.CAP_BATCH | C.CAP_TIME_SYNC | C.CAP_MODEL | C.CAP_PWM | C.CAP_ADC

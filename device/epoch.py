@@ -48,5 +48,9 @@ def new_epoch(b, boot_id=None):
     b.last_witness_beat = 0
     b.mining_slot = -1
     rebind_witnesses(b.queue, boot_id)
-    b.send_hello()
+    hs = b.host.hs if b.host is not None else None
+    if hs is not None:            # a session key belongs to one boot id: a new handshake
+        hs.restart(b)
+    else:
+        b.send_hello()
     return boot_id

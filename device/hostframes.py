@@ -1,13 +1,18 @@
 """Frames from the host, handled between beats (in ``Beat.idle``).
 
-- ACK (acked_type WITNESS, ref = witness_id): the witness record leaves the queue.
+- ACK (acked_type WITNESS, ref = witness_id): status OK, the witness record leaves the queue;
+  any other status (REJECTED: e.g. the host raised the proof-of-work difficulty) keeps it
+  (device/witness_refused.py: re-stamped at the current difficulty, or resent later).
 - CONFIG: every pair is validated first; if one is bad nothing changes, the device answers
   ACK(CONFIG, BAD_VALUE / UNSUPPORTED, ref = config_version) and an ERROR naming the key; else
   all pairs are applied, ACK(CONFIG, OK) and a CONFIG_APPLIED witness record.
 - MODEL (bias and feature weights of the entropy model): applied, ACK(MODEL, OK), MODEL_APPLIED witness.
 - CLEAR: unlatches QUARANTINE (ACK OK + QUARANTINE_CLEARED witness), unless the witness queue
   could not take the next QUARANTINE record (ACK BUSY; see device/witness_queue.py).
-- TIME_SYNC request: immediate reply with the receive time and the transmit time.
+- TIME_SYNC request: immediate reply with the receive time (taken when the frame is read) and
+  the transmit time.
+- CHALLENGE, and frames tagged with the device key instead of the session key: the session
+  handshake (device/session.py, keyed devices only).
 Frames for another boot id (a host that missed our HELLO) make the device send HELLO again
 (at most once a second) and are otherwise ignored.  Bad frames are counted by kind (rx_crc,
 rx_cobs, rx_auth, rx_replay, rx_other) and never raise.
@@ -48,6 +53,7 @@ class HostFrames:
     def __init__(self, beat, auth=None):
         self.beat = beat
         self.auth = auth
+        self.hs = None                # device/session.py Handshake (keyed devices)
         if auth is not None:
             from shared.auth import ReplayWindow
             self.replay = ReplayWindow(256)
@@ -77,6 +83,8 @@ class HostFrames:
         if b.link_up and tdiff(b.now_ms, b.last_rx_ms) > b.s.link_timeout_ms:
             b.link_up = False
         self.rx_cobs = getattr(link, "rx_dropped", 0)
+        if self.hs is not None:
+            self.hs.tick(b)
         for _ in range(_MAX_PER_IDLE):
             data = link.recv()
             if data is None:
@@ -85,8 +93,10 @@ class HostFrames:
 
     def handle(self, data):
         b = self.beat
-        rx_era = b.time.era
-        rx_off = b.time.off
+        tm = b.time
+        tm.update()                   # the receive time: when the frame is read, not the beat's
+        rx_era = tm.era
+        rx_off = tm.off
         try:
             vf, t, dev, boot, seq, era, off, end = check_frame(data, self.auth)
             if dev != 0:
@@ -97,7 +107,8 @@ class HostFrames:
             self.rx_crc += 1
             return
         except AuthError:
-            self.rx_auth += 1
+            if self.hs is None or not self.hs.rx(b, data):
+                self.rx_auth += 1
             return
         except FramingError:
             self.rx_cobs += 1
@@ -127,7 +138,11 @@ class HostFrames:
             self._last_hello_ms = b.now_ms
         if t == W.ACK:
             if fl[0] == W.WITNESS:
-                b.queue.ack(fl[2])
+                if fl[1] == P.ACK_OK:
+                    b.queue.ack(fl[2])
+                else:                       # never dropped on a refusal (rare: loaded then)
+                    from device.witness_refused import refused
+                    refused(b, fl[2])
         elif t == W.CONFIG:
             self.on_config(fl[0], fl[1])
         elif t == W.MODEL:

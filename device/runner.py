@@ -135,9 +135,13 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     if link is None:
         link = open_link(opts.link or hw.default_link)
     auth = None
+    hs = None
     if opts.key_file:
         from shared.auth import Auth
-        auth = Auth(load_key(opts.key_file))
+        from device.session import Handshake
+        key = load_key(opts.key_file)
+        auth = Auth(key)          # until the first session key (the host refuses these frames)
+        hs = Handshake(key)
     boot_id = opts.boot_id or random_boot_id()
     enc = Encoder(opts.device_id, boot_id, auth, cobs=getattr(link, "cobs", False),
                   batch_max=5)
@@ -149,6 +153,7 @@ def build(opts, clock=None, link=None, miner=None, arbiter=None, hw=None):
     gc.collect()                  # the beat's own tables next, in as few holes as possible
     beat = Beat(hw, link, enc, maths, s)
     beat.host = HostFrames(beat, auth)
+    beat.host.hs = hs
     # QUARANTINE across resets, and the reset cause (HELLO, BOOT witness): where the board has
     # somewhere to keep it (a state folder, rp2 scratch registers); else RAM only
     sd = getattr(hw, "state_dir", None)

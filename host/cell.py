@@ -73,6 +73,11 @@ class Cell:
         if cfg.integrations.mqtt.enabled:      # checks its files first: ConfigError, nothing open
             self.mqtt = part_class("mqtt")(self.view, cfg.integrations.mqtt, cfg.becomingone.name)
         c.open_stores(integration)
+        if cfg.ledger.witnesses:               # checkpoints go out to be cosigned
+            from becomingone.ledger.cosigner import CosignRounds, Cosigner, witness_refs
+            rounds = CosignRounds(Cosigner(c.ledger, witness_refs(cfg.to_dict()["ledger"]["witnesses"])),
+                                  cfg.ledger.witness_interval).start()
+            c.attach("witnesses", rounds.stop, status=rounds.status)
         if cfg.sync.mesh_enabled:              # TLS material checked first: UserError naming the fix
             try:
                 self.mesh = self._mesh().start()      # own thread and asyncio loop

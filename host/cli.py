@@ -36,6 +36,7 @@ COMMANDS = {
     "replay": ("becomingone.commands.replay", "stream a recording (npy, CSV, WAV) into the real firmware, host receiving"),
     "evaluate": ("becomingone.commands.evaluate", "a dataset of recordings through the firmware: detection, false alarms, AUC vs baselines"),
     "scenarios": ("becomingone.commands.scenarios", "the decision table: the firmware through healthy, noise and fault scenarios"),
+    "witness": ("becomingone.commands.witness", "a standalone witness that cosigns ledger checkpoints (C2SP tlog-witness)"),
 }
 
 
@@ -47,7 +48,12 @@ EXAMPLES = {
                "becomingone status --data var/cell --verify --json"],
     "emulate": ["becomingone emulate --devices 3 --duration 60",
                 "becomingone emulate --devices 3 --faults fault=3@5,loss=0.05 --mqtt 127.0.0.1:1883"],
+    "witness": ["becomingone witness init --data var/witness --name witness.example.org/w1",
+                "becomingone witness trust --data var/witness --ledger-data var/cell",
+                "becomingone witness serve --data var/witness --listen 0.0.0.0:7380",
+                "becomingone witness show --data var/witness --origin becomingone.ledger/0123456789abcdef"],
     "ledger": ["becomingone ledger verify --data var/cell",
+               "becomingone ledger verify --data var/cell --against saved-checkpoint.txt",
                "becomingone ledger show --data var/cell --from 100 --kind witness",
                "becomingone ledger proof --data var/cell 42",
                "becomingone ledger export --data var/cell export/",

@@ -127,13 +127,15 @@ class Encoder:
     def hello(self, era, off, board, fw_major, fw_minor, fw_patch, capabilities, fs_hz,
               period_us, phase_step, lag_samples, adc_bits, sum_shift, pow_bits,
               telemetry_every, spb_max, period_min_us, reset_cause, boot_flags,
-              kairos_decim=1, counts_per_unit_q4=0):
-        """board: bytes of at most 8 ASCII characters (keep it a constant)."""
+              kairos_decim=1, counts_per_unit_q4=0, nonce=b""):
+        """board: bytes of at most 8 ASCII characters (keep it a constant). nonce: the 16
+        bytes of the handshake (device/session.py); b"" (zeros) for a keyless device."""
         s = self._hello
         struct.pack_into(P.HELLO_FMT, s.raw, _HL, board, fw_major, fw_minor, fw_patch,
                          capabilities, fs_hz, period_us, phase_step, lag_samples, adc_bits,
                          sum_shift, pow_bits, telemetry_every, spb_max, period_min_us,
-                         reset_cause, boot_flags, kairos_decim, _sat16(counts_per_unit_q4))
+                         reset_cause, boot_flags, kairos_decim, _sat16(counts_per_unit_q4),
+                         nonce)
         return self._finish(s, era, off, _HL + P.HELLO_LEN)
 
     def telemetry(self, era, off, beat, period_us, lateness_us, dT_re, dT_im, dE0, dEL,

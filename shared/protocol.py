@@ -15,12 +15,12 @@ import struct
 from shared.wire_errors import FieldError, LengthError, ReplayError
 from shared.wire_format import *  # noqa: F401,F403
 from shared.wire_format import (HELLO, TELEMETRY, WITNESS, ACK, CONFIG, MODEL, TIME_SYNC, CLEAR,
-                                HEARTBEAT, ERROR, FLAG_AUTH, FLAG_BATCH, HEADER_LEN, CRC_LEN,
+                                HEARTBEAT, ERROR, CHALLENGE, FLAG_AUTH, FLAG_BATCH, HEADER_LEN, CRC_LEN,
                                 TAG_LEN, SEQ_LIMIT, MAX_BATCH, HELLO_FMT, TELEMETRY_FMT,
                                 TELEMETRY_LEN, WITNESS_FMT, WITNESS_RECORD_FMT, ACK_FMT,
                                 MODEL_FMT, TIME_SYNC_FMT, CLEAR_FMT, HEARTBEAT_FMT, ERROR_FMT,
                                 CONFIG_HEAD_FMT, CONFIG_PAIR_FMT, CONFIG_HEAD_LEN,
-                                CONFIG_PAIR_LEN, sent_by_host)
+                                CONFIG_PAIR_LEN, CHALLENGE_FMT, TYPE_MAX, sent_by_host)
 from shared.wire_check import (check_frame, check_len, check_ack, check_config,
                                check_config_key, check_model, check_time_sync, check_clear)
 # Code tables (capabilities, decisions, witness kinds, ACK status, CLEAR reasons, ERROR codes,
@@ -32,7 +32,7 @@ from shared.protocol_codes import (DECISION_MASK, DECISION_QUARANTINE, RESET_CAU
 
 TYPE_NAMES = {HELLO: "HELLO", TELEMETRY: "TELEMETRY", WITNESS: "WITNESS", ACK: "ACK",
               CONFIG: "CONFIG", MODEL: "MODEL", TIME_SYNC: "TIME_SYNC", CLEAR: "CLEAR",
-              HEARTBEAT: "HEARTBEAT", ERROR: "ERROR"}
+              HEARTBEAT: "HEARTBEAT", ERROR: "ERROR", CHALLENGE: "CHALLENGE"}
 TYPE_IDS = {}
 for _k in TYPE_NAMES:
     TYPE_IDS[TYPE_NAMES[_k]] = _k
@@ -49,7 +49,7 @@ TELEMETRY_FIELDS = ("beat", "period_us", "lateness_us", "dT_re", "dT_im", "dE0",
 HELLO_FIELDS = ("board", "fw_major", "fw_minor", "fw_patch", "capabilities", "fs_hz",
                 "period_us", "phase_step", "lag_samples", "adc_bits", "sum_shift", "pow_bits",
                 "telemetry_every", "spb_max", "period_min_us", "reset_cause", "boot_flags",
-                "kairos_decim", "counts_per_unit_q4")
+                "kairos_decim", "counts_per_unit_q4", "nonce")
 WITNESS_FIELDS = ("witness_id", "kind", "beat", "decision", "threat", "coherence", "value",
                   "pow_bits", "nonce")
 ACK_FIELDS = ("acked_type", "status", "ref")
@@ -60,12 +60,13 @@ HEARTBEAT_FIELDS = ("beats", "late_p50_us", "late_p99_us", "late_max_us", "heap_
                     "witness_queue", "rx_ok", "rx_crc", "rx_cobs", "rx_auth", "rx_replay",
                     "rx_other", "tx_dropped", "samples_lost")
 ERROR_FIELDS = ("code", "ref_type", "ref", "text")
+CHALLENGE_FIELDS = ("nonce",)
 
 LAYOUTS = {HELLO: (HELLO_FMT, HELLO_FIELDS), TELEMETRY: (TELEMETRY_FMT, TELEMETRY_FIELDS),
            WITNESS: (WITNESS_FMT, WITNESS_FIELDS), ACK: (ACK_FMT, ACK_FIELDS),
            MODEL: (MODEL_FMT, MODEL_FIELDS), TIME_SYNC: (TIME_SYNC_FMT, TIME_SYNC_FIELDS),
            CLEAR: (CLEAR_FMT, CLEAR_FIELDS), HEARTBEAT: (HEARTBEAT_FMT, HEARTBEAT_FIELDS),
-           ERROR: (ERROR_FMT, ERROR_FIELDS)}
+           ERROR: (ERROR_FMT, ERROR_FIELDS), CHALLENGE: (CHALLENGE_FMT, CHALLENGE_FIELDS)}
 
 _PAYLOAD_LEN = {}
 for _k in LAYOUTS:
@@ -187,7 +188,7 @@ def validate_fields(msg_type, f):
         check_clear(f["reason"])
     elif msg_type == ERROR:
         _range("code", f["code"], 1, ERR_CODE_MAX)
-        _range("ref_type", f["ref_type"], 0, ERROR)
+        _range("ref_type", f["ref_type"], 0, TYPE_MAX)
 
 
 def check_sync_direction(msg_type, f, device_id):

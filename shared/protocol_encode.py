@@ -41,6 +41,10 @@ def _pack_fixed(msg_type, fields, buf, off):
             v = _ascii(v, 8, nm)
         elif nm == "text":
             v = _ascii(v, 16, nm)
+        elif nm == "nonce" and fmt.endswith("16s"):      # HELLO, CHALLENGE: 16 random bytes
+            if not isinstance(v, (bytes, bytearray)) or len(v) != 16:
+                raise FieldError("%s nonce must be 16 bytes (got %r)" % (TYPE_NAMES[msg_type], v))
+            v = bytes(v)
         vals.append(v)
     try:
         struct.pack_into(fmt, buf, off, *vals)
@@ -53,7 +57,7 @@ def encode_frame(msg_type, fields, device_id, boot_id, seq, time_era=0, time_off
                  batch=False):
     """shared.protocol.encode (see there)."""
     if msg_type not in TYPE_NAMES:
-        raise UnknownTypeError("message type %r unknown (allowed: 1..10)" % (msg_type,))
+        raise UnknownTypeError("message type %r unknown (allowed: 1..11)" % (msg_type,))
     if batch and msg_type != TELEMETRY:
         raise FieldError("BATCH is only defined for TELEMETRY")
     count = None

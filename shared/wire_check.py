@@ -15,7 +15,7 @@ from shared.wire_errors import (AuthError, CrcError, FieldError, LengthError, Ov
                                 ShortFrameError, UnknownTypeError, VersionError)
 from shared.wire_format import (VERSION, FLAG_AUTH, FLAGS_KNOWN, HEADER_LEN, CRC_LEN, TAG_LEN,
                                 MAX_FRAME, HEADER_HALVES, TYPE_MAX, MAX_CONFIG_PAIRS,
-                                CONFIG_HEAD_LEN, CONFIG_PAIR_LEN, ERROR, sent_by_host)
+                                CONFIG_HEAD_LEN, CONFIG_PAIR_LEN, CHALLENGE, sent_by_host)
 from shared.protocol_codes import (ACK_STATUS_MAX, CLEAR_REASON_MAX, SYNC_REQUEST, SYNC_REPLY)
 
 
@@ -65,6 +65,8 @@ def check_frame(data, auth=None):
     elif key is not None:
         raise AuthError("unsigned frame from device %d, which has a key: signing required"
                         % device_id)
+    elif mt == CHALLENGE:
+        raise AuthError("unsigned CHALLENGE: a CHALLENGE is always signed")
     if seq_hi >= 0x4000 or off_hi >= 0x4000:
         raise FieldError("seq and time_off must be < 2^30")
     if boot_id == 0:
@@ -90,7 +92,7 @@ def _range(name, v, lo, hi):
 
 
 def check_ack(acked_type, status):
-    _range("acked_type", acked_type, 1, ERROR)
+    _range("acked_type", acked_type, 1, TYPE_MAX)
     _range("status", status, 0, ACK_STATUS_MAX)
 
 

@@ -5,9 +5,9 @@
 # on a Pico every loaded name is heap.
 from shared.compat import const
 
-VERSION = const(2)            # 2: TELEMETRY features; HELLO KAIROS decimation, sensor scale,
-#                               board limits, reset cause; HEARTBEAT samples_lost; MODEL feature
-#                               weights; state bits 3-5 (PROTOCOL.md section 9)
+VERSION = const(3)            # 3: session handshake (HELLO nonce, CHALLENGE, per-session keys:
+#                               PROTOCOL.md section 10); 2: TELEMETRY features, HELLO limits
+#                               (section 9)
 FLAG_AUTH = const(0x01)
 FLAG_BATCH = const(0x02)
 FLAGS_KNOWN = const(0x03)
@@ -33,15 +33,16 @@ TIME_SYNC = const(7)
 CLEAR = const(8)
 HEARTBEAT = const(9)
 ERROR = const(10)
-TYPE_MAX = const(10)
+CHALLENGE = const(11)         # host -> device: its nonce; tagged with the new session key
+TYPE_MAX = const(11)
 
 # Header: ver_flags, type, device_id, boot_id, seq, time_era, time_off
 HEADER_FMT = "<BBHHIBI"
 HEADER_HALVES = "<BBHHHHBHH"  # the same 15 bytes with seq/time_off as u16 halves (no bigints)
 
 # Fixed payloads (field names: shared/protocol.py). Strings ("Ns") are ASCII, NUL padded.
-HELLO_FMT = "<8sBBBHHIIHBBBBBHBBBH"
-HELLO_LEN = const(37)
+HELLO_FMT = "<8sBBBHHIIHBBBBBHBBBH16s"   # ... counts_per_unit_q4, nonce (16 bytes)
+HELLO_LEN = const(53)
 TELEMETRY_FMT = "<IHHiiIIBHhHHHBhhhH"
 TELEMETRY_LEN = const(44)
 WITNESS_FMT = "<IBIBHHiBI"
@@ -64,11 +65,13 @@ CONFIG_HEAD_FMT = "<IB"   # config_version, count; then count x "<Bi" (key id, v
 CONFIG_PAIR_FMT = "<Bi"
 CONFIG_HEAD_LEN = const(5)
 CONFIG_PAIR_LEN = const(5)
+CHALLENGE_FMT = "<16s"    # the host's nonce
+CHALLENGE_LEN = const(16)
 
 
 def sent_by_host(msg_type):
     """1: only the host sends it (device_id 0), 0: only devices (1..65535), 2: both."""
-    if msg_type == CONFIG or msg_type == MODEL or msg_type == CLEAR:
+    if msg_type == CONFIG or msg_type == MODEL or msg_type == CLEAR or msg_type == CHALLENGE:
         return 1
     if msg_type == ACK or msg_type == ERROR or msg_type == TIME_SYNC:
         return 2

@@ -11,6 +11,11 @@ for p in (os.path.join(ROOT, "tests", "fakes"), ROOT):
 # http="127.0.0.1:0") or BECOMINGONE_HTTP=127.0.0.1:0): no test fights over port 8000, and
 # `becomingone run/emulate` started by tests inherit this (docs/HTTP.md, "Switching it off").
 os.environ.setdefault("BECOMINGONE_HTTP", "off")
+# Ledger signing keys live outside the data folder (~/.config/becomingone/ledger-keys by
+# default, docs/LEDGER.md section 6): the tests' keys go to a folder of their own instead.
+if not os.environ.get("BECOMINGONE_KEY_DIR"):
+    import tempfile
+    os.environ["BECOMINGONE_KEY_DIR"] = tempfile.mkdtemp(prefix="becomingone-test-keys-")
 
 
 import pytest  # noqa: E402

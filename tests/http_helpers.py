@@ -14,7 +14,9 @@ from tests.test_coordinator import HELLO, FakeDevice, tel, wait
 class Host:
     def __init__(self, tmp_path, http="127.0.0.1:0", **over):
         o = {"data_dir": str(tmp_path / "data"), "security.intrinsic": False,
-             "ledger.pulse_summary_every": 0, "http.sse_interval": 0.1}
+             "ledger.pulse_summary_every": 0, "http.sse_interval": 0.1,
+             # the fake devices are keyless: ledgered only when unknown devices are accepted
+             "admission.unknown_devices": "accept"}
         o.update(over)
         self.cfg = load_config(overrides=o)
         self.cell = Cell(self.cfg, links=["udp://127.0.0.1:0"], http=http).start()

@@ -50,7 +50,9 @@ def test_serial_link_session_witness_and_replug(tmp_path):
     link_path = str(tmp_path / "ttyBOARD")
     os.symlink(dev.path, link_path)
     cfg = load_config(overrides={"data_dir": str(tmp_path / "data"), "security.intrinsic": False,
-                                 "ledger.pulse_summary_every": 0})
+                                 "ledger.pulse_summary_every": 0,
+                                 # a keyless fake board: ledgered only when unknown devices are accepted
+                                 "admission.unknown_devices": "accept", "devices.takeover_s": 0.0})
     c = Coordinator(cfg, links=[link_path]).start()
     th = threading.Thread(target=c.run, daemon=True)
     th.start()

@@ -83,3 +83,21 @@ def test_serial_link_on_stdin_stdout_answers_time_sync():
     sync = [f for f in frames if f.type == P.TIME_SYNC]
     assert sync and sync[0].fields["host_t1_us"] == 42 and sync[0].fields["mode"] == P.SYNC_REPLY
     assert json.loads(p.stderr.decode().strip().splitlines()[-1])["beats"] == 60
+
+
+def test_keyed_device_never_loads_the_host_protocol_module(tmp_path):
+    """A keyed device (session handshake pending, HELLOs tagged with the device key) runs on
+    shared/wire_format.py + wire_check.py; shared/protocol.py (the host's catalogue) stays
+    unloaded: on a Pico every loaded module is heap."""
+    key = tmp_path / "dev.key"
+    key.write_bytes(bytes(range(32)))
+    code = ("import sys, runpy, atexit\n"
+            "atexit.register(lambda: sys.stderr.write('MODS %s %s\\n' % ("
+            "'shared.protocol' in sys.modules, 'device.session' in sys.modules)))\n"
+            "sys.argv = ['device/main.py', '--board', 'emulator', '--beats', '200', '--link',"
+            " 'none', '--clock', 'virtual', '--key-file', KEY]\n"
+            "sys.path.insert(0, '.')\n"
+            "runpy.run_path('device/main.py', run_name='__main__')\n").replace("KEY", repr(str(key)))
+    p = _run([sys.executable, "-c", code])
+    assert p.returncode == 0, p.stderr.decode()[-800:]
+    assert "MODS False True" in p.stderr.decode(), p.stderr.decode()[-800:]

@@ -143,6 +143,10 @@ def test_decision_timeline_and_ledger_proofs(host):
     assert cp["size"] == host.c.ledger.size and cp["note"].startswith(cp["origin"])
     led = host.get("/api/ledger")
     assert led["checkpoint"] == cp and "BEGIN PUBLIC KEY" in led["public_key"]
+    assert host.get("/api/ledger/cosignatures") == {"cosignatures": [], "count": 0}
+    host.c.call(host.c.ledger.add_cosignature, cp["size"], "w.example/1", "\u2014 w.example/1 AAAA", 7)
+    co = host.get("/api/ledger/cosignatures")
+    assert co["count"] == 1 and co["cosignatures"][0]["name"] == "w.example/1"
 
 
 def test_memory_queries(host):

@@ -211,7 +211,7 @@ def test_checkpoints_signed_and_key_private(tmp_path):
             led.append("witness", W(i))
         assert [ckpt.parse_note(n)["size"] for n in led.checkpoints()] == [251, 300]
         note = led.checkpoint()
-        pub = ckpt.load_public_key(str(tmp_path / ckpt.PUB_FILE))
+        pub = ckpt.load_public_key(str(tmp_path / ckpt.PUB_FILE))   # the public copy beside it
         parsed = ckpt.verify_note(note, pub)
         assert parsed["size"] == led.size and parsed["root"] == led.root() and parsed["origin"] == led.origin
         body, sig = note.split("\n\n")
@@ -221,7 +221,9 @@ def test_checkpoints_signed_and_key_private(tmp_path):
             ckpt.verify_note(forged, pub)
         pem = led.public_key_pem()
         assert "PRIVATE" not in pem
-    mode = stat.S_IMODE(os.stat(tmp_path / ckpt.KEY_FILE).st_mode)
+        kfolder = led.key_folder
+    assert not os.path.exists(tmp_path / ckpt.KEY_FILE)      # outside the data folder
+    mode = stat.S_IMODE(os.stat(os.path.join(kfolder, ckpt.KEY_FILE)).st_mode)
     assert mode == 0o600
     r = Ledger(p).verify()
     assert r.ok and r.checkpoints == 3, r.message()

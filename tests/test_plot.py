@@ -109,7 +109,7 @@ def test_missing_kind_and_empty_memory(tmp_path, capsys):
     assert "no telemetry or coherence rows yet" in err
     mem = Memory(db)
     mem.table_rows("telemetry", [(100.0 + i, 1, 7, i, 10 * i, 0.5, 0.1, 0.2, 0.0, 0.3, 3 if i > 5 else 0, 0,
-                                      6.5, 1.7, 3.1, 0)
+                                      6.5, 1.7, 3.1, 0, None)
                                  for i in range(10)], 110.0)
     mem.close()
     err = _err(capsys, ["plot", "--db", db, "--device", "1", "--kind", "coherence"])

@@ -8,7 +8,7 @@ from shared import protocol as P
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CODES = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "i16": "h", "i32": "i", "f32": "f"}
-ROW = re.compile(r"^\| (\d+) \| (u8|u16|u32|u64|i16|i32|f32|char\[(\d+)\]) \| (\w+) \|")
+ROW = re.compile(r"^\| (\d+) \| (u8|u16|u32|u64|i16|i32|f32|(?:char|bytes)\[(\d+)\]) \| (\w+) \|")
 SECTION = re.compile(r"^### (?:1\.1 Header|2\.\d+ (\w+) \((\d+)\))")
 
 

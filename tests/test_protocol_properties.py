@@ -24,14 +24,16 @@ _SPECIAL = {
               "reset_cause": st.integers(0, P.RESET_CAUSE_MAX),
               "boot_flags": st.integers(0, P.BOOT_FLAGS_KNOWN),
               "kairos_decim": st.integers(1, 255),
-              "board": st.text("abcdefghijklmnopqrstuvwxyz0123456789-_", max_size=8)},
+              "board": st.text("abcdefghijklmnopqrstuvwxyz0123456789-_", max_size=8),
+              "nonce": st.binary(min_size=16, max_size=16)},
+    P.CHALLENGE: {"nonce": st.binary(min_size=16, max_size=16)},
     P.WITNESS: {"kind": st.integers(1, P.WITNESS_KIND_MAX), "decision": st.integers(0, 4),
                 "pow_bits": st.integers(0, 32)},
-    P.ACK: {"acked_type": st.integers(1, 10), "status": st.integers(0, P.ACK_STATUS_MAX)},
+    P.ACK: {"acked_type": st.integers(1, P.CHALLENGE), "status": st.integers(0, P.ACK_STATUS_MAX)},
     P.TIME_SYNC: {"mode": st.integers(0, 1)},
     P.CLEAR: {"reason": st.integers(1, P.CLEAR_REASON_MAX)},
     P.HEARTBEAT: {"samples_lost": st.integers(0, 2**30 - 1)},
-    P.ERROR: {"code": st.integers(1, P.ERR_CODE_MAX), "ref_type": st.integers(0, 10),
+    P.ERROR: {"code": st.integers(1, P.ERR_CODE_MAX), "ref_type": st.integers(0, P.CHALLENGE),
               "text": st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ abc:=0123456789", max_size=16)},
     P.MODEL: {nm: st.floats(width=32, allow_nan=False, allow_infinity=False)
               for nm in ("bias", "w_level", "w_kurt", "w_crest", "w_anoms")},
@@ -81,7 +83,7 @@ def frames(draw):
         dev = 0 if fields["mode"] == P.SYNC_REQUEST else draw(st.integers(1, 0xFFFF))
     hdr = (dev, draw(st.integers(1, 0xFFFF)), draw(st.integers(0, 2**30 - 1)),
            draw(st.integers(0, 0xFF)), draw(st.integers(0, 2**30 - 1)))
-    auth = draw(st.booleans())
+    auth = draw(st.booleans()) or t == P.CHALLENGE     # a CHALLENGE is always signed
     return t, fields, hdr, auth, batch
 
 

@@ -26,7 +26,8 @@ def test_row_scaling_single_and_batch_agree():
     r = _rec(7, decision=P.DECISION_QUARANTINE | 0x80 | 0x40, late=250)
     row = telemetry_row(10.0, 17, 3, r)
     assert row == (10.0, 17, 3, 7, 250, 0.5, -0.5, 0.5, 100 / 65536, 22938 / 65536, 4, 3,
-                   -800 / 256, 400 / 256, 480 / 256, 2)
+                   -800 / 256, 400 / 256, 480 / 256, 2, None)    # device_t: no time fit yet
+    assert telemetry_row(10.0, 17, 3, r, 1234.5)[-1] == 1234.5
     b = np.zeros(2, dtype=BEAT_DTYPE)
     for k, v in r.items():
         b[k] = v

@@ -19,16 +19,22 @@ import zlib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "vectors", "protocol_vectors.json")
 TEST_KEY = bytes(range(0xA0, 0xC0))
-WIRE_VERSION = 2   # PROTOCOL.md: the version nibble of byte 0  # a published test key; never a real device's
+WIRE_VERSION = 3   # PROTOCOL.md: the version nibble of byte 0  # a published test key; never a real device's
+BYTES_FIELDS = ("nonce",)   # 16-byte fields (HELLO, CHALLENGE; WITNESS's nonce is a u32), hex in
+#                             the JSON: a string value of these names is hex
+DEVICE_NONCE = bytes(range(0x10, 0x20))
+HOST_NONCE = bytes(range(0x30, 0x40))
+SESSION_INFO_LABEL = b"becomingone session v3"   # PROTOCOL.md 4.1, written out here again
 
 # Layouts as documented (PROTOCOL.md), not imported from the code under test.
 DOC = {
-    "HELLO": (1, "<8sBBBHHIIHBBBBBHBBBH", ["board", "fw_major", "fw_minor", "fw_patch",
-                                           "capabilities", "fs_hz", "period_us", "phase_step",
-                                           "lag_samples", "adc_bits", "sum_shift", "pow_bits",
-                                           "telemetry_every", "spb_max", "period_min_us",
-                                           "reset_cause", "boot_flags", "kairos_decim",
-                                           "counts_per_unit_q4"]),
+    "HELLO": (1, "<8sBBBHHIIHBBBBBHBBBH16s", ["board", "fw_major", "fw_minor", "fw_patch",
+                                              "capabilities", "fs_hz", "period_us",
+                                              "phase_step", "lag_samples", "adc_bits",
+                                              "sum_shift", "pow_bits", "telemetry_every",
+                                              "spb_max", "period_min_us", "reset_cause",
+                                              "boot_flags", "kairos_decim",
+                                              "counts_per_unit_q4", "nonce"]),
     "TELEMETRY": (2, "<IHHiiIIBHhHHHBhhhH", ["beat", "period_us", "lateness_us", "dT_re",
                                              "dT_im", "dE0", "dEL", "n_samples", "coherence",
                                              "pid_error", "pid_output", "threat", "o_weight",
@@ -47,6 +53,7 @@ DOC = {
                                          "rx_cobs", "rx_auth", "rx_replay", "rx_other",
                                          "tx_dropped", "samples_lost"]),
     "ERROR": (10, "<BBI16s", ["code", "ref_type", "ref", "text"]),
+    "CHALLENGE": (11, "<16s", ["nonce"]),
 }
 
 TEL_A = {"beat": 1234, "period_us": 4211, "lateness_us": 37, "dT_re": -1234567,
@@ -70,7 +77,13 @@ CASES = [
       "fs_hz": 12000, "period_us": 4211, "phase_step": 0, "lag_samples": 25, "adc_bits": 12,
       "sum_shift": 3, "pow_bits": 12, "telemetry_every": 1, "spb_max": 255,
       "period_min_us": 500, "reset_cause": 3, "boot_flags": 3, "kairos_decim": 48,
-      "counts_per_unit_q4": 2048}),
+      "counts_per_unit_q4": 2048, "nonce": DEVICE_NONCE.hex()}),
+    ("hello_keyless", "HELLO", 18, 0x2A5D, 0, 0, 1200,
+     {"board": "pico-w", "fw_major": 0, "fw_minor": 3, "fw_patch": 1, "capabilities": 0x02FE,
+      "fs_hz": 1000, "period_us": 4211, "phase_step": 0, "lag_samples": 25, "adc_bits": 12,
+      "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1, "spb_max": 32,
+      "period_min_us": 500, "reset_cause": 1, "boot_flags": 0, "kairos_decim": 4,
+      "counts_per_unit_q4": 0, "nonce": bytes(16).hex()}),
     ("telemetry", "TELEMETRY", 17, 0x2A5C, 1, 0, 5411, TEL_A),
     ("telemetry_extremes", "TELEMETRY", 65535, 0xFFFF, 0x3FFFFFFF, 0xFF, 0x3FFFFFFF, TEL_B),
     ("telemetry_batch", "TELEMETRY", 17, 0x2A5C, 2, 1, 12, {"records": [TEL_A, TEL_C]}),
@@ -99,7 +112,10 @@ CASES = [
       "rx_auth": 0, "rx_replay": 0, "rx_other": 0, "tx_dropped": 0, "samples_lost": 70000}),
     ("error", "ERROR", 17, 0x2A5C, 7, 0, 1000100,
      {"code": 6, "ref_type": 5, "ref": 3, "text": "unknown key 99"}),
+    ("ack_challenge", "ACK", 17, 0x2A5C, 1, 0, 1500, {"acked_type": 11, "status": 0, "ref": 40}),
+    ("challenge", "CHALLENGE", 0, 0x2A5C, 40, 0, 0, {"nonce": HOST_NONCE.hex()}),
 ]
+SIGNED_ONLY = ("challenge",)      # a CHALLENGE is always signed (PROTOCOL.md 2.11)
 
 
 def cobs_reference(data):
@@ -133,13 +149,50 @@ def build(type_name, device_id, boot_id, seq, era, off, fields, auth, batch):
         body = struct.pack("<IB", fields["config_version"], len(fields["pairs"])) + b"".join(
             struct.pack("<Bi", k, v) for k, v in fields["pairs"])
     else:
-        vals = [fields[n].encode("ascii") if n in ("board", "text") else fields[n]
-                for n in names]
+        vals = [fields[n].encode("ascii") if n in ("board", "text") else
+                bytes.fromhex(fields[n]) if n in BYTES_FIELDS and isinstance(fields[n], str)
+                else fields[n] for n in names]
         body = struct.pack(fmt, *vals)
     frame = head + body
     if auth:
-        frame += hmac.new(TEST_KEY, frame, hashlib.sha256).digest()[:8]
+        key = auth if isinstance(auth, bytes) else TEST_KEY
+        frame += hmac.new(key, frame, hashlib.sha256).digest()[:8]
     return frame + struct.pack("<I", zlib.crc32(frame))
+
+
+def hkdf_reference(salt, ikm, info, length):
+    """RFC 5869 written out with the standard library's hmac (not shared/hkdf.py)."""
+    prk = hmac.new(salt or bytes(32), ikm, hashlib.sha256).digest()
+    out, t, i = b"", b"", 1
+    while len(out) < length:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        out += t
+        i += 1
+    return out[:length]
+
+
+# RFC 5869 Appendix A, test cases 1 and 3 (SHA-256)
+RFC5869 = [
+    {"ikm": "0b" * 22, "salt": "000102030405060708090a0b0c", "info": "f0f1f2f3f4f5f6f7f8f9",
+     "length": 42, "okm": "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+                          "34007208d5b887185865"},
+    {"ikm": "0b" * 22, "salt": "", "info": "", "length": 42,
+     "okm": "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"},
+]
+
+
+def session_vectors():
+    """The handshake of PROTOCOL.md 4.1 with the test key: the session key, and a CHALLENGE and
+    the device's ACK tagged with it."""
+    info = SESSION_INFO_LABEL + struct.pack("<HH", 17, 0x2A5C)
+    sk = hkdf_reference(HOST_NONCE + DEVICE_NONCE, TEST_KEY, info, 32)
+    ch = build("CHALLENGE", 0, 0x2A5C, 40, 0, 0, {"nonce": HOST_NONCE.hex()}, sk, False)
+    ack = build("ACK", 17, 0x2A5C, 1, 0, 1500, {"acked_type": 11, "status": 0, "ref": 40}, sk,
+                False)
+    return {"key_hex": TEST_KEY.hex(), "device_id": 17, "boot_id": 0x2A5C,
+            "device_nonce": DEVICE_NONCE.hex(), "host_nonce": HOST_NONCE.hex(),
+            "info_hex": info.hex(), "session_key": sk.hex(), "challenge_hex": ch.hex(),
+            "ack_hex": ack.hex()}
 
 
 def corrupt_vectors(good_hex):
@@ -153,9 +206,11 @@ def corrupt_vectors(good_hex):
         ("bad_crc", g[:-1] + bytes([g[-1] ^ 0x80]), "crc"),
         ("trailing_byte", fix(g[:-4] + b"\x00" + g[-4:]), "length"),
         ("missing_byte", fix(g[:-5] + g[-4:]), "length"),
-        ("version_1", fix(bytes([0x10 | (g[0] & 0x0F)]) + g[1:]), "version"),
-        ("version_3", fix(bytes([0x30 | (g[0] & 0x0F)]) + g[1:]), "version"),
-        ("unknown_type_11", fix(g[:1] + b"\x0b" + g[2:]), "type"),
+        ("version_2", fix(bytes([0x20 | (g[0] & 0x0F)]) + g[1:]), "version"),
+        ("version_4", fix(bytes([0x40 | (g[0] & 0x0F)]) + g[1:]), "version"),
+        ("unknown_type_12", fix(g[:1] + b"\x0c" + g[2:]), "type"),
+        ("unsigned_challenge", fix(g[:1] + b"\x0b" + b"\x00\x00" + g[4:15] + bytes(16) + g[-4:]),
+         "auth"),
         ("unknown_flag", fix(bytes([g[0] | 0x08]) + g[1:]), "field"),
         ("boot_id_0", fix(g[:4] + b"\x00\x00" + g[6:]), "field"),
         ("seq_2_30", fix(g[:6] + struct.pack("<I", 1 << 30) + g[10:]), "field"),
@@ -172,9 +227,11 @@ def generate():
     vectors = []
     for auth in (False, True):
         for (name, tname, dev, boot, seq, era, off, fields) in CASES:
+            if name in SIGNED_ONLY and not auth:
+                continue
             batch = "records" in fields
             raw = build(tname, dev, boot, seq, era, off, fields, auth, batch)
-            ours = P.encode(P.TYPE_IDS[tname], fields, dev, boot, seq, era, off,
+            ours = P.encode(P.TYPE_IDS[tname], _bytes_in(fields), dev, boot, seq, era, off,
                             auth=a if auth else None, batch=batch)
             if ours != raw:
                 raise SystemExit("shared.protocol.encode disagrees with the documented layout "
@@ -184,13 +241,32 @@ def generate():
                             "auth": auth, "batch": batch, "device_id": dev, "boot_id": boot,
                             "seq": seq, "time_era": era, "time_off": off, "fields": fields,
                             "hex": raw.hex(), "cobs_hex": cobs_reference(raw).hex()})
+    tel = [v for v in vectors if v["name"] == "telemetry"][0]
     bad = [{"name": n, "hex": b.hex(), "reason": r}
-           for n, b, r in corrupt_vectors(vectors[1]["hex"])]
+           for n, b, r in corrupt_vectors(tel["hex"])]
+    from shared import hkdf as H
+    for c in RFC5869:
+        salt, ikm, info = (bytes.fromhex(c[k]) for k in ("salt", "ikm", "info"))
+        if hkdf_reference(salt, ikm, info, c["length"]).hex() != c["okm"] or \
+                H.hkdf_sha256(salt, ikm, info, c["length"]).hex() != c["okm"]:
+            raise SystemExit("HKDF disagrees with RFC 5869 Appendix A")
+    sess = session_vectors()
+    if H.session_key(TEST_KEY, HOST_NONCE, DEVICE_NONCE, 17, 0x2A5C).hex() != sess["session_key"]:
+        raise SystemExit("shared.hkdf.session_key disagrees with PROTOCOL.md 4.1")
     return {"about": "Golden vectors of the BecomingONE wire protocol v%d (docs/PROTOCOL.md). "
-                     % WIRE_VERSION + 
+                     % WIRE_VERSION +
                      "Generated by tools/gen_vectors.py from the documented layouts; "
-                     "key_hex is a public TEST key used for the *_auth vectors.",
-            "key_hex": TEST_KEY.hex(), "vectors": vectors, "invalid": bad}
+                     "key_hex is a public TEST key used for the *_auth vectors; fields named in "
+                     "bytes_fields are hex; session: the handshake of section 4.1.",
+            "key_hex": TEST_KEY.hex(), "bytes_fields": list(BYTES_FIELDS), "vectors": vectors,
+            "invalid": bad, "hkdf_rfc5869": RFC5869, "session": sess}
+
+
+def _bytes_in(fields):
+    if "records" in fields:
+        return fields
+    return {k: bytes.fromhex(v) if k in BYTES_FIELDS and isinstance(v, str) else v
+            for k, v in fields.items()}
 
 
 def main(argv=None):

@@ -1,4 +1,6 @@
-"""One frame per UDP datagram (pico_w, emulation); see device/hw/links.py."""
+"""One frame per UDP datagram (pico_w, emulation); see device/hw/links.py. Datagrams from any
+address but the host's (the one frames are sent to) are dropped and counted in rx_dropped
+(HEARTBEAT rx_cobs: link-level drops)."""
 from device.hw.links import _poller, _readable
 
 
@@ -32,8 +34,11 @@ class UdpLink:
         if not _readable(self._poll):
             return None
         try:
-            data = self.sock.recv(512)
+            data, src = self.sock.recvfrom(512)
         except OSError:
+            return None
+        if src != self.addr:          # only the host we send to may talk to us
+            self.rx_dropped = (self.rx_dropped + 1) & 0x3FFFFFFF
             return None
         if not data:
             return None

@@ -160,7 +160,7 @@ def _hellos(port, boot=lambda d: 0x1000 + d):
              "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
              "adc_bits": 12, "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1,
              "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0,
-             "kairos_decim": 4, "counts_per_unit_q4": 2048}
+             "kairos_decim": 4, "counts_per_unit_q4": 2048, "nonce": bytes(16)}
     for d in range(1, DEVICES + 1):
         s.sendto(P.encode(P.HELLO, hello, d, boot(d), 0), ("127.0.0.1", port))
     s.close()

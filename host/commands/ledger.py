@@ -2,7 +2,9 @@
 
 The ledger file is --db PATH, else the ledger of the data folder `run` uses: --data DIR, else
 the config file's data_dir, else ./var/becomingone (a config's ledger.path wins over
-DATA/ledger.sqlite). The signing key lives next to the file."""
+DATA/ledger.sqlite). The signing key lives outside the data folder (ledger.key_dir;
+docs/LEDGER.md §6); `verify` counts the cosignatures of the witnesses the config trusts
+(ledger.witnesses, the mesh's trust folder) and checks `--against` a saved checkpoint."""
 import json
 import os
 import sys
@@ -28,6 +30,9 @@ def add_arguments(parser):
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--deep", action="store_true", help="also re-parse every entry's data and check it is canonical JSON")
     p.add_argument("--workers", type=int, default=None, help="verify processes (default: up to 4 on large ledgers)")
+    p.add_argument("--against", metavar="CHECKPOINT",
+                   help="a saved checkpoint note (e.g. `becomingone witness show --origin O`): the "
+                        "ledger must extend it, or it was rolled back or rewritten")
     p = sub.add_parser("show", help="list entries")
     _common(p)
     p.add_argument("--from", dest="start", type=int, default=None, metavar="I", help="first index (default: last 20)")
@@ -59,7 +64,30 @@ def _open(args):
     path = ledger_path(args)
     if not os.path.exists(path):
         raise UserError("no ledger at %s (pass --db PATH or --data DIR; the coordinator creates it)" % path)
-    return Ledger(path)
+    return Ledger(path, key_dir=data_config(args).ledger.key_dir)
+
+
+def trusted_witnesses(cfg):
+    """{name: Ed25519PublicKey} of the witnesses a config trusts: ledger.witnesses, and the
+    cells of its mesh trust folder (each cell witnesses its peers: host/mesh/cosign.py)."""
+    from becomingone.ledger.cosignature import CosignatureError, public_key_of
+    out = {}
+    for i, w in enumerate(cfg.ledger.witnesses):
+        try:
+            name, pub = public_key_of(w.public_key, w.name)
+        except CosignatureError as e:
+            raise UserError("config key ledger.witnesses[%d].public_key: %s" % (i, e)) from None
+        out[name] = pub
+    tdir = cfg.sync.mesh.trust_dir or cfg.data_path("mesh", "trust")
+    if os.path.isdir(tdir):
+        from becomingone.mesh.cosign import witness_name
+        from becomingone.mesh.trust import load_trust
+        try:
+            for cell, (_origin, pub) in load_trust(tdir).items():
+                out[witness_name(cell)] = pub
+        except (OSError, ValueError, KeyError):
+            pass
+    return out
 
 
 def _out(obj):
@@ -75,10 +103,20 @@ def _verify(args):
     path = ledger_path(args)
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be >= 1, got %d" % args.workers)
+    cfg = data_config(args)
+    against = None
+    if args.against:
+        try:
+            with open(args.against, encoding="utf-8") as f:
+                against = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError("--against %s: cannot read it (%s)" % (args.against, e)) from None
     show = wants_progress(args)        # a bar on stderr only on a terminal, never with --json
     with progress_bar("verify", None, enabled=show) as upd:
         res = verify_path(path, deep=args.deep, workers=args.workers,
-                          progress=(lambda done, total: upd(done, "entries", total)) if show else None)
+                          progress=(lambda done, total: upd(done, "entries", total)) if show else None,
+                          key_dir=cfg.ledger.key_dir, witnesses=trusted_witnesses(cfg),
+                          against=against)
     if args.json:
         _out(res.to_dict())
     else:

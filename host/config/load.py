@@ -34,7 +34,8 @@ knock once per 2 pi / omega seconds) can still collapse there (tests/test_master
 
 Every key either works as documented in docs/CONFIG.md or is rejected: unknown keys, wrong
 types, out-of-range values and inconsistent combinations (k*P <= 1, a window longer than
-master.tau_max) raise ConfigError.  Booleans are never accepted as numbers, numbers never as
+master.tau_max) raise ConfigError; so do a key given twice in one mapping and a file that is
+not UTF-8 text.  Booleans are never accepted as numbers, numbers never as
 booleans; an int is accepted where a float is expected.
 """
 import copy
@@ -217,6 +218,12 @@ def _cross_checks(d):
         raise ConfigError("config key sync.hysteresis: %r must be below kairos.coherence_threshold %r"
                           % (d["sync"]["hysteresis"], d["kairos"]["coherence_threshold"]))
     _mqtt_checks(d["integrations"]["mqtt"])
+    sec = d["security"]
+    if sec["transport"] == "tls" and d["sync"]["mesh_enabled"] and d["sync"]["backend"] == "nats" \
+            and not d["sync"]["nats"]["url"].startswith("tls://"):
+        raise ConfigError("config key security.transport: tls needs every link authenticated, but "
+                          "sync.nats.url %r is not tls:// (allowed: a tls:// NATS URL, the embedded "
+                          "backend, or security.transport: hmac)" % d["sync"]["nats"]["url"])
     h = d["http"]
     if h["token"] is not None and h["token_file"] is not None:
         raise ConfigError("config keys http.token and http.token_file: set one of them, not both")
@@ -283,16 +290,47 @@ def _expand_dotted(overrides):
     return out
 
 
+def _strict_loader():
+    """yaml.SafeLoader that refuses a key given twice in one mapping (YAML 1.2 requires unique
+    keys; PyYAML would silently keep the last one)."""
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _v in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        "key %r appears twice (first at line %d): each key may be given once"
+                        % (key, seen[key] + 1), key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            except TypeError:          # an unhashable key: the constructor reports it
+                pass
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
+
+
 def read_yaml(path):
     if yaml is None:  # pragma: no cover
         raise ConfigError("PyYAML is not installed (pip install PyYAML)")
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise ConfigError("cannot read config file %s: %s" % (path, e.strerror or e)) from None
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError("config file %s is not UTF-8 text: byte 0x%02x at line %d (offset %d); "
+                          "save it as UTF-8" % (path, data[e.start], line, e.start)) from None
+    try:
+        raw = yaml.load(text, Loader=_strict_loader())
     except yaml.YAMLError as e:
         raise ConfigError("config file %s is not valid YAML: %s" % (path, e)) from None
     if raw is None:

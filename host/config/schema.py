@@ -288,9 +288,17 @@ SCHEMA = {
     "security": {
         "intrinsic": Leaf("bool", True, "ledger-bound WITNESS records need a proof-of-work stamp "
                           "(admission.pow_bits); false: stamps not required"),
-        "transport": Leaf("str", "hmac", "frame authentication: hmac = per-device truncated HMAC where a "
-                          "key exists; none = tags ignored", choices=("hmac", "none")),
-        "node_auth": Leaf("str", "ed25519", "mesh node authentication: signed tree heads", choices=("ed25519", "none")),
+        "transport": Leaf("str", "hmac", "device frame authentication: hmac = a keyed device's frames "
+                          "carry a truncated HMAC with its per-session key (the handshake), keyless "
+                          "devices as admission.unknown_devices says; tls = the manifest's value: "
+                          "every device must be keyed (keyless devices refused whatever "
+                          "admission.unknown_devices says) and the mesh runs on mutual TLS "
+                          "(sync.backend nats needs a tls:// URL); none = tags ignored, every device "
+                          "keyless", choices=("hmac", "tls", "none")),
+        "node_auth": Leaf("str", "mutual_tls", "how cells authenticate each other: mutual_tls (the "
+                          "manifest's value and the only one: every mesh connection is mutual TLS "
+                          "with the cell named in the certificate, and ledger checkpoints are "
+                          "Ed25519-signed by the cell's pinned key)", choices=("mutual_tls",)),
     },
     "logging": {
         "level": Leaf("str", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
@@ -316,11 +324,28 @@ SCHEMA = {
         "synchronous": Leaf("str", "FULL", "SQLite synchronous in WAL mode: FULL = a committed (ACKed) entry "
                             "survives power loss; NORMAL = it survives a crash or kill of the process, "
                             "not a power loss or OS crash (faster)", choices=("FULL", "NORMAL")),
+        "key_dir": Leaf("str", None, "folder of the ledger's Ed25519 signing key, outside the data folder "
+                        "(default $BECOMINGONE_KEY_DIR, else $XDG_CONFIG_HOME/becomingone/ledger-keys, "
+                        "else ~/.config/becomingone/ledger-keys); one key file per ledger origin",
+                        nullable=True),
+        "witnesses": Leaf("list", [], "witnesses that cosign this ledger's checkpoints (C2SP tlog-witness; "
+                          "docs/LEDGER.md §11): `becomingone witness` servers", item=Item(section={
+                              "name": Leaf("str", None, "the witness's key name (its cosignature lines)"),
+                              "url": Leaf("str", None, "submission prefix, e.g. http://host:7380"),
+                              "public_key": Leaf("str", None, "its Ed25519 public key: a vkey "
+                                                 "(name+id+base64) or base64 of the raw 32 bytes"),
+                          })),
+        "witness_interval": Leaf("float", 10.0, "seconds between cosigning rounds (each new checkpoint goes "
+                                 "to every witness with a consistency proof)", lo=0.1, hi=86400.0),
     },
     "admission": {
-        "unknown_devices": Leaf("str", "accept", "devices with no key in the keystore: reject = drop their "
+        "unknown_devices": Leaf("str", "observe", "devices with no key in the keystore: reject = drop their "
                                 "frames; observe = integrate (Master, memory) but never reach the ledger; "
-                                "accept = unauthenticated but admitted", choices=("reject", "observe", "accept")),
+                                "accept = unauthenticated but admitted, WITNESS records too (bench boards "
+                                "only: nothing they send is proven)", choices=("reject", "observe", "accept")),
+        "max_unkeyed_devices": Leaf("int", 256, "keyless devices taken in per run (each holds Master rings "
+                                    "until the coordinator stops); more are refused as device_limit",
+                                    lo=0, hi=65535),
         "keystore": Leaf("str", None, "keystore file (default DATA_DIR/keys.json)", nullable=True),
         "pow_bits": Leaf("int", POW_BITS_DEFAULT, "proof-of-work difficulty (leading zero bits) required on WITNESS",
                          lo=0, hi=32),
@@ -335,6 +360,12 @@ SCHEMA = {
         "heartbeat_s": Leaf("float", 1.0, "seconds between HEARTBEATs when idle", lo=0.01, hi=3600.0),
         "session_timeout_s": Leaf("float", 10.0, "a device silent this long is marked offline",
                                   lo=0.1, hi=86400.0),
+        "takeover_s": Leaf("float", 2.0, "a keyless device's new boot replaces its current session only "
+                           "once that one has been silent this long (a spoofed HELLO cannot lock the "
+                           "device out; keyed devices prove a new boot with the handshake instead)",
+                           lo=0.0, hi=3600.0),
+        "unkeyed_idle_s": Leaf("float", 600.0, "a keyless device's session silent this long is dropped",
+                               lo=1.0, hi=10 ** 7),
         "model": Leaf("str", "shipped", "entropy model each device runs (sent as MODEL at its "
                       "HELLO unless shipped): shipped = the firmware's own device/model_default.py "
                       "(trained on recordings), seed = the seed's threat = sigmoid(0.12 anoms), "

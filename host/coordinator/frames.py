@@ -69,7 +69,7 @@ class DeviceFrames(FrameSink):
         self.feed.telemetry_rows(rows)
 
     def witness(self, session, frame, level):
-        self.witness_desk.receive(session, frame, level)
+        return self.witness_desk.receive(session, frame, level)
 
     def ack(self, session, fields):
         if fields["acked_type"] == P.CONFIG:
@@ -83,6 +83,8 @@ class DeviceFrames(FrameSink):
             session.clock.add_exchange(fields["host_t1_us"], t1, device_time_us, received_us)
         except ValueError:
             self.tally.reject("time_sync")
+            return False
+        return True
 
     def heartbeat(self, session, fields):
         session.extra["heartbeat"] = dict(fields)

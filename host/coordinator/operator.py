@@ -20,11 +20,12 @@ class Operator:
     parts. Ports: sessions, sender (FrameSender), devconfig (DeviceConfigs), admission,
     keystore, receiver (its `auth` map follows a keys reload), ledger, submit(kind, data),
     micro(kind, device_id, **data), master (or None), core (the integration core, or None),
-    status() (the status object), stop(). Raises UserError for a device that was not seen, a
+    status() (the status object), stop(), keys_changed(device ids) (a keys reload replaced or
+    removed those devices' keys: their pending handshakes are void). Raises UserError for a device that was not seen, a
     bad device id or value, an unknown control command."""
 
     def __init__(self, sessions, sender, devconfig, admission, keystore, receiver, ledger, submit,
-                 micro, master, core, status, stop):
+                 micro, master, core, status, stop, keys_changed=None):
         self.sessions = sessions
         self.sender = sender
         self.devconfig = devconfig
@@ -38,6 +39,7 @@ class Operator:
         self.core = core
         self.status = status
         self.stop = stop
+        self.keys_changed = keys_changed   # fn(device ids): their session keys are void
         self.model_version = 0
 
     # ------------------------------------------------------------------ actions
@@ -101,8 +103,12 @@ class Operator:
     def reload_keys(self):
         if os.path.exists(self.keystore.path):
             self.keystore.load()
-        self.admission.reload_keys()
+        changed = self.admission.reload_keys()
         self.receiver.auth = self.admission.auths
+        for d in changed:
+            self.sessions.drop_key(d)
+        if changed and self.keys_changed is not None:
+            self.keys_changed(changed)
         return {"keyed_devices": sorted(self.admission.auths)}
 
     def verify(self):

@@ -18,6 +18,7 @@ its entry is committed); the control socket, HTTP and MQTT post Call messages
 composition root, becomingone/cell.py, through attach() and its CoordinatorView.
 """
 import collections
+import logging
 import os
 import queue
 import threading
@@ -35,6 +36,7 @@ from becomingone.core.master import Master
 from becomingone.core.pulses import PulseSummaries
 from becomingone.core.sync import window_states
 from becomingone.devices.config import DeviceConfigs, device_defaults, hello_limits
+from becomingone.devices.handshake import Handshakes
 from becomingone.devices.sender import FrameSender
 from becomingone.devices.sessions import Sessions
 from becomingone.devices.timesync import TIME_SYNC_EVERY_S, TIME_SYNC_QUICK
@@ -52,14 +54,18 @@ from becomingone.util.supervisor import Supervisor
 from becomingone.util.tally import Tally
 from becomingone.util.times import monotonic_us
 from becomingone.wire.receive import Receiver
+from becomingone.wire.screen import screen_batch
 
 __all__ = ["Coordinator", "NotRunning"]
 
+log = logging.getLogger(__name__)
+
 TICK_S = 0.05
 MAX_INBOX = 2048          # queued receive batches; beyond this a link drops (counted "overload")
+SHED_INBOX = 256          # beyond this a link first sheds the frames of over-budget senders
 MERGE_FRAMES = 16384      # consecutive batches of one link merged up to this many frames
 # status() sections of the parts the composition root may attach, when they are not there
-DETACHED_STATUS = {"http": None, "mqtt": None, "mesh": {"enabled": False}}
+DETACHED_STATUS = {"http": None, "mqtt": None, "mesh": {"enabled": False}, "witnesses": None}
 
 
 class Coordinator:
@@ -78,7 +84,7 @@ class Coordinator:
         self.link_urls = list(links if links else cfg.links)
         self.links = [make_link(u) for u in self.link_urls]
         self.tally = Tally()
-        self.counters, self.rejected = self.tally.counts, self.tally.rejected
+        self.counters = self.tally.counts
         self.inbox = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self.started = None
@@ -99,8 +105,12 @@ class Coordinator:
         self.receiver.auth = self.admission.auths
         self.sessions = Sessions(os.path.join(self.data_dir, "sessions.json"),
                                  timeout_s=cfg.devices.session_timeout_s,
-                                 on_new_session=self._new_session)
-        self.sender = FrameSender(lambda dev: self.admission.auths.get(dev), self.counters)
+                                 on_new_session=self._new_session,
+                                 takeover_s=cfg.devices.takeover_s,
+                                 max_unkeyed=a.max_unkeyed_devices,
+                                 unkeyed_idle_s=cfg.devices.unkeyed_idle_s)
+        self.sender = FrameSender(self.admission.has_key, self.counters)
+        self.handshakes = Handshakes(self.admission, self.sessions, self.sender, self.counters)
         self.devconfig = DeviceConfigs(device_defaults(cfg),
                                        os.path.join(self.data_dir, "devconfig.json"),
                                        send=self._send_config, ledger_append=self._config_record,
@@ -114,13 +124,20 @@ class Coordinator:
         self.feed = TelemetryFeed(self.master, self.pulses, self.counters, self.sender.request_hello)
         self.frames = DeviceFrames(self.sessions, self.devconfig, self.admission, self.witness,
                                    self.feed, self.sender, self.tally, self.model_at_hello)
-        self.ingest = Ingest(self.receiver, self.admission, self.sessions, self.tally, self.frames)
+        self.ingest = Ingest(self.receiver, self.admission, self.sessions, self.tally, self.frames,
+                             self.handshakes)
         self.ledger = None
         self.core = None          # core/integration.py: sync layer, witnessing, memory
         self.tel_history = None   # memory/telemetry.py: telemetry/heartbeat rows in memory
         self.operator = None      # coordinator/operator.py, once the stores are open
         self.supervisors = []
         self.control = None
+
+    @property
+    def rejected(self):
+        """Every frame refused so far, by reason (a snapshot): the processing thread's, the link
+        readers' (junk screened out, frames shed, overload) and the links' framing drops."""
+        return collections.Counter(self.tally.all_rejected(self.links))
 
     # ------------------------------------------------------------------ wiring
     def attach(self, name, stop, tick=None, status=None):
@@ -139,7 +156,8 @@ class Coordinator:
         """Open the ledger (recalling committed WITNESS keys) and the integration core."""
         cfg = self.cfg
         self.ledger = Ledger(cfg.ledger_path(), checkpoint_every=cfg.ledger.checkpoint_every or None,
-                             group_commit_ms=cfg.ledger.group_commit_ms, synchronous=cfg.ledger.synchronous)
+                             group_commit_ms=cfg.ledger.group_commit_ms, synchronous=cfg.ledger.synchronous,
+                             key_dir=cfg.ledger.key_dir)
         self.witness.recall(self.ledger)
         if integration:
             self.core = Integration(cfg, self.master, ledger_submit=self.submit)
@@ -147,7 +165,8 @@ class Coordinator:
             self.feed.integration, self.feed.history = self.core, self.tel_history
         self.operator = Operator(self.sessions, self.sender, self.devconfig, self.admission,
                                  self.keystore, self.receiver, self.ledger, self.submit, self.micro,
-                                 self.master, self.core, self.status, self.stop)
+                                 self.master, self.core, self.status, self.stop,
+                                 keys_changed=lambda ids: [self.handshakes.forget(d) for d in ids])
         return self
 
     def model_at_hello(self, s):
@@ -213,17 +232,36 @@ class Coordinator:
         self.counters["worker_crashes"] += 1
 
     def _reader(self, link):
+        """A link's reader: what arrives is screened here (host/wire/screen.py: junk is counted
+        by reason and dropped before it costs the processing thread anything); when the
+        processing thread is behind, the frames of senders over their rate budget are shed
+        first, whole batches only beyond MAX_INBOX (counted "overload")."""
         inbox = self.inbox
+        junk = self.tally.screen_counter(link)   # written by this thread only
+        rate = self.admission.rate
 
         def work(stop):
             while not stop.is_set():
                 batch = link.recv_batch(0.1)
                 if batch is None:
                     continue
-                if inbox.qsize() > MAX_INBOX:     # processing is behind: shed load, counted
+                t = monotonic_us()
+                batch, rej = screen_batch(batch)
+                if rej:
+                    junk.update(rej)
+                if batch is None:
+                    continue
+                depth = inbox.qsize()
+                if depth > SHED_INBOX and rate.over:
+                    batch, shed = batch.without_devices(rate.over)
+                    if shed:
+                        junk["shed"] += shed
+                    if batch is None:
+                        continue
+                if depth > MAX_INBOX:     # processing is behind: shed load, counted
                     self.tally.overload += len(batch)   # only this thread writes it
                     continue
-                inbox.put(Received(link, batch, monotonic_us()))
+                inbox.put(Received(link, batch, t))
         return work
 
     def run(self, duration=None):
@@ -325,9 +363,20 @@ class Coordinator:
         t = type(msg)
         if t is Received:
             self.ingest_lag_us = monotonic_us() - msg.received_us
-            self.ingest.receive(msg.link, msg.batch, msg.received_us)
+            try:
+                self.ingest.receive(msg.link, msg.batch, msg.received_us)
+            except Exception as e:            # a bug, never bad input: counted, loop goes on
+                self.counters["ingest_errors"] += 1
+                self.tally.reject("internal", len(msg.batch))
+                self.health["ingest_error"] = "%s: %s" % (type(e).__name__, e)
+                log.exception("ingest error (a %d-frame batch dropped)", len(msg.batch))
         elif t is Committed:
-            self.witness.committed(msg.key, msg.entry, msg.error)
+            try:
+                self.witness.committed(msg.key, msg.entry, msg.error)
+            except Exception as e:
+                self.counters["ingest_errors"] += 1
+                self.health["ingest_error"] = "%s: %s" % (type(e).__name__, e)
+                log.exception("error after a ledger commit")
         elif t is Call:
             try:
                 msg.future.set_result(msg.fn(*msg.args))
@@ -361,6 +410,8 @@ class Coordinator:
                     raise
 
     def _tick(self, now):
+        self.admission.rate.roll_over()
+        self.handshakes.expire(now)
         self.devconfig.tick()
         for s in self.sessions.expire():
             self.counters["sessions_offline"] += 1
@@ -466,7 +517,7 @@ class Coordinator:
             "devices_seen": len(self.sessions.current),
             "devices_online": sum(1 for s in self.sessions.current.values() if s.online),
             "frames_received": c["frames_received"], "frames_accepted": c["frames_accepted"],
-            "frames_rejected": dict(self.rejected, **({"overload": overload} if overload else {})),
+            "frames_rejected": self.tally.all_rejected(self.links),
             "frames_sent": c["frames_sent"],
             "beats": c["beats"],
             "witness": {"received": c["witness_received"], "committed": c["witness_committed"],
@@ -476,6 +527,9 @@ class Coordinator:
             "ledger": {"path": led.path if led else None, "size": led.size if led else None},
             "counters": dict(c), "health": self.meta_health(),
             "admission": self.admission.summary(), "devconfig": dict(self.devconfig.counters),
+            "handshakes": self.handshakes.summary(),
+            "session_limits": {k: v for k, v in self.sessions.summary().items()
+                               if k in ("unkeyed_devices", "max_unkeyed")},
             "sessions": self.sessions.summary()["sessions"],
             "integration": self._core_status(),
         }

@@ -3,6 +3,7 @@ link its last frame came on."""
 import time
 
 from becomingone.devices.config import to_pairs
+from becomingone.devices.sessions import host_seq_after
 from becomingone.errors import LinkError
 from becomingone.util.times import monotonic_us
 from shared import protocol as P
@@ -14,28 +15,48 @@ _TIME_MASK = (1 << 46) - 1        # host frame time: era (8 bits) and offset (30
 
 
 class FrameSender:
-    """Sends host frames (device_id 0, the session's boot id, the host's seq for that session,
-    an AUTH tag when the device has a key) over a session's link, to its reply address. Counts
-    frames_sent, send_failures, time_sync_sent, hello_requests in `counts`; a link error is
-    counted and never raised (the device's next frame brings the link back). auth_for(device)
-    -> shared.auth.Auth or None (the admission's keys, which a keys reload replaces)."""
+    """Sends host frames (device_id 0, the session's boot id, the host's seq for that session)
+    over a session's link, to its reply address. A keyed device's frames are tagged with its
+    session key (docs/PROTOCOL.md §4.1): without an established session nothing is sent
+    (counted `send_no_session`). Counts frames_sent, send_failures, time_sync_sent,
+    hello_requests in `counts`; a link error is counted and never raised (the device's next
+    frame brings the link back). keyed(device_id) -> bool (the admission's keystore)."""
 
-    def __init__(self, auth_for, counts):
-        self.auth_for = auth_for
+    def __init__(self, keyed, counts):
+        self.keyed = keyed
         self.counts = counts
         self._t0_us = monotonic_us()
 
     def send(self, session, mtype, fields, boot_id=None):
-        """True when the frame left; False (counted) without a link or when the link failed."""
+        """True when the frame left; False (counted) without a link or session key, or when
+        the link failed."""
         if session.link is None:
             return False
+        auth = None
+        if self.keyed(session.device_id):
+            auth = session.auth
+            if auth is None:
+                self.counts["send_no_session"] += 1
+                return False
+        seq = session.next_host_seq()
+        return self._send(session.link, session.addr, mtype, fields,
+                          session.boot_id if boot_id is None else boot_id, seq, auth)
+
+    def send_to(self, link, addr, mtype, fields, boot_id, auth, prev_seq=None, session=None):
+        """A frame outside an established session (the handshake: CHALLENGE, a request for
+        HELLO) to `addr` on `link`, tagged with `auth`; seq from the clock (host_seq_after),
+        or the session's next one when `session` is given."""
+        if link is None:
+            return False
+        seq = session.next_host_seq() if session is not None else host_seq_after(prev_seq)
+        return self._send(link, addr, mtype, fields, boot_id, seq, auth)
+
+    def _send(self, link, addr, mtype, fields, boot_id, seq, auth):
         t = (monotonic_us() - self._t0_us) & _TIME_MASK
-        frame = P.encode(mtype, fields, HOST_DEVICE_ID,
-                         session.boot_id if boot_id is None else boot_id,
-                         session.next_host_seq(), t >> 30, t & (P.SEQ_LIMIT - 1),
-                         auth=self.auth_for(session.device_id))
+        frame = P.encode(mtype, fields, HOST_DEVICE_ID, boot_id, seq, t >> 30,
+                         t & (P.SEQ_LIMIT - 1), auth=auth)
         try:
-            session.link.send(frame, session.addr)
+            link.send(frame, addr)
         except LinkError:
             self.counts["send_failures"] += 1
             return False

@@ -21,7 +21,9 @@ seconds), decided once here:
   its Master and Emissary windows.
 - `lateness_s`: how late the last beat started; `heartbeat` the device's own percentiles in s.
 - `lost`: sequence gaps of the session; `samples_lost` from HEARTBEAT when the device sends it.
-- times (`last_seen`, `opened`) as ISO 8601 UTC text; `age_s` seconds since last_seen.
+- times (`last_seen`, `opened`) as ISO 8601 UTC text; `age_s` seconds since last_seen;
+  `beat_time` the device's own time of its last beat mapped to the host clock by the TIME_SYNC
+  fit (`clock`: offset, drift in ppm, residual), None before the first sample.
 
 New TELEMETRY fields decoded by becomingone.wire.telemetry.decode_telemetry (and new HEARTBEAT
 fields) appear here without a change: every decoded field is carried under `telemetry`, and the
@@ -102,6 +104,8 @@ def device_state(summary, sync=None, windows=None, now=None):
                reordered=s.get("reordered"), witness=s.get("witness"),
                samples_lost=(hb or {}).get("samples_lost"),
                last_seen=state_time(last_seen), opened=state_time(s.get("opened")),
+               beat_time=state_time(s.get("beat_time_unix")),
+               clock=_clock(s.get("clock")),
                age_s=None if last_seen is None else max(0.0, now - float(last_seen)),
                lateness_histogram=s.get("lateness"))
     out["windows"] = [_window(w) for w in (windows or [])]
@@ -113,6 +117,15 @@ def device_state(summary, sync=None, windows=None, now=None):
         "emissary_fill": _opt(sync.get("emissary_fill"))}
     out["telemetry"] = tel
     return out
+
+
+def _clock(c):
+    """The device clock's fit against the host's (TIME_SYNC): offset, drift, residual."""
+    if not c or not c.get("samples"):
+        return None
+    return {"samples": c["samples"], "offset_s": c["offset_us"] / 1e6,
+            "drift_ppm": c["drift_ppm"], "rms_s": c["rms_us"] / 1e6,
+            "discarded": c.get("discarded", 0)}
 
 
 def _us(v):

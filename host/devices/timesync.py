@@ -11,10 +11,16 @@ squares θ(t) = θ0 + v·(t − t_ref) + ½·a·(t − t_ref)² (the curvature a
 samples and when it halves the residual; otherwise linear; a single sample gives v = 0). The prediction at a later host time t is the seed's
 trajectory extrapolation  P_next ≈ P + v·Δt + ½·a·Δt²  from the newest fitted point.
 drift_ppm = v · 1e6 (µs of device clock gained per µs of host clock).
+An exchange with a negative round trip is discarded (counted), never clamped to 0.
+device_time_unix(t) maps a device timestamp to host wall time with the fit: WITNESS ledger
+entries, memory telemetry rows and the API carry it (docs/HOST.md "Time sync").
 """
 import collections
+import time
 
 import numpy as np
+
+from becomingone.util.times import monotonic_us
 
 __all__ = ["ClockEstimator", "trajectory_extrapolate", "ntp_sample"]
 
@@ -39,14 +45,24 @@ class ClockEstimator:
         self.delay_factor = float(delay_factor)
         self.count = 0
         self.rejected = 0
+        self.discarded = 0
         self._fit = None
 
     def add_exchange(self, t0, t1, t2, t3):
-        """Add one exchange (all µs). Returns (offset, delay) of the sample."""
+        """Add one exchange (all µs). Returns (offset, delay) of the sample. An impossible
+        exchange -- received before it was sent, or a negative round trip (the device's
+        stamps are wrong) -- is discarded (ValueError, counted in `discarded`), never clamped:
+        a clamped sample would become the window's minimum delay and the filter would then
+        refuse every honest sample."""
         if t3 < t0:
+            self.discarded += 1
             raise ValueError("time sync: reply received before the request was sent")
         off, delay = ntp_sample(t0, t1, t2, t3)
-        self.add_sample((t0 + t3) / 2.0, off, max(0.0, delay))
+        if delay < 0:
+            self.discarded += 1
+            raise ValueError("time sync: negative round trip %.0f us (device stamps t1 %d, "
+                             "t2 %d): sample discarded" % (delay, t1, t2))
+        self.add_sample((t0 + t3) / 2.0, off, delay)
         return off, delay
 
     def add_sample(self, t_host, offset, delay=0.0):
@@ -107,6 +123,17 @@ class ClockEstimator:
         t = t_device - f[1]
         return t_device - self.offset_at(t)
 
+    def device_time_unix(self, t_device, now_unix=None, now_host_us=None):
+        """A device timestamp (µs since its boot) as host wall time (Unix s), through the
+        fitted offset and drift; None before the first sample. The host clock of the fit is
+        the monotonic one (becomingone.util.times.monotonic_us), related to the wall clock
+        now."""
+        if self._solve() is None:
+            return None
+        now_unix = time.time() if now_unix is None else now_unix
+        now_host_us = monotonic_us() if now_host_us is None else now_host_us
+        return float(now_unix - (now_host_us - self.device_to_host(t_device)) / 1e6)
+
     def estimate(self):
         f = self._solve()
         if f is None:
@@ -114,7 +141,7 @@ class ClockEstimator:
         t_ref, p, v, a, rms, dmin = f
         return {"samples": len(self.samples), "offset_us": p, "drift_ppm": v * 1e6,
                 "accel_ppm_per_s": a * 1e12, "rms_us": rms, "min_delay_us": dmin,
-                "rejected": self.rejected}
+                "rejected": self.rejected, "discarded": self.discarded}
 
 
 # When the host sends TIME_SYNC to a device: at its first HELLO, then every second until the

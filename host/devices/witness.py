@@ -60,7 +60,8 @@ class WitnessDesk:
         self.tally.counts["witness_recalled"] = len(self.done)
 
     def receive(self, session, frame, level):
-        """A WITNESS frame of `session` admitted at `level` (FULL or OBSERVE)."""
+        """A WITNESS frame of `session` admitted at `level` (FULL or OBSERVE). Returns False
+        when the record was refused for its stamp (counted as rejected "pow", not accepted)."""
         c = self.tally.counts
         c["witness_received"] += 1
         session.witness += 1
@@ -82,13 +83,16 @@ class WitnessDesk:
             c["witness_rejected_pow"] += 1
             self.tally.reject("pow")
             self._ack(session, wid, P.ACK_REJECTED)
-            return
+            return False
         data = {"device": session.device_id, "layer": WITNESS_LAYER.get(fl["kind"], "micro"),
                 "boot": session.boot_id, "seq": frame.seq, "device_time_us": frame.time_us,
                 "witness_id": wid, "witness": WITNESS_KIND_NAMES.get(fl["kind"], "?"),
                 "beat": fl["beat"], "decision": P.DECISION_NAMES[fl["decision"]],
                 "threat": fl["threat"] / 65536.0, "coherence": fl["coherence"] / 65536.0,
                 "value": fl["value"], "pow_bits": fl["pow_bits"], "nonce": fl["nonce"]}
+        t = session.clock.device_time_unix(frame.time_us)
+        if t is not None:                 # the device's time of the event on the host's clock
+            data["device_time_unix"] = round(t, 6)
         self.pending.add(key)
         post = self.post
         self.submit("witness", data, callback=lambda e, err: post(key, e, err))

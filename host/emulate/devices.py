@@ -174,6 +174,7 @@ class Flooder(threading.Thread):
         self.addr = sock_addr
         self.device_id = device_id
         self.auth = Auth(key) if key else None
+        self._key = key
         self.rate_hz = rate_hz
         self.boot_id = random.randint(1, 65535)
         self.sent = 0
@@ -188,18 +189,48 @@ class Flooder(threading.Thread):
                  "lag_samples": 10, "adc_bits": 12, "sum_shift": 0, "pow_bits": POW_BITS_DEFAULT,
                  "telemetry_every": 1,
                  "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0,
-                 "kairos_decim": 4, "counts_per_unit_q4": 2048}
-        self._send(P.encode(P.HELLO, hello, self.device_id, self.boot_id, seq, auth=self.auth))
+                 "kairos_decim": 4, "counts_per_unit_q4": 2048, "nonce": bytes(16)}
+        auth = self.auth
+        if auth is not None:          # a keyed device: the session handshake first (its frames
+            auth, seq = self._handshake(hello, seq)   # are tagged with the session key)
+            if auth is None:
+                return
+        else:
+            self._send(P.encode(P.HELLO, hello, self.device_id, self.boot_id, seq))
         nxt = time.monotonic()
         while not self.stop_event.is_set():
             seq += 1
             fields["beats"] = seq
             self._send(P.encode(P.HEARTBEAT, fields, self.device_id, self.boot_id, seq,
-                                auth=self.auth))
+                                auth=auth))
             nxt += period
             d = nxt - time.monotonic()
             if d > 0:
                 time.sleep(d)
+
+    def _handshake(self, hello, seq):
+        """HELLO (device key, our nonce) until the host's CHALLENGE, then ACK(CHALLENGE) under
+        the session key: (session Auth, last seq), or (None, seq) if stopped first."""
+        from becomingone.wire.handshake import DeviceSession
+        from shared.wire_errors import ProtocolError
+        ds = DeviceSession(self._key, self.device_id, self.boot_id)
+        hello = dict(hello, nonce=ds.nonce)
+        self.sock.settimeout(0.25)
+        while not self.stop_event.is_set():
+            self._send(P.encode(P.HELLO, hello, self.device_id, self.boot_id, seq,
+                                auth=ds.device_auth))
+            seq += 1
+            try:
+                data, _src = self.sock.recvfrom(2048)
+                f = ds.accept_challenge(data)
+            except (OSError, ValueError, ProtocolError):
+                continue
+            self._send(P.encode(P.ACK, {"acked_type": P.CHALLENGE, "status": P.ACK_OK,
+                                        "ref": f.seq}, self.device_id, self.boot_id, seq,
+                                auth=ds.auth))
+            self.sock.settimeout(None)
+            return ds.auth, seq
+        return None, seq
 
     def _send(self, data):
         try:

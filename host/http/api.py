@@ -304,6 +304,15 @@ def h_checkpoint(api, p, q, b):
     return cp
 
 
+def h_cosignatures(api, p, q, b):
+    """Witnesses' cosignatures stored for this ledger's checkpoints (docs/LEDGER.md §11); who
+    they are trusted as is `ledger verify`'s business (the config's witnesses, the mesh)."""
+    rows = api.view.ledger.cosignatures()
+    return {"cosignatures": [{"size": s, "name": n, "timestamp": t, "line": ln}
+                             for s, n, t, ln in rows[-MAX_LEDGER_PAGE:]],
+            "count": len(rows)}
+
+
 def h_entries(api, p, q, b):
     led = api.view.ledger
     size = led.size
@@ -512,6 +521,9 @@ ROUTES = [
           "Ledger", tag="ledger"),
     Route("GET", "/api/ledger/checkpoint", h_checkpoint, "The latest signed checkpoint",
           "Checkpoint", tag="ledger"),
+    Route("GET", "/api/ledger/cosignatures", h_cosignatures,
+          "Witnesses' cosignatures of the ledger's checkpoints (C2SP tlog-cosignature lines)",
+          "Cosignatures", tag="ledger"),
     Route("GET", "/api/ledger/entries", h_entries, "A page of ledger entries (default: the last 50)",
           "LedgerEntries", query=(("start", "integer", "first index"), Q_LIMIT), tag="ledger"),
     Route("GET", "/api/ledger/entries/{index}", h_entry, "One entry with its Merkle inclusion proof",

@@ -141,6 +141,10 @@ SCHEMAS = {
                       ["events", "counts"], extra=False),
     "Checkpoint": _obj({"size": INT, "root": STR, "origin": STR, "time": TIME, "note": STR},
                        ["size", "root", "origin", "time", "note"], extra=False),
+    "Cosignatures": _obj({"cosignatures": {"type": "array", "items": _obj(
+        {"size": INT, "name": STR, "timestamp": INT, "line": STR},
+        ["size", "name", "timestamp", "line"], extra=False)}, "count": INT},
+        ["cosignatures", "count"], extra=False),
     "Ledger": _obj({"size": INT, "root": STR, "origin": STR, "checkpoint": NULLABLE("Checkpoint"),
                     "public_key": STR_N}, ["size", "root", "origin", "checkpoint", "public_key"],
                    extra=False),

@@ -1,15 +1,21 @@
 """Admission: which frames the coordinator takes in, and how far (docs/HOST.md, "Admission").
 
-1. Authentication (per device key from the keystore, host/ingest/keystore.py). `auths` is the
-   mapping device id -> shared.auth.Auth handed to the decoder (host/wire/telemetry.py /
-   shared/protocol.decode): a device with a key must tag every frame; a tagged frame from a
-   device without a key is refused. Tags are checked before any replay state changes.
+1. Authentication (per device key from the keystore, host/ingest/keystore.py). A device with a
+   key must tag every frame; a tagged frame from a device without a key is refused. Its device
+   key K only tags the HELLO that asks for a session: every other frame carries the tag of the
+   per-session key derived in the handshake (host/devices/handshake.py; `session_auth`
+   derives it). `auths` maps device id -> shared.auth.Auth of K (HELLO, requests for a
+   handshake); the raw keys never leave this object. Tags are checked before any replay state
+   changes.
 2. Unknown devices (no key), config `admission.unknown_devices`:
      reject  -- every frame is dropped (counted as "unknown_device");
      observe -- integrated (session, Master, memory) but never written to the ledger: their
-                WITNESS records are answered with ACK status REJECTED and not stored;
-     accept  -- admitted like a keyed device, without authentication (the default, so that
-                an emulator or a bench board works out of the box).
+                WITNESS records are answered with ACK status REJECTED and not stored (the
+                default: a device that proves nothing cannot write to the ledger);
+     accept  -- admitted like a keyed device, without authentication (an explicit opt-in for
+                bench boards; the sessions of keyless devices keep their protections:
+                host/devices/sessions.py).
+   `security.transport: tls` refuses every keyless device, whatever this says.
 3. Rate limit by cost (host/ingest/ratelimit.py, ET Eq 25): each frame costs complexity^1.5 tokens
    of its device's bucket; refused frames are counted as "rate_limited".
 4. WITNESS proof of work: a WITNESS reaches the ledger only with a valid stamp at (at least)
@@ -21,6 +27,7 @@ import collections
 
 from becomingone.ingest.keystore import Keystore
 from becomingone.ingest.ratelimit import RateLimiter
+from becomingone.wire.handshake import session_key
 from shared import pow as _pow, protocol as P
 from shared.auth import Auth
 from shared.protocol_codes import POW_BITS_DEFAULT
@@ -40,10 +47,12 @@ class Admission:
     """Which frames the coordinator takes in (module docstring): owns the device -> Auth
     map, the unknown-device policy, the rate limiter, the per-device PoW difficulty and the
     rejection counters. Raises ValueError for a bad policy or difficulty."""
-    def __init__(self, keystore=None, policy="accept", pow_bits=POW_BITS_DEFAULT, pow_required=True,
+    def __init__(self, keystore=None, policy="observe", pow_bits=POW_BITS_DEFAULT, pow_required=True,
                  rate_capacity=2000.0, rate_refill=1000.0, rate_enabled=True, transport="hmac"):
         if policy not in POLICIES:
             raise ValueError("admission.unknown_devices %r (allowed: %s)" % (policy, ", ".join(POLICIES)))
+        if transport == "tls":          # every device authenticated: no keyless device at all
+            policy = "reject"
         if not 0 <= int(pow_bits) <= 32:
             raise ValueError("pow_bits %r outside 0..32" % (pow_bits,))
         self.keystore = keystore if keystore is not None else Keystore(None)
@@ -54,18 +63,39 @@ class Admission:
         self.rate = RateLimiter(rate_capacity, rate_refill, enabled=rate_enabled)
         self.device_pow = {}
         self.auths = {}
+        self._keys = {}
         self.rejected = collections.Counter()
         self.reload_keys()
 
+    def __repr__(self):
+        return "<Admission policy=%s keyed=%d transport=%s>" % (self.policy, len(self._keys),
+                                                                self.transport)
+
     def reload_keys(self):
-        """(Re)build the device -> Auth map from the keystore (keys stay inside Auth objects)."""
+        """(Re)build the device -> Auth map from the keystore; returns the device ids whose key
+        was added, replaced or removed (their session keys are void)."""
+        old = self._keys
         if self.transport == "none":
-            self.auths = {}
-            return
-        self.auths = {d: Auth(self.keystore.get(d)) for d in self.keystore.device_ids()}
+            self.auths, self._keys = {}, {}
+        else:
+            self._keys = {d: bytes(self.keystore.get(d)) for d in self.keystore.device_ids()}
+            self.auths = {d: Auth(k) for d, k in self._keys.items()}
+        return sorted(d for d in set(old) | set(self._keys) if old.get(d) != self._keys.get(d))
 
     def has_key(self, device_id):
         return device_id in self.auths
+
+    def device_auth(self, device_id):
+        """The Auth of a device's own key K (HELLO asking for a session), or None."""
+        return self.auths.get(device_id)
+
+    def session_auth(self, device_id, host_nonce, device_nonce, boot_id):
+        """The Auth of the session key of a handshake (docs/PROTOCOL.md 4.1), or None when the
+        device has no key."""
+        k = self._keys.get(device_id)
+        if k is None:
+            return None
+        return Auth(session_key(k, host_nonce, device_nonce, device_id, boot_id))
 
     def level(self, device_id):
         """FULL, OBSERVE or None (rejected) for a device, before rate limiting."""

@@ -1,13 +1,19 @@
-"""The receive path: a link's FrameBatch -> decode -> admission (policy, rate) -> session
-(stale boot, sequence) -> typed events to a FrameSink (docs/HOST.md, "Admission").
+"""The receive path: a link's FrameBatch (screened by the link reader: host/wire/screen.py) ->
+decode -> admission (policy, rate) -> session (handshake, stale boot, sequence) -> typed
+events to a FrameSink (docs/HOST.md, "Admission").
 
-Two routes, one set of rules:
+Two routes, one set of rules; every other frame of a batch is handled first, in arrival order
+(a HELLO or a handshake before the beats that follow it), then every TELEMETRY row in one batch
+decode (junk between them never cuts the batch into short runs):
   - unsigned single-beat or BATCH TELEMETRY (the bulk of the traffic) is decoded in batches
     with numpy (becomingone/wire/telemetry.py decode_telemetry_batch), grouped per (device,
     boot), rate limited, de-duplicated by sequence number and handed on as TelemetryRows;
   - every other frame (HELLO, WITNESS, ACK, TIME_SYNC, HEARTBEAT, ERROR, signed frames) goes
     through the per-frame decoder (becomingone/wire/receive.py Receiver: CRC, header, tag,
     payload) and becomes one FrameSink call.
+A keyed device's frames are tagged with its session key (host/devices/handshake.py): the
+handshake port gives the keys a frame may carry; a HELLO tagged with the device key starts a
+handshake, a frame under a pending handshake's key completes it.
 Rejections are counted by reason in the Tally (becomingone/util/tally.py).
 """
 import abc
@@ -90,16 +96,18 @@ class FrameSink(abc.ABC):
 
 class Ingest:
     """The receive path of one coordinator (processing thread only). Owns nothing but the
-    routing; its ports: receiver (per-frame decoder, its `auth` map), admission, sessions,
-    tally (counters and rejections), sink (FrameSink). Never raises for bad input: every
-    refused frame is counted by reason."""
+    routing; its ports: receiver (per-frame decoder), admission, sessions, tally (counters and
+    rejections), sink (FrameSink), handshakes (keyed devices' keys and handshakes:
+    host/devices/handshake.py; None: every frame decoded with the receiver's keys). Never
+    raises for bad input: every refused frame is counted by reason."""
 
-    def __init__(self, receiver, admission, sessions, tally, sink):
+    def __init__(self, receiver, admission, sessions, tally, sink, handshakes=None):
         self.receiver = receiver
         self.admission = admission
         self.sessions = sessions
         self.tally = tally
         self.sink = sink
+        self.handshakes = handshakes
 
     # ------------------------------------------------------------------ entry point
     def receive(self, link, batch, t_us):
@@ -110,9 +118,8 @@ class Ingest:
             self.frames(link, batch.items(), t_us)
 
     def frames(self, link, frames, t_us):
-        """(data, addr) frames in arrival order: runs of TELEMETRY are batch-decoded, other
-        frames take the per-frame path before the telemetry that follows them (a HELLO
-        before its device's first beats)."""
+        """(data, addr) frames in arrival order: every frame but TELEMETRY takes the per-frame
+        path in order, then the TELEMETRY frames are batch-decoded together."""
         self.tally.counts["frames_received"] += len(frames)
         fast, fast_signed, addrs = [], [], {}
         for item in frames:
@@ -121,31 +128,53 @@ class Ingest:
                 (fast_signed if data[0] & _AUTH else fast).append(data)
                 addrs[data[2] | data[3] << 8] = item[1]
                 continue
-            if fast or fast_signed:
-                self._telemetry_run(link, fast, fast_signed, addrs)
-                fast, fast_signed, addrs = [], [], {}
             self._decode(link, item[1], data, t_us)
-        if fast or fast_signed:
-            self._telemetry_run(link, fast, fast_signed, addrs)
-
-    def _decode(self, link, addr, data, t_us):
-        rx = self.receiver
-        f = rx.decode(data)
-        if f is None:
-            self.tally.reject(rx.last_error[0] if rx.last_error else "frame")
-            return
-        self.frame(link, addr, f, len(data), t_us)
-
-    def _telemetry_run(self, link, fast, fast_signed, addrs):
         if fast:
             self.telemetry_batch(link, fast, addrs)
         if fast_signed:
             self.telemetry_batch(link, fast_signed, addrs, signed=True)
 
+    def _decode(self, link, addr, data, t_us):
+        rx = self.receiver
+        hs = self.handshakes
+        cands = hs.candidates(data) if hs is not None else None
+        if cands is None:                       # a keyless device (or no handshake port)
+            f = rx.decode(data)
+            kind = pend = None
+        elif not cands:                         # a keyed device with no key for this boot
+            self._no_session(link, addr, data)
+            return
+        else:
+            f, kind, pend = rx.decode_first(data, cands)
+        if f is None:
+            self.tally.reject(rx.last_error[0] if rx.last_error else "frame")
+            return
+        self.frame(link, addr, f, len(data), t_us, kind, pend)
+
+    def _no_session(self, link, addr, data):
+        """A keyed device's frame under no key we hold (the host restarted, or the device's
+        handshake is pending): a frame that is one in all but its tag is refused as
+        "no_session" and the device is asked for a handshake."""
+        rx = self.receiver
+        if rx.decode(data, auth={}) is not None:   # unsigned, from a device that has a key
+            self.tally.reject("auth")
+            return
+        if rx.last_error and rx.last_error[0] != "auth":
+            self.tally.reject(rx.last_error[0])
+            return
+        self.tally.reject("no_session")
+        dev, boot = data[2] | (data[3] << 8), data[4] | (data[5] << 8)
+        if not self._pending(dev, boot):
+            self.handshakes.request(link, addr, dev, boot)
+
+    def _pending(self, dev, boot):
+        pend = self.handshakes.pending.get(dev)
+        return bool(pend) and any(k[0] == boot for k in pend)
+
     def _block(self, link, blk, t_us):
-        """A DatagramBlock (recvmmsg). Runs of unsigned TELEMETRY rows are cut out as one
-        contiguous blob per frame size and batch-decoded; other rows take the per-frame path;
-        runs are processed in arrival order (a HELLO before the telemetry that follows it)."""
+        """A DatagramBlock (recvmmsg, screened): the rows that are not TELEMETRY take the
+        per-frame path in arrival order, then every TELEMETRY row is cut out as one contiguous
+        blob per frame size and batch-decoded."""
         n = len(blk)
         self.tally.counts["frames_received"] += n
         d, lens = blk.data, blk.lens
@@ -156,13 +185,11 @@ class Ingest:
         if fast.all():
             self._fast_rows(link, blk, np.arange(n))
             return
-        cuts = (np.flatnonzero(np.diff(fast.view(np.int8))) + 1).tolist()
-        for a, b in zip([0] + cuts, cuts + [n]):
-            if fast[a]:
-                self._fast_rows(link, blk, np.arange(a, b))
-                continue
-            for data, addr in blk.items(range(a, b)):
-                self._decode(link, addr, data, t_us)
+        slow = np.flatnonzero(~fast)
+        for data, addr in blk.items(slow.tolist()):
+            self._decode(link, addr, data, t_us)
+        if len(slow) < n:
+            self._fast_rows(link, blk, np.flatnonzero(fast))
 
     def _fast_rows(self, link, blk, idx_all):
         """TELEMETRY rows: one batch decode per (frame size, signed or not)."""
@@ -191,26 +218,43 @@ class Ingest:
             self.telemetry_batch(link, blob, addrs, frame_size=size, raw_addrs=True,
                                  signed=bool(signed))
 
-    def _admit(self, dev, boot, mtype, nbytes):
+    def _admit(self, dev, boot, mtype, nbytes, keyed=False):
         lv, reason = self.admission.admit(dev, mtype, nbytes - P.HEADER_LEN - P.CRC_LEN)
         if lv is None:
             self.tally.reject(reason)
             return None, None
-        s, reason = self.sessions.lookup(dev, boot, mtype)
+        s, reason = self.sessions.lookup(dev, boot, mtype, keyed=keyed)
         if s is None:
             self.tally.reject(reason)
             return None, None
         return lv, s
 
     # ------------------------------------------------------------------ per frame
-    def frame(self, link, addr, f, nbytes, t_us):
-        """One decoded frame (shared/protocol.py Frame) from `addr` on `link`."""
-        lv, s = self._admit(f.device_id, f.boot_id, f.type, nbytes)
+    def frame(self, link, addr, f, nbytes, t_us, kind=None, pending=None):
+        """One decoded frame (shared/protocol.py Frame) from `addr` on `link`; kind: the key
+        its tag verified with ("session", "pending", "device"; None: unsigned or no handshake
+        port), pending: the Pending handshake of kind "pending"."""
+        keyed = kind is not None
+        if kind == "device":                    # only a HELLO: it asks for a session
+            lv, reason = self.admission.admit(f.device_id, f.type,
+                                              nbytes - P.HEADER_LEN - P.CRC_LEN)
+            if lv is None:
+                self.tally.reject(reason)
+                return
+            self.handshakes.hello(link, addr, f)
+            self.tally.counts["frames_accepted"] += 1
+            return
+        if kind == "pending":                   # the proof: the session is established
+            s, opened = self.handshakes.complete(pending)
+            if opened or s.hello is None or s.hello.get("nonce") != pending.hello.get("nonce"):
+                s.link, s.addr = link, addr
+                self.sink.hello(s, pending.hello)
+        lv, s = self._admit(f.device_id, f.boot_id, f.type, nbytes, keyed)
         if s is None:
             return
         r = s.note_seq(f.seq)
-        if r == "duplicate" or r == "old_seq":
-            self.tally.reject("duplicate")
+        if r != "new" and r != "reordered":
+            self.tally.reject("seq_jump" if r == "jump" else "duplicate")
             return
         s.frames += 1
         s.bytes += nbytes
@@ -220,26 +264,59 @@ class Ingest:
         s.link, s.addr = link, addr
         t = f.type
         sink = self.sink
+        ok = True
         if t == P.TELEMETRY:
             recs = f.fields["records"] if f.batch else [f.fields]
-            s.note_telemetry(dict(recs[-1]))
+            s.note_telemetry(dict(recs[-1]), f.time_us)
             sink.telemetry(s, recs)
         elif t == P.HELLO:
             sink.hello(s, f.fields)
         elif t == P.WITNESS:
-            sink.witness(s, f, lv)
+            ok = sink.witness(s, f, lv) is not False
         elif t == P.ACK:
             sink.ack(s, f.fields)
         elif t == P.TIME_SYNC:
             if f.fields["mode"] == P.SYNC_REPLY:
-                sink.time_sync(s, f.fields, f.time_us, t_us)
+                ok = sink.time_sync(s, f.fields, f.time_us, t_us) is not False
         elif t == P.HEARTBEAT:
             sink.heartbeat(s, f.fields)
         elif t == P.ERROR:
             sink.device_error(s, f.fields)
-        self.tally.counts["frames_accepted"] += 1
+        if ok:                                  # a refusal was counted as rejected instead
+            self.tally.counts["frames_accepted"] += 1
 
     # ------------------------------------------------------------------ batch telemetry
+    def _without_session(self, link, datas, frame_size, addrs, raw_addrs, skeys):
+        """Signed TELEMETRY of keyed devices with no session key here (the host restarted, a
+        handshake is pending): refused as "no_session" (the device is asked for a handshake),
+        the rest returned for the batch decoder."""
+        if frame_size:
+            arr = np.frombuffer(datas, dtype=np.uint8)[:len(datas) // frame_size * frame_size]
+            arr = arr.reshape(-1, frame_size)
+            devs = arr[:, 2].astype(np.int64) | (arr[:, 3].astype(np.int64) << 8)
+            boots = arr[:, 4].astype(np.int64) | (arr[:, 5].astype(np.int64) << 8)
+        else:
+            devs = np.fromiter((d[2] | d[3] << 8 for d in datas), dtype=np.int64, count=len(datas))
+            boots = np.fromiter((d[4] | d[5] << 8 for d in datas), dtype=np.int64,
+                                count=len(datas))
+        u = np.unique(devs)
+        has = self.admission.has_key
+        missing = [d for d in u.tolist() if d not in skeys and has(d)]
+        if not missing:
+            return datas
+        drop = np.isin(devs, missing)
+        self.tally.reject("no_session", int(drop.sum()))
+        for d in missing:
+            b = int(boots[np.flatnonzero(devs == d)[-1]])
+            ad = addrs.get(d)
+            if ad is not None and raw_addrs:
+                ad = DatagramBlock.addr(ad)
+            if not self._pending(d, b):
+                self.handshakes.request(link, ad, d, b)
+        if frame_size:
+            return arr[~drop].tobytes()
+        return [x for x, k in zip(datas, drop.tolist()) if not k]
+
     def telemetry_batch(self, link, datas, addrs, frame_size=None, raw_addrs=False,
                         signed=False):
         """Decoded TELEMETRY rows, grouped per (device, boot) with one stable sort; per-group
@@ -252,7 +329,12 @@ class Ingest:
             n = len(datas) // frame_size if frame_size else len(datas)
             tally.reject("auth", n)
             return
-        res = decode_telemetry_batch(datas, frame_size=frame_size, keys=keyed if signed else None)
+        skeys = self.sessions.auths if self.handshakes is not None else keyed
+        if signed and self.handshakes is not None:
+            datas = self._without_session(link, datas, frame_size, addrs, raw_addrs, skeys)
+            if not len(datas):
+                return
+        res = decode_telemetry_batch(datas, frame_size=frame_size, keys=skeys if signed else None)
         for reason, n in res.rejects.items():
             if n:
                 tally.reject(reason, n)
@@ -303,7 +385,7 @@ class Ingest:
         current = self.sessions.current
         lookup = self.sessions.lookup
         now = time.time()
-        rej = tally.rejected
+        reject = tally.reject
         TEL = P.TELEMETRY
         tl = P.TELEMETRY_LEN
         accepted = 0
@@ -312,11 +394,11 @@ class Ingest:
         for g in range(G):
             dev, a, b, nf = g_dev[g], st[g], en[g], g_nf[g]
             if dev in keyed:                    # a keyed device must sign: refused
-                rej["auth"] += nf
+                reject("auth", nf)
                 keep[a:b] = False
                 continue
             if not open_all and adm.level(dev) is None:
-                rej["unknown_device"] += nf
+                reject("unknown_device", nf)
                 adm.rejected["unknown_device"] += nf
                 keep[a:b] = False
                 continue
@@ -331,13 +413,14 @@ class Ingest:
                 k = rate.allow_many(dev, np.full(nf, TEL), np.where(cc > 1, 1 + tl * cc, tl))
             s = current.get(dev)
             if s is None or s.boot_id != g_boot[g]:
-                s, reason = lookup(dev, g_boot[g], TEL)
+                s, reason = lookup(dev, g_boot[g], TEL, keyed=signed)
                 if s is None:
-                    rej[reason] += nf
+                    reject(reason, nf)
                     keep[a:b] = False
                     continue
             if k < nf:
-                rej["rate_limited"] += nf - k
+                rate.note_refused(dev)
+                reject("rate_limited", nf - k)
                 adm.rejected["rate_limited"] += nf - k
                 fno = np.cumsum(first[a:b]) - 1
                 keep[a:b] &= fno < k
@@ -347,14 +430,19 @@ class Ingest:
                 fast_ok = False
             else:
                 fast_ok = g_mono[g] and s.note_seq_run(g_fs[g], g_ls[g], nf)
-            if not fast_ok:                     # frame by frame: dups, reorder, holes
+            if not fast_ok:                     # frame by frame: dups, reorder, holes, jumps
                 fr = first[a:b]
                 rows_keep = keep[a:b]
                 fidx = np.flatnonzero(fr & rows_keep)
-                ok = [s.note_seq(q) in ("new", "reordered") for q in seq[a:b][fidx].tolist()]
+                res_seq = [s.note_seq(q, now) for q in seq[a:b][fidx].tolist()]
+                ok = [r == "new" or r == "reordered" for r in res_seq]
                 ndup = len(ok) - sum(ok)
                 if ndup:
-                    rej["duplicate"] += ndup
+                    njump = res_seq.count("jump")
+                    if njump:
+                        reject("seq_jump", njump)
+                    if ndup - njump:
+                        reject("duplicate", ndup - njump)
                     fno = np.cumsum(fr) - 1
                     okf = np.zeros(int(fr.sum()), dtype=bool)
                     okf[(np.cumsum(fr) - 1)[fidx]] = ok

@@ -111,6 +111,8 @@ class RateLimiter:
         self.enabled = enabled
         self.buckets = {}
         self.overrides = {}
+        self.over = frozenset()       # devices refused in the last period (read by link readers)
+        self._refused_now = set()
 
     def bucket(self, device_id, now=None):
         b = self.buckets.get(device_id)
@@ -118,6 +120,17 @@ class RateLimiter:
             cap, rate = self.overrides.get(device_id, (self.capacity, self.refill_rate))
             b = self.buckets[device_id] = TokenBucket(cap, rate, now)
         return b
+
+    def note_refused(self, device_id):
+        """A frame of `device_id` did not fit its bucket (see roll_over)."""
+        self._refused_now.add(device_id)
+
+    def roll_over(self):
+        """Once a tick: `over` becomes the devices refused since the last call (a link reader
+        sheds their frames first when the processing thread falls behind)."""
+        if self._refused_now or self.over:
+            self.over = frozenset(self._refused_now)
+            self._refused_now = set()
 
     def set_limits(self, device_id, capacity, refill_rate):
         TokenBucket(capacity, refill_rate)
@@ -130,8 +143,11 @@ class RateLimiter:
     def allow(self, device_id, msg_type, payload_len, now=None):
         if not self.enabled:
             return True
-        return self.bucket(device_id, now).request(
+        ok = self.bucket(device_id, now).request(
             variance_cost(frame_complexity(msg_type, payload_len)), now)
+        if not ok:
+            self._refused_now.add(device_id)
+        return ok
 
     def allow_many(self, device_id, msg_types, payload_lens, now=None):
         """Vectorised: frames of one device in arrival order -> count allowed from the start."""
@@ -142,14 +158,20 @@ class RateLimiter:
         t = np.asarray(msg_types)
         c = np.where(np.isin(t, list(_ONE)), 1.0, c)
         c = np.where(t == WITNESS, c + 1.0, c)
-        return self.bucket(device_id, now).request_many(c ** EXPONENT, now)
+        k = self.bucket(device_id, now).request_many(c ** EXPONENT, now)
+        if k < n:
+            self._refused_now.add(device_id)
+        return k
 
     def allow_same(self, device_id, msg_type, payload_len, n, now=None):
         """n frames of one type and size (the batch path): how many, from the first, fit."""
         if not self.enabled:
             return n
-        return self.bucket(device_id, now).request_n(
+        k = self.bucket(device_id, now).request_n(
             variance_cost(frame_complexity(msg_type, payload_len)), n, now)
+        if k < n:
+            self._refused_now.add(device_id)
+        return k
 
     def metrics(self):
         return {str(d): {"allowed": b.allowed, "refused": b.refused,

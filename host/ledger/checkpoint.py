@@ -9,8 +9,13 @@
 
 The signature is Ed25519 over the note body: every byte before the blank line (the four lines
 with their newlines). key_id = SHA-256(origin || 0x0A || 0x01 || raw 32-byte public key)[:4].
-The key is generated on first use in the data folder: `ledger-signing.key` (PKCS#8 PEM,
-file mode 0600, never printed) and `ledger-signing.pub` (SubjectPublicKeyInfo PEM).
+The key is generated on first use, OUTSIDE the data folder (docs/LEDGER.md §6, §12): in
+`<key dir>/<origin's 16 hex digits>/ledger-signing.key` (PKCS#8 PEM, mode 0600, never printed),
+the key dir being ledger.key_dir, else $BECOMINGONE_KEY_DIR, else
+$XDG_CONFIG_HOME/becomingone/ledger-keys, else ~/.config/becomingone/ledger-keys. A ledger made
+before that keeps the key it has beside the database. The public key (`ledger-signing.pub`,
+SubjectPublicKeyInfo PEM) is written beside the private key and copied beside the database,
+where readers of the data folder (exports, replicas, witnesses) find it.
 """
 import base64
 import hashlib
@@ -40,11 +45,51 @@ def key_id(origin, pub_raw):
     return hashlib.sha256(origin.encode("utf-8") + b"\n\x01" + pub_raw).digest()[:4]
 
 
+KEY_DIR_ENV = "BECOMINGONE_KEY_DIR"
+
+
+def default_key_dir():
+    """Where ledgers' signing keys live unless ledger.key_dir says otherwise (module docstring)."""
+    d = os.environ.get(KEY_DIR_ENV)
+    if d:
+        return os.path.abspath(os.path.expanduser(d))
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "becomingone", "ledger-keys")
+
+
+def ledger_key_folder(ledger_path, origin, key_dir=None):
+    """The folder of a ledger's signing key: beside the database when a key is there already (a
+    ledger made before keys moved out), else <key dir>/<the origin's hex digits>."""
+    here = os.path.dirname(os.path.abspath(ledger_path))
+    if os.path.exists(os.path.join(here, KEY_FILE)):
+        return here
+    return os.path.join(os.path.abspath(os.path.expanduser(key_dir)) if key_dir else default_key_dir(),
+                        origin.rsplit("/", 1)[-1])
+
+
+def public_pem(pub):
+    return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_public_from(folder):
+    """The public key kept in `folder` (from its private key when present, else its .pub) without
+    creating anything; None when neither is there."""
+    kpath = os.path.join(folder, KEY_FILE)
+    if os.path.exists(kpath):
+        with open(kpath, "rb") as f:
+            return serialization.load_pem_private_key(f.read(), password=None).public_key()
+    ppath = os.path.join(folder, PUB_FILE)
+    if os.path.exists(ppath):
+        return load_public_key(ppath)
+    return None
+
+
 def load_or_create_key(folder):
     """(private key, public key) of the ledger in `folder`, generated on first use."""
     kpath = os.path.join(folder, KEY_FILE)
     ppath = os.path.join(folder, PUB_FILE)
     if not os.path.exists(kpath):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())

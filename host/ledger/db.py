@@ -23,6 +23,9 @@ SCHEMA = (
     "hash BLOB NOT NULL, PRIMARY KEY(pos, level)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, timestamp_ms INTEGER NOT NULL, "
     "root BLOB NOT NULL, note TEXT NOT NULL)",
+    # witnesses' cosignatures of stored checkpoints (docs/LEDGER.md §11): one signature line each
+    "CREATE TABLE IF NOT EXISTS cosignatures(size INTEGER NOT NULL, name TEXT NOT NULL, "
+    "timestamp INTEGER NOT NULL, line TEXT NOT NULL, PRIMARY KEY(size, name))",
 )
 
 

@@ -6,8 +6,6 @@ import sqlite3
 import threading
 import time
 
-from cryptography.hazmat.primitives import serialization
-
 from becomingone.errors import UserError
 from becomingone.ledger import canonical, checkpoint as ckpt, hashing, kinds, merkle, tree
 from becomingone.ledger.db import LedgerError, connect, format_of, guarded, insert_rows, translate
@@ -15,6 +13,7 @@ from becomingone.ledger.entry import Entry  # noqa: F401  (re-exported)
 from becomingone.ledger.export import export_ledger
 from becomingone.ledger.future import LedgerFuture, resolve_all
 from becomingone.ledger.verify import verify_path
+from becomingone.util.atomic import atomic_write
 
 _now = time.time
 _new_future = object.__new__   # a LedgerFuture without a Python-level __init__ call
@@ -29,15 +28,17 @@ class Ledger:
     """Open (creating on first use, with its genesis entry) the ledger at `path`.
 
     checkpoint_every: sign a checkpoint automatically each time the size crosses a multiple of
-    this many entries (None or 0: only on demand). key_folder: where the Ed25519 key lives
-    (default: the database's folder). The group-commit writer commits everything queued, up
+    this many entries (None or 0: only on demand). key_folder: where the Ed25519 key lives;
+    default: <key_dir>/<origin hex> outside the data folder (key_dir: ledger.key_dir, else
+    checkpoint.default_key_dir()), or beside the database for a ledger whose key is already
+    there (docs/LEDGER.md §6). The group-commit writer commits everything queued, up
     to max_batch entries per transaction; group_commit_ms > 0 makes it wait up to that long
     after the first queued entry for more (bigger batches, higher latency). synchronous: "FULL"
     (default, a commit survives power loss) or "NORMAL" (survives a crash/kill of the process,
     not a power loss), see docs/LEDGER.md §9."""
 
     def __init__(self, path, checkpoint_every=None, key_folder=None, busy_timeout=5.0,
-                 max_batch=8192, group_commit_ms=0.0, synchronous="FULL"):
+                 max_batch=8192, group_commit_ms=0.0, synchronous="FULL", key_dir=None):
         if checkpoint_every is not None and (type(checkpoint_every) is not int or checkpoint_every < 0):
             raise UserError("checkpoint_every must be an integer >= 0 or None, got %r" % (checkpoint_every,))
         if type(group_commit_ms) not in (int, float) or not 0 <= group_commit_ms <= 10000:
@@ -46,7 +47,8 @@ class Ledger:
             raise UserError("max_batch must be an integer >= 1, got %r" % (max_batch,))
         self.linger = group_commit_ms / 1000.0
         self.path = os.path.abspath(path)
-        self.key_folder = key_folder or os.path.dirname(self.path)
+        self._key_folder = key_folder
+        self.key_dir = key_dir
         self.checkpoint_every = checkpoint_every
         self.max_batch = max_batch
         self._lock = threading.RLock()
@@ -424,15 +426,60 @@ class Ledger:
                     "path": [p.hex() for p in path]}
 
     # ---------------------------------------------------------------- checkpoints
+    @property
+    def key_folder(self):
+        """Where the signing key lives (docs/LEDGER.md §6)."""
+        return self._key_folder or ckpt.ledger_key_folder(self.path, self.origin, self.key_dir)
+
+    @property
+    def key_in_data_folder(self):
+        """True when the signing key sits beside the database (whoever can edit the ledger can
+        then re-sign it: move it out, docs/LEDGER.md §12)."""
+        return os.path.exists(os.path.join(os.path.dirname(self.path), ckpt.KEY_FILE))
+
     def _signing_key(self):
         if self._key is None:
             self._key = ckpt.load_or_create_key(self.key_folder)
+            pem = ckpt.public_pem(self._key[1])
+            beside = os.path.join(os.path.dirname(self.path), ckpt.PUB_FILE)
+            try:                               # the public key, for readers of the data folder
+                if not os.path.exists(beside) or open(beside, "rb").read() != pem:
+                    with atomic_write(beside, binary=True) as f:
+                        f.write(pem)
+            except OSError:
+                pass
         return self._key
 
+    def signing_key(self):
+        """(Ed25519 private key, public key) of this ledger, made on first use (the mesh signs
+        its T_global entries and cosigns its peers' checkpoints with it)."""
+        return self._signing_key()
+
+    def public_key(self):
+        """The checkpoint public key without making one: from the key folder, else the copy
+        beside the database; the key is made only when none exists anywhere."""
+        if self._key is not None:
+            return self._key[1]
+        pub = ckpt.load_public_from(self.key_folder)
+        if pub is None:
+            pub = ckpt.load_public_from(os.path.dirname(self.path))
+        return pub if pub is not None else self._signing_key()[1]
+
     def public_key_pem(self):
-        pub = self._signing_key()[1]
-        return pub.public_bytes(serialization.Encoding.PEM,
-                                serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+        return ckpt.public_pem(self.public_key()).decode("ascii")
+
+    def add_cosignature(self, size, name, line, timestamp):
+        """Store a witness's cosignature line of the checkpoint of `size` (checked by the
+        caller against the witness's key: host/ledger/cosigner.py)."""
+        with self._lock, guarded(self.path):
+            self._con.execute("INSERT OR REPLACE INTO cosignatures(size, name, timestamp, line) "
+                              "VALUES (?,?,?,?)", (size, name, int(timestamp), line))
+
+    def cosignatures(self):
+        """[(size, name, timestamp, line)] of every stored cosignature."""
+        with self._lock, guarded(self.path):
+            return self._con.execute("SELECT size, name, timestamp, line FROM cosignatures "
+                                     "ORDER BY size, name").fetchall()
 
     def checkpoint(self):
         """Sign and store a checkpoint of the current tree; returns the note text."""
@@ -478,8 +525,8 @@ class Ledger:
     # ---------------------------------------------------------------- whole-ledger
     def verify(self, deep=False, workers=None, progress=None):
         """Full check of chain, stored tree and checkpoints -> verify.VerifyResult."""
-        return verify_path(self.path, key_folder=self.key_folder, progress=progress, deep=deep,
-                           workers=workers)
+        return verify_path(self.path, key_folder=self._key_folder, progress=progress, deep=deep,
+                           workers=workers, key_dir=self.key_dir)
 
     def export(self, folder):
         return export_ledger(self, folder)

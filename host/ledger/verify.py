@@ -32,6 +32,11 @@ class VerifyResult:
         self.first_bad = None  # {"index": i or None, "part": "entry"|"tree"|"checkpoint", "what": str}
         self.seconds = 0.0
         self.genesis_hash = None
+        self.key_source = None        # where the checkpoint public key came from
+        self.key_in_data_folder = False
+        self.cosigners = {}           # trusted witness name -> largest size it cosigned
+        self.unverified_cosignatures = 0
+        self.against = None           # --against: {"size", "root", "ok", "what", "cosigners"}
 
     def fail(self, index, part, what):
         self.ok = False
@@ -42,12 +47,35 @@ class VerifyResult:
         return {"path": self.path, "ok": self.ok, "size": self.size,
                 "root": self.root.hex() if self.root else None, "nodes": self.nodes,
                 "checkpoints": self.checkpoints, "first_bad": self.first_bad,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "key_source": self.key_source,
+                "key_in_data_folder": self.key_in_data_folder,
+                "cosignatures": len(self.cosigners), "cosigners": dict(self.cosigners),
+                "cosigned_size": max(self.cosigners.values()) if self.cosigners else 0,
+                "unverified_cosignatures": self.unverified_cosignatures, "against": self.against}
 
     def message(self):
         if self.ok:
-            return ("ledger %s OK: %d entries, %d tree nodes, %d checkpoints verified, root %s (%.2f s)"
-                    % (self.path, self.size, self.nodes, self.checkpoints, self.root.hex(), self.seconds))
+            out = ("ledger %s OK: %d entries, %d tree nodes, %d checkpoints verified, root %s (%.2f s)"
+                   % (self.path, self.size, self.nodes, self.checkpoints, self.root.hex(), self.seconds))
+            if self.cosigners:
+                out += ("\n%d independent cosignature(s) cover the tree up to size %d: %s"
+                        % (len(self.cosigners), max(self.cosigners.values()),
+                           ", ".join("%s (size %d)" % kv for kv in sorted(self.cosigners.items()))))
+            else:
+                out += ("\n0 independent cosignatures: no witness configured or none has cosigned "
+                        "(docs/LEDGER.md §11)")
+            if self.unverified_cosignatures:
+                out += "\n%d stored cosignature(s) by witnesses not configured here (not counted)" \
+                    % self.unverified_cosignatures
+            if self.against is not None:
+                out += "\nconsistent with the saved checkpoint of size %d (root %s)" % (
+                    self.against["size"], self.against["root"])
+            if self.key_in_data_folder:
+                out += ("\nwarning: the signing key is in the data folder: whoever can edit the ledger "
+                        "can re-sign it (move it out: docs/LEDGER.md §12)")
+            elif self.key_source and self.key_source.startswith("data folder"):
+                out += "\nnote: public key taken from the data folder's copy (%s)" % self.key_source
+            return out
         fb = self.first_bad
         where = "entry %d" % fb["index"] if fb["index"] is not None else fb["part"]
         return "ledger %s FAILED at %s: %s" % (self.path, where, fb["what"])
@@ -58,20 +86,33 @@ def _node_what(level, k, what):
     return "stored tree node (level %d, index %d, covering entries %d..%d) %s" % (level, k, a, b, what)
 
 
-def verify_path(path, key_folder=None, progress=None, deep=False, busy_timeout=5.0, workers=None):
+def verify_path(path, key_folder=None, progress=None, deep=False, busy_timeout=5.0, workers=None,
+                key_dir=None, witnesses=None, against=None):
     """Verify the ledger at `path`. deep=True also re-parses every entry's data and checks it
     is canonical JSON (slower; the export verifier always does this). workers: processes for
     large ledgers (default: min(cpu count, 4) when there are >= 8 chunks of 16384 entries;
     1 = one pass in this process under one read snapshot). progress(done, total): entries
-    checked so far (never decreasing) of the ledger's size, after each chunk of 16384."""
+    checked so far (never decreasing) of the ledger's size, after each chunk of 16384.
+    key_folder: where the checkpoint key is (default: resolved as the Ledger does, from key_dir;
+    the data folder's copy of the public key when the key folder has none). witnesses: {name:
+    Ed25519PublicKey} of trusted witnesses: their stored cosignatures are checked and counted.
+    against: the text of a saved checkpoint: the ledger must extend it (same root at its size)."""
     t0 = time.perf_counter()
     res = VerifyResult(os.path.abspath(path))
-    key_folder = key_folder or os.path.dirname(os.path.abspath(path))
     con = connect(path, readonly=True, busy_timeout=busy_timeout)
+    extra = None
+    if against is not None:
+        try:
+            extra = ckpt.parse_note(against)
+        except ckpt.CheckpointError as e:
+            con.close()
+            res.seconds = time.perf_counter() - t0
+            return res.fail(None, "against", "the saved checkpoint is not a checkpoint note: %s" % e)
     try:
         with guarded(path):
             con.execute("BEGIN")  # one read snapshot (workers read the same append-only prefix)
-            _verify(con, res, path, key_folder, progress, deep, workers, busy_timeout)
+            _verify(con, res, path, (key_folder, key_dir), progress, deep, workers, busy_timeout,
+                    witnesses or {}, (extra, against))
             con.execute("COMMIT")
     finally:
         con.close()
@@ -335,11 +376,13 @@ def _run_workers(path, bounds, deep, need, busy_timeout, node_level, progress=No
     return parts
 
 
-def _verify(con, res, path, key_folder, progress, deep, workers, busy_timeout):
+def _verify(con, res, path, keys, progress, deep, workers, busy_timeout, witnesses, against):
     cps = con.execute("SELECT size, timestamp_ms, root, note FROM checkpoints ORDER BY size").fetchall()
     need = set()
     for c in cps:
         need.update(merkle.root_plan(c[0]))
+    if against[0] is not None and against[0]["size"] > 0:
+        need.update(merkle.root_plan(against[0]["size"]))
     top = con.execute("SELECT max(idx) FROM entries").fetchone()[0]
     if top is None:
         return res.fail(0, "entry", "the ledger has no genesis entry")
@@ -395,30 +438,111 @@ def _verify(con, res, path, key_folder, progress, deep, workers, busy_timeout):
         return res.fail(None, "tree", "stored tree has nodes beyond its %d entries (pos %d level %d)"
                         % (n, extra[0], extra[1]))
     res.root = merkle.fold([h for _l, h in upper + tail])
+
+    def root_at(size):
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return merkle.fold([got[x] for x in merkle.root_plan(size)]) if size <= res.size else None
+    gen_origin = "%s/%s" % (d_origin_prefix, res.genesis_hash.hex()[:16])
+    res.key_in_data_folder = os.path.exists(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                         ckpt.KEY_FILE))
+    if cps or against[0] is not None:
+        pub = _public_key(res, path, gen_origin, *keys)
+        if pub is None:
+            return res
     if cps:
-        rts = {}
-        for c in cps:
-            size = c[0]
-            if size == 0:
-                rts[0] = merkle.EMPTY_ROOT
-            elif size <= res.size:
-                rts[size] = merkle.fold([got[x] for x in merkle.root_plan(size)])
-        return _verify_checkpoints(res, cps, rts, key_folder)
+        rts = {c[0]: root_at(c[0]) for c in cps if c[0] <= res.size}
+        _verify_checkpoints(res, cps, rts, pub, gen_origin)
+        if not res.ok:
+            return res
+        _verify_cosignatures(res, con, cps, witnesses)
+        if not res.ok:
+            return res
+    if against[0] is not None:
+        _verify_against(res, against, pub, gen_origin, root_at, witnesses)
     return res
 
 
-def _verify_checkpoints(res, cps, roots, key_folder):
-    gen_origin = "%s/%s" % (d_origin_prefix, res.genesis_hash.hex()[:16])
-    pub_path = os.path.join(key_folder, ckpt.PUB_FILE)
-    key_path = os.path.join(key_folder, ckpt.KEY_FILE)
+def _public_key(res, path, origin, key_folder, key_dir):
+    """The checkpoint public key (module docstring of checkpoint.py), without making one."""
+    folder = key_folder or ckpt.ledger_key_folder(path, origin, key_dir)
     try:
-        if os.path.exists(key_path):  # the private key is authoritative; the .pub is derived
-            pub = ckpt.load_or_create_key(key_folder)[1] if os.access(key_folder, os.W_OK) else \
-                ckpt.load_public_key(pub_path)
-        else:
-            pub = ckpt.load_public_key(pub_path)
+        pub = ckpt.load_public_from(folder)
+        res.key_source = "key folder %s" % folder
+        if pub is None and not key_folder:
+            here = os.path.dirname(os.path.abspath(path))
+            pub = ckpt.load_public_from(here)
+            res.key_source = ("data folder %s (a copy: whoever can edit the data folder can "
+                              "replace it; pin the key elsewhere)" % here)
     except (OSError, ValueError) as e:
-        return res.fail(None, "checkpoint", "cannot load the ledger's public key from %s (%s)" % (key_folder, e))
+        res.fail(None, "checkpoint", "cannot load the ledger's public key from %s (%s)" % (folder, e))
+        return None
+    if pub is None:
+        res.fail(None, "checkpoint", "no public key for this ledger in %s or beside the database "
+                                     "(ledger-signing.pub)" % folder)
+    return pub
+
+
+def _verify_cosignatures(res, con, cps, witnesses):
+    """Count the trusted witnesses whose stored cosignatures verify (the largest size each one
+    cosigned); a stored cosignature by a trusted witness that does not verify is a failure."""
+    from becomingone.ledger.cosignature import CosignatureError, verify_line
+    bodies = {c[0]: ckpt.parse_note(c[3])["body"] for c in cps}
+    try:
+        rows = con.execute("SELECT size, name, line FROM cosignatures ORDER BY size").fetchall()
+    except Exception:                 # a read-only open of a ledger made before cosignatures
+        rows = []
+    for size, name, line in rows:
+        pub = witnesses.get(name)
+        body = bodies.get(size)
+        if pub is None or body is None:
+            res.unverified_cosignatures += 1
+            continue
+        try:
+            verify_line(line, body, name, pub)
+        except CosignatureError as e:
+            res.fail(None, "cosignature", "cosignature of the checkpoint at size %d by %s: %s"
+                     % (size, name, e))
+            return
+        res.cosigners[name] = max(size, res.cosigners.get(name, 0))
+
+
+def _verify_against(res, against, pub, origin, root_at, witnesses):
+    """The ledger must extend a saved checkpoint: signed by this ledger's key, for this origin,
+    of a size it has, with the same root there (the tree up to that size was not rewritten)."""
+    from becomingone.ledger.cosignature import CosignatureError, cosignature_lines, verify_line
+    note, text = against
+    size, root = note["size"], note["root"]
+    try:
+        ckpt.verify_note(text, pub)
+    except ckpt.CheckpointError as e:
+        res.fail(None, "against", "the saved checkpoint: %s" % e)
+        return
+    if note["origin"] != origin:
+        res.fail(None, "against", "the saved checkpoint is of %r, this ledger is %r" % (note["origin"], origin))
+        return
+    if size > res.size:
+        res.fail(None, "against", "the saved checkpoint covers %d entries but the ledger has only %d: "
+                 "it was rolled back (entries removed) after that checkpoint" % (size, res.size))
+        return
+    have = root_at(size)
+    if have != root:
+        res.fail(size - 1 if size else None, "against",
+                 "the saved checkpoint signs root %s for size %d, the ledger's tree of its first %d "
+                 "entries has root %s: the ledger was rewritten" % (root.hex(), size, size, have.hex()))
+        return
+    seen = []
+    for line in cosignature_lines(text):
+        for name, wpub in witnesses.items():
+            try:
+                verify_line(line, note["body"], name, wpub)
+                seen.append(name)
+            except CosignatureError:
+                continue
+    res.against = {"size": size, "root": root.hex(), "ok": True, "cosigners": sorted(set(seen))}
+
+
+def _verify_checkpoints(res, cps, roots, pub, gen_origin):
     for size, ts_ms, root, note in cps:
         try:
             parsed = ckpt.verify_note(note, pub)

@@ -40,6 +40,15 @@ class FrameBatch(abc.ABC):
         """A batch of this one's frames then other's, or None when the shape does not merge."""
         return None
 
+    def without_devices(self, device_ids):
+        """(this batch without the frames whose header names a device in `device_ids`, or None
+        when none is left, number of frames dropped)."""
+        keep = [x for x in self.items() if len(x[0]) < 4 or (x[0][2] | x[0][3] << 8) not in device_ids]
+        n = len(self) - len(keep)
+        if not n:
+            return self, 0
+        return (FrameList(keep) if keep else None), n
+
 
 class FrameList(FrameBatch):
     """Frames as a list of (frame bytes, reply address or None): what stream links and UDP
@@ -86,6 +95,19 @@ class DatagramBlock(FrameBatch):
         if not keep.any():
             return None, len(self.lens)
         return DatagramBlock(self.data[keep], self.lens[keep], self.names[keep]), int(big.sum())
+
+    def without_devices(self, device_ids):
+        d = self.data
+        if d.shape[1] < 4:
+            return self, 0
+        dev = d[:, 2].astype(np.int64) | (d[:, 3].astype(np.int64) << 8)
+        drop = np.isin(dev, np.fromiter(device_ids, dtype=np.int64, count=len(device_ids)))
+        if not drop.any():
+            return self, 0
+        keep = ~drop
+        if not keep.any():
+            return None, len(self.lens)
+        return DatagramBlock(d[keep], self.lens[keep], self.names[keep]), int(drop.sum())
 
     def merge(self, other):
         if not isinstance(other, DatagramBlock):

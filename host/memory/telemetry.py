@@ -4,8 +4,10 @@ for `becomingone plot` and `becomingone memory query --table telemetry|heartbeat
 Tables (in the memory database, host/memory/store.py; the same retention and max_rows pruning):
 
     telemetry  (t, device_id, boot_id, beat, lateness_us, coherence, pid_error, pid_output,
-                threat, o_weight, decision, flags, level, kurt, crest, anoms)
-        t: host wall time (s) of the sample; coherence, pid_output, threat, o_weight: Q16 / 65536;
+                threat, o_weight, decision, flags, level, kurt, crest, anoms, device_t)
+        t: host wall time (s) of the sample; device_t: the device's own time of the beat's frame
+        mapped to host wall time (s) by the TIME_SYNC fit (NULL before the first sample);
+        coherence, pid_output, threat, o_weight: Q16 / 65536;
         pid_error: Q15 / 32768; decision: decision_state bits 0-2 (0 NOOP, 1 APPLY_BALANCE,
         2 APPLY_OPTIMIZE, 3 ALERT, 4 QUARANTINE); flags: decision_state >> 6 (1 = Emissary
         collapse on that beat, 2 = quarantine latched); level, kurt, crest: the entropy model's
@@ -48,7 +50,7 @@ CREATE TABLE IF NOT EXISTS telemetry (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
   beat INTEGER, lateness_us INTEGER, coherence REAL, pid_error REAL, pid_output REAL,
   threat REAL, o_weight REAL, decision INTEGER, flags INTEGER, level REAL, kurt REAL,
-  crest REAL, anoms INTEGER);
+  crest REAL, anoms INTEGER, device_t REAL);
 CREATE INDEX IF NOT EXISTS telemetry_dt ON telemetry(device_id, t);
 CREATE TABLE IF NOT EXISTS heartbeats (
   id INTEGER PRIMARY KEY, t REAL NOT NULL, device_id INTEGER NOT NULL, boot_id INTEGER,
@@ -58,7 +60,7 @@ CREATE INDEX IF NOT EXISTS heartbeats_dt ON heartbeats(device_id, t);
 INSERT = {
     "telemetry": "INSERT INTO telemetry (t, device_id, boot_id, beat, lateness_us, coherence, "
                  "pid_error, pid_output, threat, o_weight, decision, flags, level, kurt, crest, "
-                 "anoms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                 "anoms, device_t) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     "heartbeats": "INSERT INTO heartbeats (t, device_id, boot_id, beats, late_p50_us, late_p99_us, "
                   "late_max_us) VALUES (?,?,?,?,?,?,?)",
 }
@@ -66,7 +68,8 @@ INSERT = {
 
 # columns added since the table was first made (wire v2): ALTERed into an older database
 ADDED_COLUMNS = (("telemetry", "level", "REAL"), ("telemetry", "kurt", "REAL"),
-                 ("telemetry", "crest", "REAL"), ("telemetry", "anoms", "INTEGER"))
+                 ("telemetry", "crest", "REAL"), ("telemetry", "anoms", "INTEGER"),
+                 ("telemetry", "device_t", "REAL"))
 
 
 def migrate(db):
@@ -78,13 +81,14 @@ def migrate(db):
     db.commit()
 
 
-def telemetry_row(t, device_id, boot_id, r):
-    """One telemetry row from a decoded TELEMETRY record (a dict of wire values)."""
+def telemetry_row(t, device_id, boot_id, r, device_t=None):
+    """One telemetry row from a decoded TELEMETRY record (a dict of wire values); device_t:
+    its device time on the host's wall clock (Session.beat_time_unix), or None."""
     ds = int(r["decision_state"])
     return (float(t), int(device_id), boot_id, int(r["beat"]), int(r["lateness_us"]),
             r["coherence"] * Q16, r["pid_error"] * Q15, r["pid_output"] * Q16, r["threat"] * Q16,
             r["o_weight"] * Q16, ds & P.DECISION_MASK, ds >> FLAGS_SHIFT, r.get("level", 0) * Q8,
-            r.get("kurt", 0) * Q8, r.get("crest", 0) * Q8, int(r.get("anoms", 0)))
+            r.get("kurt", 0) * Q8, r.get("crest", 0) * Q8, int(r.get("anoms", 0)), device_t)
 
 
 def telemetry_rows_from_beats(t, b):
@@ -98,7 +102,8 @@ def telemetry_rows_from_beats(t, b):
             (b["pid_error"] * Q15).tolist(), (b["pid_output"] * Q16).tolist(),
             (b["threat"] * Q16).tolist(), (b["o_weight"] * Q16).tolist(),
             (ds & P.DECISION_MASK).tolist(), (ds >> FLAGS_SHIFT).tolist(), (b["level"] * Q8).tolist(),
-            (b["kurt"] * Q8).tolist(), (b["crest"] * Q8).tolist(), b["anoms"].tolist())
+            (b["kurt"] * Q8).tolist(), (b["crest"] * Q8).tolist(), b["anoms"].tolist(),
+            [None] * n)
     return list(zip([float(t)] * n, *cols))
 
 
@@ -148,7 +153,8 @@ class TelemetryHistory:
                 mark = (s.boot_id, s.telemetry_updates)
                 if seen.get(s.device_id) != mark:     # a record newer than the last sample
                     seen[s.device_id] = mark
-                    tel.append(telemetry_row(t, s.device_id, s.boot_id, s.last_telemetry))
+                    tel.append(telemetry_row(t, s.device_id, s.boot_id, s.last_telemetry,
+                                             s.beat_time_unix()))
         if due:
             self._next = max(self._next + self.interval, t)
         if hb:
@@ -165,7 +171,8 @@ class TelemetryHistory:
 
     def records(self, s, records, now=None):
         t = time.time() if now is None else now
-        rows = [telemetry_row(t, s.device_id, s.boot_id, r) for r in records]
+        dt = s.beat_time_unix()
+        rows = [telemetry_row(t, s.device_id, s.boot_id, r, dt) for r in records]
         if rows:
             self.memory.table_rows("telemetry", rows, t)
             self.rows += len(rows)

@@ -11,11 +11,12 @@ import logging
 from shared import cobs
 from shared import protocol as P
 from shared.auth import Auth, ReplayGuard
-from shared.wire_errors import REASONS, ProtocolError
+from shared.wire_errors import REASONS, AuthError, ProtocolError
 
 __all__ = ["Receiver", "as_auth_map"]
 
 log = logging.getLogger(__name__)
+_OWN = object()       # decode(): use the receiver's own keys
 
 
 def as_auth_map(keys):
@@ -64,10 +65,11 @@ class Receiver:
         self.counters[reason] = self.counters.get(reason, 0) + 1
         self.last_error = (reason, msg)
 
-    def decode(self, frame):
-        """Decode one frame; returns a Frame or None (rejected and counted)."""
+    def decode(self, frame, auth=_OWN):
+        """Decode one frame with the receiver's keys (or `auth`: an Auth, a mapping, None);
+        returns a Frame or None (rejected and counted)."""
         try:
-            f = P.decode(frame, auth=self.auth, replay=self.replay)
+            f = P.decode(frame, auth=self.auth if auth is _OWN else auth, replay=self.replay)
         except ProtocolError as e:
             self._count(e.reason, str(e))
             return None
@@ -77,6 +79,28 @@ class Receiver:
             return None
         self.counters["ok"] += 1
         return f
+
+    def decode_first(self, frame, candidates):
+        """Decode one frame trying the keys in `candidates` ([(Auth, kind, ref), ...]) in
+        order until its tag verifies: (Frame, kind, ref), or (None, None, None) when rejected
+        and counted (by the last key's reason)."""
+        for auth, kind, ref in candidates:
+            try:
+                f = P.decode(frame, auth=auth, replay=self.replay)
+            except AuthError as e:
+                err = e
+                continue
+            except ProtocolError as e:
+                self._count(e.reason, str(e))
+                return None, None, None
+            except Exception as e:  # a bug, not bad input
+                self._count("internal", type(e).__name__)
+                log.exception("internal error while decoding a %d-byte frame", len(frame))
+                return None, None, None
+            self.counters["ok"] += 1
+            return f, kind, ref
+        self._count("auth", str(err) if candidates else "no key")
+        return None, None, None
 
     def datagram(self, data):
         """One UDP datagram = one frame (no COBS)."""

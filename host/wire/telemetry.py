@@ -199,6 +199,12 @@ def decode_telemetry_batch(frames, frame_size=None, keys=None, replay=None):
     parts = []  # (input order key, beats array)
     frames_ok = 0
     for size, (raw, idx) in groups.items():
+        if size < P.HEADER_LEN + P.CRC_LEN or size > P.MAX_FRAME:
+            _reject(rejects, "short" if size < P.HEADER_LEN + P.CRC_LEN else "oversize",
+                    len(idx) if idx is not None else
+                    (len(frames) if not isinstance(frames, (bytes, bytearray, memoryview))
+                     else len(raw) // size if size else 1))
+            continue
         nfr = len(raw) // size
         if size == single:
             count = None

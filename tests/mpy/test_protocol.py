@@ -121,7 +121,7 @@ def test_errors_are_typed():
     _raises(CrcError, P.decode, bytes(bad))
     _raises(CrcError, P.decode, good + b"\x00")
     _raises(VersionError, P.decode, _refix_crc(b"\x10" + good[1:]))
-    _raises(UnknownTypeError, P.decode, _refix_crc(good[:1] + b"\x0b" + good[2:]))
+    _raises(UnknownTypeError, P.decode, _refix_crc(good[:1] + b"\x0c" + good[2:]))
     _raises(LengthError, P.decode, _refix_crc(good[:-4] + b"\x00" + good[-4:]))
     _raises(LengthError, P.decode, _refix_crc(good[:-5] + good[-4:]))
     # a telemetry frame declaring device 0 (host) is not allowed

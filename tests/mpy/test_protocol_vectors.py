@@ -29,6 +29,18 @@ def _unhex(s):
     return binascii.unhexlify(s)
 
 
+def _fields(V, v):
+    """A vector's fields with its hex-written byte fields (HELLO/CHALLENGE nonce) as bytes."""
+    f = v["fields"]
+    if "records" in f:
+        return f
+    out = {}
+    for k in f:
+        x = f[k]
+        out[k] = _unhex(x) if k in V["bytes_fields"] and isinstance(x, str) else x
+    return out
+
+
 def test_vectors_decode_to_listed_fields():
     V = _load()
     KEY = _key(V)
@@ -40,14 +52,14 @@ def test_vectors_decode_to_listed_fields():
         assert f.auth == v["auth"] and f.batch == v["batch"], v["name"]
         for k in ("device_id", "boot_id", "seq", "time_era", "time_off"):
             assert getattr(f, k) == v[k], (v["name"], k)
-        assert f.fields == v["fields"], (v["name"], f.fields)
+        assert f.fields == _fields(V, v), (v["name"], f.fields)
 
 
 def test_vectors_reencode_to_same_bytes():
     V = _load()
     KEY = _key(V)
     for v in V["vectors"]:
-        b = P.encode(P.TYPE_IDS[v["type"]], v["fields"], v["device_id"], v["boot_id"], v["seq"],
+        b = P.encode(P.TYPE_IDS[v["type"]], _fields(V, v), v["device_id"], v["boot_id"], v["seq"],
                      v["time_era"], v["time_off"], auth=KEY if v["auth"] else None,
                      batch=v["batch"])
         assert b == _unhex(v["hex"]), v["name"]
@@ -55,8 +67,8 @@ def test_vectors_reencode_to_same_bytes():
         assert cobs.decode(_unhex(v["cobs_hex"])[1:-1]) == b, v["name"]
 
 
-def _device_encode(enc, v):
-    f = v["fields"]
+def _device_encode(enc, v, V):
+    f = _fields(V, v)
     era, off = v["time_era"], v["time_off"]
     t = v["type"]
     if t == "HELLO":
@@ -65,7 +77,7 @@ def _device_encode(enc, v):
                          f["phase_step"], f["lag_samples"], f["adc_bits"], f["sum_shift"],
                          f["pow_bits"], f["telemetry_every"], f["spb_max"], f["period_min_us"],
                          f["reset_cause"], f["boot_flags"], f["kairos_decim"],
-                         f["counts_per_unit_q4"])
+                         f["counts_per_unit_q4"], f["nonce"])
     if t == "TELEMETRY" and v["batch"]:
         for r in f["records"]:
             enc.batch_add(*[r[n] for n in P.TELEMETRY_FIELDS])
@@ -96,7 +108,7 @@ def test_device_encoder_matches_vectors():
             enc = Encoder(v["device_id"], v["boot_id"], auth=KEY if v["auth"] else None,
                           cobs=framed)
             enc.seq = v["seq"]
-            out = _device_encode(enc, v)
+            out = _device_encode(enc, v, V)
             if out is None:
                 continue
             want = _unhex(v["cobs_hex"] if framed else v["hex"])

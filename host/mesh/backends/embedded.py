@@ -19,6 +19,7 @@ from becomingone.mesh.archive import ArchiveError
 from becomingone.mesh.archiving import Archiver, serve_shards
 from becomingone.mesh.antientropy import AntiEntropy
 from becomingone.mesh.backends.base import MeshBackend
+from becomingone.mesh.cosign import MeshCosigning
 from becomingone.mesh.heads import HeadTracker
 from becomingone.mesh.replica import ReplicaStore
 from becomingone.mesh.replication import Replicator
@@ -45,12 +46,16 @@ class MeshNode(MeshBackend):
         self.rng = rng or random.Random()
         self.trust = dict(trust)
         self.trust_dir, self.pin, self.fanout = trust_dir, pin, fanout
-        key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(ledger.path)))
+        key, _pub = ledger.signing_key()
         self.trust[cell] = (ledger.origin, _pub)
         self.agg = VersionedAggregate(cell, signing_key=key, keys={c: p for c, (_o, p) in self.trust.items()},
                                       ttl=max(5.0, 10 * interval))
         self.store = ReplicaStore(replicas, {o: p for c, (o, p) in self.trust.items() if c != cell})
         self.heads = HeadTracker(heads_path or os.path.join(replicas, "heads.json"), self.store)
+        # each cell witnesses its peers' checkpoints and has its own cosigned (host/mesh/cosign.py)
+        self.cosign = MeshCosigning(cell, ledger, key, os.path.join(replicas, "witness"),
+                                    {c: (o, p) for c, (o, p) in self.trust.items()},
+                                    every=max(5.0, 10 * interval))
         # one kept TLS connection per peer, shared by SWIM, anti-entropy and replication
         self.pool = ConnectionPool(tls, cell)
         self.swim = SwimNode(tls, cell, host, port, seeds=seeds, interval=interval, timeout=timeout,
@@ -92,6 +97,7 @@ class MeshNode(MeshBackend):
         self.trust[cell] = (origin, pub)
         self.agg.keys[cell] = pub
         self.store.keys[origin] = pub
+        self.cosign.trust(cell, origin, pub)
         if self.trust_dir:
             write_trust_entry(self.trust_dir, cell, origin, pub_pem)
 
@@ -114,6 +120,9 @@ class MeshNode(MeshBackend):
         for c in gone:
             self.agg.entries.pop(c, None)
             self.agg.seen.pop(c, None)
+            self.cosign.forget(c)
+        for c, (o, p) in trust.items():
+            self.cosign.trust(c, o, p)
         self.store.keys = {o: p for c, (o, p) in trust.items() if c != self.cell}
         for c in list(self.pin_refused):
             if c in trust:
@@ -181,6 +190,8 @@ class MeshNode(MeshBackend):
             except (ValueError, ArchiveError) as e:
                 out = {"error": "%s: %s" % (self.cell, e)}
             return json.dumps(out).encode("ascii")
+        if isinstance(msg, dict) and msg.get("op") == "add-checkpoint":
+            return await self.cosign.handle(msg)
         if isinstance(msg, dict) and msg.get("op") == "identity":
             return json.dumps({"cell": self.cell, "origin": self.ledger.origin,
                                "public_key_pem": self.ledger.public_key_pem()}).encode("ascii")
@@ -212,6 +223,7 @@ class MeshNode(MeshBackend):
             await self.ae.exchange(peer)
             rep = await self.rep.pull(peer)
             self.alerts += rep["alerts"]
+            await self.cosign.period(peer[2], self._requester(peer))
         if self.archiver.due():
             addr = {name: (host, port) for host, port, name in peers}
 
@@ -226,6 +238,18 @@ class MeshNode(MeshBackend):
                     await conn.close()
                 return isinstance(got, dict) and bool(got.get("stored"))
             await self.archiver.step(sorted(addr) + [self.cell], send)
+
+    def _requester(self, peer):
+        host, port, name = peer
+
+        async def request(payload):
+            conn = await asyncio.wait_for(self.pool.connect(host, port, expect=name,
+                                                            timeout=self.io_timeout), self.io_timeout)
+            try:
+                return await asyncio.wait_for(conn.request(payload), self.io_timeout)
+            finally:
+                await conn.close()            # back to the pool
+        return request
 
     def alive_count(self):
         """Cells not declared dead (alive or suspect), this one included."""
@@ -255,6 +279,7 @@ class MeshNode(MeshBackend):
                 "heads": {c: self.heads.size(o) for c, (o, _p) in self.trust.items()
                           if c != self.cell and not self.replicates(o)},
                 "alerts": len(self.alerts), "refused_values": self.agg.refused,
+                "cosigning": self.cosign.status(),
                 "exchange_failures": self.ae.failures, "last_error": self.ae.last_error}
 
     async def close(self):

@@ -503,7 +503,7 @@ class NatsMesh(MeshBackend):
         keys = {c: p for c, (_o, p) in trust.items()}
         layout = Layout.of(trust, self.group_size)
         if self.agg is None:
-            key, _pub = ckpt.load_or_create_key(os.path.dirname(os.path.abspath(self.ledger.path)))
+            key, _pub = self.ledger.signing_key()
             self.agg = TreeAggregate(self.cell, layout, key, keys, ttl=self.member_ttl, interval=self.interval)
         else:
             self.agg.keys = keys

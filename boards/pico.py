@@ -64,7 +64,12 @@ def build(clock, f_s=12000, safe_duty=0, sampler="dma", wdt_ms=8388, machine=Non
     hw.has_wdt = True
     if sampler == "dma":
         from device.hw.rp2_dma_sampler import DmaSampler
-        hw.sampler = DmaSampler(pins["adc"], f_s)
+        # the ring holds >= 40 ms of samples (a beat may start that late: a 23 ms collection
+        # and more); its buffer is taken twice as large for alignment, so no larger than that
+        bits = 6
+        while (1 << bits) < f_s // 25 and bits < 12:
+            bits += 1
+        hw.sampler = DmaSampler(pins["adc"], f_s, ring_bits=bits)
     else:
         from device.hw.rp2_sampler import TimerSampler
         adc = machine.ADC(machine.Pin(pins["adc"]))

@@ -5,7 +5,8 @@ GP1 (RX) for ``--link uart:0``.  Transport: USB CDC serial (binary stdin/stdout,
 ``micropython.kbd_intr(-1)``) by default, or UART.
 Limits (LIMITS, the one definition; HELLO sends f_s, spb_max and period_min_us, and the host and
 the device check every CONFIG against them, device/config_rules.py): f_s up to 24 kHz (default
-12 kHz, a vibration sensor's rate; the DMA sampler needs 48 MHz / f_s whole), at most
+12 kHz, a vibration sensor's rate; the DMA sampler needs 48 MHz / f_s whole, below 733 Hz
+48 MHz / (f_s x 2^k): 500 Hz runs the ADC at 1 kHz and keeps every other sample), at most
 ``spb_max`` = 255 samples per beat, so a beat period of at most (255 - 1) / f_s (21 ms at 12 kHz),
 periods from 500 us; watchdog max 8388 ms; 264 KB RAM (~190 KB heap): deploy .mpy files.
 TELEMETRY goes out 5 beat records per frame by default (``batch_default``; ``--batch`` or CONFIG

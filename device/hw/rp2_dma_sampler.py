@@ -7,7 +7,9 @@ channel moves every conversion into a RAM ring with no code running at all.
 
 Hardware notes (RP2040 datasheet §4.9 ADC, §2.5 DMA):
 - DIV = 48 MHz / f_s - 1 in 16.8 fixed point (12 kHz: 3999); a conversion takes 96 cycles, so
-  f_s <= 500 kS/s.
+  f_s <= 500 kS/s. DIV's whole part has 16 bits: the ADC paces itself no slower than 733 Hz, so
+  a lower f_s runs the ADC at f_s x 2^k (500 Hz: 1 kHz) and ``drain`` takes every 2^k-th sample
+  (the ring, TRANS_COUNT and the lost count are in ADC samples; ``lost()`` in samples at f_s).
 - FCS: EN, DREQ_EN, THRESH = 1 (a DREQ per sample); results stay 12-bit (SHIFT off).
 - The DMA writes halfwords into a ring of 2^k bytes (CTRL.RING_SEL on the write address,
   RING_SIZE = k): the buffer must be aligned to its size, so a buffer twice as large is taken
@@ -50,7 +52,7 @@ _NST = const(3)
 
 
 @micropython.viper
-def _drain(st, ring, mask: int, tc_addr: int, dst, maxn: int) -> int:
+def _drain(st, ring, mask: int, tc_addr: int, dst, maxn: int, sh: int) -> int:
     s = ptr32(st)
     r = ptr16(ring)
     d = ptr16(dst)
@@ -65,14 +67,17 @@ def _drain(st, ring, mask: int, tc_addr: int, dst, maxn: int) -> int:
         tail = (tail + lost) & mask
         last -= lost
         avail = mask
-    n = avail if avail < maxn else maxn
+    n = avail >> sh                     # samples at f_s: every 2^sh-th ADC sample
+    if n > maxn:
+        n = maxn
+    step = 1 << sh
     i = 0
     while i < n:
         d[i] = r[tail]
-        tail = (tail + 1) & mask
+        tail = (tail + step) & mask
         i += 1
     s[_TAIL] = tail
-    s[_LAST] = last - n
+    s[_LAST] = last - (n << sh)
     return n
 
 
@@ -80,10 +85,16 @@ class DmaSampler:
     def __init__(self, adc_pin=26, f_s=12000, ring_bits=10):
         if not 26 <= adc_pin <= 29:
             raise ValueError("ADC pin must be 26..29 (ADC0..ADC3), got %r" % (adc_pin,))
-        div = 48000000 // f_s - 1
-        if not (96 <= div + 1 and 48000000 % f_s == 0 and div < 65536):
-            raise ValueError("f_s must divide 48 MHz into 96..65536 ADC clocks (e.g. 12000, "
-                             "10000, 8000, 4000, 1000), got %r" % (f_s,))
+        sh = 0                                  # the ADC at f_s << sh: DIV's whole part fits
+        while f_s >= 1 and 48000000 // (f_s << sh) > 65536:
+            sh += 1
+        rate = f_s << sh
+        div = 48000000 // rate - 1 if f_s >= 1 else 0
+        if not (f_s >= 1 and 96 <= div + 1 and 48000000 % rate == 0 and div < 65536):
+            raise ValueError("f_s must divide 48 MHz into 96..65536 ADC clocks, or below 733 Hz "
+                             "f_s x 2^k into them (e.g. 12000, 10000, 8000, 4000, 1000, 500), "
+                             "got %r" % (f_s,))
+        self._sh = sh
         if not 6 <= ring_bits <= 12:
             raise ValueError("ring_bits must be 6..12 (64..4096 samples), got %r" % (ring_bits,))
         self.f_s = f_s
@@ -108,7 +119,7 @@ class DmaSampler:
 
     def lost(self):
         """Samples lost since start (the beat fell more than the ring behind), < 2^30."""
-        return self._st[_OVR]
+        return self._st[_OVR] >> self._sh
 
     def start(self, now=0):
         m = machine.mem32
@@ -141,7 +152,7 @@ class DmaSampler:
         self._st[_LAST] = _ARM + done
 
     def drain(self, dst):
-        return _drain(self._st, self.buf, self._mask, self._tc, dst, len(dst))
+        return _drain(self._st, self.buf, self._mask, self._tc, dst, len(dst), self._sh)
 
     def stop(self):
         machine.mem32[_ADC_CS] = 1               # EN only: no more conversions

@@ -10,8 +10,8 @@ chip the synthetic sensor would be computed inside step() (hundreds of us per sa
 on a Cortex-M0+), which a real Pico never pays. The emulator drives ADC0 (GP26) instead, with the
 same kinds of signals the other runtimes give their devices: odd devices a clean 5 Hz vibration
 (coherent), even devices the vibration buried in white noise, and a `fault=D@T` item a train of
-1500-count spikes every 25 ms for 1.5 s from T emulated seconds (an impacting machine: ALERT,
-then QUARANTINE). The PWM output is not fed back into the ADC (no plant).
+60-count (0.47 g) spikes every 25 ms for 1.5 s from T emulated seconds (an impacting machine:
+ALERT, then QUARANTINE). The PWM output is not fed back into the ADC (no plant).
 
 Time: the chip's clock is emulated time. It runs at most as fast as the wall clock and slower
 while the chip is busy (today's beat keeps it busy: 2-5 wall seconds per emulated second), so
@@ -28,10 +28,13 @@ from becomingone.rp2040.errors import UserError
 # ADC0 in counts (board pico: 128 counts per g), as host/emulate/devices.py gives the emulator
 # board: odd devices a machine with a steady 5 Hz rotation (3 g) and a little broadband noise
 # (coherent: KAIROS collapses), even devices a healthy machine without a dominant rotation
-# (0.06 g broadband: no collapse, no alarm), fault=D@T impacts every 25 ms for 1.5 s (11.7 g)
+# (0.06 g broadband: no collapse, no alarm), fault=D@T impacts every 25 ms for 1.5 s of 60
+# counts (0.47 g, between the emulator board's 0.42 g ALERT and 0.7 g QUARANTINE stages): as the
+# impacts fill the feature window (~1 s) the shipped model's threat passes ALERT for a few beats,
+# then QUARANTINE (at 11.7 g one beat of impacts went straight to QUARANTINE: no ALERT)
 COHERENT = dict(mid=2048, hz=5, amp=400, noise=6)
 BROADBAND = dict(mid=2048, hz=0, amp=0, noise=8)
-SPIKES = dict(spikes_dur=1.5, spikes_amp=1500)
+SPIKES = dict(spikes_dur=1.5, spikes_amp=60)
 
 
 def adc_for(index, fault_events):

@@ -105,7 +105,8 @@ def make_beat(args=(), start=0, cost_us=0, link=None, miner=None, boot_id=77, st
     import boards.emulator as E
     gc.collect()
     from device.cli import parse_args
-    a = ["--clock", "virtual", "--boot-id", str(boot_id)] + list(args)
+    # the emulator board named: an rp2 chip (lane 4) defaults to pico (device/cli.py)
+    a = ["--board", "emulator", "--clock", "virtual", "--boot-id", str(boot_id)] + list(args)
     if state_dir is not None:
         a += ["--state-dir", state_dir]
     o = parse_args(a)

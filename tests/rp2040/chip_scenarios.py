@@ -1,8 +1,8 @@
 # Runs ON the emulated RP2040 (MicroPython), started by tests/rp2040/test_chip_scenarios.py:
 #   chip_scenarios.py NAME...       -> one line per scenario: "SCENARIO PASS name us" or
 #                                      "SCENARIO FAIL name" + its traceback; exit status = failures
-# Names: the beat scenarios of tests/mpy/beat_scenarios.py (sc_NAME, the same bodies lane 2 runs
-# on the unix port) and chip_fault_alert_quarantine_clear below. Everything runs on the chip's
+# Names: the beat scenarios of tests/mpy/beat_scenarios*.py (sc_NAME, the same bodies lane 2
+# runs on the unix port) and chip_fault_alert_quarantine_clear below. Everything runs on the chip's
 # own heap with the firmware compiled for it (.mpy, armv6m), on a virtual beat clock (the beats'
 # schedule) while time.ticks_us() counts the chip's cycles.
 import gc
@@ -84,16 +84,44 @@ def chip_fault_alert_quarantine_clear():
     assert len(quar) + b.queue.pending() >= 2       # one QUARANTINE record per latch
 
 
+# the modules holding the beat scenarios (tests/mpy/beat_scenarios*.py), searched in this order
+MODULES = ("beat_scenarios", "beat_scenarios_config", "beat_scenarios_link",
+           "beat_scenarios_faults", "beat_scenarios_epoch")
+
+
+def _unload(name):
+    sys.modules.pop(name, None)
+    pkg = sys.modules.get(name.rsplit(".", 1)[0])
+    if pkg is not None and hasattr(pkg, name.rsplit(".", 1)[1]):
+        delattr(pkg, name.rsplit(".", 1)[1])
+
+
+def _scenario(name):
+    """sc_NAME from whichever scenario module has it: one module in the heap at a time (each
+    one not holding it is dropped again before the next is imported) -> (function, module)."""
+    for m in MODULES:
+        full = "tests.mpy." + m
+        mod = __import__(full, None, None, ["sc_" + name])
+        fn = getattr(mod, "sc_" + name, None)
+        if fn is not None:
+            return fn, full
+        mod = None
+        _unload(full)
+        gc.collect()
+    return None, None
+
+
 def main(names):
-    # the scenario bodies build their beat on the emulator board, which is the default board on
-    # the unix port; on an rp2 chip device/cli.py defaults to pico (a Pico runs main.py with no
-    # arguments), so name the emulator board here
-    import device.cli
-    device.cli.default_board = lambda: "emulator"
-    import tests.mpy.beat_scenarios as S
+    # the scenario bodies build their beat on the emulator board (tests/mpy/beat_helpers.py
+    # make_beat names it: on an rp2 chip device/cli.py defaults to pico, as a Pico runs main.py
+    # with no arguments)
     failed = 0
     for name in names:
-        fn = globals().get(name) if name.startswith("chip_") else getattr(S, "sc_" + name, None)
+        mod = None
+        if name.startswith("chip_"):
+            fn = globals().get(name)
+        else:
+            fn, mod = _scenario(name)
         if fn is None:
             print("SCENARIO FAIL %s: no such scenario" % name)
             failed += 1
@@ -108,6 +136,11 @@ def main(names):
             sys.print_exception(e, sys.stdout)
             print("SCENARIO END")
             continue
+        finally:
+            fn = None
+            if mod is not None:
+                _unload(mod)          # the next scenario's module gets its heap
+            gc.collect()
         print("SCENARIO PASS %s %d" % (name, time.ticks_diff(time.ticks_us(), t0)))
     sys.exit(failed)
 

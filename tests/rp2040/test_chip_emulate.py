@@ -59,7 +59,7 @@ def test_emulate_runtime_rp2040_end_to_end(chip, tmp_path):
             ds, threat = int(st["decision_state"]), int(st["threat"])
             states.append((ds, threat))
             if not got["cleared"] and ds & QUARANTINE_BIT and threat < ALERT_Q16:
-                c.call(c.clear, 1)
+                c.call(c.operator.clear, 1)
                 got["cleared"] = True
             elif got["cleared"] and not ds & QUARANTINE_BIT:
                 got["released"] = True

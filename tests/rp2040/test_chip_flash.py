@@ -39,7 +39,7 @@ def _flash(port, data, *extra, timeout=600):
 def test_flash_a_blank_emulated_pico_then_it_beats_for_the_coordinator(chip, tmp_path):
     from becomingone.config import load_config
     from becomingone.coordinator.service import Coordinator
-    from becomingone.keystore import Keystore
+    from becomingone.ingest.keystore import Keystore
     from becomingone.deploy import plan as P
     from becomingone.rp2040 import build
     from becomingone.rp2040.board import EmulatedPico

@@ -1,5 +1,5 @@
 """The beat scenarios on the emulated RP2040: the same scenario bodies lane 2 runs on the
-MicroPython unix port (tests/mpy/beat_scenarios.py), here on the chip's heap with the firmware
+MicroPython unix port (tests/mpy/beat_scenarios*.py), here on the chip's heap with the firmware
 compiled for the Cortex-M0+, plus a fault scenario of its own (tests/rp2040/chip_scenarios.py):
 a sensor fault drives ALERT then QUARANTINE, a signed CONFIG and a signed CLEAR are applied, an
 unsigned CLEAR is refused, every frame carries the device key's tag."""
@@ -25,7 +25,9 @@ SCENARIOS = (
     "chip_fault_alert_quarantine_clear",
 )
 HELPERS = ("tests/__init__.py", "tests/mpy/__init__.py", "tests/mpy/beat_helpers.py",
-           "tests/mpy/beat_scenarios.py")
+           "tests/mpy/beat_scenarios.py", "tests/mpy/beat_scenarios_config.py",
+           "tests/mpy/beat_scenarios_link.py", "tests/mpy/beat_scenarios_faults.py",
+           "tests/mpy/beat_scenarios_epoch.py")
 
 
 @pytest.fixture(scope="module")

@@ -89,7 +89,8 @@ def test_emulate_runtime_rp2040_end_to_end(chip, tmp_path):
     s = emu.summary()
     sess = s["sessions"]["1"]
     assert s["devices_seen"] == 1 and sess["hello"]["board"] == "pico"
-    assert s["frames_accepted"] > 50 and not s["frames_rejected"], (s["frames_accepted"],
+    # TELEMETRY goes 5 beat records per frame on a Pico (boards/pico.py batch_default)
+    assert s["frames_accepted"] > 10 and not s["frames_rejected"], (s["frames_accepted"],
                                                                    s["frames_rejected"])
     assert c.counters["beats"] > 50
     # WITNESS records mined on the chip are in the ledger, with inclusion proofs

@@ -1,17 +1,33 @@
 """`becomingone bench cell [--json] [--quick] [--devices 100,500,1000] [--seconds 2] [--all]`:
 how many devices one coordinator cell takes at the default beat.
 
-Every row runs in a process of its own, fed by a separate sender process playing N devices:
-each device has its own key (in the cell's keystore) and sends HELLO, then one TELEMETRY frame
-per beat at the default T_Lambda period (4211 us: 237.5 frames/s per device), signed (AUTH:
-truncated HMAC-SHA256, shared/auth.py) and checked by CRC like a Pico's, sequence and time
-advancing, paced in real time with sendmmsg. The frames are made once per run (keys shared by
-the rows), so the peer and the cell receive the same bytes. After WARM_S s the window of
-`seconds` s opens.
+Every row runs in a process of its own, fed by a separate sender process playing N keyed
+devices (wire v3). Each device has its own key K (in the cell's keystore) and first does the
+session handshake with the receiver, as a Pico's device/session.py does it (docs/PROTOCOL.md
+section 4.1): HELLO carrying a fresh 16-byte nonce, tagged with K; the CHALLENGE read from the
+receiver's UDP reply, its tag checked with SK = HKDF-SHA256(K, host nonce || device nonce,
+label || device_id || boot_id) (shared/hkdf.py); ACK(CHALLENGE) tagged with SK. Then one
+TELEMETRY frame per beat at the default T_Lambda period (4211 us: 237.5 frames/s per device),
+signed with SK (AUTH: truncated HMAC-SHA256, shared/auth.py) and checked by CRC like a Pico's,
+sequence and time advancing, paced in real time with sendmmsg. The handshakes and the making of
+the frames (vectorised; the tag and CRC per frame) happen before the sender says "ready", so
+neither is in the measured window; after "go" and WARM_S s of beats the window of `seconds` s
+opens. Session keys exist for one handshake only, so the frames are made per row after it (no
+frame cache on disk: frames signed with one session's keys would be refused by the next).
+
+The peer (bare-verify-N) is fair in the same way: it plays the host's role in the handshake
+itself (checks the K-tagged HELLO, answers a CHALLENGE with its own random host nonce, derives
+SK with becomingone.wire.handshake.session_key like the coordinator, takes the ACK under SK as
+the proof), so the sender runs the very same code against both, and the peer's per-frame work
+in the window is what it was before v3: CRC and the tag, with the session key looked up by
+device id. The frames the peer and a cell receive are the same bytes except for the 8-byte tag
+and the CRC (each session has its own SK): same devices, ids, boot ids, sequence numbers,
+times, payloads, sizes and pacing.
 
 Rows
   bare-verify-N   the peer, at the largest N: a bare recvmmsg loop in one Python thread that
-                  checks each frame's CRC and tag (key by device id) and counts; nothing else
+                  checks each frame's CRC and tag (session key by device id) and counts; nothing
+                  else (its handshakes, before the window, take a slow path of their own)
   cell-N          a real coordinator (becomingone/cell.py, default config: ledger, Master,
                   sync layer, memory; HTTP and the mesh off) for N = 100, 500, 1000 (quick 50, 200)
   cell-N-batch5-lean   the cheap raises together at the largest N: BATCH frames of 5 beats
@@ -22,7 +38,9 @@ Rows
 Columns
   offered_fps / accepted_fps   frames per second sent / accepted in the window
   accepted_beats_per_s, beats_per_s_due   beats accepted (a BATCH frame carries 5) / due
-  loss                         1 - accepted / sent over the whole run (0.5 s allowed to drain)
+  loss                         1 - accepted / sent over the whole run (0.5 s allowed to drain;
+                               the handshake frames are counted in neither)
+  handshake_s                  the sender's time for all N handshakes (before the window)
   proc_cpu, process_cpu        CPU of the processing thread / the whole process, share of a core
   cpu_us_per_beat              the process's CPU per accepted beat
   ingest_lag_ms p50/p99/max    time from a batch's receipt to its processing (sampled 10x/s)
@@ -58,9 +76,19 @@ def add_arguments(p):
 
 
 # ------------------------------------------------------------------ the sender process
-def _frames(devices, beats, keys, batch=1):
+HELLO = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0x02FF,
+         "fs_hz": 1000, "period_us": PERIOD_US, "phase_step": 2147, "lag_samples": 10, "adc_bits": 12,
+         "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1, "spb_max": 32, "period_min_us": 500,
+         "reset_cause": 1, "boot_flags": 0, "kairos_decim": 4, "counts_per_unit_q4": 2048}
+HANDSHAKE_ROUNDS = 8        # HELLOs sent per device at most (seq 0..7), one round a second
+BOOT_BASE = 0x1000          # device d runs boot id BOOT_BASE + d (a CHALLENGE names no device:
+                            # its boot id tells the sender which device it answers)
+
+
+def _frames(devices, beats, keys, batch=1, seq0=None):
     """Signed TELEMETRY frames, one per device per `batch` beats (batch 1: single-beat frames,
-    the default; else BATCH frames of `batch` records), in time order."""
+    the default; else BATCH frames of `batch` records), in time order. keys: {device: session
+    key}; seq0: each device's first TELEMETRY seq (a list by device - 1; default 1)."""
     from becomingone.wire.telemetry import _frame_dtype
     from shared import protocol as P
     dt = _frame_dtype(None if batch == 1 else batch, True)
@@ -71,11 +99,12 @@ def _frames(devices, beats, keys, batch=1):
     i = np.arange(n)
     dev = 1 + (i % devices)
     fr = i // devices
+    base = np.ones(devices, dtype=np.int64) if seq0 is None else np.asarray(seq0, dtype=np.int64)
     a["ver_flags"] = (P.VERSION << 4) | P.FLAG_AUTH | (P.FLAG_BATCH if batch > 1 else 0)
     a["type"] = P.TELEMETRY
     a["device_id"] = dev
-    a["boot_id"] = 0x1000 + dev
-    a["seq"] = fr + 1                               # seq 0 was the HELLO
+    a["boot_id"] = BOOT_BASE + dev
+    a["seq"] = base[dev - 1] + fr                   # after the handshake's HELLO(s) and ACK
     t_us = (fr + 1) * batch * PERIOD_US
     a["time_era"] = t_us >> 30
     a["time_off"] = t_us & ((1 << 30) - 1)
@@ -103,48 +132,104 @@ def _frames(devices, beats, keys, batch=1):
     mv = memoryview(raw)
     body = size - 12
     k = [keys[d] for d in range(1, devices + 1)]
+    digest, crc32 = hmac.digest, zlib.crc32
     for j in range(n):
         off = j * size
-        mv[off + body:off + body + 8] = hmac.digest(k[j % devices], mv[off:off + body], "sha256")[:8]
-        mv[off + size - 4:off + size] = zlib.crc32(mv[off:off + size - 4]).to_bytes(4, "little")
+        mv[off + body:off + body + 8] = digest(k[j % devices], mv[off:off + body], "sha256")[:8]
+        mv[off + size - 4:off + size] = crc32(mv[off:off + size - 4]).to_bytes(4, "little")
     return bytes(raw), size
 
 
-def _sender(port, devices, seconds, keyfile, batch=1):
-    """Plays `devices` devices for `seconds` s: HELLO each, then their beats in real time. The
-    frames are made once per (devices, beats, batch) and kept beside the key file (the rows of
-    one run share keys, so the peer and the cell get the very same bytes)."""
-    from becomingone.links import mmsg
+def _handshakes(s, dest, keys, timeout=HANDSHAKE_ROUNDS):
+    """Every device's session handshake with the receiver at `dest`, the device's half as
+    device/session.py does it (docs/PROTOCOL.md 4.1): HELLO with a fresh nonce tagged with K
+    (sent again, seq + 1, once a second while no CHALLENGE came); the CHALLENGE from the
+    receiver's reply, its tag checked with SK = shared.hkdf.session_key(K, host nonce, device
+    nonce, device, boot); ACK(CHALLENGE, OK, ref = its seq) tagged with SK. Returns
+    ({device: SK}, {device: the ACK's seq}, HELLOs sent); raises RuntimeError when a device got
+    no valid CHALLENGE within `timeout` s."""
     from shared import protocol as P
     from shared.auth import Auth
+    from shared.hkdf import NONCE_LEN, session_key
+    from shared.wire_errors import ProtocolError
+    devices = len(keys)
+    nonce = {d: os.urandom(NONCE_LEN) for d in keys}
+    seq = {d: 0 for d in keys}                     # the next seq of each device
+    sks, acks = {}, {}
+    hellos = 0
+    s.setblocking(False)
+
+    def drain():
+        while True:
+            try:
+                data = s.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            if len(data) < P.HEADER_LEN + NONCE_LEN or data[1] != P.CHALLENGE:
+                continue                           # other host frames: not the handshake's
+            boot = data[4] | (data[5] << 8)
+            d = boot - BOOT_BASE
+            if d not in keys or d in sks:
+                continue
+            sk = session_key(keys[d], data[P.HEADER_LEN:P.HEADER_LEN + NONCE_LEN], nonce[d], d, boot)
+            auth = Auth(sk)
+            try:
+                f = P.decode(data, auth=auth)      # the tag proves the host holds K, saw our nonce
+            except ProtocolError:
+                continue
+            if f.device_id != 0 or f.boot_id != boot:
+                continue
+            sks[d], acks[d] = sk, seq[d]
+            s.sendto(P.encode(P.ACK, {"acked_type": P.CHALLENGE, "status": P.ACK_OK, "ref": f.seq},
+                              d, boot, seq[d], auth=auth), dest)
+            seq[d] += 1
+
+    t0 = time.monotonic()
+    while len(sks) < devices and time.monotonic() - t0 < timeout:
+        t_round = time.monotonic()
+        for i, d in enumerate([d for d in keys if d not in sks]):
+            s.sendto(P.encode(P.HELLO, dict(HELLO, nonce=nonce[d]), d, BOOT_BASE + d, seq[d],
+                              auth=Auth(keys[d])), dest)
+            seq[d] += 1
+            hellos += 1
+            if i % 64 == 63:                       # paced, and the replies read as they come
+                drain()
+                time.sleep(0.002)
+        while len(sks) < devices and time.monotonic() - t_round < 1.0:
+            drain()
+            time.sleep(0.002)
+    drain()
+    s.setblocking(True)
+    if len(sks) < devices:
+        raise RuntimeError("handshake: %d of %d devices got no valid CHALLENGE in %.0f s"
+                           % (devices - len(sks), devices, timeout))
+    return sks, acks, hellos
+
+
+def _sender(port, devices, seconds, keyfile, batch=1):
+    """Plays `devices` keyed devices for `seconds` s: each one's handshake with the receiver,
+    then their beats in real time, signed with the session keys. The frames are made after the
+    handshakes (they need the session keys), before "ready"."""
+    from becomingone.links import mmsg
     with open(keyfile) as f:
         keys = {int(d): bytes.fromhex(k) for d, k in json.load(f).items()}
+    keys = {d: keys[d] for d in range(1, devices + 1)}
     beats = int(seconds * 1e6 / PERIOD_US) + 1
     beats -= beats % batch
-    cache = os.path.join(os.path.dirname(keyfile), "frames-%d-%d-%d.bin" % (devices, beats, batch))
-    if os.path.exists(cache):
-        with open(cache, "rb") as f:
-            blob = f.read()
-        size = len(blob) // (devices * (beats // batch))
-    else:
-        blob, size = _frames(devices, beats, keys, batch)
-        with open(cache, "wb") as f:
-            f.write(blob)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind(("127.0.0.1", 0))
     dest = ("127.0.0.1", port)
-    hello = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0x02FF,
-             "fs_hz": 1000, "period_us": PERIOD_US, "phase_step": 2147, "lag_samples": 10, "adc_bits": 12,
-             "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1, "spb_max": 32, "period_min_us": 500,
-             "reset_cause": 1, "boot_flags": 0, "kairos_decim": 4, "counts_per_unit_q4": 2048}
+    t0 = time.perf_counter()
+    sks, acks, hellos = _handshakes(s, dest, keys)
+    handshake_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    blob, size = _frames(devices, beats, sks, batch, [acks[d] + 1 for d in range(1, devices + 1)])
+    make_s = time.perf_counter() - t0
     sender = mmsg.MmsgSender(s, dest, blob, size) if mmsg.available() else None
     print("ready", flush=True)
     sys.stdin.readline()
-    for d in range(1, devices + 1):
-        s.sendto(P.encode(P.HELLO, hello, d, 0x1000 + d, 0, auth=Auth(keys[d])), dest)
-        if d % 64 == 0:
-            time.sleep(0.002)
-    time.sleep(0.5)
     total = len(blob) // size
     t0 = time.perf_counter()
     sent = 0
@@ -158,7 +243,8 @@ def _sender(port, devices, seconds, keyfile, batch=1):
                     s.sendto(blob[j * size:(j + 1) * size], dest)
             sent = due
         time.sleep(0.002)
-    print(json.dumps({"sent": sent, "seconds": time.perf_counter() - t0, "hellos": devices,
+    print(json.dumps({"sent": sent, "seconds": time.perf_counter() - t0, "handshakes": len(sks),
+                      "hellos": hellos, "handshake_s": handshake_s, "frames_made_s": make_s,
                       "beats": sent * batch}), flush=True)
 
 
@@ -202,7 +288,7 @@ def _pct(xs, q):
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-WARM_S = 1.0       # HELLOs in and the first beats flowing before the window opens
+WARM_S = 1.0       # the first beats flowing before the window opens (handshakes before "go")
 TAIL_S = 0.3       # the sender keeps going this long after the window closes
 
 
@@ -233,6 +319,13 @@ class _Sender:
             self.p.wait(5)
 
 
+def _settle(done, timeout=2.0):
+    """Wait (at most `timeout` s) until done() holds."""
+    t0 = time.monotonic()
+    while not done() and time.monotonic() - t0 < timeout:
+        time.sleep(0.01)
+
+
 def _window(seconds, sample=None):
     """Sleep through the measured window (calling sample() every 0.1 s); its length in s."""
     t0 = time.monotonic()
@@ -246,11 +339,17 @@ def _window(seconds, sample=None):
 def _bare(devices, seconds, workdir, batch=1):
     """The peer: the least a cell must do per frame, in one Python thread like the coordinator's.
     A bare recvmmsg loop (the same 16 MB socket buffer as the coordinator's UDP link) that checks
-    each frame's CRC and AUTH tag (the device's key looked up by its id) and counts what passes.
-    No decode, sessions, Master, ledger or memory."""
+    each frame's CRC and AUTH tag (the device's session key looked up by its id) and counts what
+    passes. No decode, sessions, Master, ledger or memory. A frame no session key verifies takes
+    the slow path: the host's half of the handshake (a K-tagged HELLO gets a CHALLENGE with the
+    peer's own host nonce, tagged with SK; the first frame under that SK establishes the
+    session), as host/devices/handshake.py does it; only handshakes take it, before the window."""
     from becomingone.links import mmsg
     from becomingone.links.udp import set_rcvbuf
+    from becomingone.wire.handshake import new_nonce, session_key
     from shared import protocol as P
+    from shared.auth import Auth
+    from shared.wire_errors import ProtocolError
     keyfile = os.path.join(workdir, "keys-%d.json" % devices)
     with open(keyfile) as f:
         keys = {int(d): bytes.fromhex(k) for d, k in json.load(f).items()}
@@ -259,23 +358,57 @@ def _bare(devices, seconds, workdir, batch=1):
     s.bind(("127.0.0.1", 0))
     r = mmsg.MmsgReceiver(s, vlen=1024, slot=512)
     counts = [0, 0]                               # frames, beats accepted
+    sessions = {}                                 # device id -> session key (bytes)
+    pending = {}                                  # device id -> ((boot, device nonce), host nonce, SK)
+    hs = {"challenges": 0, "completed": 0}
     stop = threading.Event()
     tid = [None]
+
+    def handshake(b, name):
+        """The slow path: a frame no session key verified (CRC already checked)."""
+        dev = int.from_bytes(b[2:4], "little")
+        boot = int.from_bytes(b[4:6], "little")
+        k = keys.get(dev)
+        if k is None:
+            return
+        p = pending.get(dev)
+        if b[1] == P.HELLO:
+            try:
+                f = P.decode(b, auth=Auth(k))
+            except ProtocolError:
+                return
+            key = (boot, bytes(f.fields["nonce"]))
+            if p is None or p[0] != key:
+                hn = new_nonce()
+                p = pending[dev] = (key, hn, session_key(k, hn, key[1], dev, boot))
+            addr = (socket.inet_ntoa(bytes(name[4:8])), int.from_bytes(bytes(name[2:4]), "big"))
+            s.sendto(P.encode(P.CHALLENGE, {"nonce": p[1]}, 0, boot, 1 + hs["challenges"],
+                              auth=Auth(p[2])), addr)
+            hs["challenges"] += 1
+        elif p is not None and p[0][0] == boot:
+            try:
+                P.decode(b, auth=Auth(p[2]))       # the proof: a frame under the pending SK
+            except ProtocolError:
+                return
+            sessions[dev] = p[2]
+            del pending[dev]
+            hs["completed"] += 1
 
     def loop():
         tid[0] = threading.get_native_id()
         digest, crc32, cmp = hmac.digest, zlib.crc32, hmac.compare_digest
         while not stop.is_set():
-            rows, lens, _ = r.recv()
+            rows, lens, names = r.recv()
             if not len(lens):
                 time.sleep(0.0005)
                 continue
-            for row, n in zip(rows, lens):
+            for row, n, name in zip(rows, lens, names):
                 b = row[:n].tobytes()
                 if n < 20 or crc32(b[:-4]) != int.from_bytes(b[-4:], "little"):
                     continue
-                k = keys.get(int.from_bytes(b[2:4], "little"))
+                k = sessions.get(int.from_bytes(b[2:4], "little"))
                 if k is None or not b[0] & P.FLAG_AUTH or not cmp(digest(k, b[:-12], "sha256")[:8], b[-12:-4]):
+                    handshake(b, name)
                     continue
                 counts[0] += 1
                 counts[1] += b[P.HEADER_LEN] if b[0] & P.FLAG_BATCH else 1
@@ -283,6 +416,8 @@ def _bare(devices, seconds, workdir, batch=1):
     th.start()
     g = _Sender(s.getsockname()[1], devices, seconds, keyfile, batch)
     try:
+        _settle(lambda: len(sessions) >= devices)  # the last ACKs taken
+        base = counts[0]                          # the handshakes are done: count from here
         g.go()
         time.sleep(WARM_S)
         a0, b0, cpu0 = counts[0], counts[1], _thread_cpu(tid[0])
@@ -299,9 +434,10 @@ def _bare(devices, seconds, workdir, batch=1):
     res = {"devices": devices, "batch": batch, "seconds": round(dt, 2),
            "offered_fps": out["sent"] / out["seconds"], "accepted_fps": (a1 - a0) / dt,
            "accepted_beats_per_s": (b1 - b0) / dt, "beats_per_s_due": devices * 1e6 / PERIOD_US,
-           "loss": max(0.0, 1.0 - (counts[0] - out["hellos"]) / max(1, out["sent"])),
+           "loss": max(0.0, 1.0 - (counts[0] - base) / max(1, out["sent"])),
            "proc_cpu": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / dt,
-           "process_cpu": pcpu, "rss_mb": round(_rss_mb(), 1)}
+           "process_cpu": pcpu, "rss_mb": round(_rss_mb(), 1),
+           "handshake_s": round(out["handshake_s"], 3), "sessions": len(sessions)}
     print(json.dumps(res), flush=True)
 
 
@@ -358,6 +494,8 @@ def _cell(devices, seconds, workdir, overrides, batch=1):
         g = None
         try:
             g = _Sender(port, devices, seconds, keyfile, batch)
+            _settle(lambda: len(c.sessions.current) >= devices)   # the last ACKs taken
+            base = c.counters["frames_accepted"]  # the handshakes are done: count from here
             g.go()
             time.sleep(WARM_S)
             lags = []
@@ -370,7 +508,7 @@ def _cell(devices, seconds, workdir, overrides, batch=1):
             pcpu = (sum(os.times()[:2]) - pcpu0) / dt
             out = g.result()
             time.sleep(0.5)                       # what is queued gets processed
-            accepted_total = c.counters["frames_accepted"] - out["hellos"]
+            accepted_total = c.counters["frames_accepted"] - base
             res = {"devices": devices, "batch": batch, "seconds": round(dt, 2),
                    "offered_fps": out["sent"] / out["seconds"],
                    "accepted_fps": (a1 - a0) / dt, "accepted_beats_per_s": (b1 - b0) / dt,
@@ -385,7 +523,8 @@ def _cell(devices, seconds, workdir, overrides, batch=1):
                    "process_cpu": pcpu, "rss_mb": round(_rss_mb(), 1),
                    "memory_rows_per_s": (r1 - r0) / dt,
                    "rejected": {k: v for k, v in c.tally.rejected.items() if v},
-                   "overload": c.tally.overload, "sessions": len(c.sessions.current)}
+                   "overload": c.tally.overload, "sessions": len(c.sessions.current),
+                   "handshake_s": round(out["handshake_s"], 3)}
         finally:
             if g is not None:
                 g.close()

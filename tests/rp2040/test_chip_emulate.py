@@ -92,7 +92,7 @@ def test_emulate_runtime_rp2040_end_to_end(chip, tmp_path):
     # TELEMETRY goes 5 beat records per frame on a Pico (boards/pico.py batch_default)
     assert s["frames_accepted"] > 10 and not s["frames_rejected"], (s["frames_accepted"],
                                                                    s["frames_rejected"])
-    assert c.counters["beats"] > 50
+    assert c.counters["beats"] > 10           # beats integrated (the run ends once CLEAR released)
     # WITNESS records mined on the chip are in the ledger, with inclusion proofs
     assert s["witness_sent"] >= 3
     assert s["witness_in_ledger"] == s["witness_sent"], s["witness_missing"]

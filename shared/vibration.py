@@ -54,6 +54,7 @@ Features(f_s, adc_bits=12, counts_per_unit=128.0, window_s=1.0, decim=48,
 import array
 
 from shared.compat import micropython, const  # noqa: F401
+from shared.qmath import bitlen      # the one definition (qmath is loaded on the device anyway)
 try:
     from shared.compat import ptr16, ptr32    # CPython stand-ins; viper has them built in
 except ImportError:
@@ -262,28 +263,6 @@ def block(mem, buf, n: int) -> int:
 
 
 @micropython.viper
-def _bitlen(v: int) -> int:
-    # bit length of 0 <= v < 2^31
-    n = 0
-    if v >= 0x10000:
-        v >>= 16
-        n += 16
-    if v >= 0x100:
-        v >>= 8
-        n += 8
-    if v >= 0x10:
-        v >>= 4
-        n += 4
-    if v >= 4:
-        v >>= 2
-        n += 2
-    if v >= 2:
-        v >>= 1
-        n += 1
-    return n + v
-
-
-@micropython.viper
 def _log2_q8(tab, hi: int, lo: int) -> int:
     # 256 * log2(hi * 2^24 + lo) for 0 <= lo < 2^24, 0 <= hi < 2^24; LEVEL_NONE for 0
     t = ptr16(tab)
@@ -296,7 +275,7 @@ def _log2_q8(tab, hi: int, lo: int) -> int:
         # the top 31 bits of the two limbs: hi < 2^24 shifted by 7, plus lo's top 7 bits
         v = (hi << 7) | (lo >> 17)
         e = 17
-    nb = int(_bitlen(v))
+    nb = int(bitlen(v))
     if nb > 9:
         f = (v >> (nb - 9)) & 0xFF
     else:

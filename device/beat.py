@@ -114,6 +114,13 @@ class Settings:
         self.alloc_every = 1
 
 
+def _follow(est, cost, shift):
+    """An idle-time cost estimate (us): follows a rise at once, decays toward a lower cost by
+    1/2^shift per measurement (one slow measurement, the OS preempting it, never starves the
+    work it gates for good)."""
+    return cost if cost > est else est - ((est - cost) >> shift)
+
+
 class Beat:
     """The beat loop state.  ``maths`` is a device.maths.Maths bundle (pulse, Emissary, PIDs,
     arbiter, miner); ``hw`` a board's Hardware; ``link`` a device.hw.links link; ``enc`` a
@@ -421,8 +428,7 @@ class Beat:
                     t0 = clk.ticks()
                     got = self.m.learn_step(_LEARN_LAGS)
                     c = tdiff(clk.ticks(), t0)
-                    g = self.learn_est_us
-                    self.learn_est_us = c if c > g else g - ((g - c) >> 4)
+                    self.learn_est_us = _follow(self.learn_est_us, c, 4)
                     if got:
                         self.lag_changes += 1
                         self.send_hello()
@@ -441,8 +447,7 @@ class Beat:
                     t0 = clk.ticks()
                     free = gc.mem_free()
                     c = tdiff(clk.ticks(), t0)
-                    g = self.mf_est_us
-                    self.mf_est_us = c if c > g else g - ((g - c) >> 3)
+                    self.mf_est_us = _follow(self.mf_est_us, c, 3)
                     self.heap_free = free
                     self.mem_low = free < _GC_LOW
                     continue
@@ -452,8 +457,7 @@ class Beat:
                 t0 = clk.ticks()
                 gc.collect()
                 c = tdiff(clk.ticks(), t0)
-                g = self.gc_est_us
-                self.gc_est_us = c if c > g else g - ((g - c) >> 3)
+                self.gc_est_us = _follow(self.gc_est_us, c, 3)
                 self.gc_runs = (self.gc_runs + 1) & _SAT
                 self.mem_low = False
                 continue
@@ -506,8 +510,7 @@ class Beat:
         h = self.hashes + _SLICE_HASHES
         self.hashes = h if h < MASK else MASK
         # the estimate follows a rise at once and decays slowly (1/16 per slice)
-        est = self.slice_est_us
-        self.slice_est_us = cost if cost > est else est - ((est - cost) >> 4)
+        self.slice_est_us = _follow(self.slice_est_us, cost, 4)
         if found:
             q.mined(slot, miner.nonce_lo16, miner.nonce_hi16)
             self.records_mined = (self.records_mined + 1) & _SAT

@@ -27,7 +27,9 @@ NAME = "pico"
 PINS = {"adc": 26, "pwm": 15, "led": 25, "uart0_tx": 0, "uart0_rx": 1}
 TRANSPORTS = ("serial", "uart", "none")
 LIMITS = {"adc_bits": 12, "f_s_default": 12000, "f_s_max": 24000, "spb_max": 255,
-          "period_min_us": 500, "pwm_bits": 16, "wdt_max_ms": 8388, "batch_default": 5}
+          "period_min_us": 500, "pwm_bits": 16, "wdt_max_ms": 8388, "batch_default": 5,
+          # the ADC paces itself: 48 MHz / f_s whole, 96..65536 clocks (device/limits.py)
+          "adc_clock_hz": 48000000, "adc_div": (96, 65536)}
 COUNTS_PER_UNIT = 128.0            # counts per g: a +-16 g front end on the 12-bit ADC
 PWM_FREQ = 20000
 STATE_DIR = "/"
@@ -70,7 +72,8 @@ def build(clock, f_s=12000, safe_duty=0, sampler="dma", wdt_ms=8388, machine=Non
         bits = 6
         while (1 << bits) < f_s // 25 and bits < 12:
             bits += 1
-        hw.sampler = DmaSampler(pins["adc"], f_s, ring_bits=bits)
+        hw.sampler = DmaSampler(pins["adc"], f_s, ring_bits=bits, clock_hz=LIMITS["adc_clock_hz"],
+                                div=LIMITS["adc_div"])
     else:
         from device.hw.rp2_sampler import TimerSampler
         adc = machine.ADC(machine.Pin(pins["adc"]))

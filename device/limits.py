@@ -11,6 +11,11 @@ samples on average, so one sample of headroom per beat drains the backlog a late
 
 (at 1 kHz and 32 samples: 31 ms).  A longer period, or a higher f_s at a period, drops samples
 every beat; both are refused.
+
+A board whose ADC paces itself from a clock (LIMITS "adc_clock_hz", "adc_div": the whole divider's
+range in clocks; the RP2040: 48 MHz, 96..65536) samples only at rates that divide that clock, or
+below clock/div_max at f_s x 2^k with every 2^k-th sample kept (``adc_pacing``): any other f_s is
+refused at boot, before the watchdog starts, rather than by the sampler's constructor after it.
 """
 PERIOD_LIMIT_US = 1000000       # no beat longer than 1 s, whatever the board
 
@@ -38,6 +43,32 @@ def period_max_us(f_s, spb_max):
     return (spb_max - 1) * 1000000 // f_s
 
 
+def adc_pacing(f_s, clock_hz, div_min, div_max):
+    """The k with which an ADC clocked at clock_hz paces f_s x 2^k by a whole divider of
+    div_min..div_max clocks (k > 0 only where f_s alone needs more than div_max); -1 if none."""
+    if f_s < 1 or clock_hz < 1:
+        return -1
+    sh = 0
+    while clock_hz // (f_s << sh) > div_max:
+        sh += 1
+    rate = f_s << sh
+    if clock_hz % rate or clock_hz // rate < div_min:
+        return -1
+    return sh
+
+
+def _paced_near(f_s, clock_hz, div_min, div_max):
+    """The nearest rates below and above f_s the ADC can pace (for the error message)."""
+    out = []
+    for d in (-1, 1):
+        r = f_s + d
+        while 1 <= r <= clock_hz // div_min and adc_pacing(r, clock_hz, div_min, div_max) < 0:
+            r += d
+        if 1 <= r <= clock_hz // div_min:
+            out.append(r)
+    return out
+
+
 def check_rate(f_s, period_us, limits, what="period_us"):
     """The board can sample at f_s and beat every period_us: raise Refused(what, ...) if not.
     limits: {"f_s_max", "spb_max", "period_min_us"} (missing keys are not checked)."""
@@ -48,6 +79,15 @@ def check_rate(f_s, period_us, limits, what="period_us"):
     if rates and f_s not in rates:
         raise Refused("f_s", "f_s must be one of %s Hz on this board (the ADC's data rates), "
                       "got %r" % (", ".join(str(r) for r in rates), f_s))
+    clk = limits.get("adc_clock_hz")
+    if clk:
+        lo, hi = limits["adc_div"]
+        if adc_pacing(f_s, clk, lo, hi) < 0:
+            near = _paced_near(f_s, clk, lo, hi)
+            raise Refused("f_s", "f_s must divide the ADC's %d Hz clock into %d..%d clocks (below "
+                          "%d Hz: f_s x 2^k), e.g. 12000, 10000, 8000, 1000, 500; nearest to %r: "
+                          "%s Hz" % (clk, lo, hi, clk // hi + 1, f_s,
+                                     " or ".join(str(r) for r in near)))
     pmin = limits.get("period_min_us", 1)
     if period_us < pmin:
         raise Refused(what, "the beat period must be >= %d us on this board, got %d us"

@@ -103,6 +103,7 @@ def test_dry_run_never_shows_secrets(ks, monkeypatch, capsys):
     (["--board", "emulator", "--port", "p", "--device-id", "9", "--keep-key"], "has no key"),
     (["--board", "emulator", "--port", "p", "--device-id", "0"], "1..65535"),
     (["--board", "emulator", "--port", "p", "--set", "fs=99999"], "--fs must be"),
+    (["--board", "pico", "--port", "p", "--set", "fs=7000"], "nearest to 7000: 6400 or 7500 Hz"),
     (["--board", "emulator", "--port", "p", "--set", "bogus=1"], "unknown option"),
     (["--board", "emulator", "--port", "p", "--set", "link=serial"], "set by flash"),
     (["--board", "emulator", "--port", "p", "--set", "wifi_file=x.json"], "--wifi-file"),

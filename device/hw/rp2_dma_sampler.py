@@ -20,7 +20,7 @@ Hardware notes (RP2040 datasheet §4.9 ADC, §2.5 DMA):
   ``poll`` re-arms the channel well before it runs out (the FIFO holds the few samples that
   arrive meanwhile).
 
-DmaSampler(adc_pin=26, f_s=12000, ring_bits=10)
+DmaSampler(adc_pin, f_s, ring_bits, clock_hz, div)   (clock_hz, div: boards/pico.py LIMITS)
     .start(now)        arm the DMA channel and start the ADC
     .poll(now)         re-arm when due (idle-time safe, allocation-free otherwise)
     .drain(dst) -> n   up to len(dst) new samples into array('H') dst (viper, no allocation)
@@ -82,18 +82,15 @@ def _drain(st, ring, mask: int, tc_addr: int, dst, maxn: int, sh: int) -> int:
 
 
 class DmaSampler:
-    def __init__(self, adc_pin=26, f_s=12000, ring_bits=10):
+    def __init__(self, adc_pin, f_s, ring_bits, clock_hz, div):
+        from device.limits import adc_pacing
         if not 26 <= adc_pin <= 29:
             raise ValueError("ADC pin must be 26..29 (ADC0..ADC3), got %r" % (adc_pin,))
-        sh = 0                                  # the ADC at f_s << sh: DIV's whole part fits
-        while f_s >= 1 and 48000000 // (f_s << sh) > 65536:
-            sh += 1
-        rate = f_s << sh
-        div = 48000000 // rate - 1 if f_s >= 1 else 0
-        if not (f_s >= 1 and 96 <= div + 1 and 48000000 % rate == 0 and div < 65536):
-            raise ValueError("f_s must divide 48 MHz into 96..65536 ADC clocks, or below 733 Hz "
-                             "f_s x 2^k into them (e.g. 12000, 10000, 8000, 4000, 1000, 500), "
-                             "got %r" % (f_s,))
+        sh = adc_pacing(f_s, clock_hz, div[0], div[1])   # the ADC at f_s << sh
+        if sh < 0:          # check_board refuses this at boot (device/limits.py check_rate)
+            raise ValueError("f_s must divide %d Hz into %d..%d ADC clocks, got %r"
+                             % (clock_hz, div[0], div[1], f_s))
+        div = clock_hz // (f_s << sh) - 1
         self._sh = sh
         if not 6 <= ring_bits <= 12:
             raise ValueError("ring_bits must be 6..12 (64..4096 samples), got %r" % (ring_bits,))

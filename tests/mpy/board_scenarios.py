@@ -103,6 +103,19 @@ def sc_pico_limits_rejected():
     assert check_board(o).fs == 12000
     o = parse_args(["--board", "pico"])
     assert check_board(o).fs == 12000                  # the board's default
+    # the ADC paces itself from 48 MHz: a rate it cannot pace is refused at boot (it used to
+    # reach the DMA sampler's constructor after the watchdog started: a reset loop)
+    for fs, near in ((7000, "6400 or 7500"), (700, "640 or 750")):
+        o = parse_args(["--board", "pico", "--fs", str(fs)])
+        try:
+            check_board(o)
+        except UsageError as e:
+            assert "--fs must divide the ADC's 48000000 Hz clock" in str(e), str(e)
+            assert ("nearest to %d: %s Hz" % (fs, near)) in str(e), str(e)
+        else:
+            assert False, fs
+    for fs in (12000, 8000, 1000, 500, 250):
+        assert check_board(parse_args(["--board", "pico", "--fs", str(fs)])).fs == fs
 
 
 def sc_ring_overrun_drops_new_and_never_moves_tail():

@@ -147,9 +147,21 @@ class Ingest:
         else:
             f, kind, pend = rx.decode_first(data, cands)
         if f is None:
-            self.tally.reject(rx.last_error[0] if rx.last_error else "frame")
+            reason = rx.last_error[0] if rx.last_error else "frame"
+            if reason == "auth" and cands and self._held(data, cands):
+                return
+            self.tally.reject(reason)
             return
         self.frame(link, addr, f, len(data), t_us, kind, pend)
+
+    def _held(self, data, cands):
+        """A frame that verified under none of its boot's keys while that boot's handshake is
+        pending and no session of that boot exists: held as awaiting the handshake if it
+        verifies under the device key K (the device's first frames; see _no_session)."""
+        if any(kind != "pending" for _a, kind, _p in cands):
+            return False
+        dev, boot = data[2] | (data[3] << 8), data[4] | (data[5] << 8)
+        return self._under_device_key(dev, data) and self.handshakes.hold(dev, boot)
 
     def _no_session(self, link, addr, data):
         """A keyed device's frame under no key we hold (the host restarted, or the device's
@@ -162,10 +174,27 @@ class Ingest:
         if rx.last_error and rx.last_error[0] != "auth":
             self.tally.reject(rx.last_error[0])
             return
-        self.tally.reject("no_session")
         dev, boot = data[2] | (data[3] << 8), data[4] | (data[5] << 8)
-        if not self._pending(dev, boot):
-            self.handshakes.request(link, addr, dev, boot)
+        if self._pending(dev, boot):
+            # the device's first frames, under K, before its CHALLENGE came back: held
+            # (frames_awaiting_handshake), not a rejection, unless the handshake never completes
+            if self._under_device_key(dev, data) and self.handshakes.hold(dev, boot):
+                return
+            self.tally.reject("no_session")
+            return
+        self.tally.reject("no_session")
+        self.handshakes.request(link, addr, dev, boot)
+
+    def _under_device_key(self, dev, data):
+        """True if frame `data` verifies under device `dev`'s own key K (no replay state)."""
+        auth = self.admission.device_auth(dev)
+        if auth is None:
+            return False
+        try:
+            P.decode(data, auth=auth)
+        except Exception:  # noqa: BLE001 - any refusal: not a frame of the device under K
+            return False
+        return True
 
     def _pending(self, dev, boot):
         pend = self.handshakes.pending.get(dev)
@@ -299,20 +328,51 @@ class Ingest:
             devs = np.fromiter((d[2] | d[3] << 8 for d in datas), dtype=np.int64, count=len(datas))
             boots = np.fromiter((d[4] | d[5] << 8 for d in datas), dtype=np.int64,
                                 count=len(datas))
-        u = np.unique(devs)
+        u = np.unique(devs).tolist()
         has = self.admission.has_key
-        missing = [d for d in u.tolist() if d not in skeys and has(d)]
-        if not missing:
+        missing = [d for d in u if d not in skeys and has(d)]
+        pending = self.handshakes.pending
+        # devices with a session of one boot and a handshake pending for another (a reboot)
+        other = [d for d in u if d in skeys and d in pending] if pending else []
+        if not missing and not other:
             return datas
         drop = np.isin(devs, missing)
-        self.tally.reject("no_session", int(drop.sum()))
+        refused = int(drop.sum())
+        cur = self.sessions.current
+        for d in other:
+            rows = np.flatnonzero(devs == d)
+            s = cur.get(d)
+            for b in set(boots[rows].tolist()) - {s.boot_id if s is not None else None}:
+                if not self._pending(d, b):
+                    continue                    # the decoder refuses them ("auth")
+                held = []
+                for i in rows[boots[rows] == b].tolist():
+                    row = bytes(arr[i]) if frame_size else datas[i]
+                    if self._under_device_key(d, row):
+                        held.append(i)
+                if held and self.handshakes.hold(d, b, len(held)):
+                    drop[held] = True
+        if not drop.any():
+            return datas
         for d in missing:
-            b = int(boots[np.flatnonzero(devs == d)[-1]])
+            rows = np.flatnonzero(devs == d)
+            b = int(boots[rows[-1]])
+            if self._pending(d, b):
+                # rows under K of the pending boot: held before the handshake (see _no_session)
+                held = 0
+                for i in rows.tolist():
+                    if int(boots[i]) == b:
+                        row = bytes(arr[i]) if frame_size else datas[i]
+                        held += self._under_device_key(d, row)
+                if held and self.handshakes.hold(d, b, held):
+                    refused -= held
+                continue
             ad = addrs.get(d)
             if ad is not None and raw_addrs:
                 ad = DatagramBlock.addr(ad)
-            if not self._pending(d, b):
-                self.handshakes.request(link, ad, d, b)
+            self.handshakes.request(link, ad, d, b)
+        if refused:
+            self.tally.reject("no_session", refused)
         if frame_size:
             return arr[~drop].tobytes()
         return [x for x, k in zip(datas, drop.tolist()) if not k]

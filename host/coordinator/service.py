@@ -108,7 +108,8 @@ class Coordinator:
                                  on_new_session=self._new_session,
                                  takeover_s=cfg.devices.takeover_s,
                                  max_unkeyed=a.max_unkeyed_devices,
-                                 unkeyed_idle_s=cfg.devices.unkeyed_idle_s)
+                                 unkeyed_idle_s=cfg.devices.unkeyed_idle_s,
+                                 hello_first=a.unknown_devices != "accept")
         self.sender = FrameSender(self.admission.has_key, self.counters)
         self.handshakes = Handshakes(self.admission, self.sessions, self.sender, self.counters,
                                      reject=self.tally.reject)

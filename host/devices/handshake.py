@@ -161,9 +161,11 @@ class Handshakes:
         self.counts["handshakes_completed"] += 1
         return s, opened
 
-    def request(self, link, addr, device_id, boot_id, now=None):
+    def request(self, link, addr, device_id, boot_id, now=None, keyless=False):
         """Ask a keyed device for a (new) handshake: a TIME_SYNC request tagged with its device
-        key, for another boot id (the device answers with HELLO). Rate limited; True if sent."""
+        key, for another boot id (the device answers with HELLO). keyless: ask a keyless
+        device for its HELLO the same way, unsigned (its boot has no session: "no_hello").
+        Rate limited (per device and in all); True if sent."""
         if link is None or addr is None:
             return False
         now = time.monotonic() if now is None else now
@@ -177,13 +179,13 @@ class Handshakes:
             self.counts["handshake_requests_shed"] += 1
             return False
         auth = self.admission.device_auth(device_id)
-        if auth is None:
+        if auth is None and not keyless:
             return False
         w[1] += 1
         self._requested[device_id] = now
         if len(self._requested) > 4 * self.max_total:
             self._requested.clear()
-        self.counts["handshake_requests"] += 1
+        self.counts["hello_requests" if auth is None else "handshake_requests"] += 1
         return self.sender.send_to(link, addr, P.TIME_SYNC,
                                    {"mode": P.SYNC_REQUEST, "host_t1_us": 0, "rx_era": 0,
                                     "rx_off": 0}, (boot_id + 1) & 0xFFFF or 1, auth)

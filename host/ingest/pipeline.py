@@ -247,7 +247,7 @@ class Ingest:
             self.telemetry_batch(link, blob, addrs, frame_size=size, raw_addrs=True,
                                  signed=bool(signed))
 
-    def _admit(self, dev, boot, mtype, nbytes, keyed=False):
+    def _admit(self, dev, boot, mtype, nbytes, keyed=False, link=None, addr=None):
         lv, reason = self.admission.admit(dev, mtype, nbytes - P.HEADER_LEN - P.CRC_LEN)
         if lv is None:
             self.tally.reject(reason)
@@ -255,8 +255,16 @@ class Ingest:
         s, reason = self.sessions.lookup(dev, boot, mtype, keyed=keyed)
         if s is None:
             self.tally.reject(reason)
+            if reason == "no_hello":
+                self._ask_hello(link, addr, dev, boot)
             return None, None
         return lv, s
+
+    def _ask_hello(self, link, addr, dev, boot):
+        """A keyless device's frame of a boot with no session (its HELLO was lost, or junk):
+        ask the sender for a HELLO (rate limited: handshakes.request)."""
+        if self.handshakes is not None:
+            self.handshakes.request(link, addr, dev, boot, keyless=True)
 
     # ------------------------------------------------------------------ per frame
     def frame(self, link, addr, f, nbytes, t_us, kind=None, pending=None):
@@ -278,7 +286,7 @@ class Ingest:
             if opened or s.hello is None or s.hello.get("nonce") != pending.hello.get("nonce"):
                 s.link, s.addr = link, addr
                 self.sink.hello(s, pending.hello)
-        lv, s = self._admit(f.device_id, f.boot_id, f.type, nbytes, keyed)
+        lv, s = self._admit(f.device_id, f.boot_id, f.type, nbytes, keyed, link, addr)
         if s is None:
             return
         r = s.note_seq(f.seq)
@@ -477,6 +485,10 @@ class Ingest:
                 if s is None:
                     reject(reason, nf)
                     keep[a:b] = False
+                    if reason == "no_hello":
+                        ad = addrs.get(dev)
+                        self._ask_hello(link, DatagramBlock.addr(ad) if ad is not None and
+                                        raw_addrs else ad, dev, g_boot[g])
                     continue
             if k < nf:
                 rate.note_refused(dev)

@@ -46,8 +46,12 @@ What the old code did, per attack (issue 13 item):
    test_ingest_exception_does_not_end_processing -- a frame whose handling raises (a sink
    that throws) ended the coordinator's processing loop.
 
-Results (this file on 979ac8c vs this branch) are in docs/HOST.md, "Attacks replayed".
-Runtime: about 40 s on 2 cores.
+Results: on 979ac8c all 13 tests fail; on 9770e6c (main with the security work) 12 pass and
+test_mixed_junk_costs_no_genuine_frames fails (77 phantom devices opened by well-formed junk
+under the observe default; fixed on branch `attacks`: a keyless device's boot is opened only
+by its HELLO); on this branch all pass. Table in docs/HOST.md, "Attacks replayed". The mesh
+cells' cosigning over mutual TLS between real processes, with the same rollback caught:
+tests/test_mesh_cosign_procs.py. Runtime: about 30 s on 2 cores.
 """
 import json
 import os
@@ -347,10 +351,20 @@ def test_phantom_devices_are_bounded_and_never_ledgered(tmp_path, coords):
         if i % 100 == 99:
             time.sleep(0.02)                      # no socket overflow: every frame arrives
     s.close()
-    wait(lambda: c.status()["frames_received"] >= 2 * n, 15.0)
+    def received():
+        try:
+            return c.status()["frames_received"]
+        except ValueError:                        # a status too big to read: see below
+            return -1
+    wait(lambda: received() >= 2 * n or received() < 0, 15.0)
     time.sleep(0.5)
-    st = c.status()
     grown_mb = (c.rss_kb() - rss0) / 1024.0
+    try:
+        st = c.status()
+    except ValueError as e:
+        pytest.fail("%d spoofed ids: the coordinator grew by %.0f MB and its status is too big "
+                    "to read over the control socket (%s): phantom sessions without a bound"
+                    % (n, grown_mb, str(e)[:80]))
     w = st["witness"]
     assert st["ledger"]["size"] == led0 and w.get("committed", 0) == 0, (
         "spoofed unknown devices' WITNESS records reached the ledger: %d entries added, "

@@ -79,7 +79,8 @@ def add_arguments(p):
     p.add_argument("--junk-devices", type=int, default=40,
                    help="genuine keyed devices in the junk-mix rows (237.5 frames/s each)")
     p.add_argument("--junk-seconds", type=float, default=3.0, help="measured window of a junk-mix row")
-    p.add_argument("--only-junk", action="store_true", help="only the junk-mix rows")
+    p.add_argument("--only-junk", action="store_true",
+                   help="only the bare-recv row (for ratio_vs_bare) and the junk-mix rows")
 
 
 def build_frames(n, devices, start_seq=0):
@@ -573,11 +574,11 @@ def collect(args):
     rates = [int(x) for x in (getattr(args, "junk_rates", "") or "").split(",") if x.strip()]
     jdev = getattr(args, "junk_devices", 40)
     jsec = getattr(args, "junk_seconds", 3.0) if not quick else 2.0
-    if getattr(args, "only_junk", False):
-        return junk_rows(rates, jdev, jsec)
     rows = []
     bare = _sustained(lambda n_, d_, r_: _bare(n_, d_, r_), n, devices)
     rows.append(dict(name="bare-recv", **bare))
+    if getattr(args, "only_junk", False):
+        return rows + junk_rows(rates, jdev, jsec, bare["frames_per_s"])
     if mmsg.available():
         rows.append(dict(name="bare-recvmmsg", **_sustained(_bare_mmsg, n, devices)))
     ours = _sustained(_ours, n, devices)

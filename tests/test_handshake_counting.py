@@ -4,7 +4,10 @@ A device beats from boot: its first frames go out under its device key K before 
 CHALLENGE comes back. They are not ingested (no session yet) and, for a device that then
 completes the handshake, they are not rejections either: status counts them as
 `frames_awaiting_handshake`, outside `frames_rejected` (the live table's alarm). A handshake
-that never completes (a replayed HELLO) moves the frames it held to `no_session`."""
+that never completes (a replayed HELLO) moves the frames it held to `no_session`. Frames under
+K that arrive in the same receive block as the proof (the ACK of the CHALLENGE) are taken
+before it. A frame of another boot of a device with an established session that verifies
+under neither key is a forgery (`auth`), not `no_session`."""
 import time
 
 from becomingone.ingest.keystore import Keystore
@@ -83,5 +86,75 @@ def test_frames_without_any_pending_handshake_stay_no_session(tmp_path):
         assert wait(lambda: c.status_now()["frames_rejected"].get("no_session") == 3)
         assert c.status_now()["frames_awaiting_handshake"] == 0
         assert c.counters["handshake_requests"] >= 1
+    finally:
+        stop(c, th)
+
+
+def test_frames_under_k_just_before_the_proof_are_not_auth_failures(tmp_path):
+    """A device's last frames under K and its ACK(CHALLENGE) right behind them arrive in one
+    receive block; the ACK (per-frame path) must not establish the session before those
+    TELEMETRY frames (batch path) are taken, or they fail under the new session key ("auth",
+    the emulation's 1 to 4 rejections at start)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    ks = Keystore(str(data / "keys.json"))
+    devs = list(range(31, 39))
+    keys = {d: ks.add(d) for d in devs}
+    c, th, addr = make_coord(tmp_path, **{"admission.unknown_devices": "reject"})
+    try:
+        fakes = [FakeDevice(addr, device_id=d, key=keys[d]) for d in devs]
+        chs = []
+        for dev in fakes:
+            ds = dev.session
+            ds.restart()
+            dev.auth = ds.device_auth
+            dev.send(P.HELLO, dict(HELLO, nonce=ds.nonce))
+        for dev in fakes:
+            while True:
+                data_ = dev.sock.recv(512)
+                if data_[1] == P.CHALLENGE:
+                    chs.append(data_)
+                    break
+        burst = []
+        for dev, ch in zip(fakes, chs):        # 3 beats under K, then the proof, back to back
+            burst += [(dev, dev.frame(P.TELEMETRY, tel(b))) for b in range(1, 4)]
+            chf = dev.session.accept_challenge(ch)
+            dev.auth = dev.session.auth
+            burst.append((dev, dev.frame(P.ACK, {"acked_type": P.CHALLENGE, "status": P.ACK_OK,
+                                                 "ref": chf.seq})))
+        for dev, raw in burst:
+            dev.sock.sendto(raw, addr)
+        assert wait(lambda: c.counters["handshakes_completed"] == len(devs))
+        time.sleep(0.3)
+        st = c.status_now()
+        assert st["frames_rejected"] == {}, st["frames_rejected"]
+        assert st["frames_awaiting_handshake"] == 3 * len(devs), st["frames_awaiting_handshake"]
+    finally:
+        stop(c, th)
+
+
+def test_forged_frame_of_another_boot_is_auth_not_no_session(tmp_path):
+    """A device with an established session: a frame claiming another boot of it that verifies
+    under neither its session key nor its device key K is a forgery ("auth"; the host does not
+    ask the real device for a handshake because of it), not a frame awaiting a session."""
+    import os as _os
+    from shared.auth import Auth
+    data = tmp_path / "data"
+    data.mkdir()
+    key = Keystore(str(data / "keys.json")).add(41)
+    c, th, addr = make_coord(tmp_path, **{"admission.unknown_devices": "reject"})
+    try:
+        dev = FakeDevice(addr, device_id=41, key=key)
+        dev.handshake()
+        assert wait(lambda: c.counters["handshakes_completed"] == 1)
+        req0 = c.counters["handshake_requests"]
+        forger = FakeDevice(addr, device_id=41, boot_id=0x7777)
+        forger.auth = Auth(_os.urandom(32))
+        for _ in range(3):
+            forger.send(P.HEARTBEAT, HB)
+        assert wait(lambda: c.status_now()["frames_rejected"].get("auth") == 3), \
+            c.status_now()["frames_rejected"]
+        assert "no_session" not in c.status_now()["frames_rejected"]
+        assert c.counters["handshake_requests"] == req0
     finally:
         stop(c, th)

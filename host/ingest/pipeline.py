@@ -122,12 +122,18 @@ class Ingest:
         path in order, then the TELEMETRY frames are batch-decoded together."""
         self.tally.counts["frames_received"] += len(frames)
         fast, fast_signed, addrs = [], [], {}
+        hs = self.handshakes
         for item in frames:
             data = item[0]
             if len(data) >= _MIN_FRAME and data[1] == P.TELEMETRY:
                 (fast_signed if data[0] & _AUTH else fast).append(data)
                 addrs[data[2] | data[3] << 8] = item[1]
                 continue
+            if fast_signed and hs is not None and hs.pending and len(data) >= _MIN_FRAME and \
+                    data[1] == P.ACK and (data[2] | data[3] << 8) in hs.pending:
+                # a handshake's proof, maybe: the TELEMETRY before it first (see _before_proof)
+                self.telemetry_batch(link, fast_signed, addrs, signed=True)
+                fast_signed = []
             self._decode(link, item[1], data, t_us)
         if fast:
             self.telemetry_batch(link, fast, addrs)
@@ -182,6 +188,14 @@ class Ingest:
                 return
             self.tally.reject("no_session")
             return
+        if dev in self.sessions.auths and not self._under_device_key(dev, data):
+            # the device holds a session of another boot with us, and this frame verifies under
+            # neither that boot's key nor K: a frame of a retired boot, or a forgery (a real
+            # device's new boot tags with K until its handshake; a host restart leaves no
+            # session at all)
+            o = self.sessions.old_boots.get(dev)
+            self.tally.reject("stale_boot" if o is not None and boot in o else "auth")
+            return
         self.tally.reject("no_session")
         self.handshakes.request(link, addr, dev, boot)
 
@@ -215,10 +229,35 @@ class Ingest:
             self._fast_rows(link, blk, np.arange(n))
             return
         slow = np.flatnonzero(~fast)
+        early = self._before_proof(d, slow, fast)
+        if early is not None:
+            self._fast_rows(link, blk, early)
+            fast[early] = False
         for data, addr in blk.items(slow.tolist()):
             self._decode(link, addr, data, t_us)
-        if len(slow) < n:
+        if fast.any():
             self._fast_rows(link, blk, np.flatnonzero(fast))
+
+    def _before_proof(self, d, slow, fast):
+        """The TELEMETRY rows of a block that must be taken before its other rows: those of a
+        device with a pending handshake that arrived before an ACK from it in the block (the
+        proof, taken on the per-frame path, would otherwise come first and the device's frames
+        under K of before it would fail under the new session key). None when there are none
+        (always, but while a handshake is pending)."""
+        hs = self.handshakes
+        if hs is None or not hs.pending or not len(slow) or d.shape[1] < _MIN_FRAME:
+            return None
+        acks = slow[d[slow, 1] == P.ACK]
+        if not len(acks):
+            return None
+        adev = d[acks, 2].astype(np.int64) | (d[acks, 3].astype(np.int64) << 8)
+        rows = np.arange(len(fast))
+        fdev = d[:, 2].astype(np.int64) | (d[:, 3].astype(np.int64) << 8)
+        early = np.zeros(len(fast), dtype=bool)
+        for dev, row in zip(adev.tolist(), acks.tolist()):
+            if dev in hs.pending:
+                early |= fast & (fdev == dev) & (rows < row)
+        return np.flatnonzero(early) if early.any() else None
 
     def _fast_rows(self, link, blk, idx_all):
         """TELEMETRY rows: one batch decode per (frame size, signed or not)."""

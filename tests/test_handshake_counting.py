@@ -62,7 +62,8 @@ def test_frames_before_the_handshake_are_not_rejections(tmp_path):
         # frames under K of that boot: held while it is pending, rejections once it expires
         replayer = FakeDevice(addr, device_id=21, boot_id=0x1111, key=key)
         _hello_then_beats(replayer, 2)
-        assert wait(lambda: c.status_now()["frames_awaiting_handshake"] == 8), (c.status_now()["frames_awaiting_handshake"], c.status_now()["frames_rejected"], c.status_now()["handshakes"])
+        assert wait(lambda: c.status_now()["frames_awaiting_handshake"] == 8), (
+            c.status_now()["frames_awaiting_handshake"], c.status_now()["frames_rejected"])
         c.handshakes.ttl_s = 0.05                        # the coordinator's tick expires it
         assert wait(lambda: c.status_now()["frames_awaiting_handshake"] == 5), c.status_now()
         st = c.status_now()

@@ -3,11 +3,9 @@ session: its boot is opened only by a HELLO (docs/HOST.md "Admission": well-form
 phantom device), so the host refuses its TELEMETRY as `no_hello` and asks it for a HELLO, and
 the firmware (MicroPython unix port, a real process) sends it again. A UDP proxy between the
 two drops the device's first datagram (its HELLO)."""
-import os
 import socket
 import subprocess
 import threading
-import time
 
 from tests.test_attacks import Coord, _mpy, wait, ROOT
 

@@ -28,8 +28,9 @@ Rows
               and lengths (issue 13's worst mix). One row per rate (--junk-rates, default
               0,2000,5000; 0 is the clean run the others are compared with, same invocation).
               Columns: junk_per_s, junk_sent, genuine_sent, genuine_accepted, genuine_lost,
-              loss, accepted_fps (genuine frames/s in the window), lag_s (ingest lag p99 and
-              max, s: a batch's receipt by the link reader to its processing), junk_rejected
+              loss, accepted_fps (genuine frames/s in the window), lag_s (the largest ingest
+              lag seen, s: a batch's receipt by the link reader to its processing; also
+              lag_s_p99 and lag_s_max), junk_rejected
               (by reason), phantom_devices (sessions that are not the genuine devices'), and
               against the clean run: accepted_ratio_vs_clean, fps_ratio_vs_clean,
               lag_ratio_vs_clean; ratio_vs_bare: accepted_fps / the bare-recv row (when run).
@@ -511,6 +512,7 @@ def _junk_cell(devices, seconds, junk_per_s, keyfile):
                    "genuine_lost": max(0, out["sent"] - accepted),
                    "loss": round(max(0.0, 1.0 - accepted / max(1, out["sent"])), 4),
                    "accepted_fps": round((a1 - a0) / dt),
+                   "lag_s": round(max(lags) if lags else 0.0, 4),
                    "lag_s_p99": round(_pct(lags, 0.99) or 0.0, 4),
                    "lag_s_max": round(max(lags) if lags else 0.0, 4),
                    "junk_rejected": {k: v - rej0.get(k, 0) for k, v in sorted(rej.items())

@@ -200,7 +200,9 @@ class HostFrames:
         return f
 
     # ------------------------------------------------------------------ answers
-    def _ack(self, acked_type, status, ref):
+    def ack(self, acked_type, status, ref):
+        """Send ACK(acked_type, status, ref) to the host (public: the session handshake sends
+        its proof through it); no allocation beyond the encoder's slot."""
         b = self.beat
         tm = b.time
         b.link.send(b.enc.ack(tm.era, tm.off, acked_type, status, ref & 0xFFFFFFFF))
@@ -228,16 +230,16 @@ class HostFrames:
             self._error(P.ERR_CONFIG_KEY if unsup else P.ERR_CONFIG_VALUE, W.CONFIG, version,
                         _key_text(key_of(e)))
             self.last_error = message_of(e)
-            self._ack(W.CONFIG, P.ACK_UNSUPPORTED if unsup else P.ACK_BAD_VALUE, version)
+            self.ack(W.CONFIG, P.ACK_UNSUPPORTED if unsup else P.ACK_BAD_VALUE, version)
             return
         except ValueError as e:      # a setter refused after the rules passed: rolled back
             self.config_rejected += 1
             self._error(P.ERR_CONFIG_VALUE, W.CONFIG, version, "apply")
             self.last_error = str(e)
-            self._ack(W.CONFIG, P.ACK_BAD_VALUE, version)
+            self.ack(W.CONFIG, P.ACK_BAD_VALUE, version)
             return
         self.configs += 1
-        self._ack(W.CONFIG, P.ACK_OK, version)
+        self.ack(W.CONFIG, P.ACK_OK, version)
         b.witness(P.WITNESS_CONFIG_APPLIED, 0, version & 0x3FFFFFFF)
 
     def on_model(self, version, bias, w_level, w_kurt, w_crest, w_anoms):
@@ -245,24 +247,24 @@ class HostFrames:
         try:
             b.m.set_model(bias, w_level, w_kurt, w_crest, w_anoms)
         except ValueError as e:
-            self._ack(W.MODEL, P.ACK_BAD_VALUE, version)
+            self.ack(W.MODEL, P.ACK_BAD_VALUE, version)
             self._error(P.ERR_CONFIG_VALUE, W.MODEL, version, str(e))
             return
         self.models += 1
-        self._ack(W.MODEL, P.ACK_OK, version)
+        self.ack(W.MODEL, P.ACK_OK, version)
         b.witness(P.WITNESS_MODEL_APPLIED, 0, version & 0x3FFFFFFF)
 
     def on_clear(self, ref):
         b = self.beat
         if not b.quarantined:
-            self._ack(W.CLEAR, P.ACK_OK, ref)
+            self.ack(W.CLEAR, P.ACK_OK, ref)
             return
         if not b.queue.can_clear():
             self.clears_refused += 1
-            self._ack(W.CLEAR, P.ACK_BUSY, ref)
+            self.ack(W.CLEAR, P.ACK_BUSY, ref)
             self._error(P.ERR_BUSY, W.CLEAR, ref, "witness q full")
             return
         b.clear_quarantine()
         self.clears += 1
-        self._ack(W.CLEAR, P.ACK_OK, ref)
+        self.ack(W.CLEAR, P.ACK_OK, ref)
         b.witness(P.WITNESS_QUARANTINE_CLEARED, 0, ref & 0x3FFFFFFF)

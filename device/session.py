@@ -109,7 +109,7 @@ class Handshake:
             h.auth = sk
             self.pending = False
             self.sessions += 1
-            h._ack(W.CHALLENGE, P.ACK_OK, seq)     # the proof: our first frame under SK
+            h.ack(W.CHALLENGE, P.ACK_OK, seq)     # the proof: our first frame under SK
             return True
         try:
             f = check_frame(data, self)

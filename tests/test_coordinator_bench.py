@@ -8,14 +8,40 @@ from becomingone.bench import ingest as bench_ingest
 def test_bench_ingest_rows_quick():
     p = argparse.ArgumentParser()
     bench_ingest.add_arguments(p)
-    args = p.parse_args(["--frames", "4000", "--devices", "50", "--no-footprint"])
+    args = p.parse_args(["--frames", "4000", "--devices", "50", "--no-footprint",
+                         "--junk-rates", "0,2000", "--junk-devices", "10"])
     args.quick = True
-    rows = {r["name"]: r for r in bench_ingest.collect(args)}
+    all_rows = bench_ingest.collect(args)
+    rows = {r["name"]: r for r in all_rows}
     for name in ("bare-recv", "becomingone"):
         r = rows[name]
         assert r["frames_per_s"] > 0 and r["sent"] == 4000
         assert r["lost"] >= 0
     assert rows["becomingone"]["ratio_vs_bare"] > 0
+    # every frame the generator sent reached the coordinator as a device's (HELLO first)
+    assert not rows["becomingone"].get("rejected"), rows["becomingone"]
+    junk = [r for r in all_rows if r["name"] == "junk-mix"]
+    assert [r["junk_per_s"] for r in junk] == [0, 2000], junk
+    clean, mixed = junk
+    for r in junk:
+        assert r["genuine_sent"] > 0 and r["genuine_accepted"] + r["genuine_lost"] >= \
+            r["genuine_sent"] and r["phantom_devices"] == 0, r
+        assert r["ratio_vs_bare"] > 0 and "lag_s_p99" in r
+    assert clean["junk_sent"] == 0 and clean["accepted_ratio_vs_clean"] == 1.0
+    # the junk is counted by reason, every datagram of it
+    assert mixed["junk_sent"] > 0 and sum(mixed["junk_rejected"].values()) == mixed["junk_sent"]
+    assert mixed["fps_ratio_vs_clean"] > 0 and mixed["accepted_ratio_vs_clean"] > 0
+
+
+def test_junk_is_the_worst_mix():
+    """Alternating TELEMETRY-typed datagrams with a correct CRC and other types."""
+    from shared import protocol as P
+    from shared.crc import crc32
+    junk = bench_ingest.junk_datagrams(40)
+    assert all(j[1] == P.TELEMETRY and len(j) == P.HEADER_LEN + P.TELEMETRY_LEN + P.CRC_LEN
+               for j in junk[0::2])
+    assert sum(j[1] != P.TELEMETRY for j in junk[1::2]) >= 15
+    assert all(crc32(j[:-4]) == int.from_bytes(j[-4:], "little") for j in junk)
 
 
 def test_frames_are_valid_telemetry():

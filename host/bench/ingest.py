@@ -19,6 +19,21 @@ Rows
               master_ring_mb_bound: the Master's rings for 100 devices (host/core/master.py);
               rss_mb_100_devices_fine_span_2s: the same with master.fine_span = 2 s;
               rss_mb_100_devices_no_http: the same with the HTTP server off
+  junk-mix    genuine keyed devices (wire v3: each one's session handshake first, then its
+              beats at the default period, signed with the session key; the sender of
+              `becomingone bench cell`) into a real cell (becomingone/cell.py, default config,
+              HTTP off) while a second process sends junk at junk_per_s: datagrams alternating
+              TELEMETRY-typed (a plausible header from a random device id, the right length,
+              random payload, a correct CRC: no key is needed for any of it) and other types
+              and lengths (issue 13's worst mix). One row per rate (--junk-rates, default
+              0,2000,5000; 0 is the clean run the others are compared with, same invocation).
+              Columns: junk_per_s, junk_sent, genuine_sent, genuine_accepted, genuine_lost,
+              loss, accepted_fps (genuine frames/s in the window), lag_s (the largest ingest
+              lag seen, s: a batch's receipt by the link reader to its processing; also
+              lag_s_p99 and lag_s_max), junk_rejected
+              (by reason), phantom_devices (sessions that are not the genuine devices'), and
+              against the clean run: accepted_ratio_vs_clean, fps_ratio_vs_clean,
+              lag_ratio_vs_clean; ratio_vs_bare: accepted_fps / the bare-recv row (when run).
 Columns: frames_per_s, lost (= sent - accepted), sent, offered_per_s, ratio_vs_bare.
 
 The load generator is a separate process (`python -m becomingone.bench.ingest --gen ...`) sending
@@ -59,6 +74,14 @@ def add_arguments(p):
     p.add_argument("--frames", type=int, default=None, help="frames per run (default 300000, quick 40000)")
     p.add_argument("--devices", type=int, default=500, help="emulated devices in the load")
     p.add_argument("--no-footprint", action="store_true", help="skip the footprint row")
+    p.add_argument("--junk-rates", default="0,2000,5000",
+                   help="junk datagrams/s of the junk-mix rows, comma-separated (0: the clean run "
+                   "the others are compared with; empty: no junk-mix rows)")
+    p.add_argument("--junk-devices", type=int, default=40,
+                   help="genuine keyed devices in the junk-mix rows (237.5 frames/s each)")
+    p.add_argument("--junk-seconds", type=float, default=3.0, help="measured window of a junk-mix row")
+    p.add_argument("--only-junk", action="store_true",
+                   help="only the bare-recv row (for ratio_vs_bare) and the junk-mix rows")
 
 
 def build_frames(n, devices, start_seq=0):
@@ -92,15 +115,31 @@ def build_frames(n, devices, start_seq=0):
     return a.tobytes()
 
 
+HELLO = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0,
+         "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
+         "adc_bits": 12, "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1,
+         "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0,
+         "kairos_decim": 4, "counts_per_unit_q4": 2048, "nonce": bytes(16)}
+WARM_FRAMES = 2            # per device before the measured run: its HELLO (seq 0), one beat
+
+
 def _generator(port, n, devices, rate):
-    blob = build_frames(n + devices, devices)      # the first `devices` frames: warm-up
+    # the first `devices` frames: warm-up; TELEMETRY from seq 1 (seq 0 is the HELLO)
+    blob = build_frames(n + devices, devices, start_seq=1)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     dest = ("127.0.0.1", port)
     sender = mmsg.MmsgSender(s, dest, blob, FRAME) if mmsg.available() else None
+    hellos = [P.encode(P.HELLO, HELLO, d, 0x1000 + d, 0) for d in range(1, devices + 1)]
     print("ready", flush=True)
     sys.stdin.readline()
-    for j in range(devices):                        # one frame per device, unmeasured
+    # unmeasured: each device's HELLO (a keyless device's boot is opened by its HELLO under
+    # the default admission, observe), then one beat per device
+    for j in range(devices):
+        s.sendto(hellos[j], dest)
+        if j % 64 == 63:
+            time.sleep(0.001)
+    for j in range(devices):
         s.sendto(blob[j * FRAME:(j + 1) * FRAME], dest)
         if j % 64 == 63:
             time.sleep(0.001)
@@ -166,7 +205,7 @@ def _bare(n, devices, rate):
     g = _Gen(s.getsockname()[1], n, devices, rate)
     buf = bytearray(2048)
     g.warm()
-    for _ in range(devices):
+    for _ in range(WARM_FRAMES * devices):
         s.recv_into(buf)
     got = 0
     t0 = g.go()
@@ -192,7 +231,7 @@ def _bare_mmsg(n, devices, rate):
     g = _Gen(s.getsockname()[1], n, devices, rate)
     g.warm()
     w = 0
-    while w < devices:
+    while w < WARM_FRAMES * devices:
         w += len(r.recv()[1])
     got = 0
     t0 = g.go()
@@ -225,7 +264,7 @@ def _ours(n, devices, rate):
             def done():
                 return cn["frames_accepted"] + cn["frames_rejected"]
             end = time.time() + 30
-            while done() < devices and time.time() < end:
+            while done() < WARM_FRAMES * devices and time.time() < end:
                 time.sleep(0.01)
             base_acc, base = cn["frames_accepted"], done()
             base_rej = dict(c.rejected)
@@ -319,23 +358,15 @@ def _footprint_child(devices, beats, fine_span=None, http=True):
         th.start()
         idle = _rss_mb()
         port = int(c.links[0].local_url.rsplit(":", 1)[1])
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        hello = {"board": "emu", "fw_major": 0, "fw_minor": 1, "fw_patch": 0, "capabilities": 0,
-                 "fs_hz": 1000, "period_us": 4211, "phase_step": 2147, "lag_samples": 10,
-                 "adc_bits": 12, "sum_shift": 0, "pow_bits": 16, "telemetry_every": 1,
-                 "spb_max": 32, "period_min_us": 500, "reset_cause": 1, "boot_flags": 0,
-                 "kairos_decim": 4, "counts_per_unit_q4": 2048, "nonce": bytes(16)}
-        for d in range(1, devices + 1):
-            s.sendto(P.encode(P.HELLO, hello, d, 0x1000 + d, 0), ("127.0.0.1", port))
-        time.sleep(0.3)
-        # the traffic comes from a separate generator process (its memory is not counted)
+        # the traffic (each device's HELLO, then its beats) comes from a separate generator
+        # process (its memory is not counted)
         g = _Gen(port, devices * beats, devices, 60000)
         g.warm()
         g.go()
         g.result()
-        sent = devices * beats + devices
+        sent = devices * beats + WARM_FRAMES * devices
         deadline = time.time() + 20
-        while c.counters["frames_received"] < sent + devices and time.time() < deadline:
+        while c.counters["frames_received"] < sent and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(0.2)
         if http:
@@ -361,13 +392,195 @@ def _footprint(beats, fine_span=None, http=True):
         return {"error": " ".join((r.stderr or r.stdout).strip().splitlines()[-1:])}
 
 
+# ------------------------------------------------------------------ junk-mix
+def junk_datagrams(n, seed=13):
+    """n junk datagrams of issue 13's worst mix: even ones TELEMETRY-typed (version, type and
+    length right, a random device id, boot, seq and payload, a correct CRC), odd ones of other
+    types (HELLO, WITNESS, HEARTBEAT, ACK or any byte) and random lengths, some with the AUTH
+    flag, with a correct CRC too."""
+    import random
+    from shared.crc import crc32_store
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        if i % 2 == 0:
+            k = P.HEADER_LEN + P.TELEMETRY_LEN
+            b = bytearray(rng.randbytes(k + P.CRC_LEN))
+            b[0] = P.VERSION << 4
+            b[1] = P.TELEMETRY
+        else:
+            k = rng.randrange(8, 80)
+            b = bytearray(rng.randbytes(k + P.CRC_LEN))
+            b[0] = (P.VERSION << 4) | rng.choice((0, P.FLAG_AUTH))
+            b[1] = rng.choice((P.HELLO, P.WITNESS, P.HEARTBEAT, P.ACK, rng.randrange(256)))
+        crc32_store(b, k)
+        out.append(bytes(b))
+    return out
+
+
+def _junk_sender(port, rate, seconds):
+    """Process: junk at `rate` datagrams/s for `seconds` s after "go"; prints what it sent."""
+    junk = junk_datagrams(8192)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    dest = ("127.0.0.1", port)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.perf_counter()
+    sent = 0
+    n = len(junk)
+    send = s.sendto
+    while True:
+        el = time.perf_counter() - t0
+        if el >= seconds:
+            break
+        due = int(el * rate)
+        while sent < due:
+            try:
+                send(junk[sent % n], dest)
+            except OSError:
+                pass
+            sent += 1
+        time.sleep(0.001)
+    print(json.dumps({"sent": sent, "seconds": time.perf_counter() - t0}), flush=True)
+
+
+def _junk_cell(devices, seconds, junk_per_s, keyfile):
+    """Process: a cell with `devices` keyed devices (the cell bench's sender) and junk at
+    junk_per_s; prints the row's figures as JSON."""
+    from becomingone.bench.cell import BOOT_BASE, TAIL_S, WARM_S, _pct, _Sender, _settle
+    from becomingone.ingest.keystore import Keystore
+    with open(keyfile) as f:
+        keys = {int(d): bytes.fromhex(k) for d, k in json.load(f).items()}
+    with tempfile.TemporaryDirectory(prefix="bo-junk-") as tmp:
+        cfg = load_config(overrides={"data_dir": tmp, "security.intrinsic": False})
+        ks = Keystore(None)
+        for d, k in keys.items():
+            ks.add(d, k)
+        ks.path = cfg.keystore_path()
+        ks.save()
+        cell = Cell(cfg, links=["udp://127.0.0.1:0"], control=False, http=False).start()
+        c = cell.coordinator
+        th = threading.Thread(target=c.run, daemon=True)
+        th.start()
+        port = int(c.links[0].local_url.rsplit(":", 1)[1])
+        g = j = None
+
+        def genuine():
+            n = 0
+            for d, s in list(c.sessions.current.items()):
+                if d in keys and s.boot_id == BOOT_BASE + d:
+                    n += s.by_type.get(P.TELEMETRY, 0)
+            return n
+        try:
+            g = _Sender(port, devices, seconds, keyfile, 1)
+            _settle(lambda: len(c.sessions.current) >= devices)
+            if junk_per_s:
+                j = subprocess.Popen([sys.executable, "-m", "becomingone.bench.ingest", "--junk",
+                                      str(port), str(junk_per_s), str(WARM_S + seconds + TAIL_S)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                if j.stdout.readline().strip() != "ready":
+                    raise RuntimeError("the junk sender did not start")
+            rej0 = dict(c.tally.all_rejected(c.links))
+            base = genuine()
+            g.go()
+            if j is not None:
+                j.stdin.write("go\n")
+                j.stdin.flush()
+            time.sleep(WARM_S)
+            a0, lags = genuine(), []
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < seconds:
+                lags.append(c.ingest_lag_us / 1e6)
+                time.sleep(0.05)
+            dt = time.monotonic() - t0
+            a1 = genuine()
+            out = g.result()
+            junk = json.loads(j.stdout.readline()) if j is not None else {"sent": 0}
+            end = time.monotonic() + 5.0          # what is queued gets processed
+            last = -1
+            while time.monotonic() < end:
+                cur = genuine()
+                if cur - base >= out["sent"] or cur == last:
+                    break
+                last = cur
+                time.sleep(0.3)
+            accepted = genuine() - base
+            rej = c.tally.all_rejected(c.links)
+            res = {"junk_per_s": junk_per_s, "junk_sent": junk["sent"], "devices": devices,
+                   "genuine_sent": out["sent"], "genuine_accepted": accepted,
+                   "genuine_lost": max(0, out["sent"] - accepted),
+                   "loss": round(max(0.0, 1.0 - accepted / max(1, out["sent"])), 4),
+                   "accepted_fps": round((a1 - a0) / dt),
+                   "lag_s": round(max(lags) if lags else 0.0, 4),
+                   "lag_s_p99": round(_pct(lags, 0.99) or 0.0, 4),
+                   "lag_s_max": round(max(lags) if lags else 0.0, 4),
+                   "junk_rejected": {k: v - rej0.get(k, 0) for k, v in sorted(rej.items())
+                                     if v - rej0.get(k, 0)},
+                   "phantom_devices": sum(1 for d in c.sessions.current if d not in keys),
+                   "overload": c.tally.overload}
+        finally:
+            for p in (g, j):
+                if p is None:
+                    continue
+                if isinstance(p, subprocess.Popen):
+                    if p.poll() is None:
+                        p.kill()                  # by PID: the junk sender we started
+                    p.wait(5)
+                else:
+                    p.close()
+            c.stop()
+            th.join(30)
+    print(json.dumps(res), flush=True)
+
+
+def junk_rows(rates, devices, seconds, bare_fps=None):
+    """The junk-mix rows: one child process per rate (each a fresh cell), the rate-0 run first
+    (the clean run), ratios against it."""
+    from becomingone.bench.cell import _keys
+    rows = []
+    clean = None
+    with tempfile.TemporaryDirectory(prefix="bo-bench-junk-") as work:
+        _keys(work, devices)
+        keyfile = "%s/keys-%d.json" % (work, devices)
+        for rate in sorted(rates):
+            r = subprocess.run([sys.executable, "-m", "becomingone.bench.ingest", "--junk-cell",
+                                str(devices), str(seconds), str(rate), keyfile],
+                               capture_output=True, text=True, timeout=300)
+            try:
+                row = json.loads(r.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                row = {"junk_per_s": rate, "error": " ".join(
+                    (r.stderr or r.stdout).strip().splitlines()[-1:])}
+                rows.append(dict(name="junk-mix", **row))
+                continue
+            if rate == 0:
+                clean = row
+            if clean is not None and "genuine_accepted" in clean:
+                ca = clean["genuine_accepted"] / max(1, clean["genuine_sent"])
+                ra = row["genuine_accepted"] / max(1, row["genuine_sent"])
+                row["accepted_ratio_vs_clean"] = round(ra / ca, 4) if ca else None
+                row["fps_ratio_vs_clean"] = (round(row["accepted_fps"] / clean["accepted_fps"], 3)
+                                             if clean["accepted_fps"] else None)
+                row["lag_ratio_vs_clean"] = (round(row["lag_s_p99"] / clean["lag_s_p99"], 2)
+                                             if clean["lag_s_p99"] else None)
+            row["ratio_vs_bare"] = round(row["accepted_fps"] / bare_fps, 4) if bare_fps else None
+            rows.append(dict(name="junk-mix", **row))
+    return rows
+
+
 def collect(args):
     quick = getattr(args, "quick", False)
     n = args.frames or (40000 if quick else 300000)
     devices = args.devices
+    rates = [int(x) for x in (getattr(args, "junk_rates", "") or "").split(",") if x.strip()]
+    jdev = getattr(args, "junk_devices", 40)
+    jsec = getattr(args, "junk_seconds", 3.0) if not quick else 2.0
     rows = []
     bare = _sustained(lambda n_, d_, r_: _bare(n_, d_, r_), n, devices)
     rows.append(dict(name="bare-recv", **bare))
+    if getattr(args, "only_junk", False):
+        return rows + junk_rows(rates, jdev, jsec, bare["frames_per_s"])
     if mmsg.available():
         rows.append(dict(name="bare-recvmmsg", **_sustained(_bare_mmsg, n, devices)))
     ours = _sustained(_ours, n, devices)
@@ -386,11 +599,17 @@ def collect(args):
             fp["rss_mb_100_devices_fine_span_2s"] = fp2.get("rss_mb_100_devices")
             fp["rss_mb_100_devices_no_http"] = _footprint(beats, http=False).get("rss_mb_100_devices")
         rows.append(dict(name="footprint", **fp))
+    if rates:
+        rows += junk_rows(rates, jdev, jsec, bare["frames_per_s"])
     return rows
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--gen":
+    if sys.argv[1] == "--junk":
+        _junk_sender(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+    elif sys.argv[1] == "--junk-cell":
+        _junk_cell(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif sys.argv[1] == "--gen":
         _generator(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
     elif sys.argv[1] == "--footprint":
         _footprint_child(int(sys.argv[2]), int(sys.argv[3]),

@@ -69,12 +69,19 @@ def _live_table(emu):
     rej = st.get("frames_rejected") or {}
     return device_table(
         rows, title="BecomingONE emulation  t=%.0fs  data: %s" % (emu.elapsed(), emu.data_dir),
-        caption="frames received %s, accepted %s, rejected %d%s; witness committed %s/%s; "
+        caption="frames received %s, accepted %s, %s rejected %d%s; witness committed %s/%s; "
                 "ledger %s" % (st.get("frames_received"), st.get("frames_accepted"),
-                               sum(rej.values()), " (%s)" % ", ".join(
+                               _awaiting(st), sum(rej.values()), " (%s)" % ", ".join(
                                    "%s %d" % kv for kv in sorted(rej.items())) if rej else "",
                                w.get("committed"), w.get("received"),
                                (st.get("ledger") or {}).get("size")))
+
+
+def _awaiting(st):
+    """The frames devices sent before their session handshake completed: not rejections (a
+    device beats before its CHALLENGE comes back; docs/HOST.md "Sessions")."""
+    n = st.get("frames_awaiting_handshake") or 0
+    return "before handshake %d," % n if n else ""
 
 
 def _mqtt_overrides(spec):
@@ -134,8 +141,10 @@ def run(args):
         def live(e):
             if e.elapsed() >= state["next"]:
                 st = e.status()
-                print("t=%4.0fs devices=%s frames=%s rejected=%s witness=%s ledger=%s" % (
+                print("t=%4.0fs devices=%s frames=%s before_handshake=%s rejected=%s witness=%s "
+                      "ledger=%s" % (
                     e.elapsed(), st.get("devices_seen"), st.get("frames_received"),
+                    st.get("frames_awaiting_handshake") or 0,
                     sum((st.get("frames_rejected") or {}).values()),
                     (st.get("witness") or {}).get("committed"),
                     (st.get("ledger") or {}).get("size")))
@@ -167,7 +176,7 @@ def run(args):
     write_summary(summary, path)
     short = {k: summary[k] for k in (
         "runtime", "devices_seen", "frames_sent", "frames_received", "frames_rejected",
-        "lateness_us", "collapses", "decisions", "witness_sent", "witness_in_ledger",
+        "frames_awaiting_handshake", "lateness_us", "collapses", "decisions", "witness_sent", "witness_in_ledger",
         "ledger_entries", "ledger_verified")}
     print(json.dumps(short, indent=1, sort_keys=True))
     exe = sys.argv[0] if sys.argv else ""

@@ -59,8 +59,9 @@ def run(args):
                                                      l["frames_in"], l["frames_out"]))
     print("devices      %d seen, %d online%s" % (st.get("devices_seen", 0), st.get("devices_online", 0),
                                               "" if st.get("running") else " when it stopped"))
-    print("frames       %d received, %d accepted, %d rejected %s" % (
-        st.get("frames_received", 0), st.get("frames_accepted", 0), sum(rej.values()),
+    print("frames       %d received, %d accepted, %d before a handshake, %d rejected %s" % (
+        st.get("frames_received", 0), st.get("frames_accepted", 0),
+        st.get("frames_awaiting_handshake", 0), sum(rej.values()),
         ", ".join("%s %d" % kv for kv in sorted(rej.items()))))
     print("witness      %d received, %d committed, %d acked, %d rejected (pow), %d pending" % (
         w.get("received", 0), w.get("committed", 0), w.get("acked", 0), w.get("rejected_pow", 0),

@@ -108,9 +108,11 @@ class Coordinator:
                                  on_new_session=self._new_session,
                                  takeover_s=cfg.devices.takeover_s,
                                  max_unkeyed=a.max_unkeyed_devices,
-                                 unkeyed_idle_s=cfg.devices.unkeyed_idle_s)
+                                 unkeyed_idle_s=cfg.devices.unkeyed_idle_s,
+                                 hello_first=a.unknown_devices != "accept")
         self.sender = FrameSender(self.admission.has_key, self.counters)
-        self.handshakes = Handshakes(self.admission, self.sessions, self.sender, self.counters)
+        self.handshakes = Handshakes(self.admission, self.sessions, self.sender, self.counters,
+                                     reject=self.tally.reject)
         self.devconfig = DeviceConfigs(device_defaults(cfg),
                                        os.path.join(self.data_dir, "devconfig.json"),
                                        send=self._send_config, ledger_append=self._config_record,
@@ -518,6 +520,7 @@ class Coordinator:
             "devices_online": sum(1 for s in self.sessions.current.values() if s.online),
             "frames_received": c["frames_received"], "frames_accepted": c["frames_accepted"],
             "frames_rejected": self.tally.all_rejected(self.links),
+            "frames_awaiting_handshake": c["frames_awaiting_handshake"],
             "frames_sent": c["frames_sent"],
             "beats": c["beats"],
             "witness": {"received": c["witness_received"], "committed": c["witness_committed"],

@@ -23,7 +23,13 @@ and `request_rate` per second in all), which makes the device send HELLO again.
     hs.hello(link, addr, frame)        a K-tagged HELLO: pending handshake + CHALLENGE
     hs.complete(pending) -> (session, opened)
     hs.request(link, addr, device_id, boot_id)
+    hs.hold(device_id, boot_id, n) -> bool  n frames under K before the proof: held, not refused
     hs.expire(now); hs.summary()
+
+Frames of a boot whose handshake is pending that verify under the device key K (the device's
+first beats, sent before the CHALLENGE came back) are not ingested and not rejections either:
+they are counted as `frames_awaiting_handshake` (status, the live table). If that handshake
+expires or is displaced unproven, they move to the rejections as "no_session" (`reject`).
 """
 import collections
 import time
@@ -41,13 +47,14 @@ class Pending:
     and the session key the proof must carry."""
 
     __slots__ = ("device_id", "boot_id", "device_nonce", "host_nonce", "auth", "hello", "link",
-                 "addr", "t", "challenges")
+                 "addr", "t", "challenges", "early")
 
     def __init__(self, device_id, boot_id, device_nonce, host_nonce, auth, hello, link, addr, t):
         self.device_id, self.boot_id = device_id, boot_id
         self.device_nonce, self.host_nonce, self.auth = device_nonce, host_nonce, auth
         self.hello, self.link, self.addr, self.t = hello, link, addr, t
         self.challenges = 0
+        self.early = 0           # frames under K of this boot held before the proof
 
     def __repr__(self):
         return "<Pending dev=%d boot=%d key=***>" % (self.device_id, self.boot_id)
@@ -60,7 +67,7 @@ class Handshakes:
     nothing for bad input."""
 
     def __init__(self, admission, sessions, sender, counts, per_device=4, max_total=4096,
-                 ttl_s=10.0, request_every_s=1.0, request_rate=50.0):
+                 ttl_s=10.0, request_every_s=1.0, request_rate=50.0, reject=None):
         self.admission = admission
         self.sessions = sessions
         self.sender = sender
@@ -70,6 +77,7 @@ class Handshakes:
         self.ttl_s = ttl_s
         self.request_every_s = request_every_s
         self.request_rate = request_rate
+        self.reject = reject         # reject(reason, n): held frames of an unproven handshake
         self.pending = {}            # device_id -> OrderedDict((boot, device nonce) -> Pending)
         self.total = 0
         self._requested = {}         # device_id -> monotonic time of the last request
@@ -114,7 +122,7 @@ class Handshakes:
             if auth is None:                   # the key was removed meanwhile
                 return None
             while len(pend) >= self.per_device:
-                pend.popitem(last=False)
+                self._unproven(pend.popitem(last=False)[1])
                 self.total -= 1
                 self.counts["handshakes_displaced"] += 1
             if self.total >= self.max_total:
@@ -153,9 +161,11 @@ class Handshakes:
         self.counts["handshakes_completed"] += 1
         return s, opened
 
-    def request(self, link, addr, device_id, boot_id, now=None):
+    def request(self, link, addr, device_id, boot_id, now=None, keyless=False):
         """Ask a keyed device for a (new) handshake: a TIME_SYNC request tagged with its device
-        key, for another boot id (the device answers with HELLO). Rate limited; True if sent."""
+        key, for another boot id (the device answers with HELLO). keyless: ask a keyless
+        device for its HELLO the same way, unsigned (its boot has no session: "no_hello").
+        Rate limited (per device and in all); True if sent."""
         if link is None or addr is None:
             return False
         now = time.monotonic() if now is None else now
@@ -169,13 +179,13 @@ class Handshakes:
             self.counts["handshake_requests_shed"] += 1
             return False
         auth = self.admission.device_auth(device_id)
-        if auth is None:
+        if auth is None and not keyless:
             return False
         w[1] += 1
         self._requested[device_id] = now
         if len(self._requested) > 4 * self.max_total:
             self._requested.clear()
-        self.counts["handshake_requests"] += 1
+        self.counts["hello_requests" if auth is None else "handshake_requests"] += 1
         return self.sender.send_to(link, addr, P.TIME_SYNC,
                                    {"mode": P.SYNC_REQUEST, "host_t1_us": 0, "rx_era": 0,
                                     "rx_off": 0}, (boot_id + 1) & 0xFFFF or 1, auth)
@@ -185,13 +195,38 @@ class Handshakes:
         pend = self.pending.pop(device_id, None)
         if pend:
             self.total -= len(pend)
+            for p in pend.values():
+                self._unproven(p)
+
+    # ------------------------------------------------------------------ frames before the proof
+    def hold(self, device_id, boot_id, n=1):
+        """n frames of (device, boot) that verified under the device key K while its handshake
+        is pending: counted as awaiting the handshake (True); False when no handshake of that
+        boot is pending (the caller refuses them as "no_session")."""
+        pend = self.pending.get(device_id)
+        if not pend:
+            return False
+        for (b, _n), p in reversed(pend.items()):
+            if b == boot_id:
+                p.early += n
+                self.counts["frames_awaiting_handshake"] += n
+                return True
+        return False
+
+    def _unproven(self, p):
+        """A pending handshake ends without its proof: the frames it held are rejections."""
+        if p.early:
+            self.counts["frames_awaiting_handshake"] -= p.early
+            if self.reject is not None:
+                self.reject("no_session", p.early)
+            p.early = 0
 
     def expire(self, now=None):
         now = time.monotonic() if now is None else now
         for dev in list(self.pending):
             pend = self.pending[dev]
             for k in [k for k, p in pend.items() if now - p.t > self.ttl_s]:
-                del pend[k]
+                self._unproven(pend.pop(k))
                 self.total -= 1
                 self.counts["handshakes_expired"] += 1
             if not pend:

@@ -239,11 +239,16 @@ class Sessions:
     on_new_session(session) is called for every session opened. lookup() refuses a retired
     boot ("stale_boot"), a keyed device's boot without a completed handshake ("no_session"), a
     keyless device's new boot while its current one is live ("unconfirmed_boot") and keyless
-    devices beyond max_unkeyed ("device_limit"); nothing raises for bad input."""
+    devices beyond max_unkeyed ("device_limit"); with hello_first (admission other than
+    accept), a keyless device's boot is opened only by its HELLO (or the boot current when
+    the host stopped): any other frame of a boot with no session is refused ("no_hello"), so
+    junk that happens to be well formed opens no phantom device. Nothing raises for bad
+    input."""
 
     def __init__(self, path=None, max_old_boots=32, timeout_s=10.0, on_new_session=None,
-                 takeover_s=2.0, max_unkeyed=256, unkeyed_idle_s=600.0):
+                 takeover_s=2.0, max_unkeyed=256, unkeyed_idle_s=600.0, hello_first=False):
         self.path = path
+        self.hello_first = bool(hello_first)
         self.max_old_boots = max_old_boots
         self.timeout_s = timeout_s
         self.takeover_s = float(takeover_s)
@@ -296,7 +301,8 @@ class Sessions:
 
     def lookup(self, device_id, boot_id, msg_type, now=None, keyed=False):
         """The session for a frame, or (None, reason) when refused: "stale_boot",
-        "no_session" (a keyed device's boot that has not completed the handshake),
+        "no_session" (a keyed device's boot that has not completed the handshake), "no_hello"
+        (hello_first: a keyless device's boot with no session, not by a HELLO),
         "unconfirmed_boot" (a keyless device's other boot while its current one is live),
         "device_limit" (max_unkeyed keyless devices taken in already)."""
         s = self.current.get(device_id)
@@ -309,6 +315,9 @@ class Sessions:
         if o is not None and boot_id in o:
             self.counters["stale_boot"] += 1
             return None, "stale_boot"
+        if self.hello_first and msg_type != P.HELLO and self.resume.get(device_id) != boot_id:
+            self.counters["no_hello"] += 1
+            return None, "no_hello"
         if s is not None and now - s.last_seen < self.takeover_s:
             self.counters["unconfirmed_boot"] += 1
             return None, "unconfirmed_boot"

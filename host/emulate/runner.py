@@ -377,6 +377,7 @@ class Emulation:
             "frames_received": st.get("frames_received", 0),
             "frames_accepted": st.get("frames_accepted", 0),
             "frames_rejected": st.get("frames_rejected", {}),
+            "frames_awaiting_handshake": st.get("frames_awaiting_handshake", 0),
             "lateness_us": {"p50": sorted(p50s)[len(p50s) // 2] if p50s else None,
                             "p99": max(p99s) if p99s else None},
             "collapses": {"emissary": dev_collapses, "sync": lf["host_collapses"],

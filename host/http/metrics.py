@@ -56,6 +56,10 @@ class CoordinatorCollector:
         for reason, n in sorted((st.get("frames_rejected") or {}).items()):
             rej.add_metric([reason], float(n))
         yield rej
+        # a gauge: held frames of a handshake that expires unproven move to frames_rejected
+        yield gauge("frames_awaiting_handshake", "Frames devices sent before their session "
+                    "handshake completed (held, not rejections)",
+                    st.get("frames_awaiting_handshake") or 0)
         yield counter("beats", "TELEMETRY beats integrated", st.get("beats"))
         yield gauge("devices_seen", "Devices with a current session", st.get("devices_seen"))
         yield gauge("devices_online", "Devices heard from within devices.session_timeout_s",

@@ -172,7 +172,7 @@ SCHEMAS = {
         "running": BOOL, "pid": INT, "uptime_s": NUM, "data_dir": STR,
         "devices_seen": INT, "devices_online": INT, "frames_received": INT, "frames_accepted": INT,
         "frames_rejected": {"type": "object", "additionalProperties": INT}, "frames_sent": INT,
-        "beats": INT, "witness": {"type": "object"}, "ledger": {"type": "object"},
+        "frames_awaiting_handshake": INT, "beats": INT, "witness": {"type": "object"}, "ledger": {"type": "object"},
         "sessions": {"type": "object", "additionalProperties": REF("Device")}},
         ["running", "devices_seen", "frames_received", "frames_accepted", "frames_rejected",
          "frames_sent", "ledger", "sessions"]),

@@ -122,12 +122,18 @@ class Ingest:
         path in order, then the TELEMETRY frames are batch-decoded together."""
         self.tally.counts["frames_received"] += len(frames)
         fast, fast_signed, addrs = [], [], {}
+        hs = self.handshakes
         for item in frames:
             data = item[0]
             if len(data) >= _MIN_FRAME and data[1] == P.TELEMETRY:
                 (fast_signed if data[0] & _AUTH else fast).append(data)
                 addrs[data[2] | data[3] << 8] = item[1]
                 continue
+            if fast_signed and hs is not None and hs.pending and len(data) >= _MIN_FRAME and \
+                    data[1] == P.ACK and (data[2] | data[3] << 8) in hs.pending:
+                # a handshake's proof, maybe: the TELEMETRY before it first (see _before_proof)
+                self.telemetry_batch(link, fast_signed, addrs, signed=True)
+                fast_signed = []
             self._decode(link, item[1], data, t_us)
         if fast:
             self.telemetry_batch(link, fast, addrs)
@@ -147,9 +153,21 @@ class Ingest:
         else:
             f, kind, pend = rx.decode_first(data, cands)
         if f is None:
-            self.tally.reject(rx.last_error[0] if rx.last_error else "frame")
+            reason = rx.last_error[0] if rx.last_error else "frame"
+            if reason == "auth" and cands and self._held(data, cands):
+                return
+            self.tally.reject(reason)
             return
         self.frame(link, addr, f, len(data), t_us, kind, pend)
+
+    def _held(self, data, cands):
+        """A frame that verified under none of its boot's keys while that boot's handshake is
+        pending and no session of that boot exists: held as awaiting the handshake if it
+        verifies under the device key K (the device's first frames; see _no_session)."""
+        if any(kind != "pending" for _a, kind, _p in cands):
+            return False
+        dev, boot = data[2] | (data[3] << 8), data[4] | (data[5] << 8)
+        return self._under_device_key(dev, data) and self.handshakes.hold(dev, boot)
 
     def _no_session(self, link, addr, data):
         """A keyed device's frame under no key we hold (the host restarted, or the device's
@@ -162,10 +180,35 @@ class Ingest:
         if rx.last_error and rx.last_error[0] != "auth":
             self.tally.reject(rx.last_error[0])
             return
-        self.tally.reject("no_session")
         dev, boot = data[2] | (data[3] << 8), data[4] | (data[5] << 8)
-        if not self._pending(dev, boot):
-            self.handshakes.request(link, addr, dev, boot)
+        if self._pending(dev, boot):
+            # the device's first frames, under K, before its CHALLENGE came back: held
+            # (frames_awaiting_handshake), not a rejection, unless the handshake never completes
+            if self._under_device_key(dev, data) and self.handshakes.hold(dev, boot):
+                return
+            self.tally.reject("no_session")
+            return
+        if dev in self.sessions.auths and not self._under_device_key(dev, data):
+            # the device holds a session of another boot with us, and this frame verifies under
+            # neither that boot's key nor K: a frame of a retired boot, or a forgery (a real
+            # device's new boot tags with K until its handshake; a host restart leaves no
+            # session at all)
+            o = self.sessions.old_boots.get(dev)
+            self.tally.reject("stale_boot" if o is not None and boot in o else "auth")
+            return
+        self.tally.reject("no_session")
+        self.handshakes.request(link, addr, dev, boot)
+
+    def _under_device_key(self, dev, data):
+        """True if frame `data` verifies under device `dev`'s own key K (no replay state)."""
+        auth = self.admission.device_auth(dev)
+        if auth is None:
+            return False
+        try:
+            P.decode(data, auth=auth)
+        except Exception:  # noqa: BLE001 - any refusal: not a frame of the device under K
+            return False
+        return True
 
     def _pending(self, dev, boot):
         pend = self.handshakes.pending.get(dev)
@@ -186,10 +229,35 @@ class Ingest:
             self._fast_rows(link, blk, np.arange(n))
             return
         slow = np.flatnonzero(~fast)
+        early = self._before_proof(d, slow, fast)
+        if early is not None:
+            self._fast_rows(link, blk, early)
+            fast[early] = False
         for data, addr in blk.items(slow.tolist()):
             self._decode(link, addr, data, t_us)
-        if len(slow) < n:
+        if fast.any():
             self._fast_rows(link, blk, np.flatnonzero(fast))
+
+    def _before_proof(self, d, slow, fast):
+        """The TELEMETRY rows of a block that must be taken before its other rows: those of a
+        device with a pending handshake that arrived before an ACK from it in the block (the
+        proof, taken on the per-frame path, would otherwise come first and the device's frames
+        under K of before it would fail under the new session key). None when there are none
+        (always, but while a handshake is pending)."""
+        hs = self.handshakes
+        if hs is None or not hs.pending or not len(slow) or d.shape[1] < _MIN_FRAME:
+            return None
+        acks = slow[d[slow, 1] == P.ACK]
+        if not len(acks):
+            return None
+        adev = d[acks, 2].astype(np.int64) | (d[acks, 3].astype(np.int64) << 8)
+        rows = np.arange(len(fast))
+        fdev = d[:, 2].astype(np.int64) | (d[:, 3].astype(np.int64) << 8)
+        early = np.zeros(len(fast), dtype=bool)
+        for dev, row in zip(adev.tolist(), acks.tolist()):
+            if dev in hs.pending:
+                early |= fast & (fdev == dev) & (rows < row)
+        return np.flatnonzero(early) if early.any() else None
 
     def _fast_rows(self, link, blk, idx_all):
         """TELEMETRY rows: one batch decode per (frame size, signed or not)."""
@@ -218,7 +286,7 @@ class Ingest:
             self.telemetry_batch(link, blob, addrs, frame_size=size, raw_addrs=True,
                                  signed=bool(signed))
 
-    def _admit(self, dev, boot, mtype, nbytes, keyed=False):
+    def _admit(self, dev, boot, mtype, nbytes, keyed=False, link=None, addr=None):
         lv, reason = self.admission.admit(dev, mtype, nbytes - P.HEADER_LEN - P.CRC_LEN)
         if lv is None:
             self.tally.reject(reason)
@@ -226,8 +294,16 @@ class Ingest:
         s, reason = self.sessions.lookup(dev, boot, mtype, keyed=keyed)
         if s is None:
             self.tally.reject(reason)
+            if reason == "no_hello":
+                self._ask_hello(link, addr, dev, boot)
             return None, None
         return lv, s
+
+    def _ask_hello(self, link, addr, dev, boot):
+        """A keyless device's frame of a boot with no session (its HELLO was lost, or junk):
+        ask the sender for a HELLO (rate limited: handshakes.request)."""
+        if self.handshakes is not None:
+            self.handshakes.request(link, addr, dev, boot, keyless=True)
 
     # ------------------------------------------------------------------ per frame
     def frame(self, link, addr, f, nbytes, t_us, kind=None, pending=None):
@@ -249,7 +325,7 @@ class Ingest:
             if opened or s.hello is None or s.hello.get("nonce") != pending.hello.get("nonce"):
                 s.link, s.addr = link, addr
                 self.sink.hello(s, pending.hello)
-        lv, s = self._admit(f.device_id, f.boot_id, f.type, nbytes, keyed)
+        lv, s = self._admit(f.device_id, f.boot_id, f.type, nbytes, keyed, link, addr)
         if s is None:
             return
         r = s.note_seq(f.seq)
@@ -299,20 +375,51 @@ class Ingest:
             devs = np.fromiter((d[2] | d[3] << 8 for d in datas), dtype=np.int64, count=len(datas))
             boots = np.fromiter((d[4] | d[5] << 8 for d in datas), dtype=np.int64,
                                 count=len(datas))
-        u = np.unique(devs)
+        u = np.unique(devs).tolist()
         has = self.admission.has_key
-        missing = [d for d in u.tolist() if d not in skeys and has(d)]
-        if not missing:
+        missing = [d for d in u if d not in skeys and has(d)]
+        pending = self.handshakes.pending
+        # devices with a session of one boot and a handshake pending for another (a reboot)
+        other = [d for d in u if d in skeys and d in pending] if pending else []
+        if not missing and not other:
             return datas
         drop = np.isin(devs, missing)
-        self.tally.reject("no_session", int(drop.sum()))
+        refused = int(drop.sum())
+        cur = self.sessions.current
+        for d in other:
+            rows = np.flatnonzero(devs == d)
+            s = cur.get(d)
+            for b in set(boots[rows].tolist()) - {s.boot_id if s is not None else None}:
+                if not self._pending(d, b):
+                    continue                    # the decoder refuses them ("auth")
+                held = []
+                for i in rows[boots[rows] == b].tolist():
+                    row = bytes(arr[i]) if frame_size else datas[i]
+                    if self._under_device_key(d, row):
+                        held.append(i)
+                if held and self.handshakes.hold(d, b, len(held)):
+                    drop[held] = True
+        if not drop.any():
+            return datas
         for d in missing:
-            b = int(boots[np.flatnonzero(devs == d)[-1]])
+            rows = np.flatnonzero(devs == d)
+            b = int(boots[rows[-1]])
+            if self._pending(d, b):
+                # rows under K of the pending boot: held before the handshake (see _no_session)
+                held = 0
+                for i in rows.tolist():
+                    if int(boots[i]) == b:
+                        row = bytes(arr[i]) if frame_size else datas[i]
+                        held += self._under_device_key(d, row)
+                if held and self.handshakes.hold(d, b, held):
+                    refused -= held
+                continue
             ad = addrs.get(d)
             if ad is not None and raw_addrs:
                 ad = DatagramBlock.addr(ad)
-            if not self._pending(d, b):
-                self.handshakes.request(link, ad, d, b)
+            self.handshakes.request(link, ad, d, b)
+        if refused:
+            self.tally.reject("no_session", refused)
         if frame_size:
             return arr[~drop].tobytes()
         return [x for x, k in zip(datas, drop.tolist()) if not k]
@@ -417,6 +524,10 @@ class Ingest:
                 if s is None:
                     reject(reason, nf)
                     keep[a:b] = False
+                    if reason == "no_hello":
+                        ad = addrs.get(dev)
+                        self._ask_hello(link, DatagramBlock.addr(ad) if ad is not None and
+                                        raw_addrs else ad, dev, g_boot[g])
                     continue
             if k < nf:
                 rate.note_refused(dev)

@@ -48,6 +48,8 @@ from shared.wire_format import WITNESS_RECORD_FMT
 from shared.compat import micropython  # noqa: F401
 from shared.frame_encoder import witness_record_into
 from shared.kairos import PART_RE, PART_IM, PART_E0, PART_EL, PART_N, KBIAS, COLLAPSED
+from shared.vibration import LEVEL as _V_LEVEL, KURT as _V_KURT, CREST as _V_CREST, \
+    ANOMS as _V_ANOMS
 try:
     from shared.compat import ptr32    # CPython stand-in; viper has it built in
 except ImportError:
@@ -87,7 +89,9 @@ _SAT = const(0x3FFFFFFF)      # counters saturate here: small ints on a Pico, no
 # idle-time tuning (folded constants: no heap)
 _REPEAT_BEATS = const(14250)  # the same non-NOOP decision re-witnessed after ~1 min of beats
 _SPIN_US = const(150)         # busy-wait the last microseconds before a deadline
-_SLICE_HASHES = const(64)     # proof-of-work hashes per slice (bounded)
+_SLICE_HASHES = const(64)     # proof-of-work hashes per slice at most; fewer when the idle time
+#                               left holds fewer at the measured cost per hash (~370 us on a
+#                               Pico: 64 would be 24 ms, six beats)
 _MINE_MARGIN_US = const(800)  # mining stops this much earlier still: the process then sleeps
 #                               before each deadline (an OS scheduler wakes a sleeper sooner than
 #                               a process that used its time slice)
@@ -130,6 +134,8 @@ class Beat:
         self.hw = hw
         self.clock = hw.clock
         self.link = link
+        self._pumps = hasattr(link, "pump")
+        self._wifi = hasattr(hw, "wifi")
         self.enc = enc
         self.m = maths
         self.s = settings or Settings()
@@ -165,7 +171,8 @@ class Beat:
         # mining
         self.mining_slot = -1
         self.mining_id = 0
-        self.slice_est_us = 0
+        self.hash_est_us = -1         # what one proof-of-work hash costs (us, measured; -1 not
+        #                               yet: the first slice is one hash)
         self.gc_est_us = 1000
         self.learn_est_us = 600       # what a lag-search slice costs (measured; ~0.9 ms on a Pico)
         self.mf_est_us = 0            # what gc.mem_free() costs (it walks the heap: ~8 ms on a Pico)
@@ -191,7 +198,18 @@ class Beat:
         self.deadline = Deadline(t, self.m.period_q16())
         self.deadline.advance()
         self.hw.sampler.start(t)
+        if self.quarantined:          # restored at boot (device/latch.py): safe from beat 0
+            self.hw.pwm.safe()
+            self.pwm_duty = self.hw.pwm.duty
+            self.hw.led.set(1)
+        self.send_hello()
+        lt = self.latch
+        self.witness(C.WITNESS_BOOT, 0, lt.cause if lt is not None else 0)
+        if self.quarantined:
+            self.witness(C.WITNESS_DECISION, C.DECISION_QUARANTINE, self.pwm_duty)
         if _HAS_MEM:
+            # last: the boot frames' garbage goes too, so the heap's lowest free run is the
+            # frames' hole device/runner.py left (a bytecode frame over 11 words is heap)
             gc.collect()
             clk = self.clock
             t0 = clk.ticks()
@@ -203,15 +221,6 @@ class Beat:
             # collects, and always in idle code, since step() allocates nothing
             if free > 2 * _GC_LOW and hasattr(gc, "threshold"):
                 gc.threshold(free - _GC_LOW)
-        if self.quarantined:          # restored at boot (device/latch.py): safe from beat 0
-            self.hw.pwm.safe()
-            self.pwm_duty = self.hw.pwm.duty
-            self.hw.led.set(1)
-        self.send_hello()
-        lt = self.latch
-        self.witness(C.WITNESS_BOOT, 0, lt.cause if lt is not None else 0)
-        if self.quarantined:
-            self.witness(C.WITNESS_DECISION, C.DECISION_QUARANTINE, self.pwm_duty)
 
     # ------------------------------------------------------------------ the beat
     @micropython.native
@@ -315,7 +324,17 @@ class Beat:
         st = self.tel_state
         enc = self.enc
         tm = self.time
-        lv, ku, cr, an = m.features()
+        # the features straight from their words (Maths.features() returns a tuple: 32 bytes
+        # of heap a beat)
+        vm = m.vib.mem
+        lv = vm[_V_LEVEL]
+        if lv < -32768:
+            lv = -32768
+        ku = vm[_V_KURT]
+        cr = vm[_V_CREST]
+        an = vm[_V_ANOMS]
+        if an > 65535:
+            an = 65535
         a = self.acc
         re = a[_A_RE] - KBIAS
         im = a[_A_IM] - KBIAS
@@ -471,14 +490,15 @@ class Beat:
             # never has to run inside a beat; APPLY_OPTIMIZE (the beat is overloaded) sheds it
             if self.last_decision == C.DECISION_APPLY_OPTIMIZE:
                 low = True
-            if not low and budget - _MINE_MARGIN_US > self.slice_est_us and \
-                    self._mine_slice(clk):
+            mb = budget - _MINE_MARGIN_US
+            if not low and mb > self.hash_est_us and self._mine_slice(clk, mb):
                 continue
-            if not low and self.queue.pending() and budget - _MINE_MARGIN_US > 0:
-                # a slice that did not fit: decay its estimate (1/16), or one preempted slice
+            if not low and self.queue.pending() and mb > 0:
+                # not even one hash fitted: decay its estimate (1/16), or one preempted slice
                 # would keep mining out of every later beat
-                e = self.slice_est_us
-                self.slice_est_us = e - (e >> 4)
+                e = self.hash_est_us
+                if e > 0:
+                    self.hash_est_us = e - (e >> 4)
             # nothing else to do: sleep, then spin the last _SPIN_US (sleep overshoots)
             if not clk.spin_ok:
                 clk.sleep_us(rem)
@@ -489,8 +509,10 @@ class Beat:
                 pass
             return
 
-    def _mine_slice(self, clk):
-        """One bounded proof-of-work slice; returns False when there is nothing to mine."""
+    def _mine_slice(self, clk, avail):
+        """One proof-of-work slice of as many hashes as fit in ``avail`` us at the measured cost
+        per hash (at most _SLICE_HASHES; one while the cost is unknown); returns False when
+        there is nothing to mine."""
         q = self.queue
         miner = self.m.miner
         slot = self.mining_slot
@@ -504,13 +526,20 @@ class Beat:
             rec = q.rec[slot]
             # the record's last byte is its pow_bits (shared.protocol WITNESS_RECORD_FMT)
             miner.start(memoryview(rec)[:n], rec[n - 1])
+        he = self.hash_est_us
+        k = _SLICE_HASHES
+        if he < 0:
+            k = 1
+            he = 0
+        elif he > 0 and avail < k * he:
+            k = avail // he
         t0 = clk.ticks()
-        found = miner.step(_SLICE_HASHES)
+        found = miner.step(k)
         cost = tdiff(clk.ticks(), t0)
-        h = self.hashes + _SLICE_HASHES
+        h = self.hashes + k
         self.hashes = h if h < MASK else MASK
         # the estimate follows a rise at once and decays slowly (1/16 per slice)
-        self.slice_est_us = _follow(self.slice_est_us, cost, 4)
+        self.hash_est_us = _follow(he, (cost + k - 1) // k, 4)
         if found:
             q.mined(slot, miner.nonce_lo16, miner.nonce_hi16)
             self.records_mined = (self.records_mined + 1) & _SAT
@@ -524,14 +553,14 @@ class Beat:
         """Once per idle, before anything that can wait: the serial link's buffered frames
         (written only as far as the port takes them without blocking), the persisted latch
         (a file write only after it changed), the Pico W's Wi-Fi (a check a second)."""
-        pump = getattr(self.link, "pump", None)
-        if pump is not None:
-            pump()
+        if self._pumps:               # (a getattr of a method makes a bound method: heap)
+            self.link.pump()
         if self.latch is not None:
             self.latch.service()
-        w = getattr(self.hw, "wifi", None)
-        if w is not None:
-            w.service(self.now_ms)
+        if self._wifi:
+            w = self.hw.wifi
+            if w is not None:
+                w.service(self.now_ms)
 
     def _send_due(self):
         q = self.queue

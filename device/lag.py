@@ -121,9 +121,9 @@ class LagLearner:
     def start(self):
         """Freeze the Emissary's history; False while it holds fewer than hist_len values."""
         em = self.em
-        self.buf, self._base, self._start, n, cnt = em.history_view()
-        if cnt < n:
+        if not em.history_full():     # (history_view() makes a tuple: heap, every idle)
             return False
+        self.buf, self._base, self._start, n, cnt = em.history_view()
         em.freeze_history(True)
         self._sh = _prep(self.buf, self._base, n)
         self._l = self.lmin

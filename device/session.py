@@ -32,8 +32,11 @@ class Handshake:
     and to check host frames that ask for a new one; it duck-types shared.auth.Auth for the
     decoder and the encoder), the current nonce, pending or not, counters."""
 
-    def __init__(self, key):
+    def __init__(self, key, auth=None):
         self.key = key
+        # the device key as a shared.auth.Auth (allocation-free tags on MicroPython: a HELLO
+        # is resent every second while no host answers); None: hmac_sha256
+        self._kauth = auth
         self.nonce = os.urandom(16)
         self.pending = True
         self.sent_ms = -100000
@@ -47,6 +50,9 @@ class Handshake:
         return self
 
     def tag_into(self, buf, n):
+        if self._kauth is not None:
+            self._kauth.tag_into(buf, n)
+            return
         d = hmac_sha256(self.key, memoryview(buf)[:n])
         for i in range(TAG_LEN):
             buf[n + i] = d[i]
@@ -54,6 +60,8 @@ class Handshake:
     def verify(self, buf, n):
         if len(buf) < n + TAG_LEN:
             return False
+        if self._kauth is not None:
+            return self._kauth.verify(buf, n)
         d = hmac_sha256(self.key, memoryview(buf)[:n])
         diff = 0
         for i in range(TAG_LEN):

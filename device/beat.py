@@ -48,8 +48,6 @@ from shared.wire_format import WITNESS_RECORD_FMT
 from shared.compat import micropython  # noqa: F401
 from shared.frame_encoder import witness_record_into
 from shared.kairos import PART_RE, PART_IM, PART_E0, PART_EL, PART_N, KBIAS, COLLAPSED
-from shared.vibration import LEVEL as _V_LEVEL, KURT as _V_KURT, CREST as _V_CREST, \
-    ANOMS as _V_ANOMS
 try:
     from shared.compat import ptr32    # CPython stand-in; viper has it built in
 except ImportError:
@@ -82,6 +80,12 @@ def _accumulate(acc, km) -> int:
     return n
 from shared.version import FW_VERSION
 
+# shared/vibration.py's LEVEL, KURT, CREST, ANOMS words (folded here: an imported name is a
+# module global, heap; tests/test_device_int_bounds.py checks they agree)
+_V_LEVEL = const(32)
+_V_KURT = const(33)
+_V_CREST = const(34)
+_V_ANOMS = const(54)
 _HAS_MEM = hasattr(gc, "mem_alloc")
 _NDEC = const(5)
 _WARMUP = const(20)
@@ -216,11 +220,12 @@ class Beat:
             free = gc.mem_free()
             self.mf_est_us = tdiff(clk.ticks(), t0)
             self.heap_free = free
-            # the automatic collection starts where the idle check would (_GC_LOW free): where
-            # the check does not fit the idle time (a Pico's 4.2 ms beat), this is what
-            # collects, and always in idle code, since step() allocates nothing
-            if free > 2 * _GC_LOW and hasattr(gc, "threshold"):
-                gc.threshold(free - _GC_LOW)
+            # No gc.threshold: its counter adds every allocation and never subtracts a free, so
+            # the bytecode frames MicroPython takes from the heap and gives back at once (over
+            # 11 words: idle(), encoding, ...) triggered a collection every ~65 beats on a Pico
+            # (27 ms: 6-7 beats skipped) with no garbage at all. The steady beat makes next to
+            # none (a HELLO a second while no host answers), so MicroPython's own collection
+            # when an allocation finds no room is rare, and it runs in idle code.
 
     # ------------------------------------------------------------------ the beat
     @micropython.native

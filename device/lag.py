@@ -117,6 +117,9 @@ class LagLearner:
         self._crossed = False
         self._sh = 0
         self.searches = 0
+        self.buf = None               # set by start() (here too: an attribute added later grows
+        self._base = 0                # the instance's dict, in the heap the beat's frames use)
+        self._start = 0
 
     def start(self):
         """Freeze the Emissary's history; False while it holds fewer than hist_len values."""

@@ -14,7 +14,7 @@ from device.clock import Clock, VirtualClock
 # on a Pico, measured; 11 us once a hole fits). prepare() takes this block before the modules
 # load, build() lets it go: freed by the next collection, it is the first free run the
 # search meets, and the frames of the beat fit in it.
-_ARENA = 1024
+_ARENA = 2048
 _arena = None
 
 

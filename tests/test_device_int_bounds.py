@@ -263,3 +263,10 @@ def test_beat_folds_the_feature_words_of_vibration():
     import device.beat as b
     import shared.vibration as v
     assert (b._V_LEVEL, b._V_KURT, b._V_CREST, b._V_ANOMS) == (v.LEVEL, v.KURT, v.CREST, v.ANOMS)
+    # and the words TELEMETRY reads straight (kairos COHERENCE, arbiter THREAT and O, pid)
+    import shared.kairos as k
+    import device.arbiter as a
+    import device.pid as p
+    assert b._K_COH == k.COHERENCE
+    assert (b._A_THREAT, b._A_O) == (a._THREAT, a._O)
+    assert (b._P_SP, b._P_OUT, b._P_B) == (p._SP, p._OUT, p._B)

@@ -198,6 +198,7 @@ class Beat:
         self.deadline = None
         self._ovr_seen = 0            # the sampler's lost() at the last beat
         self.tel_due = False          # a TELEMETRY record is ready: sent first thing in idle
+        self.sealed = False           # a BATCH frame is signed (enc.batch_seal): out next idle
         self.tel_beat = 0
         self.tel_state = 0
         self.lag_changes = 0
@@ -377,7 +378,10 @@ class Beat:
                               a[_A_E0], a[_A_EL], a[_A_N], coh, pe, po, th, ow, st, lv, ku, cr,
                               an)
             if c >= self.s.batch_beats:
-                self.link.send(enc.batch_flush(tm.era, tm.off))
+                # header and tag now, CRC, framing and the link in the next idle time (the
+                # whole frame, ~2 ms on a Pico, made this beat's successor late)
+                enc.batch_seal(tm.era, tm.off)
+                self.sealed = True
         else:
             self.link.send(enc.telemetry(tm.era, tm.off, self.tel_beat, self.deadline.period_us,
                                          self.late_last, re, im, a[_A_E0], a[_A_EL], a[_A_N],
@@ -440,6 +444,9 @@ class Beat:
     def idle(self):
         """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
         the deadline.  Work is only started when it fits before the deadline."""
+        if self.sealed:               # the frame signed in the last idle time
+            self.sealed = False
+            self.link.send(self.enc.batch_frame())
         if self.tel_due:              # the last beat's record, under the epoch it belongs to
             self._send_telemetry()
         if self.enc.needs_new_boot or self.time.era >= 255:  # time_era is a u8
@@ -682,8 +689,14 @@ class Beat:
                 if ex is not None and ex():
                     break
                 i += 1
+            if self.sealed:
+                self.sealed = False
+                self.link.send(self.enc.batch_frame())
             if self.tel_due:           # the last beat's record (idle sends it) before returning
                 self._send_telemetry()
+            if self.sealed:
+                self.sealed = False
+                self.link.send(self.enc.batch_frame())
         except Exception as e:     # not KeyboardInterrupt / SystemExit (BaseException)
             from device.faults import on_crash
             return on_crash(self, e)

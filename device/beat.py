@@ -25,9 +25,9 @@ Steps 1-8 allocate nothing on MicroPython in the steady state (measured around s
 host frames) only runs while the last heap check found ``_GC_LOW`` bytes free. The check
 (gc.mem_free() walks the heap: ~8 ms on a Pico) runs in idle time only when its measured cost
 fits; below ``_GC_LOW`` the beat collects in idle time when the measured collection time fits.
-Where neither fits (a Pico's 4.2 ms beat: a collection takes ~23 ms), gc.threshold, set at boot
-to start the automatic collection at the same level, collects: always in idle code, since
-step() allocates nothing.  HEARTBEAT heap_free is the last check's figure.
+Where neither fits (a Pico's 4.2 ms beat: a collection takes ~23 ms), MicroPython collects
+when an allocation finds no room, which the steady beat, allocating next to nothing, seldom
+causes (no gc.threshold: see start()).  HEARTBEAT heap_free is the last check's figure.
 """
 import gc
 import struct

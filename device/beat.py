@@ -187,7 +187,9 @@ class Beat:
         self.hash_est_us = -1         # what one proof-of-work hash costs (us, measured; -1 not
         #                               yet: the first slice is one hash)
         self.gc_est_us = 1000
-        self.learn_est_us = 600       # what a lag-search slice costs (measured; ~0.9 ms on a Pico)
+        self.learn_est_us = 450       # what one lag of the lag search costs (measured)
+        self.learn_start_us = 1500    # what starting a search costs (measured)
+        self.hb_est_us = 0            # what a HEARTBEAT costs (measured)
         self.mf_est_us = 0            # what gc.mem_free() costs (it walks the heap: ~8 ms on a Pico)
         self.mem_low = False          # the last heap check found less than _GC_LOW free
         self.heap_free = 0            # the last gc.mem_free() figure (HEARTBEAT heap_free)
@@ -216,7 +218,16 @@ class Beat:
             self.hw.pwm.safe()
             self.pwm_duty = self.hw.pwm.duty
             self.hw.led.set(1)
+        clk = self.clock
+        t0 = clk.ticks()
         self.send_hello()
+        # the first estimate of what a signed HELLO or HEARTBEAT costs (both wait for idle time
+        # that fits them: device/session.py, idle())
+        c = tdiff(clk.ticks(), t0)
+        self.hb_est_us = c
+        hs = self.host.hs if self.host is not None else None
+        if hs is not None:
+            hs.est_us = c
         lt = self.latch
         self.witness(C.WITNESS_BOOT, 0, lt.cause if lt is not None else 0)
         if self.quarantined:
@@ -225,7 +236,6 @@ class Beat:
             # last: the boot frames' garbage goes too, so the heap's lowest free run is the
             # frames' hole device/runner.py left (a bytecode frame over 11 words is heap)
             gc.collect()
-            clk = self.clock
             t0 = clk.ticks()
             free = gc.mem_free()
             self.mf_est_us = tdiff(clk.ticks(), t0)
@@ -480,23 +490,42 @@ class Beat:
                 continue
             if not learn_done:
                 learn_done = True
-                # a slice of the lag search (~16 lags) when its measured cost fits (it follows a
-                # rise at once, decays 1/16 per slice); a learned lag restarts the stream
-                if budget > self.learn_est_us:
+                # a slice of the lag search: as many lags (up to _LEARN_LAGS) as fit at the
+                # measured cost per lag (~0.4 ms on a Pico: 16 were 6 ms), or its start (~1.2
+                # ms) when that fits; a learned lag restarts the stream
+                le = self.learn_est_us
+                ll = self.m.learner           # (a CONFIG in this idle time may have fixed the lag)
+                if ll is None:
+                    continue
+                if ll.busy:
+                    k = budget // le
+                    if k > _LEARN_LAGS:
+                        k = _LEARN_LAGS
+                    if k > 0:
+                        t0 = clk.ticks()
+                        got = self.m.learn_step(k)
+                        self.learn_est_us = _follow(le, (tdiff(clk.ticks(), t0) + k - 1) // k, 4)
+                        if got:
+                            self.lag_changes += 1
+                            self.send_hello()
+                elif budget > 0:
                     t0 = clk.ticks()
-                    got = self.m.learn_step(_LEARN_LAGS)
-                    c = tdiff(clk.ticks(), t0)
-                    self.learn_est_us = _follow(self.learn_est_us, c, 4)
-                    if got:
-                        self.lag_changes += 1
-                        self.send_hello()
+                    self.m.learn_step(0, budget > self.learn_start_us)
+                    if ll.busy:                   # it started
+                        self.learn_start_us = _follow(self.learn_start_us,
+                                                      tdiff(clk.ticks(), t0), 4)
                 continue
             if not hb_done:
                 hb_done = True
                 hbe = s.heartbeat_every or (1000000 // dl.period_us)
-                if self.beats_since_hb >= hbe and budget > 0:
+                k = self.beats_since_hb
+                # when its measured cost fits (a signed frame: ~1.5 ms on a Pico), or once it is
+                # a period overdue whatever it costs
+                if k >= hbe and (budget > self.hb_est_us or k >= 2 * hbe):
                     self.beats_since_hb = 0
+                    t0 = clk.ticks()
                     self.send_heartbeat()
+                    self.hb_est_us = _follow(self.hb_est_us, tdiff(clk.ticks(), t0), 3)
                 continue
             if not mem_done:
                 mem_done = True

@@ -41,6 +41,7 @@ class Handshake:
         self.pending = True
         self.sent_ms = -100000
         self.sessions = 0
+        self.est_us = 0               # what a HELLO costs (us, measured)
 
     def __repr__(self):
         return "<Handshake pending=%s sessions=%d key=***>" % (self.pending, self.sessions)
@@ -85,10 +86,20 @@ class Handshake:
         self.sent_ms = b.now_ms
         b.send_hello()
 
-    def tick(self, b):
-        """Idle time: resend the HELLO of a pending handshake once a second."""
-        if self.pending and tdiff(b.now_ms, self.sent_ms) >= 1000:
-            b.send_hello()
+    def tick(self, b, budget_us=0):
+        """Idle time: resend the HELLO of a pending handshake once a second, when its measured
+        cost fits the idle time left ``budget_us`` (a signed HELLO: ~3.7 ms on a Pico; 0: no
+        limit), or once it is a second overdue whatever it costs."""
+        if self.pending:
+            d = tdiff(b.now_ms, self.sent_ms)
+            if d >= 2000 or (d >= 1000 and (budget_us <= 0 or budget_us > self.est_us)):
+                clk = getattr(b, "clock", None)
+                t0 = clk.ticks() if clk is not None else 0
+                b.send_hello()
+                if clk is not None:
+                    c = tdiff(clk.ticks(), t0)
+                    e = self.est_us
+                    self.est_us = c if c > e else e - ((e - c) >> 3)
 
     def rx(self, b, data):
         """A host frame whose tag the session key refused: a CHALLENGE answering our HELLO, or

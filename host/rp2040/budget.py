@@ -28,7 +28,7 @@ HEAP_LOW_WATER_MIN = 8 * 1024    # free heap never below this between collection
 # Where the chip stands (emulated RP2040, shipped defaults, 12 kHz DMA sampler, key, serial):
 # step() p50 1.53 ms, p99 1.61 ms against the 1.68 ms budget (it was 21-31 ms); 2,000 beats as on
 # a board with lateness p50 0.12 ms, p99 0.24 ms against 0.42 ms and none skipped; no allocation
-# in the steady beat with a key; 49.8 KB free after a collection, flat. Every check passes: an
+# in the steady beat with a key; 49,744 bytes free after a collection (592 over), flat. Every check passes: an
 # entry set to True here makes its test a strict expected failure again.
 XFAIL = {"step": False, "alloc": False, "heap": False, "realtime": False}
 # With the real host on the other side (the lane's end-to-end emulation: handshake, CONFIG,

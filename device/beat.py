@@ -25,9 +25,9 @@ Steps 1-8 allocate nothing on MicroPython in the steady state (measured around s
 host frames) only runs while the last heap check found ``_GC_LOW`` bytes free. The check
 (gc.mem_free() walks the heap: ~8 ms on a Pico) runs in idle time only when its measured cost
 fits; below ``_GC_LOW`` the beat collects in idle time when the measured collection time fits.
-Where neither fits (a Pico's 4.2 ms beat: a collection takes ~23 ms), gc.threshold, set at boot
-to start the automatic collection at the same level, collects: always in idle code, since
-step() allocates nothing.  HEARTBEAT heap_free is the last check's figure.
+Where neither fits (a Pico's 4.2 ms beat: a collection takes ~23 ms), MicroPython collects
+when an allocation finds no room, which the steady beat, allocating next to nothing, seldom
+causes (no gc.threshold: see start()).  HEARTBEAT heap_free is the last check's figure.
 """
 import gc
 import struct
@@ -80,6 +80,21 @@ def _accumulate(acc, km) -> int:
     return n
 from shared.version import FW_VERSION
 
+# shared/vibration.py's LEVEL, KURT, CREST, ANOMS words (folded here: an imported name is a
+# module global, heap; tests/test_device_int_bounds.py checks they agree)
+_V_LEVEL = const(32)
+_V_KURT = const(33)
+_V_CREST = const(34)
+_V_ANOMS = const(54)
+# ... shared/kairos.py's COHERENCE word, device/arbiter.py's THREAT and O words, device/pid.py's
+# SETPOINT and OUT words and their bias (TELEMETRY reads them straight: the Maths getters are
+# two or three Python calls each, ~0.3 ms a beat on a Pico)
+_K_COH = const(25)
+_A_THREAT = const(22)
+_A_O = const(14)
+_P_SP = const(0)
+_P_OUT = const(1)
+_P_B = const(0x20000000)
 _HAS_MEM = hasattr(gc, "mem_alloc")
 _NDEC = const(5)
 _WARMUP = const(20)
@@ -87,7 +102,9 @@ _SAT = const(0x3FFFFFFF)      # counters saturate here: small ints on a Pico, no
 # idle-time tuning (folded constants: no heap)
 _REPEAT_BEATS = const(14250)  # the same non-NOOP decision re-witnessed after ~1 min of beats
 _SPIN_US = const(150)         # busy-wait the last microseconds before a deadline
-_SLICE_HASHES = const(64)     # proof-of-work hashes per slice (bounded)
+_SLICE_HASHES = const(64)     # proof-of-work hashes per slice at most; fewer when the idle time
+#                               left holds fewer at the measured cost per hash (~370 us on a
+#                               Pico: 64 would be 24 ms, six beats)
 _MINE_MARGIN_US = const(800)  # mining stops this much earlier still: the process then sleeps
 #                               before each deadline (an OS scheduler wakes a sleeper sooner than
 #                               a process that used its time slice)
@@ -130,6 +147,8 @@ class Beat:
         self.hw = hw
         self.clock = hw.clock
         self.link = link
+        self._pumps = hasattr(link, "pump")
+        self._wifi = hasattr(hw, "wifi")
         self.enc = enc
         self.m = maths
         self.s = settings or Settings()
@@ -165,9 +184,12 @@ class Beat:
         # mining
         self.mining_slot = -1
         self.mining_id = 0
-        self.slice_est_us = 0
+        self.hash_est_us = -1         # what one proof-of-work hash costs (us, measured; -1 not
+        #                               yet: the first slice is one hash)
         self.gc_est_us = 1000
-        self.learn_est_us = 600       # what a lag-search slice costs (measured; ~0.9 ms on a Pico)
+        self.learn_est_us = 450       # what one lag of the lag search costs (measured)
+        self.learn_start_us = 1500    # what starting a search costs (measured)
+        self.hb_est_us = 0            # what a HEARTBEAT costs (measured)
         self.mf_est_us = 0            # what gc.mem_free() costs (it walks the heap: ~8 ms on a Pico)
         self.mem_low = False          # the last heap check found less than _GC_LOW free
         self.heap_free = 0            # the last gc.mem_free() figure (HEARTBEAT heap_free)
@@ -178,6 +200,7 @@ class Beat:
         self.deadline = None
         self._ovr_seen = 0            # the sampler's lost() at the last beat
         self.tel_due = False          # a TELEMETRY record is ready: sent first thing in idle
+        self.sealed = False           # a BATCH frame is signed (enc.batch_seal): out next idle
         self.tel_beat = 0
         self.tel_state = 0
         self.lag_changes = 0
@@ -191,27 +214,38 @@ class Beat:
         self.deadline = Deadline(t, self.m.period_q16())
         self.deadline.advance()
         self.hw.sampler.start(t)
-        if _HAS_MEM:
-            gc.collect()
-            clk = self.clock
-            t0 = clk.ticks()
-            free = gc.mem_free()
-            self.mf_est_us = tdiff(clk.ticks(), t0)
-            self.heap_free = free
-            # the automatic collection starts where the idle check would (_GC_LOW free): where
-            # the check does not fit the idle time (a Pico's 4.2 ms beat), this is what
-            # collects, and always in idle code, since step() allocates nothing
-            if free > 2 * _GC_LOW and hasattr(gc, "threshold"):
-                gc.threshold(free - _GC_LOW)
         if self.quarantined:          # restored at boot (device/latch.py): safe from beat 0
             self.hw.pwm.safe()
             self.pwm_duty = self.hw.pwm.duty
             self.hw.led.set(1)
+        clk = self.clock
+        t0 = clk.ticks()
         self.send_hello()
+        # the first estimate of what a signed HELLO or HEARTBEAT costs (both wait for idle time
+        # that fits them: device/session.py, idle())
+        c = tdiff(clk.ticks(), t0)
+        self.hb_est_us = c
+        hs = self.host.hs if self.host is not None else None
+        if hs is not None:
+            hs.est_us = c
         lt = self.latch
         self.witness(C.WITNESS_BOOT, 0, lt.cause if lt is not None else 0)
         if self.quarantined:
             self.witness(C.WITNESS_DECISION, C.DECISION_QUARANTINE, self.pwm_duty)
+        if _HAS_MEM:
+            # last: the boot frames' garbage goes too, so the heap's lowest free run is the
+            # frames' hole device/runner.py left (a bytecode frame over 11 words is heap)
+            gc.collect()
+            t0 = clk.ticks()
+            free = gc.mem_free()
+            self.mf_est_us = tdiff(clk.ticks(), t0)
+            self.heap_free = free
+            # No gc.threshold: its counter adds every allocation and never subtracts a free, so
+            # the bytecode frames MicroPython takes from the heap and gives back at once (over
+            # 11 words: idle(), encoding, ...) triggered a collection every ~65 beats on a Pico
+            # (27 ms: 6-7 beats skipped) with no garbage at all. The steady beat makes next to
+            # none (a HELLO a second while no host answers), so MicroPython's own collection
+            # when an allocation finds no room is rare, and it runs in idle code.
 
     # ------------------------------------------------------------------ the beat
     @micropython.native
@@ -315,22 +349,53 @@ class Beat:
         st = self.tel_state
         enc = self.enc
         tm = self.time
-        lv, ku, cr, an = m.features()
+        # the features straight from their words (Maths.features() returns a tuple: 32 bytes
+        # of heap a beat)
+        vm = m.vib.mem
+        lv = vm[_V_LEVEL]
+        if lv < -32768:
+            lv = -32768
+        ku = vm[_V_KURT]
+        cr = vm[_V_CREST]
+        an = vm[_V_ANOMS]
+        if an > 65535:
+            an = 65535
         a = self.acc
         re = a[_A_RE] - KBIAS
         im = a[_A_IM] - KBIAS
+        # Maths.coherence_q16(), threat_q16(), o_weight_q16(), pid_error(), pid_output()
+        coh = self._kmem[_K_COH]
+        ast = m.arb.st
+        th = ast[_A_THREAT]
+        if th > 65535:
+            th = 65535
+        ow = ast[_A_O]
+        if ow > 65535:
+            ow = 65535
+        pst = m.act.st
+        pe = (pst[_P_SP] - _P_B - m.meas_q16) >> 1
+        if pe > 32767:
+            pe = 32767
+        elif pe < -32768:
+            pe = -32768
+        po = pst[_P_OUT] - _P_B
+        if po > 65535:
+            po = 65535
+        elif po < 0:
+            po = 0
         if self.s.batch_beats > 1:
             c = enc.batch_add(self.tel_beat, self.deadline.period_us, self.late_last, re, im,
-                              a[_A_E0], a[_A_EL], a[_A_N], m.coherence_q16(), m.pid_error(),
-                              m.pid_output(), m.threat_q16(), m.o_weight_q16(), st, lv, ku, cr,
+                              a[_A_E0], a[_A_EL], a[_A_N], coh, pe, po, th, ow, st, lv, ku, cr,
                               an)
             if c >= self.s.batch_beats:
-                self.link.send(enc.batch_flush(tm.era, tm.off))
+                # header and tag now, CRC, framing and the link in the next idle time (the
+                # whole frame, ~2 ms on a Pico, made this beat's successor late)
+                enc.batch_seal(tm.era, tm.off)
+                self.sealed = True
         else:
             self.link.send(enc.telemetry(tm.era, tm.off, self.tel_beat, self.deadline.period_us,
                                          self.late_last, re, im, a[_A_E0], a[_A_EL], a[_A_N],
-                                         m.coherence_q16(), m.pid_error(), m.pid_output(),
-                                         m.threat_q16(), m.o_weight_q16(), st, lv, ku, cr, an))
+                                         coh, pe, po, th, ow, st, lv, ku, cr, an))
         a[_A_RE] = KBIAS
         a[_A_IM] = KBIAS
         a[_A_E0] = 0
@@ -389,6 +454,9 @@ class Beat:
     def idle(self):
         """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
         the deadline.  Work is only started when it fits before the deadline."""
+        if self.sealed:               # the frame signed in the last idle time
+            self.sealed = False
+            self.link.send(self.enc.batch_frame())
         if self.tel_due:              # the last beat's record, under the epoch it belongs to
             self._send_telemetry()
         if self.enc.needs_new_boot or self.time.era >= 255:  # time_era is a u8
@@ -422,23 +490,42 @@ class Beat:
                 continue
             if not learn_done:
                 learn_done = True
-                # a slice of the lag search (~16 lags) when its measured cost fits (it follows a
-                # rise at once, decays 1/16 per slice); a learned lag restarts the stream
-                if budget > self.learn_est_us:
+                # a slice of the lag search: as many lags (up to _LEARN_LAGS) as fit at the
+                # measured cost per lag (~0.4 ms on a Pico: 16 were 6 ms), or its start (~1.2
+                # ms) when that fits; a learned lag restarts the stream
+                le = self.learn_est_us
+                ll = self.m.learner           # (a CONFIG in this idle time may have fixed the lag)
+                if ll is None:
+                    continue
+                if ll.busy:
+                    k = budget // le
+                    if k > _LEARN_LAGS:
+                        k = _LEARN_LAGS
+                    if k > 0:
+                        t0 = clk.ticks()
+                        got = self.m.learn_step(k)
+                        self.learn_est_us = _follow(le, (tdiff(clk.ticks(), t0) + k - 1) // k, 4)
+                        if got:
+                            self.lag_changes += 1
+                            self.send_hello()
+                elif budget > 0:
                     t0 = clk.ticks()
-                    got = self.m.learn_step(_LEARN_LAGS)
-                    c = tdiff(clk.ticks(), t0)
-                    self.learn_est_us = _follow(self.learn_est_us, c, 4)
-                    if got:
-                        self.lag_changes += 1
-                        self.send_hello()
+                    self.m.learn_step(0, budget > self.learn_start_us)
+                    if ll.busy:                   # it started
+                        self.learn_start_us = _follow(self.learn_start_us,
+                                                      tdiff(clk.ticks(), t0), 4)
                 continue
             if not hb_done:
                 hb_done = True
                 hbe = s.heartbeat_every or (1000000 // dl.period_us)
-                if self.beats_since_hb >= hbe and budget > 0:
+                k = self.beats_since_hb
+                # when its measured cost fits (a signed frame: ~1.5 ms on a Pico), or once it is
+                # a period overdue whatever it costs
+                if k >= hbe and (budget > self.hb_est_us or k >= 2 * hbe):
                     self.beats_since_hb = 0
+                    t0 = clk.ticks()
                     self.send_heartbeat()
+                    self.hb_est_us = _follow(self.hb_est_us, tdiff(clk.ticks(), t0), 3)
                 continue
             if not mem_done:
                 mem_done = True
@@ -471,14 +558,15 @@ class Beat:
             # never has to run inside a beat; APPLY_OPTIMIZE (the beat is overloaded) sheds it
             if self.last_decision == C.DECISION_APPLY_OPTIMIZE:
                 low = True
-            if not low and budget - _MINE_MARGIN_US > self.slice_est_us and \
-                    self._mine_slice(clk):
+            mb = budget - _MINE_MARGIN_US
+            if not low and mb > self.hash_est_us and self._mine_slice(clk, mb):
                 continue
-            if not low and self.queue.pending() and budget - _MINE_MARGIN_US > 0:
-                # a slice that did not fit: decay its estimate (1/16), or one preempted slice
+            if not low and self.queue.pending() and mb > 0:
+                # not even one hash fitted: decay its estimate (1/16), or one preempted slice
                 # would keep mining out of every later beat
-                e = self.slice_est_us
-                self.slice_est_us = e - (e >> 4)
+                e = self.hash_est_us
+                if e > 0:
+                    self.hash_est_us = e - (e >> 4)
             # nothing else to do: sleep, then spin the last _SPIN_US (sleep overshoots)
             if not clk.spin_ok:
                 clk.sleep_us(rem)
@@ -489,8 +577,10 @@ class Beat:
                 pass
             return
 
-    def _mine_slice(self, clk):
-        """One bounded proof-of-work slice; returns False when there is nothing to mine."""
+    def _mine_slice(self, clk, avail):
+        """One proof-of-work slice of as many hashes as fit in ``avail`` us at the measured cost
+        per hash (at most _SLICE_HASHES; one while the cost is unknown); returns False when
+        there is nothing to mine."""
         q = self.queue
         miner = self.m.miner
         slot = self.mining_slot
@@ -504,13 +594,20 @@ class Beat:
             rec = q.rec[slot]
             # the record's last byte is its pow_bits (shared.protocol WITNESS_RECORD_FMT)
             miner.start(memoryview(rec)[:n], rec[n - 1])
+        he = self.hash_est_us
+        k = _SLICE_HASHES
+        if he < 0:
+            k = 1
+            he = 0
+        elif he > 0 and avail < k * he:
+            k = avail // he
         t0 = clk.ticks()
-        found = miner.step(_SLICE_HASHES)
+        found = miner.step(k)
         cost = tdiff(clk.ticks(), t0)
-        h = self.hashes + _SLICE_HASHES
+        h = self.hashes + k
         self.hashes = h if h < MASK else MASK
         # the estimate follows a rise at once and decays slowly (1/16 per slice)
-        self.slice_est_us = _follow(self.slice_est_us, cost, 4)
+        self.hash_est_us = _follow(he, (cost + k - 1) // k, 4)
         if found:
             q.mined(slot, miner.nonce_lo16, miner.nonce_hi16)
             self.records_mined = (self.records_mined + 1) & _SAT
@@ -524,14 +621,14 @@ class Beat:
         """Once per idle, before anything that can wait: the serial link's buffered frames
         (written only as far as the port takes them without blocking), the persisted latch
         (a file write only after it changed), the Pico W's Wi-Fi (a check a second)."""
-        pump = getattr(self.link, "pump", None)
-        if pump is not None:
-            pump()
+        if self._pumps:               # (a getattr of a method makes a bound method: heap)
+            self.link.pump()
         if self.latch is not None:
             self.latch.service()
-        w = getattr(self.hw, "wifi", None)
-        if w is not None:
-            w.service(self.now_ms)
+        if self._wifi:
+            w = self.hw.wifi
+            if w is not None:
+                w.service(self.now_ms)
 
     def _send_due(self):
         q = self.queue
@@ -621,8 +718,14 @@ class Beat:
                 if ex is not None and ex():
                     break
                 i += 1
+            if self.sealed:
+                self.sealed = False
+                self.link.send(self.enc.batch_frame())
             if self.tel_due:           # the last beat's record (idle sends it) before returning
                 self._send_telemetry()
+            if self.sealed:
+                self.sealed = False
+                self.link.send(self.enc.batch_frame())
         except Exception as e:     # not KeyboardInterrupt / SystemExit (BaseException)
             from device.faults import on_crash
             return on_crash(self, e)

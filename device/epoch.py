@@ -32,6 +32,9 @@ def rebind_witnesses(q, boot_id):
 def new_epoch(b, boot_id=None):
     enc = b.enc
     tm = b.time
+    if getattr(b, "sealed", False):       # a frame signed in the last idle time: out first
+        b.sealed = False
+        b.link.send(enc.batch_frame())
     if enc.batch_count:
         b.link.send(enc.batch_flush(tm.era, tm.off))
     if boot_id is None:

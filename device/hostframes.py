@@ -84,7 +84,7 @@ class HostFrames:
             b.link_up = False
         self.rx_cobs = getattr(link, "rx_dropped", 0)
         if self.hs is not None:
-            self.hs.tick(b)
+            self.hs.tick(b, budget_us)
         for _ in range(_MAX_PER_IDLE):
             data = link.recv()
             if data is None:

@@ -117,13 +117,16 @@ class LagLearner:
         self._crossed = False
         self._sh = 0
         self.searches = 0
+        self.buf = None               # set by start() (here too: an attribute added later grows
+        self._base = 0                # the instance's dict, in the heap the beat's frames use)
+        self._start = 0
 
     def start(self):
         """Freeze the Emissary's history; False while it holds fewer than hist_len values."""
         em = self.em
-        self.buf, self._base, self._start, n, cnt = em.history_view()
-        if cnt < n:
+        if not em.history_full():     # (history_view() makes a tuple: heap, every idle)
             return False
+        self.buf, self._base, self._start, n, cnt = em.history_view()
         em.freeze_history(True)
         self._sh = _prep(self.buf, self._base, n)
         self._l = self.lmin

@@ -32,12 +32,16 @@ class Handshake:
     and to check host frames that ask for a new one; it duck-types shared.auth.Auth for the
     decoder and the encoder), the current nonce, pending or not, counters."""
 
-    def __init__(self, key):
+    def __init__(self, key, auth=None):
         self.key = key
+        # the device key as a shared.auth.Auth (allocation-free tags on MicroPython: a HELLO
+        # is resent every second while no host answers); None: hmac_sha256
+        self._kauth = auth
         self.nonce = os.urandom(16)
         self.pending = True
         self.sent_ms = -100000
         self.sessions = 0
+        self.est_us = 0               # what a HELLO costs (us, measured)
 
     def __repr__(self):
         return "<Handshake pending=%s sessions=%d key=***>" % (self.pending, self.sessions)
@@ -47,6 +51,9 @@ class Handshake:
         return self
 
     def tag_into(self, buf, n):
+        if self._kauth is not None:
+            self._kauth.tag_into(buf, n)
+            return
         d = hmac_sha256(self.key, memoryview(buf)[:n])
         for i in range(TAG_LEN):
             buf[n + i] = d[i]
@@ -54,6 +61,8 @@ class Handshake:
     def verify(self, buf, n):
         if len(buf) < n + TAG_LEN:
             return False
+        if self._kauth is not None:
+            return self._kauth.verify(buf, n)
         d = hmac_sha256(self.key, memoryview(buf)[:n])
         diff = 0
         for i in range(TAG_LEN):
@@ -77,10 +86,20 @@ class Handshake:
         self.sent_ms = b.now_ms
         b.send_hello()
 
-    def tick(self, b):
-        """Idle time: resend the HELLO of a pending handshake once a second."""
-        if self.pending and tdiff(b.now_ms, self.sent_ms) >= 1000:
-            b.send_hello()
+    def tick(self, b, budget_us=0):
+        """Idle time: resend the HELLO of a pending handshake once a second, when its measured
+        cost fits the idle time left ``budget_us`` (a signed HELLO: ~3.7 ms on a Pico; 0: no
+        limit), or once it is a second overdue whatever it costs."""
+        if self.pending:
+            d = tdiff(b.now_ms, self.sent_ms)
+            if d >= 2000 or (d >= 1000 and (budget_us <= 0 or budget_us > self.est_us)):
+                clk = getattr(b, "clock", None)
+                t0 = clk.ticks() if clk is not None else 0
+                b.send_hello()
+                if clk is not None:
+                    c = tdiff(clk.ticks(), t0)
+                    e = self.est_us
+                    self.est_us = c if c > e else e - ((e - c) >> 3)
 
     def rx(self, b, data):
         """A host frame whose tag the session key refused: a CHALLENGE answering our HELLO, or

@@ -84,6 +84,8 @@ class Encoder:
         self._err = _Slot(P.ERROR, P.ERROR_LEN, a)
         self._sync = _Slot(P.TIME_SYNC, P.TIME_SYNC_LEN, a)
         self.batch_count = 0
+        self._sealed_end = 0
+        self._sealed_count = 0
 
     def __repr__(self):
         return "<Encoder dev=%d boot=%d seq=%d auth=%s>" % (
@@ -106,6 +108,10 @@ class Encoder:
 
     # ---- common tail: header, tag, CRC, optional COBS
     def _finish(self, slot, era, off, end, flags=0, count=-1):
+        return self._frame(slot, self._seal(slot, era, off, end, flags), count)
+
+    def _seal(self, slot, era, off, end, flags):
+        # header and tag (the frame's seq taken); returns the end of the tag
         if self.seq > _SEQ_MAX:
             raise ValueError("seq reached 2^30: call set_boot() with a new boot id first")
         if era > 0xFF:
@@ -116,9 +122,14 @@ class Encoder:
         if self.auth is not None:
             self.auth.tag_into(buf, end)
             end += TAG_LEN
+        self.seq += 1
+        return end
+
+    def _frame(self, slot, end, count):
+        # CRC and framing of a sealed frame
+        buf = slot.raw
         crc32_store(buf, end)
         end += P.CRC_LEN
-        self.seq += 1
         if self.use_cobs:
             cobs.encode_into(buf, end, slot.framed, 0)
             return slot.framed if count < 0 else slot.framed_views[count]
@@ -165,13 +176,28 @@ class Encoder:
 
     def batch_flush(self, era, off):
         """The BATCH frame of the beats added so far (time of the last beat), or None."""
+        if self.batch_seal(era, off) == 0:
+            return None
+        return self.batch_frame()
+
+    def batch_seal(self, era, off):
+        """batch_flush in two halves (each fits an idle time on a Pico): this one writes the
+        header (time of the last beat) and the tag and returns the beats held (0: none, nothing
+        done); batch_frame() then adds the CRC and framing and returns the frame, which must
+        happen before the next batch_add (they share the buffer)."""
         c = self.batch_count
         if c == 0:
-            return None
+            return 0
         s = self._batch
         s.raw[_HL] = c
         self.batch_count = 0
-        return self._finish(s, era, off, _HL + 1 + c * P.TELEMETRY_LEN, P.FLAG_BATCH, c)
+        self._sealed_end = self._seal(s, era, off, _HL + 1 + c * P.TELEMETRY_LEN, P.FLAG_BATCH)
+        self._sealed_count = c
+        return c
+
+    def batch_frame(self):
+        """The BATCH frame batch_seal() sealed."""
+        return self._frame(self._batch, self._sealed_end, self._sealed_count)
 
     def witness(self, era, off, witness_id, kind, beat, decision, threat, coherence, value,
                 pow_bits, nonce, nonce_hi=0):

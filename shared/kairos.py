@@ -539,6 +539,11 @@ class Emissary:
         lag learner can read it in place across several idle slices."""
         self.mem[_HFRZ] = 1 if frozen else 0
 
+    def history_full(self):
+        """True once the history ring holds hist_len differences."""
+        m = self.mem
+        return m[_HN] >= m[_HLEN]
+
     def history_view(self):
         """(array, base, start, length, count) of the history ring: element k (0 = oldest) is
         array[base + (start + k) % length] - 2^29; complete once count == length."""

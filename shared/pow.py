@@ -142,7 +142,9 @@ class Miner:
         self.active = False
         self.exhausted = False
         self.bits = 0
-        self._sha = None
+        # the one-block hasher, made now (a long-lived object made at the first start() would
+        # land in the heap's hole for the beat's frames, device/runner.py)
+        self._sha = Sha256() if Sha256 is not None else None
 
     def start(self, record, bits):
         _check_bits(bits)

@@ -111,73 +111,130 @@ def bitlen(v: int) -> int:
 
 
 @micropython.viper
-def _limb_exp(h: int, lo: int, bits: int) -> int:
-    # smallest-safe e >= 0 with |h*2^24 + lo| >> e < 2^bits (exact bit length when h is 0 or -1,
-    # else the bound |v| < (|h| + 1) * 2^24)
-    if h == 0:
-        nb = int(bitlen(lo))
-    elif h == -1:
-        nb = int(bitlen((1 << 24) - lo))
+def coherence_limbs(rh: int, rl: int, ih: int, il: int, eh: int, el: int, lh: int,
+                    ll: int) -> int:
+    # C = (T_re^2 + T_im^2) / (E0 * EL) in Q16 from 24-bit-limb totals (see DEVICE.md), in one
+    # call: the exponents (bit lengths), mantissas and the Q16 ratio are inlined (a call from
+    # viper costs ~6-10 us on the Pico; as helpers this was 17 calls every beat)
+    if (eh == 0 and el == 0) or (lh == 0 and ll == 0):
+        return 0
+    # the exponents: et = max(_limb_exp(rh, rl, 14), _limb_exp(ih, il, 14)),
+    # e0 = _limb_exp(eh, el, 15), e1 = _limb_exp(lh, ll, 15)
+    et = 0
+    e0 = 0
+    e1 = 0
+    k = 0
+    while k < 4:
+        if k == 0:
+            h = rh
+            lo = rl
+        elif k == 1:
+            h = ih
+            lo = il
+        elif k == 2:
+            h = eh
+            lo = el
+        else:
+            h = lh
+            lo = ll
+        if h == 0:
+            v = lo
+            nb = 0
+        elif h == -1:
+            v = (1 << 24) - lo
+            nb = 0
+        else:
+            v = (0 - h if h < 0 else h) + 1
+            nb = 24
+        if v >= 0x10000:
+            v >>= 16
+            nb += 16
+        if v >= 0x100:
+            v >>= 8
+            nb += 8
+        if v >= 0x10:
+            v >>= 4
+            nb += 4
+        if v >= 4:
+            v >>= 2
+            nb += 2
+        if v >= 2:
+            v >>= 1
+            nb += 1
+        nb += v
+        bits = 14 if k < 2 else 15
+        e = nb - bits if nb > bits else 0
+        if k == 0:
+            et = e
+        elif k == 1:
+            if e > et:
+                et = e
+        elif k == 2:
+            e0 = e
+        else:
+            e1 = e
+        k += 1
+    # the mantissas (_limb_shr)
+    if et >= 24:
+        mr = rh >> (et - 24)
+        mi = ih >> (et - 24)
     else:
-        nb = int(bitlen((0 - h if h < 0 else h) + 1)) + 24
-    return nb - bits if nb > bits else 0
-
-
-@micropython.viper
-def _limb_shr(h: int, lo: int, e: int) -> int:
-    # floor((h * 2^24 + lo) / 2^e), caller guarantees the result is small
-    if e >= 24:
-        return h >> (e - 24)
-    return (h << (24 - e)) + (lo >> e)
-
-
-@micropython.viper
-def _ratio_q16(num: int, den: int, k: int) -> int:
-    # min(C_MAX, floor(num * 2^k / den)) for 0 <= num < 2^30, 0 < den < 2^30, any k
+        mr = (rh << (24 - et)) + (rl >> et)
+        mi = (ih << (24 - et)) + (il >> et)
+    if e0 >= 24:
+        m0 = eh >> (e0 - 24)
+    else:
+        m0 = (eh << (24 - e0)) + (el >> e0)
+    if e1 >= 24:
+        m1 = lh >> (e1 - 24)
+    else:
+        m1 = (lh << (24 - e1)) + (ll >> e1)
+    if m0 == 0 or m1 == 0:
+        return 0
+    # _ratio_q16(num, den, kk)
+    num = mr * mr + mi * mi
+    den = m0 * m1
+    kk = 16 + 2 * et - e0 - e1
     if den >= 0x400000:
-        s = int(bitlen(den)) - 22
-        den >>= s
-        k -= s
-    if k < 0:
-        if k <= -30:
+        v = den
+        nb = 0
+        if v >= 0x10000:
+            v >>= 16
+            nb += 16
+        if v >= 0x100:
+            v >>= 8
+            nb += 8
+        if v >= 0x10:
+            v >>= 4
+            nb += 4
+        if v >= 4:
+            v >>= 2
+            nb += 2
+        if v >= 2:
+            v >>= 1
+            nb += 1
+        sh = nb + v - 22
+        den >>= sh
+        kk -= sh
+    if kk < 0:
+        if kk <= -30:
             return 0
-        num >>= 0 - k
-        k = 0
+        num >>= 0 - kk
+        kk = 0
     q = num // den
     r = num - q * den
     if q > C_MAX:
         return C_MAX
-    while k > 0:
-        s = 8 if k >= 8 else k
-        r <<= s
+    while kk > 0:
+        sh = 8 if kk >= 8 else kk
+        r <<= sh
         d = r // den
-        q = (q << s) + d
+        q = (q << sh) + d
         r -= d * den
-        k -= s
+        kk -= sh
         if q > C_MAX:
             return C_MAX
     return q
-
-
-@micropython.viper
-def coherence_limbs(rh: int, rl: int, ih: int, il: int, eh: int, el: int, lh: int,
-                    ll: int) -> int:
-    # C = (T_re^2 + T_im^2) / (E0 * EL) in Q16 from 24-bit-limb totals (see DEVICE.md)
-    if (eh == 0 and el == 0) or (lh == 0 and ll == 0):
-        return 0
-    et = int(_limb_exp(rh, rl, 14))
-    e2 = int(_limb_exp(ih, il, 14))
-    if e2 > et:
-        et = e2
-    mr = int(_limb_shr(rh, rl, et))
-    mi = int(_limb_shr(ih, il, et))
-    e0 = int(_limb_exp(eh, el, 15))
-    e1 = int(_limb_exp(lh, ll, 15))
-    m0 = int(_limb_shr(eh, el, e0))
-    m1 = int(_limb_shr(lh, ll, e1))
-    if m0 == 0 or m1 == 0:
-        return 0
-    return int(_ratio_q16(mr * mr + mi * mi, m0 * m1, 16 + 2 * et - e0 - e1))
 
 
 def coherence_q16(t_re, t_im, e0, el):

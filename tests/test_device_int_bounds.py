@@ -255,3 +255,18 @@ def test_pid_and_arbiter_temporaries_below_2_30():
     for err in (65536, -(1 << 16), 0):
         a.recalibrate(_Checked(err))
     assert _Checked.worst > 1 << 20
+
+
+def test_beat_folds_the_feature_words_of_vibration():
+    """device/beat.py folds shared/vibration.py's LEVEL, KURT, CREST, ANOMS word indices as its
+    own consts (an imported name is a module global: heap on a Pico): they must agree."""
+    import device.beat as b
+    import shared.vibration as v
+    assert (b._V_LEVEL, b._V_KURT, b._V_CREST, b._V_ANOMS) == (v.LEVEL, v.KURT, v.CREST, v.ANOMS)
+    # and the words TELEMETRY reads straight (kairos COHERENCE, arbiter THREAT and O, pid)
+    import shared.kairos as k
+    import device.arbiter as a
+    import device.pid as p
+    assert b._K_COH == k.COHERENCE
+    assert (b._A_THREAT, b._A_O) == (a._THREAT, a._O)
+    assert (b._P_SP, b._P_OUT, b._P_B) == (p._SP, p._OUT, p._B)

@@ -48,15 +48,20 @@ _REARM_BELOW = const(0x1000000)   # re-arm with 16 M transfers (23 min at 12 kHz
 _LAST = const(0)     # TRANS_COUNT at the last drain (what was consumed up to)
 _TAIL = const(1)     # ring index of the next unread sample
 _OVR = const(2)      # samples lost (saturating)
-_NST = const(3)
+_MASK = const(3)     # ring index mask, CHn_TRANS_COUNT's address, the decimation shift: in the
+_TC = const(4)       # state words, so drain's call is short (a bytecode frame over 11 words
+_SH = const(5)       # is heap-allocated per call, and a fragmented heap makes that slow)
+_NST = const(6)
 
 
 @micropython.viper
-def _drain(st, ring, mask: int, tc_addr: int, dst, maxn: int, sh: int) -> int:
+def _drain(st, ring, dst, maxn: int) -> int:
     s = ptr32(st)
     r = ptr16(ring)
     d = ptr16(dst)
-    now = int(ptr32(tc_addr)[0])
+    mask = int(s[_MASK])
+    sh = int(s[_SH])
+    now = int(ptr32(s[_TC])[0])
     last = int(s[_LAST])
     avail = last - now                  # samples written since the last drain
     tail = int(s[_TAIL])
@@ -109,6 +114,10 @@ class DmaSampler:
         self._st = array.array("i", bytes(4 * _NST))
         self.dma = rp2.DMA()
         self._tc = _DMA_BASE + 0x40 * self.dma.channel + 0x08     # CHn_TRANS_COUNT
+        st = self._st
+        st[_MASK] = self._mask
+        st[_TC] = self._tc
+        st[_SH] = sh
         self._ctrl = self.dma.pack_ctrl(size=1, inc_read=False, inc_write=True,
                                         treq_sel=_DREQ_ADC, ring_sel=True,
                                         ring_size=ring_bits + 1)
@@ -149,7 +158,7 @@ class DmaSampler:
         self._st[_LAST] = _ARM + done
 
     def drain(self, dst):
-        return _drain(self._st, self.buf, self._mask, self._tc, dst, len(dst), self._sh)
+        return _drain(self._st, self.buf, dst, len(dst))
 
     def stop(self):
         machine.mem32[_ADC_CS] = 1               # EN only: no more conversions

@@ -23,9 +23,30 @@ a non-blocking fd (CPython: partial writes), a UART (``txdone()``: its buffer is
 it); frames go in one after the other and the buffer starts over whenever it is empty, which is
 every idle time while the host reads.  Only under back-pressure (the host not reading) does
 ``put`` move what is pending to the front (a memoryview slice: 16-32 bytes, then).  ``pump``
-runs in idle time and may allocate a memoryview slice per write.
+runs in idle time; a padded write copies its chunk in viper (no memoryview slice: no heap).
 """
+from shared.compat import micropython  # noqa: F401
+try:
+    from shared.compat import ptr8     # CPython stand-in; viper has it built in
+except ImportError:
+    pass
+
 _pool = []
+
+
+@micropython.viper
+def _chunk(src, s: int, n: int, dst, c: int) -> int:
+    # dst[0:n] = src[s:s+n], then 0x00 to c: a slice of the memoryview would be heap per write
+    a = ptr8(src)
+    d = ptr8(dst)
+    i = 0
+    while i < n:
+        d[i] = a[s + i]
+        i += 1
+    while i < c:
+        d[i] = 0
+        i += 1
+    return n
 
 
 def reserve(capacity):
@@ -97,9 +118,7 @@ class TxBuffer:
                 n = c
             if self.pad:
                 out = self.out
-                out[0:n] = self.mv[s:s + n]
-                for i in range(n, c):         # COBS delimiters (idle time only)
-                    out[i] = 0
+                _chunk(self.buf, s, n, out, c)    # the rest COBS delimiters
                 w = self.write(out)
                 if w is None:
                     w = c

@@ -9,7 +9,8 @@
 Targets: beat <= 100 us and 0 bytes per steady beat; PID >= 5x simple-pid; PoW >= 0.9x bare hash;
 mining never makes a beat late (lateness with pow 20 ~ without).
 On the emulated RP2040 (host/rp2040/bench.py, the RP2040 lane's measurement; needs Node.js;
---no-rp2040 leaves them out): rp2040-step, rp2040-alloc, rp2040-heap, rp2040-pow.
+--no-rp2040 leaves them out): rp2040-step, rp2040-alloc, rp2040-heap, rp2040-pow,
+rp2040-realtime (2,000 beats as on a board: lateness p50/p99/max, skipped beats).
 """
 import json
 import os
@@ -90,8 +91,10 @@ def collect(args):
     shutil.rmtree(fw_dir, ignore_errors=True)
     if not getattr(args, "no_rp2040", False):
         from becomingone.rp2040 import bench as rp2040_bench
+        from becomingone.rp2040.budget import REALTIME_BEATS
         rows.extend(rp2040_bench.collect(beats=100 if quick else getattr(args, "rp2040_beats", 300),
-                                         firmware=getattr(args, "rp2040_firmware", None)))
+                                         firmware=getattr(args, "rp2040_firmware", None),
+                                         realtime=200 if quick else REALTIME_BEATS))
     return rows
 
 

@@ -48,6 +48,8 @@ def build_firmware(out, march=None, root=ROOT):
             for f in filenames:
                 if not f.endswith(".py"):
                     continue
+                if f.endswith("_thumb.py") and not march.startswith("armv"):
+                    continue         # Thumb assembly (rp2 only: shared/sha256_thumb.py)
                 rel = os.path.relpath(os.path.join(dirpath, f), root)
                 dst = os.path.join(out, rel)
                 os.makedirs(os.path.dirname(dst), exist_ok=True)

@@ -102,7 +102,7 @@ def cmd_measure(a):
     from becomingone.rp2040 import measure
     r = measure.measure(board=a.board, beats=a.beats, key=not a.no_key, firmware=a.firmware,
                         device_args=_device_args(a.device_arg),
-                        beat_mem_checks=not a.no_beat_mem_checks)
+                        beat_mem_checks=not a.no_beat_mem_checks, realtime=a.realtime)
     if a.json:
         print(json.dumps(r, indent=1, sort_keys=True))
     else:
@@ -169,6 +169,12 @@ def main(argv=None):
         _add_fw(p)
         _add_beat(p)
         p.add_argument("--json", action="store_true", help="one JSON object")
+        if name == "measure":
+            p.add_argument("--realtime", type=int, default=0, metavar="N",
+                           help="also run N beats as on a board (idle() + step(), nothing timed "
+                           "in between) and report the beat's lateness p50/p99/max and skipped "
+                           "beats over them (the real-time budget: p99 < 10 %% of the period, "
+                           "none skipped, over 2,000 beats)")
         if name == "profile":
             p.add_argument("--syms", help="symbol table (default: the fixture's RPI_PICO.syms; an "
                            "ELF works too)")

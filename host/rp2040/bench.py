@@ -13,15 +13,20 @@ measurement the RP2040 lane asserts (measure.py + chip_beat.py), against budget.
                  is the lane's long run)
   rp2040-pow     hashes_per_s, pow_bits, witness_s (expected seconds to mine one WITNESS at
                  pow_bits with the chip doing nothing else), target_witness_s (5.0)
+  rp2040-realtime  the beat run as on a board for realtime_beats (2,000): lateness_p50_us,
+                 lateness_p99_us, lateness_max_us, p99_of_period, skipped_beats,
+                 target_p99_of_period (0.10), target_skipped (0), within_budget, hashes (mined
+                 in those beats)
 Every row also has firmware_sha256 (the .uf2 booted) and emulated_s / wall_s of the run.
 """
 from becomingone.rp2040 import budget
 from shared.protocol_codes import POW_BITS_DEFAULT
 
 
-def collect(beats=300, firmware=None, pow_bits=POW_BITS_DEFAULT):
+def collect(beats=300, firmware=None, pow_bits=POW_BITS_DEFAULT, realtime=budget.REALTIME_BEATS):
     from becomingone.rp2040.measure import measure
-    return rows_from(measure(board="pico", beats=beats, key=True, firmware=firmware), pow_bits)
+    return rows_from(measure(board="pico", beats=beats, key=True, firmware=firmware,
+                             realtime=realtime), pow_bits)
 
 
 def rows_from(r, pow_bits=POW_BITS_DEFAULT):
@@ -39,7 +44,7 @@ def rows_from(r, pow_bits=POW_BITS_DEFAULT):
         d.update(common)
         d.update(kw)
         return d
-    return [
+    rows = [
         row("rp2040-step", step_p50_us=s["p50"], step_p99_us=s["p99"], step_max_us=s["max"],
             period_us=r["period_us"], p50_of_period=round(s["p50"] / per, 3),
             p99_of_period=round(s["p99"] / per, 3),
@@ -59,3 +64,14 @@ def rows_from(r, pow_bits=POW_BITS_DEFAULT):
             witness_s=round((1 << pow_bits) / float(rate), 2) if rate > 0 else None,
             target_witness_s=budget.POW_WITNESS_MAX_S),
     ]
+    rt = r.get("realtime")
+    if rt:
+        lt = rt["lateness_us"]
+        rows.append(row("rp2040-realtime", realtime_beats=rt["beats"], lateness_p50_us=lt["p50"],
+                        lateness_p99_us=lt["p99"], lateness_max_us=lt["max"],
+                        p99_of_period=round(lt["p99"] / per, 3),
+                        skipped_beats=rt["skipped_beats"],
+                        target_p99_of_period=budget.LATENESS_P99_MAX_FRACTION,
+                        target_skipped=budget.SKIPPED_MAX,
+                        within_budget=not budget.check_realtime(r), hashes=rt["hashes"]))
+    return rows

@@ -3,10 +3,14 @@
 # times every step() in RP2040 microseconds (time.ticks_us counts the chip's emulated cycles).
 #
 #   chip_beat.py [--measure-beats N] [--warmup W] [--alloc-beats A] [--heap-samples K]
-#                [--pow-hashes H] [--sections] [--no-beat-mem-checks] -- DEVICE FLAGS
+#                [--pow-hashes H] [--realtime R] [--sections] [--no-beat-mem-checks]
+#                -- DEVICE FLAGS
 #
 # A beat is idle() (host frames, GC, mining, the wait for the deadline) then step(). Phases:
 #  1. W warm-up beats; a collection; gc.mem_free() (free heap after a collection, start).
+#  1b. with --realtime R: the beat as it runs on a board, R beats of idle() + step() and nothing
+#     else (no timer, no heap call), after 10 beats to settle from the collection: the beat's own
+#     lateness histogram and skipped-beat count (reset first) over those R beats.
 #  2. N timed beats: ticks_us() around step() only. gc.mem_free() and gc.mem_alloc() are NOT
 #     called per beat here: on the RP2040 each call walks the heap's allocation table (gc_info)
 #     and takes about 9 ms, which would make the next beat late and give it more samples to
@@ -17,7 +21,7 @@
 #     positive difference, an automatic collection inside step() as a negative one) and
 #     gc.mem_free() after it (low-water); their times are not used.
 #  5. the proof-of-work rate: Miner.step(H) on a 23-byte record at 32 bits (nothing is found).
-# Step times go into a fixed histogram (10 us buckets below 20 ms, 1 ms buckets to 100 ms): the
+# Step times go into a fixed histogram (10 us buckets below 6 ms, 1 ms buckets to 100 ms): the
 # harness allocates nothing per beat; its own heap (about 5 KB) is taken before phase 1.
 # --no-beat-mem-checks (a diagnostic) switches off device/beat.py's own per-beat gc.mem_alloc()
 # and gc.mem_free() bookkeeping, to show what step() costs without it.
@@ -32,15 +36,16 @@ import time
 from array import array
 
 _FINE_US = 10
-_FINE_N = 2000            # 0 .. 20 ms in 10 us buckets
-_COARSE_N = 80            # 20 .. 100 ms in 1 ms buckets
+_FINE_N = 600             # 0 .. 6 ms in 10 us buckets
+_COARSE_N = 94            # 6 .. 100 ms in 1 ms buckets (the harness's heap: 1.4 KB, was 4.2 KB
+#                           with 10 us buckets to 20 ms; it counts against the free-heap figure)
 _NB = _FINE_N + _COARSE_N + 1
 
 
 def _bucket(us):
     if us < _FINE_N * _FINE_US:
         return us // _FINE_US
-    ms = us // 1000 - 20
+    ms = us // 1000 - _FINE_N * _FINE_US // 1000
     return _FINE_N + ms if ms < _COARSE_N else _NB - 1
 
 
@@ -48,7 +53,7 @@ def _upper(b):
     if b < _FINE_N:
         return (b + 1) * _FINE_US
     if b < _NB - 1:
-        return (b - _FINE_N + 21) * 1000
+        return (b - _FINE_N + _FINE_N * _FINE_US // 1000 + 1) * 1000
     return -1
 
 
@@ -110,11 +115,13 @@ class _Timed:
 
 def main(argv):
     beats, warm, alloc_n, heap_k, pow_hashes, sections, no_mem = 300, 20, 50, 10, 2000, False, False
+    rt_n = 0
     dev = []
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--measure-beats", "--warmup", "--alloc-beats", "--heap-samples", "--pow-hashes"):
+        if a in ("--measure-beats", "--warmup", "--alloc-beats", "--heap-samples", "--pow-hashes",
+                 "--realtime"):
             v = int(argv[i + 1])
             if a == "--measure-beats":
                 beats = v
@@ -124,6 +131,8 @@ def main(argv):
                 alloc_n = v
             elif a == "--heap-samples":
                 heap_k = v
+            elif a == "--realtime":
+                rt_n = v
             else:
                 pow_hashes = v
             i += 2
@@ -143,7 +152,6 @@ def main(argv):
         raise ValueError("need beats >= 1 and warmup, alloc-beats, heap-samples >= 0")
     from device.cli import parse_args
     from device.runner import prepare, build
-    from device.report import report_json
     opts = parse_args(dev)
     gc.collect()
     free_start = gc.mem_free()
@@ -206,6 +214,22 @@ def main(argv):
     gc.collect()
     free_warm = mem_free()
     low = free_warm
+    rt = None
+    if rt_n:
+        for i in range(10):
+            beat.idle()
+            beat.step()
+        lh = beat.lateness
+        lh.reset()
+        sk0 = beat.skipped
+        b0 = beat.beat
+        for i in range(rt_n):
+            beat.idle()
+            beat.step()
+        rt = {"beats": beat.beat - b0, "skipped_beats": beat.skipped - sk0,
+              "lateness_us": {"p50": lh.percentile(50), "p90": lh.percentile(90),
+                              "p99": lh.percentile(99), "max": lh.max_us},
+              "hashes": beat.hashes, "records_mined": beat.records_mined}
     every = beats // heap_k if heap_k else 0
     skip = 3                      # beats after a collection / heap sample: not timed
     sys.stdout.write("\x06PROF+\n")   # the runner's PC profile (if on) covers these beats
@@ -261,7 +285,8 @@ def main(argv):
         beat.hw.sampler.stop()
     except AttributeError:
         pass
-    rep = json.loads(report_json(beat))
+    from device.report import report_json     # as device/main.py: at exit, not in the heap
+    rep = json.loads(report_json(beat))       # the figures above measure
     out = {"beats": n, "warmup": warm, "board": opts.board, "link": opts.link or "default",
            "clock": opts.clock, "key": bool(opts.key_file), "beat_mem_checks": not no_mem,
            "period_us": beat.deadline.period_us,
@@ -276,6 +301,8 @@ def main(argv):
                     "low_water": low, "low_water_samples": heap_k + alloc_n,
                     "total": gc.mem_free() + gc.mem_alloc()},
            "report": rep}
+    if rt is not None:
+        out["realtime"] = rt
     if timed is not None:
         out["sections"] = {"wrapper_us_per_call": wrap_us,
                            "us": dict((k, v) for k, v in timed.us.items() if timed.calls[k]),

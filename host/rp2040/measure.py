@@ -68,16 +68,19 @@ def _frames(data, key):
 
 def measure(board="pico", beats=300, key=True, firmware=None, device_args=(), profile=None,
             pow_hashes=2000, warmup=20, link="serial", clock="real", sections=False,
-            wall_timeout=1800, files=None, alloc_beats=50, heap_samples=10, beat_mem_checks=True):
+            wall_timeout=1800, files=None, alloc_beats=50, heap_samples=10, beat_mem_checks=True,
+            realtime=0):
     """`beats` timed beats after `warmup`, then `alloc_beats` with gc.mem_alloc() around
-    step() (see chip_beat.py for why those are separate). Returns the result dict."""
+    step() (see chip_beat.py for why those are separate). With `realtime` R, first R beats run
+    as on a board (nothing timed or measured in between): r["realtime"] has the beat's own
+    lateness p50/p90/p99/max (us) and skipped beats over them. Returns the result dict."""
     if beats < 10:
         raise UserError("--beats must be at least 10, got %d" % beats)
     files = dict(files or chip_files(board))
     dev = device_flags(board, key, link, clock, device_args)
     args = ["--measure-beats", str(beats), "--warmup", str(warmup), "--alloc-beats",
             str(alloc_beats), "--heap-samples", str(heap_samples), "--pow-hashes",
-            str(pow_hashes)] + (["--sections"] if sections else []) + \
+            str(pow_hashes), "--realtime", str(realtime)] + (["--sections"] if sections else []) + \
         ([] if beat_mem_checks else ["--no-beat-mem-checks"]) + ["--"] + dev
     fw = chip.firmware(firmware)
     res = run_script(files, "chip_beat.py", args, firmware=fw.path,
@@ -113,6 +116,13 @@ def describe(r):
              "heap    free after build %d, after a collection at warm-up %d and at the end %d, "
              "low-water %d (of %d)" % (h["free_built"], h["free_after_warmup_collect"],
                                        h["free_after_end_collect"], h["low_water"], h["total"])]
+    rt = r.get("realtime")
+    if rt:
+        lt = rt["lateness_us"]
+        lines.append("realtime %d beats as on a board: lateness p50 %d us, p90 %d, p99 %d (%.3f of "
+                     "the period), max %d; skipped beats %d; %d hashes mined"
+                     % (rt["beats"], lt["p50"], lt["p90"], lt["p99"], lt["p99"] / per, lt["max"],
+                        rt["skipped_beats"], rt["hashes"]))
     rep = r.get("report") or {}
     lines.append("beat    lateness p50/p99/max %s us, skipped beats %s, decisions %s"
                  % ("/".join(str((rep.get("lateness_us") or {}).get(k)) for k in ("p50", "p99", "max")),

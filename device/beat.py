@@ -105,9 +105,6 @@ _SPIN_US = const(150)         # busy-wait the last microseconds before a deadlin
 _SLICE_HASHES = const(64)     # proof-of-work hashes per slice at most; fewer when the idle time
 #                               left holds fewer at the measured cost per hash (~370 us on a
 #                               Pico: 64 would be 24 ms, six beats)
-_MINE_MARGIN_US = const(800)  # mining stops this much earlier still: the process then sleeps
-#                               before each deadline (an OS scheduler wakes a sleeper sooner than
-#                               a process that used its time slice)
 _MARGIN_US = const(200)       # idle work must end this long before the deadline
 _GC_LOW = const(12288)        # collect in idle time below this many free bytes
 _LEARN_LAGS = const(16)       # lags per lag-search slice (device/lag.py)
@@ -558,7 +555,7 @@ class Beat:
             # never has to run inside a beat; APPLY_OPTIMIZE (the beat is overloaded) sheds it
             if self.last_decision == C.DECISION_APPLY_OPTIMIZE:
                 low = True
-            mb = budget - _MINE_MARGIN_US
+            mb = budget - clk.sched_margin_us   # an OS's scheduler margin (device/clock.py)
             if not low and mb > self.hash_est_us and self._mine_slice(clk, mb):
                 continue
             if not low and self.queue.pending() and mb > 0:

@@ -99,7 +99,6 @@ def main(argv=None):
     from device.runner import prepare, build, unload
     parse_args = check_board = UsageError = None   # the option parser leaves the heap before
     unload("device.cli")                           # the long-lived tables are allocated
-    unload("device.limits")
     try:
         for attempt in range(3):
             try:
@@ -121,6 +120,7 @@ def main(argv=None):
     quiet = opts.quiet
     opts = prepare = build = None
     unload("device.runner")
+    unload("device.limits")          # check_board's and the rp2 DMA sampler's pacing rule
     unload = None
     gc.collect()
     rc = 0

@@ -151,13 +151,18 @@ def main(argv):
     if beats < 1 or warm < 0 or alloc_n < 0 or heap_k < 0:
         raise ValueError("need beats >= 1 and warmup, alloc-beats, heap-samples >= 0")
     from device.cli import parse_args
-    from device.runner import prepare, build
+    from device.runner import prepare, build, unload
     opts = parse_args(dev)
     gc.collect()
     free_start = gc.mem_free()
     prepare(opts)
     gc.collect()
     beat = build(opts)
+    # boot-only code leaves the heap, as device/main.py drops it once the beat is built
+    parse_args = prepare = build = None
+    for name in ("device.cli", "device.runner", "device.limits"):
+        unload(name)
+    unload = None
     if no_mem:
         import device.beat
         device.beat._HAS_MEM = False
@@ -229,7 +234,8 @@ def main(argv):
         rt = {"beats": beat.beat - b0, "skipped_beats": beat.skipped - sk0,
               "lateness_us": {"p50": lh.percentile(50), "p90": lh.percentile(90),
                               "p99": lh.percentile(99), "max": lh.max_us},
-              "hashes": beat.hashes, "records_mined": beat.records_mined}
+              "hashes": beat.hashes, "records_mined": beat.records_mined,
+              "witness_pending": beat.queue.pending()}
     every = beats // heap_k if heap_k else 0
     skip = 3                      # beats after a collection / heap sample: not timed
     sys.stdout.write("\x06PROF+\n")   # the runner's PC profile (if on) covers these beats

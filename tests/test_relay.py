@@ -251,11 +251,14 @@ def test_lost_uplink_buffers_probes_and_replays_in_order(relay_on_loopback):
     assert wait(lambda: r.counters["frames_from_devices"] == seq + 1)
     probes = [peek(f) for f, _a in co.recv(2)]
     assert all(p.type == P.WITNESS and p.seq == 1 for p in probes)   # the head, again and again
-    # the coordinator speaks: the uplink is back, the buffer drains in order, then live frames
+    # the coordinator speaks (it took the probe: its ACK): the uplink is back, the buffer
+    # drains in order, past the WITNESS just ACKed (sending it again would be a duplicate)
     co.sock.sendto(ack(5, 1), a)
     got = co.drain()
     seqs = [peek(f).seq for f in got]
-    assert seqs == sorted(seqs) and seqs[-1] == seq and set(range(1, seq + 1)) <= set(seqs), seqs
+    assert seqs == sorted(seqs) and seqs[-1] == seq and set(range(2, seq + 1)) <= set(seqs), seqs
+    assert [s for s in seqs if s == 1] == [1] * (len(seqs) - (seq - 1)), seqs   # probes only
+    assert r.counters["witness_skipped_acked"] == 1
     st = r.status()
     assert st["uplink"]["up"] and st["counters"]["uplink_lost"] == 1
     assert st["counters"]["uplink_restored"] == 1 and st["buffer"]["frames"] == 0

@@ -29,10 +29,11 @@ def rank(mtype):
 class Entry:
     """One frame on its way to the coordinator: its arrival index (relay-wide, increasing),
     type, bytes, clear header (relay/frames.py Peek), and whether it is still stored."""
-    __slots__ = ("index", "type", "frame", "peek", "stored", "owner")
+    __slots__ = ("index", "type", "frame", "peek", "stored", "owner", "sends")
 
     def __init__(self, index, mtype, frame, peek=None):
         self.index, self.type, self.frame, self.peek = index, mtype, frame, peek
+        self.sends = 0             # times sent up (the relay gives a WITNESS a bounded number)
         self.stored = False
         self.owner = None          # the _Fifo holding it
 

@@ -28,6 +28,7 @@ its new frames queue behind it, so a device's frames reach the coordinator in th
 A frame the coordinator already took (a probe, a WITNESS whose ACK was lost) arrives twice and is
 refused as a duplicate by its sequence check: nothing is integrated or written twice.
 """
+import collections
 import os
 import queue
 import select
@@ -51,6 +52,8 @@ DEFAULTS = {"buffer": 10000, "ack_timeout": 3.0, "silence": 30.0, "probe": 1.0,
 LIMITS = {"buffer": (1, 1000000), "ack_timeout": (0.1, 600), "silence": (1, 3600),
           "probe": (0.05, 60), "replay_rate": (1, 100000), "idle": (1, 86400)}
 _RECV_BURST = 256          # datagrams read from one uplink socket per wake-up
+ACKED_KEEP = 256           # (boot, witness_id) keys remembered as ACKed, per device
+MAX_SENDS = 4              # a WITNESS frame sent this often without its ACK is left to the device
 
 
 def check_option(name, value):
@@ -70,10 +73,18 @@ class Endpoint:
         self.key, self.link, self.addr, self.sock = key, link, addr, sock
         self.device_id = None
         self.inflight = {}             # (boot, witness_id) -> (Entry, sent at)
+        self.acked = collections.OrderedDict()   # (boot, witness_id) the coordinator ACKed
         self.tokens = 0.0              # replay pacing
         self.last_seen = time.monotonic()
         self.up = 0                    # frames from the device
         self.down = 0                  # frames to the device
+
+    def note_ack(self, key):
+        self.inflight.pop(key, None)
+        self.acked[key] = True
+        self.acked.move_to_end(key)
+        while len(self.acked) > ACKED_KEEP:
+            self.acked.popitem(last=False)
 
     def summary(self, buffer):
         return {"device": self.device_id, "link": self.link.local_url,
@@ -124,7 +135,9 @@ class Relay:
         self.counters = {"frames_from_devices": 0, "forwarded": 0, "replayed": 0, "probes": 0,
                          "from_coordinator": 0, "to_devices": 0, "to_device_failures": 0,
                          "malformed": 0, "uplink_lost": 0, "uplink_restored": 0,
-                         "witness_acked": 0, "endpoints_opened": 0, "endpoints_reaped": 0}
+                         "witness_acked": 0, "witness_skipped_acked": 0,
+                         "witness_unanswered": 0, "witness_given_up": 0,
+                         "endpoints_opened": 0, "endpoints_reaped": 0}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self):
@@ -234,6 +247,7 @@ class Relay:
                 return False
             raise RelayError("uplink %s: send failed: %s" % (self.uplink.url, err)) from None
         if e.type == P.WITNESS:
+            e.sends += 1
             ep.inflight[witness_key(e.frame, e.peek)] = (e, now)
         if self.unanswered_since is None:
             self.unanswered_since = now
@@ -260,8 +274,10 @@ class Relay:
             p = peek(data)
             if p is not None:
                 k = acked_witness(data, p)
-                if k is not None and ep.inflight.pop(k, None) is not None:
-                    c["witness_acked"] += 1
+                if k is not None:
+                    if k in ep.inflight:
+                        c["witness_acked"] += 1
+                    ep.note_ack(k)
             try:
                 ep.link.send(data, ep.addr)
                 c["to_devices"] += 1
@@ -278,7 +294,9 @@ class Relay:
         self._next_probe = now + self.probe
         for ep in self.endpoints.values():
             if ep.inflight:
-                self.buffer.restore(ep.key, [e for e, _t in ep.inflight.values()])
+                again = [e for e, _t in ep.inflight.values() if e.sends < MAX_SENDS]
+                self.counters["witness_given_up"] += len(ep.inflight) - len(again)
+                self.buffer.restore(ep.key, again)
                 ep.inflight.clear()
         self.log("uplink %s lost: %s; buffering (up to %d frames)"
                  % (self.uplink.url, reason, self.buffer.limit))
@@ -307,16 +325,37 @@ class Relay:
             self._lost("nothing from the coordinator for %g s" % self.silence, now)
             return
         for ep in self.endpoints.values():
-            for (boot, wid), (_e, t) in ep.inflight.items():
-                if now - t > self.ack_timeout:
-                    self._lost("WITNESS %d of device %s (boot %d) not acknowledged within %g s"
-                               % (wid, ep.device_id, boot, self.ack_timeout), now)
-                    return
+            for key, (_e, t) in list(ep.inflight.items()):
+                if now - t <= self.ack_timeout:
+                    continue
+                if self.last_heard is not None and self.last_heard > t:
+                    # the coordinator spoke since: it is there and refused this frame (a
+                    # duplicate, a record tagged while a handshake was pending); the device
+                    # resends what it has not seen ACKed
+                    del ep.inflight[key]
+                    self.counters["witness_unanswered"] += 1
+                    continue
+                self._lost("WITNESS %d of device %s (boot %d) not acknowledged within %g s, "
+                           "nothing from the coordinator since"
+                           % (key[1], ep.device_id, key[0], self.ack_timeout), now)
+                return
+
+    def _head(self, ep):
+        """ep's oldest buffered frame, past WITNESS frames sent before whose record the
+        coordinator has ACKed since (the same bytes again would be refused as a duplicate; a
+        device's own resend of the record is a new frame, and is sent: the device needs the ACK)."""
+        while True:
+            e = self.buffer.head(ep.key)
+            if e is None or e.type != P.WITNESS or not e.sends or \
+                    witness_key(e.frame, e.peek) not in ep.acked:
+                return e
+            self.buffer.pop(ep.key)
+            self.counters["witness_skipped_acked"] += 1
 
     def _probe(self, now):
         self._next_probe = now + self.probe
         for ep in list(self.endpoints.values()):
-            e = self.buffer.head(ep.key)
+            e = self._head(ep)
             if e is None:
                 continue
             try:
@@ -332,7 +371,7 @@ class Relay:
                 continue
             ep.tokens = min(burst, ep.tokens + self.replay_rate * dt)
             while ep.tokens >= 1.0:
-                e = self.buffer.head(ep.key)
+                e = self._head(ep)
                 if e is None:
                     break
                 if not self._send(ep, e, now):

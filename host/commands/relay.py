@@ -43,7 +43,9 @@ def add_arguments(p):
                    help="while lost, send each device's oldest buffered frame every S seconds "
                         "(default %(default)s)")
     p.add_argument("--replay-rate", type=float, default=DEFAULTS["replay_rate"], metavar="N",
-                   help="buffered frames replayed per second per device (default %(default)s)")
+                   help="replay pace per device, in the coordinator's rate-limit units per second "
+                        "(a frame costs complexity^1.5, docs/HOST.md; default %(default)s: 60%% of "
+                        "the coordinator's default admission.rate.refill)")
     p.add_argument("--idle", type=float, default=DEFAULTS["idle"], metavar="S",
                    help="close a silent device's uplink socket after S seconds (default "
                         "%(default)s)")

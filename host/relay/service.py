@@ -23,8 +23,8 @@ go back to the front of their device's FIFO: they are sent again. Every `probe` 
 each device's oldest buffered frame (order kept: the coordinator sees it first either way); the
 coordinator's answer (the ACK of a WITNESS, a CHALLENGE, a new-session request, a TIME_SYNC)
 marks the uplink back. Then each device's FIFO is replayed oldest first at up to `replay_rate`
-frames/s per device (the coordinator's per-device rate limit stays far away: docs/HOST.md), and
-its new frames queue behind it, so a device's frames reach the coordinator in the order sent.
+cost units/s per device (the coordinator's rate-limit units: by default 60 % of what it grants a
+device, so the replay is never refused there), and its new frames queue behind it, so a device's frames reach the coordinator in the order sent.
 A frame the coordinator already took (a probe, a WITNESS whose ACK was lost) arrives twice and is
 refused as a duplicate by its sequence check: nothing is integrated or written twice.
 """
@@ -36,24 +36,42 @@ import socket
 import threading
 import time
 
+from becomingone.config.schema import SCHEMA
 from becomingone.errors import LinkError, RelayError, UserError
+from becomingone.ingest.ratelimit import frame_complexity, variance_cost
 from becomingone.links import open_link
 from becomingone.relay.buffer import Entry, FrameBuffer
 from becomingone.relay.frames import acked_witness, peek, witness_key
 from becomingone.relay.uplink import LOST_ERRNOS, UdpUplink
 from becomingone.util.atomic import write_json
 from shared import protocol as P
+from shared import wire_format as W
 
 __all__ = ["Relay", "Endpoint", "DEFAULTS", "LIMITS"]
 
+# Replay pacing is in the coordinator's own rate-limit units (host/ingest/ratelimit.py: a frame
+# costs complexity^1.5): by default a device's replay plus its live frames use 60 % of the
+# per-device refill the coordinator grants by default, so a replay is never rate-limited there.
+REPLAY_SHARE = 0.6
+_REFILL = SCHEMA["admission"]["rate"]["refill"].default
 # The one definition of the relay's defaults (the CLI shows them) and of their allowed ranges.
 DEFAULTS = {"buffer": 10000, "ack_timeout": 3.0, "silence": 30.0, "probe": 1.0,
-            "replay_rate": 100.0, "idle": 600.0}
+            "replay_rate": REPLAY_SHARE * _REFILL, "idle": 600.0}
 LIMITS = {"buffer": (1, 1000000), "ack_timeout": (0.1, 600), "silence": (1, 3600),
           "probe": (0.05, 60), "replay_rate": (1, 100000), "idle": (1, 86400)}
 _RECV_BURST = 256          # datagrams read from one uplink socket per wake-up
 ACKED_KEEP = 256           # (boot, witness_id) keys remembered as ACKed, per device
 MAX_SENDS = 4              # a WITNESS frame sent this often without its ACK is left to the device
+
+
+def frame_cost(e):
+    """What the coordinator's rate limiter charges for the frame (host/ingest/ratelimit.py)."""
+    payload = len(e.frame) - W.HEADER_LEN - W.CRC_LEN - (W.TAG_LEN if e.frame[0] & W.FLAG_AUTH
+                                                           else 0)
+    return variance_cost(frame_complexity(e.type, payload))
+
+
+_COST_MAX = variance_cost(frame_complexity(P.TELEMETRY, W.MAX_FRAME))
 
 
 def check_option(name, value):
@@ -365,19 +383,24 @@ class Relay:
                 pass
 
     def _replay(self, now, dt):
-        burst = max(1.0, self.replay_rate * 0.05)
+        """Send each device's buffered frames, oldest first, at `replay_rate` cost units per
+        second (live frames wait behind them and count too: from_device() queues them)."""
+        burst = max(_COST_MAX, self.replay_rate * 0.05)
         for ep in list(self.endpoints.values()):
             if not self.buffer.pending(ep.key):
                 continue
             ep.tokens = min(burst, ep.tokens + self.replay_rate * dt)
-            while ep.tokens >= 1.0:
+            while True:
                 e = self._head(ep)
                 if e is None:
+                    break
+                cost = frame_cost(e)
+                if ep.tokens < cost:
                     break
                 if not self._send(ep, e, now):
                     return                 # lost again: the entry stays at the front
                 self.buffer.pop(ep.key)
-                ep.tokens -= 1.0
+                ep.tokens -= cost
                 self.counters["replayed"] += 1
 
     def _reap(self, now):

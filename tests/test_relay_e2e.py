@@ -192,6 +192,12 @@ def test_relay_end_to_end_through_a_lost_uplink(tmp_path, firmware_main):
                                                               "--json"))}
         assert set(rows) == {1, 2} and all(r["frames"] > 5 for r in rows.values()), rows
         t_setup = time.monotonic() - t_boot
+        # the coordinator sees each device at the relay's socket for that device (through the
+        # gate's socket for that relay socket)
+        sess = json.loads(_cli("status", "--data", data, "--json"))["sessions"]
+        for d in st["devices"]:
+            via = gate.peers[("127.0.0.1", d["uplink_port"])].getsockname()[1]
+            assert sess[str(d["device"])]["addr"][1] == via, (d, sess[str(d["device"])]["addr"])
         # 2. a CONFIG for device 1 only, through the relay
         out = _cli("device", "config", "1", "telemetry_every=2", "--data", data)
         assert "sent" in out, out

@@ -295,3 +295,21 @@ def test_refused_port_marks_the_uplink_lost_and_a_small_buffer_keeps_witness(rel
     assert {6, 7} <= got, got                         # both WITNESS records went up
     assert r.status()["uplink"]["up"]
     co2.close()
+
+
+def test_a_witness_refused_by_a_talking_coordinator_is_not_a_lost_uplink(relay_on_loopback):
+    co = Coordinator()
+    r, local = relay_on_loopback(co.port, ack_timeout=0.4, probe=0.2)
+    d = dev_socket()
+    d.sendto(witness(6, 3, 0, 0), local)
+    (_f, a), = co.recv()
+    # no ACK for it (refused: a duplicate, a record tagged under the device key), but the
+    # coordinator speaks after it: the uplink is evidently there
+    co.sock.sendto(P.encode(P.ACK, {"acked_type": P.CONFIG, "status": 0, "ref": 1}, 0, 3, 1), a)
+    assert wait(lambda: r.counters["witness_unanswered"] == 1)
+    assert r.is_up and r.counters["uplink_lost"] == 0
+    # the same with a silent coordinator: lost
+    d.sendto(witness(6, 3, 1, 1), local)
+    co.recv()
+    assert wait(lambda: not r.is_up) and r.counters["uplink_lost"] == 1
+    co.close()

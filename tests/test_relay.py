@@ -3,7 +3,6 @@ and a Relay between loopback "devices" and a loopback "coordinator" socket: byte
 forwarding, a socket per device, replies routed back, the uplink lost (ICMP refused, a WITNESS
 never acknowledged), buffered, probed and replayed in order. tests/test_relay_e2e.py runs the
 real processes (coordinator, relay, MicroPython devices)."""
-import json
 import os
 import socket
 import subprocess
@@ -21,7 +20,7 @@ from shared import protocol as P
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-WIT = {"witness_id": 0, "kind": P.WITNESS_ALERT if hasattr(P, "WITNESS_ALERT") else 1, "beat": 7,
+WIT = {"witness_id": 0, "kind": P.WITNESS_DECISION, "beat": 7,
        "decision": 1, "threat": 40000, "coherence": 30000, "value": 5, "pow_bits": 0, "nonce": 0}
 
 

@@ -119,6 +119,23 @@ def test_cli_bad_arguments_exit_2_with_the_reason():
     assert r.returncode == 2 and "--replay-rate must be" in r.stderr
 
 
+def test_a_board_not_plugged_in_yet_is_waited_for_a_busy_udp_port_is_an_error(tmp_path):
+    from becomingone.errors import LinkError
+    r = Relay([str(tmp_path / "ttyACM-missing")], "udp://127.0.0.1:9").start()
+    try:
+        link = r.status()["links"][0]
+        assert not link["open"] and "No such file" in link["last_error"]
+    finally:
+        r.close()
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    try:
+        with pytest.raises(LinkError, match=r"--link udp://127.0.0.1:%d" % busy.getsockname()[1]):
+            Relay(["udp://127.0.0.1:%d" % busy.getsockname()[1]], "udp://127.0.0.1:9").start()
+    finally:
+        busy.close()
+
+
 # ------------------------------------------------------------------ a relay on loopback
 class Coordinator:
     """A loopback UDP socket standing for the coordinator; close()/reopen() on the same port."""

@@ -89,8 +89,9 @@ def run(args):
     signal.signal(signal.SIGTERM, _stop)
     info = relay.ready_info()
     if not quiet:
-        for u in info["links"]:
-            print("becomingone relay: listening on %s" % u)
+        for link in relay.links:
+            print("becomingone relay: %s %s" % ("listening on" if link.is_open else
+                                                "waiting for", link.local_url))
         print("becomingone relay: forwarding to %s" % info["to"])
     print("ready " + json.dumps(info, sort_keys=True))
     sys.stdout.flush()

@@ -39,7 +39,7 @@ import time
 from becomingone.config.schema import SCHEMA
 from becomingone.errors import LinkError, RelayError, UserError
 from becomingone.ingest.ratelimit import frame_complexity, variance_cost
-from becomingone.links import open_link
+from becomingone.links import make_link
 from becomingone.relay.buffer import Entry, FrameBuffer
 from becomingone.relay.frames import acked_witness, peek, witness_key
 from becomingone.relay.uplink import LOST_ERRNOS, UdpUplink
@@ -161,7 +161,15 @@ class Relay:
     def start(self):
         try:
             for url in self.link_urls:
-                self.links.append(open_link(url))
+                link = make_link(url)
+                self.links.append(link)
+                try:
+                    link.open()
+                except LinkError as e:
+                    if link.datagram:          # a UDP port that cannot be bound: nothing to wait for
+                        raise LinkError("--link %s: %s" % (url, e)) from None
+                    # a board not plugged in yet: its reader opens it when it appears
+                    self.log("link %s cannot be opened yet (%s); waiting for it" % (url, e))
         except Exception:
             self._close_links()
             raise

@@ -185,7 +185,9 @@ def test_relay_end_to_end_through_a_lost_uplink(tmp_path, firmware_main):
         # 1. handshake through the relay (a keyed device's WITNESS is taken only under a session
         # key), its BOOT records acknowledged, telemetry accepted
         _wait(lambda: boots_in() == {1, 2} and (_status(status_file) or {}).get(
-            "counters", {}).get("witness_acked", 0) >= 2, 60, "both devices' BOOT records ACKed")
+            "counters", {}).get("witness_acked", 0) >= 2, 60, "both devices' BOOT records ACKed",
+            lambda: (dict(observer.kinds), _status(status_file),
+                     [dev.tail(8) for dev in devices]))
         st = _status(status_file)
         assert {d["device"] for d in st["devices"]} == {1, 2}, st
         rows = {r["device_id"]: r for r in json.loads(_cli("device", "list", "--data", data,
@@ -219,11 +221,17 @@ def test_relay_end_to_end_through_a_lost_uplink(tmp_path, firmware_main):
                     if k[0] == 1 and observer.kinds[k] == P.WITNESS_DECISION]
         _wait(lambda: len(new_decisions()) >= 2, FAULT_AT_S + 40,
               "device 1's ALERT and QUARANTINE records while the uplink is cut")
-        time.sleep(1.0)
+        # the relay marks the uplink lost --ack-timeout (2 s) after the first of them went up
+        # unanswered (or earlier: after --silence, 30 s, with nothing from the coordinator), and
+        # buffers them (the status file is rewritten every second)
+        _wait(lambda: (lambda s: s and not s["uplink"]["up"]
+                       and s["buffer"]["buffered"].get("WITNESS", 0) >= 2)(_status(status_file)),
+              20, "the relay marking the uplink lost and buffering the records",
+              lambda: _status(status_file))
         st = _status(status_file)
-        assert not st["uplink"]["up"], st["uplink"]
-        assert st["buffer"]["buffered"].get("WITNESS", 0) >= 2, st["buffer"]
-        assert st["buffer"]["frames"] > 0
+        assert st["buffer"]["frames"] > 0, st
+        assert "not acknowledged" in st["uplink"]["reason"] or "nothing from the coordinator" in \
+            st["uplink"]["reason"], st["uplink"]
         cut_s = time.monotonic() - t_cut
         # 4. restore: everything replayed, every WITNESS committed
         gate.open = True
@@ -261,6 +269,8 @@ def test_relay_end_to_end_through_a_lost_uplink(tmp_path, firmware_main):
     c = final["counters"]
     assert c["uplink_lost"] >= 1 and c["uplink_restored"] >= 1 and c["replayed"] > 0, c
     assert not final["buffer"]["dropped"], final["buffer"]
-    assert c["malformed"] == 0, c
+    # a frame cut short when a firmware process is stopped or starts mid-line on the pty is
+    # dropped (CRC) and counted; nothing else is damaged on loopback
+    assert c["malformed"] <= 2, c
     print("relay e2e: setup %.1f s, cut %.1f s, %d WITNESS sent, all in the ledger; relay %s, buffer %s"
           % (t_setup, cut_s, len(sent), c, final["buffer"]))

@@ -8,12 +8,12 @@ import os
 import sys
 
 from becomingone.errors import (BecomingOneError, LedgerError, LinkError, MemoryStoreError,
-                                MeshError, NotRunning, UserError)
+                                MeshError, NotRunning, RelayError, UserError)
 
 # Exit status per layer's exception base, first match wins (docs/HOST.md: every error the host
 # raises on purpose is printed as `becomingone: message` and exits 2, never a traceback).
 EXIT_CODES = ((UserError, 2), (LinkError, 2), (LedgerError, 2), (MemoryStoreError, 2),
-              (MeshError, 2), (NotRunning, 2), (BecomingOneError, 2))
+              (MeshError, 2), (RelayError, 2), (NotRunning, 2), (BecomingOneError, 2))
 
 
 def exit_code(err):
@@ -37,6 +37,7 @@ COMMANDS = {
     "evaluate": ("becomingone.commands.evaluate", "a dataset of recordings through the firmware: detection, false alarms, AUC vs baselines"),
     "scenarios": ("becomingone.commands.scenarios", "the decision table: the firmware through healthy, noise and fault scenarios"),
     "witness": ("becomingone.commands.witness", "a standalone witness that cosigns ledger checkpoints (C2SP tlog-witness)"),
+    "relay": ("becomingone.commands.relay", "forward local devices' frames to a remote coordinator (a relay node)"),
 }
 
 
@@ -44,6 +45,11 @@ COMMANDS = {
 EXAMPLES = {
     "run": ["becomingone run --link udp://0.0.0.0:5005 --link /dev/ttyACM0 --data var/cell",
             "becomingone run --config /etc/becomingone/becomingone.yaml --http 127.0.0.1:0"],
+    "relay": ["becomingone relay --link /dev/ttyACM0 --link /dev/ttyACM1 --to udp://10.0.0.5:18790",
+              "becomingone relay --link udp://0.0.0.0:18790 --to udp://coordinator.lan:18790 "
+              "--buffer 50000 --status-file /run/becomingone-relay.json",
+              "becomingone relay --link /dev/ttyACM0 --to udp://10.0.0.5:18790 --json "
+              "--status-every 5"],
     "status": ["becomingone status --data var/cell",
                "becomingone status --data var/cell --verify --json"],
     "emulate": ["becomingone emulate --devices 3 --duration 60",

@@ -12,6 +12,7 @@ status its layer maps to (becomingone/cli.py EXIT_CODES; docs/HOST.md: 2 for all
     +-- LedgerError             the ledger (ledger/): LedgerCorrupt, LedgerLocked, KindError, ...
     +-- MemoryStoreError        the memory database (memory/)
     +-- MeshError               the mesh between cells (mesh/): TLS, replicas, archives, NATS
+    +-- RelayError              a relay node's uplink to its coordinator (relay/)
     +-- NotRunning              the coordinator's processing loop does not run (coordinator/)
 
 WireError is the wire layer's base, defined with the decoder in shared/wire_errors.py (the
@@ -20,7 +21,7 @@ device runs the same code); the host's decoder counts it per reason and never le
 from shared.wire_errors import ProtocolError as WireError
 
 __all__ = ["BecomingOneError", "UserError", "ConfigError", "LinkError", "LinkClosed",
-           "LinkTimeout", "WireError", "LedgerError", "MemoryStoreError", "MeshError", "NotRunning"]
+           "LinkTimeout", "WireError", "LedgerError", "MemoryStoreError", "MeshError", "RelayError", "NotRunning"]
 
 
 class BecomingOneError(Exception):
@@ -60,6 +61,11 @@ class MemoryStoreError(BecomingOneError):
 class MeshError(BecomingOneError):
     """The mesh between cells: missing TLS material, a refused peer, a forked replica, an
     archive that cannot be restored, a NATS cluster that cannot be used."""
+
+
+class RelayError(BecomingOneError):
+    """A relay node (relay/) cannot reach or use its coordinator uplink (bad target, a socket
+    that cannot be opened); the message names the uplink."""
 
 
 class NotRunning(BecomingOneError):

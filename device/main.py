@@ -137,8 +137,9 @@ def main(argv=None):
         fl(200000)
     if not quiet:
         out = sys.stderr if getattr(beat.link, "uses_stdout", False) else sys.stdout
-        from device.report import report_json
-        out.write(report_json(beat) + "\n")
+        gc.collect()
+        from device.report import write_report
+        write_report(beat, out)
     return rc
 
 

@@ -49,6 +49,17 @@ def report(beat):
 
 def report_json(beat):
     """One JSON line: report(beat) plus board, ids, boot state, host-frame counters."""
+    return json.dumps(full_report(beat))
+
+
+def write_report(beat, out):
+    """report_json(beat) and a newline written to the stream ``out`` piece by piece (json.dump
+    streams): at exit the beat's heap may hold no 1 KB run for the whole line."""
+    json.dump(full_report(beat), out)
+    out.write("\n")
+
+
+def full_report(beat):
     r = report(beat)
     r["board"] = beat.hw.name
     r["device_id"] = beat.enc.device_id
@@ -63,4 +74,4 @@ def report_json(beat):
                             "configs": h.configs, "config_rejected": h.config_rejected,
                             "clears": h.clears, "time_syncs": h.time_syncs,
                             "last_error": h.last_error}
-    return json.dumps(r)
+    return r

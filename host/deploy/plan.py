@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd, source_name
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, for_arch, mpy_cross_cmd, source_name
 from becomingone.errors import UserError
 
 # Boards `becomingone flash` deploys to. fs_bytes: the flash filesystem of the stock
@@ -84,6 +84,7 @@ def source_modules(board, root=ROOT):
     """Repo-relative .py files the firmware needs: shared/, device/, boards/__init__.py and
     the board's own definition."""
     out = []
+    march = TARGETS[board]["march"] if board in TARGETS else None
     for pkg in PACKAGES:
         base = os.path.join(root, pkg)
         if not os.path.isdir(base):
@@ -91,8 +92,9 @@ def source_modules(board, root=ROOT):
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
             for f in sorted(filenames):
-                if f.endswith(".py"):
-                    out.append(os.path.relpath(os.path.join(dirpath, f), root))
+                rel = os.path.relpath(os.path.join(dirpath, f), root)
+                if f.endswith(".py") and for_arch(rel, march):
+                    out.append(rel)
     if not os.path.exists(os.path.join(root, "boards", "__init__.py")):
         raise UserError("boards/__init__.py is missing from %s" % root)
     out.append("boards/__init__.py")

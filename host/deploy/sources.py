@@ -26,3 +26,10 @@ def source_name(rel):
     name = rel[:-3] if rel.endswith(".py") else rel
     name = name.replace(os.sep, "/").replace("/", ".")
     return name[:-len(".__init__")] if name.endswith(".__init__") else name
+
+
+def for_arch(rel, march):
+    """Whether the firmware module `rel` belongs in a build for mpy-cross -march=`march` (None:
+    source files for CPython): Thumb assembly (``*_thumb.py``, shared/sha256_thumb.py) only for
+    ARM; shared/sha256.py imports it only on rp2."""
+    return not rel.endswith("_thumb.py") or (march or "").startswith("armv")

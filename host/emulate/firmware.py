@@ -10,7 +10,7 @@ import platform
 import shutil
 import subprocess
 
-from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, mpy_cross_cmd, source_name
+from becomingone.deploy.sources import FIRMWARE_ROOT as ROOT, for_arch, mpy_cross_cmd, source_name
 from becomingone.errors import UserError
 
 PACKAGES = ("device", "shared", "boards")
@@ -48,9 +48,9 @@ def build_firmware(out, march=None, root=ROOT):
             for f in filenames:
                 if not f.endswith(".py"):
                     continue
-                if f.endswith("_thumb.py") and not march.startswith("armv"):
-                    continue         # Thumb assembly (rp2 only: shared/sha256_thumb.py)
                 rel = os.path.relpath(os.path.join(dirpath, f), root)
+                if not for_arch(rel, march):
+                    continue
                 dst = os.path.join(out, rel)
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 if rel == os.path.join("device", "main.py"):

@@ -274,7 +274,8 @@ def test_every_project_import_of_a_deployed_module_is_deployed(board):
                     continue
                 if provided(n):
                     continue
-                if not for_arch(n.replace(".", "/") + ".py", march):
+                mod = node.module if isinstance(node, ast.ImportFrom) else n
+                if not for_arch(mod.replace(".", "/") + ".py", march):
                     continue  # an ARM-only module (Thumb assembly), imported only on rp2
                 parent = n.rsplit(".", 1)[0]
                 if (isinstance(node, ast.ImportFrom) and n != node.module and provided(parent)

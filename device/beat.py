@@ -448,6 +448,7 @@ class Beat:
         self.m.resume_output(self.hw.pwm.duty)
 
     # ------------------------------------------------------------------ idle (step 9)
+    @micropython.native
     def idle(self):
         """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
         the deadline.  Work is only started when it fits before the deadline."""
@@ -574,6 +575,7 @@ class Beat:
                 pass
             return
 
+    @micropython.native
     def _mine_slice(self, clk, avail):
         """One proof-of-work slice of as many hashes as fit in ``avail`` us at the measured cost
         per hash (at most _SLICE_HASHES; one while the cost is unknown); returns False when
@@ -627,6 +629,7 @@ class Beat:
             if w is not None:
                 w.service(self.now_ms)
 
+    @micropython.native
     def _send_due(self):
         q = self.queue
         slot = q.due(self.now_ms)

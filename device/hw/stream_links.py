@@ -14,6 +14,7 @@ except ImportError:
     select = None
 
 from shared import cobs
+from shared.compat import micropython  # noqa: F401
 from device.hw.links import _poller, _readable
 from device.hw.txbuf import TxBuffer
 
@@ -46,6 +47,7 @@ class StreamLink:
         self.tx_frames = (self.tx_frames + 1) & 0x3FFFFFFF
         self.tx_bytes = (self.tx_bytes + len(data)) & 0x3FFFFFFF
 
+    @micropython.native
     def pump(self):
         # two chunks an idle time (128 bytes a beat on USB CDC, above a 5-record TELEMETRY
         # frame's 50 a beat or an unbatched one's 74): each costs ~0.2 ms on a Pico (poll +
@@ -62,6 +64,7 @@ class StreamLink:
         except OSError:
             return False
 
+    @micropython.native
     def recv(self):
         if not self._pending:
             try:
@@ -137,14 +140,18 @@ def stdio_link():
         writable = None
         chunk, pad = 4096, False
 
+    one = bytearray(1)
+
     def read_avail(dst):
         if byte_at_a_time:       # rp2 stdio: read(n) would wait for n bytes
+            # one byte at a time into a preallocated byte, as poll() says they are there:
+            # read(1) made a bytes object per byte
             n = 0
-            while n < len(dst) and _readable(p):
-                b = rd.read(1)
-                if not b:
+            lim = len(dst)
+            while n < lim and _readable(p):
+                if rd.readinto(one) != 1:
                     break
-                dst[n] = b[0]
+                dst[n] = one[0]
                 n += 1
             return n
         if not _readable(p):

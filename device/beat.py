@@ -106,6 +106,7 @@ _SLICE_HASHES = const(64)     # proof-of-work hashes per slice at most; fewer wh
 #                               left holds fewer at the measured cost per hash (~370 us on a
 #                               Pico: 64 would be 24 ms, six beats)
 _MARGIN_US = const(200)       # idle work must end this long before the deadline
+_WS_FORCE = const(237)         # idle times a witness send may wait for room (~1 s at 4.21 ms)
 _GC_LOW = const(12288)        # collect in idle time below this many free bytes
 _LEARN_LAGS = const(16)       # lags per lag-search slice (device/lag.py)
 
@@ -187,6 +188,8 @@ class Beat:
         self.learn_est_us = 450       # what one lag of the lag search costs (measured)
         self.learn_start_us = 1500    # what starting a search costs (measured)
         self.hb_est_us = 0            # what a HEARTBEAT costs (measured)
+        self.ws_est_us = 0            # what a WITNESS send costs (us, measured)
+        self.ws_waits = 0             # idle times it did not fit since the last try
         self.mf_est_us = 0            # what gc.mem_free() costs (it walks the heap: ~8 ms on a Pico)
         self.mem_low = False          # the last heap check found less than _GC_LOW free
         self.heap_free = 0            # the last gc.mem_free() figure (HEARTBEAT heap_free)
@@ -483,8 +486,15 @@ class Beat:
                 continue
             if not sends_done:
                 sends_done = True
-                if budget > 0:
-                    self._send_due()
+                # a witness (re)send when its measured cost fits (a signed WITNESS: ~1.8 ms on a
+                # Pico), or at the latest once a second whatever it costs
+                if budget > self.ws_est_us or self.ws_waits >= _WS_FORCE:
+                    self.ws_waits = 0
+                    t0 = clk.ticks()
+                    if self._send_due():
+                        self.ws_est_us = _follow(self.ws_est_us, tdiff(clk.ticks(), t0), 3)
+                elif budget > 0:
+                    self.ws_waits += 1
                 continue
             if not learn_done:
                 learn_done = True
@@ -566,16 +576,22 @@ class Beat:
                 if e > 0:
                     self.hash_est_us = e - (e >> 4)
             # nothing else to do: sleep, then spin the last _SPIN_US (sleep overshoots)
-            if not clk.spin_ok:
-                clk.sleep_us(rem)
-                continue
-            if rem > _SPIN_US:
-                clk.sleep_us(rem - _SPIN_US)
-            while tdiff(dl.at, clk.ticks()) > 0:
-                pass
-            return
+            if self._wait(clk, dl, rem):
+                return
 
-    @micropython.native
+    def _wait(self, clk, dl, rem):
+        """idle()'s wait for the deadline; True once it is reached.  Bytecode, not native (and a
+        frame small enough for the C stack): MicroPython runs pending scheduled callbacks (the
+        USB task, soft timer IRQs) between bytecodes, never inside a native loop."""
+        if not clk.spin_ok:
+            clk.sleep_us(rem)
+            return False
+        if rem > _SPIN_US:
+            clk.sleep_us(rem - _SPIN_US)
+        while tdiff(dl.at, clk.ticks()) > 0:
+            pass
+        return True
+
     def _mine_slice(self, clk, avail):
         """One proof-of-work slice of as many hashes as fit in ``avail`` us at the measured cost
         per hash (at most _SLICE_HASHES; one while the cost is unknown); returns False when
@@ -629,12 +645,17 @@ class Beat:
             if w is not None:
                 w.service(self.now_ms)
 
-    @micropython.native
     def _send_due(self):
-        q = self.queue
-        slot = q.due(self.now_ms)
+        # called every idle: a bytecode frame this small is on the C stack (a frame over 11
+        # words comes from the heap: see idle()); the send, rare, in a function of its own
+        slot = self.queue.due(self.now_ms)
         if slot < 0:
-            return
+            return False
+        self._send_witness(slot)
+        return True
+
+    def _send_witness(self, slot):
+        q = self.queue
         f = struct.unpack_from(WITNESS_RECORD_FMT, q.rec[slot], 0)
         nonce = q.nonce_lo[slot] | (q.nonce_hi[slot] << 16)
         tm = self.time

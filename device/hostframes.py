@@ -85,8 +85,9 @@ class HostFrames:
         if b.link_up and tdiff(b.now_ms, b.last_rx_ms) > b.s.link_timeout_ms:
             b.link_up = False
         self.rx_cobs = getattr(link, "rx_dropped", 0)
-        if self.hs is not None:
-            self.hs.tick(b, budget_us)
+        hs = self.hs
+        if hs is not None and hs.pending:     # (no call, so no frame, once the session is up)
+            hs.tick(b, budget_us)
         for _ in range(_MAX_PER_IDLE):
             data = link.recv()
             if data is None:

@@ -20,7 +20,6 @@ import os
 
 from shared import protocol_codes as P
 from shared import wire_format as W
-from shared.compat import micropython  # noqa: F401
 from shared.auth import Auth, TAG_LEN, hmac_sha256
 from shared.wire_check import check_frame
 from shared.wire_errors import ProtocolError
@@ -87,7 +86,6 @@ class Handshake:
         self.sent_ms = b.now_ms
         b.send_hello()
 
-    @micropython.native
     def tick(self, b, budget_us=0):
         """Idle time: resend the HELLO of a pending handshake once a second, when its measured
         cost fits the idle time left ``budget_us`` (a signed HELLO: ~3.7 ms on a Pico; 0: no

@@ -14,7 +14,6 @@ except ImportError:
     select = None
 
 from shared import cobs
-from shared.compat import micropython  # noqa: F401
 from device.hw.links import _poller, _readable
 from device.hw.txbuf import TxBuffer
 
@@ -47,7 +46,6 @@ class StreamLink:
         self.tx_frames = (self.tx_frames + 1) & 0x3FFFFFFF
         self.tx_bytes = (self.tx_bytes + len(data)) & 0x3FFFFFFF
 
-    @micropython.native
     def pump(self):
         # two chunks an idle time (128 bytes a beat on USB CDC, above a 5-record TELEMETRY
         # frame's 50 a beat or an unbatched one's 74): each costs ~0.2 ms on a Pico (poll +
@@ -64,8 +62,9 @@ class StreamLink:
         except OSError:
             return False
 
-    @micropython.native
     def recv(self):
+        # called every idle: kept to a frame small enough for the C stack (see device/beat.py
+        # idle()); what arrived is deframed in _feed
         if not self._pending:
             try:
                 n = self._read(self._rx)
@@ -73,14 +72,19 @@ class StreamLink:
                 n = 0
             if not n:
                 return None
-            self.rx_bytes = (self.rx_bytes + n) & 0x3FFFFFFF
-            before = self._deframer.errors.get("cobs", 0) + self._deframer.errors.get("oversize", 0)
-            frames = self._deframer.feed(self._rx[:n])
-            after = self._deframer.errors.get("cobs", 0) + self._deframer.errors.get("oversize", 0)
-            self.rx_dropped += after - before
-            if not frames:
-                return None
-            self._pending = frames
+            return self._feed(n)
+        self.rx_frames = (self.rx_frames + 1) & 0x3FFFFFFF
+        return self._pending.pop(0)
+
+    def _feed(self, n):
+        self.rx_bytes = (self.rx_bytes + n) & 0x3FFFFFFF
+        d = self._deframer
+        before = d.errors.get("cobs", 0) + d.errors.get("oversize", 0)
+        frames = d.feed(self._rx[:n])
+        self.rx_dropped += d.errors.get("cobs", 0) + d.errors.get("oversize", 0) - before
+        if not frames:
+            return None
+        self._pending = frames
         self.rx_frames = (self.rx_frames + 1) & 0x3FFFFFFF
         return self._pending.pop(0)
 

@@ -35,7 +35,7 @@ XFAIL = {"step": False, "alloc": False, "heap": False, "realtime": False}
 # CLEAR), the default 4.21 ms beat still starves the host's frames on the chip: a CONFIG was not
 # acknowledged within 120 s (19 sends), so that test runs the chip on a 60 ms beat until this is
 # True (the isolated real-time run above passes: it has no host traffic).
-HOST_AT_DEFAULT_BEAT = False
+HOST_AT_DEFAULT_BEAT = True
 XFAIL_REASON = ("issue 12: step() p99 or the real-time lateness is still over its budget on the "
                 "RP2040; "
                 "flip host/rp2040/budget.py XFAIL when this passes")

@@ -4,12 +4,12 @@ the other side of the serial pty sees its HELLO, accepts its TELEMETRY, commits 
 on the chip to the ledger, has a CONFIG acknowledged, and, after an injected sensor fault drove
 the device into QUARANTINE, a CLEAR releases it.
 
-At the default 4.21 ms beat the chip meets its real-time budget on its own (host/rp2040/budget.py),
-but with this host's traffic it still leaves too little idle time for host frames and
-proof-of-work mining (a late beat reads no host frame): a CONFIG was not acknowledged within
-120 s (and, with a CONFIG acked earlier in the run, QUARANTINE was not released within 400 s of
-the CLEAR). Until budget.HOST_AT_DEFAULT_BEAT is True this test runs the chip on a 60 ms beat
-(T_Lambda with k*P = 1.0714, f_s 500 Hz)."""
+It runs the chip at the default 4.21 ms beat (budget.HOST_AT_DEFAULT_BEAT; False would give it
+the 60 ms beat SLOW_BEAT below). Until the every-beat idle path stopped taking bytecode frames
+from the heap this failed there (a CONFIG not acknowledged within 120 s): the garbage of host
+frames filled the heap's low hole, each frame allocation then scanned the allocation table, every
+beat ran ~2 ms late and idle() never reached the host poll (docs/DEVICE.md, "With the host on
+the link"). SLOW_BEAT is T_Lambda with k*P = 1.0714, f_s 500 Hz."""
 import threading
 import time
 

@@ -106,7 +106,6 @@ _SLICE_HASHES = const(64)     # proof-of-work hashes per slice at most; fewer wh
 #                               left holds fewer at the measured cost per hash (~370 us on a
 #                               Pico: 64 would be 24 ms, six beats)
 _MARGIN_US = const(200)       # idle work must end this long before the deadline
-_WS_FORCE = const(237)         # idle times a witness send may wait for room (~1 s at 4.21 ms)
 _GC_LOW = const(12288)        # collect in idle time below this many free bytes
 _LEARN_LAGS = const(16)       # lags per lag-search slice (device/lag.py)
 
@@ -449,7 +448,6 @@ class Beat:
         self.m.resume_output(self.hw.pwm.duty)
 
     # ------------------------------------------------------------------ idle (step 9)
-    @micropython.native
     def idle(self):
         """Between beats: host frames, GC, PoW slices, witness sends, heartbeat; then wait for
         the deadline.  Work is only started when it fits before the deadline."""
@@ -484,18 +482,8 @@ class Beat:
                 continue
             if not sends_done:
                 sends_done = True
-                # a witness (re)send when its measured cost fits (a signed WITNESS: ~1.8 ms on a
-                # Pico), or at the latest once a second whatever it costs
-                # (the estimate lives on the queue: another attribute on the beat made every
-                # attribute lookup in step() slower, +80 us at p99)
-                q = self.queue
-                if budget > q.send_est_us or q.send_waits >= _WS_FORCE:
-                    q.send_waits = 0
-                    t0 = clk.ticks()
-                    if self._send_due():
-                        q.send_est_us = _follow(q.send_est_us, tdiff(clk.ticks(), t0), 3)
-                elif budget > 0:
-                    q.send_waits += 1
+                if budget > 0:
+                    self._send_due()
                 continue
             if not learn_done:
                 learn_done = True

@@ -53,8 +53,6 @@ class WitnessQueue:
         if not 0 < timeout_ms <= max_timeout_ms < _HALF:
             raise ValueError("witness timeouts must satisfy 0 < timeout_ms <= max_timeout_ms,"
                              " got %r, %r" % (timeout_ms, max_timeout_ms))
-        self.send_est_us = 0          # what a WITNESS (re)send costs (us, measured: Beat.idle)
-        self.send_waits = 0           # idle times it did not fit since the last try
         self.capacity = capacity
         self.rec_max = rec_max
         self.timeout_ms = timeout_ms

@@ -32,13 +32,14 @@ HEAP_LOW_WATER_MIN = 8 * 1024    # free heap never below this between collection
 # entry set to True here makes its test a strict expected failure again.
 XFAIL = {"step": False, "alloc": False, "heap": False, "realtime": False}
 # With the real host on the other side (the lane's end-to-end emulation: handshake, CONFIG,
-# CLEAR) the chip runs the default 4.21 ms beat. It used to fail there (a CONFIG not acked within
-# 120 s): bytes from the host left garbage in the heap's low hole for bytecode frames, so each
-# frame idle() took from the heap scanned the allocation table (gc_alloc 3 % -> 32 % of the
-# cycles), every beat ran ~2 ms late and idle() returned before the host poll. The every-beat idle
-# path now takes no frame from the heap (docs/DEVICE.md "With the host on the link"). False
-# gives that test the 60 ms beat again.
-HOST_AT_DEFAULT_BEAT = True
+# CLEAR) the default 4.21 ms beat fails: bytes from the host leave garbage in the heap's low hole
+# for bytecode frames, so the frame idle() takes from the heap every beat scans the allocation
+# table (gc_alloc 3 % -> 32 % of the chip's cycles), every beat runs ~2 ms late and idle()
+# returns before the host poll (a CONFIG not acked within 120 s). With idle() native that test
+# passes at the default beat, but the real-time run above then skips 1-3 beats in 2,000: so
+# until that is solved, that test runs the chip on a 60 ms beat (docs/DEVICE.md "With the host
+# on the link").
+HOST_AT_DEFAULT_BEAT = False
 XFAIL_REASON = ("issue 12: step() p99 or the real-time lateness is still over its budget on the "
                 "RP2040; "
                 "flip host/rp2040/budget.py XFAIL when this passes")

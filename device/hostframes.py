@@ -25,6 +25,7 @@ import struct
 
 from shared import protocol_codes as P
 from shared import wire_format as W
+from shared.compat import micropython  # noqa: F401
 from shared.wire_check import (check_frame, check_len, check_ack, check_config,
                                check_config_key, check_model, check_time_sync, check_clear)
 from shared.wire_errors import AuthError, CrcError, FieldError, FramingError, ProtocolError
@@ -76,6 +77,7 @@ class HostFrames:
         self._last_hello_ms = -100000
 
     # ------------------------------------------------------------------ receive
+    @micropython.native
     def poll(self, budget_us=0):
         """Handle up to a few frames waiting on the link; also track link liveness."""
         b = self.beat
@@ -83,8 +85,9 @@ class HostFrames:
         if b.link_up and tdiff(b.now_ms, b.last_rx_ms) > b.s.link_timeout_ms:
             b.link_up = False
         self.rx_cobs = getattr(link, "rx_dropped", 0)
-        if self.hs is not None:
-            self.hs.tick(b, budget_us)
+        hs = self.hs
+        if hs is not None and hs.pending:     # (no call, so no frame, once the session is up)
+            hs.tick(b, budget_us)
         for _ in range(_MAX_PER_IDLE):
             data = link.recv()
             if data is None:

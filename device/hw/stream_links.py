@@ -63,6 +63,8 @@ class StreamLink:
             return False
 
     def recv(self):
+        # called every idle: kept to a frame small enough for the C stack (see device/beat.py
+        # idle()); what arrived is deframed in _feed
         if not self._pending:
             try:
                 n = self._read(self._rx)
@@ -70,14 +72,19 @@ class StreamLink:
                 n = 0
             if not n:
                 return None
-            self.rx_bytes = (self.rx_bytes + n) & 0x3FFFFFFF
-            before = self._deframer.errors.get("cobs", 0) + self._deframer.errors.get("oversize", 0)
-            frames = self._deframer.feed(self._rx[:n])
-            after = self._deframer.errors.get("cobs", 0) + self._deframer.errors.get("oversize", 0)
-            self.rx_dropped += after - before
-            if not frames:
-                return None
-            self._pending = frames
+            return self._feed(n)
+        self.rx_frames = (self.rx_frames + 1) & 0x3FFFFFFF
+        return self._pending.pop(0)
+
+    def _feed(self, n):
+        self.rx_bytes = (self.rx_bytes + n) & 0x3FFFFFFF
+        d = self._deframer
+        before = d.errors.get("cobs", 0) + d.errors.get("oversize", 0)
+        frames = d.feed(self._rx[:n])
+        self.rx_dropped += d.errors.get("cobs", 0) + d.errors.get("oversize", 0) - before
+        if not frames:
+            return None
+        self._pending = frames
         self.rx_frames = (self.rx_frames + 1) & 0x3FFFFFFF
         return self._pending.pop(0)
 
@@ -137,14 +144,18 @@ def stdio_link():
         writable = None
         chunk, pad = 4096, False
 
+    one = bytearray(1)
+
     def read_avail(dst):
         if byte_at_a_time:       # rp2 stdio: read(n) would wait for n bytes
+            # one byte at a time into a preallocated byte, as poll() says they are there:
+            # read(1) made a bytes object per byte
             n = 0
-            while n < len(dst) and _readable(p):
-                b = rd.read(1)
-                if not b:
+            lim = len(dst)
+            while n < lim and _readable(p):
+                if rd.readinto(one) != 1:
                     break
-                dst[n] = b[0]
+                dst[n] = one[0]
                 n += 1
             return n
         if not _readable(p):

@@ -105,6 +105,7 @@ class TxBuffer:
     def drop_all(self):
         self.start = self.end = 0
 
+    @micropython.native
     def pump(self, max_writes=8):
         """Write what the port takes now; returns the writes done."""
         k = 0

@@ -32,9 +32,13 @@ HEAP_LOW_WATER_MIN = 8 * 1024    # free heap never below this between collection
 # entry set to True here makes its test a strict expected failure again.
 XFAIL = {"step": False, "alloc": False, "heap": False, "realtime": False}
 # With the real host on the other side (the lane's end-to-end emulation: handshake, CONFIG,
-# CLEAR), the default 4.21 ms beat still starves the host's frames on the chip: a CONFIG was not
-# acknowledged within 120 s (19 sends), so that test runs the chip on a 60 ms beat until this is
-# True (the isolated real-time run above passes: it has no host traffic).
+# CLEAR) the default 4.21 ms beat fails: bytes from the host leave garbage in the heap's low hole
+# for bytecode frames, so the frame idle() takes from the heap every beat scans the allocation
+# table (gc_alloc 3 % -> 32 % of the chip's cycles), every beat runs ~2 ms late and idle()
+# returns before the host poll (a CONFIG not acked within 120 s). With idle() native that test
+# passes at the default beat, but the real-time run above then skips 1-3 beats in 2,000: so
+# until that is solved, that test runs the chip on a 60 ms beat (docs/DEVICE.md "With the host
+# on the link").
 HOST_AT_DEFAULT_BEAT = False
 XFAIL_REASON = ("issue 12: step() p99 or the real-time lateness is still over its budget on the "
                 "RP2040; "

@@ -1,6 +1,7 @@
 """Shared by tests/test_http_*.py: a real Coordinator (UDP link, HTTP on a free loopback port)
 fed by a fake device speaking the real protocol, and a small HTTP client."""
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -73,3 +74,29 @@ class Host:
 def witness(wid, decision, kind=1, beat=40, threat=42000):
     return {"witness_id": wid, "kind": kind, "beat": beat, "decision": decision, "threat": threat,
             "coherence": 30000, "value": -1, "pow_bits": 0, "nonce": 0}
+
+
+def raw_http(addr, data, timeout=10):
+    """Raw bytes on a fresh connection to addr (host, port): (status, body bytes); status 0 when
+    the server answered nothing."""
+    s = socket.create_connection(addr, timeout=timeout)
+    try:
+        s.sendall(data)
+        buf = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            head, sep, body = buf.partition(b"\r\n\r\n")
+            if sep and b"content-length:" in head.lower():
+                n = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(body) >= n:
+                    break
+    finally:
+        s.close()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    return (int(head.split()[1]) if head else 0), body

@@ -729,27 +729,9 @@ def test_device_ignores_host_frames_from_another_address(tmp_path, firmware_main
 # ====================================================================== 9: HTTP
 def _http_raw(addr, data, timeout=10):
     """Raw bytes on a fresh connection: (status, body text)."""
-    s = socket.create_connection(addr, timeout=timeout)
-    try:
-        s.sendall(data)
-        buf = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            buf += chunk
-            head, sep, body = buf.partition(b"\r\n\r\n")
-            if sep and b"content-length:" in head.lower():
-                n = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                if len(body) >= n:
-                    break
-    finally:
-        s.close()
-    head, _, body = buf.partition(b"\r\n\r\n")
-    return int(head.split()[1]) if head else 0, body.decode(errors="replace")
+    from tests.http_helpers import raw_http
+    status, body = raw_http(addr, data, timeout)
+    return status, body.decode(errors="replace")
 
 
 def _http_post(path, body):

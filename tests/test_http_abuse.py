@@ -10,7 +10,7 @@ import time
 import pytest
 
 from becomingone.http import server as srv
-from tests.http_helpers import Host
+from tests.http_helpers import Host, raw_http
 
 
 @pytest.fixture
@@ -28,27 +28,7 @@ def _addr(h):
 
 def _raw(h, data, timeout=10):
     """Send raw bytes on a fresh connection; (status, parsed JSON body or text)."""
-    s = socket.create_connection(_addr(h), timeout=timeout)
-    try:
-        s.sendall(data)
-        buf = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            buf += chunk
-            head, sep, body = buf.partition(b"\r\n\r\n")
-            if sep and b"content-length:" in head.lower():
-                n = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                if len(body) >= n:
-                    break
-    finally:
-        s.close()
-    head, _, body = buf.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
+    status, body = raw_http(_addr(h), data, timeout)
     try:
         return status, json.loads(body)
     except ValueError:

@@ -26,20 +26,21 @@ HEAP_LOW_WATER_MIN = 8 * 1024    # free heap never below this between collection
 #                                  collects in idle time below gc_low = 12 KB)
 
 # Where the chip stands (emulated RP2040, shipped defaults, 12 kHz DMA sampler, key, serial):
-# step() p50 1.53 ms, p99 1.61 ms against the 1.68 ms budget (it was 21-31 ms); 2,000 beats as on
-# a board with lateness p50 0.12 ms, p99 0.24 ms against 0.42 ms and none skipped; no allocation
-# in the steady beat with a key; 49,744 bytes free after a collection (592 over), flat. Every check passes: an
-# entry set to True here makes its test a strict expected failure again.
+# step() p50 1.52 ms, p99 1.61 ms against the 1.68 ms budget (it was 21-31 ms); 2,000 beats as on
+# a board with lateness p50 0.12 ms, p99 0.26 ms against 0.42 ms and none skipped (4,731 hashes
+# mined meanwhile); no allocation in the steady beat with a key; 50,912 bytes free after a
+# collection, flat. Every check passes: an entry set to True here makes its test a strict
+# expected failure again.
 XFAIL = {"step": False, "alloc": False, "heap": False, "realtime": False}
-# With the real host on the other side (the lane's end-to-end emulation: handshake, CONFIG,
-# CLEAR) the default 4.21 ms beat fails: bytes from the host leave garbage in the heap's low hole
-# for bytecode frames, so the frame idle() takes from the heap every beat scans the allocation
-# table (gc_alloc 3 % -> 32 % of the chip's cycles), every beat runs ~2 ms late and idle()
-# returns before the host poll (a CONFIG not acked within 120 s). With idle() native that test
-# passes at the default beat, but the real-time run above then skips 1-3 beats in 2,000: so
-# until that is solved, that test runs the chip on a 60 ms beat (docs/DEVICE.md "With the host
-# on the link").
-HOST_AT_DEFAULT_BEAT = False
+# The lane's end-to-end emulation (the real host on the other side: handshake, CONFIG, CLEAR)
+# runs at the default 4.21 ms beat. It failed while idle() was bytecode: bytes from the host left
+# garbage in the heap's low hole for bytecode frames, so the frame idle() took from the heap
+# every beat scanned the allocation table (gc_alloc 3 % -> 32 % of the chip's cycles), every beat
+# ran ~2 ms late and idle() returned before the host poll (a CONFIG not acked within 120 s).
+# idle() is native now (its frame on the C stack); the skipped beats that first came with it were
+# the mining estimate decaying to ~15 us on bare metal (a 64-hash slice: 9 ms). False puts that
+# test back on a 60 ms beat (docs/DEVICE.md "With the host on the link").
+HOST_AT_DEFAULT_BEAT = True
 XFAIL_REASON = ("issue 12: step() p99 or the real-time lateness is still over its budget on the "
                 "RP2040; "
                 "flip host/rp2040/budget.py XFAIL when this passes")

@@ -4,13 +4,11 @@ the other side of the serial pty sees its HELLO, accepts its TELEMETRY, commits 
 on the chip to the ledger, has a CONFIG acknowledged, and, after an injected sensor fault drove
 the device into QUARANTINE, a CLEAR releases it.
 
-At the default 4.21 ms beat (budget.HOST_AT_DEFAULT_BEAT = True) it fails today: any bytes from
-the host leave garbage in the heap's low hole for bytecode frames, so the frame idle() takes from
-the heap every beat scans the allocation table (gc_alloc 3 % -> 32 % of the chip's cycles),
-every beat runs ~2 ms late and idle() returns before the host poll (a CONFIG was not acked within
-120 s). With idle() native (commit 09f790a) this test passes at the default beat, but the
-isolated real-time run then skips 1-3 beats in 2,000 (docs/DEVICE.md, "With the host on the
-link"). Until that is solved this test runs the chip on a 60 ms beat. SLOW_BEAT is T_Lambda with k*P = 1.0714, f_s 500 Hz."""
+It runs at the shipped default 4.21 ms beat (budget.HOST_AT_DEFAULT_BEAT; False puts it on
+SLOW_BEAT, a 60 ms beat: T_Lambda with k*P = 1.0714, f_s 500 Hz). It failed there while idle()
+was bytecode: host bytes left garbage in the heap's low hole for bytecode frames, every beat
+then ran ~2 ms late and idle() returned before reading the host (a CONFIG not acked in 120 s;
+host/rp2040/budget.py, docs/DEVICE.md "With the host on the link")."""
 import threading
 import time
 

@@ -441,23 +441,30 @@ def _bare(devices, seconds, workdir, batch=1):
     print(json.dumps(res), flush=True)
 
 
-def _cell(devices, seconds, workdir, overrides, batch=1):
+def start_keyed_cell(tmp, keyfile, overrides=None):
+    """A cell in data folder `tmp` on a loopback UDP link whose keystore holds the devices of
+    `keyfile` ({device id: key hex}, made by _keys); returns (the started Cell, its coordinator
+    not yet running; {device id: key})."""
     from becomingone.cell import Cell
     from becomingone.config import load_config
     from becomingone.ingest.keystore import Keystore
-    keyfile = os.path.join(workdir, "keys-%d.json" % devices)
     with open(keyfile) as f:
         keys = {int(d): bytes.fromhex(k) for d, k in json.load(f).items()}
+    over = {"data_dir": tmp, "security.intrinsic": False}
+    over.update(overrides or {})
+    cfg = load_config(overrides=over)
+    ks = Keystore(None)                       # keys put in memory, the file written once
+    for d, k in keys.items():
+        ks.add(d, k)
+    ks.path = cfg.keystore_path()
+    ks.save()
+    return Cell(cfg, links=["udp://127.0.0.1:0"], control=False, http=False).start(), keys
+
+
+def _cell(devices, seconds, workdir, overrides, batch=1):
+    keyfile = os.path.join(workdir, "keys-%d.json" % devices)
     with tempfile.TemporaryDirectory(prefix="bo-cell-") as tmp:
-        over = {"data_dir": tmp, "security.intrinsic": False}
-        over.update(overrides)
-        cfg = load_config(overrides=over)
-        ks = Keystore(None)                       # keys put in memory, the file written once
-        for d, k in keys.items():
-            ks.add(d, k)
-        ks.path = cfg.keystore_path()
-        ks.save()
-        cell = Cell(cfg, links=["udp://127.0.0.1:0"], control=False, http=False).start()
+        cell, _ = start_keyed_cell(tmp, keyfile, overrides)
         c = cell.coordinator
         cycles, rows = [], [0]
         core = c.core

@@ -448,18 +448,10 @@ def _junk_sender(port, rate, seconds):
 def _junk_cell(devices, seconds, junk_per_s, keyfile):
     """Process: a cell with `devices` keyed devices (the cell bench's sender) and junk at
     junk_per_s; prints the row's figures as JSON."""
-    from becomingone.bench.cell import BOOT_BASE, TAIL_S, WARM_S, _pct, _Sender, _settle
-    from becomingone.ingest.keystore import Keystore
-    with open(keyfile) as f:
-        keys = {int(d): bytes.fromhex(k) for d, k in json.load(f).items()}
+    from becomingone.bench.cell import (BOOT_BASE, TAIL_S, WARM_S, _pct, _Sender, _settle,
+                                        start_keyed_cell)
     with tempfile.TemporaryDirectory(prefix="bo-junk-") as tmp:
-        cfg = load_config(overrides={"data_dir": tmp, "security.intrinsic": False})
-        ks = Keystore(None)
-        for d, k in keys.items():
-            ks.add(d, k)
-        ks.path = cfg.keystore_path()
-        ks.save()
-        cell = Cell(cfg, links=["udp://127.0.0.1:0"], control=False, http=False).start()
+        cell, keys = start_keyed_cell(tmp, keyfile)
         c = cell.coordinator
         th = threading.Thread(target=c.run, daemon=True)
         th.start()

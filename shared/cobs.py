@@ -11,7 +11,8 @@
 # encode(data) -> bytes (convenience, allocates).
 # decode(segment) -> bytes, raises FramingError.
 # Deframer(max_frame): feed(data) -> list of decoded frames; counts dropped segments in
-#   .errors {"cobs": n, "oversize": n}; never raises on any input.
+#   .errors {"cobs": n, "oversize": n, "resync": n}; never raises on any input. reset(hunt=True)
+#   when the stream starts mid-frame (a port opened): the first segment is dropped as "resync".
 import sys
 
 from shared.wire_errors import FramingError, OversizeError
@@ -142,11 +143,17 @@ class Deframer:
         self._buf = bytearray(self._cap)
         self._n = 0
         self._overflow = False
-        self.errors = {"cobs": 0, "oversize": 0}
+        self._hunt = False
+        self.errors = {"cobs": 0, "oversize": 0, "resync": 0}
 
-    def reset(self):
+    def reset(self, hunt=False):
+        """Forget a partial segment. hunt: the stream starts at an unknown point (a port just
+        opened: the OS discards what was buffered, maybe half a frame): the bytes before the
+        next delimiter are the tail of an earlier frame, dropped and counted as "resync", not
+        as a framing error (a whole frame starts with its own delimiter, so none is lost)."""
         self._n = 0
         self._overflow = False
+        self._hunt = hunt
 
     def feed(self, data):
         """Consume bytes; return the list of frames (bytes) completed by them."""
@@ -170,7 +177,11 @@ class Deframer:
             if j < 0:
                 break
             # a delimiter: close the segment
-            if self._overflow:
+            if self._hunt:
+                self._hunt = False
+                if self._n or self._overflow:
+                    self.errors["resync"] += 1
+            elif self._overflow:
                 self.errors["oversize"] += 1
             elif self._n:
                 try:

@@ -72,21 +72,101 @@ def test_frames_before_the_handshake_are_not_rejections(tmp_path):
         stop(c, th)
 
 
-def test_frames_without_any_pending_handshake_stay_no_session(tmp_path):
-    """After a host restart a device's frames verify under no key and no handshake is pending:
-    rejections ("no_session"), and the host asks the device for a handshake."""
+def test_frames_under_an_old_session_key_after_a_restart_are_no_session(tmp_path):
+    """After a host restart a device's frames are tagged with the session key of the host it
+    had (never stored): they verify under no key the new host holds and no handshake is
+    pending, so they are rejections ("no_session") from the start, and the host asks the
+    device for a handshake."""
     data = tmp_path / "data"
     data.mkdir()
     key = Keystore(str(data / "keys.json")).add(22)
     c, th, addr = make_coord(tmp_path, **{"admission.unknown_devices": "reject"})
     try:
         dev = FakeDevice(addr, device_id=22, key=key)
-        dev.auth = dev.session.device_auth
-        for b in range(1, 4):
+        dev.handshake()
+        dev.send(P.TELEMETRY, tel(1))
+        assert wait(lambda: c.counters["beats"] >= 1)
+    finally:
+        stop(c, th)
+    c, th, addr = make_coord(tmp_path, **{"admission.unknown_devices": "reject"})
+    try:
+        dev.addr = addr
+        for b in range(2, 5):
             dev.send(P.TELEMETRY, tel(b))
-        assert wait(lambda: c.status_now()["frames_rejected"].get("no_session") == 3)
+        assert wait(lambda: c.status_now()["frames_rejected"].get("no_session") == 3), \
+            c.status_now()["frames_rejected"]
         assert c.status_now()["frames_awaiting_handshake"] == 0
         assert c.counters["handshake_requests"] >= 1
+    finally:
+        stop(c, th)
+
+
+def _k_frames_before_the_hello(dev, n):
+    """n TELEMETRY (the last two batched) and a HEARTBEAT under K of a boot whose HELLO the
+    host never saw: a host that opened the device's serial port after the HELLO went out (the
+    OS discards what was buffered) sees the device's beats under K first."""
+    ds = dev.session
+    ds.restart()
+    dev.auth = ds.device_auth
+    for b in range(1, n - 1):
+        dev.send(P.TELEMETRY, tel(b))
+    dev.send(P.TELEMETRY, {"records": [tel(n - 1), tel(n)]}, batch=True)
+    dev.send(P.HEARTBEAT, HB)
+
+
+def test_frames_under_k_before_a_hello_the_host_missed_are_held(tmp_path):
+    """The host asks for the handshake (a K-tagged TIME_SYNC request); the device's frames of
+    that boot under K are held, like those of a pending handshake, and the HELLO that answers
+    the request takes them over: once the handshake completes nothing was rejected (the
+    emulated Pico's 1 `no_session` when the coordinator opened its port mid-boot)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    key = Keystore(str(data / "keys.json")).add(23)
+    c, th, addr = make_coord(tmp_path, **{"admission.unknown_devices": "reject"})
+    try:
+        dev = FakeDevice(addr, device_id=23, key=key)
+        _k_frames_before_the_hello(dev, 4)             # 4 frames under K, one of them batched
+        assert wait(lambda: c.status_now()["frames_awaiting_handshake"] == 4), (
+            c.status_now()["frames_awaiting_handshake"], c.status_now()["frames_rejected"])
+        req = dev.recv(P.TIME_SYNC)                     # the host asks for a handshake, under K
+        assert req.boot_id != dev.boot_id and c.counters["handshake_requests"] == 1
+        ds = dev.session
+        dev.send(P.HELLO, dict(HELLO, nonce=ds.nonce))
+        while True:
+            raw = dev.sock.recv(512)
+            if raw[1] == P.CHALLENGE:
+                break
+        chf = ds.accept_challenge(raw)
+        dev.auth = ds.auth
+        dev.send(P.ACK, {"acked_type": P.CHALLENGE, "status": P.ACK_OK, "ref": chf.seq})
+        for b in range(10, 14):
+            dev.send(P.TELEMETRY, tel(b))
+        assert wait(lambda: c.counters["beats"] >= 4)
+        st = c.status_now()
+        assert st["frames_rejected"] == {}, st["frames_rejected"]
+        assert st["frames_awaiting_handshake"] == 4, st["frames_awaiting_handshake"]
+        assert c.counters["handshakes_completed"] == 1
+    finally:
+        stop(c, th)
+
+
+def test_frames_under_k_before_a_hello_that_never_comes_are_no_session(tmp_path):
+    """Frames under K of a boot with no HELLO (a replayed beat of an old boot: the real device
+    answers the request with a HELLO of its current boot, if at all) are held only for the
+    handshake time-out, then rejections ("no_session")."""
+    data = tmp_path / "data"
+    data.mkdir()
+    key = Keystore(str(data / "keys.json")).add(24)
+    c, th, addr = make_coord(tmp_path, **{"admission.unknown_devices": "reject"})
+    try:
+        dev = FakeDevice(addr, device_id=24, key=key)
+        _k_frames_before_the_hello(dev, 4)
+        assert wait(lambda: c.status_now()["frames_awaiting_handshake"] == 4)
+        c.handshakes.ttl_s = 0.05                        # the coordinator's tick expires them
+        assert wait(lambda: c.status_now()["frames_rejected"].get("no_session") == 4), \
+            c.status_now()["frames_rejected"]
+        assert c.status_now()["frames_awaiting_handshake"] == 0
+        assert not c.handshakes.before_hello
     finally:
         stop(c, th)
 

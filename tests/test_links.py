@@ -143,6 +143,40 @@ def test_serial_unplug_and_replug(tmp_path):
         link.close()
 
 
+def test_serial_open_mid_frame_drops_the_tail_as_resync_not_a_rejection():
+    """Opening a port discards what the OS buffered (pyserial), so a host that opens a running
+    board's port starts mid-frame: the bytes before the first delimiter are the tail of an
+    earlier frame, dropped and counted as "resync", not as a COBS error (the coordinator's
+    rejections). Every whole frame starts with its own delimiter: none is lost, on the first
+    open or after a replug."""
+    import tty
+    m, s, name = _pty()
+    tty.setraw(m)
+    link = SerialLink(name)
+    link.open()
+    try:
+        whole = cobs.encode(bytes(range(1, 40)) + b"\x00tail")
+        os.write(m, whole[len(whole) // 2:] + cobs.encode(b"next"))
+        got = []
+        deadline = time.time() + 2
+        while not got and time.time() < deadline:
+            got = link.recv(0.05)
+        assert got == [(b"next", None)]
+        assert link.counters["resync"] == 1 and link.counters["cobs"] == 0, link.counters
+        # later garbage (not at an open) is a framing error again
+        os.write(m, b"\x00\x05ab\x00" + cobs.encode(b"more"))
+        got = []
+        deadline = time.time() + 2
+        while not got and time.time() < deadline:
+            got = link.recv(0.05)
+        assert got == [(b"more", None)]
+        assert link.counters["cobs"] == 1 and link.counters["resync"] == 1, link.counters
+    finally:
+        link.close()
+        os.close(m)
+        os.close(s)
+
+
 def test_serial_missing_port_first_open_raises():
     with pytest.raises(LinkError):
         open_link("/dev/does-not-exist-becomingone")

@@ -24,12 +24,20 @@ and `request_rate` per second in all), which makes the device send HELLO again.
     hs.complete(pending) -> (session, opened)
     hs.request(link, addr, device_id, boot_id)
     hs.hold(device_id, boot_id, n) -> bool  n frames under K before the proof: held, not refused
+    hs.hold_before_hello(device_id, boot_id, n) -> bool  the same before the boot's HELLO
+    hs.awaiting_hello(device_id, boot_id) -> bool          frames of that boot held so
     hs.expire(now); hs.summary()
 
 Frames of a boot whose handshake is pending that verify under the device key K (the device's
 first beats, sent before the CHALLENGE came back) are not ingested and not rejections either:
 they are counted as `frames_awaiting_handshake` (status, the live table). If that handshake
 expires or is displaced unproven, they move to the rejections as "no_session" (`reject`).
+Frames under K of a boot whose HELLO the host has not seen -- it opened a serial port while the
+device was waiting for its CHALLENGE (opening a port discards what was buffered, the HELLO
+included), or it restarted before the device's handshake completed -- are held the same way
+once the host has asked the device for a handshake (`hold_before_hello`): the boot's HELLO then
+starts a pending handshake that takes them over, and without one within `ttl_s` they are
+"no_session" (a replayed frame of an old boot ends there).
 """
 import collections
 import time
@@ -82,6 +90,8 @@ class Handshakes:
         self.total = 0
         self._requested = {}         # device_id -> monotonic time of the last request
         self._req_window = [0.0, 0]  # [window start, requests in it]
+        # (device_id, boot_id) -> [monotonic time, frames]: held before the boot's HELLO
+        self.before_hello = collections.OrderedDict()
 
     # ------------------------------------------------------------------ keys for a frame
     def candidates(self, data):
@@ -131,6 +141,9 @@ class Handshakes:
                     self.counts["handshakes_refused"] += 1
                     return None
             p = Pending(dev, boot, dn, hn, auth, dict(frame.fields), link, addr, now)
+            early = self.before_hello.pop((dev, boot), None)
+            if early is not None:                # frames of this boot held before its HELLO
+                p.early = early[1]
             pend[key] = p
             self.total += 1
             self.counts["handshakes_started"] += 1
@@ -197,6 +210,8 @@ class Handshakes:
             self.total -= len(pend)
             for p in pend.values():
                 self._unproven(p)
+        for k in [k for k in self.before_hello if k[0] == device_id]:
+            self._unheld(self.before_hello.pop(k)[1])
 
     # ------------------------------------------------------------------ frames before the proof
     def hold(self, device_id, boot_id, n=1):
@@ -212,6 +227,33 @@ class Handshakes:
                 self.counts["frames_awaiting_handshake"] += n
                 return True
         return False
+
+    def hold_before_hello(self, device_id, boot_id, n=1, now=None):
+        """n frames of (device, boot) that verified under the device key K while no handshake
+        of that boot is pending and the host has asked the device for one (`request`): counted
+        as awaiting the handshake (True) until the boot's HELLO starts one, which takes them
+        over, or `ttl_s` passes ("no_session"). At most `max_total` boots are held; the oldest
+        goes first."""
+        now = time.monotonic() if now is None else now
+        key = (device_id, boot_id)
+        e = self.before_hello.get(key)
+        if e is None:
+            while len(self.before_hello) >= self.max_total:
+                self._unheld(self.before_hello.popitem(last=False)[1][1])
+            e = self.before_hello[key] = [now, 0]
+        e[1] += n
+        self.counts["frames_awaiting_handshake"] += n
+        return True
+
+    def awaiting_hello(self, device_id, boot_id):
+        """True while frames of (device, boot) are held before its HELLO."""
+        return (device_id, boot_id) in self.before_hello
+
+    def _unheld(self, n):
+        if n:
+            self.counts["frames_awaiting_handshake"] -= n
+            if self.reject is not None:
+                self.reject("no_session", n)
 
     def _unproven(self, p):
         """A pending handshake ends without its proof: the frames it held are rejections."""
@@ -231,6 +273,13 @@ class Handshakes:
                 self.counts["handshakes_expired"] += 1
             if not pend:
                 del self.pending[dev]
+        bh = self.before_hello
+        while bh:
+            k, e = next(iter(bh.items()))
+            if now - e[0] <= self.ttl_s:
+                break
+            del bh[k]
+            self._unheld(e[1])
 
     def summary(self):
         c = self.counts

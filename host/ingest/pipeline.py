@@ -196,8 +196,14 @@ class Ingest:
             o = self.sessions.old_boots.get(dev)
             self.tally.reject("stale_boot" if o is not None and boot in o else "auth")
             return
+        hs = self.handshakes
+        # a frame under K of a boot whose HELLO we have not seen (we opened the port while the
+        # device waited for its CHALLENGE, or restarted before the handshake): held until that
+        # boot's HELLO, which the request asks for, or refused when none comes
+        if (hs.request(link, addr, dev, boot) or hs.awaiting_hello(dev, boot)) and \
+                self._under_device_key(dev, data) and hs.hold_before_hello(dev, boot):
+            return
         self.tally.reject("no_session")
-        self.handshakes.request(link, addr, dev, boot)
 
     def _under_device_key(self, dev, data):
         """True if frame `data` verifies under device `dev`'s own key K (no replay state)."""
@@ -209,6 +215,15 @@ class Ingest:
         except Exception:  # noqa: BLE001 - any refusal: not a frame of the device under K
             return False
         return True
+
+    def _rows_under_key(self, dev, boot, rows, boots, arr, datas):
+        """How many of TELEMETRY rows `rows` (of device `dev`) are of boot `boot` and verify
+        under the device key K; arr: the fixed-size rows as an array, else datas a list."""
+        n = 0
+        for i in rows.tolist():
+            if int(boots[i]) == boot:
+                n += self._under_device_key(dev, bytes(arr[i]) if arr is not None else datas[i])
+        return n
 
     def _pending(self, dev, boot):
         pend = self.handshakes.pending.get(dev)
@@ -401,23 +416,24 @@ class Ingest:
                     drop[held] = True
         if not drop.any():
             return datas
+        hs = self.handshakes
         for d in missing:
             rows = np.flatnonzero(devs == d)
             b = int(boots[rows[-1]])
             if self._pending(d, b):
                 # rows under K of the pending boot: held before the handshake (see _no_session)
-                held = 0
-                for i in rows.tolist():
-                    if int(boots[i]) == b:
-                        row = bytes(arr[i]) if frame_size else datas[i]
-                        held += self._under_device_key(d, row)
-                if held and self.handshakes.hold(d, b, held):
+                held = self._rows_under_key(d, b, rows, boots, arr if frame_size else None, datas)
+                if held and hs.hold(d, b, held):
                     refused -= held
                 continue
             ad = addrs.get(d)
             if ad is not None and raw_addrs:
                 ad = DatagramBlock.addr(ad)
-            self.handshakes.request(link, ad, d, b)
+            if hs.request(link, ad, d, b) or hs.awaiting_hello(d, b):
+                # rows under K of that boot: held before its HELLO (see _no_session)
+                held = self._rows_under_key(d, b, rows, boots, arr if frame_size else None, datas)
+                if held and hs.hold_before_hello(d, b, held):
+                    refused -= held
         if refused:
             self.tally.reject("no_session", refused)
         if frame_size:

@@ -26,9 +26,10 @@ __all__ = ["Link", "LinkClosed", "LinkError", "LinkTimeout"]
 
 class Link(abc.ABC):
     """One link (a UDP listener, a serial port): owns its port, the stream framing and the
-    counters frames_in/out, bytes_in/out, oversize, cobs, opens, open_failures, disconnects,
-    send_failures. Raises LinkError from open() when the port cannot be opened, LinkClosed from
-    recv_batch()/send() on a closed link (and from send() while a lost port is being reopened),
+    counters frames_in/out, bytes_in/out, oversize, cobs, resync (stream links: the partial
+    frame before the first delimiter after an open, not a rejection), opens, open_failures,
+    disconnects, send_failures. Raises LinkError from open() when the port cannot be opened,
+    LinkClosed from recv_batch()/send() on a closed link (and from send() while a lost port is being reopened),
     LinkTimeout from send() when a write times out; a lost port never raises from recv_batch()."""
 
     scheme = "?"
@@ -46,7 +47,7 @@ class Link(abc.ABC):
         self._next_try = 0.0
         self._delay = reopen_min
         self.counters = {"frames_in": 0, "frames_out": 0, "bytes_in": 0, "bytes_out": 0,
-                         "oversize": 0, "cobs": 0, "opens": 0, "open_failures": 0,
+                         "oversize": 0, "cobs": 0, "resync": 0, "opens": 0, "open_failures": 0,
                          "disconnects": 0, "send_failures": 0}
         self.last_error = None
 
@@ -83,9 +84,7 @@ class Link(abc.ABC):
         except OSError as e:
             self.last_error = "%s: %s" % (type(e).__name__, e)
             raise LinkError(str(e)) from None
-        self.is_open = True
-        self.counters["opens"] += 1
-        self._delay = self.reopen_min
+        self._opened()
         return self
 
     def close(self):
@@ -122,10 +121,16 @@ class Link(abc.ABC):
             self._delay = min(self.reopen_max, self._delay * 2)
             self._next_try = time.monotonic() + self._delay
             return False
+        self._opened()
+        return True
+
+    def _opened(self):
         self.is_open = True
         self.counters["opens"] += 1
         self._delay = self.reopen_min
-        return True
+        if self._deframer is not None:
+            # the OS dropped what was buffered before the open: the stream starts mid-frame
+            self._deframer.reset(hunt=True)
 
     def recv_batch(self, timeout=0.1):
         """The frames received within `timeout` s as a FrameBatch (becomingone/links/batch.py),
@@ -159,6 +164,7 @@ class Link(abc.ABC):
         frames = d.feed(raw)
         c["cobs"] = d.errors["cobs"]
         c["oversize"] = d.errors["oversize"]
+        c["resync"] = d.errors["resync"]
         if not frames:
             return None
         c["frames_in"] += len(frames)

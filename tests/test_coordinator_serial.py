@@ -85,3 +85,68 @@ def test_serial_link_session_witness_and_replug(tmp_path):
         c.stop()
         th.join(10)
     assert not th.is_alive()
+
+
+def test_host_opening_a_keyed_boards_port_mid_stream_rejects_nothing(tmp_path):
+    """Lane 4's flash test, replayed on a pty: the coordinator opens the serial port of a keyed
+    board that sent its HELLO (under its device key K) before the port was open -- opening a
+    port discards what the OS buffered, so the host starts mid-frame and never sees that HELLO.
+    The partial frame is a link "resync", not a rejection; the board's beats under K are held
+    while the host asks it for a handshake over the same port (a serial link has no reply
+    address); the board's HELLO, CHALLENGE and ACK complete it, and nothing was rejected."""
+    from becomingone.ingest.keystore import Keystore
+    from becomingone.wire.handshake import DeviceSession
+    from tests.test_handshake_counting import HB
+
+    data = tmp_path / "data"
+    data.mkdir()
+    key = Keystore(str(data / "keys.json")).add(25)
+    dev = PtyDevice(device_id=25, boot_id=91)
+    ds = DeviceSession(key, 25, 91)
+    ds.restart()
+    hello = P.encode(P.HELLO, dict(HELLO, nonce=ds.nonce), 25, 91, 0, 0, 1000,
+                     auth=ds.device_auth)
+    dev.seq = 1
+    cfg = load_config(overrides={"data_dir": str(data), "security.intrinsic": False,
+                                 "ledger.pulse_summary_every": 0,
+                                 "admission.unknown_devices": "reject"})
+    c = Coordinator(cfg, links=[dev.path]).start()
+    th = threading.Thread(target=c.run, daemon=True)
+    th.start()
+    try:
+        framed = cobs.encode(hello)
+        os.write(dev.m, framed[len(framed) // 2:])         # the HELLO's tail: the port opened late
+        for b in range(1, 4):
+            dev.send(P.TELEMETRY, tel(b), auth=ds.device_auth)
+        dev.send(P.HEARTBEAT, HB, auth=ds.device_auth)
+        assert wait(lambda: c.status_now()["frames_awaiting_handshake"] == 4), c.status_now()
+        os.set_blocking(dev.m, False)
+        ch, end = None, time.time() + 3
+        while ch is None and time.time() < end:          # the request (under K), then CHALLENGE
+            try:
+                chunk = os.read(dev.m, 4096)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            for fr in dev.deframer.feed(chunk):
+                if fr[1] == P.TIME_SYNC:
+                    assert P.decode(fr, auth=ds.device_auth).boot_id != 91
+                    dev.send(P.HELLO, dict(HELLO, nonce=ds.nonce), auth=ds.device_auth)
+                elif fr[1] == P.CHALLENGE:
+                    ch = fr
+        assert ch is not None, c.counters
+        chf = ds.accept_challenge(ch)
+        dev.send(P.ACK, {"acked_type": P.CHALLENGE, "status": P.ACK_OK, "ref": chf.seq},
+                 auth=ds.auth)
+        for b in range(4, 8):
+            dev.send(P.TELEMETRY, tel(b), auth=ds.auth)
+        assert wait(lambda: c.counters["beats"] >= 4), c.counters
+        st = c.status_now()
+        assert st["frames_rejected"] == {}, st["frames_rejected"]
+        assert st["frames_awaiting_handshake"] == 4
+        assert c.counters["handshake_requests"] == 1 and c.counters["handshakes_completed"] == 1
+        assert c.links[0].counters["resync"] == 1 and c.links[0].counters["cobs"] == 0
+    finally:
+        c.stop()
+        th.join(10)
+        dev.unplug()

@@ -179,8 +179,8 @@ class Handshakes:
         key, for another boot id (the device answers with HELLO). keyless: ask a keyless
         device for its HELLO the same way, unsigned (its boot has no session: "no_hello").
         Rate limited (per device and in all); True if sent."""
-        if link is None or addr is None:
-            return False
+        if link is None or (addr is None and getattr(link, "datagram", True)):
+            return False                       # a serial link replies on itself (addr None)
         now = time.monotonic() if now is None else now
         last = self._requested.get(device_id)
         if last is not None and now - last < self.request_every_s:

@@ -64,7 +64,9 @@ def test_flash_a_blank_emulated_pico_then_it_beats_for_the_coordinator(chip, tmp
 
         # the board boots main.py -> device/main.py --board pico --link serial: the coordinator
         # on the board's port gets its signed HELLO and TELEMETRY
-        cfg = load_config(overrides={"data_dir": str(data), "ledger.pulse_summary_every": 0})
+        # the host requires the board's difficulty (a WITNESS mined early is not refused)
+        cfg = load_config(overrides={"data_dir": str(data), "ledger.pulse_summary_every": 0,
+                                     "admission.pow_bits": 8})
         c = Coordinator(cfg, links=[pico.port]).start()
         th = threading.Thread(target=c.run, daemon=True)
         th.start()

@@ -95,8 +95,10 @@ def test_buffer_restore_puts_sent_records_back_in_front_in_order():
 def test_bad_options_say_what_is_allowed():
     with pytest.raises(UserError, match="--buffer must be 1..1000000"):
         Relay(["udp://127.0.0.1:0"], "udp://127.0.0.1:9", buffer=0)
-    with pytest.raises(UserError, match=r"allowed: udp://HOST:PORT"):
-        Relay(["udp://127.0.0.1:0"], "nats://127.0.0.1:4222")
+    with pytest.raises(UserError, match=r"allowed: udp://HOST:PORT, nats://HOST:PORT"):
+        Relay(["udp://127.0.0.1:0"], "tcp://127.0.0.1:4222")
+    with pytest.raises(UserError, match=r"nats://HOST:PORT\[/SUBJECT_PREFIX\]"):
+        Relay(["udp://127.0.0.1:0"], "nats://127.0.0.1")
     with pytest.raises(UserError, match="port must be 1..65535"):
         Relay(["udp://127.0.0.1:0"], "udp://127.0.0.1:0")
     with pytest.raises(UserError, match="at least one local link"):

@@ -1,11 +1,13 @@
-"""`becomingone relay --link URL [--link URL ...] --to udp://HOST:PORT`: the relay node.
+"""`becomingone relay --link URL [--link URL ...] --to udp://HOST:PORT | nats://HOST:PORT[/PREFIX]`:
+the relay node.
 
 A small host (a Pi Zero with Picos on USB, say) forwards its local devices' frames to a remote
 coordinator and the coordinator's replies back to the right device, with no Master, ledger or
 device key of its own (becomingone/relay/service.py). Local links are the coordinator's own
 (`becomingone run --link`): serial ports, a UDP listener for devices on the LAN. Each local
-device gets a UDP socket of its own toward the coordinator, which therefore sees every device at
-an address of its own, as if it were on its link: its sessions, handshakes, replay windows and
+device gets a UDP socket of its own toward the coordinator (or, with --to nats://..., a NATS
+channel of its own, the coordinator running `--link nats://...` with the same URL), which
+therefore sees every device at an address of its own, as if it were on its link: its sessions, handshakes, replay windows and
 replies work unchanged. While the uplink is lost, frames are buffered (up to --buffer frames;
 WITNESS kept over everything else, TELEMETRY dropped first) and replayed in order when it is back.
 
@@ -27,7 +29,9 @@ def add_arguments(p):
                    help="a local link to devices (repeatable): udp://HOST:PORT (devices on the "
                         "LAN send here), /dev/ttyACM0, a pty path, serial:PATH, socket://HOST:PORT")
     p.add_argument("--to", metavar="URL", required=True,
-                   help="the coordinator's UDP link, udp://HOST:PORT")
+                   help="the coordinator's UDP link, udp://HOST:PORT, or its NATS link, "
+                        "nats://HOST:PORT[/SUBJECT_PREFIX] (default prefix bo.dev; the "
+                        "coordinator runs --link with the same URL)")
     p.add_argument("--bind", metavar="HOST", default="",
                    help="local address of the sockets toward the coordinator (default: any)")
     p.add_argument("--buffer", type=int, default=DEFAULTS["buffer"], metavar="FRAMES",

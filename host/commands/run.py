@@ -27,7 +27,8 @@ def add_arguments(p):
                    "file sets it, else ./var/becomingone)")
     p.add_argument("--link", metavar="URL", action="append", default=None,
                    help="listen on this link (repeatable; replaces the config's links): "
-                        "udp://HOST:PORT, /dev/ttyACM0, a pty path, socket://HOST:PORT, loop://")
+                        "udp://HOST:PORT, nats://HOST:PORT[/PREFIX] (relays' uplink), "
+                        "/dev/ttyACM0, a pty path, socket://HOST:PORT, loop://")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C / SIGTERM)")
     p.add_argument("--ready-file", metavar="PATH", help="write the ready JSON here when listening")

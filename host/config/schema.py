@@ -113,10 +113,18 @@ def _url(path, v):
         if not sep or not host or not port.isdigit() or not (0 < int(port) < 65536):
             raise ConfigError("config key %s: %r is not udp://HOST:PORT with PORT in 1..65535" % (path, v))
         return v
+    if v.startswith("nats://"):
+        from becomingone.links.natsio import parse_nats_url
+        try:
+            parse_nats_url(v)
+        except ValueError as e:
+            raise ConfigError("config key %s: %s" % (path, e)) from None
+        return v
     if "://" in v and not v.split("://", 1)[0] in ("socket", "loop", "rfc2217", "spy", "alt", "hwgrep"):
         raise ConfigError("config key %s: unknown link scheme in %r (allowed: udp://HOST:PORT, "
-                          "a serial device path such as /dev/ttyACM0 or COM3, or a pyserial URL "
-                          "socket://, loop://, rfc2217://, hwgrep://)" % (path, v))
+                          "nats://HOST:PORT[/PREFIX], a serial device path such as /dev/ttyACM0 "
+                          "or COM3, or a pyserial URL socket://, loop://, rfc2217://, hwgrep://)"
+                          % (path, v))
     return v
 
 
@@ -125,7 +133,8 @@ class _UrlLeaf(Leaf):
         Leaf.__init__(self, "str", None, "link URL")
 
     def allowed(self):
-        return "udp://HOST:PORT, a serial device path, or a pyserial URL (socket://, loop://, ...)"
+        return ("udp://HOST:PORT, nats://HOST:PORT[/PREFIX], a serial device path, or a pyserial "
+                "URL (socket://, loop://, ...)")
 
     def check(self, path, v):
         return _url(path, v)

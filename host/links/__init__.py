@@ -2,6 +2,8 @@
 
     udp://HOST:PORT           UDP listener; one frame per datagram; replies go to the source
                               address of the datagram that carried the device's last frame
+    nats://HOST:PORT[/PREFIX] frames as NATS messages on PREFIX.up.<sender>.<channel>, replies
+                              on PREFIX.down.<sender>.<channel> (a relay's uplink; nats extra)
     /dev/ttyACM0, /dev/pts/N  serial port (pyserial), COBS framing with 0x00 delimiters
     socket://HOST:PORT        pyserial's raw TCP "serial port" (COBS framing)
     loop://                   pyserial's loopback (tests)
@@ -23,6 +25,7 @@ __all__ = ["SCHEMES", "register_scheme", "link_class", "open_link", "make_link"]
 SCHEMES = {
     "udp": "becomingone.links.udp:UdpListener",
     "serial": "becomingone.links.serial:SerialLink",
+    "nats": "becomingone.links.nats:NatsLink",
 }
 _SERIAL_URL_SCHEMES = ("socket", "loop", "rfc2217", "spy", "hwgrep", "alt", "cp2110")
 
@@ -43,8 +46,9 @@ def _scheme(url):
             return s
         if s in _SERIAL_URL_SCHEMES:
             return "serial"
-        raise UserError("unknown link scheme %r in %r (allowed: udp://HOST:PORT, a serial "
-                        "device path, serial:PATH, or a pyserial URL: %s)"
+        raise UserError("unknown link scheme %r in %r (allowed: udp://HOST:PORT, "
+                        "nats://HOST:PORT[/PREFIX], a serial device path, serial:PATH, or a "
+                        "pyserial URL: %s)"
                         % (s, url, ", ".join(x + "://" for x in _SERIAL_URL_SCHEMES)))
     if url.startswith("serial:"):
         return "serial"

@@ -7,8 +7,8 @@ Master, ledger or device key of its own (docs/MESH.md "Node types").
     relay.status()                      # counters, uplink state, buffer, devices
 
 Parts (composition): the local links (host/links, opened by URL exactly as `becomingone run`
-opens them, one reader thread each), a UdpUplink (relay/uplink.py: one socket per local device
-toward the coordinator), a FrameBuffer (relay/buffer.py) and one Endpoint per local device. One
+opens them, one reader thread each), an uplink (relay/uplink.py: UDP, one socket per local
+device toward the coordinator, or NATS, one channel per local device), a FrameBuffer (relay/buffer.py) and one Endpoint per local device. One
 thread, run(), owns all of them but the readers, which only queue what they receive.
 
 Uplink state. UDP says nothing about delivery, so the relay judges the uplink by what the
@@ -42,7 +42,7 @@ from becomingone.ingest.ratelimit import frame_complexity, variance_cost
 from becomingone.links import make_link
 from becomingone.relay.buffer import Entry, FrameBuffer
 from becomingone.relay.frames import acked_witness, peek, witness_key
-from becomingone.relay.uplink import LOST_ERRNOS, UdpUplink
+from becomingone.relay.uplink import LOST_ERRNOS, make_uplink
 from becomingone.util.atomic import write_json
 from shared import protocol as P
 from shared import wire_format as W
@@ -124,7 +124,7 @@ class Relay:
             raise UserError("a relay needs at least one local link (--link udp://HOST:PORT, a "
                             "serial device path such as /dev/ttyACM0, socket://HOST:PORT)")
         self.link_urls = list(links)
-        self.uplink = UdpUplink(to, bind=bind)
+        self.uplink = make_uplink(to, bind=bind)
         self.buffer = FrameBuffer(int(check_option("buffer", buffer)))
         self.ack_timeout = check_option("ack_timeout", float(ack_timeout))
         self.silence = check_option("silence", float(silence))
@@ -173,6 +173,7 @@ class Relay:
         except Exception:
             self._close_links()
             raise
+        self.uplink.start()
         for i, link in enumerate(self.links):
             t = threading.Thread(target=self._reader, args=(i, link), name="relay-link-%d" % i,
                                  daemon=True)
@@ -205,6 +206,7 @@ class Relay:
             t.join(timeout=2)
         for ep in self.endpoints.values():
             ep.sock.close()
+        self.uplink.close()
         self._wake_r.close()
         self._wake_w.close()
         if self.ready_file:

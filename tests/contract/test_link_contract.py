@@ -1,9 +1,11 @@
 """One contract for every link backend (python-can's back2back pattern): each backend is opened
 with a peer that plays the device, and must hand on what the peer sends, send back, count, drop
 oversize frames, raise LinkClosed once closed, and say where it listens. Backends: udp (with
-recvmmsg where the platform has it, and without), a pty serial port, pyserial's loop://."""
+recvmmsg where the platform has it, and without), a pty serial port, pyserial's loop://, NATS
+(a real nats-server on 127.0.0.1, when installed)."""
 import os
 import pty
+import queue
 import socket
 import time
 import tty
@@ -85,13 +87,46 @@ class LoopPeer:
         pass
 
 
-PEERS = {"udp-recvmmsg": lambda: UdpPeer(None), "udp-recvfrom": lambda: UdpPeer(False),
-         "pty-serial": PtyPeer, "loop": LoopPeer}
+class NatsPeer:
+    """A sender on a real nats-server: publishes on the link's up subject as channel "p.1" of
+    sender "p" and reads the link's answers on the matching down subject."""
+    datagram = True
+
+    def __init__(self, url):
+        from becomingone.links.natsio import NatsIO
+        self.link = open_link(url + "/bo.contract")
+        self.io = NatsIO(url, name="contract-peer").start()
+        self._got = queue.SimpleQueue()
+        self.io.subscribe("bo.contract.down.p.1", lambda _s, d: self._got.put(d))
+        self.addr = "p.1"
+
+    def send(self, frame):
+        self.io.publish("bo.contract.up.p.1", frame)
+
+    def recv(self):
+        return self._got.get(timeout=2)
+
+    def close(self):
+        self.io.close()
+
+
+PEERS = {"udp-recvmmsg": lambda _r: UdpPeer(None), "udp-recvfrom": lambda _r: UdpPeer(False),
+         "pty-serial": lambda _r: PtyPeer(), "loop": lambda _r: LoopPeer(),
+         "nats": lambda r: NatsPeer(r.getfixturevalue("nats_url"))}
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory):
+    from becomingone.bench.nats_server import SERVER, nats_server
+    if SERVER is None:
+        pytest.skip("nats-server is not installed")
+    with nats_server(str(tmp_path_factory.mktemp("nats"))) as url:
+        yield url
 
 
 @pytest.fixture(params=sorted(PEERS))
 def peer(request):
-    p = PEERS[request.param]()
+    p = PEERS[request.param](request)
     yield p
     p.link.close()
     p.close()

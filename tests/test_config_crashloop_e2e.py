@@ -56,4 +56,4 @@ def test_crashloop_config_is_refused_once_and_never_resent(tmp_path):
     # and the status shows the device, with nothing lost
     sess = r["status"]["sessions"]
     hb = (sess.get("1") or {}).get("heartbeat") or {}
-    assert hb.get("samples_lost", 0) == 0
+    assert hb.get("samples_lost", 0) == 0, hb

@@ -37,6 +37,19 @@ def _hello_then_beats(dev, n):
             return data
 
 
+def _prove_and_beat(c, dev, challenge):
+    """The device's proof (ACK of `challenge` under the session key), then 4 beats under it;
+    the coordinator's status once they are in."""
+    ds = dev.session
+    chf = ds.accept_challenge(challenge)
+    dev.auth = ds.auth
+    dev.send(P.ACK, {"acked_type": P.CHALLENGE, "status": P.ACK_OK, "ref": chf.seq})
+    for b in range(10, 14):
+        dev.send(P.TELEMETRY, tel(b))
+    assert wait(lambda: c.counters["beats"] >= 4)
+    return c.status_now()
+
+
 def test_frames_before_the_handshake_are_not_rejections(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -46,14 +59,7 @@ def test_frames_before_the_handshake_are_not_rejections(tmp_path):
         dev = FakeDevice(addr, device_id=21, key=key)
         ch = _hello_then_beats(dev, 4)                  # 5 frames under K, one of them batched
         assert wait(lambda: c.status_now()["frames_awaiting_handshake"] == 5), c.status_now()
-        ds = dev.session
-        chf = ds.accept_challenge(ch)
-        dev.auth = ds.auth
-        dev.send(P.ACK, {"acked_type": P.CHALLENGE, "status": P.ACK_OK, "ref": chf.seq})
-        for b in range(10, 14):
-            dev.send(P.TELEMETRY, tel(b))
-        assert wait(lambda: c.counters["beats"] >= 4)
-        st = c.status_now()
+        st = _prove_and_beat(c, dev, ch)
         assert st["frames_awaiting_handshake"] == 5, st
         assert "no_session" not in st["frames_rejected"], st["frames_rejected"]
         assert sum(st["frames_rejected"].values()) == 0, st["frames_rejected"]
@@ -136,13 +142,7 @@ def test_frames_under_k_before_a_hello_the_host_missed_are_held(tmp_path):
             raw = dev.sock.recv(512)
             if raw[1] == P.CHALLENGE:
                 break
-        chf = ds.accept_challenge(raw)
-        dev.auth = ds.auth
-        dev.send(P.ACK, {"acked_type": P.CHALLENGE, "status": P.ACK_OK, "ref": chf.seq})
-        for b in range(10, 14):
-            dev.send(P.TELEMETRY, tel(b))
-        assert wait(lambda: c.counters["beats"] >= 4)
-        st = c.status_now()
+        st = _prove_and_beat(c, dev, raw)
         assert st["frames_rejected"] == {}, st["frames_rejected"]
         assert st["frames_awaiting_handshake"] == 4, st["frames_awaiting_handshake"]
         assert c.counters["handshakes_completed"] == 1

@@ -143,6 +143,13 @@ def test_serial_unplug_and_replug(tmp_path):
         link.close()
 
 
+def _recv_soon(link, timeout=2.0):
+    got, deadline = [], time.time() + timeout
+    while not got and time.time() < deadline:
+        got = link.recv(0.05)
+    return got
+
+
 def test_serial_open_mid_frame_drops_the_tail_as_resync_not_a_rejection():
     """Opening a port discards what the OS buffered (pyserial), so a host that opens a running
     board's port starts mid-frame: the bytes before the first delimiter are the tail of an
@@ -157,19 +164,11 @@ def test_serial_open_mid_frame_drops_the_tail_as_resync_not_a_rejection():
     try:
         whole = cobs.encode(bytes(range(1, 40)) + b"\x00tail")
         os.write(m, whole[len(whole) // 2:] + cobs.encode(b"next"))
-        got = []
-        deadline = time.time() + 2
-        while not got and time.time() < deadline:
-            got = link.recv(0.05)
-        assert got == [(b"next", None)]
+        assert _recv_soon(link) == [(b"next", None)]
         assert link.counters["resync"] == 1 and link.counters["cobs"] == 0, link.counters
         # later garbage (not at an open) is a framing error again
         os.write(m, b"\x00\x05ab\x00" + cobs.encode(b"more"))
-        got = []
-        deadline = time.time() + 2
-        while not got and time.time() < deadline:
-            got = link.recv(0.05)
-        assert got == [(b"more", None)]
+        assert _recv_soon(link) == [(b"more", None)]
         assert link.counters["cobs"] == 1 and link.counters["resync"] == 1, link.counters
     finally:
         link.close()

@@ -6,8 +6,9 @@ nats-server; .ci/run installs it).
   PREFIX.up.<sender>.<channel> is handed on with reply address "<sender>.<channel>", a reply goes
   out on PREFIX.down.<sender>.<channel>; oversize messages are dropped and counted; a bad URL and
   a server that is not there are clear errors.
-- End to end, real processes: a coordinator on a NATS link, a relay with a UDP link for the LAN
-  and `--to` the same NATS URL, a keyed device on the relay's UDP link. The session handshake
+- End to end, real processes: a relay with a UDP link for the LAN and `--to` a NATS URL, started
+  while the server is down (it says so and waits), then the server and a coordinator on that
+  NATS link, and a keyed device on the relay's UDP link. The session handshake
   completes through relay and server (neither holds a key), TELEMETRY is accepted and WITNESS
   records are ACKed. Then the NATS server dies: the relay sees the uplink lost and buffers the
   device's WITNESS records; the server comes back on the same port and every record is
@@ -110,7 +111,7 @@ def test_nats_link_hands_on_frames_and_answers_on_the_down_subject():
 
 
 def test_relay_over_nats_end_to_end_through_a_lost_server(tmp_path):
-    srv = Server(_free_port()).start()
+    srv = Server(_free_port())
     data = str(tmp_path / "cell")
     os.makedirs(data)
     key = Keystore(os.path.join(data, "keys.json")).add(41)
@@ -118,14 +119,20 @@ def test_relay_over_nats_end_to_end_through_a_lost_server(tmp_path):
     status_file = str(tmp_path / "relay-status.json")
     procs = []
     try:
-        coord, _info = _start(["run", "--data", data, "--link", url, "--quiet",
-                               "--set", "security.intrinsic=false",
-                               "--set", "admission.unknown_devices=reject"])
-        procs.append(coord)
+        # the relay starts before the server: an uplink lost from the start, not an error
         relay, rinfo = _start(["relay", "--link", "udp://127.0.0.1:0", "--to", url,
                                "--ack-timeout", "1", "--probe", "0.3", "--status-file",
                                status_file, "--status-every", "0", "--json"])
         procs.append(relay)
+        _wait(lambda: (lambda s: s and not s["uplink"]["up"]
+                       and "not connected to the NATS server" in s["uplink"]["reason"])(
+                  _status(status_file)), 10, "the relay saying the server is not there",
+              lambda: _status(status_file))
+        srv.start()
+        coord, _info = _start(["run", "--data", data, "--link", url, "--quiet",
+                               "--set", "security.intrinsic=false",
+                               "--set", "admission.unknown_devices=reject"])
+        procs.append(coord)
         rhost, rport = rinfo["links"][0][len("udp://"):].rsplit(":", 1)
         dev = FakeDevice((rhost, int(rport)), device_id=41, boot_id=9, key=key)
         dev.handshake()                                  # HELLO, CHALLENGE, proof: via relay + NATS

@@ -72,8 +72,9 @@ class NatsIO:
         except Exception as e:  # noqa: BLE001 - any failure to connect: the server is not there
             fut.cancel()
             self._stop_loop()
-            raise OSError(errno.ECONNREFUSED, "cannot connect to %s: %s" % (
-                self.server, str(e) or type(e).__name__)) from None
+            why = "no NATS server answered within %g s" % timeout if isinstance(
+                e, (TimeoutError, asyncio.TimeoutError)) else (str(e) or type(e).__name__)
+            raise OSError("cannot connect to %s: %s" % (self.server, why)) from None
         return self
 
     async def _connect(self, timeout):
@@ -139,7 +140,7 @@ class NatsIO:
         try:
             asyncio.run_coroutine_threadsafe(sub(), self.loop).result(5.0)
         except Exception as e:  # noqa: BLE001
-            raise OSError(errno.EIO, "cannot subscribe to %s on %s: %s"
+            raise OSError("cannot subscribe to %s on %s: %s"
                           % (subject, self.server, str(e) or type(e).__name__)) from None
         self._subs.append((subject, cb))
 

@@ -340,6 +340,8 @@ class Relay:
 
     # ------------------------------------------------------------------ timers
     def _tick(self, now, dt):
+        if self.is_up and not self.uplink.connected:
+            self._lost(self.uplink.down_reason, now)     # NATS: the client is away from the server
         if self.is_up:
             self._check_acks(now)
         if self.is_up:

@@ -81,6 +81,9 @@ class UdpUplink:
             raise RelayError("uplink %s: cannot resolve %s: %s" % (url, self.host, e)) from None
         self.family, _t, _p, _c, self.addr = infos[0]
 
+    connected = True              # UDP: the relay judges the uplink by what comes back
+    down_reason = None
+
     def start(self):
         return self
 
@@ -175,6 +178,17 @@ class NatsUplink:
         self._ready = False
         self._stop = threading.Event()
         self._thread = None
+
+    @property
+    def connected(self):
+        """False while the client is away from the server (or never got there)."""
+        return self._ready and self.io.connected
+
+    @property
+    def down_reason(self):
+        if not self._ready:
+            return "not connected to the NATS server %s yet" % self.server
+        return "disconnected from the NATS server %s (reconnecting)" % self.server
 
     def up_subject(self, channel):
         from becomingone.links.nats import up_subject

@@ -9,7 +9,7 @@ def test_bench_ingest_rows_quick():
     p = argparse.ArgumentParser()
     bench_ingest.add_arguments(p)
     args = p.parse_args(["--frames", "4000", "--devices", "50", "--no-footprint",
-                         "--junk-rates", "0,2000", "--junk-devices", "10"])
+                         "--junk-rates", "0,2000", "--junk-devices", "10", "--load-devices", ""])
     args.quick = True
     all_rows = bench_ingest.collect(args)
     rows = {r["name"]: r for r in all_rows}

@@ -37,8 +37,8 @@ def _coordinator(tmp_path):
 
 def test_overload_is_shed_at_the_reader_and_the_rate_holds(tmp_path):
     """Offered ~3x what processing takes (it costs 10 us a frame: 100k frames/s): the reader
-    sheds (overload, counted), the queue never holds more than MAX_QUEUED_FRAMES (+ one read),
-    the lag stays < 0.5 s, and the processing thread still takes >= 70 % of its capacity."""
+    sheds (overload, counted), the queue holds about MAX_QUEUE_S of the thread's rate, the lag
+    stays < 0.5 s, and the processing thread still takes >= 70 % of its capacity."""
     c = _coordinator(tmp_path)
     c.start(integration=False)
     link = c.links[0]
@@ -77,7 +77,8 @@ def test_overload_is_shed_at_the_reader_and_the_rate_holds(tmp_path):
     assert offered_rate > 1.5 * capacity, offered_rate           # it was overloaded
     assert c.tally.overload > 0
     assert c.tally.all_rejected(c.links).get("overload") == c.tally.overload
-    assert qmax <= max(service.MIN_QUEUED_FRAMES, capacity * service.MAX_QUEUE_S) + 2048, qmax
+    assert qmax <= service.MAX_QUEUED_FRAMES + 1024, qmax
+    assert qmax <= max(service.MIN_QUEUED_FRAMES, capacity * service.MAX_QUEUE_S) * 1.3 + 1024, qmax
     assert lagmax < 0.5, lagmax
     assert rate >= 0.7 * capacity, (rate, capacity)
 
@@ -134,3 +135,26 @@ def test_batch_tag_check_refuses_forgeries_and_keyless_devices():
     # raw key bytes work as before
     res = decode_telemetry_batch(blob, frame_size=size, keys=keys)
     assert res.frames_ok == 12
+
+
+def test_sparse_sequence_run_is_note_seq_frame_by_frame():
+    """Under overload whole reads are shed, so a device's frames in a batch have holes: the
+    one-pass path gives what note_seq frame by frame gives (lost, window, highest)."""
+    import random
+    from becomingone.devices.sessions import JUMP_WINDOW, Session
+    rng = random.Random(5)
+    for trial in range(400):
+        a, b = Session(1, 1, 0.0), Session(1, 1, 0.0)
+        hist = [q * rng.choice((1, 2)) for q in range(rng.choice((0, 1, 5, 100)))]
+        for s in (a, b):                     # the same history first (or none)
+            for q in hist:
+                s.note_seq(q, 0.0)
+        start = max(a.highest, -1) + rng.choice((1, 2, 70, JUMP_WINDOW - 200, JUMP_WINDOW + 5))
+        seqs = sorted(set(start + rng.randrange(0, rng.choice((10, 100, 300))) for _ in range(rng.randrange(1, 40))))
+        ok = b.note_seq_sparse(seqs)
+        ref = [a.note_seq(q, 0.0) for q in seqs]
+        if ok:
+            assert ref == ["new"] * len(seqs), (trial, ref)
+            assert (a.lost, a.seen, a.highest) == (b.lost, b.seen, b.highest), trial
+        else:
+            assert b.highest != seqs[-1] or "jump" in ref or ref[0] != "new"

@@ -63,18 +63,19 @@ log = logging.getLogger(__name__)
 TICK_S = 0.05
 MAX_INBOX = 2048          # queued receive batches; beyond this a link drops (counted "overload")
 SHED_INBOX = 256          # beyond this a link first sheds the frames of over-budget senders
-# queued frames (all links, posted by the readers and not yet taken by the processing thread):
-# beyond MAX_QUEUED_FRAMES a reader drops what it reads (counted "overload"), beyond
-# SHED_QUEUED_FRAMES it first sheds the frames of over-budget senders. The bound is what keeps
-# the ingest lag short under overload (~0.2 s of the processing thread's capacity) and the
-# processing thread at its capacity: it never works through seconds of stale frames while the
-# kernel drops fresh ones uncounted.
-MAX_QUEUED_FRAMES = 65536
-SHED_QUEUED_FRAMES = 32768
-# ... and beyond MAX_QUEUE_S of the processing thread's measured rate (frames per second of
-# ingest work; never below MIN_QUEUED_FRAMES), so that the lag bound holds whatever the rate
-MAX_QUEUE_S = 0.25
-MIN_QUEUED_FRAMES = 4096
+# A reader sheds what it reads (counted "overload") while the frames queued for the
+# processing thread (all links) are more than MAX_QUEUE_S of its measured throughput (frames
+# taken per second over the last RATE_WINDOW_S; at least MIN_QUEUED_FRAMES, at most
+# MAX_QUEUED_FRAMES, a memory bound); beyond half of it, it first sheds the frames of
+# over-budget senders. Under overload the throughput is the thread's capacity, so a frame
+# queued waits at most ~MAX_QUEUE_S: the ingest lag stays short and the thread keeps its pace
+# (it never works through seconds of stale frames while the kernel drops fresh ones
+# uncounted); below capacity, a slow integration cycle or a scheduling hiccup shorter than
+# MAX_QUEUE_S sheds nothing.
+MAX_QUEUE_S = 0.3
+MIN_QUEUED_FRAMES = 16384
+MAX_QUEUED_FRAMES = 131072
+RATE_WINDOW_S = 0.5
 MERGE_FRAMES = 16384      # consecutive batches of one link merged up to this many frames
 # Receive batches of at least COALESCE_MIN frames (traffic, not a lone HELLO or WITNESS) are
 # gathered up to COALESCE_FRAMES frames, or until the oldest is COALESCE_US old, before they
@@ -89,11 +90,11 @@ MERGE_FRAMES = 16384      # consecutive batches of one link merged up to this ma
 # witness_interval, memory.snapshot_interval, telemetry_interval) are minimum spacings, so under
 # load records are spaced further apart; nothing else changes. status.json likewise: every
 # second, or at most STATUS_SHARE of the thread.
-CORE_SHARE = 0.25
+CORE_SHARE = 0.2
 STATUS_SHARE = 0.03
 COALESCE_MIN = 128
-COALESCE_FRAMES = 8192
-COALESCE_US = 20000
+COALESCE_FRAMES = 16384
+COALESCE_US = 40000
 # status() sections of the parts the composition root may attach, when they are not there
 DETACHED_STATUS = {"http": None, "mqtt": None, "mesh": {"enabled": False}, "witnesses": None}
 
@@ -123,8 +124,8 @@ class Coordinator:
         self._proc_thread = None  # the thread running run(), while it runs
         self._posted = {}         # id(link) -> frames its reader queued (each reader its own)
         self._taken = 0           # frames the processing thread took from the inbox
-        self._busy = [0.0, 0.0]   # decayed sums: frames ingested, seconds it took
-        self.ingest_fps = 0.0     # the processing thread's ingest rate (frames per busy second)
+        self._rate = [time.monotonic(), 0]   # the throughput window: start, frames taken
+        self.ingest_fps = 0.0     # frames the processing thread took per second (last window)
         self._next = collections.defaultdict(float)
         self._want_control = control
         self._attached = []       # (name, stop, tick, status) of parts the composition root wired
@@ -270,8 +271,9 @@ class Coordinator:
     def _reader(self, link):
         """A link's reader: what arrives is screened here (host/wire/screen.py: junk is counted
         by reason and dropped before it costs the processing thread anything); when the
-        processing thread is behind, the frames of senders over their rate budget are shed
-        first, whole batches only beyond MAX_INBOX (counted "overload")."""
+        processing thread is behind (more than half of queue_limit() queued), the frames of
+        senders over their rate budget are shed first; beyond queue_limit() (or MAX_INBOX
+        batches) whole reads are dropped before screening (counted "overload")."""
         inbox = self.inbox
         junk = self.tally.screen_counter(link)   # written by this thread only
         rate = self.admission.rate
@@ -285,36 +287,34 @@ class Coordinator:
                 if batch is None:
                     continue
                 t = monotonic_us()
+                depth = inbox.qsize()
+                queued = self.queued_frames()
+                limit = self.queue_limit()
+                if depth > MAX_INBOX or queued > limit:
+                    # processing is behind: shed load here, before anything else is spent on
+                    # it (the cheapest drop), counted, so that what is queued stays fresh and
+                    # the processing thread keeps its pace
+                    self.tally.overload += len(batch)   # only the readers write it
+                    continue
                 batch, rej = screen_batch(batch)
                 if rej:
                     junk.update(rej)
                 if batch is None:
                     continue
-                depth = inbox.qsize()
-                queued = self.queued_frames()
-                limit = self.queue_limit()
                 if (depth > SHED_INBOX or queued > limit // 2) and rate.over:
                     batch, shed = batch.without_devices(rate.over)
                     if shed:
                         junk["shed"] += shed
                     if batch is None:
                         continue
-                if depth > MAX_INBOX or queued > limit:
-                    # processing is behind: shed load here, counted, so that what is queued
-                    # stays fresh and the processing thread keeps its pace
-                    self.tally.overload += len(batch)   # only the readers write it
-                    continue
                 posted[me] += len(batch)
                 inbox.put(Received(link, batch, t))
         return work
 
     def queue_limit(self):
-        """Frames the readers may queue: MAX_QUEUED_FRAMES, or MAX_QUEUE_S of the processing
-        thread's measured ingest rate when that is less (at least MIN_QUEUED_FRAMES)."""
-        cap = self.ingest_fps
-        if not cap:
-            return MAX_QUEUED_FRAMES
-        return int(min(MAX_QUEUED_FRAMES, max(MIN_QUEUED_FRAMES, cap * MAX_QUEUE_S)))
+        """Frames the readers may queue: MAX_QUEUE_S of the processing thread's throughput,
+        within MIN_QUEUED_FRAMES..MAX_QUEUED_FRAMES."""
+        return int(min(MAX_QUEUED_FRAMES, max(MIN_QUEUED_FRAMES, self.ingest_fps * MAX_QUEUE_S)))
 
     def queued_frames(self):
         """Frames the link readers queued that the processing thread has not taken yet."""
@@ -442,8 +442,13 @@ class Coordinator:
         if t is Received:
             n = len(msg.batch)
             self._taken += n
+            w = self._rate
+            w[1] += n
+            el = time.monotonic() - w[0]
+            if el >= RATE_WINDOW_S:
+                self.ingest_fps = w[1] / el
+                w[0], w[1] = w[0] + el, 0
             self.ingest_lag_us = monotonic_us() - (first_us or msg.received_us)
-            t0 = time.perf_counter()
             try:
                 self.ingest.receive(msg.link, msg.batch, msg.received_us)
             except Exception as e:            # a bug, never bad input: counted, loop goes on
@@ -451,11 +456,6 @@ class Coordinator:
                 self.tally.reject("internal", n)
                 self.health["ingest_error"] = "%s: %s" % (type(e).__name__, e)
                 log.exception("ingest error (a %d-frame batch dropped)", n)
-            b = self._busy
-            b[0] = 0.9 * b[0] + n
-            b[1] = 0.9 * b[1] + (time.perf_counter() - t0)
-            if b[1] > 0:
-                self.ingest_fps = b[0] / b[1]
         elif t is Committed:
             try:
                 self.witness.committed(msg.key, msg.entry, msg.error)
@@ -524,8 +524,8 @@ class Coordinator:
                 self.health["integration_error"] = "%s: %s" % (type(e).__name__, e)
             # the integration cycle's budget: at most CORE_SHARE of the processing thread (with
             # many devices a cycle costs tens of ms; run back to back they would halve ingest)
-            cost = time.perf_counter() - t0
-            self._next["core"] = now + cost * (1.0 - CORE_SHARE) / CORE_SHARE
+            t1 = time.perf_counter()
+            self._next["core"] = now + (t1 - t0) + (t1 - t0) * (1.0 - CORE_SHARE) / CORE_SHARE
         for name, _stop, tick, _status in self._attached:
             if tick is None:
                 continue

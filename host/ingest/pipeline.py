@@ -514,6 +514,7 @@ class Ingest:
         accepted = 0
         nbeats = 0
         groups = [None] * G
+        seq_l = first_l = None                  # seq (and first) as lists, made when needed
         for g in range(G):
             dev, a, b, nf = g_dev[g], st[g], en[g], g_nf[g]
             if dev in keyed:                    # a keyed device must sign: refused
@@ -557,6 +558,13 @@ class Ingest:
                 fast_ok = False
             else:
                 fast_ok = g_mono[g] and s.note_seq_run(g_fs[g], g_ls[g], nf)
+                if not fast_ok and g_mono[g] and g_ls[g] - g_fs[g] + 1 > nf:
+                    # increasing with holes (frames lost, or shed under overload): one pass
+                    if seq_l is None:
+                        seq_l = seq.tolist()
+                        first_l = None if single else first.tolist()
+                    fast_ok = s.note_seq_sparse(
+                        seq_l[a:b] if single else [q for q, f in zip(seq_l[a:b], first_l[a:b]) if f])
             if not fast_ok:                     # frame by frame: dups, reorder, holes, jumps
                 fr = first[a:b]
                 rows_keep = keep[a:b]

@@ -65,15 +65,16 @@ MAX_INBOX = 2048          # queued receive batches; beyond this a link drops (co
 SHED_INBOX = 256          # beyond this a link first sheds the frames of over-budget senders
 # A reader sheds what it reads (counted "overload") while the frames queued for the
 # processing thread (all links) are more than MAX_QUEUE_S of its measured throughput (frames
-# taken per second over the last RATE_WINDOW_S; at least MIN_QUEUED_FRAMES, at most
+# taken per second in a RATE_WINDOW_S window, the best recent window: it decays by 5 % a
+# window, so a catch-up after a stall shows the thread's capacity; at least MIN_QUEUED_FRAMES, at most
 # MAX_QUEUED_FRAMES, a memory bound); beyond half of it, it first sheds the frames of
 # over-budget senders. Under overload the throughput is the thread's capacity, so a frame
 # queued waits at most ~MAX_QUEUE_S: the ingest lag stays short and the thread keeps its pace
 # (it never works through seconds of stale frames while the kernel drops fresh ones
 # uncounted); below capacity, a slow integration cycle or a scheduling hiccup shorter than
 # MAX_QUEUE_S sheds nothing.
-MAX_QUEUE_S = 0.3
-MIN_QUEUED_FRAMES = 16384
+MAX_QUEUE_S = 0.4
+MIN_QUEUED_FRAMES = 32768
 MAX_QUEUED_FRAMES = 131072
 RATE_WINDOW_S = 0.5
 MERGE_FRAMES = 16384      # consecutive batches of one link merged up to this many frames
@@ -125,7 +126,7 @@ class Coordinator:
         self._posted = {}         # id(link) -> frames its reader queued (each reader its own)
         self._taken = 0           # frames the processing thread took from the inbox
         self._rate = [time.monotonic(), 0]   # the throughput window: start, frames taken
-        self.ingest_fps = 0.0     # frames the processing thread took per second (last window)
+        self.ingest_fps = 0.0     # frames the processing thread took per second (best recent window)
         self._next = collections.defaultdict(float)
         self._want_control = control
         self._attached = []       # (name, stop, tick, status) of parts the composition root wired
@@ -446,7 +447,7 @@ class Coordinator:
             w[1] += n
             el = time.monotonic() - w[0]
             if el >= RATE_WINDOW_S:
-                self.ingest_fps = w[1] / el
+                self.ingest_fps = max(w[1] / el, 0.95 * self.ingest_fps)
                 w[0], w[1] = w[0] + el, 0
             self.ingest_lag_us = monotonic_us() - (first_us or msg.received_us)
             try:

@@ -85,8 +85,10 @@ def test_overload_is_shed_at_the_reader_and_the_rate_holds(tmp_path):
 
 def test_traffic_is_gathered_into_larger_batches_and_lag_is_from_the_oldest(tmp_path):
     """Receive batches of >= COALESCE_MIN frames are merged (one batch decode for all) for up to
-    COALESCE_US; the ingest lag counts from the first batch's receipt."""
+    COALESCE_US when the thread is busy (none when idle); the ingest lag counts from the first
+    batch's receipt."""
     c = _coordinator(tmp_path)
+    c.ingest_util = 1.0                       # a busy processing thread
     seen = []
     c.ingest.receive = lambda _l, batch, t_us: seen.append((len(batch), t_us))
     from becomingone.coordinator.inbox import Received
@@ -112,6 +114,12 @@ def test_traffic_is_gathered_into_larger_batches_and_lag_is_from_the_oldest(tmp_
     t = time.monotonic()
     c._drain(Received(link, _block(3), monotonic_us()))
     assert seen == [(3, seen[0][1])] and time.monotonic() - t < service.COALESCE_US / 1e6
+    # an idle thread does not wait for more
+    c.ingest_util = 0.0
+    seen.clear()
+    t = time.monotonic()
+    c._drain(Received(link, _block(500), monotonic_us()))
+    assert [n for n, _ in seen] == [500] and time.monotonic() - t < 0.01
 
 
 def test_batch_tag_check_refuses_forgeries_and_keyless_devices():

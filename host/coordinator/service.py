@@ -83,7 +83,10 @@ MERGE_FRAMES = 16384      # consecutive batches of one link merged up to this ma
 # are processed: the per-device work of a batch (rate bucket, sequence run, session, Master
 # stream) is paid once per device per batch, so a batch holding several beats of each device
 # costs a fraction per frame of one holding a single beat of each (600 devices: ~12 us per frame
-# in 512-frame batches, ~4 us in 4096-frame ones). Adds at most COALESCE_US to the ingest lag.
+# in 512-frame batches, ~4 us in 4096-frame ones). The wait scales with how busy the thread is
+# (its CPU for ingest and integration per second, `ingest_util`): COALESCE_US at COALESCE_UTIL or
+# busier, proportionally less below (a lightly loaded cell waits next to nothing), so it adds
+# at most COALESCE_US to the ingest lag and only when the gathering pays.
 # The integration cycle (Master -> sync layer -> witnessing -> memory, and the telemetry
 # samples) runs at most every TICK_S, and then no sooner than its cost allows it to take at most
 # CORE_SHARE of the processing thread: with many devices a cycle costs tens of ms, and run back
@@ -96,6 +99,7 @@ STATUS_SHARE = 0.03
 COALESCE_MIN = 128
 COALESCE_FRAMES = 16384
 COALESCE_US = 40000
+COALESCE_UTIL = 0.5
 # status() sections of the parts the composition root may attach, when they are not there
 DETACHED_STATUS = {"http": None, "mqtt": None, "mesh": {"enabled": False}, "witnesses": None}
 
@@ -125,8 +129,10 @@ class Coordinator:
         self._proc_thread = None  # the thread running run(), while it runs
         self._posted = {}         # id(link) -> frames its reader queued (each reader its own)
         self._taken = 0           # frames the processing thread took from the inbox
-        self._rate = [time.monotonic(), 0]   # the throughput window: start, frames taken
+        # the throughput window: start, frames taken, seconds busy (ingest and integration)
+        self._rate = [time.monotonic(), 0, 0.0]
         self.ingest_fps = 0.0     # frames the processing thread took per second (best recent window)
+        self.ingest_util = 0.0    # the thread's CPU (ingest, integration) per second, last window
         self._next = collections.defaultdict(float)
         self._want_control = control
         self._attached = []       # (name, stop, tick, status) of parts the composition root wired
@@ -358,7 +364,8 @@ class Coordinator:
             except queue.Empty:
                 nxt = None
                 if COALESCE_MIN <= nparts < COALESCE_FRAMES:
-                    wait = first_us + COALESCE_US - monotonic_us()
+                    window = COALESCE_US * min(1.0, self.ingest_util / COALESCE_UTIL)
+                    wait = first_us + window - monotonic_us()
                     if wait > 0:
                         try:
                             nxt = get(timeout=wait / 1e6)
@@ -445,10 +452,12 @@ class Coordinator:
             self._taken += n
             w = self._rate
             w[1] += n
+            c0 = time.thread_time()                 # CPU, not wall: a starved thread is not busy
             el = time.monotonic() - w[0]
             if el >= RATE_WINDOW_S:
                 self.ingest_fps = max(w[1] / el, 0.95 * self.ingest_fps)
-                w[0], w[1] = w[0] + el, 0
+                self.ingest_util = w[2] / el
+                w[0], w[1], w[2] = w[0] + el, 0, 0.0
             self.ingest_lag_us = monotonic_us() - (first_us or msg.received_us)
             try:
                 self.ingest.receive(msg.link, msg.batch, msg.received_us)
@@ -457,6 +466,7 @@ class Coordinator:
                 self.tally.reject("internal", n)
                 self.health["ingest_error"] = "%s: %s" % (type(e).__name__, e)
                 log.exception("ingest error (a %d-frame batch dropped)", n)
+            w[2] += time.thread_time() - c0
         elif t is Committed:
             try:
                 self.witness.committed(msg.key, msg.entry, msg.error)
@@ -516,6 +526,7 @@ class Coordinator:
             health = self.health = self.meta_health()
         if self.core is not None and (now >= self._next["core"] or health is not None):
             t0 = time.perf_counter()
+            c0 = time.thread_time()
             try:
                 if self.tel_history is not None:
                     self.tel_history.tick(self.sessions.current.values())
@@ -527,6 +538,7 @@ class Coordinator:
             # many devices a cycle costs tens of ms; run back to back they would halve ingest)
             t1 = time.perf_counter()
             self._next["core"] = now + (t1 - t0) + (t1 - t0) * (1.0 - CORE_SHARE) / CORE_SHARE
+            self._rate[2] += time.thread_time() - c0
         for name, _stop, tick, _status in self._attached:
             if tick is None:
                 continue
@@ -584,6 +596,8 @@ class Coordinator:
         got = sum(s.frames for s in sessions)
         return {"ingest_lag_ms": round(self.ingest_lag_us / 1000.0, 3),
                 "inbox_depth": self.inbox.qsize(),
+                "inbox_frames": self.queued_frames(), "inbox_frames_limit": self.queue_limit(),
+                "ingest_fps": round(self.ingest_fps), "ingest_util": round(self.ingest_util, 3),
                 "ledger_queue": self.ledger.queued() if self.ledger is not None else 0,
                 "loss": round(lost / (lost + got), 6) if lost + got else 0.0,
                 "witness_pending": len(self.witness.pending),

@@ -40,7 +40,9 @@ Rows
               ratio_vs_bare >= 0.5 together say the cell takes half the bare loop's rate; a
               fixed smaller load could only show the load it was offered. shed: the frames the
               link readers shed by reason (overload, shed); queued_frames_max: the deepest
-              inbox (frames) seen in the window.
+              inbox (frames) seen in the window; process_cpu: the cell process's CPU in the
+              window (share of one core: the machine's cores are shared with the senders),
+              cpu_us_per_frame: that per genuine frame accepted.
   load        the same cell and sender with no junk, for each of --load-devices (default
               600,1500): offered_fps against accepted_fps, genuine_lost, shed by reason, lag,
               ratio_vs_bare, accepted_vs_offered and fps_ratio_vs_best (accepted_fps against
@@ -61,6 +63,7 @@ by generator and receiver.
 import http.client
 import importlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -503,6 +506,7 @@ def _junk_cell(devices, seconds, junk_per_s, keyfile):
                 j.stdin.flush()
             time.sleep(WARM_S)
             a0, lags = genuine(), []
+            cpu0 = sum(os.times()[:2])
             t0 = time.monotonic()
             while time.monotonic() - t0 < seconds:
                 lags.append(c.ingest_lag_us / 1e6)
@@ -510,6 +514,7 @@ def _junk_cell(devices, seconds, junk_per_s, keyfile):
                 time.sleep(0.05)
             dt = time.monotonic() - t0
             a1 = genuine()
+            cpu = (sum(os.times()[:2]) - cpu0) / dt
             out = g.result()
             junk = json.loads(j.stdout.readline()) if j is not None else {"sent": 0}
             end = time.monotonic() + 5.0          # what is queued gets processed
@@ -535,6 +540,8 @@ def _junk_cell(devices, seconds, junk_per_s, keyfile):
                    "junk_rejected": rej_run,
                    "shed": {k: v for k, v in rej_run.items() if k in ("overload", "shed")},
                    "queued_frames_max": qmax[0],
+                   "process_cpu": round(cpu, 3),
+                   "cpu_us_per_frame": round(cpu * 1e6 / max(1.0, (a1 - a0) / dt), 2),
                    "phantom_devices": sum(1 for d in c.sessions.current if d not in keys),
                    "overload": c.tally.overload}
         finally:

@@ -65,15 +65,14 @@ MAX_INBOX = 2048          # queued receive batches; beyond this a link drops (co
 SHED_INBOX = 256          # beyond this a link first sheds the frames of over-budget senders
 # A reader sheds what it reads (counted "overload") while the frames queued for the
 # processing thread (all links) are more than MAX_QUEUE_S of its measured throughput (frames
-# taken per second in a RATE_WINDOW_S window, the best recent window: it decays by 5 % a
-# window, so a catch-up after a stall shows the thread's capacity; at least MIN_QUEUED_FRAMES, at most
+# taken per second in the last RATE_WINDOW_S window; at least MIN_QUEUED_FRAMES, at most
 # MAX_QUEUED_FRAMES, a memory bound); beyond half of it, it first sheds the frames of
 # over-budget senders. Under overload the throughput is the thread's capacity, so a frame
 # queued waits at most ~MAX_QUEUE_S: the ingest lag stays short and the thread keeps its pace
 # (it never works through seconds of stale frames while the kernel drops fresh ones
 # uncounted); below capacity, a slow integration cycle or a scheduling hiccup shorter than
 # MAX_QUEUE_S sheds nothing.
-MAX_QUEUE_S = 0.4
+MAX_QUEUE_S = 0.35
 MIN_QUEUED_FRAMES = 32768
 MAX_QUEUED_FRAMES = 131072
 RATE_WINDOW_S = 0.5
@@ -131,7 +130,7 @@ class Coordinator:
         self._taken = 0           # frames the processing thread took from the inbox
         # the throughput window: start, frames taken, seconds busy (ingest and integration)
         self._rate = [time.monotonic(), 0, 0.0]
-        self.ingest_fps = 0.0     # frames the processing thread took per second (best recent window)
+        self.ingest_fps = 0.0     # frames the processing thread took per second (last window)
         self.ingest_util = 0.0    # the thread's CPU (ingest, integration) per second, last window
         self._next = collections.defaultdict(float)
         self._want_control = control
@@ -455,7 +454,7 @@ class Coordinator:
             c0 = time.thread_time()                 # CPU, not wall: a starved thread is not busy
             el = time.monotonic() - w[0]
             if el >= RATE_WINDOW_S:
-                self.ingest_fps = max(w[1] / el, 0.95 * self.ingest_fps)
+                self.ingest_fps = w[1] / el
                 self.ingest_util = w[2] / el
                 w[0], w[1], w[2] = w[0] + el, 0, 0.0
             self.ingest_lag_us = monotonic_us() - (first_us or msg.received_us)

@@ -38,7 +38,7 @@ def _coordinator(tmp_path):
 def test_overload_is_shed_at_the_reader_and_the_rate_holds(tmp_path):
     """Offered ~3x what processing takes (it costs 10 us a frame: 100k frames/s): the reader
     sheds (overload, counted), the queue holds about MAX_QUEUE_S of the thread's rate, the lag
-    stays < 0.5 s, and the processing thread still takes >= 70 % of its capacity."""
+    stays below 1 s, and the processing thread still takes >= 70 % of its capacity."""
     c = _coordinator(tmp_path)
     c.start(integration=False)
     link = c.links[0]
@@ -61,7 +61,9 @@ def test_overload_is_shed_at_the_reader_and_the_rate_holds(tmp_path):
     th = threading.Thread(target=c.run, daemon=True)
     th.start()
     try:
-        time.sleep(1.0)                      # the queue fills up to its bound
+        # the first second has no rate to bound the queue by (MAX_QUEUED_FRAMES); after it the
+        # queue drains down to its bound
+        time.sleep(2.5)
         t0, n0, o0 = time.monotonic(), taken[0], offered[0]
         qmax = lagmax = 0
         while time.monotonic() - t0 < 2.0:
@@ -79,7 +81,10 @@ def test_overload_is_shed_at_the_reader_and_the_rate_holds(tmp_path):
     assert c.tally.all_rejected(c.links).get("overload") == c.tally.overload
     assert qmax <= service.MAX_QUEUED_FRAMES + 1024, qmax
     assert qmax <= max(service.MIN_QUEUED_FRAMES, capacity * service.MAX_QUEUE_S) * 1.3 + 1024, qmax
-    assert lagmax < 0.5, lagmax
+    # the queue's bound (a rate measured on whole merged batches: +/- 30 %), plus a merged
+    # batch's processing (16k frames: 0.16 s here) and the gathering window; an unbounded queue
+    # (the old code) grows by ~1.7 s a second here
+    assert lagmax < 1.0, lagmax
     assert rate >= 0.7 * capacity, (rate, capacity)
 
 

@@ -75,7 +75,7 @@ SHED_INBOX = 256          # beyond this a link first sheds the frames of over-bu
 MAX_QUEUE_S = 0.35
 MIN_QUEUED_FRAMES = 32768
 MAX_QUEUED_FRAMES = 131072
-RATE_WINDOW_S = 0.5
+RATE_WINDOW_S = 1.0
 MERGE_FRAMES = 16384      # consecutive batches of one link merged up to this many frames
 # Receive batches of at least COALESCE_MIN frames (traffic, not a lone HELLO or WITNESS) are
 # gathered up to COALESCE_FRAMES frames, or until the oldest is COALESCE_US old, before they
@@ -93,7 +93,7 @@ MERGE_FRAMES = 16384      # consecutive batches of one link merged up to this ma
 # witness_interval, memory.snapshot_interval, telemetry_interval) are minimum spacings, so under
 # load records are spaced further apart; nothing else changes. status.json likewise: every
 # second, or at most STATUS_SHARE of the thread.
-CORE_SHARE = 0.2
+CORE_SHARE = 0.15
 STATUS_SHARE = 0.03
 COALESCE_MIN = 128
 COALESCE_FRAMES = 16384
@@ -319,8 +319,12 @@ class Coordinator:
 
     def queue_limit(self):
         """Frames the readers may queue: MAX_QUEUE_S of the processing thread's throughput,
-        within MIN_QUEUED_FRAMES..MAX_QUEUED_FRAMES."""
-        return int(min(MAX_QUEUED_FRAMES, max(MIN_QUEUED_FRAMES, self.ingest_fps * MAX_QUEUE_S)))
+        within MIN_QUEUED_FRAMES..MAX_QUEUED_FRAMES (MAX_QUEUED_FRAMES while there is no
+        traffic to measure it on)."""
+        fps = self.ingest_fps
+        if not fps:
+            return MAX_QUEUED_FRAMES
+        return int(min(MAX_QUEUED_FRAMES, max(MIN_QUEUED_FRAMES, fps * MAX_QUEUE_S)))
 
     def queued_frames(self):
         """Frames the link readers queued that the processing thread has not taken yet."""
@@ -454,7 +458,9 @@ class Coordinator:
             c0 = time.thread_time()                 # CPU, not wall: a starved thread is not busy
             el = time.monotonic() - w[0]
             if el >= RATE_WINDOW_S:
-                self.ingest_fps = w[1] / el
+                # fewer than MIN_QUEUED_FRAMES in a window: no traffic to take a rate from
+                # (handshakes, a quiet cell), the bound is MAX_QUEUED_FRAMES until there is
+                self.ingest_fps = w[1] / el if w[1] >= MIN_QUEUED_FRAMES else 0.0
                 self.ingest_util = w[2] / el
                 w[0], w[1], w[2] = w[0] + el, 0, 0.0
             self.ingest_lag_us = monotonic_us() - (first_us or msg.received_us)

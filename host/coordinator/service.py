@@ -458,9 +458,13 @@ class Coordinator:
             c0 = time.thread_time()                 # CPU, not wall: a starved thread is not busy
             el = time.monotonic() - w[0]
             if el >= RATE_WINDOW_S:
-                # fewer than MIN_QUEUED_FRAMES in a window: no traffic to take a rate from
-                # (handshakes, a quiet cell), the bound is MAX_QUEUED_FRAMES until there is
-                self.ingest_fps = w[1] / el if w[1] >= MIN_QUEUED_FRAMES else 0.0
+                # fewer than MIN_QUEUED_FRAMES in a window and nothing queued: no traffic to take
+                # a rate from (handshakes, a quiet cell), the bound is MAX_QUEUED_FRAMES until
+                # there is; a slow window with a backlog is a stall, its rate is the bound's
+                if w[1] >= MIN_QUEUED_FRAMES or (self.ingest_fps and self.queued_frames() > n):
+                    self.ingest_fps = w[1] / el
+                else:
+                    self.ingest_fps = 0.0
                 self.ingest_util = w[2] / el
                 w[0], w[1], w[2] = w[0] + el, 0, 0.0
             self.ingest_lag_us = monotonic_us() - (first_us or msg.received_us)

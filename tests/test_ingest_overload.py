@@ -61,8 +61,8 @@ def test_overload_is_shed_at_the_reader_and_the_rate_holds(tmp_path):
     th = threading.Thread(target=c.run, daemon=True)
     th.start()
     try:
-        # the first second has no rate to bound the queue by (MAX_QUEUED_FRAMES); after it the
-        # queue drains down to its bound
+        # until the first rate window the queue is bounded by 2 x MIN_QUEUED_FRAMES; after it,
+        # it drains down to its bound
         time.sleep(2.5)
         t0, n0, o0 = time.monotonic(), taken[0], offered[0]
         qmax = lagmax = 0

@@ -319,11 +319,11 @@ class Coordinator:
 
     def queue_limit(self):
         """Frames the readers may queue: MAX_QUEUE_S of the processing thread's throughput,
-        within MIN_QUEUED_FRAMES..MAX_QUEUED_FRAMES (MAX_QUEUED_FRAMES while there is no
+        within MIN_QUEUED_FRAMES..MAX_QUEUED_FRAMES (2 x MIN_QUEUED_FRAMES while there is no
         traffic to measure it on)."""
         fps = self.ingest_fps
         if not fps:
-            return MAX_QUEUED_FRAMES
+            return 2 * MIN_QUEUED_FRAMES
         return int(min(MAX_QUEUED_FRAMES, max(MIN_QUEUED_FRAMES, fps * MAX_QUEUE_S)))
 
     def queued_frames(self):
@@ -457,10 +457,12 @@ class Coordinator:
             w[1] += n
             c0 = time.thread_time()                 # CPU, not wall: a starved thread is not busy
             el = time.monotonic() - w[0]
-            if el >= RATE_WINDOW_S:
+            if el >= RATE_WINDOW_S or (w[1] >= 2 * MIN_QUEUED_FRAMES and el >= 0.2 * RATE_WINDOW_S):
                 # fewer than MIN_QUEUED_FRAMES in a window and nothing queued: no traffic to take
-                # a rate from (handshakes, a quiet cell), the bound is MAX_QUEUED_FRAMES until
-                # there is; a slow window with a backlog is a stall, its rate is the bound's
+                # a rate from (handshakes, a quiet cell), the bound is 2 x MIN_QUEUED_FRAMES until
+                # there is; a slow window with a backlog is a stall, its rate is the bound's. A
+                # window closes after RATE_WINDOW_S, or sooner once it took 2 x MIN_QUEUED_FRAMES
+                # (at the start of traffic the rate is known within a fraction of a second)
                 if w[1] >= MIN_QUEUED_FRAMES or (self.ingest_fps and self.queued_frames() > n):
                     self.ingest_fps = w[1] / el
                 else:

@@ -163,7 +163,8 @@ def test_sparse_sequence_run_is_note_seq_frame_by_frame():
             for q in hist:
                 s.note_seq(q, 0.0)
         start = max(a.highest, -1) + rng.choice((1, 2, 70, JUMP_WINDOW - 200, JUMP_WINDOW + 5))
-        seqs = sorted(set(start + rng.randrange(0, rng.choice((10, 100, 300))) for _ in range(rng.randrange(1, 40))))
+        spread = rng.choice((10, 100, 300))
+        seqs = sorted(set(start + rng.randrange(0, spread) for _ in range(rng.randrange(1, 40))))
         ok = b.note_seq_sparse(seqs)
         ref = [a.note_seq(q, 0.0) for q in seqs]
         if ok:

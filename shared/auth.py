@@ -61,6 +61,11 @@ class Auth:
         self._ipad, self._opad = _pads(key)
         self._mac = bytearray(32)
         self._sha = None
+        self._hi = self._ho = None
+        if not _MPY:
+            # the pads absorbed once: a tag costs two copies of a hash state (the host checks
+            # hundreds of thousands of tags a second; becomingone/wire/telemetry.py)
+            self._hi, self._ho = hashlib.sha256(self._ipad), hashlib.sha256(self._opad)
         if _MPY:
             from shared.sha256 import Sha256
             sha = Sha256()
@@ -90,9 +95,9 @@ class Auth:
             sha.hash_tail(mac, 0, 32, 64)
             sha.digest_into(mac, 0, 32)
             return mac
-        inner = hashlib.sha256(self._ipad)
+        inner = self._hi.copy()
         inner.update(memoryview(buf)[:n] if n != len(buf) else buf)
-        outer = hashlib.sha256(self._opad)
+        outer = self._ho.copy()
         outer.update(inner.digest())
         return outer.digest()
 

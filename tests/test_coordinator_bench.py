@@ -9,7 +9,7 @@ def test_bench_ingest_rows_quick():
     p = argparse.ArgumentParser()
     bench_ingest.add_arguments(p)
     args = p.parse_args(["--frames", "4000", "--devices", "50", "--no-footprint",
-                         "--junk-rates", "0,2000", "--junk-devices", "10"])
+                         "--junk-rates", "0,2000", "--junk-devices", "10", "--load-devices", ""])
     args.quick = True
     all_rows = bench_ingest.collect(args)
     rows = {r["name"]: r for r in all_rows}
@@ -50,3 +50,19 @@ def test_frames_are_valid_telemetry():
     res = decode_telemetry_batch(blob, frame_size=bench_ingest.FRAME)
     assert res.frames_ok == 30 and not any(res.rejects.values())
     assert sorted(set(res.beats["device_id"].tolist())) == list(range(1, 8))
+
+
+def test_bench_load_rows_and_auto_devices():
+    """The load rows (offered against accepted, shed by reason) and the junk-mix rows' genuine
+    load sized from the bare-recv row of the same run."""
+    assert bench_ingest.auto_devices(400000) == 876          # 0.52 x 400k / 237.5 frames/s
+    assert bench_ingest.auto_devices(None) == 40
+    rows = bench_ingest.load_rows([10, 20], 1.0, bare_fps=100000)
+    assert [r["name"] for r in rows] == ["load", "load"] and [r["devices"] for r in rows] == [10, 20]
+    for r in rows:
+        assert "error" not in r, r
+        assert r["offered_fps"] > 0 and r["accepted_fps"] > 0 and r["genuine_lost"] >= 0
+        assert isinstance(r["shed"], dict) and r["queued_frames_max"] >= 0
+        assert r["ratio_vs_bare"] == round(r["accepted_fps"] / 100000, 4)
+        assert 0 < r["fps_ratio_vs_best"] <= 1.0
+    assert max(r["fps_ratio_vs_best"] for r in rows) == 1.0

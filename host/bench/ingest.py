@@ -33,7 +33,22 @@ Rows
               lag_s_p99 and lag_s_max), junk_rejected
               (by reason), phantom_devices (sessions that are not the genuine devices'), and
               against the clean run: accepted_ratio_vs_clean, fps_ratio_vs_clean,
-              lag_ratio_vs_clean; ratio_vs_bare: accepted_fps / the bare-recv row (when run).
+              lag_ratio_vs_clean; ratio_vs_bare: accepted_fps / the bare-recv row (when run),
+              offered_fps (genuine frames/s the sender offered) and offered_ratio_vs_bare.
+              The genuine load (--junk-devices auto, the default) is sized from the bare-recv
+              row of the same run: AUTO_SHARE (0.52) x its frames/s, so that 0 lost and
+              ratio_vs_bare >= 0.5 together say the cell takes half the bare loop's rate; a
+              fixed smaller load could only show the load it was offered. shed: the frames the
+              link readers shed by reason (overload, shed); queued_frames_max: the deepest
+              inbox (frames) seen in the window; process_cpu: the cell process's CPU in the
+              window (share of one core: the machine's cores are shared with the senders),
+              cpu_us_per_frame: that per genuine frame accepted.
+  load        the same cell and sender with no junk, for each of --load-devices (default
+              600,1500): offered_fps against accepted_fps, genuine_lost, shed by reason, lag,
+              ratio_vs_bare, accepted_vs_offered and fps_ratio_vs_best (accepted_fps against
+              the best load row of the run). At 1,500 devices the offered load (~356k/s)
+              is beyond a cell's capacity: the row shows it shed at the reader (overload,
+              counted) and held its rate instead of collapsing.
 Columns: frames_per_s, lost (= sent - accepted), sent, offered_per_s, ratio_vs_bare.
 
 The load generator is a separate process (`python -m becomingone.bench.ingest --gen ...`) sending
@@ -48,6 +63,7 @@ by generator and receiver.
 import http.client
 import importlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -68,6 +84,8 @@ from shared import protocol as P
 
 FRAME = TELEMETRY_DTYPE.itemsize
 RCVBUF = 16 << 20          # every receiver gets the same buffer as the coordinator's UDP link
+AUTO_SHARE = 0.52          # --junk-devices auto: the genuine load offered, as a share of bare-recv
+DEVICE_FPS = 1e6 / 4211    # one device's frames/s at the default beat
 
 
 def add_arguments(p):
@@ -77,11 +95,17 @@ def add_arguments(p):
     p.add_argument("--junk-rates", default="0,2000,5000",
                    help="junk datagrams/s of the junk-mix rows, comma-separated (0: the clean run "
                    "the others are compared with; empty: no junk-mix rows)")
-    p.add_argument("--junk-devices", type=int, default=40,
-                   help="genuine keyed devices in the junk-mix rows (237.5 frames/s each)")
+    p.add_argument("--junk-devices", default="auto",
+                   help="genuine keyed devices in the junk-mix rows (237.5 frames/s each); auto "
+                   "(default): enough to offer %.2fx the bare-recv row of the same run, so that "
+                   "the rows show whether the cell takes half the bare loop's rate" % AUTO_SHARE)
+    p.add_argument("--load-devices", default="600,1500",
+                   help="device counts of the load rows (comma-separated; empty: none): genuine "
+                   "devices with no junk, offered load against what the cell takes; beyond its "
+                   "capacity the cell must shed at the reader (overload) and hold its rate")
     p.add_argument("--junk-seconds", type=float, default=3.0, help="measured window of a junk-mix row")
     p.add_argument("--only-junk", action="store_true",
-                   help="only the bare-recv row (for ratio_vs_bare) and the junk-mix rows")
+                   help="only the bare-recv row (for ratio_vs_bare), the junk-mix rows and the load rows")
 
 
 def build_frames(n, devices, start_seq=0):
@@ -474,6 +498,7 @@ def _junk_cell(devices, seconds, junk_per_s, keyfile):
                 if j.stdout.readline().strip() != "ready":
                     raise RuntimeError("the junk sender did not start")
             rej0 = dict(c.tally.all_rejected(c.links))
+            qmax = [0]
             base = genuine()
             g.go()
             if j is not None:
@@ -481,12 +506,15 @@ def _junk_cell(devices, seconds, junk_per_s, keyfile):
                 j.stdin.flush()
             time.sleep(WARM_S)
             a0, lags = genuine(), []
+            cpu0 = sum(os.times()[:2])
             t0 = time.monotonic()
             while time.monotonic() - t0 < seconds:
                 lags.append(c.ingest_lag_us / 1e6)
+                qmax[0] = max(qmax[0], c.queued_frames())
                 time.sleep(0.05)
             dt = time.monotonic() - t0
             a1 = genuine()
+            cpu = (sum(os.times()[:2]) - cpu0) / dt
             out = g.result()
             junk = json.loads(j.stdout.readline()) if j is not None else {"sent": 0}
             end = time.monotonic() + 5.0          # what is queued gets processed
@@ -499,7 +527,9 @@ def _junk_cell(devices, seconds, junk_per_s, keyfile):
                 time.sleep(0.3)
             accepted = genuine() - base
             rej = c.tally.all_rejected(c.links)
+            rej_run = {k: v - rej0.get(k, 0) for k, v in sorted(rej.items()) if v - rej0.get(k, 0)}
             res = {"junk_per_s": junk_per_s, "junk_sent": junk["sent"], "devices": devices,
+                   "offered_fps": round(out["sent"] / out["seconds"]),
                    "genuine_sent": out["sent"], "genuine_accepted": accepted,
                    "genuine_lost": max(0, out["sent"] - accepted),
                    "loss": round(max(0.0, 1.0 - accepted / max(1, out["sent"])), 4),
@@ -507,8 +537,11 @@ def _junk_cell(devices, seconds, junk_per_s, keyfile):
                    "lag_s": round(max(lags) if lags else 0.0, 4),
                    "lag_s_p99": round(_pct(lags, 0.99) or 0.0, 4),
                    "lag_s_max": round(max(lags) if lags else 0.0, 4),
-                   "junk_rejected": {k: v - rej0.get(k, 0) for k, v in sorted(rej.items())
-                                     if v - rej0.get(k, 0)},
+                   "junk_rejected": rej_run,
+                   "shed": {k: v for k, v in rej_run.items() if k in ("overload", "shed")},
+                   "queued_frames_max": qmax[0],
+                   "process_cpu": round(cpu, 3),
+                   "cpu_us_per_frame": round(cpu * 1e6 / max(1.0, (a1 - a0) / dt), 2),
                    "phantom_devices": sum(1 for d in c.sessions.current if d not in keys),
                    "overload": c.tally.overload}
         finally:
@@ -526,24 +559,59 @@ def _junk_cell(devices, seconds, junk_per_s, keyfile):
     print(json.dumps(res), flush=True)
 
 
+def _cell_child(devices, seconds, rate, work):
+    """One fresh cell process (_junk_cell): `devices` genuine devices, junk at `rate`/s."""
+    from becomingone.bench.cell import _keys
+    _keys(work, devices)
+    keyfile = "%s/keys-%d.json" % (work, devices)
+    r = subprocess.run([sys.executable, "-m", "becomingone.bench.ingest", "--junk-cell",
+                        str(devices), str(seconds), str(rate), keyfile],
+                       capture_output=True, text=True, timeout=300)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"junk_per_s": rate, "devices": devices,
+                "error": " ".join((r.stderr or r.stdout).strip().splitlines()[-1:])}
+
+
+def auto_devices(bare_fps, share=AUTO_SHARE):
+    """Devices whose beats offer `share` x bare_fps frames/s (at least 40)."""
+    return max(40, int(-(-share * bare_fps // DEVICE_FPS))) if bare_fps else 40
+
+
+def load_rows(counts, seconds, bare_fps=None):
+    """The load rows: for each device count a fresh cell with no junk; offered_fps against
+    accepted_fps, genuine_lost, shed (by reason: overload, shed), lag. Beyond the cell's
+    capacity the offered load cannot all get in: the row shows whether the cell sheds at the
+    reader and holds its rate (fps_ratio_vs_best: accepted_fps against the best of these rows)
+    rather than collapsing."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bo-bench-load-") as work:
+        for n in counts:
+            row = _cell_child(n, seconds, 0, work)
+            if "error" not in row:
+                row["ratio_vs_bare"] = round(row["accepted_fps"] / bare_fps, 4) if bare_fps else None
+                row["accepted_vs_offered"] = round(row["accepted_fps"] / max(1, row["offered_fps"]), 4)
+            rows.append(dict(name="load", **row))
+    best = max([r["accepted_fps"] for r in rows if "accepted_fps" in r] or [0])
+    for r in rows:
+        if "accepted_fps" in r and best:
+            r["fps_ratio_vs_best"] = round(r["accepted_fps"] / best, 4)
+    return rows
+
+
 def junk_rows(rates, devices, seconds, bare_fps=None):
     """The junk-mix rows: one child process per rate (each a fresh cell), the rate-0 run first
-    (the clean run), ratios against it."""
-    from becomingone.bench.cell import _keys
+    (the clean run), ratios against it. devices: a count, or "auto" (auto_devices)."""
+    if devices in (None, "auto"):
+        devices = auto_devices(bare_fps)
+    devices = int(devices)
     rows = []
     clean = None
     with tempfile.TemporaryDirectory(prefix="bo-bench-junk-") as work:
-        _keys(work, devices)
-        keyfile = "%s/keys-%d.json" % (work, devices)
         for rate in sorted(rates):
-            r = subprocess.run([sys.executable, "-m", "becomingone.bench.ingest", "--junk-cell",
-                                str(devices), str(seconds), str(rate), keyfile],
-                               capture_output=True, text=True, timeout=300)
-            try:
-                row = json.loads(r.stdout.strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                row = {"junk_per_s": rate, "error": " ".join(
-                    (r.stderr or r.stdout).strip().splitlines()[-1:])}
+            row = _cell_child(devices, seconds, rate, work)
+            if "error" in row:
                 rows.append(dict(name="junk-mix", **row))
                 continue
             if rate == 0:
@@ -557,6 +625,8 @@ def junk_rows(rates, devices, seconds, bare_fps=None):
                 row["lag_ratio_vs_clean"] = (round(row["lag_s_p99"] / clean["lag_s_p99"], 2)
                                              if clean["lag_s_p99"] else None)
             row["ratio_vs_bare"] = round(row["accepted_fps"] / bare_fps, 4) if bare_fps else None
+            row["offered_ratio_vs_bare"] = (round(row["offered_fps"] / bare_fps, 4)
+                                            if bare_fps else None)
             rows.append(dict(name="junk-mix", **row))
     return rows
 
@@ -566,13 +636,15 @@ def collect(args):
     n = args.frames or (40000 if quick else 300000)
     devices = args.devices
     rates = [int(x) for x in (getattr(args, "junk_rates", "") or "").split(",") if x.strip()]
-    jdev = getattr(args, "junk_devices", 40)
+    jdev = getattr(args, "junk_devices", "auto")
     jsec = getattr(args, "junk_seconds", 3.0) if not quick else 2.0
+    loads = [int(x) for x in (getattr(args, "load_devices", "") or "").split(",") if x.strip()]
     rows = []
     bare = _sustained(lambda n_, d_, r_: _bare(n_, d_, r_), n, devices)
     rows.append(dict(name="bare-recv", **bare))
     if getattr(args, "only_junk", False):
-        return rows + junk_rows(rates, jdev, jsec, bare["frames_per_s"])
+        return rows + junk_rows(rates, jdev, jsec, bare["frames_per_s"]) + \
+            load_rows(loads, jsec, bare["frames_per_s"])
     if mmsg.available():
         rows.append(dict(name="bare-recvmmsg", **_sustained(_bare_mmsg, n, devices)))
     ours = _sustained(_ours, n, devices)
@@ -593,6 +665,8 @@ def collect(args):
         rows.append(dict(name="footprint", **fp))
     if rates:
         rows += junk_rows(rates, jdev, jsec, bare["frames_per_s"])
+    if loads:
+        rows += load_rows(loads, jsec, bare["frames_per_s"])
     return rows
 
 

@@ -3,6 +3,7 @@ owns it (devices/: sessions, configuration, time sync, WITNESS; core/: the telem
 import time
 
 from becomingone.devices.config import config_key_of
+from becomingone.devices.lateness import bucket_of
 from becomingone.ingest.pipeline import FrameSink
 from shared import protocol as P
 
@@ -61,11 +62,11 @@ class DeviceFrames(FrameSink):
 
     def telemetry_rows(self, rows):
         late, keep = rows.beats["lateness_us"], rows.keep
+        bk, lv = bucket_of(late), late.tolist()
+        kl = None if keep.all() else keep.tolist()
         for g in rows.groups:
             if g is not None:
-                k = keep[g.start:g.stop]
-                v = late[g.start:g.stop]
-                g.session.lateness.observe_us(v if k.all() else v[k])
+                g.session.lateness.observe_rows(bk, lv, g.start, g.stop, kl)
         self.feed.telemetry_rows(rows)
 
     def witness(self, session, frame, level):

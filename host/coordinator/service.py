@@ -63,7 +63,42 @@ log = logging.getLogger(__name__)
 TICK_S = 0.05
 MAX_INBOX = 2048          # queued receive batches; beyond this a link drops (counted "overload")
 SHED_INBOX = 256          # beyond this a link first sheds the frames of over-budget senders
+# A reader sheds what it reads (counted "overload") while the frames queued for the
+# processing thread (all links) are more than MAX_QUEUE_S of its measured throughput (frames
+# taken per second in the last RATE_WINDOW_S window; at least MIN_QUEUED_FRAMES, at most
+# MAX_QUEUED_FRAMES, a memory bound); beyond half of it, it first sheds the frames of
+# over-budget senders. Under overload the throughput is the thread's capacity, so a frame
+# queued waits at most ~MAX_QUEUE_S: the ingest lag stays short and the thread keeps its pace
+# (it never works through seconds of stale frames while the kernel drops fresh ones
+# uncounted); below capacity, a slow integration cycle or a scheduling hiccup shorter than
+# MAX_QUEUE_S sheds nothing.
+MAX_QUEUE_S = 0.35
+MIN_QUEUED_FRAMES = 32768
+MAX_QUEUED_FRAMES = 131072
+RATE_WINDOW_S = 1.0
 MERGE_FRAMES = 16384      # consecutive batches of one link merged up to this many frames
+# Receive batches of at least COALESCE_MIN frames (traffic, not a lone HELLO or WITNESS) are
+# gathered up to COALESCE_FRAMES frames, or until the oldest is COALESCE_US old, before they
+# are processed: the per-device work of a batch (rate bucket, sequence run, session, Master
+# stream) is paid once per device per batch, so a batch holding several beats of each device
+# costs a fraction per frame of one holding a single beat of each (600 devices: ~12 us per frame
+# in 512-frame batches, ~4 us in 4096-frame ones). The wait scales with how busy the thread is
+# (its CPU for ingest and integration per second, `ingest_util`): COALESCE_US at COALESCE_UTIL or
+# busier, proportionally less below (a lightly loaded cell waits next to nothing), so it adds
+# at most COALESCE_US to the ingest lag and only when the gathering pays.
+# The integration cycle (Master -> sync layer -> witnessing -> memory, and the telemetry
+# samples) runs at most every TICK_S, and then no sooner than its cost allows it to take at most
+# CORE_SHARE of the processing thread: with many devices a cycle costs tens of ms, and run back
+# to back with ingest it would take half the thread. Its intervals (master/emissary
+# witness_interval, memory.snapshot_interval, telemetry_interval) are minimum spacings, so under
+# load records are spaced further apart; nothing else changes. status.json likewise: every
+# second, or at most STATUS_SHARE of the thread.
+CORE_SHARE = 0.15
+STATUS_SHARE = 0.03
+COALESCE_MIN = 128
+COALESCE_FRAMES = 16384
+COALESCE_US = 40000
+COALESCE_UTIL = 0.5
 # status() sections of the parts the composition root may attach, when they are not there
 DETACHED_STATUS = {"http": None, "mqtt": None, "mesh": {"enabled": False}, "witnesses": None}
 
@@ -91,6 +126,12 @@ class Coordinator:
         self.health = {}
         self.ingest_lag_us = 0
         self._proc_thread = None  # the thread running run(), while it runs
+        self._posted = {}         # id(link) -> frames its reader queued (each reader its own)
+        self._taken = 0           # frames the processing thread took from the inbox
+        # the throughput window: start, frames taken, seconds busy (ingest and integration)
+        self._rate = [time.monotonic(), 0, 0.0]
+        self.ingest_fps = 0.0     # frames the processing thread took per second (last window)
+        self.ingest_util = 0.0    # the thread's CPU (ingest, integration) per second, last window
         self._next = collections.defaultdict(float)
         self._want_control = control
         self._attached = []       # (name, stop, tick, status) of parts the composition root wired
@@ -236,11 +277,15 @@ class Coordinator:
     def _reader(self, link):
         """A link's reader: what arrives is screened here (host/wire/screen.py: junk is counted
         by reason and dropped before it costs the processing thread anything); when the
-        processing thread is behind, the frames of senders over their rate budget are shed
-        first, whole batches only beyond MAX_INBOX (counted "overload")."""
+        processing thread is behind (more than half of queue_limit() queued), the frames of
+        senders over their rate budget are shed first; beyond queue_limit() (or MAX_INBOX
+        batches) whole reads are dropped before screening (counted "overload")."""
         inbox = self.inbox
         junk = self.tally.screen_counter(link)   # written by this thread only
         rate = self.admission.rate
+        posted = self._posted
+        me = id(link)
+        posted[me] = 0                           # frames this reader queued (written by it only)
 
         def work(stop):
             while not stop.is_set():
@@ -248,23 +293,42 @@ class Coordinator:
                 if batch is None:
                     continue
                 t = monotonic_us()
+                depth = inbox.qsize()
+                queued = self.queued_frames()
+                limit = self.queue_limit()
+                if depth > MAX_INBOX or queued > limit:
+                    # processing is behind: shed load here, before anything else is spent on
+                    # it (the cheapest drop), counted, so that what is queued stays fresh and
+                    # the processing thread keeps its pace
+                    self.tally.overload += len(batch)   # only the readers write it
+                    continue
                 batch, rej = screen_batch(batch)
                 if rej:
                     junk.update(rej)
                 if batch is None:
                     continue
-                depth = inbox.qsize()
-                if depth > SHED_INBOX and rate.over:
+                if (depth > SHED_INBOX or queued > limit // 2) and rate.over:
                     batch, shed = batch.without_devices(rate.over)
                     if shed:
                         junk["shed"] += shed
                     if batch is None:
                         continue
-                if depth > MAX_INBOX:     # processing is behind: shed load, counted
-                    self.tally.overload += len(batch)   # only this thread writes it
-                    continue
+                posted[me] += len(batch)
                 inbox.put(Received(link, batch, t))
         return work
+
+    def queue_limit(self):
+        """Frames the readers may queue: MAX_QUEUE_S of the processing thread's throughput,
+        within MIN_QUEUED_FRAMES..MAX_QUEUED_FRAMES (2 x MIN_QUEUED_FRAMES while there is no
+        traffic to measure it on)."""
+        fps = self.ingest_fps
+        if not fps:
+            return 2 * MIN_QUEUED_FRAMES
+        return int(min(MAX_QUEUED_FRAMES, max(MIN_QUEUED_FRAMES, fps * MAX_QUEUE_S)))
+
+    def queued_frames(self):
+        """Frames the link readers queued that the processing thread has not taken yet."""
+        return sum(list(self._posted.values())) - self._taken
 
     def run(self, duration=None):
         """Process until stop() (or SIGINT/SIGTERM via the run command) or `duration` s."""
@@ -290,27 +354,48 @@ class Coordinator:
     def _drain(self, item, limit=256):
         """Handle `item` and what else is queued (up to `limit` items). Consecutive batches of
         one link are merged when their shape allows (recvmmsg blocks, up to MERGE_FRAMES) so
-        that when the processing thread is behind, each device's frames form larger groups."""
-        get = self.inbox.get_nowait
+        that each device's frames form larger groups: when the processing thread is behind, and
+        under traffic (COALESCE_*) by waiting up to COALESCE_US for the next batches."""
+        get_nowait, get = self.inbox.get_nowait, self.inbox.get
         pending = item
+        parts = None              # batches of `pending` to merge (one concatenation)
+        nparts = len(item.batch) if type(item) is Received else 0
+        first_us = item.received_us if type(item) is Received else None
         for _ in range(limit):
             try:
-                nxt = get()
+                nxt = get_nowait()
             except queue.Empty:
                 nxt = None
+                if COALESCE_MIN <= nparts < COALESCE_FRAMES:
+                    window = COALESCE_US * min(1.0, self.ingest_util / COALESCE_UTIL)
+                    wait = first_us + window - monotonic_us()
+                    if wait > 0:
+                        try:
+                            nxt = get(timeout=wait / 1e6)
+                        except queue.Empty:
+                            nxt = None
             if type(nxt) is Received and type(pending) is Received and nxt.link is pending.link \
-                    and len(pending.batch) + len(nxt.batch) <= MERGE_FRAMES:
-                merged = pending.batch.merge(nxt.batch)
-                if merged is not None:
-                    # the later receive time: a TIME_SYNC reply in `nxt` must not look older
-                    # than the request it answers
-                    pending = Received(pending.link, merged, nxt.received_us)
-                    continue
-            self.handle(pending)
+                    and nparts + len(nxt.batch) <= MERGE_FRAMES and pending.batch.mergeable(nxt.batch):
+                if parts is None:
+                    parts = [pending.batch]
+                parts.append(nxt.batch)
+                nparts += len(nxt.batch)
+                # the later receive time: a TIME_SYNC reply in `nxt` must not look older
+                # than the request it answers (the lag is taken from the first: first_us)
+                pending = Received(pending.link, pending.batch, nxt.received_us)
+                continue
+            self._handle_merged(pending, parts, first_us)
             if nxt is None:
                 return
-            pending = nxt
-        self.handle(pending)
+            pending, parts = nxt, None
+            nparts = len(nxt.batch) if type(nxt) is Received else 0
+            first_us = nxt.received_us if type(nxt) is Received else None
+        self._handle_merged(pending, parts, first_us)
+
+    def _handle_merged(self, msg, parts, first_us):
+        if parts is not None:
+            msg = Received(msg.link, type(parts[0]).concat(parts), msg.received_us)
+        self.handle(msg, first_us)
 
     def stop(self):
         self.stop_event.set()
@@ -343,9 +428,10 @@ class Coordinator:
     def _handle_queued(self):
         while True:
             try:
-                self.handle(self.inbox.get_nowait())
+                msg = self.inbox.get_nowait()
             except queue.Empty:
                 return
+            self.handle(msg)
 
     def _final_checkpoint(self):
         """A clean stop signs the tree head of everything written since the last checkpoint,
@@ -360,18 +446,38 @@ class Coordinator:
             self.health["checkpoint_error"] = "%s: %s" % (type(e).__name__, e)
 
     # ------------------------------------------------------------------ processing thread
-    def handle(self, msg):
-        """One inbox message (becomingone/coordinator/inbox.py)."""
+    def handle(self, msg, first_us=None):
+        """One inbox message (becomingone/coordinator/inbox.py); first_us: the receipt of the
+        oldest batch merged into a Received (its lag is the ingest lag)."""
         t = type(msg)
         if t is Received:
-            self.ingest_lag_us = monotonic_us() - msg.received_us
+            n = len(msg.batch)
+            self._taken += n
+            w = self._rate
+            w[1] += n
+            c0 = time.thread_time()                 # CPU, not wall: a starved thread is not busy
+            el = time.monotonic() - w[0]
+            if el >= RATE_WINDOW_S or (w[1] >= 2 * MIN_QUEUED_FRAMES and el >= 0.2 * RATE_WINDOW_S):
+                # fewer than MIN_QUEUED_FRAMES in a window and nothing queued: no traffic to take
+                # a rate from (handshakes, a quiet cell), the bound is 2 x MIN_QUEUED_FRAMES until
+                # there is; a slow window with a backlog is a stall, its rate is the bound's. A
+                # window closes after RATE_WINDOW_S, or sooner once it took 2 x MIN_QUEUED_FRAMES
+                # (at the start of traffic the rate is known within a fraction of a second)
+                if w[1] >= MIN_QUEUED_FRAMES or (self.ingest_fps and self.queued_frames() > n):
+                    self.ingest_fps = w[1] / el
+                else:
+                    self.ingest_fps = 0.0
+                self.ingest_util = w[2] / el
+                w[0], w[1], w[2] = w[0] + el, 0, 0.0
+            self.ingest_lag_us = monotonic_us() - (first_us or msg.received_us)
             try:
                 self.ingest.receive(msg.link, msg.batch, msg.received_us)
             except Exception as e:            # a bug, never bad input: counted, loop goes on
                 self.counters["ingest_errors"] += 1
-                self.tally.reject("internal", len(msg.batch))
+                self.tally.reject("internal", n)
                 self.health["ingest_error"] = "%s: %s" % (type(e).__name__, e)
-                log.exception("ingest error (a %d-frame batch dropped)", len(msg.batch))
+                log.exception("ingest error (a %d-frame batch dropped)", n)
+            w[2] += time.thread_time() - c0
         elif t is Committed:
             try:
                 self.witness.committed(msg.key, msg.entry, msg.error)
@@ -429,7 +535,9 @@ class Coordinator:
         if now >= self._next["health"]:
             self._next["health"] = now + float(self.cfg.witnessing.meta_interval)
             health = self.health = self.meta_health()
-        if self.core is not None:
+        if self.core is not None and (now >= self._next["core"] or health is not None):
+            t0 = time.perf_counter()
+            c0 = time.thread_time()
             try:
                 if self.tel_history is not None:
                     self.tel_history.tick(self.sessions.current.values())
@@ -437,6 +545,11 @@ class Coordinator:
             except Exception as e:            # counted; the ingest loop keeps running
                 self.counters["integration_errors"] += 1
                 self.health["integration_error"] = "%s: %s" % (type(e).__name__, e)
+            # the integration cycle's budget: at most CORE_SHARE of the processing thread (with
+            # many devices a cycle costs tens of ms; run back to back they would halve ingest)
+            t1 = time.perf_counter()
+            self._next["core"] = now + (t1 - t0) + (t1 - t0) * (1.0 - CORE_SHARE) / CORE_SHARE
+            self._rate[2] += time.thread_time() - c0
         for name, _stop, tick, _status in self._attached:
             if tick is None:
                 continue
@@ -446,8 +559,10 @@ class Coordinator:
                 self.counters[name + "_errors"] += 1
                 self.health[name + "_error"] = "%s: %s" % (type(e).__name__, e)
         if now >= self._next["status"]:
-            self._next["status"] = now + 1.0
+            t0 = time.perf_counter()
             self.write_status()
+            # every second, or less often when it costs more than STATUS_SHARE of the thread
+            self._next["status"] = now + max(1.0, (time.perf_counter() - t0) / STATUS_SHARE)
         if now >= self._next["save"]:
             self._next["save"] = now + 5.0
             self.sessions.save()
@@ -492,6 +607,8 @@ class Coordinator:
         got = sum(s.frames for s in sessions)
         return {"ingest_lag_ms": round(self.ingest_lag_us / 1000.0, 3),
                 "inbox_depth": self.inbox.qsize(),
+                "inbox_frames": self.queued_frames(), "inbox_frames_limit": self.queue_limit(),
+                "ingest_fps": round(self.ingest_fps), "ingest_util": round(self.ingest_util, 3),
                 "ledger_queue": self.ledger.queued() if self.ledger is not None else 0,
                 "loss": round(lost / (lost + got), 6) if lost + got else 0.0,
                 "witness_pending": len(self.witness.pending),

@@ -111,8 +111,8 @@ class Session:
         row = self._last_row
         if row is not None:
             arr, i = row
-            rec = arr[i]
-            self._last_record = {k: rec[k].item() for k in arr.dtype.names}
+            # one C call for the row's values (24 fields: ~2 us, not ~25 field by field)
+            self._last_record = dict(zip(arr.dtype.names, arr[i].item()))
             self._last_row = None
         return self._last_record
 
@@ -199,6 +199,27 @@ class Session:
         shift = last - h if h >= 0 else SEQ_WINDOW
         run = (1 << min(span, SEQ_WINDOW)) - 1
         self.seen = (((self.seen << shift) if shift < SEQ_WINDOW else 0) | run) & _MASK
+        self.highest = last
+        return True
+
+    def note_seq_sparse(self, seqs):
+        """Fast path for strictly increasing seqs (a list) with holes between them (frames lost
+        or shed), all above the highest and within JUMP_WINDOW of it: True when applied, with
+        the same effect as note_seq on each (every one "new"), False when the caller must go
+        frame by frame."""
+        h = self.highest
+        first, last = seqs[0], seqs[-1]
+        if first <= h or last - (h if h >= 0 else first) > JUMP_WINDOW:
+            return False
+        n = len(seqs)
+        self.lost += last - h - n if h >= 0 else last + 1 - n
+        bits = 0
+        for q in seqs:
+            d = last - q
+            if d < SEQ_WINDOW:
+                bits |= 1 << d
+        shift = last - h if h >= 0 else SEQ_WINDOW
+        self.seen = (((self.seen << shift) if shift < SEQ_WINDOW else 0) | bits) & _MASK
         self.highest = last
         return True
 

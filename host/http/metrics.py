@@ -74,6 +74,9 @@ class CoordinatorCollector:
         yield gauge("ingest_lag_seconds", "Age of the last receive batch when it was processed",
                     (h.get("ingest_lag_ms") or 0) / 1000.0)
         yield gauge("inbox_depth", "Receive batches queued for the processing thread", h.get("inbox_depth"))
+        yield gauge("inbox_frames", "Frames queued for the processing thread", h.get("inbox_frames"))
+        yield gauge("inbox_frames_limit", "Frames the link readers may queue before they shed "
+                    "(overload): 0.35 s of the processing thread's throughput", h.get("inbox_frames_limit"))
 
         per = {name: G(P + "device_" + name, doc, labels=["device"]) for name, doc in (
             ("online", "1 when the device was heard from recently"),

@@ -290,12 +290,14 @@ class Ingest:
             addrs = {dv: raw[8 * j:8 * j + 8] for j, dv in enumerate(u.tolist())}
             # a device seen from two addresses in one block (a forger among them): keep its
             # reply address as it was rather than guess
-            nm = blk.names[idx, 2:8].astype(np.int64)
-            where = (nm[:, 0] << 40) | (nm[:, 1] << 32) | (nm[:, 2] << 24) | (nm[:, 3] << 16) | \
-                (nm[:, 4] << 8) | nm[:, 5]
-            pairs = np.unique(np.stack((devs, where), axis=1), axis=0)
+            nm = blk.names[idx, 2:8].astype(np.uint64)
+            # (device, port, IPv4 address) in one u64 key: a 1-D unique, not a row-wise one
+            pair = (devs.astype(np.uint64) << np.uint64(48)) | (nm[:, 0] << np.uint64(40)) | \
+                (nm[:, 1] << np.uint64(32)) | (nm[:, 2] << np.uint64(24)) | \
+                (nm[:, 3] << np.uint64(16)) | (nm[:, 4] << np.uint64(8)) | nm[:, 5]
+            pairs = np.unique(pair)
             if len(pairs) != len(u):
-                dv, k = np.unique(pairs[:, 0], return_counts=True)
+                dv, k = np.unique((pairs >> np.uint64(48)).astype(np.int64), return_counts=True)
                 for x in dv[k > 1].tolist():
                     addrs.pop(x, None)
             self.telemetry_batch(link, blob, addrs, frame_size=size, raw_addrs=True,
@@ -514,6 +516,7 @@ class Ingest:
         accepted = 0
         nbeats = 0
         groups = [None] * G
+        seq_l = first_l = None                  # seq (and first) as lists, made when needed
         for g in range(G):
             dev, a, b, nf = g_dev[g], st[g], en[g], g_nf[g]
             if dev in keyed:                    # a keyed device must sign: refused
@@ -557,6 +560,13 @@ class Ingest:
                 fast_ok = False
             else:
                 fast_ok = g_mono[g] and s.note_seq_run(g_fs[g], g_ls[g], nf)
+                if not fast_ok and g_mono[g] and g_ls[g] - g_fs[g] + 1 > nf:
+                    # increasing with holes (frames lost, or shed under overload): one pass
+                    if seq_l is None:
+                        seq_l = seq.tolist()
+                        first_l = None if single else first.tolist()
+                    fast_ok = s.note_seq_sparse(
+                        seq_l[a:b] if single else [q for q, f in zip(seq_l[a:b], first_l[a:b]) if f])
             if not fast_ok:                     # frame by frame: dups, reorder, holes, jumps
                 fr = first[a:b]
                 rows_keep = keep[a:b]

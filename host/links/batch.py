@@ -40,6 +40,18 @@ class FrameBatch(abc.ABC):
         """A batch of this one's frames then other's, or None when the shape does not merge."""
         return None
 
+    def mergeable(self, other):
+        """True when concat([self, other]) can make one batch of both (same shape)."""
+        return False
+
+    @classmethod
+    def concat(cls, batches):
+        """One batch of the frames of `batches` (all mergeable), in order."""
+        out = batches[0]
+        for b in batches[1:]:
+            out = out.merge(b)
+        return out
+
     def without_devices(self, device_ids):
         """(this batch without the frames whose header names a device in `device_ids`, or None
         when none is left, number of frames dropped)."""
@@ -108,6 +120,26 @@ class DatagramBlock(FrameBatch):
         if not keep.any():
             return None, len(self.lens)
         return DatagramBlock(d[keep], self.lens[keep], self.names[keep]), int(drop.sum())
+
+    def mergeable(self, other):
+        return isinstance(other, DatagramBlock)
+
+    @classmethod
+    def concat(cls, blocks):
+        """One DatagramBlock of `blocks`, in order: one copy of each (rows padded to the
+        widest)."""
+        if len(blocks) == 1:
+            return blocks[0]
+        w = max(b.data.shape[1] for b in blocks)
+        n = sum(len(b.lens) for b in blocks)
+        data = np.zeros((n, w), dtype=np.uint8)
+        i = 0
+        for b in blocks:
+            k, bw = b.data.shape
+            data[i:i + k, :bw] = b.data
+            i += k
+        return cls(data, np.concatenate([b.lens for b in blocks]),
+                   np.concatenate([b.names for b in blocks]))
 
     def merge(self, other):
         if not isinstance(other, DatagramBlock):

@@ -17,6 +17,7 @@ from becomingone.links.batch import DatagramBlock, FrameList
 __all__ = ["UdpListener", "parse_udp_url", "set_rcvbuf"]
 
 
+RECV_VLEN = 4096   # datagrams one recvmmsg call drains at most (one read of the link)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if hasattr(socket, "AF_NETLINK") else None)
 
 
@@ -56,7 +57,7 @@ def parse_udp_url(url):
 class UdpListener(Link):
     """A UDP listener, `udp://HOST:PORT` (PORT 0 picks a free one; local_url tells which). One
     frame per datagram; a reply goes to the address given to send() (the source address of the
-    device's datagrams). On Linux (IPv4) one recvmmsg call drains up to 1024 datagrams into a
+    device's datagrams). On Linux (IPv4) one recvmmsg call drains up to RECV_VLEN datagrams into a
     DatagramBlock; elsewhere up to max_batch recvfrom calls make a FrameList. Raises UserError
     for a bad URL, LinkError from open() when the port cannot be bound."""
 
@@ -70,7 +71,7 @@ class UdpListener(Link):
         self.rcvbuf = rcvbuf
         self.sock = None
         self._bound = None
-        # recvmmsg (Linux, IPv4): one system call drains up to 1024 datagrams
+        # recvmmsg (Linux, IPv4): one system call drains up to RECV_VLEN datagrams
         self.recvmmsg = (mmsg.available() and ":" not in self.host) if block is None else block
         self._mr = None
 
@@ -94,7 +95,7 @@ class UdpListener(Link):
         self.sock = s
         self._bound = s.getsockname()
         if self.recvmmsg:
-            self._mr = mmsg.MmsgReceiver(s, vlen=1024, slot=512)
+            self._mr = mmsg.MmsgReceiver(s, vlen=RECV_VLEN, slot=512)
         if self.port == 0:       # keep the same port when reopened
             self.port = self._bound[1]
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from becomingone.wire.receive import as_auth_map
 from shared import protocol as P
-from shared.auth import TAG_LEN
+from shared.auth import TAG_LEN, Auth
 from shared.wire_errors import ProtocolError
 
 __all__ = ["decode_telemetry_batch", "decode_telemetry", "BatchResult", "TELEMETRY_DTYPE",
@@ -126,7 +126,6 @@ def _check_group(arr, raw, size, count, auth_map, rejects, frame_list=None):
     Returns the boolean mask of accepted frames."""
     n = len(arr)
     end = size - 4
-    mv = memoryview(raw)
     crc_ok = _crc_ok_rows(raw, n, size, frame_list)
     _reject(rejects, "crc", n - int(crc_ok.sum()))
     ok = crc_ok
@@ -152,12 +151,56 @@ def _check_group(arr, raw, size, count, auth_map, rejects, frame_list=None):
     _reject(rejects, "field", bad.sum())
     ok = ok & ~bad
     if auth_map is not None:
-        for i in np.flatnonzero(ok):
-            key = auth_map.get(int(arr["device_id"][i]))
-            if key is None or not key.verify(mv[i * size:(i + 1) * size], end - TAG_LEN):
-                ok[i] = False
-                _reject(rejects, "auth")
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            good = _tags_ok(auth_map, arr["device_id"][idx].tolist(), raw, idx, size, end - TAG_LEN)
+            nbad = len(idx) - int(good.sum())
+            if nbad:
+                ok[idx[~good]] = False
+                _reject(rejects, "auth", nbad)
     return ok, ok_other
+
+
+def _tags_ok(auth_map, devs, raw, idx, size, body):
+    """Boolean array: the AUTH tag of frame idx[j] of `raw` (bytes: frames of `size` bytes, tag
+    at body..body+8) is the truncated HMAC-SHA256 of its first `body` bytes under the key of
+    devs[j] (auth_map: {device: Auth}; no key: False). One pass over the frames with each key's
+    pads already absorbed (shared/auth.py Auth: a tag costs two hash-state copies, ~0.8 us);
+    the tags are compared as one numpy array (a whole batch at once: no early exit per byte)."""
+    raw = bytes(raw)
+    n = len(devs)
+    pairs = {}
+    missing = []
+    for d in set(devs):
+        a = auth_map.get(d)
+        if a is not None and getattr(a, "_hi", None) is not None:
+            pairs[d] = (a._hi, a._ho)
+        else:
+            pairs[d] = a                    # None (no key) or an Auth without hash states
+    out = []
+    app = out.append
+    none = bytes(32)
+    for j, (dev, off) in enumerate(zip(devs, (idx * size).tolist())):
+        p = pairs[dev]
+        if type(p) is not tuple:
+            if p is None:
+                missing.append(j)
+                app(none)
+            else:
+                app(bytes(p._digest(raw[off:off + body], body)) + bytes(32 - TAG_LEN))
+            continue
+        i = p[0].copy()
+        i.update(raw[off:off + body])
+        o = p[1].copy()
+        o.update(i.digest())
+        app(o.digest())
+    got = np.frombuffer(b"".join(out), dtype=np.uint8).reshape(n, 32)[:, :TAG_LEN]
+    u8 = np.frombuffer(raw, dtype=np.uint8).reshape(-1, size)
+    want = u8[idx, body:body + TAG_LEN]
+    good = (got == want).all(axis=1)
+    if missing:
+        good[missing] = False
+    return good
 
 
 def decode_telemetry_batch(frames, frame_size=None, keys=None, replay=None):
@@ -169,7 +212,10 @@ def decode_telemetry_batch(frames, frame_size=None, keys=None, replay=None):
     replay: None, or a ReplayGuard applied in input order after all other checks.
     Frames that are not TELEMETRY, or fail a check, are counted in rejects by reason.
     """
-    auth_map = as_auth_map(keys)
+    if isinstance(keys, dict) and all(type(v) is Auth for v in keys.values()):
+        auth_map = keys                 # the sessions' keys as they are: no copy per batch
+    else:
+        auth_map = as_auth_map(keys)
     tag = TAG_LEN if auth_map is not None else 0
     rejects = {}
     groups = {}  # size -> (frames joined, input indices or None)

@@ -56,6 +56,79 @@ def expected(values):
     return sum(v * d for v, d in values.values()) / n
 
 
+# ------------------------------------------------------------------ traffic by kind
+def subject_kind(subject):
+    """The kind of traffic a NATS subject carries (the `by_kind` breakdown of a row)."""
+    s = subject
+    if s.startswith("bo.agg.0."):
+        return "value"                 # a cell's value or heartbeat to its level-0 group
+    if s.startswith("bo.agg."):
+        return "summary"               # a group leader's summary to its parent group
+    if s.startswith("bo.grp."):
+        return "group"                 # a level-0 leader's group message to its members
+    if s.startswith("bo.up.") or s.startswith("bo.down."):
+        return "tree-" + s.split(".")[1]
+    if s == "bo.global" or s.startswith("bo.global."):
+        return "global"
+    if s.startswith("bo.ledger."):
+        return "ledger"                # ledger blocks (published, or pushed to a replica)
+    if s.startswith("bo.rpc."):
+        return "rpc"                   # consistency proofs, shards
+    if s.startswith("bo.evidence"):
+        return "evidence"
+    if s.startswith("$KV.bo_groups.") or s.startswith("$KV.bo_members."):
+        return "members-kv"
+    if s.startswith("$KV.bo_checkpoints."):
+        return "checkpoint-kv"
+    if s.startswith("$JS.API.DIRECT.GET") or s.startswith("$JS.API.STREAM.MSG.GET"):
+        return "js-get"
+    if s.startswith("$JS.API.CONSUMER"):
+        return "js-consumer"
+    if s.startswith("$JS.API."):
+        return "js-api"
+    if s.startswith("$JS.ACK"):
+        return "js-ack"
+    return "other"
+
+
+def count_by_kind(nc, table):
+    """Count a nats-py client's messages in and out by kind into table {kind: [in, out, in_bytes,
+    out_bytes]}; an answer (to an inbox) is counted as "<kind of the request>-reply"."""
+    pending = {}
+    send, process = nc._send_publish, nc._process_msg
+
+    def add(kind, i, size):
+        row = table.get(kind)
+        if row is None:
+            row = table[kind] = [0, 0, 0, 0]
+        row[i] += 1
+        row[i + 2] += size
+
+    async def _send_publish(subject, reply, payload, payload_size, headers):
+        kind = pending.pop(subject, None)
+        kind = kind + "-answer" if kind is not None else subject_kind(subject)
+        if reply:
+            if len(pending) > 10000:
+                pending.clear()
+            pending[reply] = kind
+        add(kind, 1, payload_size)
+        return await send(subject, reply, payload, payload_size, headers)
+
+    async def _process_msg(sid, subject, reply, data, headers):
+        subj = subject.decode() if isinstance(subject, (bytes, bytearray)) else subject
+        kind = pending.pop(subj, None)
+        if kind is not None:
+            kind += "-reply"
+        else:
+            kind = subject_kind(subj)
+            rep = reply.decode() if isinstance(reply, (bytes, bytearray)) else reply
+            if rep and not rep.startswith("$JS.ACK"):
+                pending[rep] = kind       # a request to us: our answer is counted as its reply
+        add(kind, 0, len(data))
+        return await process(sid, subject, reply, data, headers)
+    nc._send_publish, nc._process_msg = _send_publish, _process_msg
+
+
 # ------------------------------------------------------------------ the worker process
 class Worker:
     def __init__(self, a):
@@ -72,6 +145,8 @@ class Worker:
         self.late = 0.0
         self.drift, self.walk, self.rng = False, {}, random.Random(a.first)
         self.measuring, self.lates = False, []
+        self.kinds = {}                # kind -> [in, out, in_bytes, out_bytes] over this worker's cells
+        self.subs = {}                 # cell -> subscriptions held (sampled at stats)
 
     def setup(self):
         from becomingone.ledger import Ledger
@@ -95,6 +170,7 @@ class Worker:
                          fanout=a.fanout, group_size=a.group, write_own_trust=False)
             m.on_applied = (lambda origin, size, t, c=c: self.applied.append([c, origin, size, t]))
             await m.start()
+            count_by_kind(m.nats.nc, self.kinds)
             self.meshes[c] = m
         loop = asyncio.get_running_loop()
         for k, c in enumerate(self.names):     # spread over one interval
@@ -158,6 +234,9 @@ class Worker:
             for k, v in m.nats.stats().items():
                 s[k] += v
         t = os.times()
+        subs = [len(m.nats.nc._subs) for c, m in self.meshes.items() if c not in self.killed]
+        s.update(kinds={k: list(v) for k, v in self.kinds.items()}, subs_sum=sum(subs),
+                 subs_max=max(subs) if subs else 0)
         s.update(cpu=t.user + t.system, loop_cpu=time.thread_time(), cells=len(self.meshes) - len(self.killed),
                  errors=dict(self.errors),
                  alerts=sum(len(m.alerts) for m in self.meshes.values()))
@@ -430,6 +509,16 @@ def scale_row(n, window=20.0, interval=1.0, ttl=5.0, group=16, fanout=3, publish
                     p.kill()                      # by PID: the worker we started
                     p.wait(5)
     lags, expected_applies, applies = _lags(repl, origins, n, fanout, t_settled, t_end=tk)
+    kinds = {}
+    for x in b:
+        for k, v in x["kinds"].items():
+            kinds[k] = [p + q for p, q in zip(kinds.get(k, [0, 0, 0, 0]), v)]
+    for x in a:
+        for k, v in x["kinds"].items():
+            kinds[k] = [p - q for p, q in zip(kinds[k], v)]
+    by_kind = {k: {"in": round(v[0] / n / dt, 3), "out": round(v[1] / n / dt, 3),
+                   "bytes": round((v[2] + v[3]) / n / dt, 1)}
+               for k, v in sorted(kinds.items(), key=lambda kv: -(kv[1][0] + kv[1][1])) if v[0] + v[1]}
     errors = {}
     for e in end:
         for k, v in e["errors"].items():
@@ -448,6 +537,9 @@ def scale_row(n, window=20.0, interval=1.0, ttl=5.0, group=16, fanout=3, publish
             "replication_lag_p50_s": _pct(lags, 0.5), "replication_lag_p99_s": _pct(lags, 0.99),
             "replication_lag_max_s": max(lags) if lags else None,
             "replica_applies": applies, "replica_applies_expected": expected_applies,
+            "msgs_by_kind_per_cell_per_s": by_kind,
+            "subscriptions_per_cell": [round(sum(x["subs_sum"] for x in b) / max(1, sum(x["cells"] for x in b)), 2),
+                                       max(x["subs_max"] for x in b)],
             "settle_s": settle_s, "errors": errors, "alerts": sum(e["alerts"] for e in end),
             "seconds": time.time() - t_all}
 
@@ -478,8 +570,9 @@ def _lags(repl, origins, n, fanout, t_start, t_end):
     return lags, want, got
 
 
-def scale_rows(quick):
-    """nats-10 and nats-100 (and nats-1000 unless quick), or a skip row without the server."""
+def scale_rows(quick, cells=None):
+    """nats-10 and nats-100 (and nats-1000 unless quick; or one row per count in `cells`), or a
+    skip row without the server. nats-1000 carries its ratios against nats-100 of the same run."""
     try:
         import nats  # noqa: F401  (nats-py: optional, the `nats` extra; only checked for here)
     except ImportError:
@@ -487,7 +580,7 @@ def scale_rows(quick):
     if NATS_SERVER is None:
         return [{"name": "nats-scale", "skipped": "nats-server not installed (Debian package nats-server)"}]
     rows = []
-    for n in (10, 100) if quick else (10, 100, 1000):
+    for n in cells or ((10, 100) if quick else (10, 100, 1000)):
         rows.append(scale_row(n, window=10.0 if quick else 20.0))
     by = {r["cells"]: r for r in rows}
     if 1000 in by and 100 in by:

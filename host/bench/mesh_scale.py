@@ -7,9 +7,12 @@ Every cell runs one mesh period per `interval` (1 s, the live default): publishe
 does its part of the tree aggregate; it writes one entry per period to its ledger (handed to the
 ledger's writer thread, as in a coordinator, five at a time); every `publish_every` (5 s, the
 checkpoint interval) it publishes its ledger (a signed checkpoint); it follows the ledgers the ring assigns it (fan-out 3) as they are published and
-checks one other origin's head every 5 s. Measured, after every cell agrees on T_global and on N cells alive:
+checks one other origin's head every 5 s. Measured, after every cell agrees on T_global and on N cells alive,
+holds every group's membership record and follows every ledger the ring assigns it:
 - msgs/bytes per cell per second: the NATS client's counters of every cell's connection, in and
-  out, over a steady window (`window` s);
+  out, over a steady window (`window` s), and by kind (`msgs_by_kind_per_cell_per_s`: value,
+  group, summary, global, members-kv, ledger, rpc, JetStream API; "-reply" the answers to this
+  cell's requests, "-answer" its answers to others'); `subscriptions_per_cell` (mean, max);
 - CPU ms per cell per second: the worker processes' CPU time over the same window / N (the
   nats-server's own CPU is reported beside it, per cell);
 - tglobal_converge_s: one cell changes its value (and device count); the time until T_global at
@@ -224,6 +227,11 @@ class Worker:
             return
         if tg.get("dead") is not None and m.is_alive(tg["dead"]):
             return
+        if tg.get("members") is not None and len(m.agg.alive_cells()) != tg["members"]:
+            return                                # every group's membership record held
+        if tg.get("follows") and not set(m.nats.follows) >= m._replicate:
+            return                                # following every ledger the ring assigns it
+
         self.hit[c] = time.time()
 
     def stats(self):
@@ -450,7 +458,10 @@ def scale_row(n, window=20.0, interval=1.0, ttl=5.0, group=16, fanout=3, publish
             values = {cell_name(i): value(i) for i in range(n)}
             t0 = time.time()
             ps.all({"op": "start"})
-            ps.all({"op": "target", "t": [expected(values).real, expected(values).imag], "alive": n})
+            # settled: T_global and the live count right at every cell, every group's membership
+            # record held, every ring-assigned ledger followed (start-up catch-up is not steady traffic)
+            ps.all({"op": "target", "t": [expected(values).real, expected(values).imag], "alive": n,
+                    "members": n, "follows": True})
             limit = settle_limit or (60.0 + n * 0.1)
             if ps.wait(limit) is None:
                 raise RuntimeError("nats-%d: the cells did not agree on T_global and membership within %g s"

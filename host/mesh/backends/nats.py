@@ -468,6 +468,7 @@ class NatsMesh(MeshBackend):
         self._retry = {}          # origin -> (next follow attempt, attempts) while it has no stream
         self._house = None        # the background housekeeping task of the last period
         self._writes = []         # membership records waiting to be written
+        self._resync = False      # read the whole membership store at the next housekeeping
         self.bg_errors, self.bg_last_error = 0, None
         # archive = (k, n, segment entries): seal and place this ledger's segments (archiving.py)
         self.archive_cfg = archive
@@ -486,7 +487,7 @@ class NatsMesh(MeshBackend):
         self._members_cache = (None, None)
         self.on_applied = None    # optional hook(origin, size, t) (benchmarks)
         self.counters = {"published_entries": 0, "head_checks": 0, "rpc_served": 0, "trust_reloads": 0,
-                         "evidence_accepted": 0, "member_writes": 0}
+                         "evidence_accepted": 0, "member_writes": 0, "group_reads": 0}
         self.errors = []
 
     # ------------------------------------------------------------ trust and placement
@@ -560,41 +561,44 @@ class NatsMesh(MeshBackend):
         nc = self.nats.nc
         await nc.subscribe("bo.rpc." + cell_token(self.cell), cb=self._rpc)
         await nc.subscribe(EVIDENCE_SUBJECT, cb=self._evidence)
-        await self._watch_groups()
+        await self.read_groups()
         await self._set_subjects({group_subject(self.agg.gid0)})
 
-    async def _watch_groups(self):
-        """Every membership record of bo_groups: the current ones, then each change (a push
-        consumer without acks, looked after by _check_health)."""
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        async def cb(m):
-            try:
-                gid = int(m.subject.rsplit(".", 1)[-1])
-                rec = json.loads(m.data)
-            except (ValueError, TypeError):
-                return
-            if isinstance(rec, dict):
-                self.agg.on_members(gid, rec)
-                self._members_cache = (None, None)
-        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
-                             inactive_threshold=120.0)
-        self._groups_sub = await self.nats.js.subscribe("$KV.%s.>" % GROUP_BUCKET, cb=cb, config=cfg,
-                                                        stream="KV_" + GROUP_BUCKET)
-
-    async def _check_health(self):
-        """Every HEALTH_EVERY s: consumers the server dropped are made again."""
-        from nats.js.errors import NotFoundError
+    async def read_groups(self):
+        """Every membership record of bo_groups, read once (at start, and when the records this
+        cell holds disagree with the global sum's membership digest for a while): membership
+        changes otherwise reach a cell inside the tree's messages (hierarchy.py), so no cell
+        watches every group's key. -> records read."""
+        import nats.errors  # nats-py: optional, loaded lazily
+        kv = self.nats.kv[GROUP_BUCKET]
+        n = 0
+        w = await kv.watchall(ignore_deletes=True, inactive_threshold=30.0)
         try:
-            await self._groups_sub.consumer_info()
-        except NotFoundError:
+            while True:
+                try:
+                    e = await w.updates(timeout=5.0)
+                except nats.errors.TimeoutError:
+                    break
+                if e is None:                         # the current records, all read
+                    break
+                try:
+                    gid, rec = int(e.key), json.loads(e.value)
+                except (ValueError, TypeError):
+                    continue
+                if isinstance(rec, dict):
+                    self.agg.on_members(gid, rec)
+                    n += 1
+        finally:
             try:
-                await self._groups_sub.unsubscribe()
+                await w.stop()
             except Exception:
                 pass
-            await self._watch_groups()
-        except Exception:
-            pass
+        self._members_cache = (None, None)
+        self.counters["group_reads"] += 1
+        return n
+
+    async def _check_health(self):
+        """Every HEALTH_EVERY s: replica consumers the server dropped are made again."""
         await self.nats.check_follows()
 
     async def _set_subjects(self, want):
@@ -643,6 +647,8 @@ class NatsMesh(MeshBackend):
         if acts.members:
             self._writes.extend(acts.members)
             self._members_cache = (None, None)
+        if tree.needs_resync():
+            self._resync = True
         await self._set_subjects(acts.subjects)
         if self._house is not None and self._house.done():
             self._reap(self._house)
@@ -680,6 +686,9 @@ class NatsMesh(MeshBackend):
         if now >= self._next_health:
             self._next_health = now + HEALTH_EVERY
             await self._check_health()
+        if self._resync:
+            self._resync = False
+            await self.read_groups()
         if self.archiver.due():
             await self.archiver.step(sorted(self.agg.alive_cells()), self._send_shard)
 

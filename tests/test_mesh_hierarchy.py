@@ -274,9 +274,9 @@ def test_per_cell_traffic_with_churn_does_not_grow_with_cells():
     """Membership changes at the same rate per cell (1 % of the cells die at once): what a cell
     receives per period (tree messages, and membership records read from the store), the bytes
     it receives in the steady state, and the subjects it listens to, at 1,000 cells within 1.5x
-    those at 100 (and no more membership writes than groups while the mesh forms). A design in which every cell hears every group's membership record (a watch
-    of the whole store, a broadcast) grows ~10x here; so would one where cells must read the
-    store to learn of a death."""
+    those at 100 (and no more membership writes than groups while the mesh forms). A design in
+    which every cell hears every group's membership record (a watch of the whole store, a
+    broadcast) grows ~10x here; so would one where cells must read the store to learn of a death."""
     per, steady, steady_bytes, subs_mean, subs_max = {}, {}, {}, {}, {}
     for n in (100, 1000):
         bus = Bus(_names(n), 16)

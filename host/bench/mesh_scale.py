@@ -133,6 +133,8 @@ def count_by_kind(nc, table):
 
 
 # ------------------------------------------------------------------ the worker process
+TREE_EVENTS = ("member_writes", "records_in", "records_carried", "resyncs", "took_lead", "stepped_down", "starved",
+               "values_sent")
 class Worker:
     def __init__(self, a):
         self.a = a
@@ -243,7 +245,11 @@ class Worker:
                 s[k] += v
         t = os.times()
         subs = [len(m.nats.nc._subs) for c, m in self.meshes.items() if c not in self.killed]
-        s.update(kinds={k: list(v) for k, v in self.kinds.items()}, subs_sum=sum(subs),
+        live = [m for c, m in self.meshes.items() if c not in self.killed]
+        ev = {k: sum(m.agg.counts.get(k, 0) for m in live) for k in TREE_EVENTS}
+        for k in ("group_reads", "store_rewrites"):
+            ev[k] = sum(m.counters.get(k, 0) for m in live)
+        s.update(kinds={k: list(v) for k, v in self.kinds.items()}, subs_sum=sum(subs), events=ev,
                  subs_max=max(subs) if subs else 0)
         s.update(cpu=t.user + t.system, loop_cpu=time.thread_time(), cells=len(self.meshes) - len(self.killed),
                  errors=dict(self.errors),
@@ -326,6 +332,9 @@ class Worker:
                     "t_none": sum(1 for m in ms if m.agg.grp is None or m.agg.grp["g"] is None),
                     "alive_min": min(alive) if alive else None, "alive_max": max(alive) if alive else None,
                     "leaders": sum(1 for m in ms if m.agg.leading is not None), "late_s": round(self.late, 3),
+                    "members_held": sorted(len(m.agg.alive_cells()) for m in ms)[::max(1, len(ms) // 5)],
+                    "follows_missing": sum(len(m._replicate - set(m.nats.follows)) for m in ms),
+                    "events": {k: sum(m.agg.counts.get(k, 0) for m in ms) for k in TREE_EVENTS},
                     "counts": {k: sum(m.agg.counts[k] for m in ms) for k in ("took_lead", "stepped_down", "starved",
                                                                             "values_sent", "hb_unusable", "member_writes")},
                     "refused": sum(m.agg.refused for m in ms),
@@ -527,6 +536,8 @@ def scale_row(n, window=20.0, interval=1.0, ttl=5.0, group=16, fanout=3, publish
     for x in a:
         for k, v in x["kinds"].items():
             kinds[k] = [p - q for p, q in zip(kinds[k], v)]
+    events = {k: sum(x["events"].get(k, 0) for x in b) - sum(x["events"].get(k, 0) for x in a)
+              for k in b[0]["events"]}
     by_kind = {k: {"in": round(v[0] / n / dt, 3), "out": round(v[1] / n / dt, 3),
                    "bytes": round((v[2] + v[3]) / n / dt, 1)}
                for k, v in sorted(kinds.items(), key=lambda kv: -(kv[1][0] + kv[1][1])) if v[0] + v[1]}
@@ -549,6 +560,7 @@ def scale_row(n, window=20.0, interval=1.0, ttl=5.0, group=16, fanout=3, publish
             "replication_lag_max_s": max(lags) if lags else None,
             "replica_applies": applies, "replica_applies_expected": expected_applies,
             "msgs_by_kind_per_cell_per_s": by_kind,
+            "tree_events_in_window": events,
             "subscriptions_per_cell": [round(sum(x["subs_sum"] for x in b) / max(1, sum(x["cells"] for x in b)), 2),
                                        max(x["subs_max"] for x in b)],
             "settle_s": settle_s, "errors": errors, "alerts": sum(e["alerts"] for e in end),

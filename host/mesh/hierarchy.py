@@ -20,10 +20,19 @@ and elect a leader of their own, up to the root, whose leader publishes the glob
 cell. Per period a cell handles about g + 1 messages (a leader g more per level it leads):
 independent of N. A changed value reaches T_global at every cell within (levels + 1) periods.
 
-Membership: a level-0 leader writes its group's live members (signed) to a key-value store only
-when they change; every cell watches the store, so a dead cell is known everywhere one write
-after its group stops hearing it (`ttl`). A group that falls silent altogether (all its cells
-dead) is written empty by the leader above it, which stops hearing its summary.
+Membership: a level-0 leader signs its group's live members (a record) only when they change,
+writes it to a key-value store (read on demand) and sends it up the tree inside its summary
+until it has come back down twice (CARRY_BACK; at most CARRY_MAX periods); each leader relays
+the records its children's summaries carry, the root puts them in the global sum, and each
+level-0 leader hands those to its members inside its group message. So no cell hears every
+group's record: a cell receives a record once or twice per real change, inside messages it
+receives anyway, and a dead cell is known everywhere ttl + about levels + 1 periods after its
+group stopped hearing it. A group that falls silent altogether (all its cells dead) is written
+empty by the leader above it, which stops hearing its summary. Summaries, the global sum and
+the group message also carry a membership digest (sum of the live cells' 64-bit hashes, mod
+2^64, added up the tree like the sums): a cell whose records disagree with it for
+`resync_after` seconds (it started late, a message was lost) reads the whole store once
+(needs_resync; at most every RESYNC_MIN seconds).
 
 Nothing is taken on the sender's word: entries, summaries, the global sum and membership
 records are Ed25519-signed by trusted cells (`keys`), summaries and the global sum carry a
@@ -33,8 +42,9 @@ version per signer (a replay is older and dropped).
     tree = TreeAggregate("cell-a", layout, signing_key, keys, ttl=5.0, interval=1.0)
     tree.publish(T_hat, devices, now) -> entry    (send it to subject(0, layout.group_of(cell)))
     tree.on_value(entry, now); tree.on_summary(msg, now); tree.on_global(msg, now)
-    tree.on_members(gid, record)                  (membership records from the store)
+    tree.on_members(gid, record)                  (membership records read from the store)
     acts = tree.tick(now) -> Actions(publish=[(subject, msg)], members=[(gid, record)], subjects)
+    tree.needs_resync(now) -> read every record of the store and give each to on_members
     tree.t_global() -> (complex, {cell: weight of the cells whose values this cell holds})
     tree.members() -> {cell: "alive" | "dead"}; tree.alive_count()
 """
@@ -51,7 +61,7 @@ from becomingone.mesh.aggregate import AggregateError
 from becomingone.mesh.ring import key_position
 
 __all__ = ["Layout", "TreeAggregate", "Actions", "jump_hash", "subject", "group_subject",
-           "GLOBAL_SUBJECT", "DEFAULT_GROUP_SIZE"]
+           "GLOBAL_SUBJECT", "DEFAULT_GROUP_SIZE", "record_key"]
 
 DEFAULT_GROUP_SIZE = 16
 DEFAULT_EPS = 0.01        # a new signed value when T_hat moved by more than this (else a heartbeat)
@@ -238,6 +248,9 @@ def _rec_key(rec):
                            digest_size=12).digest()
 
 
+record_key = _rec_key
+
+
 def _check_record(rec):
     """A membership record fit to relay (its signature is checked where it is read)."""
     return (isinstance(rec, dict) and rec.get("kind") == "members" and type(rec.get("gid")) is int
@@ -303,6 +316,8 @@ class TreeAggregate:
         self.rec_ver = {}         # gid -> keys of the newest records taken (repeats skipped)
         self.outbox = {}          # gid -> [our membership record, until, times seen back]: carried up
         self._glob_relayed = None # version of the last global sum whose records went to our group
+        self.last_rec = {}        # gid -> (our newest record of it, when)
+        self._rewrite = set()     # gids whose record we sign and send again at the next tick
         self.resync_after = 2.0 * self.ttl + (layout.top + 2) * self.interval
         self.mismatch_since = None
         self.last_resync = None
@@ -559,10 +574,12 @@ class TreeAggregate:
         self.counts["globals"] += 1
         return True
 
-    def on_members(self, gid, rec):
-        """A membership record from the store (key = level-0 gid): kept as it came and verified
-        when it is first read (alive_cells / is_alive), so a burst of changes (a mesh starting)
-        costs a cell only the records it looks at. -> False if it cannot be one."""
+    def on_members(self, gid, rec, stored=False):
+        """A membership record (key = level-0 gid), from the tree or read from the store
+        (`stored`: the store holds each group's newest write, so it is taken even if this cell
+        had it before and something older came after): kept as it came and verified when it is
+        first read (alive_cells / is_alive), so a burst of changes (a mesh starting) costs a cell
+        only the records it looks at. -> False if it cannot be one or was had already."""
         if not (isinstance(rec, dict) and rec.get("kind") == "members" and rec.get("gid") == gid
                 and 0 <= gid < self.layout.counts[0]):
             self.refused += 1
@@ -573,12 +590,15 @@ class TreeAggregate:
             self.refused += 1
             return False
         seen = self.rec_ver.setdefault(gid, [])
-        if key in seen:
+        if key in seen and not stored:
             return False                         # had it (a record rides the tree for a few periods)
-        seen.append(key)
-        del seen[:-8]
+        if key not in seen:
+            seen.append(key)
+            del seen[:-8]
         self.counts["records_in"] += 1
         pend = self.raw.setdefault(gid, [])
+        if stored:
+            pend.clear()
         pend.append(rec)
         del pend[:-4]                            # the newest few: a forged one cannot hide a real one
         self._alive_total = None
@@ -593,7 +613,7 @@ class TreeAggregate:
                 ok = isinstance(alive, list) and all(isinstance(c, str) for c in alive) and by in self.layout
             except (KeyError, TypeError):
                 ok = False
-            if ok and (by == self.cell or self._verify(rec, MEMBER_FIELDS)):
+            if ok and self._verify(rec, MEMBER_FIELDS):     # ours too: ours come back known
                 self.groups[gid] = {c for c in alive if c in self.layout and self.layout.group_of(c) == gid}
                 break
             self.refused += 1
@@ -810,11 +830,23 @@ class TreeAggregate:
         self.grp, self.grp_seen = gm, now
         return acts
 
+    def rewrite(self, gid):
+        """Sign and send this group's record again at the next tick (the store was found holding
+        another: a slower writer's put landed after ours)."""
+        self._rewrite.add(gid)
+        self.written.pop(gid, None)
+
+    def last_record(self, gid):
+        """(our newest record of group gid, when we wrote it) or (None, None)."""
+        return self.last_rec.get(gid, (None, None))
+
     def _members_write(self, gid, alive, now, acts):
         have = sorted(self._group(gid))
         last = self.written.get(gid)
-        if have == alive or (last is not None and last[0] == tuple(alive) and now - last[1] < self.ttl):
+        if gid not in self._rewrite and (
+                have == alive or (last is not None and last[0] == tuple(alive) and now - last[1] < self.ttl)):
             return
+        self._rewrite.discard(gid)
         rec = self._sign({"kind": "members", "gid": gid, "alive": alive, "by": self.cell,
                           "version": self._version()}, MEMBER_FIELDS)
         self.written[gid] = (tuple(alive), now)
@@ -824,6 +856,7 @@ class TreeAggregate:
         seen.append(_rec_key(rec))               # when it comes back down the tree: known
         del seen[:-8]
         self.outbox[gid] = [rec, now + CARRY_MAX * self.interval, 0]
+        self.last_rec[gid] = (rec, now)
         self._alive_total = None
         self.groups_version += 1
         self.counts["member_writes"] += 1

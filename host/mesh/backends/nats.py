@@ -21,8 +21,11 @@
   every cell (host/mesh/replica.py check_evidence).
 - **T_global and membership** come from the tree aggregate (host/mesh/hierarchy.py) over the
   subjects `bo.agg.<level>.<group>` and `bo.global` (core NATS: soft state, resent every
-  period), and the membership records of the key-value bucket `bo_groups` (key = level-0 group),
-  written by a group's leader only when the group changes and watched by every cell.
+  period). Membership records (a level-0 group's live cells, signed by its leader) are written
+  to the key-value bucket `bo_groups` (key = level-0 group) only when the group changes, and
+  reach the other cells inside the tree's messages (up to the root, down to every cell); a
+  cell reads the whole bucket only at start and when its records disagree with the global
+  sum's membership digest (read_groups): no cell watches every group's key.
 
 Nothing read from NATS is trusted: replicas are applied through ReplicaStore (entries must reach
 the origin's signed root; split views become evidence), values, summaries and membership records
@@ -48,7 +51,8 @@ from becomingone.mesh.archive import ArchiveError
 from becomingone.mesh.archiving import Archiver, serve_shards
 from becomingone.mesh.backends.base import MeshBackend
 from becomingone.mesh.heads import HeadTracker
-from becomingone.mesh.hierarchy import DEFAULT_GROUP_SIZE, GLOBAL_SUBJECT, Layout, TreeAggregate, group_subject
+from becomingone.mesh.hierarchy import (DEFAULT_GROUP_SIZE, GLOBAL_SUBJECT, MEMBER_FIELDS, Layout, TreeAggregate,
+                                        group_subject)
 from becomingone.mesh.replica import ReplicaError, ReplicaStore, origin_id
 from becomingone.mesh.replication import serve
 from becomingone.mesh.ring import ledger_holders, replicated_by
@@ -62,6 +66,7 @@ FETCH_BATCH = 64          # messages per fetch
 BLOCK = 500               # entries per stream message
 RPC_TIMEOUT = 2.0
 HEALTH_EVERY = 60.0       # seconds between checks that this cell's consumers still exist
+STORE_CHECK_EVERY = 30.0  # seconds between a level-0 leader's checks that the store holds its group's record
 SHARD_TIMEOUT = 10.0
 
 
@@ -469,6 +474,7 @@ class NatsMesh(MeshBackend):
         self._house = None        # the background housekeeping task of the last period
         self._writes = []         # membership records waiting to be written
         self._resync = False      # read the whole membership store at the next housekeeping
+        self._next_store_check = time.monotonic() + STORE_CHECK_EVERY * random.random()
         self.bg_errors, self.bg_last_error = 0, None
         # archive = (k, n, segment entries): seal and place this ledger's segments (archiving.py)
         self.archive_cfg = archive
@@ -487,7 +493,7 @@ class NatsMesh(MeshBackend):
         self._members_cache = (None, None)
         self.on_applied = None    # optional hook(origin, size, t) (benchmarks)
         self.counters = {"published_entries": 0, "head_checks": 0, "rpc_served": 0, "trust_reloads": 0,
-                         "evidence_accepted": 0, "member_writes": 0, "group_reads": 0}
+                         "evidence_accepted": 0, "member_writes": 0, "group_reads": 0, "store_rewrites": 0}
         self.errors = []
 
     # ------------------------------------------------------------ trust and placement
@@ -586,7 +592,7 @@ class NatsMesh(MeshBackend):
                 except (ValueError, TypeError):
                     continue
                 if isinstance(rec, dict):
-                    self.agg.on_members(gid, rec)
+                    self.agg.on_members(gid, rec, stored=True)
                     n += 1
         finally:
             try:
@@ -596,6 +602,28 @@ class NatsMesh(MeshBackend):
         self._members_cache = (None, None)
         self.counters["group_reads"] += 1
         return n
+
+    async def _check_store(self):
+        """A level-0 leader: does the store hold its group's live cells as this leader holds
+        them, signed by a trusted cell? (Two leaders in turn - an old one whose put was slow -
+        can leave an older record there, and cells that read the store would keep it.) If not,
+        the record is signed and sent again (store and tree)."""
+        from nats.js.errors import KeyNotFoundError  # nats-py: optional, loaded lazily
+        tree = self.agg
+        _rec, when = tree.last_record(tree.gid0)
+        now = time.monotonic()
+        if (self._writes or now - tree.leading < 3 * self.interval
+                or (when is not None and now - when < 2 * self.interval)):
+            return
+        try:
+            got = json.loads((await self.nats.kv[GROUP_BUCKET].get(str(tree.gid0))).value)
+        except (KeyNotFoundError, ValueError):
+            got = None
+        ok = (isinstance(got, dict) and isinstance(got.get("alive"), list)
+              and sorted(got["alive"]) == sorted(tree._group(tree.gid0)) and tree._verify(got, MEMBER_FIELDS))
+        if not ok and tree.leading is not None:
+            tree.rewrite(tree.gid0)
+            self.counters["store_rewrites"] += 1
 
     async def _check_health(self):
         """Every HEALTH_EVERY s: replica consumers the server dropped are made again."""
@@ -689,6 +717,9 @@ class NatsMesh(MeshBackend):
         if self._resync:
             self._resync = False
             await self.read_groups()
+        if self.agg.leading is not None and now >= self._next_store_check:
+            self._next_store_check = now + STORE_CHECK_EVERY * (0.75 + 0.5 * random.random())
+            await self._check_store()
         if self.archiver.due():
             await self.archiver.step(sorted(self.agg.alive_cells()), self._send_shard)
 

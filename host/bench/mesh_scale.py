@@ -471,7 +471,7 @@ def scale_row(n, window=20.0, interval=1.0, ttl=5.0, group=16, fanout=3, publish
             # record held, every ring-assigned ledger followed (start-up catch-up is not steady traffic)
             ps.all({"op": "target", "t": [expected(values).real, expected(values).imag], "alive": n,
                     "members": n, "follows": True})
-            limit = settle_limit or (60.0 + n * 0.1)
+            limit = settle_limit or (60.0 + n * 0.2)
             if ps.wait(limit) is None:
                 raise RuntimeError("nats-%d: the cells did not agree on T_global and membership within %g s"
                                    % (n, limit))

@@ -49,14 +49,7 @@ class Bus:
             if self.count_bytes:
                 self.bytes[c] += len(json.dumps(msg, separators=(",", ":")))
             m = copy.deepcopy(msg)
-            if m.get("kind") == "recs":               # membership records passed on at once
-                if subj.startswith("bo.grp."):
-                    t.on_relay(m, "group", now=self.now)
-                elif subj == GLOBAL_SUBJECT:
-                    t.on_relay(m, "global", now=self.now)
-                elif not subj.startswith("bo.agg.0."):
-                    t.on_relay(m, "up", int(subj.split(".")[2]), now=self.now)
-            elif subj == GLOBAL_SUBJECT:
+            if subj == GLOBAL_SUBJECT:
                 t.on_global(m, self.now)
             elif subj.startswith("bo.agg.0."):
                 t.on_value(m, self.now)
@@ -64,8 +57,6 @@ class Bus:
                 t.on_group(m, self.now)
             else:
                 t.on_summary(m, self.now)
-            for s2, m2 in t.urgent():
-                self.deliver(s2, m2, c)
 
     def period(self):
         out = []
@@ -166,12 +157,12 @@ def test_killed_cell_is_dead_everywhere(who):
         assert leader is not None
         victim = leader if who == "leader0" else next(c for c in bus.layout.members(gid) if c != leader)
     bus.dead.add(victim)
-    # dead at every cell within ttl (5) + 2 periods (its group's new record goes up the tree to
-    # the root and down to every cell, passed on by each leader as it arrives), + 1 when its
+    # dead at every cell within ttl (5) + levels + 1 periods (its group's new record rides the
+    # tree up to the root and down to every cell inside the tree's own messages), + 1 when its
     # group's leader died (a new one first), counted out of the global sum (P) within a few more,
     # and T_global without it
     took = _run_until(bus, bus.alive_everywhere, 20)
-    assert took is not None and took <= 7 + (0 if who == "member" else 1), took
+    assert took is not None and took <= 5 + bus.layout.top + 1 + (0 if who == "member" else 1), took
     took = _run_until(bus, lambda: bus.agree() and all(t.alive_count() == 199 for c, t in bus.trees.items()
                                                        if c not in bus.dead), 20)
     assert took is not None and took <= 6, took

@@ -24,12 +24,10 @@ Membership: a level-0 leader signs its group's live members (a record) only when
 writes it to a key-value store (read on demand) and sends it up the tree inside its summary
 until it has come back down twice (CARRY_BACK; at most CARRY_MAX periods); each leader relays
 the records its children's summaries carry, the root puts them in the global sum, and each
-level-0 leader hands those to its members inside its group message. A record new to a leader
-is also passed on at once (a small "recs" message on the same subjects: on_relay/urgent), so a
-change crosses the tree in message time rather than a period per level. So no cell hears every
-group's record: a cell receives a record a few times per real change, on subjects it listens
-to anyway, and a dead cell is known everywhere about ttl + 2 periods after its group stopped
-hearing it. A group that falls silent altogether (all its cells dead) is written
+level-0 leader hands those to its members inside its group message. So no cell hears every
+group's record: a cell receives a record once or twice per real change, inside messages it
+receives anyway, and a dead cell is known everywhere ttl + about levels + 1 periods after its
+group stopped hearing it. A group that falls silent altogether (all its cells dead) is written
 empty by the leader above it, which stops hearing its summary. Summaries, the global sum and
 the group message also carry a membership digest (sum of the live cells' 64-bit hashes, mod
 2^64, added up the tree like the sums): a cell whose records disagree with it for
@@ -319,9 +317,6 @@ class TreeAggregate:
         self.outbox = {}          # gid -> [our membership record, until, times seen back]: carried up
         self._glob_relayed = None # version of the last global sum whose records went to our group
         self.last_rec = {}        # gid -> (our newest record of it, when)
-        self._fwd = {}            # keys of the records this cell passed on at once -> when
-        self._urgent = []         # (subject, message) on_relay asks to send now
-        self._top_subject = None  # where this cell's highest message went in its last tick
         self._rewrite = set()     # gids whose record we sign and send again at the next tick
         self.resync_after = 2.0 * self.ttl + (layout.top + 2) * self.interval
         self.mismatch_since = None
@@ -332,7 +327,7 @@ class TreeAggregate:
         self.counts = {"verified": 0, "summaries": 0, "globals": 0, "groups": 0, "member_writes": 0,
                        "took_lead": 0, "stepped_down": 0, "starved": 0, "values_sent": 0, "heartbeats_sent": 0,
                        "heartbeats": 0, "hb_unusable": 0, "expired": 0, "records_in": 0, "records_carried": 0,
-                       "resyncs": 0, "records_forwarded": 0}
+                       "resyncs": 0}
         self.last_tick = None
         self._alive_total = None
         self._leads = 0
@@ -553,8 +548,6 @@ class TreeAggregate:
         self._seen("sum", level, gid, by, msg["version"])
         self.children.setdefault(level + 1, {})[gid] = [msg, now]
         self.counts["summaries"] += 1
-        if msg.get("m") and by != self.cell:
-            self.on_relay(msg, "up", level + 1, now)
         return True
 
     def on_global(self, msg, now=None):
@@ -579,54 +572,7 @@ class TreeAggregate:
         self._seen("global", -1, 0, by, msg["version"])
         self.glob, self.glob_seen = msg, now
         self.counts["globals"] += 1
-        if msg.get("m") and by != self.cell:
-            self.on_relay(msg, "global", now=now)
         return True
-
-    # ------------------------------------------------------------ membership records, at once
-    def on_relay(self, msg, where, level=None, now=None):
-        """Membership records that are new to this cell, passed on at once rather than at this
-        cell's next tick (a change then crosses the tree in message time, not one period per
-        level): heard on a group subject this cell leads (`where` "up", level >= 1: on to where
-        this cell's own top message goes), in a global sum ("global", at a level-0 leader: taken,
-        and on to its members) or on its group's subject ("group": taken). Only on a change: in
-        the steady state no record is new. The messages to send wait in urgent()."""
-        now = self._now(now)
-        recs = self._records(msg.get("m"))
-        if not recs:
-            return
-        if where == "group":
-            self._take_records(recs)
-            return
-        if self.leading is None:
-            return
-        if where == "up" and not (type(level) is int and 1 <= level <= self._leads - 1):
-            return                                # not a group this cell leads
-        fresh = []
-        for rec in recs:
-            k = _rec_key(rec)
-            if k not in self._fwd:
-                self._fwd[k] = now
-                fresh.append(rec)
-        if len(self._fwd) > 4 * MAX_CARRY:
-            for k in [k for k, t in self._fwd.items() if now - t > CARRY_MAX * self.interval]:
-                del self._fwd[k]
-        if not fresh:
-            return
-        if where == "up" and self._top_subject is not None:
-            self._urgent.append((self._top_subject, {"kind": "recs", "m": fresh}))
-            if self._top_subject != GLOBAL_SUBJECT:
-                return
-        # a global sum's new records (or, at the root, its children's): ours, and our members'
-        for rec in fresh:
-            self.on_members(rec["gid"], rec)
-        self._urgent.append((group_subject(self.gid0), {"kind": "recs", "m": fresh}))
-        self.counts["records_forwarded"] += len(fresh)
-
-    def urgent(self):
-        """Messages on_relay asks to send now: [(subject, message)] (then forgotten here)."""
-        out, self._urgent = self._urgent, []
-        return out
 
     def on_members(self, gid, rec, stored=False):
         """A membership record (key = level-0 gid), from the tree or read from the store
@@ -775,7 +721,6 @@ class TreeAggregate:
         lay, acts = self.layout, Actions()
         acts.subjects.add(group_subject(self.gid0))
         self._leads = 0
-        self._top_subject = None
         self._lead_or_not(now)
         if self.leading is None:
             self.joined, self.children = {}, {}
@@ -808,14 +753,12 @@ class TreeAggregate:
                                   "version": self._version(), "s": list(s), "d": d}, SUM_FIELDS)
                 acts.publish.append((GLOBAL_SUBJECT, msg))
                 self.glob, self.glob_seen = msg, now      # ours: taken at once
-                self._top_subject = GLOBAL_SUBJECT
                 break
             up = level + 1
             parent = lay.ancestor(self.gid0, up)
             msg = self._sign({"kind": "sum", "level": level, "gid": gid, "by": self.cell,
                               "version": self._version(), "s": list(s), "d": d}, SUM_FIELDS)
             acts.publish.append((subject(up, parent), msg))
-            self._top_subject = subject(up, parent)
             acts.subjects.add(subject(up, parent))
             kids = self.children.setdefault(up, {})
             kids[gid] = [msg, now]

@@ -650,17 +650,7 @@ class NatsMesh(MeshBackend):
             self.agg.refused += 1
             return
         s = m.subject
-        if msg.get("kind") == "recs":             # membership records passed on at once
-            if s.startswith("bo.grp."):
-                self.agg.on_relay(msg, "group")
-            elif s == GLOBAL_SUBJECT:
-                self.agg.on_relay(msg, "global")
-            elif s.startswith("bo.agg.") and not s.startswith("bo.agg.0."):
-                try:
-                    self.agg.on_relay(msg, "up", int(s.split(".")[2]))
-                except ValueError:
-                    pass
-        elif s.startswith("bo.grp."):
+        if s.startswith("bo.grp."):
             self.agg.on_group(msg)
         elif s.startswith("bo.agg.0."):
             self.agg.on_value(msg)
@@ -668,11 +658,6 @@ class NatsMesh(MeshBackend):
             self.agg.on_global(msg)
         else:
             self.agg.on_summary(msg)
-        await self._send_urgent()
-
-    async def _send_urgent(self):
-        for subj, msg in self.agg.urgent():
-            await self.nats.nc.publish(subj, _enc(msg))
 
     async def period(self, t_hat, devices):
         """The tree's part of the period at once (core NATS publishes: buffered, never waiting on
@@ -687,7 +672,6 @@ class NatsMesh(MeshBackend):
         acts = tree.tick()
         for subj, msg in acts.publish:
             await c.nc.publish(subj, _enc(msg))
-        await self._send_urgent()
         if acts.members:
             self._writes.extend(acts.members)
             self._members_cache = (None, None)

@@ -322,6 +322,8 @@ class TreeAggregate:
         self.mismatch_since = None
         self.last_resync = None
         self._vd = None           # (groups_version, digest of the membership this cell holds)
+        self._gdig = {}           # gid -> digest of the newest record held of it (None: recompute)
+        self._newest = {}         # gid -> key of the newest record held of it
         self.refused = 0
         self.full_every = int(full_every)    # periods between full values even when unchanged
         self.counts = {"verified": 0, "summaries": 0, "globals": 0, "groups": 0, "member_writes": 0,
@@ -349,6 +351,7 @@ class TreeAggregate:
         self.rec_ver = {g: v for g, v in self.rec_ver.items() if g < layout.counts[0]}
         self.outbox = {g: v for g, v in self.outbox.items() if g < layout.counts[0]}
         self.resync_after = 2.0 * self.ttl + (layout.top + 2) * self.interval
+        self._gdig = None
         self._alive_total = None
         self.groups_version += 1
 
@@ -590,7 +593,7 @@ class TreeAggregate:
             self.refused += 1
             return False
         seen = self.rec_ver.setdefault(gid, [])
-        if key in seen and not stored:
+        if key in seen and (not stored or self._newest.get(gid) == key):
             return False                         # had it (a record rides the tree for a few periods)
         if key not in seen:
             seen.append(key)
@@ -600,14 +603,33 @@ class TreeAggregate:
         if stored:
             pend.clear()
         pend.append(rec)
+        self._newest[gid] = key
+        if self._gdig is not None:
+            self._gdig[gid] = self._rec_digest(gid, rec)
         del pend[:-4]                            # the newest few: a forged one cannot hide a real one
         self._alive_total = None
         self.groups_version += 1
         return True
 
+    def _rec_digest(self, gid, rec):
+        alive = rec.get("alive")
+        if not isinstance(alive, list):
+            return 0
+        lay = self.layout
+        return digest([c for c in alive if isinstance(c, str) and c in lay and lay.group_of(c) == gid], lay.h64)
+
     def _group(self, gid):
         """The verified live set of level-0 group gid (from its newest valid record)."""
-        for rec in reversed(self.raw.pop(gid, ())):
+        pend = self.raw.pop(gid, ())
+        if pend and not self._verify_one(gid, pend):
+            if self._gdig is not None:                   # the newest did not verify
+                self._gdig[gid] = digest(self.groups.get(gid, ()), self.layout.h64)
+            self.groups_version += 1
+        return self.groups.get(gid, set())
+
+    def _verify_one(self, gid, pend):
+        """Apply the newest of `pend` that verifies -> whether the newest one did."""
+        for i, rec in enumerate(reversed(pend)):
             try:
                 alive, by = rec["alive"], rec["by"]
                 ok = isinstance(alive, list) and all(isinstance(c, str) for c in alive) and by in self.layout
@@ -615,9 +637,9 @@ class TreeAggregate:
                 ok = False
             if ok and self._verify(rec, MEMBER_FIELDS):     # ours too: ours come back known
                 self.groups[gid] = {c for c in alive if c in self.layout and self.layout.group_of(c) == gid}
-                break
+                return i == 0
             self.refused += 1
-        return self.groups.get(gid, set())
+        return False
 
     def is_alive(self, cell):
         """Whether `cell`'s group record lists it (one record verified at most)."""
@@ -852,8 +874,11 @@ class TreeAggregate:
         self.written[gid] = (tuple(alive), now)
         self.groups[gid] = set(alive)            # ours: applied at once
         self.raw.pop(gid, None)
+        self._newest[gid] = _rec_key(rec)
+        if self._gdig is not None:
+            self._gdig[gid] = digest(alive, self.layout.h64)
         seen = self.rec_ver.setdefault(gid, [])
-        seen.append(_rec_key(rec))               # when it comes back down the tree: known
+        seen.append(self._newest[gid])           # when it comes back down the tree: known
         del seen[:-8]
         self.outbox[gid] = [rec, now + CARRY_MAX * self.interval, 0]
         self.last_rec[gid] = (rec, now)
@@ -909,14 +934,17 @@ class TreeAggregate:
         return self._alive_total
 
     def view_digest(self):
-        """The membership digest of the records this cell holds (compare: the global sum's)."""
+        """The membership digest of the newest record this cell holds of each group (compare:
+        the global sum's). Not verified here: a mismatch only makes the cell read the store;
+        records are verified where they are read (alive_cells, is_alive)."""
         if self._vd is None or self._vd[0] != self.groups_version:
-            for gid in list(self.raw):
-                self._group(gid)
-            d = 0
-            for st in self.groups.values():
-                d += digest(st, self.layout.h64)
-            self._vd = (self.groups_version, d & MASK64)
+            if self._gdig is None:
+                lay = self.layout
+                self._gdig = {g: digest(st, lay.h64) for g, st in self.groups.items()}
+                for g, pend in self.raw.items():
+                    if pend:
+                        self._gdig[g] = self._rec_digest(g, pend[-1])
+            self._vd = (self.groups_version, sum(self._gdig.values()) & MASK64)
         return self._vd[1]
 
     def needs_resync(self, now=None):

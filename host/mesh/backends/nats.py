@@ -480,7 +480,6 @@ class NatsMesh(MeshBackend):
         self.archive_cfg = archive
         self.shards_dir = shards_dir or os.path.join(os.path.dirname(os.path.abspath(replicas_dir)), "shards")
         self.archiver = None
-        self._groups_sub = None
         self.alerts = []
         self.trust = {}
         self.agg = self.store = self.nats = self.heads = None

@@ -44,7 +44,7 @@ def add_arguments(p):
                         "nats, nats-scale (default: all)")
     p.add_argument("--cells", default=None,
                    help="nats-scale: comma-separated cell counts, one row each, in one run "
-                        "(default 10,100,1000; --quick 10,100)")
+                        "(default 10,100,1000; --quick 10)")
 
 
 def _sim_row(name, res):

@@ -715,7 +715,11 @@ class NatsMesh(MeshBackend):
             await self._check_health()
         if self._resync:
             self._resync = False
-            await self.read_groups()
+            try:
+                await self.read_groups()
+            except Exception:
+                self.agg.last_resync = None           # not read: the next mismatch may ask again at once
+                raise
         if self.agg.leading is not None and now >= self._next_store_check:
             self._next_store_check = now + STORE_CHECK_EVERY * (0.75 + 0.5 * random.random())
             await self._check_store()

@@ -718,7 +718,7 @@ class NatsMesh(MeshBackend):
             try:
                 await self.read_groups()
             except Exception:
-                self.agg.last_resync = None           # not read: the next mismatch may ask again at once
+                self.agg.last_resync = None           # not read: asked again after resync_after, not 60 s
                 raise
         if self.agg.leading is not None and now >= self._next_store_check:
             self._next_store_check = now + STORE_CHECK_EVERY * (0.75 + 0.5 * random.random())

@@ -123,3 +123,10 @@ def test_bench_mesh_quick_rows():
     assert rows["archive-restore"]["entries"] == rows["archive-seal"]["entries"] == 5000
     t = rows["mesh-traffic"]                 # the whole live mesh, measured on the wire
     assert t["alive_min"] == 5 and t["bytes_per_cell_per_s"] > rows["gossip"]["bytes_per_cell_per_s"]
+    if "nats-10" in rows:                    # nats-server and nats-py installed: the scale row, small
+        r = rows["nats-10"]
+        assert r["cells"] == 10 and r["settled"] is True and r["errors"] == {}
+        assert r["msgs_per_cell_per_s"] > 1 and r["bytes_per_cell_per_s"] > 100 and r["cpu_ms_per_cell_per_s"] > 0
+        assert r["tglobal_converge_s"] is not None and r["dead_detect_s"] is not None
+        assert r["msgs_by_kind_per_cell_per_s"]["value"]["out"] > 0.5        # one value or heartbeat a period
+        assert "members-kv" not in r["msgs_by_kind_per_cell_per_s"]          # no cell watches every record

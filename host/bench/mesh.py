@@ -3,7 +3,9 @@ error of 1e-6 at N = 100, 1,000, 10,000 (--quick: up to 1,000) for each algorith
 Watts-Strogatz graph (rows `sim-<algo>-<N>`) and with full membership (rows
 `sim-<algo>-complete-<N>`); placement (ring), archive (seal/restore) gossip (versioned
 T_global anti-entropy over mutual TLS, 5 cells) and replication (verified ledger pull between
-two cells over mutual TLS) rows. The target
+two cells over mutual TLS) rows, and the cluster-scale rows `nats-10`, `nats-100`, `nats-1000` (N cells
+on one real nats-server, host/bench/mesh_scale.py). `--only nats-scale --cells 100,1000` runs just
+those rows, in one run (same-run ratios). The target
 (<= 2 log2 N rounds) is reported per row as `target_rounds` / `within_target`."""
 import asyncio
 import collections
@@ -37,6 +39,12 @@ def add_arguments(p):
     p.add_argument("--max-rounds", type=int, default=3000, help="round cap per simulation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sizes", default=None, help="comma-separated N (default 100,1000,10000)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated row groups to run: sim, ring, archive, gossip, traffic, replication, "
+                        "nats, nats-scale (default: all)")
+    p.add_argument("--cells", default=None,
+                   help="nats-scale: comma-separated cell counts, one row each, in one run "
+                        "(default 10,100,1000; --quick 10)")
 
 
 def _sim_row(name, res):
@@ -299,20 +307,31 @@ def nats_rows(quick):
              "root_matches": ok}]
 
 
+GROUPS = ("sim", "ring", "archive", "gossip", "traffic", "replication", "nats", "nats-scale")
+
+
 def collect(args):
     quick = bool(getattr(args, "quick", False))
+    only = set(GROUPS) if not getattr(args, "only", None) else {x.strip() for x in args.only.split(",") if x.strip()}
+    bad = only - set(GROUPS)
+    if bad:
+        from becomingone.errors import UserError
+        raise UserError("bench mesh --only: unknown row group(s) %s (allowed: %s)"
+                        % (", ".join(sorted(bad)), ", ".join(GROUPS)))
     if args.sizes:
         sizes = [int(s) for s in args.sizes.split(",")]
     else:
         sizes = [100, 1000] if quick else [100, 1000, 10000]
-    rows = sim_rows(sizes, args.max_rounds, args.seed)
+    rows = sim_rows(sizes, args.max_rounds, args.seed) if "sim" in only else []
     try:
-        rows += ring_rows(quick)
-        rows += archive_rows(quick)
-        rows += gossip_rows(quick)
-        rows += traffic_rows(quick)
-        rows += replication_rows(quick)
-        rows += nats_rows(quick)
+        for name, fn in (("ring", ring_rows), ("archive", archive_rows), ("gossip", gossip_rows),
+                         ("traffic", traffic_rows), ("replication", replication_rows), ("nats", nats_rows)):
+            if name in only:
+                rows += fn(quick)
+        if "nats-scale" in only:
+            from becomingone.bench.mesh_scale import scale_rows
+            cells = [int(c) for c in args.cells.split(",")] if getattr(args, "cells", None) else None
+            rows += scale_rows(quick, cells)
     except ImportError:
         pass
     return rows

@@ -7,9 +7,12 @@ Every cell runs one mesh period per `interval` (1 s, the live default): publishe
 does its part of the tree aggregate; it writes one entry per period to its ledger (handed to the
 ledger's writer thread, as in a coordinator, five at a time); every `publish_every` (5 s, the
 checkpoint interval) it publishes its ledger (a signed checkpoint); it follows the ledgers the ring assigns it (fan-out 3) as they are published and
-checks one other origin's head every 5 s. Measured, after every cell agrees on T_global and on N cells alive:
+checks one other origin's head every 5 s. Measured, after every cell agrees on T_global and on N cells alive,
+holds every group's membership record and follows every ledger the ring assigns it:
 - msgs/bytes per cell per second: the NATS client's counters of every cell's connection, in and
-  out, over a steady window (`window` s);
+  out, over a steady window (`window` s), and by kind (`msgs_by_kind_per_cell_per_s`: value,
+  group, summary, global, members-kv, ledger, rpc, JetStream API; "-reply" the answers to this
+  cell's requests, "-answer" its answers to others'); `subscriptions_per_cell` (mean, max);
 - CPU ms per cell per second: the worker processes' CPU time over the same window / N (the
   nats-server's own CPU is reported beside it, per cell);
 - tglobal_converge_s: one cell changes its value (and device count); the time until T_global at
@@ -56,7 +59,82 @@ def expected(values):
     return sum(v * d for v, d in values.values()) / n
 
 
+# ------------------------------------------------------------------ traffic by kind
+def subject_kind(subject):
+    """The kind of traffic a NATS subject carries (the `by_kind` breakdown of a row)."""
+    s = subject
+    if s.startswith("bo.agg.0."):
+        return "value"                 # a cell's value or heartbeat to its level-0 group
+    if s.startswith("bo.agg."):
+        return "summary"               # a group leader's summary to its parent group
+    if s.startswith("bo.grp."):
+        return "group"                 # a level-0 leader's group message to its members
+    if s.startswith("bo.up.") or s.startswith("bo.down."):
+        return "tree-" + s.split(".")[1]
+    if s == "bo.global" or s.startswith("bo.global."):
+        return "global"
+    if s.startswith("bo.ledger."):
+        return "ledger"                # ledger blocks (published, or pushed to a replica)
+    if s.startswith("bo.rpc."):
+        return "rpc"                   # consistency proofs, shards
+    if s.startswith("bo.evidence"):
+        return "evidence"
+    if s.startswith("$KV.bo_groups.") or s.startswith("$KV.bo_members."):
+        return "members-kv"
+    if s.startswith("$KV.bo_checkpoints."):
+        return "checkpoint-kv"
+    if s.startswith("$JS.API.DIRECT.GET") or s.startswith("$JS.API.STREAM.MSG.GET"):
+        return "js-get"
+    if s.startswith("$JS.API.CONSUMER"):
+        return "js-consumer"
+    if s.startswith("$JS.API."):
+        return "js-api"
+    if s.startswith("$JS.ACK"):
+        return "js-ack"
+    return "other"
+
+
+def count_by_kind(nc, table):
+    """Count a nats-py client's messages in and out by kind into table {kind: [in, out, in_bytes,
+    out_bytes]}; an answer (to an inbox) is counted as "<kind of the request>-reply"."""
+    pending = {}
+    send, process = nc._send_publish, nc._process_msg
+
+    def add(kind, i, size):
+        row = table.get(kind)
+        if row is None:
+            row = table[kind] = [0, 0, 0, 0]
+        row[i] += 1
+        row[i + 2] += size
+
+    async def _send_publish(subject, reply, payload, payload_size, headers):
+        kind = pending.pop(subject, None)
+        kind = kind + "-answer" if kind is not None else subject_kind(subject)
+        if reply:
+            if len(pending) > 10000:
+                pending.clear()
+            pending[reply] = kind
+        add(kind, 1, payload_size)
+        return await send(subject, reply, payload, payload_size, headers)
+
+    async def _process_msg(sid, subject, reply, data, headers):
+        subj = subject.decode() if isinstance(subject, (bytes, bytearray)) else subject
+        kind = pending.pop(subj, None)
+        if kind is not None:
+            kind += "-reply"
+        else:
+            kind = subject_kind(subj)
+            rep = reply.decode() if isinstance(reply, (bytes, bytearray)) else reply
+            if rep and not rep.startswith("$JS.ACK"):
+                pending[rep] = kind       # a request to us: our answer is counted as its reply
+        add(kind, 0, len(data))
+        return await process(sid, subject, reply, data, headers)
+    nc._send_publish, nc._process_msg = _send_publish, _process_msg
+
+
 # ------------------------------------------------------------------ the worker process
+TREE_EVENTS = ("member_writes", "records_in", "records_carried", "resyncs", "took_lead", "stepped_down", "starved",
+               "values_sent")
 class Worker:
     def __init__(self, a):
         self.a = a
@@ -72,6 +150,9 @@ class Worker:
         self.late = 0.0
         self.drift, self.walk, self.rng = False, {}, random.Random(a.first)
         self.measuring, self.lates = False, []
+        self.kinds = {}                # kind -> [in, out, in_bytes, out_bytes] over this worker's cells
+        self.subs = {}                 # cell -> subscriptions held (sampled at stats)
+        self._fd = None
 
     def setup(self):
         from becomingone.ledger import Ledger
@@ -95,6 +176,7 @@ class Worker:
                          fanout=a.fanout, group_size=a.group, write_own_trust=False)
             m.on_applied = (lambda origin, size, t, c=c: self.applied.append([c, origin, size, t]))
             await m.start()
+            count_by_kind(m.nats.nc, self.kinds)
             self.meshes[c] = m
         loop = asyncio.get_running_loop()
         for k, c in enumerate(self.names):     # spread over one interval
@@ -148,7 +230,20 @@ class Worker:
             return
         if tg.get("dead") is not None and m.is_alive(tg["dead"]):
             return
+        if tg.get("members") is not None and m.agg.view_digest() != self._full_digest(m):
+            return                                # every group's membership record held (its digest)
+        if tg.get("follows") and not set(m.nats.follows) >= m._replicate:
+            return                                # following every ledger the ring assigns it
+
         self.hit[c] = time.time()
+
+    def _full_digest(self, m):
+        """The membership digest of every cell alive (what each cell's records add up to then)."""
+        lay = m.agg.layout
+        if self._fd is None or self._fd[0] is not lay:
+            from becomingone.mesh.hierarchy import digest
+            self._fd = (lay, digest(lay.cells, lay.h64))
+        return self._fd[1]
 
     def stats(self):
         s = {"in_msgs": 0, "out_msgs": 0, "in_bytes": 0, "out_bytes": 0}
@@ -158,6 +253,13 @@ class Worker:
             for k, v in m.nats.stats().items():
                 s[k] += v
         t = os.times()
+        subs = [len(m.nats.nc._subs) for c, m in self.meshes.items() if c not in self.killed]
+        live = [m for c, m in self.meshes.items() if c not in self.killed]
+        ev = {k: sum(m.agg.counts.get(k, 0) for m in live) for k in TREE_EVENTS}
+        for k in ("group_reads", "store_rewrites"):
+            ev[k] = sum(m.counters.get(k, 0) for m in live)
+        s.update(kinds={k: list(v) for k, v in self.kinds.items()}, subs_sum=sum(subs), events=ev,
+                 subs_max=max(subs) if subs else 0)
         s.update(cpu=t.user + t.system, loop_cpu=time.thread_time(), cells=len(self.meshes) - len(self.killed),
                  errors=dict(self.errors),
                  alerts=sum(len(m.alerts) for m in self.meshes.values()))
@@ -239,6 +341,9 @@ class Worker:
                     "t_none": sum(1 for m in ms if m.agg.grp is None or m.agg.grp["g"] is None),
                     "alive_min": min(alive) if alive else None, "alive_max": max(alive) if alive else None,
                     "leaders": sum(1 for m in ms if m.agg.leading is not None), "late_s": round(self.late, 3),
+                    "members_held": sum(1 for m in ms if m.agg.view_digest() == self._full_digest(m)),
+                    "follows_missing": sum(len(m._replicate - set(m.nats.follows)) for m in ms),
+                    "events": {k: sum(m.agg.counts.get(k, 0) for m in ms) for k in TREE_EVENTS},
                     "counts": {k: sum(m.agg.counts[k] for m in ms) for k in ("took_lead", "stepped_down", "starved",
                                                                             "values_sent", "hb_unusable", "member_writes")},
                     "refused": sum(m.agg.refused for m in ms),
@@ -371,12 +476,17 @@ def scale_row(n, window=20.0, interval=1.0, ttl=5.0, group=16, fanout=3, publish
             values = {cell_name(i): value(i) for i in range(n)}
             t0 = time.time()
             ps.all({"op": "start"})
-            ps.all({"op": "target", "t": [expected(values).real, expected(values).imag], "alive": n})
-            limit = settle_limit or (60.0 + n * 0.1)
-            if ps.wait(limit) is None:
-                raise RuntimeError("nats-%d: the cells did not agree on T_global and membership within %g s"
-                                   % (n, limit))
-            settle_s = time.time() - t0
+            # settled: T_global and the live count right at every cell, every group's membership
+            # record held, every ring-assigned ledger followed (start-up catch-up is not steady traffic)
+            ps.all({"op": "target", "t": [expected(values).real, expected(values).imag], "alive": n,
+                    "members": n, "follows": True})
+            limit = settle_limit or (60.0 + n * 0.2)
+            settled = ps.wait(limit) is not None
+            if not settled:                       # measured anyway, and said so (with what was missing)
+                unsettled = ps.all({"op": "diag"})
+                unsettled = {k: [d[k] for d in unsettled] for k in ("t_ok", "alive_min", "members_held",
+                                                                    "follows_missing", "late_s")}
+            settle_s = time.time() - t0 if settled else None
             t_settled = time.time()
             # steady window: every T_hat wanders (a random walk of `drift` per period)
             ps.all({"op": "drift", "on": True})
@@ -430,6 +540,18 @@ def scale_row(n, window=20.0, interval=1.0, ttl=5.0, group=16, fanout=3, publish
                     p.kill()                      # by PID: the worker we started
                     p.wait(5)
     lags, expected_applies, applies = _lags(repl, origins, n, fanout, t_settled, t_end=tk)
+    kinds = {}
+    for x in b:
+        for k, v in x["kinds"].items():
+            kinds[k] = [p + q for p, q in zip(kinds.get(k, [0, 0, 0, 0]), v)]
+    for x in a:
+        for k, v in x["kinds"].items():
+            kinds[k] = [p - q for p, q in zip(kinds[k], v)]
+    events = {k: sum(x["events"].get(k, 0) for x in b) - sum(x["events"].get(k, 0) for x in a)
+              for k in b[0]["events"]}
+    by_kind = {k: {"in": round(v[0] / n / dt, 3), "out": round(v[1] / n / dt, 3),
+                   "bytes": round((v[2] + v[3]) / n / dt, 1)}
+               for k, v in sorted(kinds.items(), key=lambda kv: -(kv[1][0] + kv[1][1])) if v[0] + v[1]}
     errors = {}
     for e in end:
         for k, v in e["errors"].items():
@@ -448,7 +570,12 @@ def scale_row(n, window=20.0, interval=1.0, ttl=5.0, group=16, fanout=3, publish
             "replication_lag_p50_s": _pct(lags, 0.5), "replication_lag_p99_s": _pct(lags, 0.99),
             "replication_lag_max_s": max(lags) if lags else None,
             "replica_applies": applies, "replica_applies_expected": expected_applies,
-            "settle_s": settle_s, "errors": errors, "alerts": sum(e["alerts"] for e in end),
+            "msgs_by_kind_per_cell_per_s": by_kind,
+            "tree_events_in_window": events,
+            "subscriptions_per_cell": [round(sum(x["subs_sum"] for x in b) / max(1, sum(x["cells"] for x in b)), 2),
+                                       max(x["subs_max"] for x in b)],
+            "settle_s": settle_s, "settled": settled, **({} if settled else {"unsettled": unsettled}),
+            "errors": errors, "alerts": sum(e["alerts"] for e in end),
             "seconds": time.time() - t_all}
 
 
@@ -478,8 +605,10 @@ def _lags(repl, origins, n, fanout, t_start, t_end):
     return lags, want, got
 
 
-def scale_rows(quick):
-    """nats-10 and nats-100 (and nats-1000 unless quick), or a skip row without the server."""
+def scale_rows(quick, cells=None):
+    """nats-10, nats-100 and nats-1000 (quick: nats-10 alone, a smoke test; or one row per count
+    in `cells`), or a skip row without the server. nats-1000 carries its ratios against nats-100
+    of the same run."""
     try:
         import nats  # noqa: F401  (nats-py: optional, the `nats` extra; only checked for here)
     except ImportError:
@@ -487,7 +616,7 @@ def scale_rows(quick):
     if NATS_SERVER is None:
         return [{"name": "nats-scale", "skipped": "nats-server not installed (Debian package nats-server)"}]
     rows = []
-    for n in (10, 100) if quick else (10, 100, 1000):
+    for n in cells or ((10,) if quick else (10, 100, 1000)):
         rows.append(scale_row(n, window=10.0 if quick else 20.0))
     by = {r["cells"]: r for r in rows}
     if 1000 in by and 100 in by:

@@ -20,10 +20,19 @@ and elect a leader of their own, up to the root, whose leader publishes the glob
 cell. Per period a cell handles about g + 1 messages (a leader g more per level it leads):
 independent of N. A changed value reaches T_global at every cell within (levels + 1) periods.
 
-Membership: a level-0 leader writes its group's live members (signed) to a key-value store only
-when they change; every cell watches the store, so a dead cell is known everywhere one write
-after its group stops hearing it (`ttl`). A group that falls silent altogether (all its cells
-dead) is written empty by the leader above it, which stops hearing its summary.
+Membership: a level-0 leader signs its group's live members (a record) only when they change,
+writes it to a key-value store (read on demand) and sends it up the tree inside its summary
+until it has come back down twice (CARRY_BACK; at most CARRY_MAX periods); each leader relays
+the records its children's summaries carry, the root puts them in the global sum, and each
+level-0 leader hands those to its members inside its group message. So no cell hears every
+group's record: a cell receives a record once or twice per real change, inside messages it
+receives anyway, and a dead cell is known everywhere ttl + about levels + 1 periods after its
+group stopped hearing it. A group that falls silent altogether (all its cells dead) is written
+empty by the leader above it, which stops hearing its summary. Summaries, the global sum and
+the group message also carry a membership digest (sum of the live cells' 64-bit hashes, mod
+2^64, added up the tree like the sums): a cell whose records disagree with it for
+`resync_after` seconds (it started late, a message was lost) reads the whole store once
+(needs_resync; at most every RESYNC_MIN seconds).
 
 Nothing is taken on the sender's word: entries, summaries, the global sum and membership
 records are Ed25519-signed by trusted cells (`keys`), summaries and the global sum carry a
@@ -33,8 +42,9 @@ version per signer (a replay is older and dropped).
     tree = TreeAggregate("cell-a", layout, signing_key, keys, ttl=5.0, interval=1.0)
     tree.publish(T_hat, devices, now) -> entry    (send it to subject(0, layout.group_of(cell)))
     tree.on_value(entry, now); tree.on_summary(msg, now); tree.on_global(msg, now)
-    tree.on_members(gid, record)                  (membership records from the store)
+    tree.on_members(gid, record)                  (membership records read from the store)
     acts = tree.tick(now) -> Actions(publish=[(subject, msg)], members=[(gid, record)], subjects)
+    tree.needs_resync(now) -> read every record of the store and give each to on_members
     tree.t_global() -> (complex, {cell: weight of the cells whose values this cell holds})
     tree.members() -> {cell: "alive" | "dead"}; tree.alive_count()
 """
@@ -51,7 +61,7 @@ from becomingone.mesh.aggregate import AggregateError
 from becomingone.mesh.ring import key_position
 
 __all__ = ["Layout", "TreeAggregate", "Actions", "jump_hash", "subject", "group_subject",
-           "GLOBAL_SUBJECT", "DEFAULT_GROUP_SIZE"]
+           "GLOBAL_SUBJECT", "DEFAULT_GROUP_SIZE", "record_key"]
 
 DEFAULT_GROUP_SIZE = 16
 DEFAULT_EPS = 0.01        # a new signed value when T_hat moved by more than this (else a heartbeat)
@@ -99,6 +109,7 @@ class Layout:
             self.counts.append(math.ceil(self.counts[-1] / group_size))
         self.top = len(self.counts) - 1
         self.rank = {c: rank(c) for c in self.cells}
+        self.h64 = {c: key_position("member:" + c) for c in self.cells}   # membership digests
         self._group = {c: jump_hash(key_position("group:" + c), self.counts[0]) for c in self.cells}
         self._members = {}
         for c in sorted(self.cells, key=self.rank.get):
@@ -155,7 +166,7 @@ def _body(msg, fields):
     return json.dumps({k: msg[k] for k in fields}, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
-SUM_FIELDS = ("by", "gid", "kind", "level", "s", "version")
+SUM_FIELDS = ("by", "d", "gid", "kind", "level", "s", "version")
 VALUE_FIELDS = ("anchor", "by", "devices", "gid", "im", "kind", "re", "version")
 CHAIN = 128               # heartbeats per hash chain (then a new signed value starts the next one)
 MAX_SKIP = 64             # heartbeats a leader may have missed and still check with hashes
@@ -213,7 +224,38 @@ def check_value(m):
         raise AggregateError("value of %r: anchor must be 32 hex digits" % (m.get("by"),))
     return m
 MEMBER_FIELDS = ("alive", "by", "gid", "kind", "version")
-GROUP_FIELDS = ("by", "g", "gid", "kind", "live", "version")
+GROUP_FIELDS = ("by", "g", "gd", "gid", "kind", "live", "version")
+MASK64 = (1 << 64) - 1
+CARRY_BACK = 2            # a membership record rides up the tree until it came back in this many global sums
+CARRY_MAX = 30            # ... or for this many periods at most (then the digest catches a miss)
+MAX_CARRY = 64            # membership records in one tree message at most (the newest)
+RESYNC_MIN = 60.0         # seconds between two reads of the whole membership store by one cell
+
+
+def digest(cells, h64):
+    """The membership digest of a set of cells: sum of their 64-bit hashes mod 2^64 (adds up the
+    tree like the sums: a group's is the sum of its members', the global one of every group's)."""
+    d = 0
+    for c in cells:
+        d += h64.get(c, 0)
+    return d & MASK64
+
+
+def _rec_key(rec):
+    """A record's identity for skipping repeats: its whole content (a copy with another body
+    under a real signature is another record, refused when read)."""
+    return hashlib.blake2b(json.dumps(rec, sort_keys=True, separators=(",", ":")).encode("utf-8"),
+                           digest_size=12).digest()
+
+
+record_key = _rec_key
+
+
+def _check_record(rec):
+    """A membership record fit to relay (its signature is checked where it is read)."""
+    return (isinstance(rec, dict) and rec.get("kind") == "members" and type(rec.get("gid")) is int
+            and isinstance(rec.get("alive"), list) and isinstance(rec.get("by"), str)
+            and isinstance(rec.get("sig"), str) and isinstance(rec.get("version"), list))
 
 
 def _t_of(s):
@@ -271,11 +313,23 @@ class TreeAggregate:
         self.raw = {}             # level-0 gid -> newest record not yet verified
         self.written = {}         # gid -> (alive tuple, when) of our last membership write
         self.groups_version = 0   # moves whenever the membership records change
+        self.rec_ver = {}         # gid -> keys of the newest records taken (repeats skipped)
+        self.outbox = {}          # gid -> [our membership record, until, times seen back]: carried up
+        self._glob_relayed = None # version of the last global sum whose records went to our group
+        self.last_rec = {}        # gid -> (our newest record of it, when)
+        self._rewrite = set()     # gids whose record we sign and send again at the next tick
+        self.resync_after = 2.0 * self.ttl + (layout.top + 2) * self.interval
+        self.mismatch_since = None
+        self.last_resync = None
+        self._vd = None           # (groups_version, digest of the membership this cell holds)
+        self._gdig = {}           # gid -> digest of the newest record held of it (None: recompute)
+        self._newest = {}         # gid -> key of the newest record held of it
         self.refused = 0
         self.full_every = int(full_every)    # periods between full values even when unchanged
         self.counts = {"verified": 0, "summaries": 0, "globals": 0, "groups": 0, "member_writes": 0,
                        "took_lead": 0, "stepped_down": 0, "starved": 0, "values_sent": 0, "heartbeats_sent": 0,
-                       "heartbeats": 0, "hb_unusable": 0, "expired": 0}
+                       "heartbeats": 0, "hb_unusable": 0, "expired": 0, "records_in": 0, "records_carried": 0,
+                       "resyncs": 0}
         self.last_tick = None
         self._alive_total = None
         self._leads = 0
@@ -294,6 +348,10 @@ class TreeAggregate:
             self.grp = self.grp_seen = None
         self.groups = {g: {c for c in s if c in layout} for g, s in self.groups.items() if g < layout.counts[0]}
         self.raw = {g: r for g, r in self.raw.items() if g < layout.counts[0]}
+        self.rec_ver = {g: v for g, v in self.rec_ver.items() if g < layout.counts[0]}
+        self.outbox = {g: v for g, v in self.outbox.items() if g < layout.counts[0]}
+        self.resync_after = 2.0 * self.ttl + (layout.top + 2) * self.interval
+        self._gdig = None
         self._alive_total = None
         self.groups_version += 1
 
@@ -434,6 +492,8 @@ class TreeAggregate:
                           for x in live))
             if g is not None:
                 _check_sum(g)
+            gd = msg.get("gd")
+            ok = ok and (gd is None or (type(gd) is int and 0 <= gd <= MASK64))
         except (KeyError, TypeError, AggregateError):
             ok = False
         if not ok or by not in self.layout or self.layout.group_of(by) != self.gid0:
@@ -442,14 +502,30 @@ class TreeAggregate:
         if by == self.cell or not self._newer("group", 0, self.gid0, by, msg.get("version")):
             return False
         same = (self.grp is not None and self.grp["by"] == by and self.grp["live"] == live
-                and self.grp["g"] == g)
+                and self.grp["g"] == g and self.grp.get("gd") == msg.get("gd"))
         if not same and not self._verify(msg, GROUP_FIELDS):
             self.refused += 1
             return False
         self._seen("group", 0, self.gid0, by, msg["version"])
         self.grp, self.grp_seen = msg, now
         self.counts["groups"] += 1
+        self._take_records(msg.get("m"))
         return True
+
+    def _take_records(self, recs):
+        """Membership records that rode the tree (each signed by its writer, checked when read)."""
+        if not isinstance(recs, list):
+            return
+        for rec in recs[:MAX_CARRY]:
+            if _check_record(rec):
+                self.on_members(rec["gid"], rec)
+
+    @staticmethod
+    def _records(recs):
+        """The relayable records of a message's "m" (shape only; signatures are checked by readers)."""
+        if not isinstance(recs, list):
+            return ()
+        return [r for r in recs[:MAX_CARRY] if _check_record(r)]
 
     def on_summary(self, msg, now=None):
         """A child group's signed summary, heard on a level >= 1 subject."""
@@ -460,13 +536,15 @@ class TreeAggregate:
         except (KeyError, TypeError, ValueError, AggregateError):
             self.refused += 1
             return False
-        if msg.get("kind") != "sum" or not 0 <= level < self.layout.top or by not in self.layout:
+        d = msg.get("d")
+        if (msg.get("kind") != "sum" or not 0 <= level < self.layout.top or by not in self.layout
+                or type(d) is not int or not 0 <= d <= MASK64):
             self.refused += 1
             return False
         if not self._newer("sum", level, gid, by, msg.get("version")):
             return False
         old = self.children.get(level + 1, {}).get(gid)
-        same = old is not None and old[0]["by"] == by and old[0]["s"] == msg["s"]
+        same = old is not None and old[0]["by"] == by and old[0]["s"] == msg["s"] and old[0].get("d") == msg.get("d")
         if by != self.cell and not same and not self._verify(msg, SUM_FIELDS):
             self.refused += 1
             return False
@@ -483,12 +561,14 @@ class TreeAggregate:
         except (KeyError, TypeError, AggregateError):
             self.refused += 1
             return False
-        if msg.get("kind") != "global" or by not in self.layout:
+        d = msg.get("d")
+        if msg.get("kind") != "global" or by not in self.layout or type(d) is not int or not 0 <= d <= MASK64:
             self.refused += 1
             return False
         if not self._newer("global", -1, 0, by, msg.get("version")):
             return False
-        same = self.glob is not None and self.glob["by"] == by and tuple(self.glob["s"]) == s
+        same = (self.glob is not None and self.glob["by"] == by and tuple(self.glob["s"]) == s
+                and self.glob.get("d") == msg.get("d"))
         if by != self.cell and not same and not self._verify(msg, SUM_FIELDS):
             self.refused += 1
             return False
@@ -497,34 +577,69 @@ class TreeAggregate:
         self.counts["globals"] += 1
         return True
 
-    def on_members(self, gid, rec):
-        """A membership record from the store (key = level-0 gid): kept as it came and verified
-        when it is first read (alive_cells / is_alive), so a burst of changes (a mesh starting)
-        costs a cell only the records it looks at. -> False if it cannot be one."""
+    def on_members(self, gid, rec, stored=False):
+        """A membership record (key = level-0 gid), from the tree or read from the store
+        (`stored`: the store holds each group's newest write, so it is taken even if this cell
+        had it before and something older came after): kept as it came and verified when it is
+        first read (alive_cells / is_alive), so a burst of changes (a mesh starting) costs a cell
+        only the records it looks at. -> False if it cannot be one or was had already."""
         if not (isinstance(rec, dict) and rec.get("kind") == "members" and rec.get("gid") == gid
                 and 0 <= gid < self.layout.counts[0]):
             self.refused += 1
             return False
+        try:
+            key = _rec_key(rec)
+        except (TypeError, ValueError):
+            self.refused += 1
+            return False
+        seen = self.rec_ver.setdefault(gid, [])
+        if key in seen and (not stored or self._newest.get(gid) == key):
+            return False                         # had it (a record rides the tree for a few periods)
+        if key not in seen:
+            seen.append(key)
+            del seen[:-8]
+        self.counts["records_in"] += 1
         pend = self.raw.setdefault(gid, [])
+        if stored:
+            pend.clear()
         pend.append(rec)
+        self._newest[gid] = key
+        if self._gdig is not None:
+            self._gdig[gid] = self._rec_digest(gid, rec)
         del pend[:-4]                            # the newest few: a forged one cannot hide a real one
         self._alive_total = None
         self.groups_version += 1
         return True
 
+    def _rec_digest(self, gid, rec):
+        alive = rec.get("alive")
+        if not isinstance(alive, list):
+            return 0
+        lay = self.layout
+        return digest([c for c in alive if isinstance(c, str) and c in lay and lay.group_of(c) == gid], lay.h64)
+
     def _group(self, gid):
         """The verified live set of level-0 group gid (from its newest valid record)."""
-        for rec in reversed(self.raw.pop(gid, ())):
+        pend = self.raw.pop(gid, ())
+        if pend and not self._verify_one(gid, pend):
+            if self._gdig is not None:                   # the newest did not verify
+                self._gdig[gid] = digest(self.groups.get(gid, ()), self.layout.h64)
+            self.groups_version += 1
+        return self.groups.get(gid, set())
+
+    def _verify_one(self, gid, pend):
+        """Apply the newest of `pend` that verifies -> whether the newest one did."""
+        for i, rec in enumerate(reversed(pend)):
             try:
                 alive, by = rec["alive"], rec["by"]
                 ok = isinstance(alive, list) and all(isinstance(c, str) for c in alive) and by in self.layout
             except (KeyError, TypeError):
                 ok = False
-            if ok and (by == self.cell or self._verify(rec, MEMBER_FIELDS)):
+            if ok and self._verify(rec, MEMBER_FIELDS):     # ours too: ours come back known
                 self.groups[gid] = {c for c in alive if c in self.layout and self.layout.group_of(c) == gid}
-                break
+                return i == 0
             self.refused += 1
-        return self.groups.get(gid, set())
+        return False
 
     def is_alive(self, cell):
         """Whether `cell`'s group record lists it (one record verified at most)."""
@@ -617,6 +732,8 @@ class TreeAggregate:
             self.grp_seen += gap
         if self.glob_seen is not None:
             self.glob_seen += gap
+        if self.mismatch_since is not None:
+            self.mismatch_since += gap
         self.started += gap
 
     def tick(self, now=None):
@@ -640,26 +757,29 @@ class TreeAggregate:
             old = self.grp if self.grp is not None and self.grp["by"] != self.cell else None
             gm = self._sign({"kind": "group", "gid": self.gid0, "by": self.cell, "version": self._version(),
                              "live": old["live"] if old is not None else [],
-                             "g": old["g"] if old is not None else None}, GROUP_FIELDS)
+                             "g": old["g"] if old is not None else None,
+                             "gd": old.get("gd") if old is not None else None}, GROUP_FIELDS)
             acts.publish.append((group_subject(self.gid0), gm))
             if old is None:
                 self.grp, self.grp_seen = gm, now
             return acts
         s, live = self._group_sum(now)
+        d = digest([x[0] for x in live], lay.h64)
         self._members_write(self.gid0, sorted(x[0] for x in live), now, acts)
+        relayed = {}              # membership records heard from the groups this cell leads above 0
         level, gid = 0, self.gid0
         while True:
             self._leads = level + 1
             if level == lay.top:
                 msg = self._sign({"kind": "global", "level": level, "gid": gid, "by": self.cell,
-                                  "version": self._version(), "s": list(s)}, SUM_FIELDS)
+                                  "version": self._version(), "s": list(s), "d": d}, SUM_FIELDS)
                 acts.publish.append((GLOBAL_SUBJECT, msg))
                 self.glob, self.glob_seen = msg, now      # ours: taken at once
                 break
             up = level + 1
             parent = lay.ancestor(self.gid0, up)
             msg = self._sign({"kind": "sum", "level": level, "gid": gid, "by": self.cell,
-                              "version": self._version(), "s": list(s)}, SUM_FIELDS)
+                              "version": self._version(), "s": list(s), "d": d}, SUM_FIELDS)
             acts.publish.append((subject(up, parent), msg))
             acts.subjects.add(subject(up, parent))
             kids = self.children.setdefault(up, {})
@@ -671,9 +791,14 @@ class TreeAggregate:
             heard = [m["by"] for m, seen in kids.values() if now - seen < self.ttl]
             if now - joined < self.grace or min(heard, key=lay.rank.get) != self.cell:
                 break
-            s = ZERO
-            for _g, (m, _seen) in sorted(kids.items()):   # a child being re-elected keeps its last sum
+            s, d = ZERO, 0
+            for _g, (m, seen) in sorted(kids.items()):    # a child being re-elected keeps its last sum
                 s = _add(s, tuple(m["s"]))
+                d += m["d"]
+                if m["by"] != self.cell and now - seen < self.grace:   # heard this period: relay
+                    for rec in self._records(m.get("m")):
+                        relayed[rec["gid"]] = rec
+            d &= MASK64
             if now - joined >= self.ttl_up:              # a child silent for ttl_up: its cells are dead
                 for child in lay.children(up, parent):
                     if child not in kids:
@@ -681,6 +806,20 @@ class TreeAggregate:
                             if self._group(g0):
                                 self._members_write(g0, [], now, acts)
             level, gid = up, parent
+        # membership records ride up on the last message this cell sends (to the group above the
+        # highest it leads, or the global sum): its own for CARRY periods, and those its children
+        # carry; the root's global sum hands them to every level-0 leader, which hands them to
+        # its members in the group message. No cell hears every group's record otherwise.
+        carry = {}
+        for g0, (rec, until, _back) in list(self.outbox.items()):
+            if now >= until:
+                del self.outbox[g0]
+            else:
+                carry[g0] = rec
+        carry.update(relayed)
+        if carry:
+            msg["m"] = [carry[k] for k in sorted(carry)][-MAX_CARRY:]
+            self.counts["records_carried"] += len(msg["m"])
         for lv in [lv for lv in self.joined if lv > level + 1]:
             del self.joined[lv]
         for lv in [lv for lv in self.children if lv not in self.joined]:
@@ -688,28 +827,61 @@ class TreeAggregate:
         # the group message: who is live (with their device counts) and the global sum as this
         # leader holds it; the sum it sent before is kept while T_global moved by less than eps/10
         # and no cell or device came or went, so its members re-verify only when it matters
-        g = self.glob if self.glob is not None and now - self.glob_seen < self.ttl_up else None
-        g = list(g["s"]) if g is not None else None
+        gl = self.glob if self.glob is not None and now - self.glob_seen < self.ttl_up else None
+        g = list(gl["s"]) if gl is not None else None
+        gd = gl.get("d") if gl is not None else None
         prev = self.grp["g"] if self.grp is not None and self.grp["by"] == self.cell else None
         if g is not None and prev is not None and g[2] == prev[2] and g[5] == prev[5] \
                 and abs(_t_of(g) - _t_of(prev)) <= self.eps / 10:
             g = prev
         gm = self._sign({"kind": "group", "gid": self.gid0, "by": self.cell, "version": self._version(),
-                         "live": live, "g": g}, GROUP_FIELDS)
+                         "live": live, "g": g, "gd": gd}, GROUP_FIELDS)
+        # the records the newest global sum carries, once per global sum: taken here, and to the members
+        recs = self._records(gl.get("m")) if gl is not None else ()
+        if recs and self._glob_relayed != gl["version"]:
+            self._glob_relayed = gl["version"]
+            for rec in recs:
+                self.on_members(rec["gid"], rec)
+                out = self.outbox.get(rec["gid"])
+                if out is not None and out[0]["sig"] == rec["sig"]:
+                    out[2] += 1                    # ours came back down: carried far enough
+                    if out[2] >= CARRY_BACK:
+                        del self.outbox[rec["gid"]]
+            gm["m"] = recs
         acts.publish.append((group_subject(self.gid0), gm))
         self.grp, self.grp_seen = gm, now
         return acts
 
+    def rewrite(self, gid):
+        """Sign and send this group's record again at the next tick (the store was found holding
+        another: a slower writer's put landed after ours)."""
+        self._rewrite.add(gid)
+        self.written.pop(gid, None)
+
+    def last_record(self, gid):
+        """(our newest record of group gid, when we wrote it) or (None, None)."""
+        return self.last_rec.get(gid, (None, None))
+
     def _members_write(self, gid, alive, now, acts):
         have = sorted(self._group(gid))
         last = self.written.get(gid)
-        if have == alive or (last is not None and last[0] == tuple(alive) and now - last[1] < self.ttl):
+        if gid not in self._rewrite and (
+                have == alive or (last is not None and last[0] == tuple(alive) and now - last[1] < self.ttl)):
             return
+        self._rewrite.discard(gid)
         rec = self._sign({"kind": "members", "gid": gid, "alive": alive, "by": self.cell,
                           "version": self._version()}, MEMBER_FIELDS)
         self.written[gid] = (tuple(alive), now)
-        self.groups[gid] = set(alive)            # ours: applied at once (the store echoes it)
+        self.groups[gid] = set(alive)            # ours: applied at once
         self.raw.pop(gid, None)
+        self._newest[gid] = _rec_key(rec)
+        if self._gdig is not None:
+            self._gdig[gid] = digest(alive, self.layout.h64)
+        seen = self.rec_ver.setdefault(gid, [])
+        seen.append(self._newest[gid])           # when it comes back down the tree: known
+        del seen[:-8]
+        self.outbox[gid] = [rec, now + CARRY_MAX * self.interval, 0]
+        self.last_rec[gid] = (rec, now)
         self._alive_total = None
         self.groups_version += 1
         self.counts["member_writes"] += 1
@@ -760,6 +932,39 @@ class TreeAggregate:
         if self._alive_total is None:
             self._alive_total = len(self.alive_cells())
         return self._alive_total
+
+    def view_digest(self):
+        """The membership digest of the newest record this cell holds of each group (compare:
+        the global sum's). Not verified here: a mismatch only makes the cell read the store;
+        records are verified where they are read (alive_cells, is_alive)."""
+        if self._vd is None or self._vd[0] != self.groups_version:
+            if self._gdig is None:
+                lay = self.layout
+                self._gdig = {g: digest(st, lay.h64) for g, st in self.groups.items()}
+                for g, pend in self.raw.items():
+                    if pend:
+                        self._gdig[g] = self._rec_digest(g, pend[-1])
+            self._vd = (self.groups_version, sum(self._gdig.values()) & MASK64)
+        return self._vd[1]
+
+    def needs_resync(self, now=None):
+        """Whether this cell should read the whole membership store now: the records it holds
+        have disagreed with the global sum's digest for resync_after seconds (a record it
+        missed: it started late, a message was lost), at most once per RESYNC_MIN seconds."""
+        now = self._now(now)
+        g = self.grp
+        want = g.get("gd") if g is not None and now - self.grp_seen < self.ttl else None
+        if want is None or self.view_digest() == want:
+            self.mismatch_since = None
+            return False
+        if self.mismatch_since is None:
+            self.mismatch_since = now
+        if now - self.mismatch_since < self.resync_after or (
+                self.last_resync is not None and now - self.last_resync < RESYNC_MIN):
+            return False
+        self.last_resync, self.mismatch_since = now, None
+        self.counts["resyncs"] += 1
+        return True
 
     def members(self):
         alive = self.alive_cells()

@@ -21,8 +21,11 @@
   every cell (host/mesh/replica.py check_evidence).
 - **T_global and membership** come from the tree aggregate (host/mesh/hierarchy.py) over the
   subjects `bo.agg.<level>.<group>` and `bo.global` (core NATS: soft state, resent every
-  period), and the membership records of the key-value bucket `bo_groups` (key = level-0 group),
-  written by a group's leader only when the group changes and watched by every cell.
+  period). Membership records (a level-0 group's live cells, signed by its leader) are written
+  to the key-value bucket `bo_groups` (key = level-0 group) only when the group changes, and
+  reach the other cells inside the tree's messages (up to the root, down to every cell); a
+  cell reads the whole bucket only at start and when its records disagree with the global
+  sum's membership digest (read_groups): no cell watches every group's key.
 
 Nothing read from NATS is trusted: replicas are applied through ReplicaStore (entries must reach
 the origin's signed root; split views become evidence), values, summaries and membership records
@@ -48,7 +51,8 @@ from becomingone.mesh.archive import ArchiveError
 from becomingone.mesh.archiving import Archiver, serve_shards
 from becomingone.mesh.backends.base import MeshBackend
 from becomingone.mesh.heads import HeadTracker
-from becomingone.mesh.hierarchy import DEFAULT_GROUP_SIZE, GLOBAL_SUBJECT, Layout, TreeAggregate, group_subject
+from becomingone.mesh.hierarchy import (DEFAULT_GROUP_SIZE, GLOBAL_SUBJECT, MEMBER_FIELDS, Layout, TreeAggregate,
+                                        group_subject)
 from becomingone.mesh.replica import ReplicaError, ReplicaStore, origin_id
 from becomingone.mesh.replication import serve
 from becomingone.mesh.ring import ledger_holders, replicated_by
@@ -62,6 +66,7 @@ FETCH_BATCH = 64          # messages per fetch
 BLOCK = 500               # entries per stream message
 RPC_TIMEOUT = 2.0
 HEALTH_EVERY = 60.0       # seconds between checks that this cell's consumers still exist
+STORE_CHECK_EVERY = 30.0  # seconds between a level-0 leader's checks that the store holds its group's record
 SHARD_TIMEOUT = 10.0
 
 
@@ -468,12 +473,13 @@ class NatsMesh(MeshBackend):
         self._retry = {}          # origin -> (next follow attempt, attempts) while it has no stream
         self._house = None        # the background housekeeping task of the last period
         self._writes = []         # membership records waiting to be written
+        self._resync = False      # read the whole membership store at the next housekeeping
+        self._next_store_check = time.monotonic() + STORE_CHECK_EVERY * random.random()
         self.bg_errors, self.bg_last_error = 0, None
         # archive = (k, n, segment entries): seal and place this ledger's segments (archiving.py)
         self.archive_cfg = archive
         self.shards_dir = shards_dir or os.path.join(os.path.dirname(os.path.abspath(replicas_dir)), "shards")
         self.archiver = None
-        self._groups_sub = None
         self.alerts = []
         self.trust = {}
         self.agg = self.store = self.nats = self.heads = None
@@ -486,7 +492,7 @@ class NatsMesh(MeshBackend):
         self._members_cache = (None, None)
         self.on_applied = None    # optional hook(origin, size, t) (benchmarks)
         self.counters = {"published_entries": 0, "head_checks": 0, "rpc_served": 0, "trust_reloads": 0,
-                         "evidence_accepted": 0, "member_writes": 0}
+                         "evidence_accepted": 0, "member_writes": 0, "group_reads": 0, "store_rewrites": 0}
         self.errors = []
 
     # ------------------------------------------------------------ trust and placement
@@ -560,41 +566,66 @@ class NatsMesh(MeshBackend):
         nc = self.nats.nc
         await nc.subscribe("bo.rpc." + cell_token(self.cell), cb=self._rpc)
         await nc.subscribe(EVIDENCE_SUBJECT, cb=self._evidence)
-        await self._watch_groups()
+        await self.read_groups()
         await self._set_subjects({group_subject(self.agg.gid0)})
 
-    async def _watch_groups(self):
-        """Every membership record of bo_groups: the current ones, then each change (a push
-        consumer without acks, looked after by _check_health)."""
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        async def cb(m):
-            try:
-                gid = int(m.subject.rsplit(".", 1)[-1])
-                rec = json.loads(m.data)
-            except (ValueError, TypeError):
-                return
-            if isinstance(rec, dict):
-                self.agg.on_members(gid, rec)
-                self._members_cache = (None, None)
-        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE,
-                             inactive_threshold=120.0)
-        self._groups_sub = await self.nats.js.subscribe("$KV.%s.>" % GROUP_BUCKET, cb=cb, config=cfg,
-                                                        stream="KV_" + GROUP_BUCKET)
-
-    async def _check_health(self):
-        """Every HEALTH_EVERY s: consumers the server dropped are made again."""
-        from nats.js.errors import NotFoundError
+    async def read_groups(self):
+        """Every membership record of bo_groups, read once (at start, and when the records this
+        cell holds disagree with the global sum's membership digest for a while): membership
+        changes otherwise reach a cell inside the tree's messages (hierarchy.py), so no cell
+        watches every group's key. -> records read."""
+        import nats.errors  # nats-py: optional, loaded lazily
+        kv = self.nats.kv[GROUP_BUCKET]
+        n = 0
+        w = await kv.watchall(ignore_deletes=True, inactive_threshold=30.0)
         try:
-            await self._groups_sub.consumer_info()
-        except NotFoundError:
+            while True:
+                try:
+                    e = await w.updates(timeout=5.0)
+                except nats.errors.TimeoutError:
+                    break
+                if e is None:                         # the current records, all read
+                    break
+                try:
+                    gid, rec = int(e.key), json.loads(e.value)
+                except (ValueError, TypeError):
+                    continue
+                if isinstance(rec, dict):
+                    self.agg.on_members(gid, rec, stored=True)
+                    n += 1
+        finally:
             try:
-                await self._groups_sub.unsubscribe()
+                await w.stop()
             except Exception:
                 pass
-            await self._watch_groups()
-        except Exception:
-            pass
+        self._members_cache = (None, None)
+        self.counters["group_reads"] += 1
+        return n
+
+    async def _check_store(self):
+        """A level-0 leader: does the store hold its group's live cells as this leader holds
+        them, signed by a trusted cell? (Two leaders in turn - an old one whose put was slow -
+        can leave an older record there, and cells that read the store would keep it.) If not,
+        the record is signed and sent again (store and tree)."""
+        from nats.js.errors import KeyNotFoundError  # nats-py: optional, loaded lazily
+        tree = self.agg
+        _rec, when = tree.last_record(tree.gid0)
+        now = time.monotonic()
+        if (self._writes or now - tree.leading < 3 * self.interval
+                or (when is not None and now - when < 2 * self.interval)):
+            return
+        try:
+            got = json.loads((await self.nats.kv[GROUP_BUCKET].get(str(tree.gid0))).value)
+        except (KeyNotFoundError, ValueError):
+            got = None
+        ok = (isinstance(got, dict) and isinstance(got.get("alive"), list)
+              and sorted(got["alive"]) == sorted(tree._group(tree.gid0)) and tree._verify(got, MEMBER_FIELDS))
+        if not ok and tree.leading is not None:
+            tree.rewrite(tree.gid0)
+            self.counters["store_rewrites"] += 1
+
+    async def _check_health(self):
+        """Every HEALTH_EVERY s: replica consumers the server dropped are made again."""
         await self.nats.check_follows()
 
     async def _set_subjects(self, want):
@@ -643,6 +674,8 @@ class NatsMesh(MeshBackend):
         if acts.members:
             self._writes.extend(acts.members)
             self._members_cache = (None, None)
+        if tree.needs_resync():
+            self._resync = True
         await self._set_subjects(acts.subjects)
         if self._house is not None and self._house.done():
             self._reap(self._house)
@@ -680,6 +713,16 @@ class NatsMesh(MeshBackend):
         if now >= self._next_health:
             self._next_health = now + HEALTH_EVERY
             await self._check_health()
+        if self._resync:
+            self._resync = False
+            try:
+                await self.read_groups()
+            except Exception:
+                self.agg.last_resync = None           # not read: asked again after resync_after, not 60 s
+                raise
+        if self.agg.leading is not None and now >= self._next_store_check:
+            self._next_store_check = now + STORE_CHECK_EVERY * (0.75 + 0.5 * random.random())
+            await self._check_store()
         if self.archiver.due():
             await self.archiver.step(sorted(self.agg.alive_cells()), self._send_shard)
 

@@ -96,7 +96,7 @@ def main(argv=None):
         sys.stderr.write("error: %s\n" % (e,))
         return 2
     global _reserve
-    from device.runner import prepare, build, unload, unload_boot_modules
+    from device.runner import prepare, build, unload
     parse_args = check_board = UsageError = None   # the option parser leaves the heap before
     unload("device.cli")                           # the long-lived tables are allocated
     try:
@@ -118,9 +118,10 @@ def main(argv=None):
     # boot-only code leaves the heap: the option parser and the builder (~15 KB of a Pico's)
     beats = opts.beats
     quiet = opts.quiet
-    opts = prepare = build = unload = None
-    unload_boot_modules()            # the runner, and check_board's and the DMA pacing rule
-    unload_boot_modules = None
+    opts = prepare = build = None
+    unload("device.runner")
+    unload("device.limits")          # check_board's and the rp2 DMA sampler's pacing rule
+    unload = None
     gc.collect()
     rc = 0
     try:

@@ -41,16 +41,6 @@ def load_key(path):
                      % (path, len(data)))
 
 
-# the boot-only modules: they leave the heap once the beat is built (device/main.py; the chip
-# harness host/rp2040/chip_beat.py measures the heap the same way)
-BOOT_ONLY = ("device.cli", "device.runner", "device.limits")
-
-
-def unload_boot_modules():
-    for name in BOOT_ONLY:
-        unload(name)
-
-
 def unload(name):
     """Forget a module used once (its code and tables go back to the heap once nothing refers
     to them)."""

@@ -151,7 +151,7 @@ def main(argv):
     if beats < 1 or warm < 0 or alloc_n < 0 or heap_k < 0:
         raise ValueError("need beats >= 1 and warmup, alloc-beats, heap-samples >= 0")
     from device.cli import parse_args
-    from device.runner import prepare, build, unload_boot_modules
+    from device.runner import prepare, build, unload
     opts = parse_args(dev)
     gc.collect()
     free_start = gc.mem_free()
@@ -160,8 +160,9 @@ def main(argv):
     beat = build(opts)
     # boot-only code leaves the heap, as device/main.py drops it once the beat is built
     parse_args = prepare = build = None
-    unload_boot_modules()
-    unload_boot_modules = None
+    for name in ("device.cli", "device.runner", "device.limits"):
+        unload(name)
+    unload = None
     if no_mem:
         import device.beat
         device.beat._HAS_MEM = False

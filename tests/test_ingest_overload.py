@@ -54,7 +54,7 @@ def test_overload_is_shed_at_the_reader_and_the_rate_holds(tmp_path):
     link.recv_batch = recv_batch             # before the reader's first read (attribute lookup)
     taken = [0]
 
-    def receive(_link, batch, _t_us):
+    def receive(_link, batch, _t_us, _parts=None):
         time.sleep(len(batch) * per_frame_s)  # the processing thread's cost, GIL released
         taken[0] += len(batch)
     c.ingest.receive = receive
@@ -95,7 +95,7 @@ def test_traffic_is_gathered_into_larger_batches_and_lag_is_from_the_oldest(tmp_
     c = _coordinator(tmp_path)
     c.ingest_util = 1.0                       # a busy processing thread
     seen = []
-    c.ingest.receive = lambda _l, batch, t_us: seen.append((len(batch), t_us))
+    c.ingest.receive = lambda _l, batch, t_us, _parts=None: seen.append((len(batch), t_us))
     from becomingone.coordinator.inbox import Received
     from becomingone.util.times import monotonic_us
     link = c.links[0]
@@ -172,3 +172,45 @@ def test_sparse_sequence_run_is_note_seq_frame_by_frame():
             assert (a.lost, a.seen, a.highest) == (b.lost, b.seen, b.highest), trial
         else:
             assert b.highest != seqs[-1] or "jump" in ref or ref[0] != "new"
+
+
+def _frames_block(frames):
+    """Datagrams (bytes) as one DatagramBlock, as a recvmmsg read hands them on."""
+    w = max(len(f) for f in frames)
+    data = np.zeros((len(frames), w), dtype=np.uint8)
+    for i, f in enumerate(frames):
+        data[i, :len(f)] = np.frombuffer(f, dtype=np.uint8)
+    names = np.zeros((len(frames), 16), dtype=np.uint8)
+    names[:, 2:4] = (0x1F, 0x90)                          # 127.0.0.1:8080
+    names[:, 4:8] = (127, 0, 0, 1)
+    return DatagramBlock(data, np.array([len(f) for f in frames], dtype=np.uint32), names)
+
+
+def test_merged_reads_keep_each_frames_receive_time(tmp_path):
+    """Reads merged into one batch (the processing thread behind, or gathering under traffic)
+    keep each frame's own receive time: a TIME_SYNC reply's t4 taken from the merge's (latest)
+    read made an honest round trip look up to COALESCE_US longer, and the clock fit rejected
+    the honest samples (CI under load: test_attacks' negative-round-trip test, 4 of 5 rejected)."""
+    from becomingone.coordinator.inbox import Received
+    from tests.test_coordinator import HELLO, tel
+    cfg = load_config(overrides={"data_dir": str(tmp_path), "admission.unknown_devices": "accept"})
+    c = Coordinator(cfg, links=["udp://127.0.0.1:0"], control=False, master=False)
+    c.start(integration=False)
+    try:
+        link = c.links[0]
+        seen = []
+        c.ingest.sink.time_sync = lambda _s, _f, _dev_t, received_us: seen.append(received_us)
+        t0 = 10_000_000
+        c.handle(Received(link, _frames_block([P.encode(P.HELLO, HELLO, 5, 7, 0, 0, 100)]), t0))
+        assert c.sessions.get(5) is not None
+        reply = P.encode(P.TIME_SYNC, {"mode": P.SYNC_REPLY, "host_t1_us": t0, "rx_era": 0,
+                                       "rx_off": 150}, 5, 7, 1, 0, 200)
+        first = _frames_block([P.encode(P.TELEMETRY, tel(1), 5, 7, 2, 0, 300), reply])
+        later = _frames_block([P.encode(P.TELEMETRY, tel(b), 5, 7, 1 + b, 0, 300 + b)
+                               for b in range(2, 6)])
+        c.inbox.put(Received(link, later, t0 + 40_000))  # read 40 ms after the reply's
+        c._drain(Received(link, first, t0 + 1_000))       # merged with it: one batch
+        assert c.counters["frames_received"] == 7
+        assert seen == [t0 + 1_000], seen
+    finally:
+        c.stop()

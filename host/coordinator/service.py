@@ -358,7 +358,8 @@ class Coordinator:
         under traffic (COALESCE_*) by waiting up to COALESCE_US for the next batches."""
         get_nowait, get = self.inbox.get_nowait, self.inbox.get
         pending = item
-        parts = None              # batches of `pending` to merge (one concatenation)
+        parts = ptimes = None     # batches of `pending` to merge (one concatenation), and
+        #                           when each was received (a frame keeps its own read's time)
         nparts = len(item.batch) if type(item) is Received else 0
         first_us = item.received_us if type(item) is Received else None
         for _ in range(limit):
@@ -377,25 +378,31 @@ class Coordinator:
             if type(nxt) is Received and type(pending) is Received and nxt.link is pending.link \
                     and nparts + len(nxt.batch) <= MERGE_FRAMES and pending.batch.mergeable(nxt.batch):
                 if parts is None:
-                    parts = [pending.batch]
+                    parts, ptimes = [pending.batch], [pending.received_us]
                 parts.append(nxt.batch)
+                ptimes.append(nxt.received_us)
                 nparts += len(nxt.batch)
-                # the later receive time: a TIME_SYNC reply in `nxt` must not look older
-                # than the request it answers (the lag is taken from the first: first_us)
+                # the merge's time is the latest (the lag is taken from the first: first_us);
+                # each frame keeps its own read's receive time (ptimes: a TIME_SYNC reply's t4)
                 pending = Received(pending.link, pending.batch, nxt.received_us)
                 continue
-            self._handle_merged(pending, parts, first_us)
+            self._handle_merged(pending, parts, first_us, ptimes)
             if nxt is None:
                 return
-            pending, parts = nxt, None
+            pending, parts, ptimes = nxt, None, None
             nparts = len(nxt.batch) if type(nxt) is Received else 0
             first_us = nxt.received_us if type(nxt) is Received else None
-        self._handle_merged(pending, parts, first_us)
+        self._handle_merged(pending, parts, first_us, ptimes)
 
-    def _handle_merged(self, msg, parts, first_us):
+    def _handle_merged(self, msg, parts, first_us, times=None):
         if parts is not None:
             msg = Received(msg.link, type(parts[0]).concat(parts), msg.received_us)
-        self.handle(msg, first_us)
+            ends, n = [], 0
+            for b in parts:
+                n += len(b)
+                ends.append(n)
+            times = (ends, times)
+        self.handle(msg, first_us, times)
 
     def stop(self):
         self.stop_event.set()
@@ -446,9 +453,10 @@ class Coordinator:
             self.health["checkpoint_error"] = "%s: %s" % (type(e).__name__, e)
 
     # ------------------------------------------------------------------ processing thread
-    def handle(self, msg, first_us=None):
+    def handle(self, msg, first_us=None, parts=None):
         """One inbox message (becomingone/coordinator/inbox.py); first_us: the receipt of the
-        oldest batch merged into a Received (its lag is the ingest lag)."""
+        oldest batch merged into a Received (its lag is the ingest lag); parts: where each
+        merged read ends and when it was received (Ingest.receive)."""
         t = type(msg)
         if t is Received:
             n = len(msg.batch)
@@ -471,7 +479,7 @@ class Coordinator:
                 w[0], w[1], w[2] = w[0] + el, 0, 0.0
             self.ingest_lag_us = monotonic_us() - (first_us or msg.received_us)
             try:
-                self.ingest.receive(msg.link, msg.batch, msg.received_us)
+                self.ingest.receive(msg.link, msg.batch, msg.received_us, parts)
             except Exception as e:            # a bug, never bad input: counted, loop goes on
                 self.counters["ingest_errors"] += 1
                 self.tally.reject("internal", n)

@@ -17,6 +17,7 @@ handshake, a frame under a pending handshake's key completes it.
 Rejections are counted by reason in the Tally (becomingone/util/tally.py).
 """
 import abc
+import bisect
 import time
 from collections import namedtuple
 
@@ -110,20 +111,31 @@ class Ingest:
         self.handshakes = handshakes
 
     # ------------------------------------------------------------------ entry point
-    def receive(self, link, batch, t_us):
-        """A FrameBatch from `link` (becomingone/links/batch.py), received at t_us (now_us())."""
+    def receive(self, link, batch, t_us, parts=None):
+        """A FrameBatch from `link` (becomingone/links/batch.py), received at t_us (now_us()).
+        parts: a batch merged from reads received at different times, ([rows up to the end of
+        each read], [its receive time]): a frame's own read's time is its receive time (a
+        TIME_SYNC reply's t4), not the merge's."""
         if isinstance(batch, DatagramBlock):
-            self._block(link, batch, t_us)
+            self._block(link, batch, t_us, parts)
         else:
-            self.frames(link, batch.items(), t_us)
+            self.frames(link, batch.items(), t_us, parts)
 
-    def frames(self, link, frames, t_us):
+    @staticmethod
+    def _row_time(parts, i, t_us):
+        """The receive time of row i of a merged batch (module: receive)."""
+        if parts is None:
+            return t_us
+        ends, times = parts
+        return times[min(bisect.bisect_right(ends, i), len(times) - 1)]
+
+    def frames(self, link, frames, t_us, parts=None):
         """(data, addr) frames in arrival order: every frame but TELEMETRY takes the per-frame
         path in order, then the TELEMETRY frames are batch-decoded together."""
         self.tally.counts["frames_received"] += len(frames)
         fast, fast_signed, addrs = [], [], {}
         hs = self.handshakes
-        for item in frames:
+        for i, item in enumerate(frames):
             data = item[0]
             if len(data) >= _MIN_FRAME and data[1] == P.TELEMETRY:
                 (fast_signed if data[0] & _AUTH else fast).append(data)
@@ -134,7 +146,7 @@ class Ingest:
                 # a handshake's proof, maybe: the TELEMETRY before it first (see _before_proof)
                 self.telemetry_batch(link, fast_signed, addrs, signed=True)
                 fast_signed = []
-            self._decode(link, item[1], data, t_us)
+            self._decode(link, item[1], data, self._row_time(parts, i, t_us))
         if fast:
             self.telemetry_batch(link, fast, addrs)
         if fast_signed:
@@ -229,7 +241,7 @@ class Ingest:
         pend = self.handshakes.pending.get(dev)
         return bool(pend) and any(k[0] == boot for k in pend)
 
-    def _block(self, link, blk, t_us):
+    def _block(self, link, blk, t_us, parts=None):
         """A DatagramBlock (recvmmsg, screened): the rows that are not TELEMETRY take the
         per-frame path in arrival order, then every TELEMETRY row is cut out as one contiguous
         blob per frame size and batch-decoded."""
@@ -248,8 +260,9 @@ class Ingest:
         if early is not None:
             self._fast_rows(link, blk, early)
             fast[early] = False
-        for data, addr in blk.items(slow.tolist()):
-            self._decode(link, addr, data, t_us)
+        rows = slow.tolist()
+        for i, (data, addr) in zip(rows, blk.items(rows)):
+            self._decode(link, addr, data, self._row_time(parts, i, t_us))
         if fast.any():
             self._fast_rows(link, blk, np.flatnonzero(fast))
 

@@ -190,9 +190,13 @@ def test_relay_end_to_end_through_a_lost_uplink(tmp_path, firmware_main):
                      [dev.tail(8) for dev in devices]))
         st = _status(status_file)
         assert {d["device"] for d in st["devices"]} == {1, 2}, st
-        rows = {r["device_id"]: r for r in json.loads(_cli("device", "list", "--data", data,
-                                                              "--json"))}
-        assert set(rows) == {1, 2} and all(r["frames"] > 5 for r in rows.values()), rows
+        # telemetry accepted from both (the serial device batches: a few frames a second)
+        def rows_now():
+            return {r["device_id"]: r for r in json.loads(_cli("device", "list", "--data", data,
+                                                                  "--json"))}
+        _wait(lambda: (lambda rows: set(rows) == {1, 2} and all(
+            r["frames"] > 5 for r in rows.values()))(rows_now()), 20,
+            "telemetry accepted from both devices", rows_now)
         t_setup = time.monotonic() - t_boot
         # the coordinator sees each device at the relay's socket for that device (through the
         # gate's socket for that relay socket)

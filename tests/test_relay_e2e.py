@@ -34,7 +34,8 @@ from shared import protocol as P
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAULT_AT_S = 45          # device 1's bearing fault starts this long after it boots
+FAULT_AT_S = 75          # device 1's bearing fault starts this long after it boots (setup: 14 s
+#                          alone, up to 50 s seen late in a loaded CI run)
 
 
 def _micropython():
@@ -165,6 +166,7 @@ def test_relay_end_to_end_through_a_lost_uplink(tmp_path, firmware_main):
         proxies.append(serial)
         relay, rinfo = _start(["relay", "--link", "udp://127.0.0.1:0", "--link", serial.host_path,
                                "--to", "udp://127.0.0.1:%d" % gate.port, "--ack-timeout", "2",
+                               "--buffer", "50000",
                                "--probe", "0.5", "--status-file", status_file,
                                "--status-every", "0", "--json"])
         procs.append(relay)
@@ -185,7 +187,7 @@ def test_relay_end_to_end_through_a_lost_uplink(tmp_path, firmware_main):
         # 1. handshake through the relay (a keyed device's WITNESS is taken only under a session
         # key), its BOOT records acknowledged, telemetry accepted
         _wait(lambda: boots_in() == {1, 2} and (_status(status_file) or {}).get(
-            "counters", {}).get("witness_acked", 0) >= 2, 60, "both devices' BOOT records ACKed",
+            "counters", {}).get("witness_acked", 0) >= 2, 90, "both devices' BOOT records ACKed",
             lambda: (dict(observer.kinds), _status(status_file),
                      [dev.tail(8) for dev in devices]))
         st = _status(status_file)

@@ -229,13 +229,10 @@ class Ingest:
         return True
 
     def _rows_under_key(self, dev, boot, rows, boots, arr, datas):
-        """How many of TELEMETRY rows `rows` (of device `dev`) are of boot `boot` and verify
+        """The TELEMETRY rows among `rows` (of device `dev`) that are of boot `boot` and verify
         under the device key K; arr: the fixed-size rows as an array, else datas a list."""
-        n = 0
-        for i in rows.tolist():
-            if int(boots[i]) == boot:
-                n += self._under_device_key(dev, bytes(arr[i]) if arr is not None else datas[i])
-        return n
+        return [i for i in rows[boots[rows] == boot].tolist()
+                if self._under_device_key(dev, bytes(arr[i]) if arr is not None else datas[i])]
 
     def _pending(self, dev, boot):
         pend = self.handshakes.pending.get(dev)
@@ -422,11 +419,7 @@ class Ingest:
             for b in set(boots[rows].tolist()) - {s.boot_id if s is not None else None}:
                 if not self._pending(d, b):
                     continue                    # the decoder refuses them ("auth")
-                held = []
-                for i in rows[boots[rows] == b].tolist():
-                    row = bytes(arr[i]) if frame_size else datas[i]
-                    if self._under_device_key(d, row):
-                        held.append(i)
+                held = self._rows_under_key(d, b, rows, boots, arr if frame_size else None, datas)
                 if held and self.handshakes.hold(d, b, len(held)):
                     drop[held] = True
         if not drop.any():
@@ -437,7 +430,8 @@ class Ingest:
             b = int(boots[rows[-1]])
             if self._pending(d, b):
                 # rows under K of the pending boot: held before the handshake (see _no_session)
-                held = self._rows_under_key(d, b, rows, boots, arr if frame_size else None, datas)
+                held = len(self._rows_under_key(d, b, rows, boots, arr if frame_size else None,
+                                                datas))
                 if held and hs.hold(d, b, held):
                     refused -= held
                 continue
@@ -446,7 +440,8 @@ class Ingest:
                 ad = DatagramBlock.addr(ad)
             if hs.request(link, ad, d, b) or hs.awaiting_hello(d, b):
                 # rows under K of that boot: held before its HELLO (see _no_session)
-                held = self._rows_under_key(d, b, rows, boots, arr if frame_size else None, datas)
+                held = len(self._rows_under_key(d, b, rows, boots, arr if frame_size else None,
+                                                datas))
                 if held and hs.hold_before_hello(d, b, held):
                     refused -= held
         if refused:

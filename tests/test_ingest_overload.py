@@ -214,3 +214,58 @@ def test_merged_reads_keep_each_frames_receive_time(tmp_path):
         assert seen == [t0 + 1_000], seen
     finally:
         c.stop()
+
+
+def _reads_at(tmp_path, fps, rcvbuf_bytes, seconds=1.2):
+    """A coordinator's reader on a link where datagrams arrive at `fps` (by the clock): the
+    sizes of its reads after the first pacing window."""
+    c = _coordinator(tmp_path)
+    c.start(integration=False)
+    link = c.links[0]
+    link.rcvbuf_bytes = rcvbuf_bytes
+    blocks = {}
+    last = [time.monotonic()]
+    sizes = []
+
+    def recv_batch(timeout):
+        n = int((time.monotonic() - last[0]) * fps)
+        if n < 1:
+            time.sleep(1.0 / fps)             # a select() until the next datagram
+            return None
+        n = min(n, 4096)
+        last[0] += n / fps
+        sizes.append(n)
+        b = blocks.get(n)
+        if b is None:
+            b = blocks[n] = _block(n)
+        return DatagramBlock(b.data, b.lens, b.names)
+    link.recv_batch = recv_batch
+    c.ingest.receive = lambda *_a: None
+    th = threading.Thread(target=c.run, daemon=True)
+    th.start()
+    try:
+        time.sleep(0.3)
+        k = len(sizes)
+        time.sleep(seconds)
+        got = sizes[k:]
+    finally:
+        c.stop()
+        th.join(30)
+    return got
+
+
+def test_reader_under_traffic_reads_about_a_millisecond_at_a_time(tmp_path):
+    """At 40k datagrams/s a reader left to itself polls the socket as fast as it can: reads of a
+    few datagrams, each paying a read's, a screen's and an inbox message's fixed cost (at 200k/s
+    on the bench: reads of 7 datagrams (median), a tenth of the cell's CPU). Paced, each read
+    gathers ~READ_GAP_S of traffic; where the OS buffer would not hold PACE_MARGIN x that, and
+    on a quiet link, nothing is paused."""
+    fps = 40000
+    paced = _reads_at(tmp_path / "a", fps, 16 << 20)
+    expect = fps * service.READ_GAP_S
+    assert np.mean(paced) >= 0.6 * expect, (np.mean(paced), len(paced))
+    assert len(paced) <= 1.2 / service.READ_GAP_S * 1.1
+    small_buffer = _reads_at(tmp_path / "b", fps, 100_000, seconds=0.5)
+    assert np.mean(small_buffer) < 0.5 * expect, np.mean(small_buffer)
+    quiet = _reads_at(tmp_path / "c", service.PACE_FPS // 4, 16 << 20, seconds=0.5)
+    assert np.median(quiet) <= 2, np.median(quiet)

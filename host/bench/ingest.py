@@ -84,7 +84,7 @@ from shared import protocol as P
 
 FRAME = TELEMETRY_DTYPE.itemsize
 RCVBUF = 16 << 20          # every receiver gets the same buffer as the coordinator's UDP link
-AUTO_SHARE = 0.52          # --junk-devices auto: the genuine load offered, as a share of bare-recv
+AUTO_SHARE = 0.55          # --junk-devices auto: the genuine load offered, as a share of bare-recv
 DEVICE_FPS = 1e6 / 4211    # one device's frames/s at the default beat
 
 

@@ -5,9 +5,10 @@ each tick of the coordinator's processing loop.
 
 Public API
 ----------
-    core = Integration(cfg, master, ledger_submit=None, memory=True)
+    core = Integration(cfg, master, ledger_submit=None, memory=True, writer_thread=False)
         ledger_submit(kind, data) -> anything: called with ("collapse", event) for every
-        collapse (a macro witness event; SPEC 4.3); memory=False runs without a memory store
+        collapse (a macro witness event; SPEC 4.3); memory=False runs without a memory store;
+        writer_thread=True commits the memory store on its own thread (Memory.start_writer)
     core.tick(now=None, health=None) -> dict or None
         one integration cycle when master.witness_interval / emissary.witness_interval are due
         (cheap otherwise): sync layer over every stream, meso rows, phase snapshots; a meta
@@ -62,11 +63,13 @@ class Integration:
     """The integration core of a coordinator: owns the memory store, the witnessing layers
     and the sync layer, and runs their cycle on tick(). Raises nothing from tick() for a
     ledger failure (counted); a Memory error at construction."""
-    def __init__(self, cfg, master, ledger_submit=None, memory=True):
+    def __init__(self, cfg, master, ledger_submit=None, memory=True, writer_thread=False):
         self.cfg = cfg
         self.master = master
         self.ledger_submit = ledger_submit
         self.memory = Memory.from_config(cfg) if memory else None
+        if self.memory is not None and writer_thread:
+            self.memory.start_writer()
         self.witnessing = Witnessing.from_config(cfg, memory=self.memory, on_macro=self._to_ledger)
         self.sync = SyncLayer.from_config(cfg, on_collapse=self.witnessing.macro)
         self.use_sync = bool(cfg.emissary.enabled) and master is not None

@@ -141,7 +141,9 @@ class Witnessing:
                    cycle_seconds=round(self.cycle_seconds, 6))
         m = self.memory
         if m is not None:
-            out["memory"] = dict(written=dict(m.written), flush_seconds=round(m.flush_seconds, 6))
+            out["memory"] = dict(written=dict(m.written), flush_seconds=round(m.flush_seconds, 6),
+                                 pending_rows=m.pending_rows, write_errors=m.write_errors,
+                                 last_error=m.last_error)
         return out
 
     # ------------------------------------------------------------------ integration cycle

@@ -28,12 +28,16 @@ class Link(abc.ABC):
     """One link (a UDP listener, a serial port): owns its port, the stream framing and the
     counters frames_in/out, bytes_in/out, oversize, cobs, resync (stream links: the partial
     frame before the first delimiter after an open, not a rejection), opens, open_failures,
-    disconnects, send_failures. Raises LinkError from open() when the port cannot be opened,
+    disconnects, send_failures, reads (datagram links: reads that returned datagrams).
+    Raises LinkError from open() when the port cannot be opened,
     LinkClosed from recv_batch()/send() on a closed link (and from send() while a lost port is being reopened),
     LinkTimeout from send() when a write times out; a lost port never raises from recv_batch()."""
 
     scheme = "?"
     datagram = False
+    # bytes the OS buffers for this link while nobody reads it (a socket's receive buffer;
+    # None: not known). The coordinator's reader paces its reads only within it.
+    rcvbuf_bytes = None
 
     def __init__(self, url, *, max_frame=cobs.MAX_FRAME, reopen_min=0.05, reopen_max=2.0):
         self.url = url
@@ -48,7 +52,7 @@ class Link(abc.ABC):
         self._delay = reopen_min
         self.counters = {"frames_in": 0, "frames_out": 0, "bytes_in": 0, "bytes_out": 0,
                          "oversize": 0, "cobs": 0, "resync": 0, "opens": 0, "open_failures": 0,
-                         "disconnects": 0, "send_failures": 0}
+                         "disconnects": 0, "send_failures": 0, "reads": 0}
         self.last_error = None
 
     # -- backend hooks -------------------------------------------------------------
@@ -150,6 +154,7 @@ class Link(abc.ABC):
         if self.datagram:
             if not raw:
                 return None
+            c["reads"] += 1
             c["bytes_in"] += raw.nbytes()
             batch, dropped = raw.without_oversize(self.max_frame)
             if dropped:

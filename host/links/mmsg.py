@@ -16,21 +16,17 @@ import numpy as np
 __all__ = ["available", "MmsgSender", "MmsgReceiver"]
 
 _libc = None
-_libc_gil = None
 try:
     _name = ctypes.util.find_library("c") or "libc.so.6"
+    # ctypes releases the GIL around the call: the kernel's copy of a few thousand datagrams
+    # runs beside the processing thread (the coordinator's reader paces its reads, so each
+    # read drains about a millisecond of traffic or more: the wait for the GIL after the call
+    # is paid once per read, not per datagram)
     _libc = ctypes.CDLL(_name, use_errno=True)
     _libc.sendmmsg
     _libc.recvmmsg
-    # recvmmsg with MSG_DONTWAIT never blocks: called without releasing the GIL, so a reader
-    # thread drains what the socket holds in one go instead of waiting for the GIL again after
-    # each call (a busy processing thread holds it for up to the switch interval, 5 ms: at
-    # 1024 datagrams a call that capped a reader at ~200k datagrams/s, the rest dropped by the
-    # kernel uncounted)
-    _libc_gil = ctypes.PyDLL(_name, use_errno=True)
-    _libc_gil.recvmmsg
 except (OSError, AttributeError):
-    _libc = _libc_gil = None
+    _libc = None
 
 MSG_DONTWAIT = 0x40
 
@@ -133,7 +129,7 @@ class MmsgReceiver:
         """(rows, lengths, names) of the datagrams waiting now (non-blocking); rows is a view
         into the receiver's buffer, valid until the next call."""
         self._namelen[:self._used] = 16       # the kernel rewrote these in the last call
-        r = _libc_gil.recvmmsg(self.fd, self._p, self.vlen, MSG_DONTWAIT, None)
+        r = _libc.recvmmsg(self.fd, self._p, self.vlen, MSG_DONTWAIT, None)
         self._used = max(r, 0)
         if r <= 0:
             return self.data[:0], self.lens[:0], self.names[:0]

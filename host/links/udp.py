@@ -85,7 +85,7 @@ class UdpListener(Link):
     def _open(self):
         fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_DGRAM)
-        set_rcvbuf(s, self.rcvbuf)
+        self.rcvbuf_bytes = set_rcvbuf(s, self.rcvbuf)
         try:
             s.bind((self.host, self.port))
         except OSError as e:

@@ -32,6 +32,9 @@ Public API
       mem.mesh_state(t, peer, T_hat, weight=None, device_id=None, extra=None)
       mem.table_rows("telemetry"|"heartbeats", rows, t)   bulk rows (host/memory/telemetry.py)
       mem.flush(); mem.prune(now=None) -> rows deleted; mem.close()
+      mem.start_writer()     commits on a writer thread of the store's own from then on (the
+                             coordinator's): the caller of a write never waits for SQLite,
+                             unless MAX_PENDING x flush_rows rows are pending
     reads (flush first):
       mem.query(table, device_id=None, since=None, until=None, limit=1000, layer=None, kind=None)
           table in TABLES; rows as dicts, oldest first
@@ -91,6 +94,9 @@ CREATE TABLE IF NOT EXISTS mesh_sync (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """ + _th.SCHEMA_SQL
 FORMAT_VERSION = "3"
+# with a writer thread (start_writer), a caller flushes itself only beyond MAX_PENDING x flush_rows
+# pending rows: the writer is behind; the wait bounds the memory the pending rows hold
+MAX_PENDING = 50
 # format 2 -> 3 (issue 11): windows carry their fill and have no C (NULL) until they exist, and
 # signatures are [C per window, threat] with a layout (host/memory/signature.py). The two
 # tables are rebuilt with their rows (fill NULL: not recorded then); format 2's signatures
@@ -174,7 +180,13 @@ class Memory(MemoryReads):
                 raise ValueError("unknown memory kind %r (allowed: %s)" % (k, ", ".join(KINDS)))
         self.readonly = readonly
         self.timeout = float(timeout)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()          # the pending rows and counters (held briefly)
+        self._write_lock = threading.RLock()    # one writer of the file at a time (flush, prune)
+        self._writer = None                     # the writer thread (start_writer), if any
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.write_errors = 0
+        self.last_error = None
         self._pending = {t: [] for t in TABLES}
         self._npending = 0
         self._last_flush = time.monotonic()
@@ -241,8 +253,7 @@ class Memory(MemoryReads):
             self._npending += 1
             if t > self._newest_t:
                 self._newest_t = t
-            if self._npending >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
-                self.flush()
+        self._maybe_flush()
 
     def snapshot(self, device_id, t, windows, boot_id=None, threat=None):
         """One phase snapshot of a device: a phase_snapshots row per window (T_hat and C only
@@ -344,8 +355,46 @@ class Memory(MemoryReads):
             self._npending += len(rows)
             if t > self._newest_t:
                 self._newest_t = t
-            if self._npending >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
+        self._maybe_flush()
+
+    def _maybe_flush(self):
+        """Flush when flush_rows rows are pending or flush_s has passed: here, or on the writer
+        thread when there is one (then here only beyond MAX_PENDING x flush_rows rows, when the
+        writer cannot keep up: the caller waits, memory stays bounded)."""
+        n = self._npending
+        if n < self.flush_rows and time.monotonic() - self._last_flush < self.flush_s:
+            return
+        if self._writer is not None and n < MAX_PENDING * self.flush_rows:
+            self._wake.set()
+        else:
+            self.flush()
+
+    @property
+    def pending_rows(self):
+        """Rows added and not committed yet."""
+        return self._npending
+
+    def start_writer(self):
+        """Commit on a thread of the store's own from now on (the coordinator's: a commit of
+        thousands of rows, or a WAL checkpoint, takes tens to hundreds of ms, and SQLite runs it
+        without the GIL, beside the ingest instead of in its way). Reads still flush first."""
+        if self._writer is None and not self.readonly:
+            self._stop.clear()
+            self._writer = threading.Thread(target=self._write_loop, name="memory-writer",
+                                            daemon=True)
+            self._writer.start()
+        return self
+
+    def _write_loop(self):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            try:
                 self.flush()
+            except MemoryStoreError as e:      # rows kept for the next try; counted
+                self.write_errors += 1
+                self.last_error = str(e)
+                self._stop.wait(1.0)
 
     def table_rows(self, table, rows, t):
         """Bulk rows of the telemetry/heartbeats tables (host/memory/telemetry.py layouts)."""
@@ -387,22 +436,30 @@ class Memory(MemoryReads):
     }
 
     def flush(self):
-        with self._lock:
-            self._last_flush = time.monotonic()
-            if self._npending == 0 or self.readonly:
-                return 0
+        """Commit the pending rows; rows committed. Rows reach the file in the order they were
+        added (one flush at a time); on a write error they stay pending (MemoryStoreError)."""
+        with self._write_lock:
+            with self._lock:
+                self._last_flush = time.monotonic()
+                if self._npending == 0 or self.readonly:
+                    return 0
+                pending, n = self._pending, self._npending
+                self._pending = {t: [] for t in TABLES}
+                self._npending = 0
             t0 = time.perf_counter()
-            n = self._npending
             try:
                 with self._db:
-                    for table, rows in self._pending.items():
+                    for table, rows in pending.items():
                         if rows:
                             self._db.executemany(self._INSERT[table], rows)
-                            self.written[table] += len(rows)
             except sqlite3.DatabaseError as e:
+                with self._lock:                # not lost: first in line for the next flush
+                    for table, rows in pending.items():
+                        self._pending[table][:0] = rows
+                    self._npending += n
                 raise MemoryStoreError("memory database %s: write failed: %s" % (self.path, e)) from None
-            self._pending = {t: [] for t in TABLES}
-            self._npending = 0
+            for table, rows in pending.items():
+                self.written[table] += len(rows)
             self._since_prune += n
             self.flush_seconds += time.perf_counter() - t0
             if self._since_prune >= max(1, self.max_rows // 10) or time.monotonic() - self._last_prune > 60:
@@ -431,7 +488,7 @@ class Memory(MemoryReads):
         """Delete rows older than `retention` and beyond `max_rows` per table; rows deleted.
         Age pruning finds the cut by binary search over ids (time-ordered appends), so no
         time index is needed."""
-        with self._lock:
+        with self._write_lock:
             self._last_prune = time.monotonic()
             self._since_prune = 0
             if self.readonly:
@@ -453,7 +510,13 @@ class Memory(MemoryReads):
             return deleted
 
     def close(self):
-        with self._lock:
+        w = self._writer
+        if w is not None:
+            self._stop.set()
+            self._wake.set()
+            w.join()
+            self._writer = None
+        with self._write_lock:
             if self._db is None:
                 return
             try:

@@ -55,7 +55,7 @@ def test_frames_are_valid_telemetry():
 def test_bench_load_rows_and_auto_devices():
     """The load rows (offered against accepted, shed by reason) and the junk-mix rows' genuine
     load sized from the bare-recv row of the same run."""
-    assert bench_ingest.auto_devices(400000) == 876          # 0.52 x 400k / 237.5 frames/s
+    assert bench_ingest.auto_devices(400000) == 927          # 0.55 x 400k / 237.5 frames/s
     assert bench_ingest.auto_devices(None) == 40
     rows = bench_ingest.load_rows([10, 20], 1.0, bare_fps=100000)
     assert [r["name"] for r in rows] == ["load", "load"] and [r["devices"] for r in rows] == [10, 20]

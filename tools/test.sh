@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 status=0
 
 echo "== lane 1: pytest (CPython)"
-python -m pytest "$@"
+python -m pytest --durations=25 "$@"
 rc=$?
 if [ $rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi
 [ $rc -ne 0 ] && status=1

@@ -61,7 +61,7 @@ from becomingone.mesh.aggregate import AggregateError
 from becomingone.mesh.ring import key_position
 
 __all__ = ["Layout", "TreeAggregate", "Actions", "jump_hash", "subject", "group_subject",
-           "GLOBAL_SUBJECT", "DEFAULT_GROUP_SIZE", "record_key"]
+           "GLOBAL_SUBJECT", "DEFAULT_GROUP_SIZE"]
 
 DEFAULT_GROUP_SIZE = 16
 DEFAULT_EPS = 0.01        # a new signed value when T_hat moved by more than this (else a heartbeat)
@@ -247,8 +247,6 @@ def _rec_key(rec):
     return hashlib.blake2b(json.dumps(rec, sort_keys=True, separators=(",", ":")).encode("utf-8"),
                            digest_size=12).digest()
 
-
-record_key = _rec_key
 
 
 def _check_record(rec):
@@ -514,11 +512,8 @@ class TreeAggregate:
 
     def _take_records(self, recs):
         """Membership records that rode the tree (each signed by its writer, checked when read)."""
-        if not isinstance(recs, list):
-            return
-        for rec in recs[:MAX_CARRY]:
-            if _check_record(rec):
-                self.on_members(rec["gid"], rec)
+        for rec in self._records(recs):
+            self.on_members(rec["gid"], rec)
 
     @staticmethod
     def _records(recs):

@@ -18,6 +18,7 @@ its entry is committed); the control socket, HTTP and MQTT post Call messages
 composition root, becomingone/cell.py, through attach() and its CoordinatorView.
 """
 import collections
+import itertools
 import logging
 import os
 import queue
@@ -116,6 +117,30 @@ COALESCE_US = 40000
 COALESCE_UTIL = 0.5
 # status() sections of the parts the composition root may attach, when they are not there
 DETACHED_STATUS = {"http": None, "mqtt": None, "mesh": {"enabled": False}, "witnesses": None}
+
+
+class ReadPacer:
+    """A link reader's pace (READ_GAP_S above): pause(n, t_read) after a read of n datagrams
+    that started at t_read (time.monotonic()) -> seconds to wait before the next read."""
+
+    def __init__(self, link):
+        self.link = link
+        self.t0 = time.monotonic()    # the rate window's start
+        self.n = 0                    # datagrams read in it
+        self.gap = 0.0                # READ_GAP_S while the link is under traffic, else 0
+
+    def pause(self, n, t_read):
+        self.n += n
+        el = t_read - self.t0
+        if el >= PACE_WINDOW_S:
+            fps = self.n / el
+            buf = self.link.rcvbuf_bytes
+            self.gap = READ_GAP_S if fps >= PACE_FPS and (
+                buf is None or buf >= PACE_MARGIN * PACE_SKB * fps * READ_GAP_S) else 0.0
+            self.t0, self.n = t_read, 0
+        if not self.gap or n >= PACE_FULL:
+            return 0.0
+        return t_read + self.gap - time.monotonic()
 
 
 class Coordinator:
@@ -302,22 +327,7 @@ class Coordinator:
         me = id(link)
         posted[me] = 0                           # frames this reader queued (written by it only)
 
-        pace = [time.monotonic(), 0, 0.0]        # window start, frames read in it, the gap
-
-        def paced(n, t_read, stop):
-            """After a read of n datagrams that started at t_read: the pause before the next."""
-            pace[1] += n
-            el = t_read - pace[0]
-            if el >= PACE_WINDOW_S:
-                fps = pace[1] / el
-                buf = link.rcvbuf_bytes
-                pace[2] = READ_GAP_S if fps >= PACE_FPS and (
-                    buf is None or buf >= PACE_MARGIN * PACE_SKB * fps * READ_GAP_S) else 0.0
-                pace[0], pace[1] = t_read, 0
-            if pace[2] and n < PACE_FULL:
-                rest = t_read + pace[2] - time.monotonic()
-                if rest > 0:
-                    stop.wait(rest)
+        pacer = ReadPacer(link)
 
         def take(batch):
             t = monotonic_us()
@@ -351,7 +361,9 @@ class Coordinator:
                 if batch is None:
                     continue
                 take(batch)
-                paced(len(batch), t_read, stop)
+                rest = pacer.pause(len(batch), t_read)
+                if rest > 0:
+                    stop.wait(rest)
         return work
 
     def queue_limit(self):
@@ -434,11 +446,7 @@ class Coordinator:
     def _handle_merged(self, msg, parts, first_us, times=None):
         if parts is not None:
             msg = Received(msg.link, type(parts[0]).concat(parts), msg.received_us)
-            ends, n = [], 0
-            for b in parts:
-                n += len(b)
-                ends.append(n)
-            times = (ends, times)
+            times = (list(itertools.accumulate(len(b) for b in parts)), times)
         self.handle(msg, first_us, times)
 
     def stop(self):

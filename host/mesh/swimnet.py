@@ -5,11 +5,14 @@ the address its peers reach it at); its name is its certificate's cell name, and
 "from" differs from the certificate of the connection it came on is refused (a certified cell
 cannot speak for another). Each message uses one short connection (probe timeouts bound it).
 
-Run one cell's membership as a process (used by the multi-process tests; prints its view as one
-JSON line per period on stdout):
+Run one cell's membership as a process (used by the multi-process tests): it prints
+{"cell": NAME, "listening": PORT} once its listener is up (--port 0: a free port), then its view
+as one JSON line per period on stdout:
 
     python -m becomingone.mesh.swimnet --tls DIR --cell cell-a --port 18789 [--seed 127.0.0.1:18790 ...]
                                 [--interval 1.0] [--timeout 0.3]
+
+A port that cannot be bound ends it with exit code 2 and one line on stderr saying why.
 """
 import argparse
 import asyncio
@@ -92,19 +95,24 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=0.3)
     a = p.parse_args(argv)
 
-    def report(view):
-        sys.stdout.write(json.dumps({"cell": a.cell, "view": view}, sort_keys=True) + "\n")
+    def say(**kw):
+        kw["cell"] = a.cell
+        sys.stdout.write(json.dumps(kw, sort_keys=True) + "\n")
         sys.stdout.flush()
 
     async def go():
         node = SwimNode(a.tls, a.cell, a.host, a.port, seeds=a.seed, interval=a.interval, timeout=a.timeout)
-        await node.start()
-        await node.run(report)
+        try:
+            port = await node.start()
+        except OSError as e:
+            print("swimnet: cannot listen on %s:%d: %s" % (a.host, a.port, e.strerror or e), file=sys.stderr)
+            return 2
+        say(listening=port)
+        await node.run(lambda view: say(view=view))
     try:
-        asyncio.run(go())
+        return asyncio.run(go())
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

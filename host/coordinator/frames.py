@@ -72,6 +72,9 @@ class DeviceFrames(FrameSink):
     def witness(self, session, frame, level):
         return self.witness_desk.receive(session, frame, level)
 
+    def witness_again(self, session, frame):
+        self.witness_desk.again(session, frame)
+
     def ack(self, session, fields):
         if fields["acked_type"] == P.CONFIG:
             self.devconfig.on_ack(session.device_id, fields["ref"], fields["status"])

@@ -702,7 +702,7 @@ class Coordinator:
             "beats": c["beats"],
             "witness": {"received": c["witness_received"], "committed": c["witness_committed"],
                         "acked": c["witness_acked"], "duplicate": c["witness_duplicate"],
-                        "rejected_pow": c["witness_rejected_pow"],
+                        "reacked": c["witness_reacked"], "rejected_pow": c["witness_rejected_pow"],
                         "observed": c["witness_observed"], "pending": len(self.witness.pending)},
             "ledger": {"path": led.path if led else None, "size": led.size if led else None},
             "counters": dict(c), "health": self.meta_health(),

@@ -59,6 +59,16 @@ class WitnessDesk:
                     continue
         self.tally.counts["witness_recalled"] = len(self.done)
 
+    def again(self, session, frame):
+        """The same WITNESS frame again (its sequence number refused as a duplicate before it got
+        here): its record's ACK once more when the record is committed, so that a relay probing
+        with the frame whose ACK it lost hears the coordinator. A record still pending gets its
+        ACK at the commit; one never taken (refused, observe-only) had its answer already."""
+        key = (session.device_id, session.boot_id, frame.fields["witness_id"])
+        if key in self.done:
+            self.tally.counts["witness_reacked"] += 1
+            self._ack(session, key[2], P.ACK_OK)
+
     def receive(self, session, frame, level):
         """A WITNESS frame of `session` admitted at `level` (FULL or OBSERVE). Returns False
         when the record was refused for its stamp (counted as rejected "pow", not accepted)."""

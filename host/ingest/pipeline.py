@@ -79,6 +79,12 @@ class FrameSink(abc.ABC):
         """A WITNESS frame; level FULL or OBSERVE (becomingone/ingest/admission.py)."""
 
     @abc.abstractmethod
+    def witness_again(self, session, frame):
+        """A WITNESS frame whose sequence number was taken before (refused as a duplicate): a
+        relay's probe, or the same bytes resent after their ACK was lost. Answers it again,
+        nothing more."""
+
+    @abc.abstractmethod
     def ack(self, session, fields):
         """An ACK of a host frame."""
 
@@ -358,6 +364,8 @@ class Ingest:
         r = s.note_seq(f.seq)
         if r != "new" and r != "reordered":
             self.tally.reject("seq_jump" if r == "jump" else "duplicate")
+            if r == "duplicate" and f.type == P.WITNESS:
+                self.sink.witness_again(s, f)
             return
         s.frames += 1
         s.bytes += nbytes

@@ -26,7 +26,9 @@ marks the uplink back. Then each device's FIFO is replayed oldest first at up to
 cost units/s per device (the coordinator's rate-limit units: by default 60 % of what it grants a
 device, so the replay is never refused there), and its new frames queue behind it, so a device's frames reach the coordinator in the order sent.
 A frame the coordinator already took (a probe, a WITNESS whose ACK was lost) arrives twice and is
-refused as a duplicate by its sequence check: nothing is integrated or written twice.
+refused as a duplicate by its sequence check: nothing is integrated or written twice; a WITNESS
+refused so draws its record's ACK again, so the probe with the frame whose ACK was lost is answered
+(the device's session may have gone offline meanwhile, and an offline session gets no TIME_SYNC).
 """
 import collections
 import os

@@ -331,3 +331,25 @@ def test_a_witness_refused_by_a_talking_coordinator_is_not_a_lost_uplink(relay_o
     co.recv()
     assert wait(lambda: not r.is_up) and r.counters["uplink_lost"] == 1
     co.close()
+
+
+def test_a_relay_on_a_serial_port_stops_cleanly():
+    # SIGTERM closes the links while their reader threads read: the serial reader used to die
+    # with pyserial's TypeError (a traceback on every stop) instead of ending on LinkClosed
+    import pty
+    import signal
+    master, slave = pty.openpty()
+    try:
+        for _ in range(3):
+            p = subprocess.Popen([sys.executable, "-m", "becomingone.cli", "relay", "--link", os.ttyname(slave),
+                                  "--to", "udp://127.0.0.1:9", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            assert p.stdout.readline().startswith("ready "), p.stderr.read()
+            time.sleep(0.3)
+            p.send_signal(signal.SIGTERM)
+            out, err = p.communicate(timeout=30)
+            assert p.returncode == 0 and "Traceback" not in err and "Exception" not in err, err
+            assert '"stopped"' in out or "stopped " in out, out
+    finally:
+        os.close(master)
+        os.close(slave)

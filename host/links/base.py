@@ -148,6 +148,8 @@ class Link(abc.ABC):
         try:
             raw = self._read(timeout)
         except OSError as e:
+            if not self.wanted:             # close() from another thread ended the read
+                raise LinkClosed("link %s is closed" % self.local_url) from None
             self._lost(e)
             return None
         c = self.counters

@@ -6,6 +6,8 @@ Query options after `?` in a pyserial URL are passed through; `baudrate` default
 SerialException, an OSError), the base class closes it and reopens the same path with
 backoff, so the board is picked up again when it is plugged back.
 """
+import errno
+
 import serial
 
 from becomingone.errors import LinkTimeout
@@ -49,12 +51,21 @@ class SerialLink(Link):
 
     def _read(self, timeout):
         s = self.ser
-        s.timeout = timeout
-        first = s.read(1)
-        if not first:
-            return b""
-        n = s.in_waiting
-        return first + s.read(n) if n else first
+        if s is None:
+            raise OSError(errno.EBADF, "the port is closed")
+        try:
+            s.timeout = timeout
+            first = s.read(1)
+            if not first:
+                return b""
+            n = s.in_waiting
+            return first + s.read(n) if n else first
+        except (TypeError, AttributeError):
+            # pyserial's read of a port that close() (another thread) closed meanwhile: its fd
+            # is None by then (TypeError in select/os.read), not an OSError
+            if self.ser is not s or not s.is_open:
+                raise OSError(errno.EBADF, "the port was closed during the read") from None
+            raise
 
     def _write(self, data, addr):
         try:

@@ -192,6 +192,27 @@ def test_closed_link_raises_link_closed(peer):
     assert peer.link.counters["send_failures"] == 1
 
 
+def test_close_from_another_thread_ends_a_read_with_link_closed(peer):
+    # a service stops by closing its links while their reader threads are inside recv_batch():
+    # each reader must end with LinkClosed (pyserial's read of a port closed meanwhile raised
+    # TypeError in 58 of 60 tries, a traceback at every relay shutdown)
+    import threading
+    errors = []
+
+    def reader():
+        try:
+            while True:
+                peer.link.recv_batch(0.2)
+        except Exception as e:               # noqa: BLE001 (what it raises is what is tested)
+            errors.append(e)
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(0.05)
+    peer.link.close()
+    t.join(5)
+    assert not t.is_alive() and len(errors) == 1 and isinstance(errors[0], LinkClosed), errors
+
+
 def test_stats_name_the_link(peer):
     st = peer.link.stats()
     assert st["open"] is True and st["url"] == peer.link.local_url

@@ -460,3 +460,25 @@ def test_call_loop_only_and_cancel(tmp_path):
         busy.join(5)
     finally:
         stop(c, th)
+
+
+def test_status_file_stays_fresh_when_its_write_is_slow_in_wall_time(tmp_path, monkeypatch):
+    # a status write pre-empted by other processes (a loaded machine) takes wall time, not the
+    # thread's CPU: it must not push the next write out (0.4 s / 3 % was 13 s without a write)
+    import becomingone.coordinator.service as svc
+    writes = []
+    real = svc.write_json
+
+    def slow(path, *a, **kw):
+        if path.endswith("status.json"):
+            time.sleep(0.4)                     # off the CPU, as a pre-empted write is
+            writes.append(time.monotonic())
+        return real(path, *a, **kw)
+    monkeypatch.setattr(svc, "write_json", slow)
+    c, th, _addr = make_coord(tmp_path)
+    try:
+        assert wait(lambda: len(writes) >= 1, 5)
+        assert wait(lambda: len(writes) >= 3, 6), writes
+        assert max(b - a for a, b in zip(writes, writes[1:])) < svc.STATUS_MAX_S
+    finally:
+        stop(c, th)

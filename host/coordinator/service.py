@@ -108,9 +108,12 @@ PACE_SKB = 1024
 # to back with ingest it would take half the thread. Its intervals (master/emissary
 # witness_interval, memory.snapshot_interval, telemetry_interval) are minimum spacings, so under
 # load records are spaced further apart; nothing else changes. status.json likewise: every
-# second, or at most STATUS_SHARE of the thread.
+# second, or at most STATUS_SHARE of the thread's CPU (thread time: a write pre-empted by other
+# processes took wall time, not the thread's, and once pushed the next write 10+ s out), and at
+# least every STATUS_MAX_S.
 CORE_SHARE = 0.15
 STATUS_SHARE = 0.03
+STATUS_MAX_S = 5.0
 COALESCE_MIN = 128
 COALESCE_FRAMES = 16384
 COALESCE_US = 40000
@@ -619,10 +622,11 @@ class Coordinator:
                 self.counters[name + "_errors"] += 1
                 self.health[name + "_error"] = "%s: %s" % (type(e).__name__, e)
         if now >= self._next["status"]:
-            t0 = time.perf_counter()
+            c0 = time.thread_time()
             self.write_status()
             # every second, or less often when it costs more than STATUS_SHARE of the thread
-            self._next["status"] = now + max(1.0, (time.perf_counter() - t0) / STATUS_SHARE)
+            cost = time.thread_time() - c0
+            self._next["status"] = now + min(STATUS_MAX_S, max(1.0, cost / STATUS_SHARE))
         if now >= self._next["save"]:
             self._next["save"] = now + 5.0
             self.sessions.save()

@@ -4,7 +4,8 @@
 #   lane 2: shared/ and device/ behaviour tests under the real MicroPython unix port (192K heap)
 #   lane 3: every module of device/ and shared/ compiles with mpy-cross -march=armv6m
 #   lane 4: the firmware on an emulated RP2040 (rp2040js + MicroPython RPI_PICO, tests/rp2040):
-#           beat scenarios, the beat's budget, emulate --runtime rp2040, flash with mpremote
+#           beat scenarios, the beat's budget, emulate --runtime rp2040, flash with mpremote;
+#           it runs beside lanes 1-3 at the lowest CPU priority (its output follows theirs)
 # Extra arguments go to lane 1's pytest (e.g. bash tools/test.sh -k protocol).
 # BECOMINGONE_RP2040_FIRMWARE=FILE.uf2 runs lane 4 on another RPI_PICO image (an official
 # MicroPython release, host/rp2040/firmware/README.md).
@@ -12,6 +13,24 @@ set -u
 cd "$(dirname "$0")/.."
 . tools/venv.sh
 status=0
+
+# lane 4 runs beside lanes 1-3 under nice 19: the emulator is one process that measures in the
+# chip's own cycles, so it loses nothing by waiting, and lane 1's real-time end-to-end tests
+# (MicroPython devices, a relay, a coordinator) get the CPU first (at equal priority it starved
+# them: test_relay_e2e failed on timing in 2 of 3 runs). Its output is kept for after them.
+mkdir -p build
+l4_log=build/lane4.log
+rm -f build/skipped-lane4.txt
+(
+  if python -c "from becomingone.rp2040 import chip; chip.ensure_installed()"; then
+    BECOMINGONE_SKIP_REPORT=build/skipped-lane4.txt nice -n 19 python -m pytest tests/rp2040 -rxX
+  else
+    echo "lane 4 cannot run: see the message above"
+    exit 1
+  fi
+) > "$l4_log" 2>&1 &
+l4_pid=$!
+trap 'kill $l4_pid 2>/dev/null' INT TERM
 
 echo "== lane 1: pytest (CPython)"
 python -m pytest --durations=25 "$@"
@@ -41,15 +60,12 @@ if [ -n "$l2_failed" ]; then echo "lane 2 failed in:$l2_failed"; status=1; else 
 echo "== lane 3: mpy-cross -march=armv6m"
 python tools/mpy_check.py || status=1
 
-echo "== lane 4: the firmware on an emulated RP2040 (rp2040js)"
+echo "== lane 4: the firmware on an emulated RP2040 (rp2040js; ran beside lanes 1-3)"
 # needs Node.js 18+ and npm (Debian nodejs, npm; .ci/run installs them); rp2040js is installed
 # into host/rp2040/emu/node_modules by `npm ci` from its package-lock.json on first use
-if python -c "from becomingone.rp2040 import chip; chip.ensure_installed()"; then
-  python -m pytest tests/rp2040 -rxX || status=1
-else
-  echo "lane 4 cannot run: see the message above"
-  status=1
-fi
+wait $l4_pid || status=1
+cat "$l4_log"
+[ -s build/skipped-lane4.txt ] && cat build/skipped-lane4.txt >> build/skipped-lane1.txt
 
 # the real-component test groups pytest skipped here, each with the command that installs what
 # it needs (tests/conftest.py writes the list)

@@ -74,7 +74,9 @@ class TxBuffer:
         self.end = 0                  # end of the frames put in
         self.chunk = chunk
         self.pad = pad
-        self.out = bytearray(chunk) if pad else None
+        # padded chunks, and the 1-byte writes of a pty, go out of a buffer of their own (a
+        # memoryview slice per write would be heap every write)
+        self.out = bytearray(chunk) if pad or chunk == 1 else None
         self.dropped = 0              # frames refused for lack of room
         self.short = 0                # writes that took fewer bytes than offered
         self.max_used = 0
@@ -129,7 +131,12 @@ class TxBuffer:
                     self.short += 1           # a padded write cut short: those bytes are lost
                 w = n
             else:
-                w = self.write(self.mv[s:s + n])
+                if c == 1:
+                    out = self.out
+                    out[0] = self.buf[s]
+                    w = self.write(out)
+                else:
+                    w = self.write(self.mv[s:s + n])
                 if w is None:
                     w = n
                 if w <= 0:

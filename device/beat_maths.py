@@ -13,7 +13,7 @@ Signal path (docs/DEVICE.md "Signal path"): samples at f_s -> features over the 
 (level, kurtosis, crest, robust exceedances) and the KAIROS stream at f_k = f_s / M (an M-sample
 box filter, M = round(f_s / 250)); KAIROS lag = one period of the machine, learned (lag 0 = auto)
 or fixed."""
-from shared.compat import micropython  # noqa: F401
+from shared.compat import micropython, const  # noqa: F401
 from device.pulse import Pulse
 from device import pid as pidk
 from device.pid import PID, SETPOINT as PID_SP, BIAS as PID_B
@@ -26,7 +26,7 @@ from shared import vibration as vibk
 from shared.vibration import (Features, LEVEL, KURT, CREST, ANOMS, STUCK, BEAT_SUM, KOUT,
                               WINDOW_N)
 
-KAIROS_HZ = 250        # the KAIROS rate f_k aimed at: f_k = f_s / M, M = round(f_s / KAIROS_HZ)
+_KAIROS_HZ = const(250)  # the KAIROS rate f_k aimed at: f_k = f_s / M, M = round(f_s / f_k)
 WINDOW_S = 1.0         # the Emissary window (emissary.tau_max)
 HIST_S = 1.0           # history the lag learner searches (s): twice the longest lag
 LAG_MAX_S = 0.5        # longest period the learner looks for (2 Hz)
@@ -37,7 +37,7 @@ RELEARN_S = 10.0       # retry an unsuccessful lag search after this long
 class Maths:
     def __init__(self, f_s=12000, adc_bits=12, pulse_k=4.0, pulse_p=5.0, lag=0, omega=0.0,
                  coherence_threshold=0.95, setpoint=0.5, act_gains=(2.0, 8.0, 0.0),
-                 pow_bits=12, arbiter=None, miner=None, kairos_hz=KAIROS_HZ,
+                 pow_bits=12, arbiter=None, miner=None, kairos_hz=_KAIROS_HZ,
                  counts_per_unit=128.0, anomaly_z=5.4, max_samples=None, act_start=0.0):
         self.pulse = Pulse(k=pulse_k, P=pulse_p)
         self.period_override_us = 0

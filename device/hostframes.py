@@ -25,14 +25,14 @@ import struct
 
 from shared import protocol_codes as P
 from shared import wire_format as W
-from shared.compat import micropython  # noqa: F401
+from shared.compat import micropython, const  # noqa: F401
 from shared.wire_check import (check_frame, check_len, check_ack, check_config,
                                check_config_key, check_model, check_time_sync, check_clear)
 from shared.wire_errors import AuthError, CrcError, FieldError, FramingError, ProtocolError
 
 from device.clock import tdiff
 
-_MAX_PER_IDLE = 4
+_MAX_PER_IDLE = const(4)
 
 
 def _text16(s):

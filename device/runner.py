@@ -6,6 +6,7 @@ import os
 import gc
 
 from device.clock import Clock, VirtualClock
+from shared.compat import const
 
 # A hole low in the heap for the VM's frames. MicroPython takes a bytecode function's frame from
 # the heap when it holds more than 11 words (most of the idle path: idle(), encoding, signing,
@@ -14,7 +15,7 @@ from device.clock import Clock, VirtualClock
 # on a Pico, measured; 11 us once a hole fits). prepare() takes this block before the modules
 # load, build() lets it go: freed by the next collection, it is the first free run the
 # search meets, and the frames of the beat fit in it.
-_ARENA = 2048
+_ARENA = const(2048)
 _arena = None
 
 

@@ -14,11 +14,18 @@ except ImportError:
     select = None
 
 from shared import cobs
+from shared.compat import const
 from device.hw.links import _poller, _readable
 from device.hw.txbuf import TxBuffer
 
-_MAX = 254
+_MAX = const(254)
 _IS_MPY = sys.implementation.name == "micropython"
+# bytes an idle time writes at most: two 64-byte chunks on USB CDC (see pump), 128 1-byte writes
+# on a pty (the unix port's: two writes an idle were 2 bytes a beat, ~470 B/s, under a fifth of
+# the telemetry, so the buffer stayed full and HELLO, handshake proofs and WITNESS records were
+# dropped with the telemetry). const: a plain global is one more interned name, and the unix
+# port's firmware has none to spare (docs/DEVICE.md "Names")
+_PUMP_BYTES = const(128)
 
 
 class StreamLink:
@@ -49,9 +56,10 @@ class StreamLink:
     def pump(self):
         # two chunks an idle time (128 bytes a beat on USB CDC, above a 5-record TELEMETRY
         # frame's 50 a beat or an unbatched one's 74): each costs ~0.2 ms on a Pico (poll +
-        # write), and a frame's four in one idle made its beat late
+        # write), and a frame's four in one idle made its beat late; on a pty _PUMP_BYTES
+        # 1-byte writes
         try:
-            self.tx.pump(2)
+            self.tx.pump(_PUMP_BYTES // self.tx.chunk or 2)
         except OSError:
             self.send_errors += 1
             self.tx.drop_all()           # the port failed: what was queued is gone

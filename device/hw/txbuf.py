@@ -23,7 +23,8 @@ a non-blocking fd (CPython: partial writes), a UART (``txdone()``: its buffer is
 it); frames go in one after the other and the buffer starts over whenever it is empty, which is
 every idle time while the host reads.  Only under back-pressure (the host not reading) does
 ``put`` move what is pending to the front (a memoryview slice: 16-32 bytes, then).  ``pump``
-runs in idle time; a padded write copies its chunk in viper (no memoryview slice: no heap).
+runs in idle time; a padded write, and a pty's 1-byte write (chunk 1), copies its bytes in
+viper into a buffer of its own (no memoryview slice: no heap).
 """
 from shared.compat import micropython  # noqa: F401
 try:
@@ -73,8 +74,9 @@ class TxBuffer:
         self.start = 0                # first byte not yet written out
         self.end = 0                  # end of the frames put in
         self.chunk = chunk
-        self.pad = pad
-        self.out = bytearray(chunk) if pad else None
+        # padded chunks, and a pty's 1-byte writes, go out of a buffer of their own (a
+        # memoryview slice per write would be heap every write)
+        self.out = bytearray(chunk) if pad or chunk == 1 else None
         self.dropped = 0              # frames refused for lack of room
         self.short = 0                # writes that took fewer bytes than offered
         self.max_used = 0
@@ -117,7 +119,7 @@ class TxBuffer:
             n = self.end - s
             if n > c:
                 n = c
-            if self.pad:
+            if self.out is not None:          # padded, or a pty's single bytes
                 out = self.out
                 _chunk(self.buf, s, n, out, c)    # the rest COBS delimiters
                 w = self.write(out)

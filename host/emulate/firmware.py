@@ -15,13 +15,13 @@ from becomingone.errors import UserError
 
 PACKAGES = ("device", "shared", "boards")
 LAUNCHER = """# Written by the firmware build (host/emulate/firmware.py): device/main.py as device/_main.mpy
+# (no names of its own: this source is compiled on the board, and every name it interns stays)
 import sys
-_d = sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else "."
-sys.path.insert(0, _d + "/.." if _d != "." else "..")
+sys.path.insert(0, "/".join(sys.argv[0].split("/")[:-2]) or ("." if "/" in sys.argv[0] else ".."))
 from device import _main
-_rc = _main.main()
-if _rc:
-    sys.exit(_rc)
+_main = _main.main()
+if _main:
+    sys.exit(_main)
 """
 _MARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86",
           "armv7l": "armv7m", "armv6l": "armv6"}

@@ -27,10 +27,13 @@ from shared.auth import Auth
 from shared.protocol_codes import POW_BITS_DEFAULT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# MicroPython heap of an emulated device (the one place to set it). The firmware alone runs in
-# 187K (serial link) to 192K (serial + device key) on the 64-bit unix port; a CONFIG's run-time
-# planning adds ~50 qstrs, which can open another qstr pool (~14 KB): an emulated device gets
-# headroom so an operator's CONFIG never ends a run. (On the chip, 50 KB stay free: lane 4.)
+# MicroPython heap of an emulated device (the one place to set it). On the 64-bit unix port the
+# firmware runs in 187K over a serial link without a key (2,000 beats and the closing report at
+# 192K: tests/test_device_serial_nonblocking.py); with a device key it needs 216K (measured: 208K
+# fails at boot), since the handshake's names open a seventh qstr pool (1,280 entries, ~14 KB in
+# one piece: docs/DEVICE.md "Names"), and a CONFIG's run-time planning adds ~24 names more: an
+# emulated device gets headroom so a key or an operator's CONFIG never ends a run. (On the
+# 32-bit chip, keyed, 50 KB stay free: lane 4.)
 DEVICE_HEAP = "256K"
 # a HEARTBEAT payload with every counter at zero (the misbehaving senders' frames)
 _HEARTBEAT = {name: 0 for name in P.HEARTBEAT_FIELDS}

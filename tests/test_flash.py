@@ -321,3 +321,40 @@ def test_keystore_is_the_one_the_host_uses(tmp_path, monkeypatch, capsys):
     assert cli(["device", "keys", "list"]) == 0
     listing = capsys.readouterr().out
     assert "44" in listing and fp in listing
+
+
+def test_a_board_that_never_answers_ends_flash_with_the_reason_after_knocking(ks, tmp_path):
+    # a board whose firmware turned Ctrl-C off, on a pty (the emulated Pico, a socat bridge):
+    # mpremote read the pty without a timeout, so its deadlines never fired and flash waited for
+    # good. With --wait 3 flash knocks (Ctrl-C, Ctrl-A) every 2 s and then says what to do.
+    import pty
+    import sys
+    import threading
+    import tty
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    heard = bytearray()
+
+    def board():                          # reads everything, answers nothing
+        while True:
+            try:
+                d = os.read(master, 4096)
+            except OSError:
+                return
+            if not d:
+                return
+            heard.extend(d)
+    threading.Thread(target=board, daemon=True).start()
+    before = _snapshot(str(ks))
+    try:
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "flash.py"), "--board", "emulator",
+                            "--port", os.ttyname(slave), "--data", str(ks), "--wait", "3"],
+                           capture_output=True, text=True, timeout=90)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "does not answer like a MicroPython board" in p.stderr and "--wait 30" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    assert heard.count(b"\r\x01") >= 2, bytes(heard)      # knocked again while it waited
+    assert _snapshot(str(ks)) == before

@@ -52,8 +52,9 @@ def add_arguments(p):
                    "main.py (for firmware frozen into the image with boards/manifest_*.py)")
     p.add_argument("--no-reset", action="store_true", help="do not reset the board after copying")
     p.add_argument("--wait", type=int, default=0, metavar="S", help="wait up to S seconds for the "
-                   "port to appear (replug a board whose firmware holds the serial port, see "
-                   "docs/FLASHING.md)")
+                   "port to appear and the board to answer, knocking (Ctrl-C, Ctrl-A) every 2 s: "
+                   "power-cycle a board whose firmware holds the serial port while flash waits "
+                   "(docs/FLASHING.md)")
     p.add_argument("--out", help="pizero: bundle folder to create (default dist/pizero-device-ID)")
     p.add_argument("--mip-package", metavar="DIR", help="write a mip package of this board's files "
                    "only, compiled to .mpy, into DIR (DIR/package.json; then `mpremote mip install "

@@ -1,16 +1,27 @@
 """Copying a plan to a board with mpremote (its serial transport, one connection for the whole
 deploy), and the equivalent `mpremote` command lines for the dry run.
 
-Steps: connect, raw REPL (mpremote's Ctrl-C + Ctrl-A + soft reset), create folders, remove
+Steps: connect, raw REPL (mpremote's Ctrl-C + Ctrl-A + soft reset; with `wait`, knocked again
+every KNOCK_S until the board answers or `wait` s have passed: a board whose firmware turned
+Ctrl-C off answers only within its boot grace period, and a port that stays while the board
+resets, such as a UART adapter's or an emulated board's, never "appears"), create folders, remove
 stale files in the folders the deploy owns (a stale device/x.py would shadow device/x.mpy:
 MicroPython imports .py before .mpy), write every file (rich progress bar, by bytes), then
 `machine.reset()` (mpremote's `reset` command) unless told not to.
 """
+import contextlib
+import io
 import shlex
+import time
 
 from becomingone.errors import UserError
 
 CHUNK = 1024  # bytes per raw-paste write (mpremote's CLI uses 256; raw-paste flow control makes any size safe)
+KNOCK_S = 2.0     # one try at the raw REPL while waiting: Ctrl-C, Ctrl-A, this long for its prompt
+RAW_REPL_S = 10   # the try without --wait (mpremote's own default)
+# mpremote reads a pty byte by byte with a blocking read; without a read timeout on the port its
+# own deadlines never fire there, and a board that does not answer hangs the deploy for good
+READ_TIMEOUT_S = 0.2
 RESET_CODE = "import time, machine; time.sleep_ms(100); machine.reset()"
 
 
@@ -93,6 +104,27 @@ def check_space(t, items, doomed):
     return free, needed
 
 
+def _enter_raw_repl(t, wait):
+    """mpremote's raw REPL on transport `t`: one try of RAW_REPL_S without `wait`; with it, a try
+    every KNOCK_S until the board answers or `wait` s have passed. Raises TransportError."""
+    from mpremote.transport import TransportError
+    deadline = time.monotonic() + wait
+    ser = t.serial
+    ser.timeout = READ_TIMEOUT_S
+    try:
+        while True:
+            # mpremote prints what it read when a try fails: a running firmware's frames
+            with contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    t.enter_raw_repl(soft_reset=True, timeout_overall=KNOCK_S if wait else RAW_REPL_S)
+                    return
+                except TransportError:
+                    if time.monotonic() >= deadline:
+                        raise
+    finally:
+        ser.timeout = None          # mpremote's own reads from here on (raw paste, follow)
+
+
 def deploy(port, items, dirs, stale_dirs, reset=True, progress=None, before_reset=None, wait=0):
     """Copy staged items to the board on `port`. `progress(item, done_bytes, total_bytes)` is
     called as bytes go out; `before_reset()` once every file is on the board (the key is
@@ -105,13 +137,14 @@ def deploy(port, items, dirs, stale_dirs, reset=True, progress=None, before_rese
     removed, written = [], []
     try:
         try:
-            t.enter_raw_repl(soft_reset=True)
+            _enter_raw_repl(t, wait)
         except TransportError as e:
             raise UserError("%s does not answer like a MicroPython board (%s). Is MicroPython "
                             "on it (hold BOOTSEL, plug in, copy the .uf2)? Is the firmware running "
                             "with the serial link (it turns Ctrl-C off)? Then run flash with "
-                            "--wait 30 and unplug/replug the board: flash connects within the "
-                            "firmware's boot grace period (docs/FLASHING.md)" % (port, e)) from None
+                            "--wait 30 and unplug/replug (power-cycle) the board while it waits: "
+                            "flash knocks until the board answers within the firmware's boot "
+                            "grace period (docs/FLASHING.md)" % (port, e)) from None
         keep = set(it.remote for it in items)
         walked = [(top,) + _remote_walk(t, top) for top in stale_dirs]
         check_space(t, items, [f for _top, files, _d in walked for f in files if f not in keep])

@@ -90,12 +90,29 @@ def test_flash_a_blank_emulated_pico_then_it_beats_for_the_coordinator(chip, tmp
         print("flash %.1f s; HELLO and 20 beats %.1f s after flash started" % (
             flash_s, time.monotonic() - t0))
 
-        # the replug re-flash of a running serial board (Ctrl-C is off in the firmware):
-        # power-cycle, and flash connects within main.py's boot grace period
-        pico.power_cycle()
-        p = _flash(pico.port, data, "--keep-key", "--wait", "10", "--set", "pow_bits=8",
-                   "--set", "boot_grace_ms=3000", "--no-reset")
-        assert p.returncode == 0, (p.stdout + p.stderr).decode(errors="replace")
+        # the replug re-flash of a running serial board (Ctrl-C is off in the firmware): flash
+        # --wait knocks, the board is power-cycled while it does, and flash gets in within
+        # main.py's boot grace period (the pty stays: the port never "appears")
+        p = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "flash.py"), "--board", "pico",
+                              "--port", pico.port, "--data", str(data), "--device-id", str(DEVICE_ID),
+                              "--keep-key", "--wait", "120", "--set", "pow_bits=8",
+                              "--set", "boot_grace_ms=3000", "--no-reset"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            said = b""
+            while b"copying" not in said:            # built and about to connect
+                line = p.stdout.readline()
+                assert line, p.stderr.read().decode(errors="replace")
+                said += line
+            time.sleep(3)                            # knocking at the running firmware
+            pico.power_cycle()
+            out, err = p.communicate(timeout=600)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert p.returncode == 0, (said + out + err).decode(errors="replace")
+        assert b"deployed" in out, out
     finally:
         pico.stop()
 

@@ -17,7 +17,7 @@ PACKAGES = ("device", "shared", "boards")
 LAUNCHER = """# Written by the firmware build (host/emulate/firmware.py): device/main.py as device/_main.mpy
 # (no names of its own: this source is compiled on the board, and every name it interns stays)
 import sys
-sys.path.insert(0, "/".join(sys.argv[0].split("/")[:-2]) or ("." if "/" in sys.argv[0] else ".."))
+sys.path.insert(0, "/".join((sys.argv[0].split("/")[:-1] or ["."]) + [".."]))
 from device import _main
 _main = _main.main()
 if _main:

@@ -607,20 +607,19 @@ def _lags(repl, origins, n, fanout, t_start, t_end):
 
 def scale_rows(quick, cells=None):
     """nats-10, nats-100 and nats-1000 (quick: nats-10 alone, a smoke test at a 0.5 s period and
-    a 4 s window, about 20 s; or one row per count in `cells`), or a skip row without the server. nats-1000 carries its ratios against nats-100
-    of the same run."""
+    a 4 s window, about 20 s; or one row per count in `cells`), or a skip row without the server.
+    nats-1000 carries its ratios against nats-100 of the same run."""
     try:
         import nats  # noqa: F401  (nats-py: optional, the `nats` extra; only checked for here)
     except ImportError:
         return [{"name": "nats-scale", "skipped": "nats-py not installed"}]
     if NATS_SERVER is None:
         return [{"name": "nats-scale", "skipped": "nats-server not installed (Debian package nats-server)"}]
-    rows = []
-    for n in cells or ((10,) if quick else (10, 100, 1000)):
-        if quick and not cells:
-            rows.append(scale_row(n, window=4.0, interval=0.5, ttl=2.5, publish_every=2.5))
-        else:
-            rows.append(scale_row(n, window=10.0 if quick else 20.0))
+    if quick and not cells:
+        cells, how = (10,), {"window": 4.0, "interval": 0.5, "ttl": 2.5, "publish_every": 2.5}
+    else:
+        cells, how = cells or (10, 100, 1000), {"window": 10.0 if quick else 20.0}
+    rows = [scale_row(n, **how) for n in cells]
     by = {r["cells"]: r for r in rows}
     if 1000 in by and 100 in by:
         for k in ("msgs_per_cell_per_s", "bytes_per_cell_per_s", "cpu_ms_per_cell_per_s"):

@@ -248,7 +248,6 @@ def _rec_key(rec):
                            digest_size=12).digest()
 
 
-
 def _check_record(rec):
     """A membership record fit to relay (its signature is checked where it is read)."""
     return (isinstance(rec, dict) and rec.get("kind") == "members" and type(rec.get("gid")) is int

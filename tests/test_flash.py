@@ -2,8 +2,12 @@
 import builtins
 import json
 import os
+import pty
 import stat
 import subprocess
+import sys
+import threading
+import tty
 
 import pytest
 
@@ -327,10 +331,6 @@ def test_a_board_that_never_answers_ends_flash_with_the_reason_after_knocking(ks
     # a board whose firmware turned Ctrl-C off, on a pty (the emulated Pico, a socat bridge):
     # mpremote read the pty without a timeout, so its deadlines never fired and flash waited for
     # good. With --wait 3 flash knocks (Ctrl-C, Ctrl-A) every 2 s and then says what to do.
-    import pty
-    import sys
-    import threading
-    import tty
     master, slave = pty.openpty()
     tty.setraw(slave)
     heard = bytearray()

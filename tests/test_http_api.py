@@ -1,4 +1,8 @@
 """HTTP API against a real coordinator fed by a fake device over loopback UDP."""
+import http.client
+import time
+from urllib.parse import urlsplit
+
 import pytest
 
 from becomingone.ledger.merkle import verify_inclusion
@@ -196,9 +200,6 @@ def test_keep_alive_responses_are_not_held_back_by_nagle(host):
     # the listener is made by hand (proto 0), so asyncio never set TCP_NODELAY on its
     # connections: every response on a kept-alive connection waited for the client's delayed
     # ACK, ~40 ms (p50 44 ms for /healthz; with TCP_NODELAY ~1 ms). 20 requests on one connection.
-    import http.client
-    import time
-    from urllib.parse import urlsplit
     u = urlsplit(host.url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     took = []

@@ -2,6 +2,7 @@
 then declared dead by all others; restarted, it rejoins."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -91,7 +92,6 @@ def test_kill_suspect_dead_rejoin_across_processes(tmp_path):
 
 
 def test_a_port_in_use_is_a_clear_error_not_a_traceback(tmp_path):
-    import socket
     tls = str(tmp_path / "tls")
     init_mesh(tls, ["cell-0"])
     held = socket.socket()

@@ -4,6 +4,8 @@ forwarding, a socket per device, replies routed back, the uplink lost (ICMP refu
 never acknowledged), buffered, probed and replayed in order. tests/test_relay_e2e.py runs the
 real processes (coordinator, relay, MicroPython devices)."""
 import os
+import pty
+import signal
 import socket
 import subprocess
 import sys
@@ -336,8 +338,6 @@ def test_a_witness_refused_by_a_talking_coordinator_is_not_a_lost_uplink(relay_o
 def test_a_relay_on_a_serial_port_stops_cleanly():
     # SIGTERM closes the links while their reader threads read: the serial reader used to die
     # with pyserial's TypeError (a traceback on every stop) instead of ending on LinkClosed
-    import pty
-    import signal
     master, slave = pty.openpty()
     try:
         for _ in range(3):

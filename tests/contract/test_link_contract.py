@@ -7,6 +7,7 @@ import os
 import pty
 import queue
 import socket
+import threading
 import time
 import tty
 
@@ -196,7 +197,6 @@ def test_close_from_another_thread_ends_a_read_with_link_closed(peer):
     # a service stops by closing its links while their reader threads are inside recv_batch():
     # each reader must end with LinkClosed (pyserial's read of a port closed meanwhile raised
     # TypeError in 58 of 60 tries, a traceback at every relay shutdown)
-    import threading
     errors = []
 
     def reader():
